@@ -1,0 +1,36 @@
+"""`edgedistill run`: the whole path from one pipeline.yaml."""
+
+from __future__ import annotations
+
+import click
+
+from ..pipeline import STAGES, load_pipeline, run_pipeline, stage_commands
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False))
+@click.option("--force", type=click.Choice(STAGES), help="Redo this stage (and every stage after it) even if up to date.")
+@click.option("--until", type=click.Choice(STAGES), help="Stop after this stage.")
+@click.option("--dry-run", is_flag=True, help="Print the commands each stage would run, and run nothing.")
+def run(pipeline_file, force, until, dry_run):
+    """Run annotate -> train -> strip -> export -> bench -> report from one PIPELINE.yaml.
+
+    Each stage reads the previous stage's artifact from the run directory. A stage whose settings
+    and inputs are unchanged since it last finished is skipped, so after a crash or an edit a re-run
+    redoes only what changed (and the teacher cache means no request is paid twice).
+
+    See examples/quickstart/pipeline.yaml for every key, with comments.
+    """
+    pipe = load_pipeline(pipeline_file)
+    if dry_run:
+        for stage, calls in stage_commands(pipe).items():
+            for args in calls:
+                click.echo(f"[{stage}] edgedistill " + " ".join(str(a) for a in args))
+        return
+    rows = run_pipeline(pipe, force=force, until=until, echo=lambda m: click.secho(m, fg="cyan"))
+    click.echo("\n stage      status    seconds")
+    for r in rows:
+        click.echo(f" {r['stage']:<10} {r['status']:<9} {r['seconds']:>7.1f}")
+    report = pipe.run / "report.md"
+    if report.exists():
+        click.echo(f"\nReport: {report}")

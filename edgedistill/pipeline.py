@@ -1,0 +1,302 @@
+"""`edgedistill run pipeline.yaml`: every stage from one file, redoing only what changed.
+
+Stages run in order annotate -> train -> strip -> export -> bench -> report. Each stage reads the
+previous stage's artifact from the run directory and is invoked exactly as its CLI command would
+be, so a pipeline run and a hand-typed chain of commands produce the same artifacts.
+
+A stage is skipped when its fingerprint (its settings, the content of its input files and the
+fingerprint of the stage before it) matches the one recorded when it last finished. Fingerprints
+are recorded only after a stage completes, so a crash or Ctrl-C mid-stage redoes that stage (the
+teacher stage then replays its cache and pays for nothing twice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .atomic import write_json
+from .errors import UserError
+
+STAGES = ("annotate", "train", "strip", "export", "bench", "report")
+
+
+@dataclass
+class TeacherConfig:
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    prompt: str = "zero-shot"
+    rationale_fraction: float = 1.0
+    max_cost: float | None = None
+    concurrency: int = 8
+    cache: str | None = None  # a recorded teacher cache to start from (replayed, never re-paid)
+
+
+@dataclass
+class StudentConfig:
+    base: str | None = None  # HF model dir; default: the offline all-MiniLM-L6-v2
+    mode: str = "multitask"  # the student that is shipped
+    compare: list[str] = field(default_factory=list)  # extra modes trained for the report only
+    alpha: float = 0.5
+    epochs: float = 3
+    batch_size: int = 16
+    lr: float | None = None
+    max_length: int = 128
+    seed: int = 0
+
+
+@dataclass
+class ExportConfig:
+    quantize: str = "int8"
+    target: str = "auto"
+
+
+@dataclass
+class BenchConfig:
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    seq_lens: list[int] = field(default_factory=lambda: [32, 128])
+    threads: list[int] = field(default_factory=lambda: [2])
+    min_time: float = 2.0
+
+
+@dataclass
+class Pipeline:
+    task: str
+    data: str
+    run_dir: str = "runs/pipeline"
+    eval_data: str | None = None  # gold-labelled held-out data for accuracy (never used for selection)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+    base: Path = Path(".")  # folder of the pipeline file: relative paths resolve against it
+
+    def path(self, p: str | None) -> Path | None:
+        return None if p is None else (self.base / p).resolve()
+
+    @property
+    def run(self) -> Path:
+        return self.path(self.run_dir)
+
+
+# ---------------------------------------------------------------- loading and validation
+
+def load_pipeline(path) -> Pipeline:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: pipeline file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML: {e}") from None
+    pipe = _build(Pipeline, raw, str(path), "")
+    pipe.base = path.resolve().parent
+    for key in ("task", "data", "eval_data", "teacher.cache", "student.base"):
+        obj, name = (pipe, key) if "." not in key else (getattr(pipe, key.split(".")[0]), key.split(".")[1])
+        value = getattr(obj, name)
+        if value is None or (key == "student.base" and "/" not in value and not value.startswith(".")):
+            continue
+        if not pipe.path(value).exists():
+            raise UserError(f"{path}: {key}: file {pipe.path(value)} does not exist; fix the path (relative paths are relative to the pipeline file)")
+    choices = {"teacher.prompt": ("zero-shot", "zero-shot-cot", "few-shot-cot", "label-only"),
+               "student.mode": ("multitask", "label-only", "standard"),
+               "export.quantize": ("int8", "none"), "export.target": ("auto", "x86", "arm64")}
+    for key, allowed in choices.items():
+        section, name = key.split(".")
+        values = getattr(getattr(pipe, section), name)
+        for v in values if isinstance(values, list) else [values]:
+            if v not in allowed:
+                raise UserError(f"{path}: {key}: {v!r} is not one of {', '.join(allowed)}")
+    for m in pipe.student.compare:
+        if m not in choices["student.mode"]:
+            raise UserError(f"{path}: student.compare: {m!r} is not one of {', '.join(choices['student.mode'])}")
+    if not 0 < pipe.teacher.rationale_fraction <= 1:
+        raise UserError(f"{path}: teacher.rationale_fraction: must be in (0, 1]")
+    if not 0 <= pipe.student.alpha <= 1:
+        raise UserError(f"{path}: student.alpha: must be in [0, 1]")
+    return pipe
+
+
+def _build(cls, raw, source: str, prefix: str):
+    """Instantiate a config dataclass from a mapping, naming the key path of any mistake."""
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: {where}: expected a mapping of keys, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base"}
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in fields:
+            raise UserError(f"{source}: {prefix}{key}: unknown key; allowed here: {', '.join(fields)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value or {}, source, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _check_type(value, hint, source, f"{prefix}{key}")
+    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in kwargs]
+    if missing:
+        raise UserError(f"{source}: {prefix}{missing[0]}: required key is missing")
+    return cls(**kwargs)
+
+
+def _check_type(value, hint, source, keypath):
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    if value is None and type(None) in args:
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            raise UserError(f"{source}: {keypath}: expected a list, e.g. [{_example(args[0])}], got {value!r}")
+        return [_check_type(v, args[0], source, f"{keypath}[{i}]") for i, v in enumerate(value)]
+    allowed = [a for a in (args or (hint,)) if a is not type(None)]
+    for a in allowed:
+        if a is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if a is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if a is str and isinstance(value, str):
+            return value
+    names = " or ".join(a.__name__ for a in allowed)
+    raise UserError(f"{source}: {keypath}: expected {names}, got {value!r} ({type(value).__name__}); e.g. {keypath.split('.')[-1]}: {_example(allowed[0])}")
+
+
+def _example(t):
+    return {int: "2", float: "0.5", str: "text"}.get(t, "...")
+
+
+# ---------------------------------------------------------------- fingerprints
+
+def _file_hash(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fingerprints(pipe: Pipeline) -> dict[str, str]:
+    """Each stage's fingerprint: its own settings and inputs, chained to the stage before it."""
+    own = {
+        "annotate": {"teacher": dataclasses.asdict(pipe.teacher), "task": _file_hash(pipe.path(pipe.task)),
+                     "data": _file_hash(pipe.path(pipe.data)), "cache": _file_hash(pipe.path(pipe.teacher.cache))},
+        "train": {"student": dataclasses.asdict(pipe.student), "eval_data": _file_hash(pipe.path(pipe.eval_data))},
+        "strip": {},
+        "export": dataclasses.asdict(pipe.export),
+        "bench": {"bench": dataclasses.asdict(pipe.bench), "eval_data": _file_hash(pipe.path(pipe.eval_data))},
+        "report": {},
+    }
+    out, previous = {}, ""
+    for stage in STAGES:
+        blob = json.dumps({"previous": previous, "stage": stage, "settings": own[stage]}, sort_keys=True, default=str)
+        out[stage] = previous = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return out
+
+
+# ---------------------------------------------------------------- running
+
+def _cli(args: list[str], capture: bool = False) -> str:
+    """Run one edgedistill command in this process, exactly as typed on the command line."""
+    import contextlib
+    import io
+
+    from .cli import main
+
+    print("$ edgedistill " + " ".join(args), flush=True)
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf) if capture else contextlib.nullcontext():
+        main.main(args=[str(a) for a in args], prog_name="edgedistill", standalone_mode=False)
+    return buf.getvalue()
+
+
+def _opt(flag: str, value) -> list:
+    return [] if value is None else [flag, value]
+
+
+def stage_commands(pipe: Pipeline) -> dict[str, list[list]]:
+    """The CLI calls each stage makes; also what `run --dry-run` prints."""
+    run, t, s, e, b = pipe.run, pipe.teacher, pipe.student, pipe.export, pipe.bench
+    task = pipe.path(pipe.task)
+
+    def train(mode, out):
+        return (["train", "--task", task, "--annotations", run / "annotations.jsonl", "--out", out, "--mode", mode,
+                 "--alpha", s.alpha, "--epochs", s.epochs, "--batch-size", s.batch_size, "--max-length", s.max_length,
+                 "--seed", s.seed] + _opt("--student", pipe.path(s.base) if s.base and ("/" in s.base or s.base.startswith(".")) else s.base)
+                + _opt("--lr", s.lr))
+
+    csv = lambda xs: ",".join(str(x) for x in xs)  # noqa: E731
+    return {
+        "annotate": [["annotate", "--task", task, "--data", pipe.path(pipe.data), "--out", run, "--model", t.model,
+                      "--prompt", t.prompt, "--rationale-fraction", t.rationale_fraction, "--concurrency", t.concurrency,
+                      "--api-key-env", t.api_key_env] + _opt("--base-url", t.base_url) + _opt("--max-cost", t.max_cost)],
+        "train": [train(s.mode, run / "student")] + [train(m, run / "compare" / m) for m in s.compare if m != s.mode],
+        "strip": [["strip", run / "student", "--out", run / "stripped"]],
+        "export": [["export", run / "stripped", "--out", run / "bundle", "--quantize", e.quantize, "--target", e.target]],
+        "bench": [["bench", run / "bundle", "--torch", run / "stripped", "--out", run / "bench",
+                   "--batch-sizes", csv(b.batch_sizes), "--seq-lens", csv(b.seq_lens), "--threads", csv(b.threads),
+                   "--min-time", b.min_time] + _opt("--data", pipe.path(pipe.eval_data))],
+        "report": [],
+    }
+
+
+def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = None, echo=print) -> list[dict]:
+    """Run the stages in order; returns one row per stage: name, status (ran/skipped), seconds."""
+    run = pipe.run
+    run.mkdir(parents=True, exist_ok=True)
+    state_path = run / "pipeline_state.json"
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    prints = fingerprints(pipe)
+    commands = stage_commands(pipe)
+    outputs = {"annotate": run / "annotations.jsonl", "train": run / "student", "strip": run / "stripped",
+               "export": run / "bundle", "bench": run / "bench" / "results.json", "report": run / "report.md"}
+    rows, dirty = [], False
+    for stage in STAGES:
+        up_to_date = state.get(stage) == prints[stage] and outputs[stage].exists()
+        if up_to_date and not dirty and force != stage:
+            echo(f"[{stage}] up to date, skipped")
+            rows.append({"stage": stage, "status": "skipped", "seconds": 0.0})
+        else:
+            dirty = True  # everything after a stage that ran runs too
+            echo(f"[{stage}] running")
+            start = time.perf_counter()
+            if stage == "annotate" and pipe.teacher.cache and not (run / "cache.sqlite").exists():
+                # Start from the recorded responses: replaying them costs nothing.
+                shutil.copyfile(pipe.path(pipe.teacher.cache), run / "cache.sqlite")
+            for args in commands[stage]:
+                _cli(args)
+            if stage == "report":
+                from .run_report import write_report
+
+                write_report(pipe, _evaluations(pipe))
+            state[stage] = prints[stage]
+            write_json(state_path, state)
+            rows.append({"stage": stage, "status": "ran", "seconds": round(time.perf_counter() - start, 1)})
+        if stage == until:
+            break
+    return rows
+
+
+def _evaluations(pipe: Pipeline) -> dict[str, dict]:
+    """Accuracy on eval_data of every trained student and of the bundle, by name."""
+    if pipe.eval_data is None:
+        return {}
+    run = pipe.run
+    models = {f"student ({pipe.student.mode})": run / "student"}
+    models.update({f"student ({m})": run / "compare" / m for m in pipe.student.compare if m != pipe.student.mode})
+    models["bundle (INT8)" if pipe.export.quantize == "int8" else "bundle"] = run / "bundle"
+    out = {}
+    for name, path in models.items():
+        if path.exists():
+            text = _cli(["eval", path, "--task", pipe.path(pipe.task), "--data", pipe.path(pipe.eval_data), "--json"], capture=True)
+            out[name] = json.loads(text[text.index("{"):])
+    return out

@@ -1,0 +1,85 @@
+"""RUN/report.md: one page that answers what the pipeline cost, what it learned and what it gained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .atomic import write_text
+
+
+def _load(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _fmt(x, spec=".1f", suffix=""):
+    return "–" if x is None else f"{x:{spec}}{suffix}"
+
+
+def _size_mb(path: Path) -> float | None:
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def write_report(pipe, evaluations: dict[str, dict]) -> Path:
+    run = pipe.run
+    ann = _load(run / "annotate.json") or {}
+    train = _load(run / "student" / "train.json") or {}
+    bench = _load(run / "bench" / "results.json")
+    manifest = _load(run / "bundle" / "manifest.json") or {}
+    lines = [f"# edgedistill run: {Path(pipe.task).stem}", ""]
+
+    lines += ["## Teacher", "",
+              "| model | prompt | examples | ok | parse failed | failed | requests sent | cache hits | prompt tokens | completion tokens | cost (USD) | agreement with gold |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|",
+              f"| {ann.get('model', pipe.teacher.model)} | {ann.get('mode', pipe.teacher.prompt)} | {ann.get('examples', '–')} | {ann.get('ok', '–')} "
+              f"| {ann.get('parse_failed', '–')} | {ann.get('failed', '–')} | {ann.get('requests_sent', '–')} | {ann.get('cache_hits', '–')} "
+              f"| {ann.get('prompt_tokens', '–')} | {ann.get('completion_tokens', '–')} | {_fmt(ann.get('cost_usd'), '.4f')} "
+              f"| {_fmt(None if ann.get('gold_agreement') is None else 100 * ann['gold_agreement'], '.1f', ' %')} |", ""]
+
+    if evaluations:
+        lines += [f"## Accuracy on {Path(pipe.eval_data).name} (held out, gold labels)", "",
+                  "| model | accuracy | examples |", "|---|---|---|"]
+        for name, ev in evaluations.items():
+            lines.append(f"| {name} | {_fmt(100 * ev['accuracy'], '.1f', ' %')} | {ev.get('examples', ev.get('n', '–'))} |")
+        lines.append("")
+
+    if bench:
+        lines += ["## Speed and size (batch 1)", "", *_bench_rows(bench), ""]
+        for plot in ("latency.png", "tradeoff.png"):
+            if (run / "bench" / plot).exists():
+                lines.append(f"![{plot}](bench/{plot})")
+        lines.append("")
+
+    lines += ["## Artifacts", "", "| stage | path | size |", "|---|---|---|"]
+    for stage, rel in (("annotations", "annotations.jsonl"), ("teacher cache", "cache.sqlite"), ("student", "student"),
+                       ("stripped model", "stripped"), ("bundle", "bundle"), ("benchmark", "bench/report.md")):
+        p = run / rel
+        lines.append(f"| {stage} | `{p}` | {_fmt(_size_mb(p), '.1f', ' MB')} |")
+    if train:
+        lines += ["", f"Student: mode `{train.get('mode', pipe.student.mode)}`, α = {train.get('alpha', pipe.student.alpha)}, "
+                  f"seed {train.get('seed', pipe.student.seed)}. Bundle: quantization "
+                  f"`{(manifest.get('quantization') or {}).get('mode', pipe.export.quantize) if isinstance(manifest.get('quantization'), dict) else manifest.get('quantization', pipe.export.quantize)}`."]
+    path = run / "report.md"
+    write_text(path, "\n".join(lines) + "\n")
+    return path
+
+
+def _bench_rows(bench: dict) -> list[str]:
+    """Rows of the bench results at batch 1 and the longest measured sequence length, one per variant."""
+    rows = [r for r in bench.get("results", []) if r.get("batch_size", r.get("batch")) == 1 and r.get("status", "ok") == "ok"]
+    if not rows:
+        return ["(no batch-1 results)"]
+    seq = max(r.get("seq_len", 0) for r in rows)
+    threads = max(r.get("threads", 0) for r in rows)
+    out = [f"Sequence length {seq}, {threads} threads.", "",
+           "| variant | p50 latency (ms) | speedup vs torch FP32 | size (MB) | accuracy |", "|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("seq_len", 0) != seq or r.get("threads", 0) != threads:
+            continue
+        acc = r.get("accuracy")
+        out.append(f"| {r.get('variant')} | {_fmt(r.get('p50_ms'), '.2f')} | {_fmt(r.get('speedup_vs_torch_fp32'), '.2f', '×')} "
+                   f"| {_fmt(None if r.get('size_bytes') is None else r['size_bytes'] / 1e6, '.1f')} | {_fmt(None if acc is None else 100 * acc, '.1f', ' %')} |")
+    return out
