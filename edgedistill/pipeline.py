@@ -119,6 +119,14 @@ def load_pipeline(path) -> Pipeline:
     for m in pipe.student.compare:
         if m not in choices["student.mode"]:
             raise UserError(f"{path}: student.compare: {m!r} is not one of {', '.join(choices['student.mode'])}")
+    # Validate the task and data now, so a bad row fails before any stage starts.
+    from .data import load_examples
+    from .task import load_task
+
+    task = load_task(pipe.path(pipe.task))
+    load_examples(task, pipe.path(pipe.data))
+    if pipe.eval_data:
+        load_examples(task, pipe.path(pipe.eval_data), require_gold=True)
     if not 0 < pipe.teacher.rationale_fraction <= 1:
         raise UserError(f"{path}: teacher.rationale_fraction: must be in (0, 1]")
     if not 0 <= pipe.student.alpha <= 1:
