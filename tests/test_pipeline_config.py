@@ -1,0 +1,51 @@
+"""A broken pipeline.yaml fails before any work, naming the key path and the fix."""
+
+import json
+
+import pytest
+
+from edgedistill.errors import UserError
+from edgedistill.pipeline import fingerprints, load_pipeline
+
+TASK = "name: t\ntype: classification\ninput: '{text}'\nlabels: [a, b]\ngold: label\n"
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "task.yaml").write_text(TASK)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"text": "hello", "label": "a"}) + "\n")
+    return tmp_path
+
+
+def load(folder, text):
+    (folder / "p.yaml").write_text("task: task.yaml\ndata: d.jsonl\n" + text)
+    return load_pipeline(folder / "p.yaml")
+
+
+@pytest.mark.parametrize("extra, match", [
+    ("teacher: {modle: gpt-4o}\n", r"teacher\.modle: unknown key; allowed here: model"),
+    ("student: {epochs: three}\n", r"student\.epochs: expected float, got 'three'"),
+    ("bench: {seq_lens: 128}\n", r"bench\.seq_lens: expected a list"),
+    ("bench: {seq_lens: [128, x]}\n", r"bench\.seq_lens\[1\]: expected int"),
+    ("eval_data: missing.jsonl\n", r"eval_data: file .*missing.jsonl does not exist"),
+    ("student: {mode: multi}\n", r"student\.mode: 'multi' is not one of"),
+    ("export: {quantize: int4}\n", r"export\.quantize: 'int4' is not one of"),
+    ("teacher: 3\n", r"teacher: expected a mapping"),
+])
+def test_broken_pipeline_names_the_key(folder, extra, match):
+    with pytest.raises(UserError, match=match):
+        load(folder, extra)
+
+
+def test_bad_data_row_fails_at_load(folder):
+    (folder / "d.jsonl").write_text('{"text": "x", "label": "zzz"}\n')
+    with pytest.raises(UserError, match=r"d.jsonl:1: label: unknown label"):
+        load(folder, "")
+
+
+def test_fingerprints_chain(folder):
+    base = fingerprints(load(folder, ""))
+    edited = fingerprints(load(folder, "export: {quantize: none}\n"))
+    assert [s for s in base if base[s] != edited[s]] == ["export", "bench", "report"]
+    (folder / "d.jsonl").write_text(json.dumps({"text": "changed", "label": "b"}) + "\n")
+    assert all(base[s] != v for s, v in fingerprints(load(folder, "")).items())
