@@ -1,0 +1,109 @@
+"""What annotation costs: offline token counts, a list-price table, and dry-run estimates.
+
+Token counts use `bpe-openai` (OpenAI's BPE encodings shipped inside the package; tiktoken would
+fetch them from the web). For non-OpenAI models the o200k encoding is a stand-in: close enough to
+compare prompt modes, which is what a dry run is for.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+
+# USD per 1M tokens: (input, output, cached input). List prices of late 2025; check your provider
+# and override with --price-in / --price-out. Local servers cost nothing but electricity.
+PRICES: dict[str, tuple[float, float, float]] = {
+    "gpt-5": (1.25, 10.00, 0.125),
+    "gpt-5-mini": (0.25, 2.00, 0.025),
+    "gpt-5-nano": (0.05, 0.40, 0.005),
+    "gpt-4.1": (2.00, 8.00, 0.50),
+    "gpt-4.1-mini": (0.40, 1.60, 0.10),
+    "gpt-4.1-nano": (0.10, 0.40, 0.025),
+    "gpt-4o": (2.50, 10.00, 1.25),
+    "gpt-4o-mini": (0.15, 0.60, 0.075),
+    "o4-mini": (1.10, 4.40, 0.275),
+    "o3-mini": (1.10, 4.40, 0.55),
+    "gpt-3.5-turbo": (0.50, 1.50, 0.50),
+}
+
+# Completion length when nothing better is known, from the local-teacher transcript and the PaLM
+# outputs (benchmarks/annotation_cost.py measures the real figures): answer line only; answer plus a
+# one-sentence explanation; step-by-step reasoning plus a short extraction answer; an exemplar-style
+# rationale ending "So the answer is ...".
+TYPICAL_COMPLETION_TOKENS = {"label-only": 6, "zero-shot": 40, "zero-shot-cot": (150, 8), "few-shot-cot": 60}
+
+
+def price_for(model: str, price_in: float | None = None, price_out: float | None = None) -> tuple[float, float] | None:
+    """(USD per 1M input tokens, per 1M output tokens), or None when unknown and not given."""
+    known = PRICES.get(model) or next((PRICES[k] for k in sorted(PRICES, key=len, reverse=True) if model.startswith(k + "-")), None)
+    if price_in is not None and price_out is not None:
+        return (price_in, price_out)
+    if known is None:
+        return None if price_in is None and price_out is None else (price_in or 0.0, price_out or 0.0)
+    return (price_in if price_in is not None else known[0], price_out if price_out is not None else known[1])
+
+
+def cached_price_for(model: str) -> float | None:
+    known = PRICES.get(model)
+    return known[2] if known else None
+
+
+@functools.lru_cache(maxsize=8)
+def _encoding(model: str):
+    import bpe_openai
+
+    try:
+        return bpe_openai.get_encoding(bpe_openai.encoding_name_for_model(model))
+    except Exception:  # not an OpenAI model: o200k is the closest modern stand-in
+        return bpe_openai.get_encoding("o200k_base")
+
+
+def count_tokens(messages_or_text, model: str = "gpt-4o-mini") -> int:
+    """Tokens of a text, or of chat messages as the API bills them (content + ~3 per message + 3)."""
+    enc = _encoding(model)
+    if isinstance(messages_or_text, str):
+        return len(enc.encode(messages_or_text))
+    return sum(3 + len(enc.encode(m["content"])) for m in messages_or_text) + 3
+
+
+def cost_usd(prompt_tokens: int, completion_tokens: int, price: tuple[float, float] | None, cached_tokens: int = 0,
+             cached_price: float | None = None) -> float | None:
+    if price is None:
+        return None
+    uncached = prompt_tokens - (cached_tokens if cached_price is not None else 0)
+    cached = cached_tokens * cached_price if cached_price is not None else 0.0
+    return (uncached * price[0] + cached + completion_tokens * price[1]) / 1e6
+
+
+def estimate(task, examples, mode: str, model: str, exemplars=None, rationale_fraction: float = 1.0, price=None,
+             sample: int = 200, seed: int = 0) -> dict:
+    """Estimated requests, tokens and cost to annotate `examples` with one prompt mode, sending nothing.
+
+    Prompt tokens are counted exactly on a sample of the real prompts; completion tokens use
+    TYPICAL_COMPLETION_TOKENS. With rationale_fraction < 1 the rest are priced as label-only.
+    """
+    from .prompts import plan
+
+    n = len(examples)
+    picked = random.Random(seed).sample(examples, min(sample, n)) if n else []
+    with_rationale = round(n * rationale_fraction) if mode != "label-only" else 0
+    parts = [(mode, with_rationale), ("label-only", n - with_rationale)]
+    requests = prompt = completion = 0.0
+    for m, count in parts:
+        if count == 0 or not picked:
+            continue
+        p = plan(task, m, exemplars)
+        typical = TYPICAL_COMPLETION_TOKENS[m]
+        if m == "zero-shot-cot":
+            reasoning = "word " * typical[0]
+            per_prompt = sum(count_tokens(p.messages(e), model) + count_tokens(p.messages(e, [reasoning]), model) for e in picked) / len(picked)
+            per_completion, per_requests = sum(typical), 2
+        else:
+            per_prompt = sum(count_tokens(p.messages(e), model) for e in picked) / len(picked)
+            per_completion, per_requests = typical, 1
+        requests += per_requests * count
+        prompt += per_prompt * count
+        completion += per_completion * count
+    price = price if price is not None else price_for(model)
+    return {"mode": mode, "examples": n, "requests": int(requests), "prompt_tokens": int(prompt),
+            "completion_tokens": int(completion), "cost_usd": cost_usd(prompt, completion, price)}
