@@ -1,0 +1,122 @@
+"""Which machine produced a benchmark: CPU, the SIMD features that decide the INT8 ranking, versions,
+load and the exact command. Every results.json carries one, so numbers are never read without it.
+
+Cheap by design: package versions come from installed metadata, so recording them imports neither
+torch nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import sys
+from importlib import metadata
+
+# The features that change which INT8 kernels run (and so whether INT8 beats FP32 at all).
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
+             "neon", "dotprod", "i8mm", "sve")
+PACKAGES = ("edgedistill", "torch", "onnxruntime", "transformers", "optimum", "optimum-onnx", "onnx",
+            "numpy", "tokenizers")
+
+
+def _read_cpuinfo() -> tuple[str, set[str]]:
+    """(CPU model name, set of feature flags) from /proc/cpuinfo; ('', set()) where there is none."""
+    model, flags = "", set()
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        return platform.processor() or "", flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip().lower()
+        if key in ("model name", "hardware", "cpu model") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = set(value.split())
+    if not model and "CPU implementer" in text:  # arm64 lists part numbers, not names
+        model = "arm64 (implementer {})".format(text.split("CPU implementer")[1].split(":")[1].split()[0])
+    return model, flags
+
+
+def isa_features() -> dict:
+    """{flag: bool} for ISA_FLAGS, plus the CPU model. Uses edgedistill.cpu when helper code provides it."""
+    model, flags = _read_cpuinfo()
+    try:  # the export stage's detector is the one that picks the quantization preset; agree with it
+        from .cpu import cpu_features
+
+        found = cpu_features()
+        names = found.get("flags", found) if isinstance(found, dict) else found
+        if isinstance(names, dict):
+            flags |= {k for k, v in names.items() if v is True}
+        elif isinstance(names, (set, list, tuple, frozenset)):
+            flags |= {str(x) for x in names}
+    except Exception:  # noqa: BLE001 - absent or different API: /proc/cpuinfo alone is still right
+        pass
+    arch = platform.machine().lower()
+    if arch in ("aarch64", "arm64"):
+        # arm64 Linux calls NEON "asimd" and dot-product "asimddp".
+        flags |= {"neon"} if "asimd" in flags or arch == "arm64" else set()
+        flags |= {"dotprod"} if "asimddp" in flags else set()
+    out = {f: f in flags for f in ISA_FLAGS}
+    out["avx_vnni"] = out["avx_vnni"] or "avxvnni" in flags
+    return {"cpu_model": model or platform.processor() or "unknown", "isa": out}
+
+
+def isa_preset(isa: dict) -> str:
+    """The name of the quantization preset this CPU calls for: avx512_vnni, avx512, avx2 or arm64."""
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return "arm64"
+    if isa.get("avx512_vnni"):
+        return "avx512_vnni"
+    if isa.get("avx512f"):
+        return "avx512"
+    return "avx2"
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _memory_gb() -> float | None:
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def machine_record(threads=None, command: list[str] | None = None) -> dict:
+    """Everything needed to interpret (and re-run) a benchmark on this machine."""
+    cpu = isa_features()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "cpu_model": cpu["cpu_model"],
+        "arch": platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable,
+        "threads_used": list(threads) if isinstance(threads, (list, tuple)) else threads,
+        "isa": cpu["isa"],
+        "quantization_preset": isa_preset(cpu["isa"]),
+        "memory_gb": _memory_gb(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {p: _version(p) for p in PACKAGES},
+        "loadavg_1_5_15": load,
+        "command": shlex.join(command if command is not None else [os.path.basename(sys.argv[0])] + sys.argv[1:]),
+    }
+
+
+def describe(m: dict) -> str:
+    """One line for a report: 'AMD EPYC, x86_64, 2 CPUs, avx512_vnni'."""
+    isa = [k for k in ("avx512_vnni", "avx_vnni", "amx_int8", "avx2", "dotprod", "neon") if m.get("isa", {}).get(k)]
+    return f"{m.get('cpu_model', '?')}, {m.get('arch', '?')}, {m.get('usable_cpus', '?')} CPUs, {'/'.join(isa[:2]) or 'no SIMD int8'}"
