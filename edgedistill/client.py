@@ -1,0 +1,138 @@
+"""The teacher client: the openai SDK against any OpenAI-compatible server, with retries and the cache.
+
+Retries are our own (SDK max_retries=0) so that every attempt is counted and logged, Retry-After is
+honoured exactly, and empty or unparseable bodies (which the SDK does not retry) are retried too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import openai
+
+from .cache import Cache, request_key
+from .cost import cached_price_for, cost_usd
+
+RETRY_STATUS = {408, 409, 429}  # plus every 5xx
+
+
+@dataclass
+class ClientConfig:
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: float = 120.0
+    max_retries: int = 6
+    backoff_base: float = 1.0  # seconds; doubles per attempt, with jitter
+    backoff_max: float = 60.0
+    temperature: float = 0.0
+    max_tokens: int = 512
+    price: tuple[float, float] | None = None
+
+
+class TeacherError(Exception):
+    """A request that failed for good (after retries); its text never contains the API key."""
+
+
+@dataclass
+class Completion:
+    content: str
+    usage: dict
+    cost_usd: float | None
+    cached: bool
+    attempts: int = 0  # HTTP requests sent for this completion (0 on a cache hit)
+
+
+def _retry_after(headers) -> float | None:
+    value = headers.get("retry-after") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class TeacherClient:
+    def __init__(self, cfg: ClientConfig, cache: Cache):
+        self.cfg, self.cache = cfg, cache
+        self._key = os.environ.get(cfg.api_key_env) or ""
+        base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
+        # Local servers (llama.cpp, vLLM, Ollama) need no key, but the SDK insists on a string.
+        self.api = openai.AsyncOpenAI(api_key=self._key or "no-key", base_url=base_url, max_retries=0, timeout=cfg.timeout)
+        self.params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+
+    def scrub(self, text: str) -> str:
+        """Remove the API key from any text that might reach a log, a file or the terminal."""
+        return text.replace(self._key, "***") if self._key and len(self._key) >= 4 else text
+
+    def key_for(self, messages: list[dict]) -> str:
+        return request_key(self.cfg.model, messages, self.params)
+
+    def cached(self, messages: list[dict]) -> Completion | None:
+        hit = self.cache.get(self.key_for(messages))
+        return Completion(hit["content"], hit["usage"], 0.0, cached=True) if hit else None
+
+    async def complete(self, messages: list[dict]) -> Completion:
+        hit = self.cached(messages)
+        if hit:
+            return hit
+        key, cfg = self.key_for(messages), self.cfg
+        last_error = "no attempt made"
+        for attempt in range(1, cfg.max_retries + 2):
+            start = time.perf_counter()
+            wait = None
+            try:
+                resp = await self.api.chat.completions.create(model=cfg.model, messages=messages, **self.params)
+                content = resp.choices[0].message.content if resp.choices else None
+                if not isinstance(content, str) or not content.strip():
+                    raise ValueError("the server returned an empty answer")
+            except openai.APIStatusError as e:
+                last_error = f"HTTP {e.status_code}: {self.scrub(str(e))[:300]}"
+                if e.status_code not in RETRY_STATUS and e.status_code < 500:
+                    self.cache.log(key, cfg.model, "error", last_error, time.perf_counter() - start)
+                    raise TeacherError(last_error + self._hint(e.status_code)) from None
+                wait = _retry_after(e.response.headers)
+            except (openai.APITimeoutError, openai.APIConnectionError) as e:
+                last_error = f"{type(e).__name__}: {self.scrub(str(e))[:200]}"
+            except (ValueError, AttributeError, TypeError, IndexError, openai.APIResponseValidationError) as e:
+                # invalid JSON, a body without choices, or empty content: retry, never cache
+                last_error = f"bad response: {self.scrub(str(e))[:200]}"
+            else:
+                latency = time.perf_counter() - start
+                usage = _usage(resp)
+                cost = cost_usd(usage["prompt_tokens"], usage["completion_tokens"], cfg.price, usage["cached_tokens"],
+                                cached_price_for(cfg.model))
+                request = {"messages": messages, **self.params}
+                self.cache.put(key, cfg.model, request, content, usage, cost, latency)  # durable before anything else
+                self.cache.log(key, cfg.model, "ok", None, latency)
+                return Completion(content, usage, cost, cached=False, attempts=attempt)
+            self.cache.log(key, cfg.model, "retry", last_error, time.perf_counter() - start)
+            if attempt > cfg.max_retries:
+                break
+            if wait is None:
+                wait = min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            await asyncio.sleep(wait)
+        raise TeacherError(f"gave up after {cfg.max_retries + 1} attempts: {last_error}")
+
+    @staticmethod
+    def _hint(status: int) -> str:
+        return {401: " (check the API key: --api-key-env names the variable that holds it)",
+                404: " (check --model and --base-url)"}.get(status, "")
+
+    async def close(self):
+        await self.api.close()
+
+
+def _usage(resp) -> dict:
+    u = getattr(resp, "usage", None)
+    details = getattr(u, "prompt_tokens_details", None)
+    return {"prompt_tokens": getattr(u, "prompt_tokens", 0) or 0,
+            "completion_tokens": getattr(u, "completion_tokens", 0) or 0,
+            "cached_tokens": getattr(details, "cached_tokens", 0) or 0}

@@ -1,0 +1,61 @@
+"""`edgedistill annotate`: ask a teacher LLM for labels and rationales."""
+
+from __future__ import annotations
+
+import click
+
+from ..annotate import AnnotateConfig, annotate as run_annotate
+from ..prompts import MODES
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--task", required=True, type=click.Path(), help="Task spec YAML (see README, 'Task spec').")
+@click.option("--data", required=True, type=click.Path(), help="Inputs to annotate: .jsonl, .json, .csv, .tsv or .parquet.")
+@click.option("--out", required=True, type=click.Path(), help="Run directory: annotations.jsonl, annotate.json and cache.sqlite go here.")
+@click.option("--model", default="gpt-4o-mini", show_default=True, help="Teacher model name, as the server knows it.")
+@click.option("--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM), "
+              "http://localhost:11434/v1 (Ollama). Default: $OPENAI_BASE_URL, else OpenAI.")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable holding the API key (local servers need none).")
+@click.option("--prompt", "prompt", type=click.Choice(MODES), default="zero-shot", show_default=True,
+              help="zero-shot: answer + one-sentence explanation, one request; zero-shot-cot: 'Let's think step by step', two requests; "
+                   "few-shot-cot: your --exemplars (the costly DSS baseline); label-only: no rationale.")
+@click.option("--exemplars", type=click.Path(), help="few-shot-cot exemplars: JSONL with the task's fields, answer, rationale.")
+@click.option("--rationale-fraction", type=float, default=1.0, show_default=True,
+              help="Ask for a rationale on this seeded fraction of the examples only; the rest get the label-only prompt.")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight at once.")
+@click.option("--max-cost", type=float, help="USD cap for this run directory; no request that could exceed it is started.")
+@click.option("--dry-run", is_flag=True, help="Print estimated tokens and cost for each prompt mode; send nothing.")
+@click.option("--limit", type=int, help="Annotate only the first N examples.")
+@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request.")
+@click.option("--max-retries", type=int, default=6, show_default=True, help="Retries on 408/409/429/5xx, timeouts, dropped connections, bad bodies.")
+@click.option("--temperature", type=float, default=0.0, show_default=True)
+@click.option("--max-tokens", type=int, default=512, show_default=True, help="Completion cap per request (also the worst case --max-cost reserves).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --rationale-fraction subset.")
+@click.option("--price-in", type=float, help="USD per 1M prompt tokens (overrides the built-in price table).")
+@click.option("--price-out", type=float, help="USD per 1M completion tokens.")
+@click.option("--keep-if-agrees", is_flag=True, help="Mark examples whose teacher label differs from gold as 'filtered' (kept in the file).")
+def annotate(**kwargs):
+    """Label (and explain) every input with a teacher LLM; pay for each request once.
+
+    Responses are cached in OUT/cache.sqlite the moment they arrive: after a crash, kill or
+    Ctrl-C, re-run the same command and only unanswered requests are sent.
+
+    \b
+    Example (a local llama.cpp / vLLM / Ollama server needs no key):
+      edgedistill annotate --task task.yaml --data inputs.jsonl --out runs/a \\
+          --base-url http://127.0.0.1:8765/v1 --model qwen2.5-0.5b-instruct
+    """
+    summary = run_annotate(AnnotateConfig(**kwargs), echo=click.echo)
+    if summary.get("dry_run"):
+        return
+    click.echo("")
+    keys = ["examples", "ok", "parse_failed", "failed", "filtered", "rationales", "rationales_dropped_short", "requests_sent",
+            "cache_hits", "retries", "prompt_tokens", "completion_tokens", "cost_usd", "gold_agreement"]
+    for k in keys:
+        v = summary.get(k)
+        v = "–" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
+        click.echo(f"  {k:<26}{v:>12}")
+    click.echo(f"\nWrote {kwargs['out']}/annotations.jsonl and annotate.json")
+    if summary.get("message"):
+        click.secho(summary["message"], fg="yellow")
+        raise SystemExit(3)
