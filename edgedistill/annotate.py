@@ -168,7 +168,8 @@ async def _annotate_all(examples, main_plan, cheap_plan, want_rationale, client,
                 stats["budget_stopped"] += 1
                 return _row(ex, status="failed", error=f"not sent: {e}", usage=usage, requested=ex.id in want_rationale)
             except TeacherError as e:
-                stats["requests_sent"] += client.cfg.max_retries + 1 if "gave up" in str(e) else 1
+                stats["requests_sent"] += e.attempts
+                stats["retries"] += e.attempts - 1
                 return _row(ex, status="failed", error=str(e), usage=usage, requested=ex.id in want_rationale)
             finally:
                 bar.update(1)

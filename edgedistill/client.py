@@ -38,6 +38,10 @@ class ClientConfig:
 class TeacherError(Exception):
     """A request that failed for good (after retries); its text never contains the API key."""
 
+    def __init__(self, message: str, attempts: int):
+        super().__init__(message)
+        self.attempts = attempts  # HTTP requests sent before giving up
+
 
 @dataclass
 class Completion:
@@ -97,7 +101,7 @@ class TeacherClient:
                 last_error = f"HTTP {e.status_code}: {self.scrub(str(e))[:300]}"
                 if e.status_code not in RETRY_STATUS and e.status_code < 500:
                     self.cache.log(key, cfg.model, "error", last_error, time.perf_counter() - start)
-                    raise TeacherError(last_error + self._hint(e.status_code)) from None
+                    raise TeacherError(last_error + self._hint(e.status_code), attempt) from None
                 wait = _retry_after(e.response.headers)
             except (openai.APITimeoutError, openai.APIConnectionError) as e:
                 last_error = f"{type(e).__name__}: {self.scrub(str(e))[:200]}"
@@ -119,7 +123,7 @@ class TeacherClient:
             if wait is None:
                 wait = min(cfg.backoff_max, cfg.backoff_base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             await asyncio.sleep(wait)
-        raise TeacherError(f"gave up after {cfg.max_retries + 1} attempts: {last_error}")
+        raise TeacherError(f"gave up after {cfg.max_retries + 1} attempts: {last_error}", cfg.max_retries + 1)
 
     @staticmethod
     def _hint(status: int) -> str:

@@ -1,0 +1,144 @@
+"""A real HTTP server on 127.0.0.1 that speaks the chat-completions shape and misbehaves on request.
+
+The reply is steered by markers in the last user message, so one data file exercises every fault:
+  FAULT429    first attempt: 429 with Retry-After        FAULT500     first attempt: 500
+  FAULTSLOW   first attempt: slower than the timeout     FAULTDROP    first attempt: connection dropped
+  FAULTJSON   first attempt: invalid JSON body           FAULTEMPTY   always: empty content
+  FAULTDEAD   always: 503                                 GARBAGE      always: an unparseable answer
+  ECHOAUTH    always: 401 whose body echoes the Authorization header (a careless server)
+  ANSWER=<x>  answer x (default: "neutral")
+Every request is appended to the log file (one JSON line: key, outcome, time) as it finishes, which
+is what the crash test reads. Run standalone: python tests/openai_stub.py --port 0 --log FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class StubServer:
+    def __init__(self, log_path=None, latency: float = 0.0, port: int = 0):
+        self.log_path, self.latency = log_path, latency
+        self.attempts: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.requests: list[dict] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):  # keep test output clean
+                pass
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+                stub.handle(self, body)
+
+            def _send(self, status, obj=None, raw: bytes | None = None, headers=None):
+                data = raw if raw is not None else json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def handle(self, h, body):
+        text = body["messages"][-1]["content"]
+        first_user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        key = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()[:16]
+        with self.lock:
+            n = self.attempts[key] = self.attempts.get(key, 0) + 1
+        outcome = "ok"
+        if self.latency:
+            time.sleep(self.latency)
+        marker = lambda m: m in first_user  # noqa: E731
+        if marker("ECHOAUTH"):
+            outcome = "401"
+            h._send(401, {"error": {"message": f"invalid key {h.headers.get('authorization')}", "type": "auth"}})
+        elif marker("FAULTDEAD"):
+            outcome = "503"
+            h._send(503, {"error": {"message": "overloaded"}})
+        elif marker("FAULT429") and n == 1:
+            outcome = "429"
+            h._send(429, {"error": {"message": "rate limited"}}, headers={"retry-after": "0.2"})
+        elif marker("FAULT500") and n == 1:
+            outcome = "500"
+            h._send(500, {"error": {"message": "boom"}})
+        elif marker("FAULTSLOW") and n == 1:
+            outcome = "slow"
+            time.sleep(2.0)
+            try:  # the client has usually hung up by now
+                h._send(200, self._completion(body, "Answer: neutral\nExplanation: too late for anyone to read this."))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+        elif marker("FAULTDROP") and n == 1:
+            outcome = "drop"
+            h.close_connection = True
+            h.connection.close()
+        elif marker("FAULTJSON") and n == 1:
+            outcome = "badjson"
+            h._send(200, raw=b'{"id": "x", "choices": [ this is not json')
+        elif marker("FAULTEMPTY"):
+            outcome = "empty"
+            h._send(200, self._completion(body, ""))
+        else:
+            answer = re.search(r"ANSWER=(\S+)", first_user)
+            answer = answer.group(1) if answer else "neutral"
+            if marker("GARBAGE"):
+                content = "I would rather not say."
+            elif "step by step" in text:
+                content = f"First, we read the premise carefully. Then we compare it with the hypothesis. It is {answer}."
+            elif "Therefore" in text:
+                content = answer
+            else:
+                content = f"Answer: {answer}\nExplanation: The premise and hypothesis together show that it is {answer}."
+            h._send(200, self._completion(body, content))
+        with self.lock:
+            entry = {"key": key, "attempt": n, "outcome": outcome, "t": time.time()}
+            self.requests.append(entry)
+            if self.log_path:
+                with open(self.log_path, "a") as f:
+                    f.write(json.dumps(entry) + "\n")
+
+    @staticmethod
+    def _completion(body, content):
+        prompt = sum(len(m["content"].split()) for m in body["messages"])
+        return {"id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": prompt, "completion_tokens": len(content.split()), "total_tokens": prompt + len(content.split()),
+                          "prompt_tokens_details": {"cached_tokens": 0}}}
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--log")
+    ap.add_argument("--latency", type=float, default=0.0)
+    args = ap.parse_args()
+    s = StubServer(args.log, args.latency, args.port)
+    print(s.port, flush=True)
+    s.server.serve_forever()
