@@ -232,8 +232,7 @@ class BundleRunner(Runner):
     def __init__(self, model, *args):
         super().__init__(*args)
         self.model = model
-        session = _find_session(model)
-        self.input_names = [i.name for i in session.get_inputs()] if session is not None else None
+        self.input_names = _input_names(model)
 
     def prepare(self, feeds):
         if self.input_names is None:
@@ -253,15 +252,14 @@ class BundleRunner(Runner):
         return [p.get("label", p.get("answer")) for p in preds]
 
 
-def _find_session(model):
-    """The onnxruntime session inside an EdgeModel (its attribute name is the runtime's business)."""
-    for name in ("session", "_session", "sess", "_sess"):
-        s = getattr(model, name, None)
+def _input_names(model) -> list[str] | None:
+    """The model inputs an EdgeModel's graph takes (its runtime may drop e.g. token_type_ids)."""
+    names = getattr(model, "input_names", None)
+    if names:
+        return list(names)
+    for s in list(getattr(model, "sessions", {}).values()) + [getattr(model, "session", None)]:
         if s is not None and hasattr(s, "get_inputs"):
-            return s
-    for s in vars(model).values():
-        if hasattr(s, "get_inputs") and hasattr(s, "run"):
-            return s
+            return [i.name for i in s.get_inputs()]
     return None
 
 
@@ -335,6 +333,10 @@ class Subject:
     task: object  # TaskSpec or None
     torch_dir: Path | None
 
+    @property
+    def tokenizer(self) -> Path:
+        return self.bundle / ((self.manifest.get("tokenizer") or {}).get("file") or "tokenizer.json")
+
 
 def read_subject(bundle, torch_dir=None) -> Subject:
     bundle = Path(bundle)
@@ -359,7 +361,7 @@ def read_subject(bundle, torch_dir=None) -> Subject:
 
         known = {f.name for f in fields(TaskSpec)} - {"source"}
         task = task_from_dict({k: v for k, v in manifest["task"].items() if k in known}, source=f"{mpath}: task")
-    labels = (manifest.get("task") or {}).get("labels") or manifest.get("labels")
+    labels = manifest.get("labels") or (manifest.get("task") or {}).get("labels")
     if torch_dir is not None:
         torch_dir = Path(torch_dir)
         if not (torch_dir / "config.json").exists():
@@ -380,11 +382,11 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
 
     info = {n: {"name": n, "description": VARIANTS[n], "status": "ok", "reason": None} for n in names}
     paths = {"family": subject.family, "max_length": subject.max_length, "labels": subject.labels,
-             "tokenizer": str(subject.bundle / "tokenizer.json"), "bundle": str(subject.bundle),
+             "tokenizer": str(subject.tokenizer), "bundle": str(subject.bundle),
              "torch": str(subject.torch_dir) if subject.torch_dir else None}
     if "bundle" in info:
-        onnx_files = [subject.bundle / f for f in (subject.manifest.get("files") or {}) if f.endswith(".onnx")]
-        onnx_files = onnx_files or sorted(subject.bundle.glob("*.onnx"))
+        models = subject.manifest.get("models") or {}
+        onnx_files = [subject.bundle / f for f in models.values()] or sorted(subject.bundle.glob("*.onnx"))
         info["bundle"].update(size_bytes=sum(_onnx_bytes(p) for p in onnx_files), files=[p.name for p in onnx_files],
                               package_bytes=sum(p.stat().st_size for p in subject.bundle.rglob("*") if p.is_file()),
                               quantization=subject.manifest.get("quantization"), target=subject.manifest.get("target"))
@@ -606,7 +608,7 @@ def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None 
         raise UserError(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
     subject = read_subject(bundle, torch_dir)
     machine = machine_record(threads=s.threads, command=command)
-    tok = load_tokenizer(subject.bundle / "tokenizer.json")
+    tok = load_tokenizer(subject.tokenizer)
 
     examples, data_info = [], {"path": None, "examples": 0, "with_gold": 0, "inputs": "synthetic"}
     if data is not None:

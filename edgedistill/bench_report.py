@@ -36,6 +36,8 @@ def validate(doc: dict, where="results.json") -> None:
     except ImportError:  # the device runner may lack it; the structure is still checked by use
         return
     schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    if isinstance(doc, dict):  # check against the kind it claims to be: errors then name the field, not "oneOf"
+        schema = {"$ref": "#/$defs/merged" if doc.get("kind") == "merged" else "#/$defs/run", "$defs": schema["$defs"]}
     err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(doc))
     if err is not None:
         path = ".".join(str(p) for p in err.absolute_path) or "(top level)"
@@ -73,6 +75,8 @@ def run_label(run: dict, i: int | None = None) -> str:
     m = run.get("machine", {})
     isa = next((k for k in ("avx512_vnni", "avx_vnni", "avx2", "dotprod", "neon") if m.get("isa", {}).get(k)), None)
     label = f"{m.get('cpu_model', '?')} ({m.get('arch', '?')}{', ' + isa if isa else ''})"
+    if run.get("tool") == "export/run_bundle.py":
+        label += ", run_bundle.py"
     return label if i is None else f"#{i + 1} {label}"
 
 
@@ -93,11 +97,16 @@ def flat_rows(doc: dict) -> list[dict]:
 
 
 def headline_shape(rows: list[dict]) -> dict | None:
-    """batch 1 / seq 128 / most threads when measured, else the nearest measured shape."""
+    """batch 1 / seq 128 / most threads when measured, else the nearest shape measured in the most runs."""
     if not rows:
         return None
-    b = min((r["batch_size"] for r in rows), key=lambda x: abs(x - HEADLINE["batch_size"]))
-    q = min((r["seq_len"] for r in rows if r["batch_size"] == b), key=lambda x: (abs(x - HEADLINE["seq_len"]), -x))
+    cover: dict[tuple, set] = {}
+    for r in rows:
+        cover.setdefault((r["batch_size"], r["seq_len"]), set()).add(r.get("run_index", 0))
+    best = max(len(v) for v in cover.values())
+    shapes = [k for k, v in cover.items() if len(v) == best]
+    b = min({k[0] for k in shapes}, key=lambda x: abs(x - HEADLINE["batch_size"]))
+    q = min((k[1] for k in shapes if k[0] == b), key=lambda x: (abs(x - HEADLINE["seq_len"]), -x))
     t = max(r["threads"] for r in rows if r["batch_size"] == b and r["seq_len"] == q)
     return {"batch_size": b, "seq_len": q, "threads": t}
 
@@ -131,7 +140,7 @@ def targets(run: dict) -> list[dict]:
         return []
     at = {r["variant"]: r for r in _at(rows, shape)}
     bundle = at.get("bundle")
-    if bundle is None:
+    if bundle is None or len(at) < 2:  # nothing to compare with
         return []
     out = []
     vnni = any(run.get("machine", {}).get("isa", {}).get(k) for k in ("avx512_vnni", "avx_vnni", "amx_int8", "dotprod"))

@@ -23,7 +23,7 @@ def _ints(ctx, param, value):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("bundle", required=False, type=click.Path(file_okay=False))
+@click.argument("bundle", required=False, type=click.Path())
 @click.option("--torch", "torch_dir", type=click.Path(file_okay=False),
               help="The stripped student the bundle came from. Enables the torch FP32/INT8 and ORT FP32/optimum peers; "
                    "without it only the bundle is measured.")
