@@ -1,0 +1,126 @@
+"""The bundle an app embeds: model files, tokenizer, runtime, manifest (with hashes) and a README."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from . import __version__
+from .atomic import write_json, write_text
+from .runtime import FORMAT_VERSION, sha256_file
+
+
+def io_spec(onnx_path: Path) -> dict:
+    import onnx
+
+    g = onnx.load(str(onnx_path), load_external_data=False).graph
+    init = {i.name for i in g.initializer}
+
+    def dims(t):
+        return [d.dim_param or d.dim_value for d in t.type.tensor_type.shape.dim]
+
+    elem = {1: "float32", 7: "int64", 6: "int32", 9: "bool", 10: "float16"}
+    return {"inputs": [{"name": i.name, "dtype": elem.get(i.type.tensor_type.elem_type, "?"), "shape": dims(i)} for i in g.input if i.name not in init],
+            "outputs": [{"name": o.name, "dtype": elem.get(o.type.tensor_type.elem_type, "?"), "shape": dims(o)} for o in g.output]}
+
+
+def convert_to_ort(bundle: Path, models: dict[str, str]) -> dict[str, str]:
+    """ORT-format copies (what ONNX Runtime Mobile loads) + required_operators.config for a reduced build."""
+    out = bundle / "ort"
+    out.mkdir()
+    for name in models.values():
+        shutil.copyfile(bundle / name, out / name)
+    proc = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(out), "--output_dir", str(out),
+                           "--optimization_style", "Fixed"],
+                          capture_output=True, text=True)
+    for name in models.values():
+        (out / name).unlink()
+    if proc.returncode != 0:
+        shutil.rmtree(out)
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "conversion failed"}
+    written = {role: f"ort/{Path(name).with_suffix('.ort').name}" for role, name in models.items()}
+    config = next(out.glob("*.config"), None)
+    if config is not None:
+        written["required_operators"] = f"ort/{config.name}"
+    for leftover in out.glob("*.onnx"):
+        leftover.unlink()
+    return written
+
+
+def finish(bundle: Path, manifest: dict) -> dict:
+    """Hash every file, write manifest.json and README.md. Call last: the hashes seal the bundle."""
+    shutil.copyfile(Path(__file__).with_name("runtime.py"), bundle / "edge_runtime.py")
+    write_text(bundle / "README.md", readme(manifest))
+    manifest["files"] = {str(p.relative_to(bundle)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                         for p in sorted(bundle.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    manifest["format_version"] = FORMAT_VERSION
+    manifest["edgedistill_version"] = __version__
+    manifest["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    write_json(bundle / "manifest.json", manifest)
+    return manifest
+
+
+def zip_bundle(bundle: Path) -> Path:
+    dest = bundle.with_suffix(".zip")
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(bundle.rglob("*")):
+            if p.is_file():
+                z.write(p, Path(bundle.name) / p.relative_to(bundle))
+    tmp.replace(dest)
+    return dest
+
+
+def readme(m: dict) -> str:
+    task = m["task"]
+    io = m["io"][next(iter(m["io"]))]
+    inputs = "\n".join(f"| `{i['name']}` | {i['dtype']} | {i['shape']} |" for i in io["inputs"])
+    outputs = "\n".join(f"| `{o['name']}` | {o['dtype']} | {o['shape']} |" for o in io["outputs"])
+    labels = ", ".join(m.get("labels") or []) or "(generated text)" if m["family"] != "multiple-choice" else "the chosen option"
+    q = m["quantization"]
+    return f"""# {task['name']}: edgedistill bundle
+
+A {m['family']} model for the task `{task['name']}` ({task['type']}), exported by edgedistill {__version__}.
+Quantization: {q.get('mode', 'none')} ({q.get('preset', '-')}, tuned for {m['target']['preset']}).
+Output: {labels}.
+
+## Use it from Python (onnxruntime, tokenizers, numpy; no torch)
+
+```python
+from edge_runtime import EdgeModel          # the runtime ships inside this folder
+model = EdgeModel.load("path/to/this/folder")
+print(model.predict([{json.dumps({f: "..." for f in _fields(task['input'])})}]))
+```
+
+Inputs are rendered with the template `{json.dumps(task['input'])}` and tokenized with `tokenizer.json`
+(truncated to {m['max_length']} tokens, padded with id {m['tokenizer']['pad_token_id']}).
+
+## Model inputs and outputs (`{m['models'][next(iter(m['models']))]}`)
+
+| input | dtype | shape |
+|---|---|---|
+{inputs}
+
+| output | dtype | shape |
+|---|---|---|
+{outputs}
+
+ONNX Runtime Mobile (Android / iOS) loads the `.ort` files under `ort/`; `ort/required_operators.config`
+lists the operators a reduced mobile build needs. See `export/ANDROID.md` and `export/IOS.md` in the
+edgedistill repository. `manifest.json` lists every file with its sha256.
+"""
+
+
+def _fields(template: str) -> list[str]:
+    import string
+
+    return [n for _, n, _, _ in string.Formatter().parse(template) if n]
+
+
+def read_manifest(path: Path) -> dict:
+    return json.loads((Path(path) / "manifest.json").read_text())

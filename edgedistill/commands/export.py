@@ -1,0 +1,44 @@
+"""`edgedistill export`: stripped (or student) model -> verified INT8 ONNX bundle."""
+
+from __future__ import annotations
+
+import click
+
+from ..export import ExportConfig, export_bundle
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("model", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (replaced only if parity holds).")
+@click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True)
+@click.option("--target", type=click.Choice(["auto", "x86", "arm64"]), default="auto", show_default=True,
+              help="CPU to tune INT8 for; auto detects AVX-512 VNNI / AVX-VNNI / AVX2 / arm64 here.")
+@click.option("--parity-data", type=click.Path(), help="Inputs for the parity check (data file or annotations.jsonl); "
+              "default: a sample of the student's training annotations.")
+@click.option("--calibration-data", type=click.Path(), help="Inputs to calibrate static (QDQ) INT8; without it INT8 is dynamic.")
+@click.option("--max-length", type=int, help="Token limit of the bundle (default: the student's).")
+@click.option("--min-agreement", type=float, default=0.99, show_default=True, help="Fail if INT8 labels agree with torch on fewer inputs.")
+@click.option("--parity-samples", type=int, default=256, show_default=True, help="How many inputs the parity check uses.")
+@click.option("--threads", type=int, default=2, show_default=True, help="Threads for the latency check.")
+@click.option("--zip", "zip_", is_flag=True, help="Also write BUNDLE.zip.")
+def export(model, out, quantize, target, parity_data, calibration_data, max_length, min_agreement, parity_samples, threads, zip_):
+    """Export MODEL (a dir from `edgedistill strip`, or a student dir) to an ONNX bundle.
+
+    optimum exports the model, onnxruntime fuses the graph and quantizes it to INT8 for the
+    target CPU; the bundle is written only if ONNX FP32 matches torch (max |Δlogit| <= 1e-3) and
+    INT8 agrees with torch on the labels (>= --min-agreement). Also writes ORT-format models for
+    ONNX Runtime Mobile. Load it with `edgedistill.runtime.EdgeModel.load(BUNDLE)`.
+    """
+    m = export_bundle(ExportConfig(model=model, out=out, quantize=quantize, target=target, parity_data=parity_data,
+                                   calibration_data=calibration_data, max_length=max_length, min_agreement=min_agreement,
+                                   parity_samples=parity_samples, threads=threads, zip=zip_), echo=click.echo)
+    p, lat = m["parity"], m["latency_batch1"]
+    rows = [("bundle", out), ("family", m["family"]), ("quantization", f"{m['quantization'].get('mode')} ({m['target']['preset']})"),
+            ("size (MB)", f"{m['size_bytes'] / 1e6:.1f} (checkpoint {m['source_size_bytes'] / 1e6:.1f})"),
+            ("parity inputs", p["examples"]),
+            ("FP32 max |Δlogit|", "–" if p["fp32_max_abs_logit_diff"] is None else f"{p['fp32_max_abs_logit_diff']:.2e}"),
+            ("INT8 agreement", "–" if p["int8_agreement"] is None else f"{100 * p['int8_agreement']:.2f} %"),
+            ("latency FP32 / INT8 (ms)", f"{lat['fp32_ms']:.2f} / {lat.get('int8_ms', float('nan')):.2f}  (batch 1, seq {lat['seq_len']})")]
+    click.echo("")
+    for k, v in rows:
+        click.echo(f"  {k:<26}{v}")

@@ -1,0 +1,317 @@
+"""Stripped model -> verified bundle: export, fuse, quantize, check parity, measure, seal.
+
+    stripped dir --optimum--> ONNX FP32 --ORT fusions--> fused FP32 --quantize--> INT8
+                 --parity (torch vs FP32 vs INT8)--> latency FP32 vs INT8 --> bundle/ (+ .ort)
+
+Everything is built in a temp dir beside the destination and renamed into place only when parity
+holds, so a failed export leaves no bundle behind.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import bundle as bundle_mod
+from .atomic import build_dir
+from .errors import UserError
+from .onnx_export import MODEL_FILES, export_onnx, family_of, fuse
+from .parity import compare, edge_outputs, torch_outputs
+from .quantize import detect_preset, plan_for, quantize
+from .runtime import BundleError, EdgeModel
+
+FP32_TOLERANCE = 1e-3
+
+
+@dataclass
+class ExportConfig:
+    model: str
+    out: str
+    quantize: str = "int8"  # int8 | none
+    target: str = "auto"  # auto | x86 | arm64
+    parity_data: str | None = None
+    calibration_data: str | None = None
+    max_length: int | None = None
+    min_agreement: float = 0.99
+    parity_samples: int = 256
+    threads: int = 2
+    zip: bool = False
+    seed: int = 0
+    # test hook: called with the staging dir after export, before parity (e.g. to corrupt a weight)
+    tamper: object = field(default=None, repr=False)
+
+
+def export_bundle(cfg: ExportConfig, echo=print) -> dict:
+    from transformers import AutoConfig, AutoTokenizer
+
+    from .task import load_task
+
+    src = Path(cfg.model)
+    if not src.is_dir():
+        raise UserError(f"{src}: model directory not found; pass a stripped dir (edgedistill strip) or a student dir")
+    with tempfile.TemporaryDirectory(prefix="edgedistill-export-") as work:
+        work = Path(work)
+        model_dir, meta = _stripped(src, work)
+        config = AutoConfig.from_pretrained(model_dir)
+        try:
+            family = family_of(config)
+        except ValueError as e:
+            raise UserError(f"{src}: {e}") from None
+        task = _task_dict(model_dir, config, family)
+        max_length = cfg.max_length or meta.get("max_length") or 128
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        if not tok.is_fast:
+            raise UserError(f"{src}: the tokenizer has no fast (tokenizers) version; the device runtime needs tokenizer.json")
+        items = _parity_items(cfg, src, model_dir, meta, task, family)
+        target, preset, isa = detect_preset(cfg.target)
+
+        echo(f"exporting {family} model with optimum ...")
+        raw = export_onnx(model_dir, work / "onnx", family)
+        tok.save_pretrained(work / "tok")
+        fused, fusion_stats = {}, {}
+        for role, path in raw.items():
+            fused[role] = work / "fused" / path.name
+            fused[role].parent.mkdir(exist_ok=True)
+            fusion_stats[role] = fuse(path, fused[role], config)
+        base_manifest = {
+            "task": task, "family": family, "max_length": int(max_length),
+            "labels": [config.id2label[i] for i in range(len(config.id2label))] if family == "sequence-classification" else None,
+            "tokenizer": {"file": "tokenizer.json", "pad_token_id": int(tok.pad_token_id or 0)},
+            "models": dict(MODEL_FILES[family]),
+            "source": {"model": str(src.resolve()), "kind": meta.get("kind", "transformers")},
+            "fusions": fusion_stats,
+        }
+        if family == "seq2seq":
+            base_manifest.update(decoder_start_token_id=int(config.decoder_start_token_id), eos_token_id=int(config.eos_token_id))
+
+        fp32_dir = _stage(work / "fp32", fused, work / "tok", base_manifest, {"mode": "none"})
+        if cfg.tamper:
+            cfg.tamper(fp32_dir)
+        echo(f"parity on {len(items)} inputs: torch FP32 vs ONNX FP32 ...")
+        torch_out = torch_outputs(model_dir, family, items, task.get("choices"), max_length)
+        fp32 = EdgeModel.load(fp32_dir, threads=cfg.threads, verify=False)
+        fp32_out = edge_outputs(fp32, items)
+        chosen_dir, chosen_out, qinfo = fp32_dir, None, {"mode": "none"}
+        latency = {"fp32_ms": _latency_ms(fp32, items, max_length)}
+        if cfg.quantize == "int8":
+            plan = plan_for(target, preset, config.model_type, raw.get("encoder") or raw.get("model"), static=bool(cfg.calibration_data))
+            echo(f"quantizing to INT8 ({plan.mode}, preset {plan.preset}) ...")
+            calib = _calibration_feeds(cfg, fp32, task) if cfg.calibration_data else None
+            int8_files = {}
+            for role, path in fused.items():
+                int8_files[role] = work / "int8" / path.name
+                int8_files[role].parent.mkdir(exist_ok=True)
+                quantize(path, int8_files[role], plan, calib if role in ("model", "encoder") else None)
+            int8_dir = _stage(work / "int8", int8_files, work / "tok", base_manifest, plan.to_dict())
+            int8 = EdgeModel.load(int8_dir, threads=cfg.threads, verify=False)
+            latency["int8_ms"] = _latency_ms(int8, items, max_length)
+            if family == "seq2seq" and _decoder_slower(int8_dir, fp32_dir, cfg.threads):
+                # Small decoder matmuls pay more in (de)quantization than INT8 saves: keep them FP32.
+                for role in ("decoder", "decoder_with_past"):
+                    shutil.copyfile(fused[role], int8_dir / MODEL_FILES[family][role])
+                plan.notes.append("decoders kept FP32: their INT8 version was slower on this CPU")
+                int8 = EdgeModel.load(int8_dir, threads=cfg.threads, verify=False)
+                latency["int8_ms"] = _latency_ms(int8, items, max_length)
+            chosen_out = edge_outputs(int8, items)
+            chosen_dir, qinfo = int8_dir, plan.to_dict()
+        parity = compare(torch_out, fp32_out, chosen_out)
+        _enforce(parity, cfg, family, qinfo, isa)
+        _report_latency(latency, echo)
+
+        manifest = {**base_manifest, "quantization": qinfo, "parity": {**parity.to_dict(), "fp32_tolerance": FP32_TOLERANCE,
+                    "min_agreement": cfg.min_agreement, "data": str(cfg.parity_data or "annotations sample")},
+                    "target": {"requested": cfg.target, "arch": target, "preset": preset,
+                               "isa": {k: v for k, v in isa.items() if v}},
+                    "latency_batch1": {**latency, "seq_len": int(max_length), "threads": cfg.threads},
+                    "opset": _opset(chosen_dir / next(iter(base_manifest["models"].values())))}
+        out = Path(cfg.out)
+        with build_dir(out) as tmp:
+            for name in base_manifest["models"].values():
+                shutil.copyfile(chosen_dir / name, tmp / name)
+            shutil.copyfile(work / "tok" / "tokenizer.json", tmp / "tokenizer.json")
+            manifest["io"] = {role: bundle_mod.io_spec(tmp / name) for role, name in manifest["models"].items()}
+            manifest["ort_models"] = bundle_mod.convert_to_ort(tmp, manifest["models"])
+            bundle_mod.finish(tmp, manifest)
+    if cfg.zip:
+        manifest["zip"] = str(bundle_mod.zip_bundle(out))
+    manifest["size_bytes"] = sum(f["bytes"] for n, f in manifest["files"].items() if n in manifest["models"].values())
+    manifest["source_size_bytes"] = _weights_size(src)
+    return manifest
+
+
+# ---------------------------------------------------------------- pieces
+
+def _stripped(src: Path, work: Path) -> tuple[Path, dict]:
+    """The plain transformers dir to export, stripping a student on the fly."""
+    meta = json.loads((src / "edgedistill.json").read_text()) if (src / "edgedistill.json").exists() else {}
+    if meta.get("kind") == "student":
+        from .strip import strip_student
+
+        stripped = work / "stripped"
+        strip_student(src, stripped)
+        meta = {**json.loads((stripped / "edgedistill.json").read_text()), "student": str(src)}
+        return stripped, meta
+    if not (src / "config.json").exists():
+        raise UserError(f"{src}: no config.json; pass a dir written by `edgedistill strip` (or any transformers model dir)")
+    return src, meta
+
+
+def _task_dict(model_dir: Path, config, family: str) -> dict:
+    from .task import load_task
+
+    if (model_dir / "task.yaml").exists():
+        return load_task(model_dir / "task.yaml").to_dict()
+    # A bare transformers model: the input is the text itself.
+    kind = {"sequence-classification": "classification", "multiple-choice": "multiple-choice", "seq2seq": "numeric"}[family]
+    d = {"name": config.name_or_path.rstrip("/").split("/")[-1] or "model", "type": kind, "input": "{text}"}
+    if family == "multiple-choice":
+        d["choices"] = "choices"
+    return d
+
+
+def _parity_items(cfg, src: Path, model_dir: Path, meta: dict, task: dict, family: str) -> list[dict]:
+    """Inputs for parity: --parity-data, else the annotations the student was trained on."""
+    from .annotations import read_annotations
+    from .data import load_examples
+    from .task import task_from_dict
+
+    path = Path(cfg.parity_data) if cfg.parity_data else _training_annotations(src, model_dir, meta)
+    if path is None:
+        raise UserError(f"{src}: no --parity-data given and no training annotations found next to the model; "
+                        "pass --parity-data FILE with 200+ inputs like those the app will see")
+    first = path.read_text(encoding="utf-8").lstrip()[:2000] if path.exists() else ""
+    choices_field = task.get("choices") or "choices"
+    if '"status"' in first.split("\n")[0] and '"input"' in first.split("\n")[0]:
+        rows = [{"input": a.input, choices_field: a.choices} for a in read_annotations(path)]
+    else:
+        spec = task_from_dict({k: v for k, v in task.items() if k != "gold"}, source=str(path))
+        rows = [{"input": e.input, choices_field: e.choices} for e in load_examples(spec, path)]
+    random.Random(cfg.seed).shuffle(rows)
+    rows = rows[: cfg.parity_samples]
+    if family != "multiple-choice":
+        rows = [{"input": r["input"]} for r in rows]
+    return rows
+
+
+def _training_annotations(src: Path, model_dir: Path, meta: dict) -> Path | None:
+    for d in (src, model_dir, Path(meta.get("source") or src), Path(meta.get("student") or src)):
+        train = d / "train.json"
+        if train.exists():
+            ann = json.loads(train.read_text()).get("annotations") or json.loads(train.read_text()).get("config", {}).get("annotations")
+            if ann and Path(ann).exists():
+                return Path(ann)
+    return None
+
+
+def _stage(dest: Path, files: dict[str, Path], tok_dir: Path, manifest: dict, quant: dict) -> Path:
+    """A loadable (unsealed) bundle dir, so parity runs through the real runtime."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for role, path in files.items():
+        target = dest / manifest["models"][role]
+        if path != target:
+            shutil.copyfile(path, target)
+    shutil.copyfile(tok_dir / "tokenizer.json", dest / "tokenizer.json")
+    (dest / "manifest.json").write_text(json.dumps({**manifest, "quantization": quant, "format_version": 1, "files": {}}))
+    return dest
+
+
+def _calibration_feeds(cfg, model: EdgeModel, task: dict) -> list[dict]:
+    from .data import load_examples
+    from .task import task_from_dict
+
+    spec = task_from_dict({k: v for k, v in task.items() if k != "gold"}, source=cfg.calibration_data)
+    exs = load_examples(spec, cfg.calibration_data)[:200]
+    items = [{"input": e.input, spec.choices or "choices": e.choices} for e in exs]
+    return [model.encode([it], pad_to=model.max_length) for it in items]
+
+
+def _latency_ms(model: EdgeModel, items: list[dict], seq_len: int, runs: int = 30) -> float:
+    """Median batch-1 latency at the full sequence length: what an app pays per call."""
+    feeds = model.encode(items[:1], pad_to=seq_len)
+    feeds["attention_mask"] = np.ones_like(feeds["attention_mask"])
+    for _ in range(3):
+        model.run(feeds)
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        model.run(feeds)
+        times.append((time.perf_counter() - t) * 1000)
+    return float(np.median(times))
+
+
+def _decoder_slower(int8_dir: Path, fp32_dir: Path, threads: int) -> bool:
+    import onnxruntime as ort
+
+    def timed(path):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feeds = {}
+        for i in s.get_inputs():
+            shape = [d if isinstance(d, int) else 1 if "decoder" in str(d) or "batch" in str(d) else 32 for d in i.shape]
+            feeds[i.name] = np.ones(shape, dtype=np.int64 if "int64" in i.type else np.float32)
+        for _ in range(3):
+            s.run(None, feeds)
+        t = time.perf_counter()
+        for _ in range(20):
+            s.run(None, feeds)
+        return time.perf_counter() - t
+
+    name = "decoder_with_past_model.onnx"
+    return timed(int8_dir / name) > timed(fp32_dir / name)
+
+
+def _enforce(parity, cfg, family: str, qinfo: dict, isa: dict) -> None:
+    problems = []
+    if not parity.fp32_max_abs_logit_diff <= FP32_TOLERANCE:  # also catches NaN
+        problems.append(f"ONNX FP32 differs from torch: max |Δlogit| = {parity.fp32_max_abs_logit_diff:.3g} > {FP32_TOLERANCE} "
+                        "(an export bug or a corrupted file: re-run the export; check the opset and that the model dir is intact)")
+    if parity.int8_agreement is not None and parity.int8_agreement < cfg.min_agreement:
+        hints = []
+        if qinfo.get("weight_type") == "QInt8" and not qinfo.get("reduce_range") and not (isa.get("avx512_vnni") or isa.get("avx_vnni")) \
+                and qinfo.get("target") == "x86":
+            hints.append("U8S8 saturation on a CPU without VNNI: use reduce_range (--target x86 on this CPU picks it)")
+        if family == "seq2seq":
+            hints.append("T5 v1.1-style FFN output projections (wo) overflow in INT8; they must stay FP32; "
+                         "or keep the decoder FP32")
+        hints.append("try static INT8 with --calibration-data FILE, or ship FP32 with --quantize none")
+        problems.append(f"INT8 labels agree with torch on {100 * parity.int8_agreement:.1f} % of inputs, below "
+                        f"{100 * cfg.min_agreement:.1f} %. Likely: " + "; ".join(hints))
+    if problems:
+        raise UserError("parity failed, no bundle written:\n  - " + "\n  - ".join(problems))
+
+
+def _report_latency(lat: dict, echo) -> None:
+    if "int8_ms" not in lat:
+        return
+    ratio = lat["fp32_ms"] / lat["int8_ms"]
+    msg = f"batch-1 latency: ONNX FP32 {lat['fp32_ms']:.2f} ms, INT8 {lat['int8_ms']:.2f} ms ({ratio:.2f}x)"
+    if ratio < 1:
+        msg += "  WARNING: INT8 is SLOWER than FP32 on this CPU; consider --quantize none (and see `edgedistill bench`)"
+    echo(msg)
+
+
+def _opset(path: Path) -> int:
+    import onnx
+
+    m = onnx.load(str(path), load_external_data=False)
+    return max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def _weights_size(src: Path) -> int:
+    return sum(p.stat().st_size for p in src.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+
+
+def check_bundle(path) -> EdgeModel:
+    """Load a bundle, turning runtime errors into UserErrors for the CLI."""
+    try:
+        return EdgeModel.load(path)
+    except BundleError as e:
+        raise UserError(str(e)) from None

@@ -1,0 +1,67 @@
+"""PyTorch -> ONNX with optimum's exporter, then onnxruntime's transformer graph fusions.
+
+Fusion first, quantization after (edgedistill/quantize.py): fused Attention / SkipLayerNorm /
+BiasGelu nodes quantize into QAttention and integer MatMuls, which is where INT8 speed comes from.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+# optimum task name and the files it writes, per model family
+OPTIMUM_TASK = {
+    "sequence-classification": "text-classification",
+    "multiple-choice": "multiple-choice",
+    "seq2seq": "text2text-generation-with-past",
+}
+MODEL_FILES = {
+    "sequence-classification": {"model": "model.onnx"},
+    "multiple-choice": {"model": "model.onnx"},
+    "seq2seq": {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx",
+                "decoder_with_past": "decoder_with_past_model.onnx"},
+}
+# onnxruntime.transformers.optimizer knows these encoder graphs; others keep ORT's generic optimizations.
+FUSION_MODEL_TYPE = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
+                     "electra": "bert", "mpnet": "bert", "deberta-v2": "bert", "t5": "t5", "mt5": "t5", "bart": "bart"}
+
+
+def family_of(config) -> str:
+    archs = " ".join(config.architectures or [])
+    if "ForMultipleChoice" in archs:
+        return "multiple-choice"
+    if "ForSequenceClassification" in archs:
+        return "sequence-classification"
+    if config.is_encoder_decoder or "ForConditionalGeneration" in archs:
+        return "seq2seq"
+    raise ValueError(f"unsupported architecture {config.architectures}; expected a sequence-classification, "
+                     "multiple-choice or seq2seq model (e.g. a dir written by `edgedistill strip`)")
+
+
+def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None = None) -> dict[str, Path]:
+    """optimum export of a transformers dir; returns {role: onnx path}."""
+    from optimum.exporters.onnx import main_export
+
+    logging.getLogger("optimum").setLevel(logging.ERROR)
+    kwargs = {"opset": opset} if opset else {}
+    main_export(str(model_dir), str(out_dir), task=OPTIMUM_TASK[family], do_validation=False, **kwargs)
+    return {role: out_dir / name for role, name in MODEL_FILES[family].items()}
+
+
+def fuse(onnx_path: Path, out_path: Path, config) -> dict:
+    """Apply onnxruntime's transformer fusions; returns the fused-op counts (what actually fused)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model_type = FUSION_MODEL_TYPE.get(config.model_type)
+    if model_type is None or model_type != "bert":
+        # Decoder graphs with past and unknown encoders: ORT's session-time optimizer still runs.
+        import shutil
+
+        shutil.copyfile(onnx_path, out_path)
+        return {}
+    heads = getattr(config, "num_attention_heads", 0)
+    hidden = getattr(config, "hidden_size", 0)
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)
+    model = optimize_model(str(onnx_path), model_type=model_type, num_heads=heads, hidden_size=hidden, opt_level=0)
+    model.save_model_to_file(str(out_path))
+    return {k: v for k, v in model.get_fused_operator_statistics().items() if v}

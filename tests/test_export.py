@@ -1,0 +1,187 @@
+"""Export tiny config-built models of each family to bundles and check them against torch."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+import tiny
+from edgedistill.cli import main
+from edgedistill.errors import UserError
+from edgedistill.export import ExportConfig, export_bundle
+from edgedistill.parity import torch_outputs
+from edgedistill.runtime import BundleError, EdgeModel
+
+WORDS = "the dog is happy a cat sat on my house man woman running park red blue big small because so".split()
+
+
+def sentences(n, seed=0, lo=3, hi=30):
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, rng.integers(lo, hi))) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    cls = tiny.tiny_classifier_dir(d / "cls")
+    (cls / "task.yaml").write_text('name: nli\ntype: classification\ninput: "Premise: {premise}\\nHypothesis: {hypothesis}"\n'
+                                   'labels: [entailment, neutral, contradiction]\n')
+    mc = tiny.tiny_multiple_choice_dir(d / "mc")
+    (mc / "task.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "{question}"\nchoices: choices\n')
+    t5 = tiny.tiny_t5_dir(d / "t5")
+    (t5 / "task.yaml").write_text('name: math\ntype: numeric\ninput: "{question}"\n')
+    texts = sentences(40)
+    with open(d / "nli.jsonl", "w") as f:
+        for i, t in enumerate(texts):
+            f.write(json.dumps({"premise": t, "hypothesis": texts[-i - 1]}) + "\n")
+    with open(d / "qa.jsonl", "w") as f:
+        for i, t in enumerate(texts):
+            f.write(json.dumps({"question": t, "choices": sentences(3 + i % 2, seed=i, lo=1, hi=4)}) + "\n")
+    with open(d / "math.jsonl", "w") as f:
+        for t in texts[:12]:
+            f.write(json.dumps({"question": t}) + "\n")
+    return d
+
+
+def export(models, name, data, out, **kw):
+    cfg = ExportConfig(model=str(models / name), out=str(out), parity_data=str(models / data), parity_samples=40, **kw)
+    return export_bundle(cfg, echo=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def cls_bundle(models):
+    export(models, "cls", "nli.jsonl", models / "cls_int8")
+    return models / "cls_int8"
+
+
+def test_classification_int8_and_fp32_match_torch(models, cls_bundle, tmp_path):
+    m = json.loads((cls_bundle / "manifest.json").read_text())
+    assert m["family"] == "sequence-classification" and m["quantization"]["mode"] == "dynamic"
+    assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-3 and m["parity"]["int8_agreement"] >= 0.99
+    assert (cls_bundle / "ort" / "model.ort").exists() and (cls_bundle / "ort" / "required_operators.config").exists()
+    items = [json.loads(x) for x in (models / "nli.jsonl").read_text().splitlines()]
+    rendered = [{"input": f"Premise: {i['premise']}\nHypothesis: {i['hypothesis']}"} for i in items]
+    logits, labels = torch_outputs(models / "cls", "sequence-classification", rendered, None, 128)
+    preds = EdgeModel.load(cls_bundle).predict(items)
+    assert np.mean([p["label"] == l for p, l in zip(preds, labels)]) >= 0.99
+    assert abs(sum(preds[0]["probs"].values()) - 1) < 1e-6
+    export(models, "cls", "nli.jsonl", tmp_path / "fp32", quantize="none")
+    fp32 = EdgeModel.load(tmp_path / "fp32")
+    assert [p["label"] for p in fp32.predict(items)] == labels
+    assert np.abs(fp32.run(fp32.encode(items[:8])) - logits[:8]).max() < 1e-4
+
+
+def test_multiple_choice_bundle(models, tmp_path):
+    m = export(models, "mc", "qa.jsonl", tmp_path / "b", quantize="none")
+    assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-3 and m["parity"]["fp32_agreement"] == 1.0
+    items = [json.loads(x) for x in (models / "qa.jsonl").read_text().splitlines()]
+    preds = EdgeModel.load(tmp_path / "b").predict(items)  # ragged choice counts in one call
+    assert all(p["label"] in it["choices"] for p, it in zip(preds, items))
+    # A random tiny MC model has near-tied choices, so INT8 rounding flips them: the check must say so.
+    with pytest.raises(UserError, match="INT8 labels agree with torch on"):
+        export(models, "mc", "qa.jsonl", tmp_path / "b8")
+    assert not (tmp_path / "b8").exists()
+
+
+def test_seq2seq_bundle_generates_like_torch(models, tmp_path):
+    m = export(models, "t5", "math.jsonl", tmp_path / "b")
+    assert set(m["models"]) == {"encoder", "decoder", "decoder_with_past"}
+    assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-3 and m["parity"]["int8_agreement"] >= 0.99
+    items = [json.loads(x) for x in (models / "math.jsonl").read_text().splitlines()]
+    _, answers = torch_outputs(models / "t5", "seq2seq", [{"input": i["question"]} for i in items], None, 128)
+    assert [p["answer"] for p in EdgeModel.load(tmp_path / "b").predict(items)] == answers
+
+
+def _corrupt(stage: Path):
+    """Scale one weight matrix of the exported model: a broken export that still loads."""
+    path = stage / "model.onnx"
+    model = onnx.load(str(path))
+    init = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    arr = onnx.numpy_helper.to_array(init) * 3.0
+    init.CopyFrom(onnx.numpy_helper.from_array(arr.astype(np.float32), init.name))
+    onnx.save(model, str(path))
+
+
+def test_broken_export_fails_parity_and_leaves_no_bundle(models, tmp_path):
+    out = tmp_path / "broken"
+    with pytest.raises(UserError, match=r"(?s)parity failed, no bundle written:.*max \|Δlogit\|"):
+        export(models, "cls", "nli.jsonl", out, tamper=_corrupt)
+    assert not out.exists() and not list(tmp_path.glob(".broken*"))
+
+
+def test_cli_exit_code_on_parity_failure(models, tmp_path, monkeypatch):
+    import edgedistill.export as ex
+
+    original = ex.ExportConfig
+    monkeypatch.setattr("edgedistill.commands.export.ExportConfig", lambda **kw: original(**kw, tamper=_corrupt))
+    r = CliRunner().invoke(main, ["export", str(models / "cls"), "--out", str(tmp_path / "b"), "--parity-data",
+                                  str(models / "nli.jsonl"), "--parity-samples", "20"])
+    assert r.exit_code != 0 and "parity failed" in r.output and not (tmp_path / "b").exists()
+
+
+def test_runtime_imports_without_torch_or_transformers(cls_bundle):
+    code = f"""
+import sys, json
+from edgedistill.runtime import EdgeModel
+m = EdgeModel.load({str(cls_bundle)!r})
+p = m.predict([{{"premise": "a dog", "hypothesis": "a cat"}}])
+bad = [x for x in ("torch", "transformers", "optimum") if x in sys.modules]
+print(json.dumps({{"pred": p[0]["label"], "bad": bad}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["bad"] == [] and res["pred"] in ("entailment", "neutral", "contradiction")
+    # the copy inside the bundle runs on its own too
+    out = subprocess.run([sys.executable, str(cls_bundle / "edge_runtime.py"), str(cls_bundle), "Premise: a\nHypothesis: b"],
+                         capture_output=True, text=True, check=True)
+    assert '"label"' in out.stdout
+
+
+def _copy(bundle, tmp_path):
+    dest = tmp_path / "b"
+    shutil.copytree(bundle, dest)
+    return dest
+
+
+def test_bad_bundles_say_what_is_wrong(cls_bundle, tmp_path):
+    b = _copy(cls_bundle, tmp_path)
+    (b / "model.onnx").write_bytes((b / "model.onnx").read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(BundleError, match="model.onnx: sha256 mismatch"):
+        EdgeModel.load(b)
+    (b / "model.onnx").unlink()
+    with pytest.raises(BundleError, match="model.onnx: missing bundle file"):
+        EdgeModel.load(b)
+    b2 = _copy(cls_bundle, tmp_path / "2")
+    m = json.loads((b2 / "manifest.json").read_text())
+    (b2 / "manifest.json").write_text(json.dumps({**m, "format_version": 99}))
+    with pytest.raises(BundleError, match="bundle format 99 is newer"):
+        EdgeModel.load(b2)
+    (b2 / "manifest.json").write_text("{not json")
+    with pytest.raises(BundleError, match="corrupt manifest"):
+        EdgeModel.load(b2)
+    with pytest.raises(BundleError, match="no manifest.json"):
+        EdgeModel.load(tmp_path)
+
+
+def test_inputs_missing_field_and_overlong(cls_bundle):
+    m = EdgeModel.load(cls_bundle)
+    with pytest.raises(BundleError, match="missing the field 'hypothesis'"):
+        m.predict([{"premise": "only one"}])
+    long = " ".join(["dog"] * 5000)
+    feeds = m.encode([{"premise": long, "hypothesis": "cat"}])
+    assert feeds["input_ids"].shape[1] == m.max_length  # truncated as the manifest says
+    assert m.predict([{"premise": long, "hypothesis": "cat"}])[0]["label"]
+
+
+def test_predict_cli(cls_bundle, models):
+    r = CliRunner().invoke(main, ["predict", str(cls_bundle), "--data", str(models / "nli.jsonl"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert len(r.output.strip().splitlines()) == 40
+    r = CliRunner().invoke(main, ["predict", str(models)])
+    assert r.exit_code != 0
