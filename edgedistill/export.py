@@ -122,8 +122,8 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
             chosen_out = edge_outputs(int8, items)
             chosen_dir, qinfo = int8_dir, plan.to_dict()
         parity = compare(torch_out, fp32_out, chosen_out)
-        _enforce(parity, cfg, family, qinfo, isa)
         _report_latency(latency, echo)
+        _enforce(parity, cfg, family, qinfo, isa)
 
         manifest = {**base_manifest, "quantization": qinfo, "parity": {**parity.to_dict(), "fp32_tolerance": FP32_TOLERANCE,
                     "min_agreement": cfg.min_agreement, "data": str(cfg.parity_data or "annotations sample")},
