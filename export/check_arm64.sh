@@ -41,7 +41,9 @@ if [ ! -d "$SITE/onnxruntime" ]; then
   "$PY" -m pip download -q --only-binary=:all: --python-version "$PYVER" --implementation cp \
       --platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64 --platform manylinux_2_17_aarch64 \
       -d "$tmp" onnxruntime numpy tokenizers
-  "$PY" -m pip install -q --no-deps --target "$SITE" "$tmp"/*.whl
+  mkdir -p "$SITE"
+  # a wheel is a zip: unpack instead of `pip install`, which would refuse a foreign platform's wheels
+  for whl in "$tmp"/*.whl; do "$PY" -m zipfile -e "$whl" "$SITE"; done
   rm -rf "$tmp"
 fi
 
