@@ -596,7 +596,7 @@ def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None 
     """Measure every variant; returns the results document (see bench_schema.json)."""
     from tqdm.auto import tqdm
 
-    from .machine import machine_record
+    from .machine import LoadMeter, machine_record
 
     s = settings or BenchSettings()
     for key in ("batch_sizes", "seq_lens", "threads"):
@@ -608,6 +608,7 @@ def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None 
         raise UserError(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
     subject = read_subject(bundle, torch_dir)
     machine = machine_record(threads=s.threads, command=command)
+    meter = LoadMeter()
     tok = load_tokenizer(subject.tokenizer)
 
     examples, data_info = [], {"path": None, "examples": 0, "with_gold": 0, "inputs": "synthetic"}
@@ -689,6 +690,7 @@ def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None 
         "tool": "edgedistill bench",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine,
+        "load": meter.result(),
         "subject": {"bundle": str(subject.bundle), "torch": str(subject.torch_dir) if subject.torch_dir else None,
                     "family": subject.family, "task": (subject.manifest.get("task") or {}).get("name"),
                     "labels": subject.labels, "max_length": subject.max_length},

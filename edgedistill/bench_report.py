@@ -209,9 +209,7 @@ def render_markdown(doc: dict, title: str | None = None) -> str:
         prefix = f"**Run #{i + 1}** " if multi else ""
         lines += [f"{prefix}Machine: {describe(m)}; {m.get('os', '?')}; Python {m.get('python', '?')}; "
                   + ", ".join(f"{k} {v[k]}" for k in ("torch", "onnxruntime", "transformers", "optimum") if v.get(k)) + ".  ",
-                  f"Threads: {', '.join(str(t) for t in run.get('settings', {}).get('threads', []))}; load average at start "
-                  f"{'/'.join(str(x) for x in m.get('loadavg_1_5_15') or []) or '?'} (1/5/15 min"
-                  f"{', ' + str(m.get('usable_cpus')) + ' CPUs' if m.get('usable_cpus') else ''}). "
+                  f"Threads: {', '.join(str(t) for t in run.get('settings', {}).get('threads', []))}. " + _load_text(run) + " "
                   f"Data: {data.get('path') or 'synthetic text'}"
                   + (f" ({data.get('with_gold')} gold-labelled examples)" if data.get("with_gold") else "") + ".  ",
                   f"Command: `{m.get('command', '?')}`", ""]
@@ -247,6 +245,18 @@ def render_markdown(doc: dict, title: str | None = None) -> str:
               f"slices per shape; ≥ {st.get('min_time', '?')} s and ≥ {st.get('min_iters', '?')} timed calls each after "
               f"{st.get('warmup', '?')} s of warm-up; p99 over few calls is close to the maximum (see `iterations` in results.json)."]
     return "\n".join(lines) + "\n"
+
+
+def _load_text(run: dict) -> str:
+    """The load conditions in words: numbers taken beside other work are slower and noisier."""
+    m, load = run.get("machine", {}), run.get("load") or {}
+    avg = "/".join(str(x) for x in (load.get("loadavg_start") or m.get("loadavg_1_5_15") or [])) or "?"
+    text = f"Load: 1/5/15-min load average {avg} at start on {m.get('usable_cpus', '?')} CPUs"
+    share = load.get("other_processes_cpu_share")
+    if share is not None:
+        text += (f"; other processes used {100 * share:.0f} % of the CPUs during the {load.get('seconds', 0) / 60:.0f}-min run"
+                 + (" (a busy machine: absolute times are inflated, ratios less so)" if share > 0.1 else " (quiet)"))
+    return text + "."
 
 
 def _title(runs) -> str:

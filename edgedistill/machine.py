@@ -120,3 +120,50 @@ def describe(m: dict) -> str:
     """One line for a report: 'AMD EPYC, x86_64, 2 CPUs, avx512_vnni'."""
     isa = [k for k in ("avx512_vnni", "avx_vnni", "amx_int8", "avx2", "dotprod", "neon") if m.get("isa", {}).get(k)]
     return f"{m.get('cpu_model', '?')}, {m.get('arch', '?')}, {m.get('usable_cpus', '?')} CPUs, {'/'.join(isa[:2]) or 'no SIMD int8'}"
+
+
+def _busy_cpu_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat), or None."""
+    try:
+        fields = open("/proc/stat", encoding="ascii").readline().split()[1:]
+    except OSError:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in (fields + ["0"] * 8)[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    t = os.times()  # this process and its waited-for children (the fresh-process measurements)
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class LoadMeter:
+    """How busy the machine was with OTHER work while a benchmark ran: the figure that says whether
+    its numbers were taken on a quiet machine. Start it before the run, `result()` after."""
+
+    def __init__(self):
+        self.t0, self.busy0, self.own0 = time_now(), _busy_cpu_seconds(), _own_cpu_seconds()
+        try:
+            self.load0 = [round(x, 2) for x in os.getloadavg()]
+        except OSError:
+            self.load0 = None
+
+    def result(self) -> dict:
+        elapsed = time_now() - self.t0
+        busy = _busy_cpu_seconds()
+        cpus = os.cpu_count() or 1
+        other = None
+        if busy is not None and self.busy0 is not None and elapsed > 0:
+            other = max(0.0, (busy - self.busy0) - (_own_cpu_seconds() - self.own0)) / (elapsed * cpus)
+        try:
+            load1 = [round(x, 2) for x in os.getloadavg()]
+        except OSError:
+            load1 = None
+        return {"seconds": round(elapsed, 1), "loadavg_start": self.load0, "loadavg_end": load1,
+                "other_processes_cpu_share": None if other is None else round(other, 3)}
+
+
+def time_now() -> float:
+    import time
+
+    return time.monotonic()

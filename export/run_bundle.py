@@ -311,6 +311,13 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, help="results.json to write (a directory: DIR/results.json). Without it, only --text runs.")
     a = ap.parse_args(argv)
 
+    try:  # how busy the machine is with other work (the full meter needs edgedistill; else load averages)
+        from edgedistill.machine import LoadMeter
+
+        meter = LoadMeter()
+    except ImportError:
+        meter = None
+    load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
     EdgeModel = load_runtime(a.bundle)
     model = EdgeModel.load(a.bundle, threads=max(a.threads))
     manifest, family = model.manifest, model.manifest["family"]
@@ -368,6 +375,7 @@ def main(argv=None):
     doc = {"schema_version": SCHEMA_VERSION, "kind": "run", "tool": "export/run_bundle.py",
            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
            "machine": machine_record(a.threads, ["python", "run_bundle.py"] + argv),
+           "load": meter.result() if meter else {"loadavg_start": [round(x, 2) for x in load0] if load0 else None},
            "subject": {"bundle": str(a.bundle), "torch": None, "family": family, "task": task.get("name"),
                        "labels": task.get("labels"), "max_length": manifest.get("max_length")},
            "data": {"path": str(a.data) if a.data else None, "examples": len(examples), "with_gold": len(gold),

@@ -90,10 +90,10 @@ def test_bench_all_variants_writes_valid_results(tiny_run, tmp_path):
     assert max(accs.values()) - min(accs.values()) <= 2 / 24
     m = doc["machine"]
     assert m["cpu_model"] and isinstance(m["isa"]["avx2"], bool) and "bench" in m["command"] and m["versions"]["onnxruntime"]
-    assert len(m["loadavg_1_5_15"]) == 3
+    assert len(m["loadavg_1_5_15"]) == 3 and doc["load"]["other_processes_cpu_share"] >= 0 and doc["load"]["seconds"] > 0
     report = (out / "report.md").read_text()
     assert "## Headline: batch 1, seq 16, 1 threads" in report and "**bundle (edgedistill)**" in report
-    assert "## All shapes" in report and m["command"] in report
+    assert "## All shapes" in report and m["command"] in report and "other processes used" in report
     for png in ("latency.png", "tradeoff.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "bundle (edgedistill)" in res.output  # the summary table at the end
