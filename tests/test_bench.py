@@ -199,3 +199,29 @@ def test_bad_inputs_give_clear_errors(tiny_run, tmp_path):
             "settings": {"batch_sizes": [1], "seq_lens": [8], "threads": [1], "min_time": 0, "min_iters": 1},
             "variants": [], "results": [{"variant": "bundle", "batch_size": 1, "seq_len": 8, "threads": 1, "status": "ok",
                                          "iterations": 3, "p90_ms": 1, "p99_ms": 1, "throughput_items_s": 1}]}]})
+
+
+def test_bench_multiple_choice_bundle(tmp_path):
+    """(batch, choices, seq) inputs and choice-text accuracy, for the torch baseline and the bundle."""
+    from edgedistill.task import task_from_dict
+
+    stripped = tiny.tiny_multiple_choice_dir(tmp_path / "stripped")
+    task_from_dict({"name": "cqa", "type": "multiple-choice", "input": "question: {question}", "choices": "choices",
+                    "gold": "answer"}).save(stripped / "task.yaml")
+    (stripped / "edgedistill.json").write_text(json.dumps({"kind": "stripped", "family": "multiple-choice", "max_length": 32}))
+    rng = random.Random(0)
+    words = [w for w in tiny.WORDS if w.isalpha()]
+    rows = [{"question": " ".join(rng.choice(words) for _ in range(8)), "choices": rng.sample(words, 4), "answer": rng.choice("abcd")}
+            for _ in range(200)]
+    data = _jsonl(tmp_path / "cqa.jsonl", rows)
+    res = CliRunner().invoke(main, ["export", str(stripped), "--out", str(tmp_path / "bundle"), "--parity-data", str(data),
+                                    "--min-agreement", "0"])  # random weights: INT8 may flip near-ties
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "b"
+    _bench([tmp_path / "bundle", "--torch", stripped, "--data", data, "--variants", "torch-fp32,bundle", "--no-fresh-process",
+            "--batch-sizes", "2", "--seq-lens", "16", "--threads", "1", "--min-time", "0.01", "--min-iters", "2", "--warmup", "0", "--out", out])
+    doc = json.loads((out / "results.json").read_text())
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["subject"]["family"] == "multiple-choice" and [v["name"] for v in doc["variants"]] == ["torch-fp32", "bundle"]
+    assert all(v["accuracy_n"] == 200 and 0 <= v["accuracy"] <= 1 for v in doc["variants"])
+    assert {r["variant"] for r in doc["results"]} == {"torch-fp32", "bundle"}
