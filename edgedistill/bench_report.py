@@ -317,6 +317,7 @@ def plot_tradeoff(doc: dict, path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     rows = flat_rows(doc)
     multi = len(runs_of(doc)) > 1
@@ -340,6 +341,8 @@ def plot_tradeoff(doc: dict, path) -> None:
         ax.annotate(tag, (r["p50_ms"], y), textcoords="offset points", xytext=(dx, dy + 10 * r["run_index"]), fontsize=7.5,
                     ha="right" if dx < 0 else "left", arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6})
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else ""))
     ax.set_xlabel(f"p50 latency (ms, log), batch {shape['batch_size'] if shape else '?'}, seq {shape['seq_len'] if shape else '?'}"
                   + ("" if multi or not shape else f", {shape['threads']} threads"))
     ax.set_ylabel("accuracy (%)" if use_acc else "model size (MB)")
