@@ -1,0 +1,18 @@
+"""`edgedistill strip`: remove the rationale decoder from a student."""
+
+from __future__ import annotations
+
+import click
+
+from ..strip import strip_student
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("student", type=click.Path())
+@click.option("--out", required=True, type=click.Path(), help="Where to write the plain transformers model dir.")
+def strip(student, out):
+    """Write STUDENT's label model alone: it loads with transformers (AutoModelFor...) and holds no
+    rationale weights; its predictions are the student's."""
+    path = strip_student(student, out)
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+    click.echo(f"stripped model: {path} ({size:.1f} MB)")

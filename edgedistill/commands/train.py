@@ -1,0 +1,46 @@
+"""`edgedistill train`: distill a student from annotations."""
+
+from __future__ import annotations
+
+import click
+
+from ..train import MODES, TrainConfig, train as run_train
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--task", required=True, type=click.Path(), help="Task spec YAML.")
+@click.option("--annotations", required=True, type=click.Path(), help="RUN/annotations.jsonl from annotate or import-dss.")
+@click.option("--out", required=True, type=click.Path(), help="Student dir to write (replaced only when training succeeds).")
+@click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2; numeric tasks need a seq2seq dir).")
+@click.option("--mode", type=click.Choice(MODES), default="multitask", show_default=True,
+              help="multitask: teacher labels + rationales; label-only: teacher labels; standard: gold labels.")
+@click.option("--alpha", type=float, default=0.5, show_default=True, help="loss = alpha * label + (1 - alpha) * rationale.")
+@click.option("--epochs", type=float, default=3.0, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Per device; multiply by GPUs/processes.")
+@click.option("--lr", type=float, help="Learning rate (default 5e-5 encoders, 3e-4 seq2seq).")
+@click.option("--max-length", type=int, default=128, show_default=True, help="Input token limit (also the bundle's).")
+@click.option("--rationale-max-length", type=int, default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--eval-data", type=click.Path(), help="Gold-labelled validation file for checkpoint selection (default: 10%% of training rows).")
+@click.option("--data", type=click.Path(), help="standard mode: read gold labels from this data file instead of the annotations.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True)
+@click.option("--rationale-fraction", type=float, default=1.0, show_default=True, help="Keep rationales on this seeded fraction of rows only.")
+@click.option("--max-train", type=int, help="Use at most N training rows.")
+def train(**kw):
+    """Train a small student on the teacher's labels (and rationales).
+
+    Runs on the HF Trainer: on several GPUs or processes launch the same command with
+    `torchrun --nproc_per_node N -m edgedistill.cli train ...` or `accelerate launch -m edgedistill.cli train ...`.
+    """
+    s = run_train(TrainConfig(**kw), echo=click.echo)
+    if not s:
+        return
+    click.echo("")
+    rows = [("student", kw["out"]), ("family", s["family"]), ("mode", f"{s['mode']} (alpha {s['alpha']})"),
+            ("training rows", f"{s['train_examples']} ({s['rows']['with_rationale']} with rationale)"),
+            ("skipped rows", s["rows"]["skipped_status"] + s["rows"]["skipped_no_gold"]),
+            ("validation rows", s["val_examples"]), ("train loss", f"{s['train_loss']:.4f}"),
+            ("best val accuracy", "–" if s["val_accuracy"] is None else f"{100 * s['val_accuracy']:.1f} %"),
+            ("time", f"{s['elapsed_s']:.0f} s")]
+    for k, v in rows:
+        click.echo(f"  {k:<20}{v}")

@@ -1,0 +1,35 @@
+"""What kind of model directory a path is, and its edgedistill.json (the metadata every stage reads)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .atomic import write_json
+from .errors import UserError
+
+META = "edgedistill.json"
+
+
+def read_meta(path) -> dict:
+    p = Path(path) / META
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def write_meta(path, meta: dict) -> None:
+    write_json(Path(path) / META, meta)
+
+
+def kind_of(path) -> str:
+    """'bundle', 'student', 'stripped' or 'transformers'; UserError if it is none of them."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: not found; pass a student dir (edgedistill train), a stripped dir (edgedistill strip) or a bundle")
+    if (path / "manifest.json").exists() or path.suffix == ".zip":
+        return "bundle"
+    meta = read_meta(path)
+    if meta.get("kind") in ("student", "stripped"):
+        return meta["kind"]
+    if (path / "config.json").exists():
+        return "transformers"
+    raise UserError(f"{path}: not a model directory (no edgedistill.json, config.json or manifest.json)")

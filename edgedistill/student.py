@@ -1,0 +1,125 @@
+"""The multi-task student: a standard label model plus a rationale decoder that only helps training.
+
+Design (after Distilling Step-by-Step, Hsieh et al. 2023): the label model is an ordinary
+transformers model (…ForSequenceClassification, …ForMultipleChoice or a seq2seq LM), so that
+stripping the student is just saving the label model alone. The rationale decoder reads the label
+model's encoder states through cross-attention, so the rationale loss shapes the same encoder the
+device will run; it is saved in `rationale_decoder/` beside the label model and never exported.
+
+Encoder families use a bert2bert-style decoder (BertLMHeadModel with cross-attention), warm-started
+from the encoder's own first layers as EncoderDecoderModel does: the self-attention and FFN weights
+start pretrained, only cross-attention starts random, which is what lets a 2-layer decoder learn to
+write a sentence from a few thousand examples. It shares the word embeddings with the encoder (fewer
+parameters, and the rationale task trains the shared vocabulary too).
+Seq2seq models get a second decoder (a copy of the label decoder) that shares the encoder.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FAMILIES = ("sequence-classification", "multiple-choice", "seq2seq")
+
+
+def family_for(task_type: str, base_config) -> str:
+    if base_config.is_encoder_decoder:
+        return "seq2seq"
+    if task_type == "numeric":
+        raise ValueError("numeric tasks need a seq2seq student (T5/BART-style dir); pass --student PATH to one")
+    return "multiple-choice" if task_type == "multiple-choice" else "sequence-classification"
+
+
+def build_label_model(base_dir, family: str, labels: list[str] | None):
+    from transformers import AutoModelForMultipleChoice, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    if family == "sequence-classification":
+        return AutoModelForSequenceClassification.from_pretrained(
+            base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+    if family == "multiple-choice":
+        return AutoModelForMultipleChoice.from_pretrained(base_dir)
+    return AutoModelForSeq2SeqLM.from_pretrained(base_dir)
+
+
+def build_rationale_decoder(label_model, family: str, layers: int = 2):
+    if family == "seq2seq":
+        return copy.deepcopy(label_model.get_decoder())
+    from transformers import BertConfig, BertLMHeadModel
+
+    enc_cfg = label_model.config
+    cfg = BertConfig(**{**enc_cfg.to_dict(), "is_decoder": True, "add_cross_attention": True,
+                        "num_hidden_layers": min(layers, enc_cfg.num_hidden_layers), "architectures": ["BertLMHeadModel"]})
+    dec = BertLMHeadModel(cfg)
+    base = label_model.base_model
+    # warm start: embeddings and the first `layers` encoder layers (cross-attention stays random)
+    missing, _ = dec.bert.load_state_dict(base.state_dict(), strict=False)
+    assert all("crossattention" in k or "pooler" in k for k in missing), missing
+    dec.bert.embeddings.word_embeddings = base.embeddings.word_embeddings
+    dec.tie_weights()
+    return dec
+
+
+class RationaleStudent(nn.Module):
+    """loss = alpha * label_loss + (1 - alpha) * rationale_loss, the rationale term over rows that have one."""
+
+    def __init__(self, label_model, decoder, family: str, alpha: float):
+        super().__init__()
+        self.label_model, self.decoder, self.family, self.alpha = label_model, decoder, family, alpha
+        self.config = label_model.config  # the Trainer reads a few config fields
+
+    def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, rationale_ids=None,
+                rationale_mask=None, has_rationale=None, ctx_input_ids=None, ctx_attention_mask=None, ctx_token_type_ids=None,
+                label_ids=None):
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        want_rationale = self.alpha < 1 and rationale_ids is not None and has_rationale is not None and bool(has_rationale.any())
+        if self.family == "seq2seq":
+            out = self.label_model(**inputs, labels=label_ids)
+            label_loss, logits, enc = out.loss, out.logits, out.encoder_last_hidden_state
+            ctx_mask = attention_mask
+        else:
+            out = self.label_model(**inputs, output_hidden_states=want_rationale and self.family == "sequence-classification")
+            logits = out.logits
+            label_loss = F.cross_entropy(logits, labels) if labels is not None else None
+            if want_rationale and self.family == "sequence-classification":
+                enc, ctx_mask = out.hidden_states[-1], attention_mask
+            elif want_rationale:  # multiple choice: the decoder reads the question alone, not each choice pair
+                ctx = {"input_ids": ctx_input_ids, "attention_mask": ctx_attention_mask}
+                if ctx_token_type_ids is not None:
+                    ctx["token_type_ids"] = ctx_token_type_ids
+                enc, ctx_mask = self.label_model.base_model(**ctx).last_hidden_state, ctx_attention_mask
+        loss = label_loss
+        rationale_loss = torch.zeros((), device=input_ids.device)
+        if want_rationale:
+            rationale_loss = self.rationale_loss(enc, ctx_mask, rationale_ids, rationale_mask, has_rationale)
+            loss = self.alpha * label_loss + (1 - self.alpha) * rationale_loss
+        elif label_loss is not None and self.alpha < 1 and rationale_ids is not None:
+            loss = self.alpha * label_loss  # a batch with no rationale at all: only the label term
+        return {"loss": loss, "logits": logits, "label_loss": label_loss.detach() if label_loss is not None else None,
+                "rationale_loss": rationale_loss.detach()}
+
+    def rationale_loss(self, enc, enc_mask, rationale_ids, rationale_mask, has_rationale):
+        """Mean token cross-entropy per row, averaged over the rows that have a rationale.
+
+        rationale_ids start with the decoder's start token ([CLS] for BERT, the decoder start for T5).
+        """
+        rows = has_rationale.nonzero(as_tuple=True)[0]
+        ids, mask, enc, enc_mask = rationale_ids[rows], rationale_mask[rows], enc[rows], enc_mask[rows]
+        dec_in, dec_mask = ids[:, :-1], mask[:, :-1]
+        target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        if self.family == "seq2seq":
+            hidden = self.decoder(input_ids=dec_in, attention_mask=dec_mask, encoder_hidden_states=enc,
+                                  encoder_attention_mask=enc_mask)[0]
+            if getattr(self.config, "tie_word_embeddings", False) and hasattr(self.config, "d_model"):
+                hidden = hidden * self.config.d_model ** -0.5  # T5 rescales before a tied LM head
+            logits = self.label_model.get_output_embeddings()(hidden)
+        else:
+            logits = self.decoder(input_ids=dec_in, attention_mask=dec_mask, encoder_hidden_states=enc,
+                                  encoder_attention_mask=enc_mask).logits
+        tok_loss = F.cross_entropy(logits.transpose(1, 2).float(), target, reduction="none", ignore_index=-100)
+        per_row = tok_loss.sum(1) / (target != -100).sum(1).clamp(min=1)
+        return per_row.mean()

@@ -1,0 +1,185 @@
+"""Multi-task distillation on tiny config-built students: losses, modes, strip, eval, bad input."""
+
+import json
+import random
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import tiny
+from edgedistill.cli import main
+from edgedistill.data import load_examples
+from edgedistill.errors import UserError
+from edgedistill.evaluate import evaluate_model
+from edgedistill.student import RationaleStudent, build_label_model, build_rationale_decoder
+from edgedistill.strip import strip_student
+from edgedistill.task import load_task
+from edgedistill.train import TrainConfig, train
+
+LABELS = ["entailment", "neutral", "contradiction"]
+WORDS = "the dog is happy a cat sat on my house man woman running park red blue big small".split()
+NLI_TASK = 'name: nli\ntype: classification\ninput: "{text}"\nlabels: [entailment, neutral, contradiction]\ngold: label\n'
+
+
+def write_annotations(path, n=48, rationale_every=2, seed=0):
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            label = LABELS[i % 3]
+            text = f"{label} " + " ".join(rng.choice(WORDS) for _ in range(5))
+            f.write(json.dumps({"id": str(i), "input": text, "label": label, "gold": label, "status": "ok",
+                                "rationale": f"because the dog is {label} and happy" if i % rationale_every == 0 else None}) + "\n")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    tiny.tiny_encoder_dir(d / "enc")
+    tiny.tiny_t5_dir(d / "t5")
+    (d / "task.yaml").write_text(NLI_TASK)
+    (d / "num.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\ngold: label\n')
+    (d / "mc.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "{text}"\nchoices: choices\ngold: label\n')
+    write_annotations(d / "ann.jsonl")
+    rng = random.Random(1)
+    with open(d / "num.jsonl", "w") as f:
+        for i in range(32):
+            a = rng.randint(1, 9)
+            f.write(json.dumps({"id": str(i), "input": f"how many {a} dog", "label": str(a), "gold": str(a), "status": "ok",
+                                "rationale": f"there are {a} dog so the answer is {a}" if i % 2 else None}) + "\n")
+    with open(d / "mc.jsonl", "w") as f:
+        for i in range(24):
+            choices = ["park", "house", "street"]
+            f.write(json.dumps({"id": str(i), "input": f"where is the {choices[i % 3]} dog", "choices": choices,
+                                "label": choices[i % 3], "gold": choices[i % 3], "status": "ok",
+                                "rationale": f"the dog is at the {choices[i % 3]} because it says so" if i % 2 else None}) + "\n")
+    with open(d / "test.jsonl", "w") as f:
+        for i in range(12):
+            f.write(json.dumps({"text": f"{LABELS[i % 3]} the dog", "label": LABELS[i % 3]}) + "\n")
+    return d
+
+
+def run(setup, name, **kw):
+    args = dict(task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(setup / name),
+                student=str(setup / "enc"), epochs=4, batch_size=8, lr=2e-3, seed=0)
+    args.update(kw)
+    return train(TrainConfig(**args), echo=lambda *_: None)
+
+
+def losses(summary, key):
+    return [h[key] for h in summary["history"] if key in h and h.get("loss") is not None]
+
+
+@pytest.mark.parametrize("mode", ["multitask", "label-only", "standard"])
+def test_encoder_student_trains_and_loss_falls(setup, mode):
+    s = run(setup, f"s_{mode}", mode=mode, epochs=20)
+    lab = losses(s, "label_loss")
+    assert lab[-1] < lab[0] - 0.2, lab
+    if mode == "multitask":
+        rat = losses(s, "rationale_loss")
+        rat = [r for r in rat if r > 0]
+        assert rat[-1] < rat[0], rat
+        assert (setup / f"s_{mode}" / "rationale_decoder" / "decoder.pt").exists()
+    else:
+        assert all(r == 0 for r in losses(s, "rationale_loss"))
+    meta = json.loads((setup / f"s_{mode}" / "edgedistill.json").read_text())
+    assert meta["kind"] == "student" and meta["family"] == "sequence-classification"
+    card = (setup / f"s_{mode}" / "README.md").read_text()
+    assert mode in card and "alpha" in card
+
+
+def _batch(setup, with_rationale):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(setup / "enc")
+    enc = tok(["the dog is happy", "a cat sat"], padding=True, return_tensors="pt")
+    r = tok(["because the dog is happy", "the cat sat on a house"], padding=True, return_tensors="pt")
+    return dict(**enc, labels=torch.tensor([0, 2]), rationale_ids=r["input_ids"], rationale_mask=r["attention_mask"],
+                has_rationale=torch.tensor(with_rationale))
+
+
+def _student(setup, alpha):
+    torch.manual_seed(0)
+    lm = build_label_model(setup / "enc", "sequence-classification", LABELS)
+    return RationaleStudent(lm, build_rationale_decoder(lm, "sequence-classification"), "sequence-classification", alpha)
+
+
+def test_alpha_one_ignores_rationales(setup):
+    m = _student(setup, 1.0)
+    out = m(**_batch(setup, [True, True]))
+    assert torch.allclose(out["loss"], out["label_loss"])
+    out["loss"].backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for n, p in m.decoder.named_parameters() if "crossattention" in n)
+
+
+def test_rows_without_rationale_add_no_rationale_loss(setup):
+    m = _student(setup, 0.5).eval()
+    both = m(**_batch(setup, [True, True]))
+    first_only = m(**_batch(setup, [True, False]))
+    b = _batch(setup, [True, False])
+    alone = m.rationale_loss(m.label_model.base_model(input_ids=b["input_ids"][:1], attention_mask=b["attention_mask"][:1]).last_hidden_state,
+                             b["attention_mask"][:1], b["rationale_ids"][:1], b["rationale_mask"][:1], torch.tensor([True]))
+    assert torch.allclose(first_only["rationale_loss"], alone, atol=1e-5)
+    assert not torch.allclose(both["rationale_loss"], first_only["rationale_loss"])
+    none = m(**_batch(setup, [False, False]))
+    assert none["rationale_loss"] == 0 and torch.allclose(none["loss"], 0.5 * none["label_loss"])
+
+
+def test_strip_gives_plain_model_with_same_predictions(setup, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    student = setup / "s_multitask"
+    if not student.exists():
+        run(setup, "s_multitask", mode="multitask", epochs=20)
+    out = strip_student(student, tmp_path / "stripped")
+    names = [p.name for p in out.rglob("*")]
+    assert "rationale_decoder" not in names and "decoder.pt" not in names
+    plain = AutoModelForSequenceClassification.from_pretrained(out)
+    assert not any("crossattention" in n or "decoder" in n for n, _ in plain.named_parameters())
+    task = load_task(setup / "task.yaml")
+    exs = load_examples(task, setup / "test.jsonl")
+    a = evaluate_model(student, task, exs)
+    b = evaluate_model(out, task, exs)
+    assert a["accuracy"] == b["accuracy"] and a["accuracy"] > 0.5
+    r = CliRunner().invoke(main, ["eval", str(out), "--task", str(setup / "task.yaml"), "--data", str(setup / "test.jsonl"), "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["accuracy"] == b["accuracy"]
+
+
+def test_seq2seq_student_trains_and_strips(setup, tmp_path):
+    from transformers import AutoModelForSeq2SeqLM
+
+    s = train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
+                          student=str(setup / "t5"), epochs=6, batch_size=8, lr=3e-3), echo=lambda *_: None)
+    assert s["family"] == "seq2seq"
+    lab, rat = losses(s, "label_loss"), [r for r in losses(s, "rationale_loss") if r > 0]
+    assert lab[-1] < lab[0] and rat[-1] < rat[0]
+    out = strip_student(tmp_path / "st", tmp_path / "stripped")
+    AutoModelForSeq2SeqLM.from_pretrained(out)
+    assert not (out / "rationale_decoder").exists()
+
+
+def test_multiple_choice_student(setup, tmp_path):
+    s = train(TrainConfig(task=str(setup / "mc.yaml"), annotations=str(setup / "mc.jsonl"), out=str(tmp_path / "mc"),
+                          student=str(setup / "enc"), epochs=3, batch_size=8, lr=2e-3), echo=lambda *_: None)
+    assert s["family"] == "multiple-choice" and [r for r in losses(s, "rationale_loss") if r > 0]
+    strip_student(tmp_path / "mc", tmp_path / "mc_stripped")
+
+
+@pytest.mark.parametrize("content, match", [
+    ('{"id": "1", "input": "x", "label": "maybe", "status": "ok"}\n', r"ann.jsonl:1: label: 'maybe' is not one of"),
+    ("", r"empty annotations file"),
+    ('{"id": "1", "input": "x", "label": "neutral", "status": "failed"}\n', r"no usable rows"),
+])
+def test_bad_annotations_leave_no_student(setup, tmp_path, content, match):
+    (tmp_path / "ann.jsonl").write_text(content)
+    with pytest.raises(UserError, match=match):
+        run(setup, "unused", annotations=str(tmp_path / "ann.jsonl"), out=str(tmp_path / "student"))
+    assert not (tmp_path / "student").exists()
+
+
+def test_task_mismatch_and_missing_student(setup, tmp_path):
+    with pytest.raises(UserError, match="choices: missing, but the task 'qa' is multiple-choice"):
+        run(setup, "x", task=str(setup / "mc.yaml"), out=str(tmp_path / "a"))
+    r = CliRunner().invoke(main, ["train", "--task", str(setup / "task.yaml"), "--annotations", str(setup / "ann.jsonl"),
+                                  "--out", str(tmp_path / "b"), "--student", str(tmp_path / "nope")])
+    assert r.exit_code != 0 and "does not exist" in r.output and not (tmp_path / "b").exists()
