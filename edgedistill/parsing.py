@@ -33,7 +33,8 @@ _ANSWER_MARKERS = [
 
 def _plain(text: str) -> str:
     """Drop markdown emphasis and collapse whitespace."""
-    text = re.sub(r"[*_`#]+", "", text)
+    text = re.sub(r"\*\*|__|`+|^#+\s*", "", text, flags=re.MULTILINE)
+    text = re.sub(r"(?:(?<=\s)|^)\*(?=[A-Za-z])|(?<=[A-Za-z])\*(?=[\s:.,]|$)", "", text, flags=re.MULTILINE)  # *emphasis*, not 7 * 3
     return re.sub(r"[ \t]+", " ", text).strip()
 
 
