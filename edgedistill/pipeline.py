@@ -277,6 +277,8 @@ def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = N
             dirty = True  # everything after a stage that ran runs too
             echo(f"[{stage}] running")
             start = time.perf_counter()
+            for stale in run.glob(f".{outputs[stage].name}.*.tmp"):  # left by a killed earlier run
+                shutil.rmtree(stale, ignore_errors=True)
             if stage == "annotate" and pipe.teacher.cache and not (run / "cache.sqlite").exists():
                 # Start from the recorded responses: replaying them costs nothing.
                 shutil.copyfile(pipe.path(pipe.teacher.cache), run / "cache.sqlite")

@@ -69,7 +69,7 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
 
 def _bench_rows(bench: dict) -> list[str]:
     """Rows of the bench results at batch 1 and the longest measured sequence length, one per variant."""
-    rows = [r for r in bench.get("results", []) if r.get("batch_size", r.get("batch")) == 1 and r.get("status", "ok") == "ok"]
+    rows = [r for r in bench.get("results", []) if r.get("batch_size") == 1 and not r.get("error") and r.get("p50_ms") is not None]
     if not rows:
         return ["(no batch-1 results)"]
     seq = max(r.get("seq_len", 0) for r in rows)
