@@ -244,25 +244,31 @@ def train(cfg: TrainConfig, echo=print) -> dict:
 
     out = Path(cfg.out)
     started = time.time()
-    with build_dir(out) as tmp:
-        args = TrainingArguments(
-            output_dir=str(tmp / "_checkpoints"), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-            per_device_eval_batch_size=cfg.batch_size * 2, gradient_accumulation_steps=cfg.grad_accum,
-            learning_rate=cfg.lr or (3e-4 if family == "seq2seq" else 5e-5), warmup_ratio=0.1, weight_decay=0.01,
-            eval_strategy="epoch" if val_ds else "no", save_strategy="epoch" if val_ds else "no",
-            load_best_model_at_end=bool(val_ds), metric_for_best_model="accuracy", greater_is_better=True,
-            save_total_limit=1, save_safetensors=False, logging_steps=max(1, len(train_ds) // (cfg.batch_size * 4)),
-            report_to="none", seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, label_names=[label_key],
-            ddp_find_unused_parameters=True, dataloader_num_workers=0, disable_tqdm=False, use_cpu=not torch.cuda.is_available(),
-        )
-        trainer = _student_trainer()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                                  data_collator=make_collator(pad_id, family, mode_uses_rationale),
-                                  compute_metrics=_metrics(family), preprocess_logits_for_metrics=_argmax)
+    # One checkpoint folder that every process of a torchrun/accelerate job agrees on; the final
+    # student dir is written by the main process alone, atomically, once training succeeded.
+    ckpt = out.parent / f".{out.name}.checkpoints"
+    args = TrainingArguments(
+        output_dir=str(ckpt), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size * 2, gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.lr or (3e-4 if family == "seq2seq" else 5e-5), warmup_ratio=0.1, weight_decay=0.01,
+        eval_strategy="epoch" if val_ds else "no", save_strategy="epoch" if val_ds else "no",
+        load_best_model_at_end=bool(val_ds), metric_for_best_model="accuracy", greater_is_better=True,
+        save_total_limit=1, save_safetensors=False, logging_steps=max(1, len(train_ds) // (cfg.batch_size * 4)),
+        report_to="none", seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, label_names=[label_key],
+        ddp_find_unused_parameters=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = _student_trainer()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+                                 data_collator=make_collator(pad_id, family, mode_uses_rationale),
+                                 compute_metrics=_metrics(family), preprocess_logits_for_metrics=_argmax)
+    try:
         result = trainer.train(ignore_keys_for_eval=["label_loss", "rationale_loss"])
         final_eval = trainer.evaluate(ignore_keys=["label_loss", "rationale_loss"]) if val_ds else {}
-        shutil.rmtree(tmp / "_checkpoints", ignore_errors=True)
-        if not trainer.is_world_process_zero():
-            return {}
+    finally:
+        if trainer.is_world_process_zero():
+            shutil.rmtree(ckpt, ignore_errors=True)
+    if not trainer.is_world_process_zero():
+        return {}
+    with build_dir(out) as tmp:
         label_model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         if mode_uses_rationale:
@@ -273,7 +279,6 @@ def train(cfg: TrainConfig, echo=print) -> dict:
         meta = {"kind": "student", "family": family, "max_length": cfg.max_length, "labels": task.labels,
                 "mode": cfg.mode, "alpha": cfg.alpha, "has_rationale_decoder": mode_uses_rationale, "base": str(base)}
         write_meta(tmp, meta)
-        history = [h for h in trainer.state.log_history]
         summary = {
             "config": {**asdict(cfg), "annotations": str(Path(cfg.annotations).resolve()), "student": str(base)},
             "annotations": str(Path(cfg.annotations).resolve()), "mode": cfg.mode, "alpha": cfg.alpha, "seed": cfg.seed,
@@ -281,8 +286,8 @@ def train(cfg: TrainConfig, echo=print) -> dict:
             "val_source": cfg.eval_data or f"{cfg.val_fraction:.0%} of training rows (labels as trained on)",
             "train_loss": result.training_loss, "val_accuracy": final_eval.get("eval_accuracy"),
             "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
-            "epochs": cfg.epochs, "elapsed_s": round(time.time() - started, 1),
-            "history": history, "teacher": _teacher(cfg.annotations),
+            "epochs": cfg.epochs, "processes": trainer.args.world_size, "elapsed_s": round(time.time() - started, 1),
+            "history": trainer.state.log_history, "teacher": _teacher(cfg.annotations),
         }
         write_json(tmp / "train.json", summary)
         write_text(tmp / "README.md", model_card(task, summary))

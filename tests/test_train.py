@@ -183,3 +183,20 @@ def test_task_mismatch_and_missing_student(setup, tmp_path):
     r = CliRunner().invoke(main, ["train", "--task", str(setup / "task.yaml"), "--annotations", str(setup / "ann.jsonl"),
                                   "--out", str(tmp_path / "b"), "--student", str(tmp_path / "nope")])
     assert r.exit_code != 0 and "does not exist" in r.output and not (tmp_path / "b").exists()
+
+
+def test_torchrun_two_processes(setup, tmp_path):
+    """The same command under torchrun (CPU, gloo): DDP over 2 processes, one student dir written."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "edgedistill.cli", "train",
+           "--task", str(setup / "task.yaml"), "--annotations", str(setup / "ann.jsonl"), "--out", str(out),
+           "--student", str(setup / "enc"), "--epochs", "2", "--batch-size", "8"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((out / "train.json").read_text())
+    assert summary["processes"] == 2 and summary["best_checkpoint"]
+    assert not list(tmp_path.glob(".ddp*"))
