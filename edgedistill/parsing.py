@@ -76,10 +76,14 @@ def parse_label(task: TaskSpec, text: str) -> str | None:
 def parse_choice(text: str, choices: list[str]) -> str | None:
     """The chosen option's text, from "(c) train station", "c)", "C.", "option c" or the text itself."""
     letters = CHOICE_LETTERS[: len(choices)]
-    segment = answer_segment(text)
-    for candidate in (segment, _plain(text)):
+    plain, segment = _plain(text), answer_segment(text)
+    if segment != plain and len(_letters_named(segment, letters)) > 1:
+        return None  # "So the answer is either (b) lake or (d) pond" states two answers, not one
+    for candidate in dict.fromkeys((segment, plain.split("\n")[0], plain)):
+        if len(_letters_named(candidate, letters)) > 1:
+            continue  # reasoning that weighs "(a)" against "(c)" names no single answer
         m = (re.search(rf"\(\s*([{letters}])\s*\)", candidate, re.IGNORECASE)
-             or re.match(rf"^\s*([{letters}])\s*[).:\]]?(?:\s|$)", candidate, re.IGNORECASE)
+             or re.match(rf"^\s*([{letters}])\s*(?:[).\]]|$)", candidate, re.IGNORECASE)  # "c)", "C.", "c"; not "A man..." or "A: ..."
              or re.search(rf"\b(?:option|choice|answer is)\s+\(?([{letters}])\b\)?", candidate, re.IGNORECASE))
         if m:
             return choices[letters.index(m.group(1).lower())]
@@ -92,6 +96,10 @@ def parse_choice(text: str, choices: list[str]) -> str | None:
             if not any(_words(named[0]) in _words(other) for other in named[1:]) and all(_words(o) in _words(named[0]) for o in named[1:]):
                 return named[0]
     return None
+
+
+def _letters_named(text: str, letters: str) -> set[str]:
+    return {x.lower() for x in re.findall(rf"\(\s*([{letters}])\s*\)", text, re.IGNORECASE)}
 
 
 _NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?"
