@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +66,30 @@ TEMPLATES = {
 }
 
 
+# What each template may use; an override naming anything else would fail at the first request.
+_COMMON = {"instruction", "input", "choices", "labels", "first_choice", "last_letter", "answer_format", "trigger"}
+_EXTRA = {"few-shot-cot": {"exemplars"}, "few-shot-cot-exemplar": {"rationale", "answer"}}
+
+
+def check_overrides(task: TaskSpec) -> None:
+    """Stop on a task `prompts:` entry that names no template or uses an unknown placeholder."""
+    source = task.source or "<task>"
+    for name, text in task.prompts.items():
+        where = f"prompts.{name}"
+        if name not in TEMPLATES:
+            raise at(source, None, where, f"no such template; override one of {', '.join(TEMPLATES)}")
+        if not isinstance(text, str) or not text.strip():
+            raise at(source, None, where, "must be a non-empty string")
+        try:
+            used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+        except ValueError as e:
+            raise at(source, None, where, f"bad template ({e}); write literal braces as {{{{ }}}}") from None
+        allowed = _COMMON | _EXTRA.get(name, set())
+        for field in sorted(used - allowed):
+            raise at(source, None, where, f"unknown placeholder {{{field}}}; use any of "
+                     + " ".join("{" + f + "}" for f in sorted(allowed)))
+
+
 @dataclass
 class Parsed:
     label: str | None
@@ -96,6 +121,7 @@ class PromptPlan:
             raise UserError("--prompt few-shot-cot needs --exemplars FILE (JSONL: the task's fields, answer, rationale)")
         self.task, self.mode, self.exemplars = task, mode, exemplars or []
         self.stages = 2 if mode == "zero-shot-cot" else 1
+        check_overrides(task)
         self.templates = {**TEMPLATES, **task.prompts}
 
     def _fill(self, name: str, example, **extra) -> str:
