@@ -1,0 +1,81 @@
+"""Cost: list prices, offline token counts, and dry-run estimates that rank the prompt modes correctly."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from edgedistill.cost import PRICES, TYPICAL_COMPLETION_TOKENS, cost_usd, count_tokens, estimate, price_for
+from edgedistill.task import task_from_dict
+
+
+def test_price_for_known_dated_unknown_and_overridden_models():
+    assert price_for("gpt-4o-mini") == PRICES["gpt-4o-mini"][:2] == (0.15, 0.60)
+    # a dated snapshot is priced as its family, and the longest family name wins (not gpt-4o)
+    assert price_for("gpt-4o-mini-2024-07-18") == (0.15, 0.60)
+    assert price_for("gpt-4o-2024-08-06") == (2.50, 10.00)
+    assert price_for("gpt-4.1-mini") == (0.40, 1.60)
+    assert price_for("qwen2.5-0.5b-instruct") is None  # unknown: no guessing
+    assert price_for("qwen2.5-0.5b-instruct", 0.0, 0.0) == (0.0, 0.0)  # a local server, free
+    assert price_for("my-model", price_in=1.0) == (1.0, 0.0)
+    assert price_for("gpt-4o", price_out=3.0) == (2.50, 3.0)  # override one side only
+    assert price_for("gpt-4o", 1.0, 2.0) == (1.0, 2.0)
+
+
+def test_cost_usd():
+    assert cost_usd(1_000_000, 1_000_000, (0.15, 0.60)) == pytest.approx(0.75)
+    assert cost_usd(2000, 500, (2.5, 10.0)) == pytest.approx((2000 * 2.5 + 500 * 10.0) / 1e6)
+    # cached prompt tokens are billed at the cached price when one is known
+    assert cost_usd(1000, 0, (2.0, 8.0), cached_tokens=400, cached_price=0.5) == pytest.approx((600 * 2.0 + 400 * 0.5) / 1e6)
+    assert cost_usd(1000, 0, (2.0, 8.0), cached_tokens=400) == pytest.approx(1000 * 2.0 / 1e6)
+    assert cost_usd(10, 10, None) is None
+
+
+def test_count_tokens_text_and_messages():
+    assert count_tokens("") == 0
+    assert count_tokens("hello world") == 2
+    text = "日本語のテキストです"
+    # the encoding follows the model: o200k for gpt-4o, cl100k for gpt-3.5-turbo, o200k for anything else
+    assert count_tokens(text, "gpt-4o") == count_tokens(text, "some-local-model") != count_tokens(text, "gpt-3.5-turbo")
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hello world"}]
+    assert count_tokens(msgs) == (3 + count_tokens("Be brief.")) + (3 + 2) + 3
+    assert count_tokens([]) == 3
+
+
+NLI = task_from_dict({"name": "nli", "type": "classification", "input": "Premise: {p}\nHypothesis: {h}",
+                      "labels": ["entailment", "neutral", "contradiction"]})
+PAIRS = [("A man in a blue shirt is riding a bicycle down a busy city street.", "A person is cycling."),
+         ("Two children are building a sandcastle on the beach at sunset.", "Kids are playing indoors."),
+         ("A woman is reading a newspaper on a crowded train.", "The woman is on her way to work."),
+         ("A dog catches a frisbee in a park.", "An animal is outside.")]
+EXAMPLES = [SimpleNamespace(id=str(i), input=f"Premise: {p}\nHypothesis: {h}", choices=None) for i, (p, h) in enumerate(PAIRS * 5)]
+# Exemplars as long as real few-shot CoT ones (a premise, a hypothesis, a two-sentence rationale), 6 of them.
+SHOTS = [{"input": e.input, "answer": "neutral",
+          "rationale": "The premise describes the scene in detail, but it says nothing about the claim in the hypothesis. "
+                       "We cannot tell whether the hypothesis is true or false from the premise alone."} for e in EXAMPLES[:6]]
+
+
+def test_estimate_ranks_the_modes_by_prompt_tokens():
+    est = {m: estimate(NLI, EXAMPLES, m, "gpt-4o-mini", SHOTS) for m in ("label-only", "zero-shot", "zero-shot-cot", "few-shot-cot")}
+    prompt = {m: e["prompt_tokens"] for m, e in est.items()}
+    assert prompt["label-only"] < prompt["zero-shot"] < prompt["zero-shot-cot"] < prompt["few-shot-cot"], prompt
+    assert prompt["few-shot-cot"] > 3 * prompt["zero-shot"]
+    assert est["zero-shot-cot"]["requests"] == 2 * len(EXAMPLES) and est["zero-shot"]["requests"] == len(EXAMPLES)
+    assert est["label-only"]["completion_tokens"] == TYPICAL_COMPLETION_TOKENS["label-only"] * len(EXAMPLES)
+    # prompt tokens are exact: label-only over these examples is the sum of the real prompts
+    from edgedistill.prompts import plan
+
+    exact = sum(count_tokens(plan(NLI, "label-only").messages(e)) for e in EXAMPLES)
+    assert est["label-only"]["prompt_tokens"] == exact
+    assert est["zero-shot"]["cost_usd"] == pytest.approx(cost_usd(est["zero-shot"]["prompt_tokens"], est["zero-shot"]["completion_tokens"],
+                                                                  (0.15, 0.60)), rel=1e-3)
+    assert estimate(NLI, EXAMPLES, "zero-shot", "unknown-model")["cost_usd"] is None
+
+
+def test_rationale_fraction_prices_the_rest_as_label_only():
+    full = estimate(NLI, EXAMPLES, "zero-shot-cot", "gpt-4o-mini")
+    half = estimate(NLI, EXAMPLES, "zero-shot-cot", "gpt-4o-mini", rationale_fraction=0.5)
+    cheap = estimate(NLI, EXAMPLES, "label-only", "gpt-4o-mini")
+    assert half["requests"] == len(EXAMPLES) // 2 * 2 + len(EXAMPLES) // 2
+    assert half["prompt_tokens"] == pytest.approx((full["prompt_tokens"] + cheap["prompt_tokens"]) / 2, abs=2)
+    assert cheap["cost_usd"] < half["cost_usd"] < full["cost_usd"]
+    assert estimate(NLI, [], "zero-shot", "gpt-4o-mini")["prompt_tokens"] == 0
