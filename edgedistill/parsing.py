@@ -111,20 +111,26 @@ def format_number(x: float) -> str:
 
 def parse_number(text: str) -> str | None:
     """A plain number string ("42", "3.5") from an answer, an expression or an equation."""
-    segment = answer_segment(text)
-    for candidate in (segment, _plain(text)):
-        cleaned = candidate.replace("$", "").rstrip(" .")
-        cleaned = re.sub(r"(?<=\d),(?=\d{3}\b)", "", cleaned)
-        if "=" in cleaned:  # "84 / 2 = 42": the value is after the last "="
-            cleaned = cleaned.rsplit("=", 1)[1]
-        value = to_number(cleaned)
-        if value is None:
-            # "( 84.0 / 2.0 )" or "42 points" inside a sentence: the first expression or number in it
-            m = re.search(r"\(?\s*" + _NUMBER + r"(?:\s*[-+*/x×÷]\s*\(?\s*" + _NUMBER + r"\s*\)?)*\s*\)?", candidate)
-            value = to_number(m.group(0).replace("$", "").replace("x", "*")) if m else None
-        if value is not None:
-            return format_number(value)
-    return None
+    plain, segment = _plain(text), answer_segment(text)
+    value = _number_in(segment, search=True)
+    if value is None and segment != plain:
+        # The stated answer holds no number ("The answer is (some - 8)."): a number from the working
+        # would be a confident wrong label. Only a first line that is itself a number still counts.
+        value = _number_in(plain.split("\n")[0], search=False)
+    return None if value is None else format_number(value)
+
+
+def _number_in(candidate: str, search: bool) -> float | None:
+    cleaned = candidate.replace("$", "").rstrip(" .")
+    cleaned = re.sub(r"(?<=\d),(?=\d{3}\b)", "", cleaned)
+    if "=" in cleaned:  # "84 / 2 = 42": the value is after the last "="
+        cleaned = cleaned.rsplit("=", 1)[1]
+    value = to_number(cleaned)
+    if value is None and search:
+        # "( 84.0 / 2.0 )" or "42 points" inside a sentence: the first expression or number in it
+        m = re.search(r"\(?\s*" + _NUMBER + r"(?:\s*[-+*/x×÷]\s*\(?\s*" + _NUMBER + r"\s*\)?)*\s*\)?", candidate)
+        value = to_number(m.group(0).replace("$", "").replace("x", "*")) if m else None
+    return value
 
 
 def parse_answer(task: TaskSpec, text: str, choices: list[str] | None = None) -> str | None:
