@@ -34,7 +34,7 @@ RESULTS = HERE / "results"
 SETTINGS = [("standard", "standard", 1.0), ("label-only", "label-only", 1.0), ("multitask", "multitask", 1.0),
             ("multitask r=0.5", "multitask", 0.5), ("multitask r=0.25", "multitask", 0.25)]
 # dataset: (train split, train rows, test rows, max_length, epochs, batch size)
-PLAN = {"esnli": ("valid", 1000, 500, 64, 2, 16), "cqa": ("train", 600, 300, 48, 2, 8)}
+PLAN = {"esnli": ("valid", 1000, 500, 64, 2, 16), "cqa": ("train", 320, 200, 48, 2, 8)}
 SEEDS = (0, 1, 2)
 
 
