@@ -120,7 +120,17 @@ def parse_number(text: str) -> str | None:
     return None if value is None else format_number(value)
 
 
+def _latex(text: str) -> str:
+    """Small models write math answers in LaTeX: \\boxed{\\frac{5}{43}} is 5/43, not 5."""
+    boxed = re.search(r"\\boxed\s*\{((?:[^{}]|\{[^{}]*\})*)\}", text)
+    if boxed:
+        text = boxed.group(1)
+    text = re.sub(r"\\d?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}", r"(\1/\2)", text)
+    return re.sub(r"\\(?:times|cdot)", "*", text).replace("\\div", "/")
+
+
 def _number_in(candidate: str, search: bool) -> float | None:
+    candidate = _latex(candidate)
     cleaned = candidate.replace("$", "").rstrip(" .")
     cleaned = re.sub(r"(?<=\d),(?=\d{3}\b)", "", cleaned)
     if "=" in cleaned:  # "84 / 2 = 42": the value is after the last "="
