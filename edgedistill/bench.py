@@ -49,6 +49,9 @@ VARIANTS = {
 }
 BASELINE = "torch-fp32"
 SCHEMA_VERSION = 1
+TIMED_CALL = ("model forward on pre-tokenized inputs of exactly batch x seq real tokens (tokenization excluded)",
+              "encoder forward + first decoder step on pre-tokenized inputs of exactly batch x seq real tokens "
+              "(tokenization and the rest of generation excluded; accuracy uses full greedy generation)")
 PAUSE_S = 0.03  # between time slices of different variants (see time_interleaved)
 OPTIMUM_TASKS = {"sequence-classification": "text-classification", "multiple-choice": "multiple-choice"}
 
@@ -155,6 +158,8 @@ class Runner:
 
     name = "?"
 
+    max_new_tokens = 32  # seq2seq answers: greedy, at most this many tokens
+
     def __init__(self, family: str, labels, tok, max_length: int):
         self.family, self.labels, self.tok, self.max_length = family, labels, tok, max_length
 
@@ -197,7 +202,24 @@ class TorchRunner(Runner):
     def prepare(self, feeds):
         import torch
 
-        return {k: torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in self.names if k in feeds}
+        x = {k: torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in self.names if k in feeds}
+        if self.family == "seq2seq":  # the timed call: encoder + first decoder step, as EdgeModel.run does
+            x["decoder_input_ids"] = torch.full((x["input_ids"].shape[0], 1), self.model.config.decoder_start_token_id)
+        return x
+
+    def predict(self, examples, batch_size: int = 32) -> list[str]:
+        if self.family != "seq2seq":
+            return super().predict(examples, batch_size)
+        import torch
+
+        out = []
+        for i in range(0, len(examples), batch_size):
+            x = self.prepare(encode_examples(self.tok, self.family, examples[i:i + batch_size], self.max_length))
+            x.pop("decoder_input_ids")
+            with torch.inference_mode():
+                gen = self.model.generate(**x, do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens)
+            out += [self.tok.decode([int(t) for t in row], skip_special_tokens=True).strip() for row in gen]
+        return out
 
     def call(self, x):
         import torch
@@ -248,6 +270,9 @@ class BundleRunner(Runner):
 
     def predict(self, examples, batch_size: int = 32) -> list[str]:
         items = [e.row if e.row is not None else e.input for e in examples]
+        if self.family == "seq2seq":  # same answer budget as the torch variants
+            return [a.strip() for i in range(0, len(items), batch_size)
+                    for a in self.model.generate(items[i:i + batch_size], max_new_tokens=self.max_new_tokens)]
         preds = self.model.predict(items, batch_size=batch_size)
         return [p.get("label", p.get("answer")) for p in preds]
 
@@ -301,7 +326,8 @@ def _torch_model(path, family: str):
     import transformers
 
     cls = {"sequence-classification": transformers.AutoModelForSequenceClassification,
-           "multiple-choice": transformers.AutoModelForMultipleChoice}[family]
+           "multiple-choice": transformers.AutoModelForMultipleChoice,
+           "seq2seq": transformers.AutoModelForSeq2SeqLM}[family]
     return cls.from_pretrained(str(path)).eval()
 
 
@@ -350,9 +376,6 @@ def read_subject(bundle, torch_dir=None) -> Subject:
     family = manifest.get("family")
     if family not in ("sequence-classification", "multiple-choice", "seq2seq"):
         raise UserError(f"{mpath}: family: {family!r} is not one of sequence-classification, multiple-choice, seq2seq")
-    if family == "seq2seq":
-        raise UserError(f"{mpath}: family: seq2seq bundles are not benchmarked yet (generation needs its own timed loop); "
-                        "bench a classification or multiple-choice bundle")
     task = None
     if isinstance(manifest.get("task"), dict):
         from dataclasses import fields
@@ -391,6 +414,11 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
                               package_bytes=sum(p.stat().st_size for p in subject.bundle.rglob("*") if p.is_file()),
                               quantization=subject.manifest.get("quantization"), target=subject.manifest.get("target"))
     torch_names = [n for n in names if n != "bundle"]
+    if subject.family == "seq2seq":
+        for n in ("ort-fp32", "optimum-int8"):
+            if n in info:
+                info[n].update(status="skipped", reason="seq2seq: a plain ONNX export has no generation loop to predict with; "
+                               "the torch variants and the bundle (whose runtime has one) are measured")
     if subject.torch_dir is None:
         for n in torch_names:
             info[n].update(status="skipped", reason="needs --torch STUDENT_DIR (the stripped student) to build this variant")
@@ -406,7 +434,7 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
             info["torch-int8"].update(size_bytes=(work / "torch_int8.pt").stat().st_size, files=["torch_int8.pt (state_dict)"])
         except Exception as e:  # noqa: BLE001 - e.g. no quantized engine on this CPU: report, don't die
             info["torch-int8"].update(status="skipped", reason=f"quantize_dynamic failed: {type(e).__name__}: {e}")
-    if "ort-fp32" in info or "optimum-int8" in info:
+    if any(info.get(n, {}).get("status") == "ok" for n in ("ort-fp32", "optimum-int8")):
         onnx_dir = work / "ort-fp32"
         try:
             from optimum.exporters.onnx import main_export
@@ -639,7 +667,8 @@ def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None 
                 try:
                     r = load_variant(n, paths, max(s.threads))
                     preds = r.predict(gold)
-                    info[n].update(accuracy=round(sum(p == e.gold for p, e in zip(preds, gold)) / len(gold), 5), accuracy_n=len(gold))
+                    hits = [_hit(subject, p, e.gold) for p, e in zip(preds, gold)]
+                    info[n].update(accuracy=round(sum(hits) / len(gold), 5), accuracy_n=len(gold))
                 except Exception as e:  # noqa: BLE001
                     info[n].update(status="failed", reason=f"predict failed: {type(e).__name__}: {e}")
             ok = [n for n in ok if info[n]["status"] == "ok"]
@@ -697,10 +726,19 @@ def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None 
         "data": data_info,
         "settings": asdict(s),
         "baseline": BASELINE,
-        "timed_call": "model forward on pre-tokenized inputs of exactly batch x seq real tokens (tokenization excluded)",
+        "timed_call": TIMED_CALL[subject.family == "seq2seq"],
         "variants": variants,
         "results": rows,
     }
+
+
+def _hit(subject: Subject, pred, gold) -> bool:
+    """A correct prediction: the label / choice text, or for numeric tasks the same number."""
+    if subject.task is not None and subject.task.type == "numeric":
+        from .arith import same_number
+
+        return same_number(pred, gold)
+    return pred == gold
 
 
 def _synthetic_example(subject: Subject, text: str):

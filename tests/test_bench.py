@@ -225,3 +225,27 @@ def test_bench_multiple_choice_bundle(tmp_path):
     assert doc["subject"]["family"] == "multiple-choice" and [v["name"] for v in doc["variants"]] == ["torch-fp32", "bundle"]
     assert all(v["accuracy_n"] == 200 and 0 <= v["accuracy"] <= 1 for v in doc["variants"])
     assert {r["variant"] for r in doc["results"]} == {"torch-fp32", "bundle"}
+
+
+def test_bench_seq2seq_bundle(tmp_path):
+    """Numeric answers from greedy generation; the ORT peers are skipped with the reason."""
+    from edgedistill.task import task_from_dict
+
+    stripped = tiny.tiny_t5_dir(tmp_path / "stripped")
+    task_from_dict({"name": "math", "type": "numeric", "input": "question: {question}", "gold": "label"}).save(stripped / "task.yaml")
+    (stripped / "edgedistill.json").write_text(json.dumps({"kind": "stripped", "family": "seq2seq", "max_length": 32}))
+    rng = random.Random(0)
+    words = [w for w in tiny.WORDS if w.isalpha()]
+    data = _jsonl(tmp_path / "math.jsonl", [{"question": " ".join(rng.choice(words) for _ in range(8)), "label": str(rng.randint(0, 9))}
+                                            for _ in range(12)])
+    res = CliRunner().invoke(main, ["export", str(stripped), "--out", str(tmp_path / "bundle"), "--parity-data", str(data)])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "b"
+    _bench([tmp_path / "bundle", "--torch", stripped, "--data", data, "--variants", "torch-fp32,ort-fp32,bundle", "--no-fresh-process",
+            "--batch-sizes", "2", "--seq-lens", "16", "--threads", "1", "--min-time", "0.01", "--min-iters", "2", "--warmup", "0", "--out", out])
+    doc = json.loads((out / "results.json").read_text())
+    jsonschema.validate(doc, SCHEMA)
+    status = {v["name"]: v["status"] for v in doc["variants"]}
+    assert status == {"torch-fp32": "ok", "ort-fp32": "skipped", "bundle": "ok"}
+    assert "first decoder step" in doc["timed_call"]
+    assert all(v["accuracy_n"] == 12 for v in doc["variants"] if v["status"] == "ok")
