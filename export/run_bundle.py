@@ -193,6 +193,31 @@ def normalize_gold(task, value, row, where):
     return s
 
 
+def same_number(a, b) -> bool:
+    """Numeric answers compare as numbers: "42", "42.0" and "( 84.0 / 2.0 )" are equal."""
+    import ast
+    import math
+    import operator
+
+    ops = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.USub: operator.neg, ast.UAdd: operator.pos}
+
+    def value(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+            return float(node.value)
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](value(node.left), value(node.right))
+        if isinstance(node, ast.UnaryOp) and type(node.op) in ops:
+            return ops[type(node.op)](value(node.operand))
+        raise ValueError("not arithmetic")
+
+    try:
+        x, y = (value(ast.parse(str(v).strip(), mode="eval").body) for v in (a, b))
+    except (ValueError, SyntaxError, ZeroDivisionError, OverflowError):
+        return False
+    return math.isclose(x, y, rel_tol=1e-4, abs_tol=1e-6)
+
+
 def synthetic_texts(tok, n=64, words=24, seed=0):
     rng = random.Random(seed)
     vocab = sorted(w for w in tok.get_vocab() if w.isalpha() and w.islower() and len(w) > 1) or ["the", "a", "is"]
@@ -326,8 +351,6 @@ def main(argv=None):
         print(json.dumps({"input": text, **model.predict([text])[0]}, ensure_ascii=False))
     if a.out is None:
         return 0
-    if family == "seq2seq":
-        sys.exit(f"{a.bundle}: seq2seq bundles are not timed by this runner yet; use --text to check predictions")
 
     from tokenizers import Tokenizer
 
@@ -346,7 +369,8 @@ def main(argv=None):
     gold = [(r, g) for r, g in examples if g is not None]
     if gold:
         preds = model.predict([r for r, _ in gold], batch_size=32)
-        info["accuracy"] = round(sum(p.get("label", p.get("answer")) == g for p, (_, g) in zip(preds, gold)) / len(gold), 5)
+        same = same_number if task.get("type") == "numeric" else (lambda x, y: x == y)
+        info["accuracy"] = round(sum(same(p.get("label", p.get("answer")), g) for p, (_, g) in zip(preds, gold)) / len(gold), 5)
         info["accuracy_n"] = len(gold)
         print(f"accuracy on {len(gold)} examples: {100 * info['accuracy']:.2f} %", file=sys.stderr)
 
@@ -384,7 +408,8 @@ def main(argv=None):
                         "min_iters": a.min_iters, "warmup": a.warmup, "limit": a.limit, "fresh_process": not a.no_fresh_process,
                         "variants": ["bundle"], "seed": 0},
            "baseline": "torch-fp32",
-           "timed_call": "model forward on pre-tokenized inputs of exactly batch x seq real tokens (tokenization excluded)",
+           "timed_call": ("encoder forward + first decoder step" if family == "seq2seq" else "model forward")
+           + " on pre-tokenized inputs of exactly batch x seq real tokens (tokenization excluded)",
            "variants": [info], "results": rows}
     out = a.out / "results.json" if a.out.suffix != ".json" else a.out
     out.parent.mkdir(parents=True, exist_ok=True)
