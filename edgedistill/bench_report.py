@@ -201,7 +201,7 @@ def render_markdown(doc: dict, title: str | None = None) -> str:
     runs = runs_of(doc)
     rows = flat_rows(doc)
     multi = len(runs) > 1
-    lines = [f"# {title or _title(runs)}", ""]
+    lines = [f"# {title or _title(runs)}", ""] + ([doc["note"], ""] if doc.get("note") else [])
     for i, run in enumerate(runs):
         m = run.get("machine", {})
         v = m.get("versions", {})
@@ -212,7 +212,7 @@ def render_markdown(doc: dict, title: str | None = None) -> str:
                   f"Threads: {', '.join(str(t) for t in run.get('settings', {}).get('threads', []))}. " + _load_text(run) + " "
                   f"Data: {data.get('path') or 'synthetic text'}"
                   + (f" ({data.get('with_gold')} gold-labelled examples)" if data.get("with_gold") else "") + ".  ",
-                  f"Command: `{m.get('command', '?')}`", ""]
+                  _subject_text(run) + "  ", f"Command: `{m.get('command', '?')}`", ""]
         for var in run.get("variants", []):
             if var.get("status") != "ok":
                 lines.append(f"- {NAMES.get(var['name'], var['name'])} {var.get('status')}: {var.get('reason')}")
@@ -245,6 +245,16 @@ def render_markdown(doc: dict, title: str | None = None) -> str:
               f"slices per shape; ≥ {st.get('min_time', '?')} s and ≥ {st.get('min_iters', '?')} timed calls each after "
               f"{st.get('warmup', '?')} s of warm-up; p99 over few calls is close to the maximum (see `iterations` in results.json)."]
     return "\n".join(lines) + "\n"
+
+
+def _subject_text(run: dict) -> str:
+    """What was measured: the bundle (and how it was quantized) and the torch student behind the peers."""
+    sub = run.get("subject", {})
+    b = next((v for v in run.get("variants", []) if v.get("name") == "bundle"), {})
+    q = b.get("quantization") or {}
+    how = ", ".join(f"{k} {q[k]}" for k in ("mode", "preset", "per_channel", "reduce_range") if k in q)
+    return (f"Bundle: `{sub.get('bundle', '?')}`" + (f" ({how})" if how else "")
+            + (f"; torch student: `{sub['torch']}`" if sub.get("torch") else "") + ".")
 
 
 def _load_text(run: dict) -> str:

@@ -43,10 +43,11 @@ def _ints(ctx, param, value):
 @click.option("--merge", "merge_files", multiple=True, type=click.Path(dir_okay=False),
               help="Instead of measuring, combine these results.json files (repeat the flag, or list them after --merge) into one report.")
 @click.option("--title", default=None, help="Title of report.md.")
+@click.option("--note", default=None, help="A line for report.md (and results.json) saying how the subject was made, e.g. the script that ran this.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for results.json, report.md, latency.png, tradeoff.png.")
 @click.argument("more", nargs=-1, type=click.Path(dir_okay=False))
 def bench(bundle, torch_dir, data, limit, batch_sizes, seq_lens, threads, min_time, min_iters, warmup, variants,
-          no_fresh_process, merge_files, title, out, more):
+          no_fresh_process, merge_files, title, note, out, more):
     """Measure BUNDLE side by side with the ways you could otherwise run the same model.
 
     \b
@@ -86,6 +87,8 @@ def bench(bundle, torch_dir, data, limit, batch_sizes, seq_lens, threads, min_ti
                                  fresh_process=not no_fresh_process, variants=names)
         doc = run_bench(bundle, torch_dir, data, settings, command=argv,
                         echo=lambda m: click.echo(m, err=True))
+    if note:
+        doc["note"] = note
     paths = write_outputs(doc, out, title=title)
     click.echo("")
     for line in summary_lines(doc):
