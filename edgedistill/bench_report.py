@@ -216,7 +216,13 @@ def render_markdown(doc: dict, title: str | None = None) -> str:
         for var in run.get("variants", []):
             if var.get("status") != "ok":
                 lines.append(f"- {NAMES.get(var['name'], var['name'])} {var.get('status')}: {var.get('reason')}")
-        if any(var.get("status") != "ok" for var in run.get("variants", [])):
+        failed = [r for r in run.get("results", []) if r.get("status") == "failed"]
+        for r in failed[:10]:
+            lines.append(f"- {NAMES.get(r['variant'], r['variant'])} failed at batch {r['batch_size']}, seq {r['seq_len']}, "
+                         f"{r['threads']} threads: {r.get('error')}")
+        if len(failed) > 10:
+            lines.append(f"- ... and {len(failed) - 10} more failed shapes (see results.json)")
+        if failed or any(var.get("status") != "ok" for var in run.get("variants", [])):
             lines.append("")
     shape = headline_shape(rows)
     if shape is None:
