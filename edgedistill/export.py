@@ -105,7 +105,10 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
             echo(f"quantizing to INT8 ({plan.mode}, preset {plan.preset}) ...")
             calib = _calibration_feeds(cfg, fp32, task) if cfg.calibration_data else None
             int8_files = {}
-            for role, path in fused.items():
+            # Static QDQ goes on the unfused graph: ORT fuses QDQ patterns itself at load time, while
+            # our contrib-op fusions (Attention, SkipLayerNorm) would hide tensors from calibration.
+            source = raw if plan.mode == "static-qdq" else fused
+            for role, path in source.items():
                 int8_files[role] = work / "int8" / path.name
                 int8_files[role].parent.mkdir(exist_ok=True)
                 quantize(path, int8_files[role], plan, calib if role in ("model", "encoder") else None)

@@ -185,3 +185,16 @@ def test_predict_cli(cls_bundle, models):
     assert len(r.output.strip().splitlines()) == 40
     r = CliRunner().invoke(main, ["predict", str(models)])
     assert r.exit_code != 0
+
+
+def test_static_qdq_with_calibration_data(models, tmp_path):
+    m = export(models, "cls", "nli.jsonl", tmp_path / "qdq", calibration_data=str(models / "nli.jsonl"), min_agreement=0.9)
+    assert m["quantization"]["mode"] == "static-qdq" and m["quantization"]["per_channel"]
+    graph = onnx.load(str(tmp_path / "qdq" / "model.onnx")).graph
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node)
+    assert EdgeModel.load(tmp_path / "qdq").predict([{"premise": "a dog", "hypothesis": "a cat"}])[0]["label"]
+
+
+def test_arm64_target_records_its_preset(models, tmp_path):
+    m = export(models, "cls", "nli.jsonl", tmp_path / "arm", target="arm64")
+    assert m["target"]["preset"] == "arm64" and m["quantization"]["reduce_range"] is False
