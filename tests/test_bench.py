@@ -89,7 +89,8 @@ def test_bench_all_variants_writes_valid_results(tiny_run, tmp_path):
     accs = {v["name"]: v["accuracy"] for v in doc["variants"]}
     assert max(accs.values()) - min(accs.values()) <= 2 / 24
     m = doc["machine"]
-    assert m["cpu_model"] and isinstance(m["isa"]["avx2"], bool) and "bench" in m["command"] and m["versions"]["onnxruntime"]
+    assert m["command"].startswith(f"edgedistill bench {tiny_run['bundle']} --torch ") and m["command"].endswith(f"--out {out}")
+    assert m["cpu_model"] and isinstance(m["isa"]["avx2"], bool) and m["versions"]["onnxruntime"]
     assert len(m["loadavg_1_5_15"]) == 3 and doc["load"]["other_processes_cpu_share"] >= 0 and doc["load"]["seconds"] > 0
     report = (out / "report.md").read_text()
     assert "## Headline: batch 1, seq 16, 1 threads" in report and "**bundle (edgedistill)**" in report

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 
 import click
 
@@ -22,7 +21,16 @@ def _ints(ctx, param, value):
     return out
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+class _RecordsArgs(click.Command):
+    """Keeps the arguments it was invoked with: results.json records the exact command, and sys.argv is
+    only that command when run from a shell (not under `edgedistill run` or a test runner)."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["edgedistill.bench.args"] = list(args)
+        return super().parse_args(ctx, args)
+
+
+@click.command(cls=_RecordsArgs, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("bundle", required=False, type=click.Path())
 @click.option("--torch", "torch_dir", type=click.Path(file_okay=False),
               help="The stripped student the bundle came from. Enables the torch FP32/INT8 and ORT FP32/optimum peers; "
@@ -68,7 +76,7 @@ def bench(bundle, torch_dir, data, limit, batch_sizes, seq_lens, threads, min_ti
     """
     from ..bench_report import load_results, merge, summary_lines, write_outputs
 
-    argv = ["edgedistill"] + sys.argv[1:]  # what the machine record calls "the exact command"
+    argv = ["edgedistill", "bench", *click.get_current_context().meta["edgedistill.bench.args"]]
     if merge_files or (bundle and bundle.endswith(".json")):
         files = list(merge_files) + ([bundle] if bundle else []) + list(more)
         if len(files) < 1:
