@@ -1,0 +1,104 @@
+"""`edgedistill run` end to end on a tiny config-built student and the recorded quickstart teacher cache."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tiny
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
+CLI = [sys.executable, "-m", "edgedistill.cli"]
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    cache = QUICKSTART / "teacher_cache.sqlite"
+    if not cache.exists():
+        pytest.skip("the recorded quickstart teacher cache is missing")
+    shutil.copyfile(QUICKSTART / "task.yaml", tmp_path / "task.yaml")
+    shutil.copyfile(cache, tmp_path / "cache.sqlite")
+    train = (QUICKSTART / "train.jsonl").read_text().splitlines()[:30]
+    (tmp_path / "train.jsonl").write_text("\n".join(train) + "\n")
+    (tmp_path / "test.jsonl").write_text("\n".join((QUICKSTART / "test.jsonl").read_text().splitlines()[:15]) + "\n")
+    tiny.tiny_encoder_dir(tmp_path / "tiny-encoder")
+    (tmp_path / "pipeline.yaml").write_text(f"""
+task: task.yaml
+data: train.jsonl
+eval_data: test.jsonl
+run_dir: run
+teacher:
+  model: qwen2.5-0.5b-instruct
+  base_url: http://127.0.0.1:9/v1     # nothing listens here: every answer must come from the cache
+  prompt: zero-shot
+  cache: cache.sqlite
+student:
+  base: ./tiny-encoder
+  mode: multitask
+  compare: [label-only]
+  epochs: 60
+  batch_size: 8
+  max_length: 32
+  lr: 0.002
+export:
+  quantize: int8
+bench:
+  batch_sizes: [1]
+  seq_lens: [16]
+  threads: [1]
+  min_time: 0.05
+""")
+    return tmp_path
+
+
+def run(p, *extra, **kw):
+    return subprocess.run(CLI + ["run", str(p / "pipeline.yaml"), *extra], capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipeline):
+    run_dir = pipeline / "run"
+    # 1. start, and kill -9 while the student is training
+    proc = subprocess.Popen(CLI + ["run", str(pipeline / "pipeline.yaml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run_dir / ".student.checkpoints").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = json.loads((run_dir / "pipeline_state.json").read_text())
+    assert "annotate" in state and "train" not in state
+    assert not (run_dir / "student").exists()
+    ann = json.loads((run_dir / "annotate.json").read_text())
+    assert ann["requests_sent"] == 0 and ann["cache_hits"] == 30 and ann["ok"] + ann["parse_failed"] == 30
+
+    # 2. re-run: annotation is skipped, training is redone, everything finishes
+    r = run(pipeline)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "[annotate] up to date, skipped" in r.stdout and "[train] running" in r.stdout
+    for artifact in ("student", "stripped", "bundle/manifest.json", "bench/results.json", "report.md", "compare/label-only"):
+        assert (run_dir / artifact).exists(), artifact
+    report = (run_dir / "report.md").read_text()
+    assert "qwen2.5-0.5b-instruct" in report and "student (multitask)" in report and "bundle (INT8)" in report
+    assert "student (label-only)" in report and "speedup" in report
+
+    # 3. nothing changed: every stage is skipped
+    r = run(pipeline)
+    assert r.returncode == 0 and r.stdout.count("up to date, skipped") == 6, r.stdout
+
+    # 4. an edit redoes only what it touches
+    text = (pipeline / "pipeline.yaml").read_text().replace("min_time: 0.05", "min_time: 0.06")
+    (pipeline / "pipeline.yaml").write_text(text)
+    r = run(pipeline, "--until", "bench")
+    assert r.returncode == 0 and "[export] up to date, skipped" in r.stdout and "[bench] running" in r.stdout
+
+
+def test_broken_pipeline_fails_before_any_work(pipeline):
+    (pipeline / "pipeline.yaml").write_text((pipeline / "pipeline.yaml").read_text().replace("epochs: 60", "epochs: many"))
+    r = run(pipeline)
+    assert r.returncode != 0 and "student.epochs: expected float" in r.stderr
+    assert not (pipeline / "run").exists()
