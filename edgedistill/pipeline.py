@@ -37,6 +37,8 @@ class TeacherConfig:
     prompt: str = "zero-shot"
     rationale_fraction: float = 1.0
     max_cost: float | None = None
+    price_in: float | None = None  # USD per 1M tokens; default: the built-in list price of `model`
+    price_out: float | None = None
     concurrency: int = 8
     cache: str | None = None  # a recorded teacher cache to start from (replayed, never re-paid)
 
@@ -78,7 +80,8 @@ class Pipeline:
     student: StudentConfig = field(default_factory=StudentConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
-    base: Path = Path(".")  # folder of the pipeline file: relative paths resolve against it
+    # folder of the pipeline file, set on load (not a YAML key): relative paths resolve against it
+    base: Path = field(default=Path("."), init=False)
 
     def path(self, p: str | None) -> Path | None:
         return None if p is None else (self.base / p).resolve()
@@ -140,7 +143,7 @@ def _build(cls, raw, source: str, prefix: str):
     if not isinstance(raw, dict):
         raise UserError(f"{source}: {where}: expected a mapping of keys, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "base"}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in raw.items():
         if key not in fields:
@@ -220,10 +223,11 @@ def _cli(args: list[str], capture: bool = False) -> str:
 
     from .cli import main
 
+    args = [str(a) for a in args]
     print("$ edgedistill " + " ".join(args), flush=True)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf) if capture else contextlib.nullcontext():
-        main.main(args=[str(a) for a in args], prog_name="edgedistill", standalone_mode=False)
+        main.main(args=args, prog_name="edgedistill", standalone_mode=False)
     return buf.getvalue()
 
 
@@ -246,7 +250,8 @@ def stage_commands(pipe: Pipeline) -> dict[str, list[list]]:
     return {
         "annotate": [["annotate", "--task", task, "--data", pipe.path(pipe.data), "--out", run, "--model", t.model,
                       "--prompt", t.prompt, "--rationale-fraction", t.rationale_fraction, "--concurrency", t.concurrency,
-                      "--api-key-env", t.api_key_env] + _opt("--base-url", t.base_url) + _opt("--max-cost", t.max_cost)],
+                      "--api-key-env", t.api_key_env] + _opt("--base-url", t.base_url) + _opt("--max-cost", t.max_cost)
+                     + _opt("--price-in", t.price_in) + _opt("--price-out", t.price_out)],
         "train": [train(s.mode, run / "student")] + [train(m, run / "compare" / m) for m in s.compare if m != s.mode],
         "strip": [["strip", run / "student", "--out", run / "stripped"]],
         "export": [["export", run / "stripped", "--out", run / "bundle", "--quantize", e.quantize, "--target", e.target]],
