@@ -49,3 +49,17 @@ def test_fingerprints_chain(folder):
     assert [s for s in base if base[s] != edited[s]] == ["export", "bench", "report"]
     (folder / "d.jsonl").write_text(json.dumps({"text": "changed", "label": "b"}) + "\n")
     assert all(base[s] != v for s, v in fingerprints(load(folder, "")).items())
+
+
+def test_the_shipped_quickstart_pipeline_loads():
+    from pathlib import Path
+
+    pipe = load_pipeline(Path(__file__).resolve().parents[1] / "examples" / "quickstart" / "pipeline.yaml")
+    assert pipe.student.base is None and pipe.teacher.price_in == 0.0
+    assert pipe.run.name == "quickstart"
+
+
+def test_base_is_not_a_yaml_key_but_student_base_is(folder):
+    assert load(folder, "student: {base: ./task.yaml}\n").student.base == "./task.yaml"
+    with pytest.raises(UserError, match=r"^.*p.yaml: base: unknown key"):
+        load(folder, "base: /elsewhere\n")
