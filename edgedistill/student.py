@@ -9,8 +9,8 @@ device will run; it is saved in `rationale_decoder/` beside the label model and 
 Encoder families use a bert2bert-style decoder (BertLMHeadModel with cross-attention), warm-started
 from the encoder's own first layers as EncoderDecoderModel does: the self-attention and FFN weights
 start pretrained, only cross-attention starts random, which is what lets a 2-layer decoder learn to
-write a sentence from a few thousand examples. It shares the word embeddings with the encoder (fewer
-parameters, and the rationale task trains the shared vocabulary too).
+write a sentence from a few thousand examples. The rationale loss reaches the encoder only through
+cross-attention over its token states (not [CLS], not the input embeddings), see below.
 Seq2seq models get a second decoder (a copy of the label decoder) that shares the encoder.
 """
 
@@ -57,8 +57,16 @@ def build_rationale_decoder(label_model, family: str, layers: int = 2):
     # warm start: embeddings and the first `layers` encoder layers (cross-attention stays random)
     missing, _ = dec.bert.load_state_dict(base.state_dict(), strict=False)
     assert all("crossattention" in k or "pooler" in k for k in missing), missing
-    dec.bert.embeddings.word_embeddings = base.embeddings.word_embeddings
+    # The decoder keeps its own copy of the word embeddings (tied to its LM head), as bert2bert does:
+    # a shared copy would let the LM softmax, which moves every vocabulary row each step, rewrite
+    # the encoder's inputs.
     dec.tie_weights()
+    # Random cross-attention would only add noise at first; with its output projection at zero the
+    # decoder starts as the warm LM it was copied from and lets the encoder in as reading it helps.
+    # (The encoder is also shielded from this decoder early on: train.RationaleWarmup.)
+    for layer in dec.bert.encoder.layer:
+        nn.init.zeros_(layer.crossattention.output.dense.weight)
+        nn.init.zeros_(layer.crossattention.output.dense.bias)
     return dec
 
 
@@ -69,6 +77,7 @@ class RationaleStudent(nn.Module):
         super().__init__()
         self.label_model, self.decoder, self.family, self.alpha = label_model, decoder, family, alpha
         self.config = label_model.config  # the Trainer reads a few config fields
+        self.encoder_grad_scale = 1.0
 
     def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, rationale_ids=None,
                 rationale_mask=None, has_rationale=None, ctx_input_ids=None, ctx_attention_mask=None, ctx_token_type_ids=None,
@@ -109,6 +118,14 @@ class RationaleStudent(nn.Module):
         """
         rows = has_rationale.nonzero(as_tuple=True)[0]
         ids, mask, enc, enc_mask = rationale_ids[rows], rationale_mask[rows], enc[rows], enc_mask[rows]
+        if self.encoder_grad_scale < 1:  # same forward; the rationale's gradient reaches the encoder scaled
+            k = self.encoder_grad_scale
+            enc = enc * k + enc.detach() * (1 - k)
+        if self.family != "seq2seq":
+            # The label head reads [CLS]; the decoder reads the tokens only, so that it cannot train
+            # [CLS] into an input-independent "attention sink" for itself.
+            enc_mask = enc_mask.clone()
+            enc_mask[:, 0] = 0
         dec_in, dec_mask = ids[:, :-1], mask[:, :-1]
         target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
         if self.family == "seq2seq":

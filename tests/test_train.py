@@ -112,6 +112,28 @@ def test_alpha_one_ignores_rationales(setup):
     assert all(p.grad is None or p.grad.abs().sum() == 0 for n, p in m.decoder.named_parameters() if "crossattention" in n)
 
 
+def test_rationale_warmup_keeps_the_rationale_loss_off_the_encoder(setup):
+    from edgedistill.train import _rationale_warmup
+
+    def encoder_grad(m):
+        m.zero_grad()
+        b = _batch(setup, [True, True])
+        enc = m.label_model.base_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+        m.rationale_loss(enc, b["attention_mask"], b["rationale_ids"], b["rationale_mask"], b["has_rationale"]).backward()
+        decoder = sum(float(p.grad.abs().sum()) for p in m.decoder.parameters() if p.grad is not None)
+        return sum(float(p.grad.abs().sum()) for p in m.label_model.parameters() if p.grad is not None), decoder
+
+    m = _student(setup, 0.5)
+    for layer in m.decoder.bert.encoder.layer:  # as after some training: cross-attention reads the encoder
+        torch.nn.init.normal_(layer.crossattention.output.dense.weight, std=0.02)
+    callback, state = _rationale_warmup(0.25), type("State", (), {"max_steps": 100})()
+    for step, shielded in ((0, True), (24, True), (25, False), (99, False)):
+        state.global_step = step
+        callback.on_step_begin(None, state, None, model=m)
+        to_encoder, to_decoder = encoder_grad(m)
+        assert to_decoder > 0 and (to_encoder == 0) == shielded, (step, to_encoder)
+
+
 def test_rows_without_rationale_add_no_rationale_loss(setup):
     m = _student(setup, 0.5).eval()
     both = m(**_batch(setup, [True, True]))

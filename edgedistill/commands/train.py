@@ -26,6 +26,8 @@ from ..train import MODES, TrainConfig, train as run_train
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
 @click.option("--rationale-fraction", type=float, default=1.0, show_default=True, help="Keep rationales on this seeded fraction of rows only.")
 @click.option("--max-train", type=int, help="Use at most N training rows.")
+@click.option("--rationale-warmup", type=float, default=0.25, show_default=True,
+              help="Fraction of steps in which the rationale loss trains only its decoder, not the shared encoder.")
 def train(**kw):
     """Train a small student on the teacher's labels (and rationales).
 
