@@ -24,7 +24,7 @@ from .atomic import build_dir
 from .errors import UserError
 from .onnx_export import MODEL_FILES, export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
-from .quantize import detect_preset, plan_for, quantize
+from .quantize import MATMUL_OPS, detect_preset, plan_for, quantize
 from .runtime import BundleError, EdgeModel
 
 FP32_TOLERANCE = 1e-3
@@ -102,18 +102,31 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
         latency = {"fp32_ms": _latency_ms(fp32, items, max_length)}
         if cfg.quantize == "int8":
             plan = plan_for(target, preset, config.model_type, raw.get("encoder") or raw.get("model"), static=bool(cfg.calibration_data))
-            echo(f"quantizing to INT8 ({plan.mode}, preset {plan.preset}) ...")
             calib = _calibration_feeds(cfg, fp32, task) if cfg.calibration_data else None
-            int8_files = {}
-            # Static QDQ goes on the unfused graph: ORT fuses QDQ patterns itself at load time, while
-            # our contrib-op fusions (Attention, SkipLayerNorm) would hide tensors from calibration.
-            source = raw if plan.mode == "static-qdq" else fused
-            for role, path in source.items():
-                int8_files[role] = work / "int8" / path.name
-                int8_files[role].parent.mkdir(exist_ok=True)
-                quantize(path, int8_files[role], plan, calib if role in ("model", "encoder") else None)
-            int8_dir = _stage(work / "int8", int8_files, work / "tok", base_manifest, plan.to_dict())
-            int8 = EdgeModel.load(int8_dir, threads=cfg.threads, verify=False)
+
+            def quantized(plan):
+                echo(f"quantizing to INT8 ({plan.mode}, preset {plan.preset}"
+                     + (f", {'/'.join(plan.op_types)} only" if plan.op_types else "") + ") ...")
+                int8_files = {}
+                # Static QDQ goes on the unfused graph: ORT fuses QDQ patterns itself at load time, while
+                # our contrib-op fusions (Attention, SkipLayerNorm) would hide tensors from calibration.
+                source = raw if plan.mode == "static-qdq" else fused
+                for role, path in source.items():
+                    int8_files[role] = work / "int8" / path.name
+                    int8_files[role].parent.mkdir(exist_ok=True)
+                    quantize(path, int8_files[role], plan, calib if role in ("model", "encoder") else None)
+                int8_dir = _stage(work / "int8", int8_files, work / "tok", base_manifest, plan.to_dict())
+                return int8_dir, EdgeModel.load(int8_dir, threads=cfg.threads, verify=False)
+
+            int8_dir, int8 = quantized(plan)
+            if plan.mode == "dynamic" and family != "seq2seq":
+                agreement = compare(torch_out, fp32_out, edge_outputs(int8, items)).int8_agreement
+                if agreement is not None and agreement < cfg.min_agreement:
+                    plan.op_types = MATMUL_OPS
+                    plan.notes.append(f"embeddings kept FP32: with INT8 embeddings the labels agreed with torch on "
+                                      f"{100 * agreement:.1f} % of the parity inputs, below {100 * cfg.min_agreement:.1f} %")
+                    echo(f"INT8 agreement {100 * agreement:.1f} % < {100 * cfg.min_agreement:.1f} %: retrying with FP32 embeddings")
+                    int8_dir, int8 = quantized(plan)
             latency["int8_ms"] = _latency_ms(int8, items, max_length)
             if family == "seq2seq" and _decoder_slower(int8_dir, fp32_dir, cfg.threads):
                 # Small decoder matmuls pay more in (de)quantization than INT8 saves: keep them FP32.

@@ -21,13 +21,20 @@ from pathlib import Path
 
 import onnx
 
+# Per-channel weight scales everywhere: as fast as per-tensor (MiniLM-L6, batch 1, seq 128, 2 threads,
+# AVX-512 VNNI: 4.34 vs 4.32 ms) and far closer to FP32 (an e-SNLI student's INT8 labels agreed with
+# FP32 on 95.7 % of inputs instead of 89.7 %).
 PRESETS = {
-    "avx512_vnni": {"weight_type": "QInt8", "per_channel": False, "reduce_range": False},
-    "avx_vnni": {"weight_type": "QInt8", "per_channel": False, "reduce_range": False},
-    "avx512": {"weight_type": "QInt8", "per_channel": False, "reduce_range": True},
-    "avx2": {"weight_type": "QInt8", "per_channel": False, "reduce_range": True},
-    "arm64": {"weight_type": "QInt8", "per_channel": False, "reduce_range": False},
+    "avx512_vnni": {"weight_type": "QInt8", "per_channel": True, "reduce_range": False},
+    "avx_vnni": {"weight_type": "QInt8", "per_channel": True, "reduce_range": False},
+    "avx512": {"weight_type": "QInt8", "per_channel": True, "reduce_range": True},
+    "avx2": {"weight_type": "QInt8", "per_channel": True, "reduce_range": True},
+    "arm64": {"weight_type": "QInt8", "per_channel": True, "reduce_range": False},
 }
+# Dynamic INT8 without the embedding tables: the fallback when INT8 embeddings cost agreement. The
+# table is stored per-tensor, so a few outlier rows set the scale for all 30k; the bundle grows
+# (MiniLM: 23 -> 59 MB) but keeps the INT8 matmuls, where the time goes.
+MATMUL_OPS = ["MatMul", "Attention"]
 
 
 @dataclass
@@ -39,6 +46,7 @@ class QuantPlan:
     per_channel: bool = False
     reduce_range: bool = False
     nodes_to_exclude: list[str] = field(default_factory=list)
+    op_types: list[str] | None = None  # None: every op the quantizer knows, embeddings included
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -93,7 +101,7 @@ def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict
     if plan.mode == "dynamic":
         quantize_dynamic(str(src), str(dst), per_channel=plan.per_channel, reduce_range=plan.reduce_range,
                          weight_type=weight_type, nodes_to_exclude=plan.nodes_to_exclude or None,
-                         extra_options=EXTRA_OPTIONS)
+                         op_types_to_quantize=plan.op_types, extra_options=EXTRA_OPTIONS)
         return
 
     class Reader(CalibrationDataReader):
