@@ -29,7 +29,11 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
     train = _load(run / "student" / "train.json") or {}
     bench = _load(run / "bench" / "results.json")
     manifest = _load(run / "bundle" / "manifest.json") or {}
-    lines = [f"# edgedistill run: {Path(pipe.task).stem}", ""]
+    from .task import load_task
+
+    task = load_task(pipe.path(pipe.task))
+    lines = [f"# edgedistill run: {task.name} ({task.type}, {len(task.labels or [])} labels)" if task.labels
+             else f"# edgedistill run: {task.name} ({task.type})", ""]
 
     lines += ["## Teacher", "",
               "| model | prompt | examples | ok | parse failed | failed | requests sent | cache hits | prompt tokens | completion tokens | cost (USD) | agreement with gold |",
@@ -45,6 +49,11 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
         for name, ev in evaluations.items():
             lines.append(f"| {name} | {_fmt(100 * ev['accuracy'], '.1f', ' %')} | {ev.get('examples', ev.get('n', '–'))} |")
         lines.append("")
+        if ann.get("gold_agreement") is not None:
+            lines += [f"A student learns what its teacher says: this teacher agreed with the gold labels on "
+                      f"{100 * ann['gold_agreement']:.1f} % of the training inputs"
+                      + (", and `student (standard)` shows what the same student reaches on gold labels." if "standard" in
+                         pipe.student.compare + [pipe.student.mode] else "."), ""]
 
     if bench:
         lines += ["## Speed and size (batch 1)", "", *_bench_rows(bench), ""]
