@@ -254,11 +254,9 @@ class BundleRunner(Runner):
     def __init__(self, model, *args):
         super().__init__(*args)
         self.model = model
-        self.input_names = _input_names(model)
+        self.input_names = model.input_names  # what its graph takes (e.g. no token_type_ids)
 
     def prepare(self, feeds):
-        if self.input_names is None:
-            return feeds
         ref = feeds["input_ids"]
         return {n: np.ascontiguousarray(feeds[n]) if n in feeds else np.zeros_like(ref) for n in self.input_names}
 
@@ -275,17 +273,6 @@ class BundleRunner(Runner):
                     for a in self.model.generate(items[i:i + batch_size], max_new_tokens=self.max_new_tokens)]
         preds = self.model.predict(items, batch_size=batch_size)
         return [p.get("label", p.get("answer")) for p in preds]
-
-
-def _input_names(model) -> list[str] | None:
-    """The model inputs an EdgeModel's graph takes (its runtime may drop e.g. token_type_ids)."""
-    names = getattr(model, "input_names", None)
-    if names:
-        return list(names)
-    for s in list(getattr(model, "sessions", {}).values()) + [getattr(model, "session", None)]:
-        if s is not None and hasattr(s, "get_inputs"):
-            return [i.name for i in s.get_inputs()]
-    return None
 
 
 def ort_session(path, threads: int):

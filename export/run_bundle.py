@@ -138,17 +138,6 @@ def shape_feeds(tok, family, texts, choices, batch, seq, offset=0):
     return _encode(tok, firsts, None, seq)
 
 
-def session_inputs(model):
-    """The inputs the bundle's graph takes (the runtime may drop e.g. token_type_ids)."""
-    names = getattr(model, "input_names", None)
-    if names:
-        return list(names)
-    for s in list(getattr(model, "sessions", {}).values()) + [getattr(model, "session", None)]:
-        if s is not None and hasattr(s, "get_inputs"):
-            return [i.name for i in s.get_inputs()]
-    return None
-
-
 def fit(feeds, names):
     return feeds if names is None else {n: feeds[n] if n in feeds else np.zeros_like(feeds["input_ids"]) for n in names}
 
@@ -282,7 +271,7 @@ def child(spec_path):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(bundle / ((model.manifest.get("tokenizer") or {}).get("file") or "tokenizer.json")))
-    x = fit(shape_feeds(tok, model.manifest["family"], spec["texts"], spec["choices"], *spec["shape"]), session_inputs(model))
+    x = fit(shape_feeds(tok, model.manifest["family"], spec["texts"], spec["choices"], *spec["shape"]), model.input_names)
     for _ in range(2):
         model.run(x)
     print(json.dumps({"t_started": t_started, "t_loaded": t_loaded, "t_first": t_first, "peak_rss_mb": peak_rss_mb()}), flush=True)
@@ -377,7 +366,7 @@ def main(argv=None):
     rows = []
     for t in a.threads:
         m = EdgeModel.load(a.bundle, threads=t)
-        names = session_inputs(m)
+        names = m.input_names
         for i, (b, q) in enumerate((b, q) for b in a.batch_sizes for q in a.seq_lens):
             x = fit(shape_feeds(tok, family, texts, choices, b, q, offset=i), names)
             try:
