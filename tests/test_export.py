@@ -198,3 +198,32 @@ def test_static_qdq_with_calibration_data(models, tmp_path):
 def test_arm64_target_records_its_preset(models, tmp_path):
     m = export(models, "cls", "nli.jsonl", tmp_path / "arm", target="arm64")
     assert m["target"]["preset"] == "arm64" and m["quantization"]["reduce_range"] is False
+
+
+def test_int8_embeddings_that_break_parity_are_retried_in_fp32(models, tmp_path, monkeypatch):
+    # A tiny random model's labels barely depend on its embeddings, so the fault is injected at the
+    # parity check: any comparison of a graph with INT8 embeddings reports 50 % agreement.
+    import dataclasses
+
+    import edgedistill.export as export_mod
+    from edgedistill.quantize import MATMUL_OPS, quantize
+
+    plans, real_compare = [], export_mod.compare
+
+    def recording_quantize(src, dst, plan, calib=None):
+        plans.append(list(plan.op_types) if plan.op_types else None)
+        quantize(src, dst, plan, calib)
+
+    def compare(torch_out, fp32_out, int8_out=None):
+        result = real_compare(torch_out, fp32_out, int8_out)
+        if int8_out is not None and plans[-1] is None:
+            result = dataclasses.replace(result, int8_agreement=0.5)
+        return result
+
+    monkeypatch.setattr(export_mod, "quantize", recording_quantize)
+    monkeypatch.setattr(export_mod, "compare", compare)
+    m = export(models, "cls", "nli.jsonl", tmp_path / "b")
+    q = json.loads((tmp_path / "b" / "manifest.json").read_text())["quantization"]
+    assert plans == [None, MATMUL_OPS]
+    assert q["op_types"] == MATMUL_OPS and any("embeddings kept FP32" in n and "50.0 %" in n for n in q["notes"])
+    assert m["parity"]["int8_agreement"] >= 0.99
