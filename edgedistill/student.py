@@ -77,7 +77,7 @@ class RationaleStudent(nn.Module):
         super().__init__()
         self.label_model, self.decoder, self.family, self.alpha = label_model, decoder, family, alpha
         self.config = label_model.config  # the Trainer reads a few config fields
-        self.encoder_grad_scale = 1.0
+        self.rationale_reaches_encoder = True  # train.RationaleWarmup turns it off for the first steps
 
     def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, rationale_ids=None,
                 rationale_mask=None, has_rationale=None, ctx_input_ids=None, ctx_attention_mask=None, ctx_token_type_ids=None,
@@ -118,9 +118,8 @@ class RationaleStudent(nn.Module):
         """
         rows = has_rationale.nonzero(as_tuple=True)[0]
         ids, mask, enc, enc_mask = rationale_ids[rows], rationale_mask[rows], enc[rows], enc_mask[rows]
-        if self.encoder_grad_scale < 1:  # same forward; the rationale's gradient reaches the encoder scaled
-            k = self.encoder_grad_scale
-            enc = enc * k + enc.detach() * (1 - k)
+        if not self.rationale_reaches_encoder:
+            enc = enc.detach()
         if self.family != "seq2seq":
             # The label head reads [CLS]; the decoder reads the tokens only, so that it cannot train
             # [CLS] into an input-independent "attention sink" for itself.
