@@ -20,6 +20,7 @@ interrupted run resumes where it stopped; the Markdown table and the plot are re
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import shlex
@@ -103,6 +104,8 @@ def main():
         test = [Example(id=a.id, input=a.input, choices=a.choices, gold=a.gold) for a in test_anns]
         random.Random(1).shuffle(test)
         test = test[:n_test]
+        commonest = collections.Counter(e.gold for e in test).most_common(1)[0][1] / len(test)
+        meta.setdefault("majority_baseline", {})[dataset] = 1 / len(test[0].choices) if test[0].choices else commonest
         for setting, mode, fraction in SETTINGS:
             for seed in seeds:
                 if (dataset, setting, seed) in done:
@@ -114,7 +117,7 @@ def main():
                       f"({r['seconds']:.0f} s)", flush=True)
     summary = summarize(runs)
     write_json(out, {**meta, "runs": runs, "summary": summary})
-    write_report(out, {**meta, "summary": summary})
+    write_report(out, {**meta, "summary": summary, "runs": runs})
 
 
 def summarize(runs):
@@ -142,7 +145,7 @@ def write_report(out: Path, res: dict):
     for d, by in res["summary"].items():
         cells = [f"{100 * by[s]['mean']:.1f} ± {100 * by[s]['sd']:.1f}" if s in by else "–" for s, _, _ in SETTINGS]
         lines.append(f"| {d} | " + " | ".join(cells) + " |")
-    lines += ["", "What it shows:", "", *verdict(res["summary"]),
+    lines += ["", "What it shows:", "", *verdict(res["summary"]), *collapsed(res),
               "", "SVAMP is not run: it needs a seq2seq student, and no pretrained one (T5 or BART) installs offline here; "
               "a bert2bert student warm-started from MiniLM would be the next thing to try.",
               "", "For orientation, the DSS paper trains T5-Base/Large (220M/770M) on the full training sets "
@@ -167,6 +170,22 @@ def verdict(summary) -> list[str]:
                    f"{diff:+.1f} pt; largest sd {noise:.1f} pt); gold-label training (standard) {100 * by['standard']['mean']:.1f} %."
                    if "standard" in by else f"- {d}: multitask {diff:+.1f} pt vs label-only (largest sd {noise:.1f} pt).")
     return out
+
+
+def collapsed(res) -> list[str]:
+    """Runs no better than always answering the commonest class (or chance, for multiple choice)."""
+    base = res.get("majority_baseline") or {}
+    bad = [r for r in res.get("runs", []) if r["dataset"] in base and r["accuracy"] <= base[r["dataset"]] + 0.01]
+    if not bad:
+        return []
+    runs = ", ".join(f"{r['dataset']} {r['setting']} seed {r['seed']} ({100 * r['accuracy']:.1f} %)" for r in bad)
+    floors = ", ".join(f"{d} {100 * b:.1f} %" for d, b in base.items())
+    kept = summarize([r for r in res["runs"] if r not in bad])
+    without = "; ".join(f"{d}: " + ", ".join(f"{name} {100 * v['mean']:.1f} % (n={v['n']})" for name, v in by.items())
+                        for d, by in kept.items())
+    return [f"- Runs at or below the one-class / chance floor ({floors}), i.e. training failed, whatever the mode: {runs}. "
+            "They are kept in the table; a lower learning rate would make these rarer at the cost of slower learning.",
+            f"- Means without them: {without}."]
 
 
 def plot(res, path):
