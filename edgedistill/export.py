@@ -122,14 +122,17 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
                 return int8_dir, EdgeModel.load(int8_dir, threads=cfg.threads, verify=False)
 
             int8_dir, int8 = quantized(plan)
+            int8_out = None  # outputs of the current `int8`, once computed
             if plan.mode == "dynamic" and family != "seq2seq":
-                agreement = compare(torch_out, fp32_out, edge_outputs(int8, items)).int8_agreement
+                int8_out = edge_outputs(int8, items)
+                agreement = compare(torch_out, fp32_out, int8_out).int8_agreement
                 if agreement is not None and agreement < cfg.min_agreement:
                     plan.op_types = MATMUL_OPS
                     plan.notes.append(f"embeddings kept FP32: with INT8 embeddings the labels agreed with torch on "
                                       f"{100 * agreement:.1f} % of the parity inputs, below {100 * cfg.min_agreement:.1f} %")
                     echo(f"INT8 agreement {100 * agreement:.1f} % < {100 * cfg.min_agreement:.1f} %: retrying with FP32 embeddings")
                     int8_dir, int8 = quantized(plan)
+                    int8_out = None
             latency["int8_ms"] = _latency_ms(int8, items, max_length)
             if family == "seq2seq" and _decoder_slower(int8_dir, fp32_dir, cfg.threads):
                 # Small decoder matmuls pay more in (de)quantization than INT8 saves: keep them FP32.
@@ -138,7 +141,7 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
                 plan.notes.append("decoders kept FP32: their INT8 version was slower on this CPU")
                 int8 = EdgeModel.load(int8_dir, threads=cfg.threads, verify=False)
                 latency["int8_ms"] = _latency_ms(int8, items, max_length)
-            chosen_out = edge_outputs(int8, items)
+            chosen_out = int8_out if int8_out is not None else edge_outputs(int8, items)
             chosen_dir, qinfo = int8_dir, plan.to_dict()
         parity = compare(torch_out, fp32_out, chosen_out)
         _report_latency(latency, echo)
