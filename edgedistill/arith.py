@@ -20,6 +20,7 @@ def evaluate(expr: str) -> float:
     """Value of an arithmetic expression. Raises ValueError for anything that is not plain arithmetic."""
     text = expr.strip().replace("×", "*").replace("÷", "/").replace("−", "-")
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 12,000 -> 12000
+    text = tidy(text)
     if not text or len(text) > 500:
         raise ValueError(f"not an arithmetic expression: {expr!r}")
     try:
@@ -43,6 +44,11 @@ def _eval(node, expr):
     if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
         return _UNARY[type(node.op)](_eval(node.operand, expr))
     raise ValueError(f"only numbers and + - * / ( ) are allowed, not {ast.dump(node)[:40]} in {expr!r}")
+
+
+def tidy(text: str) -> str:
+    """Rejoin decimals that a WordPiece decode split: "( 84. 0 / 2. 0 )" -> "( 84.0 / 2.0 )"."""
+    return re.sub(r"(?<=\d)\s*\.\s*(?=\d)", ".", text)
 
 
 def to_number(text) -> float | None:

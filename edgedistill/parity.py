@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .arith import tidy
+
 
 @dataclass
 class Parity:
@@ -54,7 +56,7 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
                 start = torch.full((len(batch), 1), model.config.decoder_start_token_id)
                 logits.append(model(**enc, decoder_input_ids=start).logits[:, -1].numpy())
                 gen = model.generate(**enc, do_sample=False, num_beams=1, max_new_tokens=32)
-                preds += [s.strip() for s in tok.batch_decode(gen, skip_special_tokens=True)]
+                preds += [tidy(s).strip() for s in tok.batch_decode(gen, skip_special_tokens=True)]
                 continue
             out = model(**enc).logits
             logits.append(out.numpy())

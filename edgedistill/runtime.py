@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import string
 from pathlib import Path
 
@@ -200,8 +201,10 @@ class EdgeModel:
                     past[name] = cross[name]
             session = with_past
             outs = session.run(None, {"input_ids": step[:, None], "encoder_attention_mask": mask, **past})
-        return [self.tokenizer.decode([int(t) for t in row if t not in (eos, self.pad_id)], skip_special_tokens=True).strip()
-                for row in generated]
+        texts = [self.tokenizer.decode([int(t) for t in row if t not in (eos, self.pad_id)], skip_special_tokens=True)
+                 for row in generated]
+        # a WordPiece decode splits decimals ("84. 0"); same rule as edgedistill.arith.tidy
+        return [re.sub(r"(?<=\d)\s*\.\s*(?=\d)", ".", t).strip() for t in texts]
 
 
 def _unzip(path: Path) -> Path:

@@ -11,7 +11,11 @@ from the encoder's own first layers as EncoderDecoderModel does: the self-attent
 start pretrained, only cross-attention starts random, which is what lets a 2-layer decoder learn to
 write a sentence from a few thousand examples. The rationale loss reaches the encoder only through
 cross-attention over its token states (not [CLS], not the input embeddings), see below.
-Seq2seq models get a second decoder (a copy of the label decoder) that shares the encoder.
+Seq2seq models get a second decoder (a copy of the label decoder) that shares the encoder. An
+encoder-only base (MiniLM) becomes a seq2seq student for numeric tasks as bert2bert: an
+EncoderDecoderModel whose decoder is warm-started from the encoder's first layers (Rothe et al.
+2020), because no pretrained T5 or BART installs offline and a randomly initialised decoder would
+have to learn the language from a few hundred answers.
 """
 
 from __future__ import annotations
@@ -26,22 +30,50 @@ FAMILIES = ("sequence-classification", "multiple-choice", "seq2seq")
 
 
 def family_for(task_type: str, base_config) -> str:
-    if base_config.is_encoder_decoder:
+    if base_config.is_encoder_decoder or task_type == "numeric":
         return "seq2seq"
-    if task_type == "numeric":
-        raise ValueError("numeric tasks need a seq2seq student (T5/BART-style dir); pass --student PATH to one")
     return "multiple-choice" if task_type == "multiple-choice" else "sequence-classification"
 
 
-def build_label_model(base_dir, family: str, labels: list[str] | None):
-    from transformers import AutoModelForMultipleChoice, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_layers: int = 2):
+    from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
     if family == "sequence-classification":
         return AutoModelForSequenceClassification.from_pretrained(
             base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
     if family == "multiple-choice":
         return AutoModelForMultipleChoice.from_pretrained(base_dir)
+    if not AutoConfig.from_pretrained(base_dir).is_encoder_decoder:
+        return build_bert2bert(base_dir, decoder_layers)
     return AutoModelForSeq2SeqLM.from_pretrained(base_dir)
+
+
+def build_bert2bert(base_dir, decoder_layers: int):
+    """A seq2seq label model from an encoder-only dir: the encoder whole, the decoder from its first layers.
+
+    Answers such as "( 84.0 / 2.0 )" are short, so a few decoder layers suffice; the LM head starts
+    random (all-MiniLM ships none), its input embeddings are the encoder's.
+    """
+    from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel
+
+    if AutoConfig.from_pretrained(base_dir).model_type not in DECODER_CAPABLE:
+        raise ValueError(f"{base_dir} is an encoder ({AutoConfig.from_pretrained(base_dir).model_type}) that cannot be "
+                         f"warm-started as a decoder; for a numeric task pass a seq2seq dir (T5/BART) or a "
+                         f"{'/'.join(DECODER_CAPABLE)} encoder")
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(base_dir), str(base_dir),
+                                                                decoder_num_hidden_layers=decoder_layers)
+    # BERT has no decoder start or end: [CLS] starts an answer and [SEP] ends it, as in bert2bert.
+    ids = {"decoder_start_token_id": tok.cls_token_id, "bos_token_id": tok.cls_token_id,
+           "eos_token_id": tok.sep_token_id, "pad_token_id": tok.pad_token_id}
+    for k, v in ids.items():
+        setattr(model.config, k, v)
+        setattr(model.generation_config, k, v)
+    return model
+
+
+# encoders whose HF class takes is_decoder + add_cross_attention, so EncoderDecoderModel can use them
+DECODER_CAPABLE = ("bert", "roberta", "xlm-roberta", "electra", "ernie", "camembert")
 
 
 def build_rationale_decoder(label_model, family: str, layers: int = 2):
@@ -127,15 +159,15 @@ class RationaleStudent(nn.Module):
             enc_mask[:, 0] = 0
         dec_in, dec_mask = ids[:, :-1], mask[:, :-1]
         target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-        if self.family == "seq2seq":
-            hidden = self.decoder(input_ids=dec_in, attention_mask=dec_mask, encoder_hidden_states=enc,
-                                  encoder_attention_mask=enc_mask)[0]
+        out = self.decoder(input_ids=dec_in, attention_mask=dec_mask, encoder_hidden_states=enc,
+                           encoder_attention_mask=enc_mask)
+        if hasattr(out, "logits"):  # a decoder with its own LM head (bert2bert, and the encoder families)
+            logits = out.logits
+        else:  # a T5/BART decoder stack returns states; the LM head sits on the label model
+            hidden = out[0]
             if getattr(self.config, "tie_word_embeddings", False) and hasattr(self.config, "d_model"):
                 hidden = hidden * self.config.d_model ** -0.5  # T5 rescales before a tied LM head
             logits = self.label_model.get_output_embeddings()(hidden)
-        else:
-            logits = self.decoder(input_ids=dec_in, attention_mask=dec_mask, encoder_hidden_states=enc,
-                                  encoder_attention_mask=enc_mask).logits
         tok_loss = F.cross_entropy(logits.transpose(1, 2).float(), target, reduction="none", ignore_index=-100)
         per_row = tok_loss.sum(1) / (target != -100).sum(1).clamp(min=1)
         return per_row.mean()

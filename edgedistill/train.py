@@ -150,14 +150,20 @@ def encode_rows(rows: list[Row], tok, task: TaskSpec, family: str, cfg: TrainCon
         else:
             f.update(tok(r.input, truncation=True, max_length=cfg.max_length))
             if family == "seq2seq":
-                f["label_ids"] = tok(text_target=str(r.label), truncation=True, max_length=32)["input_ids"]
+                f["label_ids"] = _after_start(tok(text_target=str(r.label), truncation=True, max_length=32)["input_ids"], start_id)
             else:
                 f["labels"] = labels.index(r.label)
         if r.rationale:
             ids = tok(text_target=r.rationale, truncation=True, max_length=cfg.rationale_max_length)["input_ids"]
-            f["rationale_ids"] = ([start_id] + ids) if start_id is not None else ids
+            f["rationale_ids"] = ([start_id] + _after_start(ids, start_id)) if start_id is not None else ids
         out.append(f)
     return out
+
+
+def _after_start(ids: list[int], start_id: int | None) -> list[int]:
+    """A BERT tokenizer opens every text with [CLS], which bert2bert also uses as the decoder start:
+    drop it from targets, or the decoder would spend its first step predicting the token it was given."""
+    return ids[1:] if start_id is not None and ids and ids[0] == start_id else ids
 
 
 def make_collator(pad_id: int, family: str, want_rationale: bool):
@@ -215,10 +221,7 @@ def train(cfg: TrainConfig, echo=print) -> dict:
         raise UserError(f"--student: {base} has no config.json; it is not a transformers model dir")
     rows, stats = training_rows(cfg, task)
     base_config = AutoConfig.from_pretrained(base)
-    try:
-        family = family_for(task.type, base_config)
-    except ValueError as e:
-        raise UserError(f"--student: {e}") from None
+    family = family_for(task.type, base_config)
     if family == "multiple-choice" and len({len(r.choices) for r in rows}) > 1:
         raise UserError(f"{cfg.annotations}: choices: rows have different numbers of choices; a multiple-choice student needs the same count on every row")
     set_seed(cfg.seed)
@@ -238,7 +241,10 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     mode_uses_rationale = cfg.mode == "multitask" and cfg.alpha < 1
 
     tok = AutoTokenizer.from_pretrained(base)
-    label_model = build_label_model(base, family, task.labels)
+    try:
+        label_model = build_label_model(base, family, task.labels, cfg.decoder_layers)
+    except ValueError as e:
+        raise UserError(f"--student: {e}") from None
     decoder = build_rationale_decoder(label_model, family, cfg.decoder_layers)
     model = RationaleStudent(label_model, decoder, family, cfg.alpha if cfg.mode == "multitask" else 1.0)
     start_id = label_model.config.decoder_start_token_id if family == "seq2seq" else None

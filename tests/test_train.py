@@ -47,6 +47,9 @@ def setup(tmp_path_factory):
             a = rng.randint(1, 9)
             f.write(json.dumps({"id": str(i), "input": f"how many {a} dog", "label": str(a), "gold": str(a), "status": "ok",
                                 "rationale": f"there are {a} dog so the answer is {a}" if i % 2 else None}) + "\n")
+    with open(d / "num_test.jsonl", "w") as f:
+        for a in range(1, 10):
+            f.write(json.dumps({"text": f"how many {a} dog", "label": f"( {a}.0 * 1 )"}) + "\n")
     with open(d / "mc.jsonl", "w") as f:
         for i in range(24):
             choices = ["park", "house", "street"]
@@ -167,17 +170,48 @@ def test_strip_gives_plain_model_with_same_predictions(setup, tmp_path):
     assert r.exit_code == 0 and json.loads(r.output)["accuracy"] == b["accuracy"]
 
 
-def test_seq2seq_student_trains_and_strips(setup, tmp_path):
+@pytest.mark.parametrize("base", ["t5", "enc"])  # enc: an encoder-only base becomes bert2bert
+def test_seq2seq_student_trains_and_strips(setup, tmp_path, base):
     from transformers import AutoModelForSeq2SeqLM
 
     s = train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
-                          student=str(setup / "t5"), epochs=6, batch_size=8, lr=3e-3), echo=lambda *_: None)
+                          student=str(setup / base), epochs=6, batch_size=8, lr=3e-3), echo=lambda *_: None)
     assert s["family"] == "seq2seq"
     lab, rat = losses(s, "label_loss"), [r for r in losses(s, "rationale_loss") if r > 0]
     assert lab[-1] < lab[0] and rat[-1] < rat[0]
     out = strip_student(tmp_path / "st", tmp_path / "stripped")
-    AutoModelForSeq2SeqLM.from_pretrained(out)
-    assert not (out / "rationale_decoder").exists()
+    model = AutoModelForSeq2SeqLM.from_pretrained(out)
+    assert model.config.is_encoder_decoder and not (out / "rationale_decoder").exists()
+    assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in RationaleStudent(
+        model, build_rationale_decoder(model, "seq2seq"), "seq2seq", 0.5).parameters())
+    task, data = load_task(setup / "num.yaml"), load_examples(load_task(setup / "num.yaml"), setup / "num_test.jsonl")
+    from edgedistill.evaluate import predict_labels
+    assert predict_labels(tmp_path / "st", task, data) == predict_labels(out, task, data)
+
+
+def test_bert2bert_starts_from_the_encoder_and_decodes_answers(setup):
+    """The decoder is warm-started from the encoder's layers, and a generated answer starts after [CLS]."""
+    model = build_label_model(setup / "enc", "seq2seq", None, decoder_layers=1)
+    enc, dec = model.encoder.state_dict(), model.decoder.bert.state_dict()
+    assert torch.equal(enc["encoder.layer.0.attention.self.query.weight"], dec["encoder.layer.0.attention.self.query.weight"])
+    assert model.config.decoder.num_hidden_layers == 1
+    tok = tiny.tiny_tokenizer("bert")
+    assert model.generation_config.decoder_start_token_id == tok.cls_token_id == model.config.decoder_start_token_id
+    assert model.generation_config.eos_token_id == tok.sep_token_id
+    ids = tok(["how many 4 dog"], return_tensors="pt")
+    gen = model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert gen[0, 0] == tok.cls_token_id
+
+
+def test_numeric_task_refuses_an_encoder_that_cannot_decode(tmp_path, setup):
+    from transformers import DistilBertConfig, DistilBertModel
+
+    DistilBertModel(DistilBertConfig(vocab_size=len(tiny.tiny_tokenizer()), dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(tmp_path / "db")
+    tiny.tiny_tokenizer().save_pretrained(tmp_path / "db")
+    with pytest.raises(UserError, match="cannot be warm-started as a decoder"):
+        train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
+                          student=str(tmp_path / "db"), epochs=1), echo=lambda *_: None)
+    assert not (tmp_path / "st").exists()
 
 
 def test_multiple_choice_student(setup, tmp_path):
