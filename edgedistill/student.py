@@ -76,9 +76,10 @@ def build_bert2bert(base_dir, decoder_layers: int):
 DECODER_CAPABLE = ("bert", "roberta", "xlm-roberta", "electra", "ernie", "camembert")
 
 
-def build_rationale_decoder(label_model, family: str, layers: int = 2):
+def build_rationale_decoder(label_model, family: str, layers: int = 2, shared: bool = False):
     if family == "seq2seq":
-        return copy.deepcopy(label_model.get_decoder())
+        # shared: the DSS original, one decoder for both tasks (its weights are the label model's)
+        return label_model.get_decoder() if shared else copy.deepcopy(label_model.get_decoder())
     from transformers import BertConfig, BertLMHeadModel
 
     enc_cfg = label_model.config
@@ -110,6 +111,9 @@ class RationaleStudent(nn.Module):
         self.label_model, self.decoder, self.family, self.alpha = label_model, decoder, family, alpha
         self.config = label_model.config  # the Trainer reads a few config fields
         self.rationale_reaches_encoder = True  # train.RationaleWarmup turns it off for the first steps
+        # A shared decoder reads "[start] rationale:" before a rationale; those prefix tokens are
+        # given, not predicted, so the label path's first step ([start] -> answer) stays untouched.
+        self.rationale_prefix_len = 0
 
     def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, rationale_ids=None,
                 rationale_mask=None, has_rationale=None, ctx_input_ids=None, ctx_attention_mask=None, ctx_token_type_ids=None,
@@ -159,6 +163,7 @@ class RationaleStudent(nn.Module):
             enc_mask[:, 0] = 0
         dec_in, dec_mask = ids[:, :-1], mask[:, :-1]
         target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+        target[:, : self.rationale_prefix_len] = -100
         out = self.decoder(input_ids=dec_in, attention_mask=dec_mask, encoder_hidden_states=enc,
                            encoder_attention_mask=enc_mask)
         if hasattr(out, "logits"):  # a decoder with its own LM head (bert2bert, and the encoder families)

@@ -3,6 +3,7 @@
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -256,3 +257,55 @@ def test_torchrun_two_processes(setup, tmp_path):
     summary = json.loads((out / "train.json").read_text())
     assert summary["processes"] == 2 and summary["best_checkpoint"]
     assert not list(tmp_path.glob(".ddp*"))
+
+
+@pytest.mark.parametrize("base", ["t5", "enc"])
+def test_shared_decoder_learns_both_tasks_in_the_label_model(setup, tmp_path, base):
+    """--rationale-decoder shared (the DSS original): one decoder, nothing extra to strip."""
+    s = train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
+                          student=str(setup / base), epochs=6, batch_size=8, lr=3e-3, rationale_decoder="shared"),
+              echo=lambda *_: None)
+    lab, rat = losses(s, "label_loss"), [r for r in losses(s, "rationale_loss") if r > 0]
+    assert lab[-1] < lab[0] and rat[-1] < rat[0]
+    assert not (tmp_path / "st" / "rationale_decoder").exists()
+    assert "rationale:" in (tmp_path / "st" / "README.md").read_text()
+    task, data = load_task(setup / "num.yaml"), load_examples(load_task(setup / "num.yaml"), setup / "num_test.jsonl")
+    from edgedistill.evaluate import predict_labels
+    out = strip_student(tmp_path / "st", tmp_path / "stripped")
+    assert predict_labels(tmp_path / "st", task, data) == predict_labels(out, task, data)
+
+
+def test_shared_decoder_prefix_is_given_not_learned(setup):
+    """The prefix tokens after the start token carry no loss: only the rationale's own tokens do."""
+    model = build_label_model(setup / "t5", "seq2seq", None)
+    student = RationaleStudent(model, build_rationale_decoder(model, "seq2seq", shared=True), "seq2seq", 0.5)
+    assert student.decoder is model.get_decoder()
+    enc = torch.randn(1, 3, model.config.d_model)
+    ids, mask, has = torch.tensor([[0, 5, 6, 7, 8]]), torch.ones(1, 5, dtype=torch.long), torch.tensor([True])
+    student.rationale_prefix_len = 2
+    with_prefix = student.rationale_loss(enc, torch.ones(1, 3, dtype=torch.long), ids, mask, has)
+    # the same two targets scored by hand: positions 3 and 4 predicted from the first 3 and 4 tokens
+    hidden = model.get_decoder()(input_ids=ids[:, :-1], encoder_hidden_states=enc)[0] * model.config.d_model ** -0.5
+    logp = torch.log_softmax(model.get_output_embeddings()(hidden), -1)
+    by_hand = -(logp[0, 2, 7] + logp[0, 3, 8]) / 2
+    assert torch.allclose(with_prefix, by_hand, atol=1e-5)
+
+
+def test_shared_decoder_needs_a_seq2seq_student(setup, tmp_path):
+    with pytest.raises(UserError, match="only seq2seq students"):
+        run(setup, "cls-shared", rationale_decoder="shared", out=str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()
+
+
+def test_seq2seq_selection_breaks_exact_match_ties_by_tokens():
+    """All-zero exact match must not hand the best checkpoint to epoch 1."""
+    from types import SimpleNamespace
+
+    from edgedistill.train import _metrics
+
+    labels = np.array([[5, 6, 7], [5, 8, -100]])
+    worse = _metrics("seq2seq")(SimpleNamespace(predictions=np.array([[1, 1, 1], [1, 1, 1]]), label_ids=labels))
+    better = _metrics("seq2seq")(SimpleNamespace(predictions=np.array([[5, 6, 1], [5, 1, 1]]), label_ids=labels))
+    assert worse["accuracy"] == better["accuracy"] == 0 and better["selection"] > worse["selection"]
+    best = _metrics("seq2seq")(SimpleNamespace(predictions=np.array([[5, 6, 7], [1, 1, 1]]), label_ids=labels))
+    assert best["accuracy"] == 0.5 and best["selection"] > better["selection"]

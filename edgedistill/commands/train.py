@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from ..train import MODES, TrainConfig, train as run_train
+from ..train import MODES, RATIONALE_DECODERS, TrainConfig, train as run_train
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--task", required=True, type=click.Path(), help="Task spec YAML.")
 @click.option("--annotations", required=True, type=click.Path(), help="RUN/annotations.jsonl from annotate or import-dss.")
 @click.option("--out", required=True, type=click.Path(), help="Student dir to write (replaced only when training succeeds).")
-@click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2; numeric tasks need a seq2seq dir).")
+@click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2; for numeric tasks an "
+              "encoder becomes a bert2bert seq2seq student, or pass a T5/BART dir).")
 @click.option("--mode", type=click.Choice(MODES), default="multitask", show_default=True,
               help="multitask: teacher labels + rationales; label-only: teacher labels; standard: gold labels.")
 @click.option("--alpha", type=float, default=0.5, show_default=True, help="loss = alpha * label + (1 - alpha) * rationale.")
@@ -28,6 +29,11 @@ from ..train import MODES, TrainConfig, train as run_train
 @click.option("--max-train", type=int, help="Use at most N training rows.")
 @click.option("--rationale-warmup", type=float, default=0.25, show_default=True,
               help="Fraction of steps in which the rationale loss trains only its decoder, not the shared encoder.")
+@click.option("--rationale-decoder", type=click.Choice(RATIONALE_DECODERS), default="separate", show_default=True,
+              help="seq2seq students: 'separate' trains a second decoder for rationales (dropped by strip); 'shared' "
+              "is the DSS original, one decoder for both tasks, told apart by a task prefix.")
+@click.option("--decoder-layers", type=int, default=2, show_default=True,
+              help="Layers of the rationale decoder (and of a bert2bert label decoder), warm-started from the encoder.")
 def train(**kw):
     """Train a small student on the teacher's labels (and rationales).
 
