@@ -85,7 +85,7 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
             "task": task, "family": family, "max_length": int(max_length),
             "labels": [config.id2label[i] for i in range(len(config.id2label))] if family == "sequence-classification" else None,
             "tokenizer": {"file": "tokenizer.json", "pad_token_id": int(tok.pad_token_id or 0)},
-            "models": dict(MODEL_FILES[family]),
+            "models": {role: path.name for role, path in raw.items()},
             "source": {"model": str(src.resolve()), "kind": meta.get("kind", "transformers")},
             "fusions": fusion_stats,
         }
@@ -136,8 +136,8 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
             latency["int8_ms"] = _latency_ms(int8, items, max_length)
             if family == "seq2seq" and _decoder_slower(int8_dir, fp32_dir, cfg.threads):
                 # Small decoder matmuls pay more in (de)quantization than INT8 saves: keep them FP32.
-                for role in ("decoder", "decoder_with_past"):
-                    shutil.copyfile(fused[role], int8_dir / MODEL_FILES[family][role])
+                for role in set(fused) - {"encoder"}:
+                    shutil.copyfile(fused[role], int8_dir / fused[role].name)
                 plan.notes.append("decoders kept FP32: their INT8 version was slower on this CPU")
                 int8 = EdgeModel.load(int8_dir, threads=cfg.threads, verify=False)
                 latency["int8_ms"] = _latency_ms(int8, items, max_length)
@@ -288,7 +288,8 @@ def _decoder_slower(int8_dir: Path, fp32_dir: Path, threads: int) -> bool:
             s.run(None, feeds)
         return time.perf_counter() - t
 
-    name = "decoder_with_past_model.onnx"
+    # the decoder that runs every step after the first
+    name = "decoder_with_past_model.onnx" if (int8_dir / "decoder_with_past_model.onnx").exists() else "decoder_model.onnx"
     return timed(int8_dir / name) > timed(fp32_dir / name)
 
 

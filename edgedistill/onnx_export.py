@@ -41,11 +41,24 @@ def family_of(config) -> str:
 def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None = None) -> dict[str, Path]:
     """optimum export of a transformers dir; returns {role: onnx path}."""
     from optimum.exporters.onnx import main_export
+    from transformers import AutoConfig
 
     logging.getLogger("optimum").setLevel(logging.ERROR)
     kwargs = {"opset": opset} if opset else {}
-    main_export(str(model_dir), str(out_dir), task=OPTIMUM_TASK[family], do_validation=False, **kwargs)
-    return {role: out_dir / name for role, name in MODEL_FILES[family].items()}
+    task, files = OPTIMUM_TASK[family], dict(MODEL_FILES[family])
+    if family == "seq2seq" and not has_past(AutoConfig.from_pretrained(model_dir)):
+        # optimum exports bert2bert (EncoderDecoderModel with a BERT decoder) without past keys/values:
+        # the runtime then re-reads the whole answer so far at each step, cheap for answers of a few tokens.
+        task = task.removesuffix("-with-past")
+        files.pop("decoder_with_past")
+    main_export(str(model_dir), str(out_dir), task=task, do_validation=False, **kwargs)
+    return {role: out_dir / name for role, name in files.items()}
+
+
+def has_past(config) -> bool:
+    """Whether optimum can export this seq2seq model's decoder with past keys/values."""
+    return not (config.model_type == "encoder-decoder" and config.decoder.model_type in ("bert", "roberta", "xlm-roberta",
+                                                                                           "electra", "ernie", "camembert"))
 
 
 def fuse(onnx_path: Path, out_path: Path, config) -> dict:

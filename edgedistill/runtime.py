@@ -179,8 +179,8 @@ class EdgeModel:
         outs = session.run(None, {"input_ids": tokens, "encoder_hidden_states": hidden, "encoder_attention_mask": mask})
         generated = np.zeros((batch, 0), dtype=np.int64)
         done = np.zeros(batch, dtype=bool)
-        with_past = self.sessions["decoder_with_past"]
-        past_inputs = [i.name for i in with_past.get_inputs() if i.name.startswith("past_key_values")]
+        with_past = self.sessions.get("decoder_with_past")  # absent for bert2bert: re-read the answer so far
+        past_inputs = [i.name for i in with_past.get_inputs() if i.name.startswith("past_key_values")] if with_past else []
         cross = {}
         for _ in range(max_new_tokens or int(self.manifest.get("max_answer_tokens", 32))):
             step = outs[0][:, -1].argmax(-1).astype(np.int64)
@@ -189,6 +189,10 @@ class EdgeModel:
             done |= step == eos
             if done.all():
                 break
+            if with_past is None:
+                tokens = np.concatenate([tokens, step[:, None]], axis=1)
+                outs = session.run(None, {"input_ids": tokens, "encoder_hidden_states": hidden, "encoder_attention_mask": mask})
+                continue
             present = dict(zip([o.name for o in session.get_outputs()][1:], outs[1:]))
             past = {}
             for name in past_inputs:
