@@ -68,7 +68,9 @@ def run_one(dataset, setting, mode, fraction, seed, anns, test, task, work, plan
                           rationale_decoder="shared" if setting == SHARED else "separate"), echo=lambda *_: None)
     preds = predict_labels(out, task, test)
     r = score(task, test, preds)
-    return {"dataset": dataset, "setting": setting, "seed": seed, "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"],
+    evals = [h for h in s["history"] if "eval_token_accuracy" in h]
+    extra = {"val_token_accuracy": evals[-1]["eval_token_accuracy"]} if evals else {}  # seq2seq: the selected checkpoint's
+    return {**extra, "dataset": dataset, "setting": setting, "seed": seed, "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"],
             "train_rows": s["train_examples"], "with_rationale": s["rows"]["with_rationale"], "test_rows": len(test),
             "seconds": round(time.time() - start, 1)}
 
