@@ -85,6 +85,7 @@ def main():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import random
 
+    from edgedistill.arith import to_number
     from edgedistill.atomic import write_json
     from edgedistill.dss import load_dss
     from edgedistill.machine import machine_record
@@ -123,9 +124,10 @@ def main():
         test = [Example(id=a.id, input=a.input, choices=a.choices, gold=a.gold) for a in test_anns]
         random.Random(1).shuffle(test)
         test = test[:n_test]
-        commonest = collections.Counter(e.gold for e in test).most_common(1)[0][1] / len(test)
-        if task.type != "numeric":  # a free-form answer has no one-class floor
-            meta["majority_baseline"][dataset] = 1 / len(test[0].choices) if test[0].choices else commonest
+        # the floor: always answering the commonest answer (numbers compare by value), or chance for choices
+        key = (lambda e: to_number(e.gold)) if task.type == "numeric" else (lambda e: e.gold)
+        commonest = collections.Counter(map(key, test)).most_common(1)[0][1] / len(test)
+        meta["majority_baseline"][dataset] = 1 / len(test[0].choices) if test[0].choices else commonest
         for setting, mode, fraction in SETTINGS:
             if setting == SHARED and dataset != "svamp":
                 continue  # encoder students have no decoder to share
@@ -229,9 +231,10 @@ def collapsed(res) -> list[str]:
     kept = summarize([r for r in res["runs"] if r not in bad])
     without = "; ".join(f"{d}: " + ", ".join(f"{name} {100 * v['mean']:.1f} % (n={v['n']})" for name, v in by.items())
                         for d, by in kept.items())
-    return [f"- Runs at or below the one-class / chance floor ({floors}), i.e. training failed, whatever the mode: {runs}. "
-            "They are kept in the table; a lower learning rate would make these rarer at the cost of slower learning.",
-            f"- Means without them: {without}."]
+    return [f"- Runs at or below the floor of always giving the commonest answer (chance for multiple choice; {floors}), "
+            f"i.e. training failed, whatever the mode: {runs}. "
+            "They are kept in the table.",
+            f"- Means without them: {without or 'none left'}."]
 
 
 def plot(res, path):
