@@ -274,9 +274,14 @@ def plot(res, path):
         names = [s for s, _, _ in SETTINGS if s in res["summary"][d]]
         means = [100 * res["summary"][d][s]["mean"] for s in names]
         sds = [100 * res["summary"][d][s]["sd"] for s in names]
-        ax.bar(range(len(names)), means, yerr=sds, capsize=4, color=["#999", "#6a9fd4", "#2c7a3f", "#5fae6e", "#9fd4a9"][: len(names)])
+        colors = dict(zip((s for s, _, _ in SETTINGS), ["#999", "#6a9fd4", "#2c7a3f", "#5fae6e", "#9fd4a9", "#b07cc6"]))
+        ax.bar(range(len(names)), means, yerr=sds, capsize=4, color=[colors[n] for n in names])
+        floor = (res.get("majority_baseline") or {}).get(d)
+        if floor is not None:
+            ax.axhline(100 * floor, color="#c33", linestyle="--", linewidth=1, label="commonest answer / chance")
+            ax.legend(fontsize=7, loc="upper right")
         ax.set_xticks(range(len(names)), names, rotation=25, ha="right", fontsize=8)
-        ax.set_ylim(max(0, min(means) - 15), min(100, max(means) + 8))
+        ax.set_ylim(max(0, min(means + [100 * (floor or 0)]) - 15), min(100, max(means + [100 * (floor or 0)]) + 8))
         ax.set_title(f"{d}: test accuracy (%)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
