@@ -57,8 +57,9 @@ def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None =
 
 def has_past(config) -> bool:
     """Whether optimum can export this seq2seq model's decoder with past keys/values."""
-    return not (config.model_type == "encoder-decoder" and config.decoder.model_type in ("bert", "roberta", "xlm-roberta",
-                                                                                           "electra", "ernie", "camembert"))
+    from .student import DECODER_CAPABLE
+
+    return not (config.model_type == "encoder-decoder" and config.decoder.model_type in DECODER_CAPABLE)
 
 
 def fuse(onnx_path: Path, out_path: Path, config) -> dict:

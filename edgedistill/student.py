@@ -56,8 +56,9 @@ def build_bert2bert(base_dir, decoder_layers: int):
     """
     from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel
 
-    if AutoConfig.from_pretrained(base_dir).model_type not in DECODER_CAPABLE:
-        raise ValueError(f"{base_dir} is an encoder ({AutoConfig.from_pretrained(base_dir).model_type}) that cannot be "
+    model_type = AutoConfig.from_pretrained(base_dir).model_type
+    if model_type not in DECODER_CAPABLE:
+        raise ValueError(f"{base_dir} is an encoder ({model_type}) that cannot be "
                          f"warm-started as a decoder; for a numeric task pass a seq2seq dir (T5/BART) or a "
                          f"{'/'.join(DECODER_CAPABLE)} encoder")
     tok = AutoTokenizer.from_pretrained(base_dir)
@@ -73,6 +74,7 @@ def build_bert2bert(base_dir, decoder_layers: int):
 
 
 # encoders whose HF class takes is_decoder + add_cross_attention, so EncoderDecoderModel can use them
+# (optimum exports these decoders without past keys/values: onnx_export.has_past)
 DECODER_CAPABLE = ("bert", "roberta", "xlm-roberta", "electra", "ernie", "camembert")
 
 
