@@ -109,7 +109,9 @@ def main():
             "machine": machine_record(threads=[2]),
             "plan": {**state.get("plan", {}), **{k: dict(zip(("train_split", "train_rows", "test_rows", "max_length", "epochs",
                                                                "batch_size", "lr"), v)) for k, v in plans.items()}},
-            "student": {**{d: STUDENTS[d] for d in state.get("plan", {}) if d in STUDENTS}, **{d: STUDENTS[d] for d in plans}},
+            # what earlier invocations trained (e.g. with --seq2seq-student) stays as they recorded it
+            "student": {**(state.get("student") if isinstance(state.get("student"), dict) else
+                           {d: STUDENTS[d] for d in state.get("plan", {}) if d in STUDENTS}), **{d: STUDENTS[d] for d in plans}},
             "seeds": list(seeds), "majority_baseline": state.get("majority_baseline", {}),
             "rationale_warmup": "the rationale loss is kept off the encoder for the first 25 % of steps",
             "selection": "best epoch on 10 % of the training rows (never test)"}
@@ -219,11 +221,15 @@ def svamp_notes(res) -> list[str]:
     return lines
 
 
+def at_floor(r, res) -> bool:
+    """A run no better than always giving the commonest answer (or chance, for multiple choice)."""
+    base = (res.get("majority_baseline") or {}).get(r["dataset"])
+    return base is not None and r["accuracy"] <= base + 0.01
+
+
 def failed_everywhere(res) -> set[str]:
-    """Datasets on which every run stayed at the floor (see collapsed)."""
-    base = res.get("majority_baseline") or {}
-    return {d for d in res["summary"] if d in base
-            and all(r["accuracy"] <= base[d] + 0.01 for r in res["runs"] if r["dataset"] == d)}
+    """Datasets on which every run stayed at the floor."""
+    return {d for d in res["summary"] if all(at_floor(r, res) for r in res["runs"] if r["dataset"] == d)}
 
 
 def verdict(summary, failed=frozenset()) -> list[str]:
@@ -246,9 +252,9 @@ def verdict(summary, failed=frozenset()) -> list[str]:
 
 
 def collapsed(res) -> list[str]:
-    """Runs no better than always answering the commonest class (or chance, for multiple choice)."""
+    """The runs at the floor, listed, and the means without them."""
     base = res.get("majority_baseline") or {}
-    bad = [r for r in res.get("runs", []) if r["dataset"] in base and r["accuracy"] <= base[r["dataset"]] + 0.01]
+    bad = [r for r in res.get("runs", []) if at_floor(r, res)]
     if not bad:
         return []
     runs = ", ".join(f"{r['dataset']} {r['setting']} seed {r['seed']} ({100 * r['accuracy']:.1f} %)" for r in bad)

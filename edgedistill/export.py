@@ -23,7 +23,7 @@ import numpy as np
 from . import bundle as bundle_mod
 from .atomic import build_dir
 from .errors import UserError
-from .onnx_export import MODEL_FILES, export_onnx, family_of, fuse
+from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
 from .quantize import MATMUL_OPS, detect_preset, plan_for, quantize
 from .runtime import BundleError, EdgeModel

@@ -139,7 +139,7 @@ def shape_feeds(tok, family, texts, choices, batch, seq, offset=0):
 
 
 def fit(feeds, names):
-    return feeds if names is None else {n: feeds[n] if n in feeds else np.zeros_like(feeds["input_ids"]) for n in names}
+    return {n: feeds[n] if n in feeds else np.zeros_like(feeds["input_ids"]) for n in names}
 
 
 # ---------------------------------------------------------------------------------------------
