@@ -26,6 +26,9 @@ import yaml
 from .atomic import write_json
 from .errors import UserError
 
+# train.MODES, spelled here so that reading a pipeline file does not import torch (test_pipeline_config checks they agree)
+TRAIN_MODES = ("auto", "label-only", "multitask", "rationale-teacher", "rationale-dropout", "standard")
+
 STAGES = ("annotate", "train", "strip", "export", "bench", "report")
 
 
@@ -46,7 +49,7 @@ class TeacherConfig:
 @dataclass
 class StudentConfig:
     base: str | None = None  # HF model dir; default: the offline all-MiniLM-L6-v2
-    mode: str = "multitask"  # the student that is shipped
+    mode: str = "auto"  # the student that is shipped (auto: the best of label-only and the rationale modes on validation)
     compare: list[str] = field(default_factory=list)  # extra modes trained for the report only
     alpha: float = 0.5
     epochs: float = 3
@@ -111,7 +114,7 @@ def load_pipeline(path) -> Pipeline:
         if not pipe.path(value).exists():
             raise UserError(f"{path}: {key}: file {pipe.path(value)} does not exist; fix the path (relative paths are relative to the pipeline file)")
     choices = {"teacher.prompt": ("zero-shot", "zero-shot-cot", "few-shot-cot", "label-only"),
-               "student.mode": ("multitask", "label-only", "standard"),
+               "student.mode": TRAIN_MODES,
                "export.quantize": ("int8", "none"), "export.target": ("auto", "x86", "arm64")}
     for key, allowed in choices.items():
         section, name = key.split(".")
@@ -306,7 +309,10 @@ def _evaluations(pipe: Pipeline) -> dict[str, dict]:
     if pipe.eval_data is None:
         return {}
     run = pipe.run
-    models = {f"student ({pipe.student.mode})": run / "student"}
+    shipped = pipe.student.mode
+    if shipped == "auto" and (run / "student" / "train.json").exists():
+        shipped = f"auto: {json.loads((run / 'student' / 'train.json').read_text())['mode']}"
+    models = {f"student ({shipped})": run / "student"}
     models.update({f"student ({m})": run / "compare" / m for m in pipe.student.compare if m != pipe.student.mode})
     models["bundle (INT8)" if pipe.export.quantize == "int8" else "bundle"] = run / "bundle"
     out = {}

@@ -55,6 +55,12 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
                       + (", and `student (standard)` shows what the same student reaches on gold labels." if "standard" in
                          pipe.student.compare + [pipe.student.mode] else "."), ""]
 
+    if train.get("candidates"):
+        from .train import candidate_table
+
+        lines += ["## Student", "", f"`--mode auto` trained {len(train['candidates'])} candidates on one split and shipped "
+                  f"`{train['mode']}`, the best on validation ({train['val_examples']} rows; label-only unless another "
+                  "beat it):", "", *candidate_table(train["candidates"]), ""]
     if bench:
         lines += ["## Speed and size (batch 1)", "", *_bench_rows(bench), ""]
         for plot in ("latency.png", "tradeoff.png"):

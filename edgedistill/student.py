@@ -105,12 +105,23 @@ def build_rationale_decoder(label_model, family: str, layers: int = 2, shared: b
     return dec
 
 
-class RationaleStudent(nn.Module):
-    """loss = alpha * label_loss + (1 - alpha) * rationale_loss, the rationale term over rows that have one."""
+def cls_states(last_hidden, rows: int):
+    """The final [CLS] state per row, (rows, H); a multiple-choice row's choices flattened, (rows, k * H)."""
+    return last_hidden[:, 0].reshape(rows, -1)
 
-    def __init__(self, label_model, decoder, family: str, alpha: float):
+
+class RationaleStudent(nn.Module):
+    """loss = alpha * label_loss + (1 - alpha) * rationale_loss, the rationale term over rows that have one.
+
+    The rationale term is the decoder's loss on the teacher's rationale (multitask) or, when the batch
+    carries a rationale-reading teacher's targets (rationale-teacher), the distance to its soft labels
+    and [CLS] states (`distill_loss`).
+    """
+
+    def __init__(self, label_model, decoder, family: str, alpha: float, temperature: float = 2.0, hidden_weight: float = 1.0):
         super().__init__()
         self.label_model, self.decoder, self.family, self.alpha = label_model, decoder, family, alpha
+        self.temperature, self.hidden_weight = temperature, hidden_weight
         self.config = label_model.config  # the Trainer reads a few config fields
         self.rationale_reaches_encoder = True  # train.RationaleWarmup turns it off for the first steps
         # A shared decoder reads "[start] rationale:" before a rationale; those prefix tokens are
@@ -119,11 +130,14 @@ class RationaleStudent(nn.Module):
 
     def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, rationale_ids=None,
                 rationale_mask=None, has_rationale=None, ctx_input_ids=None, ctx_attention_mask=None, ctx_token_type_ids=None,
-                label_ids=None):
+                label_ids=None, soft_labels=None, teacher_hidden=None):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        want_rationale = self.alpha < 1 and rationale_ids is not None and has_rationale is not None and bool(has_rationale.any())
+        if soft_labels is not None:
+            return self.distill_forward(inputs, labels, soft_labels, teacher_hidden)
+        want_rationale = (self.decoder is not None and self.alpha < 1 and rationale_ids is not None
+                          and has_rationale is not None and bool(has_rationale.any()))
         if self.family == "seq2seq":
             out = self.label_model(**inputs, labels=label_ids)
             label_loss, logits, enc = out.loss, out.logits, out.encoder_last_hidden_state
@@ -148,6 +162,19 @@ class RationaleStudent(nn.Module):
             loss = self.alpha * label_loss  # a batch with no rationale at all: only the label term
         return {"loss": loss, "logits": logits, "label_loss": label_loss.detach() if label_loss is not None else None,
                 "rationale_loss": rationale_loss.detach()}
+
+    def distill_forward(self, inputs, labels, soft_labels, teacher_hidden):
+        """alpha * CE(hard label) + (1 - alpha) * (T^2 KL(teacher || student at T) + w * (1 - cos) of [CLS] states)."""
+        out = self.label_model(**inputs, output_hidden_states=teacher_hidden is not None)
+        logits = out.logits
+        label_loss = F.cross_entropy(logits, labels)
+        t = self.temperature
+        kd = F.kl_div(F.log_softmax(logits.float() / t, -1), soft_labels.float(), reduction="batchmean") * t * t
+        if teacher_hidden is not None and self.hidden_weight:
+            mine = cls_states(out.hidden_states[-1], logits.shape[0])
+            kd = kd + self.hidden_weight * (1 - F.cosine_similarity(mine.float(), teacher_hidden.float(), dim=-1)).mean()
+        loss = self.alpha * label_loss + (1 - self.alpha) * kd
+        return {"loss": loss, "logits": logits, "label_loss": label_loss.detach(), "rationale_loss": kd.detach()}
 
     def rationale_loss(self, enc, enc_mask, rationale_ids, rationale_mask, has_rationale):
         """Mean token cross-entropy per row, averaged over the rows that have a rationale.

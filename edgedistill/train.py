@@ -2,18 +2,30 @@
 
     annotations.jsonl --(mode picks labels/rationales)--> features --Trainer--> best checkpoint --> RUN/student/
 
-Modes: standard (gold labels), label-only (teacher labels), multitask (teacher labels + rationales,
-loss = alpha * label + (1 - alpha) * rationale). Rows without a rationale add label loss only.
+Modes (every one ships the same input-only label model; rows without a rationale add label loss only):
+  label-only         the teacher's labels
+  multitask          + a decoder that writes the rationale from the encoder's states
+                     (Distilling Step-by-Step, Hsieh et al. 2023): alpha * label + (1 - alpha) * rationale
+  rationale-teacher  a same-size encoder first learns input + rationale -> label; the input-only student
+                     learns the hard labels and that teacher's soft labels and [CLS] states (KNIFE, Chan et
+                     al. 2023; generalized distillation with privileged information, Lopez-Paz et al. 2016)
+  rationale-dropout  the rationale appended to the input on a random share of the steps, the input alone
+                     otherwise, so the deployed input-only path is what gets trained
+  standard           gold labels, no teacher (a baseline)
+  auto               label-only and every rationale mode on one split; ships the best on validation, and
+                     label-only unless another beats it (select.py)
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
+import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +37,12 @@ from .errors import UserError
 from .model_dir import write_meta
 from .task import TaskSpec, load_task
 
-MODES = ("multitask", "label-only", "standard")
+MODES = ("auto", "label-only", "multitask", "rationale-teacher", "rationale-dropout", "standard")
+RATIONALE_MODES = ("multitask", "rationale-teacher", "rationale-dropout")
+ENCODER_ONLY_MODES = ("rationale-teacher", "rationale-dropout")  # they change the input: no seq2seq
+# The label head (and pooler) start untrained: at the encoder's rate they need many steps to move,
+# and raising the whole model's rate to suit them is what collapsed runs (README, "Distilling").
+HEAD_LR = 1e-3
 RATIONALE_DECODERS = ("separate", "shared")
 # Shared decoder: the task prefix goes on the decoder side, after the start token, not on the input
 # as in DSS ("[label] x" / "[rationale] x"): the encoder then runs once per row, and the label path
@@ -39,7 +56,7 @@ class TrainConfig:
     annotations: str
     out: str
     student: str | None = None  # base model dir; default: the offline all-MiniLM-L6-v2
-    mode: str = "multitask"
+    mode: str = "auto"
     alpha: float = 0.5
     epochs: float = 3.0
     batch_size: int = 16
@@ -58,6 +75,16 @@ class TrainConfig:
     # Fraction of the training steps during which the rationale loss trains the decoder only; the
     # encoder feels it afterwards (see RationaleWarmup).
     rationale_warmup: float = 0.25
+    # Learning rate of the parts that start untrained (the label head, the pooler); None: lr (seq2seq)
+    # or HEAD_LR (encoder families). See param_groups.
+    head_lr: float | None = None
+    layer_decay: float = 1.0  # encoder layer i (of L) learns at lr * layer_decay ** (L - 1 - i)
+    retries: int = 2  # retrain a run that ends at the floor this many times (other seed, half the lr)
+    temperature: float = 2.0  # rationale-teacher: soft labels at this temperature (Hinton et al. 2015)
+    hidden_weight: float = 1.0  # rationale-teacher: weight of the [CLS]-state term beside the soft labels
+    rationale_dropout: float = 0.5  # rationale-dropout: share of steps a row is seen with its rationale
+    candidates: list[str] | None = None  # auto: the modes to try (default: label-only and every rationale mode)
+    progress: bool = True  # the Trainer's progress bar
 
 
 @dataclass
@@ -106,9 +133,9 @@ def training_rows(cfg: TrainConfig, task: TaskSpec) -> tuple[list[Row], dict]:
                 continue
             label = a.label
         _check_label(task, label, a.choices, where)
-        rationale = a.rationale if cfg.mode == "multitask" else None
+        rationale = a.rationale if cfg.mode in RATIONALE_MODES + ("auto",) else None
         rows.append(Row(a.input, label, rationale, a.choices))
-    if cfg.mode == "multitask" and cfg.rationale_fraction < 1:
+    if cfg.rationale_fraction < 1:
         with_r = [i for i, r in enumerate(rows) if r.rationale]
         keep = set(random.Random(cfg.seed).sample(with_r, round(len(with_r) * cfg.rationale_fraction)))
         for i in with_r:
@@ -132,14 +159,18 @@ def _check_label(task: TaskSpec, label: str, choices, where: str) -> None:
 # ---------------------------------------------------------------- features
 
 class Features(torch.utils.data.Dataset):
-    def __init__(self, items: list[dict]):
-        self.items = items
+    """Encoded rows; with `alternatives`, row i is served as alternatives[i] (when not None) with
+    probability `p` each time it is drawn (rationale-dropout: input + rationale instead of the input)."""
+
+    def __init__(self, items: list[dict], alternatives: list[dict | None] | None = None, p: float = 0.0):
+        self.items, self.alternatives, self.p = items, alternatives, p
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
-        return self.items[i]
+        alt = self.alternatives[i] if self.alternatives else None
+        return alt if alt is not None and random.random() < self.p else self.items[i]
 
 
 def encode_rows(rows: list[Row], tok, task: TaskSpec, family: str, cfg: TrainConfig, start_id: int | None,
@@ -196,6 +227,9 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
             out["labels"] = torch.tensor([f["labels"] for f in batch])
         if "label_ids" in batch[0]:
             out["label_ids"] = pad([f["label_ids"] for f in batch], -100)
+        for k in ("soft_labels", "teacher_hidden"):  # rationale-teacher targets
+            if k in batch[0]:
+                out[k] = torch.tensor([f[k] for f in batch])
         if want_rationale:
             has = [("rationale_ids" in f) for f in batch]
             seqs = [f.get("rationale_ids", [pad_id, pad_id]) for f in batch]
@@ -210,18 +244,54 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
 # ---------------------------------------------------------------- training
 
 def train(cfg: TrainConfig, echo=print) -> dict:
-    from transformers import AutoConfig, AutoTokenizer, Trainer, TrainingArguments, set_seed
+    """Train the student cfg.mode asks for (auto: the best of several on validation) into cfg.out."""
+    _check_config(cfg)
+    if int(os.environ.get("RANK", "0")) != 0:
+        echo = _quiet  # under torchrun the main process speaks for all
+    try:
+        if cfg.mode == "auto":
+            from .select import train_auto
 
-    from .student import RationaleStudent, build_label_model, build_rationale_decoder, family_for
+            return train_auto(cfg, echo)
+        return train_mode(cfg, echo)
+    finally:
+        _leave_process_group()
 
+
+def _quiet(*_args, **_kw) -> None:
+    pass
+
+
+def _check_config(cfg: TrainConfig) -> None:
     if cfg.mode not in MODES:
         raise UserError(f"--mode: {cfg.mode!r}; use one of {', '.join(MODES)}")
-    if not 0 <= cfg.alpha <= 1:
-        raise UserError(f"--alpha: {cfg.alpha} must be between 0 and 1")
-    if not 0 <= cfg.rationale_warmup <= 1:
-        raise UserError(f"--rationale-warmup: {cfg.rationale_warmup} must be a fraction of the steps, between 0 and 1")
+    for name, value, lo, hi in (("--alpha", cfg.alpha, 0, 1), ("--rationale-warmup", cfg.rationale_warmup, 0, 1),
+                                ("--rationale-dropout", cfg.rationale_dropout, 0, 1)):
+        if not lo <= value <= hi:
+            raise UserError(f"{name}: {value} must be between {lo} and {hi}")
     if cfg.rationale_decoder not in RATIONALE_DECODERS:
         raise UserError(f"--rationale-decoder: {cfg.rationale_decoder!r}; use one of {', '.join(RATIONALE_DECODERS)}")
+    if cfg.temperature <= 0:
+        raise UserError(f"--temperature: {cfg.temperature} must be > 0")
+
+
+@dataclass
+class Prepared:
+    """What every candidate and every attempt of one `train` call shares: task, base, rows and split."""
+    task: TaskSpec
+    base: str
+    family: str
+    stats: dict
+    train_rows: list[Row]
+    val_rows: list[Row]
+
+
+def prepare(cfg: TrainConfig) -> Prepared:
+    """Load the task and rows for cfg.mode and split them (seeded by cfg.seed, the same for every mode)."""
+    from transformers import AutoConfig
+
+    from .student import family_for
+
     task = load_task(cfg.task)
     base = cfg.student or default_student()
     if not Path(base).is_dir():
@@ -229,16 +299,18 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     if not (Path(base) / "config.json").exists():
         raise UserError(f"--student: {base} has no config.json; it is not a transformers model dir")
     rows, stats = training_rows(cfg, task)
-    base_config = AutoConfig.from_pretrained(base)
-    family = family_for(task.type, base_config)
-    shared = cfg.rationale_decoder == "shared"
-    if shared and family != "seq2seq":
+    family = family_for(task.type, AutoConfig.from_pretrained(base))
+    if cfg.rationale_decoder == "shared" and family != "seq2seq":
         raise UserError(f"--rationale-decoder shared: only seq2seq students have a decoder to share; this is a {family} student")
+    if family == "seq2seq" and cfg.mode in ENCODER_ONLY_MODES:
+        raise UserError(f"--mode {cfg.mode}: needs a classification or multiple-choice student; a {task.type} task trains a "
+                        f"seq2seq student: use --mode multitask, label-only or auto")
     if family == "multiple-choice" and len({len(r.choices) for r in rows}) > 1:
         raise UserError(f"{cfg.annotations}: choices: rows have different numbers of choices; a multiple-choice student needs the same count on every row")
-    set_seed(cfg.seed)
-    rng = random.Random(cfg.seed)
-    rng.shuffle(rows)
+    if cfg.mode in RATIONALE_MODES and cfg.alpha < 1 and not stats["with_rationale"]:
+        raise UserError(f"--mode {cfg.mode}: {cfg.annotations} has no rationales to learn from (the teacher gave none, or "
+                        "--prompt label-only); annotate with --prompt zero-shot, or train --mode label-only (auto does that by itself)")
+    random.Random(cfg.seed).shuffle(rows)
     if cfg.max_train:
         rows = rows[: cfg.max_train]
     if cfg.eval_data:
@@ -248,24 +320,108 @@ def train(cfg: TrainConfig, echo=print) -> dict:
         train_rows = rows
     else:
         n_val = max(1, round(len(rows) * cfg.val_fraction)) if len(rows) > 4 else 0
-        val_rows, train_rows = rows[:n_val], rows[n_val:]
-        val_rows = [Row(r.input, r.label, None, r.choices) for r in val_rows]
-    mode_uses_rationale = cfg.mode == "multitask" and cfg.alpha < 1
+        val_rows = [Row(r.input, r.label, None, r.choices) for r in rows[:n_val]]
+        train_rows = rows[n_val:]
+    return Prepared(task, base, family, stats, train_rows, val_rows)
 
-    tok = AutoTokenizer.from_pretrained(base)
+
+def train_mode(cfg: TrainConfig, echo=print, prep: Prepared | None = None) -> dict:
+    """Train cfg.mode (retried if it ends at the floor) and write the student dir cfg.out."""
+    prep = prep or prepare(cfg)
+    fit, attempts = fit_with_retries(cfg, prep, echo)
+    return write_student(cfg, prep, fit, attempts) if fit.is_main else {}
+
+
+def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit, list[dict]]:
+    """fit_mode, retried while it ends at the floor (`_at_floor`); UserError when every attempt did.
+
+    A retry keeps the split, takes the next seed and halves the learning rate: the collapses seen on
+    e-SNLI came from an encoder pushed too hard early on, not from the data.
+    """
+    attempts = []
+    for attempt in range(cfg.retries + 1):
+        lr = _lr(cfg, prep.family) * 0.5 ** attempt
+        fit = fit_mode(cfg, prep, seed=cfg.seed + attempt, lr=lr)
+        floor = _at_floor(fit.final_eval, prep.family)
+        attempts.append({"seed": cfg.seed + attempt, "lr": lr, "val_accuracy": fit.final_eval.get("eval_accuracy"),
+                         "val_floor": fit.final_eval.get("eval_floor"), "at_floor": floor, "elapsed_s": fit.elapsed_s})
+        if not floor:
+            return fit, attempts
+        echo(f"{cfg.mode}: attempt {attempt + 1} ended at the floor (validation accuracy "
+             f"{100 * fit.final_eval['eval_accuracy']:.1f} %; always answering the commonest label gives "
+             f"{100 * fit.final_eval['eval_floor']:.1f} %)" + ("; retrying with the next seed and half the learning rate"
+                                                             if attempt < cfg.retries else ""))
+    raise UserError(f"--mode {cfg.mode}: every attempt ({len(attempts)}) ended no better than always answering the commonest "
+                    "label on the validation rows, so no student was written. Try a lower --lr, more --epochs or more "
+                    "annotated rows, and check the teacher's labels (annotate.json: gold agreement)")
+
+
+@dataclass
+class Fit:
+    label_model: object
+    decoder: object | None
+    tok: object
+    final_eval: dict
+    train_loss: float
+    history: list
+    best_checkpoint: str | None
+    world_size: int
+    is_main: bool
+    elapsed_s: float
+    train_examples: int
+    extra: dict
+
+
+def fit_mode(cfg: TrainConfig, prep: Prepared, seed: int, lr: float) -> Fit:
+    """Train one model for cfg.mode; rationale-teacher trains its rationale-reading teacher first."""
+    if cfg.mode == "rationale-teacher":
+        teacher_cfg = replace(cfg, mode="label-only", max_length=cfg.max_length + cfg.rationale_max_length)
+        teacher = fit(teacher_cfg, prep, seed, lr, rows=with_rationale_input(prep.train_rows))
+        soft = teacher_targets(teacher, teacher_cfg, prep, cfg.temperature)
+        student = fit(cfg, prep, seed, lr, soft=soft)
+        student.extra["rationale_teacher"] = {"val_accuracy_input_only": teacher.final_eval.get("eval_accuracy"),
+                                              "elapsed_s": teacher.elapsed_s}
+        student.elapsed_s += teacher.elapsed_s
+        return student
+    if cfg.mode == "rationale-dropout":
+        return fit(cfg, prep, seed, lr, alternatives=with_rationale_input(prep.train_rows))
+    return fit(cfg, prep, seed, lr)
+
+
+def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] | None = None,
+        soft: list[dict] | None = None, alternatives: list[Row] | None = None) -> Fit:
+    """One Trainer run: build the model, encode the rows, train, keep the best epoch on validation."""
+    from transformers import AutoTokenizer, TrainingArguments, set_seed
+
+    from .student import RationaleStudent, build_label_model, build_rationale_decoder
+
+    family, task = prep.family, prep.task
+    rows = rows if rows is not None else prep.train_rows
+    shared = cfg.rationale_decoder == "shared"
+    uses_rationale = cfg.mode == "multitask" and cfg.alpha < 1
+    set_seed(seed)
+    tok = AutoTokenizer.from_pretrained(prep.base)
     try:
-        label_model = build_label_model(base, family, task.labels, cfg.decoder_layers)
+        label_model = build_label_model(prep.base, family, task.labels, cfg.decoder_layers)
     except ValueError as e:
         raise UserError(f"--student: {e}") from None
-    decoder = build_rationale_decoder(label_model, family, cfg.decoder_layers, shared=shared)
-    model = RationaleStudent(label_model, decoder, family, cfg.alpha if cfg.mode == "multitask" else 1.0)
+    decoder = build_rationale_decoder(label_model, family, cfg.decoder_layers, shared=shared) if uses_rationale else None
+    alpha = cfg.alpha if uses_rationale or soft else 1.0
+    model = RationaleStudent(label_model, decoder, family, alpha, temperature=cfg.temperature, hidden_weight=cfg.hidden_weight)
     start_id = label_model.config.decoder_start_token_id if family == "seq2seq" else None
-    prefix_ids = tok(SHARED_PREFIX, add_special_tokens=False)["input_ids"] if shared else []
+    prefix_ids = tok(SHARED_PREFIX, add_special_tokens=False)["input_ids"] if shared and uses_rationale else []
     model.rationale_prefix_len = len(prefix_ids)
-    train_ds = Features(encode_rows(train_rows, tok, task, family, cfg, start_id, prefix_ids))
-    val_ds = Features(encode_rows(val_rows, tok, task, family, cfg, start_id)) if val_rows else None
+    items = encode_rows(rows, tok, task, family, cfg, start_id, prefix_ids)
+    for item, s in zip(items, soft or []):
+        item.update(s)
+    alt = None
+    if alternatives is not None:
+        aug_cfg = replace(cfg, max_length=cfg.max_length + cfg.rationale_max_length)
+        alt = [enc if r.input != a.input else None
+               for r, a, enc in zip(rows, alternatives, encode_rows(alternatives, tok, task, family, aug_cfg, start_id))]
+    train_ds = Features(items, alt, cfg.rationale_dropout)
+    val_ds = Features(encode_rows(prep.val_rows, tok, task, family, cfg, start_id)) if prep.val_rows else None
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
-    label_key = "label_ids" if family == "seq2seq" else "labels"
 
     out = Path(cfg.out)
     started = time.time()
@@ -275,51 +431,111 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     args = TrainingArguments(
         output_dir=str(ckpt), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size * 2, gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.lr or (3e-4 if family == "seq2seq" else 5e-5), warmup_ratio=0.1, weight_decay=0.01,
+        learning_rate=lr, warmup_ratio=0.1, weight_decay=0.01,
         eval_strategy="epoch" if val_ds else "no", save_strategy="epoch" if val_ds else "no",
         load_best_model_at_end=bool(val_ds), metric_for_best_model="selection" if family == "seq2seq" else "accuracy", greater_is_better=True,
         save_total_limit=1, save_safetensors=False, logging_steps=max(1, len(train_ds) // (cfg.batch_size * 4)),
-        report_to="none", seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False, label_names=[label_key],
+        report_to="none", seed=seed, data_seed=seed, remove_unused_columns=False,
+        label_names=["label_ids" if family == "seq2seq" else "labels"],
         ddp_find_unused_parameters=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not cfg.progress,
     )
-    trainer = _student_trainer()(model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-                                 data_collator=make_collator(pad_id, family, mode_uses_rationale),
-                                 compute_metrics=_metrics(family), preprocess_logits_for_metrics=_argmax,
-                                 callbacks=[_rationale_warmup(cfg.rationale_warmup)] if mode_uses_rationale else None)
+    head_lr = cfg.head_lr if cfg.head_lr is not None else (None if family == "seq2seq" else HEAD_LR)
+    trainer = _student_trainer(head_lr, cfg.layer_decay)(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
+        data_collator=make_collator(pad_id, family, uses_rationale), compute_metrics=_metrics(family),
+        preprocess_logits_for_metrics=_argmax,
+        callbacks=[_rationale_warmup(cfg.rationale_warmup)] if uses_rationale else None)
+    ignore = ["label_loss", "rationale_loss"]
     try:
-        result = trainer.train(ignore_keys_for_eval=["label_loss", "rationale_loss"])
-        final_eval = trainer.evaluate(ignore_keys=["label_loss", "rationale_loss"]) if val_ds else {}
+        result = trainer.train(ignore_keys_for_eval=ignore)
+        final_eval = trainer.evaluate(ignore_keys=ignore) if val_ds else {}
     finally:
         if trainer.is_world_process_zero():
             shutil.rmtree(ckpt, ignore_errors=True)
-    if not trainer.is_world_process_zero():
-        _leave_process_group()
-        return {}
-    with build_dir(out) as tmp:
-        label_model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        if mode_uses_rationale and not shared:
+    best = trainer.state.best_model_checkpoint
+    return Fit(label_model, decoder, tok, final_eval, result.training_loss, trainer.state.log_history,
+               best and Path(best).name, trainer.args.world_size, trainer.is_world_process_zero(),
+               round(time.time() - started, 1), len(train_ds), {})
+
+
+def _lr(cfg: TrainConfig, family: str) -> float:
+    return cfg.lr or (3e-4 if family == "seq2seq" else 5e-5)
+
+
+MIN_JUDGED = 20
+
+
+def _at_floor(final_eval: dict, family: str) -> bool:
+    """Validation accuracy no better (by one row) than always answering the commonest label: training failed.
+
+    Not judged for seq2seq students (exact match of a written answer starts at zero and proves
+    little), with fewer than MIN_JUDGED validation rows (too few to tell a learner from the floor),
+    nor when one label is 80 % or more of the validation rows: there a student that always gives it
+    is what the labels taught, and the teacher, not the training, is what to fix.
+    """
+    if (family == "seq2seq" or "eval_accuracy" not in final_eval or final_eval.get("eval_rows", 0) < MIN_JUDGED
+            or final_eval.get("eval_floor", 1) >= 0.8):
+        return False
+    return final_eval["eval_accuracy"] <= final_eval["eval_floor"] + 1 / max(1, final_eval.get("eval_rows", 1))
+
+
+def with_rationale_input(rows: list[Row]) -> list[Row]:
+    """The rows with the teacher's rationale appended to the input (rows without one unchanged)."""
+    return [Row(f"{r.input}\nExplanation: {r.rationale}", r.label, None, r.choices) if r.rationale else
+            Row(r.input, r.label, None, r.choices) for r in rows]
+
+
+def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature: float) -> list[dict]:
+    """The rationale-reading teacher's soft labels (at `temperature`) and final [CLS] states on the training rows."""
+    from .student import cls_states
+
+    model = teacher.label_model.eval()
+    rows = with_rationale_input(prep.train_rows)
+    items = encode_rows(rows, teacher.tok, prep.task, prep.family, cfg, None)
+    collate = make_collator(teacher.tok.pad_token_id or 0, prep.family, False)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(items), 64):
+            batch = collate(items[i: i + 64])
+            batch.pop("labels", None)
+            batch = {k: v.to(model.device) for k, v in batch.items() if not k.startswith("ctx_")}
+            o = model(**batch, output_hidden_states=True)
+            probs = torch.softmax(o.logits.float() / temperature, -1)
+            hidden = cls_states(o.hidden_states[-1], probs.shape[0])
+            out += [{"soft_labels": p.tolist(), "teacher_hidden": h.tolist()} for p, h in zip(probs.cpu(), hidden.cpu())]
+    return out
+
+
+def write_student(cfg: TrainConfig, prep: Prepared, fit: Fit, attempts: list[dict], extra: dict | None = None) -> dict:
+    """The student dir, atomically: label model, tokenizer, task, meta, train.json, model card."""
+    task, family = prep.task, prep.family
+    has_decoder = fit.decoder is not None and cfg.rationale_decoder != "shared"
+    with build_dir(Path(cfg.out)) as tmp:
+        fit.label_model.save_pretrained(tmp)
+        fit.tok.save_pretrained(tmp)
+        if has_decoder:
             # Only training needs it; `edgedistill strip` leaves it behind.
-            torch.save(decoder.state_dict(), _ensure(tmp / "rationale_decoder") / "decoder.pt")
-            write_json(tmp / "rationale_decoder" / "config.json", decoder.config.to_dict())
+            torch.save(fit.decoder.state_dict(), _ensure(tmp / "rationale_decoder") / "decoder.pt")
+            write_json(tmp / "rationale_decoder" / "config.json", fit.decoder.config.to_dict())
         task.save(tmp / "task.yaml")
         meta = {"kind": "student", "family": family, "max_length": cfg.max_length, "labels": task.labels,
-                "mode": cfg.mode, "alpha": cfg.alpha, "has_rationale_decoder": mode_uses_rationale and not shared,
-                "rationale_decoder": cfg.rationale_decoder if mode_uses_rationale else None, "base": str(base)}
+                "mode": cfg.mode, "alpha": cfg.alpha, "has_rationale_decoder": has_decoder,
+                "rationale_decoder": cfg.rationale_decoder if fit.decoder is not None else None, "base": str(prep.base)}
         write_meta(tmp, meta)
         summary = {
-            "config": {**asdict(cfg), "annotations": str(Path(cfg.annotations).resolve()), "student": str(base)},
-            "annotations": str(Path(cfg.annotations).resolve()), "mode": cfg.mode, "alpha": cfg.alpha, "seed": cfg.seed,
-            "family": family, "rows": stats, "train_examples": len(train_ds), "val_examples": len(val_ds) if val_ds else 0,
+            "config": {**asdict(cfg), "annotations": str(Path(cfg.annotations).resolve()), "student": str(prep.base)},
+            "annotations": str(Path(cfg.annotations).resolve()), "mode": cfg.mode, "alpha": cfg.alpha, "seed": attempts[-1]["seed"],
+            "family": family, "rows": prep.stats, "train_examples": fit.train_examples, "val_examples": len(prep.val_rows),
             "val_source": cfg.eval_data or f"{cfg.val_fraction:.0%} of training rows (labels as trained on)",
-            "train_loss": result.training_loss, "val_accuracy": final_eval.get("eval_accuracy"),
-            "best_checkpoint": trainer.state.best_model_checkpoint and Path(trainer.state.best_model_checkpoint).name,
-            "epochs": cfg.epochs, "processes": trainer.args.world_size, "elapsed_s": round(time.time() - started, 1),
-            "history": trainer.state.log_history, "teacher": _teacher(cfg.annotations),
+            "train_loss": fit.train_loss, "val_accuracy": fit.final_eval.get("eval_accuracy"),
+            "val_floor": fit.final_eval.get("eval_floor"), "attempts": attempts, **fit.extra, **(extra or {}),
+            "best_checkpoint": fit.best_checkpoint, "epochs": cfg.epochs, "processes": fit.world_size,
+            "elapsed_s": round(sum(a["elapsed_s"] for a in attempts), 1),
+            "history": fit.history, "teacher": _teacher(cfg.annotations),
         }
         write_json(tmp / "train.json", summary)
         write_text(tmp / "README.md", model_card(task, summary))
-    _leave_process_group()
     return summary
 
 
@@ -358,16 +574,50 @@ def _metrics(family: str):
             # Exact match sits at 0 for several epochs while a small seq2seq student learns the answer
             # format; ties went to the first epoch's checkpoint. Token accuracy breaks them.
             return {"accuracy": exact, "token_accuracy": tokens, "selection": exact + 1e-3 * tokens}
-        return {"accuracy": float((preds == labels).mean())}
+        # the floor: always answering the commonest label (train_mode retries runs that end there)
+        floor = np.bincount(labels.ravel()).max() / max(1, labels.size)
+        return {"accuracy": float((preds == labels).mean()), "floor": float(floor), "rows": int(labels.size)}
 
     return accuracy
 
 
-def _student_trainer():
+def param_groups(model, lr: float, head_lr: float, layer_decay: float, weight_decay: float) -> list[dict]:
+    """AdamW groups: the fresh label head at head_lr, encoder layer i at lr * layer_decay ** (L - 1 - i).
+
+    No decay on biases and LayerNorm weights, as the Trainer's default optimizer does.
+    """
+    layers = getattr(model.label_model.config, "num_hidden_layers", 0)
+    groups: dict[tuple, list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        rate = lr
+        if name.startswith("label_model.") and ("pooler" in name or name.split(".")[1] in ("classifier", "score")):
+            rate = head_lr
+        elif name.startswith("label_model.") and layer_decay != 1.0:
+            m = re.search(r"\.encoder\.layer\.(\d+)\.", name)
+            depth = layers - 1 - int(m.group(1)) if m else (layers if ".embeddings." in name else 0)
+            rate = lr * layer_decay ** depth
+        wd = 0.0 if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else weight_decay
+        groups.setdefault((rate, wd), []).append(p)
+    return [{"params": ps, "lr": rate, "weight_decay": wd} for (rate, wd), ps in groups.items()]
+
+
+def _student_trainer(head_lr: float | None = None, layer_decay: float = 1.0):
     from transformers import Trainer
 
     class StudentTrainer(Trainer):
-        """Logs the two loss terms separately, so train.json shows what each task contributed."""
+        """Logs the two loss terms separately, so train.json shows what each task contributed.
+
+        The optimizer gives the fresh label head its own learning rate (param_groups)."""
+
+        def create_optimizer(self):
+            if self.optimizer is None and (head_lr is not None or layer_decay != 1.0):
+                a = self.args
+                groups = param_groups(self.model, a.learning_rate, head_lr or a.learning_rate, layer_decay, a.weight_decay)
+                self.optimizer = torch.optim.AdamW(groups, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon)
+                return self.optimizer
+            return super().create_optimizer()
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(**inputs)
@@ -424,19 +674,42 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 | task | {task.name} ({task.type}) |
 | teacher | {t.get('model', 'unknown')} ({t.get('mode', '?')} prompts; {t.get('ok', '?')} labels, {t.get('rationales', '?')} rationales; gold agreement {t.get('gold_agreement', '–')}) |
 | base model | `{s['config']['student']}` |
-| mode | {s['mode']} (alpha = {s['alpha']}: loss = alpha * label + (1 - alpha) * rationale) |
+| mode | {s['mode']}{' (chosen by --mode auto)' if s.get('selected_by') == 'auto' else ''}; alpha = {s['alpha']}: {MODE_LOSS.get(s['mode'], '')} |
 | training rows | {s['train_examples']} ({s['rows']['with_rationale']} with a rationale) |
 | validation | {s['val_examples']} rows: {s['val_source']} |
 | validation accuracy | {'–' if acc is None else f'{100 * acc:.1f} %'} |
 | seed | {s['seed']} |
 
 {_card_decoder(s)}
-"""
+{_card_candidates(s)}"""
+
+
+MODE_LOSS = {"label-only": "cross-entropy on the teacher's labels", "standard": "cross-entropy on gold labels",
+             "multitask": "loss = alpha * label + (1 - alpha) * rationale decoder",
+             "rationale-teacher": "loss = alpha * label + (1 - alpha) * (soft labels + [CLS] states of a teacher that read the rationales)",
+             "rationale-dropout": "cross-entropy; the rationale is appended to the input on a random share of the steps"}
+
+
+def _card_candidates(s: dict) -> str:
+    if not s.get("candidates"):
+        return ""
+    return "\n".join(["", "`--mode auto` trained these on the same split and shipped the best on validation "
+                       "(label-only unless another beat it):", "", *candidate_table(s["candidates"]), ""])
+
+
+def candidate_table(candidates: list[dict]) -> list[str]:
+    """Markdown rows: each auto candidate's validation accuracy and training time (model card, run report)."""
+    out = ["| candidate | validation accuracy | training time |", "|---|---|---|"]
+    for c in candidates:
+        acc = "failed" if c.get("failed") else "–" if c["val_accuracy"] is None else f"{100 * c['val_accuracy']:.1f} %"
+        secs = "–" if c["elapsed_s"] is None else f"{c['elapsed_s']:.0f} s"
+        out.append(f"| {c['mode']}{' (shipped)' if c.get('selected') else ''} | {acc} | {secs} |")
+    return out
 
 
 def _card_decoder(s: dict) -> str:
     if s["mode"] != "multitask":
-        return "The checkpoint is the label model alone, a standard transformers model."
+        return "The checkpoint is the label model alone, a standard transformers model that reads the input alone."
     if s["config"].get("rationale_decoder") == "shared":
         return ("The label model's own decoder also learned the teacher's rationales (after the decoder prefix "
                 f"`{SHARED_PREFIX}`); there is no separate rationale decoder, so `edgedistill strip` only drops training files.")

@@ -63,3 +63,10 @@ def test_base_is_not_a_yaml_key_but_student_base_is(folder):
     assert load(folder, "student: {base: ./task.yaml}\n").student.base == "./task.yaml"
     with pytest.raises(UserError, match=r"^.*p.yaml: base: unknown key"):
         load(folder, "base: /elsewhere\n")
+
+
+def test_pipeline_modes_are_the_trainers():
+    from edgedistill.pipeline import TRAIN_MODES
+    from edgedistill.train import MODES
+
+    assert TRAIN_MODES == MODES

@@ -65,7 +65,7 @@ def setup(tmp_path_factory):
 
 def run(setup, name, **kw):
     args = dict(task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(setup / name),
-                student=str(setup / "enc"), epochs=4, batch_size=8, lr=2e-3, seed=0)
+                student=str(setup / "enc"), epochs=4, batch_size=8, lr=2e-3, head_lr=2e-3, seed=0, progress=False)
     args.update(kw)
     return train(TrainConfig(**args), echo=lambda *_: None)
 
@@ -176,7 +176,7 @@ def test_seq2seq_student_trains_and_strips(setup, tmp_path, base):
     from transformers import AutoModelForSeq2SeqLM
 
     s = train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
-                          student=str(setup / base), epochs=6, batch_size=8, lr=3e-3), echo=lambda *_: None)
+                          student=str(setup / base), epochs=6, batch_size=8, lr=3e-3, mode="multitask"), echo=lambda *_: None)
     assert s["family"] == "seq2seq"
     lab, rat = losses(s, "label_loss"), [r for r in losses(s, "rationale_loss") if r > 0]
     assert lab[-1] < lab[0] and rat[-1] < rat[0]
@@ -217,7 +217,7 @@ def test_numeric_task_refuses_an_encoder_that_cannot_decode(tmp_path, setup):
 
 def test_multiple_choice_student(setup, tmp_path):
     s = train(TrainConfig(task=str(setup / "mc.yaml"), annotations=str(setup / "mc.jsonl"), out=str(tmp_path / "mc"),
-                          student=str(setup / "enc"), epochs=3, batch_size=8, lr=2e-3), echo=lambda *_: None)
+                          student=str(setup / "enc"), epochs=3, batch_size=8, lr=2e-3, mode="multitask"), echo=lambda *_: None)
     assert s["family"] == "multiple-choice" and [r for r in losses(s, "rationale_loss") if r > 0]
     strip_student(tmp_path / "mc", tmp_path / "mc_stripped")
 
@@ -263,7 +263,7 @@ def test_torchrun_two_processes(setup, tmp_path):
 def test_shared_decoder_learns_both_tasks_in_the_label_model(setup, tmp_path, base):
     """--rationale-decoder shared (the DSS original): one decoder, nothing extra to strip."""
     s = train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
-                          student=str(setup / base), epochs=6, batch_size=8, lr=3e-3, rationale_decoder="shared"),
+                          student=str(setup / base), epochs=6, batch_size=8, lr=3e-3, rationale_decoder="shared", mode="multitask"),
               echo=lambda *_: None)
     lab, rat = losses(s, "label_loss"), [r for r in losses(s, "rationale_loss") if r > 0]
     assert lab[-1] < lab[0] and rat[-1] < rat[0]
@@ -293,7 +293,7 @@ def test_shared_decoder_prefix_is_given_not_learned(setup):
 
 def test_shared_decoder_needs_a_seq2seq_student(setup, tmp_path):
     with pytest.raises(UserError, match="only seq2seq students"):
-        run(setup, "cls-shared", rationale_decoder="shared", out=str(tmp_path / "x"))
+        run(setup, "cls-shared", rationale_decoder="shared", out=str(tmp_path / "x"), mode="multitask")
     assert not (tmp_path / "x").exists()
 
 
@@ -309,3 +309,167 @@ def test_seq2seq_selection_breaks_exact_match_ties_by_tokens():
     assert worse["accuracy"] == better["accuracy"] == 0 and better["selection"] > worse["selection"]
     best = _metrics("seq2seq")(SimpleNamespace(predictions=np.array([[5, 6, 7], [1, 1, 1]]), label_ids=labels))
     assert best["accuracy"] == 0.5 and best["selection"] > better["selection"]
+
+
+# ---------------------------------------------------------------- rationale modes, auto, the floor
+
+def _without_rationales(src, dst):
+    rows = [json.loads(line) for line in open(src)]
+    with open(dst, "w") as f:
+        for r in rows:
+            f.write(json.dumps({**r, "rationale": None}) + "\n")
+
+
+@pytest.mark.parametrize("mode", ["rationale-teacher", "rationale-dropout"])
+def test_rationale_input_modes_ship_an_input_only_label_model(setup, tmp_path, mode):
+    from transformers import AutoModelForSequenceClassification
+
+    s = run(setup, "x", mode=mode, out=str(tmp_path / "st"), epochs=20)
+    assert s["mode"] == mode and s["rows"]["with_rationale"] > 0
+    assert not (tmp_path / "st" / "rationale_decoder").exists()
+    if mode == "rationale-teacher":
+        assert s["rationale_teacher"]["elapsed_s"] > 0
+        kd = [r for r in losses(s, "rationale_loss") if r > 0]
+        assert kd and kd[-1] < kd[0], kd  # the student moves toward the rationale-reading teacher
+    model = AutoModelForSequenceClassification.from_pretrained(strip_student(tmp_path / "st", tmp_path / "stripped"))
+    assert model.config.id2label[0] == "entailment"
+    task = load_task(setup / "task.yaml")
+    assert evaluate_model(tmp_path / "stripped", task, load_examples(task, setup / "test.jsonl"))["accuracy"] > 0.5
+
+
+def test_distill_loss_is_zero_at_the_teacher_and_grows_away_from_it(setup):
+    m = _student(setup, 0.0).eval()
+    m.decoder = None
+    b = _batch(setup, [True, True])
+    with torch.no_grad():
+        out = m.label_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_hidden_states=True)
+    own = torch.softmax(out.logits / m.temperature, -1)
+    hidden = out.hidden_states[-1][:, 0]
+    same = m(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"], soft_labels=own, teacher_hidden=hidden)
+    assert abs(float(same["loss"])) < 1e-5
+    other = m(input_ids=b["input_ids"], attention_mask=b["attention_mask"], labels=b["labels"],
+              soft_labels=own.flip(-1), teacher_hidden=-hidden)
+    assert float(other["loss"]) > 0.5
+
+
+def test_rationale_dropout_serves_the_alternative_at_its_rate():
+    from edgedistill.train import Features
+
+    random.seed(0)
+    ds = Features([{"v": 0}] * 2, [{"v": 1}, None], 0.3)
+    seen = [ds[0]["v"] for _ in range(2000)]
+    assert 0.25 < sum(seen) / len(seen) < 0.35 and all(ds[1]["v"] == 0 for _ in range(50))
+    assert all(Features([{"v": 0}], [{"v": 1}], 1.0)[0]["v"] == 1 for _ in range(20))
+
+
+def test_head_gets_its_own_learning_rate_and_layers_decay(setup):
+    from edgedistill.train import param_groups
+
+    m = _student(setup, 0.5)
+    groups = param_groups(m, 1e-4, 1e-2, 0.5, 0.01)
+    rate = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(m.named_parameters())
+    layers = m.label_model.config.num_hidden_layers
+    assert rate[id(named["label_model.classifier.weight"])] == 1e-2
+    assert rate[id(named["label_model.bert.pooler.dense.weight"])] == 1e-2
+    assert rate[id(named[f"label_model.bert.encoder.layer.{layers - 1}.output.dense.weight"])] == 1e-4
+    assert rate[id(named["label_model.bert.encoder.layer.0.output.dense.weight"])] == pytest.approx(1e-4 * 0.5 ** (layers - 1))
+    assert rate[id(named["label_model.bert.embeddings.word_embeddings.weight"])] == pytest.approx(1e-4 * 0.5 ** layers)
+    assert sum(len(g["params"]) for g in groups) == len([p for p in m.parameters() if p.requires_grad])
+    no_decay = {id(p) for g in groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert id(named["label_model.classifier.bias"]) in no_decay and id(named["label_model.classifier.weight"]) not in no_decay
+
+
+def test_auto_trains_every_mode_and_records_them(setup, tmp_path):
+    s = run(setup, "x", out=str(tmp_path / "st"), epochs=3)
+    modes = [c["mode"] for c in s["candidates"]]
+    assert modes == ["label-only", "multitask", "rationale-teacher", "rationale-dropout"]
+    assert s["selected_by"] == "auto" and sum(c["selected"] for c in s["candidates"]) == 1
+    chosen = next(c for c in s["candidates"] if c["selected"])
+    assert s["mode"] == chosen["mode"] and s["val_accuracy"] == chosen["val_accuracy"]
+    assert all(c["val_accuracy"] is not None and c["elapsed_s"] >= 0 for c in s["candidates"])
+    saved = json.loads((tmp_path / "st" / "train.json").read_text())
+    assert saved["candidates"] == s["candidates"]
+    card = (tmp_path / "st" / "README.md").read_text()
+    assert "| label-only" in card and "rationale-dropout" in card and "(shipped)" in card
+
+
+@pytest.mark.parametrize("accs, shipped", [
+    ({"label-only": 0.6, "multitask": 0.6, "rationale-teacher": 0.55, "rationale-dropout": 0.6}, "label-only"),
+    ({"label-only": 0.6, "multitask": 0.5, "rationale-teacher": 0.7, "rationale-dropout": 0.65}, "rationale-teacher"),
+    ({"label-only": 0.6, "multitask": None, "rationale-teacher": 0.55, "rationale-dropout": 0.6}, "label-only"),
+])
+def test_auto_never_ships_worse_than_label_only_on_validation(setup, tmp_path, monkeypatch, accs, shipped):
+    """Ties keep label-only; a failed candidate is recorded, not shipped."""
+    import edgedistill.select as select
+    from edgedistill.train import fit
+
+    real = {}
+
+    def fake(cfg, prep, echo=print):
+        if accs[cfg.mode] is None:
+            raise UserError("every attempt ended at the floor")
+        if "fit" not in real:
+            real["fit"] = fit(cfg, prep, 0, 1e-3)
+        f = real["fit"]
+        return replace(f, final_eval={"eval_accuracy": accs[cfg.mode]}), [{"elapsed_s": 1.0, "seed": 0}]
+
+    from dataclasses import replace
+    monkeypatch.setattr(select, "fit_with_retries", fake)
+    s = run(setup, "x", out=str(tmp_path / "st"), epochs=1)
+    assert s["mode"] == shipped
+    assert [c["mode"] for c in s["candidates"] if c.get("failed")] == [m for m, a in accs.items() if a is None]
+
+
+def test_rationale_modes_without_rationales_fail_clearly_and_auto_trains_label_only(setup, tmp_path):
+    _without_rationales(setup / "ann.jsonl", tmp_path / "bare.jsonl")
+    for mode in ("multitask", "rationale-teacher", "rationale-dropout"):
+        r = CliRunner().invoke(main, ["train", "--task", str(setup / "task.yaml"), "--annotations", str(tmp_path / "bare.jsonl"),
+                                      "--out", str(tmp_path / mode), "--student", str(setup / "enc"), "--mode", mode, "--epochs", "1"])
+        assert r.exit_code != 0 and f"--mode {mode}" in r.output and "no rationales" in r.output and "--mode label-only" in r.output
+        assert not (tmp_path / mode).exists()
+    lines = []
+    s = train(TrainConfig(task=str(setup / "task.yaml"), annotations=str(tmp_path / "bare.jsonl"), out=str(tmp_path / "auto"),
+                          student=str(setup / "enc"), epochs=2, batch_size=8, lr=2e-3), echo=lines.append)
+    assert [c["mode"] for c in s["candidates"]] == ["label-only"] and s["mode"] == "label-only"
+    assert any("no rationales" in line and "label-only" in line for line in lines)
+
+
+def test_seq2seq_students_refuse_input_changing_modes(setup, tmp_path):
+    with pytest.raises(UserError, match="--mode rationale-teacher: needs a classification or multiple-choice student"):
+        train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
+                          student=str(setup / "t5"), mode="rationale-teacher", epochs=1), echo=lambda *_: None)
+    from edgedistill.select import candidate_modes
+    assert candidate_modes(TrainConfig(task="", annotations="", out=""), "seq2seq", 5) == ["label-only", "multitask"]
+
+
+def test_floor_rule():
+    from edgedistill.train import _at_floor
+
+    ev = {"eval_accuracy": 0.40, "eval_floor": 0.40, "eval_rows": 100}
+    assert _at_floor(ev, "sequence-classification")
+    assert not _at_floor({**ev, "eval_accuracy": 0.45}, "sequence-classification")
+    assert not _at_floor({**ev, "eval_rows": 10}, "sequence-classification")  # too few rows to judge
+    assert not _at_floor({**ev, "eval_floor": 0.85, "eval_accuracy": 0.85}, "sequence-classification")  # skewed labels
+    assert not _at_floor(ev, "seq2seq")
+
+
+def test_a_run_at_the_floor_is_retried_then_refused(setup, tmp_path, monkeypatch):
+    import edgedistill.train as tr
+
+    real, calls = tr.fit_mode, []
+
+    def floor_first(cfg, prep, seed, lr):
+        f = real(cfg, prep, seed, lr)
+        calls.append((seed, lr))
+        ok = len(calls) > 1 and cfg.retries > 0
+        return tr.replace(f, final_eval={"eval_accuracy": 0.9 if ok else 0.34, "eval_floor": 0.34, "eval_rows": 50})
+
+    monkeypatch.setattr(tr, "fit_mode", floor_first)
+    lines = []
+    s = run(setup, "x", mode="label-only", out=str(tmp_path / "ok"), epochs=1, lr=1e-3, seed=5, retries=2)
+    assert [(a["seed"], a["at_floor"]) for a in s["attempts"]] == [(5, True), (6, False)] and calls[1][1] == 5e-4
+    calls.clear()
+    with pytest.raises(UserError, match="every attempt \\(1\\) ended no better than always answering the commonest label"):
+        run(setup, "x", mode="label-only", out=str(tmp_path / "bad"), epochs=1, retries=0)
+    assert not (tmp_path / "bad").exists()

@@ -13,12 +13,30 @@ from ..train import MODES, RATIONALE_DECODERS, TrainConfig, train as run_train
 @click.option("--out", required=True, type=click.Path(), help="Student dir to write (replaced only when training succeeds).")
 @click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2; for numeric tasks an "
               "encoder becomes a bert2bert seq2seq student, or pass a T5/BART dir).")
-@click.option("--mode", type=click.Choice(MODES), default="multitask", show_default=True,
-              help="multitask: teacher labels + rationales; label-only: teacher labels; standard: gold labels.")
-@click.option("--alpha", type=float, default=0.5, show_default=True, help="loss = alpha * label + (1 - alpha) * rationale.")
+@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
+              help="auto: train label-only and every rationale mode on one split, ship the best on validation "
+              "(label-only unless another beats it). label-only: the teacher's labels. multitask: + a decoder that "
+              "writes the rationale (Distilling Step-by-Step). rationale-teacher: + soft labels and [CLS] states of an "
+              "encoder that read input + rationale (KNIFE). rationale-dropout: the rationale appended to the input on "
+              "a random share of the steps. standard: gold labels, no teacher.")
+@click.option("--candidates", help="auto: comma-separated modes to try (default: label-only and every rationale mode).")
+@click.option("--alpha", type=float, default=0.5, show_default=True,
+              help="loss = alpha * label + (1 - alpha) * rationale term (multitask, rationale-teacher).")
 @click.option("--epochs", type=float, default=3.0, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Per device; multiply by GPUs/processes.")
-@click.option("--lr", type=float, help="Learning rate (default 5e-5 encoders, 3e-4 seq2seq).")
+@click.option("--lr", type=float, help="Learning rate of the pretrained weights (default 5e-5 encoders, 3e-4 seq2seq).")
+@click.option("--head-lr", type=float, help="Learning rate of the untrained label head and pooler (default 1e-3 for "
+              "encoder students, --lr for seq2seq): a fast head beside a gently moving encoder.")
+@click.option("--layer-decay", type=float, default=1.0, show_default=True,
+              help="Layer-wise decay: encoder layer i of L learns at lr * decay^(L-1-i).")
+@click.option("--retries", type=int, default=2, show_default=True,
+              help="Retrain a run whose validation accuracy ends at the floor (always the commonest label) this "
+              "many times, with the next seed and half the learning rate; then fail without writing a student.")
+@click.option("--temperature", type=float, default=2.0, show_default=True, help="rationale-teacher: soft-label temperature.")
+@click.option("--hidden-weight", type=float, default=1.0, show_default=True,
+              help="rationale-teacher: weight of the [CLS]-state (cosine) term beside the soft labels.")
+@click.option("--rationale-dropout", type=float, default=0.5, show_default=True,
+              help="rationale-dropout: share of the steps on which a row is seen with its rationale appended.")
 @click.option("--max-length", type=int, default=128, show_default=True, help="Input token limit (also the bundle's).")
 @click.option("--rationale-max-length", type=int, default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -40,10 +58,19 @@ def train(**kw):
     Runs on the HF Trainer: on several GPUs or processes launch the same command with
     `torchrun --nproc_per_node N -m edgedistill.cli train ...` or `accelerate launch -m edgedistill.cli train ...`.
     """
+    kw["candidates"] = [m.strip() for m in kw["candidates"].split(",")] if kw["candidates"] else None
+    for m in kw["candidates"] or []:
+        if m not in MODES or m in ("auto", "standard"):
+            raise click.BadParameter(f"{m!r}; use modes from {', '.join(x for x in MODES if x not in ('auto', 'standard'))}",
+                                     param_hint="--candidates")
     s = run_train(TrainConfig(**kw), echo=click.echo)
     if not s:
         return
     click.echo("")
+    if s.get("candidates"):
+        from ..train import candidate_table
+
+        click.echo("\n".join(candidate_table(s["candidates"])) + "\n")
     rows = [("student", kw["out"]), ("family", s["family"]), ("mode", f"{s['mode']} (alpha {s['alpha']})"),
             ("training rows", f"{s['train_examples']} ({s['rows']['with_rationale']} with rationale)"),
             ("skipped rows", s["rows"]["skipped_status"] + s["rows"]["skipped_no_gold"]),
