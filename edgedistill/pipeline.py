@@ -51,6 +51,7 @@ class StudentConfig:
     base: str | None = None  # HF model dir; default: the offline all-MiniLM-L6-v2
     mode: str = "auto"  # the student that is shipped (auto: the best of label-only and the rationale modes on validation)
     compare: list[str] = field(default_factory=list)  # extra modes trained for the report only
+    candidates: list[str] = field(default_factory=list)  # auto: the modes to try (default: label-only and every rationale mode)
     alpha: float = 0.5
     epochs: float = 3
     batch_size: int = 16
@@ -125,6 +126,10 @@ def load_pipeline(path) -> Pipeline:
     for m in pipe.student.compare:
         if m not in choices["student.mode"]:
             raise UserError(f"{path}: student.compare: {m!r} is not one of {', '.join(choices['student.mode'])}")
+    for m in pipe.student.candidates:
+        if m not in TRAIN_MODES or m in ("auto", "standard"):
+            raise UserError(f"{path}: student.candidates: {m!r} is not a mode auto can train; use "
+                            f"{', '.join(x for x in TRAIN_MODES if x not in ('auto', 'standard'))}")
     # Validate the task and data now, so a bad row fails before any stage starts.
     from .data import load_examples
     from .task import load_task
@@ -247,7 +252,7 @@ def stage_commands(pipe: Pipeline) -> dict[str, list[list]]:
         return (["train", "--task", task, "--annotations", run / "annotations.jsonl", "--out", out, "--mode", mode,
                  "--alpha", s.alpha, "--epochs", s.epochs, "--batch-size", s.batch_size, "--max-length", s.max_length,
                  "--seed", s.seed] + _opt("--student", pipe.path(s.base) if s.base and ("/" in s.base or s.base.startswith(".")) else s.base)
-                + _opt("--lr", s.lr))
+                + _opt("--lr", s.lr) + _opt("--candidates", ",".join(s.candidates) if s.candidates and mode == "auto" else None))
 
     csv = lambda xs: ",".join(str(x) for x in xs)  # noqa: E731
     return {

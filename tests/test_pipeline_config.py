@@ -29,6 +29,7 @@ def load(folder, text):
     ("bench: {seq_lens: [128, x]}\n", r"bench\.seq_lens\[1\]: expected int"),
     ("eval_data: missing.jsonl\n", r"eval_data: file .*missing.jsonl does not exist"),
     ("student: {mode: multi}\n", r"student\.mode: 'multi' is not one of"),
+    ("student: {candidates: [standard]}\n", r"student\.candidates: .standard. is not a mode auto can train"),
     ("export: {quantize: int4}\n", r"export\.quantize: 'int4' is not one of"),
     ("teacher: 3\n", r"teacher: expected a mapping"),
 ])

@@ -40,8 +40,8 @@ teacher:
   cache: cache.sqlite
 student:
   base: ./tiny-encoder
-  mode: multitask
-  compare: [label-only]
+  mode: auto
+  compare: [standard]
   epochs: 60
   batch_size: 8
   max_length: 32
@@ -80,11 +80,13 @@ def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipelin
     r = run(pipeline)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "[annotate] up to date, skipped" in r.stdout and "[train] running" in r.stdout
-    for artifact in ("student", "stripped", "bundle/manifest.json", "bench/results.json", "report.md", "compare/label-only"):
+    for artifact in ("student", "stripped", "bundle/manifest.json", "bench/results.json", "report.md", "compare/standard"):
         assert (run_dir / artifact).exists(), artifact
     report = (run_dir / "report.md").read_text()
-    assert "qwen2.5-0.5b-instruct" in report and "student (multitask)" in report and "bundle (INT8)" in report
-    assert "student (label-only)" in report and "speedup" in report
+    shipped = json.loads((run_dir / "student" / "train.json").read_text())["mode"]
+    assert "qwen2.5-0.5b-instruct" in report and f"student (auto: {shipped})" in report and "bundle (INT8)" in report
+    assert "student (standard)" in report and "speedup" in report
+    assert "| candidate | validation accuracy | training time |" in report and f"| {shipped} (shipped) |" in report
 
     # 3. nothing changed: every stage is skipped
     r = run(pipeline)

@@ -65,7 +65,7 @@ def setup(tmp_path_factory):
 
 def run(setup, name, **kw):
     args = dict(task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(setup / name),
-                student=str(setup / "enc"), epochs=4, batch_size=8, lr=2e-3, head_lr=2e-3, seed=0, progress=False)
+                student=str(setup / "enc"), epochs=4, batch_size=8, lr=2e-3, head_lr=2e-3, layer_decay=1.0, seed=0, progress=False)
     args.update(kw)
     return train(TrainConfig(**args), echo=lambda *_: None)
 

@@ -24,11 +24,11 @@ from ..train import MODES, RATIONALE_DECODERS, TrainConfig, train as run_train
               help="loss = alpha * label + (1 - alpha) * rationale term (multitask, rationale-teacher).")
 @click.option("--epochs", type=float, default=3.0, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Per device; multiply by GPUs/processes.")
-@click.option("--lr", type=float, help="Learning rate of the pretrained weights (default 5e-5 encoders, 3e-4 seq2seq).")
+@click.option("--lr", type=float, help="Learning rate of the encoder's top layer (default 2e-4 encoder students, 3e-4 seq2seq).")
 @click.option("--head-lr", type=float, help="Learning rate of the untrained label head and pooler (default 1e-3 for "
               "encoder students, --lr for seq2seq): a fast head beside a gently moving encoder.")
-@click.option("--layer-decay", type=float, default=1.0, show_default=True,
-              help="Layer-wise decay: encoder layer i of L learns at lr * decay^(L-1-i).")
+@click.option("--layer-decay", type=float, help="Layer-wise decay: encoder layer i of L learns at lr * decay^(L-1-i) "
+              "(default 0.8 encoder students, 1 seq2seq).")
 @click.option("--retries", type=int, default=2, show_default=True,
               help="Retrain a run whose validation accuracy ends at the floor (always the commonest label) this "
               "many times, with the next seed and half the learning rate; then fail without writing a student.")
