@@ -25,7 +25,9 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
 import os
+import shutil
 import shlex
 import statistics
 import sys
@@ -38,29 +40,43 @@ RESULTS = HERE / "results"
 MODES = ("label-only", "multitask", "rationale-teacher", "rationale-dropout")
 AUTO = "auto"
 # dataset: train split, test rows, max_length, epochs, batch size, lr (pretrained weights).
-# The label head learns at train.HEAD_LR and the encoder's lower layers at lr * LAYER_DECAY^depth.
+# The label head learns at train.HEAD_LR and the encoder's lower layers at lr * train.LAYER_DECAY^depth.
 PLAN = {"esnli": ("valid", 500, 64, 3, 16, 2e-4), "cqa": ("train", 300, 48, 3, 8, 1e-4)}
-LAYER_DECAY = 0.8
+MIN_STEPS = 150
 SEEDS = (0, 1, 2)
 COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": "#d4862c",
           "rationale-dropout": "#b07cc6", AUTO: "#222"}
 
 
-def run_one(dataset, size, mode, seed, work, plan, task, test):
+def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps=None):
     from edgedistill.evaluate import predict_labels, score
     from edgedistill.train import TrainConfig, train
+
+    from edgedistill.errors import UserError
 
     _, _, max_len, epochs, batch, lr = plan
     out = work / f"{dataset}-{size}-{mode}-{seed}"
     start = time.time()
-    s = train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{size}.jsonl"), out=str(out),
-                          mode=mode, epochs=epochs, batch_size=batch, max_length=max_len, rationale_max_length=48, seed=seed,
-                          lr=lr, layer_decay=LAYER_DECAY, progress=False), echo=lambda *_: None)
+    row = {"dataset": dataset, "size": size, "mode": mode, "seed": seed, "epochs": epochs_for(size, epochs, batch, MIN_STEPS if min_steps is None else min_steps), "test_rows": len(test)}
+    try:
+        s = train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{size}.jsonl"), out=str(out),
+                              mode=mode, epochs=row["epochs"], batch_size=batch, max_length=max_len, rationale_max_length=48,
+                              seed=seed, lr=lr, progress=False), echo=lambda *_: None)
+    except UserError as e:  # every attempt ended at the floor: recorded as a failed run, never scored
+        return {**row, "accuracy": None, "val_accuracy": None, "failed": str(e), "seconds": round(time.time() - start, 1)}
     r = score(task, test, predict_labels(out, task, test))
-    return {"dataset": dataset, "size": size, "mode": mode, "seed": seed, "accuracy": r["accuracy"],
-            "val_accuracy": s["val_accuracy"], "val_rows": s["val_examples"], "train_rows": s["train_examples"],
-            "with_rationale": s["rows"]["with_rationale"], "attempts": s["attempts"], "test_rows": len(test),
+    shutil.rmtree(out, ignore_errors=True)
+    return {**row, "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"], "val_rows": s["val_examples"],
+            "train_rows": s["train_examples"], "with_rationale": s["rows"]["with_rationale"], "attempts": s["attempts"],
             "seconds": round(time.time() - start, 1)}
+
+
+def epochs_for(size: int, epochs: int, batch: int, min_steps: int) -> int:
+    """At least MIN_STEPS optimizer steps at every size (DSS trains a fixed number of steps): 3 epochs of
+    180 rows are 36 steps, too few for the fresh head to leave the floor, which would measure the step
+    count rather than the data."""
+    steps_per_epoch = math.ceil(0.9 * size / batch)
+    return max(epochs, math.ceil(min_steps / steps_per_epoch))
 
 
 def load_dataset(dataset, plan, dss_dir, work, sizes):
@@ -126,14 +142,16 @@ def main():
     for dataset, plan in plans.items():
         tasks[dataset], tests[dataset], meta["reference"][dataset] = load_dataset(dataset, plan, args.dss_dir, work, sizes)
         meta["plan"][dataset] = dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan),
-                                     layer_decay=LAYER_DECAY)
+                                     min_steps=0 if args.quick else MIN_STEPS)
     for i, (dataset, size, mode, seed) in enumerate(todo, 1):
-        r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset])
+        r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset], 0 if args.quick else None)
         runs.append(r)
         write_json(out, {**meta, "runs": runs})
         eta = (time.time() - began) / i * (len(todo) - i)
-        print(f"[{i}/{len(todo)}] {dataset} {size:>5} rows  {mode:17} seed {seed}: test {100 * r['accuracy']:.1f} %  "
-              f"val {100 * (r['val_accuracy'] or 0):.1f} %  ({r['seconds']:.0f} s; about {eta / 60:.0f} min left)", flush=True)
+        result = "FAILED (every attempt at the floor)" if r["accuracy"] is None else \
+            f"test {100 * r['accuracy']:.1f} %  val {100 * r['val_accuracy']:.1f} %"
+        print(f"[{i}/{len(todo)}] {dataset} {size:>5} rows  {mode:17} seed {seed}: {result}  "
+              f"({r['seconds']:.0f} s; about {eta / 60:.0f} min left)", flush=True)
     invocation["wall_s"] = round(time.time() - began)
     write_json(out, {**meta, "runs": runs})
     res = {**meta, "runs": runs, "summary": summarize(runs)}
@@ -152,12 +170,15 @@ def auto_runs(runs):
             by[(r["dataset"], r["size"], r["seed"])][r["mode"]] = r
     out = []
     for (d, n, seed), cands in by.items():
-        if "label-only" not in cands or len(cands) < len(MODES):
+        if len(cands) < len(MODES):
             continue
-        best = cands["label-only"]
-        for m in MODES[1:]:
-            if cands[m]["val_accuracy"] > best["val_accuracy"]:
-                best = cands[m]
+        ok = [cands[m] for m in MODES if cands[m]["accuracy"] is not None]  # a failed candidate is never shipped
+        if not ok:
+            continue
+        best = ok[0]
+        for c in ok[1:]:
+            if c["val_accuracy"] > best["val_accuracy"]:
+                best = c
         out.append({**best, "mode": AUTO, "picked": best["mode"], "seconds": sum(c["seconds"] for c in cands.values())})
     return out
 
@@ -165,7 +186,8 @@ def auto_runs(runs):
 def summarize(runs):
     acc = collections.defaultdict(list)
     for r in runs + auto_runs(runs):
-        acc[(r["dataset"], r["size"], r["mode"])].append(r["accuracy"])
+        if r["accuracy"] is not None:
+            acc[(r["dataset"], r["size"], r["mode"])].append(r["accuracy"])
     out = {}
     for (d, n, m), v in acc.items():
         out.setdefault(d, {}).setdefault(str(n), {})[m] = {"mean": statistics.mean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0,
@@ -174,8 +196,8 @@ def summarize(runs):
 
 
 def at_floor(r, res) -> bool:
-    """A run no better than always giving the commonest answer (or chance, for multiple choice)."""
-    return r["accuracy"] <= res["reference"][r["dataset"]]["floor"] + 0.01
+    """A run no better on test than always giving the commonest answer (or chance, for multiple choice)."""
+    return r["accuracy"] is not None and r["accuracy"] <= res["reference"][r["dataset"]]["floor"] + 0.01
 
 
 def write_report(out: Path, res: dict):
@@ -190,8 +212,8 @@ def write_report(out: Path, res: dict):
                      f"transformers {m['versions'].get('transformers')}, {inv['started']}"
                      + (f", wall time {inv['wall_s'] / 60:.0f} min" if inv.get("wall_s") is not None else ", interrupted"))
     lines += ["", "Settings: " + "; ".join(
-        f"{d}: max_length {p['max_length']}, {p['epochs']} epochs, batch {p['batch_size']}, lr {p['lr']} with layer decay "
-        f"{p['layer_decay']} and the label head at 1e-3, {p['test_rows']} fixed test rows from `test`, training rows from "
+        f"{d}: max_length {p['max_length']}, {p['epochs']} epochs (more where needed for {p['min_steps']} optimizer steps), "
+        f"batch {p['batch_size']}, lr {p['lr']} at the encoder's top layer (0.8 per layer below), label head 1e-3, {p['test_rows']} fixed test rows from `test`, training rows from "
         f"`{p['train_split']}` (nested subsets: each size holds the smaller ones)" for d, p in res["plan"].items())
               + ". Checkpoints: best epoch on 10 % of the training rows (teacher labels, never test). `auto` is the candidate "
               "`--mode auto` ships for that seed: the best on validation, label-only unless another beats it.", ""]
@@ -233,9 +255,12 @@ def verdicts(d, by_size, res) -> list[str]:
                                               for n in sorted({s for s, _ in picks})) + ".")
     failed = [r for r in res["runs"] if r["dataset"] == d and at_floor(r, res)]
     retried = [r for r in res["runs"] if r["dataset"] == d and len(r.get("attempts", [])) > 1]
+    refused = [r for r in res["runs"] if r["dataset"] == d and r.get("failed")]
     out.append("- Runs at or below the floor: " + (", ".join(f"{r['size']} {r['mode']} seed {r['seed']} ({100 * r['accuracy']:.1f} %)"
                                                           for r in failed) or "none") + ". Runs retrained after ending at the "
-               "floor on validation: " + (", ".join(f"{r['size']} {r['mode']} seed {r['seed']}" for r in retried) or "none") + ".")
+               "floor on validation: " + (", ".join(f"{r['size']} {r['mode']} seed {r['seed']}" for r in retried) or "none")
+               + ". Runs refused (every attempt at the floor; no student written, left out of the means): "
+               + (", ".join(f"{r['size']} {r['mode']} seed {r['seed']}" for r in refused) or "none") + ".")
     return out
 
 

@@ -446,9 +446,10 @@ def test_seq2seq_students_refuse_input_changing_modes(setup, tmp_path):
 def test_floor_rule():
     from edgedistill.train import _at_floor
 
-    ev = {"eval_accuracy": 0.40, "eval_floor": 0.40, "eval_rows": 100}
+    ev = {"eval_accuracy": 0.40, "eval_floor": 0.40, "eval_rows": 100, "eval_one_label": 0.5}
     assert _at_floor(ev, "sequence-classification")
     assert not _at_floor({**ev, "eval_accuracy": 0.45}, "sequence-classification")
+    assert _at_floor({**ev, "eval_accuracy": 0.45, "eval_one_label": 0.92}, "sequence-classification")  # one class
     assert not _at_floor({**ev, "eval_rows": 10}, "sequence-classification")  # too few rows to judge
     assert not _at_floor({**ev, "eval_floor": 0.85, "eval_accuracy": 0.85}, "sequence-classification")  # skewed labels
     assert not _at_floor(ev, "seq2seq")
@@ -468,7 +469,7 @@ def test_a_run_at_the_floor_is_retried_then_refused(setup, tmp_path, monkeypatch
     monkeypatch.setattr(tr, "fit_mode", floor_first)
     lines = []
     s = run(setup, "x", mode="label-only", out=str(tmp_path / "ok"), epochs=1, lr=1e-3, seed=5, retries=2)
-    assert [(a["seed"], a["at_floor"]) for a in s["attempts"]] == [(5, True), (6, False)] and calls[1][1] == 5e-4
+    assert [(a["seed"], a["at_floor"]) for a in s["attempts"]] == [(5, True), (6, False)] and calls[1] == (6, 1e-3)
     calls.clear()
     with pytest.raises(UserError, match="every attempt \\(1\\) ended no better than always answering the commonest label"):
         run(setup, "x", mode="label-only", out=str(tmp_path / "bad"), epochs=1, retries=0)

@@ -30,8 +30,9 @@ from ..train import MODES, RATIONALE_DECODERS, TrainConfig, train as run_train
 @click.option("--layer-decay", type=float, help="Layer-wise decay: encoder layer i of L learns at lr * decay^(L-1-i) "
               "(default 0.8 encoder students, 1 seq2seq).")
 @click.option("--retries", type=int, default=2, show_default=True,
-              help="Retrain a run whose validation accuracy ends at the floor (always the commonest label) this "
-              "many times, with the next seed and half the learning rate; then fail without writing a student.")
+              help="Retrain a run that ends at the floor (nine in ten validation predictions one label, or no more "
+              "accurate than always the commonest label) this many times, each with the next seed; then fail "
+              "without writing a student.")
 @click.option("--temperature", type=float, default=2.0, show_default=True, help="rationale-teacher: soft-label temperature.")
 @click.option("--hidden-weight", type=float, default=1.0, show_default=True,
               help="rationale-teacher: weight of the [CLS]-state (cosine) term beside the soft labels.")
