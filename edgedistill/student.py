@@ -118,10 +118,26 @@ class RationaleStudent(nn.Module):
     and [CLS] states (`distill_loss`).
     """
 
-    def __init__(self, label_model, decoder, family: str, alpha: float, temperature: float = 2.0, hidden_weight: float = 1.0):
+    def __init__(self, label_model, decoder, family: str, alpha: float, temperature: float = 2.0, hidden_weight: float = 1.0,
+                 soft_weight: float = 0.5, soft_temperature: float = 1.0):
         super().__init__()
         self.label_model, self.decoder, self.family, self.alpha = label_model, decoder, family, alpha
         self.temperature, self.hidden_weight = temperature, hidden_weight
+        self.soft_weight, self.soft_temperature = soft_weight, soft_temperature
+
+    def label_loss(self, logits, labels, teacher_probs=None, has_probs=None):
+        """Cross-entropy on the hard labels; on rows with the annotator's distribution, blended with
+        T^2 KL(teacher || student) at soft_temperature (the teacher's probabilities sharpened or
+        flattened by 1/T, the student's logits divided by T, as in Hinton et al. 2015)."""
+        hard = F.cross_entropy(logits, labels, reduction="none")
+        if teacher_probs is None or not self.soft_weight:
+            return hard.mean()
+        t = self.soft_temperature
+        target = teacher_probs.float().clamp_min(0) ** (1 / t)
+        target = target / target.sum(-1, keepdim=True).clamp_min(1e-12)
+        kl = (target * (target.clamp_min(1e-12).log() - F.log_softmax(logits.float() / t, -1))).sum(-1) * t * t
+        w = self.soft_weight * has_probs.float()
+        return ((1 - w) * hard + w * kl).mean()
         self.config = label_model.config  # the Trainer reads a few config fields
         self.rationale_reaches_encoder = True  # train.RationaleWarmup turns it off for the first steps
         # A shared decoder reads "[start] rationale:" before a rationale; those prefix tokens are
@@ -130,12 +146,12 @@ class RationaleStudent(nn.Module):
 
     def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, rationale_ids=None,
                 rationale_mask=None, has_rationale=None, ctx_input_ids=None, ctx_attention_mask=None, ctx_token_type_ids=None,
-                label_ids=None, soft_labels=None, teacher_hidden=None):
+                label_ids=None, soft_labels=None, teacher_hidden=None, teacher_probs=None, has_probs=None):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         if soft_labels is not None:
-            return self.distill_forward(inputs, labels, soft_labels, teacher_hidden)
+            return self.distill_forward(inputs, labels, soft_labels, teacher_hidden, teacher_probs, has_probs)
         want_rationale = (self.decoder is not None and self.alpha < 1 and rationale_ids is not None
                           and has_rationale is not None and bool(has_rationale.any()))
         if self.family == "seq2seq":
@@ -145,7 +161,7 @@ class RationaleStudent(nn.Module):
         else:
             out = self.label_model(**inputs, output_hidden_states=want_rationale and self.family == "sequence-classification")
             logits = out.logits
-            label_loss = F.cross_entropy(logits, labels) if labels is not None else None
+            label_loss = self.label_loss(logits, labels, teacher_probs, has_probs) if labels is not None else None
             if want_rationale and self.family == "sequence-classification":
                 enc, ctx_mask = out.hidden_states[-1], attention_mask
             elif want_rationale:  # multiple choice: the decoder reads the question alone, not each choice pair
@@ -163,11 +179,11 @@ class RationaleStudent(nn.Module):
         return {"loss": loss, "logits": logits, "label_loss": label_loss.detach() if label_loss is not None else None,
                 "rationale_loss": rationale_loss.detach()}
 
-    def distill_forward(self, inputs, labels, soft_labels, teacher_hidden):
+    def distill_forward(self, inputs, labels, soft_labels, teacher_hidden, teacher_probs=None, has_probs=None):
         """alpha * CE(hard label) + (1 - alpha) * (T^2 KL(teacher || student at T) + w * (1 - cos) of [CLS] states)."""
         out = self.label_model(**inputs, output_hidden_states=teacher_hidden is not None)
         logits = out.logits
-        label_loss = F.cross_entropy(logits, labels)
+        label_loss = self.label_loss(logits, labels, teacher_probs, has_probs)
         t = self.temperature
         kd = F.kl_div(F.log_softmax(logits.float() / t, -1), soft_labels.float(), reduction="batchmean") * t * t
         if teacher_hidden is not None and self.hidden_weight:

@@ -91,6 +91,11 @@ class TrainConfig:
     hidden_weight: float = 1.0  # rationale-teacher: weight of the [CLS]-state term beside the soft labels
     rationale_dropout: float = 0.5  # rationale-dropout: share of steps a row is seen with its rationale
     candidates: list[str] | None = None  # auto: the modes to try (default: label-only and every rationale mode)
+    # Rows whose annotation carries `label_probs` (the teacher's own distribution: logprobs, votes):
+    # label loss = (1 - soft_weight) * CE(hard label) + soft_weight * T^2 KL(teacher at T || student at T)
+    soft_weight: float = 0.5
+    soft_temperature: float = 1.0
+    min_confidence: float = 0.0  # drop rows whose teacher gave its label less than this probability
     progress: bool = True  # the Trainer's progress bar
 
 
@@ -100,6 +105,7 @@ class Row:
     label: str
     rationale: str | None = None
     choices: list[str] | None = None
+    probs: list[float] | None = None  # the teacher's distribution over the labels (or choices), in their order
 
 
 def default_student() -> str:
@@ -116,7 +122,7 @@ def training_rows(cfg: TrainConfig, task: TaskSpec) -> tuple[list[Row], dict]:
     """The (input, label, rationale) rows for the mode, with counts of what was skipped and why."""
     from .data import load_examples
 
-    stats = {"annotations": 0, "skipped_status": 0, "skipped_no_gold": 0, "with_rationale": 0}
+    stats = {"annotations": 0, "skipped_status": 0, "skipped_no_gold": 0, "skipped_low_confidence": 0, "with_rationale": 0}
     if cfg.mode == "standard" and cfg.data:
         rows = [Row(e.input, e.gold, None, e.choices) for e in load_examples(task, cfg.data, require_gold=True)]
         stats["annotations"] = len(rows)
@@ -140,8 +146,15 @@ def training_rows(cfg: TrainConfig, task: TaskSpec) -> tuple[list[Row], dict]:
                 continue
             label = a.label
         _check_label(task, label, a.choices, where)
+        probs = None
+        if cfg.mode != "standard" and a.extra.get("label_probs") is not None:
+            names = task.labels or a.choices
+            probs = label_probs(a.extra["label_probs"], names, where)
+            if probs[names.index(label)] < cfg.min_confidence:
+                stats["skipped_low_confidence"] += 1
+                continue
         rationale = a.rationale if cfg.mode in RATIONALE_MODES + ("auto",) else None
-        rows.append(Row(a.input, label, rationale, a.choices))
+        rows.append(Row(a.input, label, rationale, a.choices, probs))
     if cfg.rationale_fraction < 1:
         with_r = [i for i, r in enumerate(rows) if r.rationale]
         keep = set(random.Random(cfg.seed).sample(with_r, round(len(with_r) * cfg.rationale_fraction)))
@@ -149,10 +162,28 @@ def training_rows(cfg: TrainConfig, task: TaskSpec) -> tuple[list[Row], dict]:
             if i not in keep:
                 rows[i].rationale = None
     stats["with_rationale"] = sum(r.rationale is not None for r in rows)
+    stats["with_probs"] = sum(r.probs is not None for r in rows)
     if not rows:
         raise UserError(f"{cfg.annotations}: no usable rows for mode {cfg.mode!r} "
-                        f"({stats['skipped_status']} without a teacher label, {stats['skipped_no_gold']} without gold)")
+                        f"({stats['skipped_status']} without a teacher label, {stats['skipped_no_gold']} without gold, "
+                        f"{stats['skipped_low_confidence']} below --min-confidence)")
     return rows, stats
+
+
+def label_probs(value, labels: list[str], where: str) -> list[float]:
+    """An annotation's `label_probs` ({label: probability}, from the teacher's logprobs or vote shares)
+    as a list in `labels` order; labels it leaves out get 0."""
+    if not isinstance(value, dict) or not value:
+        raise UserError(f"{where}: label_probs: expected an object of label -> probability, got {value!r}")
+    unknown = [k for k in value if k not in labels]
+    if unknown:
+        raise UserError(f"{where}: label_probs: {unknown[0]!r} is not one of {labels}")
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1 for v in value.values()):
+        raise UserError(f"{where}: label_probs: every value must be a probability between 0 and 1")
+    total = sum(value.values())
+    if abs(total - 1) > 1e-3:
+        raise UserError(f"{where}: label_probs: the probabilities sum to {total:.4f}, not 1")
+    return [value.get(label, 0.0) / total for label in labels]
 
 
 def _check_label(task: TaskSpec, label: str, choices, where: str) -> None:
@@ -198,6 +229,8 @@ def encode_rows(rows: list[Row], tok, task: TaskSpec, family: str, cfg: TrainCon
                 f["label_ids"] = _after_start(tok(text_target=str(r.label), truncation=True, max_length=32)["input_ids"], start_id)
             else:
                 f["labels"] = labels.index(r.label)
+        if r.probs is not None and family != "seq2seq":
+            f["teacher_probs"] = r.probs
         if r.rationale:
             ids = tok(text_target=r.rationale, truncation=True, max_length=cfg.rationale_max_length)["input_ids"]
             f["rationale_ids"] = ([start_id, *prefix_ids] + _after_start(ids, start_id)) if start_id is not None else ids
@@ -237,6 +270,10 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
         for k in ("soft_labels", "teacher_hidden"):  # rationale-teacher targets
             if k in batch[0]:
                 out[k] = torch.tensor([f[k] for f in batch])
+        if any("teacher_probs" in f for f in batch):  # the annotator's label distribution, where a row has one
+            width = len(next(f["teacher_probs"] for f in batch if "teacher_probs" in f))
+            out["teacher_probs"] = torch.tensor([f.get("teacher_probs", [0.0] * width) for f in batch])
+            out["has_probs"] = torch.tensor(["teacher_probs" in f for f in batch])
         if want_rationale:
             has = [("rationale_ids" in f) for f in batch]
             seqs = [f.get("rationale_ids", [pad_id, pad_id]) for f in batch]
@@ -278,8 +315,12 @@ def _check_config(cfg: TrainConfig) -> None:
             raise UserError(f"{name}: {value} must be between {lo} and {hi}")
     if cfg.rationale_decoder not in RATIONALE_DECODERS:
         raise UserError(f"--rationale-decoder: {cfg.rationale_decoder!r}; use one of {', '.join(RATIONALE_DECODERS)}")
-    if cfg.temperature <= 0:
-        raise UserError(f"--temperature: {cfg.temperature} must be > 0")
+    for name, value in (("--temperature", cfg.temperature), ("--soft-temperature", cfg.soft_temperature)):
+        if value <= 0:
+            raise UserError(f"{name}: {value} must be > 0")
+    for name, value in (("--soft-weight", cfg.soft_weight), ("--min-confidence", cfg.min_confidence)):
+        if not 0 <= value <= 1:
+            raise UserError(f"{name}: {value} must be between 0 and 1")
 
 
 @dataclass
@@ -416,7 +457,8 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
         raise UserError(f"--student: {e}") from None
     decoder = build_rationale_decoder(label_model, family, cfg.decoder_layers, shared=shared) if uses_rationale else None
     alpha = cfg.alpha if uses_rationale or soft else 1.0
-    model = RationaleStudent(label_model, decoder, family, alpha, temperature=cfg.temperature, hidden_weight=cfg.hidden_weight)
+    model = RationaleStudent(label_model, decoder, family, alpha, temperature=cfg.temperature, hidden_weight=cfg.hidden_weight,
+                             soft_weight=cfg.soft_weight, soft_temperature=cfg.soft_temperature)
     start_id = label_model.config.decoder_start_token_id if family == "seq2seq" else None
     prefix_ids = tok(SHARED_PREFIX, add_special_tokens=False)["input_ids"] if shared and uses_rationale else []
     model.rationale_prefix_len = len(prefix_ids)
@@ -498,8 +540,8 @@ def _at_floor(final_eval: dict, family: str) -> bool:
 
 def with_rationale_input(rows: list[Row]) -> list[Row]:
     """The rows with the teacher's rationale appended to the input (rows without one unchanged)."""
-    return [Row(f"{r.input}\nExplanation: {r.rationale}", r.label, None, r.choices) if r.rationale else
-            Row(r.input, r.label, None, r.choices) for r in rows]
+    return [Row(f"{r.input}\nExplanation: {r.rationale}", r.label, None, r.choices, r.probs) if r.rationale else
+            Row(r.input, r.label, None, r.choices, r.probs) for r in rows]
 
 
 def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature: float) -> list[dict]:

@@ -474,3 +474,53 @@ def test_a_run_at_the_floor_is_retried_then_refused(setup, tmp_path, monkeypatch
     with pytest.raises(UserError, match="every attempt \\(1\\) ended no better than always answering the commonest label"):
         run(setup, "x", mode="label-only", out=str(tmp_path / "bad"), epochs=1, retries=0)
     assert not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------- the teacher's label distribution (label_probs)
+
+def test_label_probs_are_read_in_label_order_and_checked():
+    from edgedistill.train import label_probs
+
+    assert label_probs({"neutral": 0.25, "entailment": 0.75}, LABELS, "a:1") == [0.75, 0.25, 0.0]
+    with pytest.raises(UserError, match=r"a:3: label_probs: 'maybe' is not one of"):
+        label_probs({"maybe": 1.0}, LABELS, "a:3")
+    with pytest.raises(UserError, match=r"a:4: label_probs: the probabilities sum to 0.5000, not 1"):
+        label_probs({"neutral": 0.5}, LABELS, "a:4")
+    with pytest.raises(UserError, match=r"a:5: label_probs: expected an object"):
+        label_probs([0.5, 0.5], LABELS, "a:5")
+
+
+def test_soft_label_loss_blends_hard_and_teacher_distribution(setup):
+    m = _student(setup, 1.0)
+    logits, labels = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]]), torch.tensor([0, 2])
+    hard = torch.nn.functional.cross_entropy(logits, labels)
+    one_hot = torch.nn.functional.one_hot(labels, 3).float()
+    # a teacher sure of the hard label: KL to it is the cross-entropy itself
+    assert torch.allclose(m.label_loss(logits, labels, one_hot, torch.tensor([True, True])), hard, atol=1e-6)
+    uniform = torch.full((2, 3), 1 / 3)
+    blended = m.label_loss(logits, labels, uniform, torch.tensor([True, True]))
+    kl = (uniform * (uniform.log() - torch.log_softmax(logits, -1))).sum(-1)
+    assert torch.allclose(blended, (0.5 * torch.nn.functional.cross_entropy(logits, labels, reduction="none") + 0.5 * kl).mean())
+    # rows without a distribution train on the hard label alone
+    assert torch.allclose(m.label_loss(logits, labels, uniform, torch.tensor([False, False])), hard)
+    m.soft_weight = 0.0
+    assert torch.allclose(m.label_loss(logits, labels, uniform, torch.tensor([True, True])), hard)
+
+
+def test_training_uses_label_probs_and_drops_unsure_rows(setup, tmp_path):
+    rows = [json.loads(line) for line in open(setup / "ann.jsonl")]
+    with open(tmp_path / "ann.jsonl", "w") as f:
+        for i, r in enumerate(rows):
+            if i % 3:  # two rows in three carry the teacher's distribution, one in those is unsure
+                p = 0.9 if i % 3 == 1 else 0.4
+                others = [lab for lab in LABELS if lab != r["label"]]
+                r["label_probs"] = {r["label"]: p, others[0]: 1 - p}
+            f.write(json.dumps(r) + "\n")
+    s = run(setup, "x", mode="label-only", annotations=str(tmp_path / "ann.jsonl"), out=str(tmp_path / "st"), epochs=2,
+            min_confidence=0.5)
+    assert s["rows"]["skipped_low_confidence"] == 16 and s["rows"]["with_probs"] == 16
+    assert s["train_examples"] + s["val_examples"] == len(rows) - 16
+    (tmp_path / "bad.jsonl").write_text(json.dumps({**rows[0], "label_probs": {"entailment": 2.0}}) + "\n")
+    with pytest.raises(UserError, match=r"bad.jsonl:1: label_probs: every value must be a probability"):
+        run(setup, "x", mode="label-only", annotations=str(tmp_path / "bad.jsonl"), out=str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()

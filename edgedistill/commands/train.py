@@ -36,6 +36,13 @@ from ..train import MODES, RATIONALE_DECODERS, TrainConfig, train as run_train
 @click.option("--temperature", type=float, default=2.0, show_default=True, help="rationale-teacher: soft-label temperature.")
 @click.option("--hidden-weight", type=float, default=1.0, show_default=True,
               help="rationale-teacher: weight of the [CLS]-state (cosine) term beside the soft labels.")
+@click.option("--soft-weight", type=float, default=0.5, show_default=True,
+              help="Rows whose annotation has `label_probs` (the teacher's distribution over the labels): label loss = "
+              "(1 - w) * cross-entropy on the hard label + w * KL to that distribution. 0 ignores it.")
+@click.option("--soft-temperature", type=float, default=1.0, show_default=True,
+              help="Temperature of that KL term (1: the teacher's probabilities as given; > 1 flattens both sides).")
+@click.option("--min-confidence", type=float, default=0.0, show_default=True,
+              help="Drop rows whose `label_probs` give the teacher's label less than this probability.")
 @click.option("--rationale-dropout", type=float, default=0.5, show_default=True,
               help="rationale-dropout: share of the steps on which a row is seen with its rationale appended.")
 @click.option("--max-length", type=int, default=128, show_default=True, help="Input token limit (also the bundle's).")
