@@ -524,3 +524,18 @@ def test_training_uses_label_probs_and_drops_unsure_rows(setup, tmp_path):
     with pytest.raises(UserError, match=r"bad.jsonl:1: label_probs: every value must be a probability"):
         run(setup, "x", mode="label-only", annotations=str(tmp_path / "bad.jsonl"), out=str(tmp_path / "bad"))
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("mode", ["rationale-teacher", "rationale-dropout"])
+def test_rationale_input_modes_on_a_multiple_choice_student(setup, tmp_path, mode):
+    s = train(TrainConfig(task=str(setup / "mc.yaml"), annotations=str(setup / "mc.jsonl"), out=str(tmp_path / "mc"),
+                          student=str(setup / "enc"), epochs=3, batch_size=8, lr=2e-3, mode=mode, progress=False),
+              echo=lambda *_: None)
+    assert s["family"] == "multiple-choice" and s["mode"] == mode
+    task = load_task(setup / "mc.yaml")
+    from edgedistill.evaluate import predict_labels
+    from edgedistill.data import Example
+    rows = [json.loads(line) for line in open(setup / "mc.jsonl")]
+    exs = [Example(id=r["id"], input=r["input"], choices=r["choices"], gold=r["gold"]) for r in rows]
+    preds = predict_labels(strip_student(tmp_path / "mc", tmp_path / "stripped"), task, exs)
+    assert len(preds) == len(rows) and set(preds) <= {"park", "house", "street"}
