@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .errors import UserError
-from .train import ENCODER_ONLY_MODES, RATIONALE_MODES, TrainConfig, fit_with_retries, prepare, write_student
+from .train import ENCODER_ONLY_MODES, RATIONALE_MODES, TrainConfig, _free_memory, fit_with_retries, prepare, write_student
 
 
 def candidate_modes(cfg: TrainConfig, family: str, with_rationale: int) -> list[str]:
@@ -48,6 +48,8 @@ def train_auto(cfg: TrainConfig, echo=print) -> dict:
         if best is None or (acc is not None and best_fit.final_eval.get("eval_accuracy") is not None
                             and acc > best_fit.final_eval["eval_accuracy"]):
             best, best_fit, best_attempts = mode, fit, attempts
+        del fit
+        _free_memory()
     if best is None:
         raise UserError("--mode auto: every candidate failed (" + "; ".join(f"{c['mode']}: {c['failed']}" for c in candidates) + ")")
     for c in candidates:

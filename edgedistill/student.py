@@ -124,6 +124,11 @@ class RationaleStudent(nn.Module):
         self.label_model, self.decoder, self.family, self.alpha = label_model, decoder, family, alpha
         self.temperature, self.hidden_weight = temperature, hidden_weight
         self.soft_weight, self.soft_temperature = soft_weight, soft_temperature
+        self.config = label_model.config  # the Trainer reads a few config fields
+        self.rationale_reaches_encoder = True  # train.RationaleWarmup turns it off for the first steps
+        # A shared decoder reads "[start] rationale:" before a rationale; those prefix tokens are
+        # given, not predicted, so the label path's first step ([start] -> answer) stays untouched.
+        self.rationale_prefix_len = 0
 
     def label_loss(self, logits, labels, teacher_probs=None, has_probs=None):
         """Cross-entropy on the hard labels; on rows with the annotator's distribution, blended with
@@ -138,11 +143,6 @@ class RationaleStudent(nn.Module):
         kl = (target * (target.clamp_min(1e-12).log() - F.log_softmax(logits.float() / t, -1))).sum(-1) * t * t
         w = self.soft_weight * has_probs.float()
         return ((1 - w) * hard + w * kl).mean()
-        self.config = label_model.config  # the Trainer reads a few config fields
-        self.rationale_reaches_encoder = True  # train.RationaleWarmup turns it off for the first steps
-        # A shared decoder reads "[start] rationale:" before a rationale; those prefix tokens are
-        # given, not predicted, so the label path's first step ([start] -> answer) stays untouched.
-        self.rationale_prefix_len = 0
 
     def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, rationale_ids=None,
                 rationale_mask=None, has_rationale=None, ctx_input_ids=None, ctx_attention_mask=None, ctx_token_type_ids=None,

@@ -296,10 +296,16 @@ def train(cfg: TrainConfig, echo=print) -> dict:
         if cfg.mode == "auto":
             from .select import train_auto
 
-            return train_auto(cfg, echo)
-        return train_mode(cfg, echo)
-    finally:
-        _leave_process_group()
+            summary = train_auto(cfg, echo)
+        else:
+            summary = train_mode(cfg, echo)
+    except UserError:
+        _leave_process_group()  # every rank decides a UserError alike (gathered metrics), so all meet here
+        raise
+    # Any other exception leaves without the barrier: the other ranks may be stuck in a collective,
+    # and torchrun tears the job down when this process exits.
+    _leave_process_group()
+    return summary
 
 
 def _quiet(*_args, **_kw) -> None:
@@ -315,6 +321,11 @@ def _check_config(cfg: TrainConfig) -> None:
             raise UserError(f"{name}: {value} must be between {lo} and {hi}")
     if cfg.rationale_decoder not in RATIONALE_DECODERS:
         raise UserError(f"--rationale-decoder: {cfg.rationale_decoder!r}; use one of {', '.join(RATIONALE_DECODERS)}")
+    if cfg.retries < 0:
+        raise UserError(f"--retries: {cfg.retries} must be 0 or more")
+    for m in cfg.candidates or []:
+        if m not in MODES or m in ("auto", "standard"):
+            raise UserError(f"--candidates: {m!r}; use modes from {', '.join(x for x in MODES if x not in ('auto', 'standard'))}")
     for name, value in (("--temperature", cfg.temperature), ("--soft-temperature", cfg.soft_temperature)):
         if value <= 0:
             raise UserError(f"{name}: {value} must be > 0")
@@ -331,7 +342,8 @@ class Prepared:
     family: str
     stats: dict
     train_rows: list[Row]
-    val_rows: list[Row]
+    val_rows: list[Row]  # inputs alone, as the deployed student sees them
+    val_rationales: list[str | None] | None = None  # the teacher's, for the rationale-reading teacher's checkpoint choice
 
 
 def prepare(cfg: TrainConfig) -> Prepared:
@@ -350,6 +362,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
     family = family_for(task.type, AutoConfig.from_pretrained(base))
     if cfg.rationale_decoder == "shared" and family != "seq2seq":
         raise UserError(f"--rationale-decoder shared: only seq2seq students have a decoder to share; this is a {family} student")
+    if family == "seq2seq" and (cfg.head_lr is not None or cfg.layer_decay not in (None, 1.0)):
+        raise UserError("--head-lr / --layer-decay: only for classification and multiple-choice students; a seq2seq "
+                        "student trains every weight at --lr")
     if family == "seq2seq" and cfg.mode in ENCODER_ONLY_MODES:
         raise UserError(f"--mode {cfg.mode}: needs a classification or multiple-choice student; a {task.type} task trains a "
                         f"seq2seq student: use --mode multitask, label-only or auto")
@@ -370,6 +385,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
         n_val = max(1, round(len(rows) * cfg.val_fraction)) if len(rows) > 4 else 0
         val_rows = [Row(r.input, r.label, None, r.choices) for r in rows[:n_val]]
         train_rows = rows[n_val:]
+        return Prepared(task, base, family, stats, train_rows, val_rows, [r.rationale for r in rows[:n_val]])
     return Prepared(task, base, family, stats, train_rows, val_rows)
 
 
@@ -426,12 +442,18 @@ def fit_mode(cfg: TrainConfig, prep: Prepared, seed: int, lr: float) -> Fit:
     """Train one model for cfg.mode; rationale-teacher trains its rationale-reading teacher first."""
     if cfg.mode == "rationale-teacher":
         teacher_cfg = replace(cfg, mode="label-only", max_length=cfg.max_length + cfg.rationale_max_length)
-        teacher = fit(teacher_cfg, prep, seed, lr, rows=with_rationale_input(prep.train_rows))
+        val = prep.val_rows
+        if prep.val_rationales:  # the teacher's best epoch is judged on what it reads: input + rationale
+            val = with_rationale_input([replace(r, rationale=x) for r, x in zip(prep.val_rows, prep.val_rationales)])
+        teacher = fit(teacher_cfg, replace(prep, val_rows=val), seed, lr, rows=with_rationale_input(prep.train_rows))
         soft = teacher_targets(teacher, teacher_cfg, prep, cfg.temperature)
+        report = {"val_accuracy": teacher.final_eval.get("eval_accuracy"), "val_reads_rationales": bool(prep.val_rationales),
+                  "elapsed_s": teacher.elapsed_s}
+        del teacher  # its targets are all the student needs; free its weights before the student trains
+        _free_memory()
         student = fit(cfg, prep, seed, lr, soft=soft)
-        student.extra["rationale_teacher"] = {"val_accuracy_input_only": teacher.final_eval.get("eval_accuracy"),
-                                              "elapsed_s": teacher.elapsed_s}
-        student.elapsed_s += teacher.elapsed_s
+        student.extra["rationale_teacher"] = report
+        student.elapsed_s += report["elapsed_s"]
         return student
     if cfg.mode == "rationale-dropout":
         return fit(cfg, prep, seed, lr, alternatives=with_rationale_input(prep.train_rows))
@@ -516,6 +538,15 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
                round(time.time() - started, 1), len(train_ds), {})
 
 
+def _free_memory() -> None:
+    """The Trainer and its optimizer hold reference cycles: collect them, and give CUDA memory back."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _lr(cfg: TrainConfig, family: str) -> float:
     return cfg.lr or (SEQ2SEQ_LR if family == "seq2seq" else ENCODER_LR)
 
@@ -524,8 +555,8 @@ MIN_JUDGED = 20
 
 
 def _at_floor(final_eval: dict, family: str) -> bool:
-    """Training failed: nine in ten validation predictions are one label, or accuracy is no better than
-    always answering the commonest label.
+    """Training failed: accuracy no better than always answering the commonest label, or nine in ten
+    validation predictions one label without being clearly (2 pt) better than that.
 
     Not judged for seq2seq students (exact match of a written answer starts at zero and proves
     little), with fewer than MIN_JUDGED validation rows (too few to tell a learner from the floor),
@@ -535,7 +566,8 @@ def _at_floor(final_eval: dict, family: str) -> bool:
     if (family == "seq2seq" or "eval_accuracy" not in final_eval or final_eval.get("eval_rows", 0) < MIN_JUDGED
             or final_eval.get("eval_floor", 1) >= 0.8):
         return False
-    return final_eval.get("eval_one_label", 0) >= 0.9 or final_eval["eval_accuracy"] <= final_eval["eval_floor"]
+    acc, floor = final_eval["eval_accuracy"], final_eval["eval_floor"]
+    return acc <= floor or (final_eval.get("eval_one_label", 0) >= 0.9 and acc < floor + 0.02)
 
 
 def with_rationale_input(rows: list[Row]) -> list[Row]:
@@ -556,8 +588,7 @@ def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature:
     with torch.no_grad():
         for i in range(0, len(items), 64):
             batch = collate(items[i: i + 64])
-            batch.pop("labels", None)
-            batch = {k: v.to(model.device) for k, v in batch.items() if not k.startswith("ctx_")}
+            batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             o = model(**batch, output_hidden_states=True)
             probs = torch.softmax(o.logits.float() / temperature, -1)
             hidden = cls_states(o.hidden_states[-1], probs.shape[0])
@@ -734,7 +765,7 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 | task | {task.name} ({task.type}) |
 | teacher | {t.get('model', 'unknown')} ({t.get('mode', '?')} prompts; {t.get('ok', '?')} labels, {t.get('rationales', '?')} rationales; gold agreement {t.get('gold_agreement', '–')}) |
 | base model | `{s['config']['student']}` |
-| mode | {s['mode']}{' (chosen by --mode auto)' if s.get('selected_by') == 'auto' else ''}; alpha = {s['alpha']}: {MODE_LOSS.get(s['mode'], '')} |
+| mode | {s['mode']}{' (chosen by --mode auto)' if s.get('selected_by') == 'auto' else ''}: {MODE_LOSS.get(s['mode'], '').replace('alpha', f"alpha ({s['alpha']})", 1)} |
 | training rows | {s['train_examples']} ({s['rows']['with_rationale']} with a rationale) |
 | validation | {s['val_examples']} rows: {s['val_source']} |
 | validation accuracy | {'–' if acc is None else f'{100 * acc:.1f} %'} |
