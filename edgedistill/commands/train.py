@@ -26,14 +26,14 @@ from ..train import MODES, RATIONALE_DECODERS, TrainConfig, train as run_train
 @click.option("--epochs", type=float, default=3.0, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Per device; multiply by GPUs/processes.")
 @click.option("--lr", type=float, help="Learning rate of the encoder's top layer (default 2e-4 encoder students, 3e-4 seq2seq).")
-@click.option("--head-lr", type=float, help="Learning rate of the untrained label head and pooler (default 1e-3 for "
-              "encoder students, --lr for seq2seq): a fast head beside a gently moving encoder.")
+@click.option("--head-lr", type=float, help="Learning rate of the untrained label head and pooler (default 1e-3): a fast "
+              "head beside a gently moving encoder. Classification and multiple-choice students only.")
 @click.option("--layer-decay", type=float, help="Layer-wise decay: encoder layer i of L learns at lr * decay^(L-1-i) "
-              "(default 0.8 encoder students, 1 seq2seq).")
+              "(default 0.8). Classification and multiple-choice students only.")
 @click.option("--retries", type=int, default=2, show_default=True,
-              help="Retrain a run that ends at the floor (nine in ten validation predictions one label, or no more "
-              "accurate than always the commonest label) this many times, each with the next seed; then fail "
-              "without writing a student.")
+              help="Retrain a run that ends at the floor (validation accuracy no better than always answering the "
+              "commonest label, or nine in ten predictions one label) this many times, each with the next seed; "
+              "then fail without writing a student.")
 @click.option("--temperature", type=float, default=2.0, show_default=True, help="rationale-teacher: soft-label temperature.")
 @click.option("--hidden-weight", type=float, default=1.0, show_default=True,
               help="rationale-teacher: weight of the [CLS]-state (cosine) term beside the soft labels.")
