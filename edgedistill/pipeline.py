@@ -64,6 +64,7 @@ class StudentConfig:
 class ExportConfig:
     quantize: str = "int8"
     target: str = "auto"
+    min_agreement: float = 0.99  # INT8 must give torch's label on this share of the parity inputs
 
 
 @dataclass
@@ -140,6 +141,8 @@ def load_pipeline(path) -> Pipeline:
         load_examples(task, pipe.path(pipe.eval_data), require_gold=True)
     if not 0 < pipe.teacher.rationale_fraction <= 1:
         raise UserError(f"{path}: teacher.rationale_fraction: must be in (0, 1]")
+    if not 0 < pipe.export.min_agreement <= 1:
+        raise UserError(f"{path}: export.min_agreement: must be in (0, 1]")
     if not 0 <= pipe.student.alpha <= 1:
         raise UserError(f"{path}: student.alpha: must be in [0, 1]")
     return pipe
@@ -262,7 +265,8 @@ def stage_commands(pipe: Pipeline) -> dict[str, list[list]]:
                      + _opt("--price-in", t.price_in) + _opt("--price-out", t.price_out)],
         "train": [train(s.mode, run / "student")] + [train(m, run / "compare" / m) for m in s.compare if m != s.mode],
         "strip": [["strip", run / "student", "--out", run / "stripped"]],
-        "export": [["export", run / "stripped", "--out", run / "bundle", "--quantize", e.quantize, "--target", e.target]],
+        "export": [["export", run / "stripped", "--out", run / "bundle", "--quantize", e.quantize, "--target", e.target,
+                    "--min-agreement", e.min_agreement]],
         "bench": [["bench", run / "bundle", "--torch", run / "stripped", "--out", run / "bench",
                    "--batch-sizes", csv(b.batch_sizes), "--seq-lens", csv(b.seq_lens), "--threads", csv(b.threads),
                    "--min-time", b.min_time] + _opt("--data", pipe.path(pipe.eval_data))],
