@@ -56,7 +56,7 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
                          pipe.student.compare + [pipe.student.mode] else "."), ""]
 
     if train.get("candidates"):
-        from .train import candidate_table
+        from .model_card import candidate_table
 
         lines += ["## Student", "", f"`--mode auto` trained {len(train['candidates'])} candidates on one split and shipped "
                   f"`{train['mode']}`, the best on validation ({train['val_examples']} rows; label-only unless another "

@@ -353,7 +353,7 @@ def test_distill_loss_is_zero_at_the_teacher_and_grows_away_from_it(setup):
 
 
 def test_rationale_dropout_serves_the_alternative_at_its_rate():
-    from edgedistill.train import Features
+    from edgedistill.train_data import Features
 
     random.seed(0)
     ds = Features([{"v": 0}] * 2, [{"v": 1}, None], 0.3)
@@ -474,7 +474,6 @@ def test_a_run_at_the_floor_is_retried_then_refused(setup, tmp_path, monkeypatch
         return tr.replace(f, final_eval={"eval_accuracy": 0.9 if ok else 0.34, "eval_floor": 0.34, "eval_rows": 50})
 
     monkeypatch.setattr(tr, "fit_mode", floor_first)
-    lines = []
     s = run(setup, "x", mode="label-only", out=str(tmp_path / "ok"), epochs=1, lr=1e-3, seed=5, retries=2)
     assert [(a["seed"], a["at_floor"]) for a in s["attempts"]] == [(5, True), (6, False)] and calls[1] == (6, 1e-3)
     calls.clear()
@@ -486,7 +485,7 @@ def test_a_run_at_the_floor_is_retried_then_refused(setup, tmp_path, monkeypatch
 # ---------------------------------------------------------------- the teacher's label distribution (label_probs)
 
 def test_label_probs_are_read_in_label_order_and_checked():
-    from edgedistill.train import label_probs
+    from edgedistill.train_data import label_probs
 
     assert label_probs({"neutral": 0.25, "entailment": 0.75}, LABELS, "a:1") == [0.75, 0.25, 0.0]
     with pytest.raises(UserError, match=r"a:3: label_probs: 'maybe' is not one of"):

@@ -73,7 +73,7 @@ def train(**kw):
         return
     click.echo("")
     if s.get("candidates"):
-        from ..train import candidate_table
+        from ..model_card import candidate_table
 
         click.echo("\n".join(candidate_table(s["candidates"])) + "\n")
     rows = [("student", kw["out"]), ("family", s["family"]), ("mode", s["mode"] + (f" (alpha {s['alpha']})" if s["mode"] in ("multitask", "rationale-teacher") else "")),

@@ -1,0 +1,73 @@
+"""The student's model card (RUN/student/README.md) and the auto candidates table the run report shares."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .task import TaskSpec
+
+
+def _teacher(annotations) -> dict | None:
+    p = Path(annotations).with_name("annotate.json")
+    if not p.exists():
+        return None
+    a = json.loads(p.read_text())
+    return {k: a.get(k) for k in ("model", "mode", "examples", "ok", "rationales", "cost_usd", "gold_agreement")}
+
+
+def model_card(task: TaskSpec, s: dict) -> str:
+    t = s.get("teacher") or {}
+    acc = s.get("val_accuracy")
+    return f"""# {task.name} student ({s['mode']})
+
+Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}`.
+
+| | |
+|---|---|
+| task | {task.name} ({task.type}) |
+| teacher | {t.get('model', 'unknown')} ({t.get('mode', '?')} prompts; {t.get('ok', '?')} labels, {t.get('rationales', '?')} rationales; gold agreement {t.get('gold_agreement', '–')}) |
+| base model | `{s['config']['student']}` |
+| mode | {s['mode']}{' (chosen by --mode auto)' if s.get('selected_by') == 'auto' else ''}: {MODE_LOSS.get(s['mode'], '').replace('alpha', f"alpha ({s['alpha']})", 1)} |
+| training rows | {s['train_examples']} ({s['rows']['with_rationale']} with a rationale) |
+| validation | {s['val_examples']} rows: {s['val_source']} |
+| validation accuracy | {'–' if acc is None else f'{100 * acc:.1f} %'} |
+| seed | {s['seed']} |
+
+{_card_decoder(s)}
+{_card_candidates(s)}"""
+
+
+MODE_LOSS = {"label-only": "cross-entropy on the teacher's labels", "standard": "cross-entropy on gold labels",
+             "multitask": "loss = alpha * label + (1 - alpha) * rationale decoder",
+             "rationale-teacher": "loss = alpha * label + (1 - alpha) * (soft labels + [CLS] states of a teacher that read the rationales)",
+             "rationale-dropout": "cross-entropy; the rationale is appended to the input on a random share of the steps"}
+
+
+def _card_candidates(s: dict) -> str:
+    if not s.get("candidates"):
+        return ""
+    return "\n".join(["", "`--mode auto` trained these on the same split and shipped the best on validation "
+                       "(label-only unless another beat it):", "", *candidate_table(s["candidates"]), ""])
+
+
+def candidate_table(candidates: list[dict]) -> list[str]:
+    """Markdown rows: each auto candidate's validation accuracy and training time (model card, run report)."""
+    out = ["| candidate | validation accuracy | training time |", "|---|---|---|"]
+    for c in candidates:
+        acc = "failed" if c.get("failed") else "–" if c["val_accuracy"] is None else f"{100 * c['val_accuracy']:.1f} %"
+        secs = "–" if c["elapsed_s"] is None else f"{c['elapsed_s']:.0f} s"
+        out.append(f"| {c['mode']}{' (shipped)' if c.get('selected') else ''} | {acc} | {secs} |")
+    return out
+
+
+def _card_decoder(s: dict) -> str:
+    if s["mode"] != "multitask":
+        return "The checkpoint is the label model alone, a standard transformers model that reads the input alone."
+    if s["config"].get("rationale_decoder") == "shared":
+        from .train import SHARED_PREFIX
+
+        return ("The label model's own decoder also learned the teacher's rationales (after the decoder prefix "
+                f"`{SHARED_PREFIX}`); there is no separate rationale decoder, so `edgedistill strip` only drops training files.")
+    return ("The checkpoint holds the label model (a standard transformers model) and, in `rationale_decoder/`,\n"
+            "the decoder that learned the teacher's rationales. `edgedistill strip` removes the latter.")
