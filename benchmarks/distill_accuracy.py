@@ -271,6 +271,7 @@ def plot(res, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     datasets = list(res["summary"])
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
@@ -289,6 +290,7 @@ def plot(res, path):
         ax.axhline(100 * ref["floor"], color="#999", linewidth=1, linestyle=":", label="commonest answer / chance")
         ax.set_xscale("log")
         ax.set_xticks([int(n) for n in sizes], [n for n in sizes])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("training rows (teacher-annotated)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{d}: student accuracy vs training rows")
