@@ -48,7 +48,7 @@ COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": 
           "rationale-dropout": "#b07cc6", AUTO: "#222"}
 
 
-def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps=None):
+def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps):
     from edgedistill.evaluate import predict_labels, score
     from edgedistill.train import TrainConfig, train
 
@@ -57,7 +57,7 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps=None):
     _, _, max_len, epochs, batch, lr = plan
     out = work / f"{dataset}-{size}-{mode}-{seed}"
     start = time.time()
-    row = {"dataset": dataset, "size": size, "mode": mode, "seed": seed, "epochs": epochs_for(size, epochs, batch, MIN_STEPS if min_steps is None else min_steps), "test_rows": len(test)}
+    row = {"dataset": dataset, "size": size, "mode": mode, "seed": seed, "epochs": epochs_for(size, epochs, batch, min_steps), "test_rows": len(test)}
     try:
         s = train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{size}.jsonl"), out=str(out),
                               mode=mode, epochs=row["epochs"], batch_size=batch, max_length=max_len, rationale_max_length=48,
@@ -166,6 +166,8 @@ def main():
 
 def auto_runs(runs):
     """What `--mode auto` ships for each (dataset, size, seed) that has every candidate: select.py's rule."""
+    from edgedistill.select import best_candidate
+
     by = collections.defaultdict(dict)
     for r in runs:
         if r["mode"] in MODES:
@@ -174,13 +176,9 @@ def auto_runs(runs):
     for (d, n, seed), cands in by.items():
         if len(cands) < len(MODES):
             continue
-        ok = [cands[m] for m in MODES if cands[m]["accuracy"] is not None]  # a failed candidate is never shipped
-        if not ok:
+        best = best_candidate([cands[m] for m in MODES])  # label-only first, as auto trains them
+        if best is None:
             continue
-        best = ok[0]
-        for c in ok[1:]:
-            if c["val_accuracy"] > best["val_accuracy"]:
-                best = c
         out.append({**best, "mode": AUTO, "picked": best["mode"], "seconds": sum(c["seconds"] for c in cands.values())})
     return out
 

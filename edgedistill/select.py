@@ -24,13 +24,25 @@ def candidate_modes(cfg: TrainConfig, family: str, with_rationale: int) -> list[
     return ["label-only", *[m for m in usable if m != "label-only"]]
 
 
+def best_candidate(candidates: list[dict]) -> dict | None:
+    """The candidate auto ships, from rows of {"mode", "val_accuracy", "failed"?} in training order
+    (label-only first): the first one no later candidate beats strictly; a failed one never."""
+    best = None
+    for c in candidates:
+        if c.get("failed") or c["val_accuracy"] is None:
+            continue
+        if best is None or c["val_accuracy"] > best["val_accuracy"]:
+            best = c
+    return best
+
+
 def train_auto(cfg: TrainConfig, echo=print) -> dict:
     prep = prepare(cfg)
     modes = candidate_modes(cfg, prep.family, prep.stats["with_rationale"])
     if not prep.stats["with_rationale"]:
         echo("auto: the annotations hold no rationales, so only label-only is trained "
              "(annotate with --prompt zero-shot to get them)")
-    best, best_fit, best_attempts, candidates = None, None, None, []
+    best_fit, best_attempts, candidates = None, None, []
     for i, mode in enumerate(modes, 1):
         echo(f"auto: candidate {i}/{len(modes)}: {mode}")
         mcfg = replace(cfg, mode=mode)
@@ -44,18 +56,17 @@ def train_auto(cfg: TrainConfig, echo=print) -> dict:
         candidates.append({"mode": mode, "val_accuracy": acc, "elapsed_s": round(sum(a["elapsed_s"] for a in attempts), 1),
                            "attempts": len(attempts), **fit.extra})
         echo(f"auto: {mode}: validation accuracy {'–' if acc is None else f'{100 * acc:.1f} %'}")
-        # strictly better than the best so far, which starts as label-only: ties keep the simpler model
-        if best is None or (acc is not None and best_fit.final_eval.get("eval_accuracy") is not None
-                            and acc > best_fit.final_eval["eval_accuracy"]):
-            best, best_fit, best_attempts = mode, fit, attempts
+        if best_candidate(candidates) is candidates[-1]:  # keep only the weights of the best so far
+            best_fit, best_attempts = fit, attempts
         del fit
         _free_memory()
+    best = best_candidate(candidates)
     if best is None:
         raise UserError("--mode auto: every candidate failed (" + "; ".join(f"{c['mode']}: {c['failed']}" for c in candidates) + ")")
     for c in candidates:
-        c["selected"] = c["mode"] == best
-    echo(f"auto: shipping {best}")
+        c["selected"] = c is best
+    echo(f"auto: shipping {best['mode']}")
     if not best_fit.is_main:
         return {}
-    return write_student(replace(cfg, mode=best), prep, best_fit, best_attempts,
+    return write_student(replace(cfg, mode=best["mode"]), prep, best_fit, best_attempts,
                          extra={"selected_by": "auto", "candidates": candidates})

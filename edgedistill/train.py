@@ -407,7 +407,7 @@ def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature:
             o = model(**batch, output_hidden_states=True)
             probs = torch.softmax(o.logits.float() / temperature, -1)
             hidden = cls_states(o.hidden_states[-1], probs.shape[0])
-            out += [{"soft_labels": p.tolist(), "teacher_hidden": h.tolist()} for p, h in zip(probs.cpu(), hidden.cpu())]
+            out += [{"soft_labels": p, "teacher_hidden": h} for p, h in zip(probs.cpu(), hidden.cpu())]
     return out
 
 

@@ -180,9 +180,9 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
             out["labels"] = torch.tensor([f["labels"] for f in batch])
         if "label_ids" in batch[0]:
             out["label_ids"] = pad([f["label_ids"] for f in batch], -100)
-        for k in ("soft_labels", "teacher_hidden"):  # rationale-teacher targets
+        for k in ("soft_labels", "teacher_hidden"):  # rationale-teacher targets, tensors per row
             if k in batch[0]:
-                out[k] = torch.tensor([f[k] for f in batch])
+                out[k] = torch.stack([f[k] for f in batch])
         if any("teacher_probs" in f for f in batch):  # the annotator's label distribution, where a row has one
             width = len(next(f["teacher_probs"] for f in batch if "teacher_probs" in f))
             out["teacher_probs"] = torch.tensor([f.get("teacher_probs", [0.0] * width) for f in batch])
