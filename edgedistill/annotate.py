@@ -2,6 +2,18 @@
 
     examples --(prompt plan)--> requests --(cache | API)--> responses --(parse)--> annotations.jsonl
 
+Per input, up to four kinds of request, each cached under its own key:
+  answer       the prompt mode's request(s): the text answer and the rationale (greedy)
+  vote         --votes N: N-1 more sampled answers (self-consistency, Wang et al. 2023); the
+               API's `n` where the server honours it, else one request per vote (seeded)
+  score        --scoring letter|word: one more request whose single generated token names an
+               option; its top logprobs give the teacher's distribution over the labels, calibrated
+               over the batch (--calibration) against the small model's bias for one position;
+               --score-orders K asks K times with the options rotated, and averages
+  rationalize  when the label finally chosen has no explanation (the model stopped after its
+               Answer line, or the votes overturned it): "the answer is X; explain why"
+label_probs = the calibrated scores blended with the vote shares; the hard label is its argmax.
+
 Everything that could stop the run (bad task, bad data, unknown price with a cost cap) is checked
 before the first request. Responses go to RUN/cache.sqlite as they arrive; annotations.jsonl and
 annotate.json are written once, atomically, at the end, so a re-run after any crash resumes from
@@ -21,11 +33,14 @@ from .arith import same_number
 from .atomic import write_json, write_jsonl
 from .cache import Cache
 from .client import ClientConfig, TeacherClient, TeacherError
-from .cost import count_tokens, cost_usd, estimate, price_for
+from .cost import count_tokens, cost_usd, estimate, estimate_extras, price_for
 from .data import load_examples
 from .errors import UserError
-from .prompts import MODES, load_exemplars, plan
+from .data import Example
+from .prompts import MODES, SCORING, load_exemplars, option_keys, plan
 from .task import load_task
+from .teacher_signal import (CALIBRATIONS, CONTENT_FREE_INPUTS, SCORE_PARAMS, argmax, calibrate, combine, key_distribution,
+                             prior, vote_shares)
 
 
 @dataclass
@@ -52,6 +67,12 @@ class AnnotateConfig:
     price_in: float | None = None
     price_out: float | None = None
     keep_if_agrees: bool = False
+    scoring: str = "letter"  # letter | word | none (numeric tasks: none)
+    score_orders: int = 1  # scoring requests per input, the options rotated by one place each time
+    calibration: str = "batch"  # batch | content-free | none
+    votes: int = 1  # answers per input: the greedy one plus votes-1 sampled
+    vote_temperature: float = 0.7
+    rationalize: bool = True
 
 
 class BudgetExceeded(Exception):
@@ -69,10 +90,10 @@ class Budget:
         self.cap, self.spent, self.reserved = cap, spent, 0.0
         self.price, self.max_tokens, self.model = price, max_tokens, model
 
-    def reserve(self, messages) -> float:
+    def reserve(self, messages, max_tokens: int | None = None) -> float:
         if self.cap is None:
             return 0.0
-        worst = cost_usd(count_tokens(messages, self.model), self.max_tokens, self.price)
+        worst = cost_usd(count_tokens(messages, self.model), max_tokens or self.max_tokens, self.price)
         if self.spent + self.reserved + worst > self.cap:
             raise BudgetExceeded(f"--max-cost {self.cap:.4f} USD reached (spent {self.spent:.4f})")
         self.reserved += worst
@@ -90,13 +111,32 @@ def rationale_subset(ids: list[str], fraction: float, seed: int) -> set[str]:
     return set(random.Random(seed).sample(ids, round(len(ids) * fraction)))
 
 
-def annotate(cfg: AnnotateConfig, echo=print) -> dict:
-    task = load_task(cfg.task)
-    examples = load_examples(task, cfg.data, limit=cfg.limit)
+def check_config(cfg: AnnotateConfig, task) -> None:
     if cfg.prompt not in MODES:
         raise UserError(f"--prompt: {cfg.prompt!r} is not a prompt mode; use one of {', '.join(MODES)}")
     if not 0 < cfg.rationale_fraction <= 1:
         raise UserError(f"--rationale-fraction: {cfg.rationale_fraction} must be in (0, 1]")
+    if cfg.scoring not in SCORING:
+        raise UserError(f"--scoring: {cfg.scoring!r}; use one of {', '.join(SCORING)}")
+    if cfg.calibration not in CALIBRATIONS:
+        raise UserError(f"--calibration: {cfg.calibration!r}; use one of {', '.join(CALIBRATIONS)}")
+    if cfg.score_orders < 1:
+        raise UserError(f"--score-orders: {cfg.score_orders} must be 1 or more")
+    if cfg.votes < 1:
+        raise UserError(f"--votes: {cfg.votes} must be 1 or more (1 = the greedy answer alone)")
+    if cfg.votes > 1 and cfg.vote_temperature <= 0:
+        raise UserError("--vote-temperature: votes need sampling; give a temperature above 0 (0.7 is usual)")
+
+
+def scoring_for(cfg: AnnotateConfig, task) -> str:
+    """Numeric answers have no option set to score: those tasks never score."""
+    return "none" if task.type == "numeric" else cfg.scoring
+
+
+def annotate(cfg: AnnotateConfig, echo=print) -> dict:
+    task = load_task(cfg.task)
+    examples = load_examples(task, cfg.data, limit=cfg.limit)
+    check_config(cfg, task)
     exemplars = load_exemplars(cfg.exemplars, task) if cfg.exemplars else None
     main_plan = plan(task, cfg.prompt, exemplars)
     cheap_plan = plan(task, "label-only")
@@ -113,11 +153,10 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
     client = TeacherClient(ClientConfig(model=cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
                                         max_retries=cfg.max_retries, backoff_base=cfg.backoff_base, temperature=cfg.temperature,
                                         max_tokens=cfg.max_tokens, price=price), cache)
-    budget = Budget(cfg.max_cost, cache.total_cost(), price, cfg.max_tokens, cfg.model)
-    stats = {"requests_sent": 0, "cache_hits": 0, "retries": 0, "budget_stopped": 0}
+    run = _Run(cfg, task, client, Budget(cfg.max_cost, cache.total_cost(), price, cfg.max_tokens, cfg.model), echo)
     start = time.perf_counter()
     try:
-        rows = asyncio.run(_annotate_all(examples, main_plan, cheap_plan, want_rationale, client, budget, stats, cfg.concurrency))
+        rows = asyncio.run(run.all(examples, main_plan, cheap_plan, want_rationale))
     except KeyboardInterrupt:
         raise UserError(f"interrupted; every response received so far is in {out / 'cache.sqlite'}; "
                         "re-run the same command to resume without paying for them again") from None
@@ -127,88 +166,284 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
         for r in rows:
             if r.status == "ok" and r.gold is not None and not _agrees(task, r.label, r.gold):
                 r.status, r.error = "filtered", f"teacher label {r.label!r} differs from gold {r.gold!r} (--keep-if-agrees)"
-    summary = _summary(cfg, task, rows, stats, price, time.perf_counter() - start, want_rationale)
+    summary = _summary(cfg, task, rows, run, price, time.perf_counter() - start, want_rationale)
     write_jsonl(out / "annotations.jsonl", [r.to_json() for r in rows])
     write_json(out / "annotate.json", summary)
     task.save(out / "task.yaml")
-    if stats["budget_stopped"]:
-        summary["message"] = (f"stopped at --max-cost {cfg.max_cost} USD: {stats['budget_stopped']} examples were not sent; "
+    if run.stats["budget_stopped"]:
+        summary["message"] = (f"stopped at --max-cost {cfg.max_cost} USD: {run.stats['budget_stopped']} examples were not sent; "
                               "re-run with a higher --max-cost to finish (answered requests come from the cache)")
     return summary
 
 
-async def _annotate_all(examples, main_plan, cheap_plan, want_rationale, client, budget, stats, concurrency):
-    from tqdm.auto import tqdm
+@dataclass
+class _Answer:
+    """What the answer and vote requests said about one example."""
+    parsed: object  # prompts.Parsed of the greedy answer
+    raw: str
+    votes: list  # (label, rationale) per vote, the greedy answer first
+    scores: list | None = None  # per option order: the raw {key: p} of its scoring request, or None
+    usage: dict | None = None
 
-    sem = asyncio.Semaphore(concurrency)
-    bar = tqdm(total=len(examples), desc="annotating", unit="ex")
 
-    async def one(ex) -> Annotation:
-        p = main_plan if ex.id in want_rationale else cheap_plan
-        outputs, usage = [], {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
-        async with sem:
+class _Run:
+    """One annotation run: every request goes through `ask`, which serves it from the cache or pays for
+    it within the budget, and counts it by kind."""
+
+    KINDS = ("answer", "vote", "score", "rationalize")
+
+    def __init__(self, cfg: AnnotateConfig, task, client: TeacherClient, budget: Budget, echo):
+        self.cfg, self.task, self.client, self.budget, self.echo = cfg, task, client, budget, echo
+        self.scoring = scoring_for(cfg, task)
+        self.stats = {"requests_sent": 0, "cache_hits": 0, "retries": 0, "budget_stopped": 0}
+        self.by_kind = {k: {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0} for k in self.KINDS}
+        self.notes: dict[str, int] = {}  # degradations, said once each and counted
+
+    def note(self, key: str, message: str) -> None:
+        if key not in self.notes:
+            self.echo(f"note: {message}")
+        self.notes[key] = self.notes.get(key, 0) + 1
+
+    async def ask(self, messages, kind: str, usage: dict, params: dict | None = None):
+        done = self.client.cached(messages, params)
+        if done is None:
+            held = self.budget.reserve(messages, (params or {}).get("max_tokens"))
+            t0 = time.perf_counter()
             try:
-                for _ in range(p.stages):
-                    messages = p.messages(ex, outputs)
-                    done = client.cached(messages)
-                    if done is None:
-                        held = budget.reserve(messages)
-                        try:
-                            done = await client.complete(messages)
-                        finally:
-                            budget.settle(held, done.cost_usd if done else None)
-                        stats["requests_sent"] += done.attempts
-                        stats["retries"] += done.attempts - 1
-                    else:
-                        stats["cache_hits"] += 1
-                    outputs.append(done.content)
-                    for k in usage:
-                        usage[k] += done.usage.get(k) or 0
-            except BudgetExceeded as e:
-                stats["budget_stopped"] += 1
-                return _row(ex, status="failed", error=f"not sent: {e}", usage=usage, requested=ex.id in want_rationale)
+                done = await self.client.complete(messages, params)
             except TeacherError as e:
-                stats["requests_sent"] += e.attempts
-                stats["retries"] += e.attempts - 1
-                return _row(ex, status="failed", error=str(e), usage=usage, requested=ex.id in want_rationale)
+                self.stats["requests_sent"] += e.attempts
+                self.stats["retries"] += e.attempts - 1
+                raise
             finally:
-                bar.update(1)
-        parsed = p.parse(ex, outputs)
+                self.budget.settle(held, done.cost_usd if done else None)
+            self.stats["requests_sent"] += done.attempts
+            self.stats["retries"] += done.attempts - 1
+            self.by_kind[kind]["seconds"] += time.perf_counter() - t0
+        else:
+            self.stats["cache_hits"] += 1
+        k = self.by_kind[kind]
+        k["requests"] += 1
+        for name in ("prompt_tokens", "completion_tokens"):
+            k[name] += done.usage.get(name) or 0
+        for name in usage:
+            usage[name] += done.usage.get(name) or 0
+        return done
+
+    async def stages(self, p, ex, kind: str, usage: dict, params: dict | None = None) -> list[str]:
+        outputs = []
+        for _ in range(p.stages):
+            outputs.append((await self.ask(p.messages(ex, outputs), kind, usage, params)).content)
+        return outputs
+
+    async def votes(self, p, ex, usage: dict) -> list[str]:
+        """votes-1 sampled answers' texts: one request with n where the server honours it, else one per seed."""
+        want = self.cfg.votes - 1
+        if want == 0:
+            return []
+        sample = {"temperature": self.cfg.vote_temperature}
+        if p.stages > 1:  # two-stage prompts: every vote runs both stages
+            return [(await self.stages(p, ex, "vote", usage, {**sample, "seed": k}))[-1] for k in range(1, want + 1)]
+        got = (await self.ask(p.messages(ex), "vote", usage, {**sample, "seed": 1, **({"n": want} if want > 1 else {})})).choices
+        if len(got) < want:
+            self.note("n_ignored", f"the server returned {len(got)} of {want} choices for n={want}: sending one request per vote")
+            for k in range(len(got) + 1, want + 1):
+                got.append((await self.ask(p.messages(ex), "vote", usage, {**sample, "seed": k})).content)
+        return got[:want]
+
+    async def score(self, p, ex, usage: dict, shift: int = 0) -> dict | None:
+        keys = option_keys(self.task, ex, self.scoring, shift)
+        done = await self.ask(p.score_messages(ex, self.scoring, shift), "score", usage, SCORE_PARAMS)
+        if done.logprobs is None:
+            self.note("logprobs_malformed", "the server sent a malformed logprobs payload; those rows use the text answer")
+            return None
+        if not done.logprobs:
+            self.note("no_logprobs", "the server returns no logprobs: label_probs come from votes or are not recorded; "
+                      "the label is parsed from the text (use --scoring none to skip the scoring request)")
+            return None
+        dist, shared = key_distribution(done.logprobs, list(keys.values()))
+        if shared:
+            self.note("shared_tokens", f"options {sorted(shared)} begin with the same token, so their scores are split evenly; "
+                      "--scoring letter keeps them apart")
+        if dist is None:
+            self.note("no_option_token", "some scoring replies named no option; those rows use the text answer")
+        return dist
+
+    async def one(self, ex, p, want: bool) -> Annotation | _Answer:
+        usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
+        try:
+            outputs = await self.stages(p, ex, "answer", usage)
+            parsed = p.parse(ex, outputs)
+            votes = [(parsed.label, parsed.rationale)]
+            for text in await self.votes(p, ex, usage):
+                v = p.parse(ex, [text])
+                votes.append((v.label, v.rationale))
+            scores = None
+            if self.scoring != "none":
+                scores = [await self.score(p, ex, usage, shift) for shift in range(self.cfg.score_orders)]
+        except BudgetExceeded as e:
+            self.stats["budget_stopped"] += 1
+            return _row(ex, status="failed", error=f"not sent: {e}", usage=usage, requested=want)
+        except TeacherError as e:
+            return _row(ex, status="failed", error=str(e), usage=usage, requested=want)
         raw = outputs[-1] if len(outputs) == 1 else "\n---\n".join(outputs)
-        return _row(ex, label=parsed.label, rationale=parsed.rationale, status=parsed.status, error=parsed.error,
-                    raw=raw if parsed.status != "ok" or p.mode != "label-only" else None, usage=usage,
-                    requested=ex.id in want_rationale, dropped=parsed.rationale_dropped)
+        return _Answer(parsed, raw, votes, scores, usage)
 
-    try:
-        return await asyncio.gather(*(one(ex) for ex in examples))
-    finally:
-        bar.close()
-        await client.close()
+    async def rationalize(self, p, ex, row: Annotation) -> None:
+        try:
+            done = await self.ask(p.rationalize_messages(ex, row.label), "rationalize", row.usage)
+        except (BudgetExceeded, TeacherError) as e:
+            row.extra["rationalize_error"] = str(e)
+            return
+        row.rationale = p.rationale_of(done.content)
+        row.extra["rationale_source"] = "rationalized" if row.rationale else None
+
+    async def all(self, examples, main_plan, cheap_plan, want_rationale) -> list[Annotation]:
+        from tqdm.auto import tqdm
+
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+        bar = tqdm(total=len(examples), desc="annotating", unit="ex")
+        plans = {ex.id: main_plan if ex.id in want_rationale else cheap_plan for ex in examples}
+
+        async def first(ex):
+            async with sem:
+                try:
+                    return await self.one(ex, plans[ex.id], ex.id in want_rationale)
+                finally:
+                    bar.update(1)
+
+        try:
+            answers = await asyncio.gather(*(first(ex) for ex in examples))
+            bias = await self.bias(main_plan, examples, answers)
+            rows = [a if isinstance(a, Annotation) else self.decide(ex, plans[ex.id], a, bias, ex.id in want_rationale)
+                    for ex, a in zip(examples, answers)]
+            todo = [(ex, r) for ex, r in zip(examples, rows) if self.cfg.rationalize and r.status == "ok"
+                    and r.extra["rationale_requested"] and r.rationale is None]
+            if todo:
+                bar.reset(total=len(todo))
+                bar.set_description("rationalizing")
+
+                async def second(ex, r):
+                    async with sem:
+                        try:
+                            await self.rationalize(plans[ex.id], ex, r)
+                        finally:
+                            bar.update(1)
+
+                await asyncio.gather(*(second(ex, r) for ex, r in todo))
+            return rows
+        finally:
+            bar.close()
+            await self.client.close()
+
+    async def bias(self, p, examples, answers) -> list:
+        """Per option order, the teacher's bias over option keys that calibration divides out (or None)."""
+        orders = range(self.cfg.score_orders)
+        if self.cfg.calibration == "none" or self.scoring == "none":
+            return [None for _ in orders]
+        if self.cfg.calibration == "batch":
+            scored = [[a.scores[j] for a in answers if isinstance(a, _Answer) and a.scores and a.scores[j]] for j in orders]
+            return [prior(s) if s else None for s in scored]
+        n = max(len(getattr(ex, "choices", None) or self.task.labels or []) for ex in examples)
+        biases = []
+        for j in orders:
+            free = []
+            for text in CONTENT_FREE_INPUTS:  # Zhao et al.: what the teacher says with nothing to go on
+                blank = Example(id=f"content-free:{text}", input=text, choices=["N/A"] * n if self.task.type == "multiple-choice" else None)
+                try:
+                    dist = await self.score(p, blank, {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}, j)
+                except (BudgetExceeded, TeacherError) as e:
+                    self.note("content_free_failed", f"a content-free scoring request failed ({e}); calibrating with the rest")
+                    continue
+                if dist:
+                    free.append(dist)
+            biases.append(prior(free) if free else None)
+        return biases
+
+    def label_scores(self, ex, a: _Answer, bias: list) -> tuple[dict | None, dict | None]:
+        """(calibrated, raw) scores over the labels: each option order's in its own key space, then averaged."""
+        cal, raw = [], []
+        for j, dist in enumerate(a.scores or []):
+            if dist:
+                keys = option_keys(self.task, ex, self.scoring, j)
+                c = calibrate(dist, bias[j])
+                cal.append({label: c[k] for label, k in keys.items()})
+                raw.append({label: dist[k] for label, k in keys.items()})
+        if not cal:
+            return None, None
+        mean = lambda ds: {label: sum(d[label] for d in ds) / len(ds) for label in ds[0]}  # noqa: E731
+        return mean(cal), mean(raw)
+
+    def decide(self, ex, p, a: _Answer, bias, want: bool) -> Annotation:
+        """The row from the answers: label_probs from scores and votes, the hard label its argmax, and the
+        rationale of an answer that gave that label."""
+        labels = getattr(ex, "choices", None) or self.task.labels or []
+        same = same_number if self.task.type == "numeric" else None
+        shares = vote_shares([label for label, _ in a.votes], same)
+        scores, raw_scores = self.label_scores(ex, a, bias)
+        # One greedy answer is no distribution: the text answer joins label_probs only as one of several votes.
+        probs = combine(scores, shares if self.cfg.votes > 1 else {}, labels) if self.task.type != "numeric" else None
+        text_label = a.parsed.label
+        label = argmax(probs, prefer=text_label) if probs else (argmax(shares, prefer=text_label) if shares else None)
+        rationale = next((r for v, r in a.votes if r and v is not None and (same or (lambda x, y: x == y))(v, label)), None)
+        extra = {"rationale_requested": want}
+        if a.parsed.rationale_dropped:
+            extra["rationale_dropped"] = True
+        if probs:
+            extra["label_probs"] = probs
+        if raw_scores:  # before calibration, for studies of the teacher (benchmarks/teacher_signal.py)
+            extra["teacher_scores"] = {label: round(p, 6) for label, p in raw_scores.items()}
+        if self.cfg.votes > 1:
+            extra["votes"] = [v for v, _ in a.votes]
+            extra["vote_share"] = round(shares.get(label, 0.0), 4) if label is not None else None
+        if label != text_label:
+            extra["text_label"] = text_label
+        if rationale is not None:
+            extra["rationale_source"] = "answer" if a.votes[0][1] == rationale else "vote"
+        status = "ok" if label is not None else "parse_failed"
+        error = a.parsed.error if label is None else None
+        return Annotation(id=ex.id, input=ex.input, choices=ex.choices, label=label, rationale=rationale, gold=ex.gold,
+                          status=status, error=error, raw=a.raw if status != "ok" or p.mode != "label-only" else None,
+                          usage=a.usage, extra=extra)
 
 
-def _row(ex, status, usage, requested, label=None, rationale=None, error=None, raw=None, dropped=False) -> Annotation:
-    return Annotation(id=ex.id, input=ex.input, choices=ex.choices, label=label, rationale=rationale, gold=ex.gold,
-                      status=status, error=error, raw=raw, usage=usage,
-                      extra={"rationale_requested": requested, **({"rationale_dropped": True} if dropped else {})})
+def _row(ex, status, usage, requested, error=None) -> Annotation:
+    return Annotation(id=ex.id, input=ex.input, choices=ex.choices, gold=ex.gold, status=status, error=error, usage=usage,
+                      extra={"rationale_requested": requested})
 
 
 def _agrees(task, label, gold) -> bool:
     return same_number(label, gold) if task.type == "numeric" else label == gold
 
 
-def _summary(cfg, task, rows, stats, price, elapsed, want_rationale) -> dict:
+def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale) -> dict:
     count = {s: sum(r.status == s for r in rows) for s in ("ok", "parse_failed", "failed", "filtered")}
     tokens = {k: sum((r.usage or {}).get(k) or 0 for r in rows) for k in ("prompt_tokens", "completion_tokens", "cached_tokens")}
     judged = [r for r in rows if r.gold is not None and r.status in ("ok", "filtered")]
+    asked = [r for r in rows if r.status == "ok" and r.extra.get("rationale_requested")]
+    stats = run.stats
+
+    def agreement(label_of) -> float | None:
+        return (sum(_agrees(task, label_of(r), r.gold) for r in judged if label_of(r) is not None) / len(judged)) if judged else None
+
     return {
         "examples": len(rows), **count,
         "rationales": sum(r.rationale is not None for r in rows),
+        # of the rows that asked for a rationale: how many got one, first time or by rationalization
+        "rationale_yield": (sum(r.rationale is not None for r in asked) / len(asked)) if asked else None,
+        "rationale_yield_first": (sum(r.extra.get("rationale_source") in ("answer", "vote") for r in asked) / len(asked)) if asked else None,
+        "rationalized": sum(r.extra.get("rationale_source") == "rationalized" for r in rows),
         "rationales_dropped_short": sum(bool(r.extra.get("rationale_dropped")) for r in rows),
+        "with_label_probs": sum("label_probs" in r.extra for r in rows),
         **{k: v for k, v in stats.items() if k != "budget_stopped"}, "not_sent_budget": stats["budget_stopped"],
         **tokens,
         "cost_usd": cost_usd(tokens["prompt_tokens"], tokens["completion_tokens"], price),
-        "gold_agreement": (sum(_agrees(task, r.label, r.gold) for r in judged) / len(judged)) if judged else None,
+        "gold_agreement": agreement(lambda r: r.label),
+        "gold_agreement_text": agreement(lambda r: r.extra.get("text_label", r.label)),  # the greedy text answer alone
+        "requests_by_kind": {k: {**v, "seconds": round(v["seconds"], 2)} for k, v in run.by_kind.items() if v["requests"]},
+        "notes": run.notes,
         "model": cfg.model, "base_url": cfg.base_url, "mode": cfg.prompt,
+        "scoring": run.scoring, "score_orders": cfg.score_orders, "calibration": cfg.calibration, "votes": cfg.votes,
         "rationale_fraction": cfg.rationale_fraction, "seed": cfg.seed,
         "rationale_ids": sorted(want_rationale) if cfg.rationale_fraction < 1 else None,
         "task": task.name, "data": str(cfg.data), "elapsed_s": round(elapsed, 2),
@@ -217,17 +452,35 @@ def _summary(cfg, task, rows, stats, price, elapsed, want_rationale) -> dict:
 
 
 def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
-    """Estimated tokens and cost of the chosen mode and its alternatives; sends nothing."""
+    """Estimated tokens and cost of the chosen mode and its alternatives, then of what the chosen
+    mode adds (votes, scoring, rationalization); sends nothing."""
     modes = [cfg.prompt] + [m for m in MODES if m != cfg.prompt and (m != "few-shot-cot" or exemplars)]
     rows = [estimate(task, examples, m, cfg.model, exemplars, cfg.rationale_fraction if m == cfg.prompt else 1.0, price)
             for m in modes]
     echo(f"Dry run: {len(examples)} examples, model {cfg.model}, "
          + (f"price {price[0]}/{price[1]} USD per 1M tokens in/out" if price else "price unknown (give --price-in/--price-out)"))
-    echo(f"{'prompt mode':<16}{'requests':>10}{'prompt tok':>12}{'completion tok':>16}{'cost USD':>11}")
-    for r in rows:
-        mark = " <- chosen" if r["mode"] == cfg.prompt else ""
+    header = f"{'requests':>10}{'prompt tok':>12}{'completion tok':>16}{'cost USD':>11}"
+
+    def line(name, r, mark=""):
         cost = "–" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
-        echo(f"{r['mode']:<16}{r['requests']:>10}{r['prompt_tokens']:>12}{r['completion_tokens']:>16}{cost:>11}{mark}")
+        echo(f"{name:<34}{r['requests']:>10}{r['prompt_tokens']:>12}{r['completion_tokens']:>16}{cost:>11}{mark}")
+
+    echo(f"{'prompt mode (1 answer each)':<34}{header}")
+    for r in rows:
+        line(r["mode"], r, " <- chosen" if r["mode"] == cfg.prompt else "")
     if "few-shot-cot" not in modes:
         echo("(few-shot-cot needs --exemplars to estimate)")
-    return {"dry_run": True, "estimates": rows}
+    extras = estimate_extras(task, examples, cfg.prompt, cfg.model, exemplars, price, votes=cfg.votes,
+                             scoring=scoring_for(cfg, task), rationalize=cfg.rationalize and cfg.prompt != "label-only",
+                             score_orders=cfg.score_orders)
+    echo(f"\n{'what ' + cfg.prompt + ' adds':<34}{header}")
+    for r in extras:
+        line(r["name"], r, "" if r["chosen"] else "   (not chosen)")
+    chosen = [rows[0]] + [r for r in extras if r["chosen"]]
+    total = {k: sum(r[k] for r in chosen) for k in ("requests", "prompt_tokens", "completion_tokens")}
+    total["cost_usd"] = None if price is None else sum(r["cost_usd"] or 0 for r in chosen)
+    line("total as configured", total)
+    echo("Scoring rides on a second request: the answer request's first token is 'Answer', and a label's first token in "
+         "free text can be split or shared by two labels; one letter token cannot. Rationalization is a worst case: it is "
+         "sent only for rows whose answer carries no explanation of the label chosen.")
+    return {"dry_run": True, "estimates": rows, "extras": extras, "total": total}

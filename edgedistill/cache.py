@@ -4,6 +4,10 @@ SQLite in WAL mode, one short transaction per response, so a crash, kill -9 or C
 most the requests still in flight, and several processes can share one cache safely (WAL allows
 one writer and many readers; busy_timeout makes writers wait their turn instead of failing).
 Errors are logged but never cached, so a re-run retries them. No API key is ever stored.
+
+The schema carries a version (`PRAGMA user_version`) and rows are written by column name, so a
+cache written by an older edgedistill is migrated in place when it is opened (like `llm`'s
+migrations): version 1 had no `extra` column; version 2 stores the logprobs and extra choices.
 """
 
 from __future__ import annotations
@@ -14,16 +18,19 @@ import sqlite3
 import time
 from pathlib import Path
 
+SCHEMA_VERSION = 2
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
-    key TEXT PRIMARY KEY,          -- sha256 of (model, messages, sampling params)
+    key TEXT PRIMARY KEY,          -- sha256 of (server, model, messages, sampling params)
     model TEXT NOT NULL,
     request TEXT NOT NULL,         -- JSON: messages and params, as sent
-    content TEXT NOT NULL,         -- the assistant's text
+    content TEXT NOT NULL,         -- the assistant's text (of the first choice)
     prompt_tokens INTEGER, completion_tokens INTEGER, cached_tokens INTEGER,
     cost_usd REAL,
     latency_s REAL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    extra TEXT                     -- JSON or NULL: {"choices": [...], "logprobs": [...]} when asked for
 );
 CREATE TABLE IF NOT EXISTS calls (  -- every HTTP attempt, successful or not (like `llm logs`)
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -33,10 +40,20 @@ CREATE TABLE IF NOT EXISTS calls (  -- every HTTP attempt, successful or not (li
 );
 """
 
+# version reached -> the (column, type) pairs added to `responses` to reach it from the one before
+MIGRATIONS = {2: [("extra", "TEXT")]}
 
-def request_key(model: str, messages: list[dict], params: dict) -> str:
-    blob = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+def request_key(model: str, messages: list[dict], params: dict, server: str | None = None) -> str:
+    """Everything that determines a response: the server, the model, the messages, the sampling params.
+
+    `server` is the base URL (None for OpenAI's default); the same model name served elsewhere is
+    another model. Params are only those sent, so a plain request keys as it always has.
+    """
+    blob = {"model": model, "messages": messages, "params": params}
+    if server:
+        blob["server"] = server.rstrip("/")
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 class Cache:
@@ -48,22 +65,47 @@ class Cache:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # durable on power loss too, not only on a crash
         self.db.execute("PRAGMA busy_timeout=60000")
-        self.db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        exists = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='responses'").fetchone()
+        if not exists:
+            self.db.executescript(SCHEMA)
+        elif version < SCHEMA_VERSION:
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(responses)")}
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+                    for column, kind in MIGRATIONS[target]:
+                        if column not in columns:  # else another process got there first
+                            self.db.execute(f"ALTER TABLE responses ADD COLUMN {column} {kind}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        elif version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: cache schema version {version} is newer than this edgedistill "
+                               f"understands ({SCHEMA_VERSION}); upgrade edgedistill")
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def get(self, key: str) -> dict | None:
         row = self.db.execute(
-            "SELECT content, prompt_tokens, completion_tokens, cached_tokens, cost_usd FROM responses WHERE key = ?", (key,)
+            "SELECT content, prompt_tokens, completion_tokens, cached_tokens, cost_usd, extra FROM responses WHERE key = ?", (key,)
         ).fetchone()
         if row is None:
             return None
         return {"content": row[0], "usage": {"prompt_tokens": row[1], "completion_tokens": row[2], "cached_tokens": row[3]},
-                "cost_usd": row[4]}
+                "cost_usd": row[4], "extra": json.loads(row[5]) if row[5] else {}}
 
-    def put(self, key: str, model: str, request: dict, content: str, usage: dict, cost_usd: float | None, latency_s: float) -> None:
+    def put(self, key: str, model: str, request: dict, content: str, usage: dict, cost_usd: float | None, latency_s: float,
+            extra: dict | None = None) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO responses (key, model, request, content, prompt_tokens, completion_tokens, cached_tokens,"
+            " cost_usd, latency_s, created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (key, model, json.dumps(request, ensure_ascii=False), content, usage.get("prompt_tokens"),
-             usage.get("completion_tokens"), usage.get("cached_tokens"), cost_usd, latency_s, time.time()),
+             usage.get("completion_tokens"), usage.get("cached_tokens"), cost_usd, latency_s, time.time(),
+             json.dumps(extra, ensure_ascii=False) if extra else None),
         )
 
     def log(self, key: str, model: str, outcome: str, detail: str | None = None, latency_s: float | None = None) -> None:

@@ -11,7 +11,7 @@ import email.utils
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import openai
 
@@ -50,6 +50,19 @@ class Completion:
     cost_usd: float | None
     cached: bool
     attempts: int = 0  # HTTP requests sent for this completion (0 on a cache hit)
+    extra: dict = field(default_factory=dict)  # "choices": every choice's text (n > 1); "logprobs": see token_logprobs
+
+    @property
+    def choices(self) -> list[str]:
+        return self.extra.get("choices") or [self.content]
+
+    @property
+    def logprobs(self):
+        """Per generated token {"token", "logprob", "top": {token: logprob}}, [] if the server sent none, None if malformed."""
+        return self.extra.get("logprobs", [])
+
+
+LOGPROB_POSITIONS = 8  # the first tokens' alternatives are all scoring reads; keep the cache small
 
 
 def _retry_after(headers) -> float | None:
@@ -68,6 +81,7 @@ class TeacherClient:
         self.cfg, self.cache = cfg, cache
         self._key = os.environ.get(cfg.api_key_env) or ""
         base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
+        self.server = base_url  # part of every cache key: the same model name elsewhere is another model
         # Local servers (llama.cpp, vLLM, Ollama) need no key, but the SDK insists on a string.
         self.api = openai.AsyncOpenAI(api_key=self._key or "no-key", base_url=base_url, max_retries=0, timeout=cfg.timeout)
         self.params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
@@ -76,26 +90,33 @@ class TeacherClient:
         """Remove the API key from any text that might reach a log, a file or the terminal."""
         return text.replace(self._key, "***") if self._key and len(self._key) >= 4 else text
 
-    def key_for(self, messages: list[dict]) -> str:
-        return request_key(self.cfg.model, messages, self.params)
+    def sent_params(self, params: dict | None = None) -> dict:
+        """The sampling params of a request: the run's, overridden by a request kind's (scoring, votes)."""
+        return {**self.params, **(params or {})}
 
-    def cached(self, messages: list[dict]) -> Completion | None:
-        hit = self.cache.get(self.key_for(messages))
-        return Completion(hit["content"], hit["usage"], 0.0, cached=True) if hit else None
+    def key_for(self, messages: list[dict], params: dict | None = None) -> str:
+        return request_key(self.cfg.model, messages, self.sent_params(params), self.server)
 
-    async def complete(self, messages: list[dict]) -> Completion:
-        hit = self.cached(messages)
+    def cached(self, messages: list[dict], params: dict | None = None) -> Completion | None:
+        hit = self.cache.get(self.key_for(messages, params))
+        return Completion(hit["content"], hit["usage"], 0.0, cached=True, extra=hit["extra"]) if hit else None
+
+    async def complete(self, messages: list[dict], params: dict | None = None) -> Completion:
+        """One chat completion, from the cache or the server. `params` adds to or overrides the run's
+        sampling params for this request kind (e.g. max_tokens=1 with logprobs, or a vote's seed)."""
+        hit = self.cached(messages, params)
         if hit:
             return hit
-        key, cfg = self.key_for(messages), self.cfg
+        key, cfg, sent = self.key_for(messages, params), self.cfg, self.sent_params(params)
         last_error = "no attempt made"
         for attempt in range(1, cfg.max_retries + 2):
             start = time.perf_counter()
             wait = None
             try:
-                resp = await self.api.chat.completions.create(model=cfg.model, messages=messages, **self.params)
+                resp = await self.api.chat.completions.create(model=cfg.model, messages=messages, **sent)
                 content = resp.choices[0].message.content if resp.choices else None
-                if not isinstance(content, str) or not content.strip():
+                extra = _extra(resp, sent)
+                if not isinstance(content, str) or not (content.strip() or extra.get("logprobs")):
                     raise ValueError("the server returned an empty answer")
             except openai.APIStatusError as e:
                 last_error = f"HTTP {e.status_code}: {self.scrub(str(e))[:300]}"
@@ -113,10 +134,10 @@ class TeacherClient:
                 usage = _usage(resp)
                 cost = cost_usd(usage["prompt_tokens"], usage["completion_tokens"], cfg.price, usage["cached_tokens"],
                                 cached_price_for(cfg.model))
-                request = {"messages": messages, **self.params}
-                self.cache.put(key, cfg.model, request, content, usage, cost, latency)  # durable before anything else
+                request = {"messages": messages, **sent}
+                self.cache.put(key, cfg.model, request, content, usage, cost, latency, extra)  # durable before anything else
                 self.cache.log(key, cfg.model, "ok", None, latency)
-                return Completion(content, usage, cost, cached=False, attempts=attempt)
+                return Completion(content, usage, cost, cached=False, attempts=attempt, extra=extra)
             self.cache.log(key, cfg.model, "retry", last_error, time.perf_counter() - start)
             if attempt > cfg.max_retries:
                 break
@@ -132,6 +153,49 @@ class TeacherClient:
 
     async def close(self):
         await self.api.close()
+
+
+def _extra(resp, sent: dict) -> dict:
+    """What a response holds beyond its first text: every choice (n > 1) and the first tokens' logprobs."""
+    extra = {}
+    if (sent.get("n") or 1) > 1:
+        extra["choices"] = [c.message.content or "" for c in resp.choices]
+    if sent.get("logprobs"):
+        extra["logprobs"] = token_logprobs(getattr(resp.choices[0], "logprobs", None))
+    return extra
+
+
+def token_logprobs(raw) -> list[dict] | None:
+    """The OpenAI chat `logprobs` payload as [{"token", "logprob", "top": {token: logprob}}] per position.
+
+    [] when the server sent none (it ignores the option), None when what it sent is malformed: never
+    an exception, so one odd server can only cost the scoring, not the annotation run.
+    """
+    if raw is None:
+        return []
+    try:
+        content = raw.get("content") if isinstance(raw, dict) else getattr(raw, "content", None)
+        if content is None:
+            return []
+        out = []
+        for pos in list(content)[:LOGPROB_POSITIONS]:
+            get = pos.get if isinstance(pos, dict) else lambda k, p=pos: getattr(p, k, None)
+            tops = get("top_logprobs") or []
+            top = {}
+            for t in tops:
+                tget = t.get if isinstance(t, dict) else lambda k, t=t: getattr(t, k, None)
+                top[str(tget("token"))] = _finite(tget("logprob"))
+            out.append({"token": str(get("token")), "logprob": _finite(get("logprob")), "top": top})
+        return out
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+def _finite(x) -> float:
+    x = float(x)
+    if x != x or x > 1e-6:  # NaN, or a "log probability" above 0
+        raise ValueError(f"not a log probability: {x}")
+    return max(x, -1e4)  # -inf (a token the server rules out) as a very small probability
 
 
 def _usage(resp) -> dict:

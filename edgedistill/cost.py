@@ -30,7 +30,7 @@ PRICES: dict[str, tuple[float, float, float]] = {
 # outputs (benchmarks/annotation_cost.py measures the real figures): answer line only; answer plus a
 # one-sentence explanation; step-by-step reasoning plus a short extraction answer; an exemplar-style
 # rationale ending "So the answer is ...".
-TYPICAL_COMPLETION_TOKENS = {"label-only": 6, "zero-shot": 40, "zero-shot-cot": (150, 8), "few-shot-cot": 60}
+TYPICAL_COMPLETION_TOKENS = {"label-only": 6, "zero-shot": 40, "zero-shot-cot": (150, 8), "few-shot-cot": 60, "rationalize": 30}
 
 
 def price_for(model: str, price_in: float | None = None, price_out: float | None = None) -> tuple[float, float] | None:
@@ -107,3 +107,37 @@ def estimate(task, examples, mode: str, model: str, exemplars=None, rationale_fr
     price = price if price is not None else price_for(model)
     return {"mode": mode, "examples": n, "requests": int(requests), "prompt_tokens": int(prompt),
             "completion_tokens": int(completion), "cost_usd": cost_usd(prompt, completion, price)}
+
+
+def estimate_extras(task, examples, mode: str, model: str, exemplars=None, price=None, votes: int = 1, scoring: str = "letter",
+                    rationalize: bool = True, score_orders: int = 1, sample: int = 200, seed: int = 0) -> list[dict]:
+    """What one prompt mode's run adds per option: N-1 votes, the scoring request (and, for comparison, the
+    same read riding on the answer request), rationalization follow-ups (worst case). `chosen` marks
+    those the configuration sends."""
+    from .prompts import plan
+    from .teacher_signal import SCORE_PARAMS
+
+    n = len(examples)
+    picked = random.Random(seed).sample(examples, min(sample, n)) if n else []
+    base = estimate(task, examples, mode, model, exemplars, 1.0, price, sample, seed)
+    p = plan(task, mode, exemplars)
+
+    def row(name, requests, prompt, completion, chosen):
+        return {"name": name, "requests": int(requests), "prompt_tokens": int(prompt), "completion_tokens": int(completion),
+                "cost_usd": cost_usd(prompt, completion, price if price is not None else price_for(model)), "chosen": chosen}
+
+    out = []
+    extra_votes = max(votes - 1, 2)  # priced for the configured count, or for --votes 3 when votes are off
+    out.append(row(f"+ {extra_votes} sampled votes (--votes {extra_votes + 1})", base["requests"] * extra_votes,
+                   base["prompt_tokens"] * extra_votes, base["completion_tokens"] * extra_votes, votes > 1))
+    if task.type != "numeric":
+        how = scoring if scoring != "none" else "letter"
+        per = sum(count_tokens(p.score_messages(e, how), model) for e in picked) / len(picked) if picked else 0
+        k = score_orders
+        out.append(row(f"+ scoring, {k} more request{'s' if k > 1 else ''} ({how})", n * k, per * n * k,
+                       n * k * SCORE_PARAMS["max_tokens"], scoring != "none"))
+        out.append(row("  or scoring on the answer request", 0, 0, 0, False))
+    if mode != "label-only":
+        per = sum(count_tokens(p.rationalize_messages(e, e.gold or "x"), model) for e in picked) / len(picked) if picked else 0
+        out.append(row("+ rationalize (if none explained)", n, per * n, n * TYPICAL_COMPLETION_TOKENS["rationalize"], rationalize))
+    return out

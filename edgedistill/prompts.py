@@ -63,12 +63,19 @@ TEMPLATES = {
     "few-shot-cot": (
         "{instruction} Answer in the same format as the examples.\n\n{exemplars}\n\nQ: {input}{choices}\nA:"
     ),
+    # Scoring (--scoring): one generated token whose logprobs give the distribution over the options.
+    "score": "{instruction}\n\n{input}{options}\n\nReply with the {option_kind} of the correct option only.",
+    # Rationalization: asked when a response carries no explanation of the label finally chosen.
+    "rationalize": "{instruction}\n\n{input}{choices}\n\nThe correct answer is: {answer}\nExplain in one sentence why.",
 }
 
 
 # What each template may use; an override naming anything else would fail at the first request.
 _COMMON = {"instruction", "input", "choices", "labels", "first_choice", "last_letter", "answer_format", "trigger"}
-_EXTRA = {"few-shot-cot": {"exemplars"}, "few-shot-cot-exemplar": {"rationale", "answer"}}
+_EXTRA = {"few-shot-cot": {"exemplars"}, "few-shot-cot-exemplar": {"rationale", "answer"}, "score": {"options", "option_kind"},
+          "rationalize": {"answer"}}
+
+SCORING = ("letter", "word", "none")  # what the scoring request's first token names: an option's letter, its text
 
 
 def check_overrides(task: TaskSpec) -> None:
@@ -103,6 +110,22 @@ def choices_block(choices: list[str] | None) -> str:
     if not choices:
         return ""
     return "\nAnswer Choices:\n" + "\n".join(f"({CHOICE_LETTERS[i]}) {c}" for i, c in enumerate(choices))
+
+
+def option_keys(task: TaskSpec, example, scoring: str, shift: int = 0) -> dict[str, str]:
+    """label -> what the scoring reply starts with: "a", "b", ... (letter) or the label itself (word),
+    in the order the options are listed: the task's, rotated left by `shift` (--score-orders)."""
+    labels = list(getattr(example, "choices", None) or task.labels or [])
+    if labels:
+        shift %= len(labels)
+        labels = labels[shift:] + labels[:shift]
+    return {label: (CHOICE_LETTERS[i] if scoring == "letter" else label) for i, label in enumerate(labels)}
+
+
+def options_block(keys: dict[str, str], scoring: str) -> str:
+    if scoring == "letter":
+        return "\nOptions:\n" + "\n".join(f"({k}) {label}" for label, k in keys.items())
+    return "\nOptions: " + ", ".join(keys)
 
 
 def _answer_text(task: TaskSpec, label: str, choices: list[str] | None) -> str:
@@ -153,6 +176,22 @@ class PromptPlan:
             msgs += [{"role": "assistant", "content": previous[0]},
                      {"role": "user", "content": self._fill("zero-shot-cot-extract", example)}]
         return msgs
+
+    def score_messages(self, example, scoring: str, shift: int = 0) -> list[dict]:
+        """The scoring request: the options lettered (or named), the reply one token that names one."""
+        keys = option_keys(self.task, example, scoring, shift)
+        user = self._fill("score", example, options=options_block(keys, scoring),
+                          option_kind="letter" if scoring == "letter" else "name")
+        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+    def rationalize_messages(self, example, label: str) -> list[dict]:
+        """Ask the teacher to explain a given answer (rationalization, Zelikman et al. 2022)."""
+        user = self._fill("rationalize", example, answer=_answer_text(self.task, label, getattr(example, "choices", None)))
+        return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+    def rationale_of(self, output: str) -> str | None:
+        """A rationalization reply, cleaned like any rationale (None when too short to teach)."""
+        return clean_rationale(_rationale_of(output))
 
     def parse(self, example, outputs: list[str]) -> Parsed:
         choices = getattr(example, "choices", None)

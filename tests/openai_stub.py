@@ -7,6 +7,12 @@ The reply is steered by markers in the last user message, so one data file exerc
   FAULTDEAD   always: 503                                 GARBAGE      always: an unparseable answer
   ECHOAUTH    always: 401 whose body echoes the Authorization header (a careless server)
   ANSWER=<x>  answer x (default: "neutral")
+  VOTES=x,y   sampled answers (temperature > 0): seed k answers the k-th; with n, choices k..k+n-1
+  IGNOREN     the server ignores `n` (one choice, like llama.cpp)
+  SCORE=a:0.6,b:0.4   the scoring reply's top logprobs (default: most mass on the option of ANSWER)
+  BIASLAST    the scoring reply favours whichever option is listed last
+  NOLOGPROBS  the server ignores `logprobs`       BADLOGPROBS  a malformed logprobs payload
+  TERSE       the answer line alone, no explanation (what a small model often writes)
 Every request is appended to the log file (one JSON line: key, outcome, time) as it finishes, which
 is what the crash test reads. Run standalone: python tests/openai_stub.py --port 0 --log FILE.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -61,7 +68,8 @@ class StubServer:
     def handle(self, h, body):
         text = body["messages"][-1]["content"]
         first_user = next(m["content"] for m in body["messages"] if m["role"] == "user")
-        key = hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest()[:16]
+        sampling = {k: body.get(k) for k in ("temperature", "seed", "n", "logprobs", "max_tokens")}
+        key = hashlib.sha256(json.dumps([body["messages"], sampling], sort_keys=True).encode()).hexdigest()[:16]
         with self.lock:
             n = self.attempts[key] = self.attempts.get(key, 0) + 1
         outcome = "ok"
@@ -100,29 +108,73 @@ class StubServer:
         else:
             answer = re.search(r"ANSWER=(\S+)", first_user)
             answer = answer.group(1) if answer else "neutral"
+            votes = re.search(r"VOTES=(\S+)", first_user)
+            if votes and body.get("temperature", 0) > 0:
+                seed, count = body.get("seed") or 1, 1 if marker("IGNOREN") else body.get("n") or 1
+                options = votes.group(1).split(",")
+                picks = [options[(seed - 1 + i) % len(options)] for i in range(count)]
+                h._send(200, self._completion(body, [f"Answer: {a}\nExplanation: On reflection the answer is {a}, for this reason." for a in picks]))
+                self._log(key, n_attempt=n, outcome=outcome)
+                return
+            if body.get("logprobs") and "correct option only" in text:
+                h._send(200, self._scored(body, first_user, text, answer, marker))
+                self._log(key, n_attempt=n, outcome=outcome)
+                return
             if marker("GARBAGE"):
                 content = "I would rather not say."
             elif "step by step" in text:
                 content = f"First, we read the premise carefully. Then we compare it with the hypothesis. It is {answer}."
             elif "Therefore" in text:
                 content = answer
+            elif "Explain in one sentence why" in text:
+                content = f"Because the text clearly points to {answer} and nothing else."
+            elif marker("TERSE"):
+                content = f"Answer: {answer}"
             else:
                 content = f"Answer: {answer}\nExplanation: The premise and hypothesis together show that it is {answer}."
             h._send(200, self._completion(body, content))
+        self._log(key, n_attempt=n, outcome=outcome)
+
+    def _log(self, key, n_attempt, outcome):
         with self.lock:
-            entry = {"key": key, "attempt": n, "outcome": outcome, "t": time.time()}
+            entry = {"key": key, "attempt": n_attempt, "outcome": outcome, "t": time.time()}
             self.requests.append(entry)
             if self.log_path:
                 with open(self.log_path, "a") as f:
                     f.write(json.dumps(entry) + "\n")
 
     @staticmethod
-    def _completion(body, content):
+    def _completion(body, content, logprobs=None):
+        contents = content if isinstance(content, list) else [content]
         prompt = sum(len(m["content"].split()) for m in body["messages"])
+        done = sum(len(c.split()) for c in contents)
+        choices = [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": "stop"} for i, c in enumerate(contents)]
+        if logprobs is not None:
+            choices[0]["logprobs"] = logprobs
         return {"id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": prompt, "completion_tokens": len(content.split()), "total_tokens": prompt + len(content.split()),
+                "choices": choices,
+                "usage": {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done,
                           "prompt_tokens_details": {"cached_tokens": 0}}}
+
+    def _scored(self, body, first_user, text, answer, marker):
+        """A one-token scoring reply with top logprobs, as OpenAI / llama.cpp / vLLM send them."""
+        score = re.search(r"SCORE=(\S+)", first_user)
+        if score:
+            top = {tok: float(p) for tok, p in (kv.split(":") for kv in score.group(1).split(","))}
+        else:  # most mass on the token that names ANSWER: its letter in the options list, else its first word
+            letter = re.search(rf"\(([a-z])\) {re.escape(answer)}\n", text + "\n")
+            top = {(letter.group(1) if letter else answer): 0.8, "(": 0.1, "Answer": 0.1}
+            if marker("BIASLAST"):  # a small model's favourite: the last option listed, whatever it says
+                last = re.findall(r"^\(([a-z])\) ", text, flags=re.MULTILINE)[-1]
+                top = {last: 0.7, "(" + letter.group(1): 0.3} if last != letter.group(1) else {last: 1.0}
+        best = max(top, key=top.get)
+        entry = {"token": best, "logprob": math.log(top[best]), "bytes": None,
+                 "top_logprobs": [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in top.items()]}
+        if marker("NOLOGPROBS"):
+            return self._completion(body, best)
+        if marker("BADLOGPROBS"):
+            return self._completion(body, best, {"content": [{"token": best, "logprob": "high", "top_logprobs": "all of them"}]})
+        return self._completion(body, best, {"content": [entry]})
 
     def __enter__(self):
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -1,6 +1,7 @@
 """The teacher stage against a real HTTP server on 127.0.0.1 that injects every fault we know of."""
 
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -44,8 +45,8 @@ def test_every_fault_ends_ok_parse_failed_or_failed(tmp_path):
     texts = ["plain ANSWER=entailment", "FAULT429 ANSWER=contradiction", "FAULT500", "FAULTSLOW", "FAULTDROP",
              "FAULTJSON", "FAULTEMPTY", "FAULTDEAD", "GARBAGE", "ANSWER=maybe"]
     make(tmp_path, texts)
-    with StubServer() as server:
-        summary = annotate(config(tmp_path, server), echo=lambda *_: None)
+    with StubServer() as server:  # the text path alone: scoring has its own tests below
+        summary = annotate(config(tmp_path, server, scoring="none"), echo=lambda *_: None)
         deadline = time.time() + 5  # the timed-out slow attempt is logged once the server wakes up
         while len(server.requests) < summary["requests_sent"] and time.time() < deadline:
             time.sleep(0.05)
@@ -73,15 +74,16 @@ def test_rerun_is_free_and_identical(tmp_path):
         annotate(config(tmp_path, server), echo=lambda *_: None)
         first = rows_of(tmp_path)
         sent = len(server.requests)
+        assert sent == 6 * 2  # the answer and the scoring request
         summary = annotate(config(tmp_path, server), echo=lambda *_: None)
-        assert len(server.requests) == sent and summary["cache_hits"] == 6 and summary["requests_sent"] == 0
+        assert len(server.requests) == sent and summary["cache_hits"] == 6 * 2 and summary["requests_sent"] == 0
     assert rows_of(tmp_path) == first
 
 
 def test_zero_shot_cot_two_stages_and_rationale_fraction(tmp_path):
     make(tmp_path, [f"case {i} ANSWER=contradiction" for i in range(10)])
     with StubServer() as server:
-        s = annotate(config(tmp_path, server, prompt="zero-shot-cot", rationale_fraction=0.5, seed=3), echo=lambda *_: None)
+        s = annotate(config(tmp_path, server, prompt="zero-shot-cot", rationale_fraction=0.5, seed=3, scoring="none"), echo=lambda *_: None)
     rows = rows_of(tmp_path)
     asked = {r["id"] for r in rows if r["rationale_requested"]}
     assert len(asked) == 5 and sorted(asked) == s["rationale_ids"]
@@ -89,7 +91,7 @@ def test_zero_shot_cot_two_stages_and_rationale_fraction(tmp_path):
     assert all((r["rationale"] is not None) == (r["id"] in asked) for r in rows)
     assert len(server.requests) == 5 * 2 + 5  # two stages with a rationale, one without
     with StubServer() as server:  # same seed, same subset
-        s2 = annotate(config(tmp_path, server, prompt="zero-shot-cot", rationale_fraction=0.5, seed=3), echo=lambda *_: None)
+        s2 = annotate(config(tmp_path, server, prompt="zero-shot-cot", rationale_fraction=0.5, seed=3, scoring="none"), echo=lambda *_: None)
     assert s2["rationale_ids"] == s["rationale_ids"]
 
 
@@ -114,7 +116,7 @@ def test_dry_run_sends_nothing(tmp_path):
 def test_max_cost_stops_then_resumes(tmp_path):
     make(tmp_path, [f"item {i} ANSWER=entailment" for i in range(8)])
     # 100 USD per 1M tokens both ways: each request's worst case (~30 prompt + 64 output tokens) is ~0.01 USD
-    kw = dict(price_in=100.0, price_out=100.0, max_tokens=64, concurrency=1)
+    kw = dict(price_in=100.0, price_out=100.0, max_tokens=64, concurrency=1, scoring="none")
     with StubServer() as server:
         s = annotate(config(tmp_path, server, max_cost=0.03, **kw), echo=lambda *_: None)
         assert 0 < s["ok"] < 8 and s["not_sent_budget"] == 8 - s["ok"] and "re-run with a higher --max-cost" in s["message"]
@@ -180,8 +182,10 @@ def test_two_processes_share_one_cache(tmp_path):
 
 
 def test_sigkill_mid_run_then_resume_pays_nothing_twice(tmp_path):
-    """Kill -9 the annotate process mid-run; the re-run re-sends only what was in flight."""
-    make(tmp_path, [f"sentence {i} ANSWER=entailment" for i in range(24)])
+    """Kill -9 the annotate process mid-run, with votes and scoring on; the re-run re-sends only what was in flight."""
+    # per example: the answer, the scoring request, and the votes: one request with n=2, or (IGNOREN) two
+    make(tmp_path, [f"sentence {i} ANSWER=entailment VOTES=neutral,entailment" + (" IGNOREN" if i % 2 else "") for i in range(24)])
+    expected = 12 * 3 + 12 * 4
     log = tmp_path / "server.log"
     server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "openai_stub.py"), "--log", str(log), "--latency", "0.15"],
                               stdout=subprocess.PIPE, text=True)
@@ -189,7 +193,7 @@ def test_sigkill_mid_run_then_resume_pays_nothing_twice(tmp_path):
         base_url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
         cmd = [sys.executable, "-m", "edgedistill.cli", "annotate", "--task", str(tmp_path / "task.yaml"), "--data",
                str(tmp_path / "d.jsonl"), "--out", str(tmp_path / "run"), "--base-url", base_url, "--model", "stub",
-               "--concurrency", "3"]
+               "--concurrency", "3", "--votes", "3"]
         env = {**os.environ, "OPENAI_API_KEY": ""}
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
@@ -202,7 +206,7 @@ def test_sigkill_mid_run_then_resume_pays_nothing_twice(tmp_path):
         db = sqlite3.connect(tmp_path / "run" / "cache.sqlite")
         cached = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         db.close()
-        assert 0 < cached < 24
+        assert 0 < cached < expected
         subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
         after = [json.loads(x) for x in log.read_text().splitlines()][len(before):]
     finally:
@@ -212,6 +216,137 @@ def test_sigkill_mid_run_then_resume_pays_nothing_twice(tmp_path):
     # Only requests answered by the server but not yet committed when the kill hit may repeat:
     # at most one per concurrent slot.
     assert len(resent) <= 3, resent
-    assert len(answered_before) + len(after) - len(resent) == 24
+    assert len(answered_before) + len(after) - len(resent) == expected
     rows = rows_of(tmp_path)
     assert sorted(r["id"] for r in rows) == sorted(f"e{i}" for i in range(24)) and all(r["status"] == "ok" for r in rows)
+    assert all(r["votes"] == ["entailment", "neutral", "entailment"] and r["vote_share"] == 0.6667 for r in rows)
+
+
+# --- the teacher's signal: scoring from logprobs, calibration, votes, rationalization -------------------
+
+def test_logprob_scoring_gives_label_probs_and_argmax_label(tmp_path):
+    make(tmp_path, ["a ANSWER=entailment SCORE=(b:0.6,a:0.3,c:0.1", "b ANSWER=neutral", "c ANSWER=contradiction SCORE=a:0.7,c:0.3"])
+    with StubServer() as server:
+        s = annotate(config(tmp_path, server, calibration="none"), echo=lambda *_: None)
+    rows = rows_of(tmp_path)
+    assert all(abs(sum(r["label_probs"].values()) - 1) < 1e-4 for r in rows)
+    # "(b" names option (b) = neutral: the distribution overrules the text answer, which is kept beside it
+    assert rows[0]["label"] == "neutral" and rows[0]["text_label"] == "entailment"
+    assert rows[0]["label_probs"]["neutral"] == pytest.approx(0.6, abs=1e-4)
+    assert rows[1]["label"] == "neutral" and rows[1]["label_probs"]["neutral"] == pytest.approx(1.0, abs=1e-4)  # "(" and "Answer" name no option
+    assert rows[2]["label"] == "entailment" and rows[2]["label_probs"]["neutral"] == pytest.approx(0.3 / 1.3, abs=1e-3)
+    assert s["with_label_probs"] == 3 and s["requests_by_kind"]["score"]["requests"] == 3 and s["gold_agreement_text"] != s["gold_agreement"]
+
+
+def test_batch_calibration_divides_out_a_favourite_position(tmp_path):
+    # the teacher puts most mass on (c) whatever the input; calibration over the batch lets the runner-up speak
+    texts = ["x1 ANSWER=contradiction SCORE=c:0.6,a:0.3,b:0.1", "x2 ANSWER=contradiction SCORE=c:0.6,b:0.3,a:0.1",
+             "x3 ANSWER=contradiction SCORE=c:0.7,a:0.2,b:0.1"]
+    make(tmp_path, texts)
+    with StubServer() as server:
+        annotate(config(tmp_path, server, calibration="none"), echo=lambda *_: None)
+        raw = [r["label"] for r in rows_of(tmp_path)]
+        annotate(config(tmp_path, server, calibration="batch"), echo=lambda *_: None)
+    assert raw == ["contradiction"] * 3
+    assert [r["label"] for r in rows_of(tmp_path)] == ["entailment", "neutral", "contradiction"]
+
+
+def test_content_free_calibration_sends_three_blank_inputs(tmp_path):
+    make(tmp_path, ["x1 ANSWER=neutral SCORE=c:0.5,a:0.4,b:0.1"])
+    with StubServer() as server:
+        s = annotate(config(tmp_path, server, calibration="content-free"), echo=lambda *_: None)
+    assert s["requests_by_kind"]["score"]["requests"] == 1 + 3 and s["requests_sent"] == len(server.requests)
+    assert rows_of(tmp_path)[0]["label_probs"]
+
+
+def test_word_scoring_with_labels_whose_first_tokens_coincide(tmp_path):
+    task = ('name: spam\ntype: classification\ninput: "{text}"\nlabels: [not_spam, not_sure, spam]\ngold: label\nid: id\n')
+    (tmp_path / "task.yaml").write_text(task)
+    rows = [{"id": "e0", "text": "win a prize ANSWER=spam SCORE=not:0.5,spam:0.5", "label": "spam"}]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    notes = []
+    with StubServer() as server:
+        annotate(config(tmp_path, server, scoring="word", calibration="none"), echo=notes.append)
+    probs = rows_of(tmp_path)[0]["label_probs"]
+    assert probs == pytest.approx({"not_spam": 0.25, "not_sure": 0.25, "spam": 0.5}, abs=1e-4)
+    assert any("begin with the same token" in n for n in notes)
+
+
+def test_server_without_logprobs_falls_back_to_text_and_says_so_once(tmp_path):
+    make(tmp_path, [f"n{i} ANSWER=contradiction NOLOGPROBS" for i in range(3)] + ["bad ANSWER=entailment BADLOGPROBS"])
+    notes = []
+    with StubServer() as server:
+        s = annotate(config(tmp_path, server), echo=notes.append)
+    rows = rows_of(tmp_path)
+    assert [r["label"] for r in rows] == ["contradiction"] * 3 + ["entailment"] and all(r["status"] == "ok" for r in rows)
+    assert not any("label_probs" in r for r in rows) and s["with_label_probs"] == 0
+    assert sum("returns no logprobs" in n for n in notes) == 1 and sum("malformed" in n for n in notes) == 1
+    assert s["notes"] == {"no_logprobs": 3, "logprobs_malformed": 1}
+
+
+def test_votes_majority_share_and_the_n_fallback(tmp_path):
+    make(tmp_path, ["v0 ANSWER=entailment VOTES=neutral,neutral", "v1 ANSWER=entailment VOTES=neutral,neutral IGNOREN",
+                    "v2 ANSWER=entailment VOTES=entailment,contradiction,neutral,neutral"])
+    notes = []
+    with StubServer() as server:
+        s = annotate(config(tmp_path, server, votes=3, scoring="none"), echo=notes.append)
+        sent = len(server.requests)
+        annotate(config(tmp_path, server, votes=3, scoring="none"), echo=lambda *_: None)
+        assert len(server.requests) == sent  # votes are cached like everything else
+    rows = rows_of(tmp_path)
+    assert [r["votes"] for r in rows] == [["entailment", "neutral", "neutral"]] * 2 + [["entailment", "entailment", "contradiction"]]
+    assert [r["label"] for r in rows] == ["neutral", "neutral", "entailment"] and [r["vote_share"] for r in rows] == [0.6667, 0.6667, 0.6667]
+    assert rows[0]["label_probs"] == pytest.approx({"entailment": 1 / 3, "neutral": 2 / 3, "contradiction": 0}, abs=1e-4)
+    # the greedy answer's explanation argued for entailment: the row keeps an explanation of the majority's label
+    assert rows[0]["rationale_source"] == "vote" and "neutral" in rows[0]["rationale"]
+    assert sent == 3 * 2 + 1 and s["requests_by_kind"]["vote"]["requests"] == 4
+    assert sum("one request per vote" in n for n in notes) == 1
+
+
+def test_terse_answers_are_rationalized_and_the_yield_reported(tmp_path):
+    make(tmp_path, [f"t{i} ANSWER=neutral TERSE" for i in range(3)] + ["full ANSWER=neutral"])
+    with StubServer() as server:
+        s = annotate(config(tmp_path, server, scoring="none"), echo=lambda *_: None)
+        sent = len(server.requests)
+        s2 = annotate(config(tmp_path, server, scoring="none", rationalize=False), echo=lambda *_: None)
+    rows = rows_of(tmp_path)
+    assert s["rationale_yield_first"] == 0.25 and s["rationale_yield"] == 1.0 and s["rationalized"] == 3 and sent == 4 + 3
+    assert s2["rationale_yield"] == 0.25 and all(r["rationale"] is None for r in rows[:3])
+
+
+def test_dry_run_prices_votes_scoring_and_rationalization(tmp_path):
+    make(tmp_path, ["a ticket"] * 4)
+    out = []
+    with StubServer() as server:
+        s = annotate(config(tmp_path, server, dry_run=True, votes=3, price_in=1.0, price_out=2.0), echo=out.append)
+        assert server.requests == []
+    names = {r["name"]: r for r in s["extras"]}
+    assert names["+ 2 sampled votes (--votes 3)"]["requests"] == 8 and names["+ 2 sampled votes (--votes 3)"]["chosen"]
+    assert names["+ scoring, 1 more request (letter)"]["completion_tokens"] == 4
+    assert s["total"]["requests"] == 4 + 8 + 4 + 4
+    assert "total as configured" in "\n".join(out)
+
+
+def test_key_distribution_reads_the_first_naming_position():
+    from edgedistill.teacher_signal import calibrate, key_distribution, prior, vote_shares
+
+    lp = [{"token": " ", "logprob": -0.1, "top": {" ": -0.1}},
+          {"token": "(B", "logprob": -0.5, "top": {"(B": math.log(0.5), "b": math.log(0.2), "A": math.log(0.3)}}]
+    dist, shared = key_distribution(lp, ["a", "b", "c"])
+    assert dist["b"] == pytest.approx(0.7, abs=1e-4) and dist["c"] < 1e-4 and not shared  # the list holds all the mass
+    assert key_distribution([], ["a"]) == (None, set()) and key_distribution([{"token": "zz", "logprob": 0, "top": {}}], ["a"])[0] is None
+    bias = prior([{"a": 0.8, "b": 0.2}, {"a": 0.6, "b": 0.4}])
+    assert calibrate({"a": 0.6, "b": 0.4}, bias) == pytest.approx({"a": 0.6 / 0.7 / (0.6 / 0.7 + 0.4 / 0.3), "b": 0.4 / 0.3 / (0.6 / 0.7 + 0.4 / 0.3)})
+    assert vote_shares(["12", "12.0", None, "7"], same=lambda a, b: float(a) == float(b)) == {"12": 2 / 3, "7": 1 / 3}
+
+
+def test_score_orders_cancel_a_favourite_position(tmp_path):
+    make(tmp_path, ["p ANSWER=entailment BIASLAST", "q ANSWER=neutral BIASLAST"])
+    with StubServer() as server:
+        annotate(config(tmp_path, server, calibration="none"), echo=lambda *_: None)
+        one = [r["label"] for r in rows_of(tmp_path)]
+        s = annotate(config(tmp_path, server, calibration="none", score_orders=3), echo=lambda *_: None)
+    assert one == ["contradiction", "contradiction"]  # the last option listed
+    rows = rows_of(tmp_path)
+    assert [r["label"] for r in rows] == ["entailment", "neutral"] and s["requests_by_kind"]["score"]["requests"] == 2 * 3
+    assert rows[0]["label_probs"]["entailment"] == pytest.approx((0.3 + 0.3 + 1.0) / 3, abs=1e-3)

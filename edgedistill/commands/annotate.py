@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from ..annotate import AnnotateConfig, annotate as run_annotate
-from ..prompts import MODES
+from ..prompts import MODES, SCORING
+from ..teacher_signal import CALIBRATIONS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,6 +34,23 @@ from ..prompts import MODES
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --rationale-fraction subset.")
 @click.option("--price-in", type=float, help="USD per 1M prompt tokens (overrides the built-in price table).")
 @click.option("--price-out", type=float, help="USD per 1M completion tokens.")
+@click.option("--scoring", type=click.Choice(SCORING), default="letter", show_default=True,
+              help="label_probs from the teacher's logprobs: one more request (1 completion token) whose reply is the option's "
+                   "letter (letter) or name (word); the text answer is the fallback where a server sends no logprobs. "
+                   "none: no scoring request. Numeric tasks never score.")
+@click.option("--score-orders", type=int, default=1, show_default=True,
+              help="Scoring requests per input, the options rotated one place each time; their calibrated scores are "
+                   "averaged, which cancels a small model's preference for one position (permutation debiasing).")
+@click.option("--calibration", type=click.Choice(CALIBRATIONS), default="batch", show_default=True,
+              help="Correct the scores for a small model's favourite option: batch divides by the run's mean distribution, "
+                   "content-free by the scores of 3 inputs with no content (3 more requests; Zhao et al. 2021).")
+@click.option("--votes", type=int, default=1, show_default=True,
+              help="Answers per input (self-consistency): the greedy one plus N-1 sampled at --vote-temperature; the label "
+                   "distribution blends their shares. Uses the API's n where the server honours it.")
+@click.option("--vote-temperature", type=float, default=0.7, show_default=True, help="Sampling temperature of the extra votes.")
+@click.option("--rationalize/--no-rationalize", default=True, show_default=True,
+              help="When the chosen label has no explanation (the model stopped after its answer, or the votes overturned it), "
+                   "ask the teacher to explain that answer: one short request per such row.")
 @click.option("--keep-if-agrees", is_flag=True, help="Mark examples whose teacher label differs from gold as 'filtered' (kept in the file).")
 def annotate(**kwargs):
     """Label (and explain) every input with a teacher LLM; pay for each request once.
@@ -49,8 +67,9 @@ def annotate(**kwargs):
     if summary.get("dry_run"):
         return
     click.echo("")
-    keys = ["examples", "ok", "parse_failed", "failed", "filtered", "rationales", "rationales_dropped_short", "requests_sent",
-            "cache_hits", "retries", "prompt_tokens", "completion_tokens", "cost_usd", "gold_agreement"]
+    keys = ["examples", "ok", "parse_failed", "failed", "filtered", "rationales", "rationale_yield", "rationalized",
+            "rationales_dropped_short", "with_label_probs", "requests_sent", "cache_hits", "retries", "prompt_tokens",
+            "completion_tokens", "cost_usd", "gold_agreement_text", "gold_agreement"]
     for k in keys:
         v = summary.get(k)
         v = "–" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
