@@ -234,7 +234,8 @@ def test_logprob_scoring_gives_label_probs_and_argmax_label(tmp_path):
     assert rows[0]["label"] == "neutral" and rows[0]["text_label"] == "entailment"
     assert rows[0]["label_probs"]["neutral"] == pytest.approx(0.6, abs=1e-4)
     assert rows[1]["label"] == "neutral" and rows[1]["label_probs"]["neutral"] == pytest.approx(1.0, abs=1e-4)  # "(" and "Answer" name no option
-    assert rows[2]["label"] == "entailment" and rows[2]["label_probs"]["neutral"] == pytest.approx(0.3 / 1.3, abs=1e-3)
+    assert rows[2]["label"] == "entailment" and rows[2]["label_probs"]["contradiction"] == pytest.approx(0.3, abs=1e-4)
+    assert rows[2]["label_probs"]["neutral"] < 1e-4  # unlisted, and the list holds all the mass
     assert s["with_label_probs"] == 3 and s["requests_by_kind"]["score"]["requests"] == 3 and s["gold_agreement_text"] != s["gold_agreement"]
 
 
