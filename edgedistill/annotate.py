@@ -208,7 +208,6 @@ class _Run:
         done = self.client.cached(messages, params)
         if done is None:
             held = self.budget.reserve(messages, (params or {}).get("max_tokens"))
-            t0 = time.perf_counter()
             try:
                 done = await self.client.complete(messages, params)
             except TeacherError as e:
@@ -219,11 +218,11 @@ class _Run:
                 self.budget.settle(held, done.cost_usd if done else None)
             self.stats["requests_sent"] += done.attempts
             self.stats["retries"] += done.attempts - 1
-            self.by_kind[kind]["seconds"] += time.perf_counter() - t0
         else:
             self.stats["cache_hits"] += 1
         k = self.by_kind[kind]
         k["requests"] += 1
+        k["seconds"] += done.latency_s  # the teacher's time for it, now or when it was paid for
         for name in ("prompt_tokens", "completion_tokens"):
             k[name] += done.usage.get(name) or 0
         for name in usage:

@@ -91,12 +91,12 @@ class Cache:
 
     def get(self, key: str) -> dict | None:
         row = self.db.execute(
-            "SELECT content, prompt_tokens, completion_tokens, cached_tokens, cost_usd, extra FROM responses WHERE key = ?", (key,)
-        ).fetchone()
+            "SELECT content, prompt_tokens, completion_tokens, cached_tokens, cost_usd, extra, latency_s FROM responses WHERE key = ?",
+            (key,)).fetchone()
         if row is None:
             return None
         return {"content": row[0], "usage": {"prompt_tokens": row[1], "completion_tokens": row[2], "cached_tokens": row[3]},
-                "cost_usd": row[4], "extra": json.loads(row[5]) if row[5] else {}}
+                "cost_usd": row[4], "extra": json.loads(row[5]) if row[5] else {}, "latency_s": row[6]}
 
     def put(self, key: str, model: str, request: dict, content: str, usage: dict, cost_usd: float | None, latency_s: float,
             extra: dict | None = None) -> None:
@@ -115,6 +115,23 @@ class Cache:
     def total_cost(self) -> float:
         """Everything this cache has paid for so far: the budget a --max-cost cap counts against."""
         return self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM responses").fetchone()[0]
+
+    def merge_from(self, path) -> int:
+        """Add the responses of another cache (e.g. a recorded one shipped with an example) that this one
+        lacks; the other file is only read, whatever its schema version. Returns how many were added."""
+        src = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+        try:
+            have = {r[1] for r in src.execute("PRAGMA table_info(responses)")}
+            cols = [c for c in ("key", "model", "request", "content", "prompt_tokens", "completion_tokens", "cached_tokens",
+                                "cost_usd", "latency_s", "created_at", "extra") if c in have]
+            rows = src.execute(f"SELECT {', '.join(cols)} FROM responses").fetchall()
+        finally:
+            src.close()
+        before = self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.executemany(f"INSERT OR IGNORE INTO responses ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
+        self.db.execute("COMMIT")
+        return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] - before
 
     def close(self) -> None:
         self.db.close()

@@ -50,6 +50,7 @@ class Completion:
     cost_usd: float | None
     cached: bool
     attempts: int = 0  # HTTP requests sent for this completion (0 on a cache hit)
+    latency_s: float = 0.0  # the server's time for it, when it was paid for (a cache hit keeps the recorded one)
     extra: dict = field(default_factory=dict)  # "choices": every choice's text (n > 1); "logprobs": see token_logprobs
 
     @property
@@ -99,7 +100,7 @@ class TeacherClient:
 
     def cached(self, messages: list[dict], params: dict | None = None) -> Completion | None:
         hit = self.cache.get(self.key_for(messages, params))
-        return Completion(hit["content"], hit["usage"], 0.0, cached=True, extra=hit["extra"]) if hit else None
+        return Completion(hit["content"], hit["usage"], 0.0, cached=True, extra=hit["extra"], latency_s=hit["latency_s"] or 0.0) if hit else None
 
     async def complete(self, messages: list[dict], params: dict | None = None) -> Completion:
         """One chat completion, from the cache or the server. `params` adds to or overrides the run's
@@ -137,7 +138,7 @@ class TeacherClient:
                 request = {"messages": messages, **sent}
                 self.cache.put(key, cfg.model, request, content, usage, cost, latency, extra)  # durable before anything else
                 self.cache.log(key, cfg.model, "ok", None, latency)
-                return Completion(content, usage, cost, cached=False, attempts=attempt, extra=extra)
+                return Completion(content, usage, cost, cached=False, attempts=attempt, extra=extra, latency_s=latency)
             self.cache.log(key, cfg.model, "retry", last_error, time.perf_counter() - start)
             if attempt > cfg.max_retries:
                 break

@@ -43,7 +43,13 @@ class TeacherConfig:
     price_in: float | None = None  # USD per 1M tokens; default: the built-in list price of `model`
     price_out: float | None = None
     concurrency: int = 8
-    cache: str | None = None  # a recorded teacher cache to start from (replayed, never re-paid)
+    scoring: str = "letter"  # label_probs from logprobs: letter | word | none
+    score_orders: int = 1  # scoring requests per input, the options rotated
+    calibration: str = "batch"  # batch | content-free | none
+    votes: int = 1  # answers per input (self-consistency)
+    vote_temperature: float = 0.7
+    rationalize: bool = True  # ask for an explanation of an answer given without one
+    cache: str | None = None  # recorded teacher responses, merged into the run's cache (replayed, never re-paid)
 
 
 @dataclass
@@ -116,6 +122,7 @@ def load_pipeline(path) -> Pipeline:
         if not pipe.path(value).exists():
             raise UserError(f"{path}: {key}: file {pipe.path(value)} does not exist; fix the path (relative paths are relative to the pipeline file)")
     choices = {"teacher.prompt": ("zero-shot", "zero-shot-cot", "few-shot-cot", "label-only"),
+               "teacher.scoring": ("letter", "word", "none"), "teacher.calibration": ("batch", "content-free", "none"),
                "student.mode": TRAIN_MODES,
                "export.quantize": ("int8", "none"), "export.target": ("auto", "x86", "arm64")}
     for key, allowed in choices.items():
@@ -141,6 +148,9 @@ def load_pipeline(path) -> Pipeline:
         load_examples(task, pipe.path(pipe.eval_data), require_gold=True)
     if not 0 < pipe.teacher.rationale_fraction <= 1:
         raise UserError(f"{path}: teacher.rationale_fraction: must be in (0, 1]")
+    for key in ("votes", "score_orders"):
+        if getattr(pipe.teacher, key) < 1:
+            raise UserError(f"{path}: teacher.{key}: must be 1 or more")
     if not 0 < pipe.export.min_agreement <= 1:
         raise UserError(f"{path}: export.min_agreement: must be in (0, 1]")
     if not 0 <= pipe.student.alpha <= 1:
@@ -261,7 +271,10 @@ def stage_commands(pipe: Pipeline) -> dict[str, list[list]]:
     return {
         "annotate": [["annotate", "--task", task, "--data", pipe.path(pipe.data), "--out", run, "--model", t.model,
                       "--prompt", t.prompt, "--rationale-fraction", t.rationale_fraction, "--concurrency", t.concurrency,
-                      "--api-key-env", t.api_key_env] + _opt("--base-url", t.base_url) + _opt("--max-cost", t.max_cost)
+                      "--api-key-env", t.api_key_env, "--scoring", t.scoring, "--score-orders", t.score_orders,
+                      "--calibration", t.calibration, "--votes", t.votes, "--vote-temperature", t.vote_temperature,
+                      "--rationalize" if t.rationalize else "--no-rationalize"]
+                     + _opt("--base-url", t.base_url) + _opt("--max-cost", t.max_cost)
                      + _opt("--price-in", t.price_in) + _opt("--price-out", t.price_out)],
         "train": [train(s.mode, run / "student")] + [train(m, run / "compare" / m) for m in s.compare if m != s.mode],
         "strip": [["strip", run / "student", "--out", run / "stripped"]],
@@ -296,9 +309,16 @@ def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = N
             start = time.perf_counter()
             for stale in run.glob(f".{outputs[stage].name}.*.tmp"):  # left by a killed earlier run
                 shutil.rmtree(stale, ignore_errors=True)
-            if stage == "annotate" and pipe.teacher.cache and not (run / "cache.sqlite").exists():
-                # Start from the recorded responses: replaying them costs nothing.
-                shutil.copyfile(pipe.path(pipe.teacher.cache), run / "cache.sqlite")
+            if stage == "annotate" and pipe.teacher.cache:
+                # Start from the recorded responses: replaying them costs nothing. Merged, not copied, so a
+                # run that already has a cache also gets what a newer recording holds.
+                from .cache import Cache
+
+                cache = Cache(run / "cache.sqlite")
+                try:
+                    cache.merge_from(pipe.path(pipe.teacher.cache))
+                finally:
+                    cache.close()
             for args in commands[stage]:
                 _cli(args)
             if stage == "report":

@@ -122,10 +122,12 @@ def option_keys(task: TaskSpec, example, scoring: str, shift: int = 0) -> dict[s
     return {label: (CHOICE_LETTERS[i] if scoring == "letter" else label) for i, label in enumerate(labels)}
 
 
-def options_block(keys: dict[str, str], scoring: str) -> str:
+def options_block(keys: dict[str, str], scoring: str, descriptions: dict[str, str] | None = None) -> str:
+    """The options of a scoring request, with the task's one-line `descriptions` where it has them."""
+    said = {label: f"{label}: {descriptions[label]}" if descriptions and label in descriptions else label for label in keys}
     if scoring == "letter":
-        return "\nOptions:\n" + "\n".join(f"({k}) {label}" for label, k in keys.items())
-    return "\nOptions: " + ", ".join(keys)
+        return "\nOptions:\n" + "\n".join(f"({k}) {said[label]}" for label, k in keys.items())
+    return "\nOptions:\n" + "\n".join(f"- {said[label]}" for label in keys)
 
 
 def _answer_text(task: TaskSpec, label: str, choices: list[str] | None) -> str:
@@ -180,7 +182,7 @@ class PromptPlan:
     def score_messages(self, example, scoring: str, shift: int = 0) -> list[dict]:
         """The scoring request: the options lettered (or named), the reply one token that names one."""
         keys = option_keys(self.task, example, scoring, shift)
-        user = self._fill("score", example, options=options_block(keys, scoring),
+        user = self._fill("score", example, options=options_block(keys, scoring, self.task.descriptions),
                           option_kind="letter" if scoring == "letter" else "name")
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 

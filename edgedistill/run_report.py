@@ -42,6 +42,7 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
               f"| {ann.get('parse_failed', '–')} | {ann.get('failed', '–')} | {ann.get('requests_sent', '–')} | {ann.get('cache_hits', '–')} "
               f"| {ann.get('prompt_tokens', '–')} | {ann.get('completion_tokens', '–')} | {_fmt(ann.get('cost_usd'), '.4f')} "
               f"| {_fmt(None if ann.get('gold_agreement') is None else 100 * ann['gold_agreement'], '.1f', ' %')} |", ""]
+    lines += _signal_lines(ann)
 
     if evaluations:
         lines += [f"## Accuracy on {Path(pipe.eval_data).name} (held out, gold labels)", "",
@@ -98,3 +99,21 @@ def _bench_rows(bench: dict) -> list[str]:
         out.append(f"| {r.get('variant')} | {_fmt(r.get('p50_ms'), '.2f')} | {_fmt(r.get('speedup_vs_torch_fp32'), '.2f', '×')} "
                    f"| {_fmt(None if r.get('size_bytes') is None else r['size_bytes'] / 1e6, '.1f')} | {_fmt(None if acc is None else 100 * acc, '.1f', ' %')} |")
     return out
+
+
+def _signal_lines(ann: dict) -> list[str]:
+    """How the labels were read (text, logprob scores, votes) and how many rows got an explanation."""
+    if "requests_by_kind" not in ann:
+        return []
+    pct = lambda x: _fmt(None if x is None else 100 * x, ".1f", " %")  # noqa: E731
+    kinds = ", ".join(f"{k} {v['requests']}" for k, v in ann["requests_by_kind"].items())
+    out = [f"Labels: scoring `{ann.get('scoring')}` over {ann.get('score_orders', 1)} option order(s), calibration "
+           f"`{ann.get('calibration')}`, {ann.get('votes', 1)} vote(s) per input; {ann.get('with_label_probs', 0)} rows carry "
+           f"label_probs. Agreement with gold: {pct(ann.get('gold_agreement_text'))} from the text answers alone, "
+           f"{pct(ann.get('gold_agreement'))} as labelled. Requests by kind: {kinds}.",
+           "",
+           f"Rationale yield: {pct(ann.get('rationale_yield_first'))} of the inputs asked for one got an explanation in the answer, "
+           f"{pct(ann.get('rationale_yield'))} after {ann.get('rationalized', 0)} rationalization follow-ups."]
+    for key, count in (ann.get("notes") or {}).items():
+        out.append(f"- degraded: {key.replace('_', ' ')} ({count} rows)")
+    return out + [""]

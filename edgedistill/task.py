@@ -34,6 +34,8 @@ class TaskSpec:
     prompts: dict[str, str] = field(default_factory=dict)
     # Optional extra words the teacher may use for a label, e.g. {"entailment": ["true", "yes"]}.
     synonyms: dict[str, list[str]] = field(default_factory=dict)
+    # Optional one-line meaning of each label, shown beside it in the scoring request's options.
+    descriptions: dict[str, str] = field(default_factory=dict)
     source: str | None = None  # where the spec was read from; not part of the YAML
 
     @property
@@ -102,7 +104,7 @@ def task_from_dict(raw, source: str = "<task>") -> TaskSpec:
         raise at(source, None, "labels", f"only classification tasks have labels; a {task.type} task takes its answer from the data")
     if task.type == "multiple-choice" and not task.choices:
         raise at(source, None, "choices", "a multiple-choice task must name the data field that holds the list of options")
-    for key in ("prompts", "synonyms"):
+    for key in ("prompts", "synonyms", "descriptions"):
         if not isinstance(getattr(task, key), dict):
             raise at(source, None, key, "must be a mapping")
     for label, words in task.synonyms.items():
@@ -110,4 +112,9 @@ def task_from_dict(raw, source: str = "<task>") -> TaskSpec:
             raise at(source, None, f"synonyms.{label}", f"not one of the labels {task.labels}")
         if not isinstance(words, list):
             raise at(source, None, f"synonyms.{label}", "must be a list of words")
+    for label, text in task.descriptions.items():
+        if label not in (task.labels or []):
+            raise at(source, None, f"descriptions.{label}", f"not one of the labels {task.labels}")
+        if not isinstance(text, str) or not text.strip():
+            raise at(source, None, f"descriptions.{label}", "must be a non-empty string")
     return task

@@ -351,3 +351,43 @@ def test_score_orders_cancel_a_favourite_position(tmp_path):
     rows = rows_of(tmp_path)
     assert [r["label"] for r in rows] == ["entailment", "neutral"] and s["requests_by_kind"]["score"]["requests"] == 2 * 3
     assert rows[0]["label_probs"]["entailment"] == pytest.approx((0.3 + 0.3 + 1.0) / 3, abs=1e-3)
+
+
+LEGACY_SCHEMA = """CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, request TEXT NOT NULL, content TEXT NOT NULL,
+    prompt_tokens INTEGER, completion_tokens INTEGER, cached_tokens INTEGER, cost_usd REAL, latency_s REAL, created_at REAL NOT NULL);
+CREATE TABLE calls (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, model TEXT NOT NULL, outcome TEXT NOT NULL,
+    detail TEXT, latency_s REAL, created_at REAL NOT NULL);"""
+
+
+def test_a_cache_from_before_versioning_is_migrated_and_merged(tmp_path):
+    old = tmp_path / "old.sqlite"
+    db = sqlite3.connect(old)
+    db.executescript(LEGACY_SCHEMA)
+    db.execute("INSERT INTO responses VALUES ('k1', 'm', '{}', 'Answer: neutral', 10, 2, 0, 0.0, 1.5, 0)")
+    db.commit()
+    db.close()
+    c = Cache(old)  # migrated in place: the old row reads back, new rows carry extra
+    assert c.get("k1")["content"] == "Answer: neutral" and c.get("k1")["extra"] == {}
+    c.put("k2", "m", {}, "b", {"prompt_tokens": 1}, 0.0, 0.1, extra={"logprobs": [{"token": "b", "logprob": 0.0, "top": {}}]})
+    assert c.get("k2")["extra"]["logprobs"][0]["token"] == "b"
+    c.close()
+    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 2
+    legacy = tmp_path / "legacy.sqlite"  # a recorded cache merged without being written to
+    db = sqlite3.connect(legacy)
+    db.executescript(LEGACY_SCHEMA)
+    db.execute("INSERT INTO responses VALUES ('k3', 'm', '{}', 'c', 1, 1, 0, 0.0, 0.2, 0)")
+    db.commit()
+    db.close()
+    before = legacy.read_bytes()
+    c = Cache(old)
+    assert c.merge_from(legacy) == 1 and c.merge_from(legacy) == 0 and c.get("k3")["content"] == "c"
+    c.close()
+    assert legacy.read_bytes() == before
+
+
+def test_the_same_model_name_on_another_server_is_not_replayed(tmp_path):
+    make(tmp_path, ["x ANSWER=entailment"])
+    with StubServer() as a, StubServer() as b:
+        annotate(config(tmp_path, a, scoring="none"), echo=lambda *_: None)
+        s = annotate(config(tmp_path, b, scoring="none"), echo=lambda *_: None)
+        assert s["requests_sent"] == 1 and len(b.requests) == 1

@@ -35,8 +35,10 @@ eval_data: test.jsonl
 run_dir: run
 teacher:
   model: qwen2.5-0.5b-instruct
-  base_url: http://127.0.0.1:9/v1     # nothing listens here: every answer must come from the cache
+  base_url: http://127.0.0.1:8765/v1  # the recording server (part of every cache key); requests_sent == 0 is asserted
   prompt: zero-shot
+  score_orders: 5
+  rationalize: false              # its follow-ups depend on the labels chosen over the whole batch of 240
   cache: cache.sqlite
 student:
   base: ./tiny-encoder
