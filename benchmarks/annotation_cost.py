@@ -138,6 +138,7 @@ def measure(dataset: str, dss_dir, sample: int, seed: int, measured: dict) -> di
                                          "cost_usd_per_10k": {m: cost_10k(prompt_est, completion_est, m) for m in MODELS}},
         }
     modes = result["modes"]
+    result["signal"] = signal_costs(task, picked, modes["zero-shot"], modes["label-only"], modes["few-shot-cot"])
     result["prompt_tokens_per_exemplar"] = mean(shot_tokens)
     result["ratio_few_shot_cot_over_zero_shot"] = {
         "prompt_tokens": round(modes["few-shot-cot"]["prompt_tokens"] / modes["zero-shot"]["prompt_tokens"], 2),
@@ -150,6 +151,32 @@ def measure(dataset: str, dss_dir, sample: int, seed: int, measured: dict) -> di
             / modes["zero-shot"]["with_documented_estimate"]["cost_usd_per_10k"]["gpt-4o-mini"], 2),
     }
     return result
+
+
+def signal_costs(task, picked, zero_shot: dict, label_only: dict, few_shot: dict) -> dict:
+    """What votes and logprob scoring add to zero-shot, against few-shot CoT: N votes cost the zero-shot
+    answer plus N-1 answer lines (label-only prompts, sampled: zero-shot's answer comes before its
+    explanation); a scoring request is its prompt plus one completion token (the first token's logprobs)."""
+    score = 0.0 if task.type == "numeric" else mean([count_tokens(plan(task, "zero-shot").score_messages(ex, "letter"),
+                                                                  TOKENIZER_MODEL) for ex in picked])
+    out = {}
+    for votes in (3, 5):
+        for scored in (False, True):
+            if scored and not score:
+                continue
+            name = f"zero-shot, --votes {votes}" + (" + letter scoring" if scored else "")
+            row = {}
+            for basis, z, lo, f in (("measured", zero_shot, label_only, few_shot),
+                                    ("documented estimate", zero_shot["with_documented_estimate"],
+                                     label_only["with_documented_estimate"], few_shot["with_documented_estimate"])):
+                prompt = z["prompt_tokens"] + (votes - 1) * lo["prompt_tokens"] + (score if scored else 0)
+                completion = z["completion_tokens"] + (votes - 1) * lo["completion_tokens"] + (1 if scored else 0)
+                cost = {m: cost_10k(prompt, completion, m) for m in MODELS}
+                fcost = f["cost_usd_per_10k"]
+                row[basis] = {"prompt_tokens": round(prompt, 1), "completion_tokens": round(completion, 1), "cost_usd_per_10k": cost,
+                              "few_shot_cot_over_this_cost": round(fcost["gpt-4o-mini"] / cost["gpt-4o-mini"], 2)}
+            out[name] = row
+    return out
 
 
 def markdown(res: dict) -> str:
@@ -176,16 +203,30 @@ def markdown(res: dict) -> str:
             out.append(f"| {mode} | {v['requests_per_example']} | {v['prompt_tokens']:.0f} | {v['completion_tokens']:.0f} | "
                        f"{v['completion_source']} | " + " | ".join(f"{v['cost_usd_per_10k'][m]:.2f}" for m in MODELS)
                        + f" | {e['prompt_tokens']:.0f}+{e['completion_tokens']:.0f}, {e['cost_usd_per_10k']['gpt-4o-mini']:.2f} |")
+        for name, v in r.get("signal", {}).items():
+            e, m_ = v["documented estimate"], v["measured"]
+            out.append(f"| {name} | {name.split('--votes ')[1].split()[0]}{' + 1' if 'scoring' in name else ''} | "
+                       f"{m_['prompt_tokens']:.0f} | {m_['completion_tokens']:.0f} | zero-shot + N-1 sampled answer lines (label-only)" + (" + a 1-token scoring request" if "scoring" in name else "")
+                       + " | " + " | ".join(f"{m_['cost_usd_per_10k'][m]:.2f}" for m in MODELS)
+                       + f" | {e['prompt_tokens']:.0f}+{e['completion_tokens']:.0f}, {e['cost_usd_per_10k']['gpt-4o-mini']:.2f} |")
         ratio = r["ratio_few_shot_cot_over_zero_shot"]
+        if r.get("signal"):
+            v3 = r["signal"]["zero-shot, --votes 3"]
+            out += ["", f"few-shot-cot / (zero-shot with 3 votes): **{v3['measured']['few_shot_cot_over_this_cost']}x cost** "
+                    f"(gpt-4o-mini; {v3['documented estimate']['few_shot_cot_over_this_cost']}x with the documented completion estimate)."]
         out += ["", f"few-shot-cot / zero-shot: **{ratio['prompt_tokens']}x prompt tokens**, {ratio['total_tokens']}x all "
                 f"tokens, {ratio['cost_gpt-4o-mini']}x cost (gpt-4o-mini; {ratio['cost_gpt-4o-mini_with_documented_estimate']}x "
                 "with the documented zero-shot completion estimate).", ""]
     out += ["## Summary", "", "| dataset | few-shot-cot / zero-shot prompt tokens | all tokens | cost (gpt-4o-mini) | "
-            "cost, documented completion estimate |", "|---|---:|---:|---:|---:|"]
+            "cost, documented completion estimate | cost vs zero-shot with 3 votes | same, documented estimate |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
     for dataset, r in res["datasets"].items():
         ratio = r["ratio_few_shot_cot_over_zero_shot"]
+        v3 = r.get("signal", {}).get("zero-shot, --votes 3")
         out.append(f"| {dataset} | {ratio['prompt_tokens']}x | {ratio['total_tokens']}x | {ratio['cost_gpt-4o-mini']}x | "
-                   f"{ratio['cost_gpt-4o-mini_with_documented_estimate']}x |")
+                   f"{ratio['cost_gpt-4o-mini_with_documented_estimate']}x | "
+                   + (f"{v3['measured']['few_shot_cot_over_this_cost']}x | {v3['documented estimate']['few_shot_cot_over_this_cost']}x |"
+                      if v3 else "– | – |"))
     out += ["", "The zero-shot paper (Vöge et al. 2024) reports roughly 7-10x fewer tokens than few-shot CoT; "
             "the prompt-token column is the comparable figure. Few-shot cost scales with the number of exemplars: "
             "multiply the per-exemplar tokens above to re-price another count. zero-shot-cot is the dearest mode here: "

@@ -75,6 +75,9 @@ class AnnotateConfig:
     rationalize: bool = True
 
 
+ANSWER_FIRST = ("zero-shot", "label-only")  # prompt modes whose answer line comes before any explanation
+
+
 class BudgetExceeded(Exception):
     pass
 
@@ -195,6 +198,7 @@ class _Run:
     def __init__(self, cfg: AnnotateConfig, task, client: TeacherClient, budget: Budget, echo):
         self.cfg, self.task, self.client, self.budget, self.echo = cfg, task, client, budget, echo
         self.scoring = scoring_for(cfg, task)
+        self.answer_only = plan(task, "label-only")  # what a vote asks when the answer comes first
         self.stats = {"requests_sent": 0, "cache_hits": 0, "retries": 0, "budget_stopped": 0}
         self.by_kind = {k: {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0} for k in self.KINDS}
         self.notes: dict[str, int] = {}  # degradations, said once each and counted
@@ -235,20 +239,27 @@ class _Run:
             outputs.append((await self.ask(p.messages(ex, outputs), kind, usage, params)).content)
         return outputs
 
-    async def votes(self, p, ex, usage: dict) -> list[str]:
-        """votes-1 sampled answers' texts: one request with n where the server honours it, else one per seed."""
+    async def votes(self, p, ex, usage: dict) -> list[tuple]:
+        """votes-1 sampled answers as (label, rationale): one request with n where the server honours it, else
+        one per seed. Where the answer comes first (zero-shot, label-only) a vote asks for the answer line
+        alone: what follows it cannot change it, so sampling it is paying for nothing. Where reasoning
+        comes first (zero-shot-cot, few-shot-cot), each vote samples the reasoning too (Wang et al. 2023)."""
         want = self.cfg.votes - 1
         if want == 0:
             return []
+        vp = self.answer_only if p.mode in ANSWER_FIRST else p
         sample = {"temperature": self.cfg.vote_temperature}
-        if p.stages > 1:  # two-stage prompts: every vote runs both stages
-            return [(await self.stages(p, ex, "vote", usage, {**sample, "seed": k}))[-1] for k in range(1, want + 1)]
-        got = (await self.ask(p.messages(ex), "vote", usage, {**sample, "seed": 1, **({"n": want} if want > 1 else {})})).choices
-        if len(got) < want:
-            self.note("n_ignored", f"the server returned {len(got)} of {want} choices for n={want}: sending one request per vote")
-            for k in range(len(got) + 1, want + 1):
-                got.append((await self.ask(p.messages(ex), "vote", usage, {**sample, "seed": k})).content)
-        return got[:want]
+        if vp.stages > 1:  # two-stage prompts: every vote runs both stages
+            runs = [await self.stages(vp, ex, "vote", usage, {**sample, "seed": k}) for k in range(1, want + 1)]
+        else:
+            runs = [[c] for c in (await self.ask(vp.messages(ex), "vote", usage,
+                                                 {**sample, "seed": 1, **({"n": want} if want > 1 else {})})).choices]
+            if len(runs) < want:
+                self.note("n_ignored", f"the server returned {len(runs)} of {want} choices for n={want}: sending one request per vote")
+                for k in range(len(runs) + 1, want + 1):
+                    runs.append([(await self.ask(vp.messages(ex), "vote", usage, {**sample, "seed": k})).content])
+        parsed = [vp.parse(ex, outputs) for outputs in runs[:want]]
+        return [(v.label, v.rationale) for v in parsed]
 
     async def score(self, p, ex, usage: dict, shift: int = 0) -> dict | None:
         keys = option_keys(self.task, ex, self.scoring, shift)
@@ -274,9 +285,7 @@ class _Run:
             outputs = await self.stages(p, ex, "answer", usage)
             parsed = p.parse(ex, outputs)
             votes = [(parsed.label, parsed.rationale)]
-            for text in await self.votes(p, ex, usage):
-                v = p.parse(ex, [text])
-                votes.append((v.label, v.rationale))
+            votes += await self.votes(p, ex, usage)
             scores = None
             if self.scoring != "none":
                 scores = [await self.score(p, ex, usage, shift) for shift in range(self.cfg.score_orders)]

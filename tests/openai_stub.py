@@ -127,7 +127,8 @@ class StubServer:
             elif "Therefore" in text:
                 content = answer
             elif "Explain in one sentence why" in text:
-                content = f"Because the text clearly points to {answer} and nothing else."
+                given = re.search(r"The correct answer is: (.+)", text).group(1)
+                content = f"Because the text clearly points to {given} and nothing else."
             elif marker("TERSE"):
                 content = f"Answer: {answer}"
             else:

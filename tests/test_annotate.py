@@ -37,6 +37,14 @@ def config(tmp_path, server, **kw):
     return AnnotateConfig(task=str(task), data=str(data), out=str(tmp_path / "run"), model="stub", base_url=server.base_url, **kw)
 
 
+def _requests(tmp_path):
+    db = sqlite3.connect(tmp_path / "run" / "cache.sqlite")
+    try:
+        return [{"request": r[0]} for r in db.execute("SELECT request FROM responses")]
+    finally:
+        db.close()
+
+
 def rows_of(tmp_path):
     return [json.loads(line) for line in (tmp_path / "run" / "annotations.jsonl").read_text().splitlines()]
 
@@ -298,9 +306,12 @@ def test_votes_majority_share_and_the_n_fallback(tmp_path):
     assert [r["votes"] for r in rows] == [["entailment", "neutral", "neutral"]] * 2 + [["entailment", "entailment", "contradiction"]]
     assert [r["label"] for r in rows] == ["neutral", "neutral", "entailment"] and [r["vote_share"] for r in rows] == [0.6667, 0.6667, 0.6667]
     assert rows[0]["label_probs"] == pytest.approx({"entailment": 1 / 3, "neutral": 2 / 3, "contradiction": 0}, abs=1e-4)
-    # the greedy answer's explanation argued for entailment: the row keeps an explanation of the majority's label
-    assert rows[0]["rationale_source"] == "vote" and "neutral" in rows[0]["rationale"]
-    assert sent == 3 * 2 + 1 and s["requests_by_kind"]["vote"]["requests"] == 4
+    # the greedy answer's explanation argued for entailment: the row gets an explanation of the majority's label
+    assert rows[0]["rationale_source"] == "rationalized" and "neutral" in rows[0]["rationale"]
+    assert rows[2]["rationale_source"] == "answer" and "text_label" not in rows[2]  # the majority is the greedy answer
+    # zero-shot puts the answer first: a vote asks for the answer line alone
+    assert not any("Explanation" in r["request"] for r in _requests(tmp_path) if '"seed"' in r["request"])
+    assert sent == 3 * 2 + 1 + 2 and s["requests_by_kind"]["vote"]["requests"] == 4 and s["rationalized"] == 2
     assert sum("one request per vote" in n for n in notes) == 1
 
 
