@@ -174,8 +174,10 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
     write_json(out / "annotate.json", summary)
     task.save(out / "task.yaml")
     if run.stats["budget_stopped"]:
-        summary["message"] = (f"stopped at --max-cost {cfg.max_cost} USD: {run.stats['budget_stopped']} examples were not sent; "
-                              "re-run with a higher --max-cost to finish (answered requests come from the cache)")
+        summary["message"] = (f"stopped at --max-cost {cfg.max_cost} USD: {run.stats['budget_stopped']} examples were not sent "
+                              f"(spent {run.budget.spent:.4f} USD; each request in flight holds back its worst case, all "
+                              f"prompt tokens plus --max-tokens {cfg.max_tokens} of output, until it is answered); re-run with "
+                              "a higher --max-cost to finish (answered requests come from the cache)")
     return summary
 
 
@@ -291,7 +293,7 @@ class _Run:
                 scores = [await self.score(p, ex, usage, shift) for shift in range(self.cfg.score_orders)]
         except BudgetExceeded as e:
             self.stats["budget_stopped"] += 1
-            return _row(ex, status="failed", error=f"not sent: {e}", usage=usage, requested=want)
+            return _row(ex, status="not_sent", error=f"not sent: {e}", usage=usage, requested=want)
         except TeacherError as e:
             return _row(ex, status="failed", error=str(e), usage=usage, requested=want)
         raw = outputs[-1] if len(outputs) == 1 else "\n---\n".join(outputs)
@@ -425,7 +427,7 @@ def _agrees(task, label, gold) -> bool:
 
 
 def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale) -> dict:
-    count = {s: sum(r.status == s for r in rows) for s in ("ok", "parse_failed", "failed", "filtered")}
+    count = {s: sum(r.status == s for r in rows) for s in ("ok", "parse_failed", "failed", "filtered", "not_sent")}
     tokens = {k: sum((r.usage or {}).get(k) or 0 for r in rows) for k in ("prompt_tokens", "completion_tokens", "cached_tokens")}
     judged = [r for r in rows if r.gold is not None and r.status in ("ok", "filtered")]
     asked = [r for r in rows if r.status == "ok" and r.extra.get("rationale_requested")]

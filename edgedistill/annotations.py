@@ -2,7 +2,8 @@
 
 One JSON object per line:
     {"id", "input", "choices"?, "label", "rationale", "gold"?, "status", "error"?, "raw"?, "usage"?}
-`status` is "ok" | "parse_failed" | "failed" | "filtered". Only "ok" rows carry a usable teacher
+`status` is "ok" | "parse_failed" | "failed" | "filtered" | "not_sent" (held back by --max-cost: a re-run with a
+higher cap sends it). Only "ok" rows carry a usable teacher
 label; `rationale` is null when it was not asked for, not given, or too short to teach anything.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from .errors import UserError, at
 
-STATUSES = ("ok", "parse_failed", "failed", "filtered")
+STATUSES = ("ok", "parse_failed", "failed", "filtered", "not_sent")
 
 
 @dataclass

@@ -128,6 +128,7 @@ def test_max_cost_stops_then_resumes(tmp_path):
     with StubServer() as server:
         s = annotate(config(tmp_path, server, max_cost=0.03, **kw), echo=lambda *_: None)
         assert 0 < s["ok"] < 8 and s["not_sent_budget"] == 8 - s["ok"] and "re-run with a higher --max-cost" in s["message"]
+        assert s["not_sent"] == 8 - s["ok"] and s["failed"] == 0 and "worst case" in s["message"]  # nothing failed
         assert s["cost_usd"] <= 0.03
         answered = len(server.requests)
         s2 = annotate(config(tmp_path, server, max_cost=1.0, **kw), echo=lambda *_: None)

@@ -24,7 +24,9 @@ from ..teacher_signal import CALIBRATIONS
 @click.option("--rationale-fraction", type=float, default=1.0, show_default=True,
               help="Ask for a rationale on this seeded fraction of the examples only; the rest get the label-only prompt.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight at once.")
-@click.option("--max-cost", type=float, help="USD cap for this run directory; no request that could exceed it is started.")
+@click.option("--max-cost", type=float, help="USD cap for this run directory; no request that could exceed it is started. "
+              "Each request in flight reserves its worst case (all prompt tokens + --max-tokens of output), so a cap near "
+              "a few requests' worst case stops early; inputs held back are counted as not_sent.")
 @click.option("--dry-run", is_flag=True, help="Print estimated tokens and cost for each prompt mode; send nothing.")
 @click.option("--limit", type=int, help="Annotate only the first N examples.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request.")
@@ -67,7 +69,7 @@ def annotate(**kwargs):
     if summary.get("dry_run"):
         return
     click.echo("")
-    keys = ["examples", "ok", "parse_failed", "failed", "filtered", "rationales", "rationale_yield", "rationalized",
+    keys = ["examples", "ok", "parse_failed", "failed", "filtered", "not_sent", "rationales", "rationale_yield", "rationalized",
             "rationales_dropped_short", "with_label_probs", "requests_sent", "cache_hits", "retries", "prompt_tokens",
             "completion_tokens", "cost_usd", "gold_agreement_text", "gold_agreement"]
     for k in keys:
