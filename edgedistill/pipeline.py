@@ -197,12 +197,14 @@ def _check_type(value, hint, source, keypath):
             return value
         if a is str and isinstance(value, str):
             return value
+        if a is bool and isinstance(value, bool):
+            return value
     names = " or ".join(a.__name__ for a in allowed)
     raise UserError(f"{source}: {keypath}: expected {names}, got {value!r} ({type(value).__name__}); e.g. {keypath.split('.')[-1]}: {_example(allowed[0])}")
 
 
 def _example(t):
-    return {int: "2", float: "0.5", str: "text"}.get(t, "...")
+    return {int: "2", float: "0.5", str: "text", bool: "true"}.get(t, "...")
 
 
 # ---------------------------------------------------------------- fingerprints

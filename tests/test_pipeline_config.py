@@ -32,6 +32,9 @@ def load(folder, text):
     ("student: {candidates: [standard]}\n", r"student\.candidates: .standard. is not a mode auto can train"),
     ("export: {quantize: int4}\n", r"export\.quantize: 'int4' is not one of"),
     ("teacher: 3\n", r"teacher: expected a mapping"),
+    ("teacher: {scoring: logits}\n", r"teacher\.scoring: 'logits' is not one of letter, word, none"),
+    ("teacher: {calibration: zhao}\n", r"teacher\.calibration: 'zhao' is not one of"),
+    ("teacher: {votes: 0}\n", r"teacher\.votes: must be 1 or more"),
 ])
 def test_broken_pipeline_names_the_key(folder, extra, match):
     with pytest.raises(UserError, match=match):
