@@ -155,8 +155,9 @@ def measure(dataset: str, dss_dir, sample: int, seed: int, measured: dict) -> di
 
 def signal_costs(task, picked, zero_shot: dict, label_only: dict, few_shot: dict) -> dict:
     """What votes and logprob scoring add to zero-shot, against few-shot CoT: N votes cost the zero-shot
-    answer plus N-1 answer lines (label-only prompts, sampled: zero-shot's answer comes before its
-    explanation); a scoring request is its prompt plus one completion token (the first token's logprobs)."""
+    answer plus N-1 more zero-shot prompts whose completion stops after the answer line (as long as a
+    label-only answer: zero-shot's answer comes before its explanation); a scoring request is its prompt
+    plus one completion token (the first token's logprobs)."""
     score = 0.0 if task.type == "numeric" else mean([count_tokens(plan(task, "zero-shot").score_messages(ex, "letter"),
                                                                   TOKENIZER_MODEL) for ex in picked])
     out = {}
@@ -169,7 +170,7 @@ def signal_costs(task, picked, zero_shot: dict, label_only: dict, few_shot: dict
             for basis, z, lo, f in (("measured", zero_shot, label_only, few_shot),
                                     ("documented estimate", zero_shot["with_documented_estimate"],
                                      label_only["with_documented_estimate"], few_shot["with_documented_estimate"])):
-                prompt = z["prompt_tokens"] + (votes - 1) * lo["prompt_tokens"] + (score if scored else 0)
+                prompt = votes * z["prompt_tokens"] + (score if scored else 0)
                 completion = z["completion_tokens"] + (votes - 1) * lo["completion_tokens"] + (1 if scored else 0)
                 cost = {m: cost_10k(prompt, completion, m) for m in MODELS}
                 fcost = f["cost_usd_per_10k"]
@@ -206,7 +207,7 @@ def markdown(res: dict) -> str:
         for name, v in r.get("signal", {}).items():
             e, m_ = v["documented estimate"], v["measured"]
             out.append(f"| {name} | {name.split('--votes ')[1].split()[0]}{' + 1' if 'scoring' in name else ''} | "
-                       f"{m_['prompt_tokens']:.0f} | {m_['completion_tokens']:.0f} | zero-shot + N-1 sampled answer lines (label-only)" + (" + a 1-token scoring request" if "scoring" in name else "")
+                       f"{m_['prompt_tokens']:.0f} | {m_['completion_tokens']:.0f} | zero-shot + N-1 sampled zero-shot answer lines" + (" + a 1-token scoring request" if "scoring" in name else "")
                        + " | " + " | ".join(f"{m_['cost_usd_per_10k'][m]:.2f}" for m in MODELS)
                        + f" | {e['prompt_tokens']:.0f}+{e['completion_tokens']:.0f}, {e['cost_usd_per_10k']['gpt-4o-mini']:.2f} |")
         ratio = r["ratio_few_shot_cot_over_zero_shot"]

@@ -76,6 +76,7 @@ class AnnotateConfig:
 
 
 ANSWER_FIRST = ("zero-shot", "label-only")  # prompt modes whose answer line comes before any explanation
+VOTE_STOP = ["Explanation:"]  # where a vote of an answer-first prompt stops (prompts.TEMPLATES["zero-shot"])
 
 
 class BudgetExceeded(Exception):
@@ -200,7 +201,6 @@ class _Run:
     def __init__(self, cfg: AnnotateConfig, task, client: TeacherClient, budget: Budget, echo):
         self.cfg, self.task, self.client, self.budget, self.echo = cfg, task, client, budget, echo
         self.scoring = scoring_for(cfg, task)
-        self.answer_only = plan(task, "label-only")  # what a vote asks when the answer comes first
         self.stats = {"requests_sent": 0, "cache_hits": 0, "retries": 0, "budget_stopped": 0}
         self.by_kind = {k: {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0} for k in self.KINDS}
         self.notes: dict[str, int] = {}  # degradations, said once each and counted
@@ -243,14 +243,15 @@ class _Run:
 
     async def votes(self, p, ex, usage: dict) -> list[tuple]:
         """votes-1 sampled answers as (label, rationale): one request with n where the server honours it, else
-        one per seed. Where the answer comes first (zero-shot, label-only) a vote asks for the answer line
-        alone: what follows it cannot change it, so sampling it is paying for nothing. Where reasoning
-        comes first (zero-shot-cot, few-shot-cot), each vote samples the reasoning too (Wang et al. 2023)."""
+        one per seed. Each vote asks the same prompt as the answer. Where the answer comes first (zero-shot,
+        label-only) generation stops where the explanation would begin: what follows the answer line cannot
+        change it, so sampling it is paying for nothing. Where reasoning comes first (zero-shot-cot,
+        few-shot-cot), each vote samples the reasoning too (Wang et al. 2023)."""
         want = self.cfg.votes - 1
         if want == 0:
             return []
-        vp = self.answer_only if p.mode in ANSWER_FIRST else p
-        sample = {"temperature": self.cfg.vote_temperature}
+        vp = p
+        sample = {"temperature": self.cfg.vote_temperature, **({"stop": VOTE_STOP} if p.mode in ANSWER_FIRST else {})}
         if vp.stages > 1:  # two-stage prompts: every vote runs both stages
             runs = [await self.stages(vp, ex, "vote", usage, {**sample, "seed": k}) for k in range(1, want + 1)]
         else:

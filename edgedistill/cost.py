@@ -128,8 +128,9 @@ def estimate_extras(task, examples, mode: str, model: str, exemplars=None, price
 
     out = []
     extra_votes = max(votes - 1, 2)  # priced for the configured count, or for --votes 3 when votes are off
-    # where the answer comes first a vote asks for the answer line alone (annotate.ANSWER_FIRST)
-    vote = estimate(task, examples, "label-only", model, None, 1.0, price, sample, seed) if mode in ("zero-shot", "label-only") else base
+    # where the answer comes first a vote stops after the answer line (annotate.ANSWER_FIRST): the same prompt,
+    # the completion of a label-only answer
+    vote = dict(base, completion_tokens=n * TYPICAL_COMPLETION_TOKENS["label-only"]) if mode in ("zero-shot", "label-only") else base
     out.append(row(f"+ {extra_votes} sampled votes (--votes {extra_votes + 1})", vote["requests"] * extra_votes,
                    vote["prompt_tokens"] * extra_votes, vote["completion_tokens"] * extra_votes, votes > 1))
     if task.type != "numeric":

@@ -113,7 +113,10 @@ class StubServer:
                 seed, count = body.get("seed") or 1, 1 if marker("IGNOREN") else body.get("n") or 1
                 options = votes.group(1).split(",")
                 picks = [options[(seed - 1 + i) % len(options)] for i in range(count)]
-                h._send(200, self._completion(body, [f"Answer: {a}\nExplanation: On reflection the answer is {a}, for this reason." for a in picks]))
+                texts = [f"Answer: {a}\nExplanation: On reflection the answer is {a}, for this reason." for a in picks]
+                for stop in body.get("stop") or []:  # generation ends where a stop string would begin
+                    texts = [t.split(stop)[0].rstrip() for t in texts]
+                h._send(200, self._completion(body, texts))
                 self._log(key, n_attempt=n, outcome=outcome)
                 return
             if body.get("logprobs") and "correct option only" in text:

@@ -310,8 +310,9 @@ def test_votes_majority_share_and_the_n_fallback(tmp_path):
     # the greedy answer's explanation argued for entailment: the row gets an explanation of the majority's label
     assert rows[0]["rationale_source"] == "rationalized" and "neutral" in rows[0]["rationale"]
     assert rows[2]["rationale_source"] == "answer" and "text_label" not in rows[2]  # the majority is the greedy answer
-    # zero-shot puts the answer first: a vote asks for the answer line alone
-    assert not any("Explanation" in r["request"] for r in _requests(tmp_path) if '"seed"' in r["request"])
+    # zero-shot puts the answer first: a vote asks the same prompt and stops after the answer line
+    votes = [json.loads(r["request"]) for r in _requests(tmp_path) if '"seed"' in r["request"]]
+    assert len(votes) == 4 and all(v["stop"] == ["Explanation:"] and "Explanation" in v["messages"][-1]["content"] for v in votes)
     assert sent == 3 * 2 + 1 + 2 and s["requests_by_kind"]["vote"]["requests"] == 4 and s["rationalized"] == 2
     assert sum("one request per vote" in n for n in notes) == 1
 
