@@ -40,7 +40,7 @@ from .data import Example
 from .prompts import MODES, SCORING, load_exemplars, option_keys, plan
 from .task import load_task
 from .teacher_signal import (CALIBRATIONS, CONTENT_FREE_INPUTS, SCORE_PARAMS, argmax, calibrate, combine, key_distribution,
-                             prior, vote_shares)
+                             prior, smoothed, vote_shares)
 
 
 @dataclass
@@ -326,7 +326,8 @@ class _Run:
         try:
             answers = await asyncio.gather(*(first(ex) for ex in examples))
             bias = await self.bias(main_plan, examples, answers)
-            rows = [a if isinstance(a, Annotation) else self.decide(ex, plans[ex.id], a, bias, ex.id in want_rationale)
+            vote_bias = self.vote_bias(examples, answers)
+            rows = [a if isinstance(a, Annotation) else self.decide(ex, plans[ex.id], a, bias, vote_bias, ex.id in want_rationale)
                     for ex, a in zip(examples, answers)]
             todo = [(ex, r) for ex, r in zip(examples, rows) if self.cfg.rationalize and r.status == "ok"
                     and r.extra["rationale_requested"] and r.rationale is None]
@@ -371,6 +372,21 @@ class _Run:
             biases.append(prior(free) if free else None)
         return biases
 
+    def vote_keys(self, ex, shares: dict) -> dict:
+        """Smoothed vote shares by option position ("a", "b", ...), where a small model's favourite lives."""
+        keys = option_keys(self.task, ex, "letter")
+        return smoothed({keys[label]: share for label, share in shares.items() if label in keys}, self.cfg.votes,
+                        list(keys.values()))
+
+    def vote_bias(self, examples, answers) -> dict | None:
+        """The batch's mean vote shares by option position: the same bias the scores are calibrated for,
+        which votes carry too (a teacher that always answers "entailment" votes for it unanimously)."""
+        if self.cfg.votes == 1 or self.cfg.calibration == "none" or self.task.type == "numeric":
+            return None
+        per_row = [self.vote_keys(ex, vote_shares([v for v, _ in a.votes])) for ex, a in zip(examples, answers)
+                   if isinstance(a, _Answer)]
+        return prior([d for d in per_row if d]) or None
+
     def label_scores(self, ex, a: _Answer, bias: list) -> tuple[dict | None, dict | None]:
         """(calibrated, raw) scores over the labels: each option order's in its own key space, then averaged."""
         cal, raw = [], []
@@ -385,15 +401,21 @@ class _Run:
         mean = lambda ds: {label: sum(d[label] for d in ds) / len(ds) for label in ds[0]}  # noqa: E731
         return mean(cal), mean(raw)
 
-    def decide(self, ex, p, a: _Answer, bias, want: bool) -> Annotation:
+    def decide(self, ex, p, a: _Answer, bias, vote_bias, want: bool) -> Annotation:
         """The row from the answers: label_probs from scores and votes, the hard label its argmax, and the
         rationale of an answer that gave that label."""
         labels = getattr(ex, "choices", None) or self.task.labels or []
         same = same_number if self.task.type == "numeric" else None
         shares = vote_shares([label for label, _ in a.votes], same)
         scores, raw_scores = self.label_scores(ex, a, bias)
-        # One greedy answer is no distribution: the text answer joins label_probs only as one of several votes.
-        probs = combine(scores, shares if self.cfg.votes > 1 else {}, labels) if self.task.type != "numeric" else None
+        # One greedy answer is no distribution: the text answer joins label_probs only as one of several votes,
+        # whose shares are calibrated for the batch's favourite like the scores.
+        votes = {}
+        if self.cfg.votes > 1 and self.task.type != "numeric" and shares:
+            keys = option_keys(self.task, ex, "letter")
+            cal = calibrate(self.vote_keys(ex, shares), vote_bias)
+            votes = {label: cal[k] for label, k in keys.items()}
+        probs = combine(scores, votes, labels) if self.task.type != "numeric" else None
         text_label = a.parsed.label
         label = argmax(probs, prefer=text_label) if probs else (argmax(shares, prefer=text_label) if shares else None)
         rationale = next((r for v, r in a.votes if r and v is not None and (same or (lambda x, y: x == y))(v, label)), None)
@@ -403,7 +425,7 @@ class _Run:
         if probs:
             extra["label_probs"] = probs
         if raw_scores:  # before calibration, for studies of the teacher (benchmarks/teacher_signal.py)
-            extra["teacher_scores"] = {label: round(p, 6) for label, p in raw_scores.items()}
+            extra["teacher_scores"] = {label: round(q, 6) for label, q in raw_scores.items()}
         if self.cfg.votes > 1:
             extra["votes"] = [v for v, _ in a.votes]
             extra["vote_share"] = round(shares.get(label, 0.0), 4) if label is not None else None

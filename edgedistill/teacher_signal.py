@@ -94,6 +94,12 @@ def vote_shares(labels: list[str | None], same=None) -> dict[str, float]:
     return {Counter(g).most_common(1)[0][0]: len(g) / n for g in groups} if n else {}
 
 
+def smoothed(shares: dict[str, float], votes: int, keys: list[str]) -> dict[str, float]:
+    """Vote shares with one pseudo-vote per option (Laplace): a unanimous batch then has a bias that
+    calibration can divide out, where raw zeros would stay zero."""
+    return {k: (shares.get(k, 0.0) * votes + 1) / (votes + len(keys)) for k in keys}
+
+
 def combine(scores: dict[str, float] | None, votes: dict[str, float], labels: list[str]) -> dict[str, float] | None:
     """label_probs: the calibrated scores blended with the vote shares (or the text answer, one vote).
 

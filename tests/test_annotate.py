@@ -299,14 +299,15 @@ def test_votes_majority_share_and_the_n_fallback(tmp_path):
                     "v2 ANSWER=entailment VOTES=entailment,contradiction,neutral,neutral"])
     notes = []
     with StubServer() as server:
-        s = annotate(config(tmp_path, server, votes=3, scoring="none"), echo=notes.append)
+        s = annotate(config(tmp_path, server, votes=3, scoring="none", calibration="none"), echo=notes.append)
         sent = len(server.requests)
-        annotate(config(tmp_path, server, votes=3, scoring="none"), echo=lambda *_: None)
+        annotate(config(tmp_path, server, votes=3, scoring="none", calibration="none"), echo=lambda *_: None)
         assert len(server.requests) == sent  # votes are cached like everything else
     rows = rows_of(tmp_path)
     assert [r["votes"] for r in rows] == [["entailment", "neutral", "neutral"]] * 2 + [["entailment", "entailment", "contradiction"]]
     assert [r["label"] for r in rows] == ["neutral", "neutral", "entailment"] and [r["vote_share"] for r in rows] == [0.6667, 0.6667, 0.6667]
-    assert rows[0]["label_probs"] == pytest.approx({"entailment": 1 / 3, "neutral": 2 / 3, "contradiction": 0}, abs=1e-4)
+    # shares with one pseudo-vote per option: (1 + 1) / 6, (2 + 1) / 6, 1 / 6
+    assert rows[0]["label_probs"] == pytest.approx({"entailment": 1 / 3, "neutral": 1 / 2, "contradiction": 1 / 6}, abs=1e-4)
     # the greedy answer's explanation argued for entailment: the row gets an explanation of the majority's label
     assert rows[0]["rationale_source"] == "rationalized" and "neutral" in rows[0]["rationale"]
     assert rows[2]["rationale_source"] == "answer" and "text_label" not in rows[2]  # the majority is the greedy answer
@@ -404,3 +405,12 @@ def test_the_same_model_name_on_another_server_is_not_replayed(tmp_path):
         annotate(config(tmp_path, a, scoring="none"), echo=lambda *_: None)
         s = annotate(config(tmp_path, b, scoring="none"), echo=lambda *_: None)
         assert s["requests_sent"] == 1 and len(b.requests) == 1
+
+
+def test_votes_are_calibrated_for_a_teacher_that_always_says_one_thing(tmp_path):
+    make(tmp_path, [f"u{i} ANSWER=entailment VOTES=entailment,entailment" for i in range(3)] + ["w ANSWER=entailment VOTES=neutral,neutral"])
+    with StubServer() as server:
+        annotate(config(tmp_path, server, votes=3, scoring="none"), echo=lambda *_: None)
+    rows = rows_of(tmp_path)
+    assert [r["label"] for r in rows] == ["entailment"] * 3 + ["neutral"]
+    assert max(rows[0]["label_probs"].values()) < 0.5  # unanimous like the whole batch: weak evidence
