@@ -288,10 +288,11 @@ class _Run:
             outputs = await self.stages(p, ex, "answer", usage)
             parsed = p.parse(ex, outputs)
             votes = [(parsed.label, parsed.rationale)]
-            votes += await self.votes(p, ex, usage)
+            votes += await self.extra_signal(self.votes(p, ex, usage), "votes", [])
             scores = None
             if self.scoring != "none":
-                scores = [await self.score(p, ex, usage, shift) for shift in range(self.cfg.score_orders)]
+                scores = [await self.extra_signal(self.score(p, ex, usage, shift), "scoring", None)
+                          for shift in range(self.cfg.score_orders)]
         except BudgetExceeded as e:
             self.stats["budget_stopped"] += 1
             return _row(ex, status="not_sent", error=f"not sent: {e}", usage=usage, requested=want)
@@ -299,6 +300,15 @@ class _Run:
             return _row(ex, status="failed", error=str(e), usage=usage, requested=want)
         raw = outputs[-1] if len(outputs) == 1 else "\n---\n".join(outputs)
         return _Answer(parsed, raw, votes, scores, usage)
+
+    async def extra_signal(self, request, what: str, instead):
+        """Votes and scores refine an answer the row already has: one that fails for good costs the row
+        that signal, not its label (said once, counted in `notes`)."""
+        try:
+            return await request
+        except TeacherError as e:
+            self.note(f"{what}_failed", f"a {what} request failed for good ({e}); those rows go without it")
+            return instead
 
     async def rationalize(self, p, ex, row: Annotation) -> None:
         try:

@@ -10,6 +10,7 @@ The reply is steered by markers in the last user message, so one data file exerc
   VOTES=x,y   sampled answers (temperature > 0): seed k answers the k-th; with n, choices k..k+n-1
   IGNOREN     the server ignores `n` (one choice, like llama.cpp)
   SCORE=a:0.6,b:0.4   the scoring reply's top logprobs (default: most mass on the option of ANSWER)
+  SCOREDEAD   scoring requests (logprobs) always fail with 503
   BIASLAST    the scoring reply favours whichever option is listed last
   NOLOGPROBS  the server ignores `logprobs`       BADLOGPROBS  a malformed logprobs payload
   TERSE       the answer line alone, no explanation (what a small model often writes)
@@ -79,6 +80,9 @@ class StubServer:
         if marker("ECHOAUTH"):
             outcome = "401"
             h._send(401, {"error": {"message": f"invalid key {h.headers.get('authorization')}", "type": "auth"}})
+        elif marker("SCOREDEAD") and body.get("logprobs"):
+            outcome = "503"
+            h._send(503, {"error": {"message": "logprobs are down"}})
         elif marker("FAULTDEAD"):
             outcome = "503"
             h._send(503, {"error": {"message": "overloaded"}})

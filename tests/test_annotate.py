@@ -414,3 +414,13 @@ def test_votes_are_calibrated_for_a_teacher_that_always_says_one_thing(tmp_path)
     rows = rows_of(tmp_path)
     assert [r["label"] for r in rows] == ["entailment"] * 3 + ["neutral"]
     assert max(rows[0]["label_probs"].values()) < 0.5  # unanimous like the whole batch: weak evidence
+
+
+def test_a_scoring_request_that_fails_for_good_costs_the_row_its_scores_not_its_label(tmp_path):
+    make(tmp_path, ["s ANSWER=contradiction SCOREDEAD", "t ANSWER=neutral"])
+    notes = []
+    with StubServer() as server:
+        s = annotate(config(tmp_path, server, calibration="none"), echo=notes.append)
+    rows = rows_of(tmp_path)
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["label"] == "contradiction" and "label_probs" not in rows[0]
+    assert "label_probs" in rows[1] and s["notes"] == {"scoring_failed": 1} and sum("scoring request failed" in n for n in notes) == 1
