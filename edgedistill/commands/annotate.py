@@ -27,7 +27,7 @@ from ..teacher_signal import CALIBRATIONS
 @click.option("--max-cost", type=float, help="USD cap for this run directory; no request that could exceed it is started. "
               "Each request in flight reserves its worst case (all prompt tokens + --max-tokens of output), so a cap near "
               "a few requests' worst case stops early; inputs held back are counted as not_sent.")
-@click.option("--dry-run", is_flag=True, help="Print estimated tokens and cost for each prompt mode; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Print estimated requests, tokens and cost for each prompt mode and for what the chosen one adds (votes, scoring, rationalization); send nothing.")
 @click.option("--limit", type=int, help="Annotate only the first N examples.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request.")
 @click.option("--max-retries", type=int, default=6, show_default=True, help="Retries on 408/409/429/5xx, timeouts, dropped connections, bad bodies.")
