@@ -114,10 +114,15 @@ def choices_block(choices: list[str] | None) -> str:
 
 def option_keys(task: TaskSpec, example, scoring: str, shift: int = 0) -> dict[str, str]:
     """label -> what the scoring reply starts with: "a", "b", ... (letter) or the label itself (word),
-    in the order the options are listed: the task's, rotated left by `shift` (--score-orders)."""
+    in the order the options are listed (--score-orders): shifts 0..n-1 rotate the task's order left,
+    shifts n..2n-1 rotate the reversed order, so 2n orders put every option in every position twice,
+    once after each of two different neighbours."""
     labels = list(getattr(example, "choices", None) or task.labels or [])
     if labels:
-        shift %= len(labels)
+        n = len(labels)
+        shift %= 2 * n
+        if shift >= n:
+            labels, shift = labels[::-1], shift - n
         labels = labels[shift:] + labels[:shift]
     return {label: (CHOICE_LETTERS[i] if scoring == "letter" else label) for i, label in enumerate(labels)}
 

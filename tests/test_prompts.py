@@ -169,3 +169,15 @@ def test_exemplar_file_errors_name_file_line_and_field(tmp_path, lines, message)
 def test_missing_exemplar_file(tmp_path):
     with pytest.raises(UserError, match="exemplars file not found"):
         load_exemplars(tmp_path / "nope.jsonl", task(NLI))
+
+
+def test_score_orders_rotate_then_rotate_the_reversed_order():
+    from edgedistill.prompts import option_keys
+    from edgedistill.task import task_from_dict
+
+    task = task_from_dict({"name": "t", "type": "classification", "input": "{text}", "labels": ["x", "y", "z"]})
+    orders = [list(option_keys(task, None, "letter", j)) for j in range(7)]
+    assert orders[:3] == [["x", "y", "z"], ["y", "z", "x"], ["z", "x", "y"]]
+    assert orders[3:6] == [["z", "y", "x"], ["y", "x", "z"], ["x", "z", "y"]]
+    assert orders[6] == orders[0] and len({tuple(o) for o in orders}) == 6
+    assert option_keys(task, None, "letter", 4) == {"y": "a", "x": "b", "z": "c"}

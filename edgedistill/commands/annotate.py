@@ -41,8 +41,9 @@ from ..teacher_signal import CALIBRATIONS
                    "letter (letter) or name (word); the text answer is the fallback where a server sends no logprobs. "
                    "none: no scoring request. Numeric tasks never score.")
 @click.option("--score-orders", type=int, default=1, show_default=True,
-              help="Scoring requests per input, the options rotated one place each time; their calibrated scores are "
-                   "averaged, which cancels a small model's preference for one position (permutation debiasing).")
+              help="Scoring requests per input, the options rotated one place each time (after n rotations, the reversed "
+                   "order's); their calibrated scores are averaged, which cancels a small model's preference for one "
+                   "position (permutation debiasing). Up to 2x the number of options gives distinct orders.")
 @click.option("--calibration", type=click.Choice(CALIBRATIONS), default="batch", show_default=True,
               help="Correct the scores for a small model's favourite option: batch divides by the run's mean distribution, "
                    "content-free by the scores of 3 inputs with no content (3 more requests; Zhao et al. 2021).")
