@@ -428,7 +428,7 @@ class _Run:
         probs = combine(scores, votes, labels) if self.task.type != "numeric" else None
         text_label = a.parsed.label
         label = argmax(probs, prefer=text_label) if probs else (argmax(shares, prefer=text_label) if shares else None)
-        rationale = next((r for v, r in a.votes if r and v is not None and (same or (lambda x, y: x == y))(v, label)), None)
+        rationale = next((r for v, r in a.votes if r and v is not None and _agrees(self.task, v, label)), None)
         extra = {"rationale_requested": want}
         if a.parsed.rationale_dropped:
             extra["rationale_dropped"] = True

@@ -175,21 +175,21 @@ def token_logprobs(raw) -> list[dict] | None:
     if raw is None:
         return []
     try:
-        content = raw.get("content") if isinstance(raw, dict) else getattr(raw, "content", None)
+        content = _field(raw, "content")
         if content is None:
             return []
         out = []
         for pos in list(content)[:LOGPROB_POSITIONS]:
-            get = pos.get if isinstance(pos, dict) else lambda k, p=pos: getattr(p, k, None)
-            tops = get("top_logprobs") or []
-            top = {}
-            for t in tops:
-                tget = t.get if isinstance(t, dict) else lambda k, t=t: getattr(t, k, None)
-                top[str(tget("token"))] = _finite(tget("logprob"))
-            out.append({"token": str(get("token")), "logprob": _finite(get("logprob")), "top": top})
+            top = {str(_field(t, "token")): _finite(_field(t, "logprob")) for t in _field(pos, "top_logprobs") or []}
+            out.append({"token": str(_field(pos, "token")), "logprob": _finite(_field(pos, "logprob")), "top": top})
         return out
     except (TypeError, ValueError, AttributeError):
         return None
+
+
+def _field(obj, key):
+    """A field of a payload part, parsed by the SDK (attributes) or left as JSON (dicts)."""
+    return obj.get(key) if isinstance(obj, dict) else getattr(obj, key, None)
 
 
 def _finite(x) -> float:
