@@ -52,6 +52,8 @@ def settings(n_options: int, votes: int) -> dict[str, dict]:
         "score, 1 order, content-free-calibrated": dict(calibration="content-free"),
         f"score, {k} orders, raw": dict(calibration="none", score_orders=k),
         f"score, {k} orders, batch-calibrated": dict(calibration="batch", score_orders=k),
+        f"score, {2 * k} orders, raw": dict(calibration="none", score_orders=2 * k),
+        f"score, {2 * k} orders, batch-calibrated": dict(calibration="batch", score_orders=2 * k),
         "votes 3": dict(scoring="none", votes=3),
         f"votes {votes}": dict(scoring="none", votes=votes),
         f"score {k} orders + votes {votes}": dict(calibration="batch", score_orders=k, votes=votes),
