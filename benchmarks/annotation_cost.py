@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgedistill.arith import same_number  # noqa: E402
+from edgedistill.edge.arith import same_number  # noqa: E402
 from edgedistill.atomic import write_json, write_text  # noqa: E402
 from edgedistill.cost import PRICES, TYPICAL_COMPLETION_TOKENS, count_tokens  # noqa: E402
 from edgedistill.dss import DATASETS, load_dss  # noqa: E402

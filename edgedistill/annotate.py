@@ -29,7 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .annotations import Annotation
-from .arith import same_number
+from .edge.arith import same_number
+from .edge.families import answers_match
 from .atomic import write_json, write_jsonl
 from .cache import Cache
 from .client import ClientConfig, TeacherClient, TeacherError
@@ -456,7 +457,7 @@ def _row(ex, status, usage, requested, error=None) -> Annotation:
 
 
 def _agrees(task, label, gold) -> bool:
-    return same_number(label, gold) if task.type == "numeric" else label == gold
+    return answers_match(task.type, label, gold)
 
 
 def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale) -> dict:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .edge.families import FAMILIES
 from .errors import UserError
 
 VARIANTS = {
@@ -53,7 +54,6 @@ TIMED_CALL = ("model forward on pre-tokenized inputs of exactly batch x seq real
               "encoder forward + first decoder step on pre-tokenized inputs of exactly batch x seq real tokens "
               "(tokenization and the rest of generation excluded; accuracy uses full greedy generation)")
 PAUSE_S = 0.03  # between time slices of different variants (see time_interleaved)
-OPTIMUM_TASKS = {"sequence-classification": "text-classification", "multiple-choice": "multiple-choice"}
 
 
 @dataclass
@@ -310,12 +310,9 @@ def load_variant(name: str, paths: dict, threads: int) -> Runner:
 
 
 def _torch_model(path, family: str):
-    import transformers
+    from .edge.families import auto_model_class
 
-    cls = {"sequence-classification": transformers.AutoModelForSequenceClassification,
-           "multiple-choice": transformers.AutoModelForMultipleChoice,
-           "seq2seq": transformers.AutoModelForSeq2SeqLM}[family]
-    return cls.from_pretrained(str(path)).eval()
+    return auto_model_class(family).from_pretrained(str(path)).eval()
 
 
 def _weights_bytes(d: Path) -> int:
@@ -361,8 +358,8 @@ def read_subject(bundle, torch_dir=None) -> Subject:
     except json.JSONDecodeError as e:
         raise UserError(f"{mpath}:{e.lineno}: manifest is not valid JSON ({e.msg}); re-run edgedistill export") from None
     family = manifest.get("family")
-    if family not in ("sequence-classification", "multiple-choice", "seq2seq"):
-        raise UserError(f"{mpath}: family: {family!r} is not one of sequence-classification, multiple-choice, seq2seq")
+    if family not in FAMILIES:
+        raise UserError(f"{mpath}: family: {family!r} is not one of {', '.join(FAMILIES)}")
     task = None
     if isinstance(manifest.get("task"), dict):
         from dataclasses import fields
@@ -427,7 +424,7 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
             from optimum.exporters.onnx import main_export
 
             echo("exporting the plain ONNX FP32 peer with optimum ...")
-            main_export(str(subject.torch_dir), onnx_dir, task=OPTIMUM_TASKS[subject.family], do_validation=False)
+            main_export(str(subject.torch_dir), onnx_dir, task=FAMILIES[subject.family].optimum_task, do_validation=False)
             paths["ort-fp32"] = str(onnx_dir / "model.onnx")
             if "ort-fp32" in info:
                 info["ort-fp32"].update(size_bytes=_onnx_bytes(onnx_dir / "model.onnx"), files=["model.onnx"])
@@ -721,11 +718,9 @@ def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None 
 
 def _hit(subject: Subject, pred, gold) -> bool:
     """A correct prediction: the label / choice text, or for numeric tasks the same number."""
-    if subject.task is not None and subject.task.type == "numeric":
-        from .arith import same_number
+    from .edge.families import answers_match
 
-        return same_number(pred, gold)
-    return pred == gold
+    return answers_match(subject.task.type if subject.task is not None else None, pred, gold)
 
 
 def _synthetic_example(subject: Subject, text: str):

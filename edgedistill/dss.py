@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from .annotations import Annotation
-from .arith import same_number
+from .edge.families import answers_match
 from .data import load_examples
 from .errors import UserError
 from .parsing import clean_rationale, parse_answer
@@ -105,5 +105,4 @@ def agreement(task: TaskSpec, rows: list[Annotation]) -> float | None:
     judged = [r for r in rows if r.status == "ok" and r.gold is not None]
     if not judged:
         return None
-    same = (lambda a, b: same_number(a, b)) if task.type == "numeric" else (lambda a, b: a == b)
-    return sum(same(r.label, r.gold) for r in judged) / len(judged)
+    return sum(answers_match(task.type, r.label, r.gold) for r in judged) / len(judged)

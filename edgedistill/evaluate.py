@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from .arith import same_number
+from .edge.families import answers_match
 from .errors import UserError
 from .model_dir import kind_of, read_meta
 
@@ -43,10 +43,7 @@ def _family(path: Path) -> str:
 
 def score(task, examples, preds: list[str]) -> dict:
     golds = [e.gold for e in examples]
-    if task.type == "numeric":
-        hits = [same_number(p, g) for p, g in zip(preds, golds)]
-    else:
-        hits = [p == g for p, g in zip(preds, golds)]
+    hits = [answers_match(task.type, p, g) for p, g in zip(preds, golds)]
     out = {"accuracy": sum(hits) / len(hits), "examples": len(hits), "correct": sum(hits)}
     if task.type == "classification":
         per = {}

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import bundle as bundle_mod
 from .atomic import build_dir
+from .edge.families import FAMILIES
 from .errors import UserError
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
@@ -193,7 +194,7 @@ def _task_dict(model_dir: Path, config, family: str) -> dict:
     if (model_dir / "task.yaml").exists():
         return load_task(model_dir / "task.yaml").to_dict()
     # A bare transformers model: the input is the text itself.
-    kind = {"sequence-classification": "classification", "multiple-choice": "multiple-choice", "seq2seq": "numeric"}[family]
+    kind = FAMILIES[family].task_type
     d = {"name": config.name_or_path.rstrip("/").split("/")[-1] or "model", "type": kind, "input": "{text}"}
     if family == "multiple-choice":
         d["choices"] = "choices"

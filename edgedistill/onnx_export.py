@@ -9,18 +9,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-# optimum task name and the files it writes, per model family
-OPTIMUM_TASK = {
-    "sequence-classification": "text-classification",
-    "multiple-choice": "multiple-choice",
-    "seq2seq": "text2text-generation-with-past",
-}
-MODEL_FILES = {
-    "sequence-classification": {"model": "model.onnx"},
-    "multiple-choice": {"model": "model.onnx"},
-    "seq2seq": {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx",
-                "decoder_with_past": "decoder_with_past_model.onnx"},
-}
+from .edge.families import FAMILIES
+
 # onnxruntime.transformers.optimizer knows these encoder graphs; others keep ORT's generic optimizations.
 FUSION_MODEL_TYPE = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
                      "electra": "bert", "mpnet": "bert", "deberta-v2": "bert", "t5": "t5", "mt5": "t5", "bart": "bart"}
@@ -45,7 +35,7 @@ def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None =
 
     logging.getLogger("optimum").setLevel(logging.ERROR)
     kwargs = {"opset": opset} if opset else {}
-    task, files = OPTIMUM_TASK[family], dict(MODEL_FILES[family])
+    task, files = FAMILIES[family].optimum_task, dict(FAMILIES[family].onnx_files)
     if family == "seq2seq" and not has_past(AutoConfig.from_pretrained(model_dir)):
         # optimum exports bert2bert (EncoderDecoderModel with a BERT decoder) without past keys/values:
         # the runtime then re-reads the whole answer so far at each step, cheap for answers of a few tokens.

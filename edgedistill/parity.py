@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .arith import tidy
+from .edge.arith import tidy
 
 
 @dataclass
@@ -29,12 +29,12 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
                   batch_size: int = 16) -> tuple[np.ndarray, list[str]]:
     """(logits, predicted labels/answers) of the transformers model, tokenized exactly as the runtime does."""
     import torch
-    from transformers import AutoModelForMultipleChoice, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
+
+    from .edge.families import auto_model_class
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    cls = {"sequence-classification": AutoModelForSequenceClassification, "multiple-choice": AutoModelForMultipleChoice,
-           "seq2seq": AutoModelForSeq2SeqLM}[family]
-    model = cls.from_pretrained(model_dir).eval()
+    model = auto_model_class(family).from_pretrained(model_dir).eval()
     logits, preds = [], []
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     if family == "multiple-choice":  # one tensor needs one choice count: split ragged batches

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from .arith import to_number
+from .edge.arith import to_number
 from .task import CHOICE_LETTERS, TaskSpec
 
 MIN_RATIONALE_WORDS = 5  # shorter "explanations" ("It is.", "See above.") teach the student nothing

@@ -26,26 +26,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FAMILIES = ("sequence-classification", "multiple-choice", "seq2seq")
+from .edge.families import auto_model_class, family_of_task
 
 
 def family_for(task_type: str, base_config) -> str:
-    if base_config.is_encoder_decoder or task_type == "numeric":
-        return "seq2seq"
-    return "multiple-choice" if task_type == "multiple-choice" else "sequence-classification"
+    """The task's family (edge.families); an encoder-decoder base makes any task a seq2seq student."""
+    return "seq2seq" if base_config.is_encoder_decoder else family_of_task(task_type).name
 
 
 def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_layers: int = 2):
-    from transformers import AutoConfig, AutoModelForMultipleChoice, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+    from transformers import AutoConfig
 
     if family == "sequence-classification":
-        return AutoModelForSequenceClassification.from_pretrained(
+        return auto_model_class(family).from_pretrained(
             base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
-    if family == "multiple-choice":
-        return AutoModelForMultipleChoice.from_pretrained(base_dir)
-    if not AutoConfig.from_pretrained(base_dir).is_encoder_decoder:
+    if family == "seq2seq" and not AutoConfig.from_pretrained(base_dir).is_encoder_decoder:
         return build_bert2bert(base_dir, decoder_layers)
-    return AutoModelForSeq2SeqLM.from_pretrained(base_dir)
+    return auto_model_class(family).from_pretrained(base_dir)
 
 
 def build_bert2bert(base_dir, decoder_layers: int):

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgedistill.arith import same_number
+from edgedistill.edge.arith import same_number
 from edgedistill.cost import count_tokens
 from edgedistill.dss import load_dss, task_for
 from edgedistill.parsing import clean_rationale, parse_answer, parse_choice, parse_label, parse_number

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from edgedistill.arith import evaluate, same_number, to_number
+from edgedistill.edge.arith import evaluate, same_number, to_number
 from edgedistill.data import load_examples
 from edgedistill.errors import UserError
 from edgedistill.task import load_task, task_from_dict
