@@ -1,8 +1,10 @@
 """`edgedistill run pipeline.yaml`: every stage from one file, redoing only what changed.
 
 Stages run in order annotate -> train -> strip -> export -> bench -> report. Each stage reads the
-previous stage's artifact from the run directory and is invoked exactly as its CLI command would
-be, so a pipeline run and a hand-typed chain of commands produce the same artifacts.
+previous stage's artifact from the run directory and calls the same stage function, with the same
+config dataclass, as its CLI command (annotate, train, strip_student, export_bundle, run_bench), so a
+pipeline run and a hand-typed chain of commands produce the same artifacts. A pipeline section's keys
+are that config's field names with the same defaults (tests/test_pipeline_config.py checks they agree).
 
 A stage is skipped when its fingerprint (its settings, the content of its input files and the
 fingerprint of the stage before it) matches the one recorded when it last finished. Fingerprints
@@ -24,10 +26,10 @@ from pathlib import Path
 import yaml
 
 from .atomic import write_json
+from .choices import CANDIDATE_MODES, MODES, QUANTIZE, TARGETS
 from .errors import UserError
-
-# train.MODES, spelled here so that reading a pipeline file does not import torch (test_pipeline_config checks they agree)
-TRAIN_MODES = ("auto", "label-only", "multitask", "rationale-teacher", "rationale-dropout", "standard")
+from .prompts import MODES as PROMPT_MODES, SCORING
+from .teacher_signal import CALIBRATIONS
 
 STAGES = ("annotate", "train", "strip", "export", "bench", "report")
 
@@ -93,6 +95,7 @@ class Pipeline:
     bench: BenchConfig = field(default_factory=BenchConfig)
     # folder of the pipeline file, set on load (not a YAML key): relative paths resolve against it
     base: Path = field(default=Path("."), init=False)
+    source: Path = field(default=Path("pipeline.yaml"), init=False)  # the pipeline file itself
 
     def path(self, p: str | None) -> Path | None:
         return None if p is None else (self.base / p).resolve()
@@ -113,7 +116,7 @@ def load_pipeline(path) -> Pipeline:
     except yaml.YAMLError as e:
         raise UserError(f"{path}: not valid YAML: {e}") from None
     pipe = _build(Pipeline, raw, str(path), "")
-    pipe.base = path.resolve().parent
+    pipe.base, pipe.source = path.resolve().parent, path
     for key in ("task", "data", "eval_data", "teacher.cache", "student.base"):
         obj, name = (pipe, key) if "." not in key else (getattr(pipe, key.split(".")[0]), key.split(".")[1])
         value = getattr(obj, name)
@@ -121,23 +124,16 @@ def load_pipeline(path) -> Pipeline:
             continue
         if not pipe.path(value).exists():
             raise UserError(f"{path}: {key}: file {pipe.path(value)} does not exist; fix the path (relative paths are relative to the pipeline file)")
-    choices = {"teacher.prompt": ("zero-shot", "zero-shot-cot", "few-shot-cot", "label-only"),
-               "teacher.scoring": ("letter", "word", "none"), "teacher.calibration": ("batch", "content-free", "none"),
-               "student.mode": TRAIN_MODES,
-               "export.quantize": ("int8", "none"), "export.target": ("auto", "x86", "arm64")}
+    choices = {"teacher.prompt": PROMPT_MODES, "teacher.scoring": SCORING, "teacher.calibration": CALIBRATIONS,
+               "student.mode": MODES, "student.compare": MODES, "student.candidates": CANDIDATE_MODES,
+               "export.quantize": QUANTIZE, "export.target": TARGETS}
     for key, allowed in choices.items():
         section, name = key.split(".")
         values = getattr(getattr(pipe, section), name)
         for v in values if isinstance(values, list) else [values]:
             if v not in allowed:
-                raise UserError(f"{path}: {key}: {v!r} is not one of {', '.join(allowed)}")
-    for m in pipe.student.compare:
-        if m not in choices["student.mode"]:
-            raise UserError(f"{path}: student.compare: {m!r} is not one of {', '.join(choices['student.mode'])}")
-    for m in pipe.student.candidates:
-        if m not in TRAIN_MODES or m in ("auto", "standard"):
-            raise UserError(f"{path}: student.candidates: {m!r} is not a mode auto can train; use "
-                            f"{', '.join(x for x in TRAIN_MODES if x not in ('auto', 'standard'))}")
+                what = "a mode auto can train; use" if key == "student.candidates" else "one of"
+                raise UserError(f"{path}: {key}: {v!r} is not {what} {', '.join(allowed)}")
     # Validate the task and data now, so a bad row fails before any stage starts.
     from .data import load_examples
     from .task import load_task
@@ -239,94 +235,135 @@ def fingerprints(pipe: Pipeline) -> dict[str, str]:
 
 # ---------------------------------------------------------------- running
 
-def _cli(args: list[str], capture: bool = False) -> str:
-    """Run one edgedistill command in this process, exactly as typed on the command line."""
-    import contextlib
-    import io
-
-    from .cli import main
-
-    args = [str(a) for a in args]
-    print("$ edgedistill " + " ".join(args), flush=True)
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf) if capture else contextlib.nullcontext():
-        main.main(args=args, prog_name="edgedistill", standalone_mode=False)
-    return buf.getvalue()
+PIPELINE_ONLY = {"teacher": ("cache",), "student": ("base", "compare"), "export": (), "bench": ()}  # keys no stage config has
 
 
-def _opt(flag: str, value) -> list:
-    return [] if value is None else [flag, value]
+def _fields(section) -> dict:
+    """A section's settings under the stage config's field names (`base` is TrainConfig's `student`)."""
+    name = {TeacherConfig: "teacher", StudentConfig: "student", ExportConfig: "export", BenchConfig: "bench"}[type(section)]
+    return {k: v for k, v in dataclasses.asdict(section).items() if k not in PIPELINE_ONLY[name]}
 
 
-def stage_commands(pipe: Pipeline) -> dict[str, list[list]]:
-    """The CLI calls each stage makes; also what `run --dry-run` prints."""
-    run, t, s, e, b = pipe.run, pipe.teacher, pipe.student, pipe.export, pipe.bench
-    task = pipe.path(pipe.task)
+def stage_configs(pipe: Pipeline) -> dict[str, list]:
+    """The config each stage function is called with, in order; also what `run --dry-run` prints."""
+    from .annotate import AnnotateConfig
+    from .bench import BenchSettings
+    from .export import ExportConfig as ExportStage
+    from .train import TrainConfig
+
+    run, s = pipe.run, pipe.student
+    base = pipe.path(s.base) if s.base and ("/" in s.base or s.base.startswith(".")) else s.base
 
     def train(mode, out):
-        return (["train", "--task", task, "--annotations", run / "annotations.jsonl", "--out", out, "--mode", mode,
-                 "--alpha", s.alpha, "--epochs", s.epochs, "--batch-size", s.batch_size, "--max-length", s.max_length,
-                 "--seed", s.seed] + _opt("--student", pipe.path(s.base) if s.base and ("/" in s.base or s.base.startswith(".")) else s.base)
-                + _opt("--lr", s.lr) + _opt("--candidates", ",".join(s.candidates) if s.candidates and mode == "auto" else None))
+        return TrainConfig(task=str(pipe.path(pipe.task)), annotations=str(run / "annotations.jsonl"), out=str(out),
+                           student=base, **{**_fields(s), "mode": mode,
+                                            "candidates": (s.candidates or None) if mode == "auto" else None})
 
-    csv = lambda xs: ",".join(str(x) for x in xs)  # noqa: E731
     return {
-        "annotate": [["annotate", "--task", task, "--data", pipe.path(pipe.data), "--out", run, "--model", t.model,
-                      "--prompt", t.prompt, "--rationale-fraction", t.rationale_fraction, "--concurrency", t.concurrency,
-                      "--api-key-env", t.api_key_env, "--scoring", t.scoring, "--score-orders", t.score_orders,
-                      "--calibration", t.calibration, "--votes", t.votes, "--vote-temperature", t.vote_temperature,
-                      "--rationalize" if t.rationalize else "--no-rationalize"]
-                     + _opt("--base-url", t.base_url) + _opt("--max-cost", t.max_cost)
-                     + _opt("--price-in", t.price_in) + _opt("--price-out", t.price_out)],
+        "annotate": [AnnotateConfig(task=str(pipe.path(pipe.task)), data=str(pipe.path(pipe.data)), out=str(run),
+                                    **_fields(pipe.teacher))],
         "train": [train(s.mode, run / "student")] + [train(m, run / "compare" / m) for m in s.compare if m != s.mode],
-        "strip": [["strip", run / "student", "--out", run / "stripped"]],
-        "export": [["export", run / "stripped", "--out", run / "bundle", "--quantize", e.quantize, "--target", e.target,
-                    "--min-agreement", e.min_agreement]],
-        "bench": [["bench", run / "bundle", "--torch", run / "stripped", "--out", run / "bench",
-                   "--batch-sizes", csv(b.batch_sizes), "--seq-lens", csv(b.seq_lens), "--threads", csv(b.threads),
-                   "--min-time", b.min_time] + _opt("--data", pipe.path(pipe.eval_data))],
+        "strip": [(run / "student", run / "stripped")],
+        "export": [ExportStage(model=str(run / "stripped"), out=str(run / "bundle"), **_fields(pipe.export))],
+        "bench": [BenchSettings(**_fields(pipe.bench))],
         "report": [],
     }
 
 
-def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = None, echo=print) -> list[dict]:
-    """Run the stages in order; returns one row per stage: name, status (ran/skipped), seconds."""
+def describe_config(cfg) -> str:
+    """One stage call as text: the config's class and the fields that differ from its defaults."""
+    if not dataclasses.is_dataclass(cfg):
+        return f"strip_student({', '.join(map(str, cfg))})"
+    parts = []
+    for f in dataclasses.fields(cfg):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        value = getattr(cfg, f.name)
+        if f.repr and value != default:
+            parts.append(f"{f.name}={value!r}")
+    return f"{type(cfg).__name__}({', '.join(parts)})"
+
+
+def _run_stage(pipe: Pipeline, stage: str, configs: list, echo) -> None:
+    """Call the stage's function with each of its configs and print what its CLI command prints."""
+    run = pipe.run
+    if stage == "annotate":
+        from .annotate import annotate
+        from .commands.annotate import report_summary
+
+        if pipe.teacher.cache:
+            _merge_recorded_cache(pipe)
+        report_summary(annotate(configs[0], echo=echo), configs[0].out, echo)
+    elif stage == "train":
+        from .commands.train import summary_lines
+        from .train import train
+
+        for cfg in configs:
+            for line in summary_lines(train(cfg, echo=echo), cfg.out):
+                echo(line)
+    elif stage == "strip":
+        from .commands.strip import summary_line
+        from .strip import strip_student
+
+        for student, out in configs:
+            echo(summary_line(strip_student(student, out)))
+    elif stage == "export":
+        from .commands.export import summary_lines
+        from .export import export_bundle
+
+        for line in summary_lines(export_bundle(configs[0], echo=echo), configs[0].out):
+            echo(line)
+    elif stage == "bench":
+        from .bench import run_bench
+        from .bench_report import summary_lines, write_outputs
+
+        doc = run_bench(run / "bundle", run / "stripped", pipe.path(pipe.eval_data), configs[0],
+                        command=["edgedistill", "run", str(pipe.source)], echo=echo)
+        paths = write_outputs(doc, run / "bench")
+        for line in ["", *summary_lines(doc), f"\nReport: {paths['report']}  (results.json, latency.png, tradeoff.png beside it)"]:
+            echo(line)
+    elif stage == "report":
+        from .run_report import write_report
+
+        write_report(pipe, _evaluations(pipe))
+
+
+def _merge_recorded_cache(pipe: Pipeline) -> None:
+    """Start from the recorded responses: replaying them costs nothing. Merged, not copied, so a run that
+    already has a cache also gets what a newer recording holds."""
+    from .cache import Cache
+
+    cache = Cache(pipe.run / "cache.sqlite")
+    try:
+        cache.merge_from(pipe.path(pipe.teacher.cache))
+    finally:
+        cache.close()
+
+
+def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = None, echo=print, note=None) -> list[dict]:
+    """Run the stages in order; returns one row per stage: name, status (ran/skipped), seconds.
+    `echo` prints what the stages print, `note` the pipeline's own lines (default: echo)."""
+    note = note or echo
     run = pipe.run
     run.mkdir(parents=True, exist_ok=True)
     state_path = run / "pipeline_state.json"
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     prints = fingerprints(pipe)
-    commands = stage_commands(pipe)
+    configs = stage_configs(pipe)
     outputs = {"annotate": run / "annotations.jsonl", "train": run / "student", "strip": run / "stripped",
                "export": run / "bundle", "bench": run / "bench" / "results.json", "report": run / "report.md"}
     rows, dirty = [], False
     for stage in STAGES:
         up_to_date = state.get(stage) == prints[stage] and outputs[stage].exists()
         if up_to_date and not dirty and force != stage:
-            echo(f"[{stage}] up to date, skipped")
+            note(f"[{stage}] up to date, skipped")
             rows.append({"stage": stage, "status": "skipped", "seconds": 0.0})
         else:
             dirty = True  # everything after a stage that ran runs too
-            echo(f"[{stage}] running")
+            note(f"[{stage}] running")
             start = time.perf_counter()
             for stale in run.glob(f".{outputs[stage].name}.*.tmp"):  # left by a killed earlier run
                 shutil.rmtree(stale, ignore_errors=True)
-            if stage == "annotate" and pipe.teacher.cache:
-                # Start from the recorded responses: replaying them costs nothing. Merged, not copied, so a
-                # run that already has a cache also gets what a newer recording holds.
-                from .cache import Cache
-
-                cache = Cache(run / "cache.sqlite")
-                try:
-                    cache.merge_from(pipe.path(pipe.teacher.cache))
-                finally:
-                    cache.close()
-            for args in commands[stage]:
-                _cli(args)
-            if stage == "report":
-                from .run_report import write_report
-
-                write_report(pipe, _evaluations(pipe))
+            _run_stage(pipe, stage, configs[stage], echo)
             state[stage] = prints[stage]
             write_json(state_path, state)
             rows.append({"stage": stage, "status": "ran", "seconds": round(time.perf_counter() - start, 1)})
@@ -339,6 +376,10 @@ def _evaluations(pipe: Pipeline) -> dict[str, dict]:
     """Accuracy on eval_data of every trained student and of the bundle, by name."""
     if pipe.eval_data is None:
         return {}
+    from .data import load_examples
+    from .evaluate import evaluate_model
+    from .task import load_task
+
     run = pipe.run
     shipped = pipe.student.mode
     if shipped == "auto" and (run / "student" / "train.json").exists():
@@ -346,9 +387,6 @@ def _evaluations(pipe: Pipeline) -> dict[str, dict]:
     models = {f"student ({shipped})": run / "student"}
     models.update({f"student ({m})": run / "compare" / m for m in pipe.student.compare if m != pipe.student.mode})
     models["bundle (INT8)" if pipe.export.quantize == "int8" else "bundle"] = run / "bundle"
-    out = {}
-    for name, path in models.items():
-        if path.exists():
-            text = _cli(["eval", path, "--task", pipe.path(pipe.task), "--data", pipe.path(pipe.eval_data), "--json"], capture=True)
-            out[name] = json.loads(text[text.index("{"):])
-    return out
+    task = load_task(pipe.path(pipe.task))
+    examples = load_examples(task, pipe.path(pipe.eval_data), require_gold=True)
+    return {name: evaluate_model(path, task, examples) for name, path in models.items() if path.exists()}

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .errors import UserError
-from .train import ENCODER_ONLY_MODES, RATIONALE_MODES, TrainConfig, _free_memory, fit_with_retries, prepare, write_student
+from .choices import ENCODER_ONLY_MODES, RATIONALE_MODES
+from .train import TrainConfig, _free_memory, fit_with_retries, prepare, write_student
 
 
 def candidate_modes(cfg: TrainConfig, family: str, with_rationale: int) -> list[str]:

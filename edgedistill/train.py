@@ -33,12 +33,10 @@ from .atomic import build_dir, write_json, write_text
 from .errors import UserError
 from .model_card import _teacher, model_card
 from .model_dir import write_meta
+from .choices import ENCODER_ONLY_MODES, MODES, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
 from .task import TaskSpec, load_task
 from .train_data import Features, Row, encode_rows, make_collator, training_rows, with_rationale_input
 
-MODES = ("auto", "label-only", "multitask", "rationale-teacher", "rationale-dropout", "standard")
-RATIONALE_MODES = ("multitask", "rationale-teacher", "rationale-dropout")
-ENCODER_ONLY_MODES = ("rationale-teacher", "rationale-dropout")  # they change the input: no seq2seq
 # The recipe for encoder students, measured on e-SNLI (1,000 PaLM-labelled rows, 3 epochs, seeds
 # 3/4/5; benchmarks/results/recipe_stability.md): the label head (and pooler) start untrained and learn
 # at HEAD_LR, the encoder at ENCODER_LR, its lower layers slower by LAYER_DECAY per layer. Test
@@ -48,7 +46,6 @@ HEAD_LR = 1e-3
 ENCODER_LR = 2e-4
 LAYER_DECAY = 0.8
 SEQ2SEQ_LR = 3e-4
-RATIONALE_DECODERS = ("separate", "shared")
 # Shared decoder: the task prefix goes on the decoder side, after the start token, not on the input
 # as in DSS ("[label] x" / "[rationale] x"): the encoder then runs once per row, and the label path
 # a device runs (start token -> answer) is exactly a plain seq2seq model's, no prefix to remember.

@@ -70,7 +70,43 @@ def test_base_is_not_a_yaml_key_but_student_base_is(folder):
 
 
 def test_pipeline_modes_are_the_trainers():
-    from edgedistill.pipeline import TRAIN_MODES
+    from edgedistill import choices
     from edgedistill.train import MODES
 
-    assert TRAIN_MODES == MODES
+    assert choices.MODES == MODES
+
+
+def test_every_pipeline_key_is_a_field_of_its_stage_config_with_the_same_default():
+    """One schema: a pipeline section's keys are its stage config's fields, defaults included, so a key
+    means the same in pipeline.yaml and on the command line."""
+    import dataclasses
+
+    from edgedistill.annotate import AnnotateConfig
+    from edgedistill.bench import BenchSettings
+    from edgedistill.export import ExportConfig
+    from edgedistill.pipeline import PIPELINE_ONLY, BenchConfig, ExportConfig as ExportSection, StudentConfig, TeacherConfig
+    from edgedistill.train import TrainConfig
+
+    def defaults(cls):
+        return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+                for f in dataclasses.fields(cls)}
+
+    shorter_bench = {"batch_sizes", "seq_lens"}  # a pipeline run times fewer shapes than `edgedistill bench`
+    for name, section, stage in [("teacher", TeacherConfig, AnnotateConfig), ("student", StudentConfig, TrainConfig),
+                                 ("export", ExportSection, ExportConfig), ("bench", BenchConfig, BenchSettings)]:
+        ours, theirs = defaults(section), defaults(stage)
+        for key, value in ours.items():
+            if key in PIPELINE_ONLY[name]:
+                continue
+            assert key in theirs, f"{name}.{key} is no field of {stage.__name__}"
+            if not (name == "bench" and key in shorter_bench) and not (name == "student" and key == "candidates"):
+                assert value == theirs[key], f"{name}.{key}: default {value!r} here, {theirs[key]!r} in {stage.__name__}"
+
+
+def test_each_stage_config_carries_its_section(folder):
+    from edgedistill.pipeline import stage_configs
+
+    configs = stage_configs(load(folder, "student: {mode: label-only, compare: [standard], epochs: 2}\n"))
+    train = configs["train"]
+    assert [c.mode for c in train] == ["label-only", "standard"] and all(c.epochs == 2 for c in train)
+    assert configs["annotate"][0].out == configs["export"][0].model.rsplit("/", 1)[0]

@@ -107,3 +107,20 @@ def test_broken_pipeline_fails_before_any_work(pipeline):
     r = run(pipeline)
     assert r.returncode != 0 and "student.epochs: expected float" in r.stderr
     assert not (pipeline / "run").exists()
+
+
+def test_stages_run_in_process_through_their_functions(pipeline, monkeypatch):
+    """No stage goes through the CLI: with the click entry point broken, the annotate stage still runs
+    and prints the same summary as `edgedistill annotate`."""
+    import edgedistill.cli
+    from edgedistill.pipeline import load_pipeline, run_pipeline
+
+    def no_cli(*a, **k):
+        raise AssertionError("a stage called the CLI")
+
+    monkeypatch.setattr(edgedistill.cli.main, "main", no_cli)
+    printed = []
+    rows = run_pipeline(load_pipeline(pipeline / "pipeline.yaml"), until="annotate", echo=printed.append)
+    assert [r["stage"] for r in rows] == ["annotate"] and rows[0]["status"] == "ran"
+    assert any(line.strip().startswith("cache_hits") and line.split()[-1] == str(30 * 6) for line in printed)
+    assert json.loads((pipeline / "run" / "annotate.json").read_text())["requests_sent"] == 0

@@ -66,18 +66,24 @@ def annotate(**kwargs):
       edgedistill annotate --task task.yaml --data inputs.jsonl --out runs/a \\
           --base-url http://127.0.0.1:8765/v1 --model qwen2.5-0.5b-instruct
     """
-    summary = run_annotate(AnnotateConfig(**kwargs), echo=click.echo)
+    report_summary(run_annotate(AnnotateConfig(**kwargs), echo=click.echo), kwargs["out"], click.echo)
+
+
+SUMMARY_KEYS = ["examples", "ok", "parse_failed", "failed", "filtered", "not_sent", "rationales", "rationale_yield", "rationalized",
+                "rationales_dropped_short", "with_label_probs", "requests_sent", "cache_hits", "retries", "prompt_tokens",
+                "completion_tokens", "cost_usd", "gold_agreement_text", "gold_agreement"]
+
+
+def report_summary(summary: dict, out, echo=click.echo) -> None:
+    """The end-of-run table (also under `edgedistill run`); exit 3 when some inputs were left unannotated."""
     if summary.get("dry_run"):
         return
-    click.echo("")
-    keys = ["examples", "ok", "parse_failed", "failed", "filtered", "not_sent", "rationales", "rationale_yield", "rationalized",
-            "rationales_dropped_short", "with_label_probs", "requests_sent", "cache_hits", "retries", "prompt_tokens",
-            "completion_tokens", "cost_usd", "gold_agreement_text", "gold_agreement"]
-    for k in keys:
+    echo("")
+    for k in SUMMARY_KEYS:
         v = summary.get(k)
         v = "–" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
-        click.echo(f"  {k:<26}{v:>12}")
-    click.echo(f"\nWrote {kwargs['out']}/annotations.jsonl and annotate.json")
+        echo(f"  {k:<26}{v:>12}")
+    echo(f"\nWrote {out}/annotations.jsonl and annotate.json")
     if summary.get("message"):
         click.secho(summary["message"], fg="yellow")
         raise SystemExit(3)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
+from ..choices import QUANTIZE, TARGETS
 from ..export import ExportConfig, export_bundle
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("model", type=click.Path())
 @click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (replaced only if parity holds).")
-@click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True)
-@click.option("--target", type=click.Choice(["auto", "x86", "arm64"]), default="auto", show_default=True,
+@click.option("--quantize", type=click.Choice(QUANTIZE), default="int8", show_default=True)
+@click.option("--target", type=click.Choice(TARGETS), default="auto", show_default=True,
               help="CPU to tune INT8 for; auto detects AVX-512 VNNI / AVX-VNNI / AVX2 / arm64 here.")
 @click.option("--parity-data", type=click.Path(), help="Inputs for the parity check (data file or annotations.jsonl); "
               "default: a sample of the student's training annotations.")
@@ -32,6 +33,12 @@ def export(model, out, quantize, target, parity_data, calibration_data, max_leng
     m = export_bundle(ExportConfig(model=model, out=out, quantize=quantize, target=target, parity_data=parity_data,
                                    calibration_data=calibration_data, max_length=max_length, min_agreement=min_agreement,
                                    parity_samples=parity_samples, threads=threads, zip=zip_), echo=click.echo)
+    for line in summary_lines(m, out):
+        click.echo(line)
+
+
+def summary_lines(m: dict, out) -> list[str]:
+    """What export prints when the bundle is written (also under `edgedistill run`)."""
     p, lat = m["parity"], m["latency_batch1"]
     rows = [("bundle", out), ("family", m["family"]), ("quantization", f"{m['quantization'].get('mode')} ({m['target']['preset']})"),
             ("size (MB)", f"{m['size_bytes'] / 1e6:.1f} (checkpoint {m['source_size_bytes'] / 1e6:.1f})"),
@@ -39,6 +46,4 @@ def export(model, out, quantize, target, parity_data, calibration_data, max_leng
             ("FP32 max |Δlogit|", "–" if p["fp32_max_abs_logit_diff"] is None else f"{p['fp32_max_abs_logit_diff']:.2e}"),
             ("INT8 agreement", "–" if p["int8_agreement"] is None else f"{100 * p['int8_agreement']:.2f} %"),
             ("latency FP32 / INT8 (ms)", f"{lat['fp32_ms']:.2f} / {lat.get('int8_ms', float('nan')):.2f}  (batch 1, seq {lat['seq_len']})")]
-    click.echo("")
-    for k, v in rows:
-        click.echo(f"  {k:<26}{v}")
+    return [""] + [f"  {k:<26}{v}" for k, v in rows]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import click
 
-from ..pipeline import STAGES, load_pipeline, run_pipeline, stage_commands
+from ..pipeline import STAGES, describe_config, load_pipeline, run_pipeline, stage_configs
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False))
 @click.option("--force", type=click.Choice(STAGES), help="Redo this stage (and every stage after it) even if up to date.")
 @click.option("--until", type=click.Choice(STAGES), help="Stop after this stage.")
-@click.option("--dry-run", is_flag=True, help="Print the commands each stage would run, and run nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the config each stage function would be called with (its settings "
+              "other than the defaults), and run nothing.")
 def run(pipeline_file, force, until, dry_run):
     """Run annotate -> train -> strip -> export -> bench -> report from one PIPELINE.yaml.
 
@@ -23,11 +24,11 @@ def run(pipeline_file, force, until, dry_run):
     """
     pipe = load_pipeline(pipeline_file)
     if dry_run:
-        for stage, calls in stage_commands(pipe).items():
-            for args in calls:
-                click.echo(f"[{stage}] edgedistill " + " ".join(str(a) for a in args))
+        for stage, configs in stage_configs(pipe).items():
+            for cfg in configs:
+                click.echo(f"[{stage}] {describe_config(cfg)}")
         return
-    rows = run_pipeline(pipe, force=force, until=until, echo=lambda m: click.secho(m, fg="cyan"))
+    rows = run_pipeline(pipe, force=force, until=until, echo=click.echo, note=lambda m: click.secho(m, fg="cyan"))
     click.echo("\n stage      status    seconds")
     for r in rows:
         click.echo(f" {r['stage']:<10} {r['status']:<9} {r['seconds']:>7.1f}")

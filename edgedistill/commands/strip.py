@@ -13,6 +13,9 @@ from ..strip import strip_student
 def strip(student, out):
     """Write STUDENT's label model alone: it loads with transformers (AutoModelFor...) and holds no
     rationale weights; its predictions are the student's."""
-    path = strip_student(student, out)
+    click.echo(summary_line(strip_student(student, out)))
+
+
+def summary_line(path) -> str:
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
-    click.echo(f"stripped model: {path} ({size:.1f} MB)")
+    return f"stripped model: {path} ({size:.1f} MB)"

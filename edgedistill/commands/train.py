@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..train import MODES, RATIONALE_DECODERS, TrainConfig, train as run_train
+from ..choices import MODES, RATIONALE_DECODERS
+from ..train import TrainConfig, train as run_train
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -68,19 +69,23 @@ def train(**kw):
     `torchrun --nproc_per_node N -m edgedistill.cli train ...` or `accelerate launch -m edgedistill.cli train ...`.
     """
     kw["candidates"] = [m.strip() for m in kw["candidates"].split(",")] if kw["candidates"] else None
-    s = run_train(TrainConfig(**kw), echo=click.echo)
+    for line in summary_lines(run_train(TrainConfig(**kw), echo=click.echo), kw["out"]):
+        click.echo(line)
+
+
+def summary_lines(s: dict | None, out) -> list[str]:
+    """What train prints when it is done (also under `edgedistill run`); nothing on a torchrun worker."""
     if not s:
-        return
-    click.echo("")
+        return []
+    lines = [""]
     if s.get("candidates"):
         from ..model_card import candidate_table
 
-        click.echo("\n".join(candidate_table(s["candidates"])) + "\n")
-    rows = [("student", kw["out"]), ("family", s["family"]), ("mode", s["mode"] + (f" (alpha {s['alpha']})" if s["mode"] in ("multitask", "rationale-teacher") else "")),
+        lines += candidate_table(s["candidates"]) + [""]
+    rows = [("student", out), ("family", s["family"]), ("mode", s["mode"] + (f" (alpha {s['alpha']})" if s["mode"] in ("multitask", "rationale-teacher") else "")),
             ("training rows", f"{s['train_examples']} ({s['rows']['with_rationale']} with rationale)"),
             ("skipped rows", s["rows"]["skipped_status"] + s["rows"]["skipped_no_gold"] + s["rows"]["skipped_low_confidence"]),
             ("validation rows", s["val_examples"]), ("train loss", f"{s['train_loss']:.4f}"),
             ("best val accuracy", "–" if s["val_accuracy"] is None else f"{100 * s['val_accuracy']:.1f} %"),
             ("time", f"{s['elapsed_s']:.0f} s")]
-    for k, v in rows:
-        click.echo(f"  {k:<20}{v}")
+    return lines + [f"  {k:<20}{v}" for k, v in rows]
