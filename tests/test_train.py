@@ -164,8 +164,10 @@ def test_strip_gives_plain_model_with_same_predictions(setup, tmp_path):
     assert not any("crossattention" in n or "decoder" in n for n, _ in plain.named_parameters())
     task = load_task(setup / "task.yaml")
     exs = load_examples(task, setup / "test.jsonl")
-    a = evaluate_model(student, task, exs)
-    b = evaluate_model(out, task, exs)
+    from edgedistill.evaluate import predict_labels
+
+    assert predict_labels(student, task, exs) == predict_labels(out, task, exs)  # the same answer on every input
+    a, b = evaluate_model(student, task, exs), evaluate_model(out, task, exs)
     assert a["accuracy"] == b["accuracy"] and a["accuracy"] > 0.5
     r = CliRunner().invoke(main, ["eval", str(out), "--task", str(setup / "task.yaml"), "--data", str(setup / "test.jsonl"), "--json"])
     assert r.exit_code == 0 and json.loads(r.output)["accuracy"] == b["accuracy"]
@@ -219,7 +221,19 @@ def test_multiple_choice_student(setup, tmp_path):
     s = train(TrainConfig(task=str(setup / "mc.yaml"), annotations=str(setup / "mc.jsonl"), out=str(tmp_path / "mc"),
                           student=str(setup / "enc"), epochs=3, batch_size=8, lr=2e-3, mode="multitask"), echo=lambda *_: None)
     assert s["family"] == "multiple-choice" and [r for r in losses(s, "rationale_loss") if r > 0]
-    strip_student(tmp_path / "mc", tmp_path / "mc_stripped")
+    from transformers import AutoModelForMultipleChoice
+
+    from edgedistill.evaluate import predict_labels
+
+    out = strip_student(tmp_path / "mc", tmp_path / "mc_stripped")
+    plain = AutoModelForMultipleChoice.from_pretrained(out)  # a plain transformers model, no rationale weights
+    assert not (out / "rationale_decoder").exists() and not any("decoder" in n for n, _ in plain.named_parameters())
+    task = load_task(setup / "mc.yaml")
+    from edgedistill.data import Example
+
+    exs = [Example(id=r["id"], input=r["input"], choices=r["choices"], gold=r["gold"])
+           for r in (json.loads(line) for line in (setup / "mc.jsonl").read_text().splitlines()[:12])]
+    assert predict_labels(out, task, exs) == predict_labels(tmp_path / "mc", task, exs)
 
 
 @pytest.mark.parametrize("content, match", [
