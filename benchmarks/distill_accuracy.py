@@ -117,10 +117,15 @@ def main():
     ap.add_argument("--min-steps", type=int, default=MIN_STEPS, help="raise the epochs of small sizes to this many optimizer steps")
     ap.add_argument("--quick", action="store_true", help="one seed, tiny sizes, 1 epoch, 40 test rows: a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "distill_accuracy.json"))
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="train nothing: add the runs of these results files (another "
+                    "session's or machine's --out) to --out and rebuild the report")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from edgedistill.atomic import write_json
     from edgedistill.machine import machine_record
+
+    if args.merge:
+        return merge_results(Path(args.out), [Path(p) for p in args.merge])
 
     sizes = [int(x) for x in args.sizes.split(",")]
     seeds = [int(x) for x in args.seeds.split(",")]
@@ -160,6 +165,28 @@ def main():
     write_json(out, res)
     write_report(out, res)
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')} ({invocation['wall_s'] / 60:.0f} min)")
+
+
+def merge_results(out: Path, others: list[Path]) -> None:
+    """Runs keyed by (dataset, size, mode, seed): a run already in `out` is kept, a new one added."""
+    from edgedistill.atomic import write_json
+
+    res = json.loads(out.read_text()) if out.exists() else {"plan": {}, "reference": {}, "invocations": [], "runs": []}
+    have = {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in res["runs"]}
+    for path in others:
+        other = json.loads(path.read_text())
+        for key in ("plan", "reference"):
+            for d, v in other.get(key, {}).items():
+                res[key].setdefault(d, v)
+        res["invocations"] += [i for i in other.get("invocations", []) if i not in res["invocations"]]
+        new = [r for r in other["runs"] if (r["dataset"], r["size"], r["mode"], r["seed"]) not in have]
+        res["runs"] += new
+        have |= {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in new}
+        print(f"{path}: {len(new)} new runs")
+    res["summary"] = summarize(res["runs"])
+    write_json(out, res)
+    write_report(out, res)
+    print(f"wrote {out}, {out.with_suffix('.md')} and {out.with_suffix('.png')}")
 
 
 # ---------------------------------------------------------------- summarising
@@ -224,7 +251,7 @@ def write_report(out: Path, res: dict):
                   f"test rows: **{100 * ref['teacher']:.1f} %**; floor (commonest answer / chance): {100 * ref['floor']:.1f} %.", "",
                   "| training rows | " + " | ".join(modes) + " |", "|---:|" + "---|" * len(modes)]
         for n in sorted(by_size, key=int):
-            cells = [f"{100 * by_size[n][m]['mean']:.1f} ± {100 * by_size[n][m]['sd']:.1f}" if m in by_size[n] else "–" for m in modes]
+            cells = [_cell(by_size[n][m]) if m in by_size[n] else "–" for m in modes]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines += ["", *verdicts(d, by_size, res), ""]
     lines += ["![accuracy vs training rows](distill_accuracy.png)", "",
@@ -232,6 +259,11 @@ def write_report(out: Path, res: dict):
               "[history/distill_accuracy_one_size.md](history/distill_accuracy_one_size.md)."]
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     plot(res, out.with_suffix(".png"))
+
+
+def _cell(s: dict) -> str:
+    """mean ± sd, with the number of seeds where a point has fewer than the plan's (an interrupted or partial run)."""
+    return f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f}" + (f" (n={s['n']})" if s["n"] < len(SEEDS) else "")
 
 
 def verdicts(d, by_size, res) -> list[str]:
@@ -243,7 +275,10 @@ def verdicts(d, by_size, res) -> list[str]:
             continue
         lo = by["label-only"]
         rat = [m for m in MODES[1:] if m in by]
-        if rat:
+        if rat and min(by[m]["n"] for m in ["label-only", *rat]) < len(SEEDS):
+            out.append(f"- {n} rows: fewer than {len(SEEDS)} seeds so far (" + ", ".join(f"{m} n={by[m]['n']}" for m in ["label-only", *rat])
+                       + "): no verdict yet.")
+        elif rat:
             best = max(rat, key=lambda m: by[m]["mean"])
             diff, noise = 100 * (by[best]["mean"] - lo["mean"]), 100 * max(by[best]["sd"], lo["sd"])
             word = "beats" if diff > noise else "trails" if diff < -noise else "is within seed noise of"
