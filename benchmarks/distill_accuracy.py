@@ -275,8 +275,9 @@ def verdicts(d, by_size, res) -> list[str]:
             continue
         lo = by["label-only"]
         rat = [m for m in MODES[1:] if m in by]
-        if rat and min(by[m]["n"] for m in ["label-only", *rat]) < len(SEEDS):
-            out.append(f"- {n} rows: fewer than {len(SEEDS)} seeds so far (" + ", ".join(f"{m} n={by[m]['n']}" for m in ["label-only", *rat])
+        tried = collections.Counter(r["mode"] for r in res["runs"] if r["dataset"] == d and str(r["size"]) == n)
+        if rat and min(tried[m] for m in ["label-only", *rat]) < len(SEEDS):
+            out.append(f"- {n} rows: fewer than {len(SEEDS)} seeds run so far (" + ", ".join(f"{m} {tried[m]}" for m in ["label-only", *rat])
                        + "): no verdict yet.")
         elif rat:
             best = max(rat, key=lambda m: by[m]["mean"])
