@@ -281,7 +281,7 @@ def fit_mode(cfg: TrainConfig, prep: Prepared, seed: int, lr: float) -> Fit:
 def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] | None = None,
         soft: list[dict] | None = None, alternatives: list[Row] | None = None) -> Fit:
     """One Trainer run: build the model, encode the rows, train, keep the best epoch on validation."""
-    from transformers import AutoTokenizer, TrainingArguments, set_seed
+    from transformers import AutoTokenizer, set_seed
 
     from .student import RationaleStudent, build_label_model, build_rationale_decoder
 
@@ -319,18 +319,7 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
     # One checkpoint folder that every process of a torchrun/accelerate job agrees on; the final
     # student dir is written by the main process alone, atomically, once training succeeded.
     ckpt = out.parent / f".{out.name}.checkpoints"
-    args = TrainingArguments(
-        output_dir=str(ckpt), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size * 2, gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=lr, warmup_ratio=0.1, weight_decay=0.01,
-        eval_strategy="epoch" if val_ds else "no", save_strategy="epoch" if val_ds else "no",
-        load_best_model_at_end=bool(val_ds), metric_for_best_model="selection" if family == "seq2seq" else "accuracy", greater_is_better=True,
-        save_total_limit=1, save_safetensors=False, logging_steps=max(1, len(train_ds) // (cfg.batch_size * 4)),
-        report_to="none", seed=seed, data_seed=seed, remove_unused_columns=False,
-        label_names=["label_ids" if family == "seq2seq" else "labels"],
-        ddp_find_unused_parameters=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=not cfg.progress,
-    )
+    args = _training_args(cfg, ckpt, lr, seed, family, len(train_ds), evaluate=val_ds is not None)
     encoder = family != "seq2seq"  # seq2seq students have no fresh head: one rate, as before
     head_lr = cfg.head_lr if cfg.head_lr is not None else (HEAD_LR if encoder else None)
     layer_decay = cfg.layer_decay if cfg.layer_decay is not None else (LAYER_DECAY if encoder else 1.0)
@@ -354,6 +343,24 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
     return Fit(label_model, decoder, tok, final_eval, result.training_loss, trainer.state.log_history,
                best and Path(best).name, trainer.args.world_size, trainer.is_world_process_zero(),
                round(time.time() - started, 1), len(train_ds), {})
+
+
+def _training_args(cfg: TrainConfig, ckpt: Path, lr: float, seed: int, family: str, rows: int, evaluate: bool):
+    """The Trainer's settings: evaluate and checkpoint every epoch, keep the best on validation."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=str(ckpt), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size * 2, gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=lr, warmup_ratio=0.1, weight_decay=0.01,
+        eval_strategy="epoch" if evaluate else "no", save_strategy="epoch" if evaluate else "no",
+        load_best_model_at_end=evaluate, metric_for_best_model="selection" if family == "seq2seq" else "accuracy", greater_is_better=True,
+        save_total_limit=1, save_safetensors=False, logging_steps=max(1, rows // (cfg.batch_size * 4)),
+        report_to="none", seed=seed, data_seed=seed, remove_unused_columns=False,
+        label_names=["label_ids" if family == "seq2seq" else "labels"],
+        ddp_find_unused_parameters=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not cfg.progress,
+    )
 
 
 def _free_memory() -> None:
