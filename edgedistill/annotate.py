@@ -35,9 +35,8 @@ from .atomic import write_json, write_jsonl
 from .cache import Cache
 from .client import ClientConfig, TeacherClient, TeacherError
 from .cost import count_tokens, cost_usd, estimate, estimate_extras, price_for
-from .data import load_examples
+from .data import MAX_FIELD_CHARS, Example, load_examples
 from .errors import UserError
-from .data import Example
 from .prompts import MODES, SCORING, load_exemplars, option_keys, plan
 from .task import load_task
 from .teacher_signal import (CALIBRATIONS, CONTENT_FREE_INPUTS, SCORE_PARAMS, argmax, calibrate, combine, key_distribution,
@@ -148,6 +147,8 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
     price = price_for(cfg.model, cfg.price_in, cfg.price_out)
     if cfg.dry_run:
         return dry_run(cfg, task, examples, exemplars, price, echo)
+    if truncated_ids(examples):
+        echo(truncation_note(examples))
     if cfg.max_cost is not None and price is None:
         raise UserError(f"--max-cost: no list price known for model {cfg.model!r}; give --price-in and --price-out (USD per 1M tokens)")
 
@@ -171,7 +172,7 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
         for r in rows:
             if r.status == "ok" and r.gold is not None and not _agrees(task, r.label, r.gold):
                 r.status, r.error = "filtered", f"teacher label {r.label!r} differs from gold {r.gold!r} (--keep-if-agrees)"
-    summary = _summary(cfg, task, rows, run, price, time.perf_counter() - start, want_rationale)
+    summary = _summary(cfg, task, rows, run, price, time.perf_counter() - start, want_rationale, examples)
     write_jsonl(out / "annotations.jsonl", [r.to_json() for r in rows])
     write_json(out / "annotate.json", summary)
     task.save(out / "task.yaml")
@@ -460,7 +461,24 @@ def _agrees(task, label, gold) -> bool:
     return answers_match(task.type, label, gold)
 
 
-def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale) -> dict:
+def truncated_ids(examples) -> list[str]:
+    return [e.id for e in examples if getattr(e, "truncated", None)]
+
+
+def truncation(examples) -> dict:
+    """What annotate.json says about inputs cut to data.MAX_FIELD_CHARS characters per template field."""
+    ids = truncated_ids(examples)
+    return {"truncated_inputs": len(ids), "truncated_to_chars": MAX_FIELD_CHARS, "truncated_ids": ids}
+
+
+def truncation_note(examples) -> str:
+    ids = truncated_ids(examples)
+    longest = max(n for e in examples if getattr(e, "truncated", None) for n in e.truncated.values())
+    return (f"note: {len(ids)} input{'s' if len(ids) > 1 else ''} had a field longer than {MAX_FIELD_CHARS} characters "
+            f"(longest {longest}), truncated to {MAX_FIELD_CHARS}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
+
+
+def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale, examples=()) -> dict:
     count = {s: sum(r.status == s for r in rows) for s in ("ok", "parse_failed", "failed", "filtered", "not_sent")}
     tokens = {k: sum((r.usage or {}).get(k) or 0 for r in rows) for k in ("prompt_tokens", "completion_tokens", "cached_tokens")}
     judged = [r for r in rows if r.gold is not None and r.status in ("ok", "filtered")]
@@ -490,6 +508,7 @@ def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale) -> dict
         "scoring": run.scoring, "score_orders": cfg.score_orders, "calibration": cfg.calibration, "votes": cfg.votes,
         "rationale_fraction": cfg.rationale_fraction, "seed": cfg.seed,
         "rationale_ids": sorted(want_rationale) if cfg.rationale_fraction < 1 else None,
+        **truncation(examples),
         "task": task.name, "data": str(cfg.data), "elapsed_s": round(elapsed, 2),
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("dry_run",)},
     }
@@ -503,6 +522,8 @@ def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
             for m in modes]
     echo(f"Dry run: {len(examples)} examples, model {cfg.model}, "
          + (f"price {price[0]}/{price[1]} USD per 1M tokens in/out" if price else "price unknown (give --price-in/--price-out)"))
+    if truncated_ids(examples):
+        echo(truncation_note(examples))
     header = f"{'requests':>10}{'prompt tok':>12}{'completion tok':>16}{'cost USD':>11}"
 
     def line(name, r, mark=""):
@@ -527,4 +548,4 @@ def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
     echo("Scoring rides on a second request: the answer request's first token is 'Answer', and a label's first token in "
          "free text can be split or shared by two labels; one letter token cannot. Rationalization is a worst case: it is "
          "sent only for rows whose answer carries no explanation of the label chosen.")
-    return {"dry_run": True, "estimates": rows, "extras": extras, "total": total}
+    return {"dry_run": True, "estimates": rows, "extras": extras, "total": total, **truncation(examples)}

@@ -58,12 +58,31 @@ def _encoding(model: str):
         return bpe_openai.get_encoding("o200k_base")
 
 
+# The encoder refuses a text of 1M characters or more ("Input too long to encode safely") and one of more
+# tokens than its chunk limit, so long texts are counted in pieces, cut before a space (where a word's token
+# starts anyway): exact below PIECE_CHARS, within a token per piece above.
+PIECE_CHARS = 50_000
+
+
+def _count(enc, text: str) -> int:
+    n, start = 0, 0
+    while start < len(text):
+        end = start + PIECE_CHARS
+        if end < len(text):
+            cut = text.rfind(" ", start + PIECE_CHARS // 2, end)
+            end = cut if cut > start else end
+        # disallowed_special=(): an input that contains "<|endoftext|>" is text to the API, not an error
+        n += len(enc.encode(text[start:end], disallowed_special=()))
+        start = end
+    return n
+
+
 def count_tokens(messages_or_text, model: str = "gpt-4o-mini") -> int:
     """Tokens of a text, or of chat messages as the API bills them (content + ~3 per message + 3)."""
     enc = _encoding(model)
     if isinstance(messages_or_text, str):
-        return len(enc.encode(messages_or_text))
-    return sum(3 + len(enc.encode(m["content"])) for m in messages_or_text) + 3
+        return _count(enc, messages_or_text)
+    return sum(3 + _count(enc, m["content"]) for m in messages_or_text) + 3
 
 
 def cost_usd(prompt_tokens: int, completion_tokens: int, price: tuple[float, float] | None, cached_tokens: int = 0,

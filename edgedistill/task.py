@@ -67,54 +67,119 @@ def load_task(path) -> TaskSpec:
     if not path.exists():
         raise UserError(f"{path}: task file not found; pass --task with the path to a task YAML (see README, 'Task spec')")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the task file ({e.strerror or e}); pass --task with a task YAML") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise at(path, data.count(b"\n", 0, e.start) + 1, None, f"not valid UTF-8 (byte 0x{data[e.start]:02x}); "
+                 "re-save the task file as UTF-8") from None
+    try:
+        raw = yaml.safe_load(text)
+        lines = _key_lines(yaml.compose(text)) if isinstance(raw, dict) else {}
     except yaml.YAMLError as e:
         line = getattr(getattr(e, "problem_mark", None), "line", None)
         raise at(path, None if line is None else line + 1, None, f"not valid YAML ({e.__class__.__name__}); fix the syntax") from None
-    return task_from_dict(raw, source=str(path))
+    except _DuplicateKey as e:
+        raise at(path, e.line, e.key, "the key appears twice; keep one (YAML would silently use the last)") from None
+    return task_from_dict(raw, source=str(path), lines=lines)
 
 
-def task_from_dict(raw, source: str = "<task>") -> TaskSpec:
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int):
+        self.key, self.line = key, line
+
+
+def _key_lines(node, prefix: str = "", out: dict | None = None) -> dict[str, int]:
+    """1-based line of every key and list item of a YAML document ("labels", "labels[1]", "synonyms.neutral");
+    a key written twice raises _DuplicateKey."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        seen = set()
+        for k, v in node.value:
+            name = f"{prefix}.{k.value}" if prefix else str(k.value)
+            if k.value in seen:
+                raise _DuplicateKey(name, k.start_mark.line + 1)
+            seen.add(k.value)
+            out[name] = k.start_mark.line + 1
+            _key_lines(v, name, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            out[f"{prefix}[{i}]"] = v.start_mark.line + 1
+            _key_lines(v, f"{prefix}[{i}]", out)
+    return out
+
+
+def _not_text(value) -> str | None:
+    """Why a YAML value meant as a word is not one: an unquoted yes/no/true/false/on/off is a boolean, ~ is null."""
+    if isinstance(value, bool) or value is None:
+        return (f"YAML reads this unquoted value as {value!r}, not as text "
+                "(yes/no/true/false/on/off are booleans, ~ and an empty value are null); quote it, e.g. 'yes'")
+    if isinstance(value, (list, dict)):
+        return "must be a single word or phrase, not a list or mapping"
+    return None
+
+
+def task_from_dict(raw, source: str = "<task>", lines: dict[str, int] | None = None) -> TaskSpec:
+    lines = lines or {}
+
+    def bad(key: str | None, problem: str) -> UserError:
+        return at(source, lines.get(key) or lines.get((key or "").split(".")[0].split("[")[0]), key, problem)
+
     if not isinstance(raw, dict):
         raise at(source, None, None, "a task must be a YAML mapping with at least name, type and input")
     known = {f.name for f in dataclasses.fields(TaskSpec)} - {"source"}
     for key in raw:
         if key not in known:
-            raise at(source, None, key, f"unknown key; allowed keys are {', '.join(sorted(known))}")
+            raise bad(str(key), f"unknown key; allowed keys are {', '.join(sorted(known))}")
     for key in ("name", "type", "input"):
         if not raw.get(key) or not isinstance(raw[key], str):
-            raise at(source, None, key, "required string is missing or empty")
+            raise bad(key, "required string is missing or empty")
+    for key in ("choices", "gold", "id", "instruction"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise bad(key, _not_text(raw[key]) or f"must be a string (a data field name or text), not {raw[key]!r}; quote it")
     if raw["type"] not in TYPES:
-        raise at(source, None, "type", f"{raw['type']!r} is not a task type; use one of {', '.join(TYPES)}")
+        raise bad("type", f"{raw['type']!r} is not a task type; use one of {', '.join(TYPES)}")
     task = TaskSpec(**raw, source=source)
     try:
         task.fields
     except ValueError as e:
-        raise at(source, None, "input", f"bad template ({e}); write fields as {{name}} and literal braces as {{{{ }}}}") from None
+        raise bad("input", f"bad template ({e}); write fields as {{name}} and literal braces as {{{{ }}}}") from None
     if not task.fields:
-        raise at(source, None, "input", "the template uses no data field; write e.g. \"{text}\"")
+        raise bad("input", "the template uses no data field; write e.g. \"{text}\"")
     if task.type == "classification":
         labels = task.labels
         if not labels or not isinstance(labels, list) or len(labels) < 2:
-            raise at(source, None, "labels", "a classification task needs a list of at least two labels")
+            raise bad("labels", "a classification task needs a list of at least two labels")
+        for i, x in enumerate(labels):
+            if _not_text(x):
+                raise bad(f"labels[{i}]", _not_text(x))
         task.labels = [str(x) for x in labels]
         if len(set(l.lower() for l in task.labels)) != len(task.labels):
-            raise at(source, None, "labels", "labels must be distinct (case-insensitively)")
+            raise bad("labels", "labels must be distinct (case-insensitively)")
     elif task.labels:
-        raise at(source, None, "labels", f"only classification tasks have labels; a {task.type} task takes its answer from the data")
+        raise bad("labels", f"only classification tasks have labels; a {task.type} task takes its answer from the data")
     if task.type == "multiple-choice" and not task.choices:
-        raise at(source, None, "choices", "a multiple-choice task must name the data field that holds the list of options")
+        raise bad("choices", "a multiple-choice task must name the data field that holds the list of options")
     for key in ("prompts", "synonyms", "descriptions"):
         if not isinstance(getattr(task, key), dict):
-            raise at(source, None, key, "must be a mapping")
+            raise bad(key, "must be a mapping")
+    for name, text in task.prompts.items():
+        if not isinstance(text, str):
+            raise bad(f"prompts.{name}", "must be a template string")
     for label, words in task.synonyms.items():
         if task.labels and label not in task.labels:
-            raise at(source, None, f"synonyms.{label}", f"not one of the labels {task.labels}")
+            raise bad(f"synonyms.{label}", f"not one of the labels {task.labels}")
         if not isinstance(words, list):
-            raise at(source, None, f"synonyms.{label}", "must be a list of words")
+            raise bad(f"synonyms.{label}", "must be a list of words")
+        for i, w in enumerate(words):
+            if _not_text(w):
+                raise bad(f"synonyms.{label}[{i}]", _not_text(w))
+        task.synonyms[label] = [str(w) for w in words]
     for label, text in task.descriptions.items():
         if label not in (task.labels or []):
-            raise at(source, None, f"descriptions.{label}", f"not one of the labels {task.labels}")
+            raise bad(f"descriptions.{label}", f"not one of the labels {task.labels}")
         if not isinstance(text, str) or not text.strip():
-            raise at(source, None, f"descriptions.{label}", "must be a non-empty string")
+            raise bad(f"descriptions.{label}", "must be a non-empty string")
     return task

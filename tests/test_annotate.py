@@ -424,3 +424,19 @@ def test_a_scoring_request_that_fails_for_good_costs_the_row_its_scores_not_its_
     rows = rows_of(tmp_path)
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["label"] == "contradiction" and "label_probs" not in rows[0]
     assert "label_probs" in rows[1] and s["notes"] == {"scoring_failed": 1} and sum("scoring request failed" in n for n in notes) == 1
+
+
+def test_truncated_inputs_are_sent_truncated_and_counted_in_annotate_json(tmp_path):
+    from edgedistill.data import MAX_FIELD_CHARS
+
+    make(tmp_path, ["word " * 220_000 + "ANSWER=entailment", "short ANSWER=neutral"])
+    notes = []
+    with StubServer() as server:
+        s = annotate(config(tmp_path, server, scoring="none"), echo=notes.append)
+    saved = json.loads((tmp_path / "run" / "annotate.json").read_text())
+    assert saved["truncated_inputs"] == s["truncated_inputs"] == 1 and saved["truncated_ids"] == ["e0"]
+    assert saved["truncated_to_chars"] == MAX_FIELD_CHARS and s["ok"] == 2
+    assert any(n.startswith("note: 1 input had a field longer than") for n in notes)
+    sent = [json.loads(r["request"])["messages"][-1]["content"] for r in _requests(tmp_path)]
+    assert max(len(c) for c in sent) < MAX_FIELD_CHARS + 1000  # the prompt around the truncated text
+    assert rows_of(tmp_path)[0]["input"] == "word " * (MAX_FIELD_CHARS // 5)

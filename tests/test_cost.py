@@ -79,3 +79,19 @@ def test_rationale_fraction_prices_the_rest_as_label_only():
     assert half["prompt_tokens"] == pytest.approx((full["prompt_tokens"] + cheap["prompt_tokens"]) / 2, abs=2)
     assert cheap["cost_usd"] < half["cost_usd"] < full["cost_usd"]
     assert estimate(NLI, [], "zero-shot", "gpt-4o-mini")["prompt_tokens"] == 0
+
+
+def test_count_tokens_survives_megabyte_texts_and_special_token_strings():
+    # the encoder refuses 1M characters ("Input too long to encode safely"); a dry run must not
+    big = "word " * 220_000
+    assert count_tokens(big) == pytest.approx(220_000, rel=1e-3)
+    assert count_tokens([{"role": "user", "content": big}]) == pytest.approx(220_000 + 6, rel=1e-3)
+    # below the piece size the count is exact, as before
+    assert count_tokens("word " * 1000) == 1000 + (count_tokens("word ") - 1)
+    # "<|endoftext|>" inside an input is text to the API, not a special token and not an error
+    assert count_tokens("a <|endoftext|> b") > 3
+
+
+def test_estimate_of_a_megabyte_input_does_not_raise():
+    long = [SimpleNamespace(id="0", input="word " * 220_000, choices=None)]
+    assert estimate(NLI, long, "zero-shot", "gpt-4o-mini")["prompt_tokens"] > 220_000

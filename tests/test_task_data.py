@@ -1,6 +1,7 @@
 """Task spec and data loading: every bad input stops with file:line: field: problem."""
 
 import json
+import re
 
 import pytest
 
@@ -89,3 +90,195 @@ def test_safe_arithmetic():
     assert same_number("12,000", "12000.0") and same_number("( 84.0 / 2.0 )", 42)
     for bad in ("__import__('os').system('true')", "2 ** 9999", "1/0", "x + 1", ""):
         assert to_number(bad) is None
+
+
+# --- bad input as a new user makes it: encodings, oversize text, broken quoting, silent surprises ---------
+
+from click.testing import CliRunner  # noqa: E402
+
+from edgedistill.cli import main  # noqa: E402
+from edgedistill.data import MAX_FIELD_CHARS, read_rows  # noqa: E402
+
+TASK_YAML = 'name: nli\ntype: classification\ninput: "{text}"\nlabels: [entailment, neutral, contradiction]\ngold: label\nid: id\n'
+TEXT_TASK = {"name": "nli", "type": "classification", "input": "{text}", "labels": ["entailment", "neutral", "contradiction"],
+             "gold": "label", "id": "id"}
+
+
+def write_bytes(tmp_path, name, data: bytes):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+@pytest.mark.parametrize("name, data, match", [
+    ("d.jsonl", b'{"id": "1", "text": "ok", "label": 0}\n{"id": "2", "text": "caf\xe9", "label": 0}\n',
+     r"d\.jsonl:2: text: not valid UTF-8 \(byte 0xe9 at column 25\); re-save the file as UTF-8"),
+    ("d.csv", b"id,text,label\n1,ok,neutral\n2,na\xefve,neutral\n", r"d\.csv:3: text: not valid UTF-8 \(byte 0xef"),
+    ("d.tsv", b"id\ttext\tlabel\n1\tna\xefve\tneutral\n", r"d\.tsv:2: text: not valid UTF-8"),
+    ("d.json", b'[{"id": "1",\n  "text": "caf\xe9", "label": 0}]', r"d\.json:1: text: not valid UTF-8 \(byte 0xe9 at line 2"),
+    ("d.jsonl", b'{"id": "1", "text": "ok", "label": 0\xe9\n', r"d\.jsonl:1: not valid UTF-8"),  # the byte breaks the JSON itself
+    ("d.jsonl", b"\xff\xfe" + '{"id": "1"}\n'.encode("utf-16-le"), r"d\.jsonl:1: the file is UTF-16 encoded"),
+])
+def test_non_utf8_data_names_file_line_field(tmp_path, name, data, match):
+    with pytest.raises(UserError, match=match):
+        load_examples(task_from_dict(TEXT_TASK), write_bytes(tmp_path, name, data))
+
+
+@pytest.mark.parametrize("name, content, match", [
+    # the last column's quote is never closed: it would swallow row 3 and leave one "valid" row
+    ("d.csv", 'id,label,text\n1,neutral,"never closed\n2,neutral,second\n', r"d\.csv:2: a quoted field that starts on this line is never closed"),
+    ("d.tsv", 'id\tlabel\ttext\n1\tneutral\tok\n2\tneutral\t"never closed\n3\tneutral\tthird\n', r"d\.tsv:3: a quoted field .* never closed"),
+    ("d.csv", 'id,text,label\n1,"quoted" then more,neutral\n', r'd\.csv:2: a quoted field must end with " followed by a comma'),
+    ("d.csv", "id,text,text\n1,a,b\n", r"d\.csv:1: text: the header names this column twice"),
+])
+def test_broken_csv_quoting_is_an_error_not_a_silent_row(tmp_path, name, content, match):
+    with pytest.raises(UserError, match=match):
+        load_examples(task_from_dict(TEXT_TASK), write(tmp_path, name, content))
+
+
+def test_csv_multiline_quoted_field_keeps_the_line_it_starts_on(tmp_path):
+    p = write(tmp_path, "d.csv", 'id,text,label\n1,"two\nlines",neutral\n2,x,maybe?\n')
+    rows = read_rows(p)
+    assert rows[0] == (2, {"id": "1", "text": "two\nlines", "label": "neutral"}) and rows[1][0] == 4
+    with pytest.raises(UserError, match=r"d\.csv:4: label: unknown label"):
+        load_examples(task_from_dict(TEXT_TASK), p)
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.csv", "d.tsv", "d.json"])
+def test_megabyte_input_is_truncated_and_counted(tmp_path, name):
+    big = "word " * 200_000  # 1 MB: the csv module refuses fields over 128 KiB, the token counter texts of 1M chars
+    rows = [{"id": "1", "text": "short", "label": "neutral"}, {"id": "2", "text": big, "label": "neutral"}]
+    if name == "d.jsonl":
+        text = "".join(json.dumps(r) + "\n" for r in rows)
+    elif name == "d.json":
+        text = json.dumps(rows)
+    else:
+        sep = "\t" if name == "d.tsv" else ","
+        text = sep.join(rows[0]) + "\n" + "".join(sep.join(r.values()) + "\n" for r in rows)
+    exs = load_examples(task_from_dict(TEXT_TASK), write(tmp_path, name, text))
+    assert exs[0].truncated is None and exs[0].input == "short"
+    assert exs[1].truncated == {"text": len(big)} and exs[1].input == big[:MAX_FIELD_CHARS] and exs[1].row["text"] == exs[1].input
+
+
+def test_truncation_keeps_the_template_around_the_long_field(tmp_path):
+    p = write(tmp_path, "d.jsonl", json.dumps({"premise": "p" * (MAX_FIELD_CHARS + 5), "hypothesis": "h", "label": 0}) + "\n")
+    ex = load_examples(task_from_dict(NLI), p)[0]
+    assert ex.input == "Premise: " + "p" * MAX_FIELD_CHARS + "\nHypothesis: h" and ex.truncated == {"premise": MAX_FIELD_CHARS + 5}
+
+
+@pytest.mark.parametrize("name, content, match", [
+    # a pretty-printed JSON list: errors name the line the object starts on, not its index
+    ("d.json", '[\n  {"id": "1", "text": "a", "label": 0},\n\n  {"id": "2",\n   "text": "b", "label": "maybe?"}\n]',
+     r"d\.json:4: label: unknown label 'maybe\?'"),
+    ("d.json", '[{"id": "1", "text": "a", "text": "b", "label": 0}]', r"d\.json:1: text: the field appears twice"),
+    ("d.jsonl", '{"id": "1", "text": "a", "label": 0, "text": "b"}\n', r"d\.jsonl:1: text: the field appears twice"),
+    # JSON true is a label name, never the index 1 (which is "neutral" here)
+    ("d.jsonl", '{"id": "1", "text": "a", "label": true}\n', r"d\.jsonl:1: label: unknown label 'true'"),
+    ("d.jsonl", '{"id": "1", "text": ["a", "b"], "label": 0}\n', r"d\.jsonl:1: text: a JSON list where the input template needs text"),
+    ("d.jsonl", '{"id": "1", "text": NaN, "label": 0}\n', r"d\.jsonl:1: text: nan where the input template needs text"),
+    ("d.jsonl", '{"id": "1", "text": "bad \\ud800 escape", "label": 0}\n', r"d\.jsonl:1: text: holds an unpaired surrogate escape"),
+    ("d.jsonl", '{"id": "1", "text": "a\u2028b", "label": 0}\n', None),  # U+2028 inside a JSON string is not a line break
+])
+def test_json_loaders_name_the_real_line_and_refuse_silent_surprises(tmp_path, name, content, match):
+    p = write(tmp_path, name, content)
+    if match is None:
+        assert load_examples(task_from_dict(TEXT_TASK), p)[0].input == "a\u2028b"
+        return
+    with pytest.raises(UserError, match=match):
+        load_examples(task_from_dict(TEXT_TASK), p)
+
+
+def test_a_directory_is_not_a_data_file(tmp_path):
+    (tmp_path / "d.jsonl").mkdir()
+    with pytest.raises(UserError, match=r"d\.jsonl: cannot read the data file"):
+        load_examples(task_from_dict(TEXT_TASK), tmp_path / "d.jsonl")
+
+
+def _fake_pyarrow(monkeypatch, read_table):
+    import sys
+    import types
+
+    pa, pq = types.ModuleType("pyarrow"), types.ModuleType("pyarrow.parquet")
+    pq.read_table, pa.parquet = read_table, pq
+    monkeypatch.setitem(sys.modules, "pyarrow", pa)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", pq)
+
+
+def test_parquet_corrupt_file_and_binary_columns(tmp_path, monkeypatch):
+    p = write_bytes(tmp_path, "d.parquet", b"PAR1 not really")
+
+    def corrupt(path):
+        raise OSError("Could not open Parquet input source: Parquet magic bytes not found in footer")
+
+    _fake_pyarrow(monkeypatch, corrupt)
+    with pytest.raises(UserError, match=r"d\.parquet: not a readable Parquet file \(OSError: Could not open"):
+        load_examples(task_from_dict(TEXT_TASK), p)
+
+    class Table:
+        def __init__(self, rows):
+            self.rows = rows
+
+        def to_pylist(self):
+            return self.rows
+
+    _fake_pyarrow(monkeypatch, lambda path: Table([{"id": "1", "text": "caf\u00e9".encode(), "label": "neutral"}]))
+    assert load_examples(task_from_dict(TEXT_TASK), p)[0].input == "caf\u00e9"  # UTF-8 bytes are text, not "b'caf\\xc3\\xa9'"
+    _fake_pyarrow(monkeypatch, lambda path: Table([{"id": "1", "text": b"caf\xe9", "label": "neutral"}]))
+    with pytest.raises(UserError, match=r"d\.parquet:2: text: a binary value that is not UTF-8"):
+        load_examples(task_from_dict(TEXT_TASK), p)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b"name: caf\xe9\ntype: classification\n", r"t\.yaml:1: not valid UTF-8 \(byte 0xe9\)"),
+    (b'name: x\ntype: classification\ninput: "{text}"\nlabels: [a, b]\nname: y\n', r"t\.yaml:5: name: the key appears twice"),
+    (b'name: x\ntype: classification\ninput: "{text}"\nlabels:\n  - maybe\n  - yes\n', r"t\.yaml:6: labels\[1\]: YAML reads this unquoted value as True"),
+    (b'name: x\ntype: classification\ninput: "{text}"\nlabels: [a, b]\nsynonyms:\n  a: [ok, on]\n',
+     r"t\.yaml:6: synonyms\.a\[1\]: YAML reads this unquoted value as True"),
+    (b'name: x\ntype: classification\ninput: "{text}"\nlabels: [a, b]\ngold: 3\n', r"t\.yaml:5: gold: must be a string"),
+    (b'name: x\ntype: [classification\n', r"t\.yaml:\d+: not valid YAML"),
+])
+def test_bad_task_yaml_names_the_line(tmp_path, content, match):
+    with pytest.raises(UserError, match=match):
+        load_task(write_bytes(tmp_path, "t.yaml", content))
+
+
+def test_quoted_yes_no_labels_and_synonyms_load(tmp_path):
+    p = write(tmp_path, "t.yaml", 'name: x\ntype: classification\ninput: "{text}"\nlabels: ["yes", "no"]\nsynonyms:\n  "yes": ["true", sure]\n')
+    task = load_task(p)
+    assert task.labels == ["yes", "no"] and task.synonyms == {"yes": ["true", "sure"]}
+
+
+def _dry_run(tmp_path, data_name, data: bytes, task: bytes = TASK_YAML.encode()):
+    write_bytes(tmp_path, "task.yaml", task)
+    write_bytes(tmp_path, data_name, data)
+    return CliRunner().invoke(main, ["annotate", "--task", str(tmp_path / "task.yaml"), "--data", str(tmp_path / data_name),
+                                     "--out", str(tmp_path / "run"), "--dry-run"])
+
+
+@pytest.mark.parametrize("name, data, match", [
+    ("d.jsonl", b'{"id": "1", "text": "caf\xe9", "label": "neutral"}\n', r"d\.jsonl:1: text: not valid UTF-8"),
+    ("d.csv", b'id,label,text\n1,neutral,"never closed\n2,neutral,second\n', r"d\.csv:2: a quoted field that starts on this line is never closed"),
+    ("d.json", b'[{"id": "1", "text": "a", "label": 0},\n\n {"id": "1", "text": "a", "label": 0}]', r"d\.json:3: id: duplicate id"),
+])
+def test_cli_dry_run_on_bad_data_prints_the_error_without_a_traceback(tmp_path, name, data, match):
+    result = _dry_run(tmp_path, name, data)
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.exc_info
+    assert "Traceback" not in result.output and re.search(match, result.output), result.output
+
+
+def test_cli_dry_run_on_a_non_utf8_task_prints_the_error_without_a_traceback(tmp_path):
+    result = _dry_run(tmp_path, "d.jsonl", b'{"id": "1", "text": "a", "label": "neutral"}\n', task=b"name: caf\xe9\n")
+    assert result.exit_code != 0 and isinstance(result.exception, SystemExit), result.exc_info
+    assert "Traceback" not in result.output and "task.yaml:1: not valid UTF-8" in result.output
+
+
+@pytest.mark.parametrize("name", ["d.jsonl", "d.csv"])
+def test_cli_dry_run_truncates_a_megabyte_input_and_says_so(tmp_path, name):
+    big = "word " * 220_000
+    if name == "d.jsonl":
+        data = json.dumps({"id": "e1", "text": big, "label": "neutral"}) + "\n" + json.dumps({"id": "e2", "text": "x", "label": "neutral"}) + "\n"
+    else:
+        data = f"id,text,label\ne1,{big},neutral\ne2,x,neutral\n"
+    result = _dry_run(tmp_path, name, data.encode())
+    assert result.exit_code == 0 and result.exception is None, result.exc_info
+    assert f"note: 1 input had a field longer than {MAX_FIELD_CHARS} characters (longest {len(big)}), truncated to {MAX_FIELD_CHARS}: e1" in result.output

@@ -71,7 +71,7 @@ def annotate(**kwargs):
 
 SUMMARY_KEYS = ["examples", "ok", "parse_failed", "failed", "filtered", "not_sent", "rationales", "rationale_yield", "rationalized",
                 "rationales_dropped_short", "with_label_probs", "requests_sent", "cache_hits", "retries", "prompt_tokens",
-                "completion_tokens", "cost_usd", "gold_agreement_text", "gold_agreement"]
+                "completion_tokens", "cost_usd", "gold_agreement_text", "gold_agreement", "truncated_inputs"]
 
 
 def report_summary(summary: dict, out, echo=click.echo) -> None:
