@@ -1,9 +1,15 @@
-"""The teacher cache: every response stored durably the moment it arrives, every call logged.
+"""The teacher cache: every response stored durably before its request counts as done, every call logged.
 
-SQLite in WAL mode, one short transaction per response, so a crash, kill -9 or Ctrl-C loses at
-most the requests still in flight, and several processes can share one cache safely (WAL allows
-one writer and many readers; busy_timeout makes writers wait their turn instead of failing).
-Errors are logged but never cached, so a re-run retries them. No API key is ever stored.
+SQLite in WAL mode with synchronous=FULL (an fsync per commit). Responses are written by group
+commit: one writer thread takes every response that arrived while its previous commit was running
+and commits them in one transaction, and `store` returns only once that transaction is on disk.
+So a request is either committed or still in flight (its coroutine waits for the commit and keeps
+its concurrency slot and budget reservation); a crash, kill -9 or Ctrl-C loses at most the
+requests in flight, never a response already counted as received, and a re-run re-sends only
+those. One fsync then serves a whole batch instead of one response, and it runs off the event loop.
+Several processes can share one cache safely (WAL allows one writer and many readers; busy_timeout
+makes writers wait their turn instead of failing). Errors are logged but never cached, so a re-run
+retries them. No API key is ever stored.
 
 The schema carries a version (`PRAGMA user_version`) and rows are written by column name, so a
 cache written by an older edgedistill is migrated in place when it is opened (like `llm`'s
@@ -12,10 +18,14 @@ migrations): version 1 had no `extra` column; version 2 stores the logprobs and 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import queue
 import sqlite3
+import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 SCHEMA_VERSION = 2
@@ -56,16 +66,123 @@ def request_key(model: str, messages: list[dict], params: dict, server: str | No
     return hashlib.sha256(json.dumps(blob, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+PUT_SQL = ("INSERT OR REPLACE INTO responses (key, model, request, content, prompt_tokens, completion_tokens, cached_tokens,"
+           " cost_usd, latency_s, created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+LOG_SQL = "INSERT INTO calls (key, model, outcome, detail, latency_s, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+_STOP = object()
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    # autocommit mode: a statement outside BEGIN ... COMMIT is its own transaction, committed before execute() returns
+    db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")  # FULL: durable on power loss too, not only on a crash
+    db.execute("PRAGMA busy_timeout=60000")
+    return db
+
+
+class _GroupWriter:
+    """One thread, one connection: each commit takes every write queued while the previous one ran.
+
+    A write is a list of (sql, args) that must land together (a response and its "ok" log line); its
+    Future is resolved once the transaction that holds it has committed, or fails with its error."""
+
+    def __init__(self, path: Path, synchronous: str):
+        self.path, self.synchronous = path, synchronous
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.error: BaseException | None = None  # a failed write whose waiter is gone (cancelled by Ctrl-C)
+        self.thread = threading.Thread(target=self._run, name="edgedistill-cache-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, statements: list[tuple[str, tuple]]) -> Future:
+        fut: Future = Future()
+        self.queue.put((statements, fut))
+        return fut
+
+    def close(self) -> None:
+        self.queue.put(_STOP)
+        self.thread.join()
+
+    def _run(self) -> None:
+        db = None
+        try:
+            db = _connect(self.path, self.synchronous)
+            while True:
+                batch = [self.queue.get()]
+                while True:  # everything that arrived during the last commit
+                    try:
+                        batch.append(self.queue.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = any(item is _STOP for item in batch)
+                batch = [item for item in batch if item is not _STOP]
+                # A cancelled waiter (Ctrl-C) does not cancel the write: the response was paid for, keep it.
+                for _, fut in batch:
+                    fut.set_running_or_notify_cancel()
+                if batch:
+                    self._commit(db, batch)
+                if stop:
+                    return
+        except BaseException as e:  # no connection (or a bug): every waiter hears why instead of waiting forever
+            self.error = e
+            while (item := self.queue.get()) is not _STOP:
+                if item[1].set_running_or_notify_cancel():
+                    item[1].set_exception(e)
+        finally:
+            if db is not None:
+                db.close()
+
+    def _commit(self, db: sqlite3.Connection, batch: list) -> None:
+        try:
+            self._transaction(db, [s for statements, _ in batch for s in statements])
+        except Exception as e:
+            if len(batch) == 1:
+                self._fail(batch[0][1], e)
+            else:  # find the write at fault; the others commit on their own
+                for item in batch:
+                    self._commit(db, [item])
+            return
+        for _, fut in batch:
+            if not fut.cancelled():
+                fut.set_result(None)
+
+    def _fail(self, fut: Future, error: BaseException) -> None:
+        if fut.cancelled():  # nobody is waiting: close() raises it
+            self.error = self.error or error
+        else:
+            fut.set_exception(error)
+
+    @staticmethod
+    def _transaction(db: sqlite3.Connection, statements: list) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, args in statements:
+                db.execute(sql, args)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+
 class Cache:
+    SYNCHRONOUS = "FULL"  # benchmarks/annotation_throughput.py compares NORMAL
+
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # autocommit mode: each statement is its own transaction, committed before execute() returns
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # durable on power loss too, not only on a crash
-        self.db.execute("PRAGMA busy_timeout=60000")
+        self.db = _connect(self.path, self.SYNCHRONOUS)  # reads, migrations, merges; writes go through the writer
         self._migrate()
+        self._writer: _GroupWriter | None = None
+        self._lock = threading.Lock()
+        self._log_error: BaseException | None = None  # a queued log line that failed to commit
+
+    @property
+    def writer(self) -> _GroupWriter:
+        with self._lock:
+            if self._writer is None:
+                self._writer = _GroupWriter(self.path, self.SYNCHRONOUS)
+            return self._writer
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -98,19 +215,34 @@ class Cache:
         return {"content": row[0], "usage": {"prompt_tokens": row[1], "completion_tokens": row[2], "cached_tokens": row[3]},
                 "cost_usd": row[4], "extra": json.loads(row[5]) if row[5] else {}, "latency_s": row[6]}
 
+    @staticmethod
+    def _put_row(key, model, request, content, usage, cost_usd, latency_s, extra) -> tuple[str, tuple]:
+        return (PUT_SQL, (key, model, json.dumps(request, ensure_ascii=False), content, usage.get("prompt_tokens"),
+                          usage.get("completion_tokens"), usage.get("cached_tokens"), cost_usd, latency_s, time.time(),
+                          json.dumps(extra, ensure_ascii=False) if extra else None))
+
     def put(self, key: str, model: str, request: dict, content: str, usage: dict, cost_usd: float | None, latency_s: float,
             extra: dict | None = None) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO responses (key, model, request, content, prompt_tokens, completion_tokens, cached_tokens,"
-            " cost_usd, latency_s, created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (key, model, json.dumps(request, ensure_ascii=False), content, usage.get("prompt_tokens"),
-             usage.get("completion_tokens"), usage.get("cached_tokens"), cost_usd, latency_s, time.time(),
-             json.dumps(extra, ensure_ascii=False) if extra else None),
-        )
+        """Store one response; returns once it is committed (it may share the commit with others)."""
+        self.writer.submit([self._put_row(key, model, request, content, usage, cost_usd, latency_s, extra)]).result()
+
+    async def store(self, key: str, model: str, request: dict, content: str, usage: dict, cost_usd: float | None,
+                    latency_s: float, extra: dict | None = None) -> None:
+        """Store a response and its "ok" call log in one group commit; returns once that commit is on disk.
+
+        Until then the caller's request is still in flight: a kill before the commit loses only the
+        response, and the re-run asks for it again."""
+        await asyncio.wrap_future(self.writer.submit([
+            self._put_row(key, model, request, content, usage, cost_usd, latency_s, extra),
+            (LOG_SQL, (key, model, "ok", None, latency_s, time.time()))]))
 
     def log(self, key: str, model: str, outcome: str, detail: str | None = None, latency_s: float | None = None) -> None:
-        self.db.execute("INSERT INTO calls (key, model, outcome, detail, latency_s, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        (key, model, outcome, detail, latency_s, time.time()))
+        """Log one HTTP attempt; queued for the next group commit, not waited for (a log line costs nothing to lose)."""
+        self.writer.submit([(LOG_SQL, (key, model, outcome, detail, latency_s, time.time()))]).add_done_callback(self._logged)
+
+    def _logged(self, fut: Future) -> None:
+        if not fut.cancelled() and fut.exception() is not None and self._log_error is None:
+            self._log_error = fut.exception()
 
     def total_cost(self) -> float:
         """Everything this cache has paid for so far: the budget a --max-cost cap counts against."""
@@ -134,4 +266,12 @@ class Cache:
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] - before
 
     def close(self) -> None:
+        """Commit what is queued, stop the writer, close; raises a log write that failed unseen."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
         self.db.close()
+        error = self._log_error or (writer.error if writer is not None else None)
+        if error is not None:
+            raise error

@@ -136,8 +136,8 @@ class TeacherClient:
                 cost = cost_usd(usage["prompt_tokens"], usage["completion_tokens"], cfg.price, usage["cached_tokens"],
                                 cached_price_for(cfg.model))
                 request = {"messages": messages, **sent}
-                self.cache.put(key, cfg.model, request, content, usage, cost, latency, extra)  # durable before anything else
-                self.cache.log(key, cfg.model, "ok", None, latency)
+                # durable before anything else: until its group commit is on disk the request is still in flight
+                await self.cache.store(key, cfg.model, request, content, usage, cost, latency, extra)
                 return Completion(content, usage, cost, cached=False, attempts=attempt, extra=extra, latency_s=latency)
             self.cache.log(key, cfg.model, "retry", last_error, time.perf_counter() - start)
             if attempt > cfg.max_retries:

@@ -231,6 +231,120 @@ def test_sigkill_mid_run_then_resume_pays_nothing_twice(tmp_path):
     assert all(r["votes"] == ["entailment", "neutral", "entailment"] and r["vote_share"] == 0.6667 for r in rows)
 
 
+def test_store_returns_only_once_its_group_commit_is_on_disk(tmp_path, monkeypatch):
+    """Responses that arrive while a commit runs share the next one; none counts as stored before it commits."""
+    import asyncio
+    import threading
+
+    from edgedistill.cache import PUT_SQL, _GroupWriter
+
+    gate, sizes, original = threading.Event(), [], _GroupWriter._transaction
+
+    def gated(db, statements):
+        sizes.append(sum(sql == PUT_SQL for sql, _ in statements))
+        assert gate.wait(10)
+        original(db, statements)
+
+    monkeypatch.setattr(_GroupWriter, "_transaction", staticmethod(gated))
+    c = Cache(tmp_path / "cache.sqlite")
+
+    def store(i):
+        return asyncio.ensure_future(c.store(f"k{i}", "m", {"messages": []}, f"answer {i}", {"prompt_tokens": 1}, 0.001, 0.1))
+
+    async def main():
+        first = store(0)
+        while not sizes:  # k0's commit has begun, and is held at the gate
+            await asyncio.sleep(0.01)
+        rest = [store(i) for i in range(1, 6)]
+        await asyncio.sleep(0.2)
+        assert not first.done() and not any(t.done() for t in rest)  # still in flight: nothing is committed
+        assert c.get("k0") is None
+        gate.set()
+        await first
+        assert c.get("k0")["content"] == "answer 0"
+        await asyncio.gather(*rest)
+
+    asyncio.run(main())
+    assert sizes == [1, 5]  # the five that arrived during the first commit went in one transaction
+    assert all(c.get(f"k{i}") for i in range(6))
+    c.close()
+    db = sqlite3.connect(tmp_path / "cache.sqlite")
+    assert db.execute("SELECT COUNT(*) FROM calls WHERE outcome = 'ok'").fetchone()[0] == 6  # each with its log line
+
+
+# Runs `edgedistill annotate` with a cache whose commits are slow (so responses pile up behind each one), and
+# stops forever inside the first transaction that holds two or more responses once some are committed, after
+# writing their keys to $MARK: the place where a kill hurts most.
+MID_BATCH_DRIVER = """
+import json, os, sys, time
+from edgedistill import cache
+MARK, committed = os.environ["MARK"], []
+
+def transaction(db, statements):
+    db.execute("BEGIN IMMEDIATE")
+    for sql, args in statements:
+        db.execute(sql, args)
+    keys = [args[0] for sql, args in statements if sql == cache.PUT_SQL]
+    if len(keys) >= 2 and committed and not os.path.exists(MARK):
+        with open(MARK + ".tmp", "w") as f:
+            json.dump(keys, f)
+        os.replace(MARK + ".tmp", MARK)
+        time.sleep(120)  # SIGKILL lands here: the batch is written but not committed
+    time.sleep(0.15)
+    db.execute("COMMIT")
+    committed.extend(keys)
+
+cache._GroupWriter._transaction = staticmethod(transaction)
+from edgedistill.cli import main
+main(sys.argv[1:])
+"""
+
+
+def _stub_key(request: dict) -> str:
+    """The stub server's log key (tests/openai_stub.py) of a request stored in the cache."""
+    import hashlib
+
+    sampling = {k: request.get(k) for k in ("temperature", "seed", "n", "logprobs", "max_tokens")}
+    return hashlib.sha256(json.dumps([request["messages"], sampling], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_sigkill_mid_batch_repeats_no_committed_request(tmp_path):
+    """Kill -9 while a group commit of several responses is half done: the batch is lost as a whole (and asked
+    for again), every response committed before it is never requested again."""
+    n = 16
+    make(tmp_path, [f"row {i} ANSWER=entailment" for i in range(n)])
+    log, mark = tmp_path / "server.log", tmp_path / "mid-batch.json"
+    server = subprocess.Popen([sys.executable, str(Path(__file__).parent / "openai_stub.py"), "--log", str(log), "--latency", "0.05"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
+        args = ["annotate", "--task", str(tmp_path / "task.yaml"), "--data", str(tmp_path / "d.jsonl"), "--out",
+                str(tmp_path / "run"), "--base-url", base_url, "--model", "stub", "--concurrency", "4", "--scoring", "none"]
+        env = {**os.environ, "OPENAI_API_KEY": "", "MARK": str(mark)}
+        proc = subprocess.Popen([sys.executable, "-c", MID_BATCH_DRIVER, *args], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        deadline = time.time() + 60
+        while time.time() < deadline and not mark.exists() and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert mark.exists(), proc.stderr.read()
+        in_batch = json.loads(mark.read_text())
+        before = [json.loads(x) for x in log.read_text().splitlines()]
+        db = sqlite3.connect(tmp_path / "run" / "cache.sqlite")
+        committed = {k: _stub_key(json.loads(r)) for k, r in db.execute("SELECT key, request FROM responses")}
+        db.close()
+        assert len(in_batch) >= 2 and committed and not set(in_batch) & set(committed)  # the batch is all or nothing
+        assert len(before) >= len(committed) + len(in_batch)  # the server answered the batch before the kill
+        subprocess.run([sys.executable, "-m", "edgedistill.cli", *args], env=env, check=True, capture_output=True, timeout=120)
+        after = [json.loads(x) for x in log.read_text().splitlines()][len(before):]
+    finally:
+        server.kill()
+    assert not {e["key"] for e in after} & set(committed.values())  # no committed response is paid for twice
+    assert len(after) == n - len(committed) and all(e["outcome"] == "ok" for e in after)  # the lost batch is asked again
+    assert sorted(r["id"] for r in rows_of(tmp_path) if r["status"] == "ok") == sorted(f"e{i}" for i in range(n))
+
+
 # --- the teacher's signal: scoring from logprobs, calibration, votes, rationalization -------------------
 
 def test_logprob_scoring_gives_label_probs_and_argmax_label(tmp_path):
