@@ -131,3 +131,240 @@ def task_texts(annotations) -> list[str]:
         texts.append(a.input)
         texts += list(a.choices or [])
     return texts
+
+
+# ---------------------------------------------------------------- fewer layers
+
+def layers_to_keep(total: int, k: int) -> list[int]:
+    """k evenly spaced layers of `total`, the first and the last among them (one: the last)."""
+    if not 1 <= k <= total:
+        raise UserError(f"--layers {k}: the student has {total} layers; give 1 to {total}")
+    return [total - 1] if k == 1 else sorted({round(i * (total - 1) / (k - 1)) for i in range(k)})
+
+
+def drop_layers(model_dir, k: int, out_dir) -> list[int]:
+    """Write model_dir with k of its encoder layers (layers_to_keep) into out_dir; returns their indices."""
+    from torch import nn
+
+    from .edge.families import auto_model_class
+
+    model_dir = Path(model_dir)
+    meta = read_meta(model_dir)
+    model = auto_model_class(meta["family"]).from_pretrained(model_dir)
+    encoder = getattr(model.base_model, "encoder", None)
+    if encoder is None or not hasattr(encoder, "layer"):
+        raise UserError(f"{model_dir}: a {model.config.model_type} model; --layers knows BERT-style encoders (encoder.layer)")
+    total = len(encoder.layer)
+    keep = layers_to_keep(total, k)
+    encoder.layer = nn.ModuleList([encoder.layer[i] for i in keep])
+    model.config.num_hidden_layers = len(keep)
+    with build_dir(out_dir) as tmp:
+        for f in model_dir.iterdir():
+            if f.is_file() and not f.name.startswith(("model.", "pytorch_model", "config.json")):
+                shutil.copy2(f, tmp / f.name)
+        model.save_pretrained(tmp)
+        write_meta(tmp, {**meta, "kind": "stripped", "layers": {"original": total, "kept": keep}})
+    return keep
+
+
+def teacher_annotations(model_dir, annotations, out_path) -> int:
+    """The annotations with the trained student's probabilities as `label_probs`: the targets a smaller student
+    learns (train's soft-target path). Returns the number of rows written."""
+    import numpy as np
+
+    from .annotations import read_annotations
+    from .atomic import write_jsonl
+    from .parity import torch_outputs
+
+    meta = read_meta(model_dir)
+    rows = [a for a in read_annotations(annotations) if a.status == "ok" and a.label is not None]
+    mc = meta["family"] == "multiple-choice"
+    items = [{"input": a.input, **({"choices": a.choices} if mc else {})} for a in rows]
+    logits, _ = torch_outputs(model_dir, meta["family"], items, "choices" if mc else None, meta["max_length"])
+    out = []
+    for a, row in zip(rows, logits):
+        row = np.asarray(row, dtype=np.float64)
+        p = np.exp(row - row.max())
+        p /= p.sum()
+        keys = a.choices if mc else meta["labels"]
+        # the hard label is the trained student's too, so validation measures agreement with it
+        out.append({**a.to_json(), "label": keys[int(p.argmax())], "label_probs": {k: float(v) for k, v in zip(keys, p)}})
+    write_jsonl(out_path, out)
+    return len(out)
+
+
+def distill_layers(model_dir, annotations, k: int, out_dir, work: Path, epochs: float = 4.0, batch_size: int = 16,
+                   lr: float | None = None, seed: int = 0, echo=print) -> dict:
+    """A k-layer student from model_dir's layers, trained on its probabilities; written stripped to out_dir."""
+    from .strip import strip_student
+    from .train import TrainConfig, train
+
+    meta = read_meta(model_dir)
+    soft = work / "soft_targets.jsonl"
+    if not soft.exists():
+        teacher_annotations(model_dir, annotations, soft)
+    base = work / f"base-{k}"
+    kept = drop_layers(model_dir, k, base)
+    summary = train(TrainConfig(task=str(Path(model_dir) / "task.yaml"), annotations=str(soft), out=str(work / f"student-{k}"),
+                                student=str(base), mode="label-only", soft_weight=1.0, epochs=epochs, batch_size=batch_size,
+                                lr=lr, max_length=meta["max_length"], seed=seed, progress=False), echo=echo)
+    strip_student(work / f"student-{k}", out_dir)
+    write_meta(out_dir, {**read_meta(out_dir), "layers": {"original": meta.get("layers", {}).get("original")
+                                                          or _layer_count(model_dir), "kept": kept},
+                         **({"vocabulary": meta["vocabulary"]} if "vocabulary" in meta else {})})
+    shutil.rmtree(work / f"student-{k}", ignore_errors=True)
+    shutil.rmtree(base, ignore_errors=True)
+    return {"val_agreement": summary.get("val_accuracy"), "train_s": summary.get("elapsed_s")}
+
+
+def _layer_count(model_dir) -> int:
+    return json.loads((Path(model_dir) / "config.json").read_text())["num_hidden_layers"]
+
+
+# ---------------------------------------------------------------- candidates and the latency budget
+
+@dataclass
+class CompressConfig:
+    model: str  # a stripped model dir (edgedistill strip)
+    annotations: str  # the inputs it was trained on: the kept vocabulary, the distillation inputs, the timed inputs
+    out: str  # the compressed model, in the stripped format
+    layers: list[int] | None = None  # layer counts to build; several need a latency budget to choose among them
+    latency_budget: float | None = None  # ms per prediction (batch 1, p50, this CPU): ship the most accurate within it
+    trim_vocab: bool = True
+    eval_data: str | None = None  # gold-labelled data: each candidate's bundle accuracy (else: agreement with the student)
+    quantize: str = "int8"  # how each candidate is exported to be timed (as `edgedistill export` will)
+    threads: int = 2
+    epochs: float = 4.0  # distillation of a smaller student
+    batch_size: int = 16
+    lr: float | None = None
+    seed: int = 0
+
+
+def compress(cfg: CompressConfig, echo=print) -> dict:
+    """Build the candidates, export and time each, ship one into cfg.out; returns the summary (compress.json)."""
+    import tempfile
+
+    from .atomic import write_json, write_text
+
+    layers = sorted(set(cfg.layers or []), reverse=True)
+    if len(layers) > 1 and cfg.latency_budget is None:
+        raise UserError(f"--layers {','.join(map(str, layers))}: several candidates need --latency-budget MS to choose "
+                        "among them; or give one layer count")
+    src, out = Path(cfg.model), Path(cfg.out)
+    if read_meta(src).get("kind") not in ("stripped", "student"):
+        raise UserError(f"{src}: not a stripped model dir (edgedistill strip writes one)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
+    try:
+        full = src
+        if cfg.trim_vocab:
+            r = trim_vocabulary(src, task_texts(cfg.annotations), work / "trimmed")
+            echo(f"vocabulary: kept {r.kept:,} of {r.original:,} tokens ({r.from_inputs:,} the inputs use, {r.safety:,} safety)")
+            full = work / "trimmed"
+        total = _layer_count(full)
+        dirs = {total: full} if (cfg.latency_budget is not None or not layers) else {}
+        for k in layers:
+            if k == total:
+                dirs[k] = full
+                continue
+            echo(f"{k} layers: distilling from the {total}-layer student ...")
+            distill_layers(full, cfg.annotations, k, work / f"{k}-layers", work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
+                           echo=lambda *_: None)
+            dirs[k] = work / f"{k}-layers"
+        rows = [measure_candidate(k, d, src, cfg, work) for k, d in sorted(dirs.items(), reverse=True)]
+        for r, ms in zip(rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()):
+            r["p50_ms"] = ms
+        chosen = choose(rows, cfg.latency_budget)
+        summary = {"source": str(src), "budget_ms": cfg.latency_budget, "threads": cfg.threads, "quantize": cfg.quantize,
+                   "accuracy_on": "eval_data (gold)" if cfg.eval_data else "agreement with the uncompressed student",
+                   "candidates": rows, "chosen": chosen and chosen["name"]}
+        for line in pareto_lines(summary):
+            echo(line)
+        if chosen is None:
+            fastest = min(rows, key=lambda r: r["p50_ms"])
+            raise UserError(f"--latency-budget {cfg.latency_budget:g} ms: no candidate is that fast on this CPU; the fastest, "
+                            f"{fastest['name']}, takes {fastest['p50_ms']:.2f} ms. Raise the budget or add fewer --layers")
+        with build_dir(out) as tmp:
+            shutil.copytree(dirs[chosen["layers"]], tmp, dirs_exist_ok=True)
+            write_json(tmp / "compress.json", summary)
+            write_text(tmp / "compress.md", "\n".join(pareto_lines(summary)) + "\n")
+        return summary
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure_candidate(layers: int, model_dir: Path, source: Path, cfg: CompressConfig, work: Path) -> dict:
+    """Export the candidate as `edgedistill export` would; its accuracy and size (timed later, beside the others)."""
+    from .export import ExportConfig, export_bundle
+
+    bundle = work / f"bundle-{layers}"
+    m = export_bundle(ExportConfig(model=str(model_dir), out=str(bundle), quantize=cfg.quantize, parity_data=cfg.annotations,
+                                   threads=cfg.threads), echo=lambda *_: None)
+    meta = read_meta(model_dir)
+    return {"name": f"{layers} layers" + (", trimmed vocabulary" if "vocabulary" in meta else ""), "layers": layers,
+            "vocabulary": meta.get("vocabulary", {}).get("kept"), "accuracy": _accuracy(bundle, source, cfg),
+            "bundle": bundle, "bundle_mb": m["size_bytes"] / 1e6,
+            "of_checkpoint": m["size_bytes"] / _weights_bytes(source)}
+
+
+def _weights_bytes(model_dir: Path) -> int:
+    return sum(f.stat().st_size for f in Path(model_dir).iterdir() if f.name.startswith(("model.", "pytorch_model")))
+
+
+def _accuracy(bundle: Path, source: Path, cfg: CompressConfig) -> float:
+    from .annotations import read_annotations
+    from .data import Example, load_examples
+    from .evaluate import predict_labels, score
+    from .task import load_task
+
+    task = load_task(source / "task.yaml")
+    if cfg.eval_data:
+        exs = load_examples(task, cfg.eval_data, require_gold=True)
+        return score(task, exs, predict_labels(bundle, task, exs))["accuracy"]
+    rows = [a for a in read_annotations(cfg.annotations) if a.status == "ok"][:500]
+    exs = [Example(id=a.id, input=a.input, choices=a.choices, gold=None) for a in rows]
+    ref = predict_labels(source, task, exs)
+    return sum(a == b for a, b in zip(predict_labels(bundle, task, exs), ref)) / len(ref)
+
+
+def p50_ms(bundles: dict[str, Path], annotations, threads: int, min_time: float = 2.0) -> dict[str, float]:
+    """Median wall time of one `EdgeModel.predict` call on one real input (tokenizing included), what an app pays,
+    per bundle; the bundles take turns call by call, so noise on a shared machine hits them alike."""
+    import statistics
+    import time
+
+    from .annotations import read_annotations
+    from .runtime import EdgeModel
+
+    models = {name: EdgeModel.load(path, threads=threads) for name, path in bundles.items()}
+    field = next(iter(models.values())).manifest["task"].get("choices") or "choices"
+    items = [{"input": a.input, **({field: a.choices} if a.choices else {})} for a in read_annotations(annotations)[:64]]
+    times = {name: [] for name in models}
+    for model in models.values():  # warm-up
+        for it in items[:5]:
+            model.predict([it])
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < min_time * len(models) or n < 20:
+        it = items[n % len(items)]
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            model.predict([it])
+            times[name].append(time.perf_counter() - t0)
+        n += 1
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
+
+
+def choose(rows: list[dict], budget: float | None) -> dict | None:
+    """The most accurate candidate within the budget (ties: the faster); without a budget the only candidate."""
+    fits = [r for r in rows if budget is None or r["p50_ms"] <= budget]
+    return max(fits, key=lambda r: (r["accuracy"], -r["p50_ms"])) if fits else None
+
+
+def pareto_lines(s: dict) -> list[str]:
+    lines = [f"| candidate | accuracy ({s['accuracy_on']}) | p50 ms / prediction | bundle MB | of the FP32 checkpoint | |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in s["candidates"]:
+        mark = "shipped" if r["name"] == s["chosen"] else ("over budget" if s["budget_ms"] and r["p50_ms"] > s["budget_ms"] else "")
+        lines.append(f"| {r['name']} | {100 * r['accuracy']:.1f} % | {r['p50_ms']:.2f} | {r['bundle_mb']:.1f} | "
+                     f"{100 * r['of_checkpoint']:.1f} % | {mark} |")
+    return lines

@@ -111,3 +111,73 @@ def test_the_tiny_wordlevel_tokenizer_trims_too(tmp_path):
     _, _, before = logits(d, texts)
     _, _, after = logits(tmp_path / "out", texts)
     assert torch.equal(before, after)
+
+
+TASK = "name: t\ntype: classification\ninput: '{text}'\nlabels: [billing, bug, account]\ngold: label\n"
+WORDS = ["refund charge billing order", "app crash bug broken", "login password account help"]
+
+
+@pytest.fixture
+def tiny_stripped(tmp_path):
+    d = tiny.tiny_classifier_dir(tmp_path / "stripped", labels=LABELS)
+    (d / "task.yaml").write_text(TASK)
+    write_meta(d, {"kind": "stripped", "family": "sequence-classification", "max_length": 16, "labels": LABELS})
+    rows = [{"id": str(i), "input": f"{WORDS[i % 3]} please", "label": LABELS[i % 3], "status": "ok"} for i in range(30)]
+    (tmp_path / "ann.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d, tmp_path / "ann.jsonl"
+
+
+def test_layers_to_keep_spans_the_stack():
+    from edgedistill.compress import layers_to_keep
+
+    assert layers_to_keep(6, 3) == [0, 2, 5] and layers_to_keep(6, 2) == [0, 5] and layers_to_keep(6, 1) == [5]
+    assert layers_to_keep(6, 6) == list(range(6))
+    with pytest.raises(UserError, match="--layers 7: the student has 6 layers"):
+        layers_to_keep(6, 7)
+
+
+def test_choose_ships_the_most_accurate_within_the_budget():
+    from edgedistill.compress import choose
+
+    rows = [{"name": "6", "accuracy": 0.9, "p50_ms": 4.0}, {"name": "3", "accuracy": 0.85, "p50_ms": 2.0},
+            {"name": "2", "accuracy": 0.85, "p50_ms": 1.5}]
+    assert choose(rows, 5.0)["name"] == "6" and choose(rows, 3.0)["name"] == "2" and choose(rows, 1.0) is None
+
+
+def test_compress_to_fewer_layers_writes_a_model_export_takes(tiny_stripped, tmp_path):
+    from transformers import AutoConfig
+
+    from edgedistill.compress import CompressConfig, compress
+    from edgedistill.export import ExportConfig, export_bundle
+
+    model, ann = tiny_stripped
+    s = compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1], epochs=2,
+                                quantize="none"), echo=lambda *_: None)
+    assert [c["layers"] for c in s["candidates"]] == [1] and s["chosen"] == s["candidates"][0]["name"]
+    assert AutoConfig.from_pretrained(tmp_path / "small").num_hidden_layers == 1
+    meta = read_meta(tmp_path / "small")
+    assert meta["kind"] == "stripped" and meta["layers"] == {"original": 2, "kept": [1]} and meta["vocabulary"]["kept"] < 100
+    assert json.loads((tmp_path / "small" / "compress.json").read_text())["chosen"] == s["chosen"]
+    export_bundle(ExportConfig(model=str(tmp_path / "small"), out=str(tmp_path / "bundle"), quantize="none",
+                               parity_data=str(ann)), echo=lambda *_: None)
+    assert (tmp_path / "bundle" / "manifest.json").exists()
+
+
+def test_a_budget_no_candidate_meets_fails_and_writes_nothing(tiny_stripped, tmp_path):
+    from edgedistill.compress import CompressConfig, compress
+
+    model, ann = tiny_stripped
+    printed = []
+    with pytest.raises(UserError, match=r"--latency-budget 1e-06 ms: no candidate .* the fastest, \d layers.*takes [\d.]+ ms"):
+        compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1],
+                                latency_budget=1e-6, epochs=1, quantize="none"), echo=printed.append)
+    assert any(line.startswith("| 2 layers") for line in printed) and any(line.startswith("| 1 layers") for line in printed)
+    assert not (tmp_path / "small").exists() and not list(tmp_path.glob(".small.*"))
+
+
+def test_several_layer_counts_need_a_budget(tiny_stripped, tmp_path):
+    from edgedistill.compress import CompressConfig, compress
+
+    model, ann = tiny_stripped
+    with pytest.raises(UserError, match="several candidates need --latency-budget"):
+        compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[2, 1]))

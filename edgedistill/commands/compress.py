@@ -1,0 +1,51 @@
+"""`edgedistill compress`: a smaller stripped model (trimmed vocabulary, fewer layers), picked by a latency budget."""
+
+from __future__ import annotations
+
+import click
+
+from ..compress import CompressConfig, compress as run_compress
+
+
+def _layers(ctx, param, value):
+    if not value:
+        return None
+    try:
+        return [int(x) for x in value.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give layer counts separated by commas, e.g. 4,3,2") from None
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("model", type=click.Path(file_okay=False))
+@click.option("--annotations", required=True, type=click.Path(dir_okay=False),
+              help="The annotations the student was trained on: their inputs choose the kept vocabulary, are the "
+                   "distillation inputs of smaller students and the timed inputs.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Compressed model dir (stripped format, for `edgedistill export`), with compress.json and compress.md.")
+@click.option("--layers", callback=_layers, help="Layer counts to build, e.g. 3 or 4,3,2 (several need --latency-budget). "
+              "Each starts from evenly spaced layers of MODEL and learns MODEL's probabilities on the annotations.")
+@click.option("--latency-budget", type=float, help="Milliseconds per prediction (batch 1, p50, this CPU, tokenizing included): "
+              "export and time every candidate (MODEL itself too) and ship the most accurate within it; exit 1 if none is.")
+@click.option("--trim-vocab/--no-trim-vocab", default=True, show_default=True,
+              help="Keep only the tokens the annotations use, plus special and single-character tokens.")
+@click.option("--eval-data", type=click.Path(dir_okay=False), help="Gold-labelled data: each candidate's accuracy "
+              "(default: its agreement with MODEL on the annotation inputs).")
+@click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True,
+              help="How each candidate is exported to be timed.")
+@click.option("--threads", type=int, default=2, show_default=True)
+@click.option("--epochs", type=float, default=4.0, show_default=True, help="Distillation epochs of a smaller student.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def compress(model, annotations, out, layers, latency_budget, trim_vocab, eval_data, quantize, threads, epochs, seed):
+    """Make MODEL (a dir from `edgedistill strip`) smaller and faster, then `edgedistill export` it as usual.
+
+    \b
+    Examples:
+      edgedistill compress RUN/stripped --annotations RUN/annotations.jsonl --out RUN/compressed
+      edgedistill compress RUN/stripped --annotations RUN/annotations.jsonl --out RUN/compressed \\
+          --layers 4,3,2 --latency-budget 2.5 --eval-data test.jsonl
+    """
+    run_compress(CompressConfig(model=model, annotations=annotations, out=out, layers=layers, latency_budget=latency_budget,
+                                trim_vocab=trim_vocab, eval_data=eval_data, quantize=quantize, threads=threads, epochs=epochs,
+                                seed=seed), echo=click.echo)
+    click.echo(f"\nCompressed model: {out}  (compress.md: every candidate)")
