@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from .cache import Cache, request_key
 from .cost import cached_price_for, cost_usd
@@ -114,7 +115,11 @@ class TeacherClient:
             start = time.perf_counter()
             wait = None
             try:
-                resp = await self.api.chat.completions.create(model=cfg.model, messages=messages, **sent)
+                # The SDK's chat.completions.create walks every message through its TypedDict transform
+                # (~0.5 ms a request, a fifth of the client's CPU at concurrency 64) to change nothing in
+                # plain role/content dicts; post() sends the same body and parses the same ChatCompletion.
+                resp = await self.api.post("/chat/completions", body={"model": cfg.model, "messages": messages, **sent},
+                                           cast_to=ChatCompletion)
                 content = resp.choices[0].message.content if resp.choices else None
                 extra = _extra(resp, sent)
                 if not isinstance(content, str) or not (content.strip() or extra.get("logprobs")):
