@@ -1,0 +1,308 @@
+// Run an edgedistill bundle in JavaScript: onnxruntime-node under Node, onnxruntime-web (WASM) in the
+// browser, the bundle's tokenizer.json through @huggingface/tokenizers. The same predictions as the
+// Python runtime (edgedistill/edge/runtime.py, EdgeModel.predict): the task's input template, truncation
+// to the manifest's max_length (longest_first, as HF tokenizers), batches of 32 padded to their longest
+// item, multiple choice as (input, choice) pairs, softmax in float64.
+//
+//   import { EdgeModel } from "./edgedistill.mjs";
+//   const model = await EdgeModel.load("runs/x/bundle");          // a directory (Node) or a URL (browser)
+//   await model.predict([{ text: "my card was charged twice" }]);
+//   // -> [{ label: "billing", probs: { billing: 0.93, ... } }]
+//
+// In the browser, map the bare imports (see demo.html):
+//   "onnxruntime-web": ".../onnxruntime-web/dist/ort.wasm.min.mjs",
+//   "@huggingface/tokenizers": ".../@huggingface/tokenizers/dist/tokenizers.mjs"
+// Nothing is fetched but the bundle's own files (and, in the browser, onnxruntime-web's .wasm).
+
+import { Tokenizer } from "@huggingface/tokenizers";
+
+export const FORMAT_VERSION = 1;
+export const SUPPORTED_FAMILIES = ["sequence-classification", "multiple-choice"];
+const IS_NODE = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
+
+export class BundleError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "BundleError";
+  }
+}
+
+// ------------------------------------------------------------------ files
+
+function joinPath(base, name) {
+  if (IS_NODE && !/^[a-z]+:\/\//i.test(String(base))) return `${String(base).replace(/\/+$/, "")}/${name}`;
+  return new URL(name, String(base).endsWith("/") ? String(base) : `${base}/`).href;
+}
+
+async function readBytes(base, name) {
+  const where = joinPath(base, name);
+  if (IS_NODE && !/^[a-z]+:\/\//i.test(where)) {
+    const { readFile } = await import("node:fs/promises");
+    try {
+      return new Uint8Array(await readFile(where));
+    } catch (e) {
+      if (e.code === "ENOENT") return null;
+      throw e;
+    }
+  }
+  const r = await fetch(where);
+  if (r.status === 404) return null;
+  if (!r.ok) throw new BundleError(`${where}: HTTP ${r.status}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+async function sha256Hex(bytes) {
+  if (IS_NODE) {
+    const { createHash } = await import("node:crypto");
+    return createHash("sha256").update(bytes).digest("hex");
+  }
+  if (!globalThis.crypto?.subtle) return null; // not a secure context (http:// other than localhost): cannot hash
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const utf8 = new TextDecoder("utf-8");
+
+// ------------------------------------------------------------------ text
+
+// The task's input template's field names, as Python's string.Formatter().parse gives them.
+function templateFields(template) {
+  const fields = [];
+  template.replace(/\{\{|\}\}|\{([^{}]*)\}/g, (m, inner) => {
+    if (inner !== undefined && inner !== "") fields.push(inner.split(/[!:]/)[0]);
+    return m;
+  });
+  return fields;
+}
+
+// str(value) as Python writes it, for the JSON types an item can hold.
+function pyStr(v) {
+  if (v === null || v === undefined) return "None";
+  if (v === true) return "True";
+  if (v === false) return "False";
+  if (typeof v === "string") return v;
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : String(v); // JSON cannot tell 1 from 1.0
+  return JSON.stringify(v);
+}
+
+function formatTemplate(template, item) {
+  return template.replace(/\{\{|\}\}|\{([^{}]*)\}/g, (m, inner) => {
+    if (m === "{{") return "{";
+    if (m === "}}") return "}";
+    if (/[!:.[]/.test(inner)) throw new BundleError(`the task's input ${JSON.stringify(template)} uses {${inner}}: only plain {field} templates are supported in JS`);
+    return pyStr(item[inner]);
+  });
+}
+
+function softmax(logits) {
+  const m = Math.max(...logits);
+  const e = logits.map((x) => Math.exp(x - m));
+  const s = e.reduce((a, b) => a + b, 0);
+  return e.map((x) => x / s);
+}
+
+// ------------------------------------------------------------------ the model
+
+export class EdgeModel {
+  constructor(ort, manifest, session, tokenizer, tokenizerJson = null) {
+    this.ort = ort;
+    this.manifest = manifest;
+    this.session = session;
+    this.tokenizer = tokenizer;
+    this.family = manifest.family;
+    this.task = manifest.task;
+    this.maxLength = Number(manifest.max_length);
+    this.labels = manifest.labels ?? null;
+    this.padId = Number(manifest.tokenizer.pad_token_id);
+    this.inputNames = session.inputNames;
+    this.outputName = session.outputNames[0];
+    this._fields = templateFields(this.task.input);
+    // Tokens the model has no id for become its unk token, as in HF tokenizers. (tokenizers.js runs a
+    // WordLevel model, as in tests/tiny.py, as whole pre-tokenized words with no unk of its own.)
+    const unk = tokenizer.model.unk_token ?? tokenizerJson?.model?.unk_token;
+    this._unkId = tokenizer.model.unk_token_id ?? (unk != null ? tokenizer.token_to_id(unk) : undefined) ?? 0;
+    this._added = {
+      single: tokenizer.post_processor ? tokenizer.post_processor([], null, true).tokens.length : 0,
+      pair: tokenizer.post_processor ? tokenizer.post_processor([], [], true).tokens.length : 0,
+    };
+  }
+
+  /**
+   * Load a bundle: a directory path (Node) or a URL (browser; relative URLs resolve against the page).
+   * options: ort (an onnxruntime module; default onnxruntime-node under Node, onnxruntime-web elsewhere),
+   *          verify (check the sha256 the manifest lists; default true), threads (intra-op threads),
+   *          sessionOptions (merged into onnxruntime's).
+   */
+  static async load(bundle, { ort = null, verify = true, threads = null, sessionOptions = {} } = {}) {
+    if (!IS_NODE && typeof location !== "undefined") bundle = new URL(String(bundle), location.href).href;
+    ort = ort ?? (await import(IS_NODE ? "onnxruntime-node" : "onnxruntime-web"));
+    const mbytes = await readBytes(bundle, "manifest.json");
+    if (mbytes === null) throw new BundleError(`${bundle}: no manifest.json; is this a bundle made by \`edgedistill export\`?`);
+    let manifest;
+    try {
+      manifest = JSON.parse(utf8.decode(mbytes));
+    } catch (e) {
+      throw new BundleError(`${joinPath(bundle, "manifest.json")}: corrupt manifest (${e.message}); re-export the bundle`);
+    }
+    const version = manifest.format_version;
+    if (!Number.isInteger(version) || version > FORMAT_VERSION) {
+      throw new BundleError(`${joinPath(bundle, "manifest.json")}: bundle format ${JSON.stringify(version)} is newer than this runtime understands (${FORMAT_VERSION}); upgrade export/js or re-export`);
+    }
+    if (!SUPPORTED_FAMILIES.includes(manifest.family)) {
+      throw new BundleError(`${bundle}: the ${manifest.family} family (task type ${manifest.task?.type}) is not supported in JS yet; ` +
+        `JS runs ${SUPPORTED_FAMILIES.join(" and ")} bundles (use the Python runtime, edge_runtime.py, for this one)`);
+    }
+    const modelFile = manifest.models?.model ?? "model.onnx";
+    const tokFile = manifest.tokenizer?.file ?? "tokenizer.json";
+    const files = {};
+    for (const name of [modelFile, tokFile]) {
+      const bytes = await readBytes(bundle, name);
+      if (bytes === null) throw new BundleError(`${joinPath(bundle, name)}: missing bundle file listed in the manifest; copy the whole bundle directory`);
+      const listed = manifest.files?.[name]?.sha256;
+      if (verify && listed) {
+        const got = await sha256Hex(bytes);
+        if (got !== null && got !== listed) {
+          throw new BundleError(`${joinPath(bundle, name)}: sha256 mismatch: the file is corrupt or was changed after export; re-copy or re-export the bundle`);
+        }
+      }
+      files[name] = bytes;
+    }
+    const opts = { executionProviders: [IS_NODE ? "cpu" : "wasm"], graphOptimizationLevel: "all", ...sessionOptions };
+    if (threads) {
+      opts.intraOpNumThreads = threads;
+      opts.interOpNumThreads = 1;
+      if (!IS_NODE && ort.env?.wasm) ort.env.wasm.numThreads = threads;
+    }
+    let session;
+    try {
+      session = await ort.InferenceSession.create(files[modelFile], opts);
+    } catch (e) {
+      throw new BundleError(`${bundle}: onnxruntime cannot load the model (${String(e.message ?? e).slice(0, 200)}); re-export the bundle`);
+    }
+    const tokenizerJson = JSON.parse(utf8.decode(files[tokFile]));
+    return new EdgeModel(ort, manifest, session, new Tokenizer(tokenizerJson, {}), tokenizerJson);
+  }
+
+  async close() {
+    await this.session.release?.();
+  }
+
+  // ---------------------------------------------------------------- inputs
+
+  /** The model's input text for an item: an object of the task's fields, or an already-rendered string. */
+  render(item) {
+    if (typeof item === "string") return item;
+    const missing = this._fields.filter((f) => !(f in item));
+    if (missing.length && "input" in item) return item.input;
+    if (missing.length) {
+      throw new BundleError(`input is missing the field '${missing[0]}'; the task renders ${JSON.stringify(this.task.input)} ` +
+        `from the fields [${this._fields.map((f) => `'${f}'`).join(", ")}], or pass the rendered text as a string`);
+    }
+    return formatTemplate(this.task.input, item);
+  }
+
+  choicesOf(item) {
+    const field = this.task.choices || "choices";
+    if (typeof item === "string" || !(field in item)) throw new BundleError(`a multiple-choice item needs its options in the field '${field}'`);
+    return item[field].map(pyStr);
+  }
+
+  /** ids / attention mask / type ids of one text (or pair), truncated as tokenizers' enable_truncation(max_length) does. */
+  encodeOne(first, second = null) {
+    const tok = this.tokenizer;
+    let a = tok.encode(first, { add_special_tokens: false }).tokens;
+    let b = second === null ? null : tok.encode(second, { add_special_tokens: false }).tokens;
+    const added = b === null ? this._added.single : this._added.pair;
+    const budget = Math.max(0, this.maxLength - added);
+    // HF tokenizers' TruncationStrategy::LongestFirst (utils/truncation.rs), direction right, stride 0
+    if (b === null) {
+      if (a.length > budget) a = a.slice(0, budget);
+    } else if (a.length + b.length > budget) {
+      let n1 = a.length, n2 = b.length;
+      const swap = n1 > n2;
+      if (swap) [n1, n2] = [n2, n1];
+      n2 = n1 > budget ? n1 : Math.max(n1, budget - n1);
+      if (n1 + n2 > budget) {
+        n1 = Math.floor(budget / 2);
+        n2 = n1 + (budget % 2);
+      }
+      if (swap) [n1, n2] = [n2, n1];
+      a = a.slice(0, n1);
+      b = b.slice(0, n2);
+    }
+    const out = tok.post_processor ? tok.post_processor(a, b, true) : { tokens: b ? a.concat(b) : a };
+    const ids = out.tokens.map((t) => tok.token_to_id(t) ?? this._unkId);
+    const types = out.token_type_ids ?? new Array(ids.length).fill(0);
+    return { ids, types };
+  }
+
+  /** Model inputs (onnxruntime tensors) for a batch: (n, seq), or (n, choices, seq) for multiple choice. */
+  encode(items) {
+    const texts = items.map((it) => this.render(it));
+    let encs, dims;
+    if (this.family === "multiple-choice") {
+      const choices = items.map((it) => this.choicesOf(it));
+      if (new Set(choices.map((c) => c.length)).size !== 1) {
+        throw new BundleError("all items of one batch need the same number of choices; predict them in separate calls");
+      }
+      const k = choices[0].length;
+      encs = texts.flatMap((t, i) => choices[i].map((c) => this.encodeOne(t, c)));
+      dims = [items.length, k];
+    } else {
+      encs = texts.map((t) => this.encodeOne(t));
+      dims = [items.length];
+    }
+    const length = Math.max(...encs.map((e) => e.ids.length));
+    const size = encs.length * length;
+    const ids = new BigInt64Array(size).fill(BigInt(this.padId));
+    const mask = new BigInt64Array(size);
+    const types = new BigInt64Array(size);
+    encs.forEach((e, i) => {
+      for (let j = 0; j < e.ids.length; j++) {
+        ids[i * length + j] = BigInt(e.ids[j]);
+        mask[i * length + j] = 1n;
+        types[i * length + j] = BigInt(e.types[j] ?? 0);
+      }
+    });
+    const shape = [...dims, length];
+    const all = { input_ids: ids, attention_mask: mask, token_type_ids: types };
+    const feeds = {};
+    for (const name of this.inputNames) {
+      feeds[name] = new this.ort.Tensor("int64", all[name] ?? new BigInt64Array(size), shape);
+    }
+    return feeds;
+  }
+
+  // ---------------------------------------------------------------- inference
+
+  /** Raw logits, one Float32Array row per item. */
+  async run(feeds) {
+    const out = (await this.session.run(feeds))[this.outputName];
+    const [n, k] = [out.dims[0], out.dims[out.dims.length - 1]];
+    return Array.from({ length: n }, (_, i) => out.data.subarray(i * k, (i + 1) * k));
+  }
+
+  /** [{label, probs}] for items, in batches of batchSize (as Python's EdgeModel.predict, default 32). */
+  async predict(items, { batchSize = 32 } = {}) {
+    items = Array.from(items);
+    const out = [];
+    for (let i = 0; i < items.length; i += batchSize) {
+      const batch = items.slice(i, i + batchSize);
+      if (this.family === "multiple-choice" && new Set(batch.map((it) => this.choicesOf(it).length)).size > 1) {
+        for (const it of batch) out.push(...(await this.predict([it])));
+        continue;
+      }
+      const rows = await this.run(this.encode(batch));
+      rows.forEach((row, j) => {
+        const p = softmax(Array.from(row, Number));
+        const names = this.family === "multiple-choice" ? this.choicesOf(batch[j]) : this.labels;
+        let best = 0;
+        p.forEach((x, c) => { if (x > p[best]) best = c; });
+        const probs = {};
+        names.forEach((n, c) => { probs[n] = p[c]; });
+        out.push({ label: names[best], probs });
+      });
+    }
+    return out;
+  }
+}
