@@ -286,6 +286,8 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
                             f"{fastest['name']}, takes {fastest['p50_ms']:.2f} ms. Raise the budget or add fewer --layers")
         with build_dir(out) as tmp:
             shutil.copytree(dirs[chosen["layers"]], tmp, dirs_exist_ok=True)
+            # the trained student stays the source (export finds its annotations for parity through it)
+            write_meta(tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())})
             write_json(tmp / "compress.json", summary)
             write_text(tmp / "compress.md", "\n".join(pareto_lines(summary)) + "\n")
         return summary

@@ -31,7 +31,7 @@ from .errors import UserError
 from .prompts import MODES as PROMPT_MODES, SCORING
 from .teacher_signal import CALIBRATIONS
 
-STAGES = ("annotate", "train", "strip", "export", "bench", "report")
+STAGES = ("annotate", "train", "strip", "compress", "export", "bench", "report")
 
 
 @dataclass
@@ -69,6 +69,15 @@ class StudentConfig:
 
 
 @dataclass
+class CompressSection:  # optional: present in pipeline.yaml = the compress stage runs (edgedistill compress)
+    layers: list[int] = field(default_factory=list)  # layer counts to build (several need latency_budget)
+    latency_budget: float | None = None  # ms per prediction, batch 1: ship the most accurate candidate within it
+    trim_vocab: bool = True
+    epochs: float = 4.0
+    threads: int = 2
+
+
+@dataclass
 class ExportConfig:
     quantize: str = "int8"
     target: str = "auto"
@@ -91,6 +100,7 @@ class Pipeline:
     eval_data: str | None = None  # gold-labelled held-out data for accuracy (never used for selection)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
+    compress: CompressSection | None = None
     export: ExportConfig = field(default_factory=ExportConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
     # folder of the pipeline file, set on load (not a YAML key): relative paths resolve against it
@@ -166,6 +176,8 @@ def _build(cls, raw, source: str, prefix: str):
         if key not in fields:
             raise UserError(f"{source}: {prefix}{key}: unknown key; allowed here: {', '.join(fields)}")
         hint = hints[key]
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = inner[0] if len(inner) == 1 and dataclasses.is_dataclass(inner[0]) else hint  # an optional section
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value or {}, source, f"{prefix}{key}.")
         else:
@@ -222,6 +234,7 @@ def fingerprints(pipe: Pipeline) -> dict[str, str]:
                      "data": _file_hash(pipe.path(pipe.data)), "cache": _file_hash(pipe.path(pipe.teacher.cache))},
         "train": {"student": dataclasses.asdict(pipe.student), "eval_data": _file_hash(pipe.path(pipe.eval_data))},
         "strip": {},
+        "compress": None if pipe.compress is None else dataclasses.asdict(pipe.compress),
         "export": dataclasses.asdict(pipe.export),
         "bench": {"bench": dataclasses.asdict(pipe.bench), "eval_data": _file_hash(pipe.path(pipe.eval_data))},
         "report": {},
@@ -235,19 +248,26 @@ def fingerprints(pipe: Pipeline) -> dict[str, str]:
 
 # ---------------------------------------------------------------- running
 
-PIPELINE_ONLY = {"teacher": ("cache",), "student": ("base", "compare"), "export": (), "bench": ()}  # keys no stage config has
+PIPELINE_ONLY = {"teacher": ("cache",), "student": ("base", "compare"), "compress": (), "export": (), "bench": ()}  # keys no stage config has
 
 
 def _fields(section) -> dict:
     """A section's settings under the stage config's field names (`base` is TrainConfig's `student`)."""
-    name = {TeacherConfig: "teacher", StudentConfig: "student", ExportConfig: "export", BenchConfig: "bench"}[type(section)]
+    name = {TeacherConfig: "teacher", StudentConfig: "student", CompressSection: "compress", ExportConfig: "export",
+            BenchConfig: "bench"}[type(section)]
     return {k: v for k, v in dataclasses.asdict(section).items() if k not in PIPELINE_ONLY[name]}
+
+
+def exported_model(pipe: Pipeline) -> str:
+    """The run-dir folder export reads: the compressed model when the pipeline compresses, else the stripped one."""
+    return "stripped" if pipe.compress is None else "compressed"
 
 
 def stage_configs(pipe: Pipeline) -> dict[str, list]:
     """The config each stage function is called with, in order; also what `run --dry-run` prints."""
     from .annotate import AnnotateConfig
     from .bench import BenchSettings
+    from .compress import CompressConfig
     from .export import ExportConfig as ExportStage
     from .train import TrainConfig
 
@@ -264,7 +284,10 @@ def stage_configs(pipe: Pipeline) -> dict[str, list]:
                                     **_fields(pipe.teacher))],
         "train": [train(s.mode, run / "student")] + [train(m, run / "compare" / m) for m in s.compare if m != s.mode],
         "strip": [(run / "student", run / "stripped")],
-        "export": [ExportStage(model=str(run / "stripped"), out=str(run / "bundle"), **_fields(pipe.export))],
+        "compress": [] if pipe.compress is None else [CompressConfig(
+            model=str(run / "stripped"), annotations=str(run / "annotations.jsonl"), out=str(run / "compressed"),
+            eval_data=None, **{**_fields(pipe.compress), "layers": pipe.compress.layers or None})],
+        "export": [ExportStage(model=str(run / exported_model(pipe)), out=str(run / "bundle"), **_fields(pipe.export))],
         "bench": [BenchSettings(**_fields(pipe.bench))],
         "report": [],
     }
@@ -306,6 +329,11 @@ def _run_stage(pipe: Pipeline, stage: str, configs: list, echo) -> None:
 
         for student, out in configs:
             echo(summary_line(strip_student(student, out)))
+    elif stage == "compress":
+        from .compress import compress
+
+        for cfg in configs:
+            compress(cfg, echo=echo)
     elif stage == "export":
         from .commands.export import summary_lines
         from .export import export_bundle
@@ -316,7 +344,7 @@ def _run_stage(pipe: Pipeline, stage: str, configs: list, echo) -> None:
         from .bench import run_bench
         from .bench_report import summary_lines, write_outputs
 
-        doc = run_bench(run / "bundle", run / "stripped", pipe.path(pipe.eval_data), configs[0],
+        doc = run_bench(run / "bundle", run / exported_model(pipe), pipe.path(pipe.eval_data), configs[0],
                         command=["edgedistill", "run", str(pipe.source)], echo=echo)
         paths = write_outputs(doc, run / "bench")
         for line in ["", *summary_lines(doc), f"\nReport: {paths['report']}  (results.json, latency.png, tradeoff.png beside it)"]:
@@ -350,11 +378,15 @@ def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = N
     prints = fingerprints(pipe)
     configs = stage_configs(pipe)
     outputs = {"annotate": run / "annotations.jsonl", "train": run / "student", "strip": run / "stripped",
+               "compress": run / exported_model(pipe),
                "export": run / "bundle", "bench": run / "bench" / "results.json", "report": run / "report.md"}
     rows, dirty = [], False
     for stage in STAGES:
         up_to_date = state.get(stage) == prints[stage] and outputs[stage].exists()
-        if up_to_date and not dirty and force != stage:
+        if stage == "compress" and pipe.compress is None:
+            note("[compress] not configured (no compress: section), skipped")
+            rows.append({"stage": stage, "status": "skipped", "seconds": 0.0})
+        elif up_to_date and not dirty and force != stage:
             note(f"[{stage}] up to date, skipped")
             rows.append({"stage": stage, "status": "skipped", "seconds": 0.0})
         else:

@@ -62,6 +62,14 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
         lines += ["## Student", "", f"`--mode auto` trained {len(train['candidates'])} candidates on one split and shipped "
                   f"`{train['mode']}`, the best on validation ({train['val_examples']} rows; label-only unless another "
                   "beat it):", "", *candidate_table(train["candidates"]), ""]
+    compressed = _load(run / "compressed" / "compress.json") if pipe.compress is not None else None
+    if compressed:
+        from .compress import pareto_lines
+
+        lines += ["## Compression", "", f"`edgedistill compress` built {len(compressed['candidates'])} candidate(s) and "
+                  f"shipped `{compressed['chosen']}`" + (f", the most accurate within {compressed['budget_ms']:g} ms per "
+                  "prediction" if compressed.get("budget_ms") else "") + " (accuracy: " + compressed["accuracy_on"] + "):",
+                  "", *pareto_lines(compressed), ""]
     if bench:
         lines += ["## Speed and size (batch 1)", "", *_bench_rows(bench), ""]
         for plot in ("latency.png", "tradeoff.png"):
@@ -71,7 +79,8 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
 
     lines += ["## Artifacts", "", "| stage | path | size |", "|---|---|---|"]
     for stage, rel in (("annotations", "annotations.jsonl"), ("teacher cache", "cache.sqlite"), ("student", "student"),
-                       ("stripped model", "stripped"), ("bundle", "bundle"), ("benchmark", "bench/report.md")):
+                       ("stripped model", "stripped"), *([("compressed model", "compressed")] if pipe.compress else []),
+                       ("bundle", "bundle"), ("benchmark", "bench/report.md")):
         p = run / rel
         lines.append(f"| {stage} | `{p}` | {_fmt(_size_mb(p), '.1f', ' MB')} |")
     if train:

@@ -83,8 +83,10 @@ def test_every_pipeline_key_is_a_field_of_its_stage_config_with_the_same_default
 
     from edgedistill.annotate import AnnotateConfig
     from edgedistill.bench import BenchSettings
+    from edgedistill.compress import CompressConfig
     from edgedistill.export import ExportConfig
-    from edgedistill.pipeline import PIPELINE_ONLY, BenchConfig, ExportConfig as ExportSection, StudentConfig, TeacherConfig
+    from edgedistill.pipeline import (PIPELINE_ONLY, BenchConfig, CompressSection, ExportConfig as ExportSection, StudentConfig,
+                                      TeacherConfig)
     from edgedistill.train import TrainConfig
 
     def defaults(cls):
@@ -93,13 +95,15 @@ def test_every_pipeline_key_is_a_field_of_its_stage_config_with_the_same_default
 
     shorter_bench = {"batch_sizes", "seq_lens"}  # a pipeline run times fewer shapes than `edgedistill bench`
     for name, section, stage in [("teacher", TeacherConfig, AnnotateConfig), ("student", StudentConfig, TrainConfig),
-                                 ("export", ExportSection, ExportConfig), ("bench", BenchConfig, BenchSettings)]:
+                                 ("compress", CompressSection, CompressConfig), ("export", ExportSection, ExportConfig),
+                                 ("bench", BenchConfig, BenchSettings)]:
         ours, theirs = defaults(section), defaults(stage)
         for key, value in ours.items():
             if key in PIPELINE_ONLY[name]:
                 continue
             assert key in theirs, f"{name}.{key} is no field of {stage.__name__}"
-            if not (name == "bench" and key in shorter_bench) and not (name == "student" and key == "candidates"):
+            empty_is_none = (name, key) in (("student", "candidates"), ("compress", "layers"))  # [] in YAML, None in the config
+            if not (name == "bench" and key in shorter_bench) and not empty_is_none:
                 assert value == theirs[key], f"{name}.{key}: default {value!r} here, {theirs[key]!r} in {stage.__name__}"
 
 
@@ -110,3 +114,15 @@ def test_each_stage_config_carries_its_section(folder):
     train = configs["train"]
     assert [c.mode for c in train] == ["label-only", "standard"] and all(c.epochs == 2 for c in train)
     assert configs["annotate"][0].out == configs["export"][0].model.rsplit("/", 1)[0]
+
+
+def test_a_compress_section_turns_the_stage_on_and_export_reads_its_output(folder):
+    from edgedistill.pipeline import stage_configs
+
+    off = stage_configs(load(folder, ""))
+    assert off["compress"] == [] and off["export"][0].model.endswith("/stripped")
+    on = stage_configs(load(folder, "compress: {layers: [3], latency_budget: 2.5}\n"))
+    assert on["compress"][0].layers == [3] and on["compress"][0].latency_budget == 2.5 and on["compress"][0].eval_data is None
+    assert on["export"][0].model.endswith("/compressed") and on["compress"][0].out == on["export"][0].model
+    with pytest.raises(UserError, match=r"compress\.layers\[0\]: expected int"):
+        load(folder, "compress: {layers: [three]}\n")

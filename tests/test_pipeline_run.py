@@ -48,6 +48,9 @@ student:
   batch_size: 8
   max_length: 32
   lr: 0.002
+compress:
+  layers: [1]                     # one candidate, no budget: the 1-layer student, trimmed vocabulary
+  epochs: 2
 export:
   quantize: int8
 bench:
@@ -83,17 +86,20 @@ def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipelin
     r = run(pipeline)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "[annotate] up to date, skipped" in r.stdout and "[train] running" in r.stdout
-    for artifact in ("student", "stripped", "bundle/manifest.json", "bench/results.json", "report.md", "compare/standard"):
+    for artifact in ("student", "stripped", "compressed/compress.json", "bundle/manifest.json", "bench/results.json", "report.md",
+                     "compare/standard"):
         assert (run_dir / artifact).exists(), artifact
     report = (run_dir / "report.md").read_text()
     shipped = json.loads((run_dir / "student" / "train.json").read_text())["mode"]
     assert "qwen2.5-0.5b-instruct" in report and f"student (auto: {shipped})" in report and "bundle (INT8)" in report
     assert "student (standard)" in report and "speedup" in report
     assert "| candidate | validation accuracy | training time |" in report and f"| {shipped} (shipped) |" in report
+    assert "## Compression" in report and "| 1 layers, trimmed vocabulary |" in report
+    assert json.loads((run_dir / "bundle" / "manifest.json").read_text())["source"]["model"].endswith("compressed")
 
     # 3. nothing changed: every stage is skipped
     r = run(pipeline)
-    assert r.returncode == 0 and r.stdout.count("up to date, skipped") == 6, r.stdout
+    assert r.returncode == 0 and r.stdout.count("up to date, skipped") == 7, r.stdout
 
     # 4. an edit redoes only what it touches
     text = (pipeline / "pipeline.yaml").read_text().replace("min_time: 0.05", "min_time: 0.06")
