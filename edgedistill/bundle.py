@@ -1,4 +1,9 @@
-"""The bundle an app embeds: model files, tokenizer, runtime, manifest (with hashes) and a README."""
+"""The bundle an app embeds: model files, tokenizer, runtime, manifest (with hashes) and a README.
+
+The runtime is the torch-free core: the whole edgedistill/edge/ package is copied to BUNDLE/edge/, and
+edgedistill/runtime.py (which imports it) to BUNDLE/edge_runtime.py, so `from edge_runtime import
+EdgeModel`, `python BUNDLE/edge_runtime.py` and export/run_bundle.py work with the bundle alone.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,10 @@ from pathlib import Path
 
 from . import __version__
 from .atomic import write_json, write_text
-from .runtime import FORMAT_VERSION, sha256_file
+from .edge.runtime import FORMAT_VERSION, sha256_file
+
+CORE = Path(__file__).with_name("edge")  # the torch-free core every bundle carries
+ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
 
 
 def io_spec(onnx_path: Path) -> dict:
@@ -35,7 +43,7 @@ def convert_to_ort(bundle: Path, models: dict[str, str]) -> dict[str, str]:
     out.mkdir()
     for name in models.values():
         shutil.copyfile(bundle / name, out / name)
-    proc = subprocess.run([sys.executable, "-m", "onnxruntime.tools.convert_onnx_models_to_ort", str(out), "--output_dir", str(out),
+    proc = subprocess.run([sys.executable, "-m", ORT_CONVERTER, str(out), "--output_dir", str(out),
                            "--optimization_style", "Fixed"],
                           capture_output=True, text=True)
     for name in models.values():
@@ -52,9 +60,32 @@ def convert_to_ort(bundle: Path, models: dict[str, str]) -> dict[str, str]:
     return written
 
 
-def finish(bundle: Path, manifest: dict) -> dict:
-    """Hash every file, write manifest.json and README.md. Call last: the hashes seal the bundle."""
+def add_ort_models(bundle: Path, manifest: dict, echo=print) -> None:
+    """The ORT-format copies, into manifest["ort_models"]; a failed conversion is a warning, printed and
+    recorded in manifest["warnings"]: the bundle still works with onnxruntime, not with ORT Mobile."""
+    manifest["ort_models"] = convert_to_ort(bundle, manifest["models"])
+    if "error" in manifest["ort_models"]:
+        warning = (f"ORT-format conversion failed ({manifest['ort_models']['error']}): the bundle has no ort/ files, so "
+                   "ONNX Runtime Mobile (Android/iOS) cannot load it; the .onnx models work with onnxruntime. "
+                   f"Re-run the export, or convert by hand: python -m {ORT_CONVERTER} BUNDLE")
+        manifest.setdefault("warnings", []).append(warning)
+        echo(f"WARNING: {warning}")
+
+
+def copy_core(bundle: Path) -> list[str]:
+    """BUNDLE/edge/ (the torch-free core's modules) and BUNDLE/edge_runtime.py; the paths written."""
+    (bundle / "edge").mkdir(exist_ok=True)
+    written = []
+    for p in sorted(CORE.glob("*.py")):
+        shutil.copyfile(p, bundle / "edge" / p.name)
+        written.append(f"edge/{p.name}")
     shutil.copyfile(Path(__file__).with_name("runtime.py"), bundle / "edge_runtime.py")
+    return written + ["edge_runtime.py"]
+
+
+def finish(bundle: Path, manifest: dict) -> dict:
+    """Copy the runtime, hash every file, write manifest.json and README.md. Call last: the hashes seal the bundle."""
+    manifest["runtime"] = {"python": copy_core(bundle), "import": "from edge_runtime import EdgeModel"}
     write_text(bundle / "README.md", readme(manifest))
     manifest["files"] = {str(p.relative_to(bundle)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                          for p in sorted(bundle.rglob("*")) if p.is_file() and p.name != "manifest.json"}
@@ -110,10 +141,20 @@ Inputs are rendered with the template `{json.dumps(task['input'])}` and tokenize
 |---|---|---|
 {outputs}
 
-ONNX Runtime Mobile (Android / iOS) loads the `.ort` files under `ort/`; `ort/required_operators.config`
-lists the operators a reduced mobile build needs. See `export/ANDROID.md` and `export/IOS.md` in the
+{_ort_text(m)} See `export/ANDROID.md` and `export/IOS.md` in the
 edgedistill repository. `manifest.json` lists every file with its sha256.
+
+`edge/` is the runtime's torch-free core (`edge_runtime.py` imports it); `python run_bundle.py
+path/to/this/folder` (export/run_bundle.py of the edgedistill repository) times the bundle with it.
 """
+
+
+def _ort_text(m: dict) -> str:
+    if "error" in (m.get("ort_models") or {}):
+        return ("**WARNING: no `.ort` files**: the ORT-format conversion failed at export "
+                f"({m['ort_models']['error']}), so ONNX Runtime Mobile cannot load this bundle as it is.")
+    return ("ONNX Runtime Mobile (Android / iOS) loads the `.ort` files under `ort/`; `ort/required_operators.config`\n"
+            "lists the operators a reduced mobile build needs.")
 
 
 def _fields(template: str) -> list[str]:

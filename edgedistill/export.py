@@ -27,7 +27,7 @@ from .errors import UserError
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
 from .quantize import MATMUL_OPS, detect_preset, plan_for, quantize
-from .runtime import BundleError, EdgeModel
+from .edge.runtime import BundleError, EdgeModel
 
 FP32_TOLERANCE = 1e-3
 
@@ -50,124 +50,183 @@ class ExportConfig:
     tamper: object = field(default=None, repr=False)
 
 
+@dataclass
+class _Job:
+    """What the stages of one export share: the model, its task, the parity inputs and the staging dir."""
+    cfg: ExportConfig
+    src: Path
+    work: Path
+    model_dir: Path
+    meta: dict
+    config: object  # transformers config
+    family: str
+    task: dict
+    max_length: int
+    items: list[dict]  # parity inputs
+    target: str
+    preset: str
+    isa: dict
+    raw: dict = field(default_factory=dict)  # role -> optimum ONNX FP32
+    fused: dict = field(default_factory=dict)  # role -> fused FP32
+    base_manifest: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Chosen:
+    """The model that will ship, with the evidence for it."""
+    dir: Path
+    qinfo: dict
+    parity: object  # parity.Parity
+    latency: dict
+
+
 def export_bundle(cfg: ExportConfig, echo=print) -> dict:
-    from transformers import AutoConfig, AutoTokenizer
-
-    from .task import load_task
-
     src = Path(cfg.model)
     if not src.is_dir():
         raise UserError(f"{src}: model directory not found; pass a stripped dir (edgedistill strip) or a student dir")
     with tempfile.TemporaryDirectory(prefix="edgedistill-export-") as work:
-        work = Path(work)
-        model_dir, meta = _stripped(src, work)
-        config = AutoConfig.from_pretrained(model_dir)
-        try:
-            family = family_of(config)
-        except ValueError as e:
-            raise UserError(f"{src}: {e}") from None
-        task = _task_dict(model_dir, config, family)
-        max_length = cfg.max_length or meta.get("max_length") or 128
-        tok = AutoTokenizer.from_pretrained(model_dir)
-        if not tok.is_fast:
-            raise UserError(f"{src}: the tokenizer has no fast (tokenizers) version; the device runtime needs tokenizer.json")
-        items = _parity_items(cfg, src, model_dir, meta, task, family)
-        target, preset, isa = detect_preset(cfg.target)
-
-        echo(f"exporting {family} model with optimum ...")
-        raw = export_onnx(model_dir, work / "onnx", family)
-        tok.save_pretrained(work / "tok")
-        fused, fusion_stats = {}, {}
-        for role, path in raw.items():
-            fused[role] = work / "fused" / path.name
-            fused[role].parent.mkdir(exist_ok=True)
-            fusion_stats[role] = fuse(path, fused[role], config)
-        base_manifest = {
-            "task": task, "family": family, "max_length": int(max_length),
-            "labels": [config.id2label[i] for i in range(len(config.id2label))] if family == "sequence-classification" else None,
-            "tokenizer": {"file": "tokenizer.json", "pad_token_id": int(tok.pad_token_id or 0)},
-            "models": {role: path.name for role, path in raw.items()},
-            "source": {"model": str(src.resolve()), "kind": meta.get("kind", "transformers")},
-            "fusions": fusion_stats,
-        }
-        if family == "seq2seq":
-            base_manifest.update(decoder_start_token_id=int(config.decoder_start_token_id), eos_token_id=int(config.eos_token_id))
-
-        fp32_dir = _stage(work / "fp32", fused, work / "tok", base_manifest, {"mode": "none"})
-        if cfg.tamper:
-            cfg.tamper(fp32_dir)
-        echo(f"parity on {len(items)} inputs: torch FP32 vs ONNX FP32 ...")
-        torch_out = torch_outputs(model_dir, family, items, task.get("choices"), max_length)
-        fp32 = EdgeModel.load(fp32_dir, threads=cfg.threads, verify=False)
-        fp32_out = edge_outputs(fp32, items)
-        chosen_dir, chosen_out, qinfo = fp32_dir, None, {"mode": "none"}
-        latency = {"fp32_ms": _latency_ms(fp32, items, max_length)}
-        if cfg.quantize == "int8":
-            plan = plan_for(target, preset, config.model_type, raw.get("encoder") or raw.get("model"), static=bool(cfg.calibration_data))
-            calib = _calibration_feeds(cfg, fp32, task) if cfg.calibration_data else None
-
-            def quantized(plan):
-                echo(f"quantizing to INT8 ({plan.mode}, preset {plan.preset}"
-                     + (f", {'/'.join(plan.op_types)} only" if plan.op_types else "") + ") ...")
-                int8_files = {}
-                # INT8 goes on the unfused graph; onnxruntime fuses the quantized graph itself at load.
-                # Static QDQ: our contrib-op fusions (Attention, SkipLayerNorm) would hide tensors from
-                # calibration. Dynamic: quantizing our fused Attention ops (QAttention) measured slower and
-                # further from FP32 (MiniLM e-SNLI student, batch 1, seq 128: 8.1 vs 7.3 ms on 1 thread,
-                # 4.2 vs 3.9 ms on 2; labels agreeing with FP32 95.7 vs 97.0 %).
-                for role, path in raw.items():
-                    int8_files[role] = work / "int8" / path.name
-                    int8_files[role].parent.mkdir(exist_ok=True)
-                    quantize(path, int8_files[role], plan, calib if role in ("model", "encoder") else None)
-                int8_dir = _stage(work / "int8", int8_files, work / "tok", base_manifest, plan.to_dict())
-                return int8_dir, EdgeModel.load(int8_dir, threads=cfg.threads, verify=False)
-
-            int8_dir, int8 = quantized(plan)
-            int8_out = None  # outputs of the current `int8`, once computed
-            if plan.mode == "dynamic" and family != "seq2seq":
-                int8_out = edge_outputs(int8, items)
-                agreement = compare(torch_out, fp32_out, int8_out).int8_agreement
-                if agreement is not None and agreement < cfg.min_agreement:
-                    plan.op_types = MATMUL_OPS
-                    plan.notes.append(f"embeddings kept FP32: with INT8 embeddings the labels agreed with torch on "
-                                      f"{100 * agreement:.1f} % of the parity inputs, below {100 * cfg.min_agreement:.1f} %")
-                    echo(f"INT8 agreement {100 * agreement:.1f} % < {100 * cfg.min_agreement:.1f} %: retrying with FP32 embeddings")
-                    int8_dir, int8 = quantized(plan)
-                    int8_out = None
-            latency["int8_ms"] = _latency_ms(int8, items, max_length)
-            if family == "seq2seq" and _decoder_slower(int8_dir, fp32_dir, cfg.threads):
-                # Small decoder matmuls pay more in (de)quantization than INT8 saves: keep them FP32.
-                for role in set(fused) - {"encoder"}:
-                    shutil.copyfile(fused[role], int8_dir / fused[role].name)
-                plan.notes.append("decoders kept FP32: their INT8 version was slower on this CPU")
-                int8 = EdgeModel.load(int8_dir, threads=cfg.threads, verify=False)
-                latency["int8_ms"] = _latency_ms(int8, items, max_length)
-            chosen_out = int8_out if int8_out is not None else edge_outputs(int8, items)
-            chosen_dir, qinfo = int8_dir, plan.to_dict()
-        parity = compare(torch_out, fp32_out, chosen_out)
-        _report_latency(latency, echo)
-        _enforce(parity, cfg, family, qinfo, isa)
-
-        if qinfo["mode"] != "none":
-            base_manifest["fusions"] = {"applied": "by onnxruntime at load (INT8 graph)", "fp32_offline": fusion_stats}
-        manifest = {**base_manifest, "quantization": qinfo, "parity": {**parity.to_dict(), "fp32_tolerance": FP32_TOLERANCE,
-                    "min_agreement": cfg.min_agreement, "data": str(cfg.parity_data or "annotations sample")},
-                    "target": {"requested": cfg.target, "arch": target, "preset": preset,
-                               "isa": {k: v for k, v in isa.items() if v}},
-                    "latency_batch1": {**latency, "seq_len": int(max_length), "threads": cfg.threads},
-                    "opset": _opset(chosen_dir / next(iter(base_manifest["models"].values())))}
-        out = Path(cfg.out)
-        with build_dir(out) as tmp:
-            for name in base_manifest["models"].values():
-                shutil.copyfile(chosen_dir / name, tmp / name)
-            shutil.copyfile(work / "tok" / "tokenizer.json", tmp / "tokenizer.json")
-            manifest["io"] = {role: bundle_mod.io_spec(tmp / name) for role, name in manifest["models"].items()}
-            manifest["ort_models"] = bundle_mod.convert_to_ort(tmp, manifest["models"])
-            bundle_mod.finish(tmp, manifest)
+        job = _job(cfg, src, Path(work))
+        _export_and_fuse(job, echo)
+        chosen = _choose(job, echo)
+        manifest = _write_bundle(job, chosen, echo)
+    out = Path(cfg.out)
     if cfg.zip:
         manifest["zip"] = str(bundle_mod.zip_bundle(out))
     manifest["size_bytes"] = sum(f["bytes"] for n, f in manifest["files"].items() if n in manifest["models"].values())
     manifest["source_size_bytes"] = _weights_size(src)
+    return manifest
+
+
+def _job(cfg: ExportConfig, src: Path, work: Path) -> _Job:
+    """Read the model, its task and the parity inputs, and pick the CPU preset; UserError for what is missing."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    model_dir, meta = _stripped(src, work)
+    config = AutoConfig.from_pretrained(model_dir)
+    try:
+        family = family_of(config)
+    except ValueError as e:
+        raise UserError(f"{src}: {e}") from None
+    task = _task_dict(model_dir, config, family)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    if not tok.is_fast:
+        raise UserError(f"{src}: the tokenizer has no fast (tokenizers) version; the device runtime needs tokenizer.json")
+    tok.save_pretrained(work / "tok")
+    items = _parity_items(cfg, src, model_dir, meta, task, family)
+    target, preset, isa = detect_preset(cfg.target)
+    job = _Job(cfg, src, work, model_dir, meta, config, family, task, cfg.max_length or meta.get("max_length") or 128,
+               items, target, preset, isa)
+    job.base_manifest = {
+        "task": task, "family": family, "max_length": int(job.max_length),
+        "labels": [config.id2label[i] for i in range(len(config.id2label))] if family == "sequence-classification" else None,
+        "tokenizer": {"file": "tokenizer.json", "pad_token_id": int(tok.pad_token_id or 0)},
+        "models": {},
+        "source": {"model": str(src.resolve()), "kind": meta.get("kind", "transformers")},
+    }
+    if family == "seq2seq":
+        job.base_manifest.update(decoder_start_token_id=int(config.decoder_start_token_id), eos_token_id=int(config.eos_token_id))
+    return job
+
+
+def _export_and_fuse(job: _Job, echo) -> None:
+    echo(f"exporting {job.family} model with optimum ...")
+    job.raw = export_onnx(job.model_dir, job.work / "onnx", job.family)
+    stats = {}
+    for role, path in job.raw.items():
+        job.fused[role] = job.work / "fused" / path.name
+        job.fused[role].parent.mkdir(exist_ok=True)
+        stats[role] = fuse(path, job.fused[role], job.config)
+    job.base_manifest.update(models={role: path.name for role, path in job.raw.items()}, fusions=stats)
+
+
+def _choose(job: _Job, echo) -> _Chosen:
+    """Parity of ONNX FP32 (and INT8) against torch, batch-1 latency; UserError when parity fails."""
+    cfg = job.cfg
+    fp32_dir = _stage(job.work / "fp32", job.fused, job.work / "tok", job.base_manifest, {"mode": "none"})
+    if cfg.tamper:
+        cfg.tamper(fp32_dir)
+    echo(f"parity on {len(job.items)} inputs: torch FP32 vs ONNX FP32 ...")
+    torch_out = torch_outputs(job.model_dir, job.family, job.items, job.task.get("choices"), job.max_length)
+    fp32 = EdgeModel.load(fp32_dir, threads=cfg.threads, verify=False)
+    fp32_out = edge_outputs(fp32, job.items)
+    latency = {"fp32_ms": _latency_ms(fp32, job.items, job.max_length)}
+    chosen = _Chosen(fp32_dir, {"mode": "none"}, None, latency)
+    chosen_out = None
+    if cfg.quantize == "int8":
+        chosen_out = _int8(job, fp32, fp32_dir, torch_out, fp32_out, chosen, echo)
+    chosen.parity = compare(torch_out, fp32_out, chosen_out)
+    _report_latency(latency, echo)
+    _enforce(chosen.parity, cfg, job.family, chosen.qinfo, job.isa)
+    return chosen
+
+
+def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chosen: _Chosen, echo):
+    """Quantize, retry with FP32 embeddings if INT8 embeddings cost agreement, keep slower seq2seq
+    decoders FP32; sets chosen.dir/qinfo/latency and returns the INT8 outputs on the parity inputs."""
+    cfg = job.cfg
+    plan = plan_for(job.target, job.preset, job.config.model_type, job.raw.get("encoder") or job.raw.get("model"),
+                    static=bool(cfg.calibration_data))
+    calib = _calibration_feeds(cfg, fp32, job.task) if cfg.calibration_data else None
+    int8_dir, int8 = _quantized(job, plan, calib, echo)
+    int8_out = None  # outputs of the current `int8`, once computed
+    if plan.mode == "dynamic" and job.family != "seq2seq":
+        int8_out = edge_outputs(int8, job.items)
+        agreement = compare(torch_out, fp32_out, int8_out).int8_agreement
+        if agreement is not None and agreement < cfg.min_agreement:
+            plan.op_types = MATMUL_OPS
+            plan.notes.append(f"embeddings kept FP32: with INT8 embeddings the labels agreed with torch on "
+                              f"{100 * agreement:.1f} % of the parity inputs, below {100 * cfg.min_agreement:.1f} %")
+            echo(f"INT8 agreement {100 * agreement:.1f} % < {100 * cfg.min_agreement:.1f} %: retrying with FP32 embeddings")
+            int8_dir, int8 = _quantized(job, plan, calib, echo)
+            int8_out = None
+    chosen.latency["int8_ms"] = _latency_ms(int8, job.items, job.max_length)
+    if job.family == "seq2seq" and _decoder_slower(int8_dir, fp32_dir, cfg.threads):
+        # Small decoder matmuls pay more in (de)quantization than INT8 saves: keep them FP32.
+        for role in set(job.fused) - {"encoder"}:
+            shutil.copyfile(job.fused[role], int8_dir / job.fused[role].name)
+        plan.notes.append("decoders kept FP32: their INT8 version was slower on this CPU")
+        int8 = EdgeModel.load(int8_dir, threads=cfg.threads, verify=False)
+        chosen.latency["int8_ms"] = _latency_ms(int8, job.items, job.max_length)
+    chosen.dir, chosen.qinfo = int8_dir, plan.to_dict()
+    return int8_out if int8_out is not None else edge_outputs(int8, job.items)
+
+
+def _quantized(job: _Job, plan, calib, echo) -> tuple[Path, EdgeModel]:
+    echo(f"quantizing to INT8 ({plan.mode}, preset {plan.preset}"
+         + (f", {'/'.join(plan.op_types)} only" if plan.op_types else "") + ") ...")
+    int8_files = {}
+    # INT8 goes on the unfused graph; onnxruntime fuses the quantized graph itself at load.
+    # Static QDQ: our contrib-op fusions (Attention, SkipLayerNorm) would hide tensors from
+    # calibration. Dynamic: quantizing our fused Attention ops (QAttention) measured slower and
+    # further from FP32 (MiniLM e-SNLI student, batch 1, seq 128: 8.1 vs 7.3 ms on 1 thread,
+    # 4.2 vs 3.9 ms on 2; labels agreeing with FP32 95.7 vs 97.0 %).
+    for role, path in job.raw.items():
+        int8_files[role] = job.work / "int8" / path.name
+        int8_files[role].parent.mkdir(exist_ok=True)
+        quantize(path, int8_files[role], plan, calib if role in ("model", "encoder") else None)
+    int8_dir = _stage(job.work / "int8", int8_files, job.work / "tok", job.base_manifest, plan.to_dict())
+    return int8_dir, EdgeModel.load(int8_dir, threads=job.cfg.threads, verify=False)
+
+
+def _write_bundle(job: _Job, chosen: _Chosen, echo) -> dict:
+    """The manifest, and the bundle directory renamed into place (models, tokenizer, .ort copies, runtime)."""
+    cfg, base = job.cfg, job.base_manifest
+    if chosen.qinfo["mode"] != "none":
+        base["fusions"] = {"applied": "by onnxruntime at load (INT8 graph)", "fp32_offline": base["fusions"]}
+    manifest = {**base, "quantization": chosen.qinfo,
+                "parity": {**chosen.parity.to_dict(), "fp32_tolerance": FP32_TOLERANCE, "min_agreement": cfg.min_agreement,
+                           "data": str(cfg.parity_data or "annotations sample")},
+                "target": {"requested": cfg.target, "arch": job.target, "preset": job.preset,
+                           "isa": {k: v for k, v in job.isa.items() if v}},
+                "latency_batch1": {**chosen.latency, "seq_len": int(job.max_length), "threads": cfg.threads},
+                "opset": _opset(chosen.dir / next(iter(base["models"].values())))}
+    with build_dir(Path(cfg.out)) as tmp:
+        for name in base["models"].values():
+            shutil.copyfile(chosen.dir / name, tmp / name)
+        shutil.copyfile(job.work / "tok" / "tokenizer.json", tmp / "tokenizer.json")
+        manifest["io"] = {role: bundle_mod.io_spec(tmp / name) for role, name in manifest["models"].items()}
+        bundle_mod.add_ort_models(tmp, manifest, echo)
+        bundle_mod.finish(tmp, manifest)
     return manifest
 
 

@@ -15,7 +15,6 @@ Pitfalls handled here:
 
 from __future__ import annotations
 
-import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,21 +53,11 @@ class QuantPlan:
 
 
 def detect_preset(target: str) -> tuple[str, str, dict]:
-    """(target, preset, isa flags) for --target auto|x86|arm64 on this machine."""
-    from .machine import isa_features, isa_preset
+    """(target, preset, isa flags) for --target auto|x86|arm64 on this machine: edge.machine.cpu_preset,
+    the rule bench's optimum peer and every results.json's machine record use too."""
+    from .edge.machine import cpu_preset
 
-    isa = isa_features()["isa"]
-    here = "arm64" if platform.machine().lower() in ("aarch64", "arm64") else "x86"
-    if target == "auto":
-        target = here
-    if target == "arm64":
-        return "arm64", "arm64", isa
-    if here != "x86":  # exporting for x86 from an ARM machine: assume the common denominator
-        return "x86", "avx2", isa
-    preset = isa_preset(isa)
-    if preset == "avx512_vnni" or isa.get("avx_vnni"):
-        preset = "avx512_vnni" if isa.get("avx512_vnni") else "avx_vnni"
-    return "x86", preset, isa
+    return cpu_preset(target)
 
 
 def plan_for(target: str, preset: str, model_type: str, onnx_path: Path | None = None, static: bool = False) -> QuantPlan:
