@@ -19,8 +19,10 @@ How it measures, and why:
   after it also ran the largest shape is the memory figure.
 - Accuracy is each variant's own predictions on --data against the task's gold field.
 
-This module imports only the standard library and numpy at the top, so the child process that
-measures the bundle never pays for torch.
+Inputs, timing, the fresh-process protocol and answer comparison are the torch-free core's
+(edgedistill/edge/: feeds, timing, process, answers), which the device kit export/run_bundle.py runs
+too. This module imports only the standard library, numpy and that core at the top, so the child
+process that measures the bundle never pays for torch.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import random
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .edge.answers import accuracy
 from .edge.families import FAMILIES
+from .edge.feeds import encode, encode_examples, fit, load_tokenizer, shape_feeds, synthetic_texts  # noqa: F401
+from .edge.process import child_entry, child_measure, fresh_for_threads
+from .edge.process import fresh_process as spawn_child
+from .edge.timing import PAUSE_S, summarize, time_interleaved  # noqa: F401
 from .errors import UserError
 
 VARIANTS = {
@@ -53,7 +58,10 @@ SCHEMA_VERSION = 1
 TIMED_CALL = ("model forward on pre-tokenized inputs of exactly batch x seq real tokens (tokenization excluded)",
               "encoder forward + first decoder step on pre-tokenized inputs of exactly batch x seq real tokens "
               "(tokenization and the rest of generation excluded; accuracy uses full greedy generation)")
-PAUSE_S = 0.03  # between time slices of different variants (see time_interleaved)
+# optimum's AutoQuantizationConfig recipe for each preset of edgedistill.edge.machine.isa_preset. optimum
+# has no avx_vnni recipe: its avx512_vnni one (signed weights, full range, no reduce_range) is the
+# VNNI recipe, and VNNI's dot product is the same on 256-bit vectors.
+OPTIMUM_RECIPE = {"avx512_vnni": "avx512_vnni", "avx_vnni": "avx512_vnni", "avx512": "avx512", "avx2": "avx2", "arm64": "arm64"}
 
 
 @dataclass
@@ -68,85 +76,6 @@ class BenchSettings:
     fresh_process: bool = True  # measure peak RSS and cold start in a new process per variant
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))
     seed: int = 0
-
-
-# ---------------------------------------------------------------------------------------------
-# Inputs: one tokenizer (the bundle's tokenizer.json) builds the same feeds for every variant.
-
-
-def load_tokenizer(path):
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(path))
-
-
-def _pad(tok) -> tuple[int, str]:
-    if tok.padding:
-        return tok.padding["pad_id"], tok.padding["pad_token"]
-    for t in ("[PAD]", "<pad>", "<PAD>", "<|pad|>"):
-        i = tok.token_to_id(t)
-        if i is not None:
-            return i, t
-    return 0, tok.id_to_token(0) or "[PAD]"
-
-
-def encode(tok, firsts, seconds=None, max_length: int = 512, pad_to: int | None = None) -> dict[str, np.ndarray]:
-    """input_ids / attention_mask / token_type_ids, truncated to max_length, padded to pad_to (or longest)."""
-    pad_id, pad_token = _pad(tok)
-    tok.enable_truncation(max_length=max_length, strategy="longest_first")
-    tok.enable_padding(pad_id=pad_id, pad_token=pad_token, length=pad_to)
-    encs = tok.encode_batch(list(zip(firsts, seconds)) if seconds is not None else list(firsts))
-    return {
-        "input_ids": np.array([e.ids for e in encs], dtype=np.int64),
-        "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
-        "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64),
-    }
-
-
-def encode_examples(tok, family: str, examples, max_length: int) -> dict[str, np.ndarray]:
-    """Feeds for predicting examples: (n, seq) for classification, (n, choices, seq) for multiple choice."""
-    if family == "multiple-choice":
-        n, c = len(examples), len(examples[0].choices)
-        if any(len(e.choices) != c for e in examples):
-            raise ValueError("examples in one batch must have the same number of choices")
-        feeds = encode(tok, [e.input for e in examples for _ in e.choices], [ch for e in examples for ch in e.choices], max_length)
-        return {k: v.reshape(n, c, -1) for k, v in feeds.items()}
-    return encode(tok, [e.input for e in examples], None, max_length)
-
-
-def synthetic_texts(tok, n: int = 64, words: int = 24, seed: int = 0) -> list[str]:
-    """Sentences of random whole-word vocabulary entries, for when no --data is given."""
-    rng = random.Random(seed)
-    vocab = sorted(w for w in tok.get_vocab() if w.isalpha() and w.islower() and len(w) > 1)
-    if not vocab:
-        vocab = ["the", "a", "is"]
-    return [" ".join(rng.choice(vocab) for _ in range(words)) for _ in range(n)]
-
-
-def shape_feeds(tok, family: str, texts: list[str], choices: list[list[str]] | None, batch: int, seq: int,
-                offset: int = 0) -> dict[str, np.ndarray]:
-    """Feeds of exactly (batch, seq) tokens (or (batch, choices, seq)); texts are packed end to end so
-    that every position is real text, then truncated to seq."""
-    def packed(start):
-        parts, ntok, i = [], 0, start
-        while ntok < seq:
-            t = texts[i % len(texts)]
-            parts.append(t)
-            ntok += max(1, len(tok.encode(t, add_special_tokens=False).ids))
-            i += 1
-        return " ".join(parts), i
-
-    firsts, i = [], offset
-    for _ in range(batch):
-        text, i = packed(i)
-        firsts.append(text)
-    if family == "multiple-choice":
-        c = len(choices[0]) if choices else 4
-        pool = choices or [["yes", "no", "maybe", "true"]]
-        opts = [pool[(offset + b) % len(pool)][:c] for b in range(batch)]
-        feeds = encode(tok, [f for f in firsts for _ in range(c)], [o for os_ in opts for o in os_], seq, pad_to=seq)
-        return {k: v.reshape(batch, c, seq) for k, v in feeds.items()}
-    return encode(tok, firsts, None, seq, pad_to=seq)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,8 +167,7 @@ class OrtRunner(Runner):
         self.inputs = [(i.name, i.shape) for i in session.get_inputs()]
 
     def prepare(self, feeds):
-        ref = feeds["input_ids"]
-        return {n: np.ascontiguousarray(feeds[n]) if n in feeds else np.zeros_like(ref) for n, _ in self.inputs}
+        return fit(feeds, [n for n, _ in self.inputs])
 
     def call(self, x):
         return self.session.run(None, x)[0]
@@ -257,8 +185,7 @@ class BundleRunner(Runner):
         self.input_names = model.input_names  # what its graph takes (e.g. no token_type_ids)
 
     def prepare(self, feeds):
-        ref = feeds["input_ids"]
-        return {n: np.ascontiguousarray(feeds[n]) if n in feeds else np.zeros_like(ref) for n in self.input_names}
+        return fit(feeds, self.input_names)
 
     def call(self, x):
         return self.model.run(x)
@@ -349,14 +276,14 @@ class Subject:
 
 
 def read_subject(bundle, torch_dir=None) -> Subject:
+    from .edge.runtime import BundleError, read_manifest
+
     bundle = Path(bundle)
     mpath = bundle / "manifest.json"
-    if not mpath.exists():
-        raise UserError(f"{bundle}: not a bundle (no manifest.json); pass the directory `edgedistill export` wrote")
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise UserError(f"{mpath}:{e.lineno}: manifest is not valid JSON ({e.msg}); re-run edgedistill export") from None
+        manifest = read_manifest(bundle)  # the runtime's own checks: present, valid JSON, a format it reads
+    except BundleError as e:
+        raise UserError(str(e)) from None
     family = manifest.get("family")
     if family not in FAMILIES:
         raise UserError(f"{mpath}: family: {family!r} is not one of {', '.join(FAMILIES)}")
@@ -384,173 +311,102 @@ def read_subject(bundle, torch_dir=None) -> Subject:
 def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print) -> tuple[dict, dict]:
     """Make the files each variant loads (exports, quantized copies) under `work`.
 
-    Returns (paths for load_variant, {variant: {status, reason, size_bytes, files}})."""
-    from .machine import isa_features, isa_preset
-
+    Returns (paths for load_variant, {variant: {status, reason, size_bytes, files}}). A variant that
+    cannot apply is `skipped` (no --torch; the ORT peers of a seq2seq model); one whose build raised is
+    `failed`, and then no "fastest variant" claim can be made (bench_report.targets)."""
     info = {n: {"name": n, "description": VARIANTS[n], "status": "ok", "reason": None} for n in names}
     paths = {"family": subject.family, "max_length": subject.max_length, "labels": subject.labels,
              "tokenizer": str(subject.tokenizer), "bundle": str(subject.bundle),
              "torch": str(subject.torch_dir) if subject.torch_dir else None}
     if "bundle" in info:
-        models = subject.manifest.get("models") or {}
-        onnx_files = [subject.bundle / f for f in models.values()] or sorted(subject.bundle.glob("*.onnx"))
-        info["bundle"].update(size_bytes=sum(_onnx_bytes(p) for p in onnx_files), files=[p.name for p in onnx_files],
-                              package_bytes=sum(p.stat().st_size for p in subject.bundle.rglob("*") if p.is_file()),
-                              quantization=subject.manifest.get("quantization"), target=subject.manifest.get("target"))
-    torch_names = [n for n in names if n != "bundle"]
+        _bundle_info(subject, info["bundle"])
     if subject.family == "seq2seq":
         for n in ("ort-fp32", "optimum-int8"):
             if n in info:
                 info[n].update(status="skipped", reason="seq2seq: a plain ONNX export has no generation loop to predict with; "
                                "the torch variants and the bundle (whose runtime has one) are measured")
     if subject.torch_dir is None:
-        for n in torch_names:
-            info[n].update(status="skipped", reason="needs --torch STUDENT_DIR (the stripped student) to build this variant")
+        for n in names:
+            if n != "bundle":
+                info[n].update(status="skipped", reason="needs --torch STUDENT_DIR (the stripped student) to build this variant")
         return paths, info
     if "torch-fp32" in info:
         info["torch-fp32"].update(size_bytes=_weights_bytes(subject.torch_dir), files=[str(subject.torch_dir)])
     if "torch-int8" in info:
+        _build(info["torch-int8"], "quantize_dynamic", lambda: _torch_int8(subject, work, info["torch-int8"]))
+    ort_peers = [n for n in ("ort-fp32", "optimum-int8") if info.get(n, {}).get("status") == "ok"]
+    if ort_peers:
+        echo("exporting the plain ONNX FP32 peer with optimum ...")
         try:
-            import torch
-
-            model = torch.ao.quantization.quantize_dynamic(_torch_model(subject.torch_dir, subject.family), {torch.nn.Linear}, dtype=torch.qint8)
-            torch.save(model.state_dict(), work / "torch_int8.pt")
-            info["torch-int8"].update(size_bytes=(work / "torch_int8.pt").stat().st_size, files=["torch_int8.pt (state_dict)"])
-        except Exception as e:  # noqa: BLE001 - e.g. no quantized engine on this CPU: report, don't die
-            info["torch-int8"].update(status="skipped", reason=f"quantize_dynamic failed: {type(e).__name__}: {e}")
-    if any(info.get(n, {}).get("status") == "ok" for n in ("ort-fp32", "optimum-int8")):
-        onnx_dir = work / "ort-fp32"
-        try:
-            from optimum.exporters.onnx import main_export
-
-            echo("exporting the plain ONNX FP32 peer with optimum ...")
-            main_export(str(subject.torch_dir), onnx_dir, task=FAMILIES[subject.family].optimum_task, do_validation=False)
-            paths["ort-fp32"] = str(onnx_dir / "model.onnx")
+            paths["ort-fp32"] = str(_ort_fp32(subject, work / "ort-fp32"))
             if "ort-fp32" in info:
-                info["ort-fp32"].update(size_bytes=_onnx_bytes(onnx_dir / "model.onnx"), files=["model.onnx"])
-        except Exception as e:  # noqa: BLE001
-            for n in ("ort-fp32", "optimum-int8"):
-                if n in info:
-                    info[n].update(status="skipped", reason=f"optimum export failed: {type(e).__name__}: {e}")
-    if "optimum-int8" in info and info["optimum-int8"]["status"] == "ok":
-        try:
-            from optimum.onnxruntime import ORTQuantizer
-            from optimum.onnxruntime.configuration import AutoQuantizationConfig
-
-            preset = isa_preset(isa_features()["isa"])
-            qconfig = getattr(AutoQuantizationConfig, preset)(is_static=False)
-            echo(f"quantizing it with optimum's default recipe (AutoQuantizationConfig.{preset}(is_static=False)) ...")
-            ORTQuantizer.from_pretrained(onnx_dir).quantize(quantization_config=qconfig, save_dir=work / "optimum-int8")
-            qpath = next((work / "optimum-int8").glob("*quantized*.onnx"))
-            paths["optimum-int8"] = str(qpath)
-            info["optimum-int8"].update(size_bytes=_onnx_bytes(qpath), files=[qpath.name], preset=preset,
-                                        quantization={"per_channel": qconfig.per_channel, "reduce_range": qconfig.reduce_range,
-                                                      "format": str(qconfig.format), "mode": str(qconfig.mode)})
-        except Exception as e:  # noqa: BLE001
-            info["optimum-int8"].update(status="skipped", reason=f"optimum quantization failed: {type(e).__name__}: {e}")
+                info["ort-fp32"].update(size_bytes=_onnx_bytes(Path(paths["ort-fp32"])), files=["model.onnx"])
+        except Exception as e:  # noqa: BLE001 - a peer that cannot be built is reported, not fatal
+            for n in ort_peers:
+                info[n].update(status="failed", reason=f"optimum export failed: {type(e).__name__}: {e}")
+    if info.get("optimum-int8", {}).get("status") == "ok":
+        _build(info["optimum-int8"], "optimum quantization",
+               lambda: paths.update({"optimum-int8": str(_optimum_int8(work / "ort-fp32", work, info["optimum-int8"], echo))}))
     return paths, info
 
 
-# ---------------------------------------------------------------------------------------------
-# Timing
-
-
-def _ms(ns) -> float:
-    return ns / 1e6
-
-
-def time_interleaved(runners: dict[str, Runner], prepared: dict[str, object], settings: BenchSettings,
-                     on_round=None) -> dict[str, dict]:
-    """Time each runner's `call` on its prepared inputs, interleaved in time slices.
-
-    Returns {name: {"times_ns": [...]} or {"error": str}}."""
-    out = {n: {"times_ns": []} for n in runners}
-    live = dict(runners)
-    for n, r in list(live.items()):  # warm-up: caches, lazy allocations, thread pools; not counted
-        try:
-            t_end, k = time.perf_counter() + settings.warmup, 0
-            while k < 2 or time.perf_counter() < t_end:
-                r.call(prepared[n])
-                k += 1
-        except Exception as e:  # noqa: BLE001 - one variant failing a shape must not stop the others
-            out[n] = {"error": f"{type(e).__name__}: {e}"}
-            live.pop(n)
-    slice_s = min(0.5, max(0.05, settings.min_time / 10))
-    cap_s = max(10 * settings.min_time, 30.0)  # a very slow variant stops here even short of min_iters
-    spent = {n: 0 for n in live}
-    gc.collect()
-    gc_was = gc.isenabled()
-    gc.disable()
+def _build(info: dict, what: str, fn) -> None:
     try:
-        rnd = 0
-        while True:
-            pending = [n for n in live if (spent[n] < settings.min_time * 1e9 or len(out[n]["times_ns"]) < settings.min_iters)
-                       and not (spent[n] > cap_s * 1e9 and len(out[n]["times_ns"]) >= 3)]
-            if not pending:
-                break
-            shift = rnd % len(pending)  # rotate who goes first, so no variant always follows the same one
-            for n in pending[shift:] + pending[:shift]:
-                # Let the previous variant's thread pool stop spinning before this one's slice: in an
-                # app only one model runs, so its idle workers must not steal cores from the next.
-                time.sleep(PAUSE_S)
-                r, x, times = live[n], prepared[n], out[n]["times_ns"]
-                t_end = time.perf_counter_ns() + int(slice_s * 1e9)
-                while True:
-                    t0 = time.perf_counter_ns()
-                    r.call(x)
-                    dt = time.perf_counter_ns() - t0
-                    times.append(dt)
-                    spent[n] += dt
-                    if t0 + dt >= t_end:
-                        break
-            rnd += 1
-            if on_round:
-                on_round()
-    finally:
-        if gc_was:
-            gc.enable()
-    return out
+        fn()
+    except Exception as e:  # noqa: BLE001 - e.g. no quantized engine on this CPU: report, don't die
+        info.update(status="failed", reason=f"{what} failed: {type(e).__name__}: {e}")
 
 
-def summarize(times_ns: list[int], batch: int) -> dict:
-    ms = np.array(times_ns, dtype=np.float64) / 1e6
-    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {"iterations": int(ms.size), "p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4),
-            "p99_ms": round(float(p99), 4), "mean_ms": round(float(ms.mean()), 4), "min_ms": round(float(ms.min()), 4),
-            "throughput_items_s": round(batch * 1000.0 / float(ms.mean()), 3)}
+def _bundle_info(subject: Subject, info: dict) -> None:
+    models = subject.manifest.get("models") or {}
+    onnx_files = [subject.bundle / f for f in models.values()] or sorted(subject.bundle.glob("*.onnx"))
+    info.update(size_bytes=sum(_onnx_bytes(p) for p in onnx_files), files=[p.name for p in onnx_files],
+                package_bytes=sum(p.stat().st_size for p in subject.bundle.rglob("*") if p.is_file()),
+                quantization=subject.manifest.get("quantization"), target=subject.manifest.get("target"))
+
+
+def _torch_int8(subject: Subject, work: Path, info: dict) -> None:
+    import torch
+
+    model = torch.ao.quantization.quantize_dynamic(_torch_model(subject.torch_dir, subject.family), {torch.nn.Linear}, dtype=torch.qint8)
+    torch.save(model.state_dict(), work / "torch_int8.pt")
+    info.update(size_bytes=(work / "torch_int8.pt").stat().st_size, files=["torch_int8.pt (state_dict)"])
+
+
+def _ort_fp32(subject: Subject, onnx_dir: Path) -> Path:
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(subject.torch_dir), onnx_dir, task=FAMILIES[subject.family].optimum_task, do_validation=False)
+    return onnx_dir / "model.onnx"
+
+
+def optimum_recipe(isa: dict | None = None) -> tuple[str, str]:
+    """(preset, AutoQuantizationConfig method) for this CPU: the preset `edgedistill export` quantizes the
+    bundle for here (edge.machine.cpu_preset), so the optimum peer is tuned for the same kernels."""
+    from .edge.machine import cpu_preset
+
+    _, preset, _ = cpu_preset("auto", isa)
+    return preset, OPTIMUM_RECIPE[preset]
+
+
+def _optimum_int8(onnx_dir: Path, work: Path, info: dict, echo) -> Path:
+    from optimum.onnxruntime import ORTQuantizer
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    preset, method = optimum_recipe()
+    qconfig = getattr(AutoQuantizationConfig, method)(is_static=False)
+    recipe = f"AutoQuantizationConfig.{method}(is_static=False)"
+    echo(f"quantizing it with optimum's default recipe ({recipe}, for the {preset} preset) ...")
+    ORTQuantizer.from_pretrained(onnx_dir).quantize(quantization_config=qconfig, save_dir=work / "optimum-int8")
+    qpath = next((work / "optimum-int8").glob("*quantized*.onnx"))
+    info.update(size_bytes=_onnx_bytes(qpath), files=[qpath.name], preset=preset, recipe=recipe,
+                quantization={"per_channel": qconfig.per_channel, "reduce_range": qconfig.reduce_range,
+                              "format": str(qconfig.format), "mode": str(qconfig.mode)})
+    return qpath
 
 
 # ---------------------------------------------------------------------------------------------
-# Fresh process: cold start and peak RSS.
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory. On Linux VmHWM, because ru_maxrss also counts the
-    parent's memory image the child was forked from (it survives exec)."""
-    try:
-        for line in open("/proc/self/status", encoding="ascii"):
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    try:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB elsewhere
-    except ImportError:  # Windows
-        import psutil
-
-        return round(psutil.Process().memory_info().peak_wset / 2**20, 1)
-
-
-def _rss_mb() -> float | None:
-    try:
-        import psutil
-
-        return round(psutil.Process().memory_info().rss / 2**20, 1)
-    except ImportError:
-        return None
+# Fresh process: cold start and peak RSS (the protocol is edge/process.py's).
 
 
 def _example_to_json(e) -> dict:
@@ -561,56 +417,79 @@ def child_main(spec: dict) -> dict:
     """Runs in the fresh process: load, first prediction, then the largest shape; report the clock and memory."""
     from .data import Example
 
-    t_started = time.time()
-    runner = load_variant(spec["variant"], spec["paths"], spec["threads"])
-    t_loaded = time.time()
     example = Example(**spec["example"])
-    runner.predict([example], batch_size=1)
-    t_first = time.time()
-    rss_loaded = _rss_mb()
-    batch, seq = spec["shape"]
-    x = runner.prepare(shape_feeds(runner.tok, spec["paths"]["family"], spec["texts"], spec["choices"], batch, seq))
-    for _ in range(2):
-        runner.call(x)
-    return {"t_started": t_started, "t_loaded": t_loaded, "t_first": t_first, "rss_after_first_mb": rss_loaded,
-            "peak_rss_mb": _peak_rss_mb()}
+
+    def largest(runner):
+        batch, seq = spec["shape"]
+        x = runner.prepare(shape_feeds(runner.tok, spec["paths"]["family"], spec["texts"], spec["choices"], batch, seq))
+        for _ in range(2):
+            runner.call(x)
+
+    return child_measure(lambda: load_variant(spec["variant"], spec["paths"], spec["threads"]),
+                         lambda runner: runner.predict([example], batch_size=1), largest)
 
 
 def fresh_process(variant: str, paths: dict, threads: int, example, texts, choices, shape) -> dict:
     """Spawn a new Python that loads `variant` and predicts; wall time and peak RSS as that process saw them."""
     spec = {"variant": variant, "paths": paths, "threads": threads, "example": _example_to_json(example),
             "texts": texts[:64], "choices": choices[:8] if choices else None, "shape": list(shape)}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(spec, f, default=str)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    try:
-        t_spawn = time.time()
-        proc = subprocess.run([sys.executable, "-m", "edgedistill.bench", "--child", f.name], capture_output=True, text=True, env=env)
-        t_exit = time.time()
-    finally:
-        os.unlink(f.name)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"threads": threads, "error": f"child exited {proc.returncode}: " + " | ".join(tail)}
-    r = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"threads": threads, "shape": list(shape),
-            "cold_start_s": round(r["t_first"] - t_spawn, 3), "startup_s": round(r["t_started"] - t_spawn, 3),
-            "load_s": round(r["t_loaded"] - r["t_started"], 3), "first_predict_s": round(r["t_first"] - r["t_loaded"], 3),
-            "rss_after_first_mb": r["rss_after_first_mb"], "peak_rss_mb": r["peak_rss_mb"], "process_s": round(t_exit - t_spawn, 3)}
+    return spawn_child([sys.executable, "-m", "edgedistill.bench"], spec, threads, shape, env=env)
 
 
 # ---------------------------------------------------------------------------------------------
 # The whole run
 
 
+@dataclass
+class Inputs:
+    examples: list  # data.Example, from --data (may be empty)
+    data_info: dict  # results.json's "data"
+    texts: list[str]  # real or synthetic text packed into the timed inputs
+    choices: list | None  # options of the timed multiple-choice inputs
+    probe: object  # the example a fresh process predicts first
+
+
 def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None = None, command=None,
               echo=print, progress: bool = True) -> dict:
     """Measure every variant; returns the results document (see bench_schema.json)."""
-    from tqdm.auto import tqdm
-
-    from .machine import LoadMeter, machine_record
+    from .edge.machine import LoadMeter, machine_record
 
     s = settings or BenchSettings()
+    _check_settings(s)
+    subject = read_subject(bundle, torch_dir)
+    machine = machine_record(threads=s.threads, command=command)
+    meter = LoadMeter()
+    tok = load_tokenizer(subject.tokenizer)
+    inputs = _read_inputs(subject, data, s, tok)
+    work = Path(tempfile.mkdtemp(prefix="edgedistill-bench-"))
+    try:
+        paths, info = prepare_variants(subject, s.variants, work, echo=echo)
+        for n in s.variants:
+            if info[n]["status"] != "ok":
+                echo(f"not measuring {n} ({info[n]['status']}): {info[n]['reason']}")
+        ok = [n for n in s.variants if info[n]["status"] == "ok"]
+        ok = _measure_accuracy(subject, ok, paths, info, inputs.examples, s, progress)
+        rows = _measure_latency(subject, ok, paths, tok, inputs, s, progress)
+        if s.fresh_process:
+            _measure_fresh(ok, paths, info, inputs, s, progress)
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    _join(rows, info)
+    return {
+        "schema_version": SCHEMA_VERSION, "kind": "run", "tool": "edgedistill bench",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine, "load": meter.result(),
+        "subject": {"bundle": str(subject.bundle), "torch": str(subject.torch_dir) if subject.torch_dir else None,
+                    "family": subject.family, "task": (subject.manifest.get("task") or {}).get("name"),
+                    "labels": subject.labels, "max_length": subject.max_length},
+        "data": inputs.data_info, "settings": asdict(s), "baseline": BASELINE,
+        "timed_call": TIMED_CALL[subject.family == "seq2seq"], "variants": [info[n] for n in s.variants], "results": rows,
+    }
+
+
+def _check_settings(s: BenchSettings) -> None:
     for key in ("batch_sizes", "seq_lens", "threads"):
         vals = getattr(s, key)
         if not vals or any(not isinstance(v, int) or v < 1 for v in vals):
@@ -618,11 +497,9 @@ def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None 
     unknown = [v for v in s.variants if v not in VARIANTS]
     if unknown:
         raise UserError(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
-    subject = read_subject(bundle, torch_dir)
-    machine = machine_record(threads=s.threads, command=command)
-    meter = LoadMeter()
-    tok = load_tokenizer(subject.tokenizer)
 
+
+def _read_inputs(subject: Subject, data, s: BenchSettings, tok) -> Inputs:
     examples, data_info = [], {"path": None, "examples": 0, "with_gold": 0, "inputs": "synthetic"}
     if data is not None:
         from .data import load_examples
@@ -635,98 +512,73 @@ def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None 
     texts = [e.input for e in examples] or synthetic_texts(tok, seed=s.seed)
     choices = [e.choices for e in examples if e.choices] or None
     probe = examples[0] if examples else _synthetic_example(subject, texts[0])
-
-    work = Path(tempfile.mkdtemp(prefix="edgedistill-bench-"))
-    try:
-        paths, info = prepare_variants(subject, s.variants, work, echo=echo)
-        ok = [n for n in s.variants if info[n]["status"] == "ok"]
-        for n in s.variants:
-            if info[n]["status"] != "ok":
-                echo(f"skipping {n}: {info[n]['reason']}")
-
-        # Accuracy: once per variant (thread count does not change predictions).
-        gold = [e for e in examples if e.gold is not None]
-        if gold:
-            for n in tqdm(ok, desc="accuracy", unit="variant", disable=not progress):
-                try:
-                    r = load_variant(n, paths, max(s.threads))
-                    preds = r.predict(gold)
-                    hits = [_hit(subject, p, e.gold) for p, e in zip(preds, gold)]
-                    info[n].update(accuracy=round(sum(hits) / len(gold), 5), accuracy_n=len(gold))
-                except Exception as e:  # noqa: BLE001
-                    info[n].update(status="failed", reason=f"predict failed: {type(e).__name__}: {e}")
-            ok = [n for n in ok if info[n]["status"] == "ok"]
-
-        # Latency: per thread count, all variants loaded side by side, every shape interleaved.
-        shapes = [(b, q) for b in s.batch_sizes for q in s.seq_lens]
-        rows = []
-        bar = tqdm(total=len(s.threads) * len(shapes), desc="latency", unit="shape", disable=not progress)
-        for t in s.threads:
-            runners = {}
-            for n in ok:
-                try:
-                    runners[n] = load_variant(n, paths, t)
-                except Exception as e:  # noqa: BLE001
-                    rows += [_failed_row(n, b, q, t, f"load failed: {type(e).__name__}: {e}") for b, q in shapes]
-            for i, (b, q) in enumerate(shapes):
-                bar.set_postfix_str(f"threads={t} batch={b} seq={q}")
-                feeds = shape_feeds(tok, subject.family, texts, choices, b, q, offset=i)
-                prepared = {n: r.prepare(feeds) for n, r in runners.items()}
-                timed = time_interleaved(runners, prepared, s, on_round=lambda: bar.refresh())
-                for n, res in timed.items():
-                    if "error" in res:
-                        rows.append(_failed_row(n, b, q, t, res["error"]))
-                    else:
-                        rows.append({"variant": n, "batch_size": b, "seq_len": q, "threads": t, "status": "ok",
-                                     **summarize(res["times_ns"], b)})
-                bar.update(1)
-            del runners
-            gc.collect()
-        bar.close()
-
-        # Memory and cold start, one fresh process at a time so they do not compete.
-        if s.fresh_process:
-            largest = (max(s.batch_sizes), max(s.seq_lens))
-            jobs = [(n, t) for n in ok for t in s.threads]
-            for n, t in tqdm(jobs, desc="fresh process", unit="run", disable=not progress):
-                info[n].setdefault("fresh_process", []).append(fresh_process(n, paths, t, probe, texts, choices, largest))
-    finally:
-        import shutil
-
-        shutil.rmtree(work, ignore_errors=True)
-
-    variants = [info[n] for n in s.variants]
-    _join(rows, info)
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "run",
-        "tool": "edgedistill bench",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": machine,
-        "load": meter.result(),
-        "subject": {"bundle": str(subject.bundle), "torch": str(subject.torch_dir) if subject.torch_dir else None,
-                    "family": subject.family, "task": (subject.manifest.get("task") or {}).get("name"),
-                    "labels": subject.labels, "max_length": subject.max_length},
-        "data": data_info,
-        "settings": asdict(s),
-        "baseline": BASELINE,
-        "timed_call": TIMED_CALL[subject.family == "seq2seq"],
-        "variants": variants,
-        "results": rows,
-    }
+    return Inputs(examples, data_info, texts, choices, probe)
 
 
-def _hit(subject: Subject, pred, gold) -> bool:
-    """A correct prediction: the label / choice text, or for numeric tasks the same number."""
-    from .edge.families import answers_match
+def _measure_accuracy(subject: Subject, ok: list[str], paths: dict, info: dict, examples, s: BenchSettings, progress) -> list[str]:
+    """Accuracy once per variant (thread count does not change predictions); the variants still ok after it."""
+    from tqdm.auto import tqdm
 
-    return answers_match(subject.task.type if subject.task is not None else None, pred, gold)
+    gold = [e for e in examples if e.gold is not None]
+    if not gold:
+        return ok
+    task_type = subject.task.type if subject.task is not None else FAMILIES[subject.family].task_type
+    for n in tqdm(ok, desc="accuracy", unit="variant", disable=not progress):
+        try:
+            preds = load_variant(n, paths, max(s.threads)).predict(gold)
+            info[n].update(accuracy=accuracy(task_type, preds, [e.gold for e in gold]), accuracy_n=len(gold))
+        except Exception as e:  # noqa: BLE001
+            info[n].update(status="failed", reason=f"predict failed: {type(e).__name__}: {e}")
+    return [n for n in ok if info[n]["status"] == "ok"]
+
+
+def _measure_latency(subject: Subject, ok: list[str], paths: dict, tok, inputs: Inputs, s: BenchSettings, progress) -> list[dict]:
+    """Per thread count, all variants loaded side by side, every shape interleaved."""
+    from tqdm.auto import tqdm
+
+    shapes = [(b, q) for b in s.batch_sizes for q in s.seq_lens]
+    rows = []
+    bar = tqdm(total=len(s.threads) * len(shapes), desc="latency", unit="shape", disable=not progress)
+    for t in s.threads:
+        runners = {}
+        for n in ok:
+            try:
+                runners[n] = load_variant(n, paths, t)
+            except Exception as e:  # noqa: BLE001
+                rows += [_failed_row(n, b, q, t, f"load failed: {type(e).__name__}: {e}") for b, q in shapes]
+        for i, (b, q) in enumerate(shapes):
+            bar.set_postfix_str(f"threads={t} batch={b} seq={q}")
+            feeds = shape_feeds(tok, subject.family, inputs.texts, inputs.choices, b, q, offset=i)
+            prepared = {n: r.prepare(feeds) for n, r in runners.items()}
+            timed = time_interleaved(runners, prepared, s, on_round=lambda: bar.refresh())
+            for n, res in timed.items():
+                if "error" in res:
+                    rows.append(_failed_row(n, b, q, t, res["error"]))
+                else:
+                    rows.append({"variant": n, "batch_size": b, "seq_len": q, "threads": t, "status": "ok",
+                                 **summarize(res["times_ns"], b)})
+            bar.update(1)
+        del runners
+        gc.collect()
+    bar.close()
+    return rows
+
+
+def _measure_fresh(ok: list[str], paths: dict, info: dict, inputs: Inputs, s: BenchSettings, progress) -> None:
+    """Memory and cold start, one fresh process at a time so they do not compete."""
+    from tqdm.auto import tqdm
+
+    largest = (max(s.batch_sizes), max(s.seq_lens))
+    jobs = [(n, t) for n in ok for t in s.threads]
+    for n, t in tqdm(jobs, desc="fresh process", unit="run", disable=not progress):
+        info[n].setdefault("fresh_process", []).append(fresh_process(n, paths, t, inputs.probe, inputs.texts, inputs.choices, largest))
 
 
 def _synthetic_example(subject: Subject, text: str):
     from .data import Example
+    from .edge.feeds import DEFAULT_CHOICES
 
-    choices = ["yes", "no", "maybe", "true"] if subject.family == "multiple-choice" else None
+    choices = list(DEFAULT_CHOICES) if subject.family == "multiple-choice" else None
     row = None
     if subject.task is not None:
         row = {f: text for f in subject.task.fields}
@@ -746,11 +598,11 @@ def _join(rows: list[dict], info: dict) -> None:
     binfo = info.get(BASELINE, {})
     for r in rows:
         v = info[r["variant"]]
-        fp = next((f for f in v.get("fresh_process", []) if f.get("threads") == r["threads"] and "error" not in f), {})
+        fp = fresh_for_threads(v.get("fresh_process"), r["threads"])
         r.update(size_bytes=v.get("size_bytes"), accuracy=v.get("accuracy"), peak_rss_mb=fp.get("peak_rss_mb"),
                  cold_start_s=fp.get("cold_start_s"))
         b = base.get((r["batch_size"], r["seq_len"], r["threads"]))
-        bfp = next((f for f in binfo.get("fresh_process", []) if f.get("threads") == r["threads"] and "error" not in f), {})
+        bfp = fresh_for_threads(binfo.get("fresh_process"), r["threads"])
         r["speedup_vs_torch_fp32"] = _ratio(b and b.get("p50_ms"), r.get("p50_ms"))
         r["size_ratio_vs_torch_fp32"] = _ratio(r.get("size_bytes"), binfo.get("size_bytes"))
         r["accuracy_delta_pt_vs_torch_fp32"] = (None if r.get("accuracy") is None or binfo.get("accuracy") is None
@@ -764,10 +616,9 @@ def _ratio(a, b):
 
 def main(argv=None):  # `python -m edgedistill.bench --child SPEC.json` (the fresh-process half)
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 2 and argv[0] == "--child":
-        spec = json.loads(Path(argv[1]).read_text())
-        print(json.dumps(child_main(spec)), flush=True)
-        return 0
+    rc = child_entry(argv, child_main)
+    if rc is not None:
+        return rc
     print("usage: edgedistill bench ... (this module's own entry point is only the --child worker)", file=sys.stderr)
     return 2
 

@@ -21,7 +21,8 @@ NAMES = {"torch-fp32": "torch FP32", "torch-int8": "torch INT8 (dynamic)", "ort-
          "optimum-int8": "optimum INT8 (default)", "bundle": "bundle (edgedistill)"}
 COLORS = {"torch-fp32": "#7f7f7f", "torch-int8": "#bcbd22", "ort-fp32": "#1f77b4", "optimum-int8": "#ff7f0e", "bundle": "#d62728"}
 HEADLINE = {"batch_size": 1, "seq_len": 128}
-# Where each variant's label sits in tradeoff.png (points of similar speed would otherwise overprint).
+# Where each variant's label would like to sit in tradeoff.png (offset points of its near edge);
+# place_labels moves a label that would overlap another or a point.
 LABEL_OFFSETS = {"torch-fp32": (10, 14), "torch-int8": (10, -22), "ort-fp32": (-14, 18), "optimum-int8": (14, -30), "bundle": (16, 22)}
 
 
@@ -133,14 +134,19 @@ def _mb(b):
 
 
 def targets(run: dict) -> list[dict]:
-    """The bundle's promises (issue #7), checked on one run at its headline shape; [] when not measurable."""
+    """The bundle's promises (issue #7), checked on one run at its headline shape; [] when not measurable.
+
+    A peer that failed (its build, its predictions, or its timing at the headline shape) makes "fastest
+    variant measured" and "not slower than" it unmet, reported as not measured: a claim of being fastest
+    needs every peer measured. Peers skipped by design (no --torch; ORT peers of seq2seq) are left out."""
     rows = [r for r in run.get("results", []) if r.get("status") == "ok"]
     shape = headline_shape([{**r, "run_index": 0} for r in rows])
     if shape is None:
         return []
     at = {r["variant"]: r for r in _at(rows, shape)}
     bundle = at.get("bundle")
-    if bundle is None or len(at) < 2:  # nothing to compare with
+    failed = failed_peers(run, shape)
+    if bundle is None or (len(at) < 2 and not failed):  # nothing to compare with
         return []
     out = []
     vnni = any(run.get("machine", {}).get("isa", {}).get(k) for k in ("avx512_vnni", "avx_vnni", "amx_int8", "dotprod"))
@@ -154,9 +160,15 @@ def targets(run: dict) -> list[dict]:
             ratio = at[peer]["p50_ms"] / bundle["p50_ms"]
             out.append({"target": f"not slower than {NAMES[peer]}",
                         "value": f"{ratio:.2f}× ({bundle['p50_ms']:.2f} vs {at[peer]['p50_ms']:.2f} ms)", "met": ratio >= 1.0})
-    fastest = min(at.values(), key=lambda r: r["p50_ms"])
-    out.append({"target": "fastest variant measured", "value": NAMES.get(fastest["variant"], fastest["variant"]),
-                "met": fastest["variant"] == "bundle"})
+        elif peer in failed:
+            out.append({"target": f"not slower than {NAMES[peer]}", "value": f"not measured: {failed[peer]}", "met": False})
+    if failed:
+        out.append({"target": "fastest variant measured", "met": False,
+                    "value": "not measured: " + "; ".join(f"{NAMES.get(n, n)} {why}" for n, why in failed.items())})
+    else:
+        fastest = min(at.values(), key=lambda r: r["p50_ms"])
+        out.append({"target": "fastest variant measured", "value": NAMES.get(fastest["variant"], fastest["variant"]),
+                    "met": fastest["variant"] == "bundle"})
     if base and bundle.get("accuracy") is not None and base.get("accuracy") is not None:
         d = 100 * (bundle["accuracy"] - base["accuracy"])
         out.append({"target": "INT8 accuracy within 0.5 pt of FP32",
@@ -168,6 +180,24 @@ def targets(run: dict) -> list[dict]:
     for t in out:
         t["shape"] = shape
     return out
+
+
+def failed_peers(run: dict, shape: dict) -> dict[str, str]:
+    """{peer: "failed (why)"} for each peer variant that failed to build or predict, or whose timing
+    failed at `shape` (status failed in results.json)."""
+    out = {}
+    for v in run.get("variants", []):
+        if v.get("name") != "bundle" and v.get("status") == "failed":
+            out[v["name"]] = f"failed ({_short(v.get('reason'))})"
+    for r in _at([r for r in run.get("results", []) if r.get("status") == "failed"], shape):
+        if r["variant"] != "bundle" and r["variant"] not in out:
+            out[r["variant"]] = f"failed at this shape ({_short(r.get('error'))})"
+    return out
+
+
+def _short(text, n: int = 120) -> str:
+    text = " ".join(str(text or "no reason recorded").split())
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _table(rows, run: bool, threads: bool, shape: bool, costs: bool) -> list[str]:
@@ -344,6 +374,7 @@ def plot_tradeoff(doc: dict, path) -> None:
     use_acc = any(r.get("accuracy") is not None for r in pts)
     sizes = [r.get("size_bytes") or 0 for r in pts]
     smax = max(sizes) if sizes and max(sizes) else 1
+    labels = []  # (annotation, row) to place once the axes are laid out
     for r in pts:
         y = 100 * r["accuracy"] if use_acc and r.get("accuracy") is not None else _mb(r.get("size_bytes"))
         if y is None:
@@ -353,9 +384,9 @@ def plot_tradeoff(doc: dict, path) -> None:
         tag = f"{NAMES.get(r['variant'], r['variant'])}\n{_f(_mb(r.get('size_bytes')), '.1f')} MB"
         if multi or len({p['threads'] for p in pts}) > 1:
             tag += f", {r['threads']} thr" + (f", #{r['run_index'] + 1}" if multi else "")
-        dx, dy = LABEL_OFFSETS.get(r["variant"], (8, 6))
-        ax.annotate(tag, (r["p50_ms"], y), textcoords="offset points", xytext=(dx, dy + 10 * r["run_index"]), fontsize=7.5,
-                    ha="right" if dx < 0 else "left", arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6})
+        labels.append((ax.annotate(tag, (r["p50_ms"], y), textcoords="offset points", xytext=(0, 0), fontsize=7.5,
+                                   ha="center", va="center", arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6}),
+                       r, area ** 0.5 / 2))  # the bubble's radius in points
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else ""))
@@ -366,8 +397,81 @@ def plot_tradeoff(doc: dict, path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.margins(x=0.35, y=0.25)
     fig.tight_layout()
+    _place_annotations(fig, ax, labels)
     _save(fig, path)
     plt.close(fig)
+
+
+def _place_annotations(fig, ax, labels) -> None:
+    """Move each label to a spot where it overlaps no other label and no point (see place_labels)."""
+    if not labels:
+        return
+    from matplotlib.text import Text
+
+    fig.canvas.draw()  # final limits and text extents
+    renderer = fig.canvas.get_renderer()
+    k = 72.0 / fig.dpi  # pixels -> points, the unit of "offset points"
+    points = [tuple(float(v) * k for v in ax.transData.transform(a.xy)) for a, _, _ in labels]
+    sizes = []
+    for a, _, _ in labels:
+        bb = Text.get_window_extent(a, renderer)  # the text alone, not its arrow
+        sizes.append((bb.width * k + 3, bb.height * k + 3))
+    box = ax.get_window_extent(renderer)
+    bounds = (box.x0 * k, box.y0 * k, box.x1 * k, box.y1 * k)
+    preferred = [LABEL_OFFSETS.get(r["variant"]) for _, r, _ in labels]
+    radii = [radius for _, _, radius in labels]
+    for (a, _, _), offset in zip(labels, place_labels(points, sizes, preferred=preferred, marker=radii, bounds=bounds)):
+        a.xyann = offset
+
+
+def place_labels(points, sizes, preferred=None, marker=8.0, step: float = 10.0, rings: int = 10,
+                 bounds=None) -> list[tuple[float, float]]:
+    """Offsets (dx, dy) from each point to the centre of its label so no two labels overlap and no label
+    covers a point (a square of half-side `marker` around it: one number, or one per point); all in one
+    unit (points), y up.
+
+    Labels are placed in order: each takes the first free spot among its preferred offset (an edge
+    offset as in LABEL_OFFSETS: the label's near side sits there) and rings of 16 directions at growing
+    distances; inside `bounds` (x0, y0, x1, y1) when given. Where no spot is free, the least-overlapping."""
+    import math
+
+    def overlap(a, b):
+        return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+    def outside(bx):
+        if bounds is None:
+            return 0.0
+        w, h = bx[2] - bx[0], bx[3] - bx[1]
+        inner = (max(bx[0], bounds[0]), max(bx[1], bounds[1]), min(bx[2], bounds[2]), min(bx[3], bounds[3]))
+        inside = max(0.0, inner[2] - inner[0]) * max(0.0, inner[3] - inner[1])
+        return w * h - inside
+
+    radii = list(marker) if isinstance(marker, (list, tuple)) else [marker] * len(points)
+    markers = [(x - m, y - m, x + m, y + m) for (x, y), m in zip(points, radii)]
+    placed, out = [], []
+    for i, ((x, y), (w, h)) in enumerate(zip(points, sizes)):
+        own = radii[i]
+        cands = []
+        if preferred and preferred[i]:
+            dx, dy = preferred[i]
+            cands.append((dx + math.copysign(w / 2, dx), dy + h / 2))
+        for ring in range(rings):
+            for j in range(16):
+                ang = 2 * math.pi * j / 16 + math.pi / 4  # upper right first
+                rx, ry = own + w / 2 + ring * step, own + h / 2 + ring * step
+                cands.append((rx * math.cos(ang), ry * math.sin(ang)))
+        best, best_cost = cands[0], math.inf
+        for dx, dy in cands:
+            bx = (x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2)
+            cost = sum(overlap(bx, o) for o in placed) + sum(overlap(bx, m) for m in markers) + outside(bx)
+            if cost < best_cost:
+                best, best_cost = (dx, dy), cost
+                if cost == 0:
+                    break
+        dx, dy = best
+        placed.append((x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2))
+        out.append((round(dx, 2), round(dy, 2)))
+    return out
 
 
 def _save(fig, path) -> None:
