@@ -195,8 +195,10 @@ def test_predict_cli(cls_bundle, models):
     r = CliRunner().invoke(main, ["predict", str(cls_bundle), "--data", str(models / "nli.jsonl"), "--json"])
     assert r.exit_code == 0, r.output
     assert len(r.output.strip().splitlines()) == 40
-    r = CliRunner().invoke(main, ["predict", str(models)])
-    assert r.exit_code != 0
+    r = CliRunner().invoke(main, ["predict", str(models), "--text", "a dog"])
+    assert r.exit_code != 0 and "no manifest.json" in r.output and "edgedistill export" in r.output
+    r = CliRunner().invoke(main, ["predict", str(cls_bundle)])
+    assert r.exit_code != 0 and "give --text" in r.output
 
 
 def test_static_qdq_with_calibration_data(models, tmp_path):
@@ -239,3 +241,100 @@ def test_int8_embeddings_that_break_parity_are_retried_in_fp32(models, tmp_path,
     assert plans == [None, MATMUL_OPS]
     assert q["op_types"] == MATMUL_OPS and any("embeddings kept FP32" in n and "50.0 %" in n for n in q["notes"])
     assert m["parity"]["int8_agreement"] >= 0.99
+
+
+def test_bundle_carries_the_core_and_runs_on_it_alone(cls_bundle, models):
+    """Every module of edgedistill/edge/ is in BUNDLE/edge/, listed with its sha256; with edgedistill and torch
+    unimportable, the bundle's edge_runtime.py predicts exactly what edgedistill.runtime does."""
+    import hashlib
+
+    m = json.loads((cls_bundle / "manifest.json").read_text())
+    core = sorted(p.name for p in (Path(__file__).resolve().parents[1] / "edgedistill" / "edge").glob("*.py"))
+    assert sorted(p.name for p in (cls_bundle / "edge").glob("*.py")) == core
+    for name in [f"edge/{c}" for c in core] + ["edge_runtime.py", "tokenizer.json", "model.onnx", "ort/model.ort"]:
+        assert m["files"][name]["sha256"] == hashlib.sha256((cls_bundle / name).read_bytes()).hexdigest(), name
+    assert m["runtime"]["import"] == "from edge_runtime import EdgeModel" and "edge/runtime.py" in m["runtime"]["python"]
+    items = [json.loads(x) for x in (models / "nli.jsonl").read_text().splitlines()][:8]
+    code = f"""
+import json, sys
+for name in ("edgedistill", "torch", "transformers", "optimum"):
+    sys.modules[name] = None
+sys.path.insert(0, {str(cls_bundle)!r})
+from edge_runtime import EdgeModel
+m = EdgeModel.load({str(cls_bundle)!r})
+print(json.dumps({{"module": EdgeModel.__module__, "preds": m.predict({items!r})}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["module"] == "edge.runtime"
+    here = EdgeModel.load(cls_bundle).predict(items)
+    assert [p["label"] for p in res["preds"]] == [p["label"] for p in here]
+    assert max(abs(p["probs"][k] - q["probs"][k]) for p, q in zip(res["preds"], here) for k in p["probs"]) < 1e-6
+
+
+def test_load_hashes_only_the_files_it_loads(cls_bundle, monkeypatch):
+    """Cold start: the ort/ copies, README and Python files are not read at load; a changed model still fails."""
+    import edgedistill.edge.runtime as rt
+
+    hashed, real = [], rt.sha256_file
+    monkeypatch.setattr(rt, "sha256_file", lambda p: hashed.append(Path(p).relative_to(cls_bundle).as_posix()) or real(p))
+    EdgeModel.load(cls_bundle)
+    assert sorted(hashed) == ["model.onnx", "tokenizer.json"]
+
+
+def test_changed_files_the_runtime_does_not_load_do_not_stop_it(cls_bundle, tmp_path):
+    b = _copy(cls_bundle, tmp_path)
+    (b / "ort" / "model.ort").write_bytes(b"not the model any more")
+    (b / "README.md").unlink()
+    assert EdgeModel.load(b).predict([{"premise": "a dog", "hypothesis": "a cat"}])[0]["label"]
+    (b / "tokenizer.json").write_text((b / "tokenizer.json").read_text() + " ")
+    with pytest.raises(BundleError, match="tokenizer.json: sha256 mismatch"):
+        EdgeModel.load(b)
+
+
+def test_zipped_bundle_leaves_no_temporary_directory(cls_bundle, tmp_path, monkeypatch):
+    import gc
+    import tempfile
+
+    from edgedistill.bundle import zip_bundle
+
+    z = zip_bundle(_copy(cls_bundle, tmp_path))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    left = lambda: sorted(p.name for p in scratch.iterdir())  # noqa: E731
+    for _ in range(3):  # garbage-collected
+        m = EdgeModel.load(z)
+        assert m.predict([{"premise": "a dog", "hypothesis": "a cat"}])[0]["label"] and len(left()) == 1
+        del m
+        gc.collect()
+    assert left() == []
+    with EdgeModel.load(z) as m:  # a with block
+        m.predict(["Premise: a\nHypothesis: b"])
+    assert left() == []
+    m = EdgeModel.load(z)
+    m.close()  # closed
+    m.close()
+    assert left() == []
+    (tmp_path / "bad.zip").write_bytes(b"PK not a zip")
+    with pytest.raises(BundleError, match="cannot unpack"):
+        EdgeModel.load(tmp_path / "bad.zip")
+    assert left() == []
+
+
+def test_failed_ort_conversion_is_a_recorded_warning(models, tmp_path, monkeypatch):
+    import edgedistill.bundle as bundle_mod
+
+    monkeypatch.setattr(bundle_mod, "ORT_CONVERTER", "edgedistill_no_such_converter")
+    said = []
+    cfg = ExportConfig(model=str(models / "cls"), out=str(tmp_path / "b"), parity_data=str(models / "nli.jsonl"),
+                       parity_samples=20, quantize="none")
+    m = export_bundle(cfg, echo=said.append)
+    warning = [w for w in said if w.startswith("WARNING: ORT-format conversion failed")]
+    assert len(warning) == 1 and "ONNX Runtime Mobile" in warning[0] and "edgedistill_no_such_converter" in warning[0]
+    on_disk = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert on_disk["warnings"] == m["warnings"] == [warning[0].removeprefix("WARNING: ")]
+    assert "error" in on_disk["ort_models"] and not (tmp_path / "b" / "ort").exists()
+    assert "WARNING: no `.ort` files" in (tmp_path / "b" / "README.md").read_text()
+    assert EdgeModel.load(tmp_path / "b").predict([{"premise": "a", "hypothesis": "b"}])[0]["label"]

@@ -1,0 +1,237 @@
+"""The torch-free core (edgedistill/edge/): its rules, and that it stands alone."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgedistill.bench_report import failed_peers, place_labels, targets
+from edgedistill.edge import machine
+from edgedistill.edge.answers import accuracy, gold_of, normalize_gold
+from edgedistill.edge.families import answers_match
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "edgedistill" / "edge"
+
+
+# ---------------------------------------------------------------------------------------------
+# The core imports nothing outside itself, and nothing that is not there
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield 0, a.name
+        elif isinstance(node, ast.ImportFrom):
+            yield node.level, node.module or ""
+
+
+def test_core_modules_import_only_stdlib_numpy_onnxruntime_tokenizers_and_each_other():
+    allowed = {"numpy", "onnxruntime", "tokenizers", "transformers", "psutil", "resource"}  # transformers: families.auto_model_class, lazily
+    for path in CORE.glob("*.py"):
+        for level, name in _imports(path):
+            top = name.split(".")[0]
+            if level:
+                assert level == 1 and (CORE / f"{top}.py").exists(), f"{path.name}: from {'.' * level}{name}"
+            else:
+                assert top in allowed or top in sys.stdlib_module_names, f"{path.name}: import {name}"
+
+
+@pytest.mark.parametrize("module", ["edgedistill/edge/machine.py", "edgedistill/machine.py"])
+def test_machine_imports_resolve_and_no_error_is_swallowed(module):
+    """machine.py imported a module that does not exist (`.cpu`) inside `except Exception: pass`."""
+    path = ROOT / module
+    package = ".".join(Path(module).with_suffix("").parts[:-1])
+    for level, name in _imports(path):
+        if level:
+            base = ".".join(package.split(".")[: len(package.split(".")) - level + 1])
+            full = f"{base}.{name}" if name else base
+            assert importlib.util.find_spec(full) is not None, f"{module}: from {'.' * level}{name} does not exist"
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for h in (n for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler)):
+        broad = h.type is None or (isinstance(h.type, ast.Name) and h.type.id in ("Exception", "BaseException"))
+        silent = all(isinstance(s, ast.Pass) for s in h.body)
+        assert not (broad and silent), f"{module}:{h.lineno}: a broad except that swallows the error"
+
+
+# ---------------------------------------------------------------------------------------------
+# One INT8 preset per CPU: the bundle, the optimum peer and results.json agree
+
+
+@pytest.fixture
+def avx_vnni_cpu(monkeypatch):
+    """An Alder Lake-like x86 CPU: AVX2 and AVX-VNNI, no AVX-512."""
+    monkeypatch.setattr(machine, "_read_cpuinfo", lambda: ("Fake Core i7-12700", {"avx2", "avx_vnni", "fma", "sse4_2"}))
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+
+
+def test_avx_vnni_cpu_gets_one_preset_for_bundle_optimum_peer_and_record(avx_vnni_cpu):
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    from edgedistill.bench import optimum_recipe
+    from edgedistill.quantize import PRESETS, detect_preset
+
+    target, bundle_preset, isa = detect_preset("auto")
+    assert (target, bundle_preset) == ("x86", "avx_vnni") and isa["avx_vnni"] and not isa["avx512f"]
+    peer_preset, method = optimum_recipe()
+    assert peer_preset == bundle_preset == machine.machine_record(threads=[1], command=["x"])["quantization_preset"]
+    # the peer's recipe is optimum's VNNI one: full-range weights like the bundle's, not avx2's reduce_range
+    qconfig = getattr(AutoQuantizationConfig, method)(is_static=False)
+    assert method == "avx512_vnni" and qconfig.reduce_range is False is PRESETS[bundle_preset]["reduce_range"]
+
+
+def test_presets_of_other_cpus(monkeypatch):
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    assert machine.isa_preset({"avx2": True}) == "avx2"
+    assert machine.isa_preset({"avx2": True, "avx512f": True}) == "avx512"
+    assert machine.isa_preset({"avx512f": True, "avx512_vnni": True, "avx_vnni": True}) == "avx512_vnni"
+    assert machine.cpu_preset("arm64", {"avx2": True})[:2] == ("arm64", "arm64")
+    monkeypatch.setattr(machine.platform, "machine", lambda: "aarch64")
+    assert machine.cpu_preset("auto", {"neon": True})[:2] == ("arm64", "arm64")
+    assert machine.cpu_preset("x86", {"neon": True})[:2] == ("x86", "avx2")
+
+
+# ---------------------------------------------------------------------------------------------
+# Answers: the edgedistill rule, everywhere
+
+
+def test_numbers_compare_by_value():
+    assert answers_match("numeric", "12,000", "12000") and answers_match("numeric", "( 84. 0 / 2. 0 )", "42")
+    assert not answers_match("numeric", "41", "42") and not answers_match("numeric", "dog", "dog")
+    assert answers_match("classification", "dog", "dog") and not answers_match("classification", "12,000", "12000")
+    preds = [{"answer": "12000"}, {"answer": "( 84. 0 / 2. 0 )"}, {"answer": "7"}, {"answer": "many"}]
+    assert accuracy("numeric", preds, ["12,000", "42", "8", "8"]) == 0.5
+    assert accuracy("numeric", preds, []) is None
+
+
+def test_gold_normalisation():
+    labels = ["entailment", "neutral", "contradiction"]
+    assert normalize_gold("classification", labels, 2) == "contradiction" == normalize_gold("classification", labels, " Contradiction")
+    assert normalize_gold("multiple-choice", None, "b", ["x", "y"]) == "y" == normalize_gold("multiple-choice", None, "1", ["x", "y"])
+    assert normalize_gold("multiple-choice", None, "Y", ["x", "y"]) == "y"
+    assert normalize_gold("numeric", None, " 12,000 ") == "12,000"
+    with pytest.raises(ValueError, match="unknown label 'maybe'"):
+        normalize_gold("classification", labels, "maybe")
+    with pytest.raises(ValueError, match="none of the choices"):
+        normalize_gold("multiple-choice", None, "c", ["x", "y"])
+    task = {"type": "multiple-choice", "choices": "options", "gold": "answer"}
+    assert gold_of(task, {"options": '["x", "y"]', "answer": "B"}) == "y"
+    assert gold_of(task, {"options": ["x", "y"], "answer": ""}) is None
+    with pytest.raises(ValueError, match="data.jsonl:3: answer: 'q' is none"):
+        gold_of(task, {"options": ["x", "y"], "answer": "q"}, "data.jsonl:3")
+
+
+def test_gold_rule_is_the_one_edgedistill_data_uses():
+    """edgedistill.data reads gold for bench; the device kit reads it with edge.answers: same answers."""
+    from edgedistill.data import normalize_gold as data_gold
+    from edgedistill.task import task_from_dict
+
+    cls = task_from_dict({"name": "t", "type": "classification", "input": "{x}", "labels": ["a", "b", "c"]})
+    mc = task_from_dict({"name": "t", "type": "multiple-choice", "input": "{x}", "choices": "c"})
+    num = task_from_dict({"name": "t", "type": "numeric", "input": "{x}"})
+    for task, values, choices in ((cls, [0, "2", "B", " c "], None), (mc, ["a", "B", "1", "Yes"], ["yes", "no"]),
+                                  (num, ["42", " 12,000 "], None)):
+        for v in values:
+            assert normalize_gold(task.type, task.labels, v, choices) == data_gold(task, v, choices, ("f", 1, "gold"))
+
+
+# ---------------------------------------------------------------------------------------------
+# The "fastest variant" target needs every peer measured
+
+
+def _run(variants, rows):
+    return {"machine": {"isa": {"avx512_vnni": True}}, "variants": variants,
+            "results": [{"variant": v, "batch_size": 1, "seq_len": 128, "threads": 2, "status": "ok", "p50_ms": ms}
+                        for v, ms in rows]}
+
+
+def test_fastest_target_fails_when_a_peer_failed_to_build():
+    variants = [{"name": "torch-fp32", "status": "ok"}, {"name": "bundle", "status": "ok"},
+                {"name": "optimum-int8", "status": "failed", "reason": "optimum quantization failed: RuntimeError: boom"}]
+    met = {t["target"]: t for t in targets(_run(variants, [("torch-fp32", 10.0), ("bundle", 2.0)]))}
+    fastest = met["fastest variant measured"]
+    assert fastest["met"] is False and fastest["value"].startswith("not measured: optimum INT8 (default) failed")
+    assert "boom" in fastest["value"]
+    peer = met["not slower than optimum INT8 (default)"]
+    assert peer["met"] is False and peer["value"].startswith("not measured")
+    # all peers failed: still said, not silently dropped
+    only = targets(_run([{"name": "bundle", "status": "ok"}, {"name": "ort-fp32", "status": "failed", "reason": "x"}],
+                        [("bundle", 2.0)]))
+    assert [(t["target"], t["met"]) for t in only] == [("not slower than ORT FP32", False), ("fastest variant measured", False)]
+
+
+def test_fastest_target_with_skipped_or_measured_peers():
+    variants = [{"name": "torch-fp32", "status": "ok"}, {"name": "bundle", "status": "ok"},
+                {"name": "ort-fp32", "status": "skipped", "reason": "seq2seq"}]
+    met = {t["target"]: t for t in targets(_run(variants, [("torch-fp32", 10.0), ("bundle", 2.0)]))}
+    assert met["fastest variant measured"] == {**met["fastest variant measured"], "met": True, "value": "bundle (edgedistill)"}
+    # a peer whose timing failed at the headline shape is failed there too
+    run = _run(variants, [("torch-fp32", 10.0), ("bundle", 2.0)])
+    run["results"].append({"variant": "torch-int8", "batch_size": 1, "seq_len": 128, "threads": 2, "status": "failed", "error": "OOM"})
+    assert failed_peers(run, {"batch_size": 1, "seq_len": 128, "threads": 2}) == {"torch-int8": "failed at this shape (OOM)"}
+    assert {t["target"]: t["met"] for t in targets(run)}["fastest variant measured"] is False
+
+
+# ---------------------------------------------------------------------------------------------
+# tradeoff.png labels
+
+
+def _boxes(points, sizes, offsets):
+    return [(x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2)
+            for (x, y), (w, h), (dx, dy) in zip(points, sizes, offsets)]
+
+
+def _overlap(a, b):
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def test_labels_of_close_points_do_not_overlap():
+    # the quickstart's bundle and ORT FP32 sit 2 points apart at nearly the same accuracy
+    points = [(200.0, 150.0), (202.0, 151.0), (205.0, 149.0), (400.0, 100.0)]
+    sizes = [(70.0, 22.0)] * 4
+    preferred = [(16, 22), (-14, 18), (14, -30), (10, 14)]
+    offsets = place_labels(points, sizes, preferred=preferred, marker=6.0, bounds=(0, 0, 600, 300))
+    boxes = _boxes(points, sizes, offsets)
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not _overlap(boxes[i], boxes[j]), (i, j, offsets)
+        for x, y in points:  # no label covers a point
+            assert not _overlap(boxes[i], (x - 6, y - 6, x + 6, y + 6)), (i, offsets)
+        assert 0 <= boxes[i][0] and boxes[i][2] <= 600 and 0 <= boxes[i][1] and boxes[i][3] <= 300
+    # a lone point keeps its preferred offset (the near edge of the label at 10, 14)
+    assert offsets[3] == (10 + 35.0, 14 + 11.0)
+
+
+def test_labels_stay_inside_the_axes():
+    offsets = place_labels([(595.0, 295.0)], [(80.0, 20.0)], marker=5.0, bounds=(0, 0, 600, 300))
+    (x0, y0, x1, y1), = _boxes([(595.0, 295.0)], [(80.0, 20.0)], offsets)
+    assert x0 >= 0 and x1 <= 600 and y0 >= 0 and y1 <= 300
+
+
+# ---------------------------------------------------------------------------------------------
+# The device kit defines none of the shared helpers again
+
+
+def test_run_bundle_defines_no_shared_helper():
+    tree = ast.parse((ROOT / "export" / "run_bundle.py").read_text(encoding="utf-8"))
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    shared = {"same_number", "normalize_gold", "summarize", "shape_feeds", "synthetic_texts", "peak_rss_mb", "rss_mb",
+              "time_calls", "time_interleaved", "machine_record", "isa_features", "fit", "encode", "load_runtime"}
+    assert not defined & shared
+
+
+def test_duplicates_finds_nothing_shared_between_export_and_edgedistill():
+    try:
+        proc = subprocess.run(["duplicates", "--most", "200", "--seconds", "60"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        pytest.skip("the duplicates tool is not on PATH here")
+    pairs = [line for line in proc.stdout.splitlines() if line.startswith("D")]
+    assert not [p for p in pairs if "export/" in p and "edgedistill/" in p], json.dumps(pairs, indent=1)
