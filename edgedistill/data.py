@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError, at
-from .task import CHOICE_LETTERS, TaskSpec
+from .task import TaskSpec
 
 # Longest template field kept, in characters (~4,000 tokens of English): far past what a student reads
 # (its tokenizer cuts at max_length) and within the context of any teacher worth distilling from.
@@ -235,34 +235,15 @@ def _parquet_rows(path: Path) -> list[tuple[int, dict]]:
 def normalize_gold(task: TaskSpec, value, choices: list[str] | None, where: tuple) -> str:
     """Map a gold value to the canonical answer: a label name, a choice text, or a number/equation string.
 
-    Accepts label names (any case), label indices (e-SNLI's 0/1/2), choice letters or indices.
+    Accepts label names (any case), label indices (e-SNLI's 0/1/2), choice letters or indices: the rule the
+    bundle's runtime applies too (edge.answers.normalize_gold); here a miss names the file, line and field.
     """
-    path, line, fieldname = where
-    if isinstance(value, bool):  # JSON true/false is a label name, never the index 1/0
-        value = str(value).lower()
-    if task.type == "classification":
-        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-            i = int(value)
-            if 0 <= i < len(task.labels):
-                return task.labels[i]
-        for label in task.labels:
-            if str(value).strip().lower() == label.lower():
-                return label
-        raise at(path, line, fieldname, f"unknown label {value!r}; use one of {task.labels} (or its index), or add it to labels: in the task")
-    if task.type == "multiple-choice":
-        s = str(value).strip()
-        for c in choices:
-            if s.lower() == c.lower():
-                return c
-        if len(s) == 1 and s.lower() in CHOICE_LETTERS[: len(choices)]:
-            return choices[CHOICE_LETTERS.index(s.lower())]
-        if s.isdigit() and int(s) < len(choices):
-            return choices[int(s)]
-        raise at(path, line, fieldname, f"{value!r} is none of the choices {choices}; give the choice text, its letter or its index")
-    s = str(value).strip()
-    if not s:
-        raise at(path, line, fieldname, "empty numeric answer")
-    return s
+    from .edge.answers import normalize_gold as canonical
+
+    try:
+        return canonical(task.type, task.labels, value, choices)
+    except ValueError as e:
+        raise at(*where, str(e)) from None
 
 
 def _field_text(path, line, name: str, value) -> str:

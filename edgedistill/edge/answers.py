@@ -20,6 +20,8 @@ CHOICE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 def normalize_gold(task_type: str, labels, value, choices=None) -> str:
     """The canonical answer for a gold value; ValueError (saying what is accepted) for one that is none."""
+    if isinstance(value, bool):  # JSON true/false is a label name, never the index 1/0
+        value = str(value).lower()
     if task_type == "classification":
         labels = list(labels or [])
         if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
