@@ -5,7 +5,8 @@
 //            first prediction: import + load (read, sha256, session, tokenizer) + predict one item
 //   per-prediction: predict([item]) (batch 1) over n items after `warmup` calls: p50, p90, mean
 //
-//   node export/js/bench.mjs BUNDLE [--n 200] [--warmup 10] [--threads N] < items.jsonl   -> one JSON line
+//   node export/js/bench.mjs BUNDLE [--n 200] [--warmup 10] [--threads N] [--times] < items.jsonl   -> one JSON line
+//   (--times: with every prediction's time, times_ms)
 
 export async function timeModel(bundle, items, { n = 200, warmup = 10, threads = null, moduleUrl = "./edgedistill.mjs" } = {}) {
   const now = () => globalThis.performance.now();
@@ -29,6 +30,7 @@ export async function timeModel(bundle, items, { n = 200, warmup = 10, threads =
   return {
     cold_ms: tFirst - t0, import_ms: tImport - t0, load_ms: tLoad - tImport, first_predict_ms: tFirst - tLoad,
     p50_ms: q(0.5), p90_ms: q(0.9), mean_ms: times.reduce((a, b) => a + b, 0) / times.length, n, warmup, threads,
+    times_ms: times,
   };
 }
 
@@ -36,11 +38,13 @@ const isMain = typeof process !== "undefined" && process.argv?.[1] && (await imp
 if (isMain) {
   const args = process.argv.slice(2);
   const opts = { n: 200, warmup: 10, threads: null };
-  let bundle = null;
+  let bundle = null, keepTimes = false;
   for (let i = 0; i < args.length; i++) {
     if (args[i] === "--n") opts.n = Number(args[++i]);
     else if (args[i] === "--warmup") opts.warmup = Number(args[++i]);
     else if (args[i] === "--threads") opts.threads = Number(args[++i]);
+    else if (args[i] === "--times") keepTimes = true;
+    else if (args[i].startsWith("-") || bundle) { console.error(`unexpected argument ${args[i]}`); process.exit(2); }
     else bundle = args[i];
   }
   const { readFileSync } = await import("node:fs");
@@ -49,5 +53,7 @@ if (isMain) {
     console.error("usage: node bench.mjs BUNDLE [--n 200] [--warmup 10] [--threads N] < items.jsonl");
     process.exit(2);
   }
-  console.log(JSON.stringify({ runtime: `node ${process.version}`, ...(await timeModel(bundle, items, opts)) }));
+  const r = await timeModel(bundle, items, opts);
+  if (!keepTimes) delete r.times_ms;
+  console.log(JSON.stringify({ runtime: `node ${process.version}, onnxruntime-node`, ...r }));
 }

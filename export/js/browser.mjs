@@ -3,7 +3,7 @@
 // predict.mjs, for tests and benchmarks.
 //
 //   node export/js/browser.mjs BUNDLE [--threads N] [--batch-size 32] < items.jsonl > predictions.jsonl
-//   node export/js/browser.mjs BUNDLE --bench [--n 200] [--warmup 10] [--threads N] < items.jsonl   -> one JSON line
+//   node export/js/browser.mjs BUNDLE --bench [--n 200] [--warmup 10] [--threads N] [--times] < items.jsonl   -> one JSON line
 //
 // Chromium: $CHROMIUM or /usr/bin/chromium (Debian: apt-get install chromium), driven by playwright-core.
 // It is started with no network beyond the local server this script starts (127.0.0.1, random port).
@@ -42,13 +42,14 @@ export async function withPage(bundle, fn, { executablePath = process.env.CHROMI
 
 async function main() {
   const args = process.argv.slice(2);
-  const opts = { threads: null, batchSize: 32, bench: false, n: 200, warmup: 10 };
+  const opts = { threads: null, batchSize: 32, bench: false, n: 200, warmup: 10, times: false };
   let bundle = null;
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === "--threads") opts.threads = Number(args[++i]);
     else if (a === "--batch-size") opts.batchSize = Number(args[++i]);
     else if (a === "--bench") opts.bench = true;
+    else if (a === "--times") opts.times = true;
     else if (a === "--n") opts.n = Number(args[++i]);
     else if (a === "--warmup") opts.warmup = Number(args[++i]);
     else if (a.startsWith("-") || bundle) throw new Error(`unexpected argument ${a}`);
@@ -59,11 +60,13 @@ async function main() {
   const log = (s) => process.stderr.write(`${s}\n`);
   const { result } = await withPage(bundle, async (page) => {
     if (opts.bench) {
-      return page.evaluate(async ({ items, opts }) => {
+      const r = await page.evaluate(async ({ items, opts }) => {
         const { timeModel } = await import("./bench.mjs");
         const r = await timeModel("/bundle/", items, opts);
-        return { runtime: `chromium ${navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1]} wasm`, crossOriginIsolated, ...r };
+        return { runtime: `chromium ${navigator.userAgent.match(/Chrome\/([\d.]+)/)?.[1]}, onnxruntime-web wasm`, crossOriginIsolated, ...r };
       }, { items, opts: { n: opts.n, warmup: opts.warmup, threads: opts.threads } });
+      if (!opts.times) delete r.times_ms;
+      return r;
     }
     await page.evaluate(({ threads }) => window.edgedistill.load("/bundle/", { threads }), { threads: opts.threads });
     return page.evaluate(({ items, batchSize }) => window.edgedistill.predict(items, { batchSize }), { items, batchSize: opts.batchSize });
