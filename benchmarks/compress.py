@@ -1,0 +1,242 @@
+"""Smaller and faster than quantization alone: compressed bundles against optimum's INT8, side by side.
+
+    python benchmarks/compress.py --datasets quickstart,esnli [--layers 4,3,2] [--esnli-rows 2000]
+
+Per dataset, from one uncompressed stripped student:
+  - the bundle `edgedistill export` makes of it (INT8), and optimum's default INT8 recipe of the same
+    student (the peer `edgedistill bench` builds: edgedistill.bench.prepare_variants);
+  - `edgedistill compress` candidates: the trimmed vocabulary alone, and K-layer students distilled on
+    the trained student's probabilities (edgedistill.compress), each exported INT8 as `edgedistill export` does;
+  - accuracy on held-out gold data of the torch FP32 student, each bundle and each candidate's own FP32 model;
+  - p50 latency at batch 1, 128 tokens, 2 threads, every variant interleaved in one run (edge.timing);
+  - bundle size against the FP32 checkpoint.
+Targets (issue 16): a compressed bundle >= 1.5x faster than optimum INT8 of the uncompressed student at
+<= 1 pt accuracy loss vs its FP32 student; size <= 15 % of the FP32 checkpoint; INT8 within 0.5 pt of FP32.
+
+Students: the quickstart's (RUN/stripped of `edgedistill run examples/quickstart/pipeline.yaml`, run until
+strip here when missing) and an e-SNLI label-only student trained here on --esnli-rows PaLM-labelled rows
+of `valid` (500 `test` rows held out). Writes benchmarks/results/compress.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+
+
+@dataclass
+class Timing:
+    min_time: float = 3.0
+    min_iters: int = 30
+    warmup: float = 0.5
+
+
+def quickstart_student(run: Path) -> tuple[Path, Path, Path, Path]:
+    """(stripped dir, annotations, task.yaml, gold test file) of the quickstart, training it if needed."""
+    qs = ROOT / "examples" / "quickstart"
+    if not (run / "stripped").exists():
+        from edgedistill.pipeline import load_pipeline, run_pipeline
+
+        pipe = load_pipeline(qs / "pipeline.yaml")
+        pipe.run_dir = str(run)
+        run_pipeline(pipe, until="strip")
+    return run / "stripped", run / "annotations.jsonl", qs / "task.yaml", qs / "test.jsonl"
+
+
+def esnli_student(work: Path, rows: int, dss_dir: Path) -> tuple[Path, Path, Path, Path]:
+    """A label-only MiniLM student on `rows` PaLM-labelled e-SNLI rows (the distill_accuracy recipe)."""
+    import random
+
+    from edgedistill.atomic import write_jsonl
+    from edgedistill.dss import load_dss
+    from edgedistill.strip import strip_student
+    from edgedistill.train import TrainConfig, train
+
+    work.mkdir(parents=True, exist_ok=True)
+    task, anns = load_dss("esnli", "valid", dss_dir)
+    task.save(work / "esnli.yaml")
+    random.Random(0).shuffle(anns)
+    write_jsonl(work / "annotations.jsonl", [a.to_json() for a in anns[:rows]])
+    lines = [ln for ln in (Path(dss_dir) / "esnli" / "esnli_test.json").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    random.Random(1).shuffle(lines)
+    (work / "test.jsonl").write_text("\n".join(lines[:500]) + "\n", encoding="utf-8")
+    if not (work / "stripped").exists():
+        train(TrainConfig(task=str(work / "esnli.yaml"), annotations=str(work / "annotations.jsonl"), out=str(work / "student"),
+                          mode="label-only", epochs=3, batch_size=16, max_length=128, seed=0, progress=False), echo=print)
+        strip_student(work / "student", work / "stripped")
+    return work / "stripped", work / "annotations.jsonl", work / "esnli.yaml", work / "test.jsonl"
+
+
+def build_variants(stripped: Path, annotations: Path, layers: list[int], work: Path) -> dict[str, Path]:
+    """Variant name -> model dir to export: the student, its trimmed vocabulary, and K-layer distilled students."""
+    from edgedistill.compress import distill_layers, task_texts, trim_vocabulary
+
+    models = {"uncompressed": stripped}
+    if not (work / "trimmed").exists():
+        trim_vocabulary(stripped, task_texts(annotations), work / "trimmed")
+    models["trimmed vocabulary"] = work / "trimmed"
+    for k in layers:
+        if not (work / f"layers-{k}").exists():
+            print(f"distilling a {k}-layer student ...", flush=True)
+            distill_layers(work / "trimmed", annotations, k, work / f"layers-{k}", work / "scratch")
+        models[f"{k} layers, trimmed vocabulary"] = work / f"layers-{k}"
+    return models
+
+
+def export_all(models: dict[str, Path], annotations: Path, work: Path) -> dict[str, dict]:
+    from edgedistill.export import ExportConfig, export_bundle
+
+    out = {}
+    for name, model in models.items():
+        bundle = work / "bundles" / name.replace(" ", "-").replace(",", "")
+        m = export_bundle(ExportConfig(model=str(model), out=str(bundle), parity_data=str(annotations), min_agreement=0.9),
+                          echo=lambda *_: None)
+        out[name] = {"bundle": bundle, "model": model, "size_bytes": m["size_bytes"],
+                     "int8_agreement": m["parity"]["int8_agreement"]}
+    return out
+
+
+def accuracies(task_path: Path, test: Path, bundles: dict[str, dict]) -> None:
+    from edgedistill.data import load_examples
+    from edgedistill.evaluate import evaluate_model
+    from edgedistill.task import load_task
+
+    task = load_task(task_path)
+    exs = load_examples(task, test, require_gold=True)
+    for b in bundles.values():
+        b["accuracy"] = evaluate_model(b["bundle"], task, exs)["accuracy"]
+        b["fp32_accuracy"] = evaluate_model(b["model"], task, exs)["accuracy"]
+
+
+def time_side_by_side(bundles: dict[str, dict], stripped: Path, work: Path, texts: list[str], threads: int = 2) -> dict:
+    """p50 at batch 1 x 128 tokens: optimum INT8 of the uncompressed student and every bundle, interleaved."""
+    from edgedistill.bench import load_variant, prepare_variants, read_subject
+    from edgedistill.edge.feeds import load_tokenizer, shape_feeds
+    from edgedistill.edge.timing import summarize, time_interleaved
+
+    base = bundles["uncompressed"]["bundle"]
+    subject = read_subject(base, stripped)
+    paths, info = prepare_variants(subject, ["optimum-int8"], work / "peers")
+    if info["optimum-int8"]["status"] != "ok":
+        raise SystemExit(f"optimum INT8 peer: {info['optimum-int8']['reason']}")
+    runners = {"optimum INT8 (uncompressed)": load_variant("optimum-int8", paths, threads)}
+    toks = {"optimum INT8 (uncompressed)": load_tokenizer(subject.tokenizer)}
+    for name, b in bundles.items():
+        p = dict(paths, bundle=str(b["bundle"]), tokenizer=str(b["bundle"] / "tokenizer.json"))
+        runners[f"bundle: {name}"] = load_variant("bundle", p, threads)
+        toks[f"bundle: {name}"] = load_tokenizer(b["bundle"] / "tokenizer.json")
+    prepared = {n: r.prepare(shape_feeds(toks[n], subject.family, texts, None, 1, 128)) for n, r in runners.items()}
+    timed = time_interleaved(runners, prepared, Timing())
+    return {"optimum_int8": {**info["optimum-int8"], **summarize(timed["optimum INT8 (uncompressed)"]["times_ns"], 1)},
+            **{n: summarize(t["times_ns"], 1) for n, t in timed.items() if n != "optimum INT8 (uncompressed)"}}
+
+
+def run_dataset(name: str, args) -> dict:
+    from edgedistill.annotations import read_annotations
+    from edgedistill.bench import _weights_bytes
+
+    work = args.work / name
+    if name == "quickstart":
+        stripped, ann, task, test = quickstart_student(args.quickstart_run)
+    else:
+        stripped, ann, task, test = esnli_student(work / "student", args.esnli_rows, args.dss_dir)
+    models = build_variants(stripped, ann, args.layers, work)
+    bundles = export_all(models, ann, work)
+    accuracies(task, test, bundles)
+    texts = [a.input for a in read_annotations(ann)[:64]]
+    times = time_side_by_side(bundles, stripped, work, texts)
+    ckpt = _weights_bytes(stripped)
+    opt = times.pop("optimum_int8")
+    rows = [{"variant": "optimum INT8 of the uncompressed student", "p50_ms": opt["p50_ms"], "size_bytes": opt.get("size_bytes")}]
+    for n, b in bundles.items():
+        rows.append({"variant": f"bundle: {n}", "p50_ms": times[f"bundle: {n}"]["p50_ms"], "size_bytes": b["size_bytes"],
+                     "accuracy": b["accuracy"], "fp32_accuracy": b["fp32_accuracy"], "int8_agreement": b["int8_agreement"]})
+    fp32 = bundles["uncompressed"]["fp32_accuracy"]
+    for r in rows:
+        r["speedup_vs_optimum"] = opt["p50_ms"] / r["p50_ms"]
+        r["of_checkpoint"] = r["size_bytes"] / ckpt if r.get("size_bytes") else None
+    return {"student": str(stripped), "test_rows": sum(1 for _ in open(test, encoding="utf-8")), "fp32_student_accuracy": fp32,
+            "checkpoint_bytes": ckpt, "optimum_recipe": opt.get("recipe"), "rows": rows}
+
+
+def targets(d: dict) -> list[str]:
+    fp32 = d["fp32_student_accuracy"]
+    comp = [r for r in d["rows"] if "layers" in r["variant"] or "trimmed" in r["variant"]]
+    ok = [r for r in comp if r["accuracy"] >= fp32 - 0.01]
+    fastest_ok = max(ok, key=lambda r: r["speedup_vs_optimum"], default=None)
+    smallest = min(comp, key=lambda r: r["of_checkpoint"])
+    out = []
+    if fastest_ok:
+        out.append(f"- Fastest compressed bundle within 1 pt of the FP32 student ({100 * fp32:.1f} %): {fastest_ok['variant']}, "
+                   f"{fastest_ok['speedup_vs_optimum']:.2f}x optimum INT8 (target 1.5x: {'met' if fastest_ok['speedup_vs_optimum'] >= 1.5 else 'missed'}).")
+    else:
+        out.append("- No compressed bundle is within 1 pt of the FP32 student: the 1.5x target is missed at that accuracy.")
+    out.append(f"- Smallest bundle: {smallest['variant']}, {100 * smallest['of_checkpoint']:.1f} % of the FP32 checkpoint "
+               f"(target 15 %: {'met' if smallest['of_checkpoint'] <= 0.15 else 'missed'}).")
+    for r in d["rows"][1:]:
+        loss = 100 * (r["fp32_accuracy"] - r["accuracy"])
+        out.append(f"- {r['variant']}: INT8 {100 * r['accuracy']:.1f} % vs its FP32 model {100 * r['fp32_accuracy']:.1f} % "
+                   f"({-loss:+.1f} pt; target within 0.5 pt: {'met' if abs(loss) <= 0.5 else 'missed'}).")
+    return out
+
+
+def render(res: dict) -> str:
+    lines = ["# Compression: trimmed vocabulary and fewer layers against optimum's INT8", "",
+             f"Written by `{res['command']}` on {res['machine']} ({res['wall_s'] / 60:.0f} min, {res['date']}). "
+             "Latency: batch 1, 128 tokens, 2 threads, p50 of interleaved calls (tokenizing excluded, as in `edgedistill bench`); "
+             "every bundle is INT8 as `edgedistill export` makes it, for this CPU.", ""]
+    for name, d in res["datasets"].items():
+        lines += [f"## {name}", "", f"Student: `{d['student']}`; FP32 student accuracy {100 * d['fp32_student_accuracy']:.1f} % on "
+                  f"{d['test_rows']} held-out gold rows; FP32 checkpoint {d['checkpoint_bytes'] / 1e6:.1f} MB; optimum recipe "
+                  f"`{d['optimum_recipe']}`.", "",
+                  "| variant | accuracy | its FP32 model | p50 ms | vs optimum INT8 | MB | of the FP32 checkpoint |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in d["rows"]:
+            acc = f"{100 * r['accuracy']:.1f} %" if "accuracy" in r else "–"
+            f32 = f"{100 * r['fp32_accuracy']:.1f} %" if "fp32_accuracy" in r else "–"
+            mb = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else "–"
+            of = f"{100 * r['of_checkpoint']:.1f} %" if r.get("of_checkpoint") else "–"
+            lines.append(f"| {r['variant']} | {acc} | {f32} | {r['p50_ms']:.2f} | {r['speedup_vs_optimum']:.2f}x | {mb} | {of} |")
+        lines += ["", *targets(d), ""]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="quickstart,esnli")
+    ap.add_argument("--layers", default="4,3,2", help="layer counts of the distilled candidates")
+    ap.add_argument("--esnli-rows", type=int, default=2000)
+    ap.add_argument("--quickstart-run", type=Path, default=ROOT / "runs" / "quickstart")
+    ap.add_argument("--dss-dir", type=Path, default=ROOT.parent / "shared" / "datasets" / "dss")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/edgedistill-compress"))
+    args = ap.parse_args()
+    args.layers = [int(x) for x in args.layers.split(",")]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(ROOT))
+    from edgedistill.atomic import write_json, write_text
+    from edgedistill.machine import describe, machine_record
+
+    start = time.time()
+    path = RESULTS / "compress.json"
+    res = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
+    for name in args.datasets.split(","):
+        res["datasets"][name] = run_dataset(name, args)
+    res.update(command="python " + shlex.join(["benchmarks/compress.py", *sys.argv[1:]]), machine=describe(machine_record()),
+               wall_s=round(time.time() - start), date=time.strftime("%Y-%m-%d"))
+    write_json(path, res)
+    write_text(RESULTS / "compress.md", render(res))
+    print(render(res))
+
+
+if __name__ == "__main__":
+    main()
