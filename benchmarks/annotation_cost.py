@@ -13,7 +13,7 @@ Compares zero-shot (Vöge et al. 2024), zero-shot-cot (Kojima et al., two reques
                      examples (after cutting the invented continuation), zero-shot / zero-shot-cot /
                      label-only from the local-teacher transcript (tests/data/local_teacher_transcript.jsonl,
                      a 0.5B model, 4 examples per dataset and mode), re-counted with o200k; the
-                     documented estimates (edgedistill.cost.TYPICAL_COMPLETION_TOKENS) are listed beside
+                     documented estimates (edgedistill.teacher.cost.TYPICAL_COMPLETION_TOKENS) are listed beside
   zero-shot-cot      stage 2 re-sends stage 1 plus the reasoning, so its prompt tokens are counted
                      with the measured reasoning length
 
@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT))
 
 from edgedistill.edge.arith import same_number  # noqa: E402
 from edgedistill.atomic import write_json, write_text  # noqa: E402
-from edgedistill.cost import PRICES, TYPICAL_COMPLETION_TOKENS, count_tokens  # noqa: E402
-from edgedistill.dss import DATASETS, load_dss  # noqa: E402
+from edgedistill.teacher.cost import PRICES, TYPICAL_COMPLETION_TOKENS, count_tokens  # noqa: E402
+from edgedistill.teacher.dss import DATASETS, load_dss  # noqa: E402
 from edgedistill.machine import machine_record  # noqa: E402
-from edgedistill.prompts import plan  # noqa: E402
+from edgedistill.teacher.prompts import plan  # noqa: E402
 
 TRAIN = {"cqa": "train", "svamp": "train", "esnli": "valid"}
 SHOTS = {"cqa": 7, "svamp": 8, "esnli": 6}
@@ -234,7 +234,7 @@ def markdown(res: dict) -> str:
             "its reasoning is paid twice (as output, then as stage-2 input) and output tokens cost 4x input.", "",
             "Caveat: completions for zero-shot, zero-shot-cot and label-only come from a 0.5B local model that "
             "often skips the requested explanation (e-SNLI zero-shot: ~5 tokens) or reasons until max_tokens (320); "
-            "the last column prices them with edgedistill.cost.TYPICAL_COMPLETION_TOKENS instead "
+            "the last column prices them with edgedistill.teacher.cost.TYPICAL_COMPLETION_TOKENS instead "
             f"({TYPICAL_COMPLETION_TOKENS}).", ""]
     return "\n".join(out)
 

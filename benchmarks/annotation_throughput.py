@@ -11,7 +11,7 @@ the median is reported.
 
 Variants, interleaved level by level so that a change in the machine's load hits them alike:
   group commit      the cache as shipped: one writer thread commits every response that arrived
-                    during its previous commit in one fsync'd transaction (edgedistill/cache.py)
+                    during its previous commit in one fsync'd transaction (edgedistill/teacher/cache.py)
   before (per response)  the code before: each response and each log line its own fsync'd transaction,
                     run on the event loop, and the SDK's chat.completions.create (patched in this process only)
   synchronous=NORMAL  group commit without the fsync of each commit (survives kill -9, not power loss)
@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from edgedistill.annotate import AnnotateConfig, annotate  # noqa: E402
+from edgedistill.teacher.annotate import AnnotateConfig, annotate  # noqa: E402
 from edgedistill.atomic import write_json, write_text  # noqa: E402
 from edgedistill.machine import machine_record  # noqa: E402
 
@@ -73,7 +73,7 @@ class CommitClock:
     """Cache commits and the time they take: on the writer thread (group commit) or on the event loop (per response)."""
 
     def __init__(self):
-        from edgedistill.cache import _GroupWriter
+        from edgedistill.teacher.cache import _GroupWriter
 
         self.seconds, self.commits, self.writes = 0.0, 0, 0
         original = _GroupWriter._transaction
@@ -100,8 +100,8 @@ CLOCK = None
 def before_group_commits():
     """The code before group commits: Cache.store as a put and a log line, each its own fsync'd transaction in
     autocommit mode, executed on the event loop, and requests sent through the SDK's chat.completions.create."""
-    from edgedistill.cache import LOG_SQL, Cache
-    from edgedistill.client import TeacherClient
+    from edgedistill.teacher.cache import LOG_SQL, Cache
+    from edgedistill.teacher.client import TeacherClient
 
     saved = Cache.store, Cache.log, TeacherClient._send
 
@@ -133,7 +133,7 @@ def before_group_commits():
 
 @contextlib.contextmanager
 def synchronous_normal():
-    from edgedistill.cache import Cache
+    from edgedistill.teacher.cache import Cache
 
     Cache.SYNCHRONOUS = "NORMAL"
     try:

@@ -4,9 +4,9 @@
 
 Per dataset, from one uncompressed stripped student:
   - the bundle `edgedistill export` makes of it (INT8), and optimum's default INT8 recipe of the same
-    student (the peer `edgedistill bench` builds: edgedistill.bench.prepare_variants);
+    student (the peer `edgedistill bench` builds: edgedistill.measure.bench.prepare_variants);
   - `edgedistill compress` candidates: the trimmed vocabulary alone, and K-layer students distilled on
-    the trained student's probabilities (edgedistill.compress), each exported INT8 as `edgedistill export` does;
+    the trained student's probabilities (edgedistill.distill.compress), each exported INT8 as `edgedistill export` does;
   - accuracy on held-out gold data of the torch FP32 student, each bundle and each candidate's own FP32 model;
   - p50 latency at batch 1, 128 tokens, 2 threads, every variant interleaved in one run (edge.timing);
   - bundle size against the FP32 checkpoint.
@@ -58,9 +58,9 @@ def esnli_student(work: Path, rows: int, dss_dir: Path) -> tuple[Path, Path, Pat
     import random
 
     from edgedistill.atomic import write_jsonl
-    from edgedistill.dss import load_dss
-    from edgedistill.strip import strip_student
-    from edgedistill.train import TrainConfig, train
+    from edgedistill.teacher.dss import load_dss
+    from edgedistill.distill.strip import strip_student
+    from edgedistill.distill.train import TrainConfig, train
 
     work.mkdir(parents=True, exist_ok=True)
     task, anns = load_dss("esnli", "valid", dss_dir)
@@ -79,7 +79,7 @@ def esnli_student(work: Path, rows: int, dss_dir: Path) -> tuple[Path, Path, Pat
 
 def build_variants(stripped: Path, annotations: Path, layers: list[int], work: Path) -> dict[str, Path]:
     """Variant name -> model dir to export: the student, its trimmed vocabulary, and K-layer distilled students."""
-    from edgedistill.compress import distill_layers, task_texts, trim_vocabulary
+    from edgedistill.distill.compress import distill_layers, task_texts, trim_vocabulary
 
     models = {"uncompressed": stripped}
     if not (work / "trimmed").exists():
@@ -94,7 +94,7 @@ def build_variants(stripped: Path, annotations: Path, layers: list[int], work: P
 
 
 def export_all(models: dict[str, Path], annotations: Path, work: Path) -> dict[str, dict]:
-    from edgedistill.export import ExportConfig, export_bundle
+    from edgedistill.deploy.export import ExportConfig, export_bundle
 
     out = {}
     for name, model in models.items():
@@ -120,7 +120,7 @@ def accuracies(task_path: Path, test: Path, bundles: dict[str, dict]) -> None:
 
 def time_side_by_side(bundles: dict[str, dict], stripped: Path, work: Path, texts: list[str], threads: int = 2) -> dict:
     """p50 at batch 1 x 128 tokens: optimum INT8 of the uncompressed student and every bundle, interleaved."""
-    from edgedistill.bench import load_variant, prepare_variants, read_subject
+    from edgedistill.measure.bench import load_variant, prepare_variants, read_subject
     from edgedistill.edge.feeds import load_tokenizer, shape_feeds
     from edgedistill.edge.timing import summarize, time_interleaved
 
@@ -143,7 +143,7 @@ def time_side_by_side(bundles: dict[str, dict], stripped: Path, work: Path, text
 
 def run_dataset(name: str, args) -> dict:
     from edgedistill.annotations import read_annotations
-    from edgedistill.bench import _weights_bytes
+    from edgedistill.measure.bench import _weights_bytes
 
     work = args.work / name
     if name == "quickstart":

@@ -2,7 +2,7 @@
 
 For e-SNLI (train on a subsample of `valid`, test on `test`) and CQA (train / test), trains the
 MiniLM-L6 student at several training-set sizes, three seeds each, in every mode `--mode auto`
-chooses from (edgedistill.select.candidate_modes):
+chooses from (edgedistill.distill.select.candidate_modes):
   label-only         PaLM labels
   multitask          + a decoder that writes PaLM's rationale (Distilling Step-by-Step)
   rationale-teacher  + soft labels and [CLS] states of an encoder that read input + rationale (KNIFE)
@@ -50,7 +50,7 @@ COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": 
 
 def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps):
     from edgedistill.evaluate import predict_labels, score
-    from edgedistill.train import TrainConfig, train
+    from edgedistill.distill.train import TrainConfig, train
 
     from edgedistill.errors import UserError
 
@@ -86,7 +86,7 @@ def load_dataset(dataset, plan, dss_dir, work, sizes):
 
     from edgedistill.atomic import write_jsonl
     from edgedistill.data import Example
-    from edgedistill.dss import agreement, load_dss
+    from edgedistill.teacher.dss import agreement, load_dss
 
     split, n_test, *_ = plan
     task, anns = load_dss(dataset, split, dss_dir)
@@ -193,7 +193,7 @@ def merge_results(out: Path, others: list[Path]) -> None:
 
 def auto_runs(runs):
     """What `--mode auto` ships for each (dataset, size, seed) that has every candidate: select.py's rule."""
-    from edgedistill.select import best_candidate
+    from edgedistill.distill.select import best_candidate
 
     by = collections.defaultdict(dict)
     for r in runs:

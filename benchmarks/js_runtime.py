@@ -72,7 +72,7 @@ def cpu() -> dict:
 def tiny_bundle(work: Path) -> Path:
     sys.path.insert(0, str(ROOT / "tests"))
     import tiny
-    from edgedistill.export import ExportConfig, export_bundle
+    from edgedistill.deploy.export import ExportConfig, export_bundle
 
     model = tiny.tiny_classifier_dir(work / "cls")
     (model / "task.yaml").write_text('name: tickets\ntype: classification\ninput: "{text}"\nlabels: [entailment, neutral, contradiction]\n')

@@ -43,9 +43,9 @@ def main():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from edgedistill.atomic import write_jsonl
     from edgedistill.data import Example
-    from edgedistill.dss import load_dss
+    from edgedistill.teacher.dss import load_dss
     from edgedistill.evaluate import predict_labels, score
-    from edgedistill.train import TrainConfig, train
+    from edgedistill.distill.train import TrainConfig, train
 
     work = Path(tempfile.mkdtemp(prefix="recipe-"))
     task, anns = load_dss("esnli", "valid", args.dss_dir)

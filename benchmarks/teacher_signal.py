@@ -75,7 +75,7 @@ def dataset_inputs(name: str, rows: int, work: Path, dss_dir: Path) -> tuple[Pat
 
 
 def annotate_settings(name, task, data, work, args, rows: int | None) -> dict:
-    from edgedistill.annotate import AnnotateConfig, annotate
+    from edgedistill.teacher.annotate import AnnotateConfig, annotate
     from edgedistill.task import load_task
 
     spec = load_task(task)
@@ -83,7 +83,7 @@ def annotate_settings(name, task, data, work, args, rows: int | None) -> dict:
     out = work / name
     recorded = QUICKSTART / "teacher_cache.sqlite"
     if name == "quickstart" and recorded.exists():  # what the quickstart recorded is not paid again
-        from edgedistill.cache import Cache
+        from edgedistill.teacher.cache import Cache
 
         out.mkdir(parents=True, exist_ok=True)
         cache = Cache(out / "cache.sqlite")
@@ -117,7 +117,7 @@ def students(name, task, test, work, best: str, seeds: list[int]) -> dict:
     from edgedistill.data import load_examples
     from edgedistill.evaluate import predict_labels, score
     from edgedistill.task import load_task
-    from edgedistill.train import TrainConfig, train
+    from edgedistill.distill.train import TrainConfig, train
 
     spec = load_task(task)
     held = load_examples(spec, test)

@@ -23,7 +23,7 @@ def predict_labels(model_path, task, examples, batch_size: int = 32) -> list[str
         except BundleError as e:
             raise UserError(str(e)) from None
         return [p.get("label", p.get("answer")) for p in preds]
-    from .parity import torch_outputs
+    from .deploy.parity import torch_outputs
 
     family = read_meta(path).get("family") or _family(path)
     max_length = read_meta(path).get("max_length", 128)
@@ -36,7 +36,7 @@ def predict_labels(model_path, task, examples, batch_size: int = 32) -> list[str
 def _family(path: Path) -> str:
     from transformers import AutoConfig
 
-    from .onnx_export import family_of
+    from .deploy.onnx_export import family_of
 
     return family_of(AutoConfig.from_pretrained(path))
 

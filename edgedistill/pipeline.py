@@ -28,8 +28,8 @@ import yaml
 from .atomic import write_json
 from .choices import CANDIDATE_MODES, MODES, QUANTIZE, TARGETS
 from .errors import UserError
-from .prompts import MODES as PROMPT_MODES, SCORING
-from .teacher_signal import CALIBRATIONS
+from .teacher.prompts import MODES as PROMPT_MODES, SCORING
+from .teacher.teacher_signal import CALIBRATIONS
 
 STAGES = ("annotate", "train", "strip", "compress", "export", "bench", "report")
 
@@ -265,11 +265,11 @@ def exported_model(pipe: Pipeline) -> str:
 
 def stage_configs(pipe: Pipeline) -> dict[str, list]:
     """The config each stage function is called with, in order; also what `run --dry-run` prints."""
-    from .annotate import AnnotateConfig
-    from .bench import BenchSettings
-    from .compress import CompressConfig
-    from .export import ExportConfig as ExportStage
-    from .train import TrainConfig
+    from .teacher.annotate import AnnotateConfig
+    from .measure.bench import BenchSettings
+    from .distill.compress import CompressConfig
+    from .deploy.export import ExportConfig as ExportStage
+    from .distill.train import TrainConfig
 
     run, s = pipe.run, pipe.student
     base = pipe.path(s.base) if s.base and ("/" in s.base or s.base.startswith(".")) else s.base
@@ -310,7 +310,7 @@ def _run_stage(pipe: Pipeline, stage: str, configs: list, echo) -> None:
     """Call the stage's function with each of its configs and print what its CLI command prints."""
     run = pipe.run
     if stage == "annotate":
-        from .annotate import annotate
+        from .teacher.annotate import annotate
         from .commands.annotate import report_summary
 
         if pipe.teacher.cache:
@@ -318,31 +318,31 @@ def _run_stage(pipe: Pipeline, stage: str, configs: list, echo) -> None:
         report_summary(annotate(configs[0], echo=echo), configs[0].out, echo)
     elif stage == "train":
         from .commands.train import summary_lines
-        from .train import train
+        from .distill.train import train
 
         for cfg in configs:
             for line in summary_lines(train(cfg, echo=echo), cfg.out):
                 echo(line)
     elif stage == "strip":
         from .commands.strip import summary_line
-        from .strip import strip_student
+        from .distill.strip import strip_student
 
         for student, out in configs:
             echo(summary_line(strip_student(student, out)))
     elif stage == "compress":
-        from .compress import compress
+        from .distill.compress import compress
 
         for cfg in configs:
             compress(cfg, echo=echo)
     elif stage == "export":
         from .commands.export import summary_lines
-        from .export import export_bundle
+        from .deploy.export import export_bundle
 
         for line in summary_lines(export_bundle(configs[0], echo=echo), configs[0].out):
             echo(line)
     elif stage == "bench":
-        from .bench import run_bench
-        from .bench_report import summary_lines, write_outputs
+        from .measure.bench import run_bench
+        from .measure.bench_report import summary_lines, write_outputs
 
         doc = run_bench(run / "bundle", run / exported_model(pipe), pipe.path(pipe.eval_data), configs[0],
                         command=["edgedistill", "run", str(pipe.source)], echo=echo)
@@ -358,7 +358,7 @@ def _run_stage(pipe: Pipeline, stage: str, configs: list, echo) -> None:
 def _merge_recorded_cache(pipe: Pipeline) -> None:
     """Start from the recorded responses: replaying them costs nothing. Merged, not copied, so a run that
     already has a cache also gets what a newer recording holds."""
-    from .cache import Cache
+    from .teacher.cache import Cache
 
     cache = Cache(pipe.run / "cache.sqlite")
     try:

@@ -57,14 +57,14 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
                          pipe.student.compare + [pipe.student.mode] else "."), ""]
 
     if train.get("candidates"):
-        from .model_card import candidate_table
+        from .distill.model_card import candidate_table
 
         lines += ["## Student", "", f"`--mode auto` trained {len(train['candidates'])} candidates on one split and shipped "
                   f"`{train['mode']}`, the best on validation ({train['val_examples']} rows; label-only unless another "
                   "beat it):", "", *candidate_table(train["candidates"]), ""]
     compressed = _load(run / "compressed" / "compress.json") if pipe.compress is not None else None
     if compressed:
-        from .compress import pareto_lines
+        from .distill.compress import pareto_lines
 
         lines += ["## Compression", "", f"`edgedistill compress` built {len(compressed['candidates'])} candidate(s) and "
                   f"shipped `{compressed['chosen']}`" + (f", the most accurate within {compressed['budget_ms']:g} ms per "

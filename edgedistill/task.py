@@ -30,7 +30,7 @@ class TaskSpec:
     gold: str | None = None
     id: str | None = None
     instruction: str | None = None
-    # Optional overrides of the prompt wording in edgedistill/prompts.py, keyed by template name.
+    # Optional overrides of the prompt wording in edgedistill/teacher/prompts.py, keyed by template name.
     prompts: dict[str, str] = field(default_factory=dict)
     # Optional extra words the teacher may use for a label, e.g. {"entailment": ["true", "yes"]}.
     synonyms: dict[str, list[str]] = field(default_factory=dict)

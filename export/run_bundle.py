@@ -15,7 +15,7 @@ edgedistill is installed the core is imported from it, else from the bundle. It 
 the model as `edgedistill bench` times its "bundle" variant: inputs of exactly batch x seq tokens of
 real text, warm-up excluded, p50/p90/p99 over at least --min-time seconds and --min-iters calls, peak
 RSS and cold start from a fresh process. It writes the same results.json schema
-(edgedistill/bench_schema.json), so on the development machine
+(edgedistill/measure/bench_schema.json), so on the development machine
 
     edgedistill bench --merge x86/results.json device/results.json --out compare/
 

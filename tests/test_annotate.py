@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgedistill.annotate import AnnotateConfig, annotate
-from edgedistill.cache import Cache
+from edgedistill.teacher.annotate import AnnotateConfig, annotate
+from edgedistill.teacher.cache import Cache
 from edgedistill.cli import main
 from openai_stub import StubServer
 
@@ -236,7 +236,7 @@ def test_store_returns_only_once_its_group_commit_is_on_disk(tmp_path, monkeypat
     import asyncio
     import threading
 
-    from edgedistill.cache import PUT_SQL, _GroupWriter
+    from edgedistill.teacher.cache import PUT_SQL, _GroupWriter
 
     gate, sizes, original = threading.Event(), [], _GroupWriter._transaction
 
@@ -277,7 +277,7 @@ def test_store_returns_only_once_its_group_commit_is_on_disk(tmp_path, monkeypat
 # writing their keys to $MARK: the place where a kill hurts most.
 MID_BATCH_DRIVER = """
 import json, os, sys, time
-from edgedistill import cache
+from edgedistill.teacher import cache
 MARK, committed = os.environ["MARK"], []
 
 def transaction(db, statements):
@@ -457,7 +457,7 @@ def test_dry_run_prices_votes_scoring_and_rationalization(tmp_path):
 
 
 def test_key_distribution_reads_the_first_naming_position():
-    from edgedistill.teacher_signal import calibrate, key_distribution, prior, vote_shares
+    from edgedistill.teacher.teacher_signal import calibrate, key_distribution, prior, vote_shares
 
     lp = [{"token": " ", "logprob": -0.1, "top": {" ": -0.1}},
           {"token": "(B", "logprob": -0.5, "top": {"(B": math.log(0.5), "b": math.log(0.2), "A": math.log(0.3)}}]

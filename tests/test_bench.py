@@ -21,8 +21,8 @@ import pytest
 from click.testing import CliRunner
 
 import tiny
-from edgedistill.bench import OPTIMUM_RECIPE, BenchSettings, Runner, shape_feeds, summarize, time_interleaved
-from edgedistill.bench_report import SCHEMA_PATH, flat_rows, headline_shape, merge, validate
+from edgedistill.measure.bench import OPTIMUM_RECIPE, BenchSettings, Runner, shape_feeds, summarize, time_interleaved
+from edgedistill.measure.bench_report import SCHEMA_PATH, flat_rows, headline_shape, merge, validate
 from edgedistill.cli import main
 from edgedistill.errors import UserError
 
@@ -52,7 +52,7 @@ def tiny_run(tmp_path_factory):
     """A tiny stripped classifier, its bundle (via `edgedistill export`) and a gold-labelled data file whose
     gold is the torch model's own answer on the first RIGHT rows and a wrong one on the rest, so
     torch FP32's accuracy is exactly RIGHT / 24; the bundle's expected accuracy is read off its predictions."""
-    from edgedistill.parity import torch_outputs
+    from edgedistill.deploy.parity import torch_outputs
     from edgedistill.runtime import EdgeModel
     from edgedistill.task import task_from_dict
 
@@ -266,7 +266,7 @@ def mc_run(tmp_path_factory):
 
 def test_bench_multiple_choice_bundle(mc_run, tmp_path):
     """(batch, choices, seq) inputs and choice-text accuracy, for the torch baseline, the bundle and the device kit."""
-    from edgedistill.parity import torch_outputs
+    from edgedistill.deploy.parity import torch_outputs
     from edgedistill.runtime import EdgeModel
 
     rows = mc_run["rows"]
@@ -358,7 +358,7 @@ def test_run_bundle_and_bench_compare_numbers_alike(s2s_run, tmp_path, monkeypat
 
 
 def test_a_peer_that_fails_to_build_fails_the_fastest_target(tiny_run, tmp_path, monkeypatch):
-    import edgedistill.bench as bench
+    import edgedistill.measure.bench as bench
 
     def no_quantizer(*args, **kw):
         raise RuntimeError("no quantizer here")

@@ -41,7 +41,7 @@ def logits(model_dir, texts):
 
 
 def test_trimmed_vocabulary_gives_identical_logits_on_kept_inputs(wordpiece_student, tmp_path):
-    from edgedistill.compress import trim_vocabulary
+    from edgedistill.distill.compress import trim_vocabulary
 
     report = trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed")
     assert report.original == 30522 and report.kept < 3000 and report.from_inputs > 20
@@ -59,7 +59,7 @@ def test_trimmed_vocabulary_gives_identical_logits_on_kept_inputs(wordpiece_stud
 def test_a_word_the_kept_vocabulary_cannot_spell_is_unk_or_spelled_from_kept_pieces(wordpiece_student, tmp_path):
     from transformers import AutoTokenizer
 
-    from edgedistill.compress import trim_vocabulary
+    from edgedistill.distill.compress import trim_vocabulary
 
     trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed")
     tok = AutoTokenizer.from_pretrained(tmp_path / "trimmed")
@@ -71,8 +71,8 @@ def test_a_word_the_kept_vocabulary_cannot_spell_is_unk_or_spelled_from_kept_pie
 
 
 def test_trimmed_student_exports_and_the_bundle_answers_alike(wordpiece_student, tmp_path):
-    from edgedistill.compress import trim_vocabulary
-    from edgedistill.export import ExportConfig, export_bundle
+    from edgedistill.distill.compress import trim_vocabulary
+    from edgedistill.deploy.export import ExportConfig, export_bundle
     from edgedistill.runtime import EdgeModel
 
     (tmp_path / "parity.jsonl").write_text("".join(json.dumps({"id": str(i), "input": t, "label": "bug", "status": "ok"}) + "\n"
@@ -88,7 +88,7 @@ def test_trimmed_student_exports_and_the_bundle_answers_alike(wordpiece_student,
 
 
 def test_a_tokenizer_without_a_plain_vocabulary_is_refused(tmp_path):
-    from edgedistill.compress import trim_vocabulary
+    from edgedistill.distill.compress import trim_vocabulary
 
     d = tiny.tiny_classifier_dir(tmp_path / "m", labels=LABELS)
     write_meta(d, {"kind": "stripped", "family": "sequence-classification", "max_length": 32, "labels": LABELS})
@@ -101,7 +101,7 @@ def test_a_tokenizer_without_a_plain_vocabulary_is_refused(tmp_path):
 
 
 def test_the_tiny_wordlevel_tokenizer_trims_too(tmp_path):
-    from edgedistill.compress import trim_vocabulary
+    from edgedistill.distill.compress import trim_vocabulary
 
     d = tiny.tiny_classifier_dir(tmp_path / "m", labels=LABELS)
     write_meta(d, {"kind": "stripped", "family": "sequence-classification", "max_length": 32, "labels": LABELS})
@@ -128,7 +128,7 @@ def tiny_stripped(tmp_path):
 
 
 def test_layers_to_keep_spans_the_stack():
-    from edgedistill.compress import layers_to_keep
+    from edgedistill.distill.compress import layers_to_keep
 
     assert layers_to_keep(6, 3) == [0, 2, 5] and layers_to_keep(6, 2) == [0, 5] and layers_to_keep(6, 1) == [5]
     assert layers_to_keep(6, 6) == list(range(6))
@@ -137,7 +137,7 @@ def test_layers_to_keep_spans_the_stack():
 
 
 def test_choose_ships_the_most_accurate_within_the_budget():
-    from edgedistill.compress import choose
+    from edgedistill.distill.compress import choose
 
     rows = [{"name": "6", "accuracy": 0.9, "p50_ms": 4.0}, {"name": "3", "accuracy": 0.85, "p50_ms": 2.0},
             {"name": "2", "accuracy": 0.85, "p50_ms": 1.5}]
@@ -147,8 +147,8 @@ def test_choose_ships_the_most_accurate_within_the_budget():
 def test_compress_to_fewer_layers_writes_a_model_export_takes(tiny_stripped, tmp_path):
     from transformers import AutoConfig
 
-    from edgedistill.compress import CompressConfig, compress
-    from edgedistill.export import ExportConfig, export_bundle
+    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.deploy.export import ExportConfig, export_bundle
 
     model, ann = tiny_stripped
     s = compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1], epochs=2,
@@ -164,7 +164,7 @@ def test_compress_to_fewer_layers_writes_a_model_export_takes(tiny_stripped, tmp
 
 
 def test_a_budget_no_candidate_meets_fails_and_writes_nothing(tiny_stripped, tmp_path):
-    from edgedistill.compress import CompressConfig, compress
+    from edgedistill.distill.compress import CompressConfig, compress
 
     model, ann = tiny_stripped
     printed = []
@@ -176,7 +176,7 @@ def test_a_budget_no_candidate_meets_fails_and_writes_nothing(tiny_stripped, tmp
 
 
 def test_several_layer_counts_need_a_budget(tiny_stripped, tmp_path):
-    from edgedistill.compress import CompressConfig, compress
+    from edgedistill.distill.compress import CompressConfig, compress
 
     model, ann = tiny_stripped
     with pytest.raises(UserError, match="several candidates need --latency-budget"):

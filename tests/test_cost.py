@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgedistill.cost import PRICES, TYPICAL_COMPLETION_TOKENS, cost_usd, count_tokens, estimate, price_for
+from edgedistill.teacher.cost import PRICES, TYPICAL_COMPLETION_TOKENS, cost_usd, count_tokens, estimate, price_for
 from edgedistill.task import task_from_dict
 
 
@@ -62,7 +62,7 @@ def test_estimate_ranks_the_modes_by_prompt_tokens():
     assert est["zero-shot-cot"]["requests"] == 2 * len(EXAMPLES) and est["zero-shot"]["requests"] == len(EXAMPLES)
     assert est["label-only"]["completion_tokens"] == TYPICAL_COMPLETION_TOKENS["label-only"] * len(EXAMPLES)
     # prompt tokens are exact: label-only over these examples is the sum of the real prompts
-    from edgedistill.prompts import plan
+    from edgedistill.teacher.prompts import plan
 
     exact = sum(count_tokens(plan(NLI, "label-only").messages(e)) for e in EXAMPLES)
     assert est["label-only"]["prompt_tokens"] == exact

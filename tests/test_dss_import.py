@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgedistill.cli import main
-from edgedistill.dss import agreement, load_dss, split_output
+from edgedistill.teacher.dss import agreement, load_dss, split_output
 
 # Measured on the full splits (see the closing note of issue 4); the bounds sit a little below.
 EXPECTED = {("cqa", "test"): 0.79, ("svamp", "test"): 0.79, ("esnli", "test"): 0.72}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgedistill.bench_report import failed_peers, place_labels, targets
+from edgedistill.measure.bench_report import failed_peers, place_labels, targets
 from edgedistill.edge import machine
 from edgedistill.edge.answers import accuracy, gold_of, normalize_gold
 from edgedistill.edge.families import answers_match
@@ -76,8 +76,8 @@ def avx_vnni_cpu(monkeypatch):
 def test_avx_vnni_cpu_gets_one_preset_for_bundle_optimum_peer_and_record(avx_vnni_cpu):
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    from edgedistill.bench import optimum_recipe
-    from edgedistill.quantize import PRESETS, detect_preset
+    from edgedistill.measure.bench import optimum_recipe
+    from edgedistill.deploy.quantize import PRESETS, detect_preset
 
     target, bundle_preset, isa = detect_preset("auto")
     assert (target, bundle_preset) == ("x86", "avx_vnni") and isa["avx_vnni"] and not isa["avx512f"]

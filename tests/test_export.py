@@ -14,8 +14,8 @@ from click.testing import CliRunner
 import tiny
 from edgedistill.cli import main
 from edgedistill.errors import UserError
-from edgedistill.export import ExportConfig, export_bundle
-from edgedistill.parity import torch_outputs
+from edgedistill.deploy.export import ExportConfig, export_bundle
+from edgedistill.deploy.parity import torch_outputs
 from edgedistill.runtime import BundleError, EdgeModel
 
 WORDS = "the dog is happy a cat sat on my house man woman running park red blue big small because so".split()
@@ -37,7 +37,7 @@ def models(tmp_path_factory):
     t5 = tiny.tiny_t5_dir(d / "t5")
     (t5 / "task.yaml").write_text('name: math\ntype: numeric\ninput: "{question}"\n')
     # bert2bert: the seq2seq student edgedistill builds from an encoder-only base (EncoderDecoderModel)
-    from edgedistill.student import build_label_model
+    from edgedistill.distill.student import build_label_model
 
     b2b = build_label_model(tiny.tiny_encoder_dir(d / "enc"), "seq2seq", None, decoder_layers=1)
     b2b.eval().save_pretrained(d / "b2b")
@@ -128,7 +128,7 @@ def test_broken_export_fails_parity_and_leaves_no_bundle(models, tmp_path):
 
 
 def test_cli_exit_code_on_parity_failure(models, tmp_path, monkeypatch):
-    import edgedistill.export as ex
+    import edgedistill.deploy.export as ex
 
     original = ex.ExportConfig
     monkeypatch.setattr("edgedistill.commands.export.ExportConfig", lambda **kw: original(**kw, tamper=_corrupt))
@@ -219,8 +219,8 @@ def test_int8_embeddings_that_break_parity_are_retried_in_fp32(models, tmp_path,
     # parity check: any comparison of a graph with INT8 embeddings reports 50 % agreement.
     import dataclasses
 
-    import edgedistill.export as export_mod
-    from edgedistill.quantize import MATMUL_OPS, quantize
+    import edgedistill.deploy.export as export_mod
+    from edgedistill.deploy.quantize import MATMUL_OPS, quantize
 
     plans, real_compare = [], export_mod.compare
 
@@ -297,7 +297,7 @@ def test_zipped_bundle_leaves_no_temporary_directory(cls_bundle, tmp_path, monke
     import gc
     import tempfile
 
-    from edgedistill.bundle import zip_bundle
+    from edgedistill.deploy.bundle import zip_bundle
 
     z = zip_bundle(_copy(cls_bundle, tmp_path))
     scratch = tmp_path / "tmp"
@@ -324,7 +324,7 @@ def test_zipped_bundle_leaves_no_temporary_directory(cls_bundle, tmp_path, monke
 
 
 def test_failed_ort_conversion_is_a_recorded_warning(models, tmp_path, monkeypatch):
-    import edgedistill.bundle as bundle_mod
+    import edgedistill.deploy.bundle as bundle_mod
 
     monkeypatch.setattr(bundle_mod, "ORT_CONVERTER", "edgedistill_no_such_converter")
     said = []

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import tiny
-from edgedistill.export import ExportConfig, export_bundle
+from edgedistill.deploy.export import ExportConfig, export_bundle
 from edgedistill.runtime import EdgeModel
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 import pytest
 
 from edgedistill.edge.arith import same_number
-from edgedistill.cost import count_tokens
-from edgedistill.dss import load_dss, task_for
-from edgedistill.parsing import clean_rationale, parse_answer, parse_choice, parse_label, parse_number
-from edgedistill.prompts import plan
+from edgedistill.teacher.cost import count_tokens
+from edgedistill.teacher.dss import load_dss, task_for
+from edgedistill.teacher.parsing import clean_rationale, parse_answer, parse_choice, parse_label, parse_number
+from edgedistill.teacher.prompts import plan
 from edgedistill.task import task_from_dict
 
 TRANSCRIPT = Path(__file__).parent / "data" / "local_teacher_transcript.jsonl"
@@ -131,7 +131,7 @@ def test_palm_outputs_parse(dss_dir, dataset):
 @pytest.mark.parametrize("dataset, split, low_rate, low_agreement", [
     ("cqa", "train", 0.96, 0.76), ("svamp", "train", 0.96, 0.75), ("esnli", "valid", 0.99, 0.72)])
 def test_palm_training_pools_agree_with_gold(dss_dir, dataset, split, low_rate, low_agreement):
-    from edgedistill.dss import agreement
+    from edgedistill.teacher.dss import agreement
 
     task, rows = load_dss(dataset, split, dss_dir)
     assert sum(r.status == "ok" for r in rows) / len(rows) >= low_rate

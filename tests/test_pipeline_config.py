@@ -71,7 +71,7 @@ def test_base_is_not_a_yaml_key_but_student_base_is(folder):
 
 def test_pipeline_modes_are_the_trainers():
     from edgedistill import choices
-    from edgedistill.train import MODES
+    from edgedistill.distill.train import MODES
 
     assert choices.MODES == MODES
 
@@ -81,13 +81,13 @@ def test_every_pipeline_key_is_a_field_of_its_stage_config_with_the_same_default
     means the same in pipeline.yaml and on the command line."""
     import dataclasses
 
-    from edgedistill.annotate import AnnotateConfig
-    from edgedistill.bench import BenchSettings
-    from edgedistill.compress import CompressConfig
-    from edgedistill.export import ExportConfig
+    from edgedistill.teacher.annotate import AnnotateConfig
+    from edgedistill.measure.bench import BenchSettings
+    from edgedistill.distill.compress import CompressConfig
+    from edgedistill.deploy.export import ExportConfig
     from edgedistill.pipeline import (PIPELINE_ONLY, BenchConfig, CompressSection, ExportConfig as ExportSection, StudentConfig,
                                       TeacherConfig)
-    from edgedistill.train import TrainConfig
+    from edgedistill.distill.train import TrainConfig
 
     def defaults(cls):
         return {f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from edgedistill.errors import UserError
-from edgedistill.prompts import MODES, SYSTEM, load_exemplars, plan
+from edgedistill.teacher.prompts import MODES, SYSTEM, load_exemplars, plan
 from edgedistill.task import task_from_dict
 
 NLI = {"name": "nli", "type": "classification", "input": "Premise: {premise}\nHypothesis: {hypothesis}",
@@ -172,7 +172,7 @@ def test_missing_exemplar_file(tmp_path):
 
 
 def test_score_orders_rotate_then_rotate_the_reversed_order():
-    from edgedistill.prompts import option_keys
+    from edgedistill.teacher.prompts import option_keys
     from edgedistill.task import task_from_dict
 
     task = task_from_dict({"name": "t", "type": "classification", "input": "{text}", "labels": ["x", "y", "z"]})

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgedistill.client import token_logprobs
-from edgedistill.prompts import option_keys, plan
-from edgedistill.teacher_signal import SCORE_PARAMS, key_distribution
+from edgedistill.teacher.client import token_logprobs
+from edgedistill.teacher.prompts import option_keys, plan
+from edgedistill.teacher.teacher_signal import SCORE_PARAMS, key_distribution
 
 TRANSCRIPT = Path(__file__).parent / "data" / "local_teacher_logprobs.jsonl"
 TASKS = {

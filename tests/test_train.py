@@ -13,10 +13,10 @@ from edgedistill.cli import main
 from edgedistill.data import load_examples
 from edgedistill.errors import UserError
 from edgedistill.evaluate import evaluate_model
-from edgedistill.student import RationaleStudent, build_label_model, build_rationale_decoder
-from edgedistill.strip import strip_student
+from edgedistill.distill.student import RationaleStudent, build_label_model, build_rationale_decoder
+from edgedistill.distill.strip import strip_student
 from edgedistill.task import load_task
-from edgedistill.train import TrainConfig, train
+from edgedistill.distill.train import TrainConfig, train
 
 LABELS = ["entailment", "neutral", "contradiction"]
 WORDS = "the dog is happy a cat sat on my house man woman running park red blue big small".split()
@@ -117,7 +117,7 @@ def test_alpha_one_ignores_rationales(setup):
 
 
 def test_rationale_warmup_keeps_the_rationale_loss_off_the_encoder(setup):
-    from edgedistill.train import _rationale_warmup
+    from edgedistill.distill.train import _rationale_warmup
 
     def encoder_grad(m):
         m.zero_grad()
@@ -315,7 +315,7 @@ def test_seq2seq_selection_breaks_exact_match_ties_by_tokens():
     """All-zero exact match must not hand the best checkpoint to epoch 1."""
     from types import SimpleNamespace
 
-    from edgedistill.train import _metrics
+    from edgedistill.distill.train import _metrics
 
     labels = np.array([[5, 6, 7], [5, 8, -100]])
     worse = _metrics("seq2seq")(SimpleNamespace(predictions=np.array([[1, 1, 1], [1, 1, 1]]), label_ids=labels))
@@ -367,7 +367,7 @@ def test_distill_loss_is_zero_at_the_teacher_and_grows_away_from_it(setup):
 
 
 def test_rationale_dropout_serves_the_alternative_at_its_rate():
-    from edgedistill.train_data import Features
+    from edgedistill.distill.train_data import Features
 
     random.seed(0)
     ds = Features([{"v": 0}] * 2, [{"v": 1}, None], 0.3)
@@ -377,7 +377,7 @@ def test_rationale_dropout_serves_the_alternative_at_its_rate():
 
 
 def test_head_gets_its_own_learning_rate_and_layers_decay(setup):
-    from edgedistill.train import param_groups
+    from edgedistill.distill.train import param_groups
 
     m = _student(setup, 0.5)
     groups = param_groups(m, 1e-4, 1e-2, 0.5, 0.01)
@@ -415,8 +415,8 @@ def test_auto_trains_every_mode_and_records_them(setup, tmp_path):
 ])
 def test_auto_never_ships_worse_than_label_only_on_validation(setup, tmp_path, monkeypatch, accs, shipped):
     """Ties keep label-only; a failed candidate is recorded, not shipped."""
-    import edgedistill.select as select
-    from edgedistill.train import fit
+    import edgedistill.distill.select as select
+    from edgedistill.distill.train import fit
 
     real = {}
 
@@ -453,7 +453,7 @@ def test_seq2seq_students_refuse_input_changing_modes(setup, tmp_path):
     with pytest.raises(UserError, match="--mode rationale-teacher: needs a classification or multiple-choice student"):
         train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / "t5"), mode="rationale-teacher", epochs=1), echo=lambda *_: None)
-    from edgedistill.select import candidate_modes
+    from edgedistill.distill.select import candidate_modes
     assert candidate_modes(TrainConfig(task="", annotations="", out=""), "seq2seq", 5) == ["label-only", "multitask"]
     with pytest.raises(UserError, match="--head-lr / --layer-decay: only for classification and multiple-choice"):
         train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
@@ -463,7 +463,7 @@ def test_seq2seq_students_refuse_input_changing_modes(setup, tmp_path):
 
 
 def test_floor_rule():
-    from edgedistill.train import _at_floor
+    from edgedistill.distill.train import _at_floor
 
     ev = {"eval_accuracy": 0.40, "eval_floor": 0.40, "eval_rows": 100, "eval_one_label": 0.5}
     assert _at_floor(ev, "sequence-classification")
@@ -477,7 +477,7 @@ def test_floor_rule():
 
 
 def test_a_run_at_the_floor_is_retried_then_refused(setup, tmp_path, monkeypatch):
-    import edgedistill.train as tr
+    import edgedistill.distill.train as tr
 
     real, calls = tr.fit_mode, []
 
@@ -499,7 +499,7 @@ def test_a_run_at_the_floor_is_retried_then_refused(setup, tmp_path, monkeypatch
 # ---------------------------------------------------------------- the teacher's label distribution (label_probs)
 
 def test_label_probs_are_read_in_label_order_and_checked():
-    from edgedistill.train_data import label_probs
+    from edgedistill.distill.train_data import label_probs
 
     assert label_probs({"neutral": 0.25, "entailment": 0.75}, LABELS, "a:1") == [0.75, 0.25, 0.0]
     with pytest.raises(UserError, match=r"a:3: label_probs: 'maybe' is not one of"):

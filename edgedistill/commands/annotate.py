@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from ..annotate import AnnotateConfig, annotate as run_annotate
-from ..prompts import MODES, SCORING
-from ..teacher_signal import CALIBRATIONS
+from ..teacher.annotate import AnnotateConfig, annotate as run_annotate
+from ..teacher.prompts import MODES, SCORING
+from ..teacher.teacher_signal import CALIBRATIONS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

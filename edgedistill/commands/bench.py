@@ -26,7 +26,7 @@ class _RecordsArgs(click.Command):
     only that command when run from a shell (not under `edgedistill run` or a test runner)."""
 
     def parse_args(self, ctx, args):
-        ctx.meta["edgedistill.bench.args"] = list(args)
+        ctx.meta["edgedistill.measure.bench.args"] = list(args)
         return super().parse_args(ctx, args)
 
 
@@ -71,12 +71,12 @@ def bench(bundle, torch_dir, data, limit, batch_sizes, seq_lens, threads, min_ti
       edgedistill bench RUN/bundle --threads 1,2 --batch-sizes 1 --seq-lens 128 --out /tmp/b
       edgedistill bench --merge x86/results.json arm64/results.json --out compare/
 
-    Writes OUT/results.json (schema: edgedistill/bench_schema.json), OUT/report.md, OUT/latency.png
+    Writes OUT/results.json (schema: edgedistill/measure/bench_schema.json), OUT/report.md, OUT/latency.png
     and OUT/tradeoff.png. export/run_bundle.py writes the same results.json on a device without torch.
     """
-    from ..bench_report import load_results, merge, summary_lines, write_outputs
+    from ..measure.bench_report import load_results, merge, summary_lines, write_outputs
 
-    argv = ["edgedistill", "bench", *click.get_current_context().meta["edgedistill.bench.args"]]
+    argv = ["edgedistill", "bench", *click.get_current_context().meta["edgedistill.measure.bench.args"]]
     if merge_files or (bundle and bundle.endswith(".json")):
         files = list(merge_files) + ([bundle] if bundle else []) + list(more)
         if len(files) < 1:
@@ -87,7 +87,7 @@ def bench(bundle, torch_dir, data, limit, batch_sizes, seq_lens, threads, min_ti
             raise UserError("give a BUNDLE directory to measure, or --merge A.json B.json to combine results")
         if more:
             raise UserError(f"unexpected arguments {list(more)}; only --merge takes several files")
-        from ..bench import VARIANTS, BenchSettings, run_bench
+        from ..measure.bench import VARIANTS, BenchSettings, run_bench
 
         names = list(VARIANTS) if not variants else [v.strip() for v in variants.split(",") if v.strip()]
         settings = BenchSettings(batch_sizes=batch_sizes, seq_lens=seq_lens, threads=threads, min_time=min_time,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..compress import CompressConfig, compress as run_compress
+from ..distill.compress import CompressConfig, compress as run_compress
 
 
 def _layers(ctx, param, value):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..choices import QUANTIZE, TARGETS
-from ..export import ExportConfig, export_bundle
+from ..deploy.export import ExportConfig, export_bundle
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..atomic import write_json, write_jsonl
-from ..dss import DATASETS, agreement, load_dss
+from ..teacher.dss import DATASETS, agreement, load_dss
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

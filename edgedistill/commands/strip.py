@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..strip import strip_student
+from ..distill.strip import strip_student
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..choices import MODES, RATIONALE_DECODERS
-from ..train import TrainConfig, train as run_train
+from ..distill.train import TrainConfig, train as run_train
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -79,7 +79,7 @@ def summary_lines(s: dict | None, out) -> list[str]:
         return []
     lines = [""]
     if s.get("candidates"):
-        from ..model_card import candidate_table
+        from ..distill.model_card import candidate_table
 
         lines += candidate_table(s["candidates"]) + [""]
     rows = [("student", out), ("family", s["family"]), ("mode", s["mode"] + (f" (alpha {s['alpha']})" if s["mode"] in ("multitask", "rationale-teacher") else "")),

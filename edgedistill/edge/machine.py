@@ -59,7 +59,7 @@ def _is_arm() -> bool:
 def isa_preset(isa: dict) -> str:
     """The INT8 preset this CPU calls for: avx512_vnni, avx_vnni, avx512, avx2 or arm64.
 
-    The one rule: the bundle's quantization (edgedistill/quantize.py), the optimum peer in bench and
+    The one rule: the bundle's quantization (edgedistill/deploy/quantize.py), the optimum peer in bench and
     every results.json's `quantization_preset` all read it, so they never disagree."""
     if _is_arm():
         return "arm64"

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from edgedistill.atomic import write_jsonl  # noqa: E402
 from edgedistill.data import load_examples  # noqa: E402
-from edgedistill.dss import load_dss  # noqa: E402
-from edgedistill.prompts import plan  # noqa: E402
+from edgedistill.teacher.dss import load_dss  # noqa: E402
+from edgedistill.teacher.prompts import plan  # noqa: E402
 from edgedistill.task import load_task  # noqa: E402
-from edgedistill.teacher_signal import SCORE_PARAMS  # noqa: E402
+from edgedistill.teacher.teacher_signal import SCORE_PARAMS  # noqa: E402
 
 
 def main():

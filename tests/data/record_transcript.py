@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from edgedistill.atomic import write_jsonl  # noqa: E402
-from edgedistill.dss import load_dss  # noqa: E402
-from edgedistill.prompts import plan  # noqa: E402
+from edgedistill.teacher.dss import load_dss  # noqa: E402
+from edgedistill.teacher.prompts import plan  # noqa: E402
 
 MODES = ("zero-shot", "zero-shot-cot", "label-only")
 DATASETS = ("esnli", "cqa", "svamp")

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from .edge.arith import to_number
-from .task import CHOICE_LETTERS, TaskSpec
+from ..edge.arith import to_number
+from ..task import CHOICE_LETTERS, TaskSpec
 
 MIN_RATIONALE_WORDS = 5  # shorter "explanations" ("It is.", "See above.") teach the student nothing
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 SCHEMA_PATH = Path(__file__).with_name("bench_schema.json")
 ORDER = ("torch-fp32", "torch-int8", "ort-fp32", "optimum-int8", "bundle")
@@ -226,7 +226,7 @@ def _pct(x):
 
 
 def render_markdown(doc: dict, title: str | None = None) -> str:
-    from .machine import describe
+    from ..machine import describe
 
     runs = runs_of(doc)
     rows = flat_rows(doc)
@@ -488,7 +488,7 @@ def _save(fig, path) -> None:
 
 def write_outputs(doc: dict, out, title: str | None = None) -> dict:
     """results.json, report.md, latency.png, tradeoff.png into `out`; returns {name: path}."""
-    from .atomic import write_json, write_text
+    from ..atomic import write_json, write_text
 
     validate(doc, Path(out) / "results.json")
     out = Path(out)

@@ -28,17 +28,17 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .annotations import Annotation
-from .edge.arith import same_number
-from .edge.families import answers_match
-from .atomic import write_json, write_jsonl
+from ..annotations import Annotation
+from ..edge.arith import same_number
+from ..edge.families import answers_match
+from ..atomic import write_json, write_jsonl
 from .cache import Cache
 from .client import ClientConfig, TeacherClient, TeacherError
 from .cost import count_tokens, cost_usd, estimate, estimate_extras, price_for
-from .data import MAX_FIELD_CHARS, Example, load_examples
-from .errors import UserError
+from ..data import MAX_FIELD_CHARS, Example, load_examples
+from ..errors import UserError
 from .prompts import MODES, SCORING, load_exemplars, option_keys, plan
-from .task import load_task
+from ..task import load_task
 from .teacher_signal import (CALIBRATIONS, CONTENT_FREE_INPUTS, SCORE_PARAMS, argmax, calibrate, combine, key_distribution,
                              prior, smoothed, vote_shares)
 

@@ -1,6 +1,6 @@
 """PyTorch -> ONNX with optimum's exporter, then onnxruntime's transformer graph fusions.
 
-Fusion first, quantization after (edgedistill/quantize.py): fused Attention / SkipLayerNorm /
+Fusion first, quantization after (edgedistill/deploy/quantize.py): fused Attention / SkipLayerNorm /
 BiasGelu nodes quantize into QAttention and integer MatMuls, which is where INT8 speed comes from.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .edge.families import FAMILIES
+from ..edge.families import FAMILIES
 
 # onnxruntime.transformers.optimizer knows these encoder graphs; others keep ORT's generic optimizations.
 FUSION_MODEL_TYPE = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
@@ -47,7 +47,7 @@ def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None =
 
 def has_past(config) -> bool:
     """Whether optimum can export this seq2seq model's decoder with past keys/values."""
-    from .student import DECODER_CAPABLE
+    from ..distill.student import DECODER_CAPABLE
 
     return not (config.model_type == "encoder-decoder" and config.decoder.model_type in DECODER_CAPABLE)
 

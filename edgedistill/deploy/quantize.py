@@ -55,7 +55,7 @@ class QuantPlan:
 def detect_preset(target: str) -> tuple[str, str, dict]:
     """(target, preset, isa flags) for --target auto|x86|arm64 on this machine: edge.machine.cpu_preset,
     the rule bench's optimum peer and every results.json's machine record use too."""
-    from .edge.machine import cpu_preset
+    from ..edge.machine import cpu_preset
 
     return cpu_preset(target)
 

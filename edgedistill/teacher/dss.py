@@ -12,14 +12,14 @@ import json
 import re
 from pathlib import Path
 
-from .annotations import Annotation
-from .edge.families import answers_match
-from .data import load_examples
-from .errors import UserError
+from ..annotations import Annotation
+from ..edge.families import answers_match
+from ..data import load_examples
+from ..errors import UserError
 from .parsing import clean_rationale, parse_answer
-from .task import TaskSpec, load_task
+from ..task import TaskSpec, load_task
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "dss"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "dss"
 DATASETS = {
     # name: (batch size of the llm/*_CoT_<k>.json files, where the noise starts)
     "cqa": (1000, r"\n\s*\nQ:"),
@@ -38,7 +38,7 @@ def default_dss_dir() -> Path:
 
 
 def task_for(dataset: str) -> TaskSpec:
-    from .task import task_from_dict
+    from ..task import task_from_dict
     import yaml
 
     path = EXAMPLES / f"{dataset}.yaml"

@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import build_dir, write_json, write_text
-from .errors import UserError
+from ..atomic import build_dir, write_json, write_text
+from ..errors import UserError
 from .model_card import _teacher, model_card
-from .model_dir import write_meta
-from .choices import ENCODER_ONLY_MODES, MODES, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
-from .task import TaskSpec, load_task
+from ..model_dir import write_meta
+from ..choices import ENCODER_ONLY_MODES, MODES, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
+from ..task import TaskSpec, load_task
 from .train_data import Features, Row, encode_rows, make_collator, training_rows, with_rationale_input
 
 # The recipe for encoder students, measured on e-SNLI (1,000 PaLM-labelled rows, 3 epochs, seeds
@@ -195,7 +195,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if cfg.max_train:
         rows = rows[: cfg.max_train]
     if cfg.eval_data:
-        from .data import load_examples
+        from ..data import load_examples
 
         val_rows = [Row(e.input, e.gold, None, e.choices) for e in load_examples(task, cfg.eval_data, require_gold=True)]
         train_rows = rows

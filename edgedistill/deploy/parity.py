@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .edge.arith import tidy
+from ..edge.arith import tidy
 
 
 @dataclass
@@ -31,7 +31,7 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
     import torch
     from transformers import AutoTokenizer
 
-    from .edge.families import auto_model_class
+    from ..edge.families import auto_model_class
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = auto_model_class(family).from_pretrained(model_dir).eval()

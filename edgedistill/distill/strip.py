@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .atomic import build_dir
-from .errors import UserError
-from .model_dir import read_meta, write_meta
+from ..atomic import build_dir
+from ..errors import UserError
+from ..model_dir import read_meta, write_meta
 
 # Everything at the top of a student dir except what only training needs.
 TRAINING_ONLY = {"rationale_decoder", "train.json", "README.md", "edgedistill.json"}

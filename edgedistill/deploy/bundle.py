@@ -15,11 +15,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import __version__
-from .atomic import write_json, write_text
-from .edge.runtime import FORMAT_VERSION, sha256_file
+from .. import __version__
+from ..atomic import write_json, write_text
+from ..edge.runtime import FORMAT_VERSION, sha256_file
 
-CORE = Path(__file__).with_name("edge")  # the torch-free core every bundle carries
+CORE = Path(__file__).resolve().parents[1] / "edge"  # the torch-free core every bundle carries
 ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
 
 
@@ -79,7 +79,7 @@ def copy_core(bundle: Path) -> list[str]:
     for p in sorted(CORE.glob("*.py")):
         shutil.copyfile(p, bundle / "edge" / p.name)
         written.append(f"edge/{p.name}")
-    shutil.copyfile(Path(__file__).with_name("runtime.py"), bundle / "edge_runtime.py")
+    shutil.copyfile(Path(__file__).resolve().parents[1] / "runtime.py", bundle / "edge_runtime.py")
     return written + ["edge_runtime.py"]
 
 

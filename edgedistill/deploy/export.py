@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from . import bundle as bundle_mod
-from .atomic import build_dir
-from .edge.families import FAMILIES
-from .errors import UserError
+from ..atomic import build_dir
+from ..edge.families import FAMILIES
+from ..errors import UserError
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
 from .quantize import MATMUL_OPS, detect_preset, plan_for, quantize
-from .edge.runtime import BundleError, EdgeModel
+from ..edge.runtime import BundleError, EdgeModel
 
 FP32_TOLERANCE = 1e-3
 
@@ -236,7 +236,7 @@ def _stripped(src: Path, work: Path) -> tuple[Path, dict]:
     """The plain transformers dir to export, stripping a student on the fly."""
     meta = json.loads((src / "edgedistill.json").read_text()) if (src / "edgedistill.json").exists() else {}
     if meta.get("kind") == "student":
-        from .strip import strip_student
+        from ..distill.strip import strip_student
 
         stripped = work / "stripped"
         strip_student(src, stripped)
@@ -248,7 +248,7 @@ def _stripped(src: Path, work: Path) -> tuple[Path, dict]:
 
 
 def _task_dict(model_dir: Path, config, family: str) -> dict:
-    from .task import load_task
+    from ..task import load_task
 
     if (model_dir / "task.yaml").exists():
         return load_task(model_dir / "task.yaml").to_dict()
@@ -262,9 +262,9 @@ def _task_dict(model_dir: Path, config, family: str) -> dict:
 
 def _parity_items(cfg, src: Path, model_dir: Path, meta: dict, task: dict, family: str) -> list[dict]:
     """Inputs for parity: --parity-data, else the annotations the student was trained on."""
-    from .annotations import read_annotations
-    from .data import load_examples
-    from .task import task_from_dict
+    from ..annotations import read_annotations
+    from ..data import load_examples
+    from ..task import task_from_dict
 
     path = Path(cfg.parity_data) if cfg.parity_data else _training_annotations(src, model_dir, meta)
     if path is None:
@@ -307,8 +307,8 @@ def _stage(dest: Path, files: dict[str, Path], tok_dir: Path, manifest: dict, qu
 
 
 def _calibration_feeds(cfg, model: EdgeModel, task: dict) -> list[dict]:
-    from .data import load_examples
-    from .task import task_from_dict
+    from ..data import load_examples
+    from ..task import task_from_dict
 
     spec = task_from_dict({k: v for k, v in task.items() if k != "gold"}, source=cfg.calibration_data)
     exs = load_examples(spec, cfg.calibration_data)[:200]

@@ -22,9 +22,9 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError, at
+from ..errors import UserError, at
 from .parsing import answer_segment, clean_rationale, parse_answer
-from .task import CHOICE_LETTERS, TaskSpec
+from ..task import CHOICE_LETTERS, TaskSpec
 
 MODES = ("zero-shot", "zero-shot-cot", "few-shot-cot", "label-only")
 
@@ -251,7 +251,7 @@ def plan(task: TaskSpec, mode: str, exemplars: list[dict] | None = None) -> Prom
 
 def load_exemplars(path, task: TaskSpec) -> list[dict]:
     """Few-shot exemplars: JSONL rows with the task's input fields (or `input`), `answer`, `rationale`."""
-    from .data import normalize_gold
+    from ..data import normalize_gold
 
     path = Path(path)
     if not path.exists():

@@ -14,7 +14,7 @@ How it measures, and why:
 - Variants are interleaved: per shape, each gets a time slice in turn, round after round, until each
   has run --min-time seconds and --min-iters calls, so a noisy neighbour hits all of them alike.
   Warm-up calls are not counted.
-- Memory and cold start come from a fresh process per variant (`python -m edgedistill.bench --child`):
+- Memory and cold start come from a fresh process per variant (`python -m edgedistill.measure.bench --child`):
   spawn -> imports -> load -> first prediction from text is the cold start, and the process's peak RSS
   after it also ran the largest shape is the memory figure.
 - Accuracy is each variant's own predictions on --data against the task's gold field.
@@ -38,13 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .edge.answers import accuracy
-from .edge.families import FAMILIES
-from .edge.feeds import encode, encode_examples, fit, load_tokenizer, shape_feeds, synthetic_texts  # noqa: F401
-from .edge.process import child_entry, child_measure, fresh_for_threads
-from .edge.process import fresh_process as spawn_child
-from .edge.timing import PAUSE_S, summarize, time_interleaved  # noqa: F401
-from .errors import UserError
+from ..edge.answers import accuracy
+from ..edge.families import FAMILIES
+from ..edge.feeds import encode, encode_examples, fit, load_tokenizer, shape_feeds, synthetic_texts  # noqa: F401
+from ..edge.process import child_entry, child_measure, fresh_for_threads
+from ..edge.process import fresh_process as spawn_child
+from ..edge.timing import PAUSE_S, summarize, time_interleaved  # noqa: F401
+from ..errors import UserError
 
 VARIANTS = {
     "torch-fp32": "PyTorch FP32 eager: the stripped student as transformers loads it",
@@ -237,7 +237,7 @@ def load_variant(name: str, paths: dict, threads: int) -> Runner:
 
 
 def _torch_model(path, family: str):
-    from .edge.families import auto_model_class
+    from ..edge.families import auto_model_class
 
     return auto_model_class(family).from_pretrained(str(path)).eval()
 
@@ -276,7 +276,7 @@ class Subject:
 
 
 def read_subject(bundle, torch_dir=None) -> Subject:
-    from .edge.runtime import BundleError, read_manifest
+    from ..edge.runtime import BundleError, read_manifest
 
     bundle = Path(bundle)
     mpath = bundle / "manifest.json"
@@ -291,7 +291,7 @@ def read_subject(bundle, torch_dir=None) -> Subject:
     if isinstance(manifest.get("task"), dict):
         from dataclasses import fields
 
-        from .task import TaskSpec, task_from_dict
+        from ..task import TaskSpec, task_from_dict
 
         known = {f.name for f in fields(TaskSpec)} - {"source"}
         task = task_from_dict({k: v for k, v in manifest["task"].items() if k in known}, source=f"{mpath}: task")
@@ -383,7 +383,7 @@ def _ort_fp32(subject: Subject, onnx_dir: Path) -> Path:
 def optimum_recipe(isa: dict | None = None) -> tuple[str, str]:
     """(preset, AutoQuantizationConfig method) for this CPU: the preset `edgedistill export` quantizes the
     bundle for here (edge.machine.cpu_preset), so the optimum peer is tuned for the same kernels."""
-    from .edge.machine import cpu_preset
+    from ..edge.machine import cpu_preset
 
     _, preset, _ = cpu_preset("auto", isa)
     return preset, OPTIMUM_RECIPE[preset]
@@ -415,7 +415,7 @@ def _example_to_json(e) -> dict:
 
 def child_main(spec: dict) -> dict:
     """Runs in the fresh process: load, first prediction, then the largest shape; report the clock and memory."""
-    from .data import Example
+    from ..data import Example
 
     example = Example(**spec["example"])
 
@@ -434,7 +434,7 @@ def fresh_process(variant: str, paths: dict, threads: int, example, texts, choic
     spec = {"variant": variant, "paths": paths, "threads": threads, "example": _example_to_json(example),
             "texts": texts[:64], "choices": choices[:8] if choices else None, "shape": list(shape)}
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    return spawn_child([sys.executable, "-m", "edgedistill.bench"], spec, threads, shape, env=env)
+    return spawn_child([sys.executable, "-m", "edgedistill.measure.bench"], spec, threads, shape, env=env)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,7 +453,7 @@ class Inputs:
 def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None = None, command=None,
               echo=print, progress: bool = True) -> dict:
     """Measure every variant; returns the results document (see bench_schema.json)."""
-    from .edge.machine import LoadMeter, machine_record
+    from ..edge.machine import LoadMeter, machine_record
 
     s = settings or BenchSettings()
     _check_settings(s)
@@ -502,7 +502,7 @@ def _check_settings(s: BenchSettings) -> None:
 def _read_inputs(subject: Subject, data, s: BenchSettings, tok) -> Inputs:
     examples, data_info = [], {"path": None, "examples": 0, "with_gold": 0, "inputs": "synthetic"}
     if data is not None:
-        from .data import load_examples
+        from ..data import load_examples
 
         if subject.task is None:
             raise UserError(f"{subject.bundle / 'manifest.json'}: task: the manifest has no task, so --data cannot be read")
@@ -575,8 +575,8 @@ def _measure_fresh(ok: list[str], paths: dict, info: dict, inputs: Inputs, s: Be
 
 
 def _synthetic_example(subject: Subject, text: str):
-    from .data import Example
-    from .edge.feeds import DEFAULT_CHOICES
+    from ..data import Example
+    from ..edge.feeds import DEFAULT_CHOICES
 
     choices = list(DEFAULT_CHOICES) if subject.family == "multiple-choice" else None
     row = None
@@ -614,7 +614,7 @@ def _ratio(a, b):
     return None if not a or not b else round(a / b, 4)
 
 
-def main(argv=None):  # `python -m edgedistill.bench --child SPEC.json` (the fresh-process half)
+def main(argv=None):  # `python -m edgedistill.measure.bench --child SPEC.json` (the fresh-process half)
     argv = sys.argv[1:] if argv is None else argv
     rc = child_entry(argv, child_main)
     if rc is not None:

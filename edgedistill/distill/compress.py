@@ -14,7 +14,7 @@ tokens were all kept tokenizes to the same tokens and gets exactly the same logi
 
 Fewer layers. A K-layer student starts from K evenly spaced layers of the trained one (the first and
 the last included) and is trained on the same inputs with the trained student's probabilities as soft
-targets (label loss = KL to them, edgedistill.train's soft-target path).
+targets (label loss = KL to them, edgedistill.distill.train's soft-target path).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import build_dir
-from .errors import UserError
-from .model_dir import read_meta, write_meta
+from ..atomic import build_dir
+from ..errors import UserError
+from ..model_dir import read_meta, write_meta
 
 TRIMMABLE_MODELS = ("WordPiece", "WordLevel")  # tokenizer models whose vocabulary is a plain token -> id map
 
@@ -76,7 +76,7 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir) -> TrimReport:
     from torch import nn
     from transformers import AutoConfig, AutoTokenizer
 
-    from .edge.families import auto_model_class
+    from ..edge.families import auto_model_class
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     meta = read_meta(model_dir)
@@ -124,7 +124,7 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir) -> TrimReport:
 
 def task_texts(annotations) -> list[str]:
     """Every text the student reads from these annotations: inputs and choices."""
-    from .annotations import read_annotations
+    from ..annotations import read_annotations
 
     texts = []
     for a in read_annotations(annotations):
@@ -146,7 +146,7 @@ def drop_layers(model_dir, k: int, out_dir) -> list[int]:
     """Write model_dir with k of its encoder layers (layers_to_keep) into out_dir; returns their indices."""
     from torch import nn
 
-    from .edge.families import auto_model_class
+    from ..edge.families import auto_model_class
 
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
@@ -172,9 +172,9 @@ def teacher_annotations(model_dir, annotations, out_path) -> int:
     learns (train's soft-target path). Returns the number of rows written."""
     import numpy as np
 
-    from .annotations import read_annotations
-    from .atomic import write_jsonl
-    from .parity import torch_outputs
+    from ..annotations import read_annotations
+    from ..atomic import write_jsonl
+    from ..deploy.parity import torch_outputs
 
     meta = read_meta(model_dir)
     rows = [a for a in read_annotations(annotations) if a.status == "ok" and a.label is not None]
@@ -244,7 +244,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
     """Build the candidates, export and time each, ship one into cfg.out; returns the summary (compress.json)."""
     import tempfile
 
-    from .atomic import write_json, write_text
+    from ..atomic import write_json, write_text
 
     layers = sorted(set(cfg.layers or []), reverse=True)
     if len(layers) > 1 and cfg.latency_budget is None:
@@ -297,7 +297,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
 
 def measure_candidate(layers: int, model_dir: Path, source: Path, cfg: CompressConfig, work: Path) -> dict:
     """Export the candidate as `edgedistill export` would; its accuracy and size (timed later, beside the others)."""
-    from .export import ExportConfig, export_bundle
+    from ..deploy.export import ExportConfig, export_bundle
 
     bundle = work / f"bundle-{layers}"
     m = export_bundle(ExportConfig(model=str(model_dir), out=str(bundle), quantize=cfg.quantize, parity_data=cfg.annotations,
@@ -314,10 +314,10 @@ def _weights_bytes(model_dir: Path) -> int:
 
 
 def _accuracy(bundle: Path, source: Path, cfg: CompressConfig) -> float:
-    from .annotations import read_annotations
-    from .data import Example, load_examples
-    from .evaluate import predict_labels, score
-    from .task import load_task
+    from ..annotations import read_annotations
+    from ..data import Example, load_examples
+    from ..evaluate import predict_labels, score
+    from ..task import load_task
 
     task = load_task(source / "task.yaml")
     if cfg.eval_data:
@@ -335,8 +335,8 @@ def p50_ms(bundles: dict[str, Path], annotations, threads: int, min_time: float 
     import statistics
     import time
 
-    from .annotations import read_annotations
-    from .runtime import EdgeModel
+    from ..annotations import read_annotations
+    from ..runtime import EdgeModel
 
     models = {name: EdgeModel.load(path, threads=threads) for name, path in bundles.items()}
     field = next(iter(models.values())).manifest["task"].get("choices") or "choices"

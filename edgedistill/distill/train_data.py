@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .annotations import read_annotations
-from .errors import UserError
-from .task import TaskSpec
+from ..annotations import read_annotations
+from ..errors import UserError
+from ..task import TaskSpec
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -33,7 +33,7 @@ class Row:
 
 def training_rows(cfg: TrainConfig, task: TaskSpec, keep_rationales: bool) -> tuple[list[Row], dict]:
     """The (input, label, rationale) rows for the mode, with counts of what was skipped and why."""
-    from .data import load_examples
+    from ..data import load_examples
 
     stats = {"annotations": 0, "skipped_status": 0, "skipped_no_gold": 0, "skipped_low_confidence": 0, "with_rationale": 0}
     if cfg.mode == "standard" and cfg.data:

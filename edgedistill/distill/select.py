@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .errors import UserError
-from .choices import ENCODER_ONLY_MODES, RATIONALE_MODES
+from ..errors import UserError
+from ..choices import ENCODER_ONLY_MODES, RATIONALE_MODES
 from .train import TrainConfig, _free_memory, fit_with_retries, prepare, write_student
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .task import TaskSpec
+from ..task import TaskSpec
 
 
 def _teacher(annotations) -> dict | None:

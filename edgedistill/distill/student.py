@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .edge.families import auto_model_class, family_of_task
+from ..edge.families import auto_model_class, family_of_task
 
 
 def family_for(task_type: str, base_config) -> str:

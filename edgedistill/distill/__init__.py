@@ -1,0 +1,1 @@
+"""The student stages: training (train, select, student, train_data), strip, compress, the model card."""

@@ -1,0 +1,1 @@
+"""The bench stage: the bundle against its peers, reports and plots."""
