@@ -130,3 +130,16 @@ def test_stages_run_in_process_through_their_functions(pipeline, monkeypatch):
     assert [r["stage"] for r in rows] == ["annotate"] and rows[0]["status"] == "ran"
     assert any(line.strip().startswith("cache_hits") and line.split()[-1] == str(30 * 6) for line in printed)
     assert json.loads((pipeline / "run" / "annotate.json").read_text())["requests_sent"] == 0
+
+
+def test_a_new_recording_reaches_a_run_that_already_has_a_cache(pipeline):
+    """teacher.cache is merged into RUN/cache.sqlite on every annotate run, not only when the run has none:
+    a run dir whose cache predates the recording still replays it (0 requests sent)."""
+    from edgedistill.pipeline import load_pipeline, run_pipeline
+    from edgedistill.teacher.cache import Cache
+
+    (pipeline / "run").mkdir()
+    Cache(pipeline / "run" / "cache.sqlite").close()  # an earlier run's cache, without these responses
+    run_pipeline(load_pipeline(pipeline / "pipeline.yaml"), until="annotate", echo=lambda *_: None)
+    ann = json.loads((pipeline / "run" / "annotate.json").read_text())
+    assert ann["requests_sent"] == 0 and ann["cache_hits"] == 30 * 6
