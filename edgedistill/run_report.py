@@ -24,6 +24,8 @@ def _size_mb(path: Path) -> float | None:
 
 
 def write_report(pipe, evaluations: dict[str, dict]) -> Path:
+    # One function, section after section in the order report.md shows them (teacher, accuracy, student,
+    # compression, speed, artifacts): longer than 60 lines so that the page's layout reads in one place.
     run = pipe.run
     ann = _load(run / "annotate.json") or {}
     train = _load(run / "student" / "train.json") or {}

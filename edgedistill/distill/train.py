@@ -280,7 +280,10 @@ def fit_mode(cfg: TrainConfig, prep: Prepared, seed: int, lr: float) -> Fit:
 
 def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] | None = None,
         soft: list[dict] | None = None, alternatives: list[Row] | None = None) -> Fit:
-    """One Trainer run: build the model, encode the rows, train, keep the best epoch on validation."""
+    """One Trainer run: build the model, encode the rows, train, keep the best epoch on validation.
+
+    Kept as one function on purpose (about 65 lines): seed, model, data, Trainer and the checkpoint
+    cleanup read top to bottom in the order they happen, like nanoGPT's loop."""
     from transformers import AutoTokenizer, set_seed
 
     from .student import RationaleStudent, build_label_model, build_rationale_decoder
