@@ -143,7 +143,7 @@ def time_side_by_side(bundles: dict[str, dict], stripped: Path, work: Path, text
 
 def run_dataset(name: str, args) -> dict:
     from edgedistill.annotations import read_annotations
-    from edgedistill.measure.bench import _weights_bytes
+    from edgedistill.model_dir import weights_bytes
 
     work = args.work / name
     if name == "quickstart":
@@ -155,7 +155,7 @@ def run_dataset(name: str, args) -> dict:
     accuracies(task, test, bundles)
     texts = [a.input for a in read_annotations(ann)[:64]]
     times = time_side_by_side(bundles, stripped, work, texts)
-    ckpt = _weights_bytes(stripped)
+    ckpt = weights_bytes(stripped)
     opt = times.pop("optimum_int8")
     rows = [{"variant": "optimum INT8 of the uncompressed student", "p50_ms": opt["p50_ms"], "size_bytes": opt.get("size_bytes")}]
     for n, b in bundles.items():

@@ -20,6 +20,12 @@ def write_meta(path, meta: dict) -> None:
     write_json(Path(path) / META, meta)
 
 
+def weights_bytes(path) -> int:
+    """Bytes of a model dir's weights (.safetensors / .bin), optimizer and training state left out."""
+    return sum(p.stat().st_size for p in Path(path).iterdir()
+               if p.is_file() and p.suffix in (".safetensors", ".bin") and "optimizer" not in p.name and "training" not in p.name)
+
+
 def kind_of(path) -> str:
     """'bundle', 'student', 'stripped' or 'transformers'; UserError if it is none of them."""
     path = Path(path)

@@ -24,6 +24,7 @@ from . import bundle as bundle_mod
 from ..atomic import build_dir
 from ..edge.families import FAMILIES
 from ..errors import UserError
+from ..model_dir import weights_bytes
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
 from .quantize import MATMUL_OPS, detect_preset, plan_for, quantize
@@ -93,7 +94,7 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
     if cfg.zip:
         manifest["zip"] = str(bundle_mod.zip_bundle(out))
     manifest["size_bytes"] = sum(f["bytes"] for n, f in manifest["files"].items() if n in manifest["models"].values())
-    manifest["source_size_bytes"] = _weights_size(src)
+    manifest["source_size_bytes"] = weights_bytes(src)
     return manifest
 
 
@@ -388,10 +389,6 @@ def _opset(path: Path) -> int:
 
     m = onnx.load(str(path), load_external_data=False)
     return max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
-
-
-def _weights_size(src: Path) -> int:
-    return sum(p.stat().st_size for p in src.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
 
 
 def check_bundle(path) -> EdgeModel:

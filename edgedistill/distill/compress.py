@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..atomic import build_dir
 from ..errors import UserError
-from ..model_dir import read_meta, write_meta
+from ..model_dir import read_meta, weights_bytes, write_meta
 
 TRIMMABLE_MODELS = ("WordPiece", "WordLevel")  # tokenizer models whose vocabulary is a plain token -> id map
 
@@ -102,10 +102,7 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir) -> TrimReport:
         model.config.pad_token_id = new_id[model.config.pad_token_id]
 
     with build_dir(out_dir) as tmp:
-        for f in model_dir.iterdir():  # task.yaml, edgedistill.json, special_tokens_map.json, ...
-            if f.is_file() and not f.name.startswith(("model.", "pytorch_model", "config.json")):
-                shutil.copy2(f, tmp / f.name)
-        model.save_pretrained(tmp)
+        _save_beside(model, model_dir, tmp)
         (tmp / "tokenizer.json").write_text(json.dumps(remap_tokenizer_json(tj, new_id), ensure_ascii=False), encoding="utf-8")
         if (model_dir / "vocab.txt").exists():
             order = sorted(tj["model"]["vocab"].items(), key=lambda kv: kv[1])
@@ -120,6 +117,14 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir) -> TrimReport:
         write_meta(tmp, {**meta, "kind": "stripped", "vocabulary": {"original": report.original, "kept": report.kept}})
         AutoConfig.from_pretrained(tmp)  # the written dir loads
     return report
+
+
+def _save_beside(model, model_dir: Path, out: Path) -> None:
+    """`model` saved into out with every other file of model_dir (task.yaml, edgedistill.json, tokenizer, ...)."""
+    for f in model_dir.iterdir():
+        if f.is_file() and not f.name.startswith(("model.", "pytorch_model", "config.json")):
+            shutil.copy2(f, out / f.name)
+    model.save_pretrained(out)
 
 
 def task_texts(annotations) -> list[str]:
@@ -159,10 +164,7 @@ def drop_layers(model_dir, k: int, out_dir) -> list[int]:
     encoder.layer = nn.ModuleList([encoder.layer[i] for i in keep])
     model.config.num_hidden_layers = len(keep)
     with build_dir(out_dir) as tmp:
-        for f in model_dir.iterdir():
-            if f.is_file() and not f.name.startswith(("model.", "pytorch_model", "config.json")):
-                shutil.copy2(f, tmp / f.name)
-        model.save_pretrained(tmp)
+        _save_beside(model, model_dir, tmp)
         write_meta(tmp, {**meta, "kind": "stripped", "layers": {"original": total, "kept": keep}})
     return keep
 
@@ -271,7 +273,8 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             distill_layers(full, cfg.annotations, k, work / f"{k}-layers", work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
                            echo=lambda *_: None)
             dirs[k] = work / f"{k}-layers"
-        rows = [measure_candidate(k, d, src, cfg, work) for k, d in sorted(dirs.items(), reverse=True)]
+        accuracy, ckpt = _scorer(src, cfg), weights_bytes(src)
+        rows = [measure_candidate(k, d, accuracy, ckpt, cfg, work) for k, d in sorted(dirs.items(), reverse=True)]
         for r, ms in zip(rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()):
             r["p50_ms"] = ms
         chosen = choose(rows, cfg.latency_budget)
@@ -295,7 +298,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure_candidate(layers: int, model_dir: Path, source: Path, cfg: CompressConfig, work: Path) -> dict:
+def measure_candidate(layers: int, model_dir: Path, accuracy, checkpoint_bytes: int, cfg: CompressConfig, work: Path) -> dict:
     """Export the candidate as `edgedistill export` would; its accuracy and size (timed later, beside the others)."""
     from ..deploy.export import ExportConfig, export_bundle
 
@@ -304,16 +307,13 @@ def measure_candidate(layers: int, model_dir: Path, source: Path, cfg: CompressC
                                    threads=cfg.threads), echo=lambda *_: None)
     meta = read_meta(model_dir)
     return {"name": f"{layers} layers" + (", trimmed vocabulary" if "vocabulary" in meta else ""), "layers": layers,
-            "vocabulary": meta.get("vocabulary", {}).get("kept"), "accuracy": _accuracy(bundle, source, cfg),
-            "bundle": bundle, "bundle_mb": m["size_bytes"] / 1e6,
-            "of_checkpoint": m["size_bytes"] / _weights_bytes(source)}
+            "vocabulary": meta.get("vocabulary", {}).get("kept"), "accuracy": accuracy(bundle),
+            "bundle": bundle, "bundle_mb": m["size_bytes"] / 1e6, "of_checkpoint": m["size_bytes"] / checkpoint_bytes}
 
 
-def _weights_bytes(model_dir: Path) -> int:
-    return sum(f.stat().st_size for f in Path(model_dir).iterdir() if f.name.startswith(("model.", "pytorch_model")))
-
-
-def _accuracy(bundle: Path, source: Path, cfg: CompressConfig) -> float:
+def _scorer(source: Path, cfg: CompressConfig):
+    """bundle -> accuracy: on cfg.eval_data's gold, else agreement with the uncompressed student, whose answers
+    on the annotation inputs are computed once here for every candidate."""
     from ..annotations import read_annotations
     from ..data import Example, load_examples
     from ..evaluate import predict_labels, score
@@ -322,11 +322,11 @@ def _accuracy(bundle: Path, source: Path, cfg: CompressConfig) -> float:
     task = load_task(source / "task.yaml")
     if cfg.eval_data:
         exs = load_examples(task, cfg.eval_data, require_gold=True)
-        return score(task, exs, predict_labels(bundle, task, exs))["accuracy"]
+        return lambda bundle: score(task, exs, predict_labels(bundle, task, exs))["accuracy"]
     rows = [a for a in read_annotations(cfg.annotations) if a.status == "ok"][:500]
     exs = [Example(id=a.id, input=a.input, choices=a.choices, gold=None) for a in rows]
     ref = predict_labels(source, task, exs)
-    return sum(a == b for a, b in zip(predict_labels(bundle, task, exs), ref)) / len(ref)
+    return lambda bundle: sum(a == b for a, b in zip(predict_labels(bundle, task, exs), ref)) / len(ref)
 
 
 def p50_ms(bundles: dict[str, Path], annotations, threads: int, min_time: float = 2.0) -> dict[str, float]:

@@ -45,6 +45,7 @@ from ..edge.process import child_entry, child_measure, fresh_for_threads
 from ..edge.process import fresh_process as spawn_child
 from ..edge.timing import PAUSE_S, summarize, time_interleaved  # noqa: F401
 from ..errors import UserError
+from ..model_dir import weights_bytes
 
 VARIANTS = {
     "torch-fp32": "PyTorch FP32 eager: the stripped student as transformers loads it",
@@ -242,11 +243,6 @@ def _torch_model(path, family: str):
     return auto_model_class(family).from_pretrained(str(path)).eval()
 
 
-def _weights_bytes(d: Path) -> int:
-    files = [p for p in d.iterdir() if p.suffix in (".safetensors", ".bin") and "optimizer" not in p.name and "training" not in p.name]
-    return sum(p.stat().st_size for p in files)
-
-
 def _onnx_bytes(path: Path) -> int:
     """An ONNX model and its external data files, if any."""
     total = path.stat().st_size
@@ -331,7 +327,7 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
                 info[n].update(status="skipped", reason="needs --torch STUDENT_DIR (the stripped student) to build this variant")
         return paths, info
     if "torch-fp32" in info:
-        info["torch-fp32"].update(size_bytes=_weights_bytes(subject.torch_dir), files=[str(subject.torch_dir)])
+        info["torch-fp32"].update(size_bytes=weights_bytes(subject.torch_dir), files=[str(subject.torch_dir)])
     if "torch-int8" in info:
         _build(info["torch-int8"], "quantize_dynamic", lambda: _torch_int8(subject, work, info["torch-int8"]))
     ort_peers = [n for n in ("ort-fp32", "optimum-int8") if info.get(n, {}).get("status") == "ok"]
