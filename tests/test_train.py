@@ -476,6 +476,30 @@ def test_floor_rule():
     assert not _at_floor(ev, "seq2seq")
 
 
+def test_multiple_choice_floor_is_chance_not_the_commonest_gold_position():
+    """CQA, 300 rows, seed 2: 29 validation rows whose commonest gold position held 34 % refused every
+    mode at "the floor", though each choice is scored alone and no student can learn a position."""
+    from types import SimpleNamespace
+
+    from edgedistill.distill.train import _at_floor, _chance, _metrics
+
+    rows = [SimpleNamespace(choices=list("abcde"))] * 29
+    labels = np.array([0] * 10 + [1, 2, 3, 4] * 4 + [1, 2, 3])  # position 0 holds 10 / 29 = 34 %
+    learner = labels.copy()
+    learner[:19] = (learner[:19] + 1) % 5  # 10 / 29 right (34 %): a weak learner, well above chance
+    m = _metrics("multiple-choice", _chance(rows))(SimpleNamespace(predictions=learner, label_ids=labels))
+    assert m["floor"] == pytest.approx(0.2) and m["accuracy"] == pytest.approx(10 / 29)
+    ev = {f"eval_{k}": v for k, v in m.items()}
+    assert not _at_floor(ev, "multiple-choice")
+    # the classification rule on the same numbers (floor = commonest label, 34 %) would have refused it
+    cls = _metrics("sequence-classification")(SimpleNamespace(predictions=learner, label_ids=labels))
+    assert _at_floor({f"eval_{k}": v for k, v in cls.items()}, "sequence-classification")
+    # a tie-breaking scorer (every answer at position 0) is caught, though it is "right" 34 % of the time
+    tied = _metrics("multiple-choice", _chance(rows))(SimpleNamespace(predictions=np.zeros(29, int), label_ids=labels))
+    assert _at_floor({f"eval_{k}": v for k, v in tied.items()}, "multiple-choice")
+    assert _at_floor({**ev, "eval_accuracy": 0.2}, "multiple-choice")
+
+
 def test_a_run_at_the_floor_is_retried_then_refused(setup, tmp_path, monkeypatch):
     import edgedistill.distill.train as tr
 

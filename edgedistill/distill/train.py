@@ -223,6 +223,7 @@ def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit,
     """
     attempts = []
     lr = _lr(cfg, prep.family)
+    floor_name = "guessing among the choices" if prep.family == "multiple-choice" else "always answering the commonest label"
     for attempt in range(cfg.retries + 1):
         fit = fit_mode(cfg, prep, seed=cfg.seed + attempt, lr=lr)
         floor = _at_floor(fit.final_eval, prep.family)
@@ -231,11 +232,10 @@ def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit,
         if not floor:
             return fit, attempts
         echo(f"{cfg.mode}: attempt {attempt + 1} ended at the floor (validation accuracy "
-             f"{100 * fit.final_eval['eval_accuracy']:.1f} %; always answering the commonest label gives "
-             f"{100 * fit.final_eval['eval_floor']:.1f} %)" + ("; retrying with the next seed"
-                                                             if attempt < cfg.retries else ""))
-    raise UserError(f"--mode {cfg.mode}: every attempt ({len(attempts)}) ended no better than always answering the commonest "
-                    "label on the validation rows, so no student was written. With few rows, train more --epochs (every "
+             f"{100 * fit.final_eval['eval_accuracy']:.1f} %; {floor_name} gives {100 * fit.final_eval['eval_floor']:.1f} %)"
+             + ("; retrying with the next seed" if attempt < cfg.retries else ""))
+    raise UserError(f"--mode {cfg.mode}: every attempt ({len(attempts)}) ended no better than {floor_name} "
+                    "on the validation rows, so no student was written. With few rows, train more --epochs (every "
                     "size needs a few hundred steps); otherwise try a lower --lr or more annotated rows, and check the "
                     "teacher's labels (annotate.json: gold agreement)")
 
@@ -328,7 +328,7 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
     layer_decay = cfg.layer_decay if cfg.layer_decay is not None else (LAYER_DECAY if encoder else 1.0)
     trainer = _student_trainer(head_lr, layer_decay)(
         model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-        data_collator=make_collator(pad_id, family, uses_rationale), compute_metrics=_metrics(family),
+        data_collator=make_collator(pad_id, family, uses_rationale), compute_metrics=_metrics(family, _chance(prep.val_rows) if family == "multiple-choice" else None),
         preprocess_logits_for_metrics=_argmax,
         callbacks=[_rationale_warmup(cfg.rationale_warmup)] if uses_rationale else None)
     if not cfg.progress:  # without a bar the Trainer prints every log line instead
@@ -383,8 +383,9 @@ MIN_JUDGED = 20
 
 
 def _at_floor(final_eval: dict, family: str) -> bool:
-    """Training failed: accuracy no better than always answering the commonest label, or nine in ten
-    validation predictions one label without being clearly (2 pt) better than that.
+    """Training failed: accuracy no better than the floor (`_metrics`), or nine in ten validation
+    predictions one label without being clearly (2 pt) better than that (multiple choice: nine in
+    ten at one position, which a content-blind scorer gives by breaking ties).
 
     Not judged for seq2seq students (exact match of a written answer starts at zero and proves
     little), with fewer than MIN_JUDGED validation rows (too few to tell a learner from the floor),
@@ -395,7 +396,10 @@ def _at_floor(final_eval: dict, family: str) -> bool:
             or final_eval.get("eval_floor", 1) >= 0.8):
         return False
     acc, floor = final_eval["eval_accuracy"], final_eval["eval_floor"]
-    return acc <= floor or (final_eval.get("eval_one_label", 0) >= 0.9 and acc < floor + 0.02)
+    one_label = final_eval.get("eval_one_label", 0) >= 0.9
+    if family == "multiple-choice":  # nine in ten answers at one position: a scorer that ties every choice
+        return acc <= floor or one_label
+    return acc <= floor or (one_label and acc < floor + 0.02)
 
 
 def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature: float) -> list[dict]:
@@ -467,13 +471,23 @@ def _ensure(p: Path) -> Path:
     return p
 
 
+def _chance(rows) -> float | None:
+    """Expected accuracy of guessing among each row's choices."""
+    return float(np.mean([1 / len(r.choices) for r in rows])) if rows else None
+
+
 def _argmax(logits, labels):
     if isinstance(logits, tuple):
         logits = logits[0]
     return logits.argmax(-1)
 
 
-def _metrics(family: str):
+def _metrics(family: str, chance: float | None = None):
+    """Validation accuracy, and the floor a failed run sits at (train_mode retries runs that end there):
+    always answering the commonest label for classification; `chance` (the mean of 1 / number of
+    choices) for multiple choice, whose student scores each choice alone with the same weights and so
+    cannot learn "answer B": the commonest gold position of a few dozen validation rows is sampling
+    noise, not a floor (on CQA, 300 rows, it was 34 % for one split, and every mode was refused there)."""
     def accuracy(p):
         preds, labels = p.predictions, p.label_ids
         if isinstance(preds, tuple):
@@ -485,8 +499,7 @@ def _metrics(family: str):
             # Exact match sits at 0 for several epochs while a small seq2seq student learns the answer
             # format; ties went to the first epoch's checkpoint. Token accuracy breaks them.
             return {"accuracy": exact, "token_accuracy": tokens, "selection": exact + 1e-3 * tokens}
-        # the floor: always answering the commonest label (train_mode retries runs that end there)
-        floor = np.bincount(labels.ravel()).max() / max(1, labels.size)
+        floor = chance if chance is not None else np.bincount(labels.ravel()).max() / max(1, labels.size)
         one_label = np.bincount(preds.ravel()).max() / max(1, preds.size)  # share of the commonest prediction
         return {"accuracy": float((preds == labels).mean()), "floor": float(floor), "one_label": float(one_label),
                 "rows": int(labels.size)}
