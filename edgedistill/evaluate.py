@@ -10,7 +10,8 @@ from .errors import UserError
 from .model_dir import kind_of, read_meta
 
 
-def predict_labels(model_path, task, examples, batch_size: int = 32) -> list[str]:
+def predict_labels(model_path, task, examples, batch_size: int | None = None) -> list[str]:
+    """Answers of a bundle (in its own answering batches), a stripped dir or a student dir (32 per batch)."""
     path = Path(model_path)
     kind = kind_of(path)
     choices_field = task.choices or "choices"
@@ -29,7 +30,7 @@ def predict_labels(model_path, task, examples, batch_size: int = 32) -> list[str
     max_length = read_meta(path).get("max_length", 128)
     if family != "multiple-choice":
         items = [{"input": it["input"]} for it in items]
-    _, preds = torch_outputs(path, family, items, choices_field, max_length, batch_size)
+    _, preds = torch_outputs(path, family, items, choices_field, max_length, batch_size or 32)
     return preds
 
 

@@ -130,7 +130,7 @@ def accuracy_of(bundle: Path, model, gold) -> dict:
     if not gold:
         return {}
     answers = core(bundle, "answers")
-    preds = model.predict([r for r, _ in gold], batch_size=32)
+    preds = model.predict([r for r, _ in gold])  # in the bundle's answering batches (edge.runtime.answer_batch_size)
     acc = answers.accuracy((model.manifest.get("task") or {}).get("type"), preds, [g for _, g in gold])
     print(f"accuracy on {len(gold)} examples: {100 * acc:.2f} %", file=sys.stderr)
     return {"accuracy": acc, "accuracy_n": len(gold)}

@@ -84,6 +84,29 @@ def test_classification_int8_and_fp32_match_torch(models, cls_bundle, tmp_path):
     assert np.abs(fp32.run(fp32.encode(items[:8])) - logits[:8]).max() < 1e-4
 
 
+def test_int8_answers_do_not_depend_on_the_items_beside_them(models, cls_bundle, tmp_path):
+    """Dynamic INT8 scales each activation tensor by its own min and max, so an item batched with
+    others (and their padding) can get another answer than alone, as an app asks. predict, the parity
+    check and evaluation therefore answer dynamic INT8 bundles one item per call; FP32 ones batch."""
+    from edgedistill.evaluate import predict_labels
+    from edgedistill.task import load_task
+
+    items = [json.loads(x) for x in (models / "nli.jsonl").read_text().splitlines()]
+    model = EdgeModel.load(cls_bundle)
+    assert model.batch_size == 1
+    alone = [model.predict([it])[0] for it in items]
+    assert model.predict(items) == alone  # exactly: the same numbers, not merely close
+    batched = model.predict(items, batch_size=len(items))  # still possible when asked for
+    assert max(abs(a["probs"][k] - b["probs"][k]) for a, b in zip(alone, batched) for k in a["probs"]) > 0, \
+        "this tiny model should show the batch effect; if it no longer does, the test above proves nothing"
+    task = load_task(models / "cls" / "task.yaml")
+    from edgedistill.data import load_examples
+
+    assert predict_labels(cls_bundle, task, load_examples(task, models / "nli.jsonl")) == [a["label"] for a in alone]
+    export(models, "cls", "nli.jsonl", tmp_path / "fp32", quantize="none")
+    assert EdgeModel.load(tmp_path / "fp32").batch_size == 32
+
+
 def test_multiple_choice_bundle(models, tmp_path):
     m = export(models, "mc", "qa.jsonl", tmp_path / "b", quantize="none")
     assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-3 and m["parity"]["fp32_agreement"] == 1.0

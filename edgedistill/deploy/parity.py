@@ -64,9 +64,10 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
     return _flat(logits), preds
 
 
-def edge_outputs(edge, items: list[dict], batch_size: int = 16) -> tuple[np.ndarray, list[str]]:
-    """The same through the bundle runtime."""
+def edge_outputs(edge, items: list[dict], batch_size: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """The same through the bundle runtime, in its answering batches (`EdgeModel.batch_size`)."""
     logits, preds = [], []
+    batch_size = batch_size or edge.batch_size
     for i in range(0, len(items), batch_size):
         batch = items[i:i + batch_size]
         if edge.family != "multiple-choice" or len({len(edge._choices_of(it)) for it in batch}) == 1:

@@ -89,6 +89,9 @@ class Runner:
     name = "?"
 
     max_new_tokens = 32  # seq2seq answers: greedy, at most this many tokens
+    # Items per call in the accuracy pass: 1 for dynamic INT8, whose answer to an item depends on the
+    # items beside it (edge.runtime.answer_batch_size), so each variant answers as an app calls it.
+    batch_size = 32
 
     def __init__(self, family: str, labels, tok, max_length: int):
         self.family, self.labels, self.tok, self.max_length = family, labels, tok, max_length
@@ -102,8 +105,9 @@ class Runner:
     def logits(self, feeds) -> np.ndarray:
         raise NotImplementedError
 
-    def predict(self, examples, batch_size: int = 32) -> list[str]:
+    def predict(self, examples, batch_size: int | None = None) -> list[str]:
         out = []
+        batch_size = batch_size or self.batch_size
         for i in range(0, len(examples), batch_size):
             chunk = examples[i:i + batch_size]
             if self.family == "multiple-choice":  # group by number of choices so each batch stacks
@@ -137,7 +141,8 @@ class TorchRunner(Runner):
             x["decoder_input_ids"] = torch.full((x["input_ids"].shape[0], 1), self.model.config.decoder_start_token_id)
         return x
 
-    def predict(self, examples, batch_size: int = 32) -> list[str]:
+    def predict(self, examples, batch_size: int | None = None) -> list[str]:
+        batch_size = batch_size or self.batch_size
         if self.family != "seq2seq":
             return super().predict(examples, batch_size)
         import torch
@@ -184,6 +189,7 @@ class BundleRunner(Runner):
         super().__init__(*args)
         self.model = model
         self.input_names = model.input_names  # what its graph takes (e.g. no token_type_ids)
+        self.batch_size = getattr(model, "batch_size", 32)  # a bundle exported before answer_batch_size: as it ran then
 
     def prepare(self, feeds):
         return fit(feeds, self.input_names)
@@ -194,7 +200,8 @@ class BundleRunner(Runner):
     def logits(self, feeds):
         return np.asarray(self.call(self.prepare(feeds)))
 
-    def predict(self, examples, batch_size: int = 32) -> list[str]:
+    def predict(self, examples, batch_size: int | None = None) -> list[str]:
+        batch_size = batch_size or self.batch_size
         items = [e.row if e.row is not None else e.input for e in examples]
         if self.family == "seq2seq":  # same answer budget as the torch variants
             return [a.strip() for i in range(0, len(items), batch_size)
@@ -226,7 +233,9 @@ def load_variant(name: str, paths: dict, threads: int) -> Runner:
             sys.path.pop(0)
         return BundleRunner(EdgeModel.load(paths["bundle"], threads=threads), family, labels, tok, max_length)
     if name in ("ort-fp32", "optimum-int8"):
-        return OrtRunner(ort_session(paths[name], threads), family, labels, tok, max_length)
+        runner = OrtRunner(ort_session(paths[name], threads), family, labels, tok, max_length)
+        runner.batch_size = 1 if name == "optimum-int8" else runner.batch_size
+        return runner
     import torch
 
     torch.set_num_threads(threads)
@@ -234,7 +243,9 @@ def load_variant(name: str, paths: dict, threads: int) -> Runner:
     if name == "torch-int8":
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     labels = [model.config.id2label[i] for i in range(len(model.config.id2label))] if family == "sequence-classification" else labels
-    return TorchRunner(model, family, labels, tok, max_length)
+    runner = TorchRunner(model, family, labels, tok, max_length)
+    runner.batch_size = 1 if name == "torch-int8" else runner.batch_size
+    return runner
 
 
 def _torch_model(path, family: str):
