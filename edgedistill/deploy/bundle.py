@@ -32,29 +32,30 @@ def io_spec(onnx_path: Path) -> dict:
     def dims(t):
         return [d.dim_param or d.dim_value for d in t.type.tensor_type.shape.dim]
 
-    elem = {1: "float32", 7: "int64", 6: "int32", 9: "bool", 10: "float16"}
+    elem = {1: "float32", 7: "int64", 6: "int32", 8: "string", 9: "bool", 10: "float16"}
     return {"inputs": [{"name": i.name, "dtype": elem.get(i.type.tensor_type.elem_type, "?"), "shape": dims(i)} for i in g.input if i.name not in init],
             "outputs": [{"name": o.name, "dtype": elem.get(o.type.tensor_type.elem_type, "?"), "shape": dims(o)} for o in g.output]}
 
 
-def convert_to_ort(bundle: Path, models: dict[str, str]) -> dict[str, str]:
-    """ORT-format copies (what ONNX Runtime Mobile loads) + required_operators.config for a reduced build."""
-    out = bundle / "ort"
-    out.mkdir()
+def convert_to_ort(bundle: Path, models: dict[str, str], subdir: str = "ort", extra_args=()) -> dict[str, str]:
+    """ORT-format copies (what ONNX Runtime Mobile loads) + required_operators.config for a reduced build,
+    in BUNDLE/subdir; extra_args go to the converter (e.g. --custom_op_library for the text model)."""
+    out = bundle / subdir
+    out.mkdir(parents=True)
     for name in models.values():
         shutil.copyfile(bundle / name, out / name)
     proc = subprocess.run([sys.executable, "-m", ORT_CONVERTER, str(out), "--output_dir", str(out),
-                           "--optimization_style", "Fixed"],
+                           "--optimization_style", "Fixed", *extra_args],
                           capture_output=True, text=True)
     for name in models.values():
         (out / name).unlink()
     if proc.returncode != 0:
         shutil.rmtree(out)
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "conversion failed"}
-    written = {role: f"ort/{Path(name).with_suffix('.ort').name}" for role, name in models.items()}
+    written = {role: f"{subdir}/{Path(name).with_suffix('.ort').name}" for role, name in models.items()}
     config = next(out.glob("*.config"), None)
     if config is not None:
-        written["required_operators"] = f"ort/{config.name}"
+        written["required_operators"] = f"{subdir}/{config.name}"
     for leftover in out.glob("*.onnx"):
         leftover.unlink()
     return written
