@@ -139,7 +139,7 @@ def accuracy_of(bundle: Path, model, gold) -> dict:
 def variant_info(bundle: Path, model) -> dict:
     manifest = model.manifest
     info = {"name": "bundle", "description": "edgedistill bundle via " + type(model).__module__, "status": "ok", "reason": None,
-            "files": sorted((manifest.get("models") or {}).values()) or sorted(p.name for p in bundle.glob("*.onnx")),
+            "files": sorted(core(bundle, "runtime").runtime_models(manifest).values()) or sorted(p.name for p in bundle.glob("*.onnx")),
             "quantization": manifest.get("quantization"), "target": manifest.get("target")}
     info["size_bytes"] = sum((bundle / f).stat().st_size for f in info["files"]) or None
     info["package_bytes"] = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())

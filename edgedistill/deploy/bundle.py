@@ -144,7 +144,7 @@ Inputs are rendered with the template `{json.dumps(task['input'])}` and tokenize
 
 {_ort_text(m)} See `export/ANDROID.md` and `export/IOS.md` in the
 edgedistill repository. `manifest.json` lists every file with its sha256.
-
+{_text_model_text(m)}
 `edge/` is the runtime's torch-free core (`edge_runtime.py` imports it); `python run_bundle.py
 path/to/this/folder` (export/run_bundle.py of the edgedistill repository) times the bundle with it.
 """
@@ -156,6 +156,17 @@ def _ort_text(m: dict) -> str:
                 f"({m['ort_models']['error']}), so ONNX Runtime Mobile cannot load this bundle as it is.")
     return ("ONNX Runtime Mobile (Android / iOS) loads the `.ort` files under `ort/`; `ort/required_operators.config`\n"
             "lists the operators a reduced mobile build needs.")
+
+
+def _text_model_text(m: dict) -> str:
+    t = m.get("text_model")
+    if not t:
+        return ""
+    return (f"\n## Text in, probabilities out (`{t['file']}`, for apps)\n\n"
+            f"Input `text`: string [1], the rendered input (one text per call); output `probs`: float32 "
+            f"[1, {len(t['labels'])}] in the order of `labels`. It tokenizes inside the graph with onnxruntime-extensions' "
+            f"`BertTokenizer` (domain `{t['custom_op_domain']}`): register the extensions' custom-op library in the "
+            "session options. " + (f"ORT format: `{t['ort']['text']}`." if "text" in t["ort"] else "No ORT-format copy.") + "\n")
 
 
 def _fields(template: str) -> list[str]:
