@@ -62,7 +62,7 @@ def varied_items(n, seed, empty=True):
     rng = np.random.default_rng(seed)
     pool = tiny.WORDS + EXTRA + ["Dog", "RUNNING", "Happily", "parked", "refunds"]
     lo = 0 if empty else 1
-    items = [{"premise": " ".join(rng.choice(pool, rng.integers(lo, 40))), "hypothesis": " ".join(rng.choice(pool, rng.integers(lo, 6)))}
+    items = [{"premise": " ".join(rng.choice(pool, rng.integers(lo, 28))), "hypothesis": " ".join(rng.choice(pool, rng.integers(lo, 6)))}
              for _ in range(n)]
     return items + [{"premise": "Café " * 60, "hypothesis": "déjà vu"}, {"premise": "\u00e9" if empty else "é", "hypothesis": "É"}]
 
@@ -99,7 +99,7 @@ def test_text_model_answers_like_the_bundle(bundle):
     assert set(edge.sessions) == {"model"}  # the text model is listed, never run by EdgeModel
     items = varied_items(80, seed=1)  # not the parity inputs
     truncated = sum(len(e) == MAX_LENGTH for e in (edge.encode([it])["input_ids"][0] for it in items))
-    assert truncated >= 20
+    assert 20 <= truncated <= len(items) - 20
     ref = edge.predict(items, batch_size=1)
     for path in (bundle / "text_model.onnx", bundle / "ort" / "text" / "text_model.ort"):
         s = text_model.session(path)
