@@ -129,10 +129,26 @@ def test_manifest_lists_the_text_model_with_its_sha256(exported):
 def test_default_tokenizer_attributes_fail_parity_and_leave_no_bundle(models, tmp_path, monkeypatch):
     # gen_processing_models' default strip_accents=0 on a `strip_accents: null` BertNormalizer: "Café" -> [UNK]
     real = text_model.tokenizer_attrs
-    monkeypatch.setattr(text_model, "tokenizer_attrs", lambda tok, n: {**real(tok, n), "strip_accents": 0})
+    monkeypatch.setattr(text_model, "tokenizer_attrs", lambda tok, max_length: {**real(tok, max_length), "strip_accents": 0})
     with pytest.raises(UserError, match=r"text model parity failed, no bundle written: text_model.onnx gives"):
         export(models, tmp_path / "b", quantize="none")
     assert not (tmp_path / "b").exists() and not list(tmp_path.glob(".b*"))
+
+
+def test_a_failed_ort_conversion_of_the_text_model_is_a_recorded_warning(models, tmp_path, monkeypatch):
+    import edgedistill.deploy.bundle as bundle_mod
+
+    real = bundle_mod.convert_to_ort
+    monkeypatch.setattr(bundle_mod, "convert_to_ort", lambda b, models, subdir="ort", extra_args=():
+                        real(b, models, subdir, ["--no-such-flag"]) if subdir == "ort/text" else real(b, models, subdir, extra_args))
+    said = []
+    cfg = ExportConfig(model=str(models / "cls"), out=str(tmp_path / "b"), parity_data=str(models / "parity.jsonl"),
+                       max_length=MAX_LENGTH, text_model=True, quantize="none")
+    m = export_bundle(cfg, echo=said.append)
+    assert "error" in m["text_model"]["ort"] and not (tmp_path / "b" / "ort" / "text").exists()
+    assert (tmp_path / "b" / "ort" / "model.ort").exists() and "ort_checked" not in m["text_model"]["parity"]
+    assert [w for w in said if w.startswith("WARNING: no ORT-format text model")] == [f"WARNING: {m['warnings'][0]}"]
+    assert text_model.session(tmp_path / "b" / "text_model.onnx").run(["probs"], {"text": np.array(["a dog"], dtype=object)})
 
 
 def test_multiple_choice_is_refused_before_the_export(models, tmp_path):
@@ -165,9 +181,19 @@ def test_the_documented_tokenizer_difference_still_holds(models):
     text_model.KNOWN_DIFFERENCES and export/ANDROID.md."""
     from tokenizers import Tokenizer
 
-    s = text_model.session_of(text_model.tokenizer_graph(models / "cls", MAX_LENGTH))
+    tok_json = json.loads((models / "cls" / "tokenizer.json").read_text())
+    s = text_model.session_of(text_model.tokenizer_graph(models / "cls", text_model.tokenizer_attrs(tok_json, MAX_LENGTH)))
     tok = Tokenizer.from_file(str(models / "cls" / "tokenizer.json"))
     ids = lambda t: [tok.id_to_token(int(i)) for i in s.run(["input_ids"], {"text": np.array([t], dtype=object)})[0]]  # noqa: E731
     assert [tok.id_to_token(i) for i in tok.encode("a dog\U0001F600").ids] == ["[CLS]", "a", "[UNK]", "[SEP]"]
     assert ids("a dog\U0001F600") == ["[CLS]", "a", "dog", "[UNK]", "[SEP]"]
     assert ids("Café, DÉJÀ naïve") == [tok.id_to_token(i) for i in tok.encode("Café, DÉJÀ naïve").ids]
+
+
+def test_cli_flag_writes_and_reports_the_text_model(models, tmp_path):
+    r = CliRunner().invoke(main, ["export", str(models / "cls"), "--out", str(tmp_path / "b"), "--parity-data",
+                                  str(models / "parity.jsonl"), "--parity-samples", "20", "--quantize", "none",
+                                  "--max-length", str(MAX_LENGTH), "--text-model"])
+    assert r.exit_code == 0, r.output
+    assert "text model parity: labels 20/20" in r.output and "text_model.onnx (" in r.output
+    assert json.loads((tmp_path / "b" / "manifest.json").read_text())["models"]["text"] == "text_model.onnx"

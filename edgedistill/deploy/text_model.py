@@ -44,7 +44,7 @@ def check_supported(family: str, tokenizer_json: Path) -> None:
                         "prediction (one per choice, or a decoding loop), which the extensions' BertTokenizer "
                         "(one text or one pair per call) cannot express cheaply; export without --text-model")
     extensions()
-    tokenizer_attrs(json.loads(Path(tokenizer_json).read_text(encoding="utf-8")), 8)
+    tokenizer_attrs(json.loads(Path(tokenizer_json).read_text(encoding="utf-8")), max_length=8)  # any length: a check
 
 
 def extensions():
@@ -84,12 +84,12 @@ def tokenizer_attrs(tok: dict, max_length: int) -> dict:
             "truncation_strategy_name": "longest_first"}
 
 
-def tokenizer_graph(tok_dir: Path, max_length: int):
-    """The extensions' BertTokenizer as a one-node ONNX model (gen_processing_models, attributes from tokenizer.json)."""
+def tokenizer_graph(tok_dir: Path, attrs: dict):
+    """The extensions' BertTokenizer as a one-node ONNX model: gen_processing_models on the HF tokenizer
+    in tok_dir, with `attrs` (tokenizer_attrs) overriding the defaults it would take."""
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(tok_dir)
-    attrs = tokenizer_attrs(json.loads((Path(tok_dir) / "tokenizer.json").read_text(encoding="utf-8")), max_length)
     try:
         pre, _ = extensions().gen_processing_models(hf, pre_kwargs=attrs)
     except ValueError as e:  # "Unsupported processor/tokenizer: X"
@@ -174,8 +174,9 @@ def add(bundle: Path, reference: Path, tok_dir: Path, manifest: dict, items: lis
     import onnx
 
     echo("building the text-in model (onnxruntime-extensions tokenizer + model + softmax) ...")
+    attrs = tokenizer_attrs(json.loads((bundle / "tokenizer.json").read_text(encoding="utf-8")), manifest["max_length"])
     model = onnx.load(str(bundle / manifest["models"]["model"]))
-    onnx.save(merge(tokenizer_graph(tok_dir, manifest["max_length"]), model), str(bundle / FILE))
+    onnx.save(merge(tokenizer_graph(tok_dir, attrs), model), str(bundle / FILE))
     edge = EdgeModel.load(reference, verify=False)
     result = parity(bundle / FILE, edge, items)
     enforce(result, FILE)
@@ -186,8 +187,10 @@ def add(bundle: Path, reference: Path, tok_dir: Path, manifest: dict, items: lis
         enforce(parity(bundle / ort[ROLE], edge, items), ort[ROLE])
         result["ort_checked"] = True
     else:
-        manifest.setdefault("warnings", []).append(f"no ORT-format text model ({ort['error']}): ORT Mobile apps load "
-                                                   f"{FILE} itself (ONNX format), which needs the full onnxruntime-android package")
+        warning = (f"no ORT-format text model ({ort['error']}): apps load {FILE} itself (ONNX format) with the full "
+                   "onnxruntime-android / onnxruntime-objc package; or convert by hand (export/ANDROID.md, section 6)")
+        manifest.setdefault("warnings", []).append(warning)
+        echo(f"WARNING: {warning}")
     manifest["models"][ROLE] = FILE
     manifest["io"][ROLE] = bundle_mod.io_spec(bundle / FILE)
     manifest["text_model"] = {
@@ -196,5 +199,5 @@ def add(bundle: Path, reference: Path, tok_dir: Path, manifest: dict, items: lis
         "labels": manifest["labels"], "custom_op_domain": DOMAIN, "custom_ops": ["BertTokenizer"],
         "known_tokenizer_differences": KNOWN_DIFFERENCES,
         "requires": f"onnxruntime-extensions ({EXTENSIONS} here): register its custom-op library in the session options",
-        "tokenizer": tokenizer_attrs(json.loads((bundle / "tokenizer.json").read_text(encoding="utf-8")), manifest["max_length"]),
+        "tokenizer": attrs,
         "parity": {**result, "tolerance": PROB_TOLERANCE, "reference": "the bundle's EdgeModel.predict"}}
