@@ -14,6 +14,8 @@ BUNDLE is one exported with --text-model (e.g. `edgedistill export runs/quicksta
   library is found on disk: `import onnxruntime_extensions` itself imports transformers, seconds an app
   never pays; measured apart as python_package_import_ms).
   Median of --cold-runs, the two alternating.
+- input ids: the BertTokenizer op (as --text-model builds it, and with gen_processing_models' own
+  defaults) against tokenizers on the bundle's tokenizer, per text set: identical out of N.
 - per prediction (batch 1): EdgeModel.predict([item]) vs session.run(["probs"], {"text": [text]}) over
   --n items after 10 warm-up calls, in each cold run's process; p50 / p90 of the runs pooled.
 Writes OUT.md and OUT.json.
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 import statistics
 import subprocess
 import sys
@@ -71,6 +75,43 @@ def texts() -> list[str]:
     variants = [t.upper() for t in test] + [t.translate(accents) for t in test] + [(t + " ") * 8 for t in test] \
         + [f"!!! {t} ??? (#{i}) $1,234.56 — “ok”…" for i, t in enumerate(test)] + ["", " ", "Café", "ÀÉÎÕÜ ß"]
     return test + tickets + variants
+
+
+def generated(n: int = 1000, seed: int = 0) -> list[str]:
+    """Texts mixing accents, punctuation, CJK, ligatures, full-width letters and long runs (many truncate)."""
+    import random
+
+    pieces = ["Café", "déjà vu", "naïve", "résumé", "Ångström", "São Paulo", "Zürich", "ß", "ø", "ﬁ ligature", "x\u0301",
+              "\u00ad", "—", "…", "“quoted”", "don't", "$5.99", "100%", "#tag", "@user", "e-mail", "U.S.A.", "3.14159",
+              "日本語", "中文字符", "العربية", "Привет", "👍🏽", "\t", "\n", "  ", "<b>html</b>", "http://x.y/z?a=1", "C++",
+              "ＦＵＬＬ", "Ⅻ", "①", "x" * 120, "supercalifragilisticexpialidocious", "refund!!!", "the", "order", "app"]
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(pieces) for _ in range(rng.randint(1, 60))) for _ in range(n)]
+
+
+KNOWN = ["Œuvre", "İstanbul", "한국어", "emoji😀", "dog😀 app"]
+
+
+def ids_check(bundle: Path, m: dict, items: list[str]) -> dict:
+    """Texts whose op ids equal tokenizers' ids, per text set, for the export's attributes and the defaults."""
+    from tokenizers import Tokenizer
+
+    from edgedistill.deploy import text_model
+
+    tok_dir, n = Path(m["source"]["model"]), m["max_length"]
+    tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
+    tok.enable_truncation(n)
+    tok.no_padding()
+    sets = {"quickstart texts and variants": items, "generated": generated(), "empty, blank": ["", " ", "\n"],
+            "known differences": KNOWN}
+    out = {}
+    for name, attrs in [("tokenizer.json attributes (--text-model)", m["text_model"]["tokenizer"]),
+                        ("gen_processing_models defaults", {"max_length": n})]:
+        s = text_model.session_of(text_model.tokenizer_graph(tok_dir, attrs))
+        same = lambda t: list(s.run(["input_ids"], {"text": np.array([t], dtype=object)})[0]) == tok.encode(t).ids  # noqa: E731
+        out[name] = {k: {"identical": sum(map(same, v)), "n": len(v), "truncated": sum(len(tok.encode(t).ids) == n for t in v)}
+                     for k, v in sets.items()}
+    return out
 
 
 def parity(bundle: Path, items: list[str]) -> dict:
@@ -126,8 +167,8 @@ def main(argv=None):
     result = {"machine": machine_record(threads=[args.threads]), "bundle": str(args.bundle),
               "sizes_bytes": {n: m["files"][n]["bytes"] for n in ("model.onnx", "text_model.onnx", "ort/model.ort", "ort/text/text_model.ort")
                               if n in m["files"]},
-              "parity": parity(args.bundle, items), "timing_batch1": timing, "threads": args.threads, "n": args.n,
-              "cold_runs": args.cold_runs,
+              "parity": parity(args.bundle, items), "input_ids": ids_check(args.bundle, m, items), "timing_batch1": timing, "threads": args.threads, "n": args.n,
+              "cold_runs": args.cold_runs, "max_length": m["max_length"],
               "python_package_import_ms": package_import_ms()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
@@ -139,6 +180,8 @@ def report(r: dict, cpu: str) -> str:
     sizes = ", ".join(f"`{k}` {v / 1e6:.1f} MB" for k, v in r["sizes_bytes"].items())
     par = "\n".join(f"| `{k}` | {v['labels_equal']}/{v['examples']} | {v['max_abs_prob_diff']:.1e} |" for k, v in r["parity"].items())
     t = r["timing_batch1"]
+    ids = "\n".join(f"| {a} | " + " | ".join(f"{c['identical']}/{c['n']}" + (f" ({c['truncated']} truncated)" if c["truncated"] else "")
+                                             for c in sets.values()) + " |" for a, sets in r["input_ids"].items())
     return f"""# Text-in model vs its bundle (Python onnxruntime, batch 1, {r['threads']} thread)
 
 CPU: {cpu}. Bundle: `{r['bundle']}`. Sizes: {sizes}.
@@ -149,6 +192,14 @@ Command: `{r['machine']['command']}`.
 | model | labels equal | max abs Δprob |
 |---|---|---|
 {par}
+
+## Input ids: the BertTokenizer op vs tokenizers (max_length {r['max_length']})
+
+| attributes | {' | '.join(next(iter(r['input_ids'].values())))} |
+|---|{'---|' * len(next(iter(r['input_ids'].values())))}
+{ids}
+
+Known differences (see export/ANDROID.md): {', '.join(f'`{k}`' for k in KNOWN)}.
 
 ## Cold start and per prediction
 
