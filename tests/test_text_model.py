@@ -114,6 +114,7 @@ def test_manifest_lists_the_text_model_with_its_sha256(exported):
     bundle, returned = exported
     m = json.loads((bundle / "manifest.json").read_text())
     assert m["models"] == {"model": "model.onnx", "text": "text_model.onnx"}
+    assert m["format_version"] == 2  # a runtime from before app-only roles says "upgrade", not "cannot load"
     for name in ("text_model.onnx", "ort/text/text_model.ort"):
         assert m["files"][name]["sha256"] == sha256_file(bundle / name)
     t = m["text_model"]

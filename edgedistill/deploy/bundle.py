@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..atomic import write_json, write_text
-from ..edge.runtime import FORMAT_VERSION, sha256_file
+from ..edge.runtime import APP_ROLES, FORMAT_VERSION, sha256_file
 
 CORE = Path(__file__).resolve().parents[1] / "edge"  # the torch-free core every bundle carries
 ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
@@ -90,7 +90,7 @@ def finish(bundle: Path, manifest: dict) -> dict:
     write_text(bundle / "README.md", readme(manifest))
     manifest["files"] = {str(p.relative_to(bundle)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                          for p in sorted(bundle.rglob("*")) if p.is_file() and p.name != "manifest.json"}
-    manifest["format_version"] = FORMAT_VERSION
+    manifest["format_version"] = FORMAT_VERSION if set(manifest["models"]) & set(APP_ROLES) else 1
     manifest["edgedistill_version"] = __version__
     manifest["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     write_json(bundle / "manifest.json", manifest)

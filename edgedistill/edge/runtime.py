@@ -23,7 +23,9 @@ from tokenizers import Tokenizer
 
 from .arith import tidy
 
-FORMAT_VERSION = 1
+# 2: `models` may list app-only roles (APP_ROLES), which runtimes before it would try to load; a bundle
+# without them is still written as 1, so those runtimes keep reading it.
+FORMAT_VERSION = 2
 UNZIP_PREFIX = "edgedistill-bundle-"  # temp dirs a zipped bundle is unpacked into (removed on close)
 APP_ROLES = ("text",)  # models for apps (text_model.onnx needs onnxruntime-extensions): listed, never loaded here
 
