@@ -169,6 +169,7 @@ def main(argv=None):
                               if n in m["files"]},
               "parity": parity(args.bundle, items), "input_ids": ids_check(args.bundle, m, items), "timing_batch1": timing, "threads": args.threads, "n": args.n,
               "cold_runs": args.cold_runs, "max_length": m["max_length"],
+              "task": m["task"]["name"], "quantization": m["quantization"].get("mode"), "source": m["source"]["model"],
               "python_package_import_ms": package_import_ms()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
@@ -184,7 +185,8 @@ def report(r: dict, cpu: str) -> str:
                                              for c in sets.values()) + " |" for a, sets in r["input_ids"].items())
     return f"""# Text-in model vs its bundle (Python onnxruntime, batch 1, {r['threads']} thread)
 
-CPU: {cpu}. Bundle: `{r['bundle']}`. Sizes: {sizes}.
+CPU: {cpu}. Bundle: `{r['bundle']}` (task `{r['task']}`, {r['quantization']}, max_length {r['max_length']}; made by
+`edgedistill export {r['source']} --out BUNDLE --text-model`). Sizes: {sizes}.
 Command: `{r['machine']['command']}`.
 
 ## Parity against the bundle's EdgeModel.predict (batch 1)

@@ -28,9 +28,10 @@ ROLE = "text"  # edge.runtime.APP_ROLES: listed and hashed, never loaded by Edge
 DOMAIN = "ai.onnx.contrib"  # the onnxruntime-extensions custom-op domain
 PROB_TOLERANCE = 1e-4
 EXTENSIONS = "onnxruntime-extensions==0.15.2"
-# Measured against tokenizers 0.22 on the MiniLM tokenizer (onnxruntime 1.32): ids identical on 240/240
-# quickstart inputs and 1,000/1,000 texts mixing accents, punctuation, CJK, ligatures, full-width and
-# truncated ones; these differ (the parity inputs rarely hold them, so parity does not catch them):
+# Measured against tokenizers 0.22 on the MiniLM tokenizer (onnxruntime 1.32, benchmarks/text_model.py):
+# ids identical on 604/604 quickstart texts and variants and 1,000/1,000 texts mixing accents,
+# punctuation, CJK, ligatures, full-width and truncated ones; these differ (parity inputs rarely hold
+# them, so the parity check does not catch them):
 KNOWN_DIFFERENCES = ("uppercase letters whose lowercase tokenizers finds and the op does not (Œ, İ -> [UNK]); "
                      "Hangul (tokenizers splits syllables into jamo, the op gives [UNK]); "
                      "a word holding a character without a ## piece in the vocabulary, e.g. an emoji glued to a word "
