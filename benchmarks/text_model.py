@@ -185,7 +185,7 @@ def report(r: dict, cpu: str) -> str:
                                              for c in sets.values()) + " |" for a, sets in r["input_ids"].items())
     return f"""# Text-in model vs its bundle (Python onnxruntime, batch 1, {r['threads']} thread)
 
-CPU: {cpu}. Bundle: `{r['bundle']}` (task `{r['task']}`, {r['quantization']}, max_length {r['max_length']}; made by
+CPU: {cpu}. Bundle: `{r['bundle']}` (task `{r['task']}`, quantization `{r['quantization']}`, max_length {r['max_length']}; made by
 `edgedistill export {r['source']} --out BUNDLE --text-model`). Sizes: {sizes}.
 Command: `{r['machine']['command']}`.
 
