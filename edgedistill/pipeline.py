@@ -82,6 +82,7 @@ class ExportConfig:
     quantize: str = "int8"
     target: str = "auto"
     min_agreement: float = 0.99  # INT8 must give torch's label on this share of the parity inputs
+    text_model: bool = False  # also a text-in model for apps (export --text-model)
 
 
 @dataclass

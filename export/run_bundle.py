@@ -136,10 +136,17 @@ def accuracy_of(bundle: Path, model, gold) -> dict:
     return {"accuracy": acc, "accuracy_n": len(gold)}
 
 
+def _runtime_models(bundle: Path, manifest: dict) -> dict:
+    """The models the runtime runs (not the app-only text model); a bundle's core from before
+    runtime_models existed has no text model either, so its manifest's models are those."""
+    rt = core(bundle, "runtime")
+    return rt.runtime_models(manifest) if hasattr(rt, "runtime_models") else (manifest.get("models") or {})
+
+
 def variant_info(bundle: Path, model) -> dict:
     manifest = model.manifest
     info = {"name": "bundle", "description": "edgedistill bundle via " + type(model).__module__, "status": "ok", "reason": None,
-            "files": sorted((manifest.get("models") or {}).values()) or sorted(p.name for p in bundle.glob("*.onnx")),
+            "files": sorted(_runtime_models(bundle, manifest).values()) or sorted(p.name for p in bundle.glob("*.onnx")),
             "quantization": manifest.get("quantization"), "target": manifest.get("target")}
     info["size_bytes"] = sum((bundle / f).stat().st_size for f in info["files"]) or None
     info["package_bytes"] = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())

@@ -70,6 +70,7 @@ def cls_bundle(models):
 def test_classification_int8_and_fp32_match_torch(models, cls_bundle, tmp_path):
     m = json.loads((cls_bundle / "manifest.json").read_text())
     assert m["family"] == "sequence-classification" and m["quantization"]["mode"] == "dynamic"
+    assert m["format_version"] == 1  # no app-only model (--text-model): readable by runtimes before format 2
     assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-3 and m["parity"]["int8_agreement"] >= 0.99
     assert (cls_bundle / "ort" / "model.ort").exists() and (cls_bundle / "ort" / "required_operators.config").exists()
     items = [json.loads(x) for x in (models / "nli.jsonl").read_text().splitlines()]

@@ -22,7 +22,10 @@ from ..deploy.export import ExportConfig, export_bundle
 @click.option("--parity-samples", type=int, default=256, show_default=True, help="How many inputs the parity check uses.")
 @click.option("--threads", type=int, default=2, show_default=True, help="Threads for the latency check.")
 @click.option("--zip", "zip_", is_flag=True, help="Also write BUNDLE.zip.")
-def export(model, out, quantize, target, parity_data, calibration_data, max_length, min_agreement, parity_samples, threads, zip_):
+@click.option("--text-model", is_flag=True, help="Also write text_model.onnx for apps: raw text in, label probabilities out, "
+              "tokenized in the graph by onnxruntime-extensions (classification, WordPiece tokenizers); verified like parity.")
+def export(model, out, quantize, target, parity_data, calibration_data, max_length, min_agreement, parity_samples, threads, zip_,
+           text_model):
     """Export MODEL (a dir from `edgedistill strip`, or a student dir) to an ONNX bundle.
 
     optimum exports the model, onnxruntime fuses the graph and quantizes it to INT8 for the
@@ -32,7 +35,8 @@ def export(model, out, quantize, target, parity_data, calibration_data, max_leng
     """
     m = export_bundle(ExportConfig(model=model, out=out, quantize=quantize, target=target, parity_data=parity_data,
                                    calibration_data=calibration_data, max_length=max_length, min_agreement=min_agreement,
-                                   parity_samples=parity_samples, threads=threads, zip=zip_), echo=click.echo)
+                                   parity_samples=parity_samples, threads=threads, zip=zip_,
+                                   text_model=text_model), echo=click.echo)
     for line in summary_lines(m, out):
         click.echo(line)
 
@@ -46,4 +50,8 @@ def summary_lines(m: dict, out) -> list[str]:
             ("FP32 max |Δlogit|", "–" if p["fp32_max_abs_logit_diff"] is None else f"{p['fp32_max_abs_logit_diff']:.2e}"),
             ("INT8 agreement", "–" if p["int8_agreement"] is None else f"{100 * p['int8_agreement']:.2f} %"),
             ("latency FP32 / INT8 (ms)", f"{lat['fp32_ms']:.2f} / {lat.get('int8_ms', float('nan')):.2f}  (batch 1, seq {lat['seq_len']})")]
+    if "text_model" in m:
+        t = m["text_model"]["parity"]
+        rows.append(("text model", f"{m['text_model']['file']} ({m['files'][m['text_model']['file']]['bytes'] / 1e6:.1f} MB), labels "
+                                   f"{t['labels_equal']}/{t['examples']}, max |Δprob| {t['max_abs_prob_diff']:.1e}"))
     return [""] + [f"  {k:<26}{v}" for k, v in rows]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..atomic import write_json, write_text
-from ..edge.runtime import FORMAT_VERSION, sha256_file
+from ..edge.runtime import APP_ROLES, FORMAT_VERSION, sha256_file
 
 CORE = Path(__file__).resolve().parents[1] / "edge"  # the torch-free core every bundle carries
 ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
@@ -32,29 +32,30 @@ def io_spec(onnx_path: Path) -> dict:
     def dims(t):
         return [d.dim_param or d.dim_value for d in t.type.tensor_type.shape.dim]
 
-    elem = {1: "float32", 7: "int64", 6: "int32", 9: "bool", 10: "float16"}
+    elem = {1: "float32", 7: "int64", 6: "int32", 8: "string", 9: "bool", 10: "float16"}
     return {"inputs": [{"name": i.name, "dtype": elem.get(i.type.tensor_type.elem_type, "?"), "shape": dims(i)} for i in g.input if i.name not in init],
             "outputs": [{"name": o.name, "dtype": elem.get(o.type.tensor_type.elem_type, "?"), "shape": dims(o)} for o in g.output]}
 
 
-def convert_to_ort(bundle: Path, models: dict[str, str]) -> dict[str, str]:
-    """ORT-format copies (what ONNX Runtime Mobile loads) + required_operators.config for a reduced build."""
-    out = bundle / "ort"
-    out.mkdir()
+def convert_to_ort(bundle: Path, models: dict[str, str], subdir: str = "ort", extra_args=()) -> dict[str, str]:
+    """ORT-format copies (what ONNX Runtime Mobile loads) + required_operators.config for a reduced build,
+    in BUNDLE/subdir; extra_args go to the converter (e.g. --custom_op_library for the text model)."""
+    out = bundle / subdir
+    out.mkdir(parents=True)
     for name in models.values():
         shutil.copyfile(bundle / name, out / name)
     proc = subprocess.run([sys.executable, "-m", ORT_CONVERTER, str(out), "--output_dir", str(out),
-                           "--optimization_style", "Fixed"],
+                           "--optimization_style", "Fixed", *extra_args],
                           capture_output=True, text=True)
     for name in models.values():
         (out / name).unlink()
     if proc.returncode != 0:
         shutil.rmtree(out)
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "conversion failed"}
-    written = {role: f"ort/{Path(name).with_suffix('.ort').name}" for role, name in models.items()}
+    written = {role: f"{subdir}/{Path(name).with_suffix('.ort').name}" for role, name in models.items()}
     config = next(out.glob("*.config"), None)
     if config is not None:
-        written["required_operators"] = f"ort/{config.name}"
+        written["required_operators"] = f"{subdir}/{config.name}"
     for leftover in out.glob("*.onnx"):
         leftover.unlink()
     return written
@@ -89,7 +90,7 @@ def finish(bundle: Path, manifest: dict) -> dict:
     write_text(bundle / "README.md", readme(manifest))
     manifest["files"] = {str(p.relative_to(bundle)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                          for p in sorted(bundle.rglob("*")) if p.is_file() and p.name != "manifest.json"}
-    manifest["format_version"] = FORMAT_VERSION
+    manifest["format_version"] = FORMAT_VERSION if set(manifest["models"]) & set(APP_ROLES) else 1
     manifest["edgedistill_version"] = __version__
     manifest["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     write_json(bundle / "manifest.json", manifest)
@@ -143,7 +144,7 @@ Inputs are rendered with the template `{json.dumps(task['input'])}` and tokenize
 
 {_ort_text(m)} See `export/ANDROID.md` and `export/IOS.md` in the
 edgedistill repository. `manifest.json` lists every file with its sha256.
-
+{_text_model_text(m)}
 `edge/` is the runtime's torch-free core (`edge_runtime.py` imports it); `python run_bundle.py
 path/to/this/folder` (export/run_bundle.py of the edgedistill repository) times the bundle with it.
 """
@@ -155,6 +156,17 @@ def _ort_text(m: dict) -> str:
                 f"({m['ort_models']['error']}), so ONNX Runtime Mobile cannot load this bundle as it is.")
     return ("ONNX Runtime Mobile (Android / iOS) loads the `.ort` files under `ort/`; `ort/required_operators.config`\n"
             "lists the operators a reduced mobile build needs.")
+
+
+def _text_model_text(m: dict) -> str:
+    t = m.get("text_model")
+    if not t:
+        return ""
+    return (f"\n## Text in, probabilities out (`{t['file']}`, for apps)\n\n"
+            f"Input `text`: string [1], the rendered input (one text per call); output `probs`: float32 "
+            f"[1, {len(t['labels'])}] in the order of `labels`. It tokenizes inside the graph with onnxruntime-extensions' "
+            f"`BertTokenizer` (domain `{t['custom_op_domain']}`): register the extensions' custom-op library in the "
+            "session options. " + (f"ORT format: `{t['ort']['text']}`." if "text" in t["ort"] else "No ORT-format copy.") + "\n")
 
 
 def _fields(template: str) -> list[str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import bundle as bundle_mod
+from . import text_model
 from ..atomic import build_dir
 from ..edge.families import FAMILIES
 from ..errors import UserError
@@ -28,7 +29,7 @@ from ..model_dir import weights_bytes
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
 from .quantize import MATMUL_OPS, detect_preset, plan_for, quantize
-from ..edge.runtime import BundleError, EdgeModel
+from ..edge.runtime import BundleError, EdgeModel, runtime_models
 
 FP32_TOLERANCE = 1e-3
 
@@ -46,6 +47,7 @@ class ExportConfig:
     parity_samples: int = 256
     threads: int = 2
     zip: bool = False
+    text_model: bool = False  # also text_model.onnx: raw text in, probs out (deploy/text_model.py)
     seed: int = 0
     # test hook: called with the staging dir after export, before parity (e.g. to corrupt a weight)
     tamper: object = field(default=None, repr=False)
@@ -93,7 +95,7 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
     out = Path(cfg.out)
     if cfg.zip:
         manifest["zip"] = str(bundle_mod.zip_bundle(out))
-    manifest["size_bytes"] = sum(f["bytes"] for n, f in manifest["files"].items() if n in manifest["models"].values())
+    manifest["size_bytes"] = sum(f["bytes"] for n, f in manifest["files"].items() if n in runtime_models(manifest).values())
     manifest["source_size_bytes"] = weights_bytes(src)
     return manifest
 
@@ -113,6 +115,8 @@ def _job(cfg: ExportConfig, src: Path, work: Path) -> _Job:
     if not tok.is_fast:
         raise UserError(f"{src}: the tokenizer has no fast (tokenizers) version; the device runtime needs tokenizer.json")
     tok.save_pretrained(work / "tok")
+    if cfg.text_model:  # fail now, not after the long export
+        text_model.check_supported(family, work / "tok" / "tokenizer.json")
     items = _parity_items(cfg, src, model_dir, meta, task, family)
     target, preset, isa = detect_preset(cfg.target)
     job = _Job(cfg, src, work, model_dir, meta, config, family, task, cfg.max_length or meta.get("max_length") or 128,
@@ -227,6 +231,8 @@ def _write_bundle(job: _Job, chosen: _Chosen, echo) -> dict:
         shutil.copyfile(job.work / "tok" / "tokenizer.json", tmp / "tokenizer.json")
         manifest["io"] = {role: bundle_mod.io_spec(tmp / name) for role, name in manifest["models"].items()}
         bundle_mod.add_ort_models(tmp, manifest, echo)
+        if cfg.text_model:
+            text_model.add(tmp, chosen.dir, job.work / "tok", manifest, job.items, echo)
         bundle_mod.finish(tmp, manifest)
     return manifest
 

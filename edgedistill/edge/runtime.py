@@ -23,8 +23,11 @@ from tokenizers import Tokenizer
 
 from .arith import tidy
 
-FORMAT_VERSION = 1
+# 2: `models` may list app-only roles (APP_ROLES), which runtimes before it would try to load; a bundle
+# without them is still written as 1, so those runtimes keep reading it.
+FORMAT_VERSION = 2
 UNZIP_PREFIX = "edgedistill-bundle-"  # temp dirs a zipped bundle is unpacked into (removed on close)
+APP_ROLES = ("text",)  # models for apps (text_model.onnx needs onnxruntime-extensions): listed, never loaded here
 
 
 class BundleError(Exception):
@@ -60,9 +63,14 @@ def read_manifest(path: Path) -> dict:
     return manifest
 
 
+def runtime_models(manifest: dict) -> dict[str, str]:
+    """role -> file of the models this runtime runs: the manifest's models but the app-only ones (APP_ROLES)."""
+    return {role: name for role, name in manifest.get("models", {}).items() if role not in APP_ROLES}
+
+
 def loaded_files(manifest: dict) -> list[str]:
     """The files `EdgeModel.load` reads: the ONNX models and the tokenizer (not the ort/ copies, docs or code)."""
-    return list(manifest.get("models", {}).values()) + [(manifest.get("tokenizer") or {}).get("file") or "tokenizer.json"]
+    return list(runtime_models(manifest).values()) + [(manifest.get("tokenizer") or {}).get("file") or "tokenizer.json"]
 
 
 def verify_files(path: Path, manifest: dict, names, hash_them: bool = True) -> None:
@@ -131,7 +139,7 @@ class EdgeModel:
         providers = providers or ["CPUExecutionProvider"]
         try:
             sessions = {role: ort.InferenceSession(str(path / name), opts, providers=providers)
-                        for role, name in manifest["models"].items()}
+                        for role, name in runtime_models(manifest).items()}
         except Exception as e:  # onnxruntime raises its own Fail/InvalidProtobuf types
             raise BundleError(f"{path}: onnxruntime cannot load the model ({str(e)[:200]}); re-export the bundle") from None
         tokenizer = Tokenizer.from_file(str(path / manifest["tokenizer"]["file"]))

@@ -365,7 +365,9 @@ def _build(info: dict, what: str, fn) -> None:
 
 
 def _bundle_info(subject: Subject, info: dict) -> None:
-    models = subject.manifest.get("models") or {}
+    from ..edge.runtime import runtime_models
+
+    models = runtime_models(subject.manifest)  # the app-only text model is no variant of the bundle's model
     onnx_files = [subject.bundle / f for f in models.values()] or sorted(subject.bundle.glob("*.onnx"))
     info.update(size_bytes=sum(_onnx_bytes(p) for p in onnx_files), files=[p.name for p in onnx_files],
                 package_bytes=sum(p.stat().st_size for p in subject.bundle.rglob("*") if p.is_file()),
