@@ -2,7 +2,7 @@
 // Run a bundle in headless Chromium (onnxruntime-web, WASM) through demo.html: the browser twin of
 // predict.mjs, for tests and benchmarks.
 //
-//   node export/js/browser.mjs BUNDLE [--threads N] [--batch-size 32] < items.jsonl > predictions.jsonl
+//   node export/js/browser.mjs BUNDLE [--threads N] [--batch-size N] < items.jsonl > predictions.jsonl
 //   node export/js/browser.mjs BUNDLE --bench [--n 200] [--warmup 10] [--threads N] [--times] < items.jsonl   -> one JSON line
 //
 // Chromium: $CHROMIUM or /usr/bin/chromium (Debian: apt-get install chromium), driven by playwright-core.
@@ -42,7 +42,7 @@ export async function withPage(bundle, fn, { executablePath = process.env.CHROMI
 
 async function main() {
   const args = process.argv.slice(2);
-  const opts = { threads: null, batchSize: 32, bench: false, n: 200, warmup: 10, times: false };
+  const opts = { threads: null, batchSize: undefined, bench: false, n: 200, warmup: 10, times: false };
   let bundle = null;
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
@@ -55,7 +55,7 @@ async function main() {
     else if (a.startsWith("-") || bundle) throw new Error(`unexpected argument ${a}`);
     else bundle = a;
   }
-  if (!bundle) throw new Error("usage: node browser.mjs BUNDLE [--threads N] [--batch-size 32] [--bench] < items.jsonl");
+  if (!bundle) throw new Error("usage: node browser.mjs BUNDLE [--threads N] [--batch-size N] [--bench] < items.jsonl");
   const items = readFileSync(0, "utf8").split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
   const log = (s) => process.stderr.write(`${s}\n`);
   const { result } = await withPage(bundle, async (page) => {

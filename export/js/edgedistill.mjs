@@ -114,6 +114,9 @@ export class EdgeModel {
     this.maxLength = Number(manifest.max_length);
     this.labels = manifest.labels ?? null;
     this.padId = Number(manifest.tokenizer.pad_token_id);
+    // Items per call, as Python's edge.runtime.answer_batch_size: dynamic INT8 scales each activation
+    // tensor by its own min/max, so batching would make an item's answer depend on its neighbours.
+    this.batchSize = manifest.quantization?.mode === "dynamic" ? 1 : 32;
     this.inputNames = session.inputNames;
     this.outputName = session.outputNames[0];
     this._fields = templateFields(this.task.input);
@@ -282,8 +285,8 @@ export class EdgeModel {
     return Array.from({ length: n }, (_, i) => out.data.subarray(i * k, (i + 1) * k));
   }
 
-  /** [{label, probs}] for items, in batches of batchSize (as Python's EdgeModel.predict, default 32). */
-  async predict(items, { batchSize = 32 } = {}) {
+  /** [{label, probs}] for items, in batches of batchSize (as Python's EdgeModel.predict; default this.batchSize). */
+  async predict(items, { batchSize = this.batchSize } = {}) {
     items = Array.from(items);
     const out = [];
     for (let i = 0; i < items.length; i += batchSize) {

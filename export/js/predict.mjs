@@ -1,19 +1,19 @@
 #!/usr/bin/env node
-// node export/js/predict.mjs BUNDLE [--batch-size 32] [--threads N] [--no-verify] [--encode] < items.jsonl > predictions.jsonl
+// node export/js/predict.mjs BUNDLE [--batch-size N] [--threads N] [--no-verify] [--encode] < items.jsonl > predictions.jsonl
 //
 // Each stdin line is one item: a JSON object of the task's fields (multiple choice: with its choices),
 // or a JSON string (an already-rendered input). Each stdout line is its prediction, as the Python
 // runtime's EdgeModel.predict: {"label": ..., "probs": {...}}. Lines are predicted in batches of
-// --batch-size, as they arrive. --encode writes each item's model inputs instead (input_ids,
+// --batch-size (default: 1 for a dynamic INT8 bundle, else 32, as Python), as they arrive. --encode writes each item's model inputs instead (input_ids,
 // token_type_ids; multiple choice: one list per choice), to compare tokenization with Python's.
 import { createInterface } from "node:readline";
 
 import { BundleError, EdgeModel } from "./edgedistill.mjs";
 
-const USAGE = "usage: node predict.mjs BUNDLE [--batch-size 32] [--threads N] [--no-verify] [--encode] < items.jsonl";
+const USAGE = "usage: node predict.mjs BUNDLE [--batch-size N] [--threads N] [--no-verify] [--encode] < items.jsonl";
 
 function parseArgs(argv) {
-  const opts = { bundle: null, batchSize: 32, threads: null, verify: true, encode: false };
+  const opts = { bundle: null, batchSize: null, threads: null, verify: true, encode: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--batch-size") opts.batchSize = Number(argv[++i]);
@@ -25,7 +25,7 @@ function parseArgs(argv) {
     else opts.bundle = a;
   }
   if (!opts.bundle) throw new BundleError(USAGE);
-  if (!(opts.batchSize >= 1)) throw new BundleError("--batch-size must be a positive integer");
+  if (opts.batchSize !== null && !(opts.batchSize >= 1)) throw new BundleError("--batch-size must be a positive integer");
   return opts;
 }
 
@@ -39,6 +39,7 @@ function encoded(model, item) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const model = await EdgeModel.load(opts.bundle, { verify: opts.verify, threads: opts.threads });
+  opts.batchSize ??= model.batchSize; // 1 for dynamic INT8 bundles, else 32, as Python
   let batch = [];
   let n = 0;
   const flush = async () => {
