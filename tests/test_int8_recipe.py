@@ -142,3 +142,20 @@ def test_cli_rejects_bad_values(models, tmp_path, args, message):
 def test_cli_help_documents_the_flag():
     r = CliRunner().invoke(main, ["export", "--help"])
     assert "--int8-fp32 N|auto" in r.output and "--min-agreement" in r.output
+
+
+def test_cli_prints_what_was_kept(models, tmp_path):
+    r = CliRunner().invoke(main, ["export", str(models / "broken"), "--out", str(tmp_path / "b"),
+                                  "--parity-data", str(models / "texts.jsonl"), "--int8-fp32", "1"])
+    assert r.exit_code == 0, r.output
+    assert "MatMuls kept FP32" in r.output and "1 (--int8-fp32 1)" in r.output and "of all-INT8" in r.output
+
+
+def test_pick_k_takes_the_smallest_k_meeting_both_and_flags_a_miss():
+    from edgedistill.deploy.quantize import pick_k
+
+    ladder = [{"k": 0, "agreement": 0.97, "kl": 3e-3}, {"k": 1, "agreement": 0.995, "kl": 2e-3},
+              {"k": 2, "agreement": 0.99, "kl": 9e-4}, {"k": 3, "agreement": 0.998, "kl": 5e-4}]
+    assert pick_k(ladder, 0.99)["k"] == 2 and pick_k(ladder, 0.99)["met"] is True
+    missed = pick_k(ladder, 0.999)
+    assert missed["k"] == 3 and missed["met"] is False
