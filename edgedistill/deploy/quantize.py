@@ -195,7 +195,7 @@ def fp32_ladder(src: Path, plan: QuantPlan, ranking: list[dict], ks, feeds: list
         rows.append({"k": k, "nodes": keep, "agreement": float((q.argmax(-1) == ref.argmax(-1)).mean()), "kl": _kl(ref, q),
                      "kl_share_removed": sum(r["kl"] for r in ranking[:k]) / total, "size_mb": dst.stat().st_size / 1e6})
         runners[k] = SimpleNamespace(call=lambda f, s=s: s.run(None, f))
-    timed = time_interleaved(runners, {k: timing_feed for k in runners}, SimpleNamespace(min_time=0.5, min_iters=20, warmup=0.2))
+    timed = time_interleaved(runners, {k: timing_feed for k in runners}, SimpleNamespace(min_time=1.0, min_iters=20, warmup=0.2))
     p50 = {k: summarize(t["times_ns"], 1)["p50_ms"] for k, t in timed.items()}
     for r in rows:
         r["p50_ratio"] = p50[r["k"]] / p50[ks[0]]
