@@ -23,7 +23,7 @@ from ..deploy.export import ExportConfig, export_bundle
 @click.option("--int8-fp32", default="0", show_default=True, metavar="N|auto",
               help="Keep the N MatMuls whose INT8 moves the output most (each quantized alone, KL vs FP32 on the parity "
               "inputs, batch 1) in FP32; auto: the smallest N of 0,1,2,3,6,12 whose labels agree with FP32 on >= "
-              "--min-agreement and whose KL <= 1e-3. Ranking takes about a minute for a MiniLM; the cost in size and "
+              "--min-agreement and whose KL <= 1e-3. Ranking adds 1-2 min to a MiniLM export on 2 cores; the cost in size and "
               "latency is printed and kept in the manifest. Dynamic INT8 of classifiers and multiple choice only.")
 @click.option("--threads", type=int, default=2, show_default=True, help="Threads for the latency check.")
 @click.option("--zip", "zip_", is_flag=True, help="Also write BUNDLE.zip.")

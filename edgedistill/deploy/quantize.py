@@ -119,7 +119,7 @@ FP32_LADDER = (0, 1, 2, 3, 6, 12)  # k tried by --int8-fp32 auto, smallest first
 # parity inputs is at most this (and whose labels agree with FP32 on >= --min-agreement).
 KL_BUDGET = 1e-3
 WEIGHT_OPS = ["MatMul", "Gemm"]
-RANK_FEEDS = 64  # parity inputs the ranking runs (36 MatMuls of a MiniLM x 64 inputs: about a minute on 2 cores)
+RANK_FEEDS = 64  # parity inputs the ranking runs (38 weight MatMuls/Gemms of a MiniLM x 64 inputs: 70-110 s on 2 shared cores)
 
 
 def weight_matmuls(onnx_path: Path) -> list[str]:
