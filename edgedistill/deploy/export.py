@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..model_dir import weights_bytes
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
-from .quantize import MATMUL_OPS, detect_preset, plan_for, quantize
+from .quantize import MATMUL_OPS, detect_preset, keep_sensitive_fp32, plan_for, quantize
 from ..edge.runtime import BundleError, EdgeModel, runtime_models
 
 FP32_TOLERANCE = 1e-3
@@ -48,6 +48,7 @@ class ExportConfig:
     threads: int = 2
     zip: bool = False
     text_model: bool = False  # also text_model.onnx: raw text in, probs out (deploy/text_model.py)
+    int8_fp32: str = "0"  # N | auto: keep the N most INT8-sensitive MatMuls FP32 (quantize.keep_sensitive_fp32)
     seed: int = 0
     # test hook: called with the staging dir after export, before parity (e.g. to corrupt a weight)
     tamper: object = field(default=None, repr=False)
@@ -115,6 +116,7 @@ def _job(cfg: ExportConfig, src: Path, work: Path) -> _Job:
     if not tok.is_fast:
         raise UserError(f"{src}: the tokenizer has no fast (tokenizers) version; the device runtime needs tokenizer.json")
     tok.save_pretrained(work / "tok")
+    _check_int8_fp32(cfg, family)
     if cfg.text_model:  # fail now, not after the long export
         text_model.check_supported(family, work / "tok" / "tokenizer.json")
     items = _parity_items(cfg, src, model_dir, meta, task, family)
@@ -172,6 +174,10 @@ def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chose
     plan = plan_for(job.target, job.preset, job.config.model_type, job.raw.get("encoder") or job.raw.get("model"),
                     static=bool(cfg.calibration_data))
     calib = _calibration_feeds(cfg, fp32, job.task) if cfg.calibration_data else None
+    if cfg.int8_fp32 != "0":
+        feeds = [fp32.encode([it]) for it in job.items]
+        keep_sensitive_fp32(job.raw["model"], plan, cfg.int8_fp32, feeds, _full_length_feed(fp32, job.items, job.max_length),
+                            job.work / "sensitivity", cfg.min_agreement, cfg.threads, echo)
     int8_dir, int8 = _quantized(job, plan, calib, echo)
     int8_out = None  # outputs of the current `int8`, once computed
     if plan.mode == "dynamic" and job.family != "seq2seq":
@@ -313,6 +319,22 @@ def _stage(dest: Path, files: dict[str, Path], tok_dir: Path, manifest: dict, qu
     return dest
 
 
+def _check_int8_fp32(cfg: ExportConfig, family: str) -> None:
+    """--int8-fp32 is N >= 0 or auto, for dynamic INT8 of a classifier or multiple-choice model; fail before the export."""
+    v = cfg.int8_fp32 = str(cfg.int8_fp32).strip().lower()
+    if v != "auto" and not v.isdigit():
+        raise UserError(f"--int8-fp32 {cfg.int8_fp32!r}: pass a number of MatMuls to keep FP32 (0 = none) or auto")
+    if v == "0":
+        return
+    if cfg.quantize != "int8":
+        raise UserError(f"--int8-fp32 {v} picks MatMuls to keep out of INT8; it needs --quantize int8 (drop it for --quantize none)")
+    if cfg.calibration_data:
+        raise UserError(f"--int8-fp32 {v} ranks MatMuls under dynamic INT8; drop --calibration-data (static QDQ) or --int8-fp32")
+    if family == "seq2seq":
+        raise UserError(f"--int8-fp32 {v} ranks MatMuls by their effect on the output probabilities of a classifier or "
+                        "multiple-choice model; seq2seq bundles already keep sensitive parts FP32 (T5 wo, slower decoders): drop it")
+
+
 def _calibration_feeds(cfg, model: EdgeModel, task: dict) -> list[dict]:
     from ..data import load_examples
     from ..task import task_from_dict
@@ -323,10 +345,16 @@ def _calibration_feeds(cfg, model: EdgeModel, task: dict) -> list[dict]:
     return [model.encode([it], pad_to=model.max_length) for it in items]
 
 
-def _latency_ms(model: EdgeModel, items: list[dict], seq_len: int, runs: int = 30) -> float:
-    """Median batch-1 latency at the full sequence length: what an app pays per call."""
+def _full_length_feed(model: EdgeModel, items: list[dict], seq_len: int) -> dict:
+    """One input padded to the full sequence length, all of it attended: the batch-1 call latency is timed on."""
     feeds = model.encode(items[:1], pad_to=seq_len)
     feeds["attention_mask"] = np.ones_like(feeds["attention_mask"])
+    return feeds
+
+
+def _latency_ms(model: EdgeModel, items: list[dict], seq_len: int, runs: int = 30) -> float:
+    """Median batch-1 latency at the full sequence length: what an app pays per call."""
+    feeds = _full_length_feed(model, items, seq_len)
     for _ in range(3):
         model.run(feeds)
     times = []

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 # Per-channel weight scales everywhere: as fast as per-tensor (MiniLM-L6, batch 1, seq 128, 2 threads,
@@ -47,6 +48,7 @@ class QuantPlan:
     nodes_to_exclude: list[str] = field(default_factory=list)
     op_types: list[str] | None = None  # None: every op the quantizer knows, embeddings included
     notes: list[str] = field(default_factory=list)
+    fp32_matmuls: dict | None = None  # --int8-fp32: the sensitive MatMuls kept FP32 and what they cost (keep_sensitive_fp32)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,3 +108,133 @@ def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict
                     per_channel=plan.per_channel, reduce_range=plan.reduce_range, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, nodes_to_exclude=plan.nodes_to_exclude or None,
                     extra_options=EXTRA_OPTIONS)
+
+
+# ---------------------------------------------------------------- sensitive MatMuls kept FP32 (--int8-fp32)
+# Dynamic INT8 errors add up per MatMul (e-SNLI MiniLM student: the single-MatMul KLs sum to 0.0030,
+# all-INT8 gives 0.0033) and a few FFN MatMuls of the first layers carry most of it, so quantizing
+# each weight MatMul alone ranks them, and keeping the top k FP32 removes their share.
+FP32_LADDER = (0, 1, 2, 3, 6, 12)  # k tried by --int8-fp32 auto, smallest first
+# --int8-fp32 auto stops at the first k whose mean KL(FP32 || INT8) of the output probabilities on the
+# parity inputs is at most this (and whose labels agree with FP32 on >= --min-agreement).
+KL_BUDGET = 1e-3
+WEIGHT_OPS = ["MatMul", "Gemm"]
+RANK_FEEDS = 64  # parity inputs the ranking runs (38 weight MatMuls/Gemms of a MiniLM x 64 inputs: 70-110 s on 2 shared cores)
+
+
+def weight_matmuls(onnx_path: Path) -> list[str]:
+    """Names of the MatMuls (and Gemms: pooler, classifier) with a constant weight: the ones dynamic INT8
+    quantizes (MatMulConstBOnly)."""
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    consts = {i.name for i in model.graph.initializer}
+    consts |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in model.graph.node if n.op_type in WEIGHT_OPS and n.input[1] in consts]
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _probs(session, feeds: list[dict]) -> np.ndarray:
+    """Output probabilities, one input per call (as an app asks; dynamic INT8 depends on the batch)."""
+    logits = np.concatenate([session.run(None, f)[0].reshape(1, -1) for f in feeds]).astype(np.float64)
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    eps = 1e-12
+    return float((p * (np.log(p + eps) - np.log(q + eps))).sum(-1).mean())
+
+
+def _with_fp32(plan: QuantPlan, keep: list[str], matmuls_only: bool = False) -> QuantPlan:
+    from dataclasses import replace
+
+    return replace(plan, nodes_to_exclude=list(dict.fromkeys(plan.nodes_to_exclude + keep)),
+                   op_types=WEIGHT_OPS if matmuls_only else plan.op_types, notes=[], fp32_matmuls=None)
+
+
+def rank_sensitivity(src: Path, plan: QuantPlan, feeds: list[dict], work: Path, threads: int = 2) -> list[dict]:
+    """[{node, kl}] for every weight MatMul, most INT8-sensitive first: the mean KL(FP32 || INT8) of the
+    output probabilities when only that MatMul is quantized (with the plan's settings), batch 1."""
+    if plan.mode != "dynamic":
+        raise ValueError("sensitivity ranking is for dynamic INT8; static QDQ (--calibration-data) has its own ranges")
+    ref = _probs(_session(src, threads), feeds)
+    names = weight_matmuls(src)
+    work.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names:
+        dst = work / "one.onnx"
+        quantize(src, dst, _with_fp32(plan, [n for n in names if n != name], matmuls_only=True))
+        out.append({"node": name, "kl": _kl(ref, _probs(_session(dst, threads), feeds))})
+    return sorted(out, key=lambda r: -r["kl"])
+
+
+def fp32_ladder(src: Path, plan: QuantPlan, ranking: list[dict], ks, feeds: list[dict], timing_feed: dict, work: Path,
+                threads: int = 2) -> list[dict]:
+    """For each k: the plan's INT8 model with the k most sensitive MatMuls FP32, against FP32 on `feeds`
+    (label agreement, mean KL), its size, and its batch-1 p50 relative to the first k, timed interleaved."""
+    from types import SimpleNamespace
+
+    from ..edge.timing import summarize, time_interleaved
+
+    ref = _probs(_session(src, threads), feeds)
+    total = sum(r["kl"] for r in ranking) or 1.0
+    rows, runners = [], {}
+    work.mkdir(parents=True, exist_ok=True)
+    for k in ks:
+        keep = [r["node"] for r in ranking[:k]]
+        dst = work / f"fp32-top{k}.onnx"
+        quantize(src, dst, _with_fp32(plan, keep))
+        s = _session(dst, threads)
+        q = _probs(s, feeds)
+        rows.append({"k": k, "nodes": keep, "agreement": float((q.argmax(-1) == ref.argmax(-1)).mean()), "kl": _kl(ref, q),
+                     "kl_share_removed": sum(r["kl"] for r in ranking[:k]) / total, "size_mb": dst.stat().st_size / 1e6})
+        runners[k] = SimpleNamespace(call=lambda f, s=s: s.run(None, f))
+    timed = time_interleaved(runners, {k: timing_feed for k in runners}, SimpleNamespace(min_time=1.0, min_iters=20, warmup=0.2))
+    p50 = {k: summarize(t["times_ns"], 1)["p50_ms"] for k, t in timed.items()}
+    for r in rows:
+        r["p50_ratio"] = p50[r["k"]] / p50[ks[0]]
+    return rows
+
+
+def pick_k(ladder: list[dict], min_agreement: float, kl_budget: float = KL_BUDGET) -> dict:
+    """The smallest k that agrees with FP32 on >= min_agreement and whose KL is within the budget;
+    the ladder's best (largest k) when none does, flagged `met: False` for the note."""
+    for r in ladder:
+        if r["agreement"] >= min_agreement and r["kl"] <= kl_budget:
+            return {**r, "met": True}
+    return {**ladder[-1], "met": False}
+
+
+def keep_sensitive_fp32(src: Path, plan: QuantPlan, setting: str, feeds: list[dict], timing_feed: dict, work: Path,
+                        min_agreement: float, threads: int = 2, echo=print) -> None:
+    """--int8-fp32 N|auto: rank the weight MatMuls, choose k, and put the chosen nodes into the plan's
+    nodes_to_exclude, with what they cost in plan.fp32_matmuls and a note."""
+    echo(f"ranking {len(weight_matmuls(src))} MatMuls by INT8 sensitivity on {min(len(feeds), RANK_FEEDS)} parity inputs ...")
+    ranking = rank_sensitivity(src, plan, feeds[:RANK_FEEDS], work, threads)
+    ks = [k for k in FP32_LADDER if k <= len(ranking)] if setting == "auto" else [0, min(int(setting), len(ranking))]
+    ladder = fp32_ladder(src, plan, ranking, ks, feeds, timing_feed, work, threads)
+    for r in ladder:
+        echo(f"  top {r['k']:>2} FP32: labels agree with FP32 on {100 * r['agreement']:.1f} %, KL {r['kl']:.2e}, "
+             f"{r['size_mb']:.1f} MB, p50 x{r['p50_ratio']:.3f} of all-INT8")
+    chosen = pick_k(ladder, min_agreement) if setting == "auto" else {**ladder[-1], "met": None}
+    plan.nodes_to_exclude = list(dict.fromkeys(plan.nodes_to_exclude + chosen["nodes"]))
+    base = ladder[0]
+    plan.fp32_matmuls = {"requested": setting, "k": chosen["k"], "nodes": chosen["nodes"], "kl_budget": KL_BUDGET if setting == "auto" else None,
+                         "ranking": [{"node": r["node"], "kl": round(r["kl"], 10)} for r in ranking],
+                         "ladder": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if k != "nodes"} for r in ladder]}
+    if chosen["k"]:
+        plan.notes.append(f"kept the {chosen['k']} most INT8-sensitive MatMuls FP32 ({', '.join(chosen['nodes'])}): "
+                          f"{100 * chosen['kl_share_removed']:.0f} % of the single-MatMul KL removed, KL vs FP32 "
+                          f"{base['kl']:.2e} -> {chosen['kl']:.2e}, labels agreeing with FP32 {100 * base['agreement']:.1f} -> "
+                          f"{100 * chosen['agreement']:.1f} %, +{chosen['size_mb'] - base['size_mb']:.1f} MB, "
+                          f"batch-1 p50 x{chosen['p50_ratio']:.3f}")
+    if chosen["met"] is False:
+        plan.notes.append(f"--int8-fp32 auto: no k in {ks} met agreement >= {100 * min_agreement:.1f} % and KL <= {KL_BUDGET:g}; "
+                          f"kept the top {chosen['k']}")
+    echo(f"keeping {chosen['k']} MatMul(s) FP32" + ("" if chosen["met"] is not False else " (no k met the target; the largest tried)"))
