@@ -179,6 +179,7 @@ def merge_results(out: Path, others: list[Path]) -> None:
             for d, v in other.get(key, {}).items():
                 res[key].setdefault(d, v)
         res["invocations"] += [i for i in other.get("invocations", []) if i not in res["invocations"]]
+        res["notes"] = res.get("notes", []) + [n for n in other.get("notes", []) if n not in res.get("notes", [])]
         new = [r for r in other["runs"] if (r["dataset"], r["size"], r["mode"], r["seed"]) not in have]
         res["runs"] += new
         have |= {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in new}
@@ -254,6 +255,8 @@ def write_report(out: Path, res: dict):
             cells = [_cell(by_size[n][m]) if m in by_size[n] else "–" for m in modes]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines += ["", *verdicts(d, by_size, res), ""]
+    if res.get("notes"):  # what changed between the invocations above (kept in the json, carried by --merge)
+        lines += ["## Notes", "", *[f"- {n}" for n in res["notes"]], ""]
     lines += ["![accuracy vs training rows](distill_accuracy.png)", "",
               "The one-size comparison these curves replace (and its SVAMP runs): "
               "[history/distill_accuracy_one_size.md](history/distill_accuracy_one_size.md)."]
