@@ -11,7 +11,7 @@ onnxruntime-web WASM) and Python (edgedistill.runtime.EdgeModel).
   tokenizer) + predict one item. Median of --cold-runs; Chromium's own launch is not in it.
 - per prediction: predict([item]) (batch 1) over --n items after 10 warm-up calls, in the last cold run's
   process; p50 and p90 of the --cold-runs runs pooled.
-- agreement: each JS runtime's predictions on the items (batches of 32) against Python's.
+- agreement: each JS runtime's predictions on the items against Python's, both in the bundle's answering batches (one item per call for dynamic INT8, else 32).
 
 Needs export/js/node_modules (cd export/js && ONNXRUNTIME_NODE_INSTALL=skip npm ci) and /usr/bin/chromium.
 Writes OUT.md and OUT.json.
@@ -192,7 +192,7 @@ def markdown(r: dict) -> str:
     for x in r["results"]:
         lines.append(f"| {names[x['runtime']]} | {x['threads']} | {x['cold_ms']:.0f} | {x['import_ms']:.0f} / {x['load_ms']:.0f} / {x['first_predict_ms']:.0f} "
                      f"| {x['p50_ms']:.2f} | {x['p90_ms']:.2f} | {x['predictions']} |")
-    lines += ["", "Agreement with Python's `EdgeModel.predict` on the same items (batches of 32):", "",
+    lines += ["", "Agreement with Python's `EdgeModel.predict` on the same items (each runtime's default batching: one item per call for a dynamic INT8 bundle, else 32):", "",
               "| runtime | labels equal | max \\|Δprob\\| |", "|---|---:|---:|"]
     for kind, a in r["agreement_with_python"].items():
         lines.append(f"| {names[kind]} | {a['labels_equal']} / {a['items']} | {a['max_abs_prob_diff']:.2g} |")

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 JS = ROOT / "export" / "js"
 QUICKSTART_DATA = ROOT / "examples" / "quickstart"
 TOL = 1e-4
-N_ITEMS = 64  # two batches of 32, as Python's predict batches them
+N_ITEMS = 64  # two batches of 32 where a bundle batches (FP32), 64 calls where it does not (dynamic INT8)
 WORDS = ("the dog is happy a cat sat on my house man woman running park red blue big small because so "
          "refund shipping login bug billing password order late broken Zebra naïve café 42 ? !").split()
 

@@ -1,8 +1,9 @@
 // Run an edgedistill bundle in JavaScript: onnxruntime-node under Node, onnxruntime-web (WASM) in the
 // browser, the bundle's tokenizer.json through @huggingface/tokenizers. The same predictions as the
 // Python runtime (edgedistill/edge/runtime.py, EdgeModel.predict): the task's input template, truncation
-// to the manifest's max_length (longest_first, as HF tokenizers), batches of 32 padded to their longest
-// item, multiple choice as (input, choice) pairs, softmax in float64.
+// to the manifest's max_length (longest_first, as HF tokenizers), batches padded to their longest item
+// (one item per call for a dynamic INT8 bundle, else 32: answer_batch_size in Python), multiple choice
+// as (input, choice) pairs, softmax in float64.
 //
 //   import { EdgeModel } from "./edgedistill.mjs";
 //   const model = await EdgeModel.load("runs/x/bundle");          // a directory (Node) or a URL (browser)
