@@ -156,7 +156,7 @@ def render(res: dict) -> str:
            "p: exact two-sided sign test of those (p > 0.05: the accuracy difference is within the noise of a few flips).", ""]
     for s in res["subjects"]:
         out += [f"## {s['name']} ({s['n_test']} gold test rows; one row = {100 / s['n_test']:.1f} pt)", "",
-                "| variant | accuracy | Δ vs FP32 (pt) | labels = FP32 | flips to / away from gold (p) | max / mean |Δprob| | size (MB) | p50 vs k=0 |",
+                "| variant | accuracy | Δ vs FP32 (pt) | labels = FP32 | flips to / away from gold (p) | max / mean \\|Δprob\\| | size (MB) | p50 vs k=0 |",
                 "|---|---|---|---|---|---|---|---|"]
         for r in s["rows"]:
             p50 = "–" if r["p50_ratio"] is None else f"{r['p50_ratio']:.3f}×"
