@@ -83,6 +83,7 @@ class ExportConfig:
     target: str = "auto"
     min_agreement: float = 0.99  # INT8 must give torch's label on this share of the parity inputs
     text_model: bool = False  # also a text-in model for apps (export --text-model)
+    int8_fp32: int | str = "0"  # N or auto: the N MatMuls whose INT8 moves the output most stay FP32 (export --int8-fp32)
 
 
 @dataclass

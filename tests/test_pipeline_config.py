@@ -126,3 +126,12 @@ def test_a_compress_section_turns_the_stage_on_and_export_reads_its_output(folde
     assert on["export"][0].model.endswith("/compressed") and on["compress"][0].out == on["export"][0].model
     with pytest.raises(UserError, match=r"compress\.layers\[0\]: expected int"):
         load(folder, "compress: {layers: [three]}\n")
+
+
+@pytest.mark.parametrize("value, expected", [("6", "6"), ("auto", "auto"), ("'0'", "0")])
+def test_export_int8_fp32_takes_a_count_or_auto(folder, value, expected):
+    """`int8_fp32: 6` is a YAML int, `auto` a string: both reach ExportConfig as the CLI's text."""
+    from edgedistill.pipeline import stage_configs
+
+    cfg = stage_configs(load(folder, f"export: {{int8_fp32: {value}}}\n"))["export"][0]
+    assert str(cfg.int8_fp32) == expected
