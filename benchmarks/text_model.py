@@ -32,6 +32,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from js_runtime import pct  # the nearest-rank percentile js_runtime.md reports, so both tables read alike
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "quickstart"
 
@@ -138,11 +140,6 @@ def package_import_ms() -> float:
     return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
 
 
-def pct(xs, q):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", type=Path, required=True)
@@ -161,8 +158,8 @@ def main(argv=None):
     for _ in range(args.cold_runs):  # alternate, so a noisy neighbour hits both alike
         for kind in runs:
             runs[kind].append(timed(kind, args.bundle, items[:60], args.threads, args.n))
-    timing = {k: {"cold_ms": statistics.median(r["cold_ms"] for r in rs),
-                  "p50_ms": pct([t for r in rs for t in r["times_ms"]], 0.5), "p90_ms": pct([t for r in rs for t in r["times_ms"]], 0.9)}
+    pooled = {k: [t for r in rs for t in r["times_ms"]] for k, rs in runs.items()}
+    timing = {k: {"cold_ms": statistics.median(r["cold_ms"] for r in rs), "p50_ms": pct(pooled[k], 0.5), "p90_ms": pct(pooled[k], 0.9)}
               for k, rs in runs.items()}
     result = {"machine": machine_record(threads=[args.threads]), "bundle": str(args.bundle),
               "sizes_bytes": {n: m["files"][n]["bytes"] for n in ("model.onnx", "text_model.onnx", "ort/model.ort", "ort/text/text_model.ort")

@@ -141,9 +141,9 @@ def _session(path: Path, threads: int):
 
 def _probs(session, feeds: list[dict]) -> np.ndarray:
     """Output probabilities, one input per call (as an app asks; dynamic INT8 depends on the batch)."""
-    logits = np.concatenate([session.run(None, f)[0].reshape(1, -1) for f in feeds]).astype(np.float64)
-    e = np.exp(logits - logits.max(-1, keepdims=True))
-    return e / e.sum(-1, keepdims=True)
+    from ..edge.runtime import _softmax
+
+    return _softmax(np.concatenate([session.run(None, f)[0].reshape(1, -1) for f in feeds]).astype(np.float64))
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:

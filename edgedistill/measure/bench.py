@@ -233,9 +233,7 @@ def load_variant(name: str, paths: dict, threads: int) -> Runner:
             sys.path.pop(0)
         return BundleRunner(EdgeModel.load(paths["bundle"], threads=threads), family, labels, tok, max_length)
     if name in ("ort-fp32", "optimum-int8"):
-        runner = OrtRunner(ort_session(paths[name], threads), family, labels, tok, max_length)
-        runner.batch_size = 1 if name == "optimum-int8" else runner.batch_size
-        return runner
+        return _answering(name, OrtRunner(ort_session(paths[name], threads), family, labels, tok, max_length))
     import torch
 
     torch.set_num_threads(threads)
@@ -243,8 +241,16 @@ def load_variant(name: str, paths: dict, threads: int) -> Runner:
     if name == "torch-int8":
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     labels = [model.config.id2label[i] for i in range(len(model.config.id2label))] if family == "sequence-classification" else labels
-    runner = TorchRunner(model, family, labels, tok, max_length)
-    runner.batch_size = 1 if name == "torch-int8" else runner.batch_size
+    return _answering(name, TorchRunner(model, family, labels, tok, max_length))
+
+
+DYNAMIC_INT8 = {"optimum-int8", "torch-int8"}  # peers whose activations are quantized per call, as a dynamic INT8 bundle's
+
+
+def _answering(name: str, runner: Runner) -> Runner:
+    """The runner, answering one item per call if it is dynamic INT8 (edge.runtime.answer_batch_size's reason)."""
+    if name in DYNAMIC_INT8:
+        runner.batch_size = 1
     return runner
 
 
