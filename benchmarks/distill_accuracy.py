@@ -67,7 +67,7 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps):
     r = score(task, test, predict_labels(out, task, test))
     shutil.rmtree(out, ignore_errors=True)
     return {**row, "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"], "val_rows": s["val_examples"],
-            "train_rows": s["train_examples"], "with_rationale": s["rows"]["with_rationale"], "attempts": s["attempts"],
+            "train_rows": s["train_examples"], "with_rationale": s["rows"]["with_rationale"], "attempts": s["attempts"], "pooling": s.get("pooling"),
             "seconds": round(time.time() - start, 1)}
 
 

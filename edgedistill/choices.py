@@ -5,7 +5,7 @@ Student training modes (`--mode`, pipeline `student.mode`):
   auto               train label-only and the rationale modes on one split, ship the best on validation
   label-only         the teacher's labels (and label_probs as soft targets where a row has them)
   multitask          + a decoder that writes the teacher's rationale (Distilling Step-by-Step)
-  rationale-teacher  + soft labels and [CLS] states of an encoder that read input + rationale (KNIFE)
+  rationale-teacher  + soft labels and head states of an encoder that read input + rationale (KNIFE)
   rationale-dropout  the rationale appended to the input on a share of the steps
   standard           gold labels, no teacher (a reference)
 """
@@ -15,6 +15,7 @@ RATIONALE_MODES = ("multitask", "rationale-teacher", "rationale-dropout")
 ENCODER_ONLY_MODES = ("rationale-teacher", "rationale-dropout")  # they change the input: no seq2seq
 CANDIDATE_MODES = ("label-only", *RATIONALE_MODES)  # what auto may try
 RATIONALE_DECODERS = ("separate", "shared")
+POOLINGS = ("auto", "mean", "cls")  # train --pooling: what the label head reads (distill.student.pooling_for)
 
 QUANTIZE = ("int8", "none")  # export --quantize
 TARGETS = ("auto", "x86", "arm64")  # export --target: the CPU the INT8 graph is tuned for

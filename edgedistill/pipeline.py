@@ -66,6 +66,7 @@ class StudentConfig:
     lr: float | None = None
     max_length: int = 128
     seed: int = 0
+    pooling: str = "auto"  # what the label head reads: auto (as the base was pretrained), mean or cls (train --pooling)
 
 
 @dataclass

@@ -109,3 +109,14 @@ def tiny_multiple_choice_dir(path, seed: int = 0) -> Path:
     BertForMultipleChoice(tiny_bert_config(num_labels=1)).eval().save_pretrained(path)
     tiny_tokenizer("bert").save_pretrained(path)
     return path
+
+
+def tiny_sentence_encoder_dir(path, seed: int = 0) -> Path:
+    """tiny_encoder_dir as a sentence-transformers model that pools by the token mean (as all-MiniLM-L6-v2 does)."""
+    import json
+
+    path = tiny_encoder_dir(path, seed)
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": False,
+                                                               "pooling_mode_mean_tokens": True}))
+    return path

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..choices import MODES, RATIONALE_DECODERS
+from ..choices import MODES, POOLINGS, RATIONALE_DECODERS
 from ..distill.train import TrainConfig, train as run_train
 
 
@@ -62,6 +62,10 @@ from ..distill.train import TrainConfig, train as run_train
               "is the DSS original, one decoder for both tasks, told apart by a task prefix.")
 @click.option("--decoder-layers", type=int, default=2, show_default=True,
               help="Layers of the rationale decoder (and of a bert2bert label decoder), warm-started from the encoder.")
+@click.option("--pooling", type=click.Choice(POOLINGS), default="auto", show_default=True,
+              help="What the label head reads: mean = the mean of the token states, cls = BERT's [CLS] state and pooler. "
+              "auto: the pooling the base was pretrained with (mean for all-MiniLM-L6-v2, from its 1_Pooling config; "
+              "a compressed or trained base keeps its own); cls for bases that record none.")
 def train(**kw):
     """Train a small student on the teacher's labels (and rationales).
 

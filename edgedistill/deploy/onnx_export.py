@@ -41,7 +41,17 @@ def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None =
         # the runtime then re-reads the whole answer so far at each step, cheap for answers of a few tokens.
         task = task.removesuffix("-with-past")
         files.pop("decoder_with_past")
-    main_export(str(model_dir), str(out_dir), task=task, do_validation=False, **kwargs)
+    if getattr(AutoConfig.from_pretrained(model_dir), "classifier_pooling", "cls") == "mean":
+        # transformers' own class for this dir would read [CLS]: export the model as trained (its forward
+        # means the token states; the graph's inputs and outputs are optimum's for the task, as for any BERT)
+        from optimum.exporters.onnx import onnx_export_from_model
+
+        from ..distill.student import exportable, load_label_model
+
+        model = exportable(load_label_model(model_dir, family))
+        onnx_export_from_model(model, str(out_dir), task=task, do_validation=False, **kwargs)
+    else:
+        main_export(str(model_dir), str(out_dir), task=task, do_validation=False, **kwargs)
     return {role: out_dir / name for role, name in files.items()}
 
 

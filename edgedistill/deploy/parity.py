@@ -31,10 +31,10 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
     import torch
     from transformers import AutoTokenizer
 
-    from ..edge.families import auto_model_class
+    from ..distill.student import load_label_model
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = auto_model_class(family).from_pretrained(model_dir).eval()
+    model = load_label_model(model_dir, family).eval()
     logits, preds = [], []
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     if family == "multiple-choice":  # one tensor needs one choice count: split ragged batches

@@ -76,7 +76,7 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir) -> TrimReport:
     from torch import nn
     from transformers import AutoConfig, AutoTokenizer
 
-    from ..edge.families import auto_model_class
+    from .student import load_label_model
 
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     meta = read_meta(model_dir)
@@ -91,7 +91,7 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir) -> TrimReport:
     keep, from_inputs, safety = kept_token_ids(tj, lambda t: tok(t, add_special_tokens=False)["input_ids"], texts)
     new_id = {old: new for new, old in enumerate(keep)}
 
-    model = auto_model_class(meta["family"]).from_pretrained(model_dir)
+    model = load_label_model(model_dir, meta["family"])
     old = model.get_input_embeddings()
     emb = nn.Embedding(len(keep), old.embedding_dim, padding_idx=None if old.padding_idx is None else new_id[old.padding_idx])
     with torch.no_grad():
@@ -151,11 +151,11 @@ def drop_layers(model_dir, k: int, out_dir) -> list[int]:
     """Write model_dir with k of its encoder layers (layers_to_keep) into out_dir; returns their indices."""
     from torch import nn
 
-    from ..edge.families import auto_model_class
+    from .student import load_label_model
 
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
-    model = auto_model_class(meta["family"]).from_pretrained(model_dir)
+    model = load_label_model(model_dir, meta["family"])
     encoder = getattr(model.base_model, "encoder", None)
     if encoder is None or not hasattr(encoder, "layer"):
         raise UserError(f"{model_dir}: a {model.config.model_type} model; --layers knows BERT-style encoders (encoder.layer)")

@@ -21,6 +21,7 @@ have to learn the language from a few hundred answers.
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -34,15 +35,132 @@ def family_for(task_type: str, base_config) -> str:
     return "seq2seq" if base_config.is_encoder_decoder else family_of_task(task_type).name
 
 
-def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_layers: int = 2):
+def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_layers: int = 2, pooling: str = "cls"):
+    """The label model to train, its head pooling `pooling` (`pooling_for` resolves "auto")."""
     from transformers import AutoConfig
 
+    if family == "seq2seq":
+        if not AutoConfig.from_pretrained(base_dir).is_encoder_decoder:
+            return build_bert2bert(base_dir, decoder_layers)
+        return auto_model_class(family).from_pretrained(base_dir)
+    config = AutoConfig.from_pretrained(base_dir)
     if family == "sequence-classification":
-        return auto_model_class(family).from_pretrained(
-            base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
-    if family == "seq2seq" and not AutoConfig.from_pretrained(base_dir).is_encoder_decoder:
-        return build_bert2bert(base_dir, decoder_layers)
-    return auto_model_class(family).from_pretrained(base_dir)
+        config.num_labels = len(labels)
+        config.id2label, config.label2id = dict(enumerate(labels)), {l: i for i, l in enumerate(labels)}
+    config.classifier_pooling = pooling
+    return label_model_class(family, pooling).from_pretrained(base_dir, config=config)
+
+
+# ---------------------------------------------------------------- head pooling
+#
+# What the label head reads. BERT's own heads read the [CLS] state through a tanh "pooler"; a
+# sentence-transformers encoder such as all-MiniLM-L6-v2 was trained to mean its token states
+# instead (its 1_Pooling/config.json), and its [CLS] state and pooler never learned to stand for the
+# input. Reading the mean, as it was trained, is what lets a few hundred rows teach it a task:
+# e-SNLI, 630 training rows, label-only, seeds 0-2: 65.1 % test against 53.9 % through [CLS]
+# (benchmarks/results/pooling.md). The choice is written to config.json as `classifier_pooling` and
+# every torch-side load goes through `load_label_model`, which reads it back.
+
+MEAN_POOLED_TYPES = ("bert",)  # encoders whose …For* heads MeanPooled* below mirror
+
+
+def pooling_for(base_dir, requested: str = "auto") -> str:
+    """"mean" or "cls" for a student built from base_dir. auto: the base's own setting (a compressed or trained
+    student's `classifier_pooling`), else its sentence-transformers pooling (mean tokens -> mean), else cls."""
+    import json
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(base_dir)
+    if requested == "auto":
+        requested = getattr(config, "classifier_pooling", None)
+    if requested is None:
+        st = Path(base_dir) / "1_Pooling" / "config.json"
+        mean = st.exists() and json.loads(st.read_text()).get("pooling_mode_mean_tokens")
+        requested = "mean" if mean and config.model_type in MEAN_POOLED_TYPES else "cls"
+    if requested == "mean" and config.model_type not in MEAN_POOLED_TYPES:
+        raise ValueError(f"--pooling mean: a {config.model_type} encoder; mean pooling is built for {', '.join(MEAN_POOLED_TYPES)} "
+                         "encoders. Use --pooling cls")
+    return requested
+
+
+def label_model_class(family: str, pooling: str = "cls"):
+    if pooling == "mean" and family != "seq2seq":
+        return _mean_pooled_classes()[family]
+    return auto_model_class(family)
+
+
+def load_label_model(model_dir, family: str):
+    """A trained or stripped label model, with the head pooling it was trained with (config.json)."""
+    from transformers import AutoConfig
+
+    pooling = getattr(AutoConfig.from_pretrained(model_dir), "classifier_pooling", "cls")
+    return label_model_class(family, pooling).from_pretrained(model_dir)
+
+
+def mean_states(hidden, mask):
+    """The mean of each row's token states over its attention mask, (rows, H)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+def mean_pooled_forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                        output_hidden_states=None, **_unused):
+    """A BERT …ForSequenceClassification / …ForMultipleChoice forward whose head reads the mean token state."""
+    k = input_ids.shape[1] if input_ids.dim() == 3 else None  # multiple choice: (rows, choices, tokens)
+    flat = {n: v.reshape(-1, v.shape[-1]) for n, v in
+            (("input_ids", input_ids), ("attention_mask", attention_mask), ("token_type_ids", token_type_ids)) if v is not None}
+    mask = flat.get("attention_mask", torch.ones_like(flat["input_ids"]))
+    out = self.bert(**flat, output_hidden_states=output_hidden_states, return_dict=True)
+    logits = self.classifier(self.dropout(mean_states(out.last_hidden_state, mask)))
+    if k is not None:
+        logits = logits.view(-1, k)
+    loss = F.cross_entropy(logits, labels) if labels is not None else None
+    return _output_class()(loss=loss, logits=logits, hidden_states=out.hidden_states)
+
+
+def _mean_pooled(base):
+    """base (BertForSequenceClassification / BertForMultipleChoice) with its head on the mean token state."""
+
+    class MeanPooled(base):
+        def __init__(self, config):
+            super().__init__(config)
+            self.bert.pooler = None  # not read: no weights for it in the checkpoint or the ONNX graph
+
+        forward = mean_pooled_forward
+
+    MeanPooled.__name__ = MeanPooled.__qualname__ = "MeanPooled" + base.__name__
+    return MeanPooled
+
+
+def exportable(model):
+    """The model as an instance of transformers' own class, which optimum's exporter recognises: a mean-pooled
+    student's weights in a plain BERT head model whose forward is swapped for `mean_pooled_forward` (the
+    override optimum documents for onnx_export_from_model)."""
+    import types
+
+    if getattr(model.config, "classifier_pooling", "cls") != "mean":
+        return model
+    plain = type(model).__mro__[1](model.config)
+    plain.bert.pooler = None
+    plain.load_state_dict(model.state_dict())
+    plain.forward = types.MethodType(mean_pooled_forward, plain)
+    return plain.eval()
+
+
+def _output_class():
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    return SequenceClassifierOutput
+
+
+@functools.cache
+def _mean_pooled_classes() -> dict:
+    from transformers import BertForMultipleChoice, BertForSequenceClassification
+
+    return {"sequence-classification": _mean_pooled(BertForSequenceClassification),
+            "multiple-choice": _mean_pooled(BertForMultipleChoice)}
 
 
 def build_bert2bert(base_dir, decoder_layers: int):
@@ -102,8 +220,11 @@ def build_rationale_decoder(label_model, family: str, layers: int = 2, shared: b
     return dec
 
 
-def cls_states(last_hidden, rows: int):
-    """The final [CLS] state per row, (rows, H); a multiple-choice row's choices flattened, (rows, k * H)."""
+def head_states(last_hidden, attention_mask, rows: int, pooling: str):
+    """The final state the label head reads, per row, (rows, H): [CLS] or the token mean (`pooling`); a
+    multiple-choice row's choices flattened, (rows, k * H)."""
+    if pooling == "mean":
+        return mean_states(last_hidden, attention_mask.reshape(-1, attention_mask.shape[-1])).reshape(rows, -1)
     return last_hidden[:, 0].reshape(rows, -1)
 
 
@@ -184,7 +305,8 @@ class RationaleStudent(nn.Module):
         t = self.temperature
         kd = F.kl_div(F.log_softmax(logits.float() / t, -1), soft_labels.float(), reduction="batchmean") * t * t
         if teacher_hidden is not None and self.hidden_weight:
-            mine = cls_states(out.hidden_states[-1], logits.shape[0])
+            mine = head_states(out.hidden_states[-1], inputs["attention_mask"], logits.shape[0],
+                               getattr(self.config, "classifier_pooling", "cls"))
             kd = kd + self.hidden_weight * (1 - F.cosine_similarity(mine.float(), teacher_hidden.float(), dim=-1)).mean()
         loss = self.alpha * label_loss + (1 - self.alpha) * kd
         return {"loss": loss, "logits": logits, "label_loss": label_loss.detach(), "rationale_loss": kd.detach()}

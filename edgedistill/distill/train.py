@@ -33,8 +33,9 @@ from ..atomic import build_dir, write_json, write_text
 from ..errors import UserError
 from .model_card import _teacher, model_card
 from ..model_dir import write_meta
-from ..choices import ENCODER_ONLY_MODES, MODES, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
+from ..choices import ENCODER_ONLY_MODES, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
 from ..task import TaskSpec, load_task
+from .student import pooling_for
 from .train_data import Features, Row, encode_rows, make_collator, training_rows, with_rationale_input
 
 # The recipe for encoder students, measured on e-SNLI (1,000 PaLM-labelled rows, 3 epochs, seeds
@@ -93,6 +94,9 @@ class TrainConfig:
     soft_temperature: float = 1.0
     min_confidence: float = 0.0  # drop rows whose teacher gave its label less than this probability
     progress: bool = True  # the Trainer's progress bar
+    # What the label head reads: "mean" (the token states' mean), "cls" (BERT's [CLS] + pooler), or auto: the
+    # pooling the base was pretrained with (student.pooling_for). Classification and multiple choice only.
+    pooling: str = "auto"
 
 
 def default_student() -> str:
@@ -141,6 +145,8 @@ def _check_config(cfg: TrainConfig) -> None:
         raise UserError(f"--rationale-decoder: {cfg.rationale_decoder!r}; use one of {', '.join(RATIONALE_DECODERS)}")
     if cfg.retries < 0:
         raise UserError(f"--retries: {cfg.retries} must be 0 or more")
+    if cfg.pooling not in POOLINGS:
+        raise UserError(f"--pooling: {cfg.pooling!r}; use one of {', '.join(POOLINGS)}")
     for m in cfg.candidates or []:
         if m not in MODES or m in ("auto", "standard"):
             raise UserError(f"--candidates: {m!r}; use modes from {', '.join(x for x in MODES if x not in ('auto', 'standard'))}")
@@ -162,6 +168,7 @@ class Prepared:
     train_rows: list[Row]
     val_rows: list[Row]  # inputs alone, as the deployed student sees them
     val_rationales: list[str | None] | None = None  # the teacher's, for the rationale-reading teacher's checkpoint choice
+    pooling: str | None = None  # what the label head reads ("mean" / "cls"); None for seq2seq students
 
 
 def prepare(cfg: TrainConfig) -> Prepared:
@@ -183,6 +190,13 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if family == "seq2seq" and (cfg.head_lr is not None or cfg.layer_decay not in (None, 1.0)):
         raise UserError("--head-lr / --layer-decay: only for classification and multiple-choice students; a seq2seq "
                         "student trains every weight at --lr")
+    if family == "seq2seq" and cfg.pooling != "auto":
+        raise UserError(f"--pooling {cfg.pooling}: only classification and multiple-choice students have a head to pool for; "
+                        f"a {task.type} task trains a seq2seq student")
+    try:
+        pooling = None if family == "seq2seq" else pooling_for(base, cfg.pooling)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     if family == "seq2seq" and cfg.mode in ENCODER_ONLY_MODES:
         raise UserError(f"--mode {cfg.mode}: needs a classification or multiple-choice student; a {task.type} task trains a "
                         f"seq2seq student: use --mode multitask, label-only or auto")
@@ -203,8 +217,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
         n_val = max(1, round(len(rows) * cfg.val_fraction)) if len(rows) > 4 else 0
         val_rows = [Row(r.input, r.label, None, r.choices) for r in rows[:n_val]]
         train_rows = rows[n_val:]
-        return Prepared(task, base, family, stats, train_rows, val_rows, [r.rationale for r in rows[:n_val]])
-    return Prepared(task, base, family, stats, train_rows, val_rows)
+        return Prepared(task, base, family, stats, train_rows, val_rows, [r.rationale for r in rows[:n_val]], pooling)
+    return Prepared(task, base, family, stats, train_rows, val_rows, pooling=pooling)
 
 
 def train_mode(cfg: TrainConfig, echo=print, prep: Prepared | None = None) -> dict:
@@ -295,7 +309,7 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
     set_seed(seed)
     tok = AutoTokenizer.from_pretrained(prep.base)
     try:
-        label_model = build_label_model(prep.base, family, task.labels, cfg.decoder_layers)
+        label_model = build_label_model(prep.base, family, task.labels, cfg.decoder_layers, prep.pooling)
     except ValueError as e:
         raise UserError(f"--student: {e}") from None
     decoder = build_rationale_decoder(label_model, family, cfg.decoder_layers, shared=shared) if uses_rationale else None
@@ -403,8 +417,9 @@ def _at_floor(final_eval: dict, family: str) -> bool:
 
 
 def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature: float) -> list[dict]:
-    """The rationale-reading teacher's soft labels (at `temperature`) and final [CLS] states on the training rows."""
-    from .student import cls_states
+    """The rationale-reading teacher's soft labels (at `temperature`) and the final states its head reads
+    ([CLS] or the token mean) on the training rows."""
+    from .student import head_states
 
     model = teacher.label_model.eval()
     rows = with_rationale_input(prep.train_rows)
@@ -417,7 +432,8 @@ def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature:
             batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             o = model(**batch, output_hidden_states=True)
             probs = torch.softmax(o.logits.float() / temperature, -1)
-            hidden = cls_states(o.hidden_states[-1], probs.shape[0])
+            hidden = head_states(o.hidden_states[-1], batch["attention_mask"], probs.shape[0],
+                                 getattr(model.config, "classifier_pooling", "cls"))
             out += [{"soft_labels": p, "teacher_hidden": h} for p, h in zip(probs.cpu(), hidden.cpu())]
     return out
 
@@ -436,12 +452,13 @@ def write_student(cfg: TrainConfig, prep: Prepared, fit: Fit, attempts: list[dic
         task.save(tmp / "task.yaml")
         meta = {"kind": "student", "family": family, "max_length": cfg.max_length, "labels": task.labels,
                 "mode": cfg.mode, "alpha": cfg.alpha, "has_rationale_decoder": has_decoder,
-                "rationale_decoder": cfg.rationale_decoder if fit.decoder is not None else None, "base": str(prep.base)}
+                "rationale_decoder": cfg.rationale_decoder if fit.decoder is not None else None, "base": str(prep.base),
+                "pooling": prep.pooling}
         write_meta(tmp, meta)
         summary = {
             "config": {**asdict(cfg), "annotations": str(Path(cfg.annotations).resolve()), "student": str(prep.base)},
             "annotations": str(Path(cfg.annotations).resolve()), "mode": cfg.mode, "alpha": cfg.alpha, "seed": attempts[-1]["seed"],
-            "family": family, "rows": prep.stats, "train_examples": fit.train_examples, "val_examples": len(prep.val_rows),
+            "family": family, "pooling": prep.pooling, "rows": prep.stats, "train_examples": fit.train_examples, "val_examples": len(prep.val_rows),
             "val_source": cfg.eval_data or f"{cfg.val_fraction:.0%} of training rows (labels as trained on)",
             "train_loss": fit.train_loss, "val_accuracy": fit.final_eval.get("eval_accuracy"),
             "val_floor": fit.final_eval.get("eval_floor"), "attempts": attempts, **fit.extra, **(extra or {}),

@@ -255,9 +255,9 @@ def _answering(name: str, runner: Runner) -> Runner:
 
 
 def _torch_model(path, family: str):
-    from ..edge.families import auto_model_class
+    from ..distill.student import load_label_model
 
-    return auto_model_class(family).from_pretrained(str(path)).eval()
+    return load_label_model(str(path), family).eval()
 
 
 def _onnx_bytes(path: Path) -> int:
@@ -389,10 +389,9 @@ def _torch_int8(subject: Subject, work: Path, info: dict) -> None:
 
 
 def _ort_fp32(subject: Subject, onnx_dir: Path) -> Path:
-    from optimum.exporters.onnx import main_export
+    from ..deploy.onnx_export import export_onnx
 
-    main_export(str(subject.torch_dir), onnx_dir, task=FAMILIES[subject.family].optimum_task, do_validation=False)
-    return onnx_dir / "model.onnx"
+    return export_onnx(Path(subject.torch_dir), Path(onnx_dir), subject.family)["model"]
 
 
 def optimum_recipe(isa: dict | None = None) -> tuple[str, str]:

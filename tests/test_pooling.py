@@ -1,0 +1,112 @@
+"""The label head's pooling: mean token state for bases pretrained that way (all-MiniLM-L6-v2), kept through
+train, strip, compress and export (distill.student.pooling_for / load_label_model / exportable)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tiny
+from edgedistill.data import load_examples
+from edgedistill.deploy.export import ExportConfig, export_bundle
+from edgedistill.distill.strip import strip_student
+from edgedistill.distill.student import build_label_model, load_label_model, pooling_for
+from edgedistill.distill.train import TrainConfig, train
+from edgedistill.errors import UserError
+from edgedistill.evaluate import predict_labels
+from edgedistill.task import load_task
+from test_train import NLI_TASK, write_annotations
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pooling")
+    tiny.tiny_sentence_encoder_dir(d / "sent")
+    tiny.tiny_encoder_dir(d / "plain")
+    (d / "task.yaml").write_text(NLI_TASK)
+    write_annotations(d / "ann.jsonl")
+    return d
+
+
+def _train(bases, out, **kw):
+    args = dict(task=str(bases / "task.yaml"), annotations=str(bases / "ann.jsonl"), out=str(out), student=str(bases / "sent"),
+                mode="label-only", epochs=6, batch_size=8, lr=2e-3, head_lr=2e-3, layer_decay=1.0, progress=False)
+    return train(TrainConfig(**{**args, **kw}), echo=lambda *_: None)
+
+
+def test_auto_pools_as_the_base_was_pretrained(bases):
+    assert pooling_for(bases / "sent") == "mean"  # 1_Pooling: mean tokens
+    assert pooling_for(bases / "plain") == "cls"  # no sentence-transformers pooling recorded
+    assert pooling_for(bases / "sent", "cls") == "cls" and pooling_for(bases / "plain", "mean") == "mean"
+    m = build_label_model(bases / "sent", "sequence-classification", ["a", "b", "c"], pooling="mean")
+    assert m.bert.pooler is None and m.config.classifier_pooling == "mean"
+    m.save_pretrained(bases / "built")
+    assert pooling_for(bases / "built") == "mean"  # a trained or compressed base keeps its own
+
+
+def test_mean_pooled_logits_ignore_padding_and_differ_from_cls(bases):
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    mean = build_label_model(bases / "sent", "sequence-classification", ["a", "b", "c"], pooling="mean").eval()
+    tok = tiny.tiny_tokenizer()
+    both = tok(["the dog", "the dog is happy in the park with a cat"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        padded = mean(**both).logits[0]
+        alone = mean(**tok(["the dog"], return_tensors="pt")).logits[0]
+        by_hand = mean.classifier(mean.bert(**tok(["the dog"], return_tensors="pt")).last_hidden_state.mean(1))[0]
+    assert torch.allclose(padded, alone, atol=1e-5) and torch.allclose(alone, by_hand, atol=1e-5)
+    mean.save_pretrained(bases / "m")
+    plain = AutoModelForSequenceClassification.from_pretrained(bases / "m").eval()  # transformers' class reads [CLS]
+    with torch.no_grad():
+        assert not torch.allclose(plain(**both).logits[0], padded, atol=1e-3)
+        assert torch.equal(load_label_model(bases / "m", "sequence-classification").eval()(**both).logits[0], padded)
+
+
+def test_mean_pooled_student_trains_strips_and_exports_its_own_head(bases, tmp_path):
+    s = _train(bases, tmp_path / "student")
+    assert s["pooling"] == "mean" and json.loads((tmp_path / "student" / "config.json").read_text())["classifier_pooling"] == "mean"
+    task = load_task(bases / "task.yaml")
+    stripped = strip_student(tmp_path / "student", tmp_path / "stripped")
+    m = export_bundle(ExportConfig(model=str(stripped), out=str(tmp_path / "bundle"), quantize="none",
+                                   parity_data=str(bases / "ann.jsonl"), parity_samples=40), echo=lambda *_: None)
+    # parity compares the ONNX graph with the mean-pooled torch model: a [CLS] export would not match
+    assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4
+    rows = [json.loads(line) for line in (bases / "ann.jsonl").read_text().splitlines()]
+    from edgedistill.data import Example
+
+    exs = [Example(id=r["id"], input=r["input"], choices=None, gold=r["gold"]) for r in rows]
+    assert predict_labels(tmp_path / "bundle", task, exs) == predict_labels(stripped, task, exs)
+    assert np.mean([p == e.gold for p, e in zip(predict_labels(stripped, task, exs), exs)]) > 0.6
+
+
+@pytest.mark.parametrize("mode", ["rationale-teacher", "multitask", "rationale-dropout"])
+def test_rationale_modes_train_a_mean_pooled_student(bases, tmp_path, mode):
+    s = _train(bases, tmp_path / "s", mode=mode, epochs=2)
+    assert s["pooling"] == "mean" and s["mode"] == mode
+
+
+def test_multiple_choice_student_pools_each_choice(bases, tmp_path):
+    (bases / "mc.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "{text}"\nchoices: choices\ngold: label\n')
+    with open(bases / "mc.jsonl", "w") as f:
+        for i in range(24):
+            choices = ["park", "house", "street"]
+            f.write(json.dumps({"id": str(i), "input": f"where is the {choices[i % 3]} dog", "choices": choices,
+                                "label": choices[i % 3], "gold": choices[i % 3], "status": "ok",
+                                "rationale": f"the dog is at the {choices[i % 3]}"}) + "\n")
+    s = _train(bases, tmp_path / "mc", task=str(bases / "mc.yaml"), annotations=str(bases / "mc.jsonl"), mode="rationale-teacher", epochs=2)
+    assert s["pooling"] == "mean" and s["family"] == "multiple-choice"
+    stripped = strip_student(tmp_path / "mc", tmp_path / "mc_stripped")
+    m = export_bundle(ExportConfig(model=str(stripped), out=str(tmp_path / "b"), quantize="none",
+                                   parity_data=str(bases / "mc.jsonl"), parity_samples=12), echo=lambda *_: None)
+    assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4
+
+
+def test_pooling_choice_errors(bases, tmp_path):
+    with pytest.raises(UserError, match="--pooling"):
+        _train(bases, tmp_path / "x", pooling="max")
+    (bases / "num.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\ngold: label\n')
+    with pytest.raises(UserError, match="--pooling mean: only classification and multiple-choice"):
+        _train(bases, tmp_path / "y", task=str(bases / "num.yaml"), pooling="mean", head_lr=None, layer_decay=None)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
