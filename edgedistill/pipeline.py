@@ -76,6 +76,7 @@ class CompressSection:  # optional: present in pipeline.yaml = the compress stag
     trim_vocab: bool = True
     epochs: float = 4.0
     threads: int = 2
+    inputs: str | None = None  # more unlabelled inputs (JSON Lines, `input`) to distill smaller students on (compress --inputs)
 
 
 @dataclass
@@ -289,7 +290,8 @@ def stage_configs(pipe: Pipeline) -> dict[str, list]:
         "strip": [(run / "student", run / "stripped")],
         "compress": [] if pipe.compress is None else [CompressConfig(
             model=str(run / "stripped"), annotations=str(run / "annotations.jsonl"), out=str(run / "compressed"),
-            eval_data=None, **{**_fields(pipe.compress), "layers": pipe.compress.layers or None})],
+            eval_data=None, **{**_fields(pipe.compress), "layers": pipe.compress.layers or None,
+                               "inputs": pipe.compress.inputs and str(pipe.path(pipe.compress.inputs))})],
         "export": [ExportStage(model=str(run / exported_model(pipe)), out=str(run / "bundle"), **_fields(pipe.export))],
         "bench": [BenchSettings(**_fields(pipe.bench))],
         "report": [],

@@ -181,3 +181,37 @@ def test_several_layer_counts_need_a_budget(tiny_stripped, tmp_path):
     model, ann = tiny_stripped
     with pytest.raises(UserError, match="several candidates need --latency-budget"):
         compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[2, 1]))
+
+
+def test_unlabelled_inputs_join_the_distillation_rows_and_the_vocabulary(tiny_stripped, tmp_path, monkeypatch):
+    from edgedistill.distill import compress as c
+
+    model, ann = tiny_stripped
+    inputs = tmp_path / "more.jsonl"
+    inputs.write_text("".join(json.dumps({"input": f"{w} the dog"}) + "\n" for w in ("refund", "crash", "password", "cat")))
+    seen = {}
+    real = c.teacher_annotations
+
+    def spy(model_dir, rows, out_path):
+        seen["rows"] = rows
+        return real(model_dir, rows, out_path)
+
+    monkeypatch.setattr(c, "teacher_annotations", spy)
+    c.compress(c.CompressConfig(model=str(model), annotations=str(ann), inputs=str(inputs), out=str(tmp_path / "small"), layers=[1],
+                                epochs=1, quantize="none"), echo=lambda *_: None)
+    assert len(seen["rows"]) == 30 + 4 and seen["rows"][-1]["input"] == "cat the dog"
+    vocab = json.loads((tmp_path / "small" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert "dog" in vocab and "cat" in vocab  # words only the --inputs use were kept
+    assert not (tmp_path / "small" / "soft_targets.jsonl").exists()
+
+
+def test_unlabelled_inputs_without_text_name_file_line_and_field(tiny_stripped, tmp_path):
+    from edgedistill.distill.compress import CompressConfig, compress
+
+    model, ann = tiny_stripped
+    inputs = tmp_path / "more.jsonl"
+    inputs.write_text(json.dumps({"input": "refund please"}) + "\n" + json.dumps({"text": "no input field"}) + "\n")
+    with pytest.raises(UserError, match=r"more.jsonl:2: input: missing or empty"):
+        compress(CompressConfig(model=str(model), annotations=str(ann), inputs=str(inputs), out=str(tmp_path / "small"), layers=[1],
+                                epochs=1, quantize="none"), echo=lambda *_: None)
+    assert not (tmp_path / "small").exists() and not list(tmp_path.glob(".small.*"))

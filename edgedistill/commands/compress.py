@@ -23,6 +23,9 @@ def _layers(ctx, param, value):
                    "distillation inputs of smaller students and the timed inputs.")
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Compressed model dir (stripped format, for `edgedistill export`), with compress.json and compress.md.")
+@click.option("--inputs", type=click.Path(dir_okay=False), help="More inputs of the task, unlabelled (JSON Lines with "
+              "`input`, and `choices` for multiple choice): smaller students also learn MODEL's probabilities on them, "
+              "which needs no teacher, and their tokens join the kept vocabulary.")
 @click.option("--layers", callback=_layers, help="Layer counts to build, e.g. 3 or 4,3,2 (several need --latency-budget). "
               "Each starts from evenly spaced layers of MODEL and learns MODEL's probabilities on the annotations.")
 @click.option("--latency-budget", type=float, help="Milliseconds per prediction (batch 1, p50, this CPU, tokenizing included): "
@@ -36,16 +39,16 @@ def _layers(ctx, param, value):
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--epochs", type=float, default=4.0, show_default=True, help="Distillation epochs of a smaller student.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def compress(model, annotations, out, layers, latency_budget, trim_vocab, eval_data, quantize, threads, epochs, seed):
+def compress(model, annotations, inputs, out, layers, latency_budget, trim_vocab, eval_data, quantize, threads, epochs, seed):
     """Make MODEL (a dir from `edgedistill strip`) smaller and faster, then `edgedistill export` it as usual.
 
     \b
     Examples:
       edgedistill compress RUN/stripped --annotations RUN/annotations.jsonl --out RUN/compressed
       edgedistill compress RUN/stripped --annotations RUN/annotations.jsonl --out RUN/compressed \\
-          --layers 4,3,2 --latency-budget 2.5 --eval-data test.jsonl
+          --layers 4,3,2 --latency-budget 2.5 --eval-data test.jsonl --inputs more_tickets.jsonl
     """
-    run_compress(CompressConfig(model=model, annotations=annotations, out=out, layers=layers, latency_budget=latency_budget,
+    run_compress(CompressConfig(model=model, annotations=annotations, inputs=inputs, out=out, layers=layers, latency_budget=latency_budget,
                                 trim_vocab=trim_vocab, eval_data=eval_data, quantize=quantize, threads=threads, epochs=epochs,
                                 seed=seed), echo=click.echo)
     click.echo(f"\nCompressed model: {out}  (compress.md: every candidate)")

@@ -127,14 +127,14 @@ def _save_beside(model, model_dir: Path, out: Path) -> None:
     model.save_pretrained(out)
 
 
-def task_texts(annotations) -> list[str]:
-    """Every text the student reads from these annotations: inputs and choices."""
+def task_texts(annotations, inputs=None) -> list[str]:
+    """Every text the student reads from these annotations (and the unlabelled `inputs`): inputs and choices."""
     from ..annotations import read_annotations
 
     texts = []
-    for a in read_annotations(annotations):
-        texts.append(a.input)
-        texts += list(a.choices or [])
+    for a in [*(r.to_json() for r in read_annotations(annotations)), *unlabelled(inputs)]:
+        texts.append(a["input"])
+        texts += list(a.get("choices") or [])
     return texts
 
 
@@ -169,42 +169,67 @@ def drop_layers(model_dir, k: int, out_dir) -> list[int]:
     return keep
 
 
-def teacher_annotations(model_dir, annotations, out_path) -> int:
-    """The annotations with the trained student's probabilities as `label_probs`: the targets a smaller student
-    learns (train's soft-target path). Returns the number of rows written."""
+def distillation_inputs(annotations, inputs=None, need_choices: bool = False) -> list[dict]:
+    """What a smaller student learns from: the annotated rows (teacher's answer ok), then the unlabelled `inputs`."""
+    from ..annotations import read_annotations
+
+    annotated = [a.to_json() for a in read_annotations(annotations) if a.status == "ok" and a.label is not None]
+    return annotated + unlabelled(inputs, need_choices)
+
+
+def unlabelled(inputs, need_choices: bool = False) -> list[dict]:
+    """Every row of an --inputs file (JSON Lines or another data format: `input`, and `choices` for multiple
+    choice) as an annotation record without a label."""
+    from ..data import read_rows
+    from ..errors import at
+
+    rows = []
+    for line, row in (read_rows(inputs) if inputs else []):
+        if not isinstance(row.get("input"), str) or not row["input"].strip():
+            raise at(inputs, line, "input", "missing or empty; each row of --inputs needs the text the student reads, "
+                                            "as the annotations' `input` field")
+        if need_choices and not (isinstance(row.get("choices"), list) and row["choices"]):
+            raise at(inputs, line, "choices", "missing; a multiple-choice student reads each input with its list of choices")
+        rows.append({"id": f"inputs:{line}", "input": row["input"], "choices": row.get("choices"), "status": "ok", "label": None})
+    return rows
+
+
+def teacher_annotations(model_dir, rows: list[dict], out_path) -> int:
+    """`rows` (distillation_inputs) with the trained student's probabilities as `label_probs`: the targets a smaller
+    student learns (train's soft-target path). Returns the number of rows written."""
     import numpy as np
 
-    from ..annotations import read_annotations
     from ..atomic import write_jsonl
     from ..deploy.parity import torch_outputs
 
     meta = read_meta(model_dir)
-    rows = [a for a in read_annotations(annotations) if a.status == "ok" and a.label is not None]
     mc = meta["family"] == "multiple-choice"
-    items = [{"input": a.input, **({"choices": a.choices} if mc else {})} for a in rows]
+    items = [{"input": r["input"], **({"choices": r["choices"]} if mc else {})} for r in rows]
     logits, _ = torch_outputs(model_dir, meta["family"], items, "choices" if mc else None, meta["max_length"])
     out = []
-    for a, row in zip(rows, logits):
+    for r, row in zip(rows, logits):
         row = np.asarray(row, dtype=np.float64)
         p = np.exp(row - row.max())
         p /= p.sum()
-        keys = a.choices if mc else meta["labels"]
+        keys = r["choices"] if mc else meta["labels"]
         # the hard label is the trained student's too, so validation measures agreement with it
-        out.append({**a.to_json(), "label": keys[int(p.argmax())], "label_probs": {k: float(v) for k, v in zip(keys, p)}})
+        out.append({**r, "label": keys[int(p.argmax())], "label_probs": {k: float(v) for k, v in zip(keys, p)}})
     write_jsonl(out_path, out)
     return len(out)
 
 
 def distill_layers(model_dir, annotations, k: int, out_dir, work: Path, epochs: float = 4.0, batch_size: int = 16,
-                   lr: float | None = None, seed: int = 0, echo=print) -> dict:
-    """A k-layer student from model_dir's layers, trained on its probabilities; written stripped to out_dir."""
+                   lr: float | None = None, seed: int = 0, echo=print, inputs=None) -> dict:
+    """A k-layer student from model_dir's layers, trained on its probabilities over the annotation inputs and the
+    unlabelled `inputs` (distillation_inputs); written stripped to out_dir."""
     from .strip import strip_student
     from .train import TrainConfig, train
 
     meta = read_meta(model_dir)
     soft = work / "soft_targets.jsonl"
     if not soft.exists():
-        teacher_annotations(model_dir, annotations, soft)
+        rows = distillation_inputs(annotations, inputs, need_choices=meta["family"] == "multiple-choice")
+        teacher_annotations(model_dir, rows, soft)
     base = work / f"base-{k}"
     kept = drop_layers(model_dir, k, base)
     summary = train(TrainConfig(task=str(Path(model_dir) / "task.yaml"), annotations=str(soft), out=str(work / f"student-{k}"),
@@ -240,6 +265,9 @@ class CompressConfig:
     batch_size: int = 16
     lr: float | None = None
     seed: int = 0
+    # More inputs of the task, unlabelled (JSON Lines with `input`): smaller students also learn the trained student's
+    # probabilities on them (no teacher needed), and their tokens join the kept vocabulary
+    inputs: str | None = None
 
 
 def compress(cfg: CompressConfig, echo=print) -> dict:
@@ -260,7 +288,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
     try:
         full = src
         if cfg.trim_vocab:
-            r = trim_vocabulary(src, task_texts(cfg.annotations), work / "trimmed")
+            r = trim_vocabulary(src, task_texts(cfg.annotations, cfg.inputs), work / "trimmed")
             echo(f"vocabulary: kept {r.kept:,} of {r.original:,} tokens ({r.from_inputs:,} the inputs use, {r.safety:,} safety)")
             full = work / "trimmed"
         total = _layer_count(full)
@@ -271,7 +299,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
                 continue
             echo(f"{k} layers: distilling from the {total}-layer student ...")
             distill_layers(full, cfg.annotations, k, work / f"{k}-layers", work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
-                           echo=lambda *_: None)
+                           echo=lambda *_: None, inputs=cfg.inputs)
             dirs[k] = work / f"{k}-layers"
         accuracy, ckpt = _scorer(src, cfg), weights_bytes(src)
         rows = [measure_candidate(k, d, accuracy, ckpt, cfg, work) for k, d in sorted(dirs.items(), reverse=True)]

@@ -40,7 +40,7 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 
 MODE_LOSS = {"label-only": "cross-entropy on the teacher's labels", "standard": "cross-entropy on gold labels",
              "multitask": "loss = alpha * label + (1 - alpha) * rationale decoder",
-             "rationale-teacher": "loss = alpha * label + (1 - alpha) * (soft labels + [CLS] states of a teacher that read the rationales)",
+             "rationale-teacher": "loss = alpha * label + (1 - alpha) * (soft labels + head states of a teacher that read the rationales)",
              "rationale-dropout": "cross-entropy; the rationale is appended to the input on a random share of the steps"}
 
 

@@ -233,7 +233,7 @@ class RationaleStudent(nn.Module):
 
     The rationale term is the decoder's loss on the teacher's rationale (multitask) or, when the batch
     carries a rationale-reading teacher's targets (rationale-teacher), the distance to its soft labels
-    and [CLS] states (`distill_loss`).
+    and head states (`distill_loss`).
     """
 
     def __init__(self, label_model, decoder, family: str, alpha: float, temperature: float = 2.0, hidden_weight: float = 1.0,
@@ -298,7 +298,7 @@ class RationaleStudent(nn.Module):
                 "rationale_loss": rationale_loss.detach()}
 
     def distill_forward(self, inputs, labels, soft_labels, teacher_hidden, teacher_probs=None, has_probs=None):
-        """alpha * CE(hard label) + (1 - alpha) * (T^2 KL(teacher || student at T) + w * (1 - cos) of [CLS] states)."""
+        """alpha * CE(hard label) + (1 - alpha) * (T^2 KL(teacher || student at T) + w * (1 - cos) of head states)."""
         out = self.label_model(**inputs, output_hidden_states=teacher_hidden is not None)
         logits = out.logits
         label_loss = self.label_loss(logits, labels, teacher_probs, has_probs)

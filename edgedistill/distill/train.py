@@ -7,7 +7,7 @@ Modes (every one ships the same input-only label model; rows without a rationale
   multitask          + a decoder that writes the rationale from the encoder's states
                      (Distilling Step-by-Step, Hsieh et al. 2023): alpha * label + (1 - alpha) * rationale
   rationale-teacher  a same-size encoder first learns input + rationale -> label; the input-only student
-                     learns the hard labels and that teacher's soft labels and [CLS] states (KNIFE, Chan et
+                     learns the hard labels and that teacher's soft labels and head states (KNIFE, Chan et
                      al. 2023; generalized distillation with privileged information, Lopez-Paz et al. 2016)
   rationale-dropout  the rationale appended to the input on a random share of the steps, the input alone
                      otherwise, so the deployed input-only path is what gets trained
