@@ -57,7 +57,7 @@ def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_l
 # sentence-transformers encoder such as all-MiniLM-L6-v2 was trained to mean its token states
 # instead (its 1_Pooling/config.json), and its [CLS] state and pooler never learned to stand for the
 # input. Reading the mean, as it was trained, is what lets a few hundred rows teach it a task:
-# e-SNLI, 630 training rows, label-only, seeds 0-2: 65.1 % test against 53.9 % through [CLS]
+# e-SNLI, 630 training rows, label-only, seeds 0-2: 64.7 +- 1.1 % test against 55.8 +- 3.3 % through [CLS]
 # (benchmarks/results/pooling.md). The choice is written to config.json as `classifier_pooling` and
 # every torch-side load goes through `load_label_model`, which reads it back.
 
