@@ -28,6 +28,7 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 | task | {task.name} ({task.type}) |
 | teacher | {t.get('model', 'unknown')} ({t.get('mode', '?')} prompts; {t.get('ok', '?')} labels, {t.get('rationales', '?')} rationales; gold agreement {t.get('gold_agreement', '–')}) |
 | base model | `{s['config']['student']}` |
+| label head reads | {HEAD_READS.get(s.get('pooling'), '–')} |
 | mode | {s['mode']}{' (chosen by --mode auto)' if s.get('selected_by') == 'auto' else ''}: {MODE_LOSS.get(s['mode'], '').replace('alpha', f"alpha ({s['alpha']})", 1)} |
 | training rows | {s['train_examples']} ({s['rows']['with_rationale']} with a rationale) |
 | validation | {s['val_examples']} rows: {s['val_source']} |
@@ -37,6 +38,12 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 {_card_decoder(s)}
 {_card_candidates(s)}"""
 
+
+HEAD_READS = {"mean": "the mean of the token states (as the base was pretrained; `--pooling`)",
+              "cls": "the [CLS] state through BERT's pooler (`--pooling`)"}
+MEAN_POOLED_NOTE = ("\n\nIts head reads the mean token state (`classifier_pooling: mean` in config.json): load it with "
+                    "`edgedistill.distill.student.load_label_model(dir, family)`; transformers' own Auto class would put the "
+                    "head on [CLS] instead. The exported bundle carries the pooling in its graph.")
 
 MODE_LOSS = {"label-only": "cross-entropy on the teacher's labels", "standard": "cross-entropy on gold labels",
              "multitask": "loss = alpha * label + (1 - alpha) * rationale decoder",
@@ -62,6 +69,10 @@ def candidate_table(candidates: list[dict]) -> list[str]:
 
 
 def _card_decoder(s: dict) -> str:
+    return _card_checkpoint(s) + (MEAN_POOLED_NOTE if s.get("pooling") == "mean" else "")
+
+
+def _card_checkpoint(s: dict) -> str:
     if s["mode"] != "multitask":
         return "The checkpoint is the label model alone, a standard transformers model that reads the input alone."
     if s["config"].get("rationale_decoder") == "shared":
