@@ -1,12 +1,14 @@
 """Smaller and faster than quantization alone: compressed bundles against optimum's INT8, side by side.
 
-    python benchmarks/compress.py --datasets quickstart,esnli [--layers 4,3,2] [--esnli-rows 2000]
+    python benchmarks/compress.py --datasets quickstart,esnli [--layers 4,3,2] [--esnli-rows 2000] [--esnli-inputs 7842]
 
 Per dataset, from one uncompressed stripped student:
   - the bundle `edgedistill export` makes of it (INT8), and optimum's default INT8 recipe of the same
     student (the peer `edgedistill bench` builds: edgedistill.measure.bench.prepare_variants);
   - `edgedistill compress` candidates: the trimmed vocabulary alone, and K-layer students distilled on
     the trained student's probabilities (edgedistill.distill.compress), each exported INT8 as `edgedistill export` does;
+    on e-SNLI also K-layer students (--inputs-layers) distilled on --esnli-inputs more unlabelled inputs besides
+    (`edgedistill compress --inputs`: the next rows of `valid`, their text only);
   - accuracy on held-out gold data of the torch FP32 student, each bundle and each candidate's own FP32 model;
   - p50 latency at batch 1, 128 tokens, 2 threads, every variant interleaved in one run (edge.timing);
   - bundle size against the FP32 checkpoint.
@@ -53,8 +55,9 @@ def quickstart_student(run: Path) -> tuple[Path, Path, Path, Path]:
     return run / "stripped", run / "annotations.jsonl", qs / "task.yaml", qs / "test.jsonl"
 
 
-def esnli_student(work: Path, rows: int, dss_dir: Path) -> tuple[Path, Path, Path, Path]:
-    """A label-only MiniLM student on `rows` PaLM-labelled e-SNLI rows (the distill_accuracy recipe)."""
+def esnli_student(work: Path, rows: int, dss_dir: Path, n_inputs: int = 0) -> tuple[Path, Path, Path, Path, Path | None]:
+    """A label-only MiniLM student on `rows` PaLM-labelled e-SNLI rows (the distill_accuracy recipe), and the next
+    `n_inputs` rows of `valid` as unlabelled inputs (their text only: no teacher label reaches a compressed student)."""
     import random
 
     from edgedistill.atomic import write_jsonl
@@ -67,6 +70,10 @@ def esnli_student(work: Path, rows: int, dss_dir: Path) -> tuple[Path, Path, Pat
     task.save(work / "esnli.yaml")
     random.Random(0).shuffle(anns)
     write_jsonl(work / "annotations.jsonl", [a.to_json() for a in anns[:rows]])
+    inputs = None
+    if n_inputs:
+        inputs = work / f"inputs-{n_inputs}.jsonl"
+        write_jsonl(inputs, [{"input": a.input} for a in anns[rows:rows + n_inputs]])
     lines = [ln for ln in (Path(dss_dir) / "esnli" / "esnli_test.json").read_text(encoding="utf-8").splitlines() if ln.strip()]
     random.Random(1).shuffle(lines)
     (work / "test.jsonl").write_text("\n".join(lines[:500]) + "\n", encoding="utf-8")
@@ -74,11 +81,13 @@ def esnli_student(work: Path, rows: int, dss_dir: Path) -> tuple[Path, Path, Pat
         train(TrainConfig(task=str(work / "esnli.yaml"), annotations=str(work / "annotations.jsonl"), out=str(work / "student"),
                           mode="label-only", epochs=3, batch_size=16, max_length=128, seed=0, progress=False), echo=print)
         strip_student(work / "student", work / "stripped")
-    return work / "stripped", work / "annotations.jsonl", work / "esnli.yaml", work / "test.jsonl"
+    return work / "stripped", work / "annotations.jsonl", work / "esnli.yaml", work / "test.jsonl", inputs
 
 
-def build_variants(stripped: Path, annotations: Path, layers: list[int], work: Path) -> dict[str, Path]:
-    """Variant name -> model dir to export: the student, its trimmed vocabulary, and K-layer distilled students."""
+def build_variants(stripped: Path, annotations: Path, layers: list[int], work: Path, inputs: Path | None = None,
+                   inputs_layers: tuple[int, ...] = (), inputs_epochs: float = 3.0) -> dict[str, Path]:
+    """Variant name -> model dir to export: the student, its trimmed vocabulary, and K-layer distilled students
+    (on the annotation inputs alone, and, with `inputs`, on those too: `edgedistill compress --inputs`)."""
     from edgedistill.distill.compress import distill_layers, task_texts, trim_vocabulary
 
     models = {"uncompressed": stripped}
@@ -90,6 +99,17 @@ def build_variants(stripped: Path, annotations: Path, layers: list[int], work: P
             print(f"distilling a {k}-layer student ...", flush=True)
             distill_layers(work / "trimmed", annotations, k, work / f"layers-{k}", work / "scratch")
         models[f"{k} layers, trimmed vocabulary"] = work / f"layers-{k}"
+    if inputs and inputs_layers:
+        n = sum(1 for _ in open(inputs, encoding="utf-8"))
+        if not (work / f"trimmed-{inputs.stem}").exists():
+            trim_vocabulary(stripped, task_texts(annotations, inputs), work / f"trimmed-{inputs.stem}")
+        for k in inputs_layers:
+            out = work / f"layers-{k}-{inputs.stem}"
+            if not out.exists():
+                print(f"distilling a {k}-layer student on {n} more unlabelled inputs ...", flush=True)
+                distill_layers(work / f"trimmed-{inputs.stem}", annotations, k, out, work / f"scratch-{inputs.stem}",
+                               epochs=inputs_epochs, inputs=inputs)
+            models[f"{k} layers, trimmed vocabulary, +{n:,} unlabelled inputs"] = out
     return models
 
 
@@ -146,11 +166,12 @@ def run_dataset(name: str, args) -> dict:
     from edgedistill.model_dir import weights_bytes
 
     work = args.work / name
+    inputs = None
     if name == "quickstart":
         stripped, ann, task, test = quickstart_student(args.quickstart_run)
     else:
-        stripped, ann, task, test = esnli_student(work / "student", args.esnli_rows, args.dss_dir)
-    models = build_variants(stripped, ann, args.layers, work)
+        stripped, ann, task, test, inputs = esnli_student(work / "student", args.esnli_rows, args.dss_dir, args.esnli_inputs)
+    models = build_variants(stripped, ann, args.layers, work, inputs, args.inputs_layers, args.inputs_epochs)
     bundles = export_all(models, ann, work)
     accuracies(task, test, bundles)
     texts = [a.input for a in read_annotations(ann)[:64]]
@@ -165,7 +186,8 @@ def run_dataset(name: str, args) -> dict:
     for r in rows:
         r["speedup_vs_optimum"] = opt["p50_ms"] / r["p50_ms"]
         r["of_checkpoint"] = r["size_bytes"] / ckpt if r.get("size_bytes") else None
-    return {"student": str(stripped), "test_rows": sum(1 for _ in open(test, encoding="utf-8")), "fp32_student_accuracy": fp32,
+    pooling = json.loads((stripped / "config.json").read_text()).get("classifier_pooling", "cls")
+    return {"student": str(stripped), "pooling": pooling, "test_rows": sum(1 for _ in open(test, encoding="utf-8")), "fp32_student_accuracy": fp32,
             "checkpoint_bytes": ckpt, "optimum_recipe": opt.get("recipe"), "rows": rows}
 
 
@@ -196,7 +218,7 @@ def render(res: dict) -> str:
              "Latency: batch 1, 128 tokens, 2 threads, p50 of interleaved calls (tokenizing excluded, as in `edgedistill bench`); "
              "every bundle is INT8 as `edgedistill export` makes it, for this CPU.", ""]
     for name, d in res["datasets"].items():
-        lines += [f"## {name}", "", f"Student: `{d['student']}`; FP32 student accuracy {100 * d['fp32_student_accuracy']:.1f} % on "
+        lines += [f"## {name}", "", f"Student: `{d['student']}` (head on {'the mean token state' if d.get('pooling') == 'mean' else '[CLS]'}); FP32 student accuracy {100 * d['fp32_student_accuracy']:.1f} % on "
                   f"{d['test_rows']} held-out gold rows; FP32 checkpoint {d['checkpoint_bytes'] / 1e6:.1f} MB; optimum recipe "
                   f"`{d['optimum_recipe']}`.", "",
                   "| variant | accuracy | its FP32 model | p50 ms | vs optimum INT8 | MB | of the FP32 checkpoint |",
@@ -216,11 +238,16 @@ def main():
     ap.add_argument("--datasets", default="quickstart,esnli")
     ap.add_argument("--layers", default="4,3,2", help="layer counts of the distilled candidates")
     ap.add_argument("--esnli-rows", type=int, default=2000)
+    ap.add_argument("--esnli-inputs", type=int, default=7842, help="the next N rows of e-SNLI valid as unlabelled inputs "
+                    "(compress --inputs; 7842: every row after the training rows); 0: none")
+    ap.add_argument("--inputs-layers", default="4", help="layer counts distilled on the unlabelled inputs too")
+    ap.add_argument("--inputs-epochs", type=float, default=3.0, help="their distillation epochs")
     ap.add_argument("--quickstart-run", type=Path, default=ROOT / "runs" / "quickstart")
     ap.add_argument("--dss-dir", type=Path, default=ROOT.parent / "shared" / "datasets" / "dss")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgedistill-compress"))
     args = ap.parse_args()
     args.layers = [int(x) for x in args.layers.split(",")]
+    args.inputs_layers = tuple(int(x) for x in args.inputs_layers.split(",") if x)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT))
     from edgedistill.atomic import write_json, write_text
