@@ -243,7 +243,7 @@ def write_report(out: Path, res: dict):
         f"{d}: max_length {p['max_length']}, {p['epochs']} epochs" + (f" (more where needed for {p['min_steps']} optimizer steps)" if p.get("min_steps") else "") + ", "
         f"batch {p['batch_size']}, lr {p['lr']} at the encoder's top layer (0.8 per layer below), label head 1e-3, {p['test_rows']} fixed test rows from `test`, training rows from "
         f"`{p['train_split']}` (nested subsets: each size holds the smaller ones)" for d, p in res["plan"].items())
-              + ". Checkpoints: best epoch on 10 % of the training rows (teacher labels, never test). `auto` is the candidate "
+              + ". Label head: " + _poolings(res["runs"]) + ". Checkpoints: best epoch on 10 % of the training rows (teacher labels, never test). `auto` is the candidate "
               "`--mode auto` ships for that seed: the best on validation, label-only unless another beats it.", ""]
     for d, by_size in res["summary"].items():
         ref = res["reference"][d]
@@ -262,6 +262,13 @@ def write_report(out: Path, res: dict):
               "[history/distill_accuracy_one_size.md](history/distill_accuracy_one_size.md)."]
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     plot(res, out.with_suffix(".png"))
+
+
+def _poolings(runs) -> str:
+    """What the runs' label heads read (train --pooling; runs from before it was recorded read [CLS])."""
+    seen = {r.get("pooling") or "cls" for r in runs if r.get("accuracy") is not None}
+    names = {"mean": "the mean token state (`--pooling auto` for all-MiniLM-L6-v2)", "cls": "[CLS] through BERT's pooler"}
+    return " and ".join(names[p] for p in sorted(seen)) + (" (mixed: see the notes)" if len(seen) > 1 else "")
 
 
 def _cell(s: dict) -> str:
