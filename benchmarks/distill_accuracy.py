@@ -179,7 +179,8 @@ def merge_results(out: Path, others: list[Path]) -> None:
             for d, v in other.get(key, {}).items():
                 res[key].setdefault(d, v)
         res["invocations"] += [i for i in other.get("invocations", []) if i not in res["invocations"]]
-        res["notes"] = res.get("notes", []) + [n for n in other.get("notes", []) if n not in res.get("notes", [])]
+        for key in ("notes", "history"):  # hand-written lines, kept in the json
+            res[key] = res.get(key, []) + [n for n in other.get(key, []) if n not in res.get(key, [])]
         new = [r for r in other["runs"] if (r["dataset"], r["size"], r["mode"], r["seed"]) not in have]
         res["runs"] += new
         have |= {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in new}
@@ -257,9 +258,8 @@ def write_report(out: Path, res: dict):
         lines += ["", *verdicts(d, by_size, res), ""]
     if res.get("notes"):  # what changed between the invocations above (kept in the json, carried by --merge)
         lines += ["## Notes", "", *[f"- {n}" for n in res["notes"]], ""]
-    lines += ["![accuracy vs training rows](distill_accuracy.png)", "",
-              "The one-size comparison these curves replace (and its SVAMP runs): "
-              "[history/distill_accuracy_one_size.md](history/distill_accuracy_one_size.md)."]
+    lines += [f"![accuracy vs training rows]({out.with_suffix('.png').name})", ""]
+    lines += [f"- {h}" for h in res.get("history", [])]
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     plot(res, out.with_suffix(".png"))
 
