@@ -1,6 +1,7 @@
 """A broken pipeline.yaml fails before any work, naming the key path and the fix."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -126,6 +127,16 @@ def test_a_compress_section_turns_the_stage_on_and_export_reads_its_output(folde
     assert on["export"][0].model.endswith("/compressed") and on["compress"][0].out == on["export"][0].model
     with pytest.raises(UserError, match=r"compress\.layers\[0\]: expected int"):
         load(folder, "compress: {layers: [three]}\n")
+    more = stage_configs(load(folder, "compress: {layers: [3], inputs: more.jsonl}\n"))["compress"][0]
+    assert more.inputs == str(Path(folder) / "more.jsonl")  # relative to pipeline.yaml, as every path there
+    assert on["compress"][0].inputs is None
+
+
+def test_student_pooling_reaches_train(folder):
+    from edgedistill.pipeline import stage_configs
+
+    assert stage_configs(load(folder, ""))["train"][0].pooling == "auto"
+    assert stage_configs(load(folder, "student: {pooling: cls}\n"))["train"][0].pooling == "cls"
 
 
 @pytest.mark.parametrize("value, expected", [("6", "6"), ("auto", "auto"), ("'0'", "0")])
