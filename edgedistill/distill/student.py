@@ -91,11 +91,16 @@ def label_model_class(family: str, pooling: str = "cls"):
     return auto_model_class(family)
 
 
+def pooling_of(config) -> str:
+    """The pooling a built, trained or stripped label model's config records ("cls" where none is)."""
+    return getattr(config, "classifier_pooling", None) or "cls"
+
+
 def load_label_model(model_dir, family: str):
     """A trained or stripped label model, with the head pooling it was trained with (config.json)."""
     from transformers import AutoConfig
 
-    pooling = getattr(AutoConfig.from_pretrained(model_dir), "classifier_pooling", "cls")
+    pooling = pooling_of(AutoConfig.from_pretrained(model_dir))
     return label_model_class(family, pooling).from_pretrained(model_dir)
 
 
@@ -140,7 +145,7 @@ def exportable(model):
     override optimum documents for onnx_export_from_model)."""
     import types
 
-    if getattr(model.config, "classifier_pooling", "cls") != "mean":
+    if pooling_of(model.config) != "mean":
         return model
     plain = type(model).__mro__[1](model.config)
     plain.bert.pooler = None
@@ -306,7 +311,7 @@ class RationaleStudent(nn.Module):
         kd = F.kl_div(F.log_softmax(logits.float() / t, -1), soft_labels.float(), reduction="batchmean") * t * t
         if teacher_hidden is not None and self.hidden_weight:
             mine = head_states(out.hidden_states[-1], inputs["attention_mask"], logits.shape[0],
-                               getattr(self.config, "classifier_pooling", "cls"))
+                               pooling_of(self.config))
             kd = kd + self.hidden_weight * (1 - F.cosine_similarity(mine.float(), teacher_hidden.float(), dim=-1)).mean()
         loss = self.alpha * label_loss + (1 - self.alpha) * kd
         return {"loss": loss, "logits": logits, "label_loss": label_loss.detach(), "rationale_loss": kd.detach()}

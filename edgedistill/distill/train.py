@@ -419,7 +419,7 @@ def _at_floor(final_eval: dict, family: str) -> bool:
 def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature: float) -> list[dict]:
     """The rationale-reading teacher's soft labels (at `temperature`) and the final states its head reads
     ([CLS] or the token mean) on the training rows."""
-    from .student import head_states
+    from .student import head_states, pooling_of
 
     model = teacher.label_model.eval()
     rows = with_rationale_input(prep.train_rows)
@@ -433,7 +433,7 @@ def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature:
             o = model(**batch, output_hidden_states=True)
             probs = torch.softmax(o.logits.float() / temperature, -1)
             hidden = head_states(o.hidden_states[-1], batch["attention_mask"], probs.shape[0],
-                                 getattr(model.config, "classifier_pooling", "cls"))
+                                 pooling_of(model.config))
             out += [{"soft_labels": p, "teacher_hidden": h} for p, h in zip(probs.cpu(), hidden.cpu())]
     return out
 
