@@ -163,7 +163,7 @@ def time_side_by_side(bundles: dict[str, dict], stripped: Path, work: Path, text
 
 def run_dataset(name: str, args) -> dict:
     from edgedistill.annotations import read_annotations
-    from edgedistill.model_dir import weights_bytes
+    from edgedistill.model_dir import read_meta, weights_bytes
 
     work = args.work / name
     inputs = None
@@ -187,7 +187,8 @@ def run_dataset(name: str, args) -> dict:
         r["speedup_vs_optimum"] = opt["p50_ms"] / r["p50_ms"]
         r["of_checkpoint"] = r["size_bytes"] / ckpt if r.get("size_bytes") else None
     pooling = json.loads((stripped / "config.json").read_text()).get("classifier_pooling", "cls")
-    return {"student": str(stripped), "pooling": pooling, "test_rows": sum(1 for _ in open(test, encoding="utf-8")), "fp32_student_accuracy": fp32,
+    vocab = read_meta(models["trimmed vocabulary"]).get("vocabulary")
+    return {"student": str(stripped), "pooling": pooling, "vocabulary": vocab, "test_rows": sum(1 for _ in open(test, encoding="utf-8")), "fp32_student_accuracy": fp32,
             "checkpoint_bytes": ckpt, "optimum_recipe": opt.get("recipe"), "rows": rows}
 
 
@@ -212,6 +213,13 @@ def targets(d: dict) -> list[str]:
     return out
 
 
+def _vocab_line(v: dict | None) -> str:
+    if not v:
+        return ""
+    common = f", {v['common_words']:,} of them common words the annotations do not use" if "common_words" in v else ""
+    return f" Trimmed vocabulary: {v['kept']:,} of {v['original']:,} tokens{common}."
+
+
 def render(res: dict) -> str:
     lines = ["# Compression: trimmed vocabulary and fewer layers against optimum's INT8", "",
              f"Written by `{res['command']}` on {res['machine']} ({res['wall_s'] / 60:.0f} min, {res['date']}). "
@@ -220,7 +228,7 @@ def render(res: dict) -> str:
     for name, d in res["datasets"].items():
         lines += [f"## {name}", "", f"Student: `{d['student']}` (head on {'the mean token state' if d.get('pooling') == 'mean' else '[CLS]'}); FP32 student accuracy {100 * d['fp32_student_accuracy']:.1f} % on "
                   f"{d['test_rows']} held-out gold rows; FP32 checkpoint {d['checkpoint_bytes'] / 1e6:.1f} MB; optimum recipe "
-                  f"`{d['optimum_recipe']}`.", "",
+                  f"`{d['optimum_recipe']}`." + _vocab_line(d.get("vocabulary")), "",
                   "| variant | accuracy | its FP32 model | p50 ms | vs optimum INT8 | MB | of the FP32 checkpoint |",
                   "|---|---:|---:|---:|---:|---:|---:|"]
         for r in d["rows"]:

@@ -74,6 +74,7 @@ class CompressSection:  # optional: present in pipeline.yaml = the compress stag
     layers: list[int] = field(default_factory=list)  # layer counts to build (several need latency_budget)
     latency_budget: float | None = None  # ms per prediction, batch 1: ship the most accurate candidate within it
     trim_vocab: bool = True
+    common_words: int = 2000  # with trim_vocab: the commonest words kept beside the task's tokens (compress --common-words)
     epochs: float = 4.0
     threads: int = 2
     inputs: str | None = None  # more unlabelled inputs (JSON Lines, `input`) to distill smaller students on (compress --inputs)
@@ -165,6 +166,8 @@ def load_pipeline(path) -> Pipeline:
         raise UserError(f"{path}: export.min_agreement: must be in (0, 1]")
     if not 0 <= pipe.student.alpha <= 1:
         raise UserError(f"{path}: student.alpha: must be in [0, 1]")
+    if pipe.compress and pipe.compress.common_words < 0:
+        raise UserError(f"{path}: compress.common_words: must be 0 or more")
     return pipe
 
 

@@ -43,15 +43,15 @@ def logits(model_dir, texts):
 def test_trimmed_vocabulary_gives_identical_logits_on_kept_inputs(wordpiece_student, tmp_path):
     from edgedistill.distill.compress import trim_vocabulary
 
-    report = trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed")
-    assert report.original == 30522 and report.kept < 3000 and report.from_inputs > 20
+    report = trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed", common=0)
+    assert report.original == 30522 and report.kept < 2100 and report.from_inputs > 20 and report.common == 0
     tok0, enc0, before = logits(wordpiece_student, TEXTS)
     tok1, enc1, after = logits(tmp_path / "trimmed", TEXTS)
     for a, b in zip(enc0["input_ids"], enc1["input_ids"]):  # the same tokens, renumbered
         assert tok0.convert_ids_to_tokens(a) == tok1.convert_ids_to_tokens(b)
     assert not torch.equal(enc0["input_ids"], enc1["input_ids"])
     assert torch.equal(before, after)
-    assert read_meta(tmp_path / "trimmed")["vocabulary"] == {"original": 30522, "kept": report.kept}
+    assert read_meta(tmp_path / "trimmed")["vocabulary"] == {"original": 30522, "kept": report.kept, "common_words": 0}
     size = lambda d: sum(f.stat().st_size for f in d.iterdir() if f.name.startswith("model."))  # noqa: E731
     assert size(tmp_path / "trimmed") < 0.5 * size(wordpiece_student)
 
@@ -61,13 +61,32 @@ def test_a_word_the_kept_vocabulary_cannot_spell_is_unk_or_spelled_from_kept_pie
 
     from edgedistill.distill.compress import trim_vocabulary
 
-    trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed")
+    trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed", common=0)
     tok = AutoTokenizer.from_pretrained(tmp_path / "trimmed")
     pieces = tok.tokenize("zebra ☃")
     assert "zebra" not in pieces and pieces[-1] == "[UNK]"  # a snowman is no kept character
     assert all(p in tok.get_vocab() for p in pieces)
     _, _, out = logits(tmp_path / "trimmed", ["zebra ☃ refund"])
     assert out.shape == (1, 3)
+
+
+def test_the_commonest_words_keep_their_own_token_beside_the_task_tokens(wordpiece_student, tmp_path):
+    from transformers import AutoTokenizer
+
+    from edgedistill.distill.compress import trim_vocabulary
+
+    unseen = "they were there"  # common words none of TEXTS uses
+    bare = trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "bare", common=0)
+    report = trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "common", common=500)
+    assert report.common == report.kept - bare.kept and 400 < report.common <= 500
+    assert report.from_inputs == bare.from_inputs and report.safety == bare.safety
+    full = AutoTokenizer.from_pretrained(wordpiece_student).tokenize(unseen)
+    assert full == ["they", "were", "there"]
+    assert AutoTokenizer.from_pretrained(tmp_path / "common").tokenize(unseen) == full
+    assert AutoTokenizer.from_pretrained(tmp_path / "bare").tokenize(unseen) != full  # spelled from pieces without them
+    _, _, before = logits(wordpiece_student, TEXTS + [unseen])
+    _, _, after = logits(tmp_path / "common", TEXTS + [unseen])
+    assert torch.equal(before, after)  # every token of every input kept: the same logits
 
 
 def test_trimmed_student_exports_and_the_bundle_answers_alike(wordpiece_student, tmp_path):
@@ -152,11 +171,11 @@ def test_compress_to_fewer_layers_writes_a_model_export_takes(tiny_stripped, tmp
 
     model, ann = tiny_stripped
     s = compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1], epochs=2,
-                                quantize="none"), echo=lambda *_: None)
+                                quantize="none", common_words=10), echo=lambda *_: None)
     assert [c["layers"] for c in s["candidates"]] == [1] and s["chosen"] == s["candidates"][0]["name"]
     assert AutoConfig.from_pretrained(tmp_path / "small").num_hidden_layers == 1
     meta = read_meta(tmp_path / "small")
-    assert meta["kind"] == "stripped" and meta["layers"] == {"original": 2, "kept": [1]} and meta["vocabulary"]["kept"] < 100
+    assert meta["kind"] == "stripped" and meta["layers"] == {"original": 2, "kept": [1]} and meta["vocabulary"]["kept"] < 100  # 136 with the default 2,000 common words
     assert json.loads((tmp_path / "small" / "compress.json").read_text())["chosen"] == s["chosen"]
     export_bundle(ExportConfig(model=str(tmp_path / "small"), out=str(tmp_path / "bundle"), quantize="none",
                                parity_data=str(ann)), echo=lambda *_: None)

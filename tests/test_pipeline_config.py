@@ -130,6 +130,10 @@ def test_a_compress_section_turns_the_stage_on_and_export_reads_its_output(folde
     more = stage_configs(load(folder, "compress: {layers: [3], inputs: more.jsonl}\n"))["compress"][0]
     assert more.inputs == str(Path(folder) / "more.jsonl")  # relative to pipeline.yaml, as every path there
     assert on["compress"][0].inputs is None
+    assert on["compress"][0].common_words == 2000
+    assert stage_configs(load(folder, "compress: {common_words: 0}\n"))["compress"][0].common_words == 0
+    with pytest.raises(UserError, match=r"compress\.common_words: must be 0 or more"):
+        load(folder, "compress: {common_words: -1}\n")
 
 
 def test_student_pooling_reaches_train(folder):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..distill.compress import CompressConfig, compress as run_compress
+from ..distill.compress import COMMON_WORDS, CompressConfig, compress as run_compress
 
 
 def _layers(ctx, param, value):
@@ -31,7 +31,12 @@ def _layers(ctx, param, value):
 @click.option("--latency-budget", type=float, help="Milliseconds per prediction (batch 1, p50, this CPU, tokenizing included): "
               "export and time every candidate (MODEL itself too) and ship the most accurate within it; exit 1 if none is.")
 @click.option("--trim-vocab/--no-trim-vocab", default=True, show_default=True,
-              help="Keep only the tokens the annotations use, plus special and single-character tokens.")
+              help="Keep only the tokens the annotations (and --inputs) use, plus special and single-character tokens "
+                   "and --common-words.")
+@click.option("--common-words", type=click.IntRange(min=0), default=COMMON_WORDS, show_default=True,
+              help="With a trimmed vocabulary, also keep this many of the commonest words (the first of BERT's "
+                   "frequency-ordered WordPiece vocabulary), so a word a user types that the annotations never used "
+                   "keeps its embedding. 0 = the annotations' tokens alone.")
 @click.option("--eval-data", type=click.Path(dir_okay=False), help="Gold-labelled data: each candidate's accuracy "
               "(default: its agreement with MODEL on the annotation inputs).")
 @click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True,
@@ -39,7 +44,7 @@ def _layers(ctx, param, value):
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--epochs", type=float, default=4.0, show_default=True, help="Distillation epochs of a smaller student.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def compress(model, annotations, inputs, out, layers, latency_budget, trim_vocab, eval_data, quantize, threads, epochs, seed):
+def compress(model, annotations, inputs, out, layers, latency_budget, trim_vocab, common_words, eval_data, quantize, threads, epochs, seed):
     """Make MODEL (a dir from `edgedistill strip`) smaller and faster, then `edgedistill export` it as usual.
 
     \b
@@ -49,6 +54,6 @@ def compress(model, annotations, inputs, out, layers, latency_budget, trim_vocab
           --layers 4,3,2 --latency-budget 2.5 --eval-data test.jsonl --inputs more_tickets.jsonl
     """
     run_compress(CompressConfig(model=model, annotations=annotations, inputs=inputs, out=out, layers=layers, latency_budget=latency_budget,
-                                trim_vocab=trim_vocab, eval_data=eval_data, quantize=quantize, threads=threads, epochs=epochs,
+                                trim_vocab=trim_vocab, common_words=common_words, eval_data=eval_data, quantize=quantize, threads=threads, epochs=epochs,
                                 seed=seed), echo=click.echo)
     click.echo(f"\nCompressed model: {out}  (compress.md: every candidate)")
