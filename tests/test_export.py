@@ -120,6 +120,22 @@ def test_multiple_choice_bundle(models, tmp_path):
     assert not (tmp_path / "b8").exists()
 
 
+def test_parity_runs_each_batch_once_and_answers_from_those_logits(models, cls_bundle, tmp_path):
+    from edgedistill.deploy.parity import edge_outputs
+
+    export(models, "mc", "qa.jsonl", tmp_path / "mc", quantize="none")
+    for bundle, data, batch in [(cls_bundle, "nli.jsonl", 4), (tmp_path / "mc", "qa.jsonl", 64)]:
+        model = EdgeModel.load(bundle)
+        items = [json.loads(x) for x in (models / data).read_text().splitlines()]
+        expected = [p["label"] for p in model.predict(items, batch_size=batch)]
+        calls, run = [], model.run
+        model.run = lambda feeds: calls.append(len(feeds["input_ids"])) or run(feeds)
+        logits, preds = edge_outputs(model, items, batch_size=batch)
+        assert preds == expected and len(logits) == len(items)
+        # one call per batch; a multiple-choice batch of ragged choice counts, one per item (as predict does)
+        assert len(calls) == (-(-len(items) // batch) if data == "nli.jsonl" else len(items))
+
+
 @pytest.mark.parametrize("name", ["t5", "b2b"])
 def test_seq2seq_bundle_generates_like_torch(models, tmp_path, name):
     # The random tiny bert2bert writes 32 random tokens, which INT8 rounding changes somewhere; its

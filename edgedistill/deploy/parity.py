@@ -70,12 +70,13 @@ def edge_outputs(edge, items: list[dict], batch_size: int | None = None) -> tupl
     batch_size = batch_size or edge.batch_size
     for i in range(0, len(items), batch_size):
         batch = items[i:i + batch_size]
-        if edge.family != "multiple-choice" or len({len(edge._choices_of(it)) for it in batch}) == 1:
+        if edge.family == "seq2seq":  # the first decoding step's logits, and the generated answers
             logits.append(edge.run(edge.encode(batch)))
-        else:
-            logits += [edge.run(edge.encode([it])) for it in batch]
-        for p in edge.predict(batch, batch_size=batch_size):
-            preds.append(p.get("label", p.get("answer")))
+            preds += [p["answer"] for p in edge.predict(batch, batch_size=batch_size)]
+            continue
+        for group, group_logits in edge.logit_groups(batch):  # one run per batch: answers read the same logits
+            logits.append(group_logits)
+            preds += [p["label"] for p in edge.answers(group, group_logits)]
     return _flat(logits), preds
 
 

@@ -223,14 +223,23 @@ class EdgeModel:
             if self.family == "seq2seq":
                 out += [{"answer": a} for a in self.generate(batch)]
                 continue
-            if self.family == "multiple-choice" and len({len(self._choices_of(it)) for it in batch}) > 1:
-                for it in batch:
-                    out += self.predict([it])
-                continue
-            probs = _softmax(self.run(self.encode(batch)).astype(np.float64))
-            for j, p in enumerate(probs):
-                names = self._choices_of(batch[j]) if self.family == "multiple-choice" else self.labels
-                out.append({"label": names[int(p.argmax())], "probs": {n: float(x) for n, x in zip(names, p)}})
+            for group, logits in self.logit_groups(batch):
+                out += self.answers(group, logits)
+        return out
+
+    def logit_groups(self, batch) -> list[tuple[list, np.ndarray]]:
+        """(items, their label-model logits), one `run` call each: a multiple-choice batch whose items have
+        different numbers of choices runs item by item."""
+        if self.family == "multiple-choice" and len({len(self._choices_of(it)) for it in batch}) > 1:
+            return [([it], self.run(self.encode([it]))) for it in batch]
+        return [(batch, self.run(self.encode(batch)))]
+
+    def answers(self, items, logits: np.ndarray) -> list[dict]:
+        """[{label, probs}] of these items from their label-model logits."""
+        out = []
+        for item, p in zip(items, _softmax(logits.astype(np.float64))):
+            names = self._choices_of(item) if self.family == "multiple-choice" else self.labels
+            out.append({"label": names[int(p.argmax())], "probs": {n: float(x) for n, x in zip(names, p)}})
         return out
 
     def generate(self, items, max_new_tokens: int | None = None) -> list[str]:
