@@ -88,9 +88,13 @@ def build_variants(stripped: Path, annotations: Path, layers: list[int], work: P
                    inputs_layers: tuple[int, ...] = (), inputs_epochs: float = 3.0) -> dict[str, Path]:
     """Variant name -> model dir to export: the student, its trimmed vocabulary, and K-layer distilled students
     (on the annotation inputs alone, and, with `inputs`, on those too: `edgedistill compress --inputs`)."""
-    from edgedistill.distill.compress import distill_layers, task_texts, trim_vocabulary
+    from edgedistill.distill.compress import COMMON_WORDS, distill_layers, task_texts, trim_vocabulary
+    from edgedistill.model_dir import read_meta
 
     models = {"uncompressed": stripped}
+    for d in work.glob("trimmed*"):  # cached from a run whose trimming differed: its layers would be stale too
+        if read_meta(d).get("vocabulary", {}).get("common_words") != COMMON_WORDS:
+            raise SystemExit(f"{d}: trimmed without this release's {COMMON_WORDS} common words; pass a fresh --work")
     if not (work / "trimmed").exists():
         trim_vocabulary(stripped, task_texts(annotations), work / "trimmed")
     models["trimmed vocabulary"] = work / "trimmed"

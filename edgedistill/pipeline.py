@@ -27,6 +27,7 @@ import yaml
 
 from .atomic import write_json
 from .choices import CANDIDATE_MODES, MODES, QUANTIZE, TARGETS
+from .distill.compress import COMMON_WORDS
 from .errors import UserError
 from .teacher.prompts import MODES as PROMPT_MODES, SCORING
 from .teacher.teacher_signal import CALIBRATIONS
@@ -74,7 +75,7 @@ class CompressSection:  # optional: present in pipeline.yaml = the compress stag
     layers: list[int] = field(default_factory=list)  # layer counts to build (several need latency_budget)
     latency_budget: float | None = None  # ms per prediction, batch 1: ship the most accurate candidate within it
     trim_vocab: bool = True
-    common_words: int = 2000  # with trim_vocab: the commonest words kept beside the task's tokens (compress --common-words)
+    common_words: int = COMMON_WORDS  # with trim_vocab: the commonest words kept beside the task's tokens (compress --common-words)
     epochs: float = 4.0
     threads: int = 2
     inputs: str | None = None  # more unlabelled inputs (JSON Lines, `input`) to distill smaller students on (compress --inputs)

@@ -125,8 +125,8 @@ def test_the_tiny_wordlevel_tokenizer_trims_too(tmp_path):
     d = tiny.tiny_classifier_dir(tmp_path / "m", labels=LABELS)
     write_meta(d, {"kind": "stripped", "family": "sequence-classification", "max_length": 32, "labels": LABELS})
     texts = ["the dog is in the park", "my order is late"]
-    report = trim_vocabulary(d, texts, tmp_path / "out")
-    assert report.kept < report.original
+    report = trim_vocabulary(d, texts, tmp_path / "out", common=2000)  # WordLevel: no common words, whatever asked
+    assert report.kept < report.original and report.common == 0
     _, _, before = logits(d, texts)
     _, _, after = logits(tmp_path / "out", texts)
     assert torch.equal(before, after)
@@ -171,11 +171,11 @@ def test_compress_to_fewer_layers_writes_a_model_export_takes(tiny_stripped, tmp
 
     model, ann = tiny_stripped
     s = compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1], epochs=2,
-                                quantize="none", common_words=10), echo=lambda *_: None)
+                                quantize="none"), echo=lambda *_: None)
     assert [c["layers"] for c in s["candidates"]] == [1] and s["chosen"] == s["candidates"][0]["name"]
     assert AutoConfig.from_pretrained(tmp_path / "small").num_hidden_layers == 1
     meta = read_meta(tmp_path / "small")
-    assert meta["kind"] == "stripped" and meta["layers"] == {"original": 2, "kept": [1]} and meta["vocabulary"]["kept"] < 100  # 136 with the default 2,000 common words
+    assert meta["kind"] == "stripped" and meta["layers"] == {"original": 2, "kept": [1]} and meta["vocabulary"]["kept"] < 100
     assert json.loads((tmp_path / "small" / "compress.json").read_text())["chosen"] == s["chosen"]
     export_bundle(ExportConfig(model=str(tmp_path / "small"), out=str(tmp_path / "bundle"), quantize="none",
                                parity_data=str(ann)), echo=lambda *_: None)
@@ -234,3 +234,32 @@ def test_unlabelled_inputs_without_text_name_file_line_and_field(tiny_stripped, 
         compress(CompressConfig(model=str(model), annotations=str(ann), inputs=str(inputs), out=str(tmp_path / "small"), layers=[1],
                                 epochs=1, quantize="none"), echo=lambda *_: None)
     assert not (tmp_path / "small").exists() and not list(tmp_path.glob(".small.*"))
+
+
+def test_common_words_reach_the_trim_from_the_cli(tiny_stripped, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import edgedistill.distill.compress as c
+    from edgedistill.cli import main
+
+    seen = []
+
+    def spy(model_dir, texts, out_dir, common=c.COMMON_WORDS):
+        seen.append(common)
+        raise UserError("stopped after the trim's arguments")
+
+    monkeypatch.setattr(c, "trim_vocabulary", spy)
+    model, ann = tiny_stripped
+    for extra, want in (([], 2000), (["--common-words", "7"], 7), (["--common-words", "0"], 0)):
+        r = CliRunner().invoke(main, ["compress", str(model), "--annotations", str(ann), "--out", str(tmp_path / "c"), *extra])
+        assert r.exit_code == 1 and "stopped after" in r.output and seen[-1] == want
+    assert not (tmp_path / "c").exists()
+    r = CliRunner().invoke(main, ["compress", str(model), "--annotations", str(ann), "--out", str(tmp_path / "c"), "--common-words", "-1"])
+    assert r.exit_code == 2 and "-1" in r.output and len(seen) == 3
+
+
+def test_negative_common_words_are_refused():
+    from edgedistill.distill.compress import kept_token_ids
+
+    with pytest.raises(ValueError, match="0 or more"):
+        kept_token_ids({"model": {"type": "WordPiece", "vocab": {"a": 0}}}, lambda t: [], [], common=-1)

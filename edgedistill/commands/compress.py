@@ -35,7 +35,7 @@ def _layers(ctx, param, value):
                    "and --common-words.")
 @click.option("--common-words", type=click.IntRange(min=0), default=COMMON_WORDS, show_default=True,
               help="With a trimmed vocabulary, also keep this many of the commonest words (the first of BERT's "
-                   "frequency-ordered WordPiece vocabulary), so a word a user types that the annotations never used "
+                   "frequency-ordered WordPiece vocabulary; none for other vocabularies), so a word a user types that the annotations never used "
                    "keeps its embedding. 0 = the annotations' tokens alone.")
 @click.option("--eval-data", type=click.Path(dir_okay=False), help="Gold-labelled data: each candidate's accuracy "
               "(default: its agreement with MODEL on the annotation inputs).")

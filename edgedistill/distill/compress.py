@@ -7,8 +7,8 @@ Vocabulary trimming. Half of MiniLM's 22.7M parameters are the 30,522-row word e
 inputs use a few thousand of those rows. The kept set is every token the task's inputs (annotation
 inputs and choices, plus `extra_texts`) tokenize to, and a safety set: the special tokens, every
 single-character token (with and without the `##` prefix), so any word of known characters can still
-be spelled, and the `common` commonest words (COMMON_WORDS by default): the first entries of the vocabulary
-after its placeholders and characters, which BERT's WordPiece vocabularies (MiniLM's among them) list
+be spelled, and the `common` commonest words (COMMON_WORDS by default): the first entries of a WordPiece
+vocabulary after its placeholders and characters, which BERT's WordPiece vocabularies (MiniLM's among them) list
 in order of frequency ("the", "of", "and", ...). A word the annotations happen not to use but a user
 will type keeps its own embedding instead of being spelled from pieces: on the quickstart, trimming
 without them cost 2 of 60 held-out tickets and with 2,000 of them none (the e-SNLI student: 66.2 %
@@ -47,18 +47,26 @@ class TrimReport:
 
 
 def kept_token_ids(tokenizer_json: dict, tokenize, texts: list[str], common: int = COMMON_WORDS) -> tuple[list[int], int, int, int]:
-    """(sorted kept ids, how many the texts need, how many special and character tokens add, how many common words add)."""
-    vocab = tokenizer_json["model"]["vocab"]
+    """(sorted kept ids, how many the texts need, how many special and character tokens add, how many common words add).
+
+    Common words are taken from WordPiece vocabularies only: BERT's list words by frequency, a WordLevel
+    vocabulary's order says nothing."""
+    if common < 0:
+        raise ValueError(f"common words: {common}; give 0 or more")
+    model = tokenizer_json["model"]
+    vocab = model["vocab"]
     used = set()
     for text in texts:
         used.update(tokenize(text))
     specials = {t["id"] for t in tokenizer_json.get("added_tokens", [])}
-    prefix = tokenizer_json["model"].get("continuing_subword_prefix") or "##"
+    specials |= {vocab[t] for t in (model.get("unk_token"), (tokenizer_json.get("padding") or {}).get("pad_token")) if t in vocab}
+    prefix = model.get("continuing_subword_prefix") or "##"
     chars = {i for tok, i in vocab.items() if len(tok.removeprefix(prefix)) == 1}
-    words = [i for tok, i in sorted(vocab.items(), key=lambda kv: kv[1])
-             if i not in specials and i not in chars and not (tok.startswith("[") and tok.endswith("]"))][:common]
+    words = [] if model["type"] != "WordPiece" else \
+        [i for tok, i in sorted(vocab.items(), key=lambda kv: kv[1])
+         if i not in specials and i not in chars and not (tok.startswith("[") and tok.endswith("]"))][:common]
     safety = (specials | chars) - used
-    extra = set(words) - used - safety
+    extra = set(words) - used
     return sorted(used | specials | chars | extra), len(used), len(safety), len(extra)
 
 
