@@ -116,7 +116,7 @@ def bundles(tmp_path_factory):
 # ------------------------------------------------------------------ real-size bundles
 
 MINILM_LABELS = ["billing", "bug", "account", "shipping", "feature_request"]
-HEAD_STD = 1.0  # the fresh head's weights: on 303 tickets median top probability 0.47, 9 top-2 margins < 0.01 (std 0.1: 113)
+HEAD_STD = 1.0  # the fresh head's weights: on 303 tickets (mean-pooled head) median top probability 0.93, no top-2 margin < 0.01
 
 
 def _minilm_dir(path, family):
