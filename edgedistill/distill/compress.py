@@ -11,8 +11,9 @@ be spelled, and the `common` commonest words (COMMON_WORDS by default): the firs
 vocabulary after its placeholders and characters, which BERT's WordPiece vocabularies (MiniLM's among them) list
 in order of frequency ("the", "of", "and", ...). A word the annotations happen not to use but a user
 will type keeps its own embedding instead of being spelled from pieces: on the quickstart, trimming
-without them cost 2 of 60 held-out tickets and with 2,000 of them none (the e-SNLI student: 66.2 %
-without, 67.2 % with, 67.0 % untrimmed; benchmarks/results/compress.md). Ids are renumbered in their original order; the embedding keeps the kept rows, the
+without them cost 2 of 60 held-out tickets and with 2,000 of them none (the e-SNLI student, FP32:
+66.2 % without, 67.4 % with, 67.0 % untrimmed; benchmarks/results/compress.md and
+history/compress_no_common_words.md). Ids are renumbered in their original order; the embedding keeps the kept rows, the
 tokenizer (tokenizer.json, vocab.txt, tokenizer_config.json) the kept entries. An input whose original
 tokens were all kept tokenizes to the same tokens and gets exactly the same logits
 (tests/test_compress.py); a word the kept vocabulary cannot spell becomes [UNK] (WordPiece).
