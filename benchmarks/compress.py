@@ -241,7 +241,7 @@ def render(res: dict) -> str:
             mb = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else "–"
             of = f"{100 * r['of_checkpoint']:.1f} %" if r.get("of_checkpoint") else "–"
             lines.append(f"| {r['variant']} | {acc} | {f32} | {r['p50_ms']:.2f} | {r['speedup_vs_optimum']:.2f}x | {mb} | {of} |")
-        lines += ["", *targets(d), ""]
+        lines += ["", *targets(d), "", f"![{name}: accuracy vs latency](compress_{name}.png)", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -273,8 +273,25 @@ def main():
     res.update(command="python " + shlex.join(["benchmarks/compress.py", *sys.argv[1:]]), machine=describe(machine_record()),
                wall_s=round(time.time() - start), date=time.strftime("%Y-%m-%d"))
     write_json(path, res)
+    plot(res)
     write_text(RESULTS / "compress.md", render(res))
     print(render(res))
+
+
+def plot(res: dict) -> None:
+    """benchmarks/results/compress_<dataset>.png: each bundle's accuracy against its p50, the area its size;
+    starred, the fastest within 1 pt of the FP32 student (compress's own Pareto plot)."""
+    from edgedistill.distill.compress import pareto_plot
+
+    for name, d in res["datasets"].items():
+        rows = [r for r in d["rows"] if "accuracy" in r]
+        ok = [r for r in rows if r["accuracy"] >= d["fp32_student_accuracy"] - 0.01 and r["variant"] != "bundle: uncompressed"]
+        best = max(ok, key=lambda r: r["speedup_vs_optimum"], default=None)
+        pareto_plot({"candidates": [{"name": r["variant"].removeprefix("bundle: "), "accuracy": r["accuracy"], "p50_ms": r["p50_ms"],
+                                     "bundle_mb": r["size_bytes"] / 1e6} for r in rows],
+                     "chosen": best and best["variant"].removeprefix("bundle: "), "threads": 2,
+                     "accuracy_on": f"{d['test_rows']} held-out gold rows", "budget_ms": None}, RESULTS / f"compress_{name}.png",
+                    chosen_label="fastest within 1 pt of the student")
 
 
 if __name__ == "__main__":

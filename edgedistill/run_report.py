@@ -72,6 +72,8 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
                   f"shipped `{compressed['chosen']}`" + (f", the most accurate within {compressed['budget_ms']:g} ms per "
                   "prediction" if compressed.get("budget_ms") else "") + " (accuracy: " + compressed["accuracy_on"] + "):",
                   "", *pareto_lines(compressed), ""]
+        if (run / "compressed" / "compress.png").exists():
+            lines += ["![accuracy vs latency](compressed/compress.png)", ""]
     if bench:
         lines += ["## Speed and size (batch 1)", "", *_bench_rows(bench), ""]
         for plot in ("latency.png", "tradeoff.png"):

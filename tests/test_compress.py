@@ -177,6 +177,8 @@ def test_compress_to_fewer_layers_writes_a_model_export_takes(tiny_stripped, tmp
     meta = read_meta(tmp_path / "small")
     assert meta["kind"] == "stripped" and meta["layers"] == {"original": 2, "kept": [1]} and meta["vocabulary"]["kept"] < 100
     assert json.loads((tmp_path / "small" / "compress.json").read_text())["chosen"] == s["chosen"]
+    assert (tmp_path / "small" / "compress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the Pareto, as a plot
+    assert "](compress.png)" in (tmp_path / "small" / "compress.md").read_text()
     export_bundle(ExportConfig(model=str(tmp_path / "small"), out=str(tmp_path / "bundle"), quantize="none",
                                parity_data=str(ann)), echo=lambda *_: None)
     assert (tmp_path / "bundle" / "manifest.json").exists()

@@ -86,13 +86,14 @@ def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipelin
     r = run(pipeline)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "[annotate] up to date, skipped" in r.stdout and "[train] running" in r.stdout
-    for artifact in ("student", "stripped", "compressed/compress.json", "bundle/manifest.json", "bench/results.json", "report.md",
+    for artifact in ("student", "stripped", "compressed/compress.json", "compressed/compress.png", "bundle/manifest.json", "bench/results.json", "report.md",
                      "compare/standard"):
         assert (run_dir / artifact).exists(), artifact
     report = (run_dir / "report.md").read_text()
     shipped = json.loads((run_dir / "student" / "train.json").read_text())["mode"]
     assert "qwen2.5-0.5b-instruct" in report and f"student (auto: {shipped})" in report and "bundle (INT8)" in report
     assert "student (standard)" in report and "speedup" in report
+    assert "](compressed/compress.png)" in report
     assert "| candidate | validation accuracy | training time |" in report and f"| {shipped} (shipped) |" in report
     assert "## Compression" in report and "| 1 layers, trimmed vocabulary |" in report
     assert json.loads((run_dir / "bundle" / "manifest.json").read_text())["source"]["model"].endswith("compressed")

@@ -341,7 +341,8 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             # the trained student stays the source (export finds its annotations for parity through it)
             write_meta(tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())})
             write_json(tmp / "compress.json", summary)
-            write_text(tmp / "compress.md", "\n".join(pareto_lines(summary)) + "\n")
+            pareto_plot(summary, tmp / "compress.png")
+            write_text(tmp / "compress.md", "\n".join(pareto_lines(summary)) + "\n\n![accuracy vs latency](compress.png)\n")
         return summary
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -419,3 +420,29 @@ def pareto_lines(s: dict) -> list[str]:
         lines.append(f"| {r['name']} | {100 * r['accuracy']:.1f} % | {r['p50_ms']:.2f} | {r['bundle_mb']:.1f} | "
                      f"{100 * r['of_checkpoint']:.1f} % | {mark} |")
     return lines
+
+
+def pareto_plot(s: dict, path: Path, chosen_label: str = "shipped") -> None:
+    """Accuracy against p50 latency, one point per candidate, its area the bundle's size; s["chosen"] starred."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in s["candidates"]:
+        shipped = r["name"] == s["chosen"]
+        ax.scatter(r["p50_ms"], 100 * r["accuracy"], s=30 * r["bundle_mb"], alpha=0.6, color="#d4862c" if shipped else "#6a9fd4",
+                   marker="*" if shipped else "o", edgecolors="#222")
+        ax.annotate(f"{r['name']}\n{r['bundle_mb']:.1f} MB" + (f" ({chosen_label})" if shipped else ""), (r["p50_ms"], 100 * r["accuracy"]),
+                    textcoords="offset points", xytext=(8, -4), fontsize=7)
+    if s.get("budget_ms"):
+        ax.axvline(s["budget_ms"], color="#c33", linewidth=1, linestyle="--", label=f"budget {s['budget_ms']:g} ms")
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel(f"p50 ms per prediction (batch 1, {s['threads']} threads, this CPU)")
+    ax.set_ylabel(f"accuracy (%; {s['accuracy_on']})")
+    ax.set_title("compress candidates: accuracy vs latency (area: bundle size)", fontsize=9)
+    ax.margins(x=0.3, y=0.15)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
