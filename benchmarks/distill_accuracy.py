@@ -8,7 +8,7 @@ chooses from (edgedistill.distill.select.candidate_modes):
   rationale-teacher  + soft labels and [CLS] states of an encoder that read input + rationale (KNIFE)
   rationale-dropout  the rationale appended to the input on half of the steps
 and reports `auto` beside them: per size and seed, the candidate `--mode auto` ships (the best on
-validation, label-only unless another beats it). Each mode here is trained with the same seed, split
+validation, label-only unless another beats it beyond noise: select.paired_win). Each mode here is trained with the same seed, split
 and settings that auto gives its candidates, so auto's pick is read off these runs, not retrained.
 Every run tests on one fixed test sample; the teacher's own accuracy on that sample is the ceiling,
 always answering the commonest label (chance for multiple choice) the floor.
@@ -39,13 +39,14 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 MODES = ("label-only", "multitask", "rationale-teacher", "rationale-dropout")
 AUTO = "auto"
+AUTO_MAX = "highest val"  # the rule auto had before its paired test: the highest validation accuracy
 # dataset: train split, test rows, max_length, epochs, batch size, lr (pretrained weights).
 # The label head learns at train.HEAD_LR and the encoder's lower layers at lr * train.LAYER_DECAY^depth.
 PLAN = {"esnli": ("valid", 500, 64, 3, 16, 2e-4), "cqa": ("train", 300, 48, 3, 8, 1e-4)}
 MIN_STEPS = 0
 SEEDS = (0, 1, 2)
 COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": "#d4862c",
-          "rationale-dropout": "#b07cc6", AUTO: "#222"}
+          "rationale-dropout": "#b07cc6", AUTO: "#222", AUTO_MAX: "#888"}
 
 
 def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps):
@@ -66,7 +67,7 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps):
         return {**row, "accuracy": None, "val_accuracy": None, "failed": str(e), "seconds": round(time.time() - start, 1)}
     r = score(task, test, predict_labels(out, task, test))
     shutil.rmtree(out, ignore_errors=True)
-    return {**row, "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"], "val_rows": s["val_examples"],
+    return {**row, "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"], "val_correct": s["val_correct"], "val_rows": s["val_examples"],
             "train_rows": s["train_examples"], "with_rationale": s["rows"]["with_rationale"], "attempts": s["attempts"], "pooling": s.get("pooling"),
             "seconds": round(time.time() - start, 1)}
 
@@ -168,11 +169,12 @@ def main():
 
 
 def merge_results(out: Path, others: list[Path]) -> None:
-    """Runs keyed by (dataset, size, mode, seed): a run already in `out` is kept, a new one added."""
+    """Runs keyed by (dataset, size, mode, seed): a new one is added, and one that `out` already has
+    is replaced (a re-run), saying so and whether its test accuracy changed."""
     from edgedistill.atomic import write_json
 
     res = json.loads(out.read_text()) if out.exists() else {"plan": {}, "reference": {}, "invocations": [], "runs": []}
-    have = {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in res["runs"]}
+    key = lambda r: (r["dataset"], r["size"], r["mode"], r["seed"])  # noqa: E731
     for path in others:
         other = json.loads(path.read_text())
         for key in ("plan", "reference"):
@@ -181,10 +183,12 @@ def merge_results(out: Path, others: list[Path]) -> None:
         res["invocations"] += [i for i in other.get("invocations", []) if i not in res["invocations"]]
         for key in ("notes", "history"):  # hand-written lines, kept in the json
             res[key] = res.get(key, []) + [n for n in other.get(key, []) if n not in res.get(key, [])]
-        new = [r for r in other["runs"] if (r["dataset"], r["size"], r["mode"], r["seed"]) not in have]
-        res["runs"] += new
-        have |= {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in new}
-        print(f"{path}: {len(new)} new runs")
+        old = {key(r): r for r in res["runs"]}
+        incoming = {key(r): r for r in other["runs"]}
+        changed = [k for k in incoming if k in old and old[k]["accuracy"] != incoming[k]["accuracy"]]
+        res["runs"] = [r for r in res["runs"] if key(r) not in incoming] + list(incoming.values())
+        print(f"{path}: {sum(k not in old for k in incoming)} new runs, {sum(k in old for k in incoming)} replaced"
+              + (f"; test accuracy changed in {len(changed)}: " + ", ".join(map(str, changed)) if changed else ""))
     res["summary"] = summarize(res["runs"])
     write_json(out, res)
     write_report(out, res)
@@ -193,9 +197,12 @@ def merge_results(out: Path, others: list[Path]) -> None:
 
 # ---------------------------------------------------------------- summarising
 
-def auto_runs(runs):
-    """What `--mode auto` ships for each (dataset, size, seed) that has every candidate: select.py's rule."""
-    from edgedistill.distill.select import best_candidate
+def auto_runs(runs, significance=None, name=AUTO):
+    """What `--mode auto` ships for each (dataset, size, seed) that has every candidate: select.py's rule,
+    which compares candidates row by row on validation, so runs recorded without their per-row
+    validation results (before they were kept) give no auto (`auto_missing`). significance=1 and
+    name=AUTO_MAX: what the rule before it, the highest validation accuracy, would have shipped."""
+    from edgedistill.distill.select import SIGNIFICANCE, best_candidate
 
     by = collections.defaultdict(dict)
     for r in runs:
@@ -203,18 +210,25 @@ def auto_runs(runs):
             by[(r["dataset"], r["size"], r["seed"])][r["mode"]] = r
     out = []
     for (d, n, seed), cands in by.items():
-        if len(cands) < len(MODES):
+        if len(cands) < len(MODES) or any(c.get("val_correct") is None and c["accuracy"] is not None for c in cands.values()):
             continue
-        best = best_candidate([cands[m] for m in MODES])  # label-only first, as auto trains them
+        best = best_candidate([dict(cands[m]) for m in MODES], SIGNIFICANCE if significance is None else significance)  # label-only first, as auto trains them
         if best is None:
             continue
-        out.append({**best, "mode": AUTO, "picked": best["mode"], "seconds": sum(c["seconds"] for c in cands.values())})
+        out.append({**best, "mode": name, "picked": best["mode"], "seconds": sum(c["seconds"] for c in cands.values())})
     return out
+
+
+def auto_missing(runs, dataset) -> list[int]:
+    """Sizes of `dataset` with every candidate run for some seed but no auto: runs without per-row validation results."""
+    have = {(r["size"], r["seed"]) for r in auto_runs(runs) if r["dataset"] == dataset}
+    full = collections.Counter((r["size"], r["seed"]) for r in runs if r["dataset"] == dataset and r["mode"] in MODES)
+    return sorted({n for (n, seed), c in full.items() if c == len(MODES) and (n, seed) not in have})
 
 
 def summarize(runs):
     acc = collections.defaultdict(list)
-    for r in runs + auto_runs(runs):
+    for r in runs + auto_runs(runs) + auto_runs(runs, 1.0, AUTO_MAX):
         if r["accuracy"] is not None:
             acc[(r["dataset"], r["size"], r["mode"])].append(r["accuracy"])
     out = {}
@@ -245,10 +259,11 @@ def write_report(out: Path, res: dict):
         f"batch {p['batch_size']}, lr {p['lr']} at the encoder's top layer (0.8 per layer below), label head 1e-3, {p['test_rows']} fixed test rows from `test`, training rows from "
         f"`{p['train_split']}` (nested subsets: each size holds the smaller ones)" for d, p in res["plan"].items())
               + ". Label head: " + _poolings(res["runs"]) + ". Checkpoints: best epoch on 10 % of the training rows (teacher labels, never test). `auto` is the candidate "
-              "`--mode auto` ships for that seed: the best on validation, label-only unless another beats it.", ""]
+              "`--mode auto` ships for that seed: label-only unless another beats it on validation beyond noise (a one-sided paired sign test on the rows where exactly one of the two is right, p < 0.05). `highest val`: the candidate with the highest validation accuracy, "
+              "auto's rule before that test (label-only on a tie), read off the same runs.", ""]
     for d, by_size in res["summary"].items():
         ref = res["reference"][d]
-        modes = [m for m in (*MODES, AUTO) if any(m in v for v in by_size.values())]
+        modes = [m for m in (*MODES, AUTO, AUTO_MAX) if any(m in v for v in by_size.values())]
         lines += [f"## {d}", "", f"Test accuracy (%), mean ± sd over seeds. Teacher (PaLM-540B) on the same {res['plan'][d]['test_rows']} "
                   f"test rows: **{100 * ref['teacher']:.1f} %**; floor (commonest answer / chance): {100 * ref['floor']:.1f} %.", "",
                   "| training rows | " + " | ".join(modes) + " |", "|---:|" + "---|" * len(modes)]
@@ -294,7 +309,12 @@ def verdicts(d, by_size, res) -> list[str]:
             diff, noise = 100 * (by[best]["mean"] - lo["mean"]), 100 * max(by[best]["sd"], lo["sd"])
             word = "beats" if diff > noise else "trails" if diff < -noise else "is within seed noise of"
             out.append(f"- {n} rows: the best rationale mode, {best}, {word} label-only ({diff:+.1f} pt; larger sd {noise:.1f} pt)"
-                       + (f"; auto {100 * (by[AUTO]['mean'] - lo['mean']):+.1f} pt vs label-only" if AUTO in by else "") + ".")
+                       + (f"; auto {100 * (by[AUTO]['mean'] - lo['mean']):+.1f} pt vs label-only" if AUTO in by else "")
+                       + (f" (the highest-validation pick {100 * (by[AUTO_MAX]['mean'] - lo['mean']):+.1f})" if AUTO_MAX in by else "") + ".")
+    missing = auto_missing(res["runs"], d)
+    if missing:
+        out.append(f"- auto is not given at {', '.join(map(str, missing))} rows: those runs predate the per-row validation results "
+                   "that auto's paired rule compares (re-run them to add it).")
     picks = collections.Counter((r["size"], r["picked"]) for r in auto_runs(res["runs"]) if r["dataset"] == d)
     if picks:
         out.append("- auto picked: " + "; ".join(f"{n} rows: " + ", ".join(f"{m} ×{c}" for (s, m), c in sorted(picks.items()) if s == n)
@@ -322,13 +342,13 @@ def plot(res, path):
     for ax, d in zip(axes[0], datasets):
         by_size = res["summary"][d]
         sizes = sorted(by_size, key=int)
-        for m in (*MODES, AUTO):
+        for m in (*MODES, AUTO, AUTO_MAX):
             pts = [(int(n), by_size[n][m]) for n in sizes if m in by_size[n]]
             if not pts:
                 continue
             x = [p[0] for p in pts]
             ax.errorbar(x, [100 * p[1]["mean"] for p in pts], yerr=[100 * p[1]["sd"] for p in pts], marker="o", capsize=3,
-                        color=COLORS[m], label=m, linestyle="--" if m == AUTO else "-", linewidth=2.2 if m == AUTO else 1.4)
+                        color=COLORS[m], label=m, linestyle={AUTO: "--", AUTO_MAX: ":"}.get(m, "-"), linewidth=2.2 if m == AUTO else 1.4)
         ref = res["reference"][d]
         ax.axhline(100 * ref["teacher"], color="#c33", linewidth=1, label="teacher (PaLM-540B)")
         ax.axhline(100 * ref["floor"], color="#999", linewidth=1, linestyle=":", label="commonest answer / chance")

@@ -62,8 +62,8 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
         from .distill.model_card import candidate_table
 
         lines += ["## Student", "", f"`--mode auto` trained {len(train['candidates'])} candidates on one split and shipped "
-                  f"`{train['mode']}`, the best on validation ({train['val_examples']} rows; label-only unless another "
-                  "beat it):", "", *candidate_table(train["candidates"]), ""]
+                  f"`{train['mode']}`, chosen on {train['val_examples']} validation rows (label-only unless another "
+                  "beat it beyond noise, row by row):", "", *candidate_table(train["candidates"]), ""]
     compressed = _load(run / "compressed" / "compress.json") if pipe.compress is not None else None
     if compressed:
         from .distill.compress import pareto_lines

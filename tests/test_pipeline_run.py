@@ -94,7 +94,7 @@ def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipelin
     assert "qwen2.5-0.5b-instruct" in report and f"student (auto: {shipped})" in report and "bundle (INT8)" in report
     assert "student (standard)" in report and "speedup" in report
     assert "](compressed/compress.png)" in report
-    assert "| candidate | validation accuracy | training time |" in report and f"| {shipped} (shipped) |" in report
+    assert "| candidate | validation accuracy | vs label-only: rows won / lost (p) | training time |" in report and f"| {shipped} (shipped) |" in report
     assert "## Compression" in report and "| 1 layers, trimmed vocabulary |" in report
     assert json.loads((run_dir / "bundle" / "manifest.json").read_text())["source"]["model"].endswith("compressed")
 

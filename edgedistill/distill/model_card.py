@@ -54,17 +54,20 @@ MODE_LOSS = {"label-only": "cross-entropy on the teacher's labels", "standard": 
 def _card_candidates(s: dict) -> str:
     if not s.get("candidates"):
         return ""
-    return "\n".join(["", "`--mode auto` trained these on the same split and shipped the best on validation "
-                       "(label-only unless another beat it):", "", *candidate_table(s["candidates"]), ""])
+    return "\n".join(["", "`--mode auto` trained these on the same split and shipped one chosen on validation "
+                       "(label-only unless another beat it beyond noise, row by row):", "", *candidate_table(s["candidates"]), ""])
 
 
 def candidate_table(candidates: list[dict]) -> list[str]:
-    """Markdown rows: each auto candidate's validation accuracy and training time (model card, run report)."""
-    out = ["| candidate | validation accuracy | training time |", "|---|---|---|"]
+    """Markdown rows: each auto candidate's validation accuracy, its paired comparison with label-only
+    (validation rows won / lost, the sign test's p) and its training time (model card, run report)."""
+    out = ["| candidate | validation accuracy | vs label-only: rows won / lost (p) | training time |", "|---|---|---|---|"]
     for c in candidates:
         acc = "failed" if c.get("failed") else "–" if c["val_accuracy"] is None else f"{100 * c['val_accuracy']:.1f} %"
+        vs = c.get("vs_label_only")
+        paired = "reference" if c["mode"] == "label-only" else "–" if not vs else f"{vs['wins']} / {vs['losses']} ({vs['p']:.3f})"
         secs = "–" if c["elapsed_s"] is None else f"{c['elapsed_s']:.0f} s"
-        out.append(f"| {c['mode']}{' (shipped)' if c.get('selected') else ''} | {acc} | {secs} |")
+        out.append(f"| {c['mode']}{' (shipped)' if c.get('selected') else ''} | {acc} | {paired} | {secs} |")
     return out
 
 

@@ -13,7 +13,7 @@ Modes (every one ships the same input-only label model; rows without a rationale
                      otherwise, so the deployed input-only path is what gets trained
   standard           gold labels, no teacher (a baseline)
   auto               label-only and every rationale mode on one split; ships the best on validation, and
-                     label-only unless another beats it (select.py)
+                     label-only unless another beats it beyond noise (select.py)
 """
 
 from __future__ import annotations
@@ -268,6 +268,7 @@ class Fit:
     elapsed_s: float
     train_examples: int
     extra: dict
+    val_correct: list[bool] | None = None  # per validation row, in order: answered right
 
 
 def fit_mode(cfg: TrainConfig, prep: Prepared, seed: int, lr: float) -> Fit:
@@ -352,14 +353,23 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
     ignore = ["label_loss", "rationale_loss"]
     try:
         result = trainer.train(ignore_keys_for_eval=ignore)
-        final_eval = trainer.evaluate(ignore_keys=ignore) if val_ds else {}
+        final_eval, val_correct = _final_eval(trainer, val_ds, family, ignore) if val_ds else ({}, None)
     finally:
         if trainer.is_world_process_zero():
             shutil.rmtree(ckpt, ignore_errors=True)
     best = trainer.state.best_model_checkpoint
     return Fit(label_model, decoder, tok, final_eval, result.training_loss, trainer.state.log_history,
                best and Path(best).name, trainer.args.world_size, trainer.is_world_process_zero(),
-               round(time.time() - started, 1), len(train_ds), {})
+               round(time.time() - started, 1), len(train_ds), {}, val_correct)
+
+
+def _final_eval(trainer, val_ds, family: str, ignore: list[str]) -> tuple[dict, list[bool]]:
+    """The kept checkpoint's validation metrics (logged, as Trainer.evaluate does) and whether it got
+    each validation row right: `--mode auto` compares candidates row by row (select.py)."""
+    out = trainer.predict(val_ds, ignore_keys=ignore, metric_key_prefix="eval")
+    trainer.log(out.metrics)
+    preds = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+    return out.metrics, [bool(x) for x in row_correct(family, preds, out.label_ids)]
 
 
 def _training_args(cfg: TrainConfig, ckpt: Path, lr: float, seed: int, family: str, rows: int, evaluate: bool):
@@ -461,7 +471,8 @@ def write_student(cfg: TrainConfig, prep: Prepared, fit: Fit, attempts: list[dic
             "family": family, "pooling": prep.pooling, "rows": prep.stats, "train_examples": fit.train_examples, "val_examples": len(prep.val_rows),
             "val_source": cfg.eval_data or f"{cfg.val_fraction:.0%} of training rows (labels as trained on)",
             "train_loss": fit.train_loss, "val_accuracy": fit.final_eval.get("eval_accuracy"),
-            "val_floor": fit.final_eval.get("eval_floor"), "attempts": attempts, **fit.extra, **(extra or {}),
+            "val_floor": fit.final_eval.get("eval_floor"), "val_correct": correct_bits(fit.val_correct),
+            "attempts": attempts, **fit.extra, **(extra or {}),
             "best_checkpoint": fit.best_checkpoint, "epochs": cfg.epochs, "processes": fit.world_size,
             "elapsed_s": round(sum(a["elapsed_s"] for a in attempts), 1),
             "history": fit.history, "teacher": _teacher(cfg.annotations),
@@ -499,6 +510,19 @@ def _argmax(logits, labels):
     return logits.argmax(-1)
 
 
+def correct_bits(correct: list[bool] | None) -> str | None:
+    """Per-row validation results as one string, "1" for a row answered right (train.json, auto's candidates)."""
+    return None if correct is None else "".join("1" if c else "0" for c in correct)
+
+
+def row_correct(family: str, preds, labels) -> np.ndarray:
+    """Per row, whether the prediction is right; seq2seq: teacher-forced exact match of the answer
+    tokens (cheap, no generation)."""
+    if family == "seq2seq":
+        return np.array([(pr[m] == lb[m]).all() for pr, lb, m in zip(preds, labels, labels != -100)])
+    return np.asarray(preds == labels).ravel()
+
+
 def _metrics(family: str, chance: float | None = None):
     """Validation accuracy, and the floor a failed run sits at (train_mode retries runs that end there):
     always answering the commonest label for classification; `chance` (the mean of 1 / number of
@@ -509,16 +533,15 @@ def _metrics(family: str, chance: float | None = None):
         preds, labels = p.predictions, p.label_ids
         if isinstance(preds, tuple):
             preds = preds[0]
-        if family == "seq2seq":  # teacher-forced exact match of the answer tokens: cheap, no generation
+        if family == "seq2seq":
             mask = labels != -100
-            ok = [(pr[m] == lb[m]).all() for pr, lb, m in zip(preds, labels, mask)]
-            exact, tokens = float(np.mean(ok)), float((preds[mask] == labels[mask]).mean())
+            exact, tokens = float(np.mean(row_correct(family, preds, labels))), float((preds[mask] == labels[mask]).mean())
             # Exact match sits at 0 for several epochs while a small seq2seq student learns the answer
             # format; ties went to the first epoch's checkpoint. Token accuracy breaks them.
             return {"accuracy": exact, "token_accuracy": tokens, "selection": exact + 1e-3 * tokens}
         floor = chance if chance is not None else np.bincount(labels.ravel()).max() / max(1, labels.size)
         one_label = np.bincount(preds.ravel()).max() / max(1, preds.size)  # share of the commonest prediction
-        return {"accuracy": float((preds == labels).mean()), "floor": float(floor), "one_label": float(one_label),
+        return {"accuracy": float(np.mean(row_correct(family, preds, labels))), "floor": float(floor), "one_label": float(one_label),
                 "rows": int(labels.size)}
 
     return accuracy
