@@ -81,25 +81,33 @@ def epochs_for(size: int, epochs: int, batch: int, min_steps: int) -> int:
     return max(epochs, math.ceil(min_steps / steps_per_epoch))
 
 
-def load_dataset(dataset, plan, dss_dir, work, sizes):
-    """Write the training subsets (nested: a larger size holds every smaller one) and return the test sample."""
+def samples(dataset, plan, dss_dir):
+    """(task, the training annotations in run order, the fixed test annotations): a size's training
+    rows are the first that many, so each size holds the smaller ones (pair_probe.py reads the same)."""
     import random
 
-    from edgedistill.atomic import write_jsonl
-    from edgedistill.data import Example
-    from edgedistill.teacher.dss import agreement, load_dss
+    from edgedistill.teacher.dss import load_dss
 
     split, n_test, *_ = plan
     task, anns = load_dss(dataset, split, dss_dir)
-    task.save(work / f"{dataset}.yaml")
     random.Random(0).shuffle(anns)
-    if max(sizes) > len(anns):
-        raise SystemExit(f"--sizes: {dataset} {split} has {len(anns)} rows, fewer than {max(sizes)}")
-    for size in sizes:
-        write_jsonl(work / f"{dataset}-{size}.jsonl", [a.to_json() for a in anns[:size]])
     _, test_anns = load_dss(dataset, "test", dss_dir)
     random.Random(1).shuffle(test_anns)
-    test_anns = test_anns[:n_test]
+    return task, anns, test_anns[:n_test]
+
+
+def load_dataset(dataset, plan, dss_dir, work, sizes):
+    """Write the training subsets and the task to `work`; return the task, the test sample and its references."""
+    from edgedistill.atomic import write_jsonl
+    from edgedistill.data import Example
+    from edgedistill.teacher.dss import agreement
+
+    task, anns, test_anns = samples(dataset, plan, dss_dir)
+    task.save(work / f"{dataset}.yaml")
+    if max(sizes) > len(anns):
+        raise SystemExit(f"--sizes: {dataset} {plan[0]} has {len(anns)} rows, fewer than {max(sizes)}")
+    for size in sizes:
+        write_jsonl(work / f"{dataset}-{size}.jsonl", [a.to_json() for a in anns[:size]])
     test = [Example(id=a.id, input=a.input, choices=a.choices, gold=a.gold) for a in test_anns]
     commonest = collections.Counter(e.gold for e in test).most_common(1)[0][1] / len(test)
     floor = 1 / len(test[0].choices) if test[0].choices else commonest
