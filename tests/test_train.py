@@ -449,7 +449,7 @@ def test_auto_ships_a_rationale_mode_only_on_a_validation_win_beyond_noise(setup
     by = {c["mode"]: c for c in s["candidates"]}
     if rows["rationale-teacher"] == _CLEAR:
         assert by["rationale-teacher"]["vs_label_only"] == {"wins": 10, "losses": 0, "p": round(0.5 ** 10, 4)}
-        assert any("rationale-teacher: validation accuracy 85.0 %; against label-only 10 rows won, 0 lost" in x for x in lines)
+        assert any("rationale-teacher: validation accuracy 85.0 %; against label-only: won 10, lost 0 of the validation rows (p = 0.001)" in x for x in lines)
     card = (tmp_path / "st" / "README.md").read_text()
     assert "| label-only" in card and "reference" in card and f"| {shipped} (shipped)" in card
 

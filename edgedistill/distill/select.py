@@ -91,7 +91,7 @@ def train_auto(cfg: TrainConfig, echo=print) -> dict:
         best = best_candidate(candidates)
         vs = candidates[-1].get("vs_label_only")
         echo(f"auto: {mode}: validation accuracy {'–' if acc is None else f'{100 * acc:.1f} %'}"
-             + (f"; against label-only {vs['wins']} rows won, {vs['losses']} lost (p = {vs['p']:.3f})" if vs else ""))
+             + (f"; against label-only: won {vs['wins']}, lost {vs['losses']} of the validation rows (p = {vs['p']:.3f})" if vs else ""))
         if best is candidates[-1]:  # keep only the weights of the best so far
             best_fit, best_attempts = fit, attempts
         del fit
