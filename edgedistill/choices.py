@@ -2,7 +2,8 @@
 
 Student training modes (`--mode`, pipeline `student.mode`):
 
-  auto               train label-only and the rationale modes on one split, ship the best on validation
+  auto               train label-only and the rationale modes on one split; ship label-only unless another
+                     beats it on validation beyond noise
   label-only         the teacher's labels (and label_probs as soft targets where a row has them)
   multitask          + a decoder that writes the teacher's rationale (Distilling Step-by-Step)
   rationale-teacher  + soft labels and head states of an encoder that read input + rationale (KNIFE)

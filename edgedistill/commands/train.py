@@ -15,8 +15,8 @@ from ..distill.train import TrainConfig, train as run_train
 @click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2; for numeric tasks an "
               "encoder becomes a bert2bert seq2seq student, or pass a T5/BART dir).")
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
-              help="auto: train label-only and every rationale mode on one split, ship the best on validation "
-              "(label-only unless another beats it beyond noise: a paired sign test on the validation rows, p < 0.05). label-only: the teacher's labels. multitask: + a decoder that "
+              help="auto: train label-only and every rationale mode on one split; ship label-only unless another beats it on "
+              "validation beyond noise (a paired sign test over the validation rows, p < 0.05), else the best of those. label-only: the teacher's labels. multitask: + a decoder that "
               "writes the rationale (Distilling Step-by-Step). rationale-teacher: + soft labels and head states of an "
               "encoder that read input + rationale (KNIFE). rationale-dropout: the rationale appended to the input on "
               "a random share of the steps. standard: gold labels, no teacher.")

@@ -1,4 +1,4 @@
-"""`--mode auto`: train label-only and every rationale mode on one split, ship the best on validation.
+"""`--mode auto`: train label-only and every rationale mode on one split, ship the one validation picks.
 
     prepare (one split) --> label-only, multitask, rationale-teacher, rationale-dropout --> best val --> RUN/student/
 

@@ -12,8 +12,8 @@ Modes (every one ships the same input-only label model; rows without a rationale
   rationale-dropout  the rationale appended to the input on a random share of the steps, the input alone
                      otherwise, so the deployed input-only path is what gets trained
   standard           gold labels, no teacher (a baseline)
-  auto               label-only and every rationale mode on one split; ships the best on validation, and
-                     label-only unless another beats it beyond noise (select.py)
+  auto               label-only and every rationale mode on one split; ships label-only unless another
+                     beats it on validation beyond noise (select.py)
 """
 
 from __future__ import annotations
