@@ -141,9 +141,9 @@ def _session(path: Path, threads: int):
 
 def _probs(session, feeds: list[dict]) -> np.ndarray:
     """Output probabilities, one input per call (as an app asks; dynamic INT8 depends on the batch)."""
-    from ..edge.runtime import _softmax
+    from ..edge.runtime import softmax
 
-    return _softmax(np.concatenate([session.run(None, f)[0].reshape(1, -1) for f in feeds]).astype(np.float64))
+    return softmax(np.concatenate([session.run(None, f)[0].reshape(1, -1) for f in feeds]).astype(np.float64))
 
 
 def _kl(p: np.ndarray, q: np.ndarray) -> float:

@@ -221,7 +221,7 @@ def teacher_annotations(model_dir, rows: list[dict], out_path) -> int:
 
     from ..atomic import write_jsonl
     from ..deploy.parity import torch_outputs
-    from ..edge.runtime import _softmax
+    from ..edge.runtime import softmax
 
     meta = read_meta(model_dir)
     mc = meta["family"] == "multiple-choice"
@@ -229,7 +229,7 @@ def teacher_annotations(model_dir, rows: list[dict], out_path) -> int:
     logits, _ = torch_outputs(model_dir, meta["family"], items, "choices" if mc else None, meta["max_length"])
     out = []
     for r, row in zip(rows, logits):
-        p = _softmax(np.asarray(row, dtype=np.float64))
+        p = softmax(np.asarray(row, dtype=np.float64))
         keys = r["choices"] if mc else meta["labels"]
         # the hard label is the trained student's too, so validation measures agreement with it
         out.append({**r, "label": keys[int(p.argmax())], "label_probs": {k: float(v) for k, v in zip(keys, p)}})

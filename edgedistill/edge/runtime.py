@@ -42,7 +42,8 @@ def sha256_file(path) -> str:
     return h.hexdigest()
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis (shared by the runtime, INT8 sensitivity ranking and compress)."""
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
@@ -237,7 +238,7 @@ class EdgeModel:
     def answers(self, items, logits: np.ndarray) -> list[dict]:
         """[{label, probs}] of these items from their label-model logits."""
         out = []
-        for item, p in zip(items, _softmax(logits.astype(np.float64))):
+        for item, p in zip(items, softmax(logits.astype(np.float64))):
             names = self._choices_of(item) if self.family == "multiple-choice" else self.labels
             out.append({"label": names[int(p.argmax())], "probs": {n: float(x) for n, x in zip(names, p)}})
         return out
