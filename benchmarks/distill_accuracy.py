@@ -176,13 +176,16 @@ def main():
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')} ({invocation['wall_s'] / 60:.0f} min)")
 
 
+def run_key(r: dict) -> tuple:
+    return r["dataset"], r["size"], r["mode"], r["seed"]
+
+
 def merge_results(out: Path, others: list[Path]) -> None:
     """Runs keyed by (dataset, size, mode, seed): a new one is added, and one that `out` already has
     is replaced (a re-run), saying so and whether its test accuracy changed."""
     from edgedistill.atomic import write_json
 
     res = json.loads(out.read_text()) if out.exists() else {"plan": {}, "reference": {}, "invocations": [], "runs": []}
-    key = lambda r: (r["dataset"], r["size"], r["mode"], r["seed"])  # noqa: E731
     for path in others:
         other = json.loads(path.read_text())
         for key in ("plan", "reference"):
@@ -191,10 +194,10 @@ def merge_results(out: Path, others: list[Path]) -> None:
         res["invocations"] += [i for i in other.get("invocations", []) if i not in res["invocations"]]
         for key in ("notes", "history"):  # hand-written lines, kept in the json
             res[key] = res.get(key, []) + [n for n in other.get(key, []) if n not in res.get(key, [])]
-        old = {key(r): r for r in res["runs"]}
-        incoming = {key(r): r for r in other["runs"]}
+        old = {run_key(r): r for r in res["runs"]}
+        incoming = {run_key(r): r for r in other["runs"]}
         changed = [k for k in incoming if k in old and old[k]["accuracy"] != incoming[k]["accuracy"]]
-        res["runs"] = [r for r in res["runs"] if key(r) not in incoming] + list(incoming.values())
+        res["runs"] = [r for r in res["runs"] if run_key(r) not in incoming] + list(incoming.values())
         print(f"{path}: {sum(k not in old for k in incoming)} new runs, {sum(k in old for k in incoming)} replaced"
               + (f"; test accuracy changed in {len(changed)}: " + ", ".join(map(str, changed)) if changed else ""))
     res["summary"] = summarize(res["runs"])
