@@ -369,7 +369,7 @@ def plot(res, path):
         ax.set_xlabel("training rows (teacher-annotated)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"{d}: student accuracy vs training rows")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
