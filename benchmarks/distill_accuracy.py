@@ -109,11 +109,15 @@ def load_dataset(dataset, plan, dss_dir, work, sizes):
     for size in sizes:
         write_jsonl(work / f"{dataset}-{size}.jsonl", [a.to_json() for a in anns[:size]])
     test = [Example(id=a.id, input=a.input, choices=a.choices, gold=a.gold) for a in test_anns]
-    commonest = collections.Counter(e.gold for e in test).most_common(1)[0][1] / len(test)
-    floor = 1 / len(test[0].choices) if test[0].choices else commonest
-    # the teacher's answer on the same test rows (a parse failure counts as wrong)
-    ceiling = sum(a.status == "ok" and a.label == a.gold for a in test_anns) / len(test_anns)
-    return task, test, {"floor": floor, "teacher": ceiling, "teacher_parsed": agreement(task, test_anns)}
+    return task, test, {**references(test_anns), "teacher_parsed": agreement(task, test_anns)}
+
+
+def references(test_anns) -> dict:
+    """The floor (always the commonest gold answer; chance for multiple choice) and the ceiling (the
+    teacher's own answer, a parse failure counted wrong) on the test sample (pair_probe.py shows them too)."""
+    commonest = collections.Counter(a.gold for a in test_anns).most_common(1)[0][1] / len(test_anns)
+    floor = 1 / len(test_anns[0].choices) if test_anns[0].choices else commonest
+    return {"floor": floor, "teacher": sum(a.status == "ok" and a.label == a.gold for a in test_anns) / len(test_anns)}
 
 
 def main():

@@ -25,7 +25,6 @@ are; the probe fits on the other 90 %. Writes benchmarks/results/pair_probe.{jso
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import shlex
@@ -114,7 +113,7 @@ def probe(x_train, y_train, x_test, y_test, outputs: int) -> dict:
 def run_dataset(dataset, sizes, model, tok, dss_dir) -> tuple[list[dict], dict]:
     import torch
 
-    from distill_accuracy import PLAN, samples
+    from distill_accuracy import PLAN, references, samples
 
     task, anns, test = samples(dataset, PLAN[dataset], dss_dir)
     train = anns[:max(sizes)]
@@ -138,9 +137,7 @@ def run_dataset(dataset, sizes, model, tok, dss_dir) -> tuple[list[dict], dict]:
                          **probe(f_train[name][keep], y, f_test[name], y_test, 1 if mc else len(task.labels))})
     for r in rows:
         print(f"{dataset:6} {r['size']:>5} rows  {r['features']:8}  test {100 * r['accuracy']:.1f} %", flush=True)
-    floor = 1 / len(test[0].choices) if mc else max(collections.Counter(a.gold for a in test).values()) / len(test)
-    teacher = sum(a.status == "ok" and a.label == a.gold for a in test) / len(test)
-    return rows, {"test_rows": len(test), "floor": floor, "teacher": teacher}
+    return rows, {"test_rows": len(test), **references(test)}
 
 
 def main():
