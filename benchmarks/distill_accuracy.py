@@ -42,7 +42,7 @@ AUTO = "auto"
 AUTO_MAX = "highest val"  # the rule auto had before its paired test: the highest validation accuracy
 # dataset: train split, test rows, max_length, epochs, batch size, lr (pretrained weights).
 # The label head learns at train.HEAD_LR and the encoder's lower layers at lr * train.LAYER_DECAY^depth.
-PLAN = {"esnli": ("valid", 500, 64, 3, 16, 2e-4), "cqa": ("train", 300, 48, 3, 8, 1e-4)}
+PLAN = {"esnli": ("valid", 500, 64, 3, 16, 2e-4), "cqa": ("train", 300, 48, 3, 8, 1e-4), "svamp": ("train", 200, 64, 3, 8, 1e-4)}
 MIN_STEPS = 0
 SEEDS = (0, 1, 2)
 COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": "#d4862c",
@@ -109,15 +109,24 @@ def load_dataset(dataset, plan, dss_dir, work, sizes):
     for size in sizes:
         write_jsonl(work / f"{dataset}-{size}.jsonl", [a.to_json() for a in anns[:size]])
     test = [Example(id=a.id, input=a.input, choices=a.choices, gold=a.gold) for a in test_anns]
-    return task, test, {**references(test_anns), "teacher_parsed": agreement(task, test_anns)}
+    return task, test, {**references(test_anns, task.type), "teacher_parsed": agreement(task, test_anns)}
 
 
-def references(test_anns) -> dict:
+def references(test_anns, task_type: str = "classification") -> dict:
     """The floor (always the commonest gold answer; chance for multiple choice) and the ceiling (the
-    teacher's own answer, a parse failure counted wrong) on the test sample (pair_probe.py shows them too)."""
-    commonest = collections.Counter(a.gold for a in test_anns).most_common(1)[0][1] / len(test_anns)
+    teacher's own answer, a parse failure counted wrong) on the test sample (pair_probe.py shows them too).
+    Numeric answers compare by value; their `one_operation` share is what a ranking student can reach."""
+    from edgedistill.edge.arith import to_number
+    from edgedistill.edge.expressions import reachable
+    from edgedistill.edge.families import answers_match
+
+    value = (lambda a: to_number(a.gold)) if task_type == "numeric" else (lambda a: a.gold)  # noqa: E731
+    commonest = collections.Counter(map(value, test_anns)).most_common(1)[0][1] / len(test_anns)
     floor = 1 / len(test_anns[0].choices) if test_anns[0].choices else commonest
-    return {"floor": floor, "teacher": sum(a.status == "ok" and a.label == a.gold for a in test_anns) / len(test_anns)}
+    out = {"floor": floor, "teacher": sum(a.status == "ok" and answers_match(task_type, a.label, a.gold) for a in test_anns) / len(test_anns)}
+    if task_type == "numeric":
+        out["one_operation"] = sum(reachable(a.input, a.gold) for a in test_anns) / len(test_anns)
+    return out
 
 
 def main():
@@ -280,7 +289,9 @@ def write_report(out: Path, res: dict):
         ref = res["reference"][d]
         modes = [m for m in (*MODES, AUTO, AUTO_MAX) if any(m in v for v in by_size.values())]
         lines += [f"## {d}", "", f"Test accuracy (%), mean ± sd over seeds. Teacher (PaLM-540B) on the same {res['plan'][d]['test_rows']} "
-                  f"test rows: **{100 * ref['teacher']:.1f} %**; floor (commonest answer / chance): {100 * ref['floor']:.1f} %.", "",
+                  f"test rows: **{100 * ref['teacher']:.1f} %**; floor (commonest answer / chance): {100 * ref['floor']:.1f} %"
+                  + (f"; answers that are one operation on two numbers of the problem, the most a ranking student can get right: "
+                     f"{100 * ref['one_operation']:.1f} %" if "one_operation" in ref else "") + ".", "",
                   "| training rows | " + " | ".join(modes) + " |", "|---:|" + "---|" * len(modes)]
         for n in sorted(by_size, key=int):
             cells = [_cell(by_size[n][m]) if m in by_size[n] else "–" for m in modes]

@@ -17,6 +17,11 @@ ENCODER_ONLY_MODES = ("rationale-teacher", "rationale-dropout")  # they change t
 CANDIDATE_MODES = ("label-only", *RATIONALE_MODES)  # what auto may try
 RATIONALE_DECODERS = ("separate", "shared")
 POOLINGS = ("auto", "mean", "cls")  # train --pooling: what the label head reads (distill.student.pooling_for)
+# train --numeric: how a student answers a numeric task (distill.student.family_for). expressions: an encoder ranks
+# the one-operation expressions over the problem's numbers (edge.expressions) as a multiple-choice student;
+# generate: a seq2seq student writes the answer (an encoder becomes bert2bert); auto: expressions for an
+# encoder base, generate for a T5/BART base
+NUMERIC = ("auto", "expressions", "generate")
 
 QUANTIZE = ("int8", "none")  # export --quantize
 TARGETS = ("auto", "x86", "arm64")  # export --target: the CPU the INT8 graph is tuned for

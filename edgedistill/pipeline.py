@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from .atomic import write_json
-from .choices import CANDIDATE_MODES, MODES, QUANTIZE, TARGETS
+from .choices import CANDIDATE_MODES, MODES, NUMERIC, QUANTIZE, TARGETS
 from .distill.compress import COMMON_WORDS
 from .errors import UserError
 from .teacher.prompts import MODES as PROMPT_MODES, SCORING
@@ -68,6 +68,7 @@ class StudentConfig:
     max_length: int = 128
     seed: int = 0
     pooling: str = "auto"  # what the label head reads: auto (as the base was pretrained), mean or cls (train --pooling)
+    numeric: str = "auto"  # numeric tasks: expressions (rank one-operation expressions), generate (seq2seq), auto (train --numeric)
 
 
 @dataclass
@@ -141,7 +142,7 @@ def load_pipeline(path) -> Pipeline:
         if not pipe.path(value).exists():
             raise UserError(f"{path}: {key}: file {pipe.path(value)} does not exist; fix the path (relative paths are relative to the pipeline file)")
     choices = {"teacher.prompt": PROMPT_MODES, "teacher.scoring": SCORING, "teacher.calibration": CALIBRATIONS,
-               "student.mode": MODES, "student.compare": MODES, "student.candidates": CANDIDATE_MODES,
+               "student.mode": MODES, "student.compare": MODES, "student.candidates": CANDIDATE_MODES, "student.numeric": NUMERIC,
                "export.quantize": QUANTIZE, "export.target": TARGETS}
     for key, allowed in choices.items():
         section, name = key.split(".")

@@ -325,6 +325,9 @@ def test_errors_say_what_is_wrong(node, bundles, tmp_path):
     (seq2seq / "manifest.json").write_text(json.dumps({**manifest, "family": "seq2seq", "task": {**manifest["task"], "type": "numeric"}}))
     r = subprocess.run(["node", str(JS / "predict.mjs"), str(seq2seq)], input="", capture_output=True, text=True)
     assert r.returncode == 2 and "not supported in JS yet" in r.stderr
+    (seq2seq / "manifest.json").write_text(json.dumps({**manifest, "family": "multiple-choice", "task": {**manifest["task"], "type": "numeric"}}))
+    r = subprocess.run(["node", str(JS / "predict.mjs"), str(seq2seq)], input="", capture_output=True, text=True)
+    assert r.returncode == 2 and "ranking student" in r.stderr and "not supported in JS yet" in r.stderr
     (seq2seq / "manifest.json").write_text(json.dumps(manifest))
     (seq2seq / "tokenizer.json").write_text((seq2seq / "tokenizer.json").read_text() + " ")
     r = subprocess.run(["node", str(JS / "predict.mjs"), str(seq2seq)], input="", capture_output=True, text=True)

@@ -108,5 +108,5 @@ def test_pooling_choice_errors(bases, tmp_path):
         _train(bases, tmp_path / "x", pooling="max")
     (bases / "num.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\ngold: label\n')
     with pytest.raises(UserError, match="--pooling mean: only classification and multiple-choice"):
-        _train(bases, tmp_path / "y", task=str(bases / "num.yaml"), pooling="mean", head_lr=None, layer_decay=None)
+        _train(bases, tmp_path / "y", task=str(bases / "num.yaml"), pooling="mean", head_lr=None, layer_decay=None, numeric="generate")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

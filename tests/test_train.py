@@ -178,7 +178,8 @@ def test_seq2seq_student_trains_and_strips(setup, tmp_path, base):
     from transformers import AutoModelForSeq2SeqLM
 
     s = train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
-                          student=str(setup / base), epochs=6, batch_size=8, lr=3e-3, mode="multitask"), echo=lambda *_: None)
+                          student=str(setup / base), epochs=6, batch_size=8, lr=3e-3, mode="multitask", numeric="generate"),
+              echo=lambda *_: None)
     assert s["family"] == "seq2seq"
     lab, rat = losses(s, "label_loss"), [r for r in losses(s, "rationale_loss") if r > 0]
     assert lab[-1] < lab[0] and rat[-1] < rat[0]
@@ -213,7 +214,7 @@ def test_numeric_task_refuses_an_encoder_that_cannot_decode(tmp_path, setup):
     tiny.tiny_tokenizer().save_pretrained(tmp_path / "db")
     with pytest.raises(UserError, match="cannot be warm-started as a decoder"):
         train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
-                          student=str(tmp_path / "db"), epochs=1), echo=lambda *_: None)
+                          student=str(tmp_path / "db"), epochs=1, numeric="generate"), echo=lambda *_: None)
     assert not (tmp_path / "st").exists()
 
 
@@ -277,7 +278,8 @@ def test_torchrun_two_processes(setup, tmp_path):
 def test_shared_decoder_learns_both_tasks_in_the_label_model(setup, tmp_path, base):
     """--rationale-decoder shared (the DSS original): one decoder, nothing extra to strip."""
     s = train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
-                          student=str(setup / base), epochs=6, batch_size=8, lr=3e-3, rationale_decoder="shared", mode="multitask"),
+                          student=str(setup / base), epochs=6, batch_size=8, lr=3e-3, rationale_decoder="shared", mode="multitask",
+                          numeric="generate"),
               echo=lambda *_: None)
     lab, rat = losses(s, "label_loss"), [r for r in losses(s, "rationale_loss") if r > 0]
     assert lab[-1] < lab[0] and rat[-1] < rat[0]

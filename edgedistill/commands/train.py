@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..choices import MODES, POOLINGS, RATIONALE_DECODERS
+from ..choices import MODES, NUMERIC, POOLINGS, RATIONALE_DECODERS
 from ..distill.train import TrainConfig, train as run_train
 
 
@@ -12,8 +12,8 @@ from ..distill.train import TrainConfig, train as run_train
 @click.option("--task", required=True, type=click.Path(), help="Task spec YAML.")
 @click.option("--annotations", required=True, type=click.Path(), help="RUN/annotations.jsonl from annotate or import-dss.")
 @click.option("--out", required=True, type=click.Path(), help="Student dir to write (replaced only when training succeeds).")
-@click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2; for numeric tasks an "
-              "encoder becomes a bert2bert seq2seq student, or pass a T5/BART dir).")
+@click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2; a T5/BART dir makes a "
+              "seq2seq student).")
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
               help="auto: train label-only and every rationale mode on one split; ship label-only unless another beats it on "
               "validation beyond noise (a paired sign test over the validation rows, p < 0.05), else the best of those. label-only: the teacher's labels. multitask: + a decoder that "
@@ -66,6 +66,11 @@ from ..distill.train import TrainConfig, train as run_train
               help="What the label head reads: mean = the mean of the token states, cls = BERT's [CLS] state and pooler. "
               "auto: the pooling the base was pretrained with (mean for all-MiniLM-L6-v2, from its 1_Pooling config; "
               "a compressed or trained base keeps its own); cls for bases that record none.")
+@click.option("--numeric", type=click.Choice(NUMERIC), default="auto", show_default=True,
+              help="Numeric tasks (answers such as 42): expressions = an encoder student chooses among every expression of "
+              "one operation (+ - * /) on two numbers of the input, a multiple-choice model whose answer is that "
+              "expression's value (rows whose answer needs more are skipped); generate = a seq2seq student writes the "
+              "answer (an encoder becomes bert2bert). auto: expressions for an encoder base, generate for a T5/BART base.")
 def train(**kw):
     """Train a small student on the teacher's labels (and rationales).
 
@@ -75,6 +80,14 @@ def train(**kw):
     kw["candidates"] = [m.strip() for m in kw["candidates"].split(",")] if kw["candidates"] else None
     for line in summary_lines(run_train(TrainConfig(**kw), echo=click.echo), kw["out"]):
         click.echo(line)
+
+
+def skipped_rows(stats: dict) -> str:
+    """How many annotations training skipped, and why where it is not the usual (no teacher label, no gold)."""
+    n = stats["skipped_status"] + stats["skipped_no_gold"] + stats["skipped_low_confidence"] + stats.get("skipped_unreachable", 0)
+    why = [f"{stats[k]} {text}" for k, text in (("skipped_low_confidence", "below --min-confidence"),
+           ("skipped_unreachable", "not one operation on two of the input's numbers")) if stats.get(k)]
+    return f"{n} ({'; '.join(why)})" if why else str(n)
 
 
 def summary_lines(s: dict | None, out) -> list[str]:
@@ -88,7 +101,7 @@ def summary_lines(s: dict | None, out) -> list[str]:
         lines += candidate_table(s["candidates"]) + [""]
     rows = [("student", out), ("family", s["family"]), ("mode", s["mode"] + (f" (alpha {s['alpha']})" if s["mode"] in ("multitask", "rationale-teacher") else "")),
             ("training rows", f"{s['train_examples']} ({s['rows']['with_rationale']} with rationale)"),
-            ("skipped rows", s["rows"]["skipped_status"] + s["rows"]["skipped_no_gold"] + s["rows"]["skipped_low_confidence"]),
+            ("skipped rows", skipped_rows(s["rows"])),
             ("validation rows", s["val_examples"]), ("train loss", f"{s['train_loss']:.4f}"),
             ("best val accuracy", "–" if s["val_accuracy"] is None else f"{100 * s['val_accuracy']:.1f} %"),
             ("time", f"{s['elapsed_s']:.0f} s")]

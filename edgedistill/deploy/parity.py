@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..edge.arith import tidy
+from ..edge.expressions import choices_for
 
 
 @dataclass
@@ -36,6 +37,9 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = load_label_model(model_dir, family).eval()
     logits, preds = [], []
+    if family == "multiple-choice":  # a numeric task's student ranks the input's expressions (edge.expressions)
+        task_type = _task_type(model_dir)
+        items = [{**it, choices_field: choices_for(task_type, it["input"], it.get(choices_field))} for it in items]
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     if family == "multiple-choice":  # one tensor needs one choice count: split ragged batches
         batches = [b for batch in batches for b in ([batch] if len({len(it[choices_field]) for it in batch}) == 1
@@ -45,6 +49,10 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
             texts = [it["input"] for it in batch]
             if family == "multiple-choice":
                 k = len(batch[0][choices_field])
+                if k == 0:  # nothing to rank (as EdgeModel.answers)
+                    logits.append(np.zeros((len(batch), 0)))
+                    preds += [None] * len(batch)
+                    continue
                 enc = tok([t for t in texts for _ in range(k)], [c for it in batch for c in it[choices_field]],
                           truncation=True, max_length=max_length, padding=True, return_tensors="pt")
                 out = model(**{n: v.view(len(batch), k, -1) for n, v in enc.items()}).logits
@@ -62,6 +70,16 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
             logits.append(out.numpy())
             preds += [model.config.id2label[int(j)] for j in out.argmax(-1)]
     return _flat(logits), preds
+
+
+def _task_type(model_dir) -> str | None:
+    """The task type a student, stripped or compressed dir was trained for (its task.yaml)."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(model_dir) / "task.yaml"
+    return yaml.safe_load(path.read_text()).get("type") if path.exists() else None
 
 
 def edge_outputs(edge, items: list[dict], batch_size: int | None = None) -> tuple[np.ndarray, list[str]]:

@@ -30,9 +30,23 @@ from torch import nn
 from ..edge.families import auto_model_class, family_of_task
 
 
-def family_for(task_type: str, base_config) -> str:
-    """The task's family (edge.families); an encoder-decoder base makes any task a seq2seq student."""
-    return "seq2seq" if base_config.is_encoder_decoder else family_of_task(task_type).name
+def family_for(task_type: str, base_config, numeric: str = "auto") -> str:
+    """The task's family (edge.families); an encoder-decoder base makes any task a seq2seq student.
+
+    A numeric task (`numeric`, choices.NUMERIC): an encoder base ranks the problem's one-operation
+    expressions as a multiple-choice student (auto, expressions), or writes its answer as bert2bert
+    (generate). On SVAMP, 800 PaLM-labelled rows, the bert2bert student never left the floor
+    (benchmarks/results/history/distill_accuracy_one_size.md); see benchmarks/results/distill_accuracy.md
+    for the ranking student.
+    """
+    if base_config.is_encoder_decoder:
+        if task_type == "numeric" and numeric == "expressions":
+            raise ValueError("--numeric expressions: needs an encoder base (BERT, MiniLM); a T5/BART base writes its "
+                             "answer (--numeric generate or auto)")
+        return "seq2seq"
+    if task_type == "numeric":
+        return "seq2seq" if numeric == "generate" else "multiple-choice"
+    return family_of_task(task_type).name
 
 
 def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_layers: int = 2, pooling: str = "cls"):
@@ -233,6 +247,12 @@ def head_states(last_hidden, attention_mask, rows: int, pooling: str):
     return last_hidden[:, 0].reshape(rows, -1)
 
 
+def masked(logits, choice_mask=None):
+    """Multiple-choice logits with a batch's padding choices (`choice_mask` False: its rows have fewer
+    choices than the longest) at -1e4: never predicted, nothing in the softmax."""
+    return logits if choice_mask is None else logits.masked_fill(~choice_mask.to(logits.device), -1e4)
+
+
 class RationaleStudent(nn.Module):
     """loss = alpha * label_loss + (1 - alpha) * rationale_loss, the rationale term over rows that have one.
 
@@ -269,12 +289,12 @@ class RationaleStudent(nn.Module):
 
     def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, rationale_ids=None,
                 rationale_mask=None, has_rationale=None, ctx_input_ids=None, ctx_attention_mask=None, ctx_token_type_ids=None,
-                label_ids=None, soft_labels=None, teacher_hidden=None, teacher_probs=None, has_probs=None):
+                label_ids=None, soft_labels=None, teacher_hidden=None, teacher_probs=None, has_probs=None, choice_mask=None):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         if soft_labels is not None:
-            return self.distill_forward(inputs, labels, soft_labels, teacher_hidden, teacher_probs, has_probs)
+            return self.distill_forward(inputs, labels, soft_labels, teacher_hidden, teacher_probs, has_probs, choice_mask)
         want_rationale = (self.decoder is not None and self.alpha < 1 and rationale_ids is not None
                           and has_rationale is not None and bool(has_rationale.any()))
         if self.family == "seq2seq":
@@ -283,7 +303,7 @@ class RationaleStudent(nn.Module):
             ctx_mask = attention_mask
         else:
             out = self.label_model(**inputs, output_hidden_states=want_rationale and self.family == "sequence-classification")
-            logits = out.logits
+            logits = masked(out.logits, choice_mask)
             label_loss = self.label_loss(logits, labels, teacher_probs, has_probs) if labels is not None else None
             if want_rationale and self.family == "sequence-classification":
                 enc, ctx_mask = out.hidden_states[-1], attention_mask
@@ -302,10 +322,10 @@ class RationaleStudent(nn.Module):
         return {"loss": loss, "logits": logits, "label_loss": label_loss.detach() if label_loss is not None else None,
                 "rationale_loss": rationale_loss.detach()}
 
-    def distill_forward(self, inputs, labels, soft_labels, teacher_hidden, teacher_probs=None, has_probs=None):
+    def distill_forward(self, inputs, labels, soft_labels, teacher_hidden, teacher_probs=None, has_probs=None, choice_mask=None):
         """alpha * CE(hard label) + (1 - alpha) * (T^2 KL(teacher || student at T) + w * (1 - cos) of head states)."""
         out = self.label_model(**inputs, output_hidden_states=teacher_hidden is not None)
-        logits = out.logits
+        logits = masked(out.logits, choice_mask)
         label_loss = self.label_loss(logits, labels, teacher_probs, has_probs)
         t = self.temperature
         kd = F.kl_div(F.log_softmax(logits.float() / t, -1), soft_labels.float(), reduction="batchmean") * t * t

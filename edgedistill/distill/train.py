@@ -36,7 +36,7 @@ from ..model_dir import write_meta
 from ..choices import ENCODER_ONLY_MODES, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
 from ..task import TaskSpec, load_task
 from .student import pooling_for
-from .train_data import Features, Row, encode_rows, make_collator, training_rows, with_rationale_input
+from .train_data import Features, Row, encode_rows, expression_rows, make_collator, training_rows, with_rationale_input
 
 # The recipe for encoder students, measured on e-SNLI (1,000 PaLM-labelled rows, 3 epochs, seeds
 # 3/4/5; benchmarks/results/recipe_stability.md): the label head (and pooler) start untrained and learn
@@ -97,6 +97,8 @@ class TrainConfig:
     # What the label head reads: "mean" (the token states' mean), "cls" (BERT's [CLS] + pooler), or auto: the
     # pooling the base was pretrained with (student.pooling_for). Classification and multiple choice only.
     pooling: str = "auto"
+    # How a numeric task is answered (choices.NUMERIC): auto, expressions or generate (student.family_for)
+    numeric: str = "auto"
 
 
 def default_student() -> str:
@@ -184,7 +186,12 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if not (Path(base) / "config.json").exists():
         raise UserError(f"--student: {base} has no config.json; it is not a transformers model dir")
     rows, stats = training_rows(cfg, task, keep_rationales=cfg.mode in RATIONALE_MODES + ("auto",))
-    family = family_for(task.type, AutoConfig.from_pretrained(base))
+    try:
+        family = family_for(task.type, AutoConfig.from_pretrained(base), cfg.numeric)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if task.type == "numeric" and family == "multiple-choice":
+        rows = expression_rows(rows, stats, cfg.annotations)
     if cfg.rationale_decoder == "shared" and family != "seq2seq":
         raise UserError(f"--rationale-decoder shared: only seq2seq students have a decoder to share; this is a {family} student")
     if family == "seq2seq" and (cfg.head_lr is not None or cfg.layer_decay not in (None, 1.0)):
@@ -200,8 +207,6 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if family == "seq2seq" and cfg.mode in ENCODER_ONLY_MODES:
         raise UserError(f"--mode {cfg.mode}: needs a classification or multiple-choice student; a {task.type} task trains a "
                         f"seq2seq student: use --mode multitask, label-only or auto")
-    if family == "multiple-choice" and len({len(r.choices) for r in rows}) > 1:
-        raise UserError(f"{cfg.annotations}: choices: rows have different numbers of choices; a multiple-choice student needs the same count on every row")
     if cfg.mode in RATIONALE_MODES and cfg.alpha < 1 and not stats["with_rationale"]:
         raise UserError(f"--mode {cfg.mode}: {cfg.annotations} has no rationales to learn from (the teacher gave none, or "
                         "--prompt label-only); annotate with --prompt zero-shot, or train --mode label-only (auto does that by itself)")
@@ -212,6 +217,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
         from ..data import load_examples
 
         val_rows = [Row(e.input, e.gold, None, e.choices) for e in load_examples(task, cfg.eval_data, require_gold=True)]
+        if task.type == "numeric" and family == "multiple-choice":
+            val_rows = expression_rows(val_rows, {}, cfg.eval_data)
         train_rows = rows
     else:
         n_val = max(1, round(len(rows) * cfg.val_fraction)) if len(rows) > 4 else 0
@@ -429,7 +436,7 @@ def _at_floor(final_eval: dict, family: str) -> bool:
 def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature: float) -> list[dict]:
     """The rationale-reading teacher's soft labels (at `temperature`) and the final states its head reads
     ([CLS] or the token mean) on the training rows."""
-    from .student import head_states, pooling_of
+    from .student import head_states, masked, pooling_of
 
     model = teacher.label_model.eval()
     rows = with_rationale_input(prep.train_rows)
@@ -439,12 +446,15 @@ def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature:
     with torch.no_grad():
         for i in range(0, len(items), 64):
             batch = collate(items[i: i + 64])
+            choice_mask = batch.get("choice_mask")
             batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             o = model(**batch, output_hidden_states=True)
-            probs = torch.softmax(o.logits.float() / temperature, -1)
+            probs = torch.softmax(masked(o.logits, choice_mask).float() / temperature, -1)
             hidden = head_states(o.hidden_states[-1], batch["attention_mask"], probs.shape[0],
                                  pooling_of(model.config))
-            out += [{"soft_labels": p, "teacher_hidden": h} for p, h in zip(probs.cpu(), hidden.cpu())]
+            for row, p, h in zip(items[i: i + 64], probs.cpu(), hidden.cpu()):
+                k = len(row["input_ids"]) if prep.family == "multiple-choice" else len(p)  # a row's own choices
+                out.append({"soft_labels": p[:k], "teacher_hidden": h[: k * h.shape[0] // len(p)]})
     return out
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..annotations import read_annotations
+from ..edge.expressions import candidates, target
 from ..errors import UserError
 from ..task import TaskSpec
 
@@ -81,6 +82,25 @@ def training_rows(cfg: TrainConfig, task: TaskSpec, keep_rationales: bool) -> tu
                         f"({stats['skipped_status']} without a teacher label, {stats['skipped_no_gold']} without gold, "
                         f"{stats['skipped_low_confidence']} below --min-confidence)")
     return rows, stats
+
+
+def expression_rows(rows: list[Row], stats: dict, source) -> list[Row]:
+    """A numeric task's rows as multiple choice among their one-operation expressions (edge.expressions),
+    labelled with the expression whose value is the row's answer. Rows whose answer no such expression
+    gives are dropped and counted (`stats["skipped_unreachable"]`); none left is a UserError."""
+    out = []
+    for r in rows:
+        choices = candidates(r.input)
+        i = target(choices, r.label)
+        if i is not None:
+            out.append(Row(r.input, choices[i], r.rationale, choices, None))
+    stats["skipped_unreachable"] = len(rows) - len(out)
+    if "with_rationale" in stats:
+        stats["with_rationale"] = sum(r.rationale is not None for r in out)
+    if not out:
+        raise UserError(f"{source}: no row's answer is one operation (+ - * /) on two numbers of its input, which is "
+                        "what a ranking student chooses among; train a seq2seq student that writes answers (--numeric generate)")
+    return out
 
 
 def label_probs(value, labels: list[str], where: str) -> list[float]:
@@ -165,10 +185,16 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
     def collate(batch: list[dict]) -> dict:
         out = {}
         if family == "multiple-choice":
+            # Rows may have different numbers of choices (a numeric task's expressions): the missing ones are
+            # all padding, and `choice_mask` tells the student which choices are real (RationaleStudent.forward).
             length = max(len(s) for f in batch for s in f["input_ids"])
-            for k in ("input_ids", "attention_mask", "token_type_ids"):
-                if k in batch[0]:
-                    out[k] = torch.stack([pad(f[k], pad_id if k == "input_ids" else 0, length) for f in batch])
+            k = max(len(f["input_ids"]) for f in batch)
+            for key in ("input_ids", "attention_mask", "token_type_ids"):
+                if key in batch[0]:
+                    value = pad_id if key == "input_ids" else 0
+                    out[key] = torch.stack([pad(list(f[key]) + [[value]] * (k - len(f[key])), value, length) for f in batch])
+            if any(len(f["input_ids"]) < k for f in batch):
+                out["choice_mask"] = torch.tensor([[j < len(f["input_ids"]) for j in range(k)] for f in batch])
             for k in ("ctx_input_ids", "ctx_attention_mask", "ctx_token_type_ids"):
                 if k in batch[0]:
                     out[k] = pad([f[k] for f in batch], pad_id if k == "ctx_input_ids" else 0)
@@ -180,9 +206,10 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
             out["labels"] = torch.tensor([f["labels"] for f in batch])
         if "label_ids" in batch[0]:
             out["label_ids"] = pad([f["label_ids"] for f in batch], -100)
-        for k in ("soft_labels", "teacher_hidden"):  # rationale-teacher targets, tensors per row
-            if k in batch[0]:
-                out[k] = torch.stack([f[k] for f in batch])
+        for key in ("soft_labels", "teacher_hidden"):  # rationale-teacher targets, tensors per row (zero-padded)
+            if key in batch[0]:
+                width = max(len(f[key]) for f in batch)
+                out[key] = torch.stack([torch.nn.functional.pad(f[key], (0, width - len(f[key]))) for f in batch])
         if any("teacher_probs" in f for f in batch):  # the annotator's label distribution, where a row has one
             width = len(next(f["teacher_probs"] for f in batch if "teacher_probs" in f))
             out["teacher_probs"] = torch.tensor([f.get("teacher_probs", [0.0] * width) for f in batch])

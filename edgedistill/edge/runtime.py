@@ -22,6 +22,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from .arith import tidy
+from .expressions import choices_for
 
 # 2: `models` may list app-only roles (APP_ROLES), which runtimes before it would try to load; a bundle
 # without them is still written as 1, so those runtimes keep reading it.
@@ -198,6 +199,8 @@ class EdgeModel:
         return {name: v.reshape(len(items), k, -1) for name, v in flat.items()}
 
     def _choices_of(self, item) -> list[str]:
+        if self.task.get("type") == "numeric":  # a ranking student: the item's one-operation expressions
+            return choices_for("numeric", self.render(item))
         field = self.task.get("choices") or "choices"
         if isinstance(item, str) or field not in item:
             raise BundleError(f"a multiple-choice item needs its options in the field {field!r}")
@@ -231,12 +234,17 @@ class EdgeModel:
     def logit_groups(self, batch) -> list[tuple[list, np.ndarray]]:
         """(items, their label-model logits), one `run` call each: a multiple-choice batch whose items have
         different numbers of choices runs item by item."""
-        if self.family == "multiple-choice" and len({len(self._choices_of(it)) for it in batch}) > 1:
-            return [([it], self.run(self.encode([it]))) for it in batch]
+        if self.family == "multiple-choice":
+            counts = [len(self._choices_of(it)) for it in batch]
+            if len(set(counts)) > 1 or 0 in counts:  # an item with no choice (a numeric input with under two numbers) is not run
+                return [([it], self.run(self.encode([it])) if n else np.zeros((1, 0), np.float32)) for it, n in zip(batch, counts)]
         return [(batch, self.run(self.encode(batch)))]
 
     def answers(self, items, logits: np.ndarray) -> list[dict]:
-        """[{label, probs}] of these items from their label-model logits."""
+        """[{label, probs}] of these items from their label-model logits; label None for an item with nothing to
+        choose from (a numeric task's input with fewer than two numbers: no expression to rank)."""
+        if logits.shape[-1] == 0:
+            return [{"label": None, "probs": {}} for _ in items]
         out = []
         for item, p in zip(items, softmax(logits.astype(np.float64))):
             names = self._choices_of(item) if self.family == "multiple-choice" else self.labels

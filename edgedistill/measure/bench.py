@@ -33,12 +33,13 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..edge.answers import accuracy
+from ..edge.expressions import choices_for
 from ..edge.families import FAMILIES
 from ..edge.feeds import encode, encode_examples, fit, load_tokenizer, shape_feeds, synthetic_texts  # noqa: F401
 from ..edge.process import child_entry, child_measure, fresh_for_threads
@@ -521,6 +522,8 @@ def _read_inputs(subject: Subject, data, s: BenchSettings, tok) -> Inputs:
         if subject.task is None:
             raise UserError(f"{subject.bundle / 'manifest.json'}: task: the manifest has no task, so --data cannot be read")
         examples = load_examples(subject.task, data, limit=s.limit)
+        if subject.family == "multiple-choice" and subject.task.type == "numeric":  # a ranking student's expressions
+            examples = [replace(e, choices=choices_for("numeric", e.input)) for e in examples]
         data_info = {"path": str(data), "examples": len(examples), "with_gold": sum(e.gold is not None for e in examples),
                      "inputs": "real"}
     texts = [e.input for e in examples] or synthetic_texts(tok, seed=s.seed)

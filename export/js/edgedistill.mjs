@@ -156,6 +156,10 @@ export class EdgeModel {
       throw new BundleError(`${bundle}: the ${manifest.family} family (task type ${manifest.task?.type}) is not supported in JS yet; ` +
         `JS runs ${SUPPORTED_FAMILIES.join(" and ")} bundles (use the Python runtime, edge_runtime.py, for this one)`);
     }
+    if (manifest.family === "multiple-choice" && manifest.task?.type === "numeric") {
+      throw new BundleError(`${bundle}: a numeric task's ranking student (it chooses among expressions built from the input's ` +
+        `numbers, edgedistill/edge/expressions.py) is not supported in JS yet; use the Python runtime, edge_runtime.py`);
+    }
     const modelFile = manifest.models?.model ?? "model.onnx";
     const tokFile = manifest.tokenizer?.file ?? "tokenizer.json";
     const files = {};

@@ -1,0 +1,120 @@
+"""Numeric tasks as a choice among expressions: the candidates, a tiny ranking student end to end, bad input."""
+
+import json
+import random
+
+import pytest
+
+import tiny
+from edgedistill.data import load_examples
+from edgedistill.distill.strip import strip_student
+from edgedistill.distill.train import TrainConfig, train
+from edgedistill.edge.expressions import candidates, choices_for, numbers, target
+from edgedistill.errors import UserError
+from edgedistill.evaluate import predict_labels, score
+from edgedistill.task import load_task
+
+
+def test_numbers_and_candidates():
+    assert numbers("Luke scored 84 points in 2 rounds; 12,000 fans, an mp3, 3.5 kg and 84 again.") == ["84", "2", "12000", "3.5"]
+    assert candidates("84 points in 2 rounds") == ["84 + 2", "84 - 2", "2 - 84", "84 * 2", "84 / 2", "2 / 84"]
+    assert len(candidates("9 apples, 3 boxes and 6 pears")) == 18 and candidates("one number: 7") == []
+    assert choices_for("numeric", "84 and 2")[4] == "84 / 2" and choices_for("multiple-choice", "84 and 2", ["a", "b"]) == ["a", "b"]
+
+
+def test_target_is_the_expression_with_the_answer_value():
+    c = candidates("9 apples, 3 boxes and 6 pears")
+    assert c[target(c, "3")] == "9 / 3"  # the first with the value: 9 / 3 = 6 - 3 = 3
+    assert c[target(c, "( 6.0 - 3.0 )")] == "6 - 3"  # an expression answer picks its own spelling
+    assert c[target(c, 54)] == "9 * 6" and target(c, "100") is None and target(c, "not a number") is None
+
+
+def _write(path, n, seed, unreachable=0):
+    """A toy word problem that names its operation ("+": add the first two numbers, "*": multiply them); every
+    third has a distractor number, so rows have 6 or 18 choices."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        for i in range(n):
+            a, b = rng.randint(5, 9), rng.randint(1, 4)
+            more = i % 2 == 0
+            text = f"the man has {a} dog {'+' if more else '*'} {b} dog" + (f" in {rng.choice([10, 12, 20])} park" if i % 3 == 0 else "")
+            answer = str(a + b if more else a * b) if i >= unreachable else "999"
+            f.write(json.dumps({"id": str(i), "input": text, "text": text, "label": answer, "gold": answer, "status": "ok",
+                                "rationale": f"{a} and {b} so {answer}" if i % 2 else None}) + "\n")
+
+
+@pytest.fixture(scope="module")
+def ranked(tmp_path_factory):
+    d = tmp_path_factory.mktemp("expr")
+    tiny.tiny_encoder_dir(d / "enc")
+    (d / "num.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\ngold: label\n')
+    _write(d / "ann.jsonl", 96, 0, unreachable=3)
+    _write(d / "test.jsonl", 24, 1)
+    s = train(TrainConfig(task=str(d / "num.yaml"), annotations=str(d / "ann.jsonl"), out=str(d / "st"), student=str(d / "enc"),
+                          mode="label-only", epochs=10, batch_size=8, lr=5e-3, head_lr=5e-3, layer_decay=1.0, pooling="mean",
+                          progress=False),
+              echo=lambda *_: None)
+    return d, s
+
+
+def test_an_encoder_learns_a_numeric_task_by_ranking_expressions(ranked, tmp_path):
+    from edgedistill.deploy.export import ExportConfig, export_bundle
+    from edgedistill.runtime import EdgeModel
+
+    d, s = ranked
+    assert s["family"] == "multiple-choice" and s["rows"]["skipped_unreachable"] == 3
+    task = load_task(d / "num.yaml")
+    test = load_examples(task, d / "test.jsonl")
+    student = predict_labels(d / "st", task, test)
+    assert all(p in candidates(e.input) for p, e in zip(student, test))  # the answer is one of the row's expressions
+    # chance is 1 in 6 or 18: the 2-layer toy learns which operations the data uses (loss ln 6 -> ln 2), not yet
+    # which one each row names
+    loss = [h["loss"] for h in s["history"] if h.get("loss") is not None]
+    assert loss[-1] < 0.5 * loss[0] and score(task, test, student)["accuracy"] >= 0.4
+    stripped = strip_student(d / "st", tmp_path / "stripped")
+    export_bundle(ExportConfig(model=str(stripped), out=str(tmp_path / "b"), quantize="none", parity_data=str(d / "test.jsonl"),
+                               parity_samples=24), echo=lambda *_: None)
+    assert predict_labels(stripped, task, test) == student == predict_labels(tmp_path / "b", task, test)
+    with EdgeModel.load(tmp_path / "b") as m:
+        one, none = m.predict([{"text": "the man has 7 dog and 2 more"}, {"text": "the man has 7 dog"}])
+    assert one["label"] in candidates("7 2") and len(one["probs"]) == 6
+    assert none == {"label": None, "probs": {}}  # one number: no expression to rank, no guess
+
+
+def test_no_reachable_answer_is_a_clear_error(ranked, tmp_path):
+    d, _ = ranked
+    with open(tmp_path / "one.jsonl", "w") as f:
+        for i in range(8):
+            f.write(json.dumps({"id": str(i), "input": f"how many {i} dog", "label": str(i), "status": "ok"}) + "\n")
+    with pytest.raises(UserError, match="one.jsonl: no row's answer is one operation.*--numeric generate"):
+        train(TrainConfig(task=str(d / "num.yaml"), annotations=str(tmp_path / "one.jsonl"), out=str(tmp_path / "st"),
+                          student=str(d / "enc"), mode="label-only", epochs=1), echo=lambda *_: None)
+    assert not (tmp_path / "st").exists()
+
+
+@pytest.mark.parametrize("mode", ["multitask", "rationale-teacher", "rationale-dropout"])
+def test_rationale_modes_train_on_rows_with_different_numbers_of_choices(ranked, tmp_path, mode):
+    """Rows of 6 and 18 expressions in one batch: padding choices are masked, the rationale teacher's soft labels
+    and head states cut to each row's own choices."""
+    d, _ = ranked
+    s = train(TrainConfig(task=str(d / "num.yaml"), annotations=str(d / "ann.jsonl"), out=str(tmp_path / "st"), student=str(d / "enc"),
+                          mode=mode, epochs=2, batch_size=8, lr=5e-3, head_lr=5e-3, layer_decay=1.0, pooling="mean", progress=False),
+              echo=lambda *_: None)
+    assert s["family"] == "multiple-choice" and s["mode"] == mode and s["val_accuracy"] is not None
+    if mode != "rationale-dropout":
+        assert any(h.get("rationale_loss", 0) > 0 for h in s["history"])
+
+
+def test_padding_choices_are_never_predicted():
+    import torch
+
+    from edgedistill.distill.student import masked
+    from edgedistill.distill.train_data import make_collator
+
+    rows = [{"input_ids": [[2, 5, 3], [2, 6, 3]], "attention_mask": [[1, 1, 1]] * 2, "labels": 1},
+            {"input_ids": [[2, 7, 3]] * 3, "attention_mask": [[1, 1, 1]] * 3, "labels": 2}]
+    batch = make_collator(0, "multiple-choice", False)(rows)
+    assert batch["input_ids"].shape == (2, 3, 3) and batch["attention_mask"][0, 2].sum() == 0
+    assert batch["choice_mask"].tolist() == [[True, True, False], [True, True, True]]
+    logits = masked(torch.tensor([[0.0, 1.0, 9.0], [0.0, 1.0, 2.0]]), batch["choice_mask"])
+    assert logits.argmax(-1).tolist() == [1, 2] and torch.softmax(logits, -1)[0, 2] < 1e-6
