@@ -1,8 +1,9 @@
 """Do the teacher's rationales make a better small student? Learning curves on real PaLM-540B annotations.
 
-For e-SNLI (train on a subsample of `valid`, test on `test`) and CQA (train / test), trains the
+For e-SNLI (train on a subsample of `valid`, test on `test`), CQA and SVAMP (train / test), trains the
 MiniLM-L6 student at several training-set sizes, three seeds each, in every mode `--mode auto`
-chooses from (edgedistill.distill.select.candidate_modes):
+chooses from (edgedistill.distill.select.candidate_modes; SVAMP's student ranks the one-operation
+expressions over each problem's numbers, `train --numeric expressions`):
   label-only         PaLM labels
   multitask          + a decoder that writes PaLM's rationale (Distilling Step-by-Step)
   rationale-teacher  + soft labels and [CLS] states of an encoder that read input + rationale (KNIFE)
@@ -378,6 +379,8 @@ def plot(res, path):
         ref = res["reference"][d]
         ax.axhline(100 * ref["teacher"], color="#c33", linewidth=1, label="teacher (PaLM-540B)")
         ax.axhline(100 * ref["floor"], color="#999", linewidth=1, linestyle=":", label="commonest answer / chance")
+        if "one_operation" in ref:  # numeric: what a student that ranks one-operation expressions can reach
+            ax.axhline(100 * ref["one_operation"], color="#c33", linewidth=1, linestyle="--", label="answers one operation away")
         ax.set_xscale("log")
         ax.set_xticks([int(n) for n in sizes], [n for n in sizes])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())

@@ -9,7 +9,7 @@ import tiny
 from edgedistill.data import load_examples
 from edgedistill.distill.strip import strip_student
 from edgedistill.distill.train import TrainConfig, train
-from edgedistill.edge.expressions import candidates, choices_for, numbers, target
+from edgedistill.edge.expressions import candidates, choices_for, numbers, target, value_of
 from edgedistill.errors import UserError
 from edgedistill.evaluate import predict_labels, score
 from edgedistill.task import load_task
@@ -19,6 +19,8 @@ def test_numbers_and_candidates():
     assert numbers("Luke scored 84 points in 2 rounds; 12,000 fans, an mp3, 3.5 kg and 84 again.") == ["84", "2", "12000", "3.5"]
     assert candidates("84 points in 2 rounds") == ["84 + 2", "84 - 2", "2 - 84", "84 * 2", "84 / 2", "2 / 84"]
     assert len(candidates("9 apples, 3 boxes and 6 pears")) == 18 and candidates("one number: 7") == []
+    assert candidates("0 left of 5") == ["0 + 5", "0 - 5", "5 - 0", "0 * 5", "0 / 5"]  # never a division by zero
+    assert value_of("84 / 2") == "42" and value_of("1 / 3") == "0.3333333333" and value_of("2.5 * 2") == "5"
     assert choices_for("numeric", "84 and 2")[4] == "84 / 2" and choices_for("multiple-choice", "84 and 2", ["a", "b"]) == ["a", "b"]
 
 
@@ -77,8 +79,8 @@ def test_an_encoder_learns_a_numeric_task_by_ranking_expressions(ranked, tmp_pat
     assert predict_labels(stripped, task, test) == student == predict_labels(tmp_path / "b", task, test)
     with EdgeModel.load(tmp_path / "b") as m:
         one, none = m.predict([{"text": "the man has 7 dog and 2 more"}, {"text": "the man has 7 dog"}])
-    assert one["label"] in candidates("7 2") and len(one["probs"]) == 6
-    assert none == {"label": None, "probs": {}}  # one number: no expression to rank, no guess
+    assert one["label"] in candidates("7 2") and len(one["probs"]) == 6 and one["answer"] == value_of(one["label"])
+    assert none == {"label": None, "probs": {}, "answer": None}  # one number: no expression to rank, no guess
 
 
 def test_no_reachable_answer_is_a_clear_error(ranked, tmp_path):

@@ -114,6 +114,9 @@ def readme(m: dict) -> str:
     inputs = "\n".join(f"| `{i['name']}` | {i['dtype']} | {i['shape']} |" for i in io["inputs"])
     outputs = "\n".join(f"| `{o['name']}` | {o['dtype']} | {o['shape']} |" for o in io["outputs"])
     labels = ", ".join(m.get("labels") or []) or "(generated text)" if m["family"] != "multiple-choice" else "the chosen option"
+    if m["family"] == "multiple-choice" and task["type"] == "numeric":
+        labels = ("the chosen expression, one operation on two numbers of the input (edge/expressions.py builds the options; "
+                  "its value is the answer; None for an input with fewer than two numbers)")
     q = m["quantization"]
     return f"""# {task['name']}: edgedistill bundle
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import re
 
-from .arith import same_number, to_number
+from .arith import evaluate, same_number, to_number
 
 # A number as a problem writes it: 84, 3.5, 12,000 (not the 2 of "mp3" or a part of "1.2.3")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?")
@@ -34,10 +34,11 @@ def numbers(text: str) -> list[str]:
 def candidates(text: str) -> list[str]:
     """Every one-operation expression over two distinct numbers of the text, in a fixed order: for each pair
     in order of appearance, a + b, a - b, b - a, a * b, a / b, b / a (a + b and a * b once, not again as
-    b + a). A text with fewer than two numbers has none."""
+    b + a; no division by zero). A text with fewer than two numbers has none."""
     out = []
     for a, b in itertools.combinations(numbers(text), 2):
-        out += [f"{a} + {b}", f"{a} - {b}", f"{b} - {a}", f"{a} * {b}", f"{a} / {b}", f"{b} / {a}"]
+        out += [f"{a} + {b}", f"{a} - {b}", f"{b} - {a}", f"{a} * {b}"]
+        out += [f"{x} / {y}" for x, y in ((a, b), (b, a)) if float(y) != 0]
     return out
 
 
@@ -59,6 +60,11 @@ def reachable(text: str, answer) -> bool:
     """Whether one of the text's candidates has the value `answer` (the share that are is a task's ceiling)."""
     value = to_number(answer)
     return value is not None and target(candidates(text), value) is not None
+
+
+def value_of(expr: str) -> str:
+    """An expression's value as an app shows it: "84 / 2" -> "42", "1 / 3" -> "0.3333333333"."""
+    return f"{evaluate(expr):.10g}"
 
 
 def choices_for(task_type: str | None, text: str, given=None) -> list[str] | None:

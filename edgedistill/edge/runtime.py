@@ -22,7 +22,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from .arith import tidy
-from .expressions import choices_for
+from .expressions import choices_for, value_of
 
 # 2: `models` may list app-only roles (APP_ROLES), which runtimes before it would try to load; a bundle
 # without them is still written as 1, so those runtimes keep reading it.
@@ -241,14 +241,17 @@ class EdgeModel:
         return [(batch, self.run(self.encode(batch)))]
 
     def answers(self, items, logits: np.ndarray) -> list[dict]:
-        """[{label, probs}] of these items from their label-model logits; label None for an item with nothing to
-        choose from (a numeric task's input with fewer than two numbers: no expression to rank)."""
+        """[{label, probs}] of these items from their label-model logits. A numeric task's ranking student adds
+        `answer`, the chosen expression's value ({"label": "84 / 2", "answer": "42", ...}); label and answer are None
+        for an item with nothing to choose from (fewer than two numbers in its input: no expression to rank)."""
+        numeric = self.task.get("type") == "numeric"
         if logits.shape[-1] == 0:
-            return [{"label": None, "probs": {}} for _ in items]
+            return [{"label": None, "probs": {}, **({"answer": None} if numeric else {})} for _ in items]
         out = []
         for item, p in zip(items, softmax(logits.astype(np.float64))):
             names = self._choices_of(item) if self.family == "multiple-choice" else self.labels
-            out.append({"label": names[int(p.argmax())], "probs": {n: float(x) for n, x in zip(names, p)}})
+            label = names[int(p.argmax())]
+            out.append({"label": label, "probs": {n: float(x) for n, x in zip(names, p)}, **({"answer": value_of(label)} if numeric else {})})
         return out
 
     def generate(self, items, max_new_tokens: int | None = None) -> list[str]:
