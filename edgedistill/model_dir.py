@@ -20,6 +20,14 @@ def write_meta(path, meta: dict) -> None:
     write_json(Path(path) / META, meta)
 
 
+def task_type(path) -> str | None:
+    """The task type a student, stripped or compressed dir was trained for (its task.yaml); None without one."""
+    import yaml
+
+    spec = Path(path) / "task.yaml"
+    return yaml.safe_load(spec.read_text()).get("type") if spec.exists() else None
+
+
 def weights_bytes(path) -> int:
     """Bytes of a model dir's weights (.safetensors / .bin), optimizer and training state left out."""
     return sum(p.stat().st_size for p in Path(path).iterdir()

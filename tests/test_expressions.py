@@ -120,3 +120,14 @@ def test_padding_choices_are_never_predicted():
     assert batch["choice_mask"].tolist() == [[True, True, False], [True, True, True]]
     logits = masked(torch.tensor([[0.0, 1.0, 9.0], [0.0, 1.0, 2.0]]), batch["choice_mask"])
     assert logits.argmax(-1).tolist() == [1, 2] and torch.softmax(logits, -1)[0, 2] < 1e-6
+
+
+def test_compress_refuses_a_ranking_student(ranked, tmp_path):
+    from edgedistill.distill.compress import CompressConfig, compress
+
+    d, _ = ranked
+    stripped = strip_student(d / "st", tmp_path / "stripped")
+    with pytest.raises(UserError, match="ranking student.*export it as it is"):
+        compress(CompressConfig(model=str(stripped), annotations=str(d / "ann.jsonl"), out=str(tmp_path / "c"), layers=[1]),
+                 echo=lambda *_: None)
+    assert not (tmp_path / "c").exists()

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..edge.arith import tidy
 from ..edge.expressions import choices_for
+from ..model_dir import task_type as read_task_type
 
 
 @dataclass
@@ -38,7 +39,7 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
     model = load_label_model(model_dir, family).eval()
     logits, preds = [], []
     if family == "multiple-choice":  # a numeric task's student ranks the input's expressions (edge.expressions)
-        task_type = _task_type(model_dir)
+        task_type = read_task_type(model_dir)
         items = [{**it, choices_field: choices_for(task_type, it["input"], it.get(choices_field))} for it in items]
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     if family == "multiple-choice":  # one tensor needs one choice count: split ragged batches
@@ -70,16 +71,6 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
             logits.append(out.numpy())
             preds += [model.config.id2label[int(j)] for j in out.argmax(-1)]
     return _flat(logits), preds
-
-
-def _task_type(model_dir) -> str | None:
-    """The task type a student, stripped or compressed dir was trained for (its task.yaml)."""
-    from pathlib import Path
-
-    import yaml
-
-    path = Path(model_dir) / "task.yaml"
-    return yaml.safe_load(path.read_text()).get("type") if path.exists() else None
 
 
 def edge_outputs(edge, items: list[dict], batch_size: int | None = None) -> tuple[np.ndarray, list[str]]:

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ..atomic import build_dir
 from ..errors import UserError
-from ..model_dir import read_meta, weights_bytes, write_meta
+from ..model_dir import read_meta, task_type, weights_bytes, write_meta
 
 TRIMMABLE_MODELS = ("WordPiece", "WordLevel")  # tokenizer models whose vocabulary is a plain token -> id map
 COMMON_WORDS = 2000  # the commonest words kept beside the task's own tokens (about 0.8 MB of an INT8 bundle at 384 dims)
@@ -303,6 +303,9 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
     src, out = Path(cfg.model), Path(cfg.out)
     if read_meta(src).get("kind") not in ("stripped", "student"):
         raise UserError(f"{src}: not a stripped model dir (edgedistill strip writes one)")
+    if read_meta(src).get("family") == "multiple-choice" and task_type(src) == "numeric":
+        raise UserError(f"{src}: a numeric task's ranking student (it chooses among expressions of the input's numbers); "
+                        "compress does not build those yet: export it as it is (edgedistill export)")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
     try:
