@@ -74,11 +74,14 @@ def test_an_encoder_learns_a_numeric_task_by_ranking_expressions(ranked, tmp_pat
     loss = [h["loss"] for h in s["history"] if h.get("loss") is not None]
     assert loss[-1] < 0.5 * loss[0] and score(task, test, student)["accuracy"] >= 0.4
     stripped = strip_student(d / "st", tmp_path / "stripped")
-    export_bundle(ExportConfig(model=str(stripped), out=str(tmp_path / "b"), quantize="none", parity_data=str(d / "test.jsonl"),
-                               parity_samples=24), echo=lambda *_: None)
-    assert predict_labels(stripped, task, test) == student == predict_labels(tmp_path / "b", task, test)
-    with EdgeModel.load(tmp_path / "b") as m:
+    m = export_bundle(ExportConfig(model=str(stripped), out=str(tmp_path / "b"), quantize="none", parity_data=str(d / "test.jsonl"),
+                                   parity_samples=24), echo=lambda *_: None)
+    assert m["parity"]["examples"] == 24 and m["parity"]["fp32_max_abs_logit_diff"] < 1e-4  # every expression scored alike
+    assert predict_labels(stripped, task, test) == student
+    with EdgeModel.load(tmp_path / "b") as m:  # (its labels are not compared: the toy scores a + b and a * b a hair apart)
+        bundle = m.predict([{"text": e.input} for e in test])
         one, none = m.predict([{"text": "the man has 7 dog and 2 more"}, {"text": "the man has 7 dog"}])
+    assert all(set(b["probs"]) == set(candidates(e.input)) for b, e in zip(bundle, test))
     assert one["label"] in candidates("7 2") and len(one["probs"]) == 6 and one["answer"] == value_of(one["label"])
     assert none == {"label": None, "probs": {}, "answer": None}  # one number: no expression to rank, no guess
 
@@ -107,19 +110,29 @@ def test_rationale_modes_train_on_rows_with_different_numbers_of_choices(ranked,
         assert any(h.get("rationale_loss", 0) > 0 for h in s["history"])
 
 
-def test_padding_choices_are_never_predicted():
+def test_padding_choices_are_never_run_nor_predicted(ranked):
+    """A batch of rows with 2 and 3 choices: the real choices score as they do alone, padding at PADDING_LOGIT."""
     import torch
 
-    from edgedistill.distill.student import masked
+    from edgedistill.distill.student import PADDING_LOGIT, head_states, label_outputs, load_label_model
     from edgedistill.distill.train_data import make_collator
 
+    d, _ = ranked
+    model = load_label_model(d / "st", "multiple-choice").eval()
     rows = [{"input_ids": [[2, 5, 3], [2, 6, 3]], "attention_mask": [[1, 1, 1]] * 2, "labels": 1},
-            {"input_ids": [[2, 7, 3]] * 3, "attention_mask": [[1, 1, 1]] * 3, "labels": 2}]
+            {"input_ids": [[2, 7, 3], [2, 8, 3], [2, 9, 3]], "attention_mask": [[1, 1, 1]] * 3, "labels": 2}]
     batch = make_collator(0, "multiple-choice", False)(rows)
     assert batch["input_ids"].shape == (2, 3, 3) and batch["attention_mask"][0, 2].sum() == 0
     assert batch["choice_mask"].tolist() == [[True, True, False], [True, True, True]]
-    logits = masked(torch.tensor([[0.0, 1.0, 9.0], [0.0, 1.0, 2.0]]), batch["choice_mask"])
-    assert logits.argmax(-1).tolist() == [1, 2] and torch.softmax(logits, -1)[0, 2] < 1e-6
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")}
+    with torch.no_grad():
+        out = label_outputs(model, inputs, batch["choice_mask"], output_hidden_states=True)
+        alone = [model(input_ids=torch.tensor([r["input_ids"]]), output_hidden_states=True) for r in rows]
+    assert out.logits[0, 2] == PADDING_LOGIT and torch.softmax(out.logits, -1)[0, 2] < 1e-6
+    assert torch.allclose(out.logits[0, :2], alone[0].logits[0], atol=1e-5) and torch.allclose(out.logits[1], alone[1].logits[0], atol=1e-5)
+    states = head_states(out.hidden_states[-1], inputs["attention_mask"], 2, "mean")
+    assert torch.allclose(states[0, :2 * 32], head_states(alone[0].hidden_states[-1], torch.ones(2, 3), 1, "mean")[0], atol=1e-5)
+    assert states[0, 2 * 32:].abs().max() == 0
 
 
 def test_compress_refuses_a_ranking_student(ranked, tmp_path):

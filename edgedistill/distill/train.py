@@ -436,7 +436,7 @@ def _at_floor(final_eval: dict, family: str) -> bool:
 def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature: float) -> list[dict]:
     """The rationale-reading teacher's soft labels (at `temperature`) and the final states its head reads
     ([CLS] or the token mean) on the training rows."""
-    from .student import head_states, masked, pooling_of
+    from .student import head_states, label_outputs, pooling_of
 
     model = teacher.label_model.eval()
     rows = with_rationale_input(prep.train_rows)
@@ -448,8 +448,8 @@ def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature:
             batch = collate(items[i: i + 64])
             choice_mask = batch.get("choice_mask")
             batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-            o = model(**batch, output_hidden_states=True)
-            probs = torch.softmax(masked(o.logits, choice_mask).float() / temperature, -1)
+            o = label_outputs(model, batch, choice_mask, output_hidden_states=True)
+            probs = torch.softmax(o.logits.float() / temperature, -1)
             hidden = head_states(o.hidden_states[-1], batch["attention_mask"], probs.shape[0],
                                  pooling_of(model.config))
             for row, p, h in zip(items[i: i + 64], probs.cpu(), hidden.cpu()):
