@@ -329,8 +329,8 @@ def verdicts(d, by_size, res) -> list[str]:
         rat = [m for m in MODES[1:] if m in by]
         tried = collections.Counter(r["mode"] for r in res["runs"] if r["dataset"] == d and str(r["size"]) == n)
         if not rat:
-            out.append(f"- {n} rows: label-only {_cell(lo)} %, {100 * (lo['mean'] - res['reference'][d]['floor']):+.1f} pt over the floor "
-                       f"(n={tried['label-only']}); the rationale modes are not run at this size.")
+            out.append(f"- {n} rows: label-only {_cell(lo)} %, {100 * (lo['mean'] - res['reference'][d]['floor']):+.1f} pt over the floor"
+                       "; the rationale modes are not run at this size.")
         elif min(tried[m] for m in ["label-only", *rat]) < len(SEEDS):
             out.append(f"- {n} rows: fewer than {len(SEEDS)} seeds run so far (" + ", ".join(f"{m} {tried[m]}" for m in ["label-only", *rat])
                        + "): no verdict yet.")
