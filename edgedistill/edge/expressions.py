@@ -17,7 +17,6 @@ from .arith import evaluate, same_number, to_number
 
 # A number as a problem writes it: 84, 3.5, 12,000 (not the 2 of "mp3" or a part of "1.2.3")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:,\d{3})*(?:\.\d+)?")
-OPERATORS = ("+", "-", "*", "/")
 MAX_NUMBERS = 8  # the first 8 distinct numbers: at most 8 * 7 * 3 = 168 choices per problem
 
 
