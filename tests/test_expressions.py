@@ -21,6 +21,7 @@ def test_numbers_and_candidates():
     assert len(candidates("9 apples, 3 boxes and 6 pears")) == 18 and candidates("one number: 7") == []
     assert candidates("0 left of 5") == ["0 + 5", "0 - 5", "5 - 0", "0 * 5", "0 / 5"]  # never a division by zero
     assert value_of("84 / 2") == "42" and value_of("1 / 3") == "0.3333333333" and value_of("2.5 * 2") == "5"
+    assert numbers("at 05 past ٣5, x_5 and 7") == ["05", "7"] and value_of("05 + 7") == "12"  # ASCII digits, leading zeros
     assert choices_for("numeric", "84 and 2")[4] == "84 / 2" and choices_for("multiple-choice", "84 and 2", ["a", "b"]) == ["a", "b"]
 
 

@@ -87,6 +87,19 @@ def mc_items(n=N_ITEMS):
     return items
 
 
+# numeric items for a ranking student: 0 to 10 numbers (at most 8 count), separators, decimals, a zero
+# (no division by it), a leading zero, numbers inside words ("mp3", "x_5", "٣5") and dotted ("1.2.3")
+NUMBER_BITS = ["12", "3.5", "12,000", "0", "05", "7", "mp3", "1.2.3", "x_5", "٣5", "naïve9", "1,20", "100", "2.25"]
+
+
+def num_items(n=N_ITEMS):
+    rng = np.random.default_rng(5)
+    texts = [" ".join(list(rng.choice(WORDS, rng.integers(1, 12))) + list(rng.choice(NUMBER_BITS, rng.integers(0, 11))))
+             for _ in range(n)]
+    texts[:4] = ["the dog 84 the cat 2", "the dog 9 cat 3", "no numbers here", "one 7"]  # 6, 6, 0 and 0 choices
+    return [{"text": t} for t in texts]
+
+
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
     d = tmp_path_factory.mktemp("js")
@@ -95,9 +108,12 @@ def bundles(tmp_path_factory):
                                    'labels: [entailment, neutral, contradiction]\n')
     mc = tiny.tiny_multiple_choice_dir(d / "mc")
     (mc / "task.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "Question: {question}"\nchoices: choices\n')
+    num = tiny.tiny_multiple_choice_dir(d / "num")  # a numeric task's ranking student ranks (problem, expression) pairs
+    (num / "task.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\n')
     parity = sentences(41, seed=99, lo=3, odd=False)  # the export's own parity inputs (no empty ones)
     for name, items in (("cls", [{"premise": t, "hypothesis": parity[-i - 1]} for i, t in enumerate(parity)]),
-                        ("mc", [{"question": t, "choices": sentences(3, seed=i, hi=4, odd=False)} for i, t in enumerate(parity)])):
+                        ("mc", [{"question": t, "choices": sentences(3, seed=i, hi=4, odd=False)} for i, t in enumerate(parity)]),
+                        ("num", [{"text": f"{t} {i} and {2 * i + 1}"} for i, t in enumerate(parity)])):
         with open(d / f"{name}.jsonl", "w") as f:
             f.writelines(json.dumps(it) + "\n" for it in items)
     out = {}
@@ -105,7 +121,8 @@ def bundles(tmp_path_factory):
                                          ("mc-fp32", "mc", "none", {}),
                                          # a random tiny MC model's near-tied choices fail INT8 label parity
                                          # with torch (see test_export); JS is compared with the INT8 ONNX here
-                                         ("mc-int8", "mc", "int8", {"min_agreement": 0.0})):
+                                         ("mc-int8", "mc", "int8", {"min_agreement": 0.0}),
+                                         ("num-fp32", "num", "none", {})):
         cfg = ExportConfig(model=str(d / model), out=str(d / name), parity_data=str(d / f"{model}.jsonl"),
                            parity_samples=40, quantize=quantize, threads=1, **extra)
         export_bundle(cfg, echo=lambda *_: None)
@@ -209,6 +226,8 @@ def items_for(name):
         return real_mc_items()
     if name.startswith("minilm"):
         return real_cls_items()
+    if name.startswith("num"):
+        return num_items()
     return cls_items() if name.startswith("cls") else mc_items()
 
 
@@ -229,6 +248,7 @@ def compare(py, js, what, tol=TOL, near_tie=0.0):
     assert len(js) == len(py), f"{what}: {len(js)} predictions for {len(py)} items"
     # (as sets: a JS object lists integer-like keys, a choice "42", first)
     assert all(sorted(a["probs"]) == sorted(b["probs"]) for a, b in zip(py, js)), f"{what}: prob keys differ"
+    assert [a.get("answer") for a in py] == [b.get("answer") for b in js], f"{what}: answers differ"
     diff = max(abs(a["probs"][k] - b["probs"][k]) for a, b in zip(py, js) for k in a["probs"])
     flips = [i for i, (a, b) in enumerate(zip(py, js)) if a["label"] != b["label"]]
     margin = lambda p: float(np.diff(sorted(p["probs"].values())[-2:])[0]) if len(p["probs"]) > 1 else 1.0
@@ -239,7 +259,7 @@ def compare(py, js, what, tol=TOL, near_tie=0.0):
     return diff
 
 
-NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
+NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
 # INT8 on WASM (onnxruntime-web) is not bit-for-bit x86's INT8, and cannot be made so. Measured on the
 # quickstart's INT8 bundle, its 300 tickets (benchmarks/results/js_runtime.md has the table):
 # - The integer kernels agree exactly: MatMulInteger on WASM equals numpy's int64 product, patterns that
@@ -325,10 +345,34 @@ def test_errors_say_what_is_wrong(node, bundles, tmp_path):
     (seq2seq / "manifest.json").write_text(json.dumps({**manifest, "family": "seq2seq", "task": {**manifest["task"], "type": "numeric"}}))
     r = subprocess.run(["node", str(JS / "predict.mjs"), str(seq2seq)], input="", capture_output=True, text=True)
     assert r.returncode == 2 and "not supported in JS yet" in r.stderr
-    (seq2seq / "manifest.json").write_text(json.dumps({**manifest, "family": "multiple-choice", "task": {**manifest["task"], "type": "numeric"}}))
-    r = subprocess.run(["node", str(JS / "predict.mjs"), str(seq2seq)], input="", capture_output=True, text=True)
-    assert r.returncode == 2 and "ranking student" in r.stderr and "not supported in JS yet" in r.stderr
     (seq2seq / "manifest.json").write_text(json.dumps(manifest))
     (seq2seq / "tokenizer.json").write_text((seq2seq / "tokenizer.json").read_text() + " ")
     r = subprocess.run(["node", str(JS / "predict.mjs"), str(seq2seq)], input="", capture_output=True, text=True)
     assert r.returncode == 2 and "sha256 mismatch" in r.stderr
+
+
+def test_expressions_match_python(node):
+    """export/js/expressions.mjs builds edge/expressions.py's choices and values: numbers, candidates and
+    the "%.10g" value of 3,000 random expressions, exponents and exact ties (Python rounds them to even) included."""
+    from edgedistill.edge.expressions import candidates, value_of
+
+    rng = np.random.default_rng(0)
+    spell = lambda: str(rng.integers(0, 10 ** rng.integers(1, 13))) + (f".{rng.integers(0, 1000)}" if rng.random() < 0.3 else "")
+    exprs = [f"{spell()} {rng.choice(list('+-*/'))} {spell()}" for _ in range(3000)]
+    exprs = [e for e in exprs if not (e.split()[1] == "/" and float(e.split()[2]) == 0)]
+    exprs += ["1025 / 1024", "1027 / 1024", "12345678905 + 0", "12345678915 + 0", "1 / 100000", "1 / 10000", "0.1 + 0.2",
+              "99999999995 + 0", "0 * 5", "0 - 5", "5 - 5", "1 / 3", "2 / 3", "123456789 * 1000", "05 + 3"]
+    texts = [i["text"] for i in num_items()] + ["Luke scored 84 points in 2 rounds; 12,000 fans, an mp3, 3.5 kg and 84 again.",
+                                                 "1 2 3 4 5 6 7 8 9 10", "0 left of 5", "a 1.2.3 b 4", "٣5 and 7 and 8"]
+    script = ("import { candidates, valueOf } from " + json.dumps((JS / "expressions.mjs").as_uri()) + ";\n"
+              "const { exprs, texts } = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
+              "console.log(JSON.stringify({ values: exprs.map(valueOf), choices: texts.map(candidates) }));")
+    script = "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);\n" + script
+    r = subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps({"exprs": exprs, "texts": texts}),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-2000:]
+    js = json.loads(r.stdout)
+    assert js["choices"] == [candidates(t) for t in texts]
+    wrong = [(e, v, value_of(e)) for e, v in zip(exprs, js["values"]) if v != value_of(e)]
+    assert not wrong, f"{len(wrong)} values differ from Python's, e.g. {wrong[:5]}"
+    assert js["values"][-15:-11] == ["1.000976562", "1.002929688", "1.23456789e+10", "1.234567892e+10"]  # ties to even

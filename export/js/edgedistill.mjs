@@ -9,6 +9,7 @@
 //   const model = await EdgeModel.load("runs/x/bundle");          // a directory (Node) or a URL (browser)
 //   await model.predict([{ text: "my card was charged twice" }]);
 //   // -> [{ label: "billing", probs: { billing: 0.93, ... } }]
+//   // a numeric task's ranking student (expressions.mjs): [{ label: "84 / 2", answer: "42", probs: { ... } }]
 //
 // In the browser, map the bare imports (see demo.html):
 //   "onnxruntime-web": ".../onnxruntime-web/dist/ort.wasm.min.mjs",
@@ -16,6 +17,7 @@
 // Nothing is fetched but the bundle's own files (and, in the browser, onnxruntime-web's .wasm).
 
 import { Tokenizer } from "@huggingface/tokenizers";
+import { candidates, valueOf } from "./expressions.mjs";
 
 export const FORMAT_VERSION = 1;
 export const SUPPORTED_FAMILIES = ["sequence-classification", "multiple-choice"];
@@ -156,10 +158,6 @@ export class EdgeModel {
       throw new BundleError(`${bundle}: the ${manifest.family} family (task type ${manifest.task?.type}) is not supported in JS yet; ` +
         `JS runs ${SUPPORTED_FAMILIES.join(" and ")} bundles (use the Python runtime, edge_runtime.py, for this one)`);
     }
-    if (manifest.family === "multiple-choice" && manifest.task?.type === "numeric") {
-      throw new BundleError(`${bundle}: a numeric task's ranking student (it chooses among expressions built from the input's ` +
-        `numbers, edgedistill/edge/expressions.py) is not supported in JS yet; use the Python runtime, edge_runtime.py`);
-    }
     const modelFile = manifest.models?.model ?? "model.onnx";
     const tokFile = manifest.tokenizer?.file ?? "tokenizer.json";
     const files = {};
@@ -209,7 +207,9 @@ export class EdgeModel {
     return formatTemplate(this.task.input, item);
   }
 
+  /** What a multiple-choice model ranks for an item: a numeric task's one-operation expressions, else its options. */
   choicesOf(item) {
+    if (this.task.type === "numeric") return candidates(this.render(item));
     const field = this.task.choices || "choices";
     if (typeof item === "string" || !(field in item)) throw new BundleError(`a multiple-choice item needs its options in the field '${field}'`);
     return item[field].map(pyStr);
@@ -296,21 +296,29 @@ export class EdgeModel {
     const out = [];
     for (let i = 0; i < items.length; i += batchSize) {
       const batch = items.slice(i, i + batchSize);
-      if (this.family === "multiple-choice" && new Set(batch.map((it) => this.choicesOf(it).length)).size > 1) {
+      const counts = this.family === "multiple-choice" ? batch.map((it) => this.choicesOf(it).length) : [];
+      if (new Set(counts).size > 1) {
         for (const it of batch) out.push(...(await this.predict([it])));
         continue;
       }
+      if (counts[0] === 0) { // a numeric input with under two numbers: no expression to rank, nothing run
+        out.push(...batch.map(() => ({ label: null, probs: {}, answer: null })));
+        continue;
+      }
       const rows = await this.run(this.encode(batch));
-      rows.forEach((row, j) => {
-        const p = softmax(Array.from(row, Number));
-        const names = this.family === "multiple-choice" ? this.choicesOf(batch[j]) : this.labels;
-        let best = 0;
-        p.forEach((x, c) => { if (x > p[best]) best = c; });
-        const probs = {};
-        names.forEach((n, c) => { probs[n] = p[c]; });
-        out.push({ label: names[best], probs });
-      });
+      rows.forEach((row, j) => out.push(this.answer(batch[j], Array.from(row, Number))));
     }
     return out;
+  }
+
+  /** {label, probs} of one item from its logits; a numeric task's ranking student adds the label's value as `answer`. */
+  answer(item, logits) {
+    const p = softmax(logits);
+    const names = this.family === "multiple-choice" ? this.choicesOf(item) : this.labels;
+    let best = 0;
+    p.forEach((x, c) => { if (x > p[best]) best = c; });
+    const probs = {};
+    names.forEach((n, c) => { probs[n] = p[c]; });
+    return this.task.type === "numeric" ? { label: names[best], answer: valueOf(names[best]), probs } : { label: names[best], probs };
   }
 }
