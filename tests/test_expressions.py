@@ -136,12 +136,44 @@ def test_padding_choices_are_never_run_nor_predicted(ranked):
     assert states[0, 2 * 32:].abs().max() == 0
 
 
-def test_compress_refuses_a_ranking_student(ranked, tmp_path):
-    from edgedistill.distill.compress import CompressConfig, compress
+def test_compress_builds_a_smaller_ranking_student(ranked, tmp_path):
+    """A ranking student compresses like any multiple-choice one: the trimmed vocabulary keeps the expressions'
+    tokens (identical predictions), and a 1-layer student learns the 2-layer one's probabilities over each row's
+    own expressions (soft targets of 6 and 18 choices in one batch); export takes the result."""
+    from edgedistill.deploy.export import ExportConfig, export_bundle
+    from edgedistill.distill.compress import CompressConfig, compress, teacher_annotations, trim_vocabulary, task_texts
+    from edgedistill.model_dir import read_meta
 
     d, _ = ranked
+    task = load_task(d / "num.yaml")
+    test = load_examples(task, d / "test.jsonl")
     stripped = strip_student(d / "st", tmp_path / "stripped")
-    with pytest.raises(UserError, match="ranking student.*export it as it is"):
-        compress(CompressConfig(model=str(stripped), annotations=str(d / "ann.jsonl"), out=str(tmp_path / "c"), layers=[1]),
-                 echo=lambda *_: None)
-    assert not (tmp_path / "c").exists()
+    texts = task_texts(d / "ann.jsonl", task_type="numeric")
+    first = json.loads((d / "ann.jsonl").read_text().splitlines()[0])["input"]
+    assert set(candidates(first)) <= set(texts)  # the expressions are texts the student reads
+    trim_vocabulary(stripped, texts, tmp_path / "trimmed", common=0)
+    assert predict_labels(tmp_path / "trimmed", task, test) == predict_labels(stripped, task, test)
+    rows = [{"id": "a", "input": "the man has 7 dog * 2 dog", "status": "ok", "label": "14"},
+            {"id": "b", "input": "the man has 7 dog", "status": "ok", "label": "7"}]
+    assert teacher_annotations(stripped, rows, tmp_path / "soft.jsonl") == 1  # one number: nothing to rank, left out
+    soft = json.loads((tmp_path / "soft.jsonl").read_text())
+    assert soft["choices"] == candidates(rows[0]["input"]) and soft["label"] in soft["choices"]
+    assert abs(sum(soft["label_probs"].values()) - 1) < 1e-6 and len(soft["label_probs"]) == 6
+    s = compress(CompressConfig(model=str(stripped), annotations=str(d / "ann.jsonl"), out=str(tmp_path / "c"), layers=[1],
+                                epochs=4, lr=5e-3, quantize="none"), echo=lambda *_: None)
+    print("1-layer agreement with the 2-layer ranking student:", s["candidates"][0]["accuracy"])
+    assert [c["layers"] for c in s["candidates"]] == [1] and s["candidates"][0]["accuracy"] >= 0.5  # agreement with the 2-layer one
+    assert read_meta(tmp_path / "c")["layers"]["kept"] == [1]
+    export_bundle(ExportConfig(model=str(tmp_path / "c"), out=str(tmp_path / "b"), quantize="none", parity_data=str(d / "test.jsonl")),
+                  echo=lambda *_: None)
+    assert all(p in candidates(e.input) for p, e in zip(predict_labels(tmp_path / "b", task, test), test))
+
+
+def test_soft_targets_over_other_choices_than_the_expressions_are_refused(ranked, tmp_path):
+    d, _ = ranked
+    with open(tmp_path / "soft.jsonl", "w") as f:
+        f.write(json.dumps({"id": "0", "input": "the man has 7 dog * 2 dog", "label": "7 * 2", "status": "ok",
+                            "choices": ["7 * 2", "7 + 2"], "label_probs": {"7 * 2": 0.9, "7 + 2": 0.1}}) + "\n")
+    with pytest.raises(UserError, match="soft.jsonl: label_probs over .* not the input's expressions"):
+        train(TrainConfig(task=str(d / "num.yaml"), annotations=str(tmp_path / "soft.jsonl"), out=str(tmp_path / "st"),
+                          student=str(d / "enc"), mode="label-only", epochs=1), echo=lambda *_: None)

@@ -147,14 +147,16 @@ def _save_beside(model, model_dir: Path, out: Path) -> None:
     model.save_pretrained(out)
 
 
-def task_texts(annotations, inputs=None) -> list[str]:
-    """Every text the student reads from these annotations (and the unlabelled `inputs`): inputs and choices."""
+def task_texts(annotations, inputs=None, task_type: str | None = None) -> list[str]:
+    """Every text the student reads from these annotations (and the unlabelled `inputs`): inputs and choices
+    (a numeric task's: the input's expressions, edge.expressions)."""
     from ..annotations import read_annotations
+    from ..edge.expressions import choices_for
 
     texts = []
     for a in [*(r.to_json() for r in read_annotations(annotations)), *unlabelled(inputs)]:
         texts.append(a["input"])
-        texts += list(a.get("choices") or [])
+        texts += list(choices_for(task_type, a["input"], a.get("choices")) or [])
     return texts
 
 
@@ -223,13 +225,17 @@ def teacher_annotations(model_dir, rows: list[dict], out_path) -> int:
     from ..deploy.parity import torch_outputs
     from ..edge.runtime import softmax
 
+    from ..edge.expressions import candidates
+
     meta = read_meta(model_dir)
     mc = meta["family"] == "multiple-choice"
+    if mc and task_type(model_dir) == "numeric":  # a ranking student: the choices are the input's expressions
+        rows = [r for r in ({**r, "choices": candidates(r["input"])} for r in rows) if r["choices"]]
     items = [{"input": r["input"], **({"choices": r["choices"]} if mc else {})} for r in rows]
     logits, _ = torch_outputs(model_dir, meta["family"], items, "choices" if mc else None, meta["max_length"])
     out = []
-    for r, row in zip(rows, logits):
-        p = softmax(np.asarray(row, dtype=np.float64))
+    for r, row in zip(rows, logits):  # (ragged choice counts come padded with NaN)
+        p = softmax(np.asarray(row[:len(r["choices"])] if mc else row, dtype=np.float64))
         keys = r["choices"] if mc else meta["labels"]
         # the hard label is the trained student's too, so validation measures agreement with it
         out.append({**r, "label": keys[int(p.argmax())], "label_probs": {k: float(v) for k, v in zip(keys, p)}})
@@ -247,7 +253,8 @@ def distill_layers(model_dir, annotations, k: int, out_dir, work: Path, epochs: 
     meta = read_meta(model_dir)
     soft = work / "soft_targets.jsonl"
     if not soft.exists():
-        rows = distillation_inputs(annotations, inputs, need_choices=meta["family"] == "multiple-choice")
+        rows = distillation_inputs(annotations, inputs, need_choices=meta["family"] == "multiple-choice"
+                                   and task_type(model_dir) != "numeric")
         teacher_annotations(model_dir, rows, soft)
     base = work / f"base-{k}"
     kept = drop_layers(model_dir, k, base)
@@ -303,15 +310,12 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
     src, out = Path(cfg.model), Path(cfg.out)
     if read_meta(src).get("kind") not in ("stripped", "student"):
         raise UserError(f"{src}: not a stripped model dir (edgedistill strip writes one)")
-    if read_meta(src).get("family") == "multiple-choice" and task_type(src) == "numeric":
-        raise UserError(f"{src}: a numeric task's ranking student (it chooses among expressions of the input's numbers); "
-                        "compress does not build those yet: export it as it is (edgedistill export)")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
     try:
         full = src
         if cfg.trim_vocab:
-            r = trim_vocabulary(src, task_texts(cfg.annotations, cfg.inputs), work / "trimmed", cfg.common_words)
+            r = trim_vocabulary(src, task_texts(cfg.annotations, cfg.inputs, task_type(src)), work / "trimmed", cfg.common_words)
             echo(f"vocabulary: kept {r.kept:,} of {r.original:,} tokens ({r.from_inputs:,} the inputs use, {r.safety:,} special "
                  f"and single-character, {r.common:,} common words)")
             full = work / "trimmed"

@@ -92,8 +92,11 @@ def expression_rows(rows: list[Row], stats: dict, source) -> list[Row]:
     for r in rows:
         choices = candidates(r.input)
         i = target(choices, r.label)
+        if r.probs is not None and r.choices != choices:
+            raise UserError(f"{source}: label_probs over {r.choices or 'no choices'}, not the input's expressions "
+                            f"{choices[:3]}...; a numeric task's soft targets come from edgedistill compress")
         if i is not None:
-            out.append(Row(r.input, choices[i], r.rationale, choices, None))
+            out.append(Row(r.input, choices[i], r.rationale, choices, r.probs))
     stats["skipped_unreachable"] = len(rows) - len(out)
     if "with_rationale" in stats:
         stats["with_rationale"] = sum(r.rationale is not None for r in out)
@@ -108,6 +111,8 @@ def label_probs(value, labels: list[str], where: str) -> list[float]:
     as a list in `labels` order; labels it leaves out get 0."""
     if not isinstance(value, dict) or not value:
         raise UserError(f"{where}: label_probs: expected an object of label -> probability, got {value!r}")
+    if not labels:
+        raise UserError(f"{where}: label_probs: the task has no labels and the row no choices to give them to")
     unknown = [k for k in value if k not in labels]
     if unknown:
         raise UserError(f"{where}: label_probs: {unknown[0]!r} is not one of {labels}")
@@ -211,8 +216,8 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
                 width = max(len(f[key]) for f in batch)
                 out[key] = torch.stack([torch.nn.functional.pad(f[key], (0, width - len(f[key]))) for f in batch])
         if any("teacher_probs" in f for f in batch):  # the annotator's label distribution, where a row has one
-            width = len(next(f["teacher_probs"] for f in batch if "teacher_probs" in f))
-            out["teacher_probs"] = torch.tensor([f.get("teacher_probs", [0.0] * width) for f in batch])
+            width = max(len(f.get("teacher_probs", ())) for f in batch)  # (padding choices: probability 0)
+            out["teacher_probs"] = pad([f.get("teacher_probs", []) for f in batch], 0.0, width)
             out["has_probs"] = torch.tensor(["teacher_probs" in f for f in batch])
         if want_rationale:
             has = [("rationale_ids" in f) for f in batch]
