@@ -223,9 +223,8 @@ def teacher_annotations(model_dir, rows: list[dict], out_path) -> int:
 
     from ..atomic import write_jsonl
     from ..deploy.parity import torch_outputs
-    from ..edge.runtime import softmax
-
     from ..edge.expressions import candidates
+    from ..edge.runtime import softmax
 
     meta = read_meta(model_dir)
     mc = meta["family"] == "multiple-choice"
