@@ -334,7 +334,7 @@ def verdicts(d, by_size, res) -> list[str]:
         elif min(tried[m] for m in ["label-only", *rat]) < len(SEEDS):
             out.append(f"- {n} rows: fewer than {len(SEEDS)} seeds run so far (" + ", ".join(f"{m} {tried[m]}" for m in ["label-only", *rat])
                        + "): no verdict yet.")
-        elif rat:
+        else:
             best = max(rat, key=lambda m: by[m]["mean"])
             diff, noise = 100 * (by[best]["mean"] - lo["mean"]), 100 * max(by[best]["sd"], lo["sd"])
             word = "beats" if diff > noise else "trails" if diff < -noise else "is within seed noise of"

@@ -364,10 +364,10 @@ def test_expressions_match_python(node):
               "99999999995 + 0", "0 * 5", "0 - 5", "5 - 5", "1 / 3", "2 / 3", "123456789 * 1000", "05 + 3"]
     texts = [i["text"] for i in num_items()] + ["Luke scored 84 points in 2 rounds; 12,000 fans, an mp3, 3.5 kg and 84 again.",
                                                  "1 2 3 4 5 6 7 8 9 10", "0 left of 5", "a 1.2.3 b 4", "٣5 and 7 and 8"]
-    script = ("import { candidates, valueOf } from " + json.dumps((JS / "expressions.mjs").as_uri()) + ";\n"
-              "const { exprs, texts } = JSON.parse(require('fs').readFileSync(0, 'utf8'));\n"
+    script = ("import { readFileSync } from 'node:fs';\n"
+              "import { candidates, valueOf } from " + json.dumps((JS / "expressions.mjs").as_uri()) + ";\n"
+              "const { exprs, texts } = JSON.parse(readFileSync(0, 'utf8'));\n"
               "console.log(JSON.stringify({ values: exprs.map(valueOf), choices: texts.map(candidates) }));")
-    script = "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);\n" + script
     r = subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps({"exprs": exprs, "texts": texts}),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]

@@ -216,8 +216,7 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
                 width = max(len(f[key]) for f in batch)
                 out[key] = torch.stack([torch.nn.functional.pad(f[key], (0, width - len(f[key]))) for f in batch])
         if any("teacher_probs" in f for f in batch):  # the annotator's label distribution, where a row has one
-            width = max(len(f.get("teacher_probs", ())) for f in batch)  # (padding choices: probability 0)
-            out["teacher_probs"] = pad([f.get("teacher_probs", []) for f in batch], 0.0, width)
+            out["teacher_probs"] = pad([f.get("teacher_probs", []) for f in batch], 0.0)  # padding choices: probability 0
             out["has_probs"] = torch.tensor(["teacher_probs" in f for f in batch])
         if want_rationale:
             has = [("rationale_ids" in f) for f in batch]

@@ -60,8 +60,8 @@ def _spelling(expr: str) -> str:
 
 def reachable(text: str, answer) -> bool:
     """Whether one of the text's candidates has the value `answer` (the share that are is a task's ceiling)."""
-    value = to_number(answer)
-    return value is not None and target(candidates(text), value) is not None
+    number = to_number(answer)  # (not `value`: that is the module's function target() calls)
+    return number is not None and target(candidates(text), number) is not None
 
 
 def value(expr: str) -> float:

@@ -52,7 +52,7 @@ export function formatG(x, p) {
   const sign = x < 0 || Object.is(x, -0) ? "-" : "";
   if (x === 0) return `${sign}0`;
   const abs = Math.abs(x);
-  let [mantissa, e] = abs.toExponential(p - 1).split("e");
+  const [mantissa, e] = abs.toExponential(p - 1).split("e");
   let digits = mantissa.replace(".", "");
   let exp = Number(e);
   // JS rounds an exact tie away from zero, Python to even: the exact expansion decides (a double's is
