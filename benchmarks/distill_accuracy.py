@@ -70,7 +70,13 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps):
     shutil.rmtree(out, ignore_errors=True)
     return {**row, "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"], "val_correct": s["val_correct"], "val_rows": s["val_examples"],
             "train_rows": s["train_examples"], "with_rationale": s["rows"]["with_rationale"], "attempts": s["attempts"], "pooling": s.get("pooling"),
-            "seconds": round(time.time() - start, 1)}
+            "val_by_epoch": val_by_epoch(s["history"]), "train_loss": s["train_loss"], "seconds": round(time.time() - start, 1)}
+
+
+def val_by_epoch(history: list) -> list:
+    """Validation accuracy after each epoch, from the Trainer's log (the last attempt's): a best epoch
+    at the end says that more epochs may help; an early one, that the run overfits."""
+    return [round(h["eval_accuracy"], 4) for h in history if "eval_accuracy" in h]
 
 
 def epochs_for(size: int, epochs: int, batch: int, min_steps: int) -> int:
@@ -137,6 +143,8 @@ def main():
     ap.add_argument("--sizes", default="200,700,2000", help="training rows per run (10 %% of them validate), comma-separated")
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--epochs", type=int, help="train every run for this many epochs instead of the plan's (a recipe probe: "
+                    "give it its own --out, as one results file holds one plan)")
     ap.add_argument("--min-steps", type=int, default=MIN_STEPS, help="raise the epochs of small sizes to this many optimizer steps")
     ap.add_argument("--quick", action="store_true", help="one seed, tiny sizes, 1 epoch, 40 test rows: a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "distill_accuracy.json"))
@@ -154,11 +162,18 @@ def main():
     seeds = [int(x) for x in args.seeds.split(",")]
     modes = args.modes.split(",")
     plans = {d: PLAN[d] for d in args.datasets.split(",")}
+    if args.epochs:
+        plans = {d: (*p[:3], args.epochs, *p[4:]) for d, p in plans.items()}
     if args.quick:
         sizes, seeds = [60, 120], seeds[:1]
         plans = {d: (p[0], 40, p[2], 1, p[4], p[5]) for d, p in plans.items()}
     out = Path(args.out)
     state = json.loads(out.read_text()) if out.exists() else {}
+    for d, p in plans.items():
+        kept = state.get("plan", {}).get(d, {}).get("epochs")
+        if kept is not None and kept != p[3]:
+            raise SystemExit(f"{out} holds {d} runs trained for {kept} epochs, and this run trains {p[3]}: one results file holds one plan. "
+                             "Give this run its own --out.")
     runs = state.get("runs", [])
     done = {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in runs}
     command = "python " + shlex.join(["benchmarks/distill_accuracy.py"] + sys.argv[1:])
