@@ -50,7 +50,7 @@ COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": 
           "rationale-dropout": "#b07cc6", AUTO: "#222", AUTO_MAX: "#888"}
 
 
-def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps):
+def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, pooling="auto"):
     from edgedistill.evaluate import predict_labels, score
     from edgedistill.distill.train import TrainConfig, train
 
@@ -63,7 +63,7 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps):
     try:
         s = train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{size}.jsonl"), out=str(out),
                               mode=mode, epochs=row["epochs"], batch_size=batch, max_length=max_len, rationale_max_length=48,
-                              seed=seed, lr=lr, progress=False), echo=lambda *_: None)
+                              seed=seed, lr=lr, pooling=pooling, progress=False), echo=lambda *_: None)
     except UserError as e:  # every attempt ended at the floor: recorded as a failed run, never scored
         return {**row, "accuracy": None, "val_accuracy": None, "failed": str(e), "seconds": round(time.time() - start, 1)}
     r = score(task, test, predict_labels(out, task, test))
@@ -145,6 +145,8 @@ def main():
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--epochs", type=int, help="train every run for this many epochs instead of the plan's (a recipe probe: "
                     "give it its own --out, as one results file holds one plan)")
+    ap.add_argument("--pooling", default="auto", help="train --pooling for every run (auto: the base's, mean for all-MiniLM-L6-v2); "
+                    "another is a recipe probe: give it its own --out")
     ap.add_argument("--min-steps", type=int, default=MIN_STEPS, help="raise the epochs of small sizes to this many optimizer steps")
     ap.add_argument("--quick", action="store_true", help="one seed, tiny sizes, 1 epoch, 40 test rows: a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "distill_accuracy.json"))
@@ -174,6 +176,10 @@ def main():
         if kept is not None and kept != p[3]:
             raise SystemExit(f"{out} holds {d} runs trained for {kept} epochs, and this run trains {p[3]}: one results file holds one plan. "
                              "Give this run its own --out.")
+    kept = {r.get("pooling") for r in state.get("runs", []) if r["dataset"] in plans} - {None}
+    if args.pooling != "auto" and kept - {args.pooling} or args.pooling == "auto" and kept - {"mean"}:
+        raise SystemExit(f"{out} holds runs with the head pooling {', '.join(sorted(kept))}, and this run uses --pooling {args.pooling}: "
+                         "one results file holds one recipe. Give this run its own --out.")
     runs = state.get("runs", [])
     done = {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in runs}
     command = "python " + shlex.join(["benchmarks/distill_accuracy.py"] + sys.argv[1:])
@@ -189,7 +195,7 @@ def main():
         meta["plan"][dataset] = dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan),
                                      min_steps=args.min_steps)
     for i, (dataset, size, mode, seed) in enumerate(todo, 1):
-        r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset], args.min_steps)
+        r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset], args.min_steps, args.pooling)
         runs.append(r)
         write_json(out, {**meta, "runs": runs})
         eta = (time.time() - began) / i * (len(todo) - i)
