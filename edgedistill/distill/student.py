@@ -164,8 +164,10 @@ def siamese_scores(bert, input_ids, mask, token_type_ids, output_hidden_states=N
     seg, mask = token_type_ids, mask.to(torch.bool)
     first = mask & (seg == 0)  # [CLS] question [SEP]; the choice and its [SEP] are segment 1
     within = (seg.unsqueeze(2) == seg.unsqueeze(1)) & mask.unsqueeze(1)  # (pairs, from, to)
-    # the choice's first token sits at position 1, as after a [CLS] of its own
-    positions = torch.arange(seg.shape[1], device=seg.device).unsqueeze(0) - seg * (first.sum(1, keepdim=True) - 1)
+    # positions count within each segment, the choice's from 1, as after a [CLS] of its own (in range whatever
+    # the segments: the exporter traces with random token types)
+    second = (seg == 1).long()
+    positions = torch.where(seg == 1, second.cumsum(1), (1 - second).cumsum(1) - 1)
     out = bert(input_ids=input_ids, attention_mask=within.to(torch.long), token_type_ids=torch.zeros_like(seg),
                position_ids=positions, output_hidden_states=output_hidden_states, return_dict=True)
     h = out.last_hidden_state
