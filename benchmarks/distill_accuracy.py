@@ -331,6 +331,7 @@ def _poolings(runs) -> str:
     """What the runs' label heads read (train --pooling; runs from before it was recorded read [CLS])."""
     seen = {r.get("pooling") or "cls" for r in runs if r.get("accuracy") is not None}
     names = {"mean": "the mean token state (`--pooling auto` for all-MiniLM-L6-v2)", "cls": "[CLS] through BERT's pooler",
+             # a multiple-choice head tried in recipe probes and dropped (benchmarks/results/recipe_probes.md)
              "siamese": "the cosine of the question's and each choice's mean states, encoded apart (`--pooling siamese`)"}
     return " and ".join(names[p] for p in sorted(seen)) + (" (mixed: see the notes)" if len(seen) > 1 else "")
 

@@ -22,7 +22,6 @@ import torch
 
 import tiny
 from edgedistill.deploy.export import ExportConfig, export_bundle
-from edgedistill.distill.student import build_label_model
 from edgedistill.runtime import EdgeModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,11 +108,6 @@ def bundles(tmp_path_factory):
                                    'labels: [entailment, neutral, contradiction]\n')
     mc = tiny.tiny_multiple_choice_dir(d / "mc")
     (mc / "task.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "Question: {question}"\nchoices: choices\n')
-    siamese = d / "mc-siamese"  # question and choice encoded apart (train --pooling siamese): same feeds, another graph
-    torch.manual_seed(0)
-    build_label_model(tiny.tiny_sentence_encoder_dir(d / "sent"), "multiple-choice", None, pooling="siamese").eval().save_pretrained(siamese)
-    tiny.tiny_tokenizer("bert").save_pretrained(siamese)
-    (siamese / "task.yaml").write_text((mc / "task.yaml").read_text())
     num = tiny.tiny_multiple_choice_dir(d / "num")  # a numeric task's ranking student ranks (problem, expression) pairs
     (num / "task.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\n')
     parity = sentences(41, seed=99, lo=3, odd=False)  # the export's own parity inputs (no empty ones)
@@ -128,9 +122,8 @@ def bundles(tmp_path_factory):
                                          # a random tiny MC model's near-tied choices fail INT8 label parity
                                          # with torch (see test_export); JS is compared with the INT8 ONNX here
                                          ("mc-int8", "mc", "int8", {"min_agreement": 0.0}),
-                                         ("mc-siamese-fp32", "mc-siamese", "none", {}),
                                          ("num-fp32", "num", "none", {})):
-        cfg = ExportConfig(model=str(d / model), out=str(d / name), parity_data=str(d / f"{model.removesuffix('-siamese')}.jsonl"),
+        cfg = ExportConfig(model=str(d / model), out=str(d / name), parity_data=str(d / f"{model}.jsonl"),
                            parity_samples=40, quantize=quantize, threads=1, **extra)
         export_bundle(cfg, echo=lambda *_: None)
         out[name] = d / name
@@ -266,7 +259,7 @@ def compare(py, js, what, tol=TOL, near_tie=0.0):
     return diff
 
 
-NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "mc-siamese-fp32", "num-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
+NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
 # INT8 on WASM (onnxruntime-web) is not bit-for-bit x86's INT8, and cannot be made so. Measured on the
 # quickstart's INT8 bundle, its 300 tickets (benchmarks/results/js_runtime.md has the table):
 # - The integer kernels agree exactly: MatMulInteger on WASM equals numpy's int64 product, patterns that

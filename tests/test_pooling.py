@@ -88,16 +88,6 @@ def test_rationale_modes_train_a_mean_pooled_student(bases, tmp_path, mode):
 
 
 def test_multiple_choice_student_pools_each_choice(bases, tmp_path):
-    _mc_data(bases)
-    s = _train(bases, tmp_path / "mc", task=str(bases / "mc.yaml"), annotations=str(bases / "mc.jsonl"), mode="rationale-teacher", epochs=2)
-    assert s["pooling"] == "mean" and s["family"] == "multiple-choice"
-    stripped = strip_student(tmp_path / "mc", tmp_path / "mc_stripped")
-    m = export_bundle(ExportConfig(model=str(stripped), out=str(tmp_path / "b"), quantize="none",
-                                   parity_data=str(bases / "mc.jsonl"), parity_samples=12), echo=lambda *_: None)
-    assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4
-
-
-def _mc_data(bases):
     (bases / "mc.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "{text}"\nchoices: choices\ngold: label\n')
     with open(bases / "mc.jsonl", "w") as f:
         for i in range(24):
@@ -105,41 +95,12 @@ def _mc_data(bases):
             f.write(json.dumps({"id": str(i), "input": f"where is the {choices[i % 3]} dog", "choices": choices,
                                 "label": choices[i % 3], "gold": choices[i % 3], "status": "ok",
                                 "rationale": f"the dog is at the {choices[i % 3]}"}) + "\n")
-
-
-def test_siamese_scores_question_and_choice_each_as_encoded_alone(bases):
-    from edgedistill.distill.student import SIAMESE_SCALE
-
-    torch.manual_seed(0)
-    m = build_label_model(bases / "sent", "multiple-choice", None, pooling="siamese").eval()
-    tok = tiny.tiny_tokenizer()
-    question, choices = "where is the dog", ["park", "the house with a cat"]
-    pairs = tok([question] * 2, choices, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        logits = m(**{k: v.unsqueeze(0) for k, v in pairs.items()}).logits[0]
-        q = m.bert(**tok([question], return_tensors="pt")).last_hidden_state.mean(1)
-        expected = []
-        for c in choices:
-            ids = tok([c], return_tensors="pt")["input_ids"][:, 1:]  # the choice and its [SEP], after no [CLS]
-            h = m.bert(input_ids=ids, position_ids=torch.arange(1, ids.shape[1] + 1).unsqueeze(0)).last_hidden_state.mean(1)
-            expected.append(SIAMESE_SCALE * torch.cosine_similarity(q, h)[0])
-        # a cross-encoder ("mean") reads the pair jointly, so its question states depend on the choice
-        joint = m.bert(**pairs).last_hidden_state[:, :3]
-    assert torch.allclose(logits, torch.stack(expected), atol=1e-4)
-    assert not torch.allclose(joint[0], joint[1], atol=1e-3)
-
-
-def test_siamese_student_trains_and_exports(bases, tmp_path):
-    _mc_data(bases)
-    s = _train(bases, tmp_path / "mc", task=str(bases / "mc.yaml"), annotations=str(bases / "mc.jsonl"), pooling="siamese", epochs=2)
-    assert s["pooling"] == "siamese" and s["family"] == "multiple-choice"
+    s = _train(bases, tmp_path / "mc", task=str(bases / "mc.yaml"), annotations=str(bases / "mc.jsonl"), mode="rationale-teacher", epochs=2)
+    assert s["pooling"] == "mean" and s["family"] == "multiple-choice"
     stripped = strip_student(tmp_path / "mc", tmp_path / "mc_stripped")
     m = export_bundle(ExportConfig(model=str(stripped), out=str(tmp_path / "b"), quantize="none",
                                    parity_data=str(bases / "mc.jsonl"), parity_samples=12), echo=lambda *_: None)
-    assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4  # a graph without the segment mask would not match
-    with pytest.raises(UserError, match="--pooling siamese: .*only a multiple-choice student"):
-        _train(bases, tmp_path / "nli", pooling="siamese")
-    assert not (tmp_path / "nli").exists()
+    assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4
 
 
 def test_pooling_choice_errors(bases, tmp_path):

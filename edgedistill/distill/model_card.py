@@ -40,9 +40,8 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 
 
 HEAD_READS = {"mean": "the mean of the token states (as the base was pretrained; `--pooling`)",
-              "cls": "the [CLS] state through BERT's pooler (`--pooling`)",
-              "siamese": "the cosine of the question's and the choice's mean states, each encoded apart (`--pooling siamese`)"}
-MEAN_POOLED_NOTE = ("\n\nIts head reads mean token states (`classifier_pooling` in config.json): load it with "
+              "cls": "the [CLS] state through BERT's pooler (`--pooling`)"}
+MEAN_POOLED_NOTE = ("\n\nIts head reads the mean token state (`classifier_pooling: mean` in config.json): load it with "
                     "`edgedistill.distill.student.load_label_model(dir, family)`; transformers' own Auto class would put the "
                     "head on [CLS] instead. The exported bundle carries the pooling in its graph.")
 
@@ -73,7 +72,7 @@ def candidate_table(candidates: list[dict]) -> list[str]:
 
 
 def _card_decoder(s: dict) -> str:
-    return _card_checkpoint(s) + (MEAN_POOLED_NOTE if s.get("pooling") in ("mean", "siamese") else "")
+    return _card_checkpoint(s) + (MEAN_POOLED_NOTE if s.get("pooling") == "mean" else "")
 
 
 def _card_checkpoint(s: dict) -> str:

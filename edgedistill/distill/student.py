@@ -76,11 +76,10 @@ def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_l
 # every torch-side load goes through `load_label_model`, which reads it back.
 
 MEAN_POOLED_TYPES = ("bert",)  # encoders whose …For* heads MeanPooled* below mirror
-MEAN_POOLINGS = ("mean", "siamese")  # the poolings MeanPooled* implement
 
 
-def pooling_for(base_dir, requested: str = "auto", family: str | None = None) -> str:
-    """"mean", "cls" or "siamese" (multiple choice only) for a `family` student built from base_dir. auto: the base's own setting (a compressed or trained
+def pooling_for(base_dir, requested: str = "auto") -> str:
+    """"mean" or "cls" for a student built from base_dir. auto: the base's own setting (a compressed or trained
     student's `classifier_pooling`), else its sentence-transformers pooling (mean tokens -> mean), else cls."""
     import json
     from pathlib import Path
@@ -94,17 +93,14 @@ def pooling_for(base_dir, requested: str = "auto", family: str | None = None) ->
         st = Path(base_dir) / "1_Pooling" / "config.json"
         mean = st.exists() and json.loads(st.read_text()).get("pooling_mode_mean_tokens")
         requested = "mean" if mean and config.model_type in MEAN_POOLED_TYPES else "cls"
-    if requested in MEAN_POOLINGS and config.model_type not in MEAN_POOLED_TYPES:
-        raise ValueError(f"--pooling {requested}: a {config.model_type} encoder; {requested} pooling is built for {', '.join(MEAN_POOLED_TYPES)} "
+    if requested == "mean" and config.model_type not in MEAN_POOLED_TYPES:
+        raise ValueError(f"--pooling mean: a {config.model_type} encoder; mean pooling is built for {', '.join(MEAN_POOLED_TYPES)} "
                          "encoders. Use --pooling cls")
-    if requested == "siamese" and family not in (None, "multiple-choice"):
-        raise ValueError(f"--pooling siamese: scores a question against each choice, so only a multiple-choice student has it; "
-                         f"this is a {family} student. Use --pooling mean or cls")
     return requested
 
 
 def label_model_class(family: str, pooling: str = "cls"):
-    if pooling in MEAN_POOLINGS and family != "seq2seq":
+    if pooling == "mean" and family != "seq2seq":
         return _mean_pooled_classes()[family]
     return auto_model_class(family)
 
@@ -130,49 +126,17 @@ def mean_states(hidden, mask):
 
 def mean_pooled_forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
                         output_hidden_states=None, **_unused):
-    """A BERT …ForSequenceClassification / …ForMultipleChoice forward whose head reads the mean token state
-    (pooling "siamese": the cosine of the question's and the choice's, see siamese_scores)."""
+    """A BERT …ForSequenceClassification / …ForMultipleChoice forward whose head reads the mean token state."""
     k = input_ids.shape[1] if input_ids.dim() == 3 else None  # multiple choice: (rows, choices, tokens)
     flat = {n: v.reshape(-1, v.shape[-1]) for n, v in
             (("input_ids", input_ids), ("attention_mask", attention_mask), ("token_type_ids", token_type_ids)) if v is not None}
     mask = flat.get("attention_mask", torch.ones_like(flat["input_ids"]))
-    if pooling_of(self.config) == "siamese":
-        logits, out = siamese_scores(self.bert, flat["input_ids"], mask, flat.get("token_type_ids"), output_hidden_states)
-    else:
-        out = self.bert(**flat, output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.classifier(self.dropout(mean_states(out.last_hidden_state, mask)))
+    out = self.bert(**flat, output_hidden_states=output_hidden_states, return_dict=True)
+    logits = self.classifier(self.dropout(mean_states(out.last_hidden_state, mask)))
     if k is not None:
         logits = logits.view(-1, k)
     loss = F.cross_entropy(logits, labels) if labels is not None else None
     return _output_class()(loss=loss, logits=logits, hidden_states=out.hidden_states)
-
-
-# Pooling "siamese" (multiple choice): the question and each choice are encoded apart, in one pass over the
-# usual (question, choice) pair: attention stays within each segment and positions restart at the choice, so
-# each is read as a sentence on its own, and the score is the scaled cosine of their mean states: what
-# all-MiniLM-L6-v2 was pretrained to make meaningful (sentence similarity). Untrained, that cosine already
-# answers 39.3 % of CQA's test questions, which the cross-encoder student ("mean") passes only from 1,000
-# training rows on (benchmarks/results/distill_accuracy.md). The graph's inputs and outputs are a
-# multiple-choice model's, so bundles and both runtimes take it unchanged.
-SIAMESE_SCALE = 20.0  # cosine -> logit; sentence-transformers' MultipleNegativesRankingLoss default
-
-
-def siamese_scores(bert, input_ids, mask, token_type_ids, output_hidden_states=None):
-    """(SIAMESE_SCALE * cos(mean question state, mean choice state) per pair, the encoder's output)."""
-    if token_type_ids is None:
-        raise ValueError("pooling siamese: needs token_type_ids to tell the question from the choice")
-    seg, mask = token_type_ids, mask.to(torch.bool)
-    first = mask & (seg == 0)  # [CLS] question [SEP]; the choice and its [SEP] are segment 1
-    within = (seg.unsqueeze(2) == seg.unsqueeze(1)) & mask.unsqueeze(1)  # (pairs, from, to)
-    # positions count within each segment, the choice's from 1, as after a [CLS] of its own (in range whatever
-    # the segments: the exporter traces with random token types)
-    second = (seg == 1).long()
-    positions = torch.where(seg == 1, second.cumsum(1), (1 - second).cumsum(1) - 1)
-    out = bert(input_ids=input_ids, attention_mask=within.to(torch.long), token_type_ids=torch.zeros_like(seg),
-               position_ids=positions, output_hidden_states=output_hidden_states, return_dict=True)
-    h = out.last_hidden_state
-    q, c = mean_states(h, first), mean_states(h, mask & (seg == 1))
-    return SIAMESE_SCALE * F.cosine_similarity(q, c, dim=-1).unsqueeze(-1), out
 
 
 def _mean_pooled(base):
@@ -195,7 +159,7 @@ def exportable(model):
     override optimum documents for onnx_export_from_model)."""
     import types
 
-    if pooling_of(model.config) not in MEAN_POOLINGS:
+    if pooling_of(model.config) != "mean":
         return model
     plain = type(model).__mro__[1](model.config)
     plain.bert.pooler = None
@@ -278,7 +242,7 @@ def build_rationale_decoder(label_model, family: str, layers: int = 2, shared: b
 def head_states(last_hidden, attention_mask, rows: int, pooling: str):
     """The final state the label head reads, per row, (rows, H): [CLS] or the token mean (`pooling`); a
     multiple-choice row's choices flattened, (rows, k * H)."""
-    if pooling in MEAN_POOLINGS:
+    if pooling == "mean":
         return mean_states(last_hidden, attention_mask.reshape(-1, attention_mask.shape[-1])).reshape(rows, -1)
     return last_hidden[:, 0].reshape(rows, -1)
 

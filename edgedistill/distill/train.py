@@ -201,7 +201,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
         raise UserError(f"--pooling {cfg.pooling}: only classification and multiple-choice students have a head to pool for; "
                         f"a {task.type} task trains a seq2seq student")
     try:
-        pooling = None if family == "seq2seq" else pooling_for(base, cfg.pooling, family)
+        pooling = None if family == "seq2seq" else pooling_for(base, cfg.pooling)
     except ValueError as e:
         raise UserError(str(e)) from None
     if family == "seq2seq" and cfg.mode in ENCODER_ONLY_MODES:
