@@ -137,6 +137,8 @@ def references(test_anns, task_type: str = "classification") -> dict:
 
 
 def main():
+    from edgedistill.choices import POOLINGS
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dss-dir", default=str(HERE.parent.parent / "shared" / "datasets" / "dss"))
     ap.add_argument("--datasets", default="esnli")
@@ -145,7 +147,7 @@ def main():
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--epochs", type=int, help="train every run for this many epochs instead of the plan's (a recipe probe: "
                     "give it its own --out, as one results file holds one plan)")
-    ap.add_argument("--pooling", default="auto", help="train --pooling for every run (auto: the base's, mean for all-MiniLM-L6-v2); "
+    ap.add_argument("--pooling", default="auto", choices=POOLINGS, help="train --pooling for every run (auto: the base's, mean for all-MiniLM-L6-v2); "
                     "another is a recipe probe: give it its own --out")
     ap.add_argument("--min-steps", type=int, default=MIN_STEPS, help="raise the epochs of small sizes to this many optimizer steps")
     ap.add_argument("--quick", action="store_true", help="one seed, tiny sizes, 1 epoch, 40 test rows: a smoke test")
@@ -171,15 +173,13 @@ def main():
         plans = {d: (p[0], 40, p[2], 1, p[4], p[5]) for d, p in plans.items()}
     out = Path(args.out)
     state = json.loads(out.read_text()) if out.exists() else {}
-    for d, p in plans.items():
-        kept = state.get("plan", {}).get(d, {}).get("epochs")
-        if kept is not None and kept != p[3]:
-            raise SystemExit(f"{out} holds {d} runs trained for {kept} epochs, and this run trains {p[3]}: one results file holds one plan. "
-                             "Give this run its own --out.")
-    kept = {r.get("pooling") for r in state.get("runs", []) if r["dataset"] in plans} - {None}
-    if args.pooling != "auto" and kept - {args.pooling} or args.pooling == "auto" and kept - {"mean"}:
-        raise SystemExit(f"{out} holds runs with the head pooling {', '.join(sorted(kept))}, and this run uses --pooling {args.pooling}: "
-                         "one results file holds one recipe. Give this run its own --out.")
+    for d, p in plans.items():  # one results file, one recipe: what --epochs and --pooling change (plans before --pooling: auto)
+        kept = state.get("plan", {}).get(d)
+        for key, mine in (("epochs", p[3]), ("pooling", args.pooling)):
+            theirs = kept and kept.get(key, "auto" if key == "pooling" else None)
+            if kept and theirs != mine:
+                raise SystemExit(f"{out} holds {d} runs with {key} {theirs}, and this run has {key} {mine}: one results file holds one "
+                                 "recipe. Give this run its own --out.")
     runs = state.get("runs", [])
     done = {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in runs}
     command = "python " + shlex.join(["benchmarks/distill_accuracy.py"] + sys.argv[1:])
@@ -193,7 +193,7 @@ def main():
     for dataset, plan in plans.items():
         tasks[dataset], tests[dataset], meta["reference"][dataset] = load_dataset(dataset, plan, args.dss_dir, work, sizes)
         meta["plan"][dataset] = dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan),
-                                     min_steps=args.min_steps)
+                                     min_steps=args.min_steps, pooling=args.pooling)
     for i, (dataset, size, mode, seed) in enumerate(todo, 1):
         r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset], args.min_steps, args.pooling)
         runs.append(r)
@@ -330,10 +330,8 @@ def write_report(out: Path, res: dict):
 def _poolings(runs) -> str:
     """What the runs' label heads read (train --pooling; runs from before it was recorded read [CLS])."""
     seen = {r.get("pooling") or "cls" for r in runs if r.get("accuracy") is not None}
-    names = {"mean": "the mean token state (`--pooling auto` for all-MiniLM-L6-v2)", "cls": "[CLS] through BERT's pooler",
-             # a multiple-choice head tried in recipe probes and dropped (benchmarks/results/recipe_probes.md)
-             "siamese": "the cosine of the question's and each choice's mean states, encoded apart (`--pooling siamese`)"}
-    return " and ".join(names[p] for p in sorted(seen)) + (" (mixed: see the notes)" if len(seen) > 1 else "")
+    names = {"mean": "the mean token state (`--pooling auto` for all-MiniLM-L6-v2)", "cls": "[CLS] through BERT's pooler"}
+    return " and ".join(names.get(p, f"`--pooling {p}`") for p in sorted(seen)) + (" (mixed: see the notes)" if len(seen) > 1 else "")
 
 
 def _cell(s: dict) -> str:
