@@ -60,7 +60,8 @@ def ranked(tmp_path_factory):
     return d, s
 
 
-def test_an_encoder_learns_a_numeric_task_by_ranking_expressions(ranked, tmp_path):
+def test_an_encoder_learns_a_numeric_task_by_ranking_expressions(ranked, tmp_path, monkeypatch):
+    import edgedistill.edge.runtime as runtime
     from edgedistill.deploy.export import ExportConfig, export_bundle
     from edgedistill.runtime import EdgeModel
 
@@ -79,8 +80,11 @@ def test_an_encoder_learns_a_numeric_task_by_ranking_expressions(ranked, tmp_pat
                                    parity_samples=24), echo=lambda *_: None)
     assert m["parity"]["examples"] == 24 and m["parity"]["fp32_max_abs_logit_diff"] < 1e-4  # every expression scored alike
     assert predict_labels(stripped, task, test) == student
+    built = []  # each item's expressions are built once per prediction: encode and answers reuse them
+    monkeypatch.setattr(runtime, "choices_for", lambda *a: built.append(a) or choices_for(*a))
     with EdgeModel.load(tmp_path / "b") as m:  # (its labels are not compared: the toy scores a + b and a * b a hair apart)
         bundle = m.predict([{"text": e.input} for e in test])
+        assert len(built) == len(test)
         one, none = m.predict([{"text": "the man has 7 dog and 2 more"}, {"text": "the man has 7 dog"}])
     assert all(set(b["probs"]) == set(candidates(e.input)) for b, e in zip(bundle, test))
     assert one["label"] in candidates("7 2") and len(one["probs"]) == 6 and one["answer"] == value_of(one["label"])

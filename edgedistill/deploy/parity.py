@@ -83,9 +83,9 @@ def edge_outputs(edge, items: list[dict], batch_size: int | None = None) -> tupl
             logits.append(edge.run(edge.encode(batch)))
             preds += [p["answer"] for p in edge.predict(batch, batch_size=batch_size)]
             continue
-        for group, group_logits in edge.logit_groups(batch):  # one run per batch: answers read the same logits
+        for group, choices, group_logits in edge.logit_groups(batch):  # one run per batch: answers read the same logits
             logits.append(group_logits)
-            preds += [p["label"] for p in edge.answers(group, group_logits)]
+            preds += [p["label"] for p in edge.answers(group, group_logits, choices)]
     return _flat(logits), preds
 
 

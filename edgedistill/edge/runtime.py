@@ -186,12 +186,13 @@ class EdgeModel:
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         return {k: v for k, v in feeds.items() if k in self.input_names}
 
-    def encode(self, items, pad_to: int | None = None) -> dict[str, np.ndarray]:
-        """Model inputs for a batch. Multiple choice: (batch, num_choices, seq) from (input, choice) pairs."""
+    def encode(self, items, pad_to: int | None = None, choices: list[list[str]] | None = None) -> dict[str, np.ndarray]:
+        """Model inputs for a batch. Multiple choice: (batch, num_choices, seq) from (input, choice) pairs, the
+        choices given (as `logit_groups` passes the ones it built) or built here."""
         texts = [self.render(it) for it in items]
         if self.family != "multiple-choice":
             return self._encode_texts(texts, None, pad_to)
-        choices = [self._choices_of(it) for it in items]
+        choices = choices if choices is not None else [self._choices_of(it) for it in items]
         if len({len(c) for c in choices}) != 1:
             raise BundleError("all items of one batch need the same number of choices; predict them in separate calls")
         k = len(choices[0])
@@ -227,29 +228,36 @@ class EdgeModel:
             if self.family == "seq2seq":
                 out += [{"answer": a} for a in self.generate(batch)]
                 continue
-            for group, logits in self.logit_groups(batch):
-                out += self.answers(group, logits)
+            for group, choices, logits in self.logit_groups(batch):
+                out += self.answers(group, logits, choices)
         return out
 
-    def logit_groups(self, batch) -> list[tuple[list, np.ndarray]]:
-        """(items, their label-model logits), one `run` call each: a multiple-choice batch whose items have
-        different numbers of choices runs item by item."""
-        if self.family == "multiple-choice":
-            counts = [len(self._choices_of(it)) for it in batch]
-            if len(set(counts)) > 1 or 0 in counts:  # an item with no choice (a numeric input with under two numbers) is not run
-                return [([it], self.run(self.encode([it])) if n else np.zeros((1, 0), np.float32)) for it, n in zip(batch, counts)]
-        return [(batch, self.run(self.encode(batch)))]
+    def logit_groups(self, batch) -> list[tuple[list, list[list[str]] | None, np.ndarray]]:
+        """(items, their choices, their label-model logits), one `run` call each. The choices (None unless multiple
+        choice) are built once per item here, for `encode` and `answers` to reuse: a numeric task's are all the
+        expressions over its numbers. A multiple-choice batch whose items have different numbers of choices runs
+        item by item; an item with no choice (a numeric input with under two numbers) is not run."""
+        if self.family != "multiple-choice":
+            return [(batch, None, self.run(self.encode(batch)))]
+        choices = [self._choices_of(it) for it in batch]
+        if len({len(c) for c in choices}) > 1 or not choices[0]:
+            return [([it], [c], self.run(self.encode([it], choices=[c])) if c else np.zeros((1, 0), np.float32))
+                    for it, c in zip(batch, choices)]
+        return [(batch, choices, self.run(self.encode(batch, choices=choices)))]
 
-    def answers(self, items, logits: np.ndarray) -> list[dict]:
+    def answers(self, items, logits: np.ndarray, choices: list[list[str]] | None = None) -> list[dict]:
         """[{label, probs}] of these items from their label-model logits. A numeric task's ranking student adds
         `answer`, the chosen expression's value ({"label": "84 / 2", "answer": "42", ...}); label and answer are None
-        for an item with nothing to choose from (fewer than two numbers in its input: no expression to rank)."""
+        for an item with nothing to choose from (fewer than two numbers in its input: no expression to rank).
+        A multiple-choice model's `choices` are those `logit_groups` built for the items, built again if not given."""
         numeric = self.task.get("type") == "numeric"
         if logits.shape[-1] == 0:
             return [{"label": None, "probs": {}, **({"answer": None} if numeric else {})} for _ in items]
+        if self.family == "multiple-choice" and choices is None:
+            choices = [self._choices_of(it) for it in items]
         out = []
-        for item, p in zip(items, softmax(logits.astype(np.float64))):
-            names = self._choices_of(item) if self.family == "multiple-choice" else self.labels
+        for i, p in enumerate(softmax(logits.astype(np.float64))):
+            names = choices[i] if choices is not None else self.labels
             label = names[int(p.argmax())]
             out.append({"label": label, "probs": {n: float(x) for n, x in zip(names, p)}, **({"answer": value_of(label)} if numeric else {})})
         return out

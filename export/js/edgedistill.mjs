@@ -244,12 +244,13 @@ export class EdgeModel {
     return { ids, types };
   }
 
-  /** Model inputs (onnxruntime tensors) for a batch: (n, seq), or (n, choices, seq) for multiple choice. */
-  encode(items) {
+  /** Model inputs (onnxruntime tensors) for a batch: (n, seq), or (n, choices, seq) for multiple choice, from
+   * the choices given (as predict passes the ones it built) or built here. */
+  encode(items, choices = null) {
     const texts = items.map((it) => this.render(it));
     let encs, dims;
     if (this.family === "multiple-choice") {
-      const choices = items.map((it) => this.choicesOf(it));
+      choices = choices ?? items.map((it) => this.choicesOf(it));
       if (new Set(choices.map((c) => c.length)).size !== 1) {
         throw new BundleError("all items of one batch need the same number of choices; predict them in separate calls");
       }
@@ -296,7 +297,9 @@ export class EdgeModel {
     const out = [];
     for (let i = 0; i < items.length; i += batchSize) {
       const batch = items.slice(i, i + batchSize);
-      const counts = this.family === "multiple-choice" ? batch.map((it) => this.choicesOf(it).length) : [];
+      // built once per item, for encode and answer to reuse (a numeric task's: every expression over its numbers)
+      const choices = this.family === "multiple-choice" ? batch.map((it) => this.choicesOf(it)) : null;
+      const counts = choices ? choices.map((c) => c.length) : [];
       if (new Set(counts).size > 1) {
         for (const it of batch) out.push(...(await this.predict([it])));
         continue;
@@ -305,16 +308,17 @@ export class EdgeModel {
         out.push(...batch.map(() => ({ label: null, probs: {}, answer: null })));
         continue;
       }
-      const rows = await this.run(this.encode(batch));
-      rows.forEach((row, j) => out.push(this.answer(batch[j], Array.from(row, Number))));
+      const rows = await this.run(this.encode(batch, choices));
+      rows.forEach((row, j) => out.push(this.answer(batch[j], Array.from(row, Number), choices?.[j])));
     }
     return out;
   }
 
-  /** {label, probs} of one item from its logits; a numeric task's ranking student adds the label's value as `answer`. */
-  answer(item, logits) {
+  /** {label, probs} of one item from its logits (and, for multiple choice, its choices: built again if not given);
+   * a numeric task's ranking student adds the label's value as `answer`. */
+  answer(item, logits, choices = null) {
     const p = softmax(logits);
-    const names = this.family === "multiple-choice" ? this.choicesOf(item) : this.labels;
+    const names = this.family === "multiple-choice" ? (choices ?? this.choicesOf(item)) : this.labels;
     let best = 0;
     p.forEach((x, c) => { if (x > p[best]) best = c; });
     const probs = {};
