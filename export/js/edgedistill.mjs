@@ -299,19 +299,22 @@ export class EdgeModel {
       const batch = items.slice(i, i + batchSize);
       // built once per item, for encode and answer to reuse (a numeric task's: every expression over its numbers)
       const choices = this.family === "multiple-choice" ? batch.map((it) => this.choicesOf(it)) : null;
-      const counts = choices ? choices.map((c) => c.length) : [];
-      if (new Set(counts).size > 1) {
-        for (const it of batch) out.push(...(await this.predict([it])));
-        continue;
+      if (choices && new Set(choices.map((c) => c.length)).size > 1) {
+        for (let j = 0; j < batch.length; j++) out.push(...(await this._predictGroup([batch[j]], [choices[j]])));
+      } else {
+        out.push(...(await this._predictGroup(batch, choices)));
       }
-      if (counts[0] === 0) { // a numeric input with under two numbers: no expression to rank, nothing run
-        out.push(...batch.map(() => ({ label: null, probs: {}, answer: null })));
-        continue;
-      }
-      const rows = await this.run(this.encode(batch, choices));
-      rows.forEach((row, j) => out.push(this.answer(batch[j], Array.from(row, Number), choices?.[j])));
     }
     return out;
+  }
+
+  /** Answers of items with as many choices each (choices null unless multiple choice), from one run call. */
+  async _predictGroup(items, choices) {
+    if (choices && choices[0].length === 0) { // a numeric input with under two numbers: no expression to rank, nothing run
+      return items.map(() => ({ label: null, probs: {}, answer: null }));
+    }
+    const rows = await this.run(this.encode(items, choices));
+    return rows.map((row, j) => this.answer(items[j], Array.from(row, Number), choices?.[j]));
   }
 
   /** {label, probs} of one item from its logits (and, for multiple choice, its choices: built again if not given);
