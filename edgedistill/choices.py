@@ -16,7 +16,7 @@ RATIONALE_MODES = ("multitask", "rationale-teacher", "rationale-dropout")
 ENCODER_ONLY_MODES = ("rationale-teacher", "rationale-dropout")  # they change the input: no seq2seq
 CANDIDATE_MODES = ("label-only", *RATIONALE_MODES)  # what auto may try
 RATIONALE_DECODERS = ("separate", "shared")
-POOLINGS = ("auto", "mean", "cls")  # train --pooling: what the label head reads (distill.student.pooling_for)
+POOLINGS = ("auto", "mean", "cls", "two-tower")  # train --pooling: what the label head reads (distill.student.pooling_for)
 # train --numeric: how a student answers a numeric task (distill.student.family_for). expressions: an encoder ranks
 # the one-operation expressions over the problem's numbers (edge.expressions) as a multiple-choice student;
 # generate: a seq2seq student writes the answer (an encoder becomes bert2bert); auto: expressions for an

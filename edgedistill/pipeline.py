@@ -67,7 +67,7 @@ class StudentConfig:
     lr: float | None = None
     max_length: int = 128
     seed: int = 0
-    pooling: str = "auto"  # what the label head reads: auto (as the base was pretrained), mean or cls (train --pooling)
+    pooling: str = "auto"  # what the label head reads: auto (as the base was pretrained), mean, cls or two-tower (train --pooling)
     numeric: str = "auto"  # numeric tasks: expressions (rank one-operation expressions), generate (seq2seq), auto (train --numeric)
 
 

@@ -63,7 +63,9 @@ from ..distill.train import TrainConfig, train as run_train
 @click.option("--decoder-layers", type=int, default=2, show_default=True,
               help="Layers of the rationale decoder (and of a bert2bert label decoder), warm-started from the encoder.")
 @click.option("--pooling", type=click.Choice(POOLINGS), default="auto", show_default=True,
-              help="What the label head reads: mean = the mean of the token states, cls = BERT's [CLS] state and pooler. "
+              help="What the label head reads: mean = the mean of the token states, cls = BERT's [CLS] state and pooler, "
+              "two-tower (multiple choice) = the question and each choice encoded apart, scored by 20 x the cosine of their "
+              "mean states, as all-MiniLM-L6-v2 was pretrained. "
               "auto: the pooling the base was pretrained with (mean for all-MiniLM-L6-v2, from its 1_Pooling config; "
               "a compressed or trained base keeps its own); cls for bases that record none.")
 @click.option("--numeric", type=click.Choice(NUMERIC), default="auto", show_default=True,

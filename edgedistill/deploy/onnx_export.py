@@ -41,9 +41,9 @@ def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None =
         # the runtime then re-reads the whole answer so far at each step, cheap for answers of a few tokens.
         task = task.removesuffix("-with-past")
         files.pop("decoder_with_past")
-    from ..distill.student import exportable, load_label_model, pooling_of
+    from ..distill.student import MEAN_FORWARDS, exportable, load_label_model, pooling_of
 
-    if pooling_of(AutoConfig.from_pretrained(model_dir)) == "mean":
+    if pooling_of(AutoConfig.from_pretrained(model_dir)) in MEAN_FORWARDS:
         # transformers' own class for this dir would read [CLS]: export the model as trained (its forward
         # means the token states; the graph's inputs and outputs are optimum's for the task, as for any BERT)
         from optimum.exporters.onnx import onnx_export_from_model

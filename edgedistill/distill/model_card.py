@@ -40,8 +40,9 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 
 
 HEAD_READS = {"mean": "the mean of the token states (as the base was pretrained; `--pooling`)",
-              "cls": "the [CLS] state through BERT's pooler (`--pooling`)"}
-MEAN_POOLED_NOTE = ("\n\nIts head reads the mean token state (`classifier_pooling: mean` in config.json): load it with "
+              "cls": "the [CLS] state through BERT's pooler (`--pooling`)",
+              "two-tower": "20 x the cosine of the question's and each choice's mean states, each text encoded apart (`--pooling`)"}
+MEAN_POOLED_NOTE = ("\n\nIts head reads {reads} (`classifier_pooling: {pooling}` in config.json): load it with "
                     "`edgedistill.distill.student.load_label_model(dir, family)`; transformers' own Auto class would put the "
                     "head on [CLS] instead. The exported bundle carries the pooling in its graph.")
 
@@ -72,7 +73,9 @@ def candidate_table(candidates: list[dict]) -> list[str]:
 
 
 def _card_decoder(s: dict) -> str:
-    return _card_checkpoint(s) + (MEAN_POOLED_NOTE if s.get("pooling") == "mean" else "")
+    pooling = s.get("pooling")
+    reads = {"mean": "the mean token state", "two-tower": "the question's and each choice's mean states"}.get(pooling)
+    return _card_checkpoint(s) + (MEAN_POOLED_NOTE.format(reads=reads, pooling=pooling) if reads else "")
 
 
 def _card_checkpoint(s: dict) -> str:

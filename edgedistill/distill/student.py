@@ -61,6 +61,9 @@ def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_l
     if family == "sequence-classification":
         config.num_labels = len(labels)
         config.id2label, config.label2id = dict(enumerate(labels)), {l: i for i, l in enumerate(labels)}
+    if pooling == TWO_TOWER and family != "multiple-choice":
+        raise ValueError(f"--pooling {TWO_TOWER}: scores a question against each choice, so it is for multiple-choice "
+                         f"students; this is a {family} student: use --pooling mean or auto")
     config.classifier_pooling = pooling
     return label_model_class(family, pooling).from_pretrained(base_dir, config=config)
 
@@ -76,6 +79,7 @@ def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_l
 # every torch-side load goes through `load_label_model`, which reads it back.
 
 MEAN_POOLED_TYPES = ("bert",)  # encoders whose …For* heads MeanPooled* below mirror
+TWO_TOWER = "two-tower"
 
 
 def pooling_for(base_dir, requested: str = "auto") -> str:
@@ -93,15 +97,15 @@ def pooling_for(base_dir, requested: str = "auto") -> str:
         st = Path(base_dir) / "1_Pooling" / "config.json"
         mean = st.exists() and json.loads(st.read_text()).get("pooling_mode_mean_tokens")
         requested = "mean" if mean and config.model_type in MEAN_POOLED_TYPES else "cls"
-    if requested == "mean" and config.model_type not in MEAN_POOLED_TYPES:
-        raise ValueError(f"--pooling mean: a {config.model_type} encoder; mean pooling is built for {', '.join(MEAN_POOLED_TYPES)} "
+    if requested in ("mean", TWO_TOWER) and config.model_type not in MEAN_POOLED_TYPES:
+        raise ValueError(f"--pooling {requested}: a {config.model_type} encoder; it is built for {', '.join(MEAN_POOLED_TYPES)} "
                          "encoders. Use --pooling cls")
     return requested
 
 
 def label_model_class(family: str, pooling: str = "cls"):
-    if pooling == "mean" and family != "seq2seq":
-        return _mean_pooled_classes()[family]
+    if pooling in MEAN_FORWARDS and family != "seq2seq":
+        return _mean_pooled_classes()[family, pooling]
     return auto_model_class(family)
 
 
@@ -139,17 +143,81 @@ def mean_pooled_forward(self, input_ids=None, attention_mask=None, token_type_id
     return _output_class()(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
-def _mean_pooled(base):
-    """base (BertForSequenceClassification / BertForMultipleChoice) with its head on the mean token state."""
+# ---------------------------------------------------------------- two towers in one pass
+#
+# A multiple-choice student may read the question and each choice apart, as all-MiniLM-L6-v2 was
+# pretrained to embed them (one text at a time, its contrastive loss on 20 x the cosine of their mean
+# states), instead of as one joint text it never saw: `--pooling two-tower`. Untrained, that already
+# answers 39.3 % of CQA's test rows (benchmarks/results/pair_probe.md), above the joint head's start.
+# It stays one graph with the usual inputs: the tokenizer's pair template gives the choice its own
+# [CLS] (`pair_template`), and the forward keeps attention inside each segment (token_type_ids) and
+# restarts the positions there, so each text's states are exactly those of encoding it alone.
+
+TWO_TOWER_SCALE = 20.0  # cosine -> logit, the scale the base's pretraining loss used
+
+
+def segment_inputs(attention_mask, token_type_ids):
+    """(attention (n, s, s), position_ids, first-text mask, second-text mask) that encode a packed pair's two texts apart."""
+    mask = attention_mask.bool()
+    first, second = mask & (token_type_ids == 0), mask & (token_type_ids == 1)
+    attention = (token_type_ids.unsqueeze(2) == token_type_ids.unsqueeze(1)) & mask.unsqueeze(1)
+    positions = torch.where(second, second.long().cumsum(1) - 1, first.long().cumsum(1) - 1).clamp_min(0)
+    return attention.long(), positions, first.long(), second.long()
+
+
+def two_tower_forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
+                      output_hidden_states=None, **_unused):
+    """A BERT …ForMultipleChoice forward that scores each (question, choice) pair by 20 x the cosine of their
+    mean states, each text encoded apart in the one pass (`segment_inputs`)."""
+    if token_type_ids is None:
+        raise ValueError("a two-tower student needs token_type_ids: they say where the question ends and the choice begins")
+    k = input_ids.shape[1] if input_ids.dim() == 3 else None
+    ids, mask, types = (v.reshape(-1, v.shape[-1]) for v in (input_ids, attention_mask, token_type_ids))
+    attention, positions, first, second = segment_inputs(mask, types)
+    out = self.bert(input_ids=ids, attention_mask=attention, token_type_ids=torch.zeros_like(types), position_ids=positions,
+                    output_hidden_states=output_hidden_states, return_dict=True)
+    u, v = mean_states(out.last_hidden_state, first), mean_states(out.last_hidden_state, second)
+    logits = TWO_TOWER_SCALE * F.cosine_similarity(u, v, dim=-1)
+    logits = logits.view(-1, k) if k is not None else logits.unsqueeze(-1)
+    loss = F.cross_entropy(logits, labels) if labels is not None else None
+    result = _output_class()(loss=loss, logits=logits, hidden_states=out.hidden_states)
+    if self.training and k is not None:
+        # Training only: every question against every choice in the batch (rows, rows * k), the other rows'
+        # choices as extra negatives, the loss the base was pretrained with (RationaleStudent.label_loss).
+        question = F.normalize(u.view(-1, k, u.shape[-1])[:, 0], dim=-1)
+        result.in_batch_logits = TWO_TOWER_SCALE * question @ F.normalize(v, dim=-1).T
+    return result
+
+
+def pair_template(tok, pooling: str):
+    """tok, for a two-tower student, with the pair template [CLS] A [SEP] [CLS] B [SEP] (B's tokens type 1) that
+    it saves into tokenizer.json, so every runtime builds the inputs the graph expects; other students unchanged."""
+    if pooling != TWO_TOWER:
+        return tok
+    from tokenizers.processors import TemplateProcessing
+
+    cls, sep = tok.cls_token, tok.sep_token
+    tok.backend_tokenizer.post_processor = TemplateProcessing(
+        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} {cls}:1 $B:1 {sep}:1",
+        special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)])
+    return tok
+
+
+MEAN_FORWARDS = {"mean": mean_pooled_forward, TWO_TOWER: two_tower_forward}
+
+
+def _mean_pooled(base, pooling: str = "mean"):
+    """base (BertForSequenceClassification / BertForMultipleChoice) with its head on the mean token state(s)."""
 
     class MeanPooled(base):
         def __init__(self, config):
             super().__init__(config)
             self.bert.pooler = None  # not read: no weights for it in the checkpoint or the ONNX graph
 
-        forward = mean_pooled_forward
+        forward = MEAN_FORWARDS[pooling]
 
-    MeanPooled.__name__ = MeanPooled.__qualname__ = "MeanPooled" + base.__name__
+    prefix = "TwoTower" if pooling == TWO_TOWER else "MeanPooled"
+    MeanPooled.__name__ = MeanPooled.__qualname__ = prefix + base.__name__
     return MeanPooled
 
 
@@ -159,12 +227,13 @@ def exportable(model):
     override optimum documents for onnx_export_from_model)."""
     import types
 
-    if pooling_of(model.config) != "mean":
+    pooling = pooling_of(model.config)
+    if pooling not in MEAN_FORWARDS:
         return model
     plain = type(model).__mro__[1](model.config)
     plain.bert.pooler = None
     plain.load_state_dict(model.state_dict())
-    plain.forward = types.MethodType(mean_pooled_forward, plain)
+    plain.forward = types.MethodType(MEAN_FORWARDS[pooling], plain)
     return plain.eval()
 
 
@@ -178,8 +247,9 @@ def _output_class():
 def _mean_pooled_classes() -> dict:
     from transformers import BertForMultipleChoice, BertForSequenceClassification
 
-    return {"sequence-classification": _mean_pooled(BertForSequenceClassification),
-            "multiple-choice": _mean_pooled(BertForMultipleChoice)}
+    return {("sequence-classification", "mean"): _mean_pooled(BertForSequenceClassification),
+            ("multiple-choice", "mean"): _mean_pooled(BertForMultipleChoice),
+            ("multiple-choice", TWO_TOWER): _mean_pooled(BertForMultipleChoice, TWO_TOWER)}
 
 
 def build_bert2bert(base_dir, decoder_layers: int):
@@ -242,7 +312,7 @@ def build_rationale_decoder(label_model, family: str, layers: int = 2, shared: b
 def head_states(last_hidden, attention_mask, rows: int, pooling: str):
     """The final state the label head reads, per row, (rows, H): [CLS] or the token mean (`pooling`); a
     multiple-choice row's choices flattened, (rows, k * H)."""
-    if pooling == "mean":
+    if pooling in MEAN_FORWARDS:  # a two-tower student: the mean over both its texts
         return mean_states(last_hidden, attention_mask.reshape(-1, attention_mask.shape[-1])).reshape(rows, -1)
     return last_hidden[:, 0].reshape(rows, -1)
 
@@ -293,11 +363,16 @@ class RationaleStudent(nn.Module):
         # given, not predicted, so the label path's first step ([start] -> answer) stays untouched.
         self.rationale_prefix_len = 0
 
-    def label_loss(self, logits, labels, teacher_probs=None, has_probs=None):
+    def label_loss(self, logits, labels, teacher_probs=None, has_probs=None, in_batch_logits=None):
         """Cross-entropy on the hard labels; on rows with the annotator's distribution, blended with
         T^2 KL(teacher || student) at soft_temperature (the teacher's probabilities sharpened or
-        flattened by 1/T, the student's logits divided by T, as in Hinton et al. 2015)."""
-        hard = F.cross_entropy(logits, labels, reduction="none")
+        flattened by 1/T, the student's logits divided by T, as in Hinton et al. 2015). A two-tower student's
+        hard term ranks each row's answer among every choice in the batch (`in_batch_logits`, rows x rows * k)."""
+        if in_batch_logits is not None:
+            offsets = logits.shape[1] * torch.arange(len(labels), device=labels.device)
+            hard = F.cross_entropy(in_batch_logits, labels + offsets, reduction="none")
+        else:
+            hard = F.cross_entropy(logits, labels, reduction="none")
         if teacher_probs is None or not self.soft_weight:
             return hard.mean()
         t = self.soft_temperature
@@ -324,7 +399,8 @@ class RationaleStudent(nn.Module):
         else:
             out = label_outputs(self.label_model, inputs, choice_mask, want_rationale and self.family == "sequence-classification")
             logits = out.logits
-            label_loss = self.label_loss(logits, labels, teacher_probs, has_probs) if labels is not None else None
+            in_batch = getattr(out, "in_batch_logits", None)  # a two-tower student in training, all choices real
+            label_loss = self.label_loss(logits, labels, teacher_probs, has_probs, in_batch) if labels is not None else None
             if want_rationale and self.family == "sequence-classification":
                 enc, ctx_mask = out.hidden_states[-1], attention_mask
             elif want_rationale:  # multiple choice: the decoder reads the question alone, not each choice pair

@@ -308,14 +308,14 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
     cleanup read top to bottom in the order they happen, like nanoGPT's loop."""
     from transformers import AutoTokenizer, set_seed
 
-    from .student import RationaleStudent, build_label_model, build_rationale_decoder
+    from .student import RationaleStudent, build_label_model, build_rationale_decoder, pair_template
 
     family, task = prep.family, prep.task
     rows = rows if rows is not None else prep.train_rows
     shared = cfg.rationale_decoder == "shared"
     uses_rationale = cfg.mode == "multitask" and cfg.alpha < 1
     set_seed(seed)
-    tok = AutoTokenizer.from_pretrained(prep.base)
+    tok = pair_template(AutoTokenizer.from_pretrained(prep.base), prep.pooling)
     try:
         label_model = build_label_model(prep.base, family, task.labels, cfg.decoder_layers, prep.pooling)
     except ValueError as e:

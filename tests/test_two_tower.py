@@ -1,0 +1,134 @@
+"""`--pooling two-tower`: a multiple-choice student that encodes the question and each choice apart inside one
+pass and scores them by 20 x the cosine of their mean states (distill.student.two_tower_forward), kept
+through train, strip, vocabulary trimming, export and the runtime, which read the pair template from tokenizer.json."""
+
+import json
+
+import pytest
+import torch
+
+import tiny
+from edgedistill.data import Example
+from edgedistill.deploy.export import ExportConfig, export_bundle
+from edgedistill.distill.compress import trim_vocabulary
+from edgedistill.distill.strip import strip_student
+from edgedistill.distill.student import TWO_TOWER_SCALE, build_label_model, mean_states, pair_template
+from edgedistill.distill.train import TrainConfig, train
+from edgedistill.errors import UserError
+from edgedistill.evaluate import predict_labels
+from edgedistill.task import load_task
+from test_train import NLI_TASK, write_annotations
+
+PLACES = ["park", "house", "street"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("two_tower")
+    tiny.tiny_sentence_encoder_dir(d / "sent")
+    (d / "mc.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "{text}"\nchoices: choices\ngold: label\n')
+    with open(d / "mc.jsonl", "w") as f:
+        for i in range(48):
+            place = PLACES[i % 3]
+            f.write(json.dumps({"id": str(i), "input": f"where is the {place} dog", "choices": PLACES, "label": place,
+                                "gold": place, "status": "ok", "rationale": f"the dog is at the {place}"}) + "\n")
+    (d / "nli.yaml").write_text(NLI_TASK)
+    write_annotations(d / "nli.jsonl")
+    return d
+
+
+def _train(data, out, **kw):
+    args = dict(task=str(data / "mc.yaml"), annotations=str(data / "mc.jsonl"), out=str(out), student=str(data / "sent"),
+                mode="label-only", epochs=8, batch_size=8, lr=5e-3, head_lr=5e-3, layer_decay=1.0, pooling="two-tower",
+                progress=False)
+    return train(TrainConfig(**{**args, **kw}), echo=lambda *_: None)
+
+
+def _examples(data):
+    rows = [json.loads(line) for line in (data / "mc.jsonl").read_text().splitlines()]
+    return [Example(id=r["id"], input=r["input"], choices=r["choices"], gold=r["gold"]) for r in rows]
+
+
+def test_one_pass_scores_each_text_as_if_encoded_alone(data):
+    """The packed pair [CLS] q [SEP] [CLS] c [SEP] gives exactly 20 x cos(mean(q alone), mean(c alone)), with padding."""
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    model = build_label_model(data / "sent", "multiple-choice", None, pooling="two-tower").eval()
+    tok = pair_template(tiny.tiny_tokenizer(), "two-tower")
+    questions, choices = ["where is the dog", "the cat is happy in the park with a dog"], [["park", "the big house"], ["street", "dog"]]
+    enc = tok([q for q in questions for _ in range(2)], [c for cs in choices for c in cs], padding=True, return_tensors="pt")
+    assert tok.convert_ids_to_tokens(enc["input_ids"][0])[:7] == ["[CLS]", "where", "is", "the", "dog", "[SEP]", "[CLS]"]
+    with torch.no_grad():
+        logits = model(**{k: v.view(2, 2, -1) for k, v in enc.items()}).logits
+    encoder = BertModel(model.config, add_pooling_layer=False).eval()
+    encoder.load_state_dict(model.bert.state_dict())
+    plain = tiny.tiny_tokenizer()
+
+    def embed(text):
+        b = plain([text], return_tensors="pt")
+        with torch.no_grad():
+            return mean_states(encoder(**b).last_hidden_state, b["attention_mask"])[0]
+
+    by_hand = torch.tensor([[TWO_TOWER_SCALE * torch.cosine_similarity(embed(q), embed(c), dim=0) for c in cs]
+                            for q, cs in zip(questions, choices)])
+    assert torch.allclose(logits, by_hand, atol=1e-4)
+
+
+def test_two_tower_student_trains_strips_trims_and_exports(data, tmp_path):
+    s = _train(data, tmp_path / "student")
+    assert s["pooling"] == "two-tower" and s["family"] == "multiple-choice"
+    saved = json.loads((tmp_path / "student" / "tokenizer.json").read_text())["post_processor"]
+    assert [p.get("SpecialToken", {}).get("id") for p in saved["pair"]].count("[CLS]") == 2  # the choice's own [CLS]
+    task, exs = load_task(data / "mc.yaml"), _examples(data)
+    stripped = strip_student(tmp_path / "student", tmp_path / "stripped")
+    predicted = predict_labels(stripped, task, exs)
+    assert sum(p == e.gold for p, e in zip(predicted, exs)) / len(exs) > 0.6  # chance 1/3
+    trim_vocabulary(stripped, [e.input for e in exs] + PLACES, tmp_path / "trimmed", common=0)
+    assert predict_labels(tmp_path / "trimmed", task, exs) == predicted
+    m = export_bundle(ExportConfig(model=str(tmp_path / "trimmed"), out=str(tmp_path / "bundle"), quantize="none",
+                                   parity_data=str(data / "mc.jsonl"), parity_samples=12), echo=lambda *_: None)
+    # parity compares the graph with the two-tower torch model; a joint-text graph would not match
+    assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4
+    assert predict_labels(tmp_path / "bundle", task, exs) == predicted  # the torch-free runtime, tokenizer.json's template
+
+
+@pytest.mark.parametrize("mode", ["rationale-teacher", "rationale-dropout", "multitask"])
+def test_rationale_modes_train_a_two_tower_student(data, tmp_path, mode):
+    s = _train(data, tmp_path / "s", mode=mode, epochs=2)
+    assert s["pooling"] == "two-tower" and s["mode"] == mode
+
+
+def test_two_tower_needs_a_multiple_choice_task(data, tmp_path):
+    with pytest.raises(UserError, match="--pooling two-tower: .*multiple-choice students; this is a sequence-classification"):
+        _train(data, tmp_path / "nli", task=str(data / "nli.yaml"), annotations=str(data / "nli.jsonl"))
+    assert not (tmp_path / "nli").exists()
+
+
+def test_training_ranks_each_answer_among_every_choice_in_the_batch(data):
+    """In training the forward also scores every question against every row's choices; their diagonal blocks are the
+    row's own scores, and the label loss then ranks the answer among all of them (the other rows' choices too)."""
+    from edgedistill.distill.student import RationaleStudent
+
+    torch.manual_seed(0)
+    model = build_label_model(data / "sent", "multiple-choice", None, pooling="two-tower")
+    for m in model.modules():  # no dropout: the same question's states then match in every choice's row
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if hasattr(m, "dropout_prob"):
+            m.dropout_prob = 0.0
+    tok = pair_template(tiny.tiny_tokenizer(), "two-tower")
+    questions = ["where is the dog", "the cat is happy"]
+    enc = tok([q for q in questions for _ in PLACES], PLACES * 2, padding=True, return_tensors="pt")
+    inputs = {k: v.view(2, 3, -1) for k, v in enc.items()}
+    out = model.train()(**inputs)
+    wide = out.in_batch_logits
+    assert wide.shape == (2, 6)
+    assert torch.allclose(wide[0, :3], out.logits[0], atol=1e-5) and torch.allclose(wide[1, 3:], out.logits[1], atol=1e-5)
+    assert not hasattr(model.eval()(**inputs), "in_batch_logits")  # inference scores only the row's own choices
+    student = RationaleStudent(model.train(), None, "multiple-choice", alpha=1.0)
+    labels = torch.tensor([0, 2])
+    loss = student(**inputs, labels=labels)["loss"]
+    expected = torch.nn.functional.cross_entropy(wide, labels + torch.tensor([0, 3]))
+    assert torch.allclose(loss, expected, atol=1e-5)
+    assert not torch.allclose(loss, torch.nn.functional.cross_entropy(out.logits, labels), atol=1e-4)
