@@ -330,7 +330,8 @@ def write_report(out: Path, res: dict):
 def _poolings(runs) -> str:
     """What the runs' label heads read (train --pooling; runs from before it was recorded read [CLS])."""
     seen = {r.get("pooling") or "cls" for r in runs if r.get("accuracy") is not None}
-    names = {"mean": "the mean token state (`--pooling auto` for all-MiniLM-L6-v2)", "cls": "[CLS] through BERT's pooler"}
+    names = {"mean": "the mean token state (`--pooling auto` for all-MiniLM-L6-v2)", "cls": "[CLS] through BERT's pooler",
+             "two-tower": "20 x the cosine of the question's and each choice's mean states, encoded apart (`--pooling two-tower`)"}
     return " and ".join(names.get(p, f"`--pooling {p}`") for p in sorted(seen)) + (" (mixed: see the notes)" if len(seen) > 1 else "")
 
 

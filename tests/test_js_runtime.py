@@ -110,6 +110,8 @@ def bundles(tmp_path_factory):
     (mc / "task.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "Question: {question}"\nchoices: choices\n')
     num = tiny.tiny_multiple_choice_dir(d / "num")  # a numeric task's ranking student ranks (problem, expression) pairs
     (num / "task.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\n')
+    _two_tower_dir(d / "tt")  # question and choice encoded apart: tokenizer.json's own pair template
+    (d / "tt" / "task.yaml").write_text((mc / "task.yaml").read_text())
     parity = sentences(41, seed=99, lo=3, odd=False)  # the export's own parity inputs (no empty ones)
     for name, items in (("cls", [{"premise": t, "hypothesis": parity[-i - 1]} for i, t in enumerate(parity)]),
                         ("mc", [{"question": t, "choices": sentences(3, seed=i, hi=4, odd=False)} for i, t in enumerate(parity)]),
@@ -122,12 +124,24 @@ def bundles(tmp_path_factory):
                                          # a random tiny MC model's near-tied choices fail INT8 label parity
                                          # with torch (see test_export); JS is compared with the INT8 ONNX here
                                          ("mc-int8", "mc", "int8", {"min_agreement": 0.0}),
-                                         ("num-fp32", "num", "none", {})):
-        cfg = ExportConfig(model=str(d / model), out=str(d / name), parity_data=str(d / f"{model}.jsonl"),
+                                         ("num-fp32", "num", "none", {}), ("tt-fp32", "tt", "none", {})):
+        data = "mc" if model == "tt" else model
+        cfg = ExportConfig(model=str(d / model), out=str(d / name), parity_data=str(d / f"{data}.jsonl"),
                            parity_samples=40, quantize=quantize, threads=1, **extra)
         export_bundle(cfg, echo=lambda *_: None)
         out[name] = d / name
     return out
+
+
+def _two_tower_dir(path):
+    """A tiny `--pooling two-tower` multiple-choice student: [CLS] q [SEP] [CLS] c [SEP], each text encoded apart."""
+    from edgedistill.distill.student import build_label_model, pair_template
+
+    torch.manual_seed(0)
+    tiny.tiny_sentence_encoder_dir(path.parent / "tt_base")
+    build_label_model(path.parent / "tt_base", "multiple-choice", None, pooling="two-tower").eval().save_pretrained(path)
+    pair_template(tiny.tiny_tokenizer(), "two-tower").save_pretrained(path)
+    return path
 
 
 # ------------------------------------------------------------------ real-size bundles
@@ -228,7 +242,7 @@ def items_for(name):
         return real_cls_items()
     if name.startswith("num"):
         return num_items()
-    return cls_items() if name.startswith("cls") else mc_items()
+    return cls_items() if name.startswith("cls") else mc_items()  # mc-*, tt-* (two-tower multiple choice)
 
 
 def bundle_path(bundles, name, request):
@@ -259,7 +273,7 @@ def compare(py, js, what, tol=TOL, near_tie=0.0):
     return diff
 
 
-NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
+NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "tt-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
 # INT8 on WASM (onnxruntime-web) is not bit-for-bit x86's INT8, and cannot be made so. Measured on the
 # quickstart's INT8 bundle, its 300 tickets (benchmarks/results/js_runtime.md has the table):
 # - The integer kernels agree exactly: MatMulInteger on WASM equals numpy's int64 product, patterns that
@@ -315,7 +329,7 @@ def test_browser_matches_python(chromium, bundles, name, request):
         f"{name}: WASM's INT8 is further from FP32 (mean {wasm_err.mean():.3g}) than Python's INT8 ({int8_err.mean():.3g})"
 
 
-@pytest.mark.parametrize("name", ["cls-int8", "mc-int8", "minilm-int8"])
+@pytest.mark.parametrize("name", ["cls-int8", "mc-int8", "tt-fp32", "minilm-int8"])
 def test_tokenization_matches_python(node, bundles, name, request):
     """Token ids and type ids per item (no padding) equal the tokenizers crate's, truncation included
     (minilm: the real WordPiece vocabulary, accents, CJK and emoji)."""
@@ -331,7 +345,10 @@ def test_tokenization_matches_python(node, bundles, name, request):
         if m.family != "multiple-choice":
             ids, types = ids[0], types[0]
         assert j == {"input_ids": ids, "token_type_ids": types}, item
-    assert max(len(x) for j in js for x in (j["input_ids"] if name.startswith("mc") else [j["input_ids"]])) == m.max_length
+    mc = m.family == "multiple-choice"
+    assert max(len(x) for j in js for x in (j["input_ids"] if mc else [j["input_ids"]])) == m.max_length
+    if name.startswith("tt"):  # the choice's own [CLS], from the bundle's pair template
+        assert all(row.count(m.tokenizer.token_to_id("[CLS]")) == 2 for j in js for row in j["input_ids"])
 
 
 def test_errors_say_what_is_wrong(node, bundles, tmp_path):

@@ -216,6 +216,8 @@ def _mean_pooled(base, pooling: str = "mean"):
 
         forward = MEAN_FORWARDS[pooling]
 
+    if pooling == TWO_TOWER:  # it keeps BertForMultipleChoice's classifier (exportable loads it back) but never reads it
+        MeanPooled._keys_to_ignore_on_load_missing = [r"^classifier\."]
     prefix = "TwoTower" if pooling == TWO_TOWER else "MeanPooled"
     MeanPooled.__name__ = MeanPooled.__qualname__ = prefix + base.__name__
     return MeanPooled
