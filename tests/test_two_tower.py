@@ -49,6 +49,11 @@ def _examples(data):
     return [Example(id=r["id"], input=r["input"], choices=r["choices"], gold=r["gold"]) for r in rows]
 
 
+def _cls_in_pair_template(model_dir) -> int:
+    pair = json.loads((model_dir / "tokenizer.json").read_text())["post_processor"]["pair"]
+    return [p.get("SpecialToken", {}).get("id") for p in pair].count("[CLS]")
+
+
 def test_one_pass_scores_each_text_as_if_encoded_alone(data):
     """The packed pair [CLS] q [SEP] [CLS] c [SEP] gives exactly 20 x cos(mean(q alone), mean(c alone)), with padding."""
     from transformers import BertModel
@@ -78,8 +83,7 @@ def test_one_pass_scores_each_text_as_if_encoded_alone(data):
 def test_two_tower_student_trains_strips_trims_and_exports(data, tmp_path):
     s = _train(data, tmp_path / "student")
     assert s["pooling"] == "two-tower" and s["family"] == "multiple-choice"
-    saved = json.loads((tmp_path / "student" / "tokenizer.json").read_text())["post_processor"]
-    assert [p.get("SpecialToken", {}).get("id") for p in saved["pair"]].count("[CLS]") == 2  # the choice's own [CLS]
+    assert _cls_in_pair_template(tmp_path / "student") == 2  # the choice's own [CLS]
     task, exs = load_task(data / "mc.yaml"), _examples(data)
     stripped = strip_student(tmp_path / "student", tmp_path / "stripped")
     predicted = predict_labels(stripped, task, exs)
@@ -91,6 +95,13 @@ def test_two_tower_student_trains_strips_trims_and_exports(data, tmp_path):
     # parity compares the graph with the two-tower torch model; a joint-text graph would not match
     assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4
     assert predict_labels(tmp_path / "bundle", task, exs) == predicted  # the torch-free runtime, tokenizer.json's template
+    from edgedistill.distill.compress import CompressConfig, compress
+
+    compress(CompressConfig(model=str(stripped), annotations=str(data / "mc.jsonl"), out=str(tmp_path / "small"), layers=[1],
+                            epochs=2, quantize="none"), echo=lambda *_: None)
+    small = json.loads((tmp_path / "small" / "config.json").read_text())
+    assert small["classifier_pooling"] == "two-tower" and small["num_hidden_layers"] == 1
+    assert _cls_in_pair_template(tmp_path / "small") == 2  # trimmed, renumbered, still the two-tower template
 
 
 @pytest.mark.parametrize("mode", ["rationale-teacher", "rationale-dropout", "multitask"])
