@@ -50,7 +50,7 @@ COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": 
           "rationale-dropout": "#b07cc6", AUTO: "#222", AUTO_MAX: "#888"}
 
 
-def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, pooling="auto"):
+def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, pooling="auto", layer_decay=None):
     from edgedistill.evaluate import predict_labels, score
     from edgedistill.distill.train import TrainConfig, train
 
@@ -63,7 +63,7 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, poolin
     try:
         s = train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{size}.jsonl"), out=str(out),
                               mode=mode, epochs=row["epochs"], batch_size=batch, max_length=max_len, rationale_max_length=48,
-                              seed=seed, lr=lr, pooling=pooling, progress=False), echo=lambda *_: None)
+                              seed=seed, lr=lr, layer_decay=layer_decay, pooling=pooling, progress=False), echo=lambda *_: None)
     except UserError as e:  # every attempt ended at the floor: recorded as a failed run, never scored
         return {**row, "accuracy": None, "val_accuracy": None, "failed": str(e), "seconds": round(time.time() - start, 1)}
     r = score(task, test, predict_labels(out, task, test))
@@ -149,6 +149,10 @@ def main():
                     "give it its own --out, as one results file holds one plan)")
     ap.add_argument("--pooling", default="auto", choices=POOLINGS, help="train --pooling for every run (auto: the base's, mean for all-MiniLM-L6-v2); "
                     "another is a recipe probe: give it its own --out")
+    ap.add_argument("--lr", type=float, help="the encoder's top-layer learning rate for every run instead of the plan's (a recipe probe: "
+                    "give it its own --out)")
+    ap.add_argument("--layer-decay", type=float, help="each encoder layer below the top learns at this times the one above "
+                    "(1.0: one flat rate; default train.LAYER_DECAY; a recipe probe: give it its own --out)")
     ap.add_argument("--min-steps", type=int, default=MIN_STEPS, help="raise the epochs of small sizes to this many optimizer steps")
     ap.add_argument("--quick", action="store_true", help="one seed, tiny sizes, 1 epoch, 40 test rows: a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "distill_accuracy.json"))
@@ -168,15 +172,17 @@ def main():
     plans = {d: PLAN[d] for d in args.datasets.split(",")}
     if args.epochs:
         plans = {d: (*p[:3], args.epochs, *p[4:]) for d, p in plans.items()}
+    if args.lr:
+        plans = {d: (*p[:5], args.lr) for d, p in plans.items()}
     if args.quick:
         sizes, seeds = [60, 120], seeds[:1]
         plans = {d: (p[0], 40, p[2], 1, p[4], p[5]) for d, p in plans.items()}
     out = Path(args.out)
     state = json.loads(out.read_text()) if out.exists() else {}
-    for d, p in plans.items():  # one results file, one recipe: what --epochs and --pooling change (plans before --pooling: auto)
+    for d, p in plans.items():  # one results file, one recipe (plans written before --pooling / --layer-decay: their defaults)
         kept = state.get("plan", {}).get(d)
-        for key, mine in (("epochs", p[3]), ("pooling", args.pooling)):
-            theirs = kept and kept.get(key, "auto" if key == "pooling" else None)
+        for key, mine in (("epochs", p[3]), ("lr", p[5]), ("pooling", args.pooling), ("layer_decay", args.layer_decay)):
+            theirs = kept and kept.get(key, {"pooling": "auto"}.get(key))
             if kept and theirs != mine:
                 raise SystemExit(f"{out} holds {d} runs with {key} {theirs}, and this run has {key} {mine}: one results file holds one "
                                  "recipe. Give this run its own --out.")
@@ -193,9 +199,9 @@ def main():
     for dataset, plan in plans.items():
         tasks[dataset], tests[dataset], meta["reference"][dataset] = load_dataset(dataset, plan, args.dss_dir, work, sizes)
         meta["plan"][dataset] = dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan),
-                                     min_steps=args.min_steps, pooling=args.pooling)
+                                     min_steps=args.min_steps, pooling=args.pooling, layer_decay=args.layer_decay)
     for i, (dataset, size, mode, seed) in enumerate(todo, 1):
-        r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset], args.min_steps, args.pooling)
+        r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset], args.min_steps, args.pooling, args.layer_decay)
         runs.append(r)
         write_json(out, {**meta, "runs": runs})
         eta = (time.time() - began) / i * (len(todo) - i)
