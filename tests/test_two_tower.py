@@ -143,3 +143,30 @@ def test_training_ranks_each_answer_among_every_choice_in_the_batch(data):
     expected = torch.nn.functional.cross_entropy(wide, labels + torch.tensor([0, 3]))
     assert torch.allclose(loss, expected, atol=1e-5)
     assert not torch.allclose(loss, torch.nn.functional.cross_entropy(out.logits, labels), atol=1e-4)
+
+
+def test_ragged_batches_rank_among_every_real_choice_too(data):
+    """Rows with fewer choices than the longest (padding choices, `choice_mask`) run only their real pairs; the
+    in-batch scores still hold one row per question over every real choice, each row's own ones at its offset."""
+    from edgedistill.distill.student import RationaleStudent, label_outputs
+
+    torch.manual_seed(0)
+    model = build_label_model(data / "sent", "multiple-choice", None, pooling="two-tower")
+    for m in model.modules():  # no dropout, as above
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if hasattr(m, "dropout_prob"):
+            m.dropout_prob = 0.0
+    tok = pair_template(tiny.tiny_tokenizer(), "two-tower")
+    pairs = [("where is the dog", c) for c in PLACES] + [("the cat is happy", c) for c in PLACES[:2]] + [("the cat is happy", "")]
+    enc = tok([q for q, _ in pairs], [c for _, c in pairs], padding=True, return_tensors="pt")
+    inputs = {k: v.view(2, 3, -1) for k, v in enc.items()}
+    choice_mask = torch.tensor([[True, True, True], [True, True, False]])
+    student = RationaleStudent(model.train(), None, "multiple-choice", alpha=1.0)
+    labels = torch.tensor([2, 1])
+    out = student(**inputs, labels=labels, choice_mask=choice_mask)
+    raw = label_outputs(model, inputs, choice_mask)
+    wide, offsets = raw.in_batch_logits, raw.in_batch_offsets
+    assert wide.shape == (2, 5) and offsets.tolist() == [0, 3]
+    assert torch.allclose(wide[0, :3], raw.logits[0], atol=1e-5) and torch.allclose(wide[1, 3:], raw.logits[1, :2], atol=1e-5)
+    assert torch.allclose(out["loss"], torch.nn.functional.cross_entropy(wide, labels + offsets), atol=1e-5)

@@ -28,7 +28,7 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 | task | {task.name} ({task.type}) |
 | teacher | {t.get('model', 'unknown')} ({t.get('mode', '?')} prompts; {t.get('ok', '?')} labels, {t.get('rationales', '?')} rationales; gold agreement {t.get('gold_agreement', '–')}) |
 | base model | `{s['config']['student']}` |
-| label head reads | {HEAD_READS.get(s.get('pooling'), '–')} |
+| label head reads | {HEAD_READS[s['pooling']] + ' (`--pooling`)' if s.get('pooling') in HEAD_READS else '–'} |
 | mode | {s['mode']}{' (chosen by --mode auto)' if s.get('selected_by') == 'auto' else ''}: {MODE_LOSS.get(s['mode'], '').replace('alpha', f"alpha ({s['alpha']})", 1)} |
 | training rows | {s['train_examples']} ({s['rows']['with_rationale']} with a rationale) |
 | validation | {s['val_examples']} rows: {s['val_source']} |
@@ -39,10 +39,10 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 {_card_candidates(s)}"""
 
 
-HEAD_READS = {"mean": "the mean of the token states (as the base was pretrained; `--pooling`)",
-              "cls": "the [CLS] state through BERT's pooler (`--pooling`)",
-              "two-tower": "20 x the cosine of the question's and each choice's mean states, each text encoded apart (`--pooling`)"}
-MEAN_POOLED_NOTE = ("\n\nIts head reads {reads} (`classifier_pooling: {pooling}` in config.json): load it with "
+HEAD_READS = {"mean": "the mean of the token states, as the base was pretrained",
+              "cls": "the [CLS] state through BERT's pooler",
+              "two-tower": "20 x the cosine of the question's and each choice's mean states, each text encoded apart"}
+MEAN_POOLED_NOTE = ("\n\nIts head reads {reads}; config.json says `classifier_pooling: {pooling}`. Load it with "
                     "`edgedistill.distill.student.load_label_model(dir, family)`; transformers' own Auto class would put the "
                     "head on [CLS] instead. The exported bundle carries the pooling in its graph.")
 
@@ -73,9 +73,11 @@ def candidate_table(candidates: list[dict]) -> list[str]:
 
 
 def _card_decoder(s: dict) -> str:
+    from .student import MEAN_FORWARDS  # the poolings transformers' own heads lack
+
     pooling = s.get("pooling")
-    reads = {"mean": "the mean token state", "two-tower": "the question's and each choice's mean states"}.get(pooling)
-    return _card_checkpoint(s) + (MEAN_POOLED_NOTE.format(reads=reads, pooling=pooling) if reads else "")
+    note = MEAN_POOLED_NOTE.format(reads=HEAD_READS[pooling], pooling=pooling) if pooling in MEAN_FORWARDS else ""
+    return _card_checkpoint(s) + note
 
 
 def _card_checkpoint(s: dict) -> str:

@@ -61,9 +61,6 @@ def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_l
     if family == "sequence-classification":
         config.num_labels = len(labels)
         config.id2label, config.label2id = dict(enumerate(labels)), {l: i for i, l in enumerate(labels)}
-    if pooling == TWO_TOWER and family != "multiple-choice":
-        raise ValueError(f"--pooling {TWO_TOWER}: scores a question against each choice, so it is for multiple-choice "
-                         f"students; this is a {family} student: use --pooling mean or auto")
     config.classifier_pooling = pooling
     return label_model_class(family, pooling).from_pretrained(base_dir, config=config)
 
@@ -184,9 +181,17 @@ def two_tower_forward(self, input_ids=None, attention_mask=None, token_type_ids=
     if self.training and k is not None:
         # Training only: every question against every choice in the batch (rows, rows * k), the other rows'
         # choices as extra negatives, the loss the base was pretrained with (RationaleStudent.label_loss).
+        # Row i's own choices are columns in_batch_offsets[i] + j.
         question = F.normalize(u.view(-1, k, u.shape[-1])[:, 0], dim=-1)
         result.in_batch_logits = TWO_TOWER_SCALE * question @ F.normalize(v, dim=-1).T
+        result.in_batch_offsets = k * torch.arange(len(question), device=question.device)
     return result
+
+
+def in_batch(out) -> tuple | None:
+    """(in_batch_logits, in_batch_offsets) of a two-tower student in training, else None."""
+    logits = getattr(out, "in_batch_logits", None)
+    return None if logits is None else (logits, out.in_batch_offsets)
 
 
 def pair_template(tok, pooling: str):
@@ -342,7 +347,16 @@ def label_outputs(label_model, inputs: dict, choice_mask=None, output_hidden_sta
             full = h.new_zeros((rows * k, *h.shape[1:]))
             full[real] = h
             hidden.append(full)
-    return _output_class()(logits=logits.view(rows, k), hidden_states=hidden and tuple(hidden))
+    result = _output_class()(logits=logits.view(rows, k), hidden_states=hidden and tuple(hidden))
+    if in_batch(out) is not None:
+        # A two-tower student in training saw each real (question, choice) pair as a row of its own: every pair's
+        # question against every real choice. Keep one question per row (its first pair's; a row's real choices
+        # are a prefix of it, so they start there among the real pairs): ragged batches rank among every real
+        # choice in the batch too.
+        counts = choice_mask.sum(1).to(out.in_batch_logits.device)
+        first = counts.cumsum(0) - counts
+        result.in_batch_logits, result.in_batch_offsets = out.in_batch_logits[first], first
+    return result
 
 
 class RationaleStudent(nn.Module):
@@ -365,14 +379,14 @@ class RationaleStudent(nn.Module):
         # given, not predicted, so the label path's first step ([start] -> answer) stays untouched.
         self.rationale_prefix_len = 0
 
-    def label_loss(self, logits, labels, teacher_probs=None, has_probs=None, in_batch_logits=None):
+    def label_loss(self, logits, labels, teacher_probs=None, has_probs=None, batch_scores=None):
         """Cross-entropy on the hard labels; on rows with the annotator's distribution, blended with
         T^2 KL(teacher || student) at soft_temperature (the teacher's probabilities sharpened or
         flattened by 1/T, the student's logits divided by T, as in Hinton et al. 2015). A two-tower student's
-        hard term ranks each row's answer among every choice in the batch (`in_batch_logits`, rows x rows * k)."""
-        if in_batch_logits is not None:
-            offsets = logits.shape[1] * torch.arange(len(labels), device=labels.device)
-            hard = F.cross_entropy(in_batch_logits, labels + offsets, reduction="none")
+        hard term ranks each row's answer among every choice in the batch (`batch_scores`: `in_batch` of its output)."""
+        if batch_scores is not None:
+            wide, offsets = batch_scores
+            hard = F.cross_entropy(wide, labels + offsets, reduction="none")
         else:
             hard = F.cross_entropy(logits, labels, reduction="none")
         if teacher_probs is None or not self.soft_weight:
@@ -401,8 +415,7 @@ class RationaleStudent(nn.Module):
         else:
             out = label_outputs(self.label_model, inputs, choice_mask, want_rationale and self.family == "sequence-classification")
             logits = out.logits
-            in_batch = getattr(out, "in_batch_logits", None)  # a two-tower student in training, all choices real
-            label_loss = self.label_loss(logits, labels, teacher_probs, has_probs, in_batch) if labels is not None else None
+            label_loss = self.label_loss(logits, labels, teacher_probs, has_probs, in_batch(out)) if labels is not None else None
             if want_rationale and self.family == "sequence-classification":
                 enc, ctx_mask = out.hidden_states[-1], attention_mask
             elif want_rationale:  # multiple choice: the decoder reads the question alone, not each choice pair
@@ -424,7 +437,7 @@ class RationaleStudent(nn.Module):
         """alpha * CE(hard label) + (1 - alpha) * (T^2 KL(teacher || student at T) + w * (1 - cos) of head states)."""
         out = label_outputs(self.label_model, inputs, choice_mask, teacher_hidden is not None)
         logits = out.logits
-        label_loss = self.label_loss(logits, labels, teacher_probs, has_probs)
+        label_loss = self.label_loss(logits, labels, teacher_probs, has_probs, in_batch(out))
         t = self.temperature
         kd = F.kl_div(F.log_softmax(logits.float() / t, -1), soft_labels.float(), reduction="batchmean") * t * t
         if teacher_hidden is not None and self.hidden_weight:

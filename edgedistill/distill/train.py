@@ -35,7 +35,7 @@ from .model_card import _teacher, model_card
 from ..model_dir import write_meta
 from ..choices import ENCODER_ONLY_MODES, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
 from ..task import TaskSpec, load_task
-from .student import pooling_for
+from .student import TWO_TOWER, pooling_for
 from .train_data import Features, Row, encode_rows, expression_rows, make_collator, training_rows, with_rationale_input
 
 # The recipe for encoder students, measured on e-SNLI (1,000 PaLM-labelled rows, 3 epochs, seeds
@@ -197,6 +197,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if family == "seq2seq" and (cfg.head_lr is not None or cfg.layer_decay not in (None, 1.0)):
         raise UserError("--head-lr / --layer-decay: only for classification and multiple-choice students; a seq2seq "
                         "student trains every weight at --lr")
+    if cfg.pooling == TWO_TOWER and family != "multiple-choice":
+        raise UserError(f"--pooling {TWO_TOWER}: scores a question against each choice, so it is for multiple-choice "
+                        f"students; this is a {family} student: use --pooling mean or auto")
     if family == "seq2seq" and cfg.pooling != "auto":
         raise UserError(f"--pooling {cfg.pooling}: only classification and multiple-choice students have a head to pool for; "
                         f"a {task.type} task trains a seq2seq student")
