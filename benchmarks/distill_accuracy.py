@@ -45,6 +45,8 @@ AUTO_MAX = "highest val"  # the rule auto had before its paired test: the highes
 # The label head learns at train.HEAD_LR and the encoder's lower layers at lr * train.LAYER_DECAY^depth.
 PLAN = {"esnli": ("valid", 500, 64, 3, 16, 2e-4), "cqa": ("train", 300, 48, 3, 8, 1e-4), "svamp": ("train", 200, 64, 3, 8, 1e-4)}
 MIN_STEPS = 0
+# --sep-pairs: where a dataset's input parts its two texts, rewritten as " [SEP] " (what a two-tower classifier reads)
+PAIR_SPLITS = {"esnli": "\nHypothesis: "}
 SEEDS = (0, 1, 2)
 COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": "#d4862c",
           "rationale-dropout": "#b07cc6", AUTO: "#222", AUTO_MAX: "#888"}
@@ -103,13 +105,20 @@ def samples(dataset, plan, dss_dir):
     return task, anns, test_anns[:n_test]
 
 
-def load_dataset(dataset, plan, dss_dir, work, sizes):
-    """Write the training subsets and the task to `work`; return the task, the test sample and its references."""
+def load_dataset(dataset, plan, dss_dir, work, sizes, sep_pairs=False):
+    """Write the training subsets and the task to `work`; return the task, the test sample and its references.
+    sep_pairs: every input's two texts parted by [SEP] (`PAIR_SPLITS`), training and test rows alike."""
     from edgedistill.atomic import write_jsonl
     from edgedistill.data import Example
     from edgedistill.teacher.dss import agreement
 
     task, anns, test_anns = samples(dataset, plan, dss_dir)
+    if sep_pairs:
+        if dataset not in PAIR_SPLITS:
+            raise SystemExit(f"--sep-pairs: {dataset}'s inputs are not text pairs; it is for {', '.join(PAIR_SPLITS)}")
+        for a in anns + test_anns:
+            first, second = a.input.split(PAIR_SPLITS[dataset], 1)
+            a.input = f"{first} [SEP] {PAIR_SPLITS[dataset].strip()} {second}"
     task.save(work / f"{dataset}.yaml")
     if max(sizes) > len(anns):
         raise SystemExit(f"--sizes: {dataset} {plan[0]} has {len(anns)} rows, fewer than {max(sizes)}")
@@ -153,6 +162,8 @@ def main():
                     "give it its own --out)")
     ap.add_argument("--layer-decay", type=float, help="each encoder layer below the top learns at this times the one above "
                     "(1.0: one flat rate; default train.LAYER_DECAY; a recipe probe: give it its own --out)")
+    ap.add_argument("--sep-pairs", action="store_true", help="e-SNLI: write each input 'Premise: ... [SEP] Hypothesis: ...', "
+                    "the two texts a --pooling two-tower classifier reads apart (give its joint-head baseline the flag too; its own --out)")
     ap.add_argument("--min-steps", type=int, default=MIN_STEPS, help="raise the epochs of small sizes to this many optimizer steps")
     ap.add_argument("--quick", action="store_true", help="one seed, tiny sizes, 1 epoch, 40 test rows: a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "distill_accuracy.json"))
@@ -181,8 +192,9 @@ def main():
     state = json.loads(out.read_text()) if out.exists() else {}
     for d, p in plans.items():  # one results file, one recipe (plans written before --pooling / --layer-decay: their defaults)
         kept = state.get("plan", {}).get(d)
-        for key, mine in (("epochs", p[3]), ("lr", p[5]), ("pooling", args.pooling), ("layer_decay", args.layer_decay)):
-            theirs = kept and kept.get(key, {"pooling": "auto"}.get(key))
+        for key, mine in (("epochs", p[3]), ("lr", p[5]), ("pooling", args.pooling), ("layer_decay", args.layer_decay),
+                          ("sep_pairs", args.sep_pairs)):
+            theirs = kept and kept.get(key, {"pooling": "auto", "sep_pairs": False}.get(key))
             if kept and theirs != mine:
                 raise SystemExit(f"{out} holds {d} runs with {key} {theirs}, and this run has {key} {mine}: one results file holds one "
                                  "recipe. Give this run its own --out.")
@@ -197,9 +209,9 @@ def main():
     todo = [(d, n, m, s) for d in plans for n in sizes for s in seeds for m in modes if (d, n, m, s) not in done]
     began = time.time()
     for dataset, plan in plans.items():
-        tasks[dataset], tests[dataset], meta["reference"][dataset] = load_dataset(dataset, plan, args.dss_dir, work, sizes)
+        tasks[dataset], tests[dataset], meta["reference"][dataset] = load_dataset(dataset, plan, args.dss_dir, work, sizes, args.sep_pairs)
         meta["plan"][dataset] = dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan),
-                                     min_steps=args.min_steps, pooling=args.pooling, layer_decay=args.layer_decay)
+                                     min_steps=args.min_steps, pooling=args.pooling, layer_decay=args.layer_decay, sep_pairs=args.sep_pairs)
     for i, (dataset, size, mode, seed) in enumerate(todo, 1):
         r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset], args.min_steps, args.pooling, args.layer_decay)
         runs.append(r)

@@ -17,7 +17,7 @@ from edgedistill.distill.train import TrainConfig, train
 from edgedistill.errors import UserError
 from edgedistill.evaluate import predict_labels
 from edgedistill.task import load_task
-from test_train import NLI_TASK, write_annotations
+from test_train import LABELS, NLI_TASK, write_annotations
 
 PLACES = ["park", "house", "street"]
 
@@ -34,6 +34,11 @@ def data(tmp_path_factory):
                                 "gold": place, "status": "ok", "rationale": f"the dog is at the {place}"}) + "\n")
     (d / "nli.yaml").write_text(NLI_TASK)
     write_annotations(d / "nli.jsonl")
+    with open(d / "pairs.jsonl", "w") as f:  # text pairs: the label is read off the second text
+        for i in range(48):
+            label = LABELS[i % 3]
+            f.write(json.dumps({"id": str(i), "input": f"the dog is in the {PLACES[i // 3 % 3]} [SEP] {label} dog happy",
+                                "label": label, "gold": label, "status": "ok", "rationale": f"the dog is {label}"}) + "\n")
     return d
 
 
@@ -44,9 +49,9 @@ def _train(data, out, **kw):
     return train(TrainConfig(**{**args, **kw}), echo=lambda *_: None)
 
 
-def _examples(data):
-    rows = [json.loads(line) for line in (data / "mc.jsonl").read_text().splitlines()]
-    return [Example(id=r["id"], input=r["input"], choices=r["choices"], gold=r["gold"]) for r in rows]
+def _examples(data, name="mc.jsonl"):
+    rows = [json.loads(line) for line in (data / name).read_text().splitlines()]
+    return [Example(id=r["id"], input=r["input"], choices=r.get("choices"), gold=r["gold"]) for r in rows]
 
 
 def _cls_in_pair_template(model_dir) -> int:
@@ -110,10 +115,54 @@ def test_rationale_modes_train_a_two_tower_student(data, tmp_path, mode):
     assert s["pooling"] == "two-tower" and s["mode"] == mode
 
 
-def test_two_tower_needs_a_multiple_choice_task(data, tmp_path):
-    with pytest.raises(UserError, match="--pooling two-tower: .*multiple-choice students; this is a sequence-classification"):
+def test_a_two_tower_classifier_needs_inputs_with_two_texts(data, tmp_path):
+    with pytest.raises(UserError, match=r"--pooling two-tower: .*nli.jsonl: 48 of 48 inputs hold no \[SEP\] .*'\{first\} \[SEP\] \{second\}'"):
         _train(data, tmp_path / "nli", task=str(data / "nli.yaml"), annotations=str(data / "nli.jsonl"))
     assert not (tmp_path / "nli").exists()
+
+
+def test_a_pair_classifier_reads_each_side_of_sep_as_if_encoded_alone(data):
+    """`premise [SEP] hypothesis` as one text: the classifier reads [u, v, |u - v|, u * v] of the two sides' mean
+    states, each side's states those of encoding it alone (the second side from position 0, its [SEP] included)."""
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    model = build_label_model(data / "sent", "sequence-classification", LABELS, pooling="two-tower").eval()
+    tok = tiny.tiny_tokenizer()
+    sides = [("where is the dog", "the park"), ("the cat is happy in the park with a dog", "street")]
+    enc = tok([f"{a} [SEP] {b}" for a, b in sides], padding=True, return_tensors="pt")
+    assert tok.convert_ids_to_tokens(enc["input_ids"][0])[:6] == ["[CLS]", "where", "is", "the", "dog", "[SEP]"]
+    with torch.no_grad():
+        logits = model(**enc).logits
+    encoder = BertModel(model.config, add_pooling_layer=False).eval()
+    encoder.load_state_dict(model.bert.state_dict())
+
+    def embed(ids):
+        with torch.no_grad():
+            return encoder(input_ids=torch.tensor([ids])).last_hidden_state[0].mean(0)
+
+    def by_hand(a, b):
+        u = embed(tok(a)["input_ids"])
+        v = embed(tok(b, add_special_tokens=False)["input_ids"] + [tok.sep_token_id])
+        with torch.no_grad():
+            return model.classifier(torch.cat([u, v, (u - v).abs(), u * v]))
+
+    assert torch.allclose(logits, torch.stack([by_hand(a, b) for a, b in sides]), atol=1e-4)
+
+
+def test_a_two_tower_classifier_trains_strips_trims_and_exports(data, tmp_path):
+    task, exs = load_task(data / "nli.yaml"), _examples(data, "pairs.jsonl")
+    s = _train(data, tmp_path / "student", task=str(data / "nli.yaml"), annotations=str(data / "pairs.jsonl"))
+    assert s["pooling"] == "two-tower" and s["family"] == "sequence-classification"
+    stripped = strip_student(tmp_path / "student", tmp_path / "stripped")
+    predicted = predict_labels(stripped, task, exs)
+    assert sum(p == e.gold for p, e in zip(predicted, exs)) / len(exs) > 0.6  # chance 1/3
+    trim_vocabulary(stripped, [e.input for e in exs], tmp_path / "trimmed", common=0)
+    assert predict_labels(tmp_path / "trimmed", task, exs) == predicted
+    m = export_bundle(ExportConfig(model=str(tmp_path / "trimmed"), out=str(tmp_path / "bundle"), quantize="none",
+                                   parity_data=str(data / "pairs.jsonl"), parity_samples=12), echo=lambda *_: None)
+    assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4  # the graph parts the text at [SEP] as the torch model does
+    assert predict_labels(tmp_path / "bundle", task, exs) == predicted
 
 
 def test_training_ranks_each_answer_among_every_choice_in_the_batch(data):

@@ -65,7 +65,9 @@ from ..distill.train import TrainConfig, train as run_train
 @click.option("--pooling", type=click.Choice(POOLINGS), default="auto", show_default=True,
               help="What the label head reads: mean = the mean of the token states, cls = BERT's [CLS] state and pooler, "
               "two-tower (multiple choice) = the question and each choice encoded apart, scored by 20 x the cosine of their "
-              "mean states, as all-MiniLM-L6-v2 was pretrained. "
+              "mean states, as all-MiniLM-L6-v2 was pretrained; (classification) an input written 'first [SEP] second', "
+              "its two texts encoded apart and classified by [u, v, |u - v|, u * v] of their mean states, as Sentence-BERT "
+              "read NLI pairs. "
               "auto: the pooling the base was pretrained with (mean for all-MiniLM-L6-v2, from its 1_Pooling config; "
               "a compressed or trained base keeps its own); cls for bases that record none.")
 @click.option("--numeric", type=click.Choice(NUMERIC), default="auto", show_default=True,

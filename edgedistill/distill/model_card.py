@@ -41,7 +41,8 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 
 HEAD_READS = {"mean": "the mean of the token states, as the base was pretrained",
               "cls": "the [CLS] state through BERT's pooler",
-              "two-tower": "20 x the cosine of the question's and each choice's mean states, each text encoded apart"}
+              "two-tower": "two texts encoded apart (question and choice, or the input's two sides of [SEP]): 20 x the cosine "
+                           "of their mean states (multiple choice), or a linear layer on [u, v, |u - v|, u * v] of them (classification)"}
 MEAN_POOLED_NOTE = ("\n\nIts head reads {reads}; config.json says `classifier_pooling: {pooling}`. Load it with "
                     "`edgedistill.distill.student.load_label_model(dir, family)`; transformers' own Auto class would put the "
                     "head on [CLS] instead. The exported bundle carries the pooling in its graph.")

@@ -173,6 +173,19 @@ class Prepared:
     pooling: str | None = None  # what the label head reads ("mean" / "cls"); None for seq2seq students
 
 
+def require_pair_inputs(rows: list[Row], base: str, source: str) -> None:
+    """A two-tower classifier reads two texts that the tokenizer's [SEP] parts: every input must hold one."""
+    from transformers import AutoTokenizer
+
+    sep = AutoTokenizer.from_pretrained(base).sep_token
+    missing = [r for r in rows if sep not in r.input]
+    if missing:
+        raise UserError(f"--pooling {TWO_TOWER}: {source}: {len(missing)} of {len(rows)} inputs hold no {sep} to part their "
+                        f"two texts (the first: {missing[0].input[:60]!r}); a classification student reads two texts apart "
+                        f"when the task's input is written '{{first}} {sep} {{second}}' (e.g. 'Premise: {{premise}} {sep} "
+                        f"Hypothesis: {{hypothesis}}'); otherwise use --pooling mean or auto")
+
+
 def prepare(cfg: TrainConfig) -> Prepared:
     """Load the task and rows for cfg.mode and split them (seeded by cfg.seed, the same for every mode)."""
     from transformers import AutoConfig
@@ -197,9 +210,8 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if family == "seq2seq" and (cfg.head_lr is not None or cfg.layer_decay not in (None, 1.0)):
         raise UserError("--head-lr / --layer-decay: only for classification and multiple-choice students; a seq2seq "
                         "student trains every weight at --lr")
-    if cfg.pooling == TWO_TOWER and family != "multiple-choice":
-        raise UserError(f"--pooling {TWO_TOWER}: scores a question against each choice, so it is for multiple-choice "
-                        f"students; this is a {family} student: use --pooling mean or auto")
+    if cfg.pooling == TWO_TOWER and family == "sequence-classification":
+        require_pair_inputs(rows, base, cfg.annotations)
     if family == "seq2seq" and cfg.pooling != "auto":
         raise UserError(f"--pooling {cfg.pooling}: only classification and multiple-choice students have a head to pool for; "
                         f"a {task.type} task trains a seq2seq student")
