@@ -112,6 +112,9 @@ def bundles(tmp_path_factory):
     (num / "task.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\n')
     _two_tower_dir(d / "tt")  # question and choice encoded apart: tokenizer.json's own pair template
     (d / "tt" / "task.yaml").write_text((mc / "task.yaml").read_text())
+    _two_tower_dir(d / "ttc", "sequence-classification")  # premise and hypothesis encoded apart, parted in-graph at [SEP]
+    (d / "ttc" / "task.yaml").write_text('name: nli\ntype: classification\ninput: "Premise: {premise} [SEP] Hypothesis: {hypothesis}"\n'
+                                         'labels: [entailment, neutral, contradiction]\n')
     parity = sentences(41, seed=99, lo=3, odd=False)  # the export's own parity inputs (no empty ones)
     for name, items in (("cls", [{"premise": t, "hypothesis": parity[-i - 1]} for i, t in enumerate(parity)]),
                         ("mc", [{"question": t, "choices": sentences(3, seed=i, hi=4, odd=False)} for i, t in enumerate(parity)]),
@@ -124,8 +127,9 @@ def bundles(tmp_path_factory):
                                          # a random tiny MC model's near-tied choices fail INT8 label parity
                                          # with torch (see test_export); JS is compared with the INT8 ONNX here
                                          ("mc-int8", "mc", "int8", {"min_agreement": 0.0}),
-                                         ("num-fp32", "num", "none", {}), ("tt-fp32", "tt", "none", {})):
-        data = "mc" if model == "tt" else model
+                                         ("num-fp32", "num", "none", {}), ("tt-fp32", "tt", "none", {}),
+                                         ("cls-tt-fp32", "ttc", "none", {})):
+        data = {"tt": "mc", "ttc": "cls"}.get(model, model)
         cfg = ExportConfig(model=str(d / model), out=str(d / name), parity_data=str(d / f"{data}.jsonl"),
                            parity_samples=40, quantize=quantize, threads=1, **extra)
         export_bundle(cfg, echo=lambda *_: None)
@@ -133,13 +137,15 @@ def bundles(tmp_path_factory):
     return out
 
 
-def _two_tower_dir(path):
-    """A tiny `--pooling two-tower` multiple-choice student: [CLS] q [SEP] [CLS] c [SEP], each text encoded apart."""
+def _two_tower_dir(path, family="multiple-choice"):
+    """A tiny `--pooling two-tower` student, each text encoded apart: multiple choice, [CLS] q [SEP] [CLS] c [SEP];
+    classification, one text parted at its first [SEP]."""
     from edgedistill.distill.student import build_label_model, pair_template
 
     torch.manual_seed(0)
-    tiny.tiny_sentence_encoder_dir(path.parent / "tt_base")
-    build_label_model(path.parent / "tt_base", "multiple-choice", None, pooling="two-tower").eval().save_pretrained(path)
+    base = tiny.tiny_sentence_encoder_dir(path.parent / f"{path.name}_base")
+    labels = ["entailment", "neutral", "contradiction"] if family == "sequence-classification" else None
+    build_label_model(base, family, labels, pooling="two-tower").eval().save_pretrained(path)
     pair_template(tiny.tiny_tokenizer(), "two-tower").save_pretrained(path)
     return path
 
@@ -242,7 +248,7 @@ def items_for(name):
         return real_cls_items()
     if name.startswith("num"):
         return num_items()
-    return cls_items() if name.startswith("cls") else mc_items()  # mc-*, tt-* (two-tower multiple choice)
+    return cls_items() if name.startswith("cls") else mc_items()  # cls-* (cls-tt: two-tower), mc-*, tt-* (two-tower multiple choice)
 
 
 def bundle_path(bundles, name, request):
@@ -273,7 +279,7 @@ def compare(py, js, what, tol=TOL, near_tie=0.0):
     return diff
 
 
-NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "tt-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
+NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "tt-fp32", "cls-tt-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
 # INT8 on WASM (onnxruntime-web) is not bit-for-bit x86's INT8, and cannot be made so. Measured on the
 # quickstart's INT8 bundle, its 300 tickets (benchmarks/results/js_runtime.md has the table):
 # - The integer kernels agree exactly: MatMulInteger on WASM equals numpy's int64 product, patterns that
