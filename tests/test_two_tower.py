@@ -219,3 +219,16 @@ def test_ragged_batches_rank_among_every_real_choice_too(data):
     assert wide.shape == (2, 5) and offsets.tolist() == [0, 3]
     assert torch.allclose(wide[0, :3], raw.logits[0], atol=1e-5) and torch.allclose(wide[1, 3:], raw.logits[1, :2], atol=1e-5)
     assert torch.allclose(out["loss"], torch.nn.functional.cross_entropy(wide, labels + offsets), atol=1e-5)
+
+
+def test_trimming_renumbers_the_sep_a_two_tower_classifier_parts_at(data, tmp_path):
+    """The graph finds [SEP] by its id (config.sep_token_id): trimming the vocabulary renumbers it in both places."""
+    base = tiny.tiny_sentence_encoder_dir(tmp_path / "late")
+    tiny.tiny_tokenizer(sep_last=True).save_pretrained(base)
+    _train(data, tmp_path / "student", task=str(data / "nli.yaml"), annotations=str(data / "pairs.jsonl"), student=str(base), epochs=1)
+    stripped = strip_student(tmp_path / "student", tmp_path / "stripped")
+    task, exs = load_task(data / "nli.yaml"), _examples(data, "pairs.jsonl")
+    trim_vocabulary(stripped, [e.input for e in exs], tmp_path / "trimmed", common=0)
+    old, new = (json.loads((d / "config.json").read_text())["sep_token_id"] for d in (stripped, tmp_path / "trimmed"))
+    assert new < old == len(tiny.tiny_tokenizer()) - 1
+    assert predict_labels(tmp_path / "trimmed", task, exs) == predict_labels(stripped, task, exs)

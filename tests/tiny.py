@@ -18,8 +18,9 @@ WORDS = (
 ).split()
 
 
-def tiny_tokenizer(style: str = "bert"):
-    """A fast tokenizer over WORDS. style="bert": [CLS] a [SEP] b [SEP]; style="t5": a </s>."""
+def tiny_tokenizer(style: str = "bert", sep_last: bool = False):
+    """A fast tokenizer over WORDS. style="bert": [CLS] a [SEP] b [SEP]; style="t5": a </s>. sep_last: [SEP] the last
+    id, after the words (so trimming the vocabulary renumbers it)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -28,6 +29,8 @@ def tiny_tokenizer(style: str = "bert"):
     else:
         specials = ["<pad>", "</s>", "<unk>"]
     vocab = {w: i for i, w in enumerate(dict.fromkeys(specials + WORDS))}
+    if sep_last:
+        vocab = {w: i for i, w in enumerate([w for w in vocab if w != "[SEP]"] + ["[SEP]"])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token=specials[1] if style == "bert" else "<unk>"))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

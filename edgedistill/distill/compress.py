@@ -117,8 +117,9 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir, common: int = COMMON_W
         emb.weight.copy_(old.weight[torch.tensor(keep)])
     model.set_input_embeddings(emb)
     model.config.vocab_size = len(keep)
-    if model.config.pad_token_id is not None:
-        model.config.pad_token_id = new_id[model.config.pad_token_id]
+    for key in ("pad_token_id", "sep_token_id"):  # the graph reads them (a two-tower classifier parts its text at [SEP])
+        if getattr(model.config, key, None) is not None:
+            setattr(model.config, key, new_id[getattr(model.config, key)])
 
     with build_dir(out_dir) as tmp:
         _save_beside(model, model_dir, tmp)
