@@ -88,6 +88,7 @@ def test_one_pass_scores_each_text_as_if_encoded_alone(data):
 def test_two_tower_student_trains_strips_trims_and_exports(data, tmp_path):
     s = _train(data, tmp_path / "student")
     assert s["pooling"] == "two-tower" and s["family"] == "multiple-choice"
+    assert (s["attempts"][0]["lr"], s["attempts"][0]["layer_decay"]) == (5e-3, 1.0)  # _train's own rates
     assert _cls_in_pair_template(tmp_path / "student") == 2  # the choice's own [CLS]
     task, exs = load_task(data / "mc.yaml"), _examples(data)
     stripped = strip_student(tmp_path / "student", tmp_path / "stripped")
@@ -232,3 +233,15 @@ def test_trimming_renumbers_the_sep_a_two_tower_classifier_parts_at(data, tmp_pa
     old, new = (json.loads((d / "config.json").read_text())["sep_token_id"] for d in (stripped, tmp_path / "trimmed"))
     assert new < old == len(tiny.tiny_tokenizer()) - 1
     assert predict_labels(tmp_path / "trimmed", task, exs) == predict_labels(stripped, task, exs)
+
+
+def test_a_two_tower_multiple_choice_student_defaults_to_one_gentle_rate(data, tmp_path):
+    """No fresh head to learn: every layer at TWO_TOWER_LR unless --lr / --layer-decay say otherwise; a two-tower
+    classifier (a fresh head) keeps the encoder recipe."""
+    from edgedistill.distill.train import ENCODER_LR, LAYER_DECAY, TWO_TOWER_LAYER_DECAY, TWO_TOWER_LR
+
+    s = _train(data, tmp_path / "mc", lr=None, head_lr=None, layer_decay=None, epochs=1)
+    assert (s["attempts"][0]["lr"], s["attempts"][0]["layer_decay"]) == (TWO_TOWER_LR, TWO_TOWER_LAYER_DECAY)
+    s = _train(data, tmp_path / "cls", task=str(data / "nli.yaml"), annotations=str(data / "pairs.jsonl"), lr=None,
+               head_lr=None, layer_decay=None, epochs=1)
+    assert (s["attempts"][0]["lr"], s["attempts"][0]["layer_decay"]) == (ENCODER_LR, LAYER_DECAY)

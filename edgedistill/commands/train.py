@@ -26,11 +26,12 @@ from ..distill.train import TrainConfig, train as run_train
               help="loss = alpha * label + (1 - alpha) * rationale term (multitask, rationale-teacher).")
 @click.option("--epochs", type=float, default=3.0, show_default=True)
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Per device; multiply by GPUs/processes.")
-@click.option("--lr", type=float, help="Learning rate of the encoder's top layer (default 2e-4 encoder students, 3e-4 seq2seq).")
+@click.option("--lr", type=float, help="Learning rate of the encoder's top layer (default 2e-4 encoder students, 5e-5 two-tower multiple "
+              "choice, 3e-4 seq2seq).")
 @click.option("--head-lr", type=float, help="Learning rate of the untrained label head and pooler (default 1e-3): a fast "
               "head beside a gently moving encoder. Classification and multiple-choice students only.")
 @click.option("--layer-decay", type=float, help="Layer-wise decay: encoder layer i of L learns at lr * decay^(L-1-i) "
-              "(default 0.8). Classification and multiple-choice students only.")
+              "(default 0.8; 1.0, one rate, for two-tower multiple choice). Classification and multiple-choice students only.")
 @click.option("--retries", type=int, default=2, show_default=True,
               help="Retrain a run that ends at the floor (validation accuracy no better than always answering the "
               "commonest label, or nine in ten predictions one label) this many times, each with the next seed; "
