@@ -43,6 +43,8 @@ def test_auto_pools_as_the_base_was_pretrained(bases):
     assert m.bert.pooler is None and m.config.classifier_pooling == "mean"
     m.save_pretrained(bases / "built")
     assert pooling_for(bases / "built") == "mean"  # a trained or compressed base keeps its own
+    assert pooling_for(bases / "sent", pairs=True) == "two-tower"  # (question, choice) pairs: the base's own comparison
+    assert pooling_for(bases / "built", pairs=True) == "mean" and pooling_for(bases / "plain", pairs=True) == "cls"
 
 
 def test_mean_pooled_logits_ignore_padding_and_differ_from_cls(bases):
@@ -95,7 +97,8 @@ def test_multiple_choice_student_pools_each_choice(bases, tmp_path):
             f.write(json.dumps({"id": str(i), "input": f"where is the {choices[i % 3]} dog", "choices": choices,
                                 "label": choices[i % 3], "gold": choices[i % 3], "status": "ok",
                                 "rationale": f"the dog is at the {choices[i % 3]}"}) + "\n")
-    s = _train(bases, tmp_path / "mc", task=str(bases / "mc.yaml"), annotations=str(bases / "mc.jsonl"), mode="rationale-teacher", epochs=2)
+    s = _train(bases, tmp_path / "mc", task=str(bases / "mc.yaml"), annotations=str(bases / "mc.jsonl"), mode="rationale-teacher",
+               epochs=2, pooling="mean")
     assert s["pooling"] == "mean" and s["family"] == "multiple-choice"
     stripped = strip_student(tmp_path / "mc", tmp_path / "mc_stripped")
     m = export_bundle(ExportConfig(model=str(stripped), out=str(tmp_path / "b"), quantize="none",

@@ -245,3 +245,22 @@ def test_a_two_tower_multiple_choice_student_defaults_to_one_gentle_rate(data, t
     s = _train(data, tmp_path / "cls", task=str(data / "nli.yaml"), annotations=str(data / "pairs.jsonl"), lr=None,
                head_lr=None, layer_decay=None, epochs=1)
     assert (s["attempts"][0]["lr"], s["attempts"][0]["layer_decay"]) == (ENCODER_LR, LAYER_DECAY)
+
+
+def test_auto_is_two_tower_for_multiple_choice_and_one_text_for_expressions(data, tmp_path):
+    """--pooling auto on a sentence encoder: a multiple-choice student reads question and choice apart
+    (benchmarks/results/two_tower.md); a numeric task's expressions, which the base never embedded, are read
+    with the problem as one text; classification keeps the mean head."""
+    s = _train(data, tmp_path / "mc", pooling="auto", epochs=1)
+    assert s["pooling"] == "two-tower" and _cls_in_pair_template(tmp_path / "mc") == 2
+    (data / "num.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\ngold: label\n')
+    with open(data / "num.jsonl", "w") as f:
+        for i in range(24):
+            a, b = 2 + i % 5, 3 + i % 4
+            f.write(json.dumps({"id": str(i), "input": f"the dog has {a} and {b} cats", "label": str(a + b), "gold": str(a + b),
+                                "status": "ok"}) + "\n")
+    s = _train(data, tmp_path / "num", task=str(data / "num.yaml"), annotations=str(data / "num.jsonl"), pooling="auto",
+               numeric="expressions", epochs=1)
+    assert s["pooling"] == "mean" and s["family"] == "multiple-choice"
+    s = _train(data, tmp_path / "cls", task=str(data / "nli.yaml"), annotations=str(data / "nli.jsonl"), pooling="auto", epochs=1)
+    assert s["pooling"] == "mean"

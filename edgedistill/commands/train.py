@@ -69,8 +69,9 @@ from ..distill.train import TrainConfig, train as run_train
               "mean states, as all-MiniLM-L6-v2 was pretrained; (classification) an input written 'first [SEP] second', "
               "its two texts encoded apart and classified by [u, v, |u - v|, u * v] of their mean states, as Sentence-BERT "
               "read NLI pairs. "
-              "auto: the pooling the base was pretrained with (mean for all-MiniLM-L6-v2, from its 1_Pooling config; "
-              "a compressed or trained base keeps its own); cls for bases that record none.")
+              "auto: the pooling the base was pretrained with (for all-MiniLM-L6-v2, from its 1_Pooling config: mean, and "
+              "two-tower for multiple choice other than a numeric task's expressions; a compressed or trained base keeps "
+              "its own); cls for bases that record none.")
 @click.option("--numeric", type=click.Choice(NUMERIC), default="auto", show_default=True,
               help="Numeric tasks (answers such as 42): expressions = an encoder student chooses among every expression of "
               "one operation (+ - * /) on two numbers of the input, a multiple-choice model whose answer is that "

@@ -221,7 +221,9 @@ def prepare(cfg: TrainConfig) -> Prepared:
         raise UserError(f"--pooling {cfg.pooling}: only classification and multiple-choice students have a head to pool for; "
                         f"a {task.type} task trains a seq2seq student")
     try:
-        pooling = None if family == "seq2seq" else pooling_for(base, cfg.pooling)
+        # a numeric task's expressions are choices too, but not texts the base ever embedded: they keep one text
+        pairs = family == "multiple-choice" and task.type != "numeric"
+        pooling = None if family == "seq2seq" else pooling_for(base, cfg.pooling, pairs)
     except ValueError as e:
         raise UserError(str(e)) from None
     if family == "seq2seq" and cfg.mode in ENCODER_ONLY_MODES:
