@@ -161,9 +161,10 @@ def mean_pooled_forward(self, input_ids=None, attention_mask=None, token_type_id
 # A classifier of text pairs (NLI: premise, hypothesis) may do the same: its input is one text whose first
 # [SEP] parts the two (`{premise} [SEP] {hypothesis}`; the graph finds it, so every runtime feeds the one
 # text as before), and a fresh linear layer reads [u, v, |u - v|, u * v] of their mean states, the
-# classifier Sentence-BERT trained on NLI. On e-SNLI with 180 training rows, a logistic regression on those
-# features of the untrained base answers 49.8 % of the test rows, against 36.2 % on the joint text's mean
-# state and a fine-tuned joint head's 35.0 % (the one-class floor: benchmarks/results/two_tower.md).
+# classifier Sentence-BERT trained on NLI. On e-SNLI with 180 training rows, a linear probe on those
+# features of the untrained base answers 50.0 % of the test rows, against 36.0 % on the joint text's mean
+# state (benchmarks/results/pair_probe.md); fine-tuned, 41.3 +- 3.3 % against the joint head's one-class floor
+# (benchmarks/results/two_tower.md).
 
 TWO_TOWER_SCALE = 20.0  # cosine -> logit, the scale the base's pretraining loss used
 
