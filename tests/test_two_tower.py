@@ -54,6 +54,15 @@ def _examples(data, name="mc.jsonl"):
     return [Example(id=r["id"], input=r["input"], choices=r.get("choices"), gold=r["gold"]) for r in rows]
 
 
+def _no_dropout(model):
+    """Dropout off in training mode too (attention's included), so training-mode scores are deterministic."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if hasattr(m, "dropout_prob"):
+            m.dropout_prob = 0.0
+
+
 def _cls_in_pair_template(model_dir) -> int:
     pair = json.loads((model_dir / "tokenizer.json").read_text())["post_processor"]["pair"]
     return [p.get("SpecialToken", {}).get("id") for p in pair].count("[CLS]")
@@ -173,11 +182,7 @@ def test_training_ranks_each_answer_among_every_choice_in_the_batch(data):
 
     torch.manual_seed(0)
     model = build_label_model(data / "sent", "multiple-choice", None, pooling="two-tower")
-    for m in model.modules():  # no dropout: the same question's states then match in every choice's row
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-        if hasattr(m, "dropout_prob"):
-            m.dropout_prob = 0.0
+    _no_dropout(model)  # the same question's states then match in every choice's row
     tok = pair_template(tiny.tiny_tokenizer(), "two-tower")
     questions = ["where is the dog", "the cat is happy"]
     enc = tok([q for q in questions for _ in PLACES], PLACES * 2, padding=True, return_tensors="pt")
@@ -202,11 +207,7 @@ def test_ragged_batches_rank_among_every_real_choice_too(data):
 
     torch.manual_seed(0)
     model = build_label_model(data / "sent", "multiple-choice", None, pooling="two-tower")
-    for m in model.modules():  # no dropout, as above
-        if isinstance(m, torch.nn.Dropout):
-            m.p = 0.0
-        if hasattr(m, "dropout_prob"):
-            m.dropout_prob = 0.0
+    _no_dropout(model)
     tok = pair_template(tiny.tiny_tokenizer(), "two-tower")
     pairs = [("where is the dog", c) for c in PLACES] + [("the cat is happy", c) for c in PLACES[:2]] + [("the cat is happy", "")]
     enc = tok([q for q, _ in pairs], [c for _, c in pairs], padding=True, return_tensors="pt")

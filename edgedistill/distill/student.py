@@ -204,12 +204,7 @@ def two_tower_classify(self, input_ids=None, attention_mask=None, token_type_ids
 def two_tower_forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
                       output_hidden_states=None, **_unused):
     """A BERT …ForMultipleChoice forward that scores each (question, choice) pair by 20 x the cosine of their
-    mean states, each text encoded apart in the one pass (`segment_inputs`); a …ForSequenceClassification one
-    classifies its input's two parts (`two_tower_classify`)."""
-    from transformers import BertForSequenceClassification
-
-    if isinstance(self, BertForSequenceClassification):
-        return two_tower_classify(self, input_ids, attention_mask, token_type_ids, labels, output_hidden_states)
+    mean states, each text encoded apart in the one pass (`segment_inputs`)."""
     if token_type_ids is None:
         raise ValueError("a two-tower student needs token_type_ids: they say where the question ends and the choice begins")
     k = input_ids.shape[1] if input_ids.dim() == 3 else None
@@ -255,6 +250,11 @@ def pair_template(tok, pooling: str):
 MEAN_FORWARDS = {"mean": mean_pooled_forward, TWO_TOWER: two_tower_forward}
 
 
+def forward_for(pooling: str, multiple_choice: bool):
+    """The forward of a `pooling` head (MEAN_FORWARDS); a two-tower classifier of text pairs has its own."""
+    return two_tower_classify if pooling == TWO_TOWER and not multiple_choice else MEAN_FORWARDS[pooling]
+
+
 def two_tower_classifier(config):
     """A two-tower classifier's head: [u, v, |u - v|, u * v] -> labels."""
     return nn.Linear(4 * config.hidden_size, config.num_labels)
@@ -273,7 +273,7 @@ def _mean_pooled(base, pooling: str = "mean"):
             if pooling == TWO_TOWER and not multiple_choice:  # a classifier of text pairs
                 self.classifier = two_tower_classifier(config)
 
-        forward = MEAN_FORWARDS[pooling]
+        forward = forward_for(pooling, multiple_choice)
 
     if pooling == TWO_TOWER and multiple_choice:  # it keeps BertForMultipleChoice's classifier (exportable loads it back) but never reads it
         MeanPooled._keys_to_ignore_on_load_missing = [r"^classifier\."]
@@ -288,6 +288,8 @@ def exportable(model):
     override optimum documents for onnx_export_from_model)."""
     import types
 
+    from transformers import BertForMultipleChoice
+
     pooling = pooling_of(model.config)
     if pooling not in MEAN_FORWARDS:
         return model
@@ -295,7 +297,7 @@ def exportable(model):
     plain.bert.pooler = None
     plain.classifier = model.classifier.__class__(model.classifier.in_features, model.classifier.out_features)
     plain.load_state_dict(model.state_dict())
-    plain.forward = types.MethodType(MEAN_FORWARDS[pooling], plain)
+    plain.forward = types.MethodType(forward_for(pooling, isinstance(model, BertForMultipleChoice)), plain)
     return plain.eval()
 
 
