@@ -175,6 +175,28 @@ def test_a_two_tower_classifier_trains_strips_trims_and_exports(data, tmp_path):
     assert predict_labels(tmp_path / "bundle", task, exs) == predicted
 
 
+def test_training_encodes_each_question_once_with_the_one_pass_numbers(data):
+    """Training takes the shortcut (each row's question encoded once, each choice alone: encode_apart) and scores
+    exactly what the one pass does; a row whose choices carry different question tokens goes through the one pass."""
+    from edgedistill.distill.student import encode_apart
+
+    torch.manual_seed(0)
+    model = build_label_model(data / "sent", "multiple-choice", None, pooling="two-tower")
+    _no_dropout(model)
+    tok = pair_template(tiny.tiny_tokenizer(), "two-tower")
+    questions, choices = ["where is the dog", "the cat is happy in the park with a dog"], [["park", "the big house"], ["street", "dog"]]
+    enc = tok([q for q in questions for _ in range(2)], [c for cs in choices for c in cs], padding=True, return_tensors="pt")
+    inputs = {k: v.view(2, 2, -1) for k, v in enc.items()}
+    flat = [enc[n] for n in ("input_ids", "attention_mask", "token_type_ids")]
+    assert encode_apart(model.bert, *flat, k=2) is not None
+    with torch.no_grad():
+        trained, one_pass = model.train()(**inputs), model.eval()(**inputs)
+    assert torch.allclose(trained.logits, one_pass.logits, atol=1e-4)
+    ids = flat[0].clone()
+    ids[1, 1] = ids[0, 2]  # row 0's second choice now carries another question
+    assert encode_apart(model.bert, ids, *flat[1:], k=2) is None
+
+
 def test_training_ranks_each_answer_among_every_choice_in_the_batch(data):
     """In training the forward also scores every question against every row's choices; their diagonal blocks are the
     row's own scores, and the label loss then ranks the answer among all of them (the other rows' choices too)."""
