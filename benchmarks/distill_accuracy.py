@@ -43,7 +43,10 @@ AUTO = "auto"
 AUTO_MAX = "highest val"  # the rule auto had before its paired test: the highest validation accuracy
 # dataset: train split, test rows, max_length, epochs, batch size, lr (pretrained weights).
 # The label head learns at train.HEAD_LR and the encoder's lower layers at lr * train.LAYER_DECAY^depth.
+# A two-tower multiple-choice student has no fresh head: it trains at train's own rate (TWO_TOWER_LR, no layer
+# decay) unless --lr says otherwise (`two_tower_choices`; the plan then records lr None).
 PLAN = {"esnli": ("valid", 500, 64, 3, 16, 2e-4), "cqa": ("train", 300, 48, 3, 8, 1e-4), "svamp": ("train", 200, 64, 3, 8, 1e-4)}
+CHOICE_TEXTS = {"cqa"}  # multiple choice among texts (SVAMP's choices are expressions, which keep one text)
 MIN_STEPS = 0
 # --sep-pairs: where a dataset's input parts its two texts, rewritten as " [SEP] " (what a two-tower classifier reads)
 PAIR_SPLITS = {"esnli": "\nHypothesis: "}
@@ -73,6 +76,14 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, poolin
     return {**row, "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"], "val_correct": s["val_correct"], "val_rows": s["val_examples"],
             "train_rows": s["train_examples"], "with_rationale": s["rows"]["with_rationale"], "attempts": s["attempts"], "pooling": s.get("pooling"),
             "val_by_epoch": val_by_epoch(s["history"]), "train_loss": s["train_loss"], "seconds": round(time.time() - start, 1)}
+
+
+def two_tower_choices(dataset: str, pooling: str) -> bool:
+    """Whether this dataset's student under --pooling is a two-tower multiple-choice one (train's own rate, not the plan's)."""
+    from edgedistill.distill.student import TWO_TOWER, pooling_for
+    from edgedistill.distill.train import default_student
+
+    return dataset in CHOICE_TEXTS and pooling_for(default_student(), pooling, pairs=True) == TWO_TOWER
 
 
 def val_by_epoch(history: list) -> list:
@@ -158,8 +169,8 @@ def main():
                     "give it its own --out, as one results file holds one plan)")
     ap.add_argument("--pooling", default="auto", choices=POOLINGS, help="train --pooling for every run (auto: the base's, mean for all-MiniLM-L6-v2); "
                     "another is a recipe probe: give it its own --out")
-    ap.add_argument("--lr", type=float, help="the encoder's top-layer learning rate for every run instead of the plan's (a recipe probe: "
-                    "give it its own --out)")
+    ap.add_argument("--lr", type=float, help="the encoder's top-layer learning rate for every run instead of the plan's, or of "
+                    "train's own for a two-tower multiple-choice student (a recipe probe: give it its own --out)")
     ap.add_argument("--layer-decay", type=float, help="each encoder layer below the top learns at this times the one above "
                     "(1.0: one flat rate; default train.LAYER_DECAY; a recipe probe: give it its own --out)")
     ap.add_argument("--sep-pairs", action="store_true", help="e-SNLI: write each input 'Premise: ... [SEP] Hypothesis: ...', "
@@ -185,6 +196,8 @@ def main():
         plans = {d: (*p[:3], args.epochs, *p[4:]) for d, p in plans.items()}
     if args.lr:
         plans = {d: (*p[:5], args.lr) for d, p in plans.items()}
+    else:
+        plans = {d: (*p[:5], None) if two_tower_choices(d, args.pooling) else p for d, p in plans.items()}
     if args.quick:
         sizes, seeds = [60, 120], seeds[:1]
         plans = {d: (p[0], 40, p[2], 1, p[4], p[5]) for d, p in plans.items()}
@@ -307,6 +320,18 @@ def at_floor(r, res) -> bool:
     return r["accuracy"] is not None and r["accuracy"] <= res["reference"][r["dataset"]]["floor"] + 0.01
 
 
+def _rate(p: dict, runs: list) -> str:
+    """The learning rates a plan's runs trained at, for the report (train's defaults where the plan gives none)."""
+    from edgedistill.distill.student import TWO_TOWER
+    from edgedistill.distill.train import HEAD_LR, LAYER_DECAY, TWO_TOWER_LAYER_DECAY, TWO_TOWER_LR
+
+    two_tower = any(r.get("pooling") == TWO_TOWER for r in runs)
+    lr = p["lr"] if p["lr"] is not None else TWO_TOWER_LR
+    decay = p.get("layer_decay") or (TWO_TOWER_LAYER_DECAY if two_tower else LAYER_DECAY)
+    return (f"lr {lr:g} at the encoder's top layer ({decay:g} per layer below)"
+            + ("" if two_tower else f", label head {HEAD_LR:g}"))
+
+
 def write_report(out: Path, res: dict):
     from edgedistill.atomic import write_text
 
@@ -320,7 +345,7 @@ def write_report(out: Path, res: dict):
                      + (f", wall time {inv['wall_s'] / 60:.0f} min" if inv.get("wall_s") is not None else ", interrupted"))
     lines += ["", "Settings: " + "; ".join(
         f"{d}: max_length {p['max_length']}, {p['epochs']} epochs" + (f" (more where needed for {p['min_steps']} optimizer steps)" if p.get("min_steps") else "") + ", "
-        f"batch {p['batch_size']}, lr {p['lr']} at the encoder's top layer (0.8 per layer below), label head 1e-3, {p['test_rows']} fixed test rows from `test`, training rows from "
+        f"batch {p['batch_size']}, {_rate(p, [r for r in res['runs'] if r['dataset'] == d])}, {p['test_rows']} fixed test rows from `test`, training rows from "
         f"`{p['train_split']}` (nested subsets: each size holds the smaller ones)" for d, p in res["plan"].items())
               + ". Label head: " + _poolings(res["runs"]) + ". Checkpoints: best epoch on 10 % of the training rows (teacher labels, never test). `auto` is the candidate "
               "`--mode auto` ships for that seed: label-only unless another beats it on validation beyond noise (a one-sided paired sign test on the rows where exactly one of the two is right, p < 0.05). `highest val`: the candidate with the highest validation accuracy, "
