@@ -167,6 +167,8 @@ def main():
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--epochs", type=int, help="train every run for this many epochs instead of the plan's (a recipe probe: "
                     "give it its own --out, as one results file holds one plan)")
+    ap.add_argument("--batch-size", type=int, help="train every run with this many rows a batch instead of the plan's (a two-tower "
+                    "multiple-choice student ranks each answer among every choice in the batch; a recipe probe: its own --out)")
     ap.add_argument("--pooling", default="auto", choices=POOLINGS, help="train --pooling for every run (auto: the base's, mean for all-MiniLM-L6-v2); "
                     "another is a recipe probe: give it its own --out")
     ap.add_argument("--lr", type=float, help="the encoder's top-layer learning rate for every run instead of the plan's, or of "
@@ -194,6 +196,8 @@ def main():
     plans = {d: PLAN[d] for d in args.datasets.split(",")}
     if args.epochs:
         plans = {d: (*p[:3], args.epochs, *p[4:]) for d, p in plans.items()}
+    if args.batch_size:
+        plans = {d: (*p[:4], args.batch_size, p[5]) for d, p in plans.items()}
     if args.lr:
         plans = {d: (*p[:5], args.lr) for d, p in plans.items()}
     else:
@@ -205,7 +209,7 @@ def main():
     state = json.loads(out.read_text()) if out.exists() else {}
     for d, p in plans.items():  # one results file, one recipe (plans written before --pooling / --layer-decay: their defaults)
         kept = state.get("plan", {}).get(d)
-        for key, mine in (("epochs", p[3]), ("lr", p[5]), ("pooling", args.pooling), ("layer_decay", args.layer_decay),
+        for key, mine in (("epochs", p[3]), ("batch_size", p[4]), ("lr", p[5]), ("pooling", args.pooling), ("layer_decay", args.layer_decay),
                           ("sep_pairs", args.sep_pairs)):
             theirs = kept and kept.get(key, {"pooling": "auto", "sep_pairs": False}.get(key))
             if kept and theirs != mine:
