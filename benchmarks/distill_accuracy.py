@@ -184,6 +184,8 @@ def main():
                     "session's or machine's --out) to --out and rebuild the report")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
     from edgedistill.atomic import write_json
     from edgedistill.machine import machine_record
 
@@ -218,7 +220,7 @@ def main():
     runs = state.get("runs", [])
     done = {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in runs}
     command = "python " + shlex.join(["benchmarks/distill_accuracy.py"] + sys.argv[1:])
-    invocation = {"command": command, "machine": machine_record(threads=[os.cpu_count()]), "started": time.strftime("%Y-%m-%d %H:%M")}
+    invocation = {"command": command, "machine": machine_record(threads=[torch.get_num_threads()]), "started": time.strftime("%Y-%m-%d %H:%M")}
     meta = {k: state.get(k, {}) for k in ("plan", "reference")}
     meta["invocations"] = state.get("invocations", []) + [invocation]
     work = Path(tempfile.mkdtemp(prefix="distill-acc-"))
