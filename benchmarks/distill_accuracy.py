@@ -43,10 +43,9 @@ AUTO = "auto"
 AUTO_MAX = "highest val"  # the rule auto had before its paired test: the highest validation accuracy
 # dataset: train split, test rows, max_length, epochs, batch size, lr (pretrained weights).
 # The label head learns at train.HEAD_LR and the encoder's lower layers at lr * train.LAYER_DECAY^depth.
-# A two-tower multiple-choice student has no fresh head: it trains at train's own rate (TWO_TOWER_LR, no layer
-# decay) unless --lr says otherwise (`two_tower_choices`; the plan then records lr None).
+# The plan's lr is for students with a fresh head; one without (a two-tower multiple-choice student) trains at
+# train's own rate (train.default_rates) unless --lr says otherwise (`fresh_head`; the plan then records lr None).
 PLAN = {"esnli": ("valid", 500, 64, 3, 16, 2e-4), "cqa": ("train", 300, 48, 3, 8, 1e-4), "svamp": ("train", 200, 64, 3, 8, 1e-4)}
-CHOICE_TEXTS = {"cqa"}  # multiple choice among texts (SVAMP's choices are expressions, which keep one text)
 MIN_STEPS = 0
 # --sep-pairs: where a dataset's input parts its two texts, rewritten as " [SEP] " (what a two-tower classifier reads)
 PAIR_SPLITS = {"esnli": "\nHypothesis: "}
@@ -78,12 +77,13 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, poolin
             "val_by_epoch": val_by_epoch(s["history"]), "train_loss": s["train_loss"], "seconds": round(time.time() - start, 1)}
 
 
-def two_tower_choices(dataset: str, pooling: str) -> bool:
-    """Whether this dataset's student under --pooling is a two-tower multiple-choice one (train's own rate, not the plan's)."""
-    from edgedistill.distill.student import TWO_TOWER, pooling_for
-    from edgedistill.distill.train import default_student
+def fresh_head(dataset: str, pooling: str) -> bool:
+    """Whether this dataset's student under --pooling starts with a fresh head, and so trains at the plan's rate
+    (train decides: a two-tower multiple-choice student has none and takes train's own)."""
+    from edgedistill.distill import train
+    from edgedistill.teacher.dss import task_for
 
-    return dataset in CHOICE_TEXTS and pooling_for(default_student(), pooling, pairs=True) == TWO_TOWER
+    return train.fresh_head(*train.student_head(task_for(dataset).type, train.default_student(), pooling=pooling))
 
 
 def val_by_epoch(history: list) -> list:
@@ -203,7 +203,7 @@ def main():
     if args.lr:
         plans = {d: (*p[:5], args.lr) for d, p in plans.items()}
     else:
-        plans = {d: (*p[:5], None) if two_tower_choices(d, args.pooling) else p for d, p in plans.items()}
+        plans = {d: p if fresh_head(d, args.pooling) else (*p[:5], None) for d, p in plans.items()}
     if args.quick:
         sizes, seeds = [60, 120], seeds[:1]
         plans = {d: (p[0], 40, p[2], 1, p[4], p[5]) for d, p in plans.items()}

@@ -287,3 +287,24 @@ def test_auto_is_two_tower_for_multiple_choice_and_one_text_for_expressions(data
     assert s["pooling"] == "mean" and s["family"] == "multiple-choice"
     s = _train(data, tmp_path / "cls", task=str(data / "nli.yaml"), annotations=str(data / "nli.jsonl"), pooling="auto", epochs=1)
     assert s["pooling"] == "mean"
+
+
+def test_one_decision_gives_each_student_its_head_and_rates(data):
+    """train.student_head / fresh_head / default_rates, which prepare and benchmarks/distill_accuracy.py both ask:
+    only a two-tower multiple-choice student starts as the base's own scorer and takes the gentle rate, whatever
+    the task its choices come from; a numeric task's expressions are one text under auto."""
+    from edgedistill.distill.train import (ENCODER_LR, LAYER_DECAY, SEQ2SEQ_LR, TWO_TOWER_LAYER_DECAY, TWO_TOWER_LR,
+                                           default_rates, fresh_head, student_head)
+
+    base = str(data / "sent")
+    heads = {(t, p): student_head(t, base, "expressions", p) for t in ("multiple-choice", "numeric", "classification")
+             for p in ("auto", "two-tower")}
+    assert heads == {("multiple-choice", "auto"): ("multiple-choice", "two-tower"),
+                     ("multiple-choice", "two-tower"): ("multiple-choice", "two-tower"),
+                     ("numeric", "auto"): ("multiple-choice", "mean"), ("numeric", "two-tower"): ("multiple-choice", "two-tower"),
+                     ("classification", "auto"): ("sequence-classification", "mean"),
+                     ("classification", "two-tower"): ("sequence-classification", "two-tower")}
+    assert [fresh_head(*h) for h in heads.values()] == [False, False, True, False, True, True]
+    assert default_rates("multiple-choice", "two-tower") == (TWO_TOWER_LR, TWO_TOWER_LAYER_DECAY)
+    assert default_rates("sequence-classification", "two-tower") == default_rates("multiple-choice", "mean") == (ENCODER_LR, LAYER_DECAY)
+    assert default_rates("seq2seq", None) == (SEQ2SEQ_LR, 1.0)

@@ -193,10 +193,6 @@ def require_pair_inputs(rows: list[Row], base: str, source: str) -> None:
 
 def prepare(cfg: TrainConfig) -> Prepared:
     """Load the task and rows for cfg.mode and split them (seeded by cfg.seed, the same for every mode)."""
-    from transformers import AutoConfig
-
-    from .student import family_for
-
     task = load_task(cfg.task)
     base = cfg.student or default_student()
     if not Path(base).is_dir():
@@ -205,7 +201,7 @@ def prepare(cfg: TrainConfig) -> Prepared:
         raise UserError(f"--student: {base} has no config.json; it is not a transformers model dir")
     rows, stats = training_rows(cfg, task, keep_rationales=cfg.mode in RATIONALE_MODES + ("auto",))
     try:
-        family = family_for(task.type, AutoConfig.from_pretrained(base), cfg.numeric)
+        family, pooling = student_head(task.type, base, cfg.numeric, cfg.pooling)
     except ValueError as e:
         raise UserError(str(e)) from None
     if task.type == "numeric" and family == "multiple-choice":
@@ -220,12 +216,6 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if family == "seq2seq" and cfg.pooling != "auto":
         raise UserError(f"--pooling {cfg.pooling}: only classification and multiple-choice students have a head to pool for; "
                         f"a {task.type} task trains a seq2seq student")
-    try:
-        # a numeric task's expressions are choices too, but not texts the base ever embedded: they keep one text
-        pairs = family == "multiple-choice" and task.type != "numeric"
-        pooling = None if family == "seq2seq" else pooling_for(base, cfg.pooling, pairs)
-    except ValueError as e:
-        raise UserError(str(e)) from None
     if family == "seq2seq" and cfg.mode in ENCODER_ONLY_MODES:
         raise UserError(f"--mode {cfg.mode}: needs a classification or multiple-choice student; a {task.type} task trains a "
                         f"seq2seq student: use --mode multitask, label-only or auto")
@@ -428,22 +418,41 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _two_tower_choices(prep: Prepared) -> bool:
-    return prep.pooling == TWO_TOWER and prep.family == "multiple-choice"
+def student_head(task_type: str, base: str, numeric: str = "auto", pooling: str = "auto") -> tuple[str, str | None]:
+    """(family, pooling) of the student built from `base` for a task_type task: its model family (student.family_for)
+    and its head's pooling (student.pooling_for; None for seq2seq, which has no head). ValueError for a base that
+    cannot be either. The one place that decides both, for prepare and for anything that plans runs (benchmarks)."""
+    from transformers import AutoConfig
+
+    from .student import family_for
+
+    family = family_for(task_type, AutoConfig.from_pretrained(base), numeric)
+    # a numeric task's expressions are choices too, but not texts the base ever embedded: they keep one text
+    pairs = family == "multiple-choice" and task_type != "numeric"
+    return family, None if family == "seq2seq" else pooling_for(base, pooling, pairs)
+
+
+def fresh_head(family: str, pooling: str | None) -> bool:
+    """Whether this student starts with untrained head weights (a fresh label head, a seq2seq decoder's answer path)
+    rather than as the base's own scorer (a two-tower multiple-choice student): what its default rates follow."""
+    return not (pooling == TWO_TOWER and family == "multiple-choice")
+
+
+def default_rates(family: str, pooling: str | None) -> tuple[float, float]:
+    """(the top encoder layer's rate, the decay per layer below) a student trains at unless --lr / --layer-decay say."""
+    if family == "seq2seq":
+        return SEQ2SEQ_LR, 1.0
+    return (ENCODER_LR, LAYER_DECAY) if fresh_head(family, pooling) else (TWO_TOWER_LR, TWO_TOWER_LAYER_DECAY)
 
 
 def _lr(cfg: TrainConfig, prep: Prepared) -> float:
     """--lr, else the top encoder layer's default rate for this student."""
-    if cfg.lr:
-        return cfg.lr
-    return SEQ2SEQ_LR if prep.family == "seq2seq" else TWO_TOWER_LR if _two_tower_choices(prep) else ENCODER_LR
+    return cfg.lr or default_rates(prep.family, prep.pooling)[0]
 
 
 def _layer_decay(cfg: TrainConfig, prep: Prepared) -> float:
     """--layer-decay, else this student's default (1: one rate for every layer)."""
-    if cfg.layer_decay is not None:
-        return cfg.layer_decay
-    return 1.0 if prep.family == "seq2seq" else TWO_TOWER_LAYER_DECAY if _two_tower_choices(prep) else LAYER_DECAY
+    return cfg.layer_decay if cfg.layer_decay is not None else default_rates(prep.family, prep.pooling)[1]
 
 
 MIN_JUDGED = 20
