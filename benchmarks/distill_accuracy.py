@@ -44,7 +44,7 @@ AUTO_MAX = "highest val"  # the rule auto had before its paired test: the highes
 # dataset: train split, test rows, max_length, epochs, batch size, lr (pretrained weights).
 # The label head learns at train.HEAD_LR and the encoder's lower layers at lr * train.LAYER_DECAY^depth.
 # The plan's lr is for students with a fresh head; one without (a two-tower multiple-choice student) trains at
-# train's own rate (train.default_rates) unless --lr says otherwise (`fresh_head`; the plan then records lr None).
+# train's own rate (train.default_rates) unless --lr says otherwise (`takes_plan_rate`; the plan then records lr None).
 PLAN = {"esnli": ("valid", 500, 64, 3, 16, 2e-4), "cqa": ("train", 300, 48, 3, 8, 1e-4), "svamp": ("train", 200, 64, 3, 8, 1e-4)}
 MIN_STEPS = 0
 # --sep-pairs: where a dataset's input parts its two texts, rewritten as " [SEP] " (what a two-tower classifier reads)
@@ -77,9 +77,9 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, poolin
             "val_by_epoch": val_by_epoch(s["history"]), "train_loss": s["train_loss"], "seconds": round(time.time() - start, 1)}
 
 
-def fresh_head(dataset: str, pooling: str) -> bool:
-    """Whether this dataset's student under --pooling starts with a fresh head, and so trains at the plan's rate
-    (train decides: a two-tower multiple-choice student has none and takes train's own)."""
+def takes_plan_rate(dataset: str, pooling: str) -> bool:
+    """Whether this dataset's student under --pooling trains at the plan's rate: one with a fresh head does (train.fresh_head
+    decides; a two-tower multiple-choice student has none and takes train's own)."""
     from edgedistill.distill import train
     from edgedistill.teacher.dss import task_for
 
@@ -184,13 +184,12 @@ def main():
                     "session's or machine's --out) to --out and rebuild the report")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
-
     from edgedistill.atomic import write_json
     from edgedistill.machine import machine_record
 
     if args.merge:
         return merge_results(Path(args.out), [Path(p) for p in args.merge])
+    import torch  # only for the threads the runs use; --merge trains nothing
 
     sizes = [int(x) for x in args.sizes.split(",")]
     seeds = [int(x) for x in args.seeds.split(",")]
@@ -203,7 +202,7 @@ def main():
     if args.lr:
         plans = {d: (*p[:5], args.lr) for d, p in plans.items()}
     else:
-        plans = {d: p if fresh_head(d, args.pooling) else (*p[:5], None) for d, p in plans.items()}
+        plans = {d: p if takes_plan_rate(d, args.pooling) else (*p[:5], None) for d, p in plans.items()}
     if args.quick:
         sizes, seeds = [60, 120], seeds[:1]
         plans = {d: (p[0], 40, p[2], 1, p[4], p[5]) for d, p in plans.items()}

@@ -204,8 +204,9 @@ def two_tower_classify(self, input_ids=None, attention_mask=None, token_type_ids
 def encode_apart(bert, ids, mask, types, k: int):
     """Training's shortcut to the one pass's mean states (u, v) (`segment_inputs`; the same numbers, dropout aside):
     each row's question encoded once rather than once per choice, and each choice alone at its own length: 1.8x
-    faster per training step on CQA (benchmarks/two_tower_speed.py). None where the packing is not the plain one (a row whose choices carry different
-    question tokens, as truncation may leave them, or padding on the left), for the one pass to handle."""
+    faster per training step on CQA (benchmarks/two_tower_speed.py). None where the packing is not the plain one (a
+    row whose choices carry different question tokens, as truncation may leave them, or padding on the left), for
+    the one pass to handle."""
     first, second = mask.bool() & (types == 0), mask.bool() & (types == 1)
     q_len, c_len = first.sum(1), second.sum(1)
     lq, lc = int(q_len.max()), int(c_len.max())
