@@ -3,7 +3,7 @@ choice embedded apart, 20 x cosine, cross-entropy over the row's choices or, --i
 batch), plain torch, no Trainer: one loop on one screen. Same training rows (teacher labels) and test rows as
 distill_accuracy.py; validation is the first 10 % of the training rows. Prints val/test accuracy per epoch.
 
-    python benchmarks/bi_encoder_probe.py --size 3200 --seed 0 --lr 5e-5 [--inbatch] [--out FILE]
+    python benchmarks/bi_encoder_probe.py --size 3200 --seed 0 --lr 5e-5 [--inbatch] [--base DIR] [--out FILE]
 
 Results: benchmarks/results/two_tower.md.
 """
@@ -22,13 +22,14 @@ ap.add_argument("--size", type=int, default=1000); ap.add_argument("--seed", typ
 ap.add_argument("--lr", type=float, default=5e-5); ap.add_argument("--epochs", type=int, default=3)
 ap.add_argument("--batch", type=int, default=8); ap.add_argument("--scale", type=float, default=20.0)
 ap.add_argument("--inbatch", action="store_true"); ap.add_argument("--out", default=None)
+ap.add_argument("--base", default=None, help="a sentence-transformers model dir (default: the project's all-MiniLM-L6-v2)")
 ap.add_argument("--dss-dir", default=str(HERE.parent.parent / "shared" / "datasets" / "dss"))
 a = ap.parse_args()
 torch.manual_seed(a.seed); random.seed(a.seed)
 task, anns, test = samples("cqa", PLAN["cqa"], a.dss_dir)
 rows = [r for r in anns[:a.size] if r.status == "ok" and r.label in r.choices]
 n_val = round(0.1 * len(rows)); val, train = rows[:n_val], rows[n_val:]
-base = default_student(); tok = AutoTokenizer.from_pretrained(base); model = AutoModel.from_pretrained(base)
+base = a.base or default_student(); tok = AutoTokenizer.from_pretrained(base); model = AutoModel.from_pretrained(base)
 
 def emb(texts):
     b = tok(texts, padding=True, truncation=True, max_length=48, return_tensors="pt")
