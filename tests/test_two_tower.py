@@ -189,9 +189,16 @@ def test_training_encodes_each_question_once_with_the_one_pass_numbers(data):
     inputs = {k: v.view(2, 2, -1) for k, v in enc.items()}
     flat = [enc[n] for n in ("input_ids", "attention_mask", "token_type_ids")]
     assert encode_apart(model.bert, *flat, k=2) is not None
+    calls = []
+    model.bert.register_forward_hook(lambda *_: calls.append(1))
     with torch.no_grad():
         trained, one_pass = model.train()(**inputs), model.eval()(**inputs)
+        assert len(calls) == 3  # training: the questions, then the choices; evaluation: the one pass
+        model.train_one_pass = True  # training through the one pass, as benchmarks/two_tower_speed.py times it
+        through_one_pass = model.train()(**inputs)
+    assert len(calls) == 4
     assert torch.allclose(trained.logits, one_pass.logits, atol=1e-4)
+    assert torch.allclose(trained.in_batch_logits, through_one_pass.in_batch_logits, atol=1e-4)
     ids = flat[0].clone()
     ids[1, 1] = ids[0, 2]  # row 0's second choice now carries another question
     assert encode_apart(model.bert, ids, *flat[1:], k=2) is None

@@ -235,7 +235,8 @@ def two_tower_forward(self, input_ids=None, attention_mask=None, token_type_ids=
         raise ValueError("a two-tower student needs token_type_ids: they say where the question ends and the choice begins")
     k = input_ids.shape[1] if input_ids.dim() == 3 else None
     ids, mask, types = (v.reshape(-1, v.shape[-1]) for v in (input_ids, attention_mask, token_type_ids))
-    apart = self.training and k is not None and not output_hidden_states and encode_apart(self.bert, ids, mask, types, k)
+    shortcut = self.training and k is not None and not output_hidden_states and not getattr(self, "train_one_pass", False)
+    apart = shortcut and encode_apart(self.bert, ids, mask, types, k)
     if apart:
         (u, v), hidden = apart, None
     else:
@@ -298,6 +299,10 @@ def _mean_pooled(base, pooling: str = "mean"):
     multiple_choice = issubclass(base, BertForMultipleChoice)
 
     class MeanPooled(base):
+        # two-tower multiple choice: True trains through the exported graph's one pass instead of encode_apart's
+        # shortcut (the same scores; benchmarks/two_tower_speed.py times the two)
+        train_one_pass = False
+
         def __init__(self, config):
             super().__init__(config)
             self.bert.pooler = None  # not read: no weights for it in the checkpoint or the ONNX graph
