@@ -54,7 +54,7 @@ COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": 
           "rationale-dropout": "#b07cc6", AUTO: "#222", AUTO_MAX: "#888"}
 
 
-def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, pooling="auto", layer_decay=None):
+def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, pooling="auto", layer_decay=None, student=None):
     from edgedistill.evaluate import predict_labels, score
     from edgedistill.distill.train import TrainConfig, train
 
@@ -67,7 +67,8 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, poolin
     try:
         s = train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{size}.jsonl"), out=str(out),
                               mode=mode, epochs=row["epochs"], batch_size=batch, max_length=max_len, rationale_max_length=48,
-                              seed=seed, lr=lr, layer_decay=layer_decay, pooling=pooling, progress=False), echo=lambda *_: None)
+                              seed=seed, lr=lr, layer_decay=layer_decay, pooling=pooling, student=student, progress=False),
+              echo=lambda *_: None)
     except UserError as e:  # every attempt ended at the floor: recorded as a failed run, never scored
         return {**row, "accuracy": None, "val_accuracy": None, "failed": str(e), "seconds": round(time.time() - start, 1)}
     r = score(task, test, predict_labels(out, task, test))
@@ -77,13 +78,13 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, poolin
             "val_by_epoch": val_by_epoch(s["history"]), "train_loss": s["train_loss"], "seconds": round(time.time() - start, 1)}
 
 
-def takes_plan_rate(dataset: str, pooling: str) -> bool:
+def takes_plan_rate(dataset: str, pooling: str, student: str | None = None) -> bool:
     """Whether this dataset's student under --pooling trains at the plan's rate: one with a fresh head does (train.fresh_head
     decides; a two-tower multiple-choice student has none and takes train's own)."""
     from edgedistill.distill import train
     from edgedistill.teacher.dss import task_for
 
-    return train.fresh_head(*train.student_head(task_for(dataset).type, train.default_student(), pooling=pooling))
+    return train.fresh_head(*train.student_head(task_for(dataset).type, student or train.default_student(), pooling=pooling))
 
 
 def val_by_epoch(history: list) -> list:
@@ -177,6 +178,8 @@ def main():
                     "(1.0: one flat rate; default train.LAYER_DECAY; a recipe probe: give it its own --out)")
     ap.add_argument("--sep-pairs", action="store_true", help="e-SNLI: write each input 'Premise: ... [SEP] Hypothesis: ...', "
                     "the two texts a --pooling two-tower classifier reads apart (give its joint-head baseline the flag too; its own --out)")
+    ap.add_argument("--student", help="train --student for every run: the base model dir (default all-MiniLM-L6-v2; "
+                    "benchmarks/fetch_mpnet.sh gets all-mpnet-base-v2; another base: its own --out)")
     ap.add_argument("--min-steps", type=int, default=MIN_STEPS, help="raise the epochs of small sizes to this many optimizer steps")
     ap.add_argument("--quick", action="store_true", help="one seed, tiny sizes, 1 epoch, 40 test rows: a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "distill_accuracy.json"))
@@ -202,7 +205,7 @@ def main():
     if args.lr:
         plans = {d: (*p[:5], args.lr) for d, p in plans.items()}
     else:
-        plans = {d: p if takes_plan_rate(d, args.pooling) else (*p[:5], None) for d, p in plans.items()}
+        plans = {d: p if takes_plan_rate(d, args.pooling, args.student) else (*p[:5], None) for d, p in plans.items()}
     if args.quick:
         sizes, seeds = [60, 120], seeds[:1]
         plans = {d: (p[0], 40, p[2], 1, p[4], p[5]) for d, p in plans.items()}
@@ -211,7 +214,7 @@ def main():
     for d, p in plans.items():  # one results file, one recipe (plans written before --pooling / --layer-decay: their defaults)
         kept = state.get("plan", {}).get(d)
         for key, mine in (("epochs", p[3]), ("batch_size", p[4]), ("lr", p[5]), ("pooling", args.pooling), ("layer_decay", args.layer_decay),
-                          ("sep_pairs", args.sep_pairs)):
+                          ("sep_pairs", args.sep_pairs), ("student", args.student)):
             theirs = kept and kept.get(key, {"pooling": "auto", "sep_pairs": False}.get(key))
             if kept and theirs != mine:
                 raise SystemExit(f"{out} holds {d} runs with {key} {theirs}, and this run has {key} {mine}: one results file holds one "
@@ -229,9 +232,11 @@ def main():
     for dataset, plan in plans.items():
         tasks[dataset], tests[dataset], meta["reference"][dataset] = load_dataset(dataset, plan, args.dss_dir, work, sizes, args.sep_pairs)
         meta["plan"][dataset] = dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan),
-                                     min_steps=args.min_steps, pooling=args.pooling, layer_decay=args.layer_decay, sep_pairs=args.sep_pairs)
+                                     min_steps=args.min_steps, pooling=args.pooling, layer_decay=args.layer_decay, sep_pairs=args.sep_pairs,
+                                     student=args.student)
     for i, (dataset, size, mode, seed) in enumerate(todo, 1):
-        r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset], args.min_steps, args.pooling, args.layer_decay)
+        r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset], args.min_steps, args.pooling,
+                    args.layer_decay, args.student)
         runs.append(r)
         write_json(out, {**meta, "runs": runs})
         eta = (time.time() - began) / i * (len(todo) - i)
@@ -337,11 +342,17 @@ def _rate(p: dict, runs: list) -> str:
             + ("" if two_tower else f", label head {HEAD_LR:g}"))
 
 
+def _student_name(plan: dict) -> str:
+    """The base every plan's runs train from (--student), for the report."""
+    bases = {p.get("student") for p in plan.values()}
+    return " / ".join(sorted(f"`{Path(b).name}`" if b else "all-MiniLM-L6-v2 (22M)" for b in bases))
+
+
 def write_report(out: Path, res: dict):
     from edgedistill.atomic import write_text
 
     lines = ["# Distillation accuracy: do the teacher's rationales make a better student?", "",
-             "Learning curves of the all-MiniLM-L6-v2 student (22M) distilled from PaLM-540B's few-shot chain-of-thought "
+             f"Learning curves of the {_student_name(res['plan'])} student distilled from PaLM-540B's few-shot chain-of-thought "
              "outputs (the Distilling Step-by-Step release), one curve per mode, three seeds per point. Produced by:", ""]
     for inv in res["invocations"]:
         m = inv["machine"]

@@ -23,6 +23,7 @@ from test_train import NLI_TASK, write_annotations
 def bases(tmp_path_factory):
     d = tmp_path_factory.mktemp("pooling")
     tiny.tiny_sentence_encoder_dir(d / "sent")
+    tiny.tiny_mpnet_sentence_encoder_dir(d / "mpnet")
     tiny.tiny_encoder_dir(d / "plain")
     (d / "task.yaml").write_text(NLI_TASK)
     write_annotations(d / "ann.jsonl")
@@ -36,7 +37,7 @@ def _train(bases, out, **kw):
 
 
 def test_auto_pools_as_the_base_was_pretrained(bases):
-    assert pooling_for(bases / "sent") == "mean"  # 1_Pooling: mean tokens
+    assert pooling_for(bases / "sent") == "mean" and pooling_for(bases / "mpnet") == "mean"  # 1_Pooling: mean tokens
     assert pooling_for(bases / "plain") == "cls"  # no sentence-transformers pooling recorded
     assert pooling_for(bases / "sent", "cls") == "cls" and pooling_for(bases / "plain", "mean") == "mean"
     m = build_label_model(bases / "sent", "sequence-classification", ["a", "b", "c"], pooling="mean")
@@ -66,8 +67,9 @@ def test_mean_pooled_logits_ignore_padding_and_differ_from_cls(bases):
         assert torch.equal(load_label_model(bases / "m", "sequence-classification").eval()(**both).logits[0], padded)
 
 
-def test_mean_pooled_student_trains_strips_and_exports_its_own_head(bases, tmp_path):
-    s = _train(bases, tmp_path / "student")
+@pytest.mark.parametrize("base", ["sent", "mpnet"])  # a BERT and an MPNet sentence encoder
+def test_mean_pooled_student_trains_strips_and_exports_its_own_head(bases, tmp_path, base):
+    s = _train(bases, tmp_path / "student", student=str(bases / base))
     assert s["pooling"] == "mean" and json.loads((tmp_path / "student" / "config.json").read_text())["classifier_pooling"] == "mean"
     task = load_task(bases / "task.yaml")
     stripped = strip_student(tmp_path / "student", tmp_path / "stripped")

@@ -26,6 +26,7 @@ PLACES = ["park", "house", "street"]
 def data(tmp_path_factory):
     d = tmp_path_factory.mktemp("two_tower")
     tiny.tiny_sentence_encoder_dir(d / "sent")
+    tiny.tiny_mpnet_sentence_encoder_dir(d / "mpnet")  # all-mpnet-base-v2's kind: no token types, positions from 2
     (d / "mc.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "{text}"\nchoices: choices\ngold: label\n')
     with open(d / "mc.jsonl", "w") as f:
         for i in range(48):
@@ -63,26 +64,31 @@ def _no_dropout(model):
             m.dropout_prob = 0.0
 
 
+BASES = ["sent", "mpnet"]  # a BERT and an MPNet sentence encoder
+
+
 def _cls_in_pair_template(model_dir) -> int:
     pair = json.loads((model_dir / "tokenizer.json").read_text())["post_processor"]["pair"]
-    return [p.get("SpecialToken", {}).get("id") for p in pair].count("[CLS]")
+    cls = json.loads((model_dir / "tokenizer_config.json").read_text())["cls_token"]
+    return [p.get("SpecialToken", {}).get("id") for p in pair].count(cls)
 
 
-def test_one_pass_scores_each_text_as_if_encoded_alone(data):
+@pytest.mark.parametrize("base", BASES)
+def test_one_pass_scores_each_text_as_if_encoded_alone(data, base):
     """The packed pair [CLS] q [SEP] [CLS] c [SEP] gives exactly 20 x cos(mean(q alone), mean(c alone)), with padding."""
-    from transformers import BertModel
+    from transformers import AutoModel, AutoTokenizer
 
     torch.manual_seed(0)
-    model = build_label_model(data / "sent", "multiple-choice", None, pooling="two-tower").eval()
-    tok = pair_template(tiny.tiny_tokenizer(), "two-tower")
+    model = build_label_model(data / base, "multiple-choice", None, pooling="two-tower").eval()
+    plain = AutoTokenizer.from_pretrained(data / base)
+    tok = pair_template(AutoTokenizer.from_pretrained(data / base), "two-tower")
     questions, choices = ["where is the dog", "the cat is happy in the park with a dog"], [["park", "the big house"], ["street", "dog"]]
     enc = tok([q for q in questions for _ in range(2)], [c for cs in choices for c in cs], padding=True, return_tensors="pt")
-    assert tok.convert_ids_to_tokens(enc["input_ids"][0])[:7] == ["[CLS]", "where", "is", "the", "dog", "[SEP]", "[CLS]"]
+    cls, sep = tok.cls_token, tok.sep_token
+    assert tok.convert_ids_to_tokens(enc["input_ids"][0])[:7] == [cls, "where", "is", "the", "dog", sep, cls]
     with torch.no_grad():
         logits = model(**{k: v.view(2, 2, -1) for k, v in enc.items()}).logits
-    encoder = BertModel(model.config, add_pooling_layer=False).eval()
-    encoder.load_state_dict(model.bert.state_dict())
-    plain = tiny.tiny_tokenizer()
+    encoder = AutoModel.from_pretrained(data / base).eval()  # the untrained student's encoder, as transformers runs it
 
     def embed(text):
         b = plain([text], return_tensors="pt")
@@ -94,8 +100,9 @@ def test_one_pass_scores_each_text_as_if_encoded_alone(data):
     assert torch.allclose(logits, by_hand, atol=1e-4)
 
 
-def test_two_tower_student_trains_strips_trims_and_exports(data, tmp_path):
-    s = _train(data, tmp_path / "student")
+@pytest.mark.parametrize("base", BASES)
+def test_two_tower_student_trains_strips_trims_and_exports(data, tmp_path, base):
+    s = _train(data, tmp_path / "student", student=str(data / base))
     assert s["pooling"] == "two-tower" and s["family"] == "multiple-choice"
     assert (s["attempts"][0]["lr"], s["attempts"][0]["layer_decay"]) == (5e-3, 1.0)  # _train's own rates
     assert _cls_in_pair_template(tmp_path / "student") == 2  # the choice's own [CLS]
@@ -175,22 +182,25 @@ def test_a_two_tower_classifier_trains_strips_trims_and_exports(data, tmp_path):
     assert predict_labels(tmp_path / "bundle", task, exs) == predicted
 
 
-def test_training_encodes_each_question_once_with_the_one_pass_numbers(data):
+@pytest.mark.parametrize("base", BASES)
+def test_training_encodes_each_question_once_with_the_one_pass_numbers(data, base):
     """Training takes the shortcut (each row's question encoded once, each choice alone: encode_apart) and scores
     exactly what the one pass does; a row whose choices carry different question tokens goes through the one pass."""
     from edgedistill.distill.student import encode_apart
 
     torch.manual_seed(0)
-    model = build_label_model(data / "sent", "multiple-choice", None, pooling="two-tower")
+    from transformers import AutoTokenizer
+
+    model = build_label_model(data / base, "multiple-choice", None, pooling="two-tower")
     _no_dropout(model)
-    tok = pair_template(tiny.tiny_tokenizer(), "two-tower")
+    tok = pair_template(AutoTokenizer.from_pretrained(data / base), "two-tower")
     questions, choices = ["where is the dog", "the cat is happy in the park with a dog"], [["park", "the big house"], ["street", "dog"]]
     enc = tok([q for q in questions for _ in range(2)], [c for cs in choices for c in cs], padding=True, return_tensors="pt")
     inputs = {k: v.view(2, 2, -1) for k, v in enc.items()}
     flat = [enc[n] for n in ("input_ids", "attention_mask", "token_type_ids")]
-    assert encode_apart(model.bert, *flat, k=2) is not None
+    assert encode_apart(model.base_model, *flat, k=2) is not None
     calls = []
-    model.bert.register_forward_hook(lambda *_: calls.append(1))
+    model.base_model.register_forward_hook(lambda *_: calls.append(1))
     with torch.no_grad():
         trained, one_pass = model.train()(**inputs), model.eval()(**inputs)
         assert len(calls) == 3  # training: the questions, then the choices; evaluation: the one pass
@@ -201,7 +211,7 @@ def test_training_encodes_each_question_once_with_the_one_pass_numbers(data):
     assert torch.allclose(trained.in_batch_logits, through_one_pass.in_batch_logits, atol=1e-4)
     ids = flat[0].clone()
     ids[1, 1] = ids[0, 2]  # row 0's second choice now carries another question
-    assert encode_apart(model.bert, ids, *flat[1:], k=2) is None
+    assert encode_apart(model.base_model, ids, *flat[1:], k=2) is None
 
 
 def test_training_ranks_each_answer_among_every_choice_in_the_batch(data):

@@ -49,6 +49,41 @@ def tiny_tokenizer(style: str = "bert", sep_last: bool = False):
                                    model_input_names=["input_ids", "attention_mask"])
 
 
+def tiny_mpnet_tokenizer():
+    """A fast tokenizer over WORDS as all-mpnet-base-v2's: <s> a </s></s> b </s>, <pad> id 1 (MPNet's padding_idx),
+    no token types among its outputs."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(["<s>", "<pad>", "</s>", "<unk>"] + WORDS + ["<mask>"]))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
+                                   model_input_names=["input_ids", "attention_mask"])
+
+
+def tiny_mpnet_sentence_encoder_dir(path, seed: int = 0) -> Path:
+    """A tiny MPNet encoder + tokenizer that pools by the token mean, as all-mpnet-base-v2 (a --student base)."""
+    import json
+
+    import torch
+    from transformers import MPNetConfig, MPNetModel
+
+    torch.manual_seed(seed)
+    path = Path(path)
+    tok = tiny_mpnet_tokenizer()
+    MPNetModel(MPNetConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                           max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2)).save_pretrained(path)
+    tok.save_pretrained(path)
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": False,
+                                                               "pooling_mode_mean_tokens": True}))
+    return path
+
+
 def tiny_bert_config(num_labels: int = 3, **kw):
     from transformers import BertConfig
 

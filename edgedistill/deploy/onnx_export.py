@@ -49,10 +49,34 @@ def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None =
         from optimum.exporters.onnx import onnx_export_from_model
 
         model = exportable(load_label_model(model_dir, family))
-        onnx_export_from_model(model, str(out_dir), task=task, do_validation=False, **kwargs)
+        onnx_export_from_model(model, str(out_dir), task=task, do_validation=False,
+                               custom_onnx_configs=with_token_types(model, task), **kwargs)
     else:
         main_export(str(model_dir), str(out_dir), task=task, do_validation=False, **kwargs)
     return {role: out_dir / name for role, name in files.items()}
+
+
+def with_token_types(model, task: str) -> dict | None:
+    """custom_onnx_configs for a two-tower multiple-choice student whose encoder has no token types of its own
+    (MPNet): optimum's config for it with token_type_ids among the graph's inputs, which say where the question
+    ends (`student.segment_inputs`); None where optimum's own config has them (BERT) or the head needs none."""
+    from optimum.exporters.tasks import TasksManager
+
+    from ..distill.student import TWO_TOWER, pooling_of
+
+    if pooling_of(model.config) != TWO_TOWER or task != "multiple-choice":
+        return None
+    own = TasksManager.get_exporter_config_constructor("onnx", model=model, task=task)(model.config)
+    if "token_type_ids" in own.inputs:
+        return None
+
+    class WithTokenTypes(type(own)):
+        @property
+        def inputs(self):
+            inputs = super().inputs
+            return {**inputs, "token_type_ids": inputs["input_ids"]}
+
+    return {"model": WithTokenTypes(model.config, task=task)}
 
 
 def has_past(config) -> bool:

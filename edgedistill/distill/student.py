@@ -66,7 +66,7 @@ def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_l
         from transformers import AutoTokenizer
 
         config.sep_token_id = AutoTokenizer.from_pretrained(base_dir).sep_token_id  # where its two texts part
-    return label_model_class(family, pooling).from_pretrained(base_dir, config=config)
+    return label_model_class(family, pooling, config.model_type).from_pretrained(base_dir, config=config)
 
 
 # ---------------------------------------------------------------- head pooling
@@ -79,7 +79,8 @@ def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_l
 # (benchmarks/results/pooling.md). The choice is written to config.json as `classifier_pooling` and
 # every torch-side load goes through `load_label_model`, which reads it back.
 
-MEAN_POOLED_TYPES = ("bert",)  # encoders whose …For* heads MeanPooled* below mirror
+# encoders whose …For* heads MeanPooled* below mirror (`encode` calls either), and their transformers class prefix
+MEAN_POOLED_TYPES = {"bert": "Bert", "mpnet": "MPNet"}
 TWO_TOWER = "two-tower"
 
 
@@ -108,9 +109,9 @@ def pooling_for(base_dir, requested: str = "auto", pairs: bool = False) -> str:
     return requested
 
 
-def label_model_class(family: str, pooling: str = "cls"):
+def label_model_class(family: str, pooling: str = "cls", model_type: str = "bert"):
     if pooling in MEAN_FORWARDS and family != "seq2seq":
-        return _mean_pooled_classes()[family, pooling]
+        return _mean_pooled_classes()[model_type, family, pooling]
     return auto_model_class(family)
 
 
@@ -123,8 +124,20 @@ def load_label_model(model_dir, family: str):
     """A trained or stripped label model, with the head pooling it was trained with (config.json)."""
     from transformers import AutoConfig
 
-    pooling = pooling_of(AutoConfig.from_pretrained(model_dir))
-    return label_model_class(family, pooling).from_pretrained(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    return label_model_class(family, pooling_of(config), config.model_type).from_pretrained(model_dir)
+
+
+def encode(encoder, input_ids, attention_mask, token_type_ids=None, position_ids=None, output_hidden_states=None):
+    """encoder(...) of a MEAN_POOLED_TYPES base, its position_ids (when given) counted from 0. BERT reads the token
+    types; MPNet has none and counts positions from padding_idx + 1."""
+    if encoder.config.model_type == "mpnet":
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[-1], device=input_ids.device).expand_as(input_ids)
+        position_ids, token_type_ids = position_ids + encoder.embeddings.padding_idx + 1, None
+    given = {"token_type_ids": token_type_ids, "position_ids": position_ids}
+    return encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states,
+                   return_dict=True, **{k: v for k, v in given.items() if v is not None})
 
 
 def mean_states(hidden, mask):
@@ -135,12 +148,12 @@ def mean_states(hidden, mask):
 
 def mean_pooled_forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
                         output_hidden_states=None, **_unused):
-    """A BERT …ForSequenceClassification / …ForMultipleChoice forward whose head reads the mean token state."""
+    """A BERT or MPNet …ForSequenceClassification / …ForMultipleChoice forward whose head reads the mean token state."""
     k = input_ids.shape[1] if input_ids.dim() == 3 else None  # multiple choice: (rows, choices, tokens)
     flat = {n: v.reshape(-1, v.shape[-1]) for n, v in
             (("input_ids", input_ids), ("attention_mask", attention_mask), ("token_type_ids", token_type_ids)) if v is not None}
     mask = flat.get("attention_mask", torch.ones_like(flat["input_ids"]))
-    out = self.bert(**flat, output_hidden_states=output_hidden_states, return_dict=True)
+    out = encode(self.base_model, **flat, output_hidden_states=output_hidden_states)
     logits = self.classifier(self.dropout(mean_states(out.last_hidden_state, mask)))
     if k is not None:
         logits = logits.view(-1, k)
@@ -187,21 +200,20 @@ def split_types(input_ids, attention_mask, sep_token_id: int):
 
 def two_tower_classify(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
                        output_hidden_states=None, **_unused):
-    """A BERT …ForSequenceClassification forward that encodes the two parts of its input (`split_types`) apart in
+    """A BERT or MPNet …ForSequenceClassification forward that encodes the two parts of its input (`split_types`) apart in
     one pass and classifies [u, v, |u - v|, u * v] of their mean states."""
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     types = split_types(input_ids, attention_mask, self.config.sep_token_id)
     attention, positions, first, second = segment_inputs(attention_mask, types)
-    out = self.bert(input_ids=input_ids, attention_mask=attention, token_type_ids=torch.zeros_like(types),
-                    position_ids=positions, output_hidden_states=output_hidden_states, return_dict=True)
+    out = encode(self.base_model, input_ids, attention, torch.zeros_like(types), positions, output_hidden_states)
     u, v = mean_states(out.last_hidden_state, first), mean_states(out.last_hidden_state, second)
     logits = self.classifier(self.dropout(torch.cat([u, v, (u - v).abs(), u * v], dim=-1)))
     loss = F.cross_entropy(logits, labels) if labels is not None else None
     return _output_class()(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 
-def encode_apart(bert, ids, mask, types, k: int):
+def encode_apart(encoder, ids, mask, types, k: int):
     """Training's shortcut to the one pass's mean states (u, v) (`segment_inputs`; the same numbers, dropout aside):
     each row's question encoded once rather than once per choice, and each choice alone at its own length: 1.8x
     faster per training step on CQA (benchmarks/two_tower_speed.py). None where the packing is not the plain one (a
@@ -221,28 +233,26 @@ def encode_apart(bert, ids, mask, types, k: int):
     c_ids = ids.gather(1, at) * c_mask
 
     def states(tokens, m):
-        out = bert(input_ids=tokens, attention_mask=m.long(), token_type_ids=torch.zeros_like(tokens), return_dict=True)
-        return mean_states(out.last_hidden_state, m)
+        return mean_states(encode(encoder, tokens, m.long(), torch.zeros_like(tokens)).last_hidden_state, m)
 
     return states(q_ids, q_mask).repeat_interleave(k, 0), states(c_ids, c_mask)
 
 
 def two_tower_forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
                       output_hidden_states=None, **_unused):
-    """A BERT …ForMultipleChoice forward that scores each (question, choice) pair by 20 x the cosine of their
+    """A BERT or MPNet …ForMultipleChoice forward that scores each (question, choice) pair by 20 x the cosine of their
     mean states, each text encoded apart in the one pass (`segment_inputs`)."""
     if token_type_ids is None:
         raise ValueError("a two-tower student needs token_type_ids: they say where the question ends and the choice begins")
     k = input_ids.shape[1] if input_ids.dim() == 3 else None
     ids, mask, types = (v.reshape(-1, v.shape[-1]) for v in (input_ids, attention_mask, token_type_ids))
     shortcut = self.training and k is not None and not output_hidden_states and not getattr(self, "train_one_pass", False)
-    apart = shortcut and encode_apart(self.bert, ids, mask, types, k)
+    apart = shortcut and encode_apart(self.base_model, ids, mask, types, k)
     if apart:
         (u, v), hidden = apart, None
     else:
         attention, positions, first, second = segment_inputs(mask, types)
-        out = self.bert(input_ids=ids, attention_mask=attention, token_type_ids=torch.zeros_like(types), position_ids=positions,
-                        output_hidden_states=output_hidden_states, return_dict=True)
+        out = encode(self.base_model, ids, attention, torch.zeros_like(types), positions, output_hidden_states)
         u, v = mean_states(out.last_hidden_state, first), mean_states(out.last_hidden_state, second)
         hidden = out.hidden_states
     logits = TWO_TOWER_SCALE * F.cosine_similarity(u, v, dim=-1)
@@ -267,7 +277,8 @@ def in_batch(out) -> tuple | None:
 
 def pair_template(tok, pooling: str):
     """tok, for a two-tower student, with the pair template [CLS] A [SEP] [CLS] B [SEP] (B's tokens type 1) that
-    it saves into tokenizer.json, so every runtime builds the inputs the graph expects; other students unchanged."""
+    it saves into tokenizer.json, so every runtime builds the inputs the graph expects, and token_type_ids among
+    its outputs (MPNet's tokenizer has none of its own); other students unchanged."""
     if pooling != TWO_TOWER:
         return tok
     from tokenizers.processors import TemplateProcessing
@@ -276,6 +287,8 @@ def pair_template(tok, pooling: str):
     tok.backend_tokenizer.post_processor = TemplateProcessing(
         single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} {cls}:1 $B:1 {sep}:1",
         special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)])
+    if "token_type_ids" not in tok.model_input_names:
+        tok.model_input_names = tok.init_kwargs["model_input_names"] = [*tok.model_input_names, "token_type_ids"]
     return tok
 
 
@@ -292,11 +305,23 @@ def two_tower_classifier(config):
     return nn.Linear(4 * config.hidden_size, config.num_labels)
 
 
-def _mean_pooled(base, pooling: str = "mean"):
-    """base (BertForSequenceClassification / BertForMultipleChoice) with its head on the mean token state(s)."""
-    from transformers import BertForMultipleChoice
+def _plain_head(model, pooling: str, multiple_choice: bool):
+    """A BERT or MPNet …For* model's head made the one a mean-pooled student reads: no pooler, dropout, then one
+    linear layer ([u, v, |u - v|, u * v] -> labels for a two-tower classifier of text pairs; MPNet's own
+    sequence classifier, two layers on the <s> state, gives way to the one layer BERT's has)."""
+    config = model.config
+    model.base_model.pooler = None  # not read: no weights for it in the checkpoint or the ONNX graph
+    if not hasattr(model, "dropout"):
+        model.dropout = nn.Dropout(config.hidden_dropout_prob)
+    if pooling == TWO_TOWER and not multiple_choice:
+        model.classifier = two_tower_classifier(config)
+    elif not isinstance(model.classifier, nn.Linear):
+        model.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
-    multiple_choice = issubclass(base, BertForMultipleChoice)
+
+def _mean_pooled(base, pooling: str = "mean"):
+    """base (a BERT or MPNet …ForSequenceClassification / …ForMultipleChoice) with its head on the mean token state(s)."""
+    multiple_choice = base.__name__.endswith("ForMultipleChoice")
 
     class MeanPooled(base):
         # two-tower multiple choice: True trains through the exported graph's one pass instead of encode_apart's
@@ -305,13 +330,11 @@ def _mean_pooled(base, pooling: str = "mean"):
 
         def __init__(self, config):
             super().__init__(config)
-            self.bert.pooler = None  # not read: no weights for it in the checkpoint or the ONNX graph
-            if pooling == TWO_TOWER and not multiple_choice:  # a classifier of text pairs
-                self.classifier = two_tower_classifier(config)
+            _plain_head(self, pooling, multiple_choice)
 
         forward = forward_for(pooling, multiple_choice)
 
-    if pooling == TWO_TOWER and multiple_choice:  # it keeps BertForMultipleChoice's classifier (exportable loads it back) but never reads it
+    if pooling == TWO_TOWER and multiple_choice:  # it keeps …ForMultipleChoice's classifier (exportable loads it back) but never reads it
         MeanPooled._keys_to_ignore_on_load_missing = [r"^classifier\."]
     prefix = "TwoTower" if pooling == TWO_TOWER else "MeanPooled"
     MeanPooled.__name__ = MeanPooled.__qualname__ = prefix + base.__name__
@@ -320,20 +343,18 @@ def _mean_pooled(base, pooling: str = "mean"):
 
 def exportable(model):
     """The model as an instance of transformers' own class, which optimum's exporter recognises: a mean-pooled
-    student's weights in a plain BERT head model whose forward is swapped for `mean_pooled_forward` (the
+    student's weights in a plain BERT or MPNet head model whose forward is swapped for `mean_pooled_forward` (the
     override optimum documents for onnx_export_from_model)."""
     import types
-
-    from transformers import BertForMultipleChoice
 
     pooling = pooling_of(model.config)
     if pooling not in MEAN_FORWARDS:
         return model
     plain = type(model).__mro__[1](model.config)
-    plain.bert.pooler = None
-    plain.classifier = model.classifier.__class__(model.classifier.in_features, model.classifier.out_features)
+    multiple_choice = type(plain).__name__.endswith("ForMultipleChoice")
+    _plain_head(plain, pooling, multiple_choice)
     plain.load_state_dict(model.state_dict())
-    plain.forward = types.MethodType(forward_for(pooling, isinstance(model, BertForMultipleChoice)), plain)
+    plain.forward = types.MethodType(forward_for(pooling, multiple_choice), plain)
     return plain.eval()
 
 
@@ -345,12 +366,12 @@ def _output_class():
 
 @functools.cache
 def _mean_pooled_classes() -> dict:
-    from transformers import BertForMultipleChoice, BertForSequenceClassification
+    """{(model_type, family, pooling): class} for every MEAN_POOLED_TYPES encoder."""
+    import transformers
 
-    return {("sequence-classification", "mean"): _mean_pooled(BertForSequenceClassification),
-            ("multiple-choice", "mean"): _mean_pooled(BertForMultipleChoice),
-            ("multiple-choice", TWO_TOWER): _mean_pooled(BertForMultipleChoice, TWO_TOWER),
-            ("sequence-classification", TWO_TOWER): _mean_pooled(BertForSequenceClassification, TWO_TOWER)}
+    heads = {"sequence-classification": "ForSequenceClassification", "multiple-choice": "ForMultipleChoice"}
+    return {(t, family, pooling): _mean_pooled(getattr(transformers, prefix + head), pooling)
+            for t, prefix in MEAN_POOLED_TYPES.items() for family, head in heads.items() for pooling in MEAN_FORWARDS}
 
 
 def build_bert2bert(base_dir, decoder_layers: int):
