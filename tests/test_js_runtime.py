@@ -112,6 +112,8 @@ def bundles(tmp_path_factory):
     (num / "task.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\n')
     _two_tower_dir(d / "tt")  # question and choice encoded apart: tokenizer.json's own pair template
     (d / "tt" / "task.yaml").write_text((mc / "task.yaml").read_text())
+    _two_tower_dir(d / "mptt", base=tiny.tiny_mpnet_sentence_encoder_dir)  # an MPNet base: token types only from the template
+    (d / "mptt" / "task.yaml").write_text((mc / "task.yaml").read_text())
     _two_tower_dir(d / "ttc", "sequence-classification")  # premise and hypothesis encoded apart, parted in-graph at [SEP]
     (d / "ttc" / "task.yaml").write_text('name: nli\ntype: classification\ninput: "Premise: {premise} [SEP] Hypothesis: {hypothesis}"\n'
                                          'labels: [entailment, neutral, contradiction]\n')
@@ -128,8 +130,9 @@ def bundles(tmp_path_factory):
                                          # with torch (see test_export); JS is compared with the INT8 ONNX here
                                          ("mc-int8", "mc", "int8", {"min_agreement": 0.0}),
                                          ("num-fp32", "num", "none", {}), ("tt-fp32", "tt", "none", {}),
+                                         ("tt-mpnet-fp32", "mptt", "none", {}),
                                          ("cls-tt-fp32", "ttc", "none", {})):
-        data = {"tt": "mc", "ttc": "cls"}.get(model, model)
+        data = {"tt": "mc", "mptt": "mc", "ttc": "cls"}.get(model, model)
         cfg = ExportConfig(model=str(d / model), out=str(d / name), parity_data=str(d / f"{data}.jsonl"),
                            parity_samples=40, quantize=quantize, threads=1, **extra)
         export_bundle(cfg, echo=lambda *_: None)
@@ -137,16 +140,18 @@ def bundles(tmp_path_factory):
     return out
 
 
-def _two_tower_dir(path, family="multiple-choice"):
+def _two_tower_dir(path, family="multiple-choice", base=tiny.tiny_sentence_encoder_dir):
     """A tiny `--pooling two-tower` student, each text encoded apart: multiple choice, [CLS] q [SEP] [CLS] c [SEP];
     classification, one text parted at its first [SEP]."""
+    from transformers import AutoTokenizer
+
     from edgedistill.distill.student import build_label_model, pair_template
 
     torch.manual_seed(0)
-    base = tiny.tiny_sentence_encoder_dir(path.parent / f"{path.name}_base")
+    base = base(path.parent / f"{path.name}_base")
     labels = ["entailment", "neutral", "contradiction"] if family == "sequence-classification" else None
     build_label_model(base, family, labels, pooling="two-tower").eval().save_pretrained(path)
-    pair_template(tiny.tiny_tokenizer(), "two-tower").save_pretrained(path)
+    pair_template(AutoTokenizer.from_pretrained(base), "two-tower").save_pretrained(path)
     return path
 
 
@@ -279,7 +284,7 @@ def compare(py, js, what, tol=TOL, near_tie=0.0):
     return diff
 
 
-NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "tt-fp32", "cls-tt-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
+NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "tt-fp32", "tt-mpnet-fp32", "cls-tt-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
 # INT8 on WASM (onnxruntime-web) is not bit-for-bit x86's INT8, and cannot be made so. Measured on the
 # quickstart's INT8 bundle, its 300 tickets (benchmarks/results/js_runtime.md has the table):
 # - The integer kernels agree exactly: MatMulInteger on WASM equals numpy's int64 product, patterns that
@@ -335,7 +340,7 @@ def test_browser_matches_python(chromium, bundles, name, request):
         f"{name}: WASM's INT8 is further from FP32 (mean {wasm_err.mean():.3g}) than Python's INT8 ({int8_err.mean():.3g})"
 
 
-@pytest.mark.parametrize("name", ["cls-int8", "mc-int8", "tt-fp32", "minilm-int8"])
+@pytest.mark.parametrize("name", ["cls-int8", "mc-int8", "tt-fp32", "tt-mpnet-fp32", "minilm-int8"])
 def test_tokenization_matches_python(node, bundles, name, request):
     """Token ids and type ids per item (no padding) equal the tokenizers crate's, truncation included
     (minilm: the real WordPiece vocabulary, accents, CJK and emoji)."""
@@ -354,7 +359,8 @@ def test_tokenization_matches_python(node, bundles, name, request):
     mc = m.family == "multiple-choice"
     assert max(len(x) for j in js for x in (j["input_ids"] if mc else [j["input_ids"]])) == m.max_length
     if name.startswith("tt"):  # the choice's own [CLS], from the bundle's pair template
-        assert all(row.count(m.tokenizer.token_to_id("[CLS]")) == 2 for j in js for row in j["input_ids"])
+        cls = m.tokenizer.token_to_id("<s>" if "mpnet" in name else "[CLS]")
+        assert all(row.count(cls) == 2 for j in js for row in j["input_ids"])
 
 
 def test_errors_say_what_is_wrong(node, bundles, tmp_path):
