@@ -486,7 +486,8 @@ def test_seq2seq_students_refuse_input_changing_modes(setup, tmp_path):
         train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / "t5"), mode="rationale-teacher", epochs=1), echo=lambda *_: None)
     from edgedistill.distill.select import candidate_modes
-    assert candidate_modes(TrainConfig(task="", annotations="", out=""), "seq2seq", 5) == ["label-only", "multitask"]
+    modes, skipped = candidate_modes(TrainConfig(task="", annotations="", out=""), "seq2seq", 5, "t5")
+    assert modes == ["label-only", "multitask"] and set(skipped) == {"rationale-teacher", "rationale-dropout"}
     with pytest.raises(UserError, match="--head-lr / --layer-decay: only for classification and multiple-choice"):
         train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / "t5"), mode="label-only", layer_decay=0.8, epochs=1), echo=lambda *_: None)

@@ -12,8 +12,9 @@ from ..distill.train import TrainConfig, train as run_train
 @click.option("--task", required=True, type=click.Path(), help="Task spec YAML.")
 @click.option("--annotations", required=True, type=click.Path(), help="RUN/annotations.jsonl from annotate or import-dss.")
 @click.option("--out", required=True, type=click.Path(), help="Student dir to write (replaced only when training succeeds).")
-@click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2; a T5/BART dir makes a "
-              "seq2seq student).")
+@click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2, 22M). A BERT or MPNet sentence "
+              "encoder keeps the mean-pooled and two-tower heads (all-mpnet-base-v2, 110M: bash benchmarks/fetch_mpnet.sh); "
+              "a T5/BART dir makes a seq2seq student.")
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
               help="auto: train label-only and every rationale mode on one split; ship label-only unless another beats it on "
               "validation beyond noise (a paired sign test over the validation rows, p < 0.05), else the best of those. label-only: the teacher's labels. multitask: + a decoder that "

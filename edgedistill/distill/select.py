@@ -20,15 +20,18 @@ import math
 from dataclasses import replace
 
 from ..errors import UserError
-from ..choices import ENCODER_ONLY_MODES, RATIONALE_MODES
-from .train import TrainConfig, _free_memory, correct_bits, fit_with_retries, prepare, write_student
+from ..choices import RATIONALE_MODES
+from .student import mode_unavailable
+from .train import TrainConfig, _free_memory, correct_bits, fit_with_retries, model_type, prepare, write_student
 
 
-def candidate_modes(cfg: TrainConfig, family: str, with_rationale: int) -> list[str]:
-    """label-only first (the reference), then the rationale modes this student and these annotations allow."""
+def candidate_modes(cfg: TrainConfig, family: str, with_rationale: int, model_type: str = "bert") -> tuple[list[str], dict]:
+    """(label-only first (the reference), then the rationale modes this student and these annotations allow;
+    {mode: why not} for the wanted modes this student cannot train (student.mode_unavailable))."""
     wanted = cfg.candidates or ["label-only", *RATIONALE_MODES]
-    usable = [m for m in wanted if m == "label-only" or (with_rationale and not (family == "seq2seq" and m in ENCODER_ONLY_MODES))]
-    return ["label-only", *[m for m in usable if m != "label-only"]]
+    skipped = {m: why for m in wanted if (why := mode_unavailable(m, family, model_type))}
+    usable = [m for m in wanted if m == "label-only" or (with_rationale and m not in skipped)]
+    return ["label-only", *[m for m in usable if m != "label-only"]], skipped
 
 
 SIGNIFICANCE = 0.05  # one-sided, per candidate against label-only
@@ -71,7 +74,9 @@ def best_candidate(candidates: list[dict], significance: float = SIGNIFICANCE) -
 
 def train_auto(cfg: TrainConfig, echo=print) -> dict:
     prep = prepare(cfg)
-    modes = candidate_modes(cfg, prep.family, prep.stats["with_rationale"])
+    modes, skipped = candidate_modes(cfg, prep.family, prep.stats["with_rationale"], model_type(prep.base))
+    for mode, why in skipped.items():
+        echo(f"auto: {mode} is not a candidate for this student: {why}")
     if not prep.stats["with_rationale"]:
         echo("auto: the annotations hold no rationales, so only label-only is trained "
              "(annotate with --prompt zero-shot to get them)")

@@ -404,6 +404,20 @@ def build_bert2bert(base_dir, decoder_layers: int):
 DECODER_CAPABLE = ("bert", "roberta", "xlm-roberta", "electra", "ernie", "camembert")
 
 
+def mode_unavailable(mode: str, family: str, model_type: str) -> str | None:
+    """Why a student of this family and base cannot train `mode`, or None where it can: a seq2seq student takes no
+    mode that changes the encoder's input; multitask's rationale decoder (below) is a BERT decoder warm-started from
+    the encoder's own layers, which an encoder of another layout (MPNet) cannot give it."""
+    from ..choices import ENCODER_ONLY_MODES
+
+    if family == "seq2seq" and mode in ENCODER_ONLY_MODES:
+        return "needs a classification or multiple-choice student, not a seq2seq one"
+    if mode == "multitask" and family != "seq2seq" and model_type != "bert":
+        return (f"its rationale decoder is a BERT decoder warm-started from the encoder's layers, which a {model_type} "
+                "encoder cannot give it")
+    return None
+
+
 def build_rationale_decoder(label_model, family: str, layers: int = 2, shared: bool = False):
     if family == "seq2seq":
         # shared: the DSS original, one decoder for both tasks (its weights are the label model's)

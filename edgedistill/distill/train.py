@@ -35,7 +35,7 @@ from .model_card import _teacher, model_card
 from ..model_dir import write_meta
 from ..choices import ENCODER_ONLY_MODES, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
 from ..task import TaskSpec, load_task
-from .student import TWO_TOWER, pooling_for
+from .student import TWO_TOWER, mode_unavailable, pooling_for
 from .train_data import Features, Row, encode_rows, expression_rows, make_collator, training_rows, with_rationale_input
 
 # The recipe for encoder students, measured on e-SNLI (1,000 PaLM-labelled rows, 3 epochs, seeds
@@ -178,6 +178,12 @@ class Prepared:
     pooling: str | None = None  # what the label head reads ("mean" / "cls"); None for seq2seq students
 
 
+def model_type(base: str) -> str:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(base).model_type
+
+
 def require_pair_inputs(rows: list[Row], base: str, source: str) -> None:
     """A two-tower classifier reads two texts that the tokenizer's [SEP] parts: every input must hold one."""
     from transformers import AutoTokenizer
@@ -216,9 +222,11 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if family == "seq2seq" and cfg.pooling != "auto":
         raise UserError(f"--pooling {cfg.pooling}: only classification and multiple-choice students have a head to pool for; "
                         f"a {task.type} task trains a seq2seq student")
-    if family == "seq2seq" and cfg.mode in ENCODER_ONLY_MODES:
-        raise UserError(f"--mode {cfg.mode}: needs a classification or multiple-choice student; a {task.type} task trains a "
-                        f"seq2seq student: use --mode multitask, label-only or auto")
+    why = mode_unavailable(cfg.mode, family, model_type(base))
+    if why:
+        others = [m for m in ("label-only", *RATIONALE_MODES) if m != cfg.mode and not mode_unavailable(m, family, model_type(base))]
+        raise UserError(f"--mode {cfg.mode}: {why} (a {task.type} task, base {Path(base).name}): use --mode "
+                        f"{', '.join(others)} or auto")
     if cfg.mode in RATIONALE_MODES and cfg.alpha < 1 and not stats["with_rationale"]:
         raise UserError(f"--mode {cfg.mode}: {cfg.annotations} has no rationales to learn from (the teacher gave none, or "
                         "--prompt label-only); annotate with --prompt zero-shot, or train --mode label-only (auto does that by itself)")
