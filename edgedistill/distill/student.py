@@ -153,7 +153,7 @@ def mean_pooled_forward(self, input_ids=None, attention_mask=None, token_type_id
     flat = {n: v.reshape(-1, v.shape[-1]) for n, v in
             (("input_ids", input_ids), ("attention_mask", attention_mask), ("token_type_ids", token_type_ids)) if v is not None}
     mask = flat.get("attention_mask", torch.ones_like(flat["input_ids"]))
-    out = encode(self.base_model, **flat, output_hidden_states=output_hidden_states)
+    out = encode(self.base_model, flat["input_ids"], mask, flat.get("token_type_ids"), output_hidden_states=output_hidden_states)
     logits = self.classifier(self.dropout(mean_states(out.last_hidden_state, mask)))
     if k is not None:
         logits = logits.view(-1, k)
