@@ -67,8 +67,6 @@ def tiny_mpnet_tokenizer():
 
 def tiny_mpnet_sentence_encoder_dir(path, seed: int = 0) -> Path:
     """A tiny MPNet encoder + tokenizer that pools by the token mean, as all-mpnet-base-v2 (a --student base)."""
-    import json
-
     import torch
     from transformers import MPNetConfig, MPNetModel
 
@@ -78,10 +76,17 @@ def tiny_mpnet_sentence_encoder_dir(path, seed: int = 0) -> Path:
     MPNetModel(MPNetConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                            max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2)).save_pretrained(path)
     tok.save_pretrained(path)
+    _mean_pooling(path)
+    return path
+
+
+def _mean_pooling(path: Path) -> None:
+    """sentence-transformers' record that the model at path pools by the token mean (1_Pooling/config.json)."""
+    import json
+
     (path / "1_Pooling").mkdir(exist_ok=True)
     (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": False,
                                                                "pooling_mode_mean_tokens": True}))
-    return path
 
 
 def tiny_bert_config(num_labels: int = 3, **kw):
@@ -151,10 +156,6 @@ def tiny_multiple_choice_dir(path, seed: int = 0) -> Path:
 
 def tiny_sentence_encoder_dir(path, seed: int = 0) -> Path:
     """tiny_encoder_dir as a sentence-transformers model that pools by the token mean (as all-MiniLM-L6-v2 does)."""
-    import json
-
     path = tiny_encoder_dir(path, seed)
-    (path / "1_Pooling").mkdir(exist_ok=True)
-    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": False,
-                                                               "pooling_mode_mean_tokens": True}))
+    _mean_pooling(path)
     return path

@@ -222,9 +222,10 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if family == "seq2seq" and cfg.pooling != "auto":
         raise UserError(f"--pooling {cfg.pooling}: only classification and multiple-choice students have a head to pool for; "
                         f"a {task.type} task trains a seq2seq student")
-    why = mode_unavailable(cfg.mode, family, model_type(base))
+    kind = model_type(base)
+    why = mode_unavailable(cfg.mode, family, kind)
     if why:
-        others = [m for m in ("label-only", *RATIONALE_MODES) if m != cfg.mode and not mode_unavailable(m, family, model_type(base))]
+        others = [m for m in ("label-only", *RATIONALE_MODES) if m != cfg.mode and not mode_unavailable(m, family, kind)]
         raise UserError(f"--mode {cfg.mode}: {why} (a {task.type} task, base {Path(base).name}): use --mode "
                         f"{', '.join(others)} or auto")
     if cfg.mode in RATIONALE_MODES and cfg.alpha < 1 and not stats["with_rationale"]:
