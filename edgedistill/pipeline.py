@@ -80,6 +80,7 @@ class CompressSection:  # optional: present in pipeline.yaml = the compress stag
     epochs: float = 4.0
     threads: int = 2
     inputs: str | None = None  # more unlabelled inputs (JSON Lines, `input`) to distill smaller students on (compress --inputs)
+    into: list[str] = field(default_factory=list)  # other, smaller bases to distill the student into ("default": all-MiniLM-L6-v2)
 
 
 @dataclass
@@ -272,6 +273,11 @@ def exported_model(pipe: Pipeline) -> str:
     return "stripped" if pipe.compress is None else "compressed"
 
 
+def _model_path(pipe: Pipeline, name: str | None) -> str | None:
+    """A model named in pipeline.yaml: a path (relative to the file) when it looks like one, else the name as written."""
+    return str(pipe.path(name)) if name and ("/" in name or name.startswith(".")) else name
+
+
 def stage_configs(pipe: Pipeline) -> dict[str, list]:
     """The config each stage function is called with, in order; also what `run --dry-run` prints."""
     from .teacher.annotate import AnnotateConfig
@@ -281,7 +287,7 @@ def stage_configs(pipe: Pipeline) -> dict[str, list]:
     from .distill.train import TrainConfig
 
     run, s = pipe.run, pipe.student
-    base = pipe.path(s.base) if s.base and ("/" in s.base or s.base.startswith(".")) else s.base
+    base = _model_path(pipe, s.base)
 
     def train(mode, out):
         return TrainConfig(task=str(pipe.path(pipe.task)), annotations=str(run / "annotations.jsonl"), out=str(out),
@@ -295,7 +301,7 @@ def stage_configs(pipe: Pipeline) -> dict[str, list]:
         "strip": [(run / "student", run / "stripped")],
         "compress": [] if pipe.compress is None else [CompressConfig(
             model=str(run / "stripped"), annotations=str(run / "annotations.jsonl"), out=str(run / "compressed"),
-            eval_data=None, **{**_fields(pipe.compress), "layers": pipe.compress.layers or None,
+            eval_data=None, **{**_fields(pipe.compress), "layers": pipe.compress.layers or None, "into": [_model_path(pipe, b) for b in pipe.compress.into] or None,
                                "inputs": pipe.compress.inputs and str(pipe.path(pipe.compress.inputs))})],
         "export": [ExportStage(model=str(run / exported_model(pipe)), out=str(run / "bundle"), **_fields(pipe.export))],
         "bench": [BenchSettings(**_fields(pipe.bench))],

@@ -265,3 +265,59 @@ def test_negative_common_words_are_refused():
 
     with pytest.raises(ValueError, match="0 or more"):
         kept_token_ids({"model": {"type": "WordPiece", "vocab": {"a": 0}}}, lambda t: [], [], common=-1)
+
+
+def test_compress_into_another_base_distills_a_fresh_student_export_takes(tiny_stripped, tmp_path):
+    """--into: a fresh student of another base learns the trained student's probabilities (a large student as the
+    teacher's assistant); it is a candidate like a layer count, trimmed, named by its base, and exports as usual."""
+    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.deploy.export import ExportConfig, export_bundle
+
+    from edgedistill.distill.strip import strip_student
+    from edgedistill.distill.train import TrainConfig, train
+
+    untrained, ann = tiny_stripped
+    big = tmp_path / "big"  # a trained student whose answers follow the words (an untrained one answers alike everywhere)
+    train(TrainConfig(task=str(untrained / "task.yaml"), annotations=str(ann), out=str(big), mode="label-only", epochs=8, lr=1e-3,
+                      student=str(tiny.tiny_sentence_encoder_dir(tmp_path / "big-base", seed=1)), progress=False), echo=lambda *_: None)
+    model = strip_student(big, tmp_path / "big-stripped")
+    base = tiny.tiny_sentence_encoder_dir(tmp_path / "small-base", seed=3)
+    s = compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "c"), into=[str(base)], epochs=8, lr=1e-3,
+                                quantize="none"), echo=lambda *_: None)
+    [c] = s["candidates"]
+    assert c["name"] == "small-base distilled, 2 layers, trimmed vocabulary" and c["base"] == "small-base" and s["chosen"] == c["name"]
+    assert c["accuracy"] >= 0.9  # agreement with the trained student on its annotation inputs (3 labels: chance is 1/3)
+    meta = read_meta(tmp_path / "c")
+    assert meta["distilled_from"] == str(model.resolve()) and meta["vocabulary"]["kept"] < 100 and meta["kind"] == "stripped"
+    cfg = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert cfg["classifier_pooling"] == "mean"  # the new base's own head: its sentence-transformers pooling
+    export_bundle(ExportConfig(model=str(tmp_path / "c"), out=str(tmp_path / "bundle"), quantize="none", parity_data=str(ann)),
+                  echo=lambda *_: None)
+    assert (tmp_path / "bundle" / "manifest.json").exists()
+
+
+def test_into_a_dir_that_is_no_model_names_the_fix_and_writes_nothing(tiny_stripped, tmp_path):
+    from edgedistill.distill.compress import CompressConfig, compress
+
+    model, ann = tiny_stripped
+    with pytest.raises(UserError, match=r"--into .*nothing-here: not a transformers model dir .* 'default'"):
+        compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "c"), into=[str(tmp_path / "nothing-here")]))
+    with pytest.raises(UserError, match="several candidates need --latency-budget"):
+        compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "c"), layers=[1], into=["default"]))
+    assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.*"))
+
+
+def test_compress_into_reaches_the_cli(tiny_stripped, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from edgedistill.cli import main
+    from edgedistill.distill import compress as c
+
+    seen = {}
+    monkeypatch.setattr(c, "compress", lambda cfg, echo=print: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr("edgedistill.commands.compress.run_compress", lambda cfg, echo=print: seen.setdefault("cfg", cfg))
+    model, ann = tiny_stripped
+    r = CliRunner().invoke(main, ["compress", str(model), "--annotations", str(ann), "--out", str(tmp_path / "c"),
+                                  "--into", "default", "--into", "/some/base", "--latency-budget", "9"])
+    assert r.exit_code == 0, r.output
+    assert seen["cfg"].into == ["default", "/some/base"]

@@ -21,6 +21,11 @@ tokens were all kept tokenizes to the same tokens and gets exactly the same logi
 Fewer layers. A K-layer student starts from K evenly spaced layers of the trained one (the first and
 the last included) and is trained on the same inputs with the trained student's probabilities as soft
 targets (label loss = KL to them, edgedistill.distill.train's soft-target path).
+
+Another, smaller base (`--into`). The same distillation into a fresh student of another base: a large student
+(all-mpnet-base-v2, trained on the teacher's labels) as the teacher's assistant, and the small default
+(all-MiniLM-L6-v2) learning its probabilities on every annotation input (Mirzadeh et al. 2020, "teacher
+assistant" distillation; Turc et al. 2019, "Well-Read Students"). benchmarks/distill_into.py measures it.
 """
 
 from __future__ import annotations
@@ -247,6 +252,29 @@ def distill_layers(model_dir, annotations, k: int, out_dir, work: Path, epochs: 
                    lr: float | None = None, seed: int = 0, echo=print, inputs=None) -> dict:
     """A k-layer student from model_dir's layers, trained on its probabilities over the annotation inputs and the
     unlabelled `inputs` (distillation_inputs); written stripped to out_dir."""
+    meta = read_meta(model_dir)
+    base = work / f"base-{k}"
+    kept = drop_layers(model_dir, k, base)
+    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs)
+    write_meta(out_dir, {**read_meta(out_dir), "layers": {"original": meta.get("layers", {}).get("original")
+                                                          or _layer_count(model_dir), "kept": kept},
+                         **({"vocabulary": meta["vocabulary"]} if "vocabulary" in meta else {})})
+    shutil.rmtree(base, ignore_errors=True)
+    return report
+
+
+def distill_into(model_dir, annotations, base, out_dir, work: Path, epochs: float = 4.0, batch_size: int = 16,
+                 lr: float | None = None, seed: int = 0, echo=print, inputs=None) -> dict:
+    """A fresh student of another `base` (a transformers model dir, e.g. all-MiniLM-L6-v2) trained on model_dir's
+    probabilities over the annotation inputs and the unlabelled `inputs`, at train's own rates for that base;
+    written stripped to out_dir, its full vocabulary kept (compress trims it as a candidate)."""
+    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs)
+    write_meta(out_dir, {**read_meta(out_dir), "distilled_from": str(Path(model_dir).resolve()), "base": str(base)})
+    return report
+
+
+def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_size, lr, seed, echo, inputs) -> dict:
+    """Train a label-only student of `base` on model_dir's probabilities (soft targets computed once per work dir), strip it."""
     from .strip import strip_student
     from .train import TrainConfig, train
 
@@ -256,18 +284,24 @@ def distill_layers(model_dir, annotations, k: int, out_dir, work: Path, epochs: 
         rows = distillation_inputs(annotations, inputs, need_choices=meta["family"] == "multiple-choice"
                                    and task_type(model_dir) != "numeric")
         teacher_annotations(model_dir, rows, soft)
-    base = work / f"base-{k}"
-    kept = drop_layers(model_dir, k, base)
-    summary = train(TrainConfig(task=str(Path(model_dir) / "task.yaml"), annotations=str(soft), out=str(work / f"student-{k}"),
+    student = work / f"student-{Path(out_dir).name}"
+    summary = train(TrainConfig(task=str(Path(model_dir) / "task.yaml"), annotations=str(soft), out=str(student),
                                 student=str(base), mode="label-only", soft_weight=1.0, epochs=epochs, batch_size=batch_size,
-                                lr=lr, max_length=meta["max_length"], seed=seed, progress=False), echo=echo)
-    strip_student(work / f"student-{k}", out_dir)
-    write_meta(out_dir, {**read_meta(out_dir), "layers": {"original": meta.get("layers", {}).get("original")
-                                                          or _layer_count(model_dir), "kept": kept},
-                         **({"vocabulary": meta["vocabulary"]} if "vocabulary" in meta else {})})
-    shutil.rmtree(work / f"student-{k}", ignore_errors=True)
-    shutil.rmtree(base, ignore_errors=True)
+                                lr=lr, max_length=meta["max_length"], seed=seed, pooling=_pooling(model_dir), progress=False),
+                    echo=echo)
+    strip_student(student, out_dir)
+    shutil.rmtree(student, ignore_errors=True)
     return {"val_agreement": summary.get("val_accuracy"), "train_s": summary.get("elapsed_s")}
+
+
+def _pooling(model_dir) -> str:
+    """The pooling a distilled student keeps: a two-tower student's graph reads its inputs in two parts, so its
+    successor must too; any other keeps train's choice for its base (auto)."""
+    from transformers import AutoConfig
+
+    from .student import TWO_TOWER, pooling_of
+
+    return TWO_TOWER if pooling_of(AutoConfig.from_pretrained(model_dir)) == TWO_TOWER else "auto"
 
 
 def _layer_count(model_dir) -> int:
@@ -295,6 +329,9 @@ class CompressConfig:
     # More inputs of the task, unlabelled (JSON Lines with `input`): smaller students also learn the trained student's
     # probabilities on them (no teacher needed), and their tokens join the kept vocabulary
     inputs: str | None = None
+    # Other, smaller bases to distill the trained student into (model dirs; "default": the packaged all-MiniLM-L6-v2),
+    # each a candidate beside the layer counts
+    into: list[str] | None = None
 
 
 def compress(cfg: CompressConfig, echo=print) -> dict:
@@ -304,9 +341,10 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
     from ..atomic import write_json, write_text
 
     layers = sorted(set(cfg.layers or []), reverse=True)
-    if len(layers) > 1 and cfg.latency_budget is None:
-        raise UserError(f"--layers {','.join(map(str, layers))}: several candidates need --latency-budget MS to choose "
-                        "among them; or give one layer count")
+    bases = [_into_base(b) for b in cfg.into or []]
+    if len(layers) + len(bases) > 1 and cfg.latency_budget is None:
+        raise UserError(f"--layers {','.join(map(str, layers))} --into {','.join(cfg.into or [])}: several candidates need "
+                        "--latency-budget MS to choose among them; or give one layer count or one base")
     src, out = Path(cfg.model), Path(cfg.out)
     if read_meta(src).get("kind") not in ("stripped", "student"):
         raise UserError(f"{src}: not a stripped model dir (edgedistill strip writes one)")
@@ -320,17 +358,27 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
                  f"and single-character, {r.common:,} common words)")
             full = work / "trimmed"
         total = _layer_count(full)
-        dirs = {total: full} if (cfg.latency_budget is not None or not layers) else {}
+        # the student itself: one candidate among others under a budget, or when asked for (--layers TOTAL) or alone
+        dirs = [full] if (cfg.latency_budget is not None or total in layers or not (layers or bases)) else []
         for k in layers:
             if k == total:
-                dirs[k] = full
                 continue
             echo(f"{k} layers: distilling from the {total}-layer student ...")
             distill_layers(full, cfg.annotations, k, work / f"{k}-layers", work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
                            echo=lambda *_: None, inputs=cfg.inputs)
-            dirs[k] = work / f"{k}-layers"
+            dirs.append(work / f"{k}-layers")
+        for i, base in enumerate(bases):
+            echo(f"{base.name}: distilling the {total}-layer student into a fresh {base.name} ...")
+            d = work / f"into-{i}"
+            distill_into(full, cfg.annotations, base, d, work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, echo=lambda *_: None,
+                         inputs=cfg.inputs)
+            write_meta(d, {**read_meta(d), "distilled_from": str(src.resolve())})  # not the trimmed copy in the work dir
+            if cfg.trim_vocab:
+                trim_vocabulary(d, task_texts(cfg.annotations, cfg.inputs, task_type(src)), work / f"into-{i}-trimmed", cfg.common_words)
+                d = work / f"into-{i}-trimmed"
+            dirs.append(d)
         accuracy, ckpt = _scorer(src, cfg), weights_bytes(src)
-        rows = [measure_candidate(k, d, accuracy, ckpt, cfg, work) for k, d in sorted(dirs.items(), reverse=True)]
+        rows = [measure_candidate(d, accuracy, ckpt, cfg, work) for d in dirs]
         for r, ms in zip(rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()):
             r["p50_ms"] = ms
         chosen = choose(rows, cfg.latency_budget)
@@ -344,7 +392,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             raise UserError(f"--latency-budget {cfg.latency_budget:g} ms: no candidate is that fast on this CPU; the fastest, "
                             f"{fastest['name']}, takes {fastest['p50_ms']:.2f} ms. Raise the budget or add fewer --layers")
         with build_dir(out) as tmp:
-            shutil.copytree(dirs[chosen["layers"]], tmp, dirs_exist_ok=True)
+            shutil.copytree(dirs[rows.index(chosen)], tmp, dirs_exist_ok=True)
             # the trained student stays the source (export finds its annotations for parity through it)
             write_meta(tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())})
             write_json(tmp / "compress.json", summary)
@@ -355,17 +403,30 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure_candidate(layers: int, model_dir: Path, accuracy, checkpoint_bytes: int, cfg: CompressConfig, work: Path) -> dict:
+def measure_candidate(model_dir: Path, accuracy, checkpoint_bytes: int, cfg: CompressConfig, work: Path) -> dict:
     """Export the candidate as `edgedistill export` would; its accuracy and size (timed later, beside the others)."""
     from ..deploy.export import ExportConfig, export_bundle
 
-    bundle = work / f"bundle-{layers}"
+    bundle = work / f"bundle-{Path(model_dir).name}"
     m = export_bundle(ExportConfig(model=str(model_dir), out=str(bundle), quantize=cfg.quantize, parity_data=cfg.annotations,
                                    threads=cfg.threads), echo=lambda *_: None)
-    meta = read_meta(model_dir)
-    return {"name": f"{layers} layers" + (", trimmed vocabulary" if "vocabulary" in meta else ""), "layers": layers,
-            "vocabulary": meta.get("vocabulary", {}).get("kept"), "accuracy": accuracy(bundle),
-            "bundle": bundle, "bundle_mb": m["size_bytes"] / 1e6, "of_checkpoint": m["size_bytes"] / checkpoint_bytes}
+    meta, layers = read_meta(model_dir), _layer_count(model_dir)
+    into = f"{Path(meta['base']).name} distilled, " if "distilled_from" in meta else ""
+    return {"name": f"{into}{layers} layers" + (", trimmed vocabulary" if "vocabulary" in meta else ""), "layers": layers,
+            "base": Path(meta["base"]).name if into else None, "vocabulary": meta.get("vocabulary", {}).get("kept"),
+            "accuracy": accuracy(bundle), "bundle": bundle, "bundle_mb": m["size_bytes"] / 1e6,
+            "of_checkpoint": m["size_bytes"] / checkpoint_bytes}
+
+
+def _into_base(name: str) -> Path:
+    """An --into base: a transformers model dir, or "default" for the packaged all-MiniLM-L6-v2 (train's default student)."""
+    from .train import default_student
+
+    base = Path(default_student() if name == "default" else name)
+    if not (base / "config.json").exists():
+        raise UserError(f"--into {name}: not a transformers model dir (no config.json); give a base such as all-MiniLM-L6-v2's "
+                        "dir, or 'default' for the packaged all-MiniLM-L6-v2")
+    return base
 
 
 def _scorer(source: Path, cfg: CompressConfig):

@@ -1,0 +1,131 @@
+"""A large student as the teacher's assistant: does the small default student learn more from it than from the teacher?
+
+    python benchmarks/distill_into.py --dataset esnli --assistant DIR --assistant-rows 700 --rows 9842 --seeds 0
+
+Per seed, on the rows, splits and test sample of benchmarks/distill_accuracy.py (its `load_dataset`):
+  1. the assistant: a label-only student of --assistant (all-mpnet-base-v2 from benchmarks/fetch_mpnet.sh) on the
+     teacher's labels of the first --assistant-rows rows, the plan's recipe, stripped (`edgedistill train`, `strip`);
+  2. the small student: a fresh all-MiniLM-L6-v2 on the assistant's probabilities over the inputs of the first --rows
+     rows (`edgedistill compress --into default`: edgedistill.distill.compress.distill_into), the plan's epochs;
+  3. both scored on the fixed test sample against gold, beside the teacher's own accuracy there (the ceiling) and the
+     label-only all-MiniLM-L6-v2 of distill_accuracy.json at --rows rows, same seeds (the baseline: the same rows with
+     the teacher's labels; --baseline-from names the results file).
+No label beyond the first --rows rows' teacher labels is used: the assistant reads a subset of them, the small student
+the inputs of all of them. Results are written to --out after each seed (a re-run skips the seeds it holds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dict:
+    from edgedistill.distill.compress import distill_into
+    from edgedistill.distill.strip import strip_student
+    from edgedistill.distill.train import TrainConfig, default_student, train
+    from edgedistill.evaluate import predict_labels, score
+
+    _, _, max_len, epochs, batch, lr = plan
+    row, began = {"seed": seed}, time.time()
+    assistant = work / f"assistant-{seed}"
+    s = train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{args.assistant_rows}.jsonl"),
+                          out=str(assistant), mode="label-only", epochs=epochs, batch_size=batch, max_length=max_len, seed=seed,
+                          lr=lr, student=args.assistant, progress=False), echo=lambda *_: None)
+    strip_student(assistant, work / f"assistant-{seed}-stripped")
+    row["assistant"] = {"accuracy": score(task, test, predict_labels(work / f"assistant-{seed}-stripped", task, test))["accuracy"],
+                        "val_accuracy": s["val_accuracy"], "attempts": len(s["attempts"]), "seconds": round(time.time() - began, 1)}
+    print(f"seed {seed}: assistant ({Path(args.assistant).name}, {args.assistant_rows} rows) test "
+          f"{100 * row['assistant']['accuracy']:.1f} %", flush=True)
+    began = time.time()
+    small = work / f"small-{seed}"
+    r = distill_into(work / f"assistant-{seed}-stripped", work / f"{dataset}-{args.rows}.jsonl", default_student(), small,
+                     work / f"into-{seed}", epochs=epochs, batch_size=batch, seed=seed, echo=lambda *_: None)
+    row["small"] = {"accuracy": score(task, test, predict_labels(small, task, test))["accuracy"],
+                    "val_agreement": r["val_agreement"], "seconds": round(time.time() - began, 1)}
+    print(f"seed {seed}: all-MiniLM-L6-v2 on the assistant's probabilities over {args.rows} inputs: test "
+          f"{100 * row['small']['accuracy']:.1f} %", flush=True)
+    return row
+
+
+def baseline(path: Path, dataset: str, rows: int, seeds: list[int]) -> dict:
+    """label-only all-MiniLM-L6-v2 at `rows` rows, per seed, from a distill_accuracy.py results file."""
+    if not path.exists():
+        return {}
+    runs = json.loads(path.read_text())["runs"]
+    return {str(r["seed"]): r["accuracy"] for r in runs if (r["dataset"], r["size"], r["mode"]) == (dataset, rows, "label-only")
+            and r["seed"] in seeds and r.get("accuracy") is not None}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dss-dir", default=str(HERE.parent.parent / "shared" / "datasets" / "dss"))
+    ap.add_argument("--dataset", default="esnli", choices=["esnli", "cqa"])
+    ap.add_argument("--assistant", required=True, help="the large student's base model dir (benchmarks/fetch_mpnet.sh)")
+    ap.add_argument("--assistant-rows", type=int, default=700, help="teacher-labelled rows the assistant trains on")
+    ap.add_argument("--rows", type=int, default=9842, help="rows whose inputs the small student learns the assistant's answers on")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--baseline-from", default=str(HERE / "results" / "distill_accuracy.json"))
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+    from distill_accuracy import PLAN, load_dataset, takes_plan_rate
+
+    from edgedistill.atomic import write_json
+    from edgedistill.machine import machine_record
+
+    plan = PLAN[args.dataset]
+    if not takes_plan_rate(args.dataset, "auto", args.assistant):
+        plan = (*plan[:5], None)
+    out = Path(args.out)
+    state = json.loads(out.read_text()) if out.exists() else {"runs": [], "invocations": []}
+    seeds = [int(x) for x in args.seeds.split(",") if int(x) not in {r["seed"] for r in state["runs"]}]
+    work = Path(tempfile.mkdtemp(prefix="distill-into-"))
+    task, test, reference = load_dataset(args.dataset, plan, args.dss_dir, work, sorted({args.assistant_rows, args.rows}))
+    began = time.time()
+    invocation = {"command": "python " + shlex.join(["benchmarks/distill_into.py"] + sys.argv[1:]),
+                  "machine": machine_record(threads=[torch.get_num_threads()]), "started": time.strftime("%Y-%m-%d %H:%M")}
+    state.update(dataset=args.dataset, assistant=Path(args.assistant).name, assistant_rows=args.assistant_rows, rows=args.rows,
+                 plan=dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan)), reference=reference)
+    state["invocations"].append(invocation)
+    for seed in seeds:
+        state["runs"].append(run_seed(args.dataset, seed, args, work, plan, task, test))
+        invocation["wall_s"] = round(time.time() - began)
+        write_json(out, state)
+    all_seeds = [r["seed"] for r in state["runs"]]
+    state["baseline"] = baseline(Path(args.baseline_from), args.dataset, args.rows, all_seeds)
+    write_json(out, state)
+    print(summary(state))
+
+
+def summary(state: dict) -> str:
+    def ms(xs):
+        xs = [100 * x for x in xs]
+        return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
+
+    runs = state["runs"]
+    lines = [f"{state['dataset']}: teacher {100 * state['reference']['teacher']:.1f} % on the test sample, floor "
+             f"{100 * state['reference']['floor']:.1f} %",
+             f"assistant ({state['assistant']}, {state['assistant_rows']} rows): {ms([r['assistant']['accuracy'] for r in runs])}",
+             f"all-MiniLM-L6-v2 on its probabilities over {state['rows']} inputs: {ms([r['small']['accuracy'] for r in runs])}"]
+    base = state.get("baseline") or {}
+    paired = [r["small"]["accuracy"] - base[str(r["seed"])] for r in runs if str(r["seed"]) in base]
+    if paired:
+        lines.append(f"all-MiniLM-L6-v2 label-only on the teacher's labels of the {state['rows']} rows: {ms(list(base.values()))}; "
+                     f"paired Δ {ms(paired)} pt")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
