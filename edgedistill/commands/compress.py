@@ -29,9 +29,10 @@ def _layers(ctx, param, value):
 @click.option("--layers", callback=_layers, help="Layer counts to build, e.g. 3 or 4,3,2 (several need --latency-budget). "
               "Each starts from evenly spaced layers of MODEL and learns MODEL's probabilities on the annotations.")
 @click.option("--into", "into", multiple=True, metavar="BASE",
-              help="Also distill MODEL into a fresh student of another, smaller base (a transformers model dir; 'default' = "
+              help="Distill MODEL into a fresh student of another, smaller base (a transformers model dir; 'default' = "
                    "the packaged all-MiniLM-L6-v2), on MODEL's probabilities over the annotations (and --inputs): a large "
-                   "student (--student all-mpnet-base-v2) as the teacher's assistant for the small one. Repeatable.")
+                   "student (train --student all-mpnet-base-v2) as the teacher's assistant for the small one. A candidate "
+                   "like a --layers count; repeatable.")
 @click.option("--latency-budget", type=float, help="Milliseconds per prediction (batch 1, p50, this CPU, tokenizing included): "
               "export and time every candidate (MODEL itself too) and ship the most accurate within it; exit 1 if none is.")
 @click.option("--trim-vocab/--no-trim-vocab", default=True, show_default=True,
@@ -56,7 +57,7 @@ def compress(model, annotations, inputs, out, layers, into, latency_budget, trim
       edgedistill compress RUN/stripped --annotations RUN/annotations.jsonl --out RUN/compressed
       edgedistill compress RUN/stripped --annotations RUN/annotations.jsonl --out RUN/compressed \\
           --layers 4,3,2 --latency-budget 2.5 --eval-data test.jsonl --inputs more_tickets.jsonl
-      edgedistill compress MPNET_RUN/stripped --annotations MPNET_RUN/annotations.jsonl --out RUN/compressed \
+      edgedistill compress MPNET_RUN/stripped --annotations MPNET_RUN/annotations.jsonl --out RUN/compressed \\
           --into default
     """
     run_compress(CompressConfig(model=model, annotations=annotations, inputs=inputs, out=out, layers=layers, into=list(into) or None, latency_budget=latency_budget,
