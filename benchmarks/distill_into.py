@@ -77,8 +77,14 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--baseline-from", default=str(HERE / "results" / "distill_accuracy.json"))
     ap.add_argument("--out", required=True)
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="train nothing: add these results files' seeds (other processes' "
+                    "--out) to --out")
+    ap.add_argument("--plot", metavar="JSON", help="train nothing: plot --out beside the base curves, read from --baseline-from "
+                    "and this distill_accuracy.py results file of the assistant's base (label-only), into --out's .png")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.merge or args.plot:
+        return merge(Path(args.out), [Path(p) for p in args.merge or []], args.plot and Path(args.plot), Path(args.baseline_from))
     import torch
     from distill_accuracy import PLAN, load_dataset, takes_plan_rate
 
@@ -107,6 +113,59 @@ def main():
     state["baseline"] = baseline(Path(args.baseline_from), args.dataset, args.rows, all_seeds)
     write_json(out, state)
     print(summary(state))
+
+
+def merge(out: Path, others: list[Path], curve: Path | None, baseline_from: Path) -> None:
+    """Seeds of other --out files joined into `out` (their invocations too); the summary printed, the plot drawn."""
+    from edgedistill.atomic import write_json
+
+    state = json.loads(out.read_text()) if out.exists() else {"runs": [], "invocations": []}
+    for o in others:
+        theirs = json.loads(o.read_text())
+        state = {**theirs, **state, "runs": state["runs"] + [r for r in theirs["runs"] if r["seed"] not in {x["seed"] for x in state["runs"]}],
+                 "invocations": state["invocations"] + theirs["invocations"]}
+    state["runs"].sort(key=lambda r: r["seed"])
+    state["baseline"] = baseline(baseline_from, state["dataset"], state["rows"], [r["seed"] for r in state["runs"]])
+    write_json(out, state)
+    if curve:
+        plot(state, json.loads(baseline_from.read_text()), json.loads(curve.read_text()), out.with_suffix(".png"))
+    print(summary(state))
+
+
+def plot(state: dict, small_curve: dict, large_curve: dict, path: Path) -> None:
+    """Test accuracy against teacher-labelled rows: both bases' label-only curves, the small base on the assistant's
+    probabilities, the teacher's line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def curve(res):
+        by = {}
+        for r in res["runs"]:
+            if r["dataset"] == state["dataset"] and r["mode"] == "label-only" and r.get("accuracy") is not None:
+                by.setdefault(r["size"], []).append(100 * r["accuracy"])
+        return sorted((n, statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0) for n, v in by.items())
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for res, name, color in ((small_curve, "all-MiniLM-L6-v2 (22M), teacher's labels", "#6a9fd4"),
+                             (large_curve, f"{state['assistant']} (110M), teacher's labels", "#d4862c")):
+        pts = curve(res)
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3, label=name, color=color)
+    acc = [100 * r["small"]["accuracy"] for r in state["runs"]]
+    ax.errorbar([state["rows"]], [statistics.mean(acc)], yerr=[statistics.stdev(acc) if len(acc) > 1 else 0], marker="*", markersize=12,
+                capsize=3, color="#2c7a3f", linestyle="none",
+                label=f"all-MiniLM-L6-v2 on the assistant's probabilities\n(assistant: {state['assistant_rows']} rows; inputs: {state['rows']})")
+    ax.axhline(100 * state["reference"]["teacher"], color="#222", linestyle="--", linewidth=1, label="teacher (PaLM-540B)")
+    ax.axhline(100 * state["reference"]["floor"], color="#999", linestyle=":", linewidth=1, label="floor (commonest label)")
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher-labelled training rows")
+    ax.set_ylabel("test accuracy (%), mean ± sd over seeds")
+    ax.set_title(f"{state['dataset']}: a large student as the teacher's assistant", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def summary(state: dict) -> str:
