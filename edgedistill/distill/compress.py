@@ -37,7 +37,7 @@ from pathlib import Path
 
 from ..atomic import build_dir
 from ..errors import UserError
-from ..model_dir import read_meta, task_type, weights_bytes, write_meta
+from ..model_dir import base_name, read_meta, task_type, weights_bytes, write_meta
 
 TRIMMABLE_MODELS = ("WordPiece", "WordLevel")  # tokenizer models whose vocabulary is a plain token -> id map
 COMMON_WORDS = 2000  # the commonest words kept beside the task's own tokens (about 0.8 MB of an INT8 bundle at 384 dims)
@@ -343,8 +343,9 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
     layers = sorted(set(cfg.layers or []), reverse=True)
     bases = [_into_base(b) for b in cfg.into or []]
     if len(layers) + len(bases) > 1 and cfg.latency_budget is None:
-        raise UserError(f"--layers {','.join(map(str, layers))} --into {','.join(cfg.into or [])}: several candidates need "
-                        "--latency-budget MS to choose among them; or give one layer count or one base")
+        asked = " ".join(([f"--layers {','.join(map(str, layers))}"] if layers else []) + [f"--into {b}" for b in cfg.into or []])
+        raise UserError(f"{asked}: several candidates need --latency-budget MS to choose among them; or give one layer count "
+                        "or one base")
     src, out = Path(cfg.model), Path(cfg.out)
     if read_meta(src).get("kind") not in ("stripped", "student"):
         raise UserError(f"{src}: not a stripped model dir (edgedistill strip writes one)")
@@ -352,8 +353,9 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
     try:
         full = src
+        texts = task_texts(cfg.annotations, cfg.inputs, task_type(src)) if cfg.trim_vocab else None
         if cfg.trim_vocab:
-            r = trim_vocabulary(src, task_texts(cfg.annotations, cfg.inputs, task_type(src)), work / "trimmed", cfg.common_words)
+            r = trim_vocabulary(src, texts, work / "trimmed", cfg.common_words)
             echo(f"vocabulary: kept {r.kept:,} of {r.original:,} tokens ({r.from_inputs:,} the inputs use, {r.safety:,} special "
                  f"and single-character, {r.common:,} common words)")
             full = work / "trimmed"
@@ -368,13 +370,13 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
                            echo=lambda *_: None, inputs=cfg.inputs)
             dirs.append(work / f"{k}-layers")
         for i, base in enumerate(bases):
-            echo(f"{base.name}: distilling the {total}-layer student into a fresh {base.name} ...")
+            echo(f"{base_name(base)}: distilling the {total}-layer student into a fresh {base_name(base)} ...")
             d = work / f"into-{i}"
             distill_into(full, cfg.annotations, base, d, work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, echo=lambda *_: None,
                          inputs=cfg.inputs)
             write_meta(d, {**read_meta(d), "distilled_from": str(src.resolve())})  # not the trimmed copy in the work dir
             if cfg.trim_vocab:
-                trim_vocabulary(d, task_texts(cfg.annotations, cfg.inputs, task_type(src)), work / f"into-{i}-trimmed", cfg.common_words)
+                trim_vocabulary(d, texts, work / f"into-{i}-trimmed", cfg.common_words)
                 d = work / f"into-{i}-trimmed"
             dirs.append(d)
         accuracy, ckpt = _scorer(src, cfg), weights_bytes(src)
@@ -411,9 +413,9 @@ def measure_candidate(model_dir: Path, accuracy, checkpoint_bytes: int, cfg: Com
     m = export_bundle(ExportConfig(model=str(model_dir), out=str(bundle), quantize=cfg.quantize, parity_data=cfg.annotations,
                                    threads=cfg.threads), echo=lambda *_: None)
     meta, layers = read_meta(model_dir), _layer_count(model_dir)
-    into = f"{Path(meta['base']).name} distilled, " if "distilled_from" in meta else ""
-    return {"name": f"{into}{layers} layers" + (", trimmed vocabulary" if "vocabulary" in meta else ""), "layers": layers,
-            "base": Path(meta["base"]).name if into else None, "vocabulary": meta.get("vocabulary", {}).get("kept"),
+    base = base_name(meta["base"]) if "distilled_from" in meta else None
+    return {"name": (f"{base} distilled, " if base else "") + f"{layers} layers" + (", trimmed vocabulary" if "vocabulary" in meta else ""),
+            "layers": layers, "base": base, "vocabulary": meta.get("vocabulary", {}).get("kept"),
             "accuracy": accuracy(bundle), "bundle": bundle, "bundle_mb": m["size_bytes"] / 1e6,
             "of_checkpoint": m["size_bytes"] / checkpoint_bytes}
 
