@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -39,18 +40,22 @@ def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dic
     _, _, max_len, epochs, batch, lr = plan
     row, began = {"seed": seed}, time.time()
     assistant = work / f"assistant-{seed}"
-    s = train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{args.assistant_rows}.jsonl"),
+    if not (work / f"assistant-{seed}-stripped").exists():  # --work keeps it for runs with other --rows
+        train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{args.assistant_rows}.jsonl"),
                           out=str(assistant), mode="label-only", epochs=epochs, batch_size=batch, max_length=max_len, seed=seed,
                           lr=lr, student=args.assistant, progress=False), echo=lambda *_: None)
-    strip_student(assistant, work / f"assistant-{seed}-stripped")
+        strip_student(assistant, work / f"assistant-{seed}-stripped")
+    s = json.loads((assistant / "train.json").read_text())
     row["assistant"] = {"accuracy": score(task, test, predict_labels(work / f"assistant-{seed}-stripped", task, test))["accuracy"],
                         "val_accuracy": s["val_accuracy"], "attempts": len(s["attempts"]), "seconds": round(time.time() - began, 1)}
     print(f"seed {seed}: assistant ({Path(args.assistant).name}, {args.assistant_rows} rows) test "
           f"{100 * row['assistant']['accuracy']:.1f} %", flush=True)
     began = time.time()
-    small = work / f"small-{seed}"
+    small = work / f"small-{seed}-{args.rows}"
     r = distill_into(work / f"assistant-{seed}-stripped", work / f"{dataset}-{args.rows}.jsonl", default_student(), small,
-                     work / f"into-{seed}", epochs=epochs, batch_size=batch, seed=seed, echo=lambda *_: None)
+                     work / f"into-{seed}-{args.rows}", epochs=epochs, batch_size=batch, seed=seed, echo=lambda *_: None)
+    shutil.rmtree(small, ignore_errors=True)
+    shutil.rmtree(work / f"into-{seed}-{args.rows}", ignore_errors=True)
     row["small"] = {"accuracy": score(task, test, predict_labels(small, task, test))["accuracy"],
                     "val_agreement": r["val_agreement"], "seconds": round(time.time() - began, 1)}
     print(f"seed {seed}: all-MiniLM-L6-v2 on the assistant's probabilities over {args.rows} inputs: test "
@@ -77,14 +82,19 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--baseline-from", default=str(HERE / "results" / "distill_accuracy.json"))
     ap.add_argument("--out", required=True)
+    ap.add_argument("--work", help="keep the assistants in this dir (default: a temporary one, removed at the end): a later run "
+                    "with another --rows and the same seeds reuses them instead of training them again")
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="train nothing: add these results files' seeds (other processes' "
                     "--out) to --out")
     ap.add_argument("--plot", metavar="JSON", help="train nothing: plot --out beside the base curves, read from --baseline-from "
                     "and this distill_accuracy.py results file of the assistant's base (label-only), into --out's .png")
+    ap.add_argument("--also", nargs="+", metavar="JSON", default=[], help="with --plot: more --out files of this script (another "
+                    "--rows) to plot beside --out")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.merge or args.plot:
-        return merge(Path(args.out), [Path(p) for p in args.merge or []], args.plot and Path(args.plot), Path(args.baseline_from))
+        return merge(Path(args.out), [Path(p) for p in args.merge or []], args.plot and Path(args.plot), Path(args.baseline_from),
+                     [json.loads(Path(p).read_text()) for p in args.also])
     import torch
     from distill_accuracy import PLAN, load_dataset, takes_plan_rate
 
@@ -97,7 +107,8 @@ def main():
     out = Path(args.out)
     state = json.loads(out.read_text()) if out.exists() else {"runs": [], "invocations": []}
     seeds = [int(x) for x in args.seeds.split(",") if int(x) not in {r["seed"] for r in state["runs"]}]
-    work = Path(tempfile.mkdtemp(prefix="distill-into-"))
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="distill-into-"))
+    work.mkdir(parents=True, exist_ok=True)
     task, test, reference = load_dataset(args.dataset, plan, args.dss_dir, work, sorted({args.assistant_rows, args.rows}))
     began = time.time()
     invocation = {"command": "python " + shlex.join(["benchmarks/distill_into.py"] + sys.argv[1:]),
@@ -109,13 +120,15 @@ def main():
         state["runs"].append(run_seed(args.dataset, seed, args, work, plan, task, test))
         invocation["wall_s"] = round(time.time() - began)
         write_json(out, state)
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
     all_seeds = [r["seed"] for r in state["runs"]]
     state["baseline"] = baseline(Path(args.baseline_from), args.dataset, args.rows, all_seeds)
     write_json(out, state)
     print(summary(state))
 
 
-def merge(out: Path, others: list[Path], curve: Path | None, baseline_from: Path) -> None:
+def merge(out: Path, others: list[Path], curve: Path | None, baseline_from: Path, also: list[dict]) -> None:
     """Seeds of other --out files joined into `out` (their invocations too); the summary printed, the plot drawn."""
     from edgedistill.atomic import write_json
 
@@ -128,34 +141,39 @@ def merge(out: Path, others: list[Path], curve: Path | None, baseline_from: Path
     state["baseline"] = baseline(baseline_from, state["dataset"], state["rows"], [r["seed"] for r in state["runs"]])
     write_json(out, state)
     if curve:
-        plot(state, json.loads(baseline_from.read_text()), json.loads(curve.read_text()), out.with_suffix(".png"))
+        plot([state, *also], json.loads(baseline_from.read_text()), json.loads(curve.read_text()), out.with_suffix(".png"))
     print(summary(state))
 
 
-def plot(state: dict, small_curve: dict, large_curve: dict, path: Path) -> None:
-    """Test accuracy against teacher-labelled rows: both bases' label-only curves, the small base on the assistant's
-    probabilities, the teacher's line."""
+def plot(states: list[dict], small_curve: dict, large_curve: dict, path: Path) -> None:
+    """Test accuracy against teacher-labelled rows: both bases' label-only curves (the assistants among the larger
+    base's), the small base on the assistants' probabilities (one point per --rows), the teacher's line."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    def curve(res):
+    state = states[0]
+
+    def curve(res, extra=()):
         by = {}
-        for r in res["runs"]:
-            if r["dataset"] == state["dataset"] and r["mode"] == "label-only" and r.get("accuracy") is not None:
-                by.setdefault(r["size"], []).append(100 * r["accuracy"])
+        runs = [r for r in res["runs"] if r["dataset"] == state["dataset"] and r["mode"] == "label-only"]
+        for size, acc in [(r["size"], r.get("accuracy")) for r in runs] + list(extra):
+            if acc is not None:
+                by.setdefault(size, []).append(100 * acc)
         return sorted((n, statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0) for n, v in by.items())
 
+    assistants = {(st["assistant_rows"], r["seed"]): r["assistant"]["accuracy"] for st in states for r in st["runs"]}
+
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for res, name, color in ((small_curve, "all-MiniLM-L6-v2 (22M), teacher's labels", "#6a9fd4"),
-                             (large_curve, f"{state['assistant']} (110M), teacher's labels", "#d4862c")):
-        pts = curve(res)
+    for pts, name, color in ((curve(small_curve), "all-MiniLM-L6-v2 (22M), teacher's labels", "#6a9fd4"),
+                             (curve(large_curve, [(n, a) for (n, _), a in assistants.items()]),
+                              f"{state['assistant']} (110M), teacher's labels", "#d4862c")):
         ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3, label=name, color=color)
-    acc = [100 * r["small"]["accuracy"] for r in state["runs"]]
-    ax.errorbar([state["rows"]], [statistics.mean(acc)], yerr=[statistics.stdev(acc) if len(acc) > 1 else 0], marker="*", markersize=12,
-                capsize=3, color="#2c7a3f", linestyle="none",
-                label=f"all-MiniLM-L6-v2 on the assistant's probabilities\n(assistant: {state['assistant_rows']} rows; inputs: {state['rows']})")
+    pts = sorted((st["rows"], [100 * r["small"]["accuracy"] for r in st["runs"]]) for st in states)
+    ax.errorbar([n for n, _ in pts], [statistics.mean(a) for _, a in pts], yerr=[statistics.stdev(a) if len(a) > 1 else 0 for _, a in pts],
+                marker="*", markersize=12, capsize=3, color="#2c7a3f", linestyle=":",
+                label=f"all-MiniLM-L6-v2 on the assistant's probabilities over\nthat many inputs (assistant: {state['assistant_rows']} rows)")
     ax.axhline(100 * state["reference"]["teacher"], color="#222", linestyle="--", linewidth=1, label="teacher (PaLM-540B)")
     ax.axhline(100 * state["reference"]["floor"], color="#999", linestyle=":", linewidth=1, label="floor (commonest label)")
     ax.set_xscale("log")
