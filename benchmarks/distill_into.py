@@ -54,10 +54,10 @@ def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dic
     small = work / f"small-{seed}-{args.rows}"
     r = distill_into(work / f"assistant-{seed}-stripped", work / f"{dataset}-{args.rows}.jsonl", default_student(), small,
                      work / f"into-{seed}-{args.rows}", epochs=epochs, batch_size=batch, seed=seed, echo=lambda *_: None)
-    shutil.rmtree(small, ignore_errors=True)
-    shutil.rmtree(work / f"into-{seed}-{args.rows}", ignore_errors=True)
     row["small"] = {"accuracy": score(task, test, predict_labels(small, task, test))["accuracy"],
                     "val_agreement": r["val_agreement"], "seconds": round(time.time() - began, 1)}
+    shutil.rmtree(small, ignore_errors=True)
+    shutil.rmtree(work / f"into-{seed}-{args.rows}", ignore_errors=True)
     print(f"seed {seed}: all-MiniLM-L6-v2 on the assistant's probabilities over {args.rows} inputs: test "
           f"{100 * row['small']['accuracy']:.1f} %", flush=True)
     return row
