@@ -270,9 +270,8 @@ def test_negative_common_words_are_refused():
 def test_compress_into_another_base_distills_a_fresh_student_export_takes(tiny_stripped, tmp_path):
     """--into: a fresh student of another base learns the trained student's probabilities (a large student as the
     teacher's assistant); it is a candidate like a layer count, trimmed, named by its base, and exports as usual."""
-    from edgedistill.distill.compress import CompressConfig, compress
     from edgedistill.deploy.export import ExportConfig, export_bundle
-
+    from edgedistill.distill.compress import CompressConfig, compress
     from edgedistill.distill.strip import strip_student
     from edgedistill.distill.train import TrainConfig, train
 
@@ -311,10 +310,8 @@ def test_compress_into_reaches_the_cli(tiny_stripped, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from edgedistill.cli import main
-    from edgedistill.distill import compress as c
 
     seen = {}
-    monkeypatch.setattr(c, "compress", lambda cfg, echo=print: seen.setdefault("cfg", cfg))
     monkeypatch.setattr("edgedistill.commands.compress.run_compress", lambda cfg, echo=print: seen.setdefault("cfg", cfg))
     model, ann = tiny_stripped
     r = CliRunner().invoke(main, ["compress", str(model), "--annotations", str(ann), "--out", str(tmp_path / "c"),
