@@ -6,7 +6,8 @@ Per seed, on the rows, splits and test sample of benchmarks/distill_accuracy.py 
   1. the assistant: a label-only student of --assistant (all-mpnet-base-v2 from benchmarks/fetch_mpnet.sh) on the
      teacher's labels of the first --assistant-rows rows, the plan's recipe, stripped (`edgedistill train`, `strip`);
   2. the small student: a fresh all-MiniLM-L6-v2 on the assistant's probabilities over the inputs of the first --rows
-     rows (`edgedistill compress --into default`: edgedistill.distill.compress.distill_into), the plan's epochs;
+     rows (`edgedistill compress --into default`: edgedistill.distill.compress.distill_into), the plan's epochs; with
+     --label-weight W, the teacher's own labels as hard targets beside them at weight W;
   3. both scored on the fixed test sample against gold, beside the teacher's own accuracy there (the ceiling) and the
      label-only all-MiniLM-L6-v2 of distill_accuracy.json at --rows rows, same seeds (the baseline: the same rows with
      the teacher's labels; --baseline-from names the results file).
@@ -51,13 +52,14 @@ def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dic
     print(f"seed {seed}: assistant ({Path(args.assistant).name}, {args.assistant_rows} rows) test "
           f"{100 * row['assistant']['accuracy']:.1f} %", flush=True)
     began = time.time()
-    small = work / f"small-{seed}-{args.rows}"
+    small = work / f"small-{seed}-{args.rows}-{args.label_weight:g}"
     r = distill_into(work / f"assistant-{seed}-stripped", work / f"{dataset}-{args.rows}.jsonl", default_student(), small,
-                     work / f"into-{seed}-{args.rows}", epochs=epochs, batch_size=batch, seed=seed, echo=lambda *_: None)
+                     work / f"into-{seed}-{args.rows}-{args.label_weight:g}", epochs=epochs, batch_size=batch, seed=seed,
+                     echo=lambda *_: None, label_weight=args.label_weight)
     row["small"] = {"accuracy": score(task, test, predict_labels(small, task, test))["accuracy"],
                     "val_agreement": r["val_agreement"], "seconds": round(time.time() - began, 1)}
     shutil.rmtree(small, ignore_errors=True)
-    shutil.rmtree(work / f"into-{seed}-{args.rows}", ignore_errors=True)
+    shutil.rmtree(work / f"into-{seed}-{args.rows}-{args.label_weight:g}", ignore_errors=True)
     print(f"seed {seed}: all-MiniLM-L6-v2 on the assistant's probabilities over {args.rows} inputs: test "
           f"{100 * row['small']['accuracy']:.1f} %", flush=True)
     return row
@@ -79,6 +81,8 @@ def main():
     ap.add_argument("--assistant", required=True, help="the large student's base model dir (benchmarks/fetch_mpnet.sh)")
     ap.add_argument("--assistant-rows", type=int, default=700, help="teacher-labelled rows the assistant trains on")
     ap.add_argument("--rows", type=int, default=9842, help="rows whose inputs the small student learns the assistant's answers on")
+    ap.add_argument("--label-weight", type=float, default=0.0, help="the teacher's own labels as hard targets beside the "
+                    "assistant's probabilities, at this weight (distill_into's label_weight; 0: its probabilities alone)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--baseline-from", default=str(HERE / "results" / "distill_accuracy.json"))
     ap.add_argument("--out", required=True)
@@ -114,6 +118,7 @@ def main():
     invocation = {"command": "python " + shlex.join(["benchmarks/distill_into.py"] + sys.argv[1:]),
                   "machine": machine_record(threads=[torch.get_num_threads()]), "started": time.strftime("%Y-%m-%d %H:%M")}
     state.update(dataset=args.dataset, assistant=Path(args.assistant).name, assistant_rows=args.assistant_rows, rows=args.rows,
+                 label_weight=args.label_weight,
                  plan=dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan)), reference=reference)
     state["invocations"].append(invocation)
     for seed in seeds:
@@ -195,7 +200,9 @@ def summary(state: dict) -> str:
     lines = [f"{state['dataset']}: teacher {100 * state['reference']['teacher']:.1f} % on the test sample, floor "
              f"{100 * state['reference']['floor']:.1f} %",
              f"assistant ({state['assistant']}, {state['assistant_rows']} rows): {ms([r['assistant']['accuracy'] for r in runs])}",
-             f"all-MiniLM-L6-v2 on its probabilities over {state['rows']} inputs: {ms([r['small']['accuracy'] for r in runs])}"]
+             f"all-MiniLM-L6-v2 on its probabilities over {state['rows']} inputs"
+             + (f" (the teacher's labels at weight {state['label_weight']:g} beside them)" if state.get("label_weight") else "")
+             + f": {ms([r['small']['accuracy'] for r in runs])}"]
     base = state.get("baseline") or {}
     paired = [r["small"]["accuracy"] - base[str(r["seed"])] for r in runs if str(r["seed"]) in base]
     if paired:

@@ -213,9 +213,9 @@ def test_unlabelled_inputs_join_the_distillation_rows_and_the_vocabulary(tiny_st
     seen = {}
     real = c.teacher_annotations
 
-    def spy(model_dir, rows, out_path):
+    def spy(model_dir, rows, out_path, **kw):
         seen["rows"] = rows
-        return real(model_dir, rows, out_path)
+        return real(model_dir, rows, out_path, **kw)
 
     monkeypatch.setattr(c, "teacher_annotations", spy)
     c.compress(c.CompressConfig(model=str(model), annotations=str(ann), inputs=str(inputs), out=str(tmp_path / "small"), layers=[1],
@@ -293,6 +293,31 @@ def test_compress_into_another_base_distills_a_fresh_student_export_takes(tiny_s
     export_bundle(ExportConfig(model=str(tmp_path / "c"), out=str(tmp_path / "bundle"), quantize="none", parity_data=str(ann)),
                   echo=lambda *_: None)
     assert (tmp_path / "bundle" / "manifest.json").exists()
+
+
+def test_label_weight_keeps_the_annotators_labels_beside_the_students_probabilities(tiny_stripped, tmp_path, monkeypatch):
+    """label_weight W: the annotated rows keep their own label as the hard target (unlabelled inputs take the trained
+    student's argmax), the student's probabilities stay the soft ones, and train blends them at soft_weight 1 - W."""
+    from edgedistill.distill import compress as c
+    from edgedistill.distill import train as t
+
+    model, ann = tiny_stripped
+    rows = c.distillation_inputs(ann) + [{"id": "inputs:1", "input": "refund the dog", "status": "ok", "label": None}]
+    c.teacher_annotations(model, rows, tmp_path / "kept.jsonl", keep_labels=True)
+    c.teacher_annotations(model, rows, tmp_path / "argmax.jsonl")
+    kept, argmax = ([json.loads(x) for x in (tmp_path / f).read_text().splitlines()] for f in ("kept.jsonl", "argmax.jsonl"))
+    assert [r["label"] for r in kept[:30]] == [LABELS[i % 3] for i in range(30)]
+    assert [r["label_probs"] for r in kept] == [r["label_probs"] for r in argmax]
+    assert kept[-1]["label"] == max(kept[-1]["label_probs"], key=kept[-1]["label_probs"].get) == argmax[-1]["label"]
+    assert all(r["label"] == max(r["label_probs"], key=r["label_probs"].get) for r in argmax)
+
+    seen = {}
+    monkeypatch.setattr(t, "train", lambda cfg, echo: seen.setdefault("cfg", cfg) and {})
+    monkeypatch.setattr("edgedistill.distill.strip.strip_student", lambda src, out: write_meta(out, {"kind": "stripped"}))
+    c.distill_into(model, ann, model, tmp_path / "out", tmp_path / "work", label_weight=0.25)
+    assert seen["cfg"].soft_weight == 0.75 and (tmp_path / "work" / "soft_targets_labels.jsonl").exists()
+    with pytest.raises(UserError, match="below 1"):
+        c.distill_into(model, ann, model, tmp_path / "out", tmp_path / "work", label_weight=1.0)
 
 
 def test_into_a_dir_that_is_no_model_names_the_fix_and_writes_nothing(tiny_stripped, tmp_path):

@@ -222,9 +222,10 @@ def unlabelled(inputs, need_choices: bool = False) -> list[dict]:
     return rows
 
 
-def teacher_annotations(model_dir, rows: list[dict], out_path) -> int:
+def teacher_annotations(model_dir, rows: list[dict], out_path, keep_labels: bool = False) -> int:
     """`rows` (distillation_inputs) with the trained student's probabilities as `label_probs`: the targets a smaller
-    student learns (train's soft-target path). Returns the number of rows written."""
+    student learns (train's soft-target path); the hard label its argmax, or with keep_labels the annotator's own
+    where the row has one. Returns the number of rows written."""
     import numpy as np
 
     from ..atomic import write_jsonl
@@ -242,20 +243,22 @@ def teacher_annotations(model_dir, rows: list[dict], out_path) -> int:
     for r, row in zip(rows, logits):  # (ragged choice counts come padded with NaN)
         p = softmax(np.asarray(row[:len(r["choices"])] if mc else row, dtype=np.float64))
         keys = r["choices"] if mc else meta["labels"]
-        # the hard label is the trained student's too, so validation measures agreement with it
-        out.append({**r, "label": keys[int(p.argmax())], "label_probs": {k: float(v) for k, v in zip(keys, p)}})
+        # the hard label is the trained student's too (validation then measures agreement with it), unless kept
+        label = r["label"] if keep_labels and r.get("label") is not None else keys[int(p.argmax())]
+        out.append({**r, "label": label, "label_probs": {k: float(v) for k, v in zip(keys, p)}})
     write_jsonl(out_path, out)
     return len(out)
 
 
 def distill_layers(model_dir, annotations, k: int, out_dir, work: Path, epochs: float = 4.0, batch_size: int = 16,
-                   lr: float | None = None, seed: int = 0, echo=print, inputs=None) -> dict:
+                   lr: float | None = None, seed: int = 0, echo=print, inputs=None,
+                   label_weight: float = 0.0) -> dict:
     """A k-layer student from model_dir's layers, trained on its probabilities over the annotation inputs and the
     unlabelled `inputs` (distillation_inputs); written stripped to out_dir."""
     meta = read_meta(model_dir)
     base = work / f"base-{k}"
     kept = drop_layers(model_dir, k, base)
-    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs)
+    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight)
     write_meta(out_dir, {**read_meta(out_dir), "layers": {"original": meta.get("layers", {}).get("original")
                                                           or _layer_count(model_dir), "kept": kept},
                          **({"vocabulary": meta["vocabulary"]} if "vocabulary" in meta else {})})
@@ -264,29 +267,35 @@ def distill_layers(model_dir, annotations, k: int, out_dir, work: Path, epochs: 
 
 
 def distill_into(model_dir, annotations, base, out_dir, work: Path, epochs: float = 4.0, batch_size: int = 16,
-                 lr: float | None = None, seed: int = 0, echo=print, inputs=None) -> dict:
+                 lr: float | None = None, seed: int = 0, echo=print, inputs=None,
+                 label_weight: float = 0.0) -> dict:
     """A fresh student of another `base` (a transformers model dir, e.g. all-MiniLM-L6-v2) trained on model_dir's
     probabilities over the annotation inputs and the unlabelled `inputs`, at train's own rates for that base;
     written stripped to out_dir, its full vocabulary kept (compress trims it as a candidate)."""
-    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs)
+    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight)
     write_meta(out_dir, {**read_meta(out_dir), "distilled_from": str(Path(model_dir).resolve()), "base": str(base)})
     return report
 
 
-def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_size, lr, seed, echo, inputs) -> dict:
-    """Train a label-only student of `base` on model_dir's probabilities (soft targets computed once per work dir), strip it."""
+def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_size, lr, seed, echo, inputs,
+             label_weight: float = 0.0) -> dict:
+    """Train a label-only student of `base` on model_dir's probabilities (soft targets computed once per work dir), strip it.
+    label_weight > 0: the annotator's own labels as hard targets beside them, at that weight (Hinton et al. 2015's
+    blend; for a two-tower multiple-choice student the hard term is also the one that ranks against the batch's choices)."""
     from .strip import strip_student
     from .train import TrainConfig, train
 
+    if not 0 <= label_weight < 1:
+        raise UserError(f"label weight {label_weight:g}: must be at least 0 and below 1 (1 would ignore the trained student)")
     meta = read_meta(model_dir)
-    soft = work / "soft_targets.jsonl"
+    soft = work / ("soft_targets.jsonl" if not label_weight else "soft_targets_labels.jsonl")
     if not soft.exists():
         rows = distillation_inputs(annotations, inputs, need_choices=meta["family"] == "multiple-choice"
                                    and task_type(model_dir) != "numeric")
-        teacher_annotations(model_dir, rows, soft)
+        teacher_annotations(model_dir, rows, soft, keep_labels=label_weight > 0)
     student = work / f"student-{Path(out_dir).name}"
     summary = train(TrainConfig(task=str(Path(model_dir) / "task.yaml"), annotations=str(soft), out=str(student),
-                                student=str(base), mode="label-only", soft_weight=1.0, epochs=epochs, batch_size=batch_size,
+                                student=str(base), mode="label-only", soft_weight=1.0 - label_weight, epochs=epochs, batch_size=batch_size,
                                 lr=lr, max_length=meta["max_length"], seed=seed, pooling=_pooling(model_dir), progress=False),
                     echo=echo)
     strip_student(student, out_dir)
