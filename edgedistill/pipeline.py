@@ -81,6 +81,7 @@ class CompressSection:  # optional: present in pipeline.yaml = the compress stag
     threads: int = 2
     inputs: str | None = None  # more unlabelled inputs (JSON Lines, `input`) to distill smaller students on (compress --inputs)
     into: list[str] = field(default_factory=list)  # other, smaller bases to distill the student into ("default": all-MiniLM-L6-v2)
+    label_weight: float = 0.0  # the annotations' labels as hard targets beside the student's probabilities (compress --label-weight)
 
 
 @dataclass
@@ -171,6 +172,8 @@ def load_pipeline(path) -> Pipeline:
         raise UserError(f"{path}: student.alpha: must be in [0, 1]")
     if pipe.compress and pipe.compress.common_words < 0:
         raise UserError(f"{path}: compress.common_words: must be 0 or more")
+    if pipe.compress and not 0 <= pipe.compress.label_weight < 1:
+        raise UserError(f"{path}: compress.label_weight: must be at least 0 and below 1")
     return pipe
 
 

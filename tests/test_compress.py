@@ -340,9 +340,12 @@ def test_compress_into_reaches_the_cli(tiny_stripped, tmp_path, monkeypatch):
     monkeypatch.setattr("edgedistill.commands.compress.run_compress", lambda cfg, echo=print: seen.setdefault("cfg", cfg))
     model, ann = tiny_stripped
     r = CliRunner().invoke(main, ["compress", str(model), "--annotations", str(ann), "--out", str(tmp_path / "c"),
-                                  "--into", "default", "--into", "/some/base", "--latency-budget", "9"])
+                                  "--into", "default", "--into", "/some/base", "--latency-budget", "9", "--label-weight", "0.5"])
     assert r.exit_code == 0, r.output
-    assert seen["cfg"].into == ["default", "/some/base"]
+    assert seen["cfg"].into == ["default", "/some/base"] and seen["cfg"].label_weight == 0.5
+    r = CliRunner().invoke(main, ["compress", str(model), "--annotations", str(ann), "--out", str(tmp_path / "c"),
+                                  "--into", "default", "--label-weight", "1"])
+    assert r.exit_code == 2 and "--label-weight" in r.output
 
 
 def test_the_packaged_base_is_named_as_people_know_it(tmp_path):

@@ -134,6 +134,9 @@ def test_a_compress_section_turns_the_stage_on_and_export_reads_its_output(folde
     assert stage_configs(load(folder, "compress: {common_words: 0}\n"))["compress"][0].common_words == 0
     with pytest.raises(UserError, match=r"compress\.common_words: must be 0 or more"):
         load(folder, "compress: {common_words: -1}\n")
+    assert stage_configs(load(folder, "compress: {into: [default], label_weight: 0.5}\n"))["compress"][0].label_weight == 0.5
+    with pytest.raises(UserError, match=r"compress\.label_weight: must be at least 0 and below 1"):
+        load(folder, "compress: {label_weight: 1}\n")
 
 
 def test_student_pooling_reaches_train(folder):

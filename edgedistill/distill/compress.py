@@ -341,6 +341,9 @@ class CompressConfig:
     # Other, smaller bases to distill the trained student into (model dirs; "default": the packaged all-MiniLM-L6-v2),
     # each a candidate beside the layer counts
     into: list[str] | None = None
+    # Smaller students' hard targets: the annotations' own labels at this weight beside MODEL's probabilities (0: its
+    # probabilities alone; a two-tower multiple-choice student ranks against the batch's choices only in that term)
+    label_weight: float = 0.0
 
 
 def compress(cfg: CompressConfig, echo=print) -> dict:
@@ -376,13 +379,13 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
                 continue
             echo(f"{k} layers: distilling from the {total}-layer student ...")
             distill_layers(full, cfg.annotations, k, work / f"{k}-layers", work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
-                           echo=lambda *_: None, inputs=cfg.inputs)
+                           echo=lambda *_: None, inputs=cfg.inputs, label_weight=cfg.label_weight)
             dirs.append(work / f"{k}-layers")
         for i, base in enumerate(bases):
             echo(f"{base_name(base)}: distilling the {total}-layer student into a fresh {base_name(base)} ...")
             d = work / f"into-{i}"
             distill_into(full, cfg.annotations, base, d, work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, echo=lambda *_: None,
-                         inputs=cfg.inputs)
+                         inputs=cfg.inputs, label_weight=cfg.label_weight)
             write_meta(d, {**read_meta(d), "distilled_from": str(src.resolve())})  # not the trimmed copy in the work dir
             if cfg.trim_vocab:
                 trim_vocabulary(d, texts, work / f"into-{i}-trimmed", cfg.common_words)
