@@ -50,7 +50,7 @@ def main():
         enc = tok([r.input for r in rows for _ in r.choices], [c for r in rows for c in r.choices], padding=True,
                   truncation=True, max_length=max_length, return_tensors="pt")
         batches.append(({n: v.view(len(rows), len(rows[0].choices), -1) for n, v in enc.items()}, torch.zeros(len(rows), dtype=torch.long)))
-    paths = {"one pass": True, "question once": False}  # model.train_one_pass
+    paths = {"one pass": True, "question once": False}  # model.one_pass
     took = {name: [] for name in paths}
 
     def step(inputs, labels):
@@ -60,7 +60,7 @@ def main():
     step(*batches[0])  # warm-up
     for _ in range(a.rounds):
         for name, one_pass in paths.items():
-            model.train_one_pass = one_pass
+            model.one_pass = one_pass
             started = time.perf_counter()
             for b in batches:
                 step(*b)

@@ -218,12 +218,16 @@ def test_training_encodes_each_question_once_with_the_one_pass_numbers(data, bas
     calls = []
     model.base_model.register_forward_hook(lambda *_: calls.append(1))
     with torch.no_grad():
-        trained, one_pass = model.train()(**inputs), model.eval()(**inputs)
-        assert len(calls) == 3  # training: the questions, then the choices; evaluation: the one pass
-        model.train_one_pass = True  # training through the one pass, as benchmarks/two_tower_speed.py times it
-        through_one_pass = model.train()(**inputs)
-    assert len(calls) == 4
+        trained, answered = model.train()(**inputs), model.eval()(**inputs)
+        assert len(calls) == 4  # training and answering alike: the questions, then the choices
+        torch.jit.trace(model.eval(), tuple(inputs[n] for n in ("input_ids", "attention_mask", "token_type_ids")), strict=False,
+                        check_trace=False)
+        assert len(calls) == 5  # traced (as export traces it): the one pass, the graph the runtimes feed
+        model.one_pass = True  # the one pass in eager torch too, as benchmarks/two_tower_speed.py times it
+        through_one_pass, one_pass = model.train()(**inputs), model.eval()(**inputs)
+    assert len(calls) == 7
     assert torch.allclose(trained.logits, one_pass.logits, atol=1e-4)
+    assert torch.allclose(answered.logits, one_pass.logits, atol=1e-4)
     assert torch.allclose(trained.in_batch_logits, through_one_pass.in_batch_logits, atol=1e-4)
     ids = flat[0].clone()
     ids[1, 1] = ids[0, 2]  # row 0's second choice now carries another question

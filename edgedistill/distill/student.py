@@ -214,7 +214,7 @@ def two_tower_classify(self, input_ids=None, attention_mask=None, token_type_ids
 
 
 def encode_apart(encoder, ids, mask, types, k: int):
-    """Training's shortcut to the one pass's mean states (u, v) (`segment_inputs`; the same numbers, dropout aside):
+    """The eager shortcut to the one pass's mean states (u, v) (`segment_inputs`; the same numbers, dropout aside):
     each row's question encoded once rather than once per choice, and each choice alone at its own length: 1.8x
     faster per training step on CQA (benchmarks/two_tower_speed.py). None where the packing is not the plain one (a
     row whose choices carry different question tokens, as truncation may leave them, or padding on the left), for
@@ -246,7 +246,10 @@ def two_tower_forward(self, input_ids=None, attention_mask=None, token_type_ids=
         raise ValueError("a two-tower student needs token_type_ids: they say where the question ends and the choice begins")
     k = input_ids.shape[1] if input_ids.dim() == 3 else None
     ids, mask, types = (v.reshape(-1, v.shape[-1]) for v in (input_ids, attention_mask, token_type_ids))
-    shortcut = self.training and k is not None and not output_hidden_states and not getattr(self, "train_one_pass", False)
+    # the shortcut in eager torch (training, and answering: compress's soft targets, scoring); the one pass where it is
+    # traced or exported, so the graph stays the one the runtimes feed
+    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    shortcut = k is not None and not output_hidden_states and not exporting and not getattr(self, "one_pass", False)
     apart = shortcut and encode_apart(self.base_model, ids, mask, types, k)
     if apart:
         (u, v), hidden = apart, None
@@ -324,9 +327,9 @@ def _mean_pooled(base, pooling: str = "mean"):
     multiple_choice = base.__name__.endswith("ForMultipleChoice")
 
     class MeanPooled(base):
-        # two-tower multiple choice: True trains through the exported graph's one pass instead of encode_apart's
-        # shortcut (the same scores; benchmarks/two_tower_speed.py times the two)
-        train_one_pass = False
+        # two-tower multiple choice: True trains and answers through the exported graph's one pass instead of
+        # encode_apart's shortcut (the same scores; benchmarks/two_tower_speed.py times the two)
+        one_pass = False
 
         def __init__(self, config):
             super().__init__(config)
