@@ -245,7 +245,10 @@ def teacher_annotations(model_dir, rows: list[dict], out_path, keep_labels: bool
         keys = r["choices"] if mc else meta["labels"]
         # the hard label is the trained student's too (validation then measures agreement with it), unless kept
         label = r["label"] if keep_labels and r.get("label") is not None else keys[int(p.argmax())]
-        out.append({**r, "label": label, "label_probs": {k: float(v) for k, v in zip(keys, p)}})
+        probs: dict[str, float] = {}
+        for k, v in zip(keys, p):  # a choice listed twice (CQA has some) holds both its shares
+            probs[k] = probs.get(k, 0.0) + float(v)
+        out.append({**r, "label": label, "label_probs": probs})
     write_jsonl(out_path, out)
     return len(out)
 

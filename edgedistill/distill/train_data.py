@@ -108,7 +108,7 @@ def expression_rows(rows: list[Row], stats: dict, source) -> list[Row]:
 
 def label_probs(value, labels: list[str], where: str) -> list[float]:
     """An annotation's `label_probs` ({label: probability}, from the teacher's logprobs or vote shares)
-    as a list in `labels` order; labels it leaves out get 0."""
+    as a list in `labels` order; labels it leaves out get 0, and a choice listed twice shares its probability."""
     if not isinstance(value, dict) or not value:
         raise UserError(f"{where}: label_probs: expected an object of label -> probability, got {value!r}")
     if not labels:
@@ -121,7 +121,7 @@ def label_probs(value, labels: list[str], where: str) -> list[float]:
     total = sum(value.values())
     if abs(total - 1) > 1e-3:
         raise UserError(f"{where}: label_probs: the probabilities sum to {total:.4f}, not 1")
-    return [value.get(label, 0.0) / total for label in labels]
+    return [value.get(label, 0.0) / total / labels.count(label) for label in labels]
 
 
 def _check_label(task: TaskSpec, label: str, choices, where: str) -> None:
