@@ -320,6 +320,24 @@ def test_label_weight_keeps_the_annotators_labels_beside_the_students_probabilit
         c.distill_into(model, ann, model, tmp_path / "out", tmp_path / "work", label_weight=1.0)
 
 
+def test_a_choice_listed_twice_keeps_both_its_shares_and_train_reads_them(tmp_path):
+    """Multiple choice: the trained student's probabilities over a row whose choices repeat one text sum to 1 per
+    distinct choice (a dict keyed by text held only one copy's share, and train refused the file)."""
+    from edgedistill.distill.compress import teacher_annotations
+    from edgedistill.distill.train_data import label_probs
+
+    mc = tiny.tiny_multiple_choice_dir(tmp_path / "mc")
+    (mc / "task.yaml").write_text("name: q\ntype: multiple-choice\ninput: '{q}'\nchoices: choices\ngold: a\n")
+    write_meta(mc, {"kind": "stripped", "family": "multiple-choice", "max_length": 32})
+    choices = ["car door", "gate", "car door", "window"]
+    teacher_annotations(mc, [{"id": "1", "input": "what opens", "choices": choices, "status": "ok", "label": None}],
+                        tmp_path / "soft.jsonl")
+    [row] = [json.loads(x) for x in (tmp_path / "soft.jsonl").read_text().splitlines()]
+    assert set(row["label_probs"]) == {"car door", "gate", "window"}
+    assert abs(sum(row["label_probs"].values()) - 1) < 1e-6
+    assert abs(sum(label_probs(row["label_probs"], choices, "soft.jsonl:1")) - 1) < 1e-6
+
+
 def test_into_a_dir_that_is_no_model_names_the_fix_and_writes_nothing(tiny_stripped, tmp_path):
     from edgedistill.distill.compress import CompressConfig, compress
 

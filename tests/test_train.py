@@ -565,6 +565,8 @@ def test_label_probs_are_read_in_label_order_and_checked():
         label_probs({"neutral": 0.5}, LABELS, "a:4")
     with pytest.raises(UserError, match=r"a:5: label_probs: expected an object"):
         label_probs([0.5, 0.5], LABELS, "a:5")
+    # a choice listed twice (CQA has some) shares its probability between its copies
+    assert label_probs({"car door": 0.6, "gate": 0.4}, ["car door", "gate", "car door"], "a:6") == [0.3, 0.4, 0.3]
 
 
 def test_soft_label_loss_blends_hard_and_teacher_distribution(setup):
