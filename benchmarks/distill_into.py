@@ -52,14 +52,13 @@ def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dic
     print(f"seed {seed}: assistant ({Path(args.assistant).name}, {args.assistant_rows} rows) test "
           f"{100 * row['assistant']['accuracy']:.1f} %", flush=True)
     began = time.time()
-    small = work / f"small-{seed}-{args.rows}-{args.label_weight:g}"
+    small, into = (work / f"{name}-{seed}-{args.rows}-{args.label_weight:g}" for name in ("small", "into"))
     r = distill_into(work / f"assistant-{seed}-stripped", work / f"{dataset}-{args.rows}.jsonl", default_student(), small,
-                     work / f"into-{seed}-{args.rows}-{args.label_weight:g}", epochs=epochs, batch_size=batch, seed=seed,
-                     echo=lambda *_: None, label_weight=args.label_weight)
+                     into, epochs=epochs, batch_size=batch, seed=seed, echo=lambda *_: None, label_weight=args.label_weight)
     row["small"] = {"accuracy": score(task, test, predict_labels(small, task, test))["accuracy"],
                     "val_agreement": r["val_agreement"], "seconds": round(time.time() - began, 1)}
     shutil.rmtree(small, ignore_errors=True)
-    shutil.rmtree(work / f"into-{seed}-{args.rows}-{args.label_weight:g}", ignore_errors=True)
+    shutil.rmtree(into, ignore_errors=True)
     print(f"seed {seed}: all-MiniLM-L6-v2 on the assistant's probabilities over {args.rows} inputs: test "
           f"{100 * row['small']['accuracy']:.1f} %", flush=True)
     return row
