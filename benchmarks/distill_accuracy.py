@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import math
 import os
 import shutil
 import shlex
@@ -35,6 +34,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from edgedistill.choices import MIN_STEPS
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -46,7 +47,6 @@ AUTO_MAX = "highest val"  # the rule auto had before its paired test: the highes
 # The plan's lr is for students with a fresh head; one without (a two-tower multiple-choice student) trains at
 # train's own rate (train.default_rates) unless --lr says otherwise (`takes_plan_rate`; the plan then records lr None).
 PLAN = {"esnli": ("valid", 500, 64, 3, 16, 2e-4), "cqa": ("train", 300, 48, 3, 8, 1e-4), "svamp": ("train", 200, 64, 3, 8, 1e-4)}
-MIN_STEPS = 0
 # --sep-pairs: where a dataset's input parts its two texts, rewritten as " [SEP] " (what a two-tower classifier reads)
 PAIR_SPLITS = {"esnli": "\nHypothesis: "}
 SEEDS = (0, 1, 2)
@@ -56,19 +56,21 @@ COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": 
 
 def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, pooling="auto", layer_decay=None, student=None):
     from edgedistill.evaluate import predict_labels, score
-    from edgedistill.distill.train import TrainConfig, train
+    from edgedistill.distill.train import TrainConfig, epochs_for, train
 
     from edgedistill.errors import UserError
 
     _, _, max_len, epochs, batch, lr = plan
     out = work / f"{dataset}-{size}-{mode}-{seed}"
     start = time.time()
-    row = {"dataset": dataset, "size": size, "mode": mode, "seed": seed, "epochs": epochs_for(size, epochs, batch, min_steps), "test_rows": len(test)}
+    cfg = TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{size}.jsonl"), out=str(out),
+                      mode=mode, epochs=epochs, min_steps=min_steps, batch_size=batch, max_length=max_len, rationale_max_length=48,
+                      seed=seed, lr=lr, layer_decay=layer_decay, pooling=pooling, student=student, progress=False)
+    # the epochs train runs (raised for --min-steps on small sizes): its split leaves 90 % of the rows to train
+    row = {"dataset": dataset, "size": size, "mode": mode, "seed": seed, "epochs": epochs_for(cfg, size - round(0.1 * size)),
+           "min_steps": min_steps, "test_rows": len(test)}
     try:
-        s = train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{size}.jsonl"), out=str(out),
-                              mode=mode, epochs=row["epochs"], batch_size=batch, max_length=max_len, rationale_max_length=48,
-                              seed=seed, lr=lr, layer_decay=layer_decay, pooling=pooling, student=student, progress=False),
-              echo=lambda *_: None)
+        s = train(cfg, echo=lambda *_: None)
     except UserError as e:  # every attempt ended at the floor: recorded as a failed run, never scored
         return {**row, "accuracy": None, "val_accuracy": None, "failed": str(e), "seconds": round(time.time() - start, 1)}
     r = score(task, test, predict_labels(out, task, test))
@@ -91,15 +93,6 @@ def val_by_epoch(history: list) -> list:
     """Validation accuracy after each epoch, from the Trainer's log (the last attempt's): a best epoch
     at the end says that more epochs may help; an early one, that the run overfits."""
     return [round(h["eval_accuracy"], 4) for h in history if "eval_accuracy" in h]
-
-
-def epochs_for(size: int, epochs: int, batch: int, min_steps: int) -> int:
-    """The plan's epochs, raised where needed for at least `min_steps` optimizer steps (--min-steps).
-
-    Off by default: on e-SNLI, 200 rows trained for 150 steps (14 epochs) still ended at the floor
-    (label-only 36.2 % test, seed 0), as with 3 epochs (34.8 %), at four times the cost."""
-    steps_per_epoch = math.ceil(0.9 * size / batch)
-    return max(epochs, math.ceil(min_steps / steps_per_epoch))
 
 
 def samples(dataset, plan, dss_dir):
@@ -180,7 +173,8 @@ def main():
                     "the two texts a --pooling two-tower classifier reads apart (give its joint-head baseline the flag too; its own --out)")
     ap.add_argument("--student", help="train --student for every run: the base model dir (default all-MiniLM-L6-v2; "
                     "benchmarks/fetch_mpnet.sh gets all-mpnet-base-v2; another base: its own --out)")
-    ap.add_argument("--min-steps", type=int, default=MIN_STEPS, help="raise the epochs of small sizes to this many optimizer steps")
+    ap.add_argument("--min-steps", type=int, default=MIN_STEPS, help="train --min-steps: small sizes train more epochs, up to this "
+                    "many optimizer steps (0: the plan's epochs at every size, the curves' recipe before this default)")
     ap.add_argument("--quick", action="store_true", help="one seed, tiny sizes, 1 epoch, 40 test rows: a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "distill_accuracy.json"))
     ap.add_argument("--merge", nargs="+", metavar="JSON", help="train nothing: add the runs of these results files (another "
@@ -207,15 +201,15 @@ def main():
     else:
         plans = {d: p if takes_plan_rate(d, args.pooling, args.student) else (*p[:5], None) for d, p in plans.items()}
     if args.quick:
-        sizes, seeds = [60, 120], seeds[:1]
+        sizes, seeds, args.min_steps = [60, 120], seeds[:1], 0
         plans = {d: (p[0], 40, p[2], 1, p[4], p[5]) for d, p in plans.items()}
     out = Path(args.out)
     state = json.loads(out.read_text()) if out.exists() else {}
     for d, p in plans.items():  # one results file, one recipe (plans written before --pooling / --layer-decay: their defaults)
         kept = state.get("plan", {}).get(d)
         for key, mine in (("epochs", p[3]), ("batch_size", p[4]), ("lr", p[5]), ("pooling", args.pooling), ("layer_decay", args.layer_decay),
-                          ("sep_pairs", args.sep_pairs), ("student", args.student)):
-            theirs = kept and kept.get(key, {"pooling": "auto", "sep_pairs": False}.get(key))
+                          ("sep_pairs", args.sep_pairs), ("student", args.student), ("min_steps", args.min_steps)):
+            theirs = kept and kept.get(key, {"pooling": "auto", "sep_pairs": False, "min_steps": 0}.get(key))
             if kept and theirs != mine:
                 raise SystemExit(f"{out} holds {d} runs with {key} {theirs}, and this run has {key} {mine}: one results file holds one "
                                  "recipe. Give this run its own --out.")

@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from .atomic import write_json
-from .choices import CANDIDATE_MODES, MODES, NUMERIC, QUANTIZE, TARGETS
+from .choices import CANDIDATE_MODES, MIN_STEPS, MODES, NUMERIC, QUANTIZE, TARGETS
 from .distill.compress import COMMON_WORDS
 from .errors import UserError
 from .teacher.prompts import MODES as PROMPT_MODES, SCORING
@@ -63,6 +63,7 @@ class StudentConfig:
     candidates: list[str] = field(default_factory=list)  # auto: the modes to try (default: label-only and every rationale mode)
     alpha: float = 0.5
     epochs: float = 3
+    min_steps: int = MIN_STEPS  # more epochs where `epochs` give fewer optimizer steps (train --min-steps); 0: epochs as given
     batch_size: int = 16
     lr: float | None = None
     max_length: int = 128
@@ -170,6 +171,8 @@ def load_pipeline(path) -> Pipeline:
         raise UserError(f"{path}: export.min_agreement: must be in (0, 1]")
     if not 0 <= pipe.student.alpha <= 1:
         raise UserError(f"{path}: student.alpha: must be in [0, 1]")
+    if pipe.student.min_steps < 0:
+        raise UserError(f"{path}: student.min_steps: must be 0 or more (0: student.epochs as given)")
     if pipe.compress and pipe.compress.common_words < 0:
         raise UserError(f"{path}: compress.common_words: must be 0 or more")
     if pipe.compress and not 0 <= pipe.compress.label_weight < 1:

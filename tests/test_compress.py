@@ -277,7 +277,7 @@ def test_compress_into_another_base_distills_a_fresh_student_export_takes(tiny_s
 
     untrained, ann = tiny_stripped
     big = tmp_path / "big"  # a trained student whose answers follow the words (an untrained one answers alike everywhere)
-    train(TrainConfig(task=str(untrained / "task.yaml"), annotations=str(ann), out=str(big), mode="label-only", epochs=8, lr=1e-3,
+    train(TrainConfig(min_steps=0, task=str(untrained / "task.yaml"), annotations=str(ann), out=str(big), mode="label-only", epochs=8, lr=1e-3,
                       student=str(tiny.tiny_sentence_encoder_dir(tmp_path / "big-base", seed=1)), progress=False), echo=lambda *_: None)
     model = strip_student(big, tmp_path / "big-stripped")
     base = tiny.tiny_sentence_encoder_dir(tmp_path / "small-base", seed=3)

@@ -53,7 +53,7 @@ def ranked(tmp_path_factory):
     (d / "num.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\ngold: label\n')
     _write(d / "ann.jsonl", 96, 0, unreachable=3)
     _write(d / "test.jsonl", 24, 1)
-    s = train(TrainConfig(task=str(d / "num.yaml"), annotations=str(d / "ann.jsonl"), out=str(d / "st"), student=str(d / "enc"),
+    s = train(TrainConfig(min_steps=0, task=str(d / "num.yaml"), annotations=str(d / "ann.jsonl"), out=str(d / "st"), student=str(d / "enc"),
                           mode="label-only", epochs=10, batch_size=8, lr=5e-3, head_lr=5e-3, layer_decay=1.0, pooling="mean",
                           progress=False),
               echo=lambda *_: None)
@@ -97,7 +97,7 @@ def test_no_reachable_answer_is_a_clear_error(ranked, tmp_path):
         for i in range(8):
             f.write(json.dumps({"id": str(i), "input": f"how many {i} dog", "label": str(i), "status": "ok"}) + "\n")
     with pytest.raises(UserError, match="one.jsonl: no row's answer is one operation.*--numeric generate"):
-        train(TrainConfig(task=str(d / "num.yaml"), annotations=str(tmp_path / "one.jsonl"), out=str(tmp_path / "st"),
+        train(TrainConfig(min_steps=0, task=str(d / "num.yaml"), annotations=str(tmp_path / "one.jsonl"), out=str(tmp_path / "st"),
                           student=str(d / "enc"), mode="label-only", epochs=1), echo=lambda *_: None)
     assert not (tmp_path / "st").exists()
 
@@ -107,7 +107,7 @@ def test_rationale_modes_train_on_rows_with_different_numbers_of_choices(ranked,
     """Rows of 6 and 18 expressions in one batch: padding choices are masked, the rationale teacher's soft labels
     and head states cut to each row's own choices."""
     d, _ = ranked
-    s = train(TrainConfig(task=str(d / "num.yaml"), annotations=str(d / "ann.jsonl"), out=str(tmp_path / "st"), student=str(d / "enc"),
+    s = train(TrainConfig(min_steps=0, task=str(d / "num.yaml"), annotations=str(d / "ann.jsonl"), out=str(tmp_path / "st"), student=str(d / "enc"),
                           mode=mode, epochs=2, batch_size=8, lr=5e-3, head_lr=5e-3, layer_decay=1.0, pooling="mean", progress=False),
               echo=lambda *_: None)
     assert s["family"] == "multiple-choice" and s["mode"] == mode and s["val_accuracy"] is not None
@@ -179,5 +179,5 @@ def test_soft_targets_over_other_choices_than_the_expressions_are_refused(ranked
         f.write(json.dumps({"id": "0", "input": "the man has 7 dog * 2 dog", "label": "7 * 2", "status": "ok",
                             "choices": ["7 * 2", "7 + 2"], "label_probs": {"7 * 2": 0.9, "7 + 2": 0.1}}) + "\n")
     with pytest.raises(UserError, match="soft.jsonl: label_probs over .* not the input's expressions"):
-        train(TrainConfig(task=str(d / "num.yaml"), annotations=str(tmp_path / "soft.jsonl"), out=str(tmp_path / "st"),
+        train(TrainConfig(min_steps=0, task=str(d / "num.yaml"), annotations=str(tmp_path / "soft.jsonl"), out=str(tmp_path / "st"),
                           student=str(d / "enc"), mode="label-only", epochs=1), echo=lambda *_: None)

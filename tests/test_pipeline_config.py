@@ -36,6 +36,7 @@ def load(folder, text):
     ("teacher: {scoring: logits}\n", r"teacher\.scoring: 'logits' is not one of letter, word, none"),
     ("teacher: {calibration: zhao}\n", r"teacher\.calibration: 'zhao' is not one of"),
     ("teacher: {votes: 0}\n", r"teacher\.votes: must be 1 or more"),
+    ("student: {min_steps: -5}\n", r"student\.min_steps: must be 0 or more"),
 ])
 def test_broken_pipeline_names_the_key(folder, extra, match):
     with pytest.raises(UserError, match=match):

@@ -32,7 +32,7 @@ def bases(tmp_path_factory):
 
 def _train(bases, out, **kw):
     args = dict(task=str(bases / "task.yaml"), annotations=str(bases / "ann.jsonl"), out=str(out), student=str(bases / "sent"),
-                mode="label-only", epochs=6, batch_size=8, lr=2e-3, head_lr=2e-3, layer_decay=1.0, progress=False)
+                mode="label-only", epochs=6, batch_size=8, lr=2e-3, head_lr=2e-3, layer_decay=1.0, progress=False, min_steps=0)
     return train(TrainConfig(**{**args, **kw}), echo=lambda *_: None)
 
 

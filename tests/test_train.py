@@ -2,6 +2,7 @@
 
 import json
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -65,7 +66,8 @@ def setup(tmp_path_factory):
 
 def run(setup, name, **kw):
     args = dict(task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(setup / name),
-                student=str(setup / "enc"), epochs=4, batch_size=8, lr=2e-3, head_lr=2e-3, layer_decay=1.0, seed=0, progress=False)
+                student=str(setup / "enc"), epochs=4, batch_size=8, lr=2e-3, head_lr=2e-3, layer_decay=1.0, seed=0, progress=False,
+                min_steps=0)  # toy rows: as many epochs as asked (min_steps is a recipe for real data; its own test below)
     args.update(kw)
     return train(TrainConfig(**args), echo=lambda *_: None)
 
@@ -177,7 +179,7 @@ def test_strip_gives_plain_model_with_same_predictions(setup, tmp_path):
 def test_seq2seq_student_trains_and_strips(setup, tmp_path, base):
     from transformers import AutoModelForSeq2SeqLM
 
-    s = train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
+    s = train(TrainConfig(min_steps=0, task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / base), epochs=6, batch_size=8, lr=3e-3, mode="multitask", numeric="generate"),
               echo=lambda *_: None)
     assert s["family"] == "seq2seq"
@@ -213,13 +215,13 @@ def test_numeric_task_refuses_an_encoder_that_cannot_decode(tmp_path, setup):
     DistilBertModel(DistilBertConfig(vocab_size=len(tiny.tiny_tokenizer()), dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(tmp_path / "db")
     tiny.tiny_tokenizer().save_pretrained(tmp_path / "db")
     with pytest.raises(UserError, match="cannot be warm-started as a decoder"):
-        train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
+        train(TrainConfig(min_steps=0, task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
                           student=str(tmp_path / "db"), epochs=1, numeric="generate"), echo=lambda *_: None)
     assert not (tmp_path / "st").exists()
 
 
 def test_multiple_choice_student(setup, tmp_path):
-    s = train(TrainConfig(task=str(setup / "mc.yaml"), annotations=str(setup / "mc.jsonl"), out=str(tmp_path / "mc"),
+    s = train(TrainConfig(min_steps=0, task=str(setup / "mc.yaml"), annotations=str(setup / "mc.jsonl"), out=str(tmp_path / "mc"),
                           student=str(setup / "enc"), epochs=3, batch_size=8, lr=2e-3, mode="multitask"), echo=lambda *_: None)
     assert s["family"] == "multiple-choice" and [r for r in losses(s, "rationale_loss") if r > 0]
     from transformers import AutoModelForMultipleChoice
@@ -266,7 +268,7 @@ def test_torchrun_two_processes(setup, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "edgedistill.cli", "train",
            "--task", str(setup / "task.yaml"), "--annotations", str(setup / "ann.jsonl"), "--out", str(out),
-           "--student", str(setup / "enc"), "--epochs", "2", "--batch-size", "8"]
+           "--student", str(setup / "enc"), "--epochs", "2", "--batch-size", "8", "--min-steps", "0"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads((out / "train.json").read_text())
@@ -277,7 +279,7 @@ def test_torchrun_two_processes(setup, tmp_path):
 @pytest.mark.parametrize("base", ["t5", "enc"])
 def test_shared_decoder_learns_both_tasks_in_the_label_model(setup, tmp_path, base):
     """--rationale-decoder shared (the DSS original): one decoder, nothing extra to strip."""
-    s = train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
+    s = train(TrainConfig(min_steps=0, task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / base), epochs=6, batch_size=8, lr=3e-3, rationale_decoder="shared", mode="multitask",
                           numeric="generate"),
               echo=lambda *_: None)
@@ -444,7 +446,7 @@ def test_auto_ships_a_rationale_mode_only_on_a_validation_win_beyond_noise(setup
     from dataclasses import replace
     monkeypatch.setattr(select, "fit_with_retries", fake)
     lines = []
-    s = train(TrainConfig(task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(tmp_path / "st"),
+    s = train(TrainConfig(min_steps=0, task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / "enc"), epochs=1, batch_size=8, lr=2e-3), echo=lines.append)
     assert s["mode"] == shipped
     assert [c["mode"] for c in s["candidates"] if c.get("failed")] == [m for m, a in rows.items() if a is None]
@@ -475,7 +477,7 @@ def test_rationale_modes_without_rationales_fail_clearly_and_auto_trains_label_o
         assert r.exit_code != 0 and f"--mode {mode}" in r.output and "no rationales" in r.output and "--mode label-only" in r.output
         assert not (tmp_path / mode).exists()
     lines = []
-    s = train(TrainConfig(task=str(setup / "task.yaml"), annotations=str(tmp_path / "bare.jsonl"), out=str(tmp_path / "auto"),
+    s = train(TrainConfig(min_steps=0, task=str(setup / "task.yaml"), annotations=str(tmp_path / "bare.jsonl"), out=str(tmp_path / "auto"),
                           student=str(setup / "enc"), epochs=2, batch_size=8, lr=2e-3), echo=lines.append)
     assert [c["mode"] for c in s["candidates"]] == ["label-only"] and s["mode"] == "label-only"
     assert any("no rationales" in line and "label-only" in line for line in lines)
@@ -483,13 +485,13 @@ def test_rationale_modes_without_rationales_fail_clearly_and_auto_trains_label_o
 
 def test_seq2seq_students_refuse_input_changing_modes(setup, tmp_path):
     with pytest.raises(UserError, match="--mode rationale-teacher: needs a classification or multiple-choice student"):
-        train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
+        train(TrainConfig(min_steps=0, task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / "t5"), mode="rationale-teacher", epochs=1), echo=lambda *_: None)
     from edgedistill.distill.select import candidate_modes
     modes, skipped = candidate_modes(TrainConfig(task="", annotations="", out=""), "seq2seq", 5, "t5")
     assert modes == ["label-only", "multitask"] and set(skipped) == {"rationale-teacher", "rationale-dropout"}
     with pytest.raises(UserError, match="--head-lr / --layer-decay: only for classification and multiple-choice"):
-        train(TrainConfig(task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
+        train(TrainConfig(min_steps=0, task=str(setup / "num.yaml"), annotations=str(setup / "num.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / "t5"), mode="label-only", layer_decay=0.8, epochs=1), echo=lambda *_: None)
     with pytest.raises(UserError, match="--candidates: 'standard'"):
         run(setup, "x", candidates=["label-only", "standard"], out=str(tmp_path / "c"))
@@ -540,18 +542,42 @@ def test_a_run_at_the_floor_is_retried_then_refused(setup, tmp_path, monkeypatch
 
     def floor_first(cfg, prep, seed, lr):
         f = real(cfg, prep, seed, lr)
-        calls.append((seed, lr))
+        calls.append((seed, lr, cfg.epochs))
         ok = len(calls) > 1 and cfg.retries > 0
         return tr.replace(f, final_eval={"eval_accuracy": 0.9 if ok else 0.34, "eval_floor": 0.34, "eval_rows": 50})
 
     monkeypatch.setattr(tr, "fit_mode", floor_first)
     s = run(setup, "x", mode="label-only", out=str(tmp_path / "ok"), epochs=1, lr=1e-3, seed=5, retries=2)
-    assert [(a["seed"], a["at_floor"]) for a in s["attempts"]] == [(5, True), (6, False)] and calls[1] == (6, 1e-3)
+    # the retry: the next seed and twice the steps (a collapse at few rows is a run stopped too soon)
+    assert [(a["seed"], a["epochs"], a["at_floor"]) for a in s["attempts"]] == [(5, 1, True), (6, 2, False)] and calls[1] == (6, 1e-3, 2)
+    assert s["epochs"] == 2
     calls.clear()
     with pytest.raises(UserError, match="every attempt \\(1\\) ended no better than always answering the commonest label"):
         run(setup, "x", mode="label-only", out=str(tmp_path / "bad"), epochs=1, retries=0)
     assert not (tmp_path / "bad").exists()
 
+
+
+def test_few_rows_train_more_epochs_up_to_min_steps(setup, tmp_path, monkeypatch):
+    from edgedistill.distill.train import epochs_for
+
+    cfg = TrainConfig(task="", annotations="", out="", epochs=3, batch_size=16, min_steps=150)
+    assert epochs_for(cfg, 180) == 13  # 12 steps an epoch: 180 e-SNLI rows, the curves' smallest size
+    assert epochs_for(cfg, 2000) == 3 and epochs_for(replace(cfg, min_steps=0), 180) == 3
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun: each step takes a batch on every process
+    assert epochs_for(cfg, 180) == 25
+    monkeypatch.delenv("WORLD_SIZE")
+    printed = []
+    s = train(TrainConfig(min_steps=20, task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(tmp_path / "s"),
+                          student=str(setup / "enc"), mode="label-only", epochs=1, batch_size=8, progress=False), echo=printed.append)
+    steps = max(h["step"] for h in s["history"])
+    assert s["epochs"] == 4 and 20 <= steps <= 24, (s["epochs"], steps)  # 43 rows: 6 steps an epoch
+    assert any("43 training rows give 6 optimizer steps an epoch; training 4 epochs instead of 1, for at least 20 steps" in line
+               for line in printed), printed
+    assert json.loads((tmp_path / "s" / "train.json").read_text())["config"]["min_steps"] == 20
+    r = CliRunner().invoke(main, ["train", "--task", str(setup / "task.yaml"), "--annotations", str(setup / "ann.jsonl"),
+                                  "--out", str(tmp_path / "neg"), "--min-steps", "-1"])
+    assert r.exit_code == 2 and "--min-steps" in r.output and not (tmp_path / "neg").exists()
 
 # ---------------------------------------------------------------- the teacher's label distribution (label_probs)
 
@@ -610,7 +636,7 @@ def test_training_uses_label_probs_and_drops_unsure_rows(setup, tmp_path):
 
 @pytest.mark.parametrize("mode", ["rationale-teacher", "rationale-dropout"])
 def test_rationale_input_modes_on_a_multiple_choice_student(setup, tmp_path, mode):
-    s = train(TrainConfig(task=str(setup / "mc.yaml"), annotations=str(setup / "mc.jsonl"), out=str(tmp_path / "mc"),
+    s = train(TrainConfig(min_steps=0, task=str(setup / "mc.yaml"), annotations=str(setup / "mc.jsonl"), out=str(tmp_path / "mc"),
                           student=str(setup / "enc"), epochs=3, batch_size=8, lr=2e-3, mode=mode, progress=False),
               echo=lambda *_: None)
     assert s["family"] == "multiple-choice" and s["mode"] == mode

@@ -46,7 +46,7 @@ def data(tmp_path_factory):
 def _train(data, out, **kw):
     args = dict(task=str(data / "mc.yaml"), annotations=str(data / "mc.jsonl"), out=str(out), student=str(data / "sent"),
                 mode="label-only", epochs=8, batch_size=8, lr=5e-3, head_lr=5e-3, layer_decay=1.0, pooling="two-tower",
-                progress=False)
+                progress=False, min_steps=0)
     return train(TrainConfig(**{**args, **kw}), echo=lambda *_: None)
 
 
@@ -142,7 +142,7 @@ def test_multitask_needs_a_bert_encoder_and_auto_says_it_skips_it(data, tmp_path
         _train(data, tmp_path / "mt", mode="multitask", student=str(data / "mpnet"))
     assert not (tmp_path / "mt").exists()
     lines = []
-    s = train(TrainConfig(task=str(data / "mc.yaml"), annotations=str(data / "mc.jsonl"), out=str(tmp_path / "auto"),
+    s = train(TrainConfig(min_steps=0, task=str(data / "mc.yaml"), annotations=str(data / "mc.jsonl"), out=str(tmp_path / "auto"),
                           student=str(data / "mpnet"), mode="auto", epochs=1, batch_size=8, progress=False), echo=lines.append)
     assert [c["mode"] for c in s["candidates"]] == ["label-only", "rationale-teacher", "rationale-dropout"]
     assert any(line.startswith("auto: multitask is not a candidate for this student: its rationale decoder") for line in lines)

@@ -299,7 +299,9 @@ def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_si
     student = work / f"student-{Path(out_dir).name}"
     summary = train(TrainConfig(task=str(Path(model_dir) / "task.yaml"), annotations=str(soft), out=str(student),
                                 student=str(base), mode="label-only", soft_weight=1.0 - label_weight, epochs=epochs, batch_size=batch_size,
-                                lr=lr, max_length=meta["max_length"], seed=seed, pooling=_pooling(model_dir), progress=False),
+                                # compress --epochs as measured (compress.md), not train's min_steps
+                                min_steps=0, lr=lr, max_length=meta["max_length"], seed=seed, pooling=_pooling(model_dir),
+                                progress=False),
                     echo=echo)
     strip_student(student, out_dir)
     shutil.rmtree(student, ignore_errors=True)

@@ -18,6 +18,7 @@ Modes (every one ships the same input-only label model; rows without a rationale
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
@@ -33,7 +34,7 @@ from ..atomic import build_dir, write_json, write_text
 from ..errors import UserError
 from .model_card import _teacher, model_card
 from ..model_dir import write_meta
-from ..choices import ENCODER_ONLY_MODES, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
+from ..choices import ENCODER_ONLY_MODES, MIN_STEPS, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
 from ..task import TaskSpec, load_task
 from .student import TWO_TOWER, mode_unavailable, pooling_for
 from .train_data import Features, Row, encode_rows, expression_rows, make_collator, training_rows, with_rationale_input
@@ -67,6 +68,7 @@ class TrainConfig:
     mode: str = "auto"
     alpha: float = 0.5
     epochs: float = 3.0
+    min_steps: int = MIN_STEPS  # more epochs where `epochs` would give fewer optimizer steps (epochs_for); 0: off
     batch_size: int = 16
     lr: float | None = None
     max_length: int = 128
@@ -152,6 +154,8 @@ def _check_config(cfg: TrainConfig) -> None:
         raise UserError(f"--rationale-decoder: {cfg.rationale_decoder!r}; use one of {', '.join(RATIONALE_DECODERS)}")
     if cfg.retries < 0:
         raise UserError(f"--retries: {cfg.retries} must be 0 or more")
+    if cfg.min_steps < 0:
+        raise UserError(f"--min-steps: {cfg.min_steps} must be 0 or more (0: train --epochs as given)")
     if cfg.pooling not in POOLINGS:
         raise UserError(f"--pooling: {cfg.pooling!r}; use one of {', '.join(POOLINGS)}")
     for m in cfg.candidates or []:
@@ -259,26 +263,33 @@ def train_mode(cfg: TrainConfig, echo=print, prep: Prepared | None = None) -> di
 def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit, list[dict]]:
     """fit_mode, retried while it ends at the floor (`_at_floor`); UserError when every attempt did.
 
-    A retry keeps the split and the settings and takes the next seed: the collapses seen on e-SNLI
-    struck one seed in three, so another seed is the cheapest cure, and when every seed fails the
-    settings or the data are what to change, which the error says.
+    A retry keeps the split and takes the next seed and twice the previous attempt's steps: on e-SNLI at 180
+    rows a collapse is a run that stopped too soon (150 steps left one seed in three at the floor, 300 none;
+    benchmarks/results/min_steps.md), and when every attempt fails the settings or the data are what to change,
+    which the error says.
     """
     attempts = []
     lr = _lr(cfg, prep)
+    epochs = epochs_for(cfg, len(prep.train_rows))
+    if epochs > cfg.epochs:
+        echo(f"{cfg.mode}: {len(prep.train_rows)} training rows give {steps_per_epoch(cfg, len(prep.train_rows))} optimizer "
+             f"steps an epoch; training {epochs:g} epochs instead of {cfg.epochs:g}, for at least {cfg.min_steps} steps (--min-steps)")
     floor_name = "guessing among the choices" if prep.family == "multiple-choice" else "always answering the commonest label"
     for attempt in range(cfg.retries + 1):
-        fit = fit_mode(cfg, prep, seed=cfg.seed + attempt, lr=lr)
+        tried = replace(cfg, epochs=epochs * 2 ** attempt, min_steps=0)
+        fit = fit_mode(tried, prep, seed=cfg.seed + attempt, lr=lr)
         floor = _at_floor(fit.final_eval, prep.family)
-        attempts.append({"seed": cfg.seed + attempt, "lr": lr, "layer_decay": _layer_decay(cfg, prep), "val_accuracy": fit.final_eval.get("eval_accuracy"),
-                         "val_floor": fit.final_eval.get("eval_floor"), "at_floor": floor, "elapsed_s": fit.elapsed_s})
+        attempts.append({"seed": cfg.seed + attempt, "epochs": tried.epochs, "lr": lr, "layer_decay": _layer_decay(cfg, prep),
+                         "val_accuracy": fit.final_eval.get("eval_accuracy"), "val_floor": fit.final_eval.get("eval_floor"),
+                         "at_floor": floor, "elapsed_s": fit.elapsed_s})
         if not floor:
             return fit, attempts
         echo(f"{cfg.mode}: attempt {attempt + 1} ended at the floor (validation accuracy "
              f"{100 * fit.final_eval['eval_accuracy']:.1f} %; {floor_name} gives {100 * fit.final_eval['eval_floor']:.1f} %)"
-             + ("; retrying with the next seed" if attempt < cfg.retries else ""))
+             + (f"; retrying with the next seed and {2 * tried.epochs:g} epochs" if attempt < cfg.retries else ""))
     raise UserError(f"--mode {cfg.mode}: every attempt ({len(attempts)}) ended no better than {floor_name} "
-                    "on the validation rows, so no student was written. With few rows, train more --epochs (every "
-                    "size needs a few hundred steps); otherwise try a lower --lr or more annotated rows, and check the "
+                    "on the validation rows, so no student was written (each retry trained twice the steps of the "
+                    "one before). Try a lower --lr or more annotated rows, and check the "
                     "teacher's labels (annotate.json: gold agreement)")
 
 
@@ -405,7 +416,7 @@ def _training_args(cfg: TrainConfig, ckpt: Path, lr: float, seed: int, family: s
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        output_dir=str(ckpt), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        output_dir=str(ckpt), num_train_epochs=epochs_for(cfg, rows), per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size * 2, gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=lr, warmup_ratio=0.1, weight_decay=0.01,
         eval_strategy="epoch" if evaluate else "no", save_strategy="epoch" if evaluate else "no",
@@ -416,6 +427,16 @@ def _training_args(cfg: TrainConfig, ckpt: Path, lr: float, seed: int, family: s
         ddp_find_unused_parameters=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
         disable_tqdm=not cfg.progress,
     )
+
+
+def steps_per_epoch(cfg: TrainConfig, rows: int) -> int:
+    """Optimizer steps in one epoch over `rows` training rows, across every process of a torchrun job."""
+    return max(1, math.ceil(rows / (cfg.batch_size * cfg.grad_accum * int(os.environ.get("WORLD_SIZE", "1")))))
+
+
+def epochs_for(cfg: TrainConfig, rows: int) -> float:
+    """cfg.epochs, raised to whole epochs that reach cfg.min_steps optimizer steps where `rows` give fewer (MIN_STEPS)."""
+    return max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch(cfg, rows)))
 
 
 def _free_memory() -> None:
@@ -537,7 +558,7 @@ def write_student(cfg: TrainConfig, prep: Prepared, fit: Fit, attempts: list[dic
             "train_loss": fit.train_loss, "val_accuracy": fit.final_eval.get("eval_accuracy"),
             "val_floor": fit.final_eval.get("eval_floor"), "val_correct": correct_bits(fit.val_correct),
             "attempts": attempts, **fit.extra, **(extra or {}),
-            "best_checkpoint": fit.best_checkpoint, "epochs": cfg.epochs, "processes": fit.world_size,
+            "best_checkpoint": fit.best_checkpoint, "epochs": attempts[-1]["epochs"], "processes": fit.world_size,
             "elapsed_s": round(sum(a["elapsed_s"] for a in attempts), 1),
             "history": fit.history, "teacher": _teacher(cfg.annotations),
         }
