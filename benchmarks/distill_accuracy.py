@@ -66,7 +66,8 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, poolin
     cfg = TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{size}.jsonl"), out=str(out),
                       mode=mode, epochs=epochs, min_steps=min_steps, batch_size=batch, max_length=max_len, rationale_max_length=48,
                       seed=seed, lr=lr, layer_decay=layer_decay, pooling=pooling, student=student, progress=False)
-    # the epochs train runs (raised for --min-steps on small sizes): its split leaves 90 % of the rows to train
+    # the epochs of the first attempt (raised for --min-steps on small sizes; its split leaves 90 % of the rows to
+    # train); a run that succeeds records the epochs of the attempt it kept (a retry trains twice the steps)
     row = {"dataset": dataset, "size": size, "mode": mode, "seed": seed, "epochs": epochs_for(cfg, size - round(0.1 * size)),
            "min_steps": min_steps, "test_rows": len(test)}
     try:
@@ -75,7 +76,7 @@ def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, poolin
         return {**row, "accuracy": None, "val_accuracy": None, "failed": str(e), "seconds": round(time.time() - start, 1)}
     r = score(task, test, predict_labels(out, task, test))
     shutil.rmtree(out, ignore_errors=True)
-    return {**row, "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"], "val_correct": s["val_correct"], "val_rows": s["val_examples"],
+    return {**row, "epochs": s["epochs"], "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"], "val_correct": s["val_correct"], "val_rows": s["val_examples"],
             "train_rows": s["train_examples"], "with_rationale": s["rows"]["with_rationale"], "attempts": s["attempts"], "pooling": s.get("pooling"),
             "val_by_epoch": val_by_epoch(s["history"]), "train_loss": s["train_loss"], "seconds": round(time.time() - start, 1)}
 
