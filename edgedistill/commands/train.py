@@ -38,8 +38,8 @@ from ..distill.train import TrainConfig, train as run_train
               "(default 0.8; 1.0, one rate, for two-tower multiple choice). Classification and multiple-choice students only.")
 @click.option("--retries", type=int, default=2, show_default=True,
               help="Retrain a run that ends at the floor (validation accuracy no better than always answering the "
-              "commonest label, or nine in ten predictions one label) this many times, each with the next seed; "
-              "then fail without writing a student.")
+              "commonest label, or nine in ten predictions one label) this many times, each with the next seed and twice "
+              "the steps of the attempt before; then fail without writing a student.")
 @click.option("--temperature", type=float, default=2.0, show_default=True, help="rationale-teacher: soft-label temperature.")
 @click.option("--hidden-weight", type=float, default=1.0, show_default=True,
               help="rationale-teacher: weight of the [CLS]-state (cosine) term beside the soft labels.")
