@@ -18,8 +18,9 @@ CANDIDATE_MODES = ("label-only", *RATIONALE_MODES)  # what auto may try
 RATIONALE_DECODERS = ("separate", "shared")
 # train --min-steps: a run whose --epochs give fewer optimizer steps trains more epochs, up to this many steps.
 # 180 e-SNLI rows at 3 epochs are 36 steps of 16 rows, and every seed ended at the one-class floor (34.0 /
-# refused / 36.0 % test); at 150 steps or more every seed leaves it (benchmarks/results/min_steps.md). Too few
-# iterations, not too few rows, is what fails few-sample fine-tuning (Mosbach et al. 2021; Zhang et al. 2021).
+# refused / 36.0 % test); at 150 steps, with a retry at twice the steps, every label-only seed leaves it (45.2 ±
+# 2.3 %), and 700 rows at 150 steps (4 epochs) test as at 3 (benchmarks/results/min_steps.md). Too few iterations,
+# not too few rows, is what fails few-sample fine-tuning (Mosbach et al. 2021; Zhang et al. 2021).
 MIN_STEPS = 150
 POOLINGS = ("auto", "mean", "cls", "two-tower")  # train --pooling: what the label head reads (distill.student.pooling_for)
 # train --numeric: how a student answers a numeric task (distill.student.family_for). expressions: an encoder ranks
