@@ -441,7 +441,7 @@ def test_auto_ships_a_rationale_mode_only_on_a_validation_win_beyond_noise(setup
             real["fit"] = fit(cfg, prep, 0, 1e-3)
         bits = rows[cfg.mode]
         return (replace(real["fit"], final_eval={"eval_accuracy": bits.count("1") / len(bits)}, val_correct=[b == "1" for b in bits]),
-                [{"elapsed_s": 1.0, "seed": 0}])
+                [{"elapsed_s": 1.0, "seed": 0, "epochs": cfg.epochs}])
 
     from dataclasses import replace
     monkeypatch.setattr(select, "fit_with_retries", fake)
