@@ -276,7 +276,7 @@ def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit,
              f"steps an epoch; training {epochs:g} epochs instead of {cfg.epochs:g}, for at least {cfg.min_steps} steps (--min-steps)")
     floor_name = "guessing among the choices" if prep.family == "multiple-choice" else "always answering the commonest label"
     for attempt in range(cfg.retries + 1):
-        tried = replace(cfg, epochs=epochs * 2 ** attempt, min_steps=0)
+        tried = replace(cfg, epochs=epochs * 2 ** attempt)  # min_steps is applied here, once
         fit = fit_mode(tried, prep, seed=cfg.seed + attempt, lr=lr)
         floor = _at_floor(fit.final_eval, prep.family)
         attempts.append({"seed": cfg.seed + attempt, "epochs": tried.epochs, "lr": lr, "layer_decay": _layer_decay(cfg, prep),
@@ -416,7 +416,7 @@ def _training_args(cfg: TrainConfig, ckpt: Path, lr: float, seed: int, family: s
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        output_dir=str(ckpt), num_train_epochs=epochs_for(cfg, rows), per_device_train_batch_size=cfg.batch_size,
+        output_dir=str(ckpt), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size * 2, gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=lr, warmup_ratio=0.1, weight_decay=0.01,
         eval_strategy="epoch" if evaluate else "no", save_strategy="epoch" if evaluate else "no",
