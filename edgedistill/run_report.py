@@ -58,9 +58,11 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
                       + (", and `student (standard)` shows what the same student reaches on gold labels." if "standard" in
                          pipe.student.compare + [pipe.student.mode] else "."), ""]
 
-    if train.get("candidates"):
-        from .distill.model_card import candidate_table
+    from .distill.model_card import candidate_table, floor_warning
 
+    if warning := floor_warning(train.get("val_vs_floor"), train.get("family")):
+        lines += [f"**Warning: the student.** {warning}", ""]
+    if train.get("candidates"):
         lines += ["## Student", "", f"`--mode auto` trained {len(train['candidates'])} candidates on one split and shipped "
                   f"`{train['mode']}`, chosen on {train['val_examples']} validation rows (label-only unless another "
                   "beat it beyond noise, row by row):", "", *candidate_table(train["candidates"]), ""]

@@ -579,6 +579,67 @@ def test_few_rows_train_more_epochs_up_to_min_steps(setup, tmp_path, monkeypatch
                                   "--out", str(tmp_path / "neg"), "--min-steps", "-1"])
     assert r.exit_code == 2 and "--min-steps" in r.output and not (tmp_path / "neg").exists()
 
+
+def test_too_few_validation_rows_to_show_the_floor_is_beaten_are_said(setup, tmp_path, monkeypatch):
+    """e-SNLI, 200 rows, seed 3: 12 of 20 validation rows right passed the floor rule (55 %) and the run tested
+    at 34.4 %, under the floor (benchmarks/results/min_steps.md). train says when its validation shows nothing."""
+    import edgedistill.distill.train as tr
+    from edgedistill.commands.train import summary_lines
+    from edgedistill.distill.model_card import floor_warning
+
+    assert tr.binomial_tail(12, 20, 0.55) == pytest.approx(0.41430, abs=1e-5)  # P(X >= 12), X ~ Binomial(20, 0.55)
+    assert tr.binomial_tail(15, 20, 0.5) == pytest.approx(0.020695, abs=1e-6) and tr.binomial_tail(0, 7, 0.3) == pytest.approx(1)
+    weak = tr.floor_evidence({"eval_floor": 0.55}, [True] * 12 + [False] * 8)
+    assert weak == {"correct": 12, "rows": 20, "floor": 0.55, "p": 0.4143, "shown": False}
+    assert tr.floor_evidence({"eval_floor": 0.2}, [True] * 45 + [False] * 55)["shown"]  # CQA-like: 45 % of 100, chance 20 %
+    assert tr.floor_evidence({}, [True]) is None and tr.floor_evidence({"eval_floor": 0.5}, None) is None  # seq2seq, no validation
+    assert floor_warning({**weak, "shown": True}, "classification") is None
+
+    real = tr.fit_mode
+
+    def validated(correct):
+        def fit(cfg, prep, seed, lr):
+            f = real(cfg, prep, seed, lr)
+            return tr.replace(f, final_eval={"eval_accuracy": sum(correct) / len(correct), "eval_floor": 0.55, "eval_rows": len(correct)},
+                              val_correct=correct)
+        return fit
+
+    for correct, warned in (([True] * 12 + [False] * 8, True), ([True] * 19 + [False], False)):
+        monkeypatch.setattr(tr, "fit_mode", validated(correct))
+        printed, out = [], tmp_path / str(warned)
+        s = train(TrainConfig(task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(out), student=str(setup / "enc"),
+                              mode="label-only", epochs=1, batch_size=8, progress=False, min_steps=0), echo=printed.append)
+        warnings = [line for line in printed if line.startswith("warning: ")]
+        saved = json.loads((out / "train.json").read_text())["val_vs_floor"]
+        assert saved["shown"] is not warned and saved["correct"] == sum(correct)
+        line = next(x for x in summary_lines(s, out) if "best val accuracy" in x)
+        card = (out / "README.md").read_text()
+        if warned:
+            assert warnings == ["warning: 20 validation rows cannot show this student beats always answering the commonest label "
+                                "(55.0 %): it got 12 right (p = 0.41), so on new inputs it may do no better. More annotated rows "
+                                "(or `train --eval-data` with more gold rows) give a student that can be checked."]
+            assert "(12 of 20 rows; floor 55.0 %: not shown, p = 0.41)" in line and "not shown, p = 0.41" in card
+        else:
+            assert not warnings and "(19 of 20 rows; floor 55.0 %: beaten, p < 0.001)" in line and "beaten, p < 0.001" in card
+
+
+def test_the_run_report_repeats_the_floor_warning(tmp_path):
+    from edgedistill.pipeline import load_pipeline
+    from edgedistill.run_report import write_report
+
+    (tmp_path / "task.yaml").write_text(NLI_TASK)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"text": "a dog", "label": "neutral"}) + "\n")
+    (tmp_path / "p.yaml").write_text("task: task.yaml\ndata: d.jsonl\nrun_dir: run\n")
+    (tmp_path / "run" / "student").mkdir(parents=True)
+    train_json = {"family": "classification", "mode": "label-only",
+                  "val_vs_floor": {"correct": 12, "rows": 20, "floor": 0.55, "p": 0.4143, "shown": False}}
+    (tmp_path / "run" / "student" / "train.json").write_text(json.dumps(train_json))
+    report = write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
+    assert "**Warning: the student.** 20 validation rows cannot show this student beats always answering the commonest label" in report
+    train_json["val_vs_floor"]["shown"] = True
+    (tmp_path / "run" / "student" / "train.json").write_text(json.dumps(train_json))
+    assert "Warning" not in write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
+
 # ---------------------------------------------------------------- the teacher's label distribution (label_probs)
 
 def test_label_probs_are_read_in_label_order_and_checked():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..choices import MIN_STEPS, MODES, NUMERIC, POOLINGS, RATIONALE_DECODERS
+from ..distill.model_card import floor_note
 from ..distill.train import TrainConfig, train as run_train
 
 
@@ -113,6 +114,6 @@ def summary_lines(s: dict | None, out) -> list[str]:
             ("training rows", f"{s['train_examples']} ({s['rows']['with_rationale']} with rationale)"),
             ("skipped rows", skipped_rows(s["rows"])),
             ("validation rows", s["val_examples"]), ("train loss", f"{s['train_loss']:.4f}"),
-            ("best val accuracy", "–" if s["val_accuracy"] is None else f"{100 * s['val_accuracy']:.1f} %"),
+            ("best val accuracy", "–" if s["val_accuracy"] is None else f"{100 * s['val_accuracy']:.1f} %" + floor_note(s.get("val_vs_floor"))),
             ("time", f"{s['elapsed_s']:.0f} s")]
     return lines + [f"  {k:<20}{v}" for k, v in rows]

@@ -32,11 +32,34 @@ Distilled by edgedistill: a {s['family']} student trained on `{s['annotations']}
 | mode | {s['mode']}{' (chosen by --mode auto)' if s.get('selected_by') == 'auto' else ''}: {MODE_LOSS.get(s['mode'], '').replace('alpha', f"alpha ({s['alpha']})", 1)} |
 | training rows | {s['train_examples']} ({s['rows']['with_rationale']} with a rationale) |
 | validation | {s['val_examples']} rows: {s['val_source']} |
-| validation accuracy | {'–' if acc is None else f'{100 * acc:.1f} %'} |
+| validation accuracy | {'–' if acc is None else f'{100 * acc:.1f} %'}{floor_note(s.get('val_vs_floor'))} |
 | seed | {s['seed']} |
 
 {_card_decoder(s)}
 {_card_candidates(s)}"""
+
+
+def floor_note(ev: dict | None) -> str:
+    """' (12 of 20 rows; floor 55.0 %: not shown, p = 0.41)': whether the validation rows show the student
+    beats its floor (train.floor_evidence; train's summary and the model card)."""
+    if not ev:
+        return ""
+    return (f" ({ev['correct']} of {ev['rows']} rows; floor {100 * ev['floor']:.1f} %: "
+            + ("beaten" if ev["shown"] else "not shown") + f", {_p(ev['p'])})")
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
+def floor_warning(ev: dict | None, family: str) -> str | None:
+    """What train prints, and the run report repeats, when the validation rows cannot show the student beats its floor."""
+    if not ev or ev["shown"]:
+        return None
+    floor = "guessing among the choices" if family == "multiple-choice" else "always answering the commonest label"
+    return (f"{ev['rows']} validation rows cannot show this student beats {floor} ({100 * ev['floor']:.1f} %): it got "
+            f"{ev['correct']} right ({_p(ev['p'])}), so on new inputs it may do no better. More annotated rows "
+            "(or `train --eval-data` with more gold rows) give a student that can be checked.")
 
 
 HEAD_READS = {"mean": "the mean of the token states, as the base was pretrained",

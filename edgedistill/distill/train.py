@@ -32,7 +32,7 @@ import torch
 
 from ..atomic import build_dir, write_json, write_text
 from ..errors import UserError
-from .model_card import _teacher, model_card
+from .model_card import _teacher, floor_warning, model_card
 from ..model_dir import write_meta
 from ..choices import ENCODER_ONLY_MODES, MIN_STEPS, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
 from ..task import TaskSpec, load_task
@@ -136,6 +136,8 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     # Any other exception leaves without the barrier: the other ranks may be stuck in a collective,
     # and torchrun tears the job down when this process exits.
     _leave_process_group()
+    if summary and (warning := floor_warning(summary.get("val_vs_floor"), summary["family"])):
+        echo(f"warning: {warning}")
     return summary
 
 
@@ -508,6 +510,27 @@ def _at_floor(final_eval: dict, family: str) -> bool:
     return acc <= floor or (one_label and acc < floor + 0.02)
 
 
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided exact test of k or more successes in n trials."""
+    return float(sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1)))
+
+
+FLOOR_SIGNIFICANCE = 0.05
+
+
+def floor_evidence(final_eval: dict, val_correct: list[bool] | None) -> dict | None:
+    """Whether the validation rows show the student beats its floor (`_metrics`): its correct rows against
+    the floor's accuracy, a one-sided exact binomial test. None where no floor is judged (seq2seq, no
+    validation). `shown` False means the rows are too few to tell this student from the floor: a run
+    can pass `_at_floor` on 20 rows and still test under the floor (benchmarks/results/min_steps.md)."""
+    floor = final_eval.get("eval_floor")
+    if floor is None or not val_correct:
+        return None
+    k, n = sum(map(bool, val_correct)), len(val_correct)
+    p = round(binomial_tail(k, n, floor), 4)
+    return {"correct": k, "rows": n, "floor": round(floor, 4), "p": p, "shown": p < FLOOR_SIGNIFICANCE}
+
+
 def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature: float) -> list[dict]:
     """The rationale-reading teacher's soft labels (at `temperature`) and the final states its head reads
     ([CLS] or the token mean) on the training rows."""
@@ -556,7 +579,8 @@ def write_student(cfg: TrainConfig, prep: Prepared, fit: Fit, attempts: list[dic
             "family": family, "pooling": prep.pooling, "rows": prep.stats, "train_examples": fit.train_examples, "val_examples": len(prep.val_rows),
             "val_source": cfg.eval_data or f"{cfg.val_fraction:.0%} of training rows (labels as trained on)",
             "train_loss": fit.train_loss, "val_accuracy": fit.final_eval.get("eval_accuracy"),
-            "val_floor": fit.final_eval.get("eval_floor"), "val_correct": correct_bits(fit.val_correct),
+            "val_floor": fit.final_eval.get("eval_floor"), "val_vs_floor": floor_evidence(fit.final_eval, fit.val_correct),
+            "val_correct": correct_bits(fit.val_correct),
             "attempts": attempts, **fit.extra, **(extra or {}),
             "best_checkpoint": fit.best_checkpoint, "epochs": attempts[-1]["epochs"], "processes": fit.world_size,
             "elapsed_s": round(sum(a["elapsed_s"] for a in attempts), 1),
