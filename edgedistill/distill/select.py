@@ -16,13 +16,12 @@ train.json and the model card.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 from ..errors import UserError
 from ..choices import RATIONALE_MODES
 from .student import mode_unavailable
-from .train import TrainConfig, _free_memory, correct_bits, fit_with_retries, model_type, prepare, write_student
+from .train import TrainConfig, _free_memory, binomial_tail, correct_bits, fit_with_retries, model_type, prepare, write_student
 
 
 def candidate_modes(cfg: TrainConfig, family: str, with_rationale: int, model_type: str = "bert") -> tuple[list[str], dict]:
@@ -46,9 +45,7 @@ def paired_win(candidate: str, reference: str) -> dict:
         raise ValueError(f"paired_win: {len(candidate)} and {len(reference)} validation rows; both must judge the same rows")
     wins = sum(c == "1" and r == "0" for c, r in zip(candidate, reference))
     losses = sum(c == "0" and r == "1" for c, r in zip(candidate, reference))
-    n = wins + losses
-    p = sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n
-    return {"wins": wins, "losses": losses, "p": round(p, 4)}
+    return {"wins": wins, "losses": losses, "p": round(binomial_tail(wins, wins + losses, 0.5), 4)}
 
 
 def best_candidate(candidates: list[dict], significance: float = SIGNIFICANCE) -> dict | None:
