@@ -52,12 +52,16 @@ def _p(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
 
 
+def floor_name(family: str) -> str:
+    """What a student at the floor does (train._metrics' floor): train's retry messages and the warning below."""
+    return "guessing among the choices" if family == "multiple-choice" else "always answering the commonest label"
+
+
 def floor_warning(ev: dict | None, family: str) -> str | None:
     """What train prints, and the run report repeats, when the validation rows cannot show the student beats its floor."""
     if not ev or ev["shown"]:
         return None
-    floor = "guessing among the choices" if family == "multiple-choice" else "always answering the commonest label"
-    return (f"{ev['rows']} validation rows cannot show this student beats {floor} ({100 * ev['floor']:.1f} %): it got "
+    return (f"{ev['rows']} validation rows cannot show this student beats {floor_name(family)} ({100 * ev['floor']:.1f} %): it got "
             f"{ev['correct']} right ({_p(ev['p'])}), so on new inputs it may do no better. More annotated rows "
             "(or `train --eval-data` with more gold rows) give a student that can be checked.")
 

@@ -32,7 +32,7 @@ import torch
 
 from ..atomic import build_dir, write_json, write_text
 from ..errors import UserError
-from .model_card import _teacher, floor_warning, model_card
+from .model_card import _teacher, floor_name, floor_warning, model_card
 from ..model_dir import write_meta
 from ..choices import ENCODER_ONLY_MODES, MIN_STEPS, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
 from ..task import TaskSpec, load_task
@@ -276,7 +276,6 @@ def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit,
     if epochs > cfg.epochs:
         echo(f"{cfg.mode}: {len(prep.train_rows)} training rows give {steps_per_epoch(cfg, len(prep.train_rows))} optimizer "
              f"steps an epoch; training {epochs:g} epochs instead of {cfg.epochs:g}, for at least {cfg.min_steps} steps (--min-steps)")
-    floor_name = "guessing among the choices" if prep.family == "multiple-choice" else "always answering the commonest label"
     for attempt in range(cfg.retries + 1):
         tried = replace(cfg, epochs=epochs * 2 ** attempt)  # min_steps is applied here, once
         fit = fit_mode(tried, prep, seed=cfg.seed + attempt, lr=lr)
@@ -287,9 +286,9 @@ def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit,
         if not floor:
             return fit, attempts
         echo(f"{cfg.mode}: attempt {attempt + 1} ended at the floor (validation accuracy "
-             f"{100 * fit.final_eval['eval_accuracy']:.1f} %; {floor_name} gives {100 * fit.final_eval['eval_floor']:.1f} %)"
+             f"{100 * fit.final_eval['eval_accuracy']:.1f} %; {floor_name(prep.family)} gives {100 * fit.final_eval['eval_floor']:.1f} %)"
              + (f"; retrying with the next seed and {2 * tried.epochs:g} epochs" if attempt < cfg.retries else ""))
-    raise UserError(f"--mode {cfg.mode}: every attempt ({len(attempts)}) ended no better than {floor_name} "
+    raise UserError(f"--mode {cfg.mode}: every attempt ({len(attempts)}) ended no better than {floor_name(prep.family)} "
                     "on the validation rows, so no student was written (each retry trained twice the steps of the "
                     "one before). Try a lower --lr or more annotated rows, and check the "
                     "teacher's labels (annotate.json: gold agreement)")
