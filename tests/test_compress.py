@@ -220,10 +220,96 @@ def test_unlabelled_inputs_join_the_distillation_rows_and_the_vocabulary(tiny_st
     monkeypatch.setattr(c, "teacher_annotations", spy)
     c.compress(c.CompressConfig(model=str(model), annotations=str(ann), inputs=str(inputs), out=str(tmp_path / "small"), layers=[1],
                                 epochs=1, quantize="none"), echo=lambda *_: None)
-    assert len(seen["rows"]) == 30 + 4 and seen["rows"][-1]["input"] == "cat the dog"
+    assert len(seen["rows"]) == 27 + 4 and seen["rows"][-1]["input"] == "cat the dog"  # 3 of 30 held out to score on
     vocab = json.loads((tmp_path / "small" / "tokenizer.json").read_text())["model"]["vocab"]
     assert "dog" in vocab and "cat" in vocab  # words only the --inputs use were kept
     assert not (tmp_path / "small" / "soft_targets.jsonl").exists()
+
+
+def test_candidates_are_scored_on_annotated_rows_neither_the_vocabulary_nor_the_distillation_saw(tiny_stripped, tmp_path,
+                                                                                                   monkeypatch):
+    from edgedistill.distill import compress as c
+
+    model, ann = tiny_stripped
+    fit, held = c.hold_out(ann, tmp_path)
+    assert len(held) == 3 and sum(1 for _ in open(fit)) == 27 and c.hold_out(ann, tmp_path)[1] == held  # the same rows each run
+    held_ids = {a.id for a in held}
+    rows = [json.loads(line) for line in open(ann)]
+    for r in rows:  # a word only the held-out rows use
+        r["input"] = "cat " + r["input"] if r["id"] in held_ids else r["input"]
+    ann.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = {}
+    real = c.teacher_annotations
+
+    def spy(model_dir, rows, out_path, **kw):
+        seen["ids"] = {r["id"] for r in rows}
+        return real(model_dir, rows, out_path, **kw)
+
+    monkeypatch.setattr(c, "teacher_annotations", spy)
+    printed = []
+    s = c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1], epochs=1,
+                                    quantize="none"), echo=printed.append)
+    assert len(seen["ids"]) == 27 and not seen["ids"] & held_ids
+    assert "cat" not in json.loads((tmp_path / "small" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert s["accuracy_on"] == "agreement with the uncompressed student on 3 held-out annotated inputs"
+    v = s["vocabulary"]
+    assert v["unseen_rows"] == 3 and 0 <= v["agreement_unseen"] <= 1 and v["kept"] < v["original"]
+    assert any(line.startswith("scoring: 3 annotated rows held out") for line in printed)
+    assert any("of 3 inputs held out of it" in line for line in printed)
+
+
+def test_a_trimmed_vocabulary_that_changes_answers_on_unseen_inputs_is_warned(tiny_stripped, tmp_path, monkeypatch):
+    from edgedistill.distill import compress as c
+
+    model, ann = tiny_stripped
+    printed = []
+    c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "a"), quantize="none"), echo=printed.append)
+    assert not [line for line in printed if line.startswith("warning:")]  # the held-out rows' words are all kept: no change
+    monkeypatch.setattr(c, "TRIM_AGREEMENT", 1.01)  # any trim now falls under the line
+    printed = []
+    c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "b"), quantize="none"), echo=printed.append)
+    warning = [line for line in printed if line.startswith("warning:")]
+    assert len(warning) == 1 and "--inputs" in warning[0] and "--no-trim-vocab" in warning[0]
+    printed = []
+    c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "c"), quantize="none",
+                                trim_vocab=False), echo=printed.append)
+    assert not [line for line in printed if line.startswith("warning:")]
+
+
+def test_the_run_report_says_what_trimming_kept_and_repeats_its_warning(tmp_path):
+    from edgedistill.pipeline import load_pipeline
+    from edgedistill.run_report import write_report
+
+    (tmp_path / "task.yaml").write_text(TASK)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"text": "refund", "label": "billing"}) + "\n")
+    (tmp_path / "p.yaml").write_text("task: task.yaml\ndata: d.jsonl\nrun_dir: run\ncompress: {}\n")
+    (tmp_path / "run" / "compressed").mkdir(parents=True)
+    summary = {"budget_ms": None, "chosen": "6 layers, trimmed vocabulary", "threads": 2,
+               "accuracy_on": "agreement with the uncompressed student on 96 held-out annotated inputs",
+               "candidates": [{"name": "6 layers, trimmed vocabulary", "accuracy": 0.84, "p50_ms": 9.0, "bundle_mb": 12.0,
+                               "of_checkpoint": 0.1}],
+               "vocabulary": {"kept": 6989, "original": 30527, "agreement_unseen": 0.84375, "unseen_rows": 96}}
+    (tmp_path / "run" / "compressed" / "compress.json").write_text(json.dumps(summary))
+    report = write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
+    assert ("**Warning: compression.** The trimmed vocabulary changes the student's answer on 15.6 % of 96 inputs whose "
+            "words it was not built from.") in report and "(--inputs: unlabelled, no teacher needed)" in report
+    assert "Trimmed vocabulary: 6,989 of 30,527 tokens; with it the student keeps its answer on 84.4 % of 96 inputs" in report
+    summary["vocabulary"]["agreement_unseen"] = 1.0
+    (tmp_path / "run" / "compressed" / "compress.json").write_text(json.dumps(summary))
+    report = write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
+    assert "Warning" not in report and "keeps its answer on 100.0 % of 96 inputs" in report
+
+
+def test_too_few_annotated_rows_to_hold_any_out_name_the_fix(tiny_stripped, tmp_path):
+    from edgedistill.distill.compress import CompressConfig, compress
+
+    model, ann = tiny_stripped
+    one = tmp_path / "one.jsonl"
+    one.write_text(ann.read_text().splitlines()[0] + "\n")
+    with pytest.raises(UserError, match=r"one.jsonl: 1 annotated row\(s\).*--eval-data"):
+        compress(CompressConfig(model=str(model), annotations=str(one), out=str(tmp_path / "small"), quantize="none"),
+                 echo=lambda *_: None)
+    assert not (tmp_path / "small").exists() and not list(tmp_path.glob(".small.*"))
 
 
 def test_unlabelled_inputs_without_text_name_file_line_and_field(tiny_stripped, tmp_path):

@@ -96,6 +96,7 @@ def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipelin
     assert "](compressed/compress.png)" in report
     assert "| candidate | validation accuracy | vs label-only: rows won / lost (p) | training time |" in report and f"| {shipped} (shipped) |" in report
     assert "## Compression" in report and "| 1 layers, trimmed vocabulary |" in report
+    assert "held-out annotated inputs" in report and "Trimmed vocabulary: " in report  # scored on rows it was not built from
     assert json.loads((run_dir / "bundle" / "manifest.json").read_text())["source"]["model"].endswith("compressed")
 
     # 3. nothing changed: every stage is skipped
