@@ -9,8 +9,8 @@ Per seed, on the rows and the fixed test sample of benchmarks/distill_accuracy.p
   2. K-layer students cut from it and distilled on its probabilities over the inputs of the same rows
      (edgedistill.distill.compress.distill_layers: what `edgedistill compress --layers K --no-trim-vocab` builds,
      its default epochs; --label-weight as there);
-  3. the default student (all-MiniLM-L6-v2) label-only on the teacher's labels of the same rows, the plan's recipe
-     (the baseline, trained here);
+  3. the default student (all-MiniLM-L6-v2) label-only on the teacher's labels of the same rows, distill_accuracy.py's
+     recipe (the baseline, trained here: it reproduces the curves' run of that size and seed);
 all scored on the test sample against gold, beside the teacher's own accuracy there. With --time, the first seed's
 models are exported as `edgedistill export` makes them (INT8) and timed side by side (compress.p50_ms: one predict
 call on one real input, tokenizing included, every bundle taking turns). Results go to --out after each seed.
@@ -55,10 +55,13 @@ def run_seed(dataset, seed, args, work, plan, task, test) -> dict:
                                  "seconds": round(time.time() - began, 1)}
         print(f"seed {seed}: {k} layers {100 * row['layers'][str(k)]['accuracy']:.1f} %", flush=True)
     small, began = work / f"default-{seed}", time.time()
-    if not (work / f"default-{seed}-stripped").exists():
+    if not (work / f"default-{seed}-stripped").exists():  # distill_accuracy.run_one's recipe, so it reproduces the curves' run
+        from distill_accuracy import takes_plan_rate
+
         _, _, max_len, epochs, batch, lr = plan
         train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(rows), out=str(small), mode="label-only",
-                          epochs=epochs, batch_size=batch, max_length=max_len, seed=seed, lr=lr, progress=False),
+                          epochs=epochs, batch_size=batch, max_length=max_len, rationale_max_length=48, seed=seed,
+                          lr=lr if takes_plan_rate(dataset, "auto") else None, progress=False),
               echo=lambda *_: None)
         strip_student(small, work / f"default-{seed}-stripped")
     row["default"] = {"accuracy": acc(work / f"default-{seed}-stripped"), "seconds": round(time.time() - began, 1)}
