@@ -256,6 +256,7 @@ def test_candidates_are_scored_on_annotated_rows_neither_the_vocabulary_nor_the_
     assert v["unseen_rows"] == 3 and 0 <= v["agreement_unseen"] <= 1 and v["kept"] < v["original"]
     assert any(line.startswith("scoring: 3 annotated rows held out") for line in printed)
     assert any("of 3 inputs held out of it" in line for line in printed)
+    assert "Trimmed vocabulary: " in (tmp_path / "small" / "compress.md").read_text()
 
 
 def test_a_trimmed_vocabulary_that_changes_answers_on_unseen_inputs_is_warned(tiny_stripped, tmp_path, monkeypatch):

@@ -440,7 +440,9 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             write_meta(tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())})
             write_json(tmp / "compress.json", summary)
             pareto_plot(summary, tmp / "compress.png")
-            write_text(tmp / "compress.md", "\n".join(pareto_lines(summary)) + "\n\n![accuracy vs latency](compress.png)\n")
+            warning = trim_warning(vocabulary)
+            notes = [n for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}") if n]
+            write_text(tmp / "compress.md", "\n".join(pareto_lines(summary) + [""] + notes) + "\n\n![accuracy vs latency](compress.png)\n")
         return summary
     finally:
         shutil.rmtree(work, ignore_errors=True)
