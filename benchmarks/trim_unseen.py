@@ -9,7 +9,8 @@ dataset (its `load_dataset`, the same rows and fixed test sample):
     with it keeps its own answer (compress.Scoring.agreement);
   - what it costs: the same trimmed student on the gold test sample, its accuracy beside the untrimmed one's, and
     the share of test rows whose answer it keeps;
-  - the same with every other training-split input of the dataset as unlabelled `--inputs` (their words kept too).
+  - the same with every other training-split input of the dataset as unlabelled `--inputs` (their words kept too);
+  - each with every --common-words count given (compress --common-words).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def measure(model: Path, work: Path, dataset: str, task, test, rows: int) -> dict:
+def measure(model: Path, work: Path, dataset: str, task, test, rows: int, common: list[int]) -> dict:
     from edgedistill.distill.compress import Scoring, hold_out, task_texts, trim_vocabulary
     from edgedistill.evaluate import predict_labels, score
 
@@ -44,9 +45,11 @@ def measure(model: Path, work: Path, dataset: str, task, test, rows: int) -> dic
             if r["id"] not in seen:
                 f.write(json.dumps({"input": r["input"], **({"choices": r["choices"]} if r.get("choices") else {})}) + "\n")
     n_inputs = sum(1 for _ in open(inputs, encoding="utf-8"))
-    for name, more in (("annotations", None), (f"annotations + {n_inputs:,} more inputs", inputs)):
-        trimmed = work / f"trimmed-{model.name}-{'more' if more else 'annotations'}"
-        r = trim_vocabulary(model, task_texts(fit, more), trimmed)
+    for (name, more), words in ((s, c) for s in (("annotations", None), (f"annotations + {n_inputs:,} more inputs", inputs))
+                                for c in common):
+        name = f"{name}, {words:,} common words"
+        trimmed = work / f"trimmed-{model.name}-{'more' if more else 'annotations'}-{words}"
+        r = trim_vocabulary(model, task_texts(fit, more), trimmed, common=words)
         answers = predict_labels(trimmed, task, test)
         out[name] = {"kept": r.kept, "original": r.original, "held_out_agreement": scoring.agreement(trimmed),
                      "test_agreement": sum(a == b for a, b in zip(answers, untrimmed)) / len(test),
@@ -75,9 +78,11 @@ def main():
     ap.add_argument("--dataset", default="cqa", choices=["esnli", "cqa"])
     ap.add_argument("--rows", type=int, default=1000, help="the teacher-labelled rows the students trained on")
     ap.add_argument("--model", action="append", required=True, metavar="NAME=DIR", help="a stripped student; repeatable")
+    ap.add_argument("--common-words", default="2000", help="compress --common-words values to try, e.g. 2000,10000")
     ap.add_argument("--work", default="/tmp/edgedistill-trim-unseen")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    args.common_words = [int(c) for c in args.common_words.split(",")]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from distill_accuracy import PLAN, load_dataset, samples
@@ -95,7 +100,7 @@ def main():
              "reference": reference, "models": {}}
     for spec in args.model:
         name, _, path = spec.partition("=")
-        state["models"][name] = measure(Path(path), work, args.dataset, task, test, args.rows)
+        state["models"][name] = measure(Path(path), work, args.dataset, task, test, args.rows, args.common_words)
         state["wall_s"] = round(time.time() - began)
         write_json(Path(args.out), state)
     print(render(state))
