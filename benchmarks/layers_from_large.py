@@ -91,7 +91,7 @@ def summary(state: dict) -> str:
         return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
 
     runs, ref = state["runs"], state["reference"]
-    t = state.get("timing", {})
+    t = state.get("timing") or {}
     lines = [f"{state['dataset']}, {state['rows']} teacher-labelled rows: teacher {100 * ref['teacher']:.1f} % on the test sample",
              "| student | test % (seeds " + "/".join(str(r["seed"]) for r in runs) + ") | mean ± sd | of the teacher | p50 ms | vs default | MB |",
              "|---|---|---|---:|---:|---:|---:|"]
