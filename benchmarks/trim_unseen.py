@@ -59,7 +59,8 @@ def measure(model: Path, work: Path, dataset: str, task, test, rows: int, common
 
 
 def render(state: dict) -> str:
-    lines = [f"| student | vocabulary from | tokens kept | held out, answer kept (compress's estimate, {{n}} rows) | test rows, answer kept | "
+    n = next(iter(state["models"].values()))["held_out_rows"]
+    lines = [f"| student | vocabulary from | tokens kept | held out, answer kept (compress's estimate, {n} rows) | test rows, answer kept | "
              "test accuracy | untrimmed |", "|---|---|---:|---:|---:|---:|---:|"]
     for name, m in state["models"].items():
         for k, v in m.items():
@@ -67,8 +68,6 @@ def render(state: dict) -> str:
                 lines.append(f"| {name} | {k} | {v['kept']:,} of {v['original']:,} | {100 * v['held_out_agreement']:.1f} % | "
                              f"{100 * v['test_agreement']:.1f} % | {100 * v['test_accuracy']:.1f} % | "
                              f"{100 * m['untrimmed_test_accuracy']:.1f} % |")
-    n = next(iter(state["models"].values()))["held_out_rows"]
-    lines[0] = lines[0].replace("{n}", str(n))
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ assistant" distillation; Turc et al. 2019, "Well-Read Students"). benchmarks/dis
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import shutil
@@ -397,8 +398,8 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             echo(f"vocabulary: kept {r.kept:,} of {r.original:,} tokens ({r.from_inputs:,} the inputs use, {r.safety:,} special "
                  f"and single-character, {r.common:,} common words); MODEL with it keeps its answer on "
                  f"{100 * vocabulary['agreement_unseen']:.1f} % of {len(scoring.examples):,} inputs {scoring.unseen}")
-            if warning := trim_warning(vocabulary):
-                echo(f"warning: {warning}")
+        if warning := trim_warning(vocabulary):
+            echo(f"warning: {warning}")
         total = _layer_count(full)
         # the student itself: one candidate among others under a budget, or when asked for (--layers TOTAL) or alone
         dirs = [full] if (cfg.latency_budget is not None or total in layers or not (layers or bases)) else []
@@ -419,8 +420,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
                 trim_vocabulary(d, texts, work / f"into-{i}-trimmed", cfg.common_words)
                 d = work / f"into-{i}-trimmed"
             dirs.append(d)
-        accuracy, ckpt = scoring.agreement if held_out is not None else scoring.gold, weights_bytes(src)
-        rows = [measure_candidate(d, accuracy, ckpt, cfg, work) for d in dirs]
+        rows = [measure_candidate(d, scoring.accuracy, weights_bytes(src), cfg, work) for d in dirs]
         for r, ms in zip(rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()):
             r["p50_ms"] = ms
         chosen = choose(rows, cfg.latency_budget)
@@ -440,7 +440,6 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             write_meta(tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())})
             write_json(tmp / "compress.json", summary)
             pareto_plot(summary, tmp / "compress.png")
-            warning = trim_warning(vocabulary)
             notes = [n for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}") if n]
             write_text(tmp / "compress.md", "\n".join(pareto_lines(summary) + [""] + notes) + "\n\n![accuracy vs latency](compress.png)\n")
         return summary
@@ -510,12 +509,11 @@ def hold_out(annotations, work: Path) -> tuple[Path, list]:
 
 class Scoring:
     """Answers on inputs the candidates were not built from: --eval-data's (with gold), else the held-out annotated
-    rows'. MODEL's own answers on them are computed once; `agreement(model)` compares any model dir or bundle with
-    those, `gold(model)` scores against --eval-data's labels."""
+    rows'. `accuracy(model)` is a candidate's score: gold accuracy on --eval-data, else `agreement(model)` with
+    MODEL's own answers, which are computed once, when first needed."""
 
     def __init__(self, source: Path, eval_data: str | None, held_out: list | None):
         from ..data import Example, load_examples
-        from ..evaluate import predict_labels
         from ..task import load_task
 
         self.task = load_task(source / "task.yaml")
@@ -525,7 +523,13 @@ class Scoring:
         else:
             self.examples = [Example(id=a.id, input=a.input, choices=a.choices, gold=None) for a in held_out]
             self.unseen = "held out of it"
-        self.reference = predict_labels(source, self.task, self.examples)
+        self.source, self.gold = source, bool(eval_data)
+
+    @functools.cached_property
+    def reference(self) -> list[str]:
+        from ..evaluate import predict_labels
+
+        return predict_labels(self.source, self.task, self.examples)
 
     def agreement(self, model) -> float:
         from ..evaluate import predict_labels
@@ -533,9 +537,11 @@ class Scoring:
         answers = predict_labels(model, self.task, self.examples)
         return sum(a == b for a, b in zip(answers, self.reference)) / len(self.reference)
 
-    def gold(self, model) -> float:
+    def accuracy(self, model) -> float:
         from ..evaluate import predict_labels, score
 
+        if not self.gold:
+            return self.agreement(model)
         return score(self.task, self.examples, predict_labels(model, self.task, self.examples))["accuracy"]
 
 
