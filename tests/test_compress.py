@@ -277,6 +277,25 @@ def test_a_trimmed_vocabulary_that_changes_answers_on_unseen_inputs_is_warned(ti
     assert not [line for line in printed if line.startswith("warning:")]
 
 
+def test_eval_data_rows_the_candidates_were_built_from_are_warned(tiny_stripped, tmp_path):
+    from edgedistill.distill import compress as c
+
+    model, ann = tiny_stripped
+    gold = [{"text": f"{w} please", "label": l} for w, l in zip(WORDS, LABELS)]  # the annotations' own inputs
+    (tmp_path / "seen.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gold))
+    (tmp_path / "new.jsonl").write_text("".join(json.dumps({**r, "text": r["text"] + " now"}) + "\n" for r in gold))
+    printed = []
+    c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "a"), quantize="none",
+                                eval_data=str(tmp_path / "seen.jsonl")), echo=printed.append)
+    warning = [line for line in printed if line.startswith("warning:")]
+    assert len(warning) == 1 and "3 of the 3 --eval-data rows are inputs of the annotations" in warning[0]
+    assert "Warning: 3 of the 3 --eval-data rows" in (tmp_path / "a" / "compress.md").read_text()
+    printed = []
+    c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "b"), quantize="none",
+                                eval_data=str(tmp_path / "new.jsonl")), echo=printed.append)
+    assert not [line for line in printed if line.startswith("warning:")]
+
+
 def test_the_run_report_says_what_trimming_kept_and_repeats_its_warning(tmp_path):
     from edgedistill.pipeline import load_pipeline
     from edgedistill.run_report import write_report
@@ -299,6 +318,10 @@ def test_the_run_report_says_what_trimming_kept_and_repeats_its_warning(tmp_path
     (tmp_path / "run" / "compressed" / "compress.json").write_text(json.dumps(summary))
     report = write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
     assert "Warning" not in report and "keeps its answer on 100.0 % of 96 inputs" in report
+    summary["eval_seen"] = "3 of the 3 --eval-data rows are inputs of the annotations or --inputs, which ..."
+    (tmp_path / "run" / "compressed" / "compress.json").write_text(json.dumps(summary))
+    report = write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
+    assert "**Warning: compression.** 3 of the 3 --eval-data rows are inputs of the annotations" in report
 
 
 def test_too_few_annotated_rows_to_hold_any_out_name_the_fix(tiny_stripped, tmp_path):

@@ -388,6 +388,8 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             echo(f"scoring: {len(held_out):,} annotated rows held out of the vocabulary and the distillation; each candidate "
                  "is scored by its agreement with MODEL on them (--eval-data: on gold instead)")
         scoring = Scoring(src, cfg.eval_data, held_out)
+        if seen := scoring.seen(cfg.annotations, cfg.inputs):
+            echo(f"warning: {seen}")
         vocabulary = None
         if cfg.trim_vocab:
             texts = task_texts(fit, cfg.inputs, task_type(src))
@@ -427,7 +429,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         summary = {"source": str(src), "budget_ms": cfg.latency_budget, "threads": cfg.threads, "quantize": cfg.quantize,
                    "accuracy_on": "eval_data (gold)" if cfg.eval_data else
                    f"agreement with the uncompressed student on {len(held_out):,} held-out annotated inputs",
-                   "vocabulary": vocabulary, "candidates": rows, "chosen": chosen and chosen["name"]}
+                   "vocabulary": vocabulary, "eval_seen": seen, "candidates": rows, "chosen": chosen and chosen["name"]}
         for line in pareto_lines(summary):
             echo(line)
         if chosen is None:
@@ -440,7 +442,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             write_meta(tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())})
             write_json(tmp / "compress.json", summary)
             pareto_plot(summary, tmp / "compress.png")
-            notes = [n for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}") if n]
+            notes = [n for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}", seen and f"Warning: {seen}") if n]
             write_text(tmp / "compress.md", "\n".join(pareto_lines(summary) + [""] + notes) + "\n\n![accuracy vs latency](compress.png)\n")
         return summary
     finally:
@@ -524,6 +526,21 @@ class Scoring:
             self.examples = [Example(id=a.id, input=a.input, choices=a.choices, gold=None) for a in held_out]
             self.unseen = "held out of it"
         self.source, self.gold = source, bool(eval_data)
+
+    def seen(self, annotations, inputs=None) -> str | None:
+        """With --eval-data, the warning its rows earn by being inputs the candidates were built from (the annotations'
+        or --inputs'): scores there overstate those on an app's inputs. None when none is, or without --eval-data."""
+        from ..annotations import read_annotations
+
+        if not self.gold:
+            return None
+        built = {a.input for a in read_annotations(annotations)} | {r["input"] for r in unlabelled(inputs)}
+        n = sum(e.input in built for e in self.examples)
+        if not n:
+            return None
+        return (f"{n:,} of the {len(self.examples):,} --eval-data rows are inputs of the annotations or --inputs, which "
+                "the kept vocabulary and smaller students were built from, so the scores there overstate those on an "
+                "app's inputs. Give --eval-data rows the annotations do not hold.")
 
     @functools.cached_property
     def reference(self) -> list[str]:
