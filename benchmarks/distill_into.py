@@ -7,7 +7,8 @@ Per seed, on the rows, splits and test sample of benchmarks/distill_accuracy.py 
      teacher's labels of the first --assistant-rows rows, the plan's recipe, stripped (`edgedistill train`, `strip`);
   2. the small student: a fresh all-MiniLM-L6-v2 on the assistant's probabilities over the inputs of the first --rows
      rows (`edgedistill compress --into default`: edgedistill.distill.compress.distill_into), the plan's epochs; with
-     --label-weight W, the teacher's own labels as hard targets beside them at weight W;
+     --label-weight W, the teacher's own labels as hard targets beside them at weight W; with --ensemble DIR..., the
+     average of those assistants' probabilities and its own (`compress --ensemble`);
   3. both scored on the fixed test sample against gold, beside the teacher's own accuracy there (the ceiling) and the
      label-only all-MiniLM-L6-v2 of distill_accuracy.json at --rows rows, same seeds (the baseline: the same rows with
      the teacher's labels; --baseline-from names the results file).
@@ -52,9 +53,14 @@ def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dic
     print(f"seed {seed}: assistant ({Path(args.assistant).name}, {args.assistant_rows} rows) test "
           f"{100 * row['assistant']['accuracy']:.1f} %", flush=True)
     began = time.time()
+    own = work / f"assistant-{seed}-stripped"
+    ensemble = [Path(d) for d in args.ensemble if Path(d).resolve() != own.resolve()]
+    if ensemble:  # the assistants' averaged answers on the test rows: what the small student is taught
+        row["ensemble"] = {"dirs": [str(d) for d in ensemble], "accuracy": ensemble_accuracy([own, *ensemble], test)}
+        print(f"seed {seed}: {1 + len(ensemble)} assistants averaged, test {100 * row['ensemble']['accuracy']:.1f} %", flush=True)
     small, into = (work / f"{name}-{seed}-{args.rows}-{args.label_weight:g}" for name in ("small", "into"))
-    r = distill_into(work / f"assistant-{seed}-stripped", work / f"{dataset}-{args.rows}.jsonl", default_student(), small,
-                     into, epochs=epochs, batch_size=batch, seed=seed, echo=lambda *_: None, label_weight=args.label_weight)
+    r = distill_into(own, work / f"{dataset}-{args.rows}.jsonl", default_student(), small, into, epochs=epochs,
+                     batch_size=batch, seed=seed, echo=lambda *_: None, label_weight=args.label_weight, ensemble=ensemble)
     row["small"] = {"accuracy": score(task, test, predict_labels(small, task, test))["accuracy"],
                     "val_agreement": r["val_agreement"], "seconds": round(time.time() - began, 1)}
     shutil.rmtree(small, ignore_errors=True)
@@ -62,6 +68,17 @@ def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dic
     print(f"seed {seed}: all-MiniLM-L6-v2 on the assistant's probabilities over {args.rows} inputs: test "
           f"{100 * row['small']['accuracy']:.1f} %", flush=True)
     return row
+
+
+def ensemble_accuracy(dirs: list[Path], test) -> float:
+    """Gold accuracy on the test rows of the argmax of the models' averaged probabilities (compress --ensemble's target)."""
+    from edgedistill.distill.compress import probabilities
+    from edgedistill.model_dir import read_meta
+
+    items = [{"input": e.input, **({"choices": e.choices} if e.choices else {})} for e in test]
+    each = [probabilities(d, items) for d in dirs]
+    keys = [e.choices or read_meta(dirs[0])["labels"] for e in test]
+    return statistics.mean(k[int((sum(m[i] for m in each)).argmax())] == e.gold for i, (k, e) in enumerate(zip(keys, test)))
 
 
 def baseline(path: Path, dataset: str, rows: int, seeds: list[int]) -> dict:
@@ -82,6 +99,9 @@ def main():
     ap.add_argument("--rows", type=int, default=9842, help="rows whose inputs the small student learns the assistant's answers on")
     ap.add_argument("--label-weight", type=float, default=0.0, help="the teacher's own labels as hard targets beside the "
                     "assistant's probabilities, at this weight (distill_into's label_weight; 0: its probabilities alone)")
+    ap.add_argument("--ensemble", nargs="+", default=[], metavar="DIR", help="more assistants (stripped dirs, e.g. the other "
+                    "seeds' from their --work): the small student learns the average of their probabilities and the seed's "
+                    "own assistant's (compress --ensemble); a seed's own assistant listed here is skipped")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--baseline-from", default=str(HERE / "results" / "distill_accuracy.json"))
     ap.add_argument("--out", required=True)
@@ -117,7 +137,7 @@ def main():
     invocation = {"command": "python " + shlex.join(["benchmarks/distill_into.py"] + sys.argv[1:]),
                   "machine": machine_record(threads=[torch.get_num_threads()]), "started": time.strftime("%Y-%m-%d %H:%M")}
     state.update(dataset=args.dataset, assistant=Path(args.assistant).name, assistant_rows=args.assistant_rows, rows=args.rows,
-                 label_weight=args.label_weight,
+                 label_weight=args.label_weight, ensemble=args.ensemble,
                  plan=dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan)), reference=reference)
     state["invocations"].append(invocation)
     for seed in seeds:
@@ -202,6 +222,9 @@ def summary(state: dict) -> str:
              f"all-MiniLM-L6-v2 on its probabilities over {state['rows']} inputs"
              + (f" (the teacher's labels at weight {state['label_weight']:g} beside them)" if state.get("label_weight") else "")
              + f": {ms([r['small']['accuracy'] for r in runs])}"]
+    if any("ensemble" in r for r in runs):
+        lines.insert(2, f"the assistants averaged ({1 + len(runs[0]['ensemble']['dirs'])}): "
+                        f"{ms([r['ensemble']['accuracy'] for r in runs if 'ensemble' in r])}")
     base = state.get("baseline") or {}
     paired = [r["small"]["accuracy"] - base[str(r["seed"])] for r in runs if str(r["seed"]) in base]
     if paired:

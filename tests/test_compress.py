@@ -430,6 +430,47 @@ def test_label_weight_keeps_the_annotators_labels_beside_the_students_probabilit
         c.distill_into(model, ann, model, tmp_path / "out", tmp_path / "work", label_weight=1.0)
 
 
+def test_an_ensemble_s_probabilities_are_the_average_of_its_students(tiny_stripped, tmp_path, monkeypatch):
+    from edgedistill.distill import compress as c
+    from edgedistill.distill import train as t
+
+    model, ann = tiny_stripped
+    other = tiny.tiny_classifier_dir(tmp_path / "other", labels=LABELS, seed=1)
+    (other / "task.yaml").write_text(TASK)
+    write_meta(other, read_meta(model))
+    rows = c.distillation_inputs(ann)[:5]
+    for name, dirs in (("a", [model]), ("b", [other]), ("ab", [model, other])):
+        c.teacher_annotations(dirs[0], rows, tmp_path / f"{name}.jsonl", ensemble=dirs[1:])
+    a, b, ab = ([json.loads(x)["label_probs"] for x in (tmp_path / f"{n}.jsonl").read_text().splitlines()] for n in ("a", "b", "ab"))
+    assert a != b  # two different students
+    assert all(abs(m[k] - (x[k] + y[k]) / 2) < 1e-9 for x, y, m in zip(a, b, ab) for k in LABELS)
+
+    seen = {}
+    monkeypatch.setattr(t, "train", lambda cfg, echo: seen.setdefault("cfg", cfg) and {})
+    monkeypatch.setattr("edgedistill.distill.strip.strip_student", lambda src, out: write_meta(out, {"kind": "stripped"}))
+    c.distill_into(model, ann, model, tmp_path / "out", tmp_path / "work", ensemble=[other])
+    soft = [json.loads(x)["label_probs"] for x in (tmp_path / "work" / "soft_targets.jsonl").read_text().splitlines()]
+    assert all(abs(x[k] - y[k]) < 1e-6 for x, y in zip(soft[:5], ab) for k in LABELS)
+    assert seen["cfg"].annotations == str(tmp_path / "work" / "soft_targets.jsonl")
+
+
+def test_an_ensemble_member_of_another_task_or_no_model_is_refused(tiny_stripped, tmp_path):
+    from edgedistill.distill.compress import CompressConfig, compress
+
+    model, ann = tiny_stripped
+    other = tiny.tiny_classifier_dir(tmp_path / "other", labels=["a", "b", "c"])
+    (other / "task.yaml").write_text(TASK)
+    write_meta(other, {**read_meta(model), "labels": ["a", "b", "c"]})
+    (tmp_path / "empty").mkdir()
+    for dirs, message in (([str(tmp_path / "empty")], r"--ensemble .*empty: not a stripped model dir.*edgedistill strip"),
+                          ([str(other)], r"--ensemble .*other: its labels \(\['a', 'b', 'c'\]\) differ from MODEL's"),
+                          ([str(model)], None)):
+        cfg = CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "c"), ensemble=dirs, quantize="none")
+        with pytest.raises(UserError, match=message or r"--ensemble: .* give --layers K or --into BASE too"):
+            compress(cfg, echo=lambda *_: None)
+        assert not (tmp_path / "c").exists() and not list(tmp_path.glob(".c.*"))
+
+
 def test_a_choice_listed_twice_keeps_both_its_shares_and_train_reads_them(tmp_path):
     """Multiple choice: the trained student's probabilities over a row whose choices repeat one text sum to 1 per
     distinct choice (a dict keyed by text held only one copy's share, and train refused the file)."""
@@ -468,9 +509,11 @@ def test_compress_into_reaches_the_cli(tiny_stripped, tmp_path, monkeypatch):
     monkeypatch.setattr("edgedistill.commands.compress.run_compress", lambda cfg, echo=print: seen.setdefault("cfg", cfg))
     model, ann = tiny_stripped
     r = CliRunner().invoke(main, ["compress", str(model), "--annotations", str(ann), "--out", str(tmp_path / "c"),
-                                  "--into", "default", "--into", "/some/base", "--latency-budget", "9", "--label-weight", "0.5"])
+                                  "--into", "default", "--into", "/some/base", "--latency-budget", "9", "--label-weight", "0.5",
+                                  "--ensemble", "/run/1", "--ensemble", "/run/2"])
     assert r.exit_code == 0, r.output
     assert seen["cfg"].into == ["default", "/some/base"] and seen["cfg"].label_weight == 0.5
+    assert seen["cfg"].ensemble == ["/run/1", "/run/2"]
     r = CliRunner().invoke(main, ["compress", str(model), "--annotations", str(ann), "--out", str(tmp_path / "c"),
                                   "--into", "default", "--label-weight", "1"])
     assert r.exit_code == 2 and "--label-weight" in r.output

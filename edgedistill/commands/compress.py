@@ -36,6 +36,10 @@ def _layers(ctx, param, value):
 @click.option("--label-weight", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
               help="Smaller students (--layers, --into) learn MODEL's probabilities and, at this weight, the annotations' own "
                    "labels as hard targets (Hinton et al.'s blend). 0 = MODEL's probabilities alone.")
+@click.option("--ensemble", multiple=True, metavar="DIR", type=click.Path(file_okay=False),
+              help="Another trained student of the task (train --seed N, or another --student base; stripped): smaller "
+                   "students (--layers, --into) learn the average of its and MODEL's probabilities, a steadier target "
+                   "than one model's. Repeatable.")
 @click.option("--latency-budget", type=float, help="Milliseconds per prediction (batch 1, p50, this CPU, tokenizing included): "
               "export and time every candidate (MODEL itself too) and ship the most accurate within it; exit 1 if none is.")
 @click.option("--trim-vocab/--no-trim-vocab", default=True, show_default=True,
@@ -54,7 +58,7 @@ def _layers(ctx, param, value):
 @click.option("--threads", type=int, default=2, show_default=True)
 @click.option("--epochs", type=float, default=4.0, show_default=True, help="Distillation epochs of a smaller student.")
 @click.option("--seed", type=int, default=0, show_default=True)
-def compress(model, annotations, inputs, out, layers, into, label_weight, latency_budget, trim_vocab, common_words, eval_data, quantize, threads, epochs, seed):
+def compress(model, annotations, inputs, out, layers, into, label_weight, ensemble, latency_budget, trim_vocab, common_words, eval_data, quantize, threads, epochs, seed):
     """Make MODEL (a dir from `edgedistill strip`) smaller and faster, then `edgedistill export` it as usual.
 
     \b
@@ -66,7 +70,7 @@ def compress(model, annotations, inputs, out, layers, into, label_weight, latenc
           --into default
     """
     run_compress(CompressConfig(model=model, annotations=annotations, inputs=inputs, out=out, layers=layers, into=list(into) or None,
-                                label_weight=label_weight, latency_budget=latency_budget,
+                                label_weight=label_weight, ensemble=list(ensemble) or None, latency_budget=latency_budget,
                                 trim_vocab=trim_vocab, common_words=common_words, eval_data=eval_data, quantize=quantize, threads=threads, epochs=epochs,
                                 seed=seed), echo=click.echo)
     click.echo(f"\nCompressed model: {out}  (compress.md: every candidate)")

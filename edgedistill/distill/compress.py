@@ -235,26 +235,23 @@ def unlabelled(inputs, need_choices: bool = False) -> list[dict]:
     return rows
 
 
-def teacher_annotations(model_dir, rows: list[dict], out_path, keep_labels: bool = False) -> int:
+def teacher_annotations(model_dir, rows: list[dict], out_path, keep_labels: bool = False, ensemble=()) -> int:
     """`rows` (distillation_inputs) with the trained student's probabilities as `label_probs`: the targets a smaller
     student learns (train's soft-target path); the hard label its argmax, or with keep_labels the annotator's own
-    where the row has one. Returns the number of rows written."""
-    import numpy as np
-
+    where the row has one. `ensemble`: more trained students of the task; the probabilities are then the average of
+    every model's. Returns the number of rows written."""
     from ..atomic import write_jsonl
-    from ..deploy.parity import torch_outputs
     from ..edge.expressions import candidates
-    from ..edge.runtime import softmax
 
     meta = read_meta(model_dir)
     mc = meta["family"] == "multiple-choice"
     if mc and task_type(model_dir) == "numeric":  # a ranking student: the choices are the input's expressions
         rows = [r for r in ({**r, "choices": candidates(r["input"])} for r in rows) if r["choices"]]
     items = [{"input": r["input"], **({"choices": r["choices"]} if mc else {})} for r in rows]
-    logits, _ = torch_outputs(model_dir, meta["family"], items, "choices" if mc else None, meta["max_length"])
+    each = [probabilities(d, items) for d in (model_dir, *ensemble)]
     out = []
-    for r, row in zip(rows, logits):  # (ragged choice counts come padded with NaN)
-        p = softmax(np.asarray(row[:len(r["choices"])] if mc else row, dtype=np.float64))
+    for i, r in enumerate(rows):
+        p = sum(model[i] for model in each) / len(each)
         keys = r["choices"] if mc else meta["labels"]
         # the hard label is the trained student's too (validation then measures agreement with it), unless kept
         label = r["label"] if keep_labels and r.get("label") is not None else keys[int(p.argmax())]
@@ -266,15 +263,52 @@ def teacher_annotations(model_dir, rows: list[dict], out_path, keep_labels: bool
     return len(out)
 
 
+def probabilities(model_dir, items: list[dict]) -> list:
+    """A trained student's probabilities over each item's choices (multiple choice) or its labels, in torch."""
+    import numpy as np
+
+    from ..deploy.parity import torch_outputs
+    from ..edge.runtime import softmax
+
+    meta = read_meta(model_dir)
+    mc = meta["family"] == "multiple-choice"
+    logits, _ = torch_outputs(model_dir, meta["family"], items, "choices" if mc else None, meta["max_length"])
+    # (ragged choice counts come padded with NaN)
+    return [softmax(np.asarray(row[:len(it["choices"])] if mc else row, dtype=np.float64)) for it, row in zip(items, logits)]
+
+
+def ensemble_note(ensemble) -> str:
+    return f" (its answers averaged with {len(ensemble)} more student(s)')" if ensemble else ""
+
+
+def check_ensemble(model_dir, ensemble) -> list[Path]:
+    """The --ensemble dirs, each a trained student of MODEL's task whose answers average with MODEL's: same family,
+    task type and labels, else a UserError naming the dir and what differs."""
+    meta, dirs = read_meta(model_dir), [Path(d) for d in ensemble or []]
+    for d in dirs:
+        if not (d / "config.json").exists() or read_meta(d).get("kind") not in ("stripped", "student"):
+            raise UserError(f"--ensemble {d}: not a stripped model dir; give another trained student of this task "
+                            "(edgedistill train --seed N, or --student BASE, then edgedistill strip)")
+        other = read_meta(d)
+        for what in ("family", "labels"):
+            if other.get(what) != meta.get(what):
+                raise UserError(f"--ensemble {d}: its {what} ({other.get(what)}) differ from MODEL's ({meta.get(what)}); "
+                                "give a student of the same task")
+        if task_type(d) != task_type(model_dir):
+            raise UserError(f"--ensemble {d}: a {task_type(d)} task, MODEL's is {task_type(model_dir)}")
+    return dirs
+
+
 def distill_layers(model_dir, annotations, k: int, out_dir, work: Path, epochs: float = 4.0, batch_size: int = 16,
                    lr: float | None = None, seed: int = 0, echo=print, inputs=None,
-                   label_weight: float = 0.0) -> dict:
-    """A k-layer student from model_dir's layers, trained on its probabilities over the annotation inputs and the
-    unlabelled `inputs` (distillation_inputs); written stripped to out_dir."""
+                   label_weight: float = 0.0, ensemble=()) -> dict:
+    """A k-layer student from model_dir's layers, trained on its probabilities (averaged with `ensemble`'s) over the
+    annotation inputs and the unlabelled `inputs` (distillation_inputs); written stripped to out_dir."""
     meta = read_meta(model_dir)
     base = work / f"base-{k}"
     kept = drop_layers(model_dir, k, base)
-    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight)
+    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight,
+                      ensemble)
     write_meta(out_dir, {**read_meta(out_dir), "layers": {"original": meta.get("layers", {}).get("original")
                                                           or _layer_count(model_dir), "kept": kept},
                          **({"vocabulary": meta["vocabulary"]} if "vocabulary" in meta else {})})
@@ -284,17 +318,18 @@ def distill_layers(model_dir, annotations, k: int, out_dir, work: Path, epochs: 
 
 def distill_into(model_dir, annotations, base, out_dir, work: Path, epochs: float = 4.0, batch_size: int = 16,
                  lr: float | None = None, seed: int = 0, echo=print, inputs=None,
-                 label_weight: float = 0.0) -> dict:
+                 label_weight: float = 0.0, ensemble=()) -> dict:
     """A fresh student of another `base` (a transformers model dir, e.g. all-MiniLM-L6-v2) trained on model_dir's
-    probabilities over the annotation inputs and the unlabelled `inputs`, at train's own rates for that base;
-    written stripped to out_dir, its full vocabulary kept (compress trims it as a candidate)."""
-    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight)
+    probabilities (averaged with `ensemble`'s) over the annotation inputs and the unlabelled `inputs`, at train's own
+    rates for that base; written stripped to out_dir, its full vocabulary kept (compress trims it as a candidate)."""
+    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight,
+                      ensemble)
     write_meta(out_dir, {**read_meta(out_dir), "distilled_from": str(Path(model_dir).resolve()), "base": str(base)})
     return report
 
 
 def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_size, lr, seed, echo, inputs,
-             label_weight: float = 0.0) -> dict:
+             label_weight: float = 0.0, ensemble=()) -> dict:
     """Train a label-only student of `base` on model_dir's probabilities (soft targets computed once per work dir), strip it.
     label_weight > 0: the annotator's own labels as hard targets beside them, at that weight (Hinton et al. 2015's
     blend; for a two-tower multiple-choice student the hard term is also the one that ranks against the batch's choices)."""
@@ -308,7 +343,7 @@ def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_si
     if not soft.exists():
         rows = distillation_inputs(annotations, inputs, need_choices=meta["family"] == "multiple-choice"
                                    and task_type(model_dir) != "numeric")
-        teacher_annotations(model_dir, rows, soft, keep_labels=label_weight > 0)
+        teacher_annotations(model_dir, rows, soft, keep_labels=label_weight > 0, ensemble=ensemble)
     student = work / f"student-{Path(out_dir).name}"
     summary = train(TrainConfig(task=str(Path(model_dir) / "task.yaml"), annotations=str(soft), out=str(student),
                                 student=str(base), mode="label-only", soft_weight=1.0 - label_weight, epochs=epochs, batch_size=batch_size,
@@ -362,6 +397,9 @@ class CompressConfig:
     # Smaller students' hard targets: the annotations' own labels at this weight beside MODEL's probabilities (0: its
     # probabilities alone; a two-tower multiple-choice student ranks against the batch's choices only in that term)
     label_weight: float = 0.0
+    # More trained students of the task (other seeds or bases): smaller students learn the average of their
+    # probabilities and MODEL's, a less noisy target than one model's
+    ensemble: list[str] | None = None
 
 
 def compress(cfg: CompressConfig, echo=print) -> dict:
@@ -379,6 +417,9 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
     src, out = Path(cfg.model), Path(cfg.out)
     if read_meta(src).get("kind") not in ("stripped", "student"):
         raise UserError(f"{src}: not a stripped model dir (edgedistill strip writes one)")
+    ensemble = check_ensemble(src, cfg.ensemble)
+    if ensemble and not (layers or bases):
+        raise UserError("--ensemble: its answers are what smaller students learn; give --layers K or --into BASE too")
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
     try:
@@ -408,15 +449,16 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         for k in layers:
             if k == total:
                 continue
-            echo(f"{k} layers: distilling from the {total}-layer student ...")
+            echo(f"{k} layers: distilling from the {total}-layer student{ensemble_note(ensemble)} ...")
             distill_layers(full, fit, k, work / f"{k}-layers", work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
-                           echo=lambda *_: None, inputs=cfg.inputs, label_weight=cfg.label_weight)
+                           echo=lambda *_: None, inputs=cfg.inputs, label_weight=cfg.label_weight, ensemble=ensemble)
             dirs.append(work / f"{k}-layers")
         for i, base in enumerate(bases):
-            echo(f"{base_name(base)}: distilling the {total}-layer student into a fresh {base_name(base)} ...")
+            echo(f"{base_name(base)}: distilling the {total}-layer student{ensemble_note(ensemble)} into a fresh "
+                 f"{base_name(base)} ...")
             d = work / f"into-{i}"
             distill_into(full, fit, base, d, work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, echo=lambda *_: None,
-                         inputs=cfg.inputs, label_weight=cfg.label_weight)
+                         inputs=cfg.inputs, label_weight=cfg.label_weight, ensemble=ensemble)
             write_meta(d, {**read_meta(d), "distilled_from": str(src.resolve())})  # not the trimmed copy in the work dir
             if cfg.trim_vocab:
                 trim_vocabulary(d, texts, work / f"into-{i}-trimmed", cfg.common_words)
@@ -429,7 +471,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         summary = {"source": str(src), "budget_ms": cfg.latency_budget, "threads": cfg.threads, "quantize": cfg.quantize,
                    "accuracy_on": "eval_data (gold)" if cfg.eval_data else
                    f"agreement with the uncompressed student on {len(held_out):,} held-out annotated inputs",
-                   "vocabulary": vocabulary, "eval_seen": seen, "candidates": rows, "chosen": chosen and chosen["name"]}
+                   "ensemble": [str(d) for d in ensemble], "vocabulary": vocabulary, "eval_seen": seen, "candidates": rows, "chosen": chosen and chosen["name"]}
         for line in pareto_lines(summary):
             echo(line)
         if chosen is None:
