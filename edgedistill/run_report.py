@@ -70,7 +70,7 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
     if compressed:
         from .distill.compress import pareto_lines, trim_warning, vocabulary_line
 
-        for warning in filter(None, (trim_warning(compressed.get("vocabulary")), compressed.get("eval_seen"))):
+        if warning := trim_warning(compressed.get("vocabulary")):
             lines += [f"**Warning: compression.** {warning[0].upper()}{warning[1:]}", ""]
         lines += ["## Compression", "", f"`edgedistill compress` built {len(compressed['candidates'])} candidate(s) and "
                   f"shipped `{compressed['chosen']}`" + (f", the most accurate within {compressed['budget_ms']:g} ms per "

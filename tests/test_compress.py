@@ -318,10 +318,6 @@ def test_the_run_report_says_what_trimming_kept_and_repeats_its_warning(tmp_path
     (tmp_path / "run" / "compressed" / "compress.json").write_text(json.dumps(summary))
     report = write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
     assert "Warning" not in report and "keeps its answer on 100.0 % of 96 inputs" in report
-    summary["eval_seen"] = "3 of the 3 --eval-data rows are inputs of the annotations or --inputs, which ..."
-    (tmp_path / "run" / "compressed" / "compress.json").write_text(json.dumps(summary))
-    report = write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
-    assert "**Warning: compression.** 3 of the 3 --eval-data rows are inputs of the annotations" in report
 
 
 def test_too_few_annotated_rows_to_hold_any_out_name_the_fix(tiny_stripped, tmp_path):
