@@ -83,6 +83,7 @@ class CompressSection:  # optional: present in pipeline.yaml = the compress stag
     inputs: str | None = None  # more unlabelled inputs (JSON Lines, `input`) to distill smaller students on (compress --inputs)
     into: list[str] = field(default_factory=list)  # other, smaller bases to distill the student into ("default": all-MiniLM-L6-v2)
     label_weight: float = 0.0  # the annotations' labels as hard targets beside the student's probabilities (compress --label-weight)
+    ensemble: list[str] = field(default_factory=list)  # more trained students whose probabilities average with it (compress --ensemble)
 
 
 @dataclass
@@ -308,6 +309,7 @@ def stage_configs(pipe: Pipeline) -> dict[str, list]:
         "compress": [] if pipe.compress is None else [CompressConfig(
             model=str(run / "stripped"), annotations=str(run / "annotations.jsonl"), out=str(run / "compressed"),
             eval_data=None, **{**_fields(pipe.compress), "layers": pipe.compress.layers or None, "into": [_model_path(pipe, b) for b in pipe.compress.into] or None,
+                               "ensemble": [str(pipe.path(d)) for d in pipe.compress.ensemble] or None,
                                "inputs": pipe.compress.inputs and str(pipe.path(pipe.compress.inputs))})],
         "export": [ExportStage(model=str(run / exported_model(pipe)), out=str(run / "bundle"), **_fields(pipe.export))],
         "bench": [BenchSettings(**_fields(pipe.bench))],

@@ -104,7 +104,8 @@ def test_every_pipeline_key_is_a_field_of_its_stage_config_with_the_same_default
             if key in PIPELINE_ONLY[name]:
                 continue
             assert key in theirs, f"{name}.{key} is no field of {stage.__name__}"
-            empty_is_none = (name, key) in (("student", "candidates"), ("compress", "layers"), ("compress", "into"))  # [] in YAML, None in the config
+            empty_is_none = (name, key) in (("student", "candidates"), ("compress", "layers"), ("compress", "into"),
+                                           ("compress", "ensemble"))  # [] in YAML, None in the config
             if not (name == "bench" and key in shorter_bench) and not empty_is_none:
                 assert value == theirs[key], f"{name}.{key}: default {value!r} here, {theirs[key]!r} in {stage.__name__}"
 
@@ -136,6 +137,9 @@ def test_a_compress_section_turns_the_stage_on_and_export_reads_its_output(folde
     with pytest.raises(UserError, match=r"compress\.common_words: must be 0 or more"):
         load(folder, "compress: {common_words: -1}\n")
     assert stage_configs(load(folder, "compress: {into: [default], label_weight: 0.5}\n"))["compress"][0].label_weight == 0.5
+    assert on["compress"][0].ensemble is None
+    assert stage_configs(load(folder, "compress: {into: [default], ensemble: [runs/b/stripped]}\n"))["compress"][0].ensemble == [
+        str(Path(folder) / "runs/b/stripped")]  # relative to pipeline.yaml
     with pytest.raises(UserError, match=r"compress\.label_weight: must be at least 0 and below 1"):
         load(folder, "compress: {label_weight: 1}\n")
 
