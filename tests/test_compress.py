@@ -448,6 +448,7 @@ def test_an_ensemble_s_probabilities_are_the_average_of_its_students(tiny_stripp
     soft = [json.loads(x)["label_probs"] for x in (tmp_path / "work" / "soft_targets.jsonl").read_text().splitlines()]
     assert all(abs(x[k] - y[k]) < 1e-6 for x, y in zip(soft[:5], ab) for k in LABELS)
     assert seen["cfg"].annotations == str(tmp_path / "work" / "soft_targets.jsonl")
+    assert read_meta(tmp_path / "out")["ensemble"] == [str(other.resolve())]  # where its targets came from
 
 
 def test_an_ensemble_member_of_another_task_or_no_model_is_refused(tiny_stripped, tmp_path):

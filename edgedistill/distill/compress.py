@@ -278,7 +278,8 @@ def probabilities(model_dir, items: list[dict]) -> list:
 
 
 def ensemble_note(ensemble) -> str:
-    return f" (its answers averaged with {len(ensemble)} more student(s)')" if ensemble else ""
+    n = len(ensemble)
+    return f" and {n} more student{'s' if n > 1 else ''} (their answers averaged)" if n else ""
 
 
 def check_ensemble(model_dir, ensemble) -> list[Path]:
@@ -324,7 +325,8 @@ def distill_into(model_dir, annotations, base, out_dir, work: Path, epochs: floa
     rates for that base; written stripped to out_dir, its full vocabulary kept (compress trims it as a candidate)."""
     report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight,
                       ensemble)
-    write_meta(out_dir, {**read_meta(out_dir), "distilled_from": str(Path(model_dir).resolve()), "base": str(base)})
+    write_meta(out_dir, {**read_meta(out_dir), "distilled_from": str(Path(model_dir).resolve()), "base": str(base),
+                         **({"ensemble": [str(Path(d).resolve()) for d in ensemble]} if ensemble else {})})
     return report
 
 
