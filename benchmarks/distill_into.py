@@ -7,8 +7,8 @@ Per seed, on the rows, splits and test sample of benchmarks/distill_accuracy.py 
      teacher's labels of the first --assistant-rows rows, the plan's recipe, stripped (`edgedistill train`, `strip`);
   2. the small student: a fresh all-MiniLM-L6-v2 on the assistant's probabilities over the inputs of the first --rows
      rows (`edgedistill compress --into default`: edgedistill.distill.compress.distill_into), the plan's epochs; with
-     --label-weight W, the teacher's own labels as hard targets beside them at weight W; with --ensemble DIR..., the
-     average of those assistants' probabilities and its own (`compress --ensemble`);
+     --label-weight W, the teacher's own labels as hard targets beside them at weight W; with --ensemble-seeds, the
+     average of those seeds' assistants' probabilities (`compress --ensemble`);
   3. both scored on the fixed test sample against gold, beside the teacher's own accuracy there (the ceiling) and the
      label-only all-MiniLM-L6-v2 of distill_accuracy.json at --rows rows, same seeds (the baseline: the same rows with
      the teacher's labels; --baseline-from names the results file).
@@ -35,32 +35,26 @@ sys.path.insert(0, str(HERE))
 
 def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dict:
     from edgedistill.distill.compress import distill_into
-    from edgedistill.distill.strip import strip_student
-    from edgedistill.distill.train import TrainConfig, default_student, train
+    from edgedistill.distill.train import default_student
     from edgedistill.evaluate import predict_labels, score
 
-    _, _, max_len, epochs, batch, lr = plan
+    _, _, _, epochs, batch, _ = plan
     row, began = {"seed": seed}, time.time()
-    assistant = work / f"assistant-{seed}"
-    if not (work / f"assistant-{seed}-stripped").exists():  # --work keeps it for runs with other --rows
-        train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{args.assistant_rows}.jsonl"),
-                          out=str(assistant), mode="label-only", epochs=epochs, batch_size=batch, max_length=max_len, seed=seed,
-                          lr=lr, student=args.assistant, progress=False), echo=lambda *_: None)
-        strip_student(assistant, work / f"assistant-{seed}-stripped")
-    s = json.loads((assistant / "train.json").read_text())
-    row["assistant"] = {"accuracy": score(task, test, predict_labels(work / f"assistant-{seed}-stripped", task, test))["accuracy"],
-                        "val_accuracy": s["val_accuracy"], "attempts": len(s["attempts"]), "seconds": round(time.time() - began, 1)}
-    print(f"seed {seed}: assistant ({Path(args.assistant).name}, {args.assistant_rows} rows) test "
-          f"{100 * row['assistant']['accuracy']:.1f} %", flush=True)
+    members = [int(x) for x in args.ensemble_seeds.split(",")] if args.ensemble_seeds else [seed]
+    dirs = [assistant(dataset, s, args, work, plan) for s in members]
+    row["assistant"] = {"accuracy": ensemble_accuracy(dirs, test), "seconds": round(time.time() - began, 1)}
+    if args.ensemble_seeds:  # the average of several assistants' answers is what the small student is taught
+        row["assistant"]["seeds"] = members
+    else:
+        s = json.loads((work / f"assistant-{seed}" / "train.json").read_text())
+        row["assistant"].update(val_accuracy=s["val_accuracy"], attempts=len(s["attempts"]))
+    print(f"seed {seed}: assistant ({Path(args.assistant).name}, {args.assistant_rows} rows"
+          + (f", seeds {args.ensemble_seeds} averaged" if args.ensemble_seeds else "")
+          + f") test {100 * row['assistant']['accuracy']:.1f} %", flush=True)
     began = time.time()
-    own = work / f"assistant-{seed}-stripped"
-    ensemble = [Path(d) for d in args.ensemble if Path(d).resolve() != own.resolve()]
-    if ensemble:  # the assistants' averaged answers on the test rows: what the small student is taught
-        row["ensemble"] = {"dirs": [str(d) for d in ensemble], "accuracy": ensemble_accuracy([own, *ensemble], test)}
-        print(f"seed {seed}: {1 + len(ensemble)} assistants averaged, test {100 * row['ensemble']['accuracy']:.1f} %", flush=True)
     small, into = (work / f"{name}-{seed}-{args.rows}-{args.label_weight:g}" for name in ("small", "into"))
-    r = distill_into(own, work / f"{dataset}-{args.rows}.jsonl", default_student(), small, into, epochs=epochs,
-                     batch_size=batch, seed=seed, echo=lambda *_: None, label_weight=args.label_weight, ensemble=ensemble)
+    r = distill_into(dirs[0], work / f"{dataset}-{args.rows}.jsonl", default_student(), small, into, epochs=epochs,
+                     batch_size=batch, seed=seed, echo=lambda *_: None, label_weight=args.label_weight, ensemble=dirs[1:])
     row["small"] = {"accuracy": score(task, test, predict_labels(small, task, test))["accuracy"],
                     "val_agreement": r["val_agreement"], "seconds": round(time.time() - began, 1)}
     shutil.rmtree(small, ignore_errors=True)
@@ -68,6 +62,22 @@ def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dic
     print(f"seed {seed}: all-MiniLM-L6-v2 on the assistant's probabilities over {args.rows} inputs: test "
           f"{100 * row['small']['accuracy']:.1f} %", flush=True)
     return row
+
+
+def assistant(dataset: str, seed: int, args, work: Path, plan) -> Path:
+    """The seed's assistant, stripped: a label-only student of --assistant on the first --assistant-rows rows, trained
+    unless --work holds it already (kept for runs with other --rows or seeds)."""
+    from edgedistill.distill.strip import strip_student
+    from edgedistill.distill.train import TrainConfig, train
+
+    _, _, max_len, epochs, batch, lr = plan
+    full, stripped = work / f"assistant-{seed}", work / f"assistant-{seed}-stripped"
+    if not stripped.exists():
+        train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{args.assistant_rows}.jsonl"),
+                          out=str(full), mode="label-only", epochs=epochs, batch_size=batch, max_length=max_len, seed=seed,
+                          lr=lr, student=args.assistant, progress=False), echo=lambda *_: None)
+        strip_student(full, stripped)
+    return stripped
 
 
 def ensemble_accuracy(dirs: list[Path], test) -> float:
@@ -99,9 +109,9 @@ def main():
     ap.add_argument("--rows", type=int, default=9842, help="rows whose inputs the small student learns the assistant's answers on")
     ap.add_argument("--label-weight", type=float, default=0.0, help="the teacher's own labels as hard targets beside the "
                     "assistant's probabilities, at this weight (distill_into's label_weight; 0: its probabilities alone)")
-    ap.add_argument("--ensemble", nargs="+", default=[], metavar="DIR", help="more assistants (stripped dirs, e.g. the other "
-                    "seeds' from their --work): the small student learns the average of their probabilities and the seed's "
-                    "own assistant's (compress --ensemble); a seed's own assistant listed here is skipped")
+    ap.add_argument("--ensemble-seeds", metavar="S,S,...", help="every small student learns the average of the probabilities of "
+                    "these seeds' assistants (each trained in --work if missing; compress --ensemble) instead of its own "
+                    "seed's assistant's")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--baseline-from", default=str(HERE / "results" / "distill_accuracy.json"))
     ap.add_argument("--out", required=True)
@@ -137,7 +147,7 @@ def main():
     invocation = {"command": "python " + shlex.join(["benchmarks/distill_into.py"] + sys.argv[1:]),
                   "machine": machine_record(threads=[torch.get_num_threads()]), "started": time.strftime("%Y-%m-%d %H:%M")}
     state.update(dataset=args.dataset, assistant=Path(args.assistant).name, assistant_rows=args.assistant_rows, rows=args.rows,
-                 label_weight=args.label_weight, ensemble=args.ensemble,
+                 label_weight=args.label_weight, ensemble_seeds=args.ensemble_seeds,
                  plan=dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan)), reference=reference)
     state["invocations"].append(invocation)
     for seed in seeds:
@@ -218,13 +228,12 @@ def summary(state: dict) -> str:
     runs = state["runs"]
     lines = [f"{state['dataset']}: teacher {100 * state['reference']['teacher']:.1f} % on the test sample, floor "
              f"{100 * state['reference']['floor']:.1f} %",
-             f"assistant ({state['assistant']}, {state['assistant_rows']} rows): {ms([r['assistant']['accuracy'] for r in runs])}",
+             f"assistant ({state['assistant']}, {state['assistant_rows']} rows"
+             + (f", seeds {state['ensemble_seeds']} averaged" if state.get("ensemble_seeds") else "")
+             + f"): {ms([r['assistant']['accuracy'] for r in runs])}",
              f"all-MiniLM-L6-v2 on its probabilities over {state['rows']} inputs"
              + (f" (the teacher's labels at weight {state['label_weight']:g} beside them)" if state.get("label_weight") else "")
              + f": {ms([r['small']['accuracy'] for r in runs])}"]
-    if any("ensemble" in r for r in runs):
-        lines.insert(2, f"the assistants averaged ({1 + len(runs[0]['ensemble']['dirs'])}): "
-                        f"{ms([r['ensemble']['accuracy'] for r in runs if 'ensemble' in r])}")
     base = state.get("baseline") or {}
     paired = [r["small"]["accuracy"] - base[str(r["seed"])] for r in runs if str(r["seed"]) in base]
     if paired:
