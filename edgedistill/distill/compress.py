@@ -35,6 +35,9 @@ Another, smaller base (`--into`). The same distillation into a fresh student of 
 (all-mpnet-base-v2, trained on the teacher's labels) as the teacher's assistant, and the small default
 (all-MiniLM-L6-v2) learning its probabilities on every annotation input (Mirzadeh et al. 2020, "teacher
 assistant" distillation; Turc et al. 2019, "Well-Read Students"). benchmarks/distill_into.py measures it.
+With `--ensemble`, the smaller students learn the average of several trained students' probabilities (other seeds or
+bases): one assistant's answers are a noisy target where it is far under the teacher (CQA: benchmarks/results/
+assistant.md section 5).
 """
 
 from __future__ import annotations
