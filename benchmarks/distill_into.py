@@ -42,7 +42,7 @@ def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dic
     row, began = {"seed": seed}, time.time()
     members = [int(x) for x in args.ensemble_seeds.split(",")] if args.ensemble_seeds else [seed]
     dirs = [assistant(dataset, s, args, work, plan) for s in members]
-    row["assistant"] = {"accuracy": ensemble_accuracy(dirs, test), "seconds": round(time.time() - began, 1)}
+    row["assistant"] = {"accuracy": ensemble_accuracy(dirs, task, test), "seconds": round(time.time() - began, 1)}
     if args.ensemble_seeds:  # the average of several assistants' answers is what the small student is taught
         row["assistant"]["seeds"] = members
     else:
@@ -80,15 +80,18 @@ def assistant(dataset: str, seed: int, args, work: Path, plan) -> Path:
     return stripped
 
 
-def ensemble_accuracy(dirs: list[Path], test) -> float:
-    """Gold accuracy on the test rows of the argmax of the models' averaged probabilities (compress --ensemble's target)."""
+def ensemble_accuracy(dirs: list[Path], task, test) -> float:
+    """Gold accuracy on the test rows of the argmax of the models' averaged probabilities (compress --ensemble's target),
+    scored by the task family's own answer comparison (evaluate.score)."""
     from edgedistill.distill.compress import probabilities
+    from edgedistill.evaluate import score
     from edgedistill.model_dir import read_meta
 
     items = [{"input": e.input, **({"choices": e.choices} if e.choices else {})} for e in test]
     each = [probabilities(d, items) for d in dirs]
     keys = [e.choices or read_meta(dirs[0])["labels"] for e in test]
-    return statistics.mean(k[int((sum(m[i] for m in each)).argmax())] == e.gold for i, (k, e) in enumerate(zip(keys, test)))
+    preds = [k[int(sum(m[i] for m in each).argmax())] for i, k in enumerate(keys)]
+    return score(task, test, preds)["accuracy"]
 
 
 def baseline(path: Path, dataset: str, rows: int, seeds: list[int]) -> dict:
