@@ -31,3 +31,6 @@ NUMERIC = ("auto", "expressions", "generate")
 
 QUANTIZE = ("int8", "none")  # export --quantize
 TARGETS = ("auto", "x86", "arm64")  # export --target: the CPU the INT8 graph is tuned for
+# export --smooth: the SmoothQuant alpha applied before dynamic INT8 (deploy.quantize.smooth_activations, where the
+# alphas are measured); 0 turns smoothing off
+SMOOTH_ALPHA = 0.8

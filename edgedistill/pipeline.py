@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from .atomic import write_json
-from .choices import CANDIDATE_MODES, MIN_STEPS, MODES, NUMERIC, QUANTIZE, TARGETS
+from .choices import CANDIDATE_MODES, MIN_STEPS, MODES, NUMERIC, QUANTIZE, SMOOTH_ALPHA, TARGETS
 from .distill.compress import COMMON_WORDS
 from .errors import UserError
 from .teacher.prompts import MODES as PROMPT_MODES, SCORING
@@ -93,6 +93,7 @@ class ExportConfig:
     min_agreement: float = 0.99  # INT8 must give torch's label on this share of the parity inputs
     text_model: bool = False  # also a text-in model for apps (export --text-model)
     int8_fp32: int | str = "0"  # N or auto: the N MatMuls whose INT8 moves the output most stay FP32 (export --int8-fp32)
+    smooth: float = SMOOTH_ALPHA  # SmoothQuant alpha before dynamic INT8, 0 = off (export --smooth)
 
 
 @dataclass
@@ -170,6 +171,8 @@ def load_pipeline(path) -> Pipeline:
             raise UserError(f"{path}: teacher.{key}: must be 1 or more")
     if not 0 < pipe.export.min_agreement <= 1:
         raise UserError(f"{path}: export.min_agreement: must be in (0, 1]")
+    if not 0 <= pipe.export.smooth <= 1:
+        raise UserError(f"{path}: export.smooth: must be in [0, 1] (a SmoothQuant alpha; 0 turns smoothing off)")
     if not 0 <= pipe.student.alpha <= 1:
         raise UserError(f"{path}: student.alpha: must be in [0, 1]")
     if pipe.student.min_steps < 0:

@@ -1,6 +1,9 @@
-"""--int8-fp32: rank MatMuls by INT8 sensitivity, keep the top ones FP32, record the trade in the manifest."""
+"""The INT8 recipe: --int8-fp32 ranks MatMuls by INT8 sensitivity and keeps the top ones FP32; --smooth
+(SmoothQuant) moves activation outliers into the weights before dynamic INT8; both recorded in the manifest."""
 
 import json
+
+import numpy as np
 
 import pytest
 import torch
@@ -49,6 +52,7 @@ def models(tmp_path_factory):
 
 
 def export(models, name, out, **kw):
+    """The bundle of models/NAME. The ranking tests pass smooth=0: smoothing changes which MatMuls INT8 hurts."""
     cfg = ExportConfig(model=str(models / name), out=str(out), parity_data=str(models / "texts.jsonl"), parity_samples=60, **kw)
     return export_bundle(cfg, echo=lambda *_: None)
 
@@ -75,7 +79,7 @@ def test_ranking_puts_the_sensitive_matmul_first(models, tmp_path):
 
 
 def test_auto_keeps_exactly_the_chosen_nodes_fp32_and_parity_holds(models, tmp_path):
-    m = export(models, "broken", tmp_path / "b", int8_fp32="auto")
+    m = export(models, "broken", tmp_path / "b", int8_fp32="auto", smooth=0)
     q = m["quantization"]
     kept = q["fp32_matmuls"]
     assert kept["requested"] == "auto" and kept["k"] == 1 and kept["nodes"] == [BROKEN]
@@ -162,3 +166,99 @@ def test_pick_k_takes_the_smallest_k_meeting_both_and_flags_a_miss():
     assert pick_k(ladder, 0.99)["k"] == 2 and pick_k(ladder, 0.99)["met"] is True
     missed = pick_k(ladder, 0.999)
     assert missed["k"] == 3 and missed["met"] is False
+
+
+# ---------------------------------------------------------------- --smooth
+
+def outlier_matmul(path, channels=64, outlier=100.0):
+    """x [1, T, 64] -> MatMul(W [64, 16]) -> y, and inputs whose channel 0 is `outlier` times the others while W's
+    row 0 is that much smaller (so the channel matters as much as the rest): what LayerNorm outliers look like to a
+    MatMul. One INT8 scale for x then rounds the other 63 channels to a few steps."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.1, (channels, 16)).astype(np.float32)
+    w[0] /= outlier
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, None, channels])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, None, 16])], [numpy_helper.from_array(w, "w")])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    feeds = []
+    for _ in range(8):
+        x = rng.normal(0, 1, (1, 24, channels)).astype(np.float32)
+        x[..., 0] *= outlier
+        feeds.append({"x": x})
+    return feeds
+
+
+def test_smoothing_keeps_the_fp32_function_and_cuts_the_int8_error(tmp_path):
+    import onnx
+
+    from edgedistill.deploy.quantize import SMOOTH_ALPHA, _session, quantize, smooth_activations
+
+    feeds = outlier_matmul(tmp_path / "mm.onnx")
+    info = smooth_activations(tmp_path / "mm.onnx", tmp_path / "smooth.onnx", feeds, SMOOTH_ALPHA, threads=1)
+    assert info == {"alpha": SMOOTH_ALPHA, "matmuls": 1, "inputs": 1, "calibration_inputs": 8}
+    assert [n.op_type for n in onnx.load(str(tmp_path / "smooth.onnx")).graph.node] == ["Mul", "MatMul"]
+
+    def outputs(path):
+        s = _session(path, 1)
+        return np.concatenate([s.run(None, f)[0] for f in feeds])
+
+    ref = outputs(tmp_path / "mm.onnx")
+    assert np.abs(outputs(tmp_path / "smooth.onnx") - ref).max() < 1e-4 * np.abs(ref).max()  # the same FP32 function
+    target, preset, _ = detect_preset("x86")
+    plan = QuantPlan(preset=preset, target=target, **PRESETS[preset])
+    err = {}
+    for name in ("mm", "smooth"):
+        quantize(tmp_path / f"{name}.onnx", tmp_path / f"{name}-int8.onnx", plan)
+        err[name] = np.abs(outputs(tmp_path / f"{name}-int8.onnx") - ref).mean()
+    assert err["smooth"] < err["mm"] / 5, err
+
+
+def test_export_smooths_by_default_and_records_it(models, tmp_path):
+    import onnx
+
+    from edgedistill.deploy.quantize import SMOOTH_ALPHA
+
+    m = export(models, "cls", tmp_path / "a")
+    sm = m["quantization"]["smooth"]
+    # 2 layers: the Q/K/V input, the attention output's, the FFN's two; the pooler and classifier are Gemms
+    assert sm == {"alpha": SMOOTH_ALPHA, "matmuls": 12, "inputs": 8, "calibration_inputs": 60}
+    assert any(n.startswith("activations smoothed before INT8") for n in m["quantization"]["notes"])
+    assert sum(n.name.endswith("_smooth") for n in onnx.load(str(tmp_path / "a" / "model.onnx")).graph.node) == 8
+    assert m["parity"]["fp32_max_abs_logit_diff"] <= 1e-3
+    off = export(models, "cls", tmp_path / "b", smooth=0)
+    assert off["quantization"]["smooth"] is None and not any("smooth" in n for n in off["quantization"]["notes"])
+    assert not any(n.name.endswith("_smooth") for n in onnx.load(str(tmp_path / "b" / "model.onnx")).graph.node)
+
+
+def test_static_int8_says_it_is_not_smoothed(models, tmp_path):
+    m = export(models, "cls", tmp_path / "q", calibration_data=str(models / "texts.jsonl"), min_agreement=0.5)
+    assert m["quantization"]["smooth"] is None
+    assert any(n.startswith("activations not smoothed") for n in m["quantization"]["notes"])
+
+
+def test_cli_rejects_an_alpha_outside_0_1(models, tmp_path):
+    r = CliRunner().invoke(main, ["export", str(models / "cls"), "--out", str(tmp_path / "x"),
+                                  "--parity-data", str(models / "texts.jsonl"), "--smooth", "1.5"])
+    assert r.exit_code != 0 and "--smooth 1.5" in r.output and "0 turns" in r.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_gemm_named_to_stay_fp32_stays_fp32(models, tmp_path):
+    """onnxruntime's dynamic quantizer turns a Gemm into `<name>_MatMul` before it reads nodes_to_exclude:
+    the classifier Gemm kept FP32 by its own name must come out unquantized."""
+    import onnx
+
+    onnx_path = export_onnx(models / "cls", tmp_path / "onnx", "sequence-classification")["model"]
+    gemms = [n for n in weight_matmuls(onnx_path) if n.endswith("Gemm")]
+    assert gemms  # pooler and classifier
+    target, preset, _ = detect_preset("x86")
+    plan = QuantPlan(preset=preset, target=target, **PRESETS[preset], nodes_to_exclude=gemms)
+    from edgedistill.deploy.quantize import quantize
+
+    quantize(onnx_path, tmp_path / "q.onnx", plan)
+    g = onnx.load(str(tmp_path / "q.onnx")).graph
+    assert sum(n.op_type == "MatMulInteger" for n in g.node) == len(weight_matmuls(onnx_path)) - len(gemms)

@@ -158,3 +158,13 @@ def test_export_int8_fp32_takes_a_count_or_auto(folder, value, expected):
 
     cfg = stage_configs(load(folder, f"export: {{int8_fp32: {value}}}\n"))["export"][0]
     assert str(cfg.int8_fp32) == expected
+
+
+def test_export_smooth_reaches_export_and_is_checked(folder):
+    from edgedistill.choices import SMOOTH_ALPHA
+    from edgedistill.pipeline import stage_configs
+
+    assert stage_configs(load(folder, ""))["export"][0].smooth == SMOOTH_ALPHA
+    assert stage_configs(load(folder, "export: {smooth: 0}\n"))["export"][0].smooth == 0
+    with pytest.raises(UserError, match=r"export\.smooth: must be in \[0, 1\]"):
+        load(folder, "export: {smooth: 2}\n")

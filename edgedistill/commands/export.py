@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..choices import QUANTIZE, TARGETS
+from ..choices import QUANTIZE, SMOOTH_ALPHA, TARGETS
 from ..deploy.export import ExportConfig, export_bundle
 
 
@@ -25,12 +25,17 @@ from ..deploy.export import ExportConfig, export_bundle
               "inputs, batch 1) in FP32; auto: the smallest N of 0,1,2,3,6,12 whose labels agree with FP32 on >= "
               "--min-agreement and whose KL <= 1e-3. Ranking adds 1-2 min to a MiniLM export on 2 cores; the cost in size and "
               "latency is printed and kept in the manifest. Dynamic INT8 of classifiers and multiple choice only.")
+@click.option("--smooth", type=float, default=SMOOTH_ALPHA, show_default=True, metavar="ALPHA",
+              help="SmoothQuant before dynamic INT8: divide each MatMul input channel by s and multiply the weight row by "
+              "s (same FP32 model), s = max|x|^ALPHA / max|w|^(1-ALPHA) over the parity inputs, so activation outliers "
+              "no longer coarsen the INT8 scale of the other channels. 0 turns it off. Quickstart student: KL vs FP32 "
+              "4.7x smaller at alpha 0.8, +4 % latency (benchmarks/results/int8_recipe.md).")
 @click.option("--threads", type=int, default=2, show_default=True, help="Threads for the latency check.")
 @click.option("--zip", "zip_", is_flag=True, help="Also write BUNDLE.zip.")
 @click.option("--text-model", is_flag=True, help="Also write text_model.onnx for apps: raw text in, label probabilities out, "
               "tokenized in the graph by onnxruntime-extensions (classification, WordPiece tokenizers); verified like parity.")
 def export(model, out, quantize, target, parity_data, calibration_data, max_length, min_agreement, parity_samples, int8_fp32,
-           threads, zip_, text_model):
+           smooth, threads, zip_, text_model):
     """Export MODEL (a dir from `edgedistill strip`, or a student dir) to an ONNX bundle.
 
     optimum exports the model, onnxruntime fuses the graph and quantizes it to INT8 for the
@@ -40,7 +45,7 @@ def export(model, out, quantize, target, parity_data, calibration_data, max_leng
     """
     m = export_bundle(ExportConfig(model=model, out=out, quantize=quantize, target=target, parity_data=parity_data,
                                    calibration_data=calibration_data, max_length=max_length, min_agreement=min_agreement,
-                                   parity_samples=parity_samples, int8_fp32=int8_fp32, threads=threads, zip=zip_,
+                                   parity_samples=parity_samples, int8_fp32=int8_fp32, smooth=smooth, threads=threads, zip=zip_,
                                    text_model=text_model), echo=click.echo)
     for line in summary_lines(m, out):
         click.echo(line)
@@ -55,6 +60,9 @@ def summary_lines(m: dict, out) -> list[str]:
             ("FP32 max |Δlogit|", "–" if p["fp32_max_abs_logit_diff"] is None else f"{p['fp32_max_abs_logit_diff']:.2e}"),
             ("INT8 agreement", "–" if p["int8_agreement"] is None else f"{100 * p['int8_agreement']:.2f} %"),
             ("latency FP32 / INT8 (ms)", f"{lat['fp32_ms']:.2f} / {lat.get('int8_ms', float('nan')):.2f}  (batch 1, seq {lat['seq_len']})")]
+    sm = m["quantization"].get("smooth")
+    if sm:
+        rows.append(("smoothed before INT8", f"{sm['matmuls']} MatMuls, {sm['inputs']} inputs (--smooth {sm['alpha']:g})"))
     kept = m["quantization"].get("fp32_matmuls")
     if kept:
         r = next(x for x in kept["ladder"] if x["k"] == kept["k"])

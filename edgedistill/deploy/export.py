@@ -28,7 +28,8 @@ from ..errors import UserError
 from ..model_dir import weights_bytes
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
-from .quantize import MATMUL_OPS, detect_preset, keep_sensitive_fp32, plan_for, quantize
+from ..choices import SMOOTH_ALPHA
+from .quantize import MATMUL_OPS, detect_preset, keep_sensitive_fp32, plan_for, quantize, smooth_activations
 from ..edge.runtime import BundleError, EdgeModel, runtime_models
 
 FP32_TOLERANCE = 1e-3
@@ -49,6 +50,7 @@ class ExportConfig:
     zip: bool = False
     text_model: bool = False  # also text_model.onnx: raw text in, probs out (deploy/text_model.py)
     int8_fp32: str = "0"  # N | auto: keep the N most INT8-sensitive MatMuls FP32 (quantize.keep_sensitive_fp32)
+    smooth: float = SMOOTH_ALPHA  # SmoothQuant alpha for dynamic INT8 (quantize.smooth_activations); 0: off
     seed: int = 0
     # test hook: called with the staging dir after export, before parity (e.g. to corrupt a weight)
     tamper: object = field(default=None, repr=False)
@@ -116,7 +118,7 @@ def _job(cfg: ExportConfig, src: Path, work: Path) -> _Job:
     if not tok.is_fast:
         raise UserError(f"{src}: the tokenizer has no fast (tokenizers) version; the device runtime needs tokenizer.json")
     tok.save_pretrained(work / "tok")
-    _check_int8_fp32(cfg, family)
+    _check_int8_options(cfg, family)
     if cfg.text_model:  # fail now, not after the long export
         text_model.check_supported(family, work / "tok" / "tokenizer.json")
     items = _parity_items(cfg, src, model_dir, meta, task, family)
@@ -174,11 +176,22 @@ def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chose
     plan = plan_for(job.target, job.preset, job.config.model_type, job.raw.get("encoder") or job.raw.get("model"),
                     static=bool(cfg.calibration_data))
     calib = _calibration_feeds(cfg, fp32, job.task) if cfg.calibration_data else None
+    sources = dict(job.raw)  # role -> the FP32 graph to quantize
+    feeds = [fp32.encode([it]) for it in job.items] if plan.mode == "dynamic" and job.family != "seq2seq" else []
+    if feeds and cfg.smooth:
+        echo(f"smoothing MatMul inputs (alpha {cfg.smooth:g}) on {len(feeds)} parity inputs ...")
+        sources["model"] = job.work / "smoothed" / job.raw["model"].name
+        plan.smooth = smooth_activations(job.raw["model"], sources["model"], feeds, cfg.smooth, cfg.threads)
+        plan.notes.append(f"activations smoothed before INT8 (SmoothQuant, alpha {cfg.smooth:g}): the inputs of "
+                          f"{plan.smooth['matmuls']} MatMuls, scales from {len(feeds)} parity inputs")
+    elif cfg.smooth:
+        plan.notes.append("activations not smoothed: --smooth is for dynamic INT8 of classifiers and multiple choice "
+                          f"({'static QDQ calibrates its own ranges' if plan.mode != 'dynamic' else 'not seq2seq'})")
+        echo(plan.notes[-1])
     if cfg.int8_fp32 != "0":
-        feeds = [fp32.encode([it]) for it in job.items]
-        keep_sensitive_fp32(job.raw["model"], plan, cfg.int8_fp32, feeds, _full_length_feed(fp32, job.items, job.max_length),
+        keep_sensitive_fp32(sources["model"], plan, cfg.int8_fp32, feeds, _full_length_feed(fp32, job.items, job.max_length),
                             job.work / "sensitivity", cfg.min_agreement, cfg.threads, echo)
-    int8_dir, int8 = _quantized(job, plan, calib, echo)
+    int8_dir, int8 = _quantized(job, sources, plan, calib, echo)
     int8_out = None  # outputs of the current `int8`, once computed
     if plan.mode == "dynamic" and job.family != "seq2seq":
         int8_out = edge_outputs(int8, job.items)
@@ -188,7 +201,7 @@ def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chose
             plan.notes.append(f"embeddings kept FP32: with INT8 embeddings the labels agreed with torch on "
                               f"{100 * agreement:.1f} % of the parity inputs, below {100 * cfg.min_agreement:.1f} %")
             echo(f"INT8 agreement {100 * agreement:.1f} % < {100 * cfg.min_agreement:.1f} %: retrying with FP32 embeddings")
-            int8_dir, int8 = _quantized(job, plan, calib, echo)
+            int8_dir, int8 = _quantized(job, sources, plan, calib, echo)
             int8_out = None
     chosen.latency["int8_ms"] = _latency_ms(int8, job.items, job.max_length)
     if job.family == "seq2seq" and _decoder_slower(int8_dir, fp32_dir, cfg.threads):
@@ -202,7 +215,7 @@ def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chose
     return int8_out if int8_out is not None else edge_outputs(int8, job.items)
 
 
-def _quantized(job: _Job, plan, calib, echo) -> tuple[Path, EdgeModel]:
+def _quantized(job: _Job, sources: dict[str, Path], plan, calib, echo) -> tuple[Path, EdgeModel]:
     echo(f"quantizing to INT8 ({plan.mode}, preset {plan.preset}"
          + (f", {'/'.join(plan.op_types)} only" if plan.op_types else "") + ") ...")
     int8_files = {}
@@ -211,7 +224,7 @@ def _quantized(job: _Job, plan, calib, echo) -> tuple[Path, EdgeModel]:
     # calibration. Dynamic: quantizing our fused Attention ops (QAttention) measured slower and
     # further from FP32 (MiniLM e-SNLI student, batch 1, seq 128: 8.1 vs 7.3 ms on 1 thread,
     # 4.2 vs 3.9 ms on 2; labels agreeing with FP32 95.7 vs 97.0 %).
-    for role, path in job.raw.items():
+    for role, path in sources.items():
         int8_files[role] = job.work / "int8" / path.name
         int8_files[role].parent.mkdir(exist_ok=True)
         quantize(path, int8_files[role], plan, calib if role in ("model", "encoder") else None)
@@ -319,11 +332,15 @@ def _stage(dest: Path, files: dict[str, Path], tok_dir: Path, manifest: dict, qu
     return dest
 
 
-def _check_int8_fp32(cfg: ExportConfig, family: str) -> None:
-    """--int8-fp32 is N >= 0 or auto, for dynamic INT8 of a classifier or multiple-choice model; fail before the export."""
+def _check_int8_options(cfg: ExportConfig, family: str) -> None:
+    """--smooth is an alpha in [0, 1]; --int8-fp32 is N >= 0 or auto, for dynamic INT8 of a classifier or
+    multiple-choice model; fail before the export."""
     v = cfg.int8_fp32 = str(cfg.int8_fp32).strip().lower()
     if v != "auto" and not v.isdigit():
         raise UserError(f"--int8-fp32 {cfg.int8_fp32!r}: pass a number of MatMuls to keep FP32 (0 = none) or auto")
+    if not 0 <= cfg.smooth <= 1:
+        raise UserError(f"--smooth {cfg.smooth:g}: pass a SmoothQuant alpha in [0, 1] ({SMOOTH_ALPHA:g} is the default; 0 turns "
+                        "smoothing off)")
     if v == "0":
         return
     if cfg.quantize != "int8":
