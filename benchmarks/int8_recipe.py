@@ -1,14 +1,17 @@
-"""INT8 within 0.5 pt of FP32? Keeping the k most INT8-sensitive MatMuls FP32, measured on held-out gold.
+"""INT8 within 0.5 pt of FP32? Activation smoothing (--smooth) and the k most INT8-sensitive MatMuls kept FP32
+(--int8-fp32), measured on held-out gold.
 
-    python benchmarks/int8_recipe.py [--datasets esnli,quickstart] [--ladder 0,1,2,3,6,12]
+    python benchmarks/int8_recipe.py [--datasets esnli,quickstart] [--ladder 0,1,2,3,6,12] [--alphas 0.5,0.7,0.8,0.9]
 
 Per student (the e-SNLI MiniLM student of benchmarks/compress.py and the quickstart's):
-  - `edgedistill export --int8-fp32 auto` writes the shipped bundle (its wall time is the cost of ranking);
-  - from the ranking in its manifest, one bundle per k in the ladder: the same plan with the top k
+  - `edgedistill export --int8-fp32 auto` writes the shipped bundle (smoothed by default; its wall time is the
+    cost of smoothing and ranking);
+  - one `edgedistill export --smooth ALPHA` bundle per alpha (all other MatMuls INT8);
+  - from the ranking in the shipped manifest, one unsmoothed bundle per k in the ladder: the plan with the top k
     MatMuls FP32 (quantize.fp32 nodes_to_exclude), and the ONNX FP32 model they are all compared with;
   - on the gold test rows, answered one item per call as an app asks (EdgeModel.predict): accuracy vs
     FP32 (pt), label agreement with FP32, flips toward / away from gold with an exact sign test
-    (is the accuracy difference beyond the noise of a few flips?), max / mean |Δprob| vs FP32;
+    (is the accuracy difference beyond the noise of a few flips?), mean KL(FP32 || INT8) and max / mean |Δprob|;
   - model size, and p50 at batch 1, 128 tokens, 2 threads, all variants interleaved in one run
     (edge.timing.time_interleaved), as a ratio to all-INT8 (k = 0).
 Writes benchmarks/results/int8_recipe.{md,json}.
@@ -68,7 +71,7 @@ def variant_dir(bundle: Path, model_file: Path, quant: dict, dest: Path) -> Path
     return dest
 
 
-def run_subject(name: str, subject: tuple, ladder: list[int], work: Path) -> dict:
+def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float], work: Path) -> dict:
     from edgedistill.data import load_examples
     from edgedistill.deploy.export import ExportConfig, export_bundle
     from edgedistill.deploy.onnx_export import export_onnx
@@ -93,10 +96,15 @@ def run_subject(name: str, subject: tuple, ladder: list[int], work: Path) -> dic
     plan_fields = set(QuantPlan.__dataclass_fields__)
     base = {k: v for k, v in q.items() if k in plan_fields and k not in ("nodes_to_exclude", "notes", "fp32_matmuls")}
     dirs = {"FP32": variant_dir(work / "bundle-auto", raw, {"mode": "none"}, work / "v-fp32")}
+    base.pop("smooth", None)
     for k in ladder:
         plan = QuantPlan(**base, nodes_to_exclude=ranking[:k])
         quantize(raw, work / f"top{k}.onnx", plan)
         dirs[k] = variant_dir(work / "bundle-auto", work / f"top{k}.onnx", plan.to_dict(), work / f"v-top{k}")
+    for a in alphas:
+        export_bundle(ExportConfig(model=str(stripped), out=str(work / f"smooth{a:g}"), parity_data=str(annotations),
+                                   min_agreement=0.0, smooth=a), echo=lambda s: None)
+        dirs[f"smoothed, alpha {a:g}"] = work / f"smooth{a:g}"
     models = {n: EdgeModel.load(d, threads=2, verify=False) for n, d in dirs.items()}
     models["shipped"] = EdgeModel.load(work / "bundle-auto", threads=2)  # verified: the real bundle
 
@@ -119,12 +127,14 @@ def run_subject(name: str, subject: tuple, ladder: list[int], work: Path) -> dic
     p50 = {n: summarize(t["times_ns"], 1)["p50_ms"] for n, t in timed.items()}
 
     rows = []
-    for n in ["FP32", *ladder, "shipped"]:
+    for n in ["FP32", *ladder, *[f"smoothed, alpha {a:g}" for a in alphas], "shipped"]:
         ok = np.array([p == g for p, g in zip(preds[n], gold)])
         d = np.abs(probs[n] - probs["FP32"])
+        kl = float((probs["FP32"] * (np.log(probs["FP32"] + 1e-12) - np.log(probs[n] + 1e-12))).sum(-1).mean())
         toward, away = int((ok & ~f_ok).sum()), int((~ok & f_ok).sum())
         size = (dirs[n] / m["models"]["model"]).stat().st_size if n in dirs else m["size_bytes"]
         rows.append({"variant": n if isinstance(n, str) else f"top {n} FP32", "k": n if isinstance(n, int) else None,
+                     "alpha": float(n.rsplit(" ", 1)[1]) if str(n).startswith("smoothed") else None, "kl": kl,
                      "accuracy": float(ok.mean()), "delta_pt": 100 * float(ok.mean() - f_ok.mean()),
                      "agreement": float(np.mean([a == b for a, b in zip(preds[n], preds["FP32"])])),
                      "flips_toward_gold": toward, "flips_away": away, "sign_test_p": sign_test_p(toward, away),
@@ -133,7 +143,7 @@ def run_subject(name: str, subject: tuple, ladder: list[int], work: Path) -> dic
     shipped_k = q["fp32_matmuls"]["k"]
     same = preds["shipped"] == preds[shipped_k] if shipped_k in preds else None
     return {"name": name, "rows": rows, "n_test": len(exs), "export_s": round(export_s, 1), "export_log": log,
-            "shipped": {"k": shipped_k, "nodes": q["fp32_matmuls"]["nodes"], "notes": q["notes"],
+            "shipped": {"k": shipped_k, "nodes": q["fp32_matmuls"]["nodes"], "notes": q["notes"], "smooth": q.get("smooth"),
                         "ladder": q["fp32_matmuls"]["ladder"], "labels_equal_staged": same,
                         "min_agreement": min_agreement},
             "ranking_top": q["fp32_matmuls"]["ranking"][:12]}
@@ -148,56 +158,57 @@ class _Runner:
 
 
 def render(res: dict) -> str:
-    out = ["# INT8 recipe: the most INT8-sensitive MatMuls kept FP32", "",
+    out = ["# INT8 recipe: activation smoothing and the most INT8-sensitive MatMuls kept FP32", "",
            f"Written by `{res['command']}` on {res['machine']} ({res['wall_s'] / 60:.0f} min, {res['date']}); "
            f"load average {res['load']}. Gold test rows answered one item per call (as an app asks). p50: batch 1, "
-           "128 tokens, 2 threads, every variant interleaved in one run, as a ratio to all-INT8 (k = 0). "
+           "128 tokens, 2 threads, every variant interleaved in one run, as a ratio to all-INT8 unsmoothed (k = 0). "
+           "KL: mean KL(FP32 || INT8) of the output probabilities on the test rows. "
            "Flips: test rows whose INT8 label differs from FP32, toward gold (INT8 right, FP32 wrong) / away; "
-           "p: exact two-sided sign test of those (p > 0.05: the accuracy difference is within the noise of a few flips).", ""]
+           "p: exact two-sided sign test of those (p > 0.05: the accuracy difference is within the noise of a few flips). "
+           "`top k FP32`: not smoothed (`--smooth 0 --int8-fp32 k`); `smoothed, alpha a`: `--smooth a`, every MatMul INT8.", ""]
     for s in res["subjects"]:
         out += [f"## {s['name']} ({s['n_test']} gold test rows; one row = {100 / s['n_test']:.1f} pt)", "",
-                "| variant | accuracy | Δ vs FP32 (pt) | labels = FP32 | flips to / away from gold (p) | max / mean \\|Δprob\\| | size (MB) | p50 vs k=0 |",
-                "|---|---|---|---|---|---|---|---|"]
+                "| variant | accuracy | Δ vs FP32 (pt) | labels = FP32 | flips to / away from gold (p) | KL | max / mean \\|Δprob\\| | size (MB) | p50 vs k=0 |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in s["rows"]:
             p50 = "–" if r["p50_ratio"] is None else f"{r['p50_ratio']:.3f}×"
             out.append(f"| {r['variant']} | {100 * r['accuracy']:.1f} % | {r['delta_pt']:+.1f} | {100 * r['agreement']:.1f} % | "
-                       f"{r['flips_toward_gold']} / {r['flips_away']} ({r['sign_test_p']:.2f}) | {r['max_dprob']:.3f} / "
+                       f"{r['flips_toward_gold']} / {r['flips_away']} ({r['sign_test_p']:.2f}) | {r['kl']:.1e} | {r['max_dprob']:.3f} / "
                        f"{r['mean_dprob']:.4f} | {r['size_mb']:.1f} | {p50} |")
         sh = s["shipped"]
+        smooth = f"smoothed (alpha {sh['smooth']['alpha']:g}), " if sh.get("smooth") else ""
         out += ["", f"`--int8-fp32 auto` (min agreement {sh['min_agreement']}, export {s['export_s']:.0f} s including "
-                    f"the ranking) shipped k = {sh['k']}" + (f": {', '.join(sh['nodes'])}" if sh["nodes"] else "")
-                + (f"; its labels equal the staged top-{sh['k']} row: {sh['labels_equal_staged']}." if sh['labels_equal_staged'] is not None else "."),
-                "", "Export ladder (on the parity inputs, vs ONNX FP32): "
+                    f"smoothing and the ranking) shipped {smooth}k = {sh['k']}" + (f": {', '.join(sh['nodes'])}" if sh["nodes"] else "")
+                + (f"; its labels equal the staged top-{sh['k']} row: {sh['labels_equal_staged']}." if sh['labels_equal_staged'] is not None and not smooth else "."),
+                "", "Export ladder (on the parity inputs, vs ONNX FP32" + (", smoothed" if smooth else "") + "): "
                 + "; ".join(f"k={r['k']}: agree {100 * r['agreement']:.1f} %, KL {r['kl']:.1e}, p50 ×{r['p50_ratio']:.3f}"
                             for r in sh["ladder"]), ""]
-        out += ["Most sensitive MatMuls (KL vs FP32 when only that one is INT8, 64 parity inputs): "
-                + ", ".join(f"`{r['node'].replace('/bert/encoder/', '')}` {r['kl']:.1e}" for r in s["ranking_top"][:6]), ""]
+        out += ["Most sensitive MatMuls (KL vs FP32 when only that one is INT8, 64 parity inputs" + (", smoothed" if smooth else "")
+                + "): " + ", ".join(f"`{r['node'].replace('/bert/encoder/', '')}` {r['kl']:.1e}" for r in s["ranking_top"][:6]), ""]
     out += ["## Verdict", "", *res["verdict"], ""]
     return "\n".join(out)
 
 
 def verdict(res: dict) -> list[str]:
-    """Which recipe is within 0.5 pt of FP32, at what speed, and whether keeping MatMuls FP32 bought more than noise."""
+    """Per student: what smoothing did to the INT8 error, which recipes are within 0.5 pt of FP32 and at what speed."""
+    from edgedistill.choices import SMOOTH_ALPHA
+
     lines = []
     for s in res["subjects"]:
-        ks = [r for r in s["rows"] if r["k"] is not None]
-        k0, most = ks[0], ks[-1]
-        within = [r for r in ks if abs(r["delta_pt"]) <= 0.5]
-        fastest = within[0] if within else None
-        lines.append(f"- **{s['name']}**: all-INT8 (k = 0) is {k0['delta_pt']:+.1f} pt vs FP32 ({k0['flips_toward_gold']} flips "
-                     f"toward gold, {k0['flips_away']} away, sign test p = {k0['sign_test_p']:.2f}). Within 0.5 pt: "
-                     + (", ".join(f"k = {r['k']} ({r['delta_pt']:+.1f} pt, p50 ×{r['p50_ratio']:.3f})" for r in within) or "none")
-                     + (f". Cheapest recipe within 0.5 pt: k = {fastest['k']} (p50 ×{fastest['p50_ratio']:.3f})." if fastest else ".")
-                     + f" Keeping {most['k']} MatMuls FP32 cut max |Δprob| {k0['max_dprob']:.3f} → {most['max_dprob']:.3f} and "
-                     f"mean {k0['mean_dprob']:.4f} → {most['mean_dprob']:.4f}, at p50 ×{most['p50_ratio']:.3f} and "
-                     f"{most['size_mb'] - k0['size_mb']:+.1f} MB; its accuracy difference from FP32 ({most['delta_pt']:+.1f} pt, "
-                     f"p = {most['sign_test_p']:.2f}) is " + ("beyond" if most["sign_test_p"] < 0.05 else "within") + " the noise.")
-    if all(abs(next(r for r in s["rows"] if r["k"] == 0)["delta_pt"]) <= 0.5 for s in res["subjects"]):
-        lines.append("- **Recipe**: the default bundle (dynamic INT8, per-channel weights, `--int8-fp32 0`, answered one item "
-                     "per call) is within 0.5 pt of its FP32 model on every student here, at no speed cost. Keeping the most "
-                     "sensitive MatMuls FP32 (`--int8-fp32 N|auto`) shrinks the probability drift but bought no accuracy "
-                     "beyond the noise, and each FFN MatMul kept FP32 costs latency: use it when an app thresholds on the "
-                     "probabilities, not for the label accuracy.")
+        rows = s["rows"]
+        k0 = next(r for r in rows if r["k"] == 0)
+        sm = next((r for r in rows if r["alpha"] == SMOOTH_ALPHA), None)
+        within = [r for r in rows if r["variant"] != "FP32" and r["p50_ratio"] is not None and abs(r["delta_pt"]) <= 0.5]
+        line = (f"- **{s['name']}**: all-INT8 unsmoothed is {k0['delta_pt']:+.1f} pt vs FP32 ({k0['flips_toward_gold']} flips toward "
+                f"gold, {k0['flips_away']} away, p = {k0['sign_test_p']:.2f}; KL {k0['kl']:.1e}).")
+        if sm:
+            line += (f" Smoothed at the default alpha {SMOOTH_ALPHA:g}: {sm['delta_pt']:+.1f} pt ({sm['flips_toward_gold']} / "
+                     f"{sm['flips_away']}, p = {sm['sign_test_p']:.2f}), KL {sm['kl']:.1e} ({k0['kl'] / max(sm['kl'], 1e-12):.1f}× "
+                     f"smaller), labels = FP32 on {100 * sm['agreement']:.1f} % (unsmoothed {100 * k0['agreement']:.1f} %), "
+                     f"p50 ×{sm['p50_ratio']:.3f}.")
+        line += (" Within 0.5 pt: " + (", ".join(f"{r['variant']} ({r['delta_pt']:+.1f} pt, p50 ×{r['p50_ratio']:.3f})" for r in within)
+                                      or "none") + ".")
+        lines.append(line)
     return lines
 
 
@@ -212,7 +223,8 @@ def rerender() -> None:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default="esnli,quickstart")
-    ap.add_argument("--ladder", default="0,1,2,3,6,12")
+    ap.add_argument("--ladder", default="0,1,2,3,6,12", help="k MatMuls kept FP32 (unsmoothed), one bundle each")
+    ap.add_argument("--alphas", default="0.5,0.7,0.8,0.9", help="--smooth alphas, one bundle each")
     ap.add_argument("--work", default="/tmp/edgedistill-int8-recipe")
     ap.add_argument("--esnli", default="/tmp/edgedistill-compress/esnli/student",
                     help="dir with the e-SNLI student (stripped/, annotations.jsonl, test.jsonl) of benchmarks/compress.py")
@@ -227,7 +239,8 @@ def main():
     start = time.time()
     ladder = [int(x) for x in args.ladder.split(",")]
     known = subjects(Path(args.esnli), Path(args.quickstart_run))
-    done = [run_subject(n, known[n], ladder, Path(args.work)) for n in args.datasets.split(",")]
+    alphas = [float(x) for x in args.alphas.split(",") if x]
+    done = [run_subject(n, known[n], ladder, alphas, Path(args.work)) for n in args.datasets.split(",")]
     mr = machine_record(threads=2)
     res = {"subjects": done, "command": "python " + shlex.join(["benchmarks/int8_recipe.py", *sys.argv[1:]]),
            "machine": describe(mr), "machine_record": mr, "load": mr["loadavg_1_5_15"], "wall_s": round(time.time() - start),
