@@ -95,11 +95,19 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
         lines.append(f"| {stage} | `{p}` | {_fmt(_size_mb(p), '.1f', ' MB')} |")
     if train:
         lines += ["", f"Student: mode `{train.get('mode', pipe.student.mode)}`, α = {train.get('alpha', pipe.student.alpha)}, "
-                  f"seed {train.get('seed', pipe.student.seed)}. Bundle: quantization "
-                  f"`{(manifest.get('quantization') or {}).get('mode', pipe.export.quantize) if isinstance(manifest.get('quantization'), dict) else manifest.get('quantization', pipe.export.quantize)}`."]
+                  f"seed {train.get('seed', pipe.student.seed)}. Bundle: {_quantization_text(manifest, pipe)}."]
     path = run / "report.md"
     write_text(path, "\n".join(lines) + "\n")
     return path
+
+
+def _quantization_text(manifest: dict, pipe) -> str:
+    """How the bundle was quantized, in words: its mode, and the activation smoothing when it had one."""
+    q = manifest.get("quantization")
+    if not isinstance(q, dict):
+        return f"quantization `{q or pipe.export.quantize}`"
+    smooth = f", activations smoothed before INT8 (alpha {q['smooth']['alpha']:g})" if q.get("smooth") else ""
+    return f"quantization `{q.get('mode', pipe.export.quantize)}`{smooth}"
 
 
 def _bench_rows(bench: dict) -> list[str]:

@@ -289,6 +289,8 @@ def _subject_text(run: dict) -> str:
     b = next((v for v in run.get("variants", []) if v.get("name") == "bundle"), {})
     q = b.get("quantization") or {}
     how = ", ".join(f"{k} {q[k]}" for k in ("mode", "preset", "per_channel", "reduce_range") if k in q)
+    if q.get("smooth"):
+        how += f", smoothed (alpha {q['smooth']['alpha']:g})"
     return (f"Bundle: `{sub.get('bundle', '?')}`" + (f" ({how})" if how else "")
             + (f"; torch student: `{sub['torch']}`" if sub.get("torch") else "") + ".")
 
