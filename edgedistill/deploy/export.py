@@ -176,18 +176,8 @@ def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chose
     plan = plan_for(job.target, job.preset, job.config.model_type, job.raw.get("encoder") or job.raw.get("model"),
                     static=bool(cfg.calibration_data))
     calib = _calibration_feeds(cfg, fp32, job.task) if cfg.calibration_data else None
-    sources = dict(job.raw)  # role -> the FP32 graph to quantize
     feeds = [fp32.encode([it]) for it in job.items] if plan.mode == "dynamic" and job.family != "seq2seq" else []
-    if feeds and cfg.smooth:
-        echo(f"smoothing MatMul inputs (alpha {cfg.smooth:g}) on {len(feeds)} parity inputs ...")
-        sources["model"] = job.work / "smoothed" / job.raw["model"].name
-        plan.smooth = smooth_activations(job.raw["model"], sources["model"], feeds, cfg.smooth, cfg.threads)
-        plan.notes.append(f"activations smoothed before INT8 (SmoothQuant, alpha {cfg.smooth:g}): the inputs of "
-                          f"{plan.smooth['matmuls']} MatMuls, scales from {len(feeds)} parity inputs")
-    elif cfg.smooth:
-        plan.notes.append("activations not smoothed: --smooth is for dynamic INT8 of classifiers and multiple choice "
-                          f"({'static QDQ calibrates its own ranges' if plan.mode != 'dynamic' else 'not seq2seq'})")
-        echo(plan.notes[-1])
+    sources = _smoothed(job, plan, feeds, echo)
     if cfg.int8_fp32 != "0":
         keep_sensitive_fp32(sources["model"], plan, cfg.int8_fp32, feeds, _full_length_feed(fp32, job.items, job.max_length),
                             job.work / "sensitivity", cfg.min_agreement, cfg.threads, echo)
@@ -213,6 +203,25 @@ def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chose
         chosen.latency["int8_ms"] = _latency_ms(int8, job.items, job.max_length)
     chosen.dir, chosen.qinfo = int8_dir, plan.to_dict()
     return int8_out if int8_out is not None else edge_outputs(int8, job.items)
+
+
+def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
+    """Role -> the FP32 graph to quantize: the model's with its activations smoothed (--smooth, recorded in the
+    plan) where that applies (dynamic INT8 of a classifier or multiple choice: `feeds` given), else the export's."""
+    cfg, sources = job.cfg, dict(job.raw)
+    if not cfg.smooth:
+        return sources
+    if not feeds:
+        plan.notes.append("activations not smoothed: --smooth is for dynamic INT8 of classifiers and multiple choice "
+                          f"({'static QDQ calibrates its own ranges' if plan.mode != 'dynamic' else 'not seq2seq'})")
+        echo(plan.notes[-1])
+        return sources
+    echo(f"smoothing MatMul inputs (alpha {cfg.smooth:g}) on {len(feeds)} parity inputs ...")
+    sources["model"] = job.work / "smoothed" / job.raw["model"].name
+    plan.smooth = smooth_activations(job.raw["model"], sources["model"], feeds, cfg.smooth, cfg.threads)
+    plan.notes.append(f"activations smoothed before INT8 (SmoothQuant, alpha {cfg.smooth:g}): the inputs of "
+                      f"{plan.smooth['matmuls']} MatMuls, scales from {len(feeds)} parity inputs")
+    return sources
 
 
 def _quantized(job: _Job, sources: dict[str, Path], plan, calib, echo) -> tuple[Path, EdgeModel]:
