@@ -1,7 +1,7 @@
-"""Stripped model -> verified bundle: export, fuse, quantize, check parity, measure, seal.
+"""Stripped model -> verified bundle: export, fuse, smooth, quantize, check parity, measure, seal.
 
     stripped dir --optimum--> ONNX FP32 --ORT fusions--> fused FP32 (the --quantize none bundle)
-                              ONNX FP32 --quantize--> INT8 (onnxruntime fuses it at load)
+                              ONNX FP32 --smooth--> same FP32 function --quantize--> INT8 (onnxruntime fuses it at load)
                  --parity (torch vs FP32 vs INT8)--> latency FP32 vs INT8 --> bundle/ (+ .ort)
 
 Everything is built in a temp dir beside the destination and renamed into place only when parity
