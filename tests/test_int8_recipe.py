@@ -217,21 +217,49 @@ def test_smoothing_keeps_the_fp32_function_and_cuts_the_int8_error(tmp_path):
     assert err["smooth"] < err["mm"] / 5, err
 
 
-def test_export_smooths_by_default_and_records_it(models, tmp_path):
+def fake_drift(smoothed: float, unsmoothed: float):
+    """int8_drift as export calls it (its work dir is drift/smoothed or drift/unsmoothed), with fixed answers: a
+    tiny random model's INT8 drift is too small and too preset-dependent to say whether smoothing helps it."""
+    def drift(src, plan, feeds, work, threads=2):
+        return smoothed if work.name == "smoothed" else unsmoothed
+    return drift
+
+
+def test_export_smooths_when_that_lowers_the_drift_and_records_it(models, tmp_path, monkeypatch):
     import onnx
 
+    import edgedistill.deploy.export as export_mod
     from edgedistill.deploy.quantize import SMOOTH_ALPHA
 
+    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(smoothed=1e-4, unsmoothed=1e-3))
     m = export(models, "cls", tmp_path / "a")
     sm = m["quantization"]["smooth"]
     # 2 layers: the Q/K/V input, the attention output's, the FFN's two; the pooler and classifier are Gemms
-    assert sm == {"alpha": SMOOTH_ALPHA, "matmuls": 12, "inputs": 8, "calibration_inputs": 60}
-    assert any(n.startswith("activations smoothed before INT8") for n in m["quantization"]["notes"])
+    assert sm == {"alpha": SMOOTH_ALPHA, "matmuls": 12, "inputs": 8, "calibration_inputs": 60,
+                  "kl_unsmoothed": 1e-3, "kl_smoothed": 1e-4}
+    assert any(n.startswith("activations smoothed before INT8") and "1.0e-03 -> 1.0e-04" in n for n in m["quantization"]["notes"])
     assert sum(n.name.endswith("_smooth") for n in onnx.load(str(tmp_path / "a" / "model.onnx")).graph.node) == 8
-    assert m["parity"]["fp32_max_abs_logit_diff"] <= 1e-3
+    assert m["parity"]["fp32_max_abs_logit_diff"] <= 1e-3  # the smoothed graph is the same FP32 model
+
+
+def test_export_keeps_the_graph_unsmoothed_when_smoothing_raises_the_drift_or_is_off(models, tmp_path, monkeypatch):
+    import onnx
+
+    import edgedistill.deploy.export as export_mod
+
+    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(smoothed=2e-3, unsmoothed=1e-3))
+    worse = export(models, "cls", tmp_path / "w")
+    assert worse["quantization"]["smooth"] is None
+    assert any(n.startswith("activations not smoothed: alpha 0.8 did not lower") for n in worse["quantization"]["notes"])
+
+    def never(*a, **k):
+        raise AssertionError("--smooth 0 measured the drift")
+
+    monkeypatch.setattr(export_mod, "int8_drift", never)
     off = export(models, "cls", tmp_path / "b", smooth=0)
     assert off["quantization"]["smooth"] is None and not any("smooth" in n for n in off["quantization"]["notes"])
-    assert not any(n.name.endswith("_smooth") for n in onnx.load(str(tmp_path / "b" / "model.onnx")).graph.node)
+    for bundle in ("w", "b"):
+        assert not any(n.name.endswith("_smooth") for n in onnx.load(str(tmp_path / bundle / "model.onnx")).graph.node)
 
 
 def test_static_int8_says_it_is_not_smoothed(models, tmp_path):

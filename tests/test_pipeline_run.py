@@ -93,7 +93,9 @@ def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipelin
     shipped = json.loads((run_dir / "student" / "train.json").read_text())["mode"]
     assert "qwen2.5-0.5b-instruct" in report and f"student (auto: {shipped})" in report and "bundle (INT8)" in report
     assert "student (standard)" in report and "speedup" in report
-    assert "Bundle: quantization `dynamic`, activations smoothed before INT8 (alpha 0.8)." in report
+    # smoothing ships only where it lowered the INT8 drift (a tiny random model's is a coin toss): the report says which
+    smooth = json.loads((run_dir / "bundle" / "manifest.json").read_text())["quantization"]["smooth"]
+    assert ("Bundle: quantization `dynamic`" + (", activations smoothed before INT8 (alpha 0.8)." if smooth else ".")) in report
     assert "](compressed/compress.png)" in report
     assert "| candidate | validation accuracy | vs label-only: rows won / lost (p) | training time |" in report and f"| {shipped} (shipped) |" in report
     assert "## Compression" in report and "| 1 layers, trimmed vocabulary |" in report

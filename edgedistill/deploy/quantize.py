@@ -198,6 +198,14 @@ def smooth_activations(src: Path, dst: Path, feeds: list[dict], alpha: float = S
     return {"alpha": alpha, "matmuls": sum(len(r) for r in groups.values()), "inputs": len(groups), "calibration_inputs": len(feeds)}
 
 
+def int8_drift(src: Path, plan: QuantPlan, feeds: list[dict], work: Path, threads: int = 2) -> float:
+    """Mean KL(FP32 || INT8) of the output probabilities on `feeds`, one call each: the FP32 graph `src` against
+    the plan's INT8 of it (what smoothing must lower to be kept)."""
+    work.mkdir(parents=True, exist_ok=True)
+    quantize(src, work / "int8.onnx", plan)
+    return _kl(_probs(_session(src, threads), feeds), _probs(_session(work / "int8.onnx", threads), feeds))
+
+
 # ---------------------------------------------------------------- sensitive MatMuls kept FP32 (--int8-fp32)
 # Dynamic INT8 errors add up per MatMul (e-SNLI MiniLM student: the single-MatMul KLs sum to 0.0030,
 # all-INT8 gives 0.0033) and a few FFN MatMuls of the first layers carry most of it, so quantizing
