@@ -30,7 +30,7 @@ from ..deploy.export import ExportConfig, export_bundle
               "s (same FP32 model), s = max|x|^ALPHA / max|w|^(1-ALPHA) over the parity inputs, so activation outliers "
               "no longer coarsen the INT8 scale of the other channels. Kept only if it lowers the INT8 model's KL to FP32 on "
               "the parity inputs (the export says which). 0 turns it off. e-SNLI and quickstart students: KL 4.8x and "
-              "3.8x smaller at alpha 0.8, for 2-3 % batch-1 latency (benchmarks/results/int8_recipe.md).")
+              "3.8x smaller at alpha 0.8, for 1-3 % batch-1 latency (benchmarks/results/int8_recipe.md).")
 @click.option("--threads", type=int, default=2, show_default=True, help="Threads for the latency check.")
 @click.option("--zip", "zip_", is_flag=True, help="Also write BUNDLE.zip.")
 @click.option("--text-model", is_flag=True, help="Also write text_model.onnx for apps: raw text in, label probabilities out, "

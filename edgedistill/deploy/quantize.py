@@ -129,7 +129,7 @@ def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict
 # scales from 64 of them): 5.8e-4 unsmoothed; alpha 0.5: 9.9e-4, 0.6: 3.0e-4, 0.7: 1.8e-4, 0.8: 1.2e-4,
 # 0.9: 1.5e-4, 1.0: 2.5e-4 (an e-SNLI student's held-out rows: 3.2e-3 unsmoothed, 5.5e-4 at 0.8).
 # The division is one elementwise Mul per smoothed MatMul input (the weights absorb s offline): batch-1 p50
-# x1.02 to x1.03 at 128 tokens, 2 threads (benchmarks/results/int8_recipe.md, on held-out gold). Default: SMOOTH_ALPHA.
+# x1.01 to x1.03 at 128 tokens, 2 threads (benchmarks/results/int8_recipe.md, on held-out gold). Default: SMOOTH_ALPHA.
 SMOOTH_CLIP = (1e-3, 1e3)  # s stays in this range: a dead channel (max |x| = 0) must not blow its weight row up
 
 
