@@ -93,7 +93,8 @@ def build_variants(stripped: Path, annotations: Path, layers: list[int], work: P
 
     models = {"uncompressed": stripped}
     for d in work.glob("trimmed*"):  # cached from a run whose trimming differed: its layers would be stale too
-        if read_meta(d).get("vocabulary", {}).get("common_words") != COMMON_WORDS:
+        # (the meta counts the common words trimming added, not the setting: a release without them has no count)
+        if "common_words" not in read_meta(d).get("vocabulary", {}):
             raise SystemExit(f"{d}: trimmed without this release's {COMMON_WORDS} common words; pass a fresh --work")
     if not (work / "trimmed").exists():
         trim_vocabulary(stripped, task_texts(annotations), work / "trimmed")
