@@ -235,16 +235,24 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _probs(session, feeds: list[dict]) -> np.ndarray:
-    """Output probabilities, one input per call (as an app asks; dynamic INT8 depends on the batch)."""
+def _probs(session, feeds: list[dict]) -> list[np.ndarray]:
+    """Output probabilities, one input per call (as an app asks; dynamic INT8 depends on the batch): one array per
+    input, since multiple-choice inputs may have different numbers of choices."""
     from ..edge.runtime import softmax
 
-    return softmax(np.concatenate([session.run(None, f)[0].reshape(1, -1) for f in feeds]).astype(np.float64))
+    outs = [session.run(None, f)[0].reshape(-1).astype(np.float64) for f in feeds]
+    return [softmax(x) if x.size else x for x in outs]
 
 
-def _kl(p: np.ndarray, q: np.ndarray) -> float:
+def _kl(p: list[np.ndarray], q: list[np.ndarray]) -> float:
+    """Mean KL(p || q) over the inputs."""
     eps = 1e-12
-    return float((p * (np.log(p + eps) - np.log(q + eps))).sum(-1).mean())
+    return float(np.mean([(a * (np.log(a + eps) - np.log(b + eps))).sum() for a, b in zip(p, q)]))
+
+
+def _agreement(p: list[np.ndarray], q: list[np.ndarray]) -> float:
+    """Share of the inputs (with something to choose from) whose most probable answer is the same."""
+    return float(np.mean([a.argmax() == b.argmax() for a, b in zip(p, q) if a.size]))
 
 
 def _with_fp32(plan: QuantPlan, keep: list[str], matmuls_only: bool = False) -> QuantPlan:
@@ -288,7 +296,7 @@ def fp32_ladder(src: Path, plan: QuantPlan, ranking: list[dict], ks, feeds: list
         quantize(src, dst, _with_fp32(plan, keep))
         s = _session(dst, threads)
         q = _probs(s, feeds)
-        rows.append({"k": k, "nodes": keep, "agreement": float((q.argmax(-1) == ref.argmax(-1)).mean()), "kl": _kl(ref, q),
+        rows.append({"k": k, "nodes": keep, "agreement": _agreement(ref, q), "kl": _kl(ref, q),
                      "kl_share_removed": sum(r["kl"] for r in ranking[:k]) / total, "size_mb": dst.stat().st_size / 1e6})
         runners[k] = SimpleNamespace(call=lambda f, s=s: s.run(None, f))
     timed = time_interleaved(runners, {k: timing_feed for k in runners}, SimpleNamespace(min_time=1.0, min_iters=20, warmup=0.2))
