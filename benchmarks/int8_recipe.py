@@ -75,7 +75,7 @@ def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float
     from edgedistill.data import load_examples
     from edgedistill.deploy.export import ExportConfig, export_bundle
     from edgedistill.deploy.onnx_export import export_onnx
-    from edgedistill.deploy.quantize import QuantPlan, quantize
+    from edgedistill.deploy.quantize import QuantPlan, mean_kl, quantize
     from edgedistill.edge.timing import summarize, time_interleaved
     from edgedistill.runtime import EdgeModel
     from edgedistill.task import load_task
@@ -101,12 +101,13 @@ def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float
         plan = QuantPlan(**base, nodes_to_exclude=ranking[:k])
         quantize(raw, work / f"top{k}.onnx", plan)
         dirs[k] = variant_dir(work / "bundle-auto", work / f"top{k}.onnx", plan.to_dict(), work / f"v-top{k}")
-    kept = {}  # alpha -> whether the export kept the smoothing (it must lower the INT8 drift on the parity inputs)
-    for a in alphas:
+    smoothed = {f"smoothed, alpha {a:g}": a for a in alphas}  # variant -> its --smooth
+    kept = {}  # variant -> whether the export kept the smoothing (it must lower the INT8 drift on the parity inputs)
+    for n, a in smoothed.items():
         ma = export_bundle(ExportConfig(model=str(stripped), out=str(work / f"smooth{a:g}"), parity_data=str(annotations),
                                         min_agreement=0.0, smooth=a), echo=lambda s: None)
-        kept[a] = ma["quantization"]["smooth"] is not None
-        dirs[f"smoothed, alpha {a:g}"] = work / f"smooth{a:g}"
+        kept[n] = ma["quantization"]["smooth"] is not None
+        dirs[n] = work / f"smooth{a:g}"
     models = {n: EdgeModel.load(d, threads=2, verify=False) for n, d in dirs.items()}
     models["shipped"] = EdgeModel.load(work / "bundle-auto", threads=2)  # verified: the real bundle
 
@@ -129,15 +130,13 @@ def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float
     p50 = {n: summarize(t["times_ns"], 1)["p50_ms"] for n, t in timed.items()}
 
     rows = []
-    for n in ["FP32", *ladder, *[f"smoothed, alpha {a:g}" for a in alphas], "shipped"]:
+    for n in ["FP32", *ladder, *smoothed, "shipped"]:
         ok = np.array([p == g for p, g in zip(preds[n], gold)])
         d = np.abs(probs[n] - probs["FP32"])
-        kl = float((probs["FP32"] * (np.log(probs["FP32"] + 1e-12) - np.log(probs[n] + 1e-12))).sum(-1).mean())
         toward, away = int((ok & ~f_ok).sum()), int((~ok & f_ok).sum())
         size = (dirs[n] / m["models"]["model"]).stat().st_size if n in dirs else m["size_bytes"]
         rows.append({"variant": n if isinstance(n, str) else f"top {n} FP32", "k": n if isinstance(n, int) else None,
-                     "alpha": float(n.rsplit(" ", 1)[1]) if str(n).startswith("smoothed") else None, "kl": kl,
-                     "smooth_kept": kept.get(float(n.rsplit(" ", 1)[1])) if str(n).startswith("smoothed") else None,
+                     "alpha": smoothed.get(n), "smooth_kept": kept.get(n), "kl": mean_kl(probs["FP32"], probs[n]),
                      "accuracy": float(ok.mean()), "delta_pt": 100 * float(ok.mean() - f_ok.mean()),
                      "agreement": float(np.mean([a == b for a, b in zip(preds[n], preds["FP32"])])),
                      "flips_toward_gold": toward, "flips_away": away, "sign_test_p": sign_test_p(toward, away),

@@ -220,7 +220,7 @@ def test_smoothing_keeps_the_fp32_function_and_cuts_the_int8_error(tmp_path):
 def fake_drift(smoothed: float, unsmoothed: float):
     """int8_drift as export calls it (its work dir is drift/smoothed or drift/unsmoothed), with fixed answers: a
     tiny random model's INT8 drift is too small and too preset-dependent to say whether smoothing helps it."""
-    def drift(src, plan, feeds, work, threads=2):
+    def drift(src, plan, feeds, work, threads=2, ref=None):
         return smoothed if work.name == "smoothed" else unsmoothed
     return drift
 

@@ -29,7 +29,8 @@ from ..model_dir import weights_bytes
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
 from ..choices import SMOOTH_ALPHA
-from .quantize import MATMUL_OPS, detect_preset, int8_drift, keep_sensitive_fp32, plan_for, quantize, smooth_activations
+from .quantize import (MATMUL_OPS, detect_preset, int8_drift, keep_sensitive_fp32, output_probs, plan_for, quantize,
+                       smooth_activations)
 from ..edge.runtime import BundleError, EdgeModel, runtime_models
 
 FP32_TOLERANCE = 1e-3
@@ -220,7 +221,8 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
     echo(f"smoothing MatMul inputs (alpha {cfg.smooth:g}) on {len(feeds)} parity inputs ...")
     raw, smoothed = job.raw["model"], job.work / "smoothed" / job.raw["model"].name
     info = smooth_activations(raw, smoothed, feeds, cfg.smooth, cfg.threads)
-    kl = {name: int8_drift(path, plan, feeds, job.work / "drift" / name, cfg.threads)
+    ref = output_probs(raw, feeds, cfg.threads)  # one FP32 reference: smoothing leaves the FP32 function as it was
+    kl = {name: int8_drift(path, plan, feeds, job.work / "drift" / name, cfg.threads, ref)
           for name, path in (("unsmoothed", raw), ("smoothed", smoothed))}
     drift = f"INT8 vs FP32 KL on the parity inputs {kl['unsmoothed']:.1e} -> {kl['smoothed']:.1e}"
     if kl["smoothed"] >= kl["unsmoothed"]:  # measured per model: a default that made INT8 worse would be a silent loss

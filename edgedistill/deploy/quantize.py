@@ -15,6 +15,7 @@ Pitfalls handled here:
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -136,10 +137,7 @@ SMOOTH_CLIP = (1e-3, 1e3)  # s stays in this range: a dead channel (max |x| = 0)
 def smoothable_matmuls(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
     """MatMul input tensor -> the MatMuls reading it with a 2-D constant weight of their own (Q, K and V share one)."""
     inits = {i.name: i for i in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
+    uses = Counter(i for n in model.graph.node for i in n.input)
     groups: dict[str, list] = {}
     for n in model.graph.node:
         w = inits.get(n.input[1]) if n.op_type == "MatMul" else None
@@ -198,12 +196,15 @@ def smooth_activations(src: Path, dst: Path, feeds: list[dict], alpha: float = S
     return {"alpha": alpha, "matmuls": sum(len(r) for r in groups.values()), "inputs": len(groups), "calibration_inputs": len(feeds)}
 
 
-def int8_drift(src: Path, plan: QuantPlan, feeds: list[dict], work: Path, threads: int = 2) -> float:
-    """Mean KL(FP32 || INT8) of the output probabilities on `feeds`, one call each: the FP32 graph `src` against
-    the plan's INT8 of it (what smoothing must lower to be kept)."""
+def int8_drift(src: Path, plan: QuantPlan, feeds: list[dict], work: Path, threads: int = 2,
+               ref: list[np.ndarray] | None = None) -> float:
+    """Mean KL(FP32 || INT8) of the output probabilities on `feeds`, one call each: the FP32 graph `src` (or its
+    probabilities `ref`, when the caller has them) against the plan's INT8 of it. What smoothing must lower to be
+    kept, and what ranks the MatMuls for --int8-fp32."""
     work.mkdir(parents=True, exist_ok=True)
     quantize(src, work / "int8.onnx", plan)
-    return _kl(_probs(_session(src, threads), feeds), _probs(_session(work / "int8.onnx", threads), feeds))
+    ref = output_probs(src, feeds, threads) if ref is None else ref
+    return mean_kl(ref, output_probs(work / "int8.onnx", feeds, threads))
 
 
 # ---------------------------------------------------------------- sensitive MatMuls kept FP32 (--int8-fp32)
@@ -235,6 +236,11 @@ def _session(path: Path, threads: int):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
+def output_probs(path: Path, feeds: list[dict], threads: int = 2) -> list[np.ndarray]:
+    """The probabilities the ONNX model at `path` outputs for each of `feeds` (see _probs)."""
+    return _probs(_session(path, threads), feeds)
+
+
 def _probs(session, feeds: list[dict]) -> list[np.ndarray]:
     """Output probabilities, one input per call (as an app asks; dynamic INT8 depends on the batch): one array per
     input, since multiple-choice inputs may have different numbers of choices."""
@@ -244,8 +250,8 @@ def _probs(session, feeds: list[dict]) -> list[np.ndarray]:
     return [softmax(x) if x.size else x for x in outs]
 
 
-def _kl(p: list[np.ndarray], q: list[np.ndarray]) -> float:
-    """Mean KL(p || q) over the inputs."""
+def mean_kl(p, q) -> float:
+    """Mean KL(p || q) over the inputs: p and q hold one probability array per input (a list, or a 2-D array's rows)."""
     eps = 1e-12
     return float(np.mean([(a * (np.log(a + eps) - np.log(b + eps))).sum() for a, b in zip(p, q)]))
 
@@ -267,14 +273,10 @@ def rank_sensitivity(src: Path, plan: QuantPlan, feeds: list[dict], work: Path, 
     output probabilities when only that MatMul is quantized (with the plan's settings), batch 1."""
     if plan.mode != "dynamic":
         raise ValueError("sensitivity ranking is for dynamic INT8; static QDQ (--calibration-data) has its own ranges")
-    ref = _probs(_session(src, threads), feeds)
+    ref = output_probs(src, feeds, threads)
     names = weight_matmuls(src)
-    work.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name in names:
-        dst = work / "one.onnx"
-        quantize(src, dst, _with_fp32(plan, [n for n in names if n != name], matmuls_only=True))
-        out.append({"node": name, "kl": _kl(ref, _probs(_session(dst, threads), feeds))})
+    out = [{"node": name, "kl": int8_drift(src, _with_fp32(plan, [n for n in names if n != name], matmuls_only=True),
+                                           feeds, work, threads, ref)} for name in names]
     return sorted(out, key=lambda r: -r["kl"])
 
 
@@ -286,7 +288,7 @@ def fp32_ladder(src: Path, plan: QuantPlan, ranking: list[dict], ks, feeds: list
 
     from ..edge.timing import summarize, time_interleaved
 
-    ref = _probs(_session(src, threads), feeds)
+    ref = output_probs(src, feeds, threads)
     total = sum(r["kl"] for r in ranking) or 1.0
     rows, runners = [], {}
     work.mkdir(parents=True, exist_ok=True)
@@ -296,7 +298,7 @@ def fp32_ladder(src: Path, plan: QuantPlan, ranking: list[dict], ks, feeds: list
         quantize(src, dst, _with_fp32(plan, keep))
         s = _session(dst, threads)
         q = _probs(s, feeds)
-        rows.append({"k": k, "nodes": keep, "agreement": _agreement(ref, q), "kl": _kl(ref, q),
+        rows.append({"k": k, "nodes": keep, "agreement": _agreement(ref, q), "kl": mean_kl(ref, q),
                      "kl_share_removed": sum(r["kl"] for r in ranking[:k]) / total, "size_mb": dst.stat().st_size / 1e6})
         runners[k] = SimpleNamespace(call=lambda f, s=s: s.run(None, f))
     timed = time_interleaved(runners, {k: timing_feed for k in runners}, SimpleNamespace(min_time=1.0, min_iters=20, warmup=0.2))
