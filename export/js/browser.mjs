@@ -7,6 +7,7 @@
 //
 // Chromium: $CHROMIUM or /usr/bin/chromium (Debian: apt-get install chromium), driven by playwright-core.
 // It is started with no network beyond the local server this script starts (127.0.0.1, random port).
+// App-only models the bundle lists (format 2: text_model.onnx) are skipped, as predict.mjs: stderr says so.
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -69,6 +70,7 @@ async function main() {
       return r;
     }
     await page.evaluate(({ threads }) => window.edgedistill.load("/bundle/", { threads }), { threads: opts.threads });
+    for (const note of await page.evaluate(() => window.edgedistill.skippedNotes())) log(note);
     return page.evaluate(({ items, batchSize }) => window.edgedistill.predict(items, { batchSize }), { items, batchSize: opts.batchSize });
   }, { log });
   process.stdout.write(opts.bench ? `${JSON.stringify(result)}\n` : result.map((p) => JSON.stringify(p)).join("\n") + (result.length ? "\n" : ""));

@@ -15,11 +15,18 @@
 //   "onnxruntime-web": ".../onnxruntime-web/dist/ort.wasm.min.mjs",
 //   "@huggingface/tokenizers": ".../@huggingface/tokenizers/dist/tokenizers.mjs"
 // Nothing is fetched but the bundle's own files (and, in the browser, onnxruntime-web's .wasm).
+//
+// Bundle format 2 (an `export --text-model` bundle) lists app-only models (APP_ROLES: the text-in model,
+// whose tokenizer op needs onnxruntime-extensions) beside the token-id model: they are read by no
+// runtime, so load skips them (not fetched, not hashed) and says so in `model.skippedModels`.
 
 import { Tokenizer } from "@huggingface/tokenizers";
 import { candidates, valueOf } from "./expressions.mjs";
 
-export const FORMAT_VERSION = 1;
+// As edgedistill/edge/runtime.py (tests/test_js_runtime.py checks they are equal): the newest bundle format
+// this runtime reads, and the models for apps that a bundle lists but no runtime loads.
+export const FORMAT_VERSION = 2;
+export const APP_ROLES = ["text"];
 export const SUPPORTED_FAMILIES = ["sequence-classification", "multiple-choice"];
 const IS_NODE = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
 
@@ -65,6 +72,37 @@ async function sha256Hex(bytes) {
 }
 
 const utf8 = new TextDecoder("utf-8");
+
+// ------------------------------------------------------------------ manifest
+
+/** role -> file of the models this runtime runs: the manifest's models but the app-only ones (APP_ROLES),
+ * as Python's runtime_models. */
+export function runtimeModels(manifest) {
+  return Object.fromEntries(Object.entries(manifest.models ?? {}).filter(([role]) => !APP_ROLES.includes(role)));
+}
+
+/** The files load reads and hashes, [model, tokenizer] (as Python's loaded_files: not the app-only models). */
+export function loadedFiles(manifest) {
+  return [runtimeModels(manifest).model ?? "model.onnx", manifest.tokenizer?.file ?? "tokenizer.json"];
+}
+
+/** The app-only models a bundle lists, which load skips: [{role, file, reason}]. */
+export function appModels(manifest) {
+  const runs = `this runtime answers with ${loadedFiles(manifest).join(" and ")}`;
+  const ops = manifest.text_model?.custom_ops;
+  return Object.entries(manifest.models ?? {}).filter(([role]) => APP_ROLES.includes(role)).map(([role, file]) => ({
+    role, file,
+    reason: role === "text"
+      ? `the text-in model for apps tokenizes in its graph with onnxruntime-extensions' custom ops` +
+        `${ops ? ` (${ops.join(", ")})` : ""}, which edgedistill's runtimes do not load; ${runs}`
+      : `an app-only model, which edgedistill's runtimes do not load; ${runs}`,
+  }));
+}
+
+/** The line predict.mjs and browser.mjs print (stderr) for a model load skipped. */
+export function skippedNote({ role, file, reason }) {
+  return `skipped app-only model ${role} (${file}): ${reason}`;
+}
 
 // ------------------------------------------------------------------ text
 
@@ -120,6 +158,8 @@ export class EdgeModel {
     // Items per call, as Python's edge.runtime.answer_batch_size: dynamic INT8 scales each activation
     // tensor by its own min/max, so batching would make an item's answer depend on its neighbours.
     this.batchSize = manifest.quantization?.mode === "dynamic" ? 1 : 32;
+    // The app-only models the bundle lists (format 2: the text-in model), not loaded: [{role, file, reason}].
+    this.skippedModels = appModels(manifest);
     this.inputNames = session.inputNames;
     this.outputName = session.outputNames[0];
     this._fields = templateFields(this.task.input);
@@ -158,8 +198,7 @@ export class EdgeModel {
       throw new BundleError(`${bundle}: the ${manifest.family} family (task type ${manifest.task?.type}) is not supported in JS yet; ` +
         `JS runs ${SUPPORTED_FAMILIES.join(" and ")} bundles (use the Python runtime, edge_runtime.py, for this one)`);
     }
-    const modelFile = manifest.models?.model ?? "model.onnx";
-    const tokFile = manifest.tokenizer?.file ?? "tokenizer.json";
+    const [modelFile, tokFile] = loadedFiles(manifest);
     const files = {};
     for (const name of [modelFile, tokFile]) {
       const bytes = await readBytes(bundle, name);

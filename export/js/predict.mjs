@@ -6,9 +6,11 @@
 // runtime's EdgeModel.predict: {"label": ..., "probs": {...}}. Lines are predicted in batches of
 // --batch-size (default: 1 for a dynamic INT8 bundle, else 32, as Python), as they arrive. --encode writes each item's model inputs instead (input_ids,
 // token_type_ids; multiple choice: one list per choice), to compare tokenization with Python's.
+// An app-only model the bundle lists (format 2, `export --text-model`: text_model.onnx) is skipped, and
+// stderr says so: "skipped app-only model text (text_model.onnx): <why>".
 import { createInterface } from "node:readline";
 
-import { BundleError, EdgeModel } from "./edgedistill.mjs";
+import { BundleError, EdgeModel, skippedNote } from "./edgedistill.mjs";
 
 const USAGE = "usage: node predict.mjs BUNDLE [--batch-size N] [--threads N] [--no-verify] [--encode] < items.jsonl";
 
@@ -39,6 +41,7 @@ function encoded(model, item) {
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const model = await EdgeModel.load(opts.bundle, { verify: opts.verify, threads: opts.threads });
+  for (const m of model.skippedModels) process.stderr.write(`${skippedNote(m)}\n`);
   opts.batchSize ??= model.batchSize; // 1 for dynamic INT8 bundles, else 32, as Python
   let batch = [];
   let n = 0;
