@@ -399,9 +399,13 @@ def test_head_gets_its_own_learning_rate_and_layers_decay(setup):
 
 
 def test_auto_trains_every_mode_and_records_them(setup, tmp_path):
-    s = run(setup, "x", out=str(tmp_path / "st"), epochs=3)
+    # validation rows whose gold label is the next label round: a student that learned the rows gets them wrong,
+    # so label-only leaves the rivals rows to win (select.rows_to_win) and every candidate is trained
+    (tmp_path / "val.jsonl").write_text("".join(
+        json.dumps({"text": f"{LABELS[i % 3]} the dog", "label": LABELS[(i + 1) % 3]}) + "\n" for i in range(12)))
+    s = run(setup, "x", out=str(tmp_path / "st"), epochs=3, eval_data=str(tmp_path / "val.jsonl"))
     modes = [c["mode"] for c in s["candidates"]]
-    assert modes == ["label-only", "multitask", "rationale-teacher", "rationale-dropout"]
+    assert modes == ["label-only", "multitask", "rationale-teacher", "rationale-dropout"] and "auto_skipped" not in s
     assert s["selected_by"] == "auto" and sum(c["selected"] for c in s["candidates"]) == 1
     chosen = next(c for c in s["candidates"] if c["selected"])
     assert s["mode"] == chosen["mode"] and s["val_accuracy"] == chosen["val_accuracy"]
@@ -429,22 +433,8 @@ _CLEARER = "1" * 23 + "0" + "1" * 12 + "0" * 4    # 35 right: 12 won, 1 lost (p 
 def test_auto_ships_a_rationale_mode_only_on_a_validation_win_beyond_noise(setup, tmp_path, monkeypatch, rows, shipped):
     """Ties and wins by a few rows keep label-only; a failed candidate is recorded, not shipped; of
     the modes that beat label-only beyond noise, the most accurate ships."""
-    import edgedistill.distill.select as select
-    from edgedistill.distill.train import fit
-
-    real = {}
-
-    def fake(cfg, prep, echo=print):
-        if rows[cfg.mode] is None:
-            raise UserError("every attempt ended at the floor")
-        if "fit" not in real:
-            real["fit"] = fit(cfg, prep, 0, 1e-3)
-        bits = rows[cfg.mode]
-        return (replace(real["fit"], final_eval={"eval_accuracy": bits.count("1") / len(bits)}, val_correct=[b == "1" for b in bits]),
-                [{"elapsed_s": 1.0, "seed": 0, "epochs": cfg.epochs}])
-
-    from dataclasses import replace
-    monkeypatch.setattr(select, "fit_with_retries", fake)
+    from edgedistill.distill import select
+    monkeypatch.setattr(select, "fit_with_retries", _fake_fits(rows))
     lines = []
     s = train(TrainConfig(min_steps=0, task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / "enc"), epochs=1, batch_size=8, lr=2e-3), echo=lines.append)
@@ -456,6 +446,83 @@ def test_auto_ships_a_rationale_mode_only_on_a_validation_win_beyond_noise(setup
         assert any("rationale-teacher: validation accuracy 85.0 %; against label-only: won 10, lost 0 of the validation rows (p = 0.001)" in x for x in lines)
     card = (tmp_path / "st" / "README.md").read_text()
     assert "| label-only" in card and "reference" in card and f"| {shipped} (shipped)" in card
+
+
+def _fake_fits(rows: dict, trained: list | None = None):
+    """A fit_with_retries whose candidates answer the validation rows as `rows` says ("1" = right; None: the
+    candidate fails), all with one real tiny model's weights; the modes it is asked for go to `trained`."""
+    from edgedistill.distill.train import fit
+
+    real = {}
+
+    def fake(cfg, prep, echo=print):
+        if trained is not None:
+            trained.append(cfg.mode)
+        if rows[cfg.mode] is None:
+            raise UserError("every attempt ended at the floor")
+        if "fit" not in real:
+            real["fit"] = fit(cfg, prep, 0, 1e-3)
+        bits = rows[cfg.mode]
+        return (replace(real["fit"], final_eval={"eval_accuracy": bits.count("1") / len(bits)}, val_correct=[b == "1" for b in bits]),
+                [{"elapsed_s": 1.0, "seed": 0, "epochs": cfg.epochs}])
+
+    return fake
+
+
+def test_rows_to_win_is_the_rules_best_case():
+    """A rival ships only when it wins rows_to_win() rows that label-only got wrong: fewer never ship, even all won."""
+    from edgedistill.distill.select import best_candidate, rows_to_win
+
+    assert rows_to_win() == 5  # one-sided: 0.5 ** 4 = 0.0625, 0.5 ** 5 = 0.031
+    assert rows_to_win(0.01) == 7 and rows_to_win(1.0) == 1
+    for n in range(1, 9):
+        ref, rival = {"mode": "label-only", "val_accuracy": 0.0, "val_correct": "0" * n}, {
+            "mode": "multitask", "val_accuracy": 1.0, "val_correct": "1" * n}
+        assert (best_candidate([ref, rival]) is rival) == (n >= rows_to_win()), n
+    with pytest.raises(ValueError, match="above 0"):
+        rows_to_win(0)
+
+
+def test_auto_with_too_few_validation_rows_trains_label_only_and_says_why(setup, tmp_path):
+    write_annotations(tmp_path / "ann32.jsonl", n=32)  # 10 % of 32: 3 validation rows
+    r = CliRunner().invoke(main, ["train", "--task", str(setup / "task.yaml"), "--annotations", str(tmp_path / "ann32.jsonl"),
+                                  "--out", str(tmp_path / "st"), "--student", str(setup / "enc"), "--epochs", "2",
+                                  "--min-steps", "0", "--batch-size", "8"])
+    assert r.exit_code == 0, r.output
+    said = [line for line in r.output.splitlines() if line.startswith("auto: not training")]
+    assert len(said) == 1 and "multitask, rationale-teacher, rationale-dropout" in said[0]
+    assert all(x in said[0] for x in ("3 validation rows", "at least 5", "--eval-data", "--val-fraction (now 0.1)"))
+    assert "auto: candidate 1/1: label-only" in r.output and "candidate 2/" not in r.output
+    s = json.loads((tmp_path / "st" / "train.json").read_text())
+    assert [c["mode"] for c in s["candidates"]] == ["label-only"] and s["mode"] == "label-only"
+    assert {k: s["auto_skipped"][k] for k in ("modes", "validation_rows", "winnable_rows", "rows_to_win")} == {
+        "modes": ["multitask", "rationale-teacher", "rationale-dropout"],
+        "validation_rows": 3, "winnable_rows": 3, "rows_to_win": 5}
+    card = (tmp_path / "st" / "README.md").read_text()
+    assert "Not trained: multitask, rationale-teacher, rationale-dropout" in card and "3 validation rows" in card
+    assert "Not trained: multitask" in r.output  # the summary after training repeats it
+
+
+@pytest.mark.parametrize("wrong", [4, 5])
+def test_auto_trains_the_rivals_only_where_label_only_leaves_rows_to_win(setup, tmp_path, monkeypatch, wrong):
+    """Once label-only is trained, its wrong validation rows are all a rival can win: under rows_to_win, the rivals
+    are not trained (what ships is label-only either way); at rows_to_win, every rival is trained as before."""
+    from edgedistill.distill import select
+
+    ref = "1" * (5 - wrong) + "0" * wrong  # 10 % of 48 rows: 5 validation rows
+    rows = {"label-only": ref, "multitask": "1" * 5, "rationale-teacher": ref, "rationale-dropout": ref}
+    trained, lines = [], []
+    monkeypatch.setattr(select, "fit_with_retries", _fake_fits(rows, trained))
+    s = train(TrainConfig(min_steps=0, task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(tmp_path / "st"),
+                          student=str(setup / "enc"), epochs=1, batch_size=8, lr=2e-3), echo=lines.append)
+    if wrong < 5:
+        assert trained == ["label-only"] and s["mode"] == "label-only"
+        assert s["auto_skipped"]["winnable_rows"] == 4 and s["auto_skipped"]["validation_rows"] == 5
+        assert any("label-only got 4 of the 5 validation rows wrong" in x and "at least 5" in x for x in lines)
+    else:
+        assert trained == ["label-only", "multitask", "rationale-teacher", "rationale-dropout"]
+        assert "auto_skipped" not in s
+        assert s["mode"] == "multitask"  # won all 5 rows label-only got wrong: p = 0.031
 
 
 def test_paired_win_counts_disagreements_and_gives_the_exact_sign_test():

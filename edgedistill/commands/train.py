@@ -6,7 +6,9 @@ import click
 
 from ..choices import MIN_STEPS, MODES, NUMERIC, POOLINGS, RATIONALE_DECODERS
 from ..distill.model_card import floor_note
-from ..distill.train import TrainConfig, train as run_train
+from ..distill.select import SIGNIFICANCE, rows_to_win
+from ..distill.train import TrainConfig
+from ..distill.train import train as run_train
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -18,7 +20,9 @@ from ..distill.train import TrainConfig, train as run_train
               "a T5/BART dir makes a seq2seq student.")
 @click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
               help="auto: train label-only and every rationale mode on one split; ship label-only unless another beats it on "
-              "validation beyond noise (a paired sign test over the validation rows, p < 0.05), else the best of those. label-only: the teacher's labels. multitask: + a decoder that "
+              f"validation beyond noise (a paired sign test over the validation rows, p < {SIGNIFICANCE}), else the best "
+              f"of those; the rationale modes are trained only where they could win (at least {rows_to_win()} validation "
+              "rows that label-only gets wrong). label-only: the teacher's labels. multitask: + a decoder that "
               "writes the rationale (Distilling Step-by-Step). rationale-teacher: + soft labels and head states of an "
               "encoder that read input + rationale (KNIFE). rationale-dropout: the rationale appended to the input on "
               "a random share of the steps. standard: gold labels, no teacher.")
@@ -58,7 +62,8 @@ from ..distill.train import TrainConfig, train as run_train
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-data", type=click.Path(), help="Gold-labelled validation file for checkpoint selection (default: 10%% of training rows).")
 @click.option("--data", type=click.Path(), help="standard mode: read gold labels from this data file instead of the annotations.")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True)
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Share of the annotated rows held out for validation when no --eval-data is given.")
 @click.option("--rationale-fraction", type=float, default=1.0, show_default=True, help="Keep rationales on this seeded fraction of rows only.")
 @click.option("--max-train", type=int, help="Use at most N training rows.")
 @click.option("--rationale-warmup", type=float, default=0.25, show_default=True,
@@ -107,9 +112,11 @@ def summary_lines(s: dict | None, out) -> list[str]:
         return []
     lines = [""]
     if s.get("candidates"):
-        from ..distill.model_card import candidate_table
+        from ..distill.model_card import candidate_table, skipped_note
 
         lines += candidate_table(s["candidates"]) + [""]
+        if s.get("auto_skipped"):
+            lines += [skipped_note(s["auto_skipped"]), ""]
     rows = [("student", out), ("family", s["family"]), ("mode", s["mode"] + (f" (alpha {s['alpha']})" if s["mode"] in ("multitask", "rationale-teacher") else "")),
             ("training rows", f"{s['train_examples']} ({s['rows']['with_rationale']} with rationale)"),
             ("skipped rows", skipped_rows(s["rows"])),

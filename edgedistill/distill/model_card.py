@@ -83,8 +83,16 @@ MODE_LOSS = {"label-only": "cross-entropy on the teacher's labels", "standard": 
 def _card_candidates(s: dict) -> str:
     if not s.get("candidates"):
         return ""
-    return "\n".join(["", "`--mode auto` trained these on the same split and shipped one chosen on validation "
-                       "(label-only unless another beat it beyond noise, row by row):", "", *candidate_table(s["candidates"]), ""])
+    intro = ("`--mode auto` trained these on the same split and shipped one chosen on validation "
+             "(label-only unless another beat it beyond noise, row by row):")
+    skipped = ["", skipped_note(s["auto_skipped"])] if s.get("auto_skipped") else []
+    return "\n".join(["", intro, "", *candidate_table(s["candidates"]), *skipped, ""])
+
+
+def skipped_note(skipped: dict) -> str:
+    """Why `--mode auto` did not train some rivals (select.unwinnable): model card, train's summary."""
+    return (f"Not trained: {', '.join(skipped['modes'])}, which could not ship: {skipped['reason']}. "
+            f"More validation rows give them a chance: {skipped['fix']}.")
 
 
 def candidate_table(candidates: list[dict]) -> list[str]:

@@ -13,7 +13,8 @@ Modes (every one ships the same input-only label model; rows without a rationale
                      otherwise, so the deployed input-only path is what gets trained
   standard           gold labels, no teacher (a baseline)
   auto               label-only and every rationale mode on one split; ships label-only unless another
-                     beats it on validation beyond noise (select.py)
+                     beats it on validation beyond noise (select.py), and trains the rationale modes only
+                     where the validation rows could show that (select.rows_to_win)
 """
 
 from __future__ import annotations
