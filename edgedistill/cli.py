@@ -3,12 +3,14 @@ when called, so `edgedistill --help` is instant and `predict` never pulls in tor
 
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 
 import click
 
 from . import __version__
+from .console import VERBOSE, log_path, quiet
 from .errors import UserError
 
 # name -> "module:attribute" of a click.Command; order is the order of the pipeline.
@@ -39,6 +41,38 @@ SUMMARIES = {
 }
 
 
+# Stages whose library chatter goes to RUN/logs/STAGE.log (console.py); the value says whether --out is the run
+# directory itself (annotate, import-dss) or a folder inside it. `run` routes each of its stages itself.
+LOGGED = {"annotate": True, "import-dss": True, "train": False, "strip": False, "compress": False, "export": False,
+          "bench": False}
+
+
+def _set_verbose(ctx, param, value):
+    ctx.meta[VERBOSE] = value
+
+
+def _with_verbose(cmd: click.Command) -> None:
+    """Give a command --verbose (library logs and warnings on the terminal as well as in the log file)."""
+    if any(p.name == "verbose" for p in cmd.params):
+        return
+    cmd.params.append(click.Option(["--verbose", "-v"], is_flag=True, expose_value=False, is_eager=True,
+                                   callback=_set_verbose,
+                                   help="Also print library logs and warnings (always written to RUN/logs/)."))
+
+
+def _logged(name: str, callback):
+    """Run a stage command's body with library chatter routed to RUN/logs/NAME.log."""
+
+    @functools.wraps(callback)
+    def body(*args, **kwargs):
+        ctx = click.get_current_context()
+        with quiet(log_path(kwargs["out"], name, is_run_dir=LOGGED[name]), verbose=ctx.meta.get(VERBOSE, False)):
+            return callback(*args, **kwargs)
+
+    body.edgedistill_logged = True
+    return body
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return list(COMMANDS)
@@ -49,13 +83,18 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         try:
-            return getattr(importlib.import_module(module), attr)
+            cmd = getattr(importlib.import_module(module), attr)
         except ModuleNotFoundError as e:
             if not e.name or not e.name.startswith("edgedistill"):
                 raise click.ClickException(
                     f"`edgedistill {name}` needs the package {e.name!r}; install the full toolkit: pip install 'edgedistill[all]'"
                 ) from None
             raise
+        if name in LOGGED or name == "run":
+            _with_verbose(cmd)
+        if name in LOGGED and not getattr(cmd.callback, "edgedistill_logged", False):
+            cmd.callback = _logged(name, cmd.callback)
+        return cmd
 
     def format_commands(self, ctx, formatter):
         rows = [(name, SUMMARIES[name]) for name in COMMANDS]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..console import VERBOSE
 from ..pipeline import STAGES, describe_config, load_pipeline, run_pipeline, stage_configs
 
 
@@ -28,10 +29,13 @@ def run(pipeline_file, force, until, dry_run):
             for cfg in configs:
                 click.echo(f"[{stage}] {describe_config(cfg)}")
         return
-    rows = run_pipeline(pipe, force=force, until=until, echo=click.echo, note=lambda m: click.secho(m, fg="cyan"))
+    verbose = click.get_current_context().meta.get(VERBOSE, False)
+    rows = run_pipeline(pipe, force=force, until=until, echo=click.echo, note=lambda m: click.secho(m, fg="cyan"),
+                        verbose=verbose)
     click.echo("\n stage      status    seconds")
     for r in rows:
         click.echo(f" {r['stage']:<10} {r['status']:<9} {r['seconds']:>7.1f}")
     report = pipe.run / "report.md"
     if report.exists():
         click.echo(f"\nReport: {report}")
+    click.echo(f"Logs: {pipe.run / 'logs'}  (library output of each stage; --verbose prints it too)")

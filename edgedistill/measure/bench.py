@@ -536,11 +536,13 @@ def _measure_accuracy(subject: Subject, ok: list[str], paths: dict, info: dict, 
     """Accuracy once per variant (thread count does not change predictions); the variants still ok after it."""
     from tqdm.auto import tqdm
 
+    from ..console import terminal
+
     gold = [e for e in examples if e.gold is not None]
     if not gold:
         return ok
     task_type = subject.task.type if subject.task is not None else FAMILIES[subject.family].task_type
-    for n in tqdm(ok, desc="accuracy", unit="variant", disable=not progress):
+    for n in tqdm(ok, desc="accuracy", unit="variant", disable=not progress, file=terminal()):
         try:
             preds = load_variant(n, paths, max(s.threads)).predict(gold)
             info[n].update(accuracy=accuracy(task_type, preds, [e.gold for e in gold]), accuracy_n=len(gold))
@@ -553,9 +555,11 @@ def _measure_latency(subject: Subject, ok: list[str], paths: dict, tok, inputs: 
     """Per thread count, all variants loaded side by side, every shape interleaved."""
     from tqdm.auto import tqdm
 
+    from ..console import terminal
+
     shapes = [(b, q) for b in s.batch_sizes for q in s.seq_lens]
     rows = []
-    bar = tqdm(total=len(s.threads) * len(shapes), desc="latency", unit="shape", disable=not progress)
+    bar = tqdm(total=len(s.threads) * len(shapes), desc="latency", unit="shape", disable=not progress, file=terminal())
     for t in s.threads:
         runners = {}
         for n in ok:
@@ -585,9 +589,11 @@ def _measure_fresh(ok: list[str], paths: dict, info: dict, inputs: Inputs, s: Be
     """Memory and cold start, one fresh process at a time so they do not compete."""
     from tqdm.auto import tqdm
 
+    from ..console import terminal
+
     largest = (max(s.batch_sizes), max(s.seq_lens))
     jobs = [(n, t) for n in ok for t in s.threads]
-    for n, t in tqdm(jobs, desc="fresh process", unit="run", disable=not progress):
+    for n, t in tqdm(jobs, desc="fresh process", unit="run", disable=not progress, file=terminal()):
         info[n].setdefault("fresh_process", []).append(fresh_process(n, paths, t, inputs.probe, inputs.texts, inputs.choices, largest))
 
 
