@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from .atomic import write_json
+from .console import quiet
 from .choices import CANDIDATE_MODES, MIN_STEPS, MODES, NUMERIC, QUANTIZE, SMOOTH_ALPHA, TARGETS
 from .distill.compress import COMMON_WORDS
 from .errors import UserError
@@ -394,9 +395,11 @@ def _merge_recorded_cache(pipe: Pipeline) -> None:
         cache.close()
 
 
-def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = None, echo=print, note=None) -> list[dict]:
+def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = None, echo=print, note=None,
+                 verbose: bool = False) -> list[dict]:
     """Run the stages in order; returns one row per stage: name, status (ran/skipped), seconds.
-    `echo` prints what the stages print, `note` the pipeline's own lines (default: echo)."""
+    `echo` prints what the stages print, `note` the pipeline's own lines (default: echo). Library logs and
+    warnings go to RUN/logs/STAGE.log (console.quiet), and with `verbose` to the terminal too."""
     note = note or echo
     run = pipe.run
     run.mkdir(parents=True, exist_ok=True)
@@ -422,7 +425,8 @@ def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = N
             start = time.perf_counter()
             for stale in run.glob(f".{outputs[stage].name}.*.tmp"):  # left by a killed earlier run
                 shutil.rmtree(stale, ignore_errors=True)
-            _run_stage(pipe, stage, configs[stage], echo)
+            with quiet(run / "logs" / f"{stage}.log", verbose):
+                _run_stage(pipe, stage, configs[stage], echo)
             state[stage] = prints[stage]
             write_json(state_path, state)
             rows.append({"stage": stage, "status": "ran", "seconds": round(time.perf_counter() - start, 1)})
