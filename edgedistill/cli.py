@@ -105,7 +105,13 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as e:
-            raise click.ClickException(str(e)) from None
+            raise UserFacingError(str(e)) from None
+
+
+class UserFacingError(click.ClickException):
+    """A UserError as the CLI reports it: "Error: ..." and exit 2 (click's exit for a bad flag, too)."""
+
+    exit_code = 2
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

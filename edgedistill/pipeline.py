@@ -29,7 +29,10 @@ from .atomic import write_json
 from .console import quiet
 from .choices import CANDIDATE_MODES, MIN_STEPS, MODES, NUMERIC, QUANTIZE, SMOOTH_ALPHA, TARGETS
 from .distill.compress import COMMON_WORDS
-from .errors import UserError
+from . import bounds
+from .errors import UserError, at
+from .rundir import run_dir_lock
+from .teacher.cache import cache_file_problem
 from .teacher.prompts import MODES as PROMPT_MODES, SCORING
 from .teacher.teacher_signal import CALIBRATIONS
 
@@ -53,6 +56,7 @@ class TeacherConfig:
     votes: int = 1  # answers per input (self-consistency)
     vote_temperature: float = 0.7
     rationalize: bool = True  # ask for an explanation of an answer given without one
+    max_failed: float = 0.1  # the stage fails (is redone next run) when more than this share of the rows failed for good
     cache: str | None = None  # recorded teacher responses, merged into the run's cache (replayed, never re-paid)
 
 
@@ -119,6 +123,7 @@ class Pipeline:
     # folder of the pipeline file, set on load (not a YAML key): relative paths resolve against it
     base: Path = field(default=Path("."), init=False)
     source: Path = field(default=Path("pipeline.yaml"), init=False)  # the pipeline file itself
+    lines: dict = field(default_factory=dict, init=False, repr=False)  # key path -> its line in the file
 
     def path(self, p: str | None) -> Path | None:
         return None if p is None else (self.base / p).resolve()
@@ -131,32 +136,29 @@ class Pipeline:
 # ---------------------------------------------------------------- loading and validation
 
 def load_pipeline(path) -> Pipeline:
+    """Read and check a pipeline file: every key's type, choice and range, named by `file:line`, before any work."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: pipeline file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML: {e}") from None
-    pipe = _build(Pipeline, raw, str(path), "")
-    pipe.base, pipe.source = path.resolve().parent, path
+    if not path.is_file():
+        raise UserError(f"{path}: pipeline file not found" if not path.exists() else f"{path}: a folder, not a pipeline file")
+    raw, lines = _read_yaml(path)
+    pipe = _build(Pipeline, raw, _Where(path, lines), "")
+    pipe.base, pipe.source, pipe.lines = path.resolve().parent, path, lines
+    where = _Where(path, lines)
     for key in ("task", "data", "eval_data", "teacher.cache", "student.base"):
-        obj, name = (pipe, key) if "." not in key else (getattr(pipe, key.split(".")[0]), key.split(".")[1])
-        value = getattr(obj, name)
+        value = _get(pipe, key)
         if value is None or (key == "student.base" and "/" not in value and not value.startswith(".")):
             continue
         if not pipe.path(value).exists():
-            raise UserError(f"{path}: {key}: file {pipe.path(value)} does not exist; fix the path (relative paths are relative to the pipeline file)")
-    choices = {"teacher.prompt": PROMPT_MODES, "teacher.scoring": SCORING, "teacher.calibration": CALIBRATIONS,
-               "student.mode": MODES, "student.compare": MODES, "student.candidates": CANDIDATE_MODES, "student.numeric": NUMERIC,
-               "export.quantize": QUANTIZE, "export.target": TARGETS}
-    for key, allowed in choices.items():
-        section, name = key.split(".")
-        values = getattr(getattr(pipe, section), name)
-        for v in values if isinstance(values, list) else [values]:
-            if v not in allowed:
-                what = "a mode auto can train; use" if key == "student.candidates" else "one of"
-                raise UserError(f"{path}: {key}: {v!r} is not {what} {', '.join(allowed)}")
+            raise where.error(key, f"file {pipe.path(value)} does not exist; fix the path (relative paths are relative "
+                                   "to the pipeline file)")
+    if pipe.teacher.cache:
+        why = cache_file_problem(pipe.path(pipe.teacher.cache))
+        if why:
+            raise where.error("teacher.cache", f"{pipe.path(pipe.teacher.cache)}: {why}")
+    if pipe.run.exists() and not pipe.run.is_dir():
+        raise where.error("run_dir", f"{pipe.run} is a file; give a folder for the run's artifacts (it is created if missing)")
+    _check_choices(pipe, where)
+    _check_ranges(pipe, where)
     # Validate the task and data now, so a bad row fails before any stage starts.
     from .data import load_examples
     from .task import load_task
@@ -165,59 +167,142 @@ def load_pipeline(path) -> Pipeline:
     load_examples(task, pipe.path(pipe.data))
     if pipe.eval_data:
         load_examples(task, pipe.path(pipe.eval_data), require_gold=True)
-    if not 0 < pipe.teacher.rationale_fraction <= 1:
-        raise UserError(f"{path}: teacher.rationale_fraction: must be in (0, 1]")
-    for key in ("votes", "score_orders"):
-        if getattr(pipe.teacher, key) < 1:
-            raise UserError(f"{path}: teacher.{key}: must be 1 or more")
-    if not 0 < pipe.export.min_agreement <= 1:
-        raise UserError(f"{path}: export.min_agreement: must be in (0, 1]")
-    if not 0 <= pipe.export.smooth <= 1:
-        raise UserError(f"{path}: export.smooth: must be in [0, 1] (a SmoothQuant alpha; 0 turns smoothing off)")
-    if not 0 <= pipe.student.alpha <= 1:
-        raise UserError(f"{path}: student.alpha: must be in [0, 1]")
-    if pipe.student.min_steps < 0:
-        raise UserError(f"{path}: student.min_steps: must be 0 or more (0: student.epochs as given)")
-    if pipe.compress and pipe.compress.common_words < 0:
-        raise UserError(f"{path}: compress.common_words: must be 0 or more")
-    if pipe.compress and not 0 <= pipe.compress.label_weight < 1:
-        raise UserError(f"{path}: compress.label_weight: must be at least 0 and below 1")
     return pipe
 
 
-def _build(cls, raw, source: str, prefix: str):
-    """Instantiate a config dataclass from a mapping, naming the key path of any mistake."""
-    where = prefix.rstrip(".") or "top level"
+def _get(pipe: Pipeline, key: str):
+    """The value of a dotted key ("teacher.cache"); None where its section is absent."""
+    obj = pipe
+    for part in key.split("."):
+        obj = getattr(obj, part) if obj is not None else None
+    return obj
+
+
+@dataclass
+class _Where:
+    """The pipeline file and the line of each key path in it: errors name `file:line: key`."""
+
+    path: Path
+    lines: dict[str, int]
+
+    def error(self, key: str, problem: str) -> UserError:
+        line = self.lines.get(key) or self.lines.get(key.split("[")[0]) or self.lines.get(key.split(".")[0])
+        return at(self.path, line, key, problem)
+
+
+# pipeline section -> the stage whose config its keys are (bounds.BOUNDS holds each key's range)
+SECTION_STAGE = {"teacher": "annotate", "student": "train", "compress": "compress", "export": "export", "bench": "bench"}
+CHOICES = {"teacher.prompt": PROMPT_MODES, "teacher.scoring": SCORING, "teacher.calibration": CALIBRATIONS,
+           "student.mode": MODES, "student.compare": MODES, "student.candidates": CANDIDATE_MODES, "student.numeric": NUMERIC,
+           "export.quantize": QUANTIZE, "export.target": TARGETS}
+
+
+def _check_choices(pipe: Pipeline, where: _Where) -> None:
+    for key, allowed in CHOICES.items():
+        values = _get(pipe, key)
+        for i, v in enumerate(values if isinstance(values, list) else [values]):
+            if v not in allowed:
+                what = "a mode auto can train; use" if key == "student.candidates" else "one of"
+                name = f"{key}[{i}]" if isinstance(values, list) else key
+                raise where.error(name, f"{v!r} is not {what} {', '.join(allowed)}")
+    why = bounds.int8_fp32_problem(pipe.export.int8_fp32)
+    if why:
+        raise where.error("export.int8_fp32", why)
+
+
+def _check_ranges(pipe: Pipeline, where: _Where) -> None:
+    """Each key against the range its stage's flag has (bounds.BOUNDS): one declaration for both."""
+    for section, stage in SECTION_STAGE.items():
+        obj = getattr(pipe, section)
+        if obj is None:
+            continue
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            for i, item in enumerate(value) if isinstance(value, list) else [(None, value)]:
+                why = bounds.problem(stage, f.name, item)
+                if why:
+                    raise where.error(f"{section}.{f.name}" + (f"[{i}]" if i is not None else ""), why)
+
+
+def _read_yaml(path: Path) -> tuple[object, dict[str, int]]:
+    """The file's data and the line of every key path in it ("teacher", "teacher.concurrency", "bench.threads[0]").
+    Refuses what YAML itself allows silently: a key given twice in one mapping (the last would win)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise at(path, data[: e.start].count(b"\n") + 1, None,
+                 f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines: dict[str, int] = {}
+        if node is not None:
+            _key_lines(node, "", lines, path, set())
+        return (loader.construct_document(node) if node is not None else None), lines
+    except RecursionError:
+        raise at(path, None, None, "nested too deeply to be a pipeline file") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise at(path, mark.line + 1 if mark else None, None, f"not valid YAML: {getattr(e, 'problem', None) or e}") from None
+    finally:
+        loader.dispose()
+
+
+def _key_lines(node, prefix: str, lines: dict[str, int], path: Path, seen: set) -> None:
+    if id(node) in seen:  # an alias: its keys were recorded where it was defined
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                continue
+            key, line = prefix + key_node.value, key_node.start_mark.line + 1
+            if key_node.value in first:
+                raise at(path, line, key, f"given twice (first on line {first[key_node.value]}); YAML would keep the "
+                                          "last silently: keep one")
+            first[key_node.value] = lines[key] = line
+            _key_lines(value_node, key + ".", lines, path, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines[f"{prefix.rstrip('.')}[{i}]"] = item.start_mark.line + 1
+            _key_lines(item, f"{prefix.rstrip('.')}[{i}].", lines, path, seen)
+
+
+def _build(cls, raw, where: _Where, prefix: str):
+    """Instantiate a config dataclass from a mapping, naming the key path (and line) of any mistake."""
     if not isinstance(raw, dict):
-        raise UserError(f"{source}: {where}: expected a mapping of keys, got {type(raw).__name__}")
+        problem = f"expected a mapping of keys, got {type(raw).__name__}"
+        raise where.error(prefix.rstrip("."), problem) if prefix else UserError(f"{where.path}: top level: {problem}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     kwargs = {}
     for key, value in raw.items():
         if key not in fields:
-            raise UserError(f"{source}: {prefix}{key}: unknown key; allowed here: {', '.join(fields)}")
+            raise where.error(f"{prefix}{key}", f"unknown key; allowed here: {', '.join(fields)}")
         hint = hints[key]
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
         hint = inner[0] if len(inner) == 1 and dataclasses.is_dataclass(inner[0]) else hint  # an optional section
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value or {}, source, f"{prefix}{key}.")
+            kwargs[key] = _build(hint, value or {}, where, f"{prefix}{key}.")
         else:
-            kwargs[key] = _check_type(value, hint, source, f"{prefix}{key}")
+            kwargs[key] = _check_type(value, hint, where, f"{prefix}{key}")
     missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in kwargs]
     if missing:
-        raise UserError(f"{source}: {prefix}{missing[0]}: required key is missing")
+        raise where.error(f"{prefix}{missing[0]}", "required key is missing")
     return cls(**kwargs)
 
 
-def _check_type(value, hint, source, keypath):
+def _check_type(value, hint, where: _Where, keypath):
     args = typing.get_args(hint)
     origin = typing.get_origin(hint)
     if value is None and type(None) in args:
         return None
     if origin is list:
         if not isinstance(value, list):
-            raise UserError(f"{source}: {keypath}: expected a list, e.g. [{_example(args[0])}], got {value!r}")
-        return [_check_type(v, args[0], source, f"{keypath}[{i}]") for i, v in enumerate(value)]
+            raise where.error(keypath, f"expected a list, e.g. [{_example(args[0])}], got {value!r}")
+        return [_check_type(v, args[0], where, f"{keypath}[{i}]") for i, v in enumerate(value)]
     allowed = [a for a in (args or (hint,)) if a is not type(None)]
     for a in allowed:
         if a is float and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -229,7 +314,8 @@ def _check_type(value, hint, source, keypath):
         if a is bool and isinstance(value, bool):
             return value
     names = " or ".join(a.__name__ for a in allowed)
-    raise UserError(f"{source}: {keypath}: expected {names}, got {value!r} ({type(value).__name__}); e.g. {keypath.split('.')[-1]}: {_example(allowed[0])}")
+    raise where.error(keypath, f"expected {names}, got {value!r} ({type(value).__name__}); e.g. "
+                               f"{keypath.split('.')[-1]}: {_example(allowed[0])}")
 
 
 def _example(t):
@@ -322,7 +408,10 @@ def stage_configs(pipe: Pipeline) -> dict[str, list]:
 
 
 def describe_config(cfg) -> str:
-    """One stage call as text: the config's class and the fields that differ from its defaults."""
+    """One stage call as text: the config's class and the fields that differ from its defaults (a base URL's
+    credentials as ***)."""
+    from .teacher.client import redact_url
+
     if not dataclasses.is_dataclass(cfg):
         return f"strip_student({', '.join(map(str, cfg))})"
     parts = []
@@ -330,7 +419,7 @@ def describe_config(cfg) -> str:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         value = getattr(cfg, f.name)
         if f.repr and value != default:
-            parts.append(f"{f.name}={value!r}")
+            parts.append(f"{f.name}={redact_url(value) if f.name == 'base_url' else value!r}")
     return f"{type(cfg).__name__}({', '.join(parts)})"
 
 
@@ -399,8 +488,13 @@ def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = N
                  verbose: bool = False) -> list[dict]:
     """Run the stages in order; returns one row per stage: name, status (ran/skipped), seconds.
     `echo` prints what the stages print, `note` the pipeline's own lines (default: echo). Library logs and
-    warnings go to RUN/logs/STAGE.log (console.quiet), and with `verbose` to the terminal too."""
-    note = note or echo
+    warnings go to RUN/logs/STAGE.log (console.quiet), and with `verbose` to the terminal too. The run directory
+    is locked for the whole run (rundir.py): a second process on it is refused at once."""
+    with run_dir_lock(pipe.run, f"edgedistill run {pipe.source}"):
+        return _run_stages(pipe, force, until, echo, note or echo, verbose)
+
+
+def _run_stages(pipe: Pipeline, force: str | None, until: str | None, echo, note, verbose: bool) -> list[dict]:
     run = pipe.run
     run.mkdir(parents=True, exist_ok=True)
     state_path = run / "pipeline_state.json"
@@ -422,6 +516,8 @@ def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = N
         else:
             dirty = True  # everything after a stage that ran runs too
             note(f"[{stage}] running")
+            state.pop(stage, None)  # done only once it succeeds: a failed or killed stage is redone next time
+            write_json(state_path, state)
             start = time.perf_counter()
             for stale in run.glob(f".{outputs[stage].name}.*.tmp"):  # left by a killed earlier run
                 shutil.rmtree(stale, ignore_errors=True)

@@ -14,6 +14,7 @@ The reply is steered by markers in the last user message, so one data file exerc
   BIASLAST    the scoring reply favours whichever option is listed last
   NOLOGPROBS  the server ignores `logprobs`       BADLOGPROBS  a malformed logprobs payload
   TERSE       the answer line alone, no explanation (what a small model often writes)
+Setting `refuse_with` to an HTTP status answers every request with it (a server that is down, a bad key).
 Every request is appended to the log file (one JSON line: key, outcome, time) as it finishes, which
 is what the crash test reads. Run standalone: python tests/openai_stub.py --port 0 --log FILE.
 """
@@ -33,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class StubServer:
     def __init__(self, log_path=None, latency: float = 0.0, port: int = 0):
         self.log_path, self.latency = log_path, latency
+        self.refuse_with: int | None = None
         self.attempts: dict[str, int] = {}
         self.lock = threading.Lock()
         self.requests: list[dict] = []
@@ -77,7 +79,10 @@ class StubServer:
         if self.latency:
             time.sleep(self.latency)
         marker = lambda m: m in first_user  # noqa: E731
-        if marker("ECHOAUTH"):
+        if self.refuse_with:
+            outcome = str(self.refuse_with)
+            h._send(self.refuse_with, {"error": {"message": f"refused by the test ({self.refuse_with})"}})
+        elif marker("ECHOAUTH"):
             outcome = "401"
             h._send(401, {"error": {"message": f"invalid key {h.headers.get('authorization')}", "type": "auth"}})
         elif marker("SCOREDEAD") and body.get("logprobs"):

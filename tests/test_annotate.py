@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edgedistill.teacher.annotate import AnnotateConfig, annotate
+from edgedistill.teacher.annotate import AnnotateConfig, AnnotateFailed, annotate
 from edgedistill.teacher.cache import Cache
 from edgedistill.cli import main
+from edgedistill.errors import UserError
 from openai_stub import StubServer
 
 TASK = ('name: nli\ntype: classification\ninput: "{text}"\nlabels: [entailment, neutral, contradiction]\n'
@@ -54,7 +55,9 @@ def test_every_fault_ends_ok_parse_failed_or_failed(tmp_path):
              "FAULTJSON", "FAULTEMPTY", "FAULTDEAD", "GARBAGE", "ANSWER=maybe"]
     make(tmp_path, texts)
     with StubServer() as server:  # the text path alone: scoring has its own tests below
-        summary = annotate(config(tmp_path, server, scoring="none"), echo=lambda *_: None)
+        with pytest.raises(AnnotateFailed, match=r"2 of 10 rows failed \(20 %, above --max-failed 0.1") as failed:
+            annotate(config(tmp_path, server, scoring="none"), echo=lambda *_: None)
+        summary = failed.value.summary  # the rows are written all the same
         deadline = time.time() + 5  # the timed-out slow attempt is logged once the server wakes up
         while len(server.requests) < summary["requests_sent"] and time.time() < deadline:
             time.sleep(0.05)
@@ -72,7 +75,8 @@ def test_every_fault_ends_ok_parse_failed_or_failed(tmp_path):
     assert rows["e8"]["raw"] == "I would rather not say."
     for k in ("ok", "parse_failed", "failed", "filtered"):
         assert summary[k] == sum(r["status"] == k for r in rows.values())
-    assert json.loads((tmp_path / "run" / "annotate.json").read_text())["ok"] == 7
+    saved = json.loads((tmp_path / "run" / "annotate.json").read_text())
+    assert saved["ok"] == 7 and saved["failure"] == str(failed.value)
     assert summary["requests_sent"] == len(server.requests) and summary["retries"] >= 5
 
 
@@ -149,7 +153,7 @@ def test_bad_data_stops_before_any_request(tmp_path):
     with StubServer() as server:
         result = CliRunner().invoke(main, ["annotate", "--task", str(tmp_path / "task.yaml"), "--data", str(tmp_path / "d.jsonl"),
                                            "--out", str(tmp_path / "run"), "--base-url", server.base_url, "--model", "stub"])
-        assert result.exit_code != 0 and "d.jsonl:2: text: missing field" in result.output
+        assert result.exit_code == 2 and "d.jsonl:2: text: missing field" in result.output  # a UserError exits 2
         assert server.requests == []
 
 
@@ -160,7 +164,8 @@ def test_api_key_never_reaches_disk_logs_or_errors(tmp_path, monkeypatch, caplog
         result = CliRunner().invoke(main, ["annotate", "--task", str(tmp_path / "task.yaml"), "--data", str(tmp_path / "d.jsonl"),
                                            "--out", str(tmp_path / "run"), "--base-url", server.base_url, "--model", "stub",
                                            "--api-key-env", "TEACHER_KEY", "--max-retries", "1"])
-    assert result.exit_code == 0, result.output
+    # half the rows failed: the run fails, its message names the error (the echoed header scrubbed)
+    assert result.exit_code == 2 and "1 of 2 rows failed" in result.output and "Bearer ***" in result.output, result.output
     rows = rows_of(tmp_path)
     assert rows[0]["status"] == "failed" and "401" in rows[0]["error"] and "***" in rows[0]["error"]
     assert KEY not in result.output and KEY not in caplog.text
@@ -554,3 +559,159 @@ def test_truncated_inputs_are_sent_truncated_and_counted_in_annotate_json(tmp_pa
     sent = [json.loads(r["request"])["messages"][-1]["content"] for r in _requests(tmp_path)]
     assert max(len(c) for c in sent) < MAX_FIELD_CHARS + 1000  # the prompt around the truncated text
     assert rows_of(tmp_path)[0]["input"] == "word " * (MAX_FIELD_CHARS // 5)
+
+
+# ---------------------------------------------------------------- a failed run is never done; one writer per run dir
+
+
+def cli(tmp_path, server, *extra, out="run"):
+    return CliRunner().invoke(main, ["annotate", "--task", str(tmp_path / "task.yaml"), "--data", str(tmp_path / "d.jsonl"),
+                                     "--out", str(tmp_path / out), "--base-url", server.base_url, "--model", "stub",
+                                     "--scoring", "none", "--max-retries", "0", *extra], env={"OPENAI_API_KEY": ""})
+
+
+def test_a_run_with_no_row_ok_exits_non_zero_and_the_rerun_sends_what_failed(tmp_path):
+    make(tmp_path, [f"item {i} ANSWER=entailment" for i in range(3)])
+    with StubServer() as server:
+        server.refuse_with = 401  # a bad key: every request fails at once
+        r = cli(tmp_path, server)
+        assert r.exit_code == 2, r.output
+        assert "no row is ok: 3 failed of 3" in r.output and "Commonest error (3 rows): HTTP 401" in r.output
+        assert "check the API key" in r.output and "re-running the same command sends only" in r.output
+        saved = json.loads((tmp_path / "run" / "annotate.json").read_text())
+        assert saved["ok"] == 0 and "no row is ok" in saved["failure"]
+        server.refuse_with = None
+        sent = len(server.requests)
+        r = cli(tmp_path, server)
+        assert r.exit_code == 0, r.output
+        assert len(server.requests) - sent == 3 and [x["status"] for x in rows_of(tmp_path)] == ["ok"] * 3
+
+
+def test_a_server_that_is_down_names_the_base_url(tmp_path):
+    make(tmp_path, ["x ANSWER=entailment"])
+    with StubServer() as server:
+        url = server.base_url
+    r = CliRunner().invoke(main, ["annotate", "--task", str(tmp_path / "task.yaml"), "--data", str(tmp_path / "d.jsonl"),
+                                  "--out", str(tmp_path / "run"), "--base-url", url, "--model", "stub", "--max-retries", "0"],
+                           env={"OPENAI_API_KEY": ""})
+    assert r.exit_code == 2 and "APIConnectionError" in r.output and f"Is the server at --base-url {url}" in r.output
+
+
+def test_more_failed_rows_than_max_failed_fail_the_run_and_answered_rows_stay_paid(tmp_path):
+    make(tmp_path, ["dead FAULTDEAD"] + [f"item {i} ANSWER=entailment" for i in range(9)])  # 1 row of 10 fails for good
+    with StubServer() as server:
+        r = cli(tmp_path, server)  # 10 % is not above the default --max-failed 0.1
+        assert r.exit_code == 0 and json.loads((tmp_path / "run" / "annotate.json").read_text())["failed"] == 1, r.output
+        sent = len(server.requests)
+        r = cli(tmp_path, server, "--max-failed", "0.05")
+        assert r.exit_code == 2 and "1 of 10 rows failed (10 %, above --max-failed 0.05" in r.output, r.output
+        assert "HTTP 503" in r.output and "or raise --max-failed" in r.output
+        assert len(server.requests) - sent == 1  # only the failed row was asked again: the 9 answers came from the cache
+    assert len(rows_of(tmp_path)) == 10
+
+
+def test_max_failed_is_range_checked_in_python_too(tmp_path):
+    make(tmp_path, ["x"])
+    with StubServer() as server:
+        with pytest.raises(UserError, match=r"^--max-failed: 1.5 is out of range; give a value in \[0, 1\]"):
+            annotate(config(tmp_path, server, max_failed=1.5), echo=lambda *_: None)
+        with pytest.raises(UserError, match=r"^--concurrency: 0 is out of range"):
+            annotate(config(tmp_path, server, concurrency=0), echo=lambda *_: None)
+        assert server.requests == []
+
+
+def _annotate_process(tmp_path, server, out="run"):
+    cmd = [sys.executable, "-m", "edgedistill.cli", "annotate", "--task", str(tmp_path / "task.yaml"), "--data",
+           str(tmp_path / "d.jsonl"), "--out", str(tmp_path / out), "--base-url", server.base_url, "--model", "stub",
+           "--scoring", "none", "--concurrency", "2"]
+    return subprocess.Popen(cmd, env={**os.environ, "OPENAI_API_KEY": ""}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for_requests(server, n, proc, timeout=60):
+    deadline = time.time() + timeout
+    while len(server.requests) < n and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert len(server.requests) >= n and proc.poll() is None, "the first process never got going"
+
+
+def test_a_second_process_on_one_run_dir_is_refused_at_once_and_nothing_is_paid_twice(tmp_path):
+    make(tmp_path, [f"item {i} ANSWER=entailment" for i in range(12)])
+    with StubServer(latency=0.25) as server:
+        first = _annotate_process(tmp_path, server)
+        try:
+            _wait_for_requests(server, 2, first)
+            start = time.perf_counter()
+            second = cli(tmp_path, server)
+            assert time.perf_counter() - start < 10
+            assert second.exit_code == 2 and f"in use by pid {first.pid} (edgedistill annotate" in second.output, second.output
+            assert first.wait(120) == 0, first.stdout.read().decode()
+        finally:
+            first.kill()
+        assert len(server.requests) == 12 and len({r["key"] for r in server.requests}) == 12  # each prompt paid once
+    assert [r["status"] for r in rows_of(tmp_path)] == ["ok"] * 12
+
+
+def test_kill_9_of_the_lock_holder_lets_the_next_run_start(tmp_path):
+    make(tmp_path, [f"item {i} ANSWER=entailment" for i in range(12)])
+    with StubServer(latency=0.25) as server:
+        first = _annotate_process(tmp_path, server)
+        try:
+            _wait_for_requests(server, 2, first)
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+        finally:
+            first.kill()
+        answered = {r["key"] for r in server.requests}
+        r = cli(tmp_path, server)
+        assert r.exit_code == 0, r.output
+        again = [x for x in server.requests[len(answered):] if x["key"] in answered]
+        assert len(again) <= 2  # at most the requests in flight (--concurrency 2) when the kill hit
+    assert [x["status"] for x in rows_of(tmp_path)] == ["ok"] * 12
+
+
+def test_the_cap_counts_what_earlier_runs_paid_even_without_a_price(tmp_path):
+    """A first run with no price records no cost; a later run with a cap counts those responses at its price."""
+    make(tmp_path, [f"item {i} ANSWER=entailment" for i in range(8)])
+    with StubServer() as server:
+        annotate(config(tmp_path, server, scoring="none", max_tokens=64), echo=lambda *_: None)  # "stub": no list price
+        make(tmp_path, [f"item {i} ANSWER=entailment" for i in range(9)])
+        # 100 USD per 1M tokens: the 8 answers cost ~0.05 USD, one more request's worst case ~0.015
+        kw = {"price_in": 100.0, "price_out": 100.0, "max_tokens": 64, "concurrency": 1, "scoring": "none"}
+        s = annotate(config(tmp_path, server, max_cost=0.04, **kw), echo=lambda *_: None)
+        assert s["ok"] == 8 and s["not_sent_budget"] == 1 and len(server.requests) == 8, s  # the cap was spent already
+
+
+def test_a_run_dir_cache_that_is_not_sqlite_is_refused_by_name(tmp_path):
+    make(tmp_path, ["x ANSWER=entailment"])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "cache.sqlite").write_text("not a database")
+    with StubServer() as server:
+        r = cli(tmp_path, server)
+        assert r.exit_code == 2 and "cache.sqlite: not a SQLite database" in r.output and "Traceback" not in r.output
+        assert server.requests == []
+
+
+def test_credentials_in_the_base_url_are_never_written_or_printed(tmp_path):
+    make(tmp_path, ["x ANSWER=entailment", "y FAULTDEAD"])
+    with StubServer() as server:
+        url = server.base_url.replace("http://", "http://alice:hunter2pw@")
+        r = CliRunner().invoke(main, ["annotate", "--task", str(tmp_path / "task.yaml"), "--data", str(tmp_path / "d.jsonl"),
+                                      "--out", str(tmp_path / "run"), "--base-url", url, "--model", "stub", "--max-retries",
+                                      "0", "--scoring", "none", "--max-failed", "1"], env={"OPENAI_API_KEY": ""})
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "run" / "annotate.json").read_text())
+    assert saved["base_url"] == saved["config"]["base_url"] == server.base_url.replace("http://", "http://***@")
+    assert "hunter2pw" not in r.output
+    for f in (tmp_path / "run").rglob("*"):
+        if f.is_file():
+            assert b"hunter2pw" not in f.read_bytes(), f"a base URL's password found in {f}"
+
+
+@pytest.mark.parametrize("key", ["k", "k9", "k9z", "k9z-longer-key"])
+def test_the_key_is_scrubbed_however_short(tmp_path, monkeypatch, key):
+    from edgedistill.teacher.client import ClientConfig, TeacherClient
+
+    monkeypatch.setenv("SHORT_KEY", key)
+    client = TeacherClient(ClientConfig(model="m", api_key_env="SHORT_KEY", base_url="http://u:pw9@h/v1"), Cache(tmp_path / "c"))
+    text = client.scrub(f"echo [{key}] authorization: Bearer {key}x, url secret [pw9] [u:pw9]")
+    assert key not in text and "pw9" not in text and "Bearer ***" in text

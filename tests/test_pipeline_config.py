@@ -30,13 +30,13 @@ def load(folder, text):
     ("bench: {seq_lens: [128, x]}\n", r"bench\.seq_lens\[1\]: expected int"),
     ("eval_data: missing.jsonl\n", r"eval_data: file .*missing.jsonl does not exist"),
     ("student: {mode: multi}\n", r"student\.mode: 'multi' is not one of"),
-    ("student: {candidates: [standard]}\n", r"student\.candidates: .standard. is not a mode auto can train"),
+    ("student: {candidates: [standard]}\n", r"p\.yaml:3: student\.candidates\[0\]: .standard. is not a mode auto can train"),
     ("export: {quantize: int4}\n", r"export\.quantize: 'int4' is not one of"),
     ("teacher: 3\n", r"teacher: expected a mapping"),
     ("teacher: {scoring: logits}\n", r"teacher\.scoring: 'logits' is not one of letter, word, none"),
     ("teacher: {calibration: zhao}\n", r"teacher\.calibration: 'zhao' is not one of"),
-    ("teacher: {votes: 0}\n", r"teacher\.votes: must be 1 or more"),
-    ("student: {min_steps: -5}\n", r"student\.min_steps: must be 0 or more"),
+    ("teacher: {votes: 0}\n", r"p\.yaml:3: teacher\.votes: 0 is out of range; give a value at least 1"),
+    ("student: {min_steps: -5}\n", r"p\.yaml:3: student\.min_steps: -5 is out of range; give a value at least 0"),
 ])
 def test_broken_pipeline_names_the_key(folder, extra, match):
     with pytest.raises(UserError, match=match):
@@ -67,7 +67,7 @@ def test_the_shipped_quickstart_pipeline_loads():
 
 def test_base_is_not_a_yaml_key_but_student_base_is(folder):
     assert load(folder, "student: {base: ./task.yaml}\n").student.base == "./task.yaml"
-    with pytest.raises(UserError, match=r"^.*p.yaml: base: unknown key"):
+    with pytest.raises(UserError, match=r"^.*p.yaml:3: base: unknown key"):
         load(folder, "base: /elsewhere\n")
 
 
@@ -134,13 +134,13 @@ def test_a_compress_section_turns_the_stage_on_and_export_reads_its_output(folde
     assert on["compress"][0].inputs is None
     assert on["compress"][0].common_words == 2000
     assert stage_configs(load(folder, "compress: {common_words: 0}\n"))["compress"][0].common_words == 0
-    with pytest.raises(UserError, match=r"compress\.common_words: must be 0 or more"):
+    with pytest.raises(UserError, match=r"compress\.common_words: -1 is out of range; give a value at least 0"):
         load(folder, "compress: {common_words: -1}\n")
     assert stage_configs(load(folder, "compress: {into: [default], label_weight: 0.5}\n"))["compress"][0].label_weight == 0.5
     assert on["compress"][0].ensemble is None
     assert stage_configs(load(folder, "compress: {into: [default], ensemble: [runs/b/stripped]}\n"))["compress"][0].ensemble == [
         str(Path(folder) / "runs/b/stripped")]  # relative to pipeline.yaml
-    with pytest.raises(UserError, match=r"compress\.label_weight: must be at least 0 and below 1"):
+    with pytest.raises(UserError, match=r"compress\.label_weight: 1.0 is out of range; give a value in \[0, 1\)"):
         load(folder, "compress: {label_weight: 1}\n")
 
 
@@ -166,5 +166,5 @@ def test_export_smooth_reaches_export_and_is_checked(folder):
 
     assert stage_configs(load(folder, ""))["export"][0].smooth == SMOOTH_ALPHA
     assert stage_configs(load(folder, "export: {smooth: 0}\n"))["export"][0].smooth == 0
-    with pytest.raises(UserError, match=r"export\.smooth: must be in \[0, 1\]"):
+    with pytest.raises(UserError, match=r"export\.smooth: 2.0 is out of range; give a value in \[0, 1\]"):
         load(folder, "export: {smooth: 2}\n")

@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 import tiny
+from openai_stub import StubServer
+
+from edgedistill.errors import UserError
+from edgedistill.pipeline import load_pipeline, run_pipeline
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
 CLI = [sys.executable, "-m", "edgedistill.cli"]
@@ -148,3 +152,75 @@ def test_a_new_recording_reaches_a_run_that_already_has_a_cache(pipeline):
     run_pipeline(load_pipeline(pipeline / "pipeline.yaml"), until="annotate", echo=lambda *_: None)
     ann = json.loads((pipeline / "run" / "annotate.json").read_text())
     assert ann["requests_sent"] == 0 and ann["cache_hits"] == 30 * 6
+
+
+# ---------------------------------------------------------------- a failed stage is never done; one run per run dir
+
+TASK = 'name: nli\ntype: classification\ninput: "{text}"\nlabels: [entailment, neutral, contradiction]\ngold: label\n'
+
+
+@pytest.fixture
+def live(tmp_path):
+    """A pipeline whose teacher is a live stub server (no recording): annotate sends real requests."""
+    (tmp_path / "task.yaml").write_text(TASK)
+    rows = [{"text": f"item {i} ANSWER=entailment", "label": "entailment"} for i in range(3)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with StubServer() as server:
+        (tmp_path / "pipeline.yaml").write_text(f"task: task.yaml\ndata: d.jsonl\nrun_dir: run\nteacher:\n  model: stub\n"
+                                                f"  base_url: {server.base_url}\n  scoring: none\n  prompt: zero-shot\n")
+        yield tmp_path, server
+
+
+def _state(folder: Path) -> dict:
+    path = folder / "run" / "pipeline_state.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_an_annotate_stage_that_failed_is_redone_by_the_next_run(live, monkeypatch):
+    folder, server = live
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    quiet = {"echo": lambda *_: None}
+    server.refuse_with = 401  # every request fails: the stage fails and is not recorded as done
+    with pytest.raises(UserError, match=r"no row is ok: 3 failed of 3.*HTTP 401"):
+        run_pipeline(load_pipeline(folder / "pipeline.yaml"), until="annotate", **quiet)
+    assert "annotate" not in _state(folder) and (folder / "run" / "annotations.jsonl").exists()
+    server.refuse_with = None
+    notes = []
+    rows = run_pipeline(load_pipeline(folder / "pipeline.yaml"), until="annotate", note=notes.append, **quiet)
+    assert rows[0]["status"] == "ran" and "[annotate] up to date, skipped" not in notes and len(server.requests) == 3 + 3
+    assert "annotate" in _state(folder)
+    # done once, then failed under other settings: going back to the first settings must not skip the stage, since
+    # annotations.jsonl is now the failed run's
+    text = (folder / "pipeline.yaml").read_text()
+    (folder / "pipeline.yaml").write_text(text.replace("zero-shot", "label-only"))  # other requests: not cached
+    server.refuse_with = 401
+    with pytest.raises(UserError, match="no row is ok"):
+        run_pipeline(load_pipeline(folder / "pipeline.yaml"), until="annotate", **quiet)
+    (folder / "pipeline.yaml").write_text(text)
+    server.refuse_with = None
+    rows = run_pipeline(load_pipeline(folder / "pipeline.yaml"), until="annotate", **quiet)
+    assert rows[0]["status"] == "ran"
+    assert [r["status"] for r in map(json.loads, (folder / "run" / "annotations.jsonl").read_text().splitlines())] == ["ok"] * 3
+    assert run_pipeline(load_pipeline(folder / "pipeline.yaml"), until="annotate", **quiet)[0]["status"] == "skipped"
+
+
+HOLD = "import sys, time\nfrom edgedistill.rundir import run_dir_lock\nwith run_dir_lock(sys.argv[1], 'test holder'):\n" \
+       "    print('held', flush=True)\n    time.sleep(600)\n"
+
+
+def test_a_run_dir_held_by_another_process_is_refused_until_that_process_is_killed(live, monkeypatch):
+    folder, server = live
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder / "run")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.perf_counter()
+        with pytest.raises(UserError, match=rf"run: in use by pid {holder.pid} \(test holder, since "):
+            run_pipeline(load_pipeline(folder / "pipeline.yaml"), until="annotate", echo=lambda *_: None)
+        assert time.perf_counter() - start < 5 and server.requests == []
+        holder.send_signal(signal.SIGKILL)  # the OS releases the lock of a killed process
+        holder.wait()
+    finally:
+        holder.kill()
+    rows = run_pipeline(load_pipeline(folder / "pipeline.yaml"), until="annotate", echo=lambda *_: None)
+    assert rows[0]["status"] == "ran" and len(server.requests) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..bounds import option_type
 from ..teacher.annotate import AnnotateConfig, annotate as run_annotate
 from ..teacher.prompts import MODES, SCORING
 from ..teacher.teacher_signal import CALIBRATIONS
@@ -21,39 +22,43 @@ from ..teacher.teacher_signal import CALIBRATIONS
               help="zero-shot: answer + one-sentence explanation, one request; zero-shot-cot: 'Let's think step by step', two requests; "
                    "few-shot-cot: your --exemplars (the costly DSS baseline); label-only: no rationale.")
 @click.option("--exemplars", type=click.Path(), help="few-shot-cot exemplars: JSONL with the task's fields, answer, rationale.")
-@click.option("--rationale-fraction", type=float, default=1.0, show_default=True,
+@click.option("--rationale-fraction", type=option_type("annotate", "rationale_fraction", float), default=1.0, show_default=True,
               help="Ask for a rationale on this seeded fraction of the examples only; the rest get the label-only prompt.")
-@click.option("--concurrency", type=int, default=8, show_default=True, help="Requests in flight at once.")
-@click.option("--max-cost", type=float, help="USD cap for this run directory; no request that could exceed it is started. "
+@click.option("--concurrency", type=option_type("annotate", "concurrency", int), default=8, show_default=True, help="Requests in flight at once.")
+@click.option("--max-cost", type=option_type("annotate", "max_cost", float), help="USD cap for this run directory; no request that could exceed it is started. "
               "Each request in flight reserves its worst case (all prompt tokens + --max-tokens of output), so a cap near "
               "a few requests' worst case stops early; inputs held back are counted as not_sent.")
 @click.option("--dry-run", is_flag=True, help="Print estimated requests, tokens and cost for each prompt mode and for what the chosen one adds (votes, scoring, rationalization); send nothing.")
-@click.option("--limit", type=int, help="Annotate only the first N examples.")
-@click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds per request.")
-@click.option("--max-retries", type=int, default=6, show_default=True, help="Retries on 408/409/429/5xx, timeouts, dropped connections, bad bodies.")
-@click.option("--temperature", type=float, default=0.0, show_default=True)
-@click.option("--max-tokens", type=int, default=512, show_default=True, help="Completion cap per request (also the worst case --max-cost reserves).")
+@click.option("--limit", type=option_type("annotate", "limit", int), help="Annotate only the first N examples.")
+@click.option("--timeout", type=option_type("annotate", "timeout", float), default=120.0, show_default=True, help="Seconds per request.")
+@click.option("--max-retries", type=option_type("annotate", "max_retries", int), default=6, show_default=True, help="Retries on 408/409/429/5xx, timeouts, dropped connections, bad bodies.")
+@click.option("--temperature", type=option_type("annotate", "temperature", float), default=0.0, show_default=True)
+@click.option("--max-tokens", type=option_type("annotate", "max_tokens", int), default=512, show_default=True, help="Completion cap per request (also the worst case --max-cost reserves).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --rationale-fraction subset.")
-@click.option("--price-in", type=float, help="USD per 1M prompt tokens (overrides the built-in price table).")
-@click.option("--price-out", type=float, help="USD per 1M completion tokens.")
+@click.option("--price-in", type=option_type("annotate", "price_in", float), help="USD per 1M prompt tokens (overrides the built-in price table).")
+@click.option("--price-out", type=option_type("annotate", "price_out", float), help="USD per 1M completion tokens.")
 @click.option("--scoring", type=click.Choice(SCORING), default="letter", show_default=True,
               help="label_probs from the teacher's logprobs: one more request (1 completion token) whose reply is the option's "
                    "letter (letter) or name (word); the text answer is the fallback where a server sends no logprobs. "
                    "none: no scoring request. Numeric tasks never score.")
-@click.option("--score-orders", type=int, default=1, show_default=True,
+@click.option("--score-orders", type=option_type("annotate", "score_orders", int), default=1, show_default=True,
               help="Scoring requests per input, the options rotated one place each time (after n rotations, the reversed "
                    "order's); their calibrated scores are averaged, which cancels a small model's preference for one "
                    "position (permutation debiasing). Up to 2x the number of options gives distinct orders.")
 @click.option("--calibration", type=click.Choice(CALIBRATIONS), default="batch", show_default=True,
               help="Correct the scores for a small model's favourite option: batch divides by the run's mean distribution, "
                    "content-free by the scores of 3 inputs with no content (3 more requests; Zhao et al. 2021).")
-@click.option("--votes", type=int, default=1, show_default=True,
+@click.option("--votes", type=option_type("annotate", "votes", int), default=1, show_default=True,
               help="Answers per input (self-consistency): the greedy one plus N-1 sampled at --vote-temperature; the label "
                    "distribution blends their shares. Uses the API's n where the server honours it.")
-@click.option("--vote-temperature", type=float, default=0.7, show_default=True, help="Sampling temperature of the extra votes.")
+@click.option("--vote-temperature", type=option_type("annotate", "vote_temperature", float), default=0.7, show_default=True, help="Sampling temperature of the extra votes.")
 @click.option("--rationalize/--no-rationalize", default=True, show_default=True,
               help="When the chosen label has no explanation (the model stopped after its answer, or the votes overturned it), "
                    "ask the teacher to explain that answer: one short request per such row.")
+@click.option("--max-failed", type=option_type("annotate", "max_failed", float), default=AnnotateConfig.max_failed,
+              show_default=True, help="Exit non-zero (under `edgedistill run`: the stage is not done) when more than this "
+              "share of the rows failed for good (server, network or key trouble; re-running sends only their requests); "
+              "a run with no row ok always fails. 1 accepts any share.")
 @click.option("--keep-if-agrees", is_flag=True, help="Mark examples whose teacher label differs from gold as 'filtered' (kept in the file).")
 def annotate(**kwargs):
     """Label (and explain) every input with a teacher LLM; pay for each request once.

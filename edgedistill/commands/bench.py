@@ -6,6 +6,7 @@ import shlex
 
 import click
 
+from ..bounds import option_type, problem
 from ..errors import UserError
 
 
@@ -16,8 +17,9 @@ def _ints(ctx, param, value):
         out = [int(x) for x in str(value).split(",") if x.strip()]
     except ValueError:
         raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 1,8,32") from None
-    if not out or any(x < 1 for x in out):
-        raise click.BadParameter(f"{value!r}: give positive integers separated by commas, e.g. 1,8,32")
+    why = "no value; give integers separated by commas, e.g. 1,8,32" if not out else problem("bench", param.name, out)
+    if why:
+        raise click.BadParameter(f"{value!r}: {why}")
     return out
 
 
@@ -37,15 +39,15 @@ class _RecordsArgs(click.Command):
                    "without it only the bundle is measured.")
 @click.option("--data", type=click.Path(dir_okay=False),
               help="Gold-labelled examples of the task (JSONL/CSV/...): accuracy per variant, and real text for the timed inputs.")
-@click.option("--limit", type=int, default=500, show_default=True, help="Use at most this many examples of --data for accuracy.")
+@click.option("--limit", type=option_type("bench", "limit", int), default=500, show_default=True, help="Use at most this many examples of --data for accuracy.")
 @click.option("--batch-sizes", callback=_ints, default="1,8,32", show_default=True, help="Batch sizes, comma-separated.")
 @click.option("--seq-lens", callback=_ints, default="32,128,256", show_default=True,
               help="Sequence lengths in tokens, comma-separated; inputs are exactly this long.")
 @click.option("--threads", callback=_ints, default="2", show_default=True,
               help="Thread counts, comma-separated; every variant gets the same (torch.set_num_threads, ORT intra-op threads).")
-@click.option("--min-time", type=float, default=2.0, show_default=True, help="Seconds of timed calls per variant and shape, at least.")
-@click.option("--min-iters", type=int, default=10, show_default=True, help="Timed calls per variant and shape, at least.")
-@click.option("--warmup", type=float, default=0.3, show_default=True, help="Seconds of untimed warm-up per variant and shape.")
+@click.option("--min-time", type=option_type("bench", "min_time", float), default=2.0, show_default=True, help="Seconds of timed calls per variant and shape, at least.")
+@click.option("--min-iters", type=option_type("bench", "min_iters", int), default=10, show_default=True, help="Timed calls per variant and shape, at least.")
+@click.option("--warmup", type=option_type("bench", "warmup", float), default=0.3, show_default=True, help="Seconds of untimed warm-up per variant and shape.")
 @click.option("--variants", default=None, help="Only these variants, comma-separated (torch-fp32, torch-int8, ort-fp32, optimum-int8, bundle).")
 @click.option("--no-fresh-process", is_flag=True, help="Skip the new-process measurements (peak RSS, cold start).")
 @click.option("--merge", "merge_files", multiple=True, type=click.Path(dir_okay=False),
@@ -91,7 +93,7 @@ def bench(bundle, torch_dir, data, limit, batch_sizes, seq_lens, threads, min_ti
 
         names = list(VARIANTS) if not variants else [v.strip() for v in variants.split(",") if v.strip()]
         settings = BenchSettings(batch_sizes=batch_sizes, seq_lens=seq_lens, threads=threads, min_time=min_time,
-                                 min_iters=max(1, min_iters), warmup=warmup, limit=limit or None,
+                                 min_iters=min_iters, warmup=warmup, limit=limit,
                                  fresh_process=not no_fresh_process, variants=names)
         doc = run_bench(bundle, torch_dir, data, settings, command=argv,
                         echo=lambda m: click.echo(m, err=True))

@@ -25,19 +25,23 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import bounds
 from ..annotations import Annotation
 from ..edge.arith import same_number
 from ..edge.families import answers_match
 from ..atomic import write_json, write_jsonl
+from ..console import progress
 from .cache import Cache
-from .client import ClientConfig, TeacherClient, TeacherError
+from .client import ClientConfig, TeacherClient, TeacherError, redact_url
 from .cost import count_tokens, cost_usd, estimate, estimate_extras, price_for
 from ..data import MAX_FIELD_CHARS, Example, load_examples
 from ..errors import UserError
 from .prompts import MODES, SCORING, load_exemplars, option_keys, plan
+from ..rundir import run_dir_lock
 from ..task import load_task
 from .teacher_signal import (CALIBRATIONS, CONTENT_FREE_INPUTS, SCORE_PARAMS, argmax, calibrate, combine, key_distribution,
                              prior, smoothed, vote_shares)
@@ -73,6 +77,9 @@ class AnnotateConfig:
     votes: int = 1  # answers per input: the greedy one plus votes-1 sampled
     vote_temperature: float = 0.7
     rationalize: bool = True
+    # Exit non-zero (the run does not count as done) when more than this share of the rows failed for good (server,
+    # network or key trouble: re-running retries them for free); a run with no row ok always fails.
+    max_failed: float = 0.1
 
 
 ANSWER_FIRST = ("zero-shot", "label-only")  # prompt modes whose answer line comes before any explanation
@@ -116,18 +123,13 @@ def rationale_subset(ids: list[str], fraction: float, seed: int) -> set[str]:
 
 
 def check_config(cfg: AnnotateConfig, task) -> None:
+    """The choices and the rules between settings (bounds.check_config checks each value's range)."""
     if cfg.prompt not in MODES:
         raise UserError(f"--prompt: {cfg.prompt!r} is not a prompt mode; use one of {', '.join(MODES)}")
-    if not 0 < cfg.rationale_fraction <= 1:
-        raise UserError(f"--rationale-fraction: {cfg.rationale_fraction} must be in (0, 1]")
     if cfg.scoring not in SCORING:
         raise UserError(f"--scoring: {cfg.scoring!r}; use one of {', '.join(SCORING)}")
     if cfg.calibration not in CALIBRATIONS:
         raise UserError(f"--calibration: {cfg.calibration!r}; use one of {', '.join(CALIBRATIONS)}")
-    if cfg.score_orders < 1:
-        raise UserError(f"--score-orders: {cfg.score_orders} must be 1 or more")
-    if cfg.votes < 1:
-        raise UserError(f"--votes: {cfg.votes} must be 1 or more (1 = the greedy answer alone)")
     if cfg.votes > 1 and cfg.vote_temperature <= 0:
         raise UserError("--vote-temperature: votes need sampling; give a temperature above 0 (0.7 is usual)")
 
@@ -138,6 +140,9 @@ def scoring_for(cfg: AnnotateConfig, task) -> str:
 
 
 def annotate(cfg: AnnotateConfig, echo=print) -> dict:
+    """Annotate cfg.data into cfg.out; returns the summary (annotate.json). Raises AnnotateFailed, after writing
+    annotations.jsonl and annotate.json, when no row is ok or more than cfg.max_failed of the rows failed."""
+    bounds.check_config("annotate", cfg)
     task = load_task(cfg.task)
     examples = load_examples(task, cfg.data, limit=cfg.limit)
     check_config(cfg, task)
@@ -151,18 +156,22 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
         echo(truncation_note(examples))
     if cfg.max_cost is not None and price is None:
         raise UserError(f"--max-cost: no list price known for model {cfg.model!r}; give --price-in and --price-out (USD per 1M tokens)")
+    with run_dir_lock(cfg.out, "edgedistill annotate") as out:
+        return _annotate(cfg, task, examples, (main_plan, cheap_plan), price, out, echo)
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+
+def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo) -> dict:
+    """The paid part of a run, under the run directory's lock: requests, then annotations.jsonl and annotate.json."""
     want_rationale = rationale_subset([e.id for e in examples], cfg.rationale_fraction, cfg.seed) if cfg.prompt != "label-only" else set()
     cache = Cache(out / "cache.sqlite")
     client = TeacherClient(ClientConfig(model=cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
                                         max_retries=cfg.max_retries, backoff_base=cfg.backoff_base, temperature=cfg.temperature,
                                         max_tokens=cfg.max_tokens, price=price), cache)
-    run = _Run(cfg, task, client, Budget(cfg.max_cost, cache.total_cost(), price, cfg.max_tokens, cfg.model), echo)
+    spent = cache.total_cost(price)  # earlier runs' spend counts against --max-cost
+    run = _Run(cfg, task, client, Budget(cfg.max_cost, spent, price, cfg.max_tokens, cfg.model), echo)
     start = time.perf_counter()
     try:
-        rows = asyncio.run(run.all(examples, main_plan, cheap_plan, want_rationale))
+        rows = asyncio.run(run.all(examples, *plans, want_rationale))
     except KeyboardInterrupt:
         raise UserError(f"interrupted; every response received so far is in {out / 'cache.sqlite'}; "
                         "re-run the same command to resume without paying for them again") from None
@@ -173,15 +182,71 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
             if r.status == "ok" and r.gold is not None and not _agrees(task, r.label, r.gold):
                 r.status, r.error = "filtered", f"teacher label {r.label!r} differs from gold {r.gold!r} (--keep-if-agrees)"
     summary = _summary(cfg, task, rows, run, price, time.perf_counter() - start, want_rationale, examples)
+    failure = run_failure(cfg, rows, out)
+    if failure:
+        summary["failure"] = failure
     write_jsonl(out / "annotations.jsonl", [r.to_json() for r in rows])
     write_json(out / "annotate.json", summary)
     task.save(out / "task.yaml")
+    if failure:
+        raise AnnotateFailed(failure, summary)
     if run.stats["budget_stopped"]:
         summary["message"] = (f"stopped at --max-cost {cfg.max_cost} USD: {run.stats['budget_stopped']} examples were not sent "
                               f"(spent {run.budget.spent:.4f} USD; each request in flight holds back its worst case, all "
                               f"prompt tokens plus --max-tokens {cfg.max_tokens} of output, until it is answered); re-run with "
                               "a higher --max-cost to finish (answered requests come from the cache)")
     return summary
+
+
+class AnnotateFailed(UserError):
+    """A run that wrote its rows but must not count as done: no row is ok, or too many failed (see run_failure)."""
+
+    def __init__(self, message: str, summary: dict):
+        super().__init__(message)
+        self.summary = summary
+
+
+def run_failure(cfg: AnnotateConfig, rows: list[Annotation], out: Path) -> str | None:
+    """Why this run failed, naming its commonest error and the fix; None when it may count as done.
+
+    A run fails when no row is ok (unless the --max-cost cap held every row back: that says so itself), or when
+    the share of rows whose requests failed for good passes --max-failed. Rows the teacher answered unusably
+    (parse_failed) count only in the first test: their replies are paid for and cached, and a re-run gives the same.
+    """
+    count = {s: sum(r.status == s for r in rows) for s in ("ok", "failed", "parse_failed", "filtered", "not_sent")}
+    bad = [r for r in rows if r.status in ("failed", "parse_failed", "filtered")]
+    if count["ok"] == 0 and bad:
+        head = f"no row is ok: {', '.join(f'{n} {s}' for s, n in count.items() if n and s != 'ok')} of {len(rows)}"
+    elif rows and count["failed"] / len(rows) > cfg.max_failed:
+        bad = [r for r in rows if r.status == "failed"]
+        head = (f"{count['failed']} of {len(rows)} rows failed ({100 * count['failed'] / len(rows):.0f} %, above "
+                f"--max-failed {cfg.max_failed:g}; rows written to annotations.jsonl)")
+    else:
+        return None
+    error, n = Counter(r.error or r.status for r in bad).most_common(1)[0]
+    return (f"annotate: {head}. Commonest error ({n} row{'s' if n > 1 else ''}): {error}. {_fix_for(cfg, error)}"
+            f"Every response received is kept in {out / 'cache.sqlite'}: re-running the same command sends only "
+            "the requests that failed" + ("; or raise --max-failed to accept these rows." if count["ok"] else "."))
+
+
+def _fix_for(cfg: AnnotateConfig, error: str) -> str:
+    """What to try for a row error, by its kind ("" when there is nothing specific to say)."""
+    server = redact_url(cfg.base_url) or "the OpenAI default"
+    fixes = [("APIConnectionError", f"Is the server at --base-url {server} running and reachable? "),
+             ("APITimeoutError", f"No answer came within --timeout {cfg.timeout:g} s: raise --timeout or lower --concurrency. "),
+             ("HTTP 403", f"The key in ${cfg.api_key_env} may not use --model {cfg.model}. "),
+             ("HTTP 429", "The server is rate-limiting: lower --concurrency. "),
+             ("HTTP 5", "The server failed: try again later. "),
+             ("HTTP ", "The server refused the requests (its error says why). "),
+             ("--keep-if-agrees", "Every teacher label differs from gold: check the task's labels, or drop --keep-if-agrees. "),
+             ("gave up after", "The server's replies were unusable or empty: check --base-url and --model. ")]
+    if "(check " in error:  # the client's own hint (client.TeacherClient._hint) says it
+        return ""
+    for marker, fix in fixes:
+        if marker in error:
+            return fix
+    return ("The teacher's replies could not be read as answers (`raw` in annotations.jsonl shows them): try "
+            "--prompt label-only or a stronger --model. ")
 
 
 @dataclass
@@ -322,10 +387,8 @@ class _Run:
         row.extra["rationale_source"] = "rationalized" if row.rationale else None
 
     async def all(self, examples, main_plan, cheap_plan, want_rationale) -> list[Annotation]:
-        from tqdm.auto import tqdm
-
         sem = asyncio.Semaphore(self.cfg.concurrency)
-        bar = tqdm(total=len(examples), desc="annotating", unit="ex")
+        bar = progress(len(examples), "annotating", unit="ex")
         plans = {ex.id: main_plan if ex.id in want_rationale else cheap_plan for ex in examples}
 
         async def first(ex):
@@ -504,13 +567,13 @@ def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale, example
         "gold_agreement_text": agreement(lambda r: r.extra.get("text_label", r.label)),  # the greedy text answer alone
         "requests_by_kind": {k: {**v, "seconds": round(v["seconds"], 2)} for k, v in run.by_kind.items() if v["requests"]},
         "notes": run.notes,
-        "model": cfg.model, "base_url": cfg.base_url, "mode": cfg.prompt,
+        "model": cfg.model, "base_url": redact_url(cfg.base_url), "mode": cfg.prompt,
         "scoring": run.scoring, "score_orders": cfg.score_orders, "calibration": cfg.calibration, "votes": cfg.votes,
         "rationale_fraction": cfg.rationale_fraction, "seed": cfg.seed,
         "rationale_ids": sorted(want_rationale) if cfg.rationale_fraction < 1 else None,
         **truncation(examples),
         "task": task.name, "data": str(cfg.data), "elapsed_s": round(elapsed, 2),
-        "config": {k: v for k, v in asdict(cfg).items() if k not in ("dry_run",)},
+        "config": {**{k: v for k, v in asdict(cfg).items() if k not in ("dry_run",)}, "base_url": redact_url(cfg.base_url)},
     }
 
 

@@ -28,7 +28,10 @@ import time
 from concurrent.futures import Future
 from pathlib import Path
 
+from ..errors import UserError
+
 SCHEMA_VERSION = 2
+SQLITE_HEADER = b"SQLite format 3\x00"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -165,14 +168,50 @@ class _GroupWriter:
             raise
 
 
+def cache_file_problem(path: Path, must_hold_responses: bool = True) -> str | None:
+    """Why `path` cannot be read as a teacher cache (not a file, not SQLite, no responses table), or None."""
+    if not path.is_file():
+        return "not a file"
+    with open(path, "rb") as f:
+        head = f.read(len(SQLITE_HEADER))
+    if not head and not must_hold_responses:
+        return None  # an empty file is an empty SQLite database: the schema is created in it
+    if head != SQLITE_HEADER:
+        return "not a SQLite database (a teacher cache is the cache.sqlite that edgedistill annotate writes)"
+    if not must_hold_responses:
+        return None
+    try:
+        db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+        try:
+            found = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='responses'").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as e:
+        return f"not a readable SQLite database ({e})"
+    return None if found else "a SQLite database without a `responses` table, so no teacher cache"
+
+
 class Cache:
     SYNCHRONOUS = "FULL"  # benchmarks/annotation_throughput.py compares NORMAL
 
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = _connect(self.path, self.SYNCHRONOUS)  # reads, migrations, merges; writes go through the writer
-        self._migrate()
+        why = cache_file_problem(self.path, must_hold_responses=False) if self.path.exists() else None
+        if why:
+            raise UserError(f"{self.path}: {why}; move it away (a new cache is made) or give another run directory")
+        try:
+            self.db = _connect(self.path, self.SYNCHRONOUS)  # reads, migrations, merges; writes go through the writer
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"{self.path}: cannot open the teacher cache ({e}); move it away (a new cache is made)") from None
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            self.db.close()
+            raise UserError(f"{self.path}: a damaged teacher cache ({e}); move it away (a new cache is made)") from None
+        except BaseException:
+            self.db.close()
+            raise
         self._writer: _GroupWriter | None = None
         self._lock = threading.Lock()
         self._log_error: BaseException | None = None  # a queued log line that failed to commit
@@ -202,8 +241,8 @@ class Cache:
                 self.db.execute("ROLLBACK")
                 raise
         elif version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self.path}: cache schema version {version} is newer than this edgedistill "
-                               f"understands ({SCHEMA_VERSION}); upgrade edgedistill")
+            raise UserError(f"{self.path}: cache schema version {version} is newer than this edgedistill "
+                            f"understands ({SCHEMA_VERSION}); upgrade edgedistill")
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def get(self, key: str) -> dict | None:
@@ -244,13 +283,21 @@ class Cache:
         if not fut.cancelled() and fut.exception() is not None and self._log_error is None:
             self._log_error = fut.exception()
 
-    def total_cost(self) -> float:
-        """Everything this cache has paid for so far: the budget a --max-cost cap counts against."""
-        return self.db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM responses").fetchone()[0]
+    def total_cost(self, price: tuple[float, float] | None = None) -> float:
+        """Everything this cache has paid for so far: the budget a --max-cost cap counts against. A response
+        recorded without a cost (paid in a run that knew no price) is counted at `price` (USD per 1M tokens in,
+        out) where one is given, so a cap set on a later run still holds."""
+        pin, pout = price or (0.0, 0.0)
+        return self.db.execute(
+            "SELECT COALESCE(SUM(COALESCE(cost_usd, (COALESCE(prompt_tokens, 0) * ? + COALESCE(completion_tokens, 0) * ?)"
+            " / 1e6)), 0) FROM responses", (pin, pout)).fetchone()[0]
 
     def merge_from(self, path) -> int:
         """Add the responses of another cache (e.g. a recorded one shipped with an example) that this one
         lacks; the other file is only read, whatever its schema version. Returns how many were added."""
+        why = cache_file_problem(Path(path))
+        if why:
+            raise UserError(f"{path}: {why}; give a cache.sqlite that edgedistill annotate wrote")
         src = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
         try:
             have = {r[1] for r in src.execute("PRAGMA table_info(responses)")}

@@ -10,7 +10,9 @@ import asyncio
 import email.utils
 import os
 import random
+import re
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 
 import openai
@@ -64,6 +66,34 @@ class Completion:
         return self.extra.get("logprobs", [])
 
 
+SECRET_QUERY = re.compile(r"key|token|secret|password|sig", re.IGNORECASE)  # query parameters redact_url hides
+BEARER = re.compile(r"(bearer\s+)\S+", re.IGNORECASE)  # an Authorization header a careless server echoes
+
+
+def redact_url(url: str | None) -> str | None:
+    """`url` as it may be written or printed: credentials (`user:pass@`) and key-like query values as ***."""
+    if not url:
+        return url
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = urllib.parse.urlencode([(k, "***" if SECRET_QUERY.search(k) else v) for k, v in pairs], safe="*")
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """The parts of `url` that must never be shown: its password, its userinfo, key-like query values."""
+    if not url:
+        return []
+    parts = urllib.parse.urlsplit(url)
+    found = [parts.netloc.rsplit("@", 1)[0]] if "@" in parts.netloc else []
+    found += [urllib.parse.unquote(p) for p in (parts.password,) if p]
+    found += [v for k, v in urllib.parse.parse_qsl(parts.query) if SECRET_QUERY.search(k) and v]
+    return found
+
+
 LOGPROB_POSITIONS = 8  # the first tokens' alternatives are all scoring reads; keep the cache small
 
 
@@ -83,14 +113,21 @@ class TeacherClient:
         self.cfg, self.cache = cfg, cache
         self._key = os.environ.get(cfg.api_key_env) or ""
         base_url = cfg.base_url or os.environ.get("OPENAI_BASE_URL")
-        self.server = base_url  # part of every cache key: the same model name elsewhere is another model
+        # longest first, so a secret that contains another is hidden whole
+        self._secrets = sorted({s for s in (self._key, *url_secrets(base_url)) if s}, key=len, reverse=True)
+        # part of every cache key: the same model name elsewhere is another model (its credentials are not part of it)
+        self.server = redact_url(base_url) if url_secrets(base_url) else base_url
         # Local servers (llama.cpp, vLLM, Ollama) need no key, but the SDK insists on a string.
         self.api = openai.AsyncOpenAI(api_key=self._key or "no-key", base_url=base_url, max_retries=0, timeout=cfg.timeout)
         self.params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
 
     def scrub(self, text: str) -> str:
-        """Remove the API key from any text that might reach a log, a file or the terminal."""
-        return text.replace(self._key, "***") if self._key and len(self._key) >= 4 else text
+        """Remove the API key and the base URL's credentials from any text that might reach a log, a file or the
+        terminal: every occurrence, however short the key (a short key garbles the message, a leak is worse), and
+        whatever follows "Bearer"."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return BEARER.sub(r"\1***", text)
 
     def sent_params(self, params: dict | None = None) -> dict:
         """The sampling params of a request: the run's, overridden by a request kind's (scoring, votes)."""
