@@ -360,7 +360,7 @@ def test_common_words_reach_the_trim_from_the_cli(tiny_stripped, tmp_path, monke
     model, ann = tiny_stripped
     for extra, want in (([], 2000), (["--common-words", "7"], 7), (["--common-words", "0"], 0)):
         r = CliRunner().invoke(main, ["compress", str(model), "--annotations", str(ann), "--out", str(tmp_path / "c"), *extra])
-        assert r.exit_code == 1 and "stopped after" in r.output and seen[-1] == want
+        assert r.exit_code == 2 and "stopped after" in r.output and seen[-1] == want  # a UserError exits 2
     assert not (tmp_path / "c").exists()
     r = CliRunner().invoke(main, ["compress", str(model), "--annotations", str(ann), "--out", str(tmp_path / "c"), "--common-words", "-1"])
     assert r.exit_code == 2 and "-1" in r.output and len(seen) == 3

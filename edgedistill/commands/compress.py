@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..bounds import option_type, problem
 from ..distill.compress import COMMON_WORDS, CompressConfig, compress as run_compress
 
 
@@ -11,9 +12,13 @@ def _layers(ctx, param, value):
     if not value:
         return None
     try:
-        return [int(x) for x in value.split(",") if x.strip()]
+        layers = [int(x) for x in value.split(",") if x.strip()]
     except ValueError:
         raise click.BadParameter(f"{value!r}: give layer counts separated by commas, e.g. 4,3,2") from None
+    why = problem("compress", "layers", layers)
+    if why:
+        raise click.BadParameter(f"{value!r}: {why}")
+    return layers
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,20 +38,20 @@ def _layers(ctx, param, value):
                    "the packaged all-MiniLM-L6-v2), on MODEL's probabilities over the annotations (and --inputs): a large "
                    "student (train --student all-mpnet-base-v2) as the teacher's assistant for the small one. A candidate "
                    "like a --layers count; repeatable.")
-@click.option("--label-weight", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+@click.option("--label-weight", type=option_type("compress", "label_weight", float), default=0.0, show_default=True,
               help="Smaller students (--layers, --into) learn MODEL's probabilities and, at this weight, the annotations' own "
                    "labels as hard targets (Hinton et al.'s blend). 0 = MODEL's probabilities alone.")
 @click.option("--ensemble", multiple=True, metavar="DIR", type=click.Path(file_okay=False),
               help="Another trained student of the task (train --seed N, or another --student base; stripped): smaller "
                    "students (--layers, --into) learn the average of its and MODEL's probabilities, a steadier target "
                    "than one model's. Repeatable.")
-@click.option("--latency-budget", type=float, help="Milliseconds per prediction (batch 1, p50, this CPU, tokenizing included): "
-              "export and time every candidate (MODEL itself too) and ship the most accurate within it; exit 1 if none is.")
+@click.option("--latency-budget", type=option_type("compress", "latency_budget", float), help="Milliseconds per prediction (batch 1, p50, this CPU, tokenizing included): "
+              "export and time every candidate (MODEL itself too) and ship the most accurate within it; exit 2 if none is.")
 @click.option("--trim-vocab/--no-trim-vocab", default=True, show_default=True,
               help="Keep only the tokens the annotations (and --inputs) use, plus special and single-character tokens "
                    "and --common-words. What it costs on inputs it was not built from is measured and said; a warning "
                    "under 99 % agreement.")
-@click.option("--common-words", type=click.IntRange(min=0), default=COMMON_WORDS, show_default=True,
+@click.option("--common-words", type=option_type("compress", "common_words", int), default=COMMON_WORDS, show_default=True,
               help="With a trimmed vocabulary, also keep this many of the commonest words (the first of BERT's "
                    "frequency-ordered WordPiece vocabulary; none for other vocabularies), so a word a user types that the annotations never used "
                    "keeps its embedding. 0 = the annotations' tokens alone.")
@@ -55,8 +60,8 @@ def _layers(ctx, param, value):
               "candidate's vocabulary and training, as an app's inputs are).")
 @click.option("--quantize", type=click.Choice(["int8", "none"]), default="int8", show_default=True,
               help="How each candidate is exported to be timed.")
-@click.option("--threads", type=int, default=2, show_default=True)
-@click.option("--epochs", type=float, default=4.0, show_default=True, help="Distillation epochs of a smaller student.")
+@click.option("--threads", type=option_type("compress", "threads", int), default=2, show_default=True)
+@click.option("--epochs", type=option_type("compress", "epochs", float), default=4.0, show_default=True, help="Distillation epochs of a smaller student.")
 @click.option("--seed", type=int, default=0, show_default=True)
 def compress(model, annotations, inputs, out, layers, into, label_weight, ensemble, latency_budget, trim_vocab, common_words, eval_data, quantize, threads, epochs, seed):
     """Make MODEL (a dir from `edgedistill strip`) smaller and faster, then `edgedistill export` it as usual.
