@@ -63,17 +63,33 @@ class _Forward(io.TextIOBase):
         self.target.flush()
 
 
-def _point_at(log: Path, start: int) -> None:
-    """One line on the terminal where a stage's libraries said something: how much, how many warnings, where."""
+def _made_dirs(folder: Path) -> list[Path]:
+    """Create `folder` and its missing parents; the ones this call created, deepest first."""
+    missing = [d for d in (folder, *folder.parents) if not d.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _finish_log(log: Path, start: int, made: list[Path], verbose: bool) -> None:
+    """After a stage: one line on the terminal where its libraries said something (how much, how many
+    warnings, where); a log that got nothing is removed again, with the folders made for it."""
     with open(log, "rb") as f:
         f.seek(start)
         lines = f.read().decode("utf-8", "replace").splitlines()[1:]  # after the header line
     if lines:
-        warned = sum("warn" in line.lower() for line in lines)
-        print(
-            f"  (library output: {len(lines)} lines, {warned} with a warning, in {log}; --verbose prints it)",
-            file=sys.stderr,
-        )
+        if not verbose:
+            warned = sum("warn" in line.lower() for line in lines)
+            print(
+                f"  (library output: {len(lines)} lines, {warned} with a warning, in {log}; --verbose prints it)",
+                file=sys.stderr,
+            )
+        return
+    os.truncate(log, start)
+    if start == 0:
+        log.unlink()
+        for folder in made:
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _pump(read_fd: int, sinks: list) -> None:
@@ -98,9 +114,8 @@ def quiet(log: Path | str | None, verbose: bool = False):
     sys.stderr.flush()
     real_fd = _fd_backed(sys.stderr)
     saved_stream = sys.stderr
-    if log is not None:
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-    log_file = open(log if log is not None else os.devnull, "ab", buffering=0)
+    made = _made_dirs(Path(log).parent) if log is not None else []
+    log_file = open(log if log is not None else os.devnull, "ab", buffering=0)  # noqa: SIM115 (closed in finally)
     start = log_file.seek(0, os.SEEK_END)
     log_file.write(f"--- {datetime.now().isoformat(timespec='seconds')} {' '.join(sys.argv)}\n".encode())
     if real_fd:
@@ -138,5 +153,5 @@ def quiet(log: Path | str | None, verbose: bool = False):
             sys.stderr = saved_stream
         _terminal = None
         log_file.close()
-        if log is not None and not verbose:
-            _point_at(Path(log), start)
+        if log is not None:
+            _finish_log(Path(log), start, made, verbose)

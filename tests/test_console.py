@@ -53,3 +53,18 @@ def test_verbose_prints_the_chatter_and_still_logs_it(tmp_path):
         assert line in log, line
         assert line in r.stderr, line
     assert r.stdout == "the tool's own line\n"
+
+
+def test_a_stage_that_said_nothing_leaves_no_log_behind(tmp_path):
+    """A command refused before any library spoke (a bad flag) must not leave RUN/logs/ in a folder it never wrote."""
+    from edgedistill.console import quiet
+
+    log = tmp_path / "new-run" / "logs" / "train.log"
+    with quiet(log):
+        pass
+    assert not (tmp_path / "new-run").exists()
+    (tmp_path / "run" / "logs").mkdir(parents=True)
+    (tmp_path / "run" / "logs" / "train.log").write_text("an earlier run's output\n")
+    with quiet(tmp_path / "run" / "logs" / "train.log"):
+        pass
+    assert (tmp_path / "run" / "logs" / "train.log").read_text() == "an earlier run's output\n"
