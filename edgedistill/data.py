@@ -18,9 +18,11 @@ import io
 import json
 import math
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .edge.arith import evaluate
 from .errors import UserError, at
 from .task import TaskSpec
 
@@ -135,6 +137,8 @@ def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict]]:
             raise at(path, n, None, f"malformed JSON line ({e.msg} at column {e.colno}); each line must be one JSON object") from None
         except _DuplicateKey as e:
             raise at(path, n, str(e.key), "the field appears twice in this object; keep one") from None
+        except (ValueError, RecursionError) as e:
+            raise at(path, n, None, _unreadable_json(e)) from None
         if not isinstance(r, dict):
             raise at(path, n, None, "each line must be a JSON object of fields, not a " + type(r).__name__)
         rows.append((n, r))
@@ -147,6 +151,8 @@ def _json_list_rows(path: Path, text: str) -> list[tuple[int, dict]]:
         json.loads(text)
     except json.JSONDecodeError as e:
         raise at(path, e.lineno, None, f"invalid JSON ({e.msg}); fix the syntax") from None
+    except (ValueError, RecursionError):
+        pass  # a number too long or nesting too deep: the loop below names the item that holds it
     decoder = json.JSONDecoder(object_pairs_hook=_no_duplicates)
     ws = re.compile(r"[ \t\n\r]*")
     rows, pos, line, counted = [], text.index("[") + 1, 1, 0
@@ -159,12 +165,24 @@ def _json_list_rows(path: Path, text: str) -> list[tuple[int, dict]]:
             item, pos = decoder.raw_decode(text, pos)
         except _DuplicateKey as e:
             raise at(path, line, str(e.key), "the field appears twice in this object; keep one") from None
+        except json.JSONDecodeError as e:  # (the whole-text check above found none before this item)
+            raise at(path, e.lineno, None, f"invalid JSON ({e.msg}); fix the syntax") from None
+        except (ValueError, RecursionError) as e:
+            raise at(path, line, f"[{len(rows)}]", _unreadable_json(e)) from None
         if not isinstance(item, dict):
             raise at(path, line, f"[{len(rows)}]", "each item must be a JSON object of fields")
         rows.append((line, item))
         pos = ws.match(text, pos).end()
         if text[pos] == ",":
             pos += 1
+
+
+def _unreadable_json(e: Exception) -> str:
+    """What is wrong with JSON that parses but cannot be read: nesting too deep, an integer too long."""
+    if isinstance(e, RecursionError):
+        return "lists or objects nested too deeply to read; each record must be one flat object of fields"
+    return (f"an integer of more than {sys.get_int_max_str_digits()} digits, which JSON readers refuse; "
+            "write it as a string in quotes, or drop it")
 
 
 def _csv_rows(path: Path, text: str, delimiter: str) -> list[tuple[int, dict]]:
@@ -241,9 +259,16 @@ def normalize_gold(task: TaskSpec, value, choices: list[str] | None, where: tupl
     from .edge.answers import normalize_gold as canonical
 
     try:
-        return canonical(task.type, task.labels, value, choices)
+        gold = canonical(task.type, task.labels, value, choices)
     except ValueError as e:
         raise at(*where, str(e)) from None
+    if task.type == "numeric":
+        try:
+            evaluate(gold)
+        except ValueError as e:
+            raise at(*where, f"a numeric gold must be a usable number or arithmetic expression such as 42 or "
+                             f"( 84.0 / 2.0 ), and this is not: {e}; fix the value or drop the row") from None
+    return gold
 
 
 def _field_text(path, line, name: str, value) -> str:

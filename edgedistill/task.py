@@ -8,13 +8,14 @@ prompt, the student's head, the bundle's manifest and the runtime all render inp
 from __future__ import annotations
 
 import dataclasses
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from .edge.template import fill_template, template_fields
 from .errors import UserError, at
+from .user_yaml import read_yaml
 
 TYPES = ("classification", "multiple-choice", "numeric")
 CHOICE_LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -37,23 +38,22 @@ class TaskSpec:
     # Optional one-line meaning of each label, shown beside it in the scoring request's options.
     descriptions: dict[str, str] = field(default_factory=dict)
     source: str | None = None  # where the spec was read from; not part of the YAML
+    lines: dict[str, int] = field(default_factory=dict, repr=False, compare=False)  # key -> its line in `source`
 
     @property
     def fields(self) -> list[str]:
-        """The data fields the input template uses, in order of appearance."""
-        names = []
-        for _, name, _, _ in string.Formatter().parse(self.input):
-            if name and name not in names:
-                names.append(name)
-        return names
+        """The data fields the input template uses, in order of appearance (ValueError for a bad template:
+        only plain {field} placeholders, see edge/template.py)."""
+        return template_fields(self.input)
 
     def render(self, row: dict) -> str:
         """The input text for one data row (dict of fields). Raises KeyError on a missing field."""
-        return self.input.format(**{k: row[k] for k in self.fields})
+        return fill_template(self.input, row)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d.pop("source")
+        d.pop("lines")
         return {k: v for k, v in d.items() if v not in (None, {}, [])}
 
     def save(self, path) -> None:
@@ -66,49 +66,8 @@ def load_task(path) -> TaskSpec:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: task file not found; pass --task with the path to a task YAML (see README, 'Task spec')")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the task file ({e.strerror or e}); pass --task with a task YAML") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise at(path, data.count(b"\n", 0, e.start) + 1, None, f"not valid UTF-8 (byte 0x{data[e.start]:02x}); "
-                 "re-save the task file as UTF-8") from None
-    try:
-        raw = yaml.safe_load(text)
-        lines = _key_lines(yaml.compose(text)) if isinstance(raw, dict) else {}
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, "problem_mark", None), "line", None)
-        raise at(path, None if line is None else line + 1, None, f"not valid YAML ({e.__class__.__name__}); fix the syntax") from None
-    except _DuplicateKey as e:
-        raise at(path, e.line, e.key, "the key appears twice; keep one (YAML would silently use the last)") from None
+    raw, lines = read_yaml(path, "task file")
     return task_from_dict(raw, source=str(path), lines=lines)
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: str, line: int):
-        self.key, self.line = key, line
-
-
-def _key_lines(node, prefix: str = "", out: dict | None = None) -> dict[str, int]:
-    """1-based line of every key and list item of a YAML document ("labels", "labels[1]", "synonyms.neutral");
-    a key written twice raises _DuplicateKey."""
-    out = {} if out is None else out
-    if isinstance(node, yaml.MappingNode):
-        seen = set()
-        for k, v in node.value:
-            name = f"{prefix}.{k.value}" if prefix else str(k.value)
-            if k.value in seen:
-                raise _DuplicateKey(name, k.start_mark.line + 1)
-            seen.add(k.value)
-            out[name] = k.start_mark.line + 1
-            _key_lines(v, name, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            out[f"{prefix}[{i}]"] = v.start_mark.line + 1
-            _key_lines(v, f"{prefix}[{i}]", out)
-    return out
 
 
 def _not_text(value) -> str | None:
@@ -131,7 +90,7 @@ def task_from_dict(raw, source: str = "<task>", lines: dict[str, int] | None = N
 
     if not isinstance(raw, dict):
         raise at(source, None, None, "a task must be a YAML mapping with at least name, type and input")
-    known = {f.name for f in dataclasses.fields(TaskSpec)} - {"source"}
+    known = {f.name for f in dataclasses.fields(TaskSpec)} - {"source", "lines"}
     for key in raw:
         if key not in known:
             raise bad(str(key), f"unknown key; allowed keys are {', '.join(sorted(known))}")
@@ -143,12 +102,12 @@ def task_from_dict(raw, source: str = "<task>", lines: dict[str, int] | None = N
             raise bad(key, _not_text(raw[key]) or f"must be a string (a data field name or text), not {raw[key]!r}; quote it")
     if raw["type"] not in TYPES:
         raise bad("type", f"{raw['type']!r} is not a task type; use one of {', '.join(TYPES)}")
-    task = TaskSpec(**raw, source=source)
+    task = TaskSpec(**raw, source=source, lines=lines)
     try:
-        task.fields
+        fields = task.fields
     except ValueError as e:
-        raise bad("input", f"bad template ({e}); write fields as {{name}} and literal braces as {{{{ }}}}") from None
-    if not task.fields:
+        raise bad("input", f"bad template: {e}") from None
+    if not fields:
         raise bad("input", "the template uses no data field; write e.g. \"{text}\"")
     if task.type == "classification":
         labels = task.labels

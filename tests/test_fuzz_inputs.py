@@ -21,6 +21,7 @@ from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
+from openai_stub import StubServer
 
 from edgedistill.cli import main
 from edgedistill.edge.arith import same_number, to_number
@@ -28,7 +29,6 @@ from edgedistill.task import task_from_dict
 from edgedistill.teacher.annotate import AnnotateConfig, annotate
 from edgedistill.teacher.cost import count_tokens
 from edgedistill.teacher.prompts import plan
-from openai_stub import StubServer
 
 TIMEOUT_S = 10  # per case; the slowest clear case takes well under a second
 MEMORY_HEADROOM = 1 << 30  # bytes a case may map beyond what the test process already has
@@ -115,7 +115,13 @@ def _task_with(**lines) -> bytes:
 
 def _alias_bomb(levels: int) -> bytes:
     """A few hundred bytes whose aliases expand to 9**levels values (the 'billion laughs')."""
-    lines = ['name: fuzz', 'type: classification', 'input: "{text}"', 'labels: [pos, neg]', 'l0: &l0 [x,x,x,x,x,x,x,x,x]']
+    lines = [
+        "name: fuzz",
+        "type: classification",
+        'input: "{text}"',
+        "labels: [pos, neg]",
+        "l0: &l0 [x,x,x,x,x,x,x,x,x]",
+    ]
     for i in range(1, levels + 1):
         lines.append(f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 9) + "]")
     return ("\n".join(lines) + "\n").encode()
@@ -135,54 +141,101 @@ DATA_CASES = [
     pytest.param({"d.jsonl": DATA + b"[" * 5000 + b"]" * 5000 + b"\n"}, r"d\.jsonl:2\b", id="jsonl-line-nested-list"),
     pytest.param({"d.json": b"[" + _nested_json(50_000).rstrip() + b"]"}, r"d\.json:1\b", id="json-list-nested"),
     pytest.param({"d.json": b"[" * 20_000 + b"]" * 20_000}, r"d\.json:1\b", id="json-only-brackets"),
-    pytest.param({"d.jsonl": f'{{"id": {BIG_INT}, "text": "a", "label": "pos"}}\n'.encode()}, r"d\.jsonl:1\b",
-                 id="jsonl-5000-digit-id"),
-    pytest.param({"d.jsonl": DATA + f'{{"id": "e2", "text": {BIG_INT}, "label": "pos"}}\n'.encode()},
-                 r"d\.jsonl:2\b", id="jsonl-5000-digit-text"),
-    pytest.param({"d.json": f'[\n{{"id": "e1", "text": "a", "label": "pos"}},\n{{"id": {BIG_INT}, "text": "b"}}]'.encode()},
-                 r"d\.json:3\b", id="json-list-5000-digit-id"),
-    pytest.param({"d.jsonl": b'{"id": "e1", "text": 1e400, "label": "pos"}\n'}, r"d\.jsonl:1: text", id="jsonl-text-inf"),
+    pytest.param(
+        {"d.jsonl": f'{{"id": {BIG_INT}, "text": "a", "label": "pos"}}\n'.encode()},
+        r"d\.jsonl:1\b",
+        id="jsonl-5000-digit-id",
+    ),
+    pytest.param(
+        {"d.jsonl": DATA + f'{{"id": "e2", "text": {BIG_INT}, "label": "pos"}}\n'.encode()},
+        r"d\.jsonl:2\b",
+        id="jsonl-5000-digit-text",
+    ),
+    pytest.param(
+        {"d.json": f'[\n{{"id": "e1", "text": "a", "label": "pos"}},\n{{"id": {BIG_INT}, "text": "b"}}]'.encode()},
+        r"d\.json:3\b",
+        id="json-list-5000-digit-id",
+    ),
+    pytest.param(
+        {"d.jsonl": b'{"id": "e1", "text": 1e400, "label": "pos"}\n'}, r"d\.jsonl:1: text", id="jsonl-text-inf"
+    ),
     pytest.param({"d.jsonl": b'{"id": "e1", "text": NaN, "label": "pos"}\n'}, r"d\.jsonl:1: text", id="jsonl-text-nan"),
-    pytest.param({"d.jsonl": b'{"id": "e1", "text": {"a": 1}, "label": "pos"}\n'}, r"d\.jsonl:1: text", id="jsonl-text-object"),
+    pytest.param(
+        {"d.jsonl": b'{"id": "e1", "text": {"a": 1}, "label": "pos"}\n'}, r"d\.jsonl:1: text", id="jsonl-text-object"
+    ),
     pytest.param({"d.jsonl": b'{"id": "e1", "text": "a", "label": "pos"\n'}, r"d\.jsonl:1\b", id="jsonl-truncated"),
     pytest.param({"d.jsonl": b'"just a string"\n'}, r"d\.jsonl:1\b", id="jsonl-not-object"),
-    pytest.param({"d.jsonl": b'{"id": "e1", "text": "a", "text": "b", "label": "pos"}\n'}, r"d\.jsonl:1: text",
-                 id="jsonl-duplicate-key"),
+    pytest.param(
+        {"d.jsonl": b'{"id": "e1", "text": "a", "text": "b", "label": "pos"}\n'},
+        r"d\.jsonl:1: text",
+        id="jsonl-duplicate-key",
+    ),
     pytest.param({"d.jsonl": b'{"id": "e1", "label": "pos"}\n'}, r"d\.jsonl:1: text", id="jsonl-missing-field"),
-    pytest.param({"d.jsonl": b'{"id": "e1", "text": "   ", "label": "pos"}\n'}, r"d\.jsonl:1: text", id="jsonl-empty-text"),
-    pytest.param({"d.jsonl": b'{"id": "e1", "text": "a", "label": "maybe"}\n'}, r"d\.jsonl:1: label", id="jsonl-unknown-label"),
-    pytest.param({"d.jsonl": f'{{"id": "e1", "text": "a", "label": "{BIG_INT}"}}\n'.encode()}, r"d\.jsonl:1: label",
-                 id="jsonl-5000-digit-label-index"),
+    pytest.param(
+        {"d.jsonl": b'{"id": "e1", "text": "   ", "label": "pos"}\n'}, r"d\.jsonl:1: text", id="jsonl-empty-text"
+    ),
+    pytest.param(
+        {"d.jsonl": b'{"id": "e1", "text": "a", "label": "maybe"}\n'}, r"d\.jsonl:1: label", id="jsonl-unknown-label"
+    ),
+    pytest.param(
+        {"d.jsonl": f'{{"id": "e1", "text": "a", "label": "{BIG_INT}"}}\n'.encode()},
+        r"d\.jsonl:1: label",
+        id="jsonl-5000-digit-label-index",
+    ),
     pytest.param({"d.jsonl": DATA + DATA}, r"d\.jsonl:2: id", id="jsonl-duplicate-id"),
-    pytest.param({"d.json": b'[{"id": "e1", "text": "a", "label": "pos"}, 3]'}, r"d\.json:1: \[1\]", id="json-list-item-number"),
+    pytest.param(
+        {"d.json": b'[{"id": "e1", "text": "a", "label": "pos"}, 3]'}, r"d\.json:1: \[1\]", id="json-list-item-number"
+    ),
     pytest.param({"d.json": b'[{"id": "e1", "text": "a", "label": "pos"},\n'}, r"d\.json:\d+", id="json-list-unclosed"),
     pytest.param({"d.csv": b'id,text,label\ne1,"never closed,pos\ne2,b,pos\n'}, r"d\.csv:2\b", id="csv-unclosed-quote"),
     pytest.param({"d.csv": b"id,text,label\ne1,a,pos,extra\n"}, r"d\.csv:2\b", id="csv-extra-column"),
     pytest.param({"d.csv": b"id,text,text\ne1,a,b\n"}, r"d\.csv:1: text", id="csv-duplicate-header"),
-    pytest.param({"d.csv": f"id,text,label\n{BIG_INT},a,{BIG_INT}\n".encode()}, r"d\.csv:2: label", id="csv-5000-digit-label"),
+    pytest.param(
+        {"d.csv": f"id,text,label\n{BIG_INT},a,{BIG_INT}\n".encode()}, r"d\.csv:2: label", id="csv-5000-digit-label"
+    ),
     pytest.param({"d.tsv": b"id\ttext\tlabel\ne1\ta\n"}, r"d\.tsv:2\b", id="tsv-missing-column"),
-    pytest.param({"d.jsonl": b'{"id": "e1", "text": "caf\xe9", "label": "pos"}\n'}, r"d\.jsonl:1: text", id="jsonl-latin1"),
+    pytest.param(
+        {"d.jsonl": b'{"id": "e1", "text": "caf\xe9", "label": "pos"}\n'}, r"d\.jsonl:1: text", id="jsonl-latin1"
+    ),
     # numeric gold that no arithmetic can use
-    *[pytest.param({"task.yaml": NUMERIC.encode(), "d.jsonl": NUMERIC_ROW.format(gold).encode()}, r"d\.jsonl:1: answer",
-                   id=f"numeric-gold-{name}")
-      for name, gold in [("1e400", '"1e400"'), ("400-digits", '"' + "9" * 400 + '"'), ("tower", '"((((9**99)**99)**99)**99)"'),
-                         ("complex", '"(-8)**0.5"'), ("word", '"forty-two"'), ("inf-number", "1e400"),
-                         ("huge-product", '"' + "*".join(["9" * 60] * 4) + '"')]],
+    *[
+        pytest.param(
+            {"task.yaml": NUMERIC.encode(), "d.jsonl": NUMERIC_ROW.format(gold).encode()},
+            r"d\.jsonl:1: answer",
+            id=f"numeric-gold-{name}",
+        )
+        for name, gold in [
+            ("1e400", '"1e400"'),
+            ("400-digits", '"' + "9" * 400 + '"'),
+            ("tower", '"((((9**99)**99)**99)**99)"'),
+            ("complex", '"(-8)**0.5"'),
+            ("word", '"forty-two"'),
+            ("inf-number", "1e400"),
+            ("huge-product", '"' + "*".join(["9" * 60] * 4) + '"'),
+        ]
+    ],
 ]
 
 TASK_CASES = [
     pytest.param({"task.yaml": _alias_bomb(8)}, r"task\.yaml:\d+", id="yaml-alias-bomb-8"),
     pytest.param({"task.yaml": _alias_bomb(5)}, r"task\.yaml:\d+", id="yaml-alias-bomb-5"),
     pytest.param({"task.yaml": _task_with(labels="&l [pos, neg, *l]")}, r"task\.yaml:4\b", id="yaml-recursive-list"),
-    pytest.param({"task.yaml": _task_with(synonyms="&s {pos: [good], neg: *s}")}, r"task\.yaml:7\b", id="yaml-recursive-map"),
-    pytest.param({"task.yaml": TASK.encode() + b"base: &b {pos: [good]}\nsynonyms:\n  <<: *b\n"}, r"task\.yaml:\d+",
-                 id="yaml-merge-key"),
+    pytest.param(
+        {"task.yaml": _task_with(synonyms="&s {pos: [good], neg: *s}")}, r"task\.yaml:7\b", id="yaml-recursive-map"
+    ),
+    pytest.param(
+        {"task.yaml": TASK.encode() + b"base: &b {pos: [good]}\nsynonyms:\n  <<: *b\n"},
+        r"task\.yaml:\d+",
+        id="yaml-merge-key",
+    ),
     pytest.param({"task.yaml": _task_with(labels="[" * 5000 + "]" * 5000)}, r"task\.yaml:4\b", id="yaml-deep-list"),
     pytest.param({"task.yaml": _task_with(input='"{text:d}"')}, r"task\.yaml:3: input", id="template-spec-d"),
     pytest.param({"task.yaml": _task_with(input='"{}"')}, r"task\.yaml:3: input", id="template-positional"),
     pytest.param({"task.yaml": _task_with(input='"{0}"')}, r"task\.yaml:3: input", id="template-index-0"),
     pytest.param({"task.yaml": _task_with(input='"{text:>3000000}"')}, r"task\.yaml:3: input", id="template-pad-3M"),
-    pytest.param({"task.yaml": _task_with(input='"{text.__class__}"')}, r"task\.yaml:3: input", id="template-attribute"),
+    pytest.param(
+        {"task.yaml": _task_with(input='"{text.__class__}"')}, r"task\.yaml:3: input", id="template-attribute"
+    ),
     pytest.param({"task.yaml": _task_with(input='"{text[0]}"')}, r"task\.yaml:3: input", id="template-item"),
     pytest.param({"task.yaml": _task_with(input='"{text!r}"')}, r"task\.yaml:3: input", id="template-conversion-r"),
     pytest.param({"task.yaml": _task_with(input='"{text!x}"')}, r"task\.yaml:3: input", id="template-conversion-x"),
@@ -190,18 +243,35 @@ TASK_CASES = [
     pytest.param({"task.yaml": _task_with(input='"{text} and {0}"')}, r"task\.yaml:3: input", id="template-mixed"),
     pytest.param({"task.yaml": _task_with(input='"{text"')}, r"task\.yaml:3: input", id="template-unclosed"),
     pytest.param({"task.yaml": _task_with(input='"text}"')}, r"task\.yaml:3: input", id="template-stray-brace"),
-    pytest.param({"task.yaml": TASK.encode() + b'prompts:\n  zero-shot: "{input:d}"\n'}, r"task\.yaml:8: prompts\.zero-shot",
-                 id="prompt-spec-d"),
-    pytest.param({"task.yaml": TASK.encode() + b'prompts:\n  zero-shot: "{input!r}"\n'}, r"task\.yaml:8: prompts\.zero-shot",
-                 id="prompt-conversion"),
-    pytest.param({"task.yaml": TASK.encode() + b'prompts:\n  zero-shot: "{input:>3000000}"\n'},
-                 r"task\.yaml:8: prompts\.zero-shot", id="prompt-pad-3M"),
-    pytest.param({"task.yaml": TASK.encode() + b'prompts:\n  zero-shot: "{input.__class__}"\n'},
-                 r"task\.yaml:8: prompts\.zero-shot", id="prompt-attribute"),
-    pytest.param({"task.yaml": TASK.encode() + b'prompts:\n  zero-shot: "{}"\n'}, r"task\.yaml:8: prompts\.zero-shot",
-                 id="prompt-positional"),
+    pytest.param(
+        {"task.yaml": TASK.encode() + b'prompts:\n  zero-shot: "{input:d}"\n'},
+        r"task\.yaml:8: prompts\.zero-shot",
+        id="prompt-spec-d",
+    ),
+    pytest.param(
+        {"task.yaml": TASK.encode() + b'prompts:\n  zero-shot: "{input!r}"\n'},
+        r"task\.yaml:8: prompts\.zero-shot",
+        id="prompt-conversion",
+    ),
+    pytest.param(
+        {"task.yaml": TASK.encode() + b'prompts:\n  zero-shot: "{input:>3000000}"\n'},
+        r"task\.yaml:8: prompts\.zero-shot",
+        id="prompt-pad-3M",
+    ),
+    pytest.param(
+        {"task.yaml": TASK.encode() + b'prompts:\n  zero-shot: "{input.__class__}"\n'},
+        r"task\.yaml:8: prompts\.zero-shot",
+        id="prompt-attribute",
+    ),
+    pytest.param(
+        {"task.yaml": TASK.encode() + b'prompts:\n  zero-shot: "{}"\n'},
+        r"task\.yaml:8: prompts\.zero-shot",
+        id="prompt-positional",
+    ),
     pytest.param({"task.yaml": TASK.encode() + b"name: again\n"}, r"task\.yaml:7: name", id="yaml-duplicate-key"),
-    pytest.param({"task.yaml": TASK.encode() + b"x: !!python/object:os.system {}\n"}, r"task\.yaml:7\b", id="yaml-python-tag"),
+    pytest.param(
+        {"task.yaml": TASK.encode() + b"x: !!python/object:os.system {}\n"}, r"task\.yaml:7\b", id="yaml-python-tag"
+    ),
     pytest.param({"task.yaml": _task_with(input="!!binary aGVsbG8=")}, r"task\.yaml:3: input", id="yaml-binary-input"),
     pytest.param({"task.yaml": b"name: fuzz\n\ttype: numeric\n"}, r"task\.yaml:\d+", id="yaml-tab-indent"),
     pytest.param({"task.yaml": b"- name: fuzz\n- type: numeric\n"}, r"task\.yaml: ", id="yaml-list-document"),
@@ -217,8 +287,16 @@ def _write(tmp_path, files: dict) -> list[str]:
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     data = next(name for name in files if name != "task.yaml")
-    return ["annotate", "--task", str(tmp_path / "task.yaml"), "--data", str(tmp_path / data),
-            "--out", str(tmp_path / "run"), "--dry-run"]
+    return [
+        "annotate",
+        "--task",
+        str(tmp_path / "task.yaml"),
+        "--data",
+        str(tmp_path / data),
+        "--out",
+        str(tmp_path / "run"),
+        "--dry-run",
+    ]
 
 
 @pytest.mark.parametrize("files, expect", DATA_CASES + TASK_CASES)
@@ -228,18 +306,28 @@ def test_malformed_file_is_a_clear_error(tmp_path, files, expect):
 
 
 # The real command line, in a fresh interpreter: what a user sees on the terminal, exit status included.
-@pytest.mark.parametrize("files, expect", [
-    pytest.param({"task.yaml": _alias_bomb(8)}, r"task\.yaml:\d+", id="cli-alias-bomb"),
-    pytest.param({"d.jsonl": _nested_json(100_000)}, r"d\.jsonl:1\b", id="cli-nested-json"),
-    pytest.param({"task.yaml": _task_with(input='"{text:d}"')}, r"task\.yaml:3: input", id="cli-template-spec"),
-])
+@pytest.mark.parametrize(
+    "files, expect",
+    [
+        pytest.param({"task.yaml": _alias_bomb(8)}, r"task\.yaml:\d+", id="cli-alias-bomb"),
+        pytest.param({"d.jsonl": _nested_json(100_000)}, r"d\.jsonl:1\b", id="cli-nested-json"),
+        pytest.param({"task.yaml": _task_with(input='"{text:d}"')}, r"task\.yaml:3: input", id="cli-template-spec"),
+    ],
+)
 def test_malformed_file_on_the_real_command_line(tmp_path, files, expect):
     def cap_memory():
         resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
 
     try:
-        done = subprocess.run([sys.executable, "-m", "edgedistill.cli", *_write(tmp_path, files)], capture_output=True,
-                              text=True, timeout=20, cwd=REPO, preexec_fn=cap_memory)
+        done = subprocess.run(
+            [sys.executable, "-m", "edgedistill.cli", *_write(tmp_path, files)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+            cwd=REPO,
+            preexec_fn=cap_memory,
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("HANG: no answer in 20 s")
     assert "Traceback" not in done.stderr, "TRACEBACK: " + done.stderr[-2000:]
@@ -249,7 +337,9 @@ def test_malformed_file_on_the_real_command_line(tmp_path, files, expect):
 
 # ---------------------------------------------------------------------------------------------- replies
 
-NLI = task_from_dict({"name": "nli", "type": "classification", "input": "{t}", "labels": ["entailment", "neutral", "contradiction"]})
+NLI = task_from_dict(
+    {"name": "nli", "type": "classification", "input": "{t}", "labels": ["entailment", "neutral", "contradiction"]}
+)
 MC = task_from_dict({"name": "mc", "type": "multiple-choice", "input": "{q}", "choices": "c"})
 NUM = task_from_dict({"name": "num", "type": "numeric", "input": "{q}"})
 CHOICES = ["bus station", "airport", "train station", "harbour"]
@@ -263,32 +353,63 @@ def _parse(task, reply: str, mode: str = "zero-shot") -> dict:
 
 
 NUMERIC_REPLIES = {
-    "1e400": "1e400", "answer-1e400": "Answer: 1e400\nExplanation: it is a very large number indeed.",
-    "minus-1e400": "-1e400", "1e400-in-words": "The answer is 1e400 apples.", "400-digits": "9" * 400,
-    "400-digits-in-sentence": "The answer is " + "9" * 400 + " points.", "power-tower": "((((9**99)**99)**99)**99)",
-    "right-assoc-tower": "9**9**9**9", "sqrt-negative": "(-8)**0.5", "cube-root-negative": "(-27)**(1/3)",
-    "overflow-sum": "1e308 + 1e308", "overflow-product": "1e200 * 1e200", "nan": "1e308*10 - 1e308*10",
-    "product-chain": " * ".join(["9" * 90] * 5), "big-base": "99999999999999999999**99", "float-power": "1e200**2",
-    "zero-negative-power": "0**-1", "division-by-zero": "Answer: 7 / 0", "modulo-zero": "7 % 0",
-    "equation-1e999": "84 / 2 = 1e999", "boxed-1e400": "\\boxed{1e400}", "frac-by-zero": "\\frac{1}{0}",
-    "inf-word": "Answer: inf", "nan-word": "Answer: nan", "boxed-flood": "\\boxed{" * 5000, "operator-flood": "1+" * 20000 + "x",
+    "1e400": "1e400",
+    "answer-1e400": "Answer: 1e400\nExplanation: it is a very large number indeed.",
+    "minus-1e400": "-1e400",
+    "1e400-in-words": "The answer is 1e400 apples.",
+    "400-digits": "9" * 400,
+    "400-digits-in-sentence": "The answer is " + "9" * 400 + " points.",
+    "power-tower": "((((9**99)**99)**99)**99)",
+    "right-assoc-tower": "9**9**9**9",
+    "sqrt-negative": "(-8)**0.5",
+    "cube-root-negative": "(-27)**(1/3)",
+    "overflow-sum": "1e308 + 1e308",
+    "overflow-product": "1e200 * 1e200",
+    "nan": "1e308*10 - 1e308*10",
+    "product-chain": " * ".join(["9" * 90] * 5),
+    "big-base": "99999999999999999999**99",
+    "float-power": "1e200**2",
+    "zero-negative-power": "0**-1",
+    "division-by-zero": "Answer: 7 / 0",
+    "modulo-zero": "7 % 0",
+    "equation-1e999": "84 / 2 = 1e999",
+    "boxed-1e400": "\\boxed{1e400}",
+    "frac-by-zero": "\\frac{1}{0}",
+    "inf-word": "Answer: inf",
+    "nan-word": "Answer: nan",
+    "boxed-flood": "\\boxed{" * 5000,
+    "operator-flood": "1+" * 20000 + "x",
     "cot-1e400": "Let's think. Therefore, the answer (arabic numerals) is 1e400.",
 }
 LABEL_REPLIES = {
-    "empty": "", "blank": "   \n\t", "two-labels": "Answer: entailment or neutral", "nul": "\x00\x00",
-    "lone-surrogate": "Answer: \ud800", "index": "Label: 2", "no-answer": "I cannot tell from this.",
-    "whitespace-flood": "reason" + " " * 60_000 + "x", "newline-flood": "Explanation" + "\n" * 60_000,
-    "marker-flood": "answer is " * 20_000, "emoji": "Answer: \U0001f914", "star-flood": "*" * 50_000 + "a",
+    "empty": "",
+    "blank": "   \n\t",
+    "two-labels": "Answer: entailment or neutral",
+    "nul": "\x00\x00",
+    "lone-surrogate": "Answer: \ud800",
+    "index": "Label: 2",
+    "no-answer": "I cannot tell from this.",
+    "whitespace-flood": "reason" + " " * 60_000 + "x",
+    "newline-flood": "Explanation" + "\n" * 60_000,
+    "marker-flood": "answer is " * 20_000,
+    "emoji": "Answer: \U0001f914",
+    "star-flood": "*" * 50_000 + "a",
 }
 CHOICE_REPLIES = {
-    "two-letters": "So the answer is either (a) bus station or (c) train station.", "letter-out-of-range": "(z)",
-    "all-letters": "(a)(b)(c)(d)", "empty-parens": "()", "sentence-a": "A man would take a plane.",
-    "none": "None of these.", "paren-flood": "(" * 50_000,
+    "two-letters": "So the answer is either (a) bus station or (c) train station.",
+    "letter-out-of-range": "(z)",
+    "all-letters": "(a)(b)(c)(d)",
+    "empty-parens": "()",
+    "sentence-a": "A man would take a plane.",
+    "none": "None of these.",
+    "paren-flood": "(" * 50_000,
 }
-REPLY_CASES = ([pytest.param(NUM, r, "zero-shot", id=f"numeric-{k}") for k, r in NUMERIC_REPLIES.items()]
-               + [pytest.param(NUM, NUMERIC_REPLIES["1e400"], "zero-shot-cot", id="numeric-cot-two-stages")]
-               + [pytest.param(NLI, r, "zero-shot", id=f"label-{k}") for k, r in LABEL_REPLIES.items()]
-               + [pytest.param(MC, r, "zero-shot", id=f"choice-{k}") for k, r in CHOICE_REPLIES.items()])
+REPLY_CASES = (
+    [pytest.param(NUM, r, "zero-shot", id=f"numeric-{k}") for k, r in NUMERIC_REPLIES.items()]
+    + [pytest.param(NUM, NUMERIC_REPLIES["1e400"], "zero-shot-cot", id="numeric-cot-two-stages")]
+    + [pytest.param(NLI, r, "zero-shot", id=f"label-{k}") for k, r in LABEL_REPLIES.items()]
+    + [pytest.param(MC, r, "zero-shot", id=f"choice-{k}") for k, r in CHOICE_REPLIES.items()]
+)
 
 
 @pytest.mark.parametrize("task, reply, mode", REPLY_CASES)
@@ -300,8 +421,16 @@ def test_unusable_reply_is_a_counted_parse_failure(task, reply, mode):
     assert value["error"], "UNCLEAR: no reason given"
 
 
-GOLDS = {"400-digits": "9" * 400, "tower": "((((9**99)**99)**99)**99)", "complex": "(-8)**0.5", "1e400": "1e400",
-         "float-inf": float("inf"), "float-nan": float("nan"), "huge-int": 10**400, "bool": True}
+GOLDS = {
+    "400-digits": "9" * 400,
+    "tower": "((((9**99)**99)**99)**99)",
+    "complex": "(-8)**0.5",
+    "1e400": "1e400",
+    "float-inf": float("inf"),
+    "float-nan": float("nan"),
+    "huge-int": 10**400,
+    "bool": True,
+}
 
 
 @pytest.mark.parametrize("gold", list(GOLDS.values()), ids=list(GOLDS))
@@ -321,8 +450,16 @@ def test_unusable_numeric_replies_leave_their_rows_parse_failed_and_the_run_comp
     rows = [{"id": f"e{i}", "question": f"q{i} ANSWER={r}", "answer": "42"} for i, r in enumerate(replies)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with StubServer() as server:
-        cfg = AnnotateConfig(task=str(tmp_path / "task.yaml"), data=str(tmp_path / "d.jsonl"), out=str(tmp_path / "run"),
-                             model="stub", base_url=server.base_url, timeout=5, max_retries=0, keep_if_agrees=True)
+        cfg = AnnotateConfig(
+            task=str(tmp_path / "task.yaml"),
+            data=str(tmp_path / "d.jsonl"),
+            out=str(tmp_path / "run"),
+            model="stub",
+            base_url=server.base_url,
+            timeout=5,
+            max_retries=0,
+            keep_if_agrees=True,
+        )
         summary = annotate(cfg, echo=lambda *_: None)
         again = annotate(cfg, echo=lambda *_: None)  # the replies are cached: the re-run must get as far
     out = {r["id"]: r for r in map(json.loads, (tmp_path / "run" / "annotations.jsonl").read_text().splitlines())}

@@ -12,7 +12,8 @@ import pytest
 from edgedistill.edge.arith import same_number
 from edgedistill.teacher.cost import count_tokens
 from edgedistill.teacher.dss import load_dss, task_for
-from edgedistill.teacher.parsing import clean_rationale, parse_answer, parse_choice, parse_label, parse_number
+from edgedistill.teacher.parsing import (clean_rationale, parse_answer, parse_choice, parse_label, parse_number, read_number,
+                                         why_unparsed)
 from edgedistill.teacher.prompts import plan
 from edgedistill.task import task_from_dict
 
@@ -69,6 +70,28 @@ def test_choices(text, choice):
 ])
 def test_numbers(text, number):
     assert parse_number(text) == number
+
+
+@pytest.mark.parametrize("text, number", [
+    ("2**10", "1024"), ("The answer is 2 ** 10.", "1024"), ("**Answer:** **42**", "42"), ("(1 / 2) ** -2", "4"),
+    ("The answer is 3e5 people.", "300000"), ("1.5E-3", "0.0015"),
+])
+def test_powers_and_exponents_are_numbers_not_bold(text, number):
+    assert parse_number(text) == number
+
+
+@pytest.mark.parametrize("text, why", [
+    ("1e400", "not a finite number"), ("The answer is 1e400 apples.", "not a finite number"),
+    ("9" * 400, "more than 100 digits"), ("The answer is " + "9" * 400 + " points.", "more than 100 digits"),
+    ("((((9**99)**99)**99)**99)", "a power of 100 digits or more"), ("9**9**9**9", "a power of 100 digits or more"),
+    ("(-8)**0.5", "not a real number"), ("7 % 0", "modulo by zero"), ("0**-1", "negative power"),
+    ("84 / 2 = 1e999", "not a finite number"), ("\\boxed{1e400}", "not a finite number"),
+])
+def test_a_number_that_cannot_be_used_is_no_answer_and_says_why(text, why):
+    number, reason = read_number(text)
+    assert number is None and why in reason
+    assert parse_answer(task_for("svamp"), text) is None and why in why_unparsed(task_for("svamp"), text)
+    assert why_unparsed(NLI, text) is None  # only numeric tasks read numbers
 
 
 def test_rationales_under_five_words_are_dropped():

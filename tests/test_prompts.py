@@ -111,6 +111,10 @@ def test_task_prompts_override_a_template():
     ({"label-only": "Answer {"}, "task.yaml: prompts.label-only: bad template"),
     ({"zero-shot": "  "}, "task.yaml: prompts.zero-shot: must be a non-empty string"),
     ({"zero-shot": "{rationale}"}, "unknown placeholder {rationale}"),  # only the exemplar template has it
+    ({"zero-shot": "{input:>3000000}"}, "task.yaml: prompts.zero-shot: bad template: {input:>3000000} has a format spec"),
+    ({"zero-shot": "{input!r}"}, "task.yaml: prompts.zero-shot: bad template: {input!r} has a conversion"),
+    ({"zero-shot": "{input.__class__}"}, "bad template: {input.__class__} reaches into a field"),
+    ({"zero-shot": "{0}"}, "bad template: {0} is a positional placeholder"),
 ])
 def test_bad_overrides_stop_before_any_request(prompts, message):
     with pytest.raises(UserError) as e:
@@ -181,3 +185,29 @@ def test_score_orders_rotate_then_rotate_the_reversed_order():
     assert orders[3:6] == [["z", "y", "x"], ["y", "x", "z"], ["x", "z", "y"]]
     assert orders[6] == orders[0] and len({tuple(o) for o in orders}) == 6
     assert option_keys(task, None, "letter", 4) == {"y": "a", "x": "b", "z": "c"}
+
+
+def test_override_errors_name_the_line_of_the_task_file(tmp_path):
+    from edgedistill.task import load_task
+
+    path = tmp_path / "task.yaml"
+    path.write_text('name: nli\ntype: classification\ninput: "{t}"\nlabels: [a, b]\nprompts:\n'
+                    '  label-only: "{input}"\n  zero-shot: "{input:d}"\n')
+    with pytest.raises(UserError, match=r"task\.yaml:7: prompts\.zero-shot: bad template: \{input:d\}"):
+        plan(load_task(path), "zero-shot")
+
+
+def test_braces_in_templates_and_inputs_are_text():
+    t = task(NLI, prompts={"label-only": "{{literal}} {input} {{"})
+    user = [m["content"] for m in plan(t, "label-only").messages(ex("a {premise} b {0} {text:>9}"))][-1]
+    assert user == "{literal} a {premise} b {0} {text:>9} {"  # an input's braces are never filled
+
+
+def test_a_numeric_reply_that_cannot_be_used_is_a_parse_failure_that_says_why():
+    p = plan(task(MATH), "zero-shot").parse(MATH_EX, ["Answer: 1e400\nExplanation: a very large number of apples."])
+    assert p.status == "parse_failed" and p.label is None
+    assert p.error.startswith("the number in the answer cannot be used (not a finite number")
+    p = plan(task(MATH), "zero-shot").parse(MATH_EX, ["Answer: some apples\nExplanation: I could not count them."])
+    assert p.error.startswith("no number found in the answer")
+    cot = plan(task(MATH), "zero-shot-cot").parse(MATH_EX, ["So it is (-8)**0.5 in the end.", "I am not sure."])
+    assert cot.status == "parse_failed" and "not a real number" in cot.error

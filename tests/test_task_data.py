@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from edgedistill.edge.arith import evaluate, same_number, to_number
+from edgedistill.edge.arith import UnusableNumber, evaluate, same_number, to_number
 from edgedistill.data import load_examples
 from edgedistill.errors import UserError
 from edgedistill.task import load_task, task_from_dict
@@ -90,6 +90,82 @@ def test_safe_arithmetic():
     assert same_number("12,000", "12000.0") and same_number("( 84.0 / 2.0 )", 42)
     for bad in ("__import__('os').system('true')", "2 ** 9999", "1/0", "x + 1", ""):
         assert to_number(bad) is None
+
+
+@pytest.mark.parametrize("expr, why", [
+    ("1e400", "not a finite number"), ("9" * 400, "more than 100 digits"), ("10**99 * 10", "more than 100 digits"),
+    ("((((9**99)**99)**99)**99)", "a power of 100 digits or more"), ("99999999999999999999**99", "a power of 100"),
+    ("0.5 ** -400", "a power of 100"), ("(-8)**0.5", "not a real number"), ("(-27)**(1/3)", "not a real number"),
+    ("1e99 * 1e99", "more than 100 digits"), ("7 % 0", "modulo by zero"), ("0 ** -1", "negative power"),
+])
+def test_arithmetic_bounds_every_value_and_says_why(expr, why):
+    with pytest.raises(UnusableNumber, match=re.escape(why)):
+        evaluate(expr)
+    assert to_number(expr) is None and not same_number(expr, expr) and not same_number("42", expr)
+
+
+def test_arithmetic_within_the_bounds_is_exact():
+    assert evaluate("9**99") == float(9**99) and evaluate("(-8)**2") == 64 and evaluate("2**-3") == 0.125
+    assert evaluate("1**(10**99)") == 1 and evaluate("-" * 300 + "1") == 1  # a long but cheap expression
+    for value in (10**400, float("inf"), float("nan"), True, None, "9" * 600, "\x00"):
+        assert to_number(value) is None
+    assert to_number(10**99) == 1e99 and to_number(-2.5) == -2.5
+
+
+@pytest.mark.parametrize("template, why", [
+    ("{text:d}", "{text:d} has a format spec"), ("{text:>3000000}", "has a format spec"), ("{}", "{} is a positional"),
+    ("{0}", "{0} is a positional"), ("{text.__class__}", "reaches into a field"), ("{text[0]}", "reaches into a field"),
+    ("{text!r}", "{text!r} has a conversion"), ("{text:{text}}", "has a format spec"), ("{text", "expected '}'"),
+    ("text}", "Single '}'"),
+])
+def test_input_templates_take_plain_fields_only(template, why):
+    with pytest.raises(UserError, match=r"<task>: input: bad template: .*" + re.escape(why)):
+        task_from_dict({**NLI, "input": template})
+
+
+def test_templates_fill_like_str_format_without_it():
+    task = task_from_dict({**NLI, "input": "{{premise}}: {premise} / {hypothesis} {premise}"})
+    assert task.fields == ["premise", "hypothesis"]
+    row = {"premise": "a {hypothesis} b", "hypothesis": 7, "extra": "x"}
+    assert task.render(row) == "{premise}: a {hypothesis} b / 7 a {hypothesis} b"
+    assert task.render(row) == task.input.format(**row)
+    with pytest.raises(KeyError):
+        task.render({"premise": "only"})
+
+
+@pytest.mark.parametrize("content, match", [
+    (b'name: x\ntype: classification\ninput: "{text}"\nlabels: &l [a, b]\nsynonyms: {a: *l}\n',
+     r"t\.yaml:5: the alias \*l repeats an anchored value"),
+    (b'name: x\ntype: classification\ninput: "{text}"\nlabels: &l [a, b, *l]\n', r"t\.yaml:4: the alias \*l"),
+    (b'name: x\nbase: &b {type: numeric}\n<<: *b\n', r"t\.yaml:3: the alias \*b"),
+    (b"name: x\ninput: " + b"[" * 5000 + b"]" * 5000 + b"\n", r"t\.yaml:2: nested too deeply"),
+])
+def test_yaml_aliases_and_deep_nesting_are_refused_with_the_line(tmp_path, content, match):
+    with pytest.raises(UserError, match=match):
+        load_task(write_bytes(tmp_path, "t.yaml", content))
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("d.jsonl", b'{"id": "1", "text": "a", "label": 0}\n{"id": "2", "text": ' + b"[" * 3000 + b"]" * 3000 + b"}\n",
+     r"d\.jsonl:2: lists or objects nested too deeply"),
+    ("d.jsonl", b'{"id": ' + b"7" * 5000 + b', "text": "a", "label": 0}\n', r"d\.jsonl:1: an integer of more than 4300 digits"),
+    ("d.json", b'[{"id": "1", "text": "a", "label": 0},\n {"id": "2", "text": ' + b"[" * 3000 + b"]" * 3000 + b"}]",
+     r"d\.json:2: \[1\]: lists or objects nested too deeply"),
+    ("d.json", b"[\n" + b"[" * 3000 + b"]" * 3000 + b"]", r"d\.json:2: \[0\]: lists or objects nested too deeply"),
+])
+def test_json_nested_too_deep_or_with_a_5000_digit_integer_names_the_line(tmp_path, name, content, match):
+    with pytest.raises(UserError, match=match):
+        load_examples(task_from_dict(TEXT_TASK), write_bytes(tmp_path, name, content))
+
+
+def test_numeric_gold_must_be_a_usable_number(tmp_path):
+    task = task_from_dict({"name": "m", "type": "numeric", "input": "{q}", "gold": "a"})
+    p = write(tmp_path, "d.jsonl", '{"q": "x", "a": "( 84.0 / 2.0 )"}\n{"q": "y", "a": "12,000"}\n')
+    assert [e.gold for e in load_examples(task, p)] == ["( 84.0 / 2.0 )", "12,000"]
+    for gold, why in [('"1e400"', "not a finite number"), ('"(-8)**0.5"', "not a real number"), ('"forty"', "Name")]:
+        p = write(tmp_path, "d.jsonl", '{"q": "x", "a": "42"}\n{"q": "y", "a": ' + gold + "}\n")
+        with pytest.raises(UserError, match=r"d\.jsonl:2: a: a numeric gold must be a usable number .*" + re.escape(why)):
+            load_examples(task, p)
 
 
 # --- bad input as a new user makes it: encodings, oversize text, broken quoting, silent surprises ---------

@@ -13,4 +13,5 @@ or on a device with the bundle alone.
     answers    gold normalisation and accuracy (numbers compare by value: families.answers_match)
     families   the task families: model class, optimum task, ONNX files, answer rule
     arith      safe arithmetic for numeric answers (same_number)
+    template   input templates: plain {field} placeholders only, parsed once, filled without str.format
 """

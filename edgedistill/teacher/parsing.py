@@ -2,14 +2,15 @@
 
 Real models write "**Answer:** Entailment.", "(c) train station", "c)", "The answer is 12.",
 "12,000", "84 / 2 = 42". Everything here is total: it returns None for text it cannot map and
-never raises, so one odd response can never crash an annotation run.
+never raises, so one odd response can never crash an annotation run. A numeric answer whose value
+cannot be used ("1e400", a 400-digit number, "(-8)**0.5") is no answer, and `why_unparsed` says why.
 """
 
 from __future__ import annotations
 
 import re
 
-from ..edge.arith import to_number
+from ..edge.arith import UnusableNumber, evaluate
 from ..task import CHOICE_LETTERS, TaskSpec
 
 MIN_RATIONALE_WORDS = 5  # shorter "explanations" ("It is.", "See above.") teach the student nothing
@@ -33,9 +34,16 @@ _ANSWER_MARKERS = [
 
 def _plain(text: str) -> str:
     """Drop markdown emphasis and collapse whitespace."""
-    text = re.sub(r"\*\*|__|`+|^#+\s*", "", text, flags=re.MULTILINE)
+    text = re.sub(r"\*\*", _unbold, text)
+    text = re.sub(r"__|`+|^#+\s*", "", text, flags=re.MULTILINE)
     text = re.sub(r"(?:(?<=\s)|^)\*(?=[A-Za-z])|(?<=[A-Za-z])\*(?=[\s:.,]|$)", "", text, flags=re.MULTILINE)  # *emphasis*, not 7 * 3
     return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def _unbold(m: re.Match) -> str:
+    """A "**" is bold, and dropped, unless it stands between two numbers: 2**10, (1 / 2) ** -3."""
+    before, after = m.string[max(0, m.start() - 2):m.start()], m.string[m.end():m.end() + 2]
+    return m.group() if re.search(r"[\d)] ?$", before) and re.match(r" ?[\d(-]", after) else ""
 
 
 def answer_segment(text: str) -> str:
@@ -102,22 +110,39 @@ def _letters_named(text: str, letters: str) -> set[str]:
     return {x.lower() for x in re.findall(rf"\(\s*([{letters}])\s*\)", text, re.IGNORECASE)}
 
 
-_NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?"
+_NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?"
 
 
 def format_number(x: float) -> str:
-    return str(int(round(x))) if abs(x - round(x)) < 1e-9 else f"{x:.6g}"
+    return str(round(x)) if abs(x - round(x)) < 1e-9 else f"{x:.6g}"
 
 
 def parse_number(text: str) -> str | None:
     """A plain number string ("42", "3.5") from an answer, an expression or an equation."""
+    return read_number(text)[0]
+
+
+def read_number(text: str) -> tuple[str | None, str | None]:
+    """(the number, None) from an answer; (None, why) when the answer states a number whose value cannot be used
+    (too large, not finite, not real, a division by zero); (None, None) when it states none."""
     plain, segment = _plain(text), answer_segment(text)
-    value = _number_in(segment, search=True)
-    if value is None and segment != plain:
-        # The stated answer holds no number ("The answer is (some - 8)."): a number from the working
-        # would be a confident wrong label. Only a first line that is itself a number still counts.
-        value = _number_in(plain.split("\n")[0], search=False)
-    return None if value is None else format_number(value)
+    try:
+        value = _number_in(segment, search=True)
+        if value is None and segment != plain:
+            # The stated answer holds no number ("The answer is (some - 8)."): a number from the working
+            # would be a confident wrong label. Only a first line that is itself a number still counts.
+            value = _number_in(plain.split("\n")[0], search=False)
+    except UnusableNumber as e:
+        return None, f"the number in the answer cannot be used ({e})"
+    return (None if value is None else format_number(value)), None
+
+
+def why_unparsed(task: TaskSpec, text: str) -> str | None:
+    """Why parse_answer found no answer in a reply, where more is known than that it names none: a numeric
+    answer whose value cannot be used. None otherwise."""
+    if task.type != "numeric" or not text or not text.strip():
+        return None
+    return read_number(text)[1]
 
 
 def _latex(text: str) -> str:
@@ -130,17 +155,30 @@ def _latex(text: str) -> str:
 
 
 def _number_in(candidate: str, search: bool) -> float | None:
+    """The value of the answer in a candidate text; None if it holds none. Raises UnusableNumber for a number
+    or expression whose value cannot be used: that is the answer, and no other number in the text replaces it."""
     candidate = _latex(candidate)
     cleaned = candidate.replace("$", "").rstrip(" .")
     cleaned = re.sub(r"(?<=\d),(?=\d{3}\b)", "", cleaned)
     if "=" in cleaned:  # "84 / 2 = 42": the value is after the last "="
         cleaned = cleaned.rsplit("=", 1)[1]
-    value = to_number(cleaned)
+    value = _value(cleaned)
     if value is None and search:
         # "( 84.0 / 2.0 )" or "42 points" inside a sentence: the first expression or number in it
-        m = re.search(r"\(?\s*" + _NUMBER + r"(?:\s*[-+*/x×÷]\s*\(?\s*" + _NUMBER + r"\s*\)?)*\s*\)?", candidate)
-        value = to_number(m.group(0).replace("$", "").replace("x", "*")) if m else None
+        operation = r"\s*(?:\*\*|[-+*/x×÷])\s*\(?\s*" + _NUMBER + r"\s*\)?"
+        m = re.search(r"\(?\s*" + _NUMBER + rf"\s*\)?(?:{operation})*\s*\)?", candidate)
+        value = _value(m.group(0).replace("$", "").replace("x", "*")) if m else None
     return value
+
+
+def _value(text: str) -> float | None:
+    """The value of a number or an arithmetic expression; None if the text is neither (UnusableNumber passes)."""
+    try:
+        return evaluate(text)
+    except UnusableNumber:
+        raise
+    except ValueError:
+        return None
 
 
 def parse_answer(task: TaskSpec, text: str, choices: list[str] | None = None) -> str | None:

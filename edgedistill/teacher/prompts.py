@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import re
-import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..edge.template import fill_template, template_fields
 from ..errors import UserError, at
-from .parsing import answer_segment, clean_rationale, parse_answer
 from ..task import CHOICE_LETTERS, TaskSpec
+from .parsing import answer_segment, clean_rationale, parse_answer, why_unparsed
 
 MODES = ("zero-shot", "zero-shot-cot", "few-shot-cot", "label-only")
 
@@ -79,21 +79,23 @@ SCORING = ("letter", "word", "none")  # what the scoring request's first token n
 
 
 def check_overrides(task: TaskSpec) -> None:
-    """Stop on a task `prompts:` entry that names no template or uses an unknown placeholder."""
+    """Stop on a task `prompts:` entry that names no template, is no plain template (edge/template.py) or uses
+    an unknown placeholder."""
     source = task.source or "<task>"
     for name, text in task.prompts.items():
         where = f"prompts.{name}"
+        line = task.lines.get(where)
         if name not in TEMPLATES:
-            raise at(source, None, where, f"no such template; override one of {', '.join(TEMPLATES)}")
+            raise at(source, line, where, f"no such template; override one of {', '.join(TEMPLATES)}")
         if not isinstance(text, str) or not text.strip():
-            raise at(source, None, where, "must be a non-empty string")
+            raise at(source, line, where, "must be a non-empty string")
         try:
-            used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+            used = set(template_fields(text))
         except ValueError as e:
-            raise at(source, None, where, f"bad template ({e}); write literal braces as {{{{ }}}}") from None
+            raise at(source, line, where, f"bad template: {e}") from None
         allowed = _COMMON | _EXTRA.get(name, set())
         for field in sorted(used - allowed):
-            raise at(source, None, where, f"unknown placeholder {{{field}}}; use any of "
+            raise at(source, line, where, f"unknown placeholder {{{field}}}; use any of "
                      + " ".join("{" + f + "}" for f in sorted(allowed)))
 
 
@@ -164,10 +166,10 @@ class PromptPlan:
             "first_choice": choices[1] if choices and len(choices) > 1 else "",
             "last_letter": CHOICE_LETTERS[len(choices) - 1] if choices else "e",
         }
-        values["answer_format"] = ANSWER_FORMAT[self.task.type].format(**values)
-        values["trigger"] = EXTRACT_TRIGGER[self.task.type].format(**values)
+        values["answer_format"] = fill_template(ANSWER_FORMAT[self.task.type], values)
+        values["trigger"] = fill_template(EXTRACT_TRIGGER[self.task.type], values)
         values.update(extra)
-        return self.templates[name].format(**values)
+        return fill_template(self.templates[name], values)
 
     def messages(self, example, previous: list[str] | None = None) -> list[dict]:
         previous = previous or []
@@ -216,8 +218,9 @@ class PromptPlan:
         rationale = clean_rationale(raw_rationale)
         dropped = raw_rationale is not None and bool(raw_rationale.strip()) and rationale is None
         if label is None:
-            return Parsed(None, rationale, "parse_failed", error=f"no {self._what()} found in the answer: {answer_segment(final)[:80]!r}",
-                          rationale_dropped=dropped)
+            why = why_unparsed(self.task, final) or (why_unparsed(self.task, outputs[0]) if self.stages > 1 else None)
+            return Parsed(None, rationale, "parse_failed", rationale_dropped=dropped,
+                          error=f"{why or f'no {self._what()} found in the answer'}: {answer_segment(final)[:80]!r}")
         return Parsed(label, rationale, "ok", rationale_dropped=dropped)
 
     def _what(self) -> str:
@@ -226,7 +229,8 @@ class PromptPlan:
 
 def _rationale_of(text: str) -> str | None:
     """The explanation in a one-shot answer: after "Explanation:", else everything but the answer line."""
-    m = re.search(r"(?:explanation|reason|rationale)\s*[*_]*\s*:\s*(.+)", text, flags=re.IGNORECASE | re.DOTALL)
+    # (possessive: a reply of "reason" and 60,000 spaces with no colon takes no quadratic time)
+    m = re.search(r"(?:explanation|reason|rationale)\s*+[*_]*+\s*+:\s*(.+)", text, flags=re.IGNORECASE | re.DOTALL)
     if m:
         return m.group(1)
     m = re.search(r"\b(?:so|therefore),? the answer is", text, flags=re.IGNORECASE)
