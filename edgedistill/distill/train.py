@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import bounds
 from ..atomic import build_dir, write_json, write_text
 from ..errors import UserError
 from .model_card import _teacher, floor_name, floor_warning, model_card
@@ -147,29 +148,16 @@ def _quiet(*_args, **_kw) -> None:
 
 
 def _check_config(cfg: TrainConfig) -> None:
+    bounds.check_config("train", cfg)  # every number's range, declared once for the flags, pipeline.yaml and here
     if cfg.mode not in MODES:
         raise UserError(f"--mode: {cfg.mode!r}; use one of {', '.join(MODES)}")
-    for name, value, lo, hi in (("--alpha", cfg.alpha, 0, 1), ("--rationale-warmup", cfg.rationale_warmup, 0, 1),
-                                ("--rationale-dropout", cfg.rationale_dropout, 0, 1)):
-        if not lo <= value <= hi:
-            raise UserError(f"{name}: {value} must be between {lo} and {hi}")
     if cfg.rationale_decoder not in RATIONALE_DECODERS:
         raise UserError(f"--rationale-decoder: {cfg.rationale_decoder!r}; use one of {', '.join(RATIONALE_DECODERS)}")
-    if cfg.retries < 0:
-        raise UserError(f"--retries: {cfg.retries} must be 0 or more")
-    if cfg.min_steps < 0:
-        raise UserError(f"--min-steps: {cfg.min_steps} must be 0 or more (0: train --epochs as given)")
     if cfg.pooling not in POOLINGS:
         raise UserError(f"--pooling: {cfg.pooling!r}; use one of {', '.join(POOLINGS)}")
     for m in cfg.candidates or []:
         if m not in MODES or m in ("auto", "standard"):
             raise UserError(f"--candidates: {m!r}; use modes from {', '.join(x for x in MODES if x not in ('auto', 'standard'))}")
-    for name, value in (("--temperature", cfg.temperature), ("--soft-temperature", cfg.soft_temperature)):
-        if value <= 0:
-            raise UserError(f"{name}: {value} must be > 0")
-    for name, value in (("--soft-weight", cfg.soft_weight), ("--min-confidence", cfg.min_confidence)):
-        if not 0 <= value <= 1:
-            raise UserError(f"{name}: {value} must be between 0 and 1")
 
 
 @dataclass
