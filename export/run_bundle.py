@@ -83,6 +83,13 @@ def main(argv=None):
     if len(argv) == 2 and argv[0] == "--child":
         return child(argv)
     a = parse_args(argv)
+    try:
+        return run(a, argv)
+    except core(a.bundle, "runtime").BundleError as e:  # what is wrong with the bundle, said without a traceback
+        sys.exit(f"error: {e}")
+
+
+def run(a, argv) -> int:
     meter = core(a.bundle, "machine").LoadMeter()
     EdgeModel = core(a.bundle, "runtime").EdgeModel
     model = EdgeModel.load(a.bundle, threads=max(a.threads))
@@ -118,7 +125,7 @@ def read_inputs(a, model) -> dict:
             examples = [(r, answers.gold_of(task, r, f"{a.data}:{n}")) for n, r in answers.read_records(a.data, a.limit)]
         except ValueError as e:
             sys.exit(str(e))
-    tok = feeds.load_tokenizer(a.bundle / ((model.manifest.get("tokenizer") or {}).get("file") or "tokenizer.json"))
+    tok = feeds.load_tokenizer(model.path / model.manifest["tokenizer"]["file"])
     texts = [model.render(r) for r, _ in examples] or feeds.synthetic_texts(tok)
     field = task.get("choices")
     choices = [answers.parse_choices(r[field]) for r, _ in examples if field and r.get(field)] or None
@@ -192,7 +199,7 @@ def child(argv) -> int:
 
     def largest(model):
         feeds = core(bundle, "feeds")
-        tok = feeds.load_tokenizer(bundle / ((model.manifest.get("tokenizer") or {}).get("file") or "tokenizer.json"))
+        tok = feeds.load_tokenizer(model.path / model.manifest["tokenizer"]["file"])
         x = feeds.fit(feeds.shape_feeds(tok, model.family, spec["texts"], spec["choices"], *spec["shape"]), model.input_names)
         for _ in range(2):
             model.run(x)

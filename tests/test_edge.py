@@ -15,6 +15,7 @@ from edgedistill.measure.bench_report import failed_peers, place_labels, targets
 from edgedistill.edge import machine
 from edgedistill.edge.answers import accuracy, gold_of, normalize_gold
 from edgedistill.edge.families import answers_match
+from edgedistill.edge.runtime import BundleError, validate_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "edgedistill" / "edge"
@@ -235,3 +236,50 @@ def test_duplicates_finds_nothing_shared_between_export_and_edgedistill():
         pytest.skip("the duplicates tool is not on PATH here")
     pairs = [line for line in proc.stdout.splitlines() if line.startswith("D")]
     assert not [p for p in pairs if "export/" in p and "edgedistill/" in p], json.dumps(pairs, indent=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The manifest rules (edge/runtime.validate_manifest) for each family; tests/test_fuzz_bundle.py tampers real bundles
+
+
+def _manifest(family: str, **changes) -> dict:
+    sha = {"sha256": "0" * 64, "bytes": 1}
+    models = {"seq2seq": {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx",
+                          "decoder_with_past": "decoder_with_past_model.onnx"}}.get(family, {"model": "model.onnx"})
+    m = {"format_version": 1, "family": family, "max_length": 128,
+         "task": {"name": "t", "type": {"seq2seq": "numeric"}.get(family, "multiple-choice"), "input": "{question}"},
+         "tokenizer": {"file": "tokenizer.json", "pad_token_id": 0}, "models": models, "labels": None,
+         "files": {name: sha for name in [*models.values(), "tokenizer.json"]}, "quantization": {"mode": "none"}}
+    if family == "seq2seq":
+        m.update(decoder_start_token_id=0, eos_token_id=1)
+    return {**m, **changes}
+
+
+def test_manifest_rules_of_seq2seq_and_multiple_choice_bundles():
+    for family in ("seq2seq", "multiple-choice"):
+        validate_manifest(_manifest(family))
+    no_past = _manifest("seq2seq")
+    del no_past["models"]["decoder_with_past"]
+    validate_manifest(no_past)  # bert2bert: no decoder with past keys/values
+    bad = [(_manifest("seq2seq", decoder_start_token_id="0"), r"`decoder_start_token_id` must be a token id"),
+           (_manifest("seq2seq", eos_token_id=None), r"`eos_token_id` must be a token id"),
+           (_manifest("seq2seq", max_answer_tokens=0), r"`max_answer_tokens` must be an integer from 1"),
+           (_manifest("seq2seq", models={"encoder": "encoder_model.onnx"}), r"`models\.decoder` must be the file"),
+           (_manifest("multiple-choice", labels=["a", "a"]), r"`labels` must be a list .* or null"),
+           (_manifest("multiple-choice", task={"type": "multiple-choice", "input": "{q}", "choices": 3}),
+            r"`task\.choices` must be the name"),
+           (_manifest("multiple-choice", task={"type": "regression", "input": "{q}"}), r"`task\.type` must be one of"),
+           (_manifest("multiple-choice", files={"model.onnx": "0" * 64}), r'`files\["model\.onnx"\]` must be an object')]
+    for manifest, message in bad:
+        with pytest.raises(BundleError, match=message):
+            validate_manifest(manifest)
+
+
+def test_unsealed_export_stages_skip_only_the_hash_listing():
+    """The export loads its own stages (files: {}) with verify=False: every rule holds but the listing in `files`."""
+    stage = _manifest("multiple-choice", files={})
+    validate_manifest(stage, hashed=False)
+    with pytest.raises(BundleError, match=r"`models\.model` is 'model\.onnx', which `files` does not list"):
+        validate_manifest(stage)
+    with pytest.raises(BundleError, match=r"`models\.model` must be a file name inside the bundle"):
+        validate_manifest({**stage, "models": {"model": "/abs/model.onnx"}}, hashed=False)

@@ -10,14 +10,16 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
+import string
 import subprocess
 import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
 from .. import __version__
 from ..atomic import write_json, write_text
-from ..edge.runtime import APP_ROLES, FORMAT_VERSION, sha256_file
+from ..edge.runtime import APP_ROLES, FORMAT_VERSION, INTEGRITY_NOTE, sha256_file, validate_manifest
 
 CORE = Path(__file__).resolve().parents[1] / "edge"  # the torch-free core every bundle carries
 ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
@@ -46,7 +48,7 @@ def convert_to_ort(bundle: Path, models: dict[str, str], subdir: str = "ort", ex
         shutil.copyfile(bundle / name, out / name)
     proc = subprocess.run([sys.executable, "-m", ORT_CONVERTER, str(out), "--output_dir", str(out),
                            "--optimization_style", "Fixed", *extra_args],
-                          capture_output=True, text=True)
+                          check=False, capture_output=True, text=True)
     for name in models.values():
         (out / name).unlink()
     if proc.returncode != 0:
@@ -85,7 +87,8 @@ def copy_core(bundle: Path) -> list[str]:
 
 
 def finish(bundle: Path, manifest: dict) -> dict:
-    """Copy the runtime, hash every file, write manifest.json and README.md. Call last: the hashes seal the bundle."""
+    """Copy the runtime, hash every file, write manifest.json and README.md. Call last: the hashes seal the bundle.
+    The manifest is checked by the rules every load applies (validate_manifest) before it is written."""
     manifest["runtime"] = {"python": copy_core(bundle), "import": "from edge_runtime import EdgeModel"}
     write_text(bundle / "README.md", readme(manifest))
     manifest["files"] = {str(p.relative_to(bundle)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
@@ -93,6 +96,7 @@ def finish(bundle: Path, manifest: dict) -> dict:
     manifest["format_version"] = FORMAT_VERSION if set(manifest["models"]) & set(APP_ROLES) else 1
     manifest["edgedistill_version"] = __version__
     manifest["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    validate_manifest(manifest, f"{bundle}/manifest.json (as written by this export)")
     write_json(bundle / "manifest.json", manifest)
     return manifest
 
@@ -146,8 +150,13 @@ Inputs are rendered with the template `{json.dumps(task['input'])}` and tokenize
 {outputs}
 
 {_ort_text(m)} See `export/ANDROID.md` and `export/IOS.md` in the
-edgedistill repository. `manifest.json` lists every file with its sha256.
+edgedistill repository.
 {_text_model_text(m)}
+## Integrity, not origin
+
+`manifest.json` lists every file with its sha256, and the runtime checks the files it loads against it.
+{textwrap.fill(INTEGRITY_NOTE, 110)}
+
 `edge/` is the runtime's torch-free core (`edge_runtime.py` imports it); `python run_bundle.py
 path/to/this/folder` (export/run_bundle.py of the edgedistill repository) times the bundle with it.
 """
@@ -173,10 +182,5 @@ def _text_model_text(m: dict) -> str:
 
 
 def _fields(template: str) -> list[str]:
-    import string
-
     return [n for _, n, _, _ in string.Formatter().parse(template) if n]
 
-
-def read_manifest(path: Path) -> dict:
-    return json.loads((Path(path) / "manifest.json").read_text())
