@@ -9,7 +9,7 @@ import tiny
 from edgedistill.data import load_examples
 from edgedistill.distill.strip import strip_student
 from edgedistill.distill.train import TrainConfig, train
-from edgedistill.edge.expressions import candidates, choices_for, numbers, target, value_of
+from edgedistill.edge.expressions import candidates, choices_for, numbers, reachable, target, value_of
 from edgedistill.errors import UserError
 from edgedistill.evaluate import predict_labels, score
 from edgedistill.task import load_task
@@ -23,6 +23,14 @@ def test_numbers_and_candidates():
     assert value_of("84 / 2") == "42" and value_of("1 / 3") == "0.3333333333" and value_of("2.5 * 2") == "5"
     assert numbers("at 05 past ٣5, x_5 and 7") == ["05", "7"] and value_of("05 + 7") == "12"  # ASCII digits, leading zeros
     assert choices_for("numeric", "84 and 2")[4] == "84 / 2" and choices_for("multiple-choice", "84 and 2", ["a", "b"]) == ["a", "b"]
+
+
+def test_huge_numbers_and_unusable_answers_have_no_target_and_raise_nothing():
+    text = "He had " + "9" * 5000 + " apples and 3 pears"
+    c = candidates(text)
+    assert [value_of(x) for x in c] == ["inf", "inf", "-inf", "inf", "inf", "0"]  # as the JS runtime computes them
+    for answer in ("1e400", "9" * 400, "((((9**99)**99)**99)**99)", "(-8)**0.5", float("nan"), 10**400):
+        assert target(c, answer) is None and not reachable(text, answer)
 
 
 def test_target_is_the_expression_with_the_answer_value():

@@ -280,26 +280,61 @@ TASK_CASES = [
 ]
 
 
+SHOT = {"text": "a grand day", "answer": "pos", "rationale": "Grand is a word of praise."}
+SHOTS = (json.dumps(SHOT) + "\n").encode()
+
+
+def _shots(**fields) -> bytes:
+    return SHOTS + (json.dumps({**SHOT, **fields}) + "\n").encode()
+
+
+# few-shot exemplars (--exemplars shots.jsonl): the task's fields, answer and rationale on each line
+SHOT_CASES = [
+    pytest.param(
+        {"shots.jsonl": SHOTS + b'{"text": "caf\xe9", "answer": "pos", "rationale": "r r r r r"}\n'},
+        r"shots\.jsonl:2\b",
+        id="shots-latin1",
+    ),
+    pytest.param({"shots.jsonl": SHOTS + b'["text", "answer"]\n'}, r"shots\.jsonl:2\b", id="shots-line-is-list"),
+    pytest.param({"shots.jsonl": SHOTS + b"[" * 3000 + b"]" * 3000 + b"\n"}, r"shots\.jsonl:2\b", id="shots-nested"),
+    pytest.param(
+        {"shots.jsonl": SHOTS + f'{{"text": "a", "answer": {BIG_INT}, "rationale": "r"}}\n'.encode()},
+        r"shots\.jsonl:2\b",
+        id="shots-5000-digit-answer",
+    ),
+    pytest.param({"shots.jsonl": _shots(rationale=12345)}, r"shots\.jsonl:2: rationale", id="shots-rationale-number"),
+    pytest.param(
+        {"shots.jsonl": _shots(rationale=["a", "list"])}, r"shots\.jsonl:2: rationale", id="shots-rationale-list"
+    ),
+    pytest.param({"shots.jsonl": _shots(answer="maybe")}, r"shots\.jsonl:2: answer", id="shots-unknown-answer"),
+    pytest.param({"shots.jsonl": _shots(text=None)}, r"shots\.jsonl:2: text", id="shots-text-null"),
+    pytest.param(
+        {
+            "task.yaml": NUMERIC.encode(),
+            "d.jsonl": NUMERIC_ROW.format('"42"').encode(),
+            "shots.jsonl": b'{"question": "q", "answer": "1e400", "rationale": "It is a lot of them."}\n',
+        },
+        r"shots\.jsonl:1: answer",
+        id="shots-numeric-answer-1e400",
+    ),
+]
+
+
 def _write(tmp_path, files: dict) -> list[str]:
+    """The files in tmp_path (a default task and data file where not given) and the dry run's arguments."""
     files = {"task.yaml": TASK.encode(), **files}
-    if len(files) == 1:
+    if not any(name.startswith("d.") for name in files):
         files["d.jsonl"] = DATA
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
-    data = next(name for name in files if name != "task.yaml")
-    return [
-        "annotate",
-        "--task",
-        str(tmp_path / "task.yaml"),
-        "--data",
-        str(tmp_path / data),
-        "--out",
-        str(tmp_path / "run"),
-        "--dry-run",
-    ]
+    data = next(name for name in files if name.startswith("d."))
+    args = ["annotate", "--task", str(tmp_path / "task.yaml"), "--data", str(tmp_path / data)]
+    if "shots.jsonl" in files:
+        args += ["--prompt", "few-shot-cot", "--exemplars", str(tmp_path / "shots.jsonl")]
+    return [*args, "--out", str(tmp_path / "run"), "--dry-run"]
 
 
-@pytest.mark.parametrize("files, expect", DATA_CASES + TASK_CASES)
+@pytest.mark.parametrize("files, expect", DATA_CASES + TASK_CASES + SHOT_CASES)
 def test_malformed_file_is_a_clear_error(tmp_path, files, expect):
     verdict, seen = cli_verdict(isolated(_cli, _write(tmp_path, files)), expect)
     assert verdict == "clear", f"{verdict.upper()}: {seen}"

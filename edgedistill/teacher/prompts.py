@@ -16,11 +16,11 @@ Any template can be overridden from the task YAML under `prompts:` by its name b
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data import normalize_gold, read_rows
 from ..edge.template import fill_template, template_fields
 from ..errors import UserError, at
 from ..task import CHOICE_LETTERS, TaskSpec
@@ -255,24 +255,18 @@ def plan(task: TaskSpec, mode: str, exemplars: list[dict] | None = None) -> Prom
 
 def load_exemplars(path, task: TaskSpec) -> list[dict]:
     """Few-shot exemplars: JSONL rows with the task's input fields (or `input`), `answer`, `rationale`."""
-    from ..data import normalize_gold
-
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: exemplars file not found")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise at(path, n, None, f"malformed JSON line ({e.msg})") from None
+    for n, row in read_rows(path):  # (UTF-8, one JSON object a line, readable: or file:line errors)
         for key in ("answer", "rationale"):
             if not str(row.get(key) or "").strip():
                 raise at(path, n, key, "missing; each exemplar needs an answer and a rationale")
+        if not isinstance(row["rationale"], str):
+            raise at(path, n, "rationale", f"must be text, not {row['rationale']!r}")
         if "input" not in row:
-            missing = [f for f in task.fields if f not in row]
+            missing = [f for f in task.fields if row.get(f) is None]
             if missing:
                 raise at(path, n, missing[0], "missing; give the task's input fields or a rendered 'input'")
         choices = row.get(task.choices) if task.choices else None
