@@ -33,6 +33,7 @@ from . import bounds
 from .errors import UserError, at
 from .rundir import run_dir_lock
 from .teacher.cache import cache_file_problem
+from .teacher.cost import price_for
 from .teacher.prompts import MODES as PROMPT_MODES, SCORING
 from .teacher.teacher_signal import CALIBRATIONS
 
@@ -73,6 +74,7 @@ class StudentConfig:
     lr: float | None = None
     max_length: int = 128
     seed: int = 0
+    val_fraction: float = 0.1  # annotated rows held out to pick the checkpoint and auto's mode (train --val-fraction)
     pooling: str = "auto"  # what the label head reads: auto (as the base was pretrained), mean, cls or two-tower (train --pooling)
     numeric: str = "auto"  # numeric tasks: expressions (rank one-operation expressions), generate (seq2seq), auto (train --numeric)
 
@@ -159,6 +161,12 @@ def load_pipeline(path) -> Pipeline:
         raise where.error("run_dir", f"{pipe.run} is a file; give a folder for the run's artifacts (it is created if missing)")
     _check_choices(pipe, where)
     _check_ranges(pipe, where)
+    t = pipe.teacher
+    if t.max_cost is not None and price_for(t.model, t.price_in, t.price_out) is None:
+        raise where.error("teacher.max_cost", f"no list price known for model {t.model!r}; give teacher.price_in and "
+                                              "teacher.price_out (USD per 1M tokens)")
+    if t.votes > 1 and t.vote_temperature <= 0:
+        raise where.error("teacher.vote_temperature", "votes need sampling; give a temperature above 0 (0.7 is usual)")
     # Validate the task and data now, so a bad row fails before any stage starts.
     from .data import load_examples
     from .task import load_task
@@ -334,10 +342,14 @@ def _file_hash(path: Path | None) -> str | None:
     return h.hexdigest()
 
 
+UNPRINTED = {"max_failed"}  # teacher keys that decide whether a run passed, never what it wrote: no redo on a change
+
+
 def fingerprints(pipe: Pipeline) -> dict[str, str]:
     """Each stage's fingerprint: its own settings and inputs, chained to the stage before it."""
     own = {
-        "annotate": {"teacher": dataclasses.asdict(pipe.teacher), "task": _file_hash(pipe.path(pipe.task)),
+        "annotate": {"teacher": {k: v for k, v in dataclasses.asdict(pipe.teacher).items() if k not in UNPRINTED},
+                     "task": _file_hash(pipe.path(pipe.task)),
                      "data": _file_hash(pipe.path(pipe.data)), "cache": _file_hash(pipe.path(pipe.teacher.cache))},
         "train": {"student": dataclasses.asdict(pipe.student), "eval_data": _file_hash(pipe.path(pipe.eval_data))},
         "strip": {},

@@ -131,6 +131,9 @@ FLAG_CASES = [
     flag(COMPRESS, "--epochs", "-1"),
     flag(COMPRESS, "--latency-budget", "0"),
     flag(COMPRESS, "--latency-budget", "-1"),
+    Case("annotate --out is a file", ANNOTATE, "--out", files={"out": "a file\n"}),
+    Case("train --out is a file", TRAIN, "--out", files={"out": "a file\n"}),
+    Case("export --out is a file", EXPORT, "--out", files={"out": "a file\n"}),
 ]
 
 
@@ -175,6 +178,16 @@ PIPELINE_CASES = [
     key("compress", "threads: 0", "threads"),
     key("compress", "latency_budget: -1", "latency_budget"),
     key("compress", "common_words: -1", "common_words"),
+    pipe(
+        "teacher.max_cost without a price",
+        "teacher:\n  model: stub\n  max_cost: 1.0\n",
+        r"p\.yaml:6: teacher\.max_cost",
+    ),
+    pipe(
+        "votes without sampling",
+        "teacher:\n  votes: 3\n  vote_temperature: 0\n",
+        r"p\.yaml:6: teacher\.vote_temperature",
+    ),
     pipe(
         "teacher.concurrency on line 6",
         "teacher:\n  model: stub\n  concurrency: 0\n",

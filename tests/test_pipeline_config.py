@@ -168,3 +168,68 @@ def test_export_smooth_reaches_export_and_is_checked(folder):
     assert stage_configs(load(folder, "export: {smooth: 0}\n"))["export"][0].smooth == 0
     with pytest.raises(UserError, match=r"export\.smooth: 2.0 is out of range; give a value in \[0, 1\]"):
         load(folder, "export: {smooth: 2}\n")
+
+
+def test_dry_run_prints_a_base_url_without_its_credentials(folder):
+    from click.testing import CliRunner
+
+    from edgedistill.cli import main
+
+    (folder / "p.yaml").write_text("task: task.yaml\ndata: d.jsonl\nteacher: {base_url: 'http://bob:s3cr3t@h:1/v1?api-key=k9'}\n")
+    r = CliRunner().invoke(main, ["run", str(folder / "p.yaml"), "--dry-run"])
+    assert r.exit_code == 0 and "base_url='http://***@h:1/v1?api-key=***'" in r.output, r.output
+    assert "s3cr3t" not in r.output and "k9" not in r.output
+
+
+@pytest.mark.parametrize("text, match", [
+    ("teacher:\n  votes: 2\nteacher:\n  votes: 3\n", r"p\.yaml:5: teacher: given twice \(first on line 3\)"),
+    ("teacher: {concurrency: 0}\n", r"p\.yaml:3: teacher\.concurrency: 0 is out of range; give a value at least 1"),
+    ("bench:\n  threads:\n    - 1\n    - 0\n", r"p\.yaml:6: bench\.threads\[1\]: 0 is out of range"),
+    ("student: {lr: .inf}\n", r"p\.yaml:3: student\.lr: inf is not a number in range"),
+    ("teacher: [1, [2, [3]]]\n", r"p\.yaml:3: teacher: expected a mapping of keys, got list"),
+    ("teacher: {model: x, max_cost: 1}\n", r"p\.yaml:3: teacher\.max_cost: no list price known for model 'x'"),
+])
+def test_a_value_out_of_range_names_its_line(folder, text, match):
+    with pytest.raises(UserError, match=match):
+        load(folder, text)
+
+
+def test_a_deeply_nested_or_non_utf8_file_is_refused_by_name(folder):
+    (folder / "p.yaml").write_bytes(b"task: task.yaml\ndata: d.jsonl\nteacher: {model: \xff}\n")
+    with pytest.raises(UserError, match=r"p\.yaml:3: not UTF-8 text \(byte 0xff\)"):
+        load_pipeline(folder / "p.yaml")
+    (folder / "p.yaml").write_text("task: task.yaml\nteacher: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(UserError, match=r"p\.yaml: (nested too deeply|not valid YAML)"):
+        load_pipeline(folder / "p.yaml")
+
+
+def test_every_number_of_every_stage_config_has_one_declared_range():
+    """bounds.BOUNDS names only real fields, and every int or float field but a seed has a range: a new setting
+    without one fails here instead of reaching the stage as -1."""
+    import dataclasses
+    import typing
+
+    from edgedistill.bounds import BOUNDS
+    from edgedistill.deploy.export import ExportConfig
+    from edgedistill.distill.compress import CompressConfig
+    from edgedistill.distill.train import TrainConfig
+    from edgedistill.measure.bench import BenchSettings
+    from edgedistill.teacher.annotate import AnnotateConfig
+
+    def leaves(t) -> set:  # int | None -> {int, None}; list[int] -> {int}
+        args = typing.get_args(t)
+        return set().union(*map(leaves, args)) if args else {t}
+
+    unbounded = {"seed"}
+    for stage, cls in [("annotate", AnnotateConfig), ("train", TrainConfig), ("compress", CompressConfig),
+                       ("export", ExportConfig), ("bench", BenchSettings)]:
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls)}
+        assert set(BOUNDS[stage]) <= names, f"{stage}: {set(BOUNDS[stage]) - names} are no fields of {cls.__name__}"
+        numeric = {n for n in names if {int, float} & leaves(hints[n])}
+        assert numeric - unbounded <= set(BOUNDS[stage]), f"{stage}: no range for {numeric - unbounded - set(BOUNDS[stage])}"
+
+
+def test_max_failed_decides_pass_or_fail_and_redoes_nothing(folder):
+    assert fingerprints(load(folder, "teacher: {max_failed: 0.5}\n")) == fingerprints(load(folder, ""))
+    assert fingerprints(load(folder, "teacher: {votes: 2}\n"))["annotate"] != fingerprints(load(folder, ""))["annotate"]

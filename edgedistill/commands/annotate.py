@@ -13,7 +13,7 @@ from ..teacher.teacher_signal import CALIBRATIONS
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--task", required=True, type=click.Path(), help="Task spec YAML (see README, 'Task spec').")
 @click.option("--data", required=True, type=click.Path(), help="Inputs to annotate: .jsonl, .json, .csv, .tsv or .parquet.")
-@click.option("--out", required=True, type=click.Path(), help="Run directory: annotations.jsonl, annotate.json and cache.sqlite go here.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory: annotations.jsonl, annotate.json and cache.sqlite go here.")
 @click.option("--model", default="gpt-4o-mini", show_default=True, help="Teacher model name, as the server knows it.")
 @click.option("--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM), "
               "http://localhost:11434/v1 (Ollama). Default: $OPENAI_BASE_URL, else OpenAI.")

@@ -11,7 +11,7 @@ from ..deploy.export import ExportConfig, export_bundle
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("model", type=click.Path())
-@click.option("--out", required=True, type=click.Path(), help="Bundle directory to write (replaced only if parity holds).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write (replaced only if parity holds).")
 @click.option("--quantize", type=click.Choice(QUANTIZE), default="int8", show_default=True)
 @click.option("--target", type=click.Choice(TARGETS), default="auto", show_default=True,
               help="CPU to tune INT8 for; auto detects AVX-512 VNNI / AVX-VNNI / AVX2 / arm64 here.")

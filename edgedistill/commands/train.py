@@ -15,7 +15,7 @@ from ..distill.train import train as run_train
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--task", required=True, type=click.Path(), help="Task spec YAML.")
 @click.option("--annotations", required=True, type=click.Path(), help="RUN/annotations.jsonl from annotate or import-dss.")
-@click.option("--out", required=True, type=click.Path(), help="Student dir to write (replaced only when training succeeds).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Student dir to write (replaced only when training succeeds).")
 @click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2, 22M). A BERT or MPNet sentence "
               "encoder keeps the mean-pooled and two-tower heads (all-mpnet-base-v2, 110M: bash benchmarks/fetch_mpnet.sh); "
               "a T5/BART dir makes a seq2seq student.")
