@@ -58,7 +58,7 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
                       + (", and `student (standard)` shows what the same student reaches on gold labels." if "standard" in
                          pipe.student.compare + [pipe.student.mode] else "."), ""]
 
-    from .distill.model_card import candidate_table, floor_warning
+    from .distill.model_card import candidate_table, floor_warning, skipped_note
 
     if warning := floor_warning(train.get("val_vs_floor"), train.get("family")):
         lines += [f"**Warning: the student.** {warning}", ""]
@@ -66,6 +66,8 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
         lines += ["## Student", "", f"`--mode auto` trained {len(train['candidates'])} candidates on one split and shipped "
                   f"`{train['mode']}`, chosen on {train['val_examples']} validation rows (label-only unless another "
                   "beat it beyond noise, row by row):", "", *candidate_table(train["candidates"]), ""]
+        if train.get("auto_skipped"):
+            lines += [skipped_note(train["auto_skipped"]), ""]
     compressed = _load(run / "compressed" / "compress.json") if pipe.compress is not None else None
     if compressed:
         from .distill.compress import pareto_lines, trim_warning, vocabulary_line

@@ -707,6 +707,24 @@ def test_the_run_report_repeats_the_floor_warning(tmp_path):
     (tmp_path / "run" / "student" / "train.json").write_text(json.dumps(train_json))
     assert "Warning" not in write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
 
+
+def test_the_run_report_says_which_candidates_auto_did_not_train(tmp_path):
+    from edgedistill.pipeline import load_pipeline
+    from edgedistill.run_report import write_report
+
+    (tmp_path / "task.yaml").write_text(NLI_TASK)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"text": "a dog", "label": "neutral"}) + "\n")
+    (tmp_path / "p.yaml").write_text("task: task.yaml\ndata: d.jsonl\nrun_dir: run\n")
+    (tmp_path / "run" / "student").mkdir(parents=True)
+    skipped = {"modes": ["multitask"], "validation_rows": 3, "winnable_rows": 3, "rows_to_win": 5,
+               "reason": "there are 3 validation rows, so a rival can win at most 3", "fix": "--eval-data"}
+    train_json = {"family": "classification", "mode": "label-only", "val_examples": 3, "auto_skipped": skipped,
+                  "candidates": [{"mode": "label-only", "val_accuracy": 1.0, "elapsed_s": 1.0, "selected": True}]}
+    (tmp_path / "run" / "student" / "train.json").write_text(json.dumps(train_json))
+    report = write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
+    assert "Not trained: multitask, which could not ship: there are 3 validation rows" in report
+
+
 # ---------------------------------------------------------------- the teacher's label distribution (label_probs)
 
 def test_label_probs_are_read_in_label_order_and_checked():

@@ -155,7 +155,8 @@ def unwinnable(cfg: TrainConfig, rivals: list[str], val_rows: int, winnable: int
     fix = (
         "--eval-data with more gold-labelled rows"
         if cfg.eval_data
-        else f"--eval-data with a gold-labelled sample, or a larger --val-fraction (now {cfg.val_fraction:g})"
+        else f"--eval-data with a gold-labelled sample, or a larger --val-fraction "
+        f"(pipeline.yaml: student.val_fraction; now {cfg.val_fraction:g})"
     )
     reason = (
         f"{why}, and it must win at least {need} (rows it gets right and label-only wrong) "
