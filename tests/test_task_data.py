@@ -116,7 +116,7 @@ def test_arithmetic_within_the_bounds_is_exact():
     ("{text:d}", "{text:d} has a format spec"), ("{text:>3000000}", "has a format spec"), ("{}", "{} is a positional"),
     ("{0}", "{0} is a positional"), ("{text.__class__}", "reaches into a field"), ("{text[0]}", "reaches into a field"),
     ("{text!r}", "{text!r} has a conversion"), ("{text:{text}}", "has a format spec"), ("{text", "expected '}'"),
-    ("text}", "Single '}'"),
+    ("text}", "Single '}'"), ("{first name}", "{first name} is not a field name"),
 ])
 def test_input_templates_take_plain_fields_only(template, why):
     with pytest.raises(UserError, match=r"<task>: input: bad template: .*" + re.escape(why)):

@@ -3,8 +3,8 @@ str.format.
 
 A placeholder is a field's name and nothing more: no format spec ("{text:>3000000}" would pad every input to
 3 M characters, "{text:d}" fails on text), no conversion ("{text!r}"), no attribute or index ("{text.__class__}",
-"{text[0]}"), no positional field ("{}", "{0}"). Literal braces are written {{ and }}. Standard library only:
-the training side and every bundle's runtime fill templates with this one module.
+"{text[0]}"), no positional field ("{}", "{0}"); a name is a Python identifier, as the bundle's runtime
+requires. Literal braces are written {{ and }}. Standard library only, so a bundle's runtime can use it too.
 """
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ def parse_template(text: str) -> tuple[tuple[str, str | None], ...]:
             field = name.split(".")[0].split("[")[0] or "text"
             raise ValueError(
                 f"{written} reaches into a field (an attribute or an index); write the field alone: {{{field}}}"
+            )
+        if not name.isidentifier():
+            raise ValueError(
+                f"{written} is not a field name (letters, digits and _, not starting with a digit); "
+                "rename the data field"
             )
         if spec or conversion:
             raise ValueError(
