@@ -18,6 +18,15 @@ Targets (issue 16): a compressed bundle >= 1.5x faster than optimum INT8 of the 
 Students: the quickstart's (RUN/stripped of `edgedistill run examples/quickstart/pipeline.yaml`, run until
 strip here when missing) and an e-SNLI label-only student trained here on --esnli-rows PaLM-labelled rows
 of `valid` (500 `test` rows held out). Writes benchmarks/results/compress.{md,json}.
+
+    python benchmarks/compress.py --small-task 32 [--seeds 0,1,2] [--small-layers 3]
+
+Issue 42 instead: can a smaller student be distilled from one trained on a few dozen rows? Per seed, N of the
+quickstart's annotated rows (the recorded teacher replayed), a full label-only MiniLM student trained on them (train's
+defaults for so few rows: at least 150 steps), and K-layer students distilled from it (compress's distill_layers, no
+vocabulary trimming): at compress's 4 epochs, at more epochs, and with the quickstart's other annotated inputs as
+unlabelled --inputs (their text only). Every model's FP32 accuracy on the 60 gold test rows, the full student the
+baseline in the same run. Writes benchmarks/results/compress_small.{md,json}.
 """
 
 from __future__ import annotations
@@ -61,9 +70,9 @@ def esnli_student(work: Path, rows: int, dss_dir: Path, n_inputs: int = 0) -> tu
     import random
 
     from edgedistill.atomic import write_jsonl
-    from edgedistill.teacher.dss import load_dss
     from edgedistill.distill.strip import strip_student
     from edgedistill.distill.train import TrainConfig, train
+    from edgedistill.teacher.dss import load_dss
 
     work.mkdir(parents=True, exist_ok=True)
     task, anns = load_dss("esnli", "valid", dss_dir)
@@ -145,9 +154,9 @@ def accuracies(task_path: Path, test: Path, bundles: dict[str, dict]) -> None:
 
 def time_side_by_side(bundles: dict[str, dict], stripped: Path, work: Path, texts: list[str], threads: int = 2) -> dict:
     """p50 at batch 1 x 128 tokens: optimum INT8 of the uncompressed student and every bundle, interleaved."""
-    from edgedistill.measure.bench import load_variant, prepare_variants, read_subject
     from edgedistill.edge.feeds import load_tokenizer, shape_feeds
     from edgedistill.edge.timing import summarize, time_interleaved
+    from edgedistill.measure.bench import load_variant, prepare_variants, read_subject
 
     base = bundles["uncompressed"]["bundle"]
     subject = read_subject(base, stripped)
@@ -272,6 +281,113 @@ def render(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# (name, distillation epochs, with the task's other inputs, unlabelled): the --small-task variants
+SMALL_VARIANTS = (("{k} layers, 4 epochs (compress's default)", 4.0, False), ("{k} layers, 40 epochs", 40.0, False),
+                  ("{k} layers, 4 epochs, +{n} unlabelled inputs", 4.0, True),
+                  ("{k} layers, 16 epochs, +{n} unlabelled inputs", 16.0, True))
+T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # Student's t, two-sided 95 %, by the number of seeds
+
+
+def small_task(args) -> dict:
+    """The --small-task measurement (the module docstring); one row per seed and variant, plus the full student."""
+    import random
+
+    from edgedistill.annotations import read_annotations
+    from edgedistill.atomic import write_jsonl
+    from edgedistill.data import load_examples
+    from edgedistill.distill.compress import distill_layers, keep_evidence
+    from edgedistill.distill.strip import strip_student
+    from edgedistill.distill.train import TrainConfig, train
+    from edgedistill.evaluate import predict_labels, score
+    from edgedistill.pipeline import load_pipeline, run_pipeline
+    from edgedistill.task import load_task
+
+    qs, work, k = ROOT / "examples" / "quickstart", args.work / f"small-{args.small_task}", args.small_layers
+    pipe = load_pipeline(qs / "pipeline.yaml")
+    pipe.run_dir = str(work / "quickstart")
+    if not (work / "quickstart" / "annotations.jsonl").exists():
+        run_pipeline(pipe, until="annotate")  # the recorded teacher, replayed: no server
+    anns = [a for a in read_annotations(work / "quickstart" / "annotations.jsonl") if a.status == "ok" and a.label is not None]
+    task = load_task(qs / "task.yaml")
+    test = load_examples(task, qs / "test.jsonl", require_gold=True)
+    n_inputs = len(anns) - args.small_task
+    seeds = []
+    for seed in args.seeds:
+        d = work / f"seed-{seed}"
+        rows = random.Random(seed).sample(anns, args.small_task)
+        ids = {a.id for a in rows}
+        write_jsonl(d / "annotations.jsonl", [a.to_json() for a in rows])
+        write_jsonl(d / "inputs.jsonl", [{"input": a.input} for a in anns if a.id not in ids])
+        if not (d / "stripped").exists():
+            print(f"seed {seed}: the full student on {len(rows)} rows ...", flush=True)
+            train(TrainConfig(task=str(qs / "task.yaml"), annotations=str(d / "annotations.jsonl"), out=str(d / "student"),
+                              mode="label-only", epochs=4, batch_size=16, max_length=64, lr=2e-4, seed=seed, progress=False),
+                  echo=print)
+            strip_student(d / "student", d / "stripped")
+        full = predict_labels(d / "stripped", task, test)
+        out = {"seed": seed, "full": score(task, test, full)["accuracy"], "variants": {}}
+        for i, (name, epochs, more) in enumerate(SMALL_VARIANTS):
+            name, model = name.format(k=k, n=n_inputs), d / f"layers-{k}-{i}"
+            if not model.exists():
+                print(f"seed {seed}: {name} ...", flush=True)
+                distill_layers(d / "stripped", d / "annotations.jsonl", k, model, d / ("scratch-inputs" if more else "scratch"),
+                               epochs=epochs, seed=seed, inputs=d / "inputs.jsonl" if more else None, echo=lambda *_: None)
+            answers = predict_labels(model, task, test)
+            agree = sum(a == b for a, b in zip(answers, full))
+            out["variants"][name] = {"accuracy": score(task, test, answers)["accuracy"], "agree": agree,
+                                     "evidence": keep_evidence(agree, len(test))}
+        print(json.dumps(out), flush=True)
+        seeds.append(out)
+    return {"rows": args.small_task, "layers": k, "unlabelled_inputs": n_inputs, "test_rows": len(test), "seeds": seeds}
+
+
+def _mean_sd(xs: list[float]) -> tuple[float, float]:
+    import statistics
+
+    return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def render_small(res: dict) -> str:
+    """compress_small.md: each variant's test accuracy over the seeds, its paired difference from the full student
+    (mean, and a Student-t 95 % interval over the seeds), and its agreement with the full student."""
+    seeds, n = res["seeds"], len(res["seeds"])
+    full = [s["full"] for s in seeds]
+    m, sd = _mean_sd(full)
+    intro = (f"Written by `{res['command']}` on {res['machine']} ({res['wall_s'] / 60:.0f} min wall, nice -n 10 on a "
+             f"shared 2-core machine, {res['date']}). Per seed ({', '.join(str(s['seed']) for s in seeds)}): "
+             f"{res['rows']} of the quickstart's annotated rows drawn at random (the recorded teacher replayed), a full "
+             "6-layer label-only MiniLM student trained on them (train's defaults: at least 150 steps), and "
+             f"{res['layers']}-layer students distilled from it by compress's `distill_layers` (its soft targets, no "
+             f"vocabulary trimming), on the {res['rows']} rows or with the quickstart's other {res['unlabelled_inputs']} "
+             "annotated inputs as unlabelled `--inputs` (their text only). Accuracy: FP32, on the "
+             f"{res['test_rows']} gold test rows (examples/quickstart/test.jsonl), which no model saw.")
+    header = (f"| model | test accuracy, mean ± sd ({n} seeds) | per seed | vs the full student, pt: mean "
+              f"[95 % t interval] | agreement with the full student | seeds whose {res['test_rows']} rows show it keeps "
+              "its answers (compress's rule, one candidate) |")
+    baseline = (f"| full student (6 layers) | {100 * m:.1f} ± {100 * sd:.1f} % | "
+                f"{' / '.join(f'{100 * x:.1f}' for x in full)} | – | – | – |")
+    lines = [f"# Distilling a smaller student from a {res['rows']}-row task (issue 42)", "", intro, "", header,
+             "|---|---:|---|---|---:|---|", baseline]
+    verdicts = []
+    for name in seeds[0]["variants"]:
+        rows = [s["variants"][name] for s in seeds]
+        acc = [r["accuracy"] for r in rows]
+        deltas = [100 * (r["accuracy"] - s["full"]) for r, s in zip(rows, seeds)]
+        am, asd = _mean_sd(acc)
+        dm, dsd = _mean_sd(deltas)
+        half = T_975.get(n, 0.0) * dsd / n ** 0.5
+        agree = [r["agree"] / res["test_rows"] for r in rows]
+        shown = sum(r["evidence"]["verdict"] == "shown" for r in rows)
+        lines.append(f"| {name} | {100 * am:.1f} ± {100 * asd:.1f} % | {' / '.join(f'{100 * x:.1f}' for x in acc)} | "
+                     f"{dm:+.1f} [{dm - half:+.1f}, {dm + half:+.1f}] | {100 * _mean_sd(agree)[0]:.1f} % | "
+                     f"{shown} of {n} seeds |")
+        below = dm + half < 0
+        verdicts.append(f"- {name}: {dm:+.1f} pt against the full student; "
+                        + ("below it beyond the seeds' noise." if below else
+                           "inside the seeds' noise: no difference shown." if dm - half <= 0 else "above it beyond the noise."))
+    return "\n".join(lines + ["", *verdicts, ""]) + "\n"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="quickstart,esnli")
@@ -285,7 +401,12 @@ def main():
     ap.add_argument("--dss-dir", type=Path, default=ROOT.parent / "shared" / "datasets" / "dss")
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgedistill-compress"))
     ap.add_argument("--rerender", action="store_true", help="only rewrite compress.md and the plots from compress.json")
+    ap.add_argument("--small-task", type=int, metavar="N", help="issue 42 instead: smaller students distilled from one "
+                    "trained on N quickstart rows (compress_small.md)")
+    ap.add_argument("--small-layers", type=int, default=3, help="--small-task: the smaller students' layer count")
+    ap.add_argument("--seeds", default="0,1,2", help="--small-task: the seeds (each draws its own N rows)")
     args = ap.parse_args()
+    args.seeds = [int(x) for x in args.seeds.split(",")]
     args.layers = [int(x) for x in args.layers.split(",")]
     args.inputs_layers = tuple(int(x) for x in args.inputs_layers.split(",") if x)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -294,6 +415,16 @@ def main():
     from edgedistill.machine import describe, machine_record
 
     start = time.time()
+    if args.small_task:
+        small = RESULTS / "compress_small.json"
+        res = json.loads(small.read_text()) if args.rerender else small_task(args)
+        if not args.rerender:
+            res.update(command="python " + shlex.join(["benchmarks/compress.py", *sys.argv[1:]]),
+                       machine=describe(machine_record()), wall_s=round(time.time() - start), date=time.strftime("%Y-%m-%d"))
+            write_json(small, res)
+        write_text(RESULTS / "compress_small.md", render_small(res))
+        print(render_small(res))
+        return
     path = RESULTS / "compress.json"
     res = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
     if not args.rerender:

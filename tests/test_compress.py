@@ -90,8 +90,8 @@ def test_the_commonest_words_keep_their_own_token_beside_the_task_tokens(wordpie
 
 
 def test_trimmed_student_exports_and_the_bundle_answers_alike(wordpiece_student, tmp_path):
-    from edgedistill.distill.compress import trim_vocabulary
     from edgedistill.deploy.export import ExportConfig, export_bundle
+    from edgedistill.distill.compress import trim_vocabulary
     from edgedistill.runtime import EdgeModel
 
     (tmp_path / "parity.jsonl").write_text("".join(json.dumps({"id": str(i), "input": t, "label": "bug", "status": "ok"}) + "\n"
@@ -166,8 +166,8 @@ def test_choose_ships_the_most_accurate_within_the_budget():
 def test_compress_to_fewer_layers_writes_a_model_export_takes(tiny_stripped, tmp_path):
     from transformers import AutoConfig
 
-    from edgedistill.distill.compress import CompressConfig, compress
     from edgedistill.deploy.export import ExportConfig, export_bundle
+    from edgedistill.distill.compress import CompressConfig, compress
 
     model, ann = tiny_stripped
     s = compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1], epochs=2,
@@ -232,9 +232,10 @@ def test_candidates_are_scored_on_annotated_rows_neither_the_vocabulary_nor_the_
 
     model, ann = tiny_stripped
     fit, held = c.hold_out(ann, tmp_path)
-    assert len(held) == 3 and sum(1 for _ in open(fit)) == 27 and c.hold_out(ann, tmp_path)[1] == held  # the same rows each run
+    assert len(held) == 3 and len(fit.read_text().splitlines()) == 27
+    assert c.hold_out(ann, tmp_path)[1] == held  # the same rows each run
     held_ids = {a.id for a in held}
-    rows = [json.loads(line) for line in open(ann)]
+    rows = [json.loads(line) for line in ann.read_text().splitlines()]
     for r in rows:  # a word only the held-out rows use
         r["input"] = "cat " + r["input"] if r["id"] in held_ids else r["input"]
     ann.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -521,3 +522,157 @@ def test_the_packaged_base_is_named_as_people_know_it(tmp_path):
     from edgedistill.model_dir import base_name
 
     assert base_name(gt.MODEL_DIR) == "all-MiniLM-L6-v2" and base_name(tmp_path / "all-mpnet-base-v2") == "all-mpnet-base-v2"
+
+
+# ---------------------------------------------------------------- what the held-out rows can show
+
+def test_the_agreement_bound_is_clopper_pearson():
+    """One-sided lower bounds against scipy.stats.beta.ppf(alpha, k, n - k + 1), and the closed form at k = n."""
+    from edgedistill.distill.compress import agreement_lower_bound
+
+    for k, n, alpha, want in ((9, 10, 0.05, 0.6058367), (58, 60, 0.05, 0.8987641), (484, 500, 0.05, 0.9518019),
+                              (1, 3, 0.05, 0.0169524), (98, 100, 0.05 / 3, 0.9246681)):
+        assert abs(agreement_lower_bound(k, n, alpha) - want) < 1e-6, (k, n)
+    assert agreement_lower_bound(3, 3, 0.05) == 0.05 ** (1 / 3) and agreement_lower_bound(0, 5, 0.05) == 0.0
+    assert 0.94 < agreement_lower_bound(9500, 10000, 0.05) < 0.95  # no overflow at a large --eval-data
+    for bad in ((4, 3, 0.05), (-1, 3, 0.05), (0, 0, 0.05), (1, 3, 1.0)):
+        with pytest.raises(ValueError):
+            agreement_lower_bound(*bad)
+
+
+def test_keep_evidence_needs_59_agreeing_rows_for_one_candidate_and_more_for_several():
+    from edgedistill.distill.compress import keep_evidence
+
+    three = keep_evidence(3, 3)  # the 32-row task: 3 rows held out, the candidate "100.0 %" on them
+    assert three["verdict"] == "too few rows" and three["lower_bound"] == 0.3684 and three["rows_needed"] == 59
+    assert keep_evidence(58, 58)["verdict"] == "too few rows" and keep_evidence(59, 59)["verdict"] == "shown"
+    assert keep_evidence(95, 100)["verdict"] == "answers changed"  # rows enough; 5 changed answers are too many
+    assert keep_evidence(484, 500)["verdict"] == "shown" and keep_evidence(480, 500)["verdict"] == "answers changed"
+    several = keep_evidence(59, 59, candidates=3)  # Bonferroni: the budget picks among three
+    assert several["verdict"] == "too few rows" and several["rows_needed"] == 80
+    assert keep_evidence(80, 80, candidates=3)["verdict"] == "shown"
+
+
+def test_choose_under_a_budget_prefers_no_candidate_the_rows_cannot_vouch_for():
+    from edgedistill.distill.compress import choose, keep_evidence
+
+    model = {"name": "6", "accuracy": 1.0, "p50_ms": 4.0, "evidence": None}
+    weak = {"name": "3", "accuracy": 1.0, "p50_ms": 2.0, "evidence": keep_evidence(3, 3)}
+    strong = {**weak, "evidence": keep_evidence(60, 60)}
+    assert choose([model, weak], 5.0)["name"] == "6" and choose([model, weak], 3.0) is None
+    assert choose([model, strong], 5.0)["name"] == "3"
+    assert choose([weak], None)["name"] == "3"  # one candidate asked for by name, no budget: shipped as asked
+
+
+def constant_student(path, rows: int):
+    """A tiny stripped student that answers "billing" whatever it reads (its head's bias far above the rest), and a
+    `rows`-row annotated task: a smaller student from its layers gives its answers, so agreement is no accident."""
+    d = tiny.tiny_classifier_dir(path / "stripped", labels=LABELS)
+    from transformers import AutoModelForSequenceClassification
+
+    m = AutoModelForSequenceClassification.from_pretrained(d)
+    with torch.no_grad():
+        m.classifier.bias.copy_(torch.tensor([20.0, 0.0, 0.0]))
+    m.save_pretrained(d)
+    (d / "task.yaml").write_text(TASK)
+    write_meta(d, {"kind": "stripped", "family": "sequence-classification", "max_length": 16, "labels": LABELS})
+    ann = [{"id": str(i), "input": f"{WORDS[i % 3]} please {i}", "label": LABELS[i % 3], "status": "ok"} for i in range(rows)]
+    (path / "ann.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ann))
+    return d, path / "ann.jsonl"
+
+
+def fixed_latency(monkeypatch, c, ms: dict[str, float]):
+    """p50 per candidate by its layer count: the budget's arithmetic without timing anything."""
+    monkeypatch.setattr(c, "p50_ms", lambda bundles, *a: {n: ms[n.split()[0]] for n in bundles})
+
+
+def test_a_32_row_task_warns_its_held_out_rows_show_nothing_and_names_the_fixes(tmp_path):
+    from edgedistill.distill import compress as c
+
+    model, ann = constant_student(tmp_path, 32)
+    printed = []
+    s = c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1], epochs=1,
+                                    quantize="none"), echo=printed.append)
+    [cand] = s["candidates"]
+    assert cand["accuracy"] == 1.0 and s["chosen"] == cand["name"]  # 3 of 3 agree: "100.0 %", shipped as asked
+    warning = [line for line in printed if line.startswith("warning:")]
+    assert len(warning) == 1
+    assert "the 3 rows the candidates are scored on cannot show that 1 layers, trimmed vocabulary keeps MODEL's" in warning[0]
+    assert "36.8 %, under the 95 % compress needs" in warning[0] and "--eval-data FILE" in warning[0]
+    assert "--inputs FILE" in warning[0] and "59 or more" in warning[0] and "about 560 of them" in warning[0]
+    assert any(line.startswith("Shipped 1 layers, trimmed vocabulary as asked") for line in printed)
+    written = json.loads((tmp_path / "small" / "compress.json").read_text())
+    assert written["candidates"][0]["evidence"] == {**c.keep_evidence(3, 3), "verdict": "too few rows"}
+    assert written["evidence"]["rows"] == 3 and written["evidence"]["warning"] == warning[0].removeprefix("warning: ")
+    md = (tmp_path / "small" / "compress.md").read_text()
+    assert "Evidence: A smaller candidate replaces MODEL only where" in md and "Clopper-Pearson" in md
+    assert "MODEL's answer on 3 of 3 scored rows; lower bound 36.8 %" in md and ": too few rows." in md
+    assert "Warning: the 3 rows the candidates are scored on cannot show" in md
+    assert "| 3 of 3 (≥ 36.8 %): too few rows | shipped |" in md
+
+
+def test_a_budget_on_weak_evidence_keeps_the_full_student(tmp_path, monkeypatch):
+    from edgedistill.distill import compress as c
+
+    model, ann = constant_student(tmp_path, 32)
+    fixed_latency(monkeypatch, c, {"2": 5.0, "1": 1.0})
+    printed = []
+    s = c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1], epochs=1,
+                                    latency_budget=10.0, quantize="none"), echo=printed.append)
+    assert [r["accuracy"] for r in s["candidates"]] == [1.0, 1.0]  # a tie the faster one used to win
+    assert s["chosen"] == "2 layers, trimmed vocabulary"
+    assert s["choice"].startswith("Latency budget 10 ms: shipped 2 layers, trimmed vocabulary, not 1 layers, trimmed "
+                                  "vocabulary, which fits the budget too: the scored rows do not show")
+    assert s["choice"] in printed and len([line for line in printed if line.startswith("warning:")]) == 1
+    assert json.loads((tmp_path / "small" / "config.json").read_text())["num_hidden_layers"] == 2
+    assert s["choice"] in (tmp_path / "small" / "compress.md").read_text()
+
+    with pytest.raises(UserError, match=r"--latency-budget 2 ms: only 1 layers, trimmed vocabulary meets it, and the scored "
+                                        r"rows do not show .* MODEL itself takes 5.00 ms\. Give more rows .*--eval-data, --inputs"):
+        c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "other"), layers=[1], epochs=1,
+                                    latency_budget=2.0, quantize="none"), echo=lambda *_: None)
+    assert not (tmp_path / "other").exists() and not list(tmp_path.glob(".other.*"))
+
+
+def test_enough_held_out_inputs_or_gold_rows_let_the_budget_ship_the_faster_candidate(tmp_path, monkeypatch):
+    """The old behaviour where the rows can show it: --inputs adds held-out rows (a tenth of them, unseen by the
+    vocabulary and the distillation), and --eval-data's gold rows count as well."""
+    from edgedistill.distill import compress as c
+
+    model, ann = constant_student(tmp_path, 32)
+    fixed_latency(monkeypatch, c, {"2": 5.0, "1": 1.0})
+    inputs = tmp_path / "more.jsonl"
+    inputs.write_text("".join(json.dumps({"input": f"{WORDS[i % 3]} word{i}"}) + "\n" for i in range(600)))
+    seen = {}
+    real = c.teacher_annotations
+
+    def spy(model_dir, rows, out_path, **kw):
+        seen["inputs"] = {r["input"] for r in rows}
+        return real(model_dir, rows, out_path, **kw)
+
+    real_trim = c.trim_vocabulary
+
+    def trim_spy(model_dir, texts, out_dir, common=c.COMMON_WORDS):
+        seen["texts"] = set(texts)
+        return real_trim(model_dir, texts, out_dir, common)
+
+    monkeypatch.setattr(c, "teacher_annotations", spy)
+    monkeypatch.setattr(c, "trim_vocabulary", trim_spy)
+    printed = []
+    s = c.compress(c.CompressConfig(model=str(model), annotations=str(ann), inputs=str(inputs), out=str(tmp_path / "a"),
+                                    layers=[1], epochs=1, latency_budget=10.0, quantize="none"), echo=printed.append)
+    assert s["accuracy_on"] == "agreement with the uncompressed student on 63 held-out inputs (3 annotated, 60 of --inputs)"
+    assert any(line.startswith("scoring: 3 annotated rows and 60 of --inputs held out") for line in printed)
+    assert len(seen["inputs"]) == 29 + 540  # the held-out inputs taught nothing
+    held = [f"{WORDS[i % 3]} word{i}" for i in range(600) if f"{WORDS[i % 3]} word{i}" not in seen["inputs"]]
+    assert len(held) == 60 and not seen["texts"] & set(held) and len(seen["texts"]) == 29 + 540  # nor chose the vocabulary
+    assert s["candidates"][1]["evidence"]["verdict"] == "shown" and s["evidence"]["warning"] is None
+    assert s["chosen"] == "1 layers, trimmed vocabulary" and not [line for line in printed if line.startswith("warning:")]
+    assert s["choice"].startswith("Latency budget 10 ms: shipped 1 layers, trimmed vocabulary, the most accurate within it; "
+                                  "it gave MODEL's answer on 63 of 63 scored rows")
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps({"text": f"{WORDS[i % 3]} now {i}", "label": "billing"}) + "\n" for i in range(60)))
+    s = c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "b"), layers=[1], epochs=1,
+                                    latency_budget=10.0, quantize="none", eval_data=str(gold)), echo=lambda *_: None)
+    assert s["candidates"][1]["evidence"]["rows"] == 60 and s["chosen"] == "1 layers, trimmed vocabulary"

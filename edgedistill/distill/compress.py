@@ -38,6 +38,20 @@ assistant" distillation; Turc et al. 2019, "Well-Read Students"). benchmarks/dis
 With `--ensemble`, the smaller students learn the average of several trained students' probabilities (other seeds or
 bases): one assistant's answers are a noisy target where it is far under the teacher (CQA: benchmarks/results/
 assistant.md section 5).
+
+What the scores are worth (`keep_evidence`, the one rule). A smaller candidate (fewer layers, another base) replaces
+MODEL only where the scored rows show that it keeps MODEL's answer on at least KEEP_AGREEMENT (95 %) of such inputs:
+the one-sided Clopper-Pearson lower bound on its agreement with MODEL, at EVIDENCE_CONFIDENCE (95 %) Bonferroni-split
+over the smaller candidates (the budget picks among them), reaches KEEP_AGREEMENT. Agreement is the quantity to bound
+because it bounds every accuracy: where the candidate and MODEL give the same answer they are right or wrong together,
+so on any gold labels the candidate's accuracy is at least MODEL's minus its disagreement rate; a shown candidate loses
+at most 5 pt, at 95 % confidence. The bound is exact (no normal approximation, which fails near 100 %): agreeing on all
+n rows it is 0.05 ** (1 / n), so fewer than 59 rows cannot show it whatever they say (3 held-out rows of a 32-row task:
+36.8 %). Where the rows cannot show it, compress warns once, names the fixes (more rows to score on: --eval-data, or
+--inputs, a tenth of which is held out to score on), records the evidence in compress.json and compress.md, and a
+--latency-budget does not prefer the candidate over MODEL: it ships MODEL, or fails where only unshown candidates fit.
+A single candidate asked for without a budget (--layers K) is shipped as asked, with the warning. With a small
+task a smaller student may well be as good (benchmarks/results/compress_small.md); the rows just cannot show it.
 """
 
 from __future__ import annotations
@@ -45,8 +59,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import shutil
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from ..atomic import build_dir
@@ -57,6 +73,8 @@ TRIMMABLE_MODELS = ("WordPiece", "WordLevel")  # tokenizer models whose vocabula
 COMMON_WORDS = 2000  # the commonest words kept beside the task's own tokens (about 0.8 MB of an INT8 bundle at 384 dims)
 HOLD_OUT, HOLD_OUT_MAX = 0.1, 500  # annotated rows kept out of the candidates to score them on, without --eval-data
 TRIM_AGREEMENT = 0.99  # the trimmed vocabulary keeps MODEL's answer on fewer unseen inputs than this: a warning
+KEEP_AGREEMENT = 0.95  # a smaller candidate replaces MODEL only where the scored rows show it keeps this many answers
+EVIDENCE_CONFIDENCE = 0.95  # the one-sided confidence of that showing, split over the smaller candidates (Bonferroni)
 
 
 @dataclass
@@ -346,8 +364,7 @@ def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_si
     meta = read_meta(model_dir)
     soft = work / ("soft_targets.jsonl" if not label_weight else "soft_targets_labels.jsonl")
     if not soft.exists():
-        rows = distillation_inputs(annotations, inputs, need_choices=meta["family"] == "multiple-choice"
-                                   and task_type(model_dir) != "numeric")
+        rows = distillation_inputs(annotations, inputs, need_choices=_needs_choices(model_dir))
         teacher_annotations(model_dir, rows, soft, keep_labels=label_weight > 0, ensemble=ensemble)
     student = work / f"student-{Path(out_dir).name}"
     summary = train(TrainConfig(task=str(Path(model_dir) / "task.yaml"), annotations=str(soft), out=str(student),
@@ -362,6 +379,12 @@ def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_si
 
 
 def _pooling(model_dir) -> str:
+def _needs_choices(model_dir) -> bool:
+    """Whether each unlabelled input needs its own choices: a multiple-choice student's, save a numeric task's (whose
+    choices are the input's expressions)."""
+    return read_meta(model_dir)["family"] == "multiple-choice" and task_type(model_dir) != "numeric"
+
+
     """The pooling a distilled student keeps: a two-tower student's graph reads its inputs in two parts, so its
     successor must too; any other keeps train's choice for its base (auto)."""
     from transformers import AutoConfig
@@ -428,17 +451,23 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
     try:
-        full, fit, held_out = src, cfg.annotations, None
+        full, fit, fit_inputs, held_out, held_inputs = src, cfg.annotations, cfg.inputs, None, []
         if not cfg.eval_data:
             fit, held_out = hold_out(cfg.annotations, work)
-            echo(f"scoring: {len(held_out):,} annotated rows held out of the vocabulary and the distillation; each candidate "
-                 "is scored by its agreement with MODEL on them (--eval-data: on gold instead)")
+            fit_inputs, held_inputs = hold_out_inputs(cfg.inputs, work, HOLD_OUT_MAX - len(held_out),
+                                                      _needs_choices(src))
+            echo(f"scoring: {held_out_description(len(held_out), len(held_inputs), short=True)} held out of the "
+                 "vocabulary and the distillation; each candidate is scored by its agreement with MODEL on them "
+                 "(--eval-data: on gold instead)")
+        held_annotated = None if held_out is None else len(held_out)  # what the fixes count on
+        if held_inputs:
+            held_out = [*held_out, *held_inputs]
         scoring = Scoring(src, cfg.eval_data, held_out)
         if seen := scoring.seen(cfg.annotations, cfg.inputs):
             echo(f"warning: {seen}")
         vocabulary = None
         if cfg.trim_vocab:
-            texts = task_texts(fit, cfg.inputs, task_type(src))
+            texts = task_texts(fit, fit_inputs, task_type(src))
             r = trim_vocabulary(src, texts, work / "trimmed", cfg.common_words)
             full = work / "trimmed"
             vocabulary = {"kept": r.kept, "original": r.original, "agreement_unseen": scoring.agreement(full),
@@ -456,33 +485,42 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
                 continue
             echo(f"{k} layers: distilling from the {total}-layer student{ensemble_note(ensemble)} ...")
             distill_layers(full, fit, k, work / f"{k}-layers", work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
-                           echo=lambda *_: None, inputs=cfg.inputs, label_weight=cfg.label_weight, ensemble=ensemble)
+                           echo=lambda *_: None, inputs=fit_inputs, label_weight=cfg.label_weight, ensemble=ensemble)
             dirs.append(work / f"{k}-layers")
         for i, base in enumerate(bases):
             echo(f"{base_name(base)}: distilling the {total}-layer student{ensemble_note(ensemble)} into a fresh "
                  f"{base_name(base)} ...")
             d = work / f"into-{i}"
             distill_into(full, fit, base, d, work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, echo=lambda *_: None,
-                         inputs=cfg.inputs, label_weight=cfg.label_weight, ensemble=ensemble)
+                         inputs=fit_inputs, label_weight=cfg.label_weight, ensemble=ensemble)
             write_meta(d, {**read_meta(d), "distilled_from": str(src.resolve())})  # not the trimmed copy in the work dir
             if cfg.trim_vocab:
                 trim_vocabulary(d, texts, work / f"into-{i}-trimmed", cfg.common_words)
                 d = work / f"into-{i}-trimmed"
             dirs.append(d)
-        rows = [measure_candidate(d, scoring.accuracy, weights_bytes(src), cfg, work) for d in dirs]
+        rows = [measure_candidate(d, scoring.score, weights_bytes(src), cfg, work) for d in dirs]
+        smaller = sum(d != full for d in dirs)
+        for d, r in zip(dirs, rows):  # MODEL itself is what the others are measured against: it needs no evidence
+            agree = r.pop("agree")
+            r["evidence"] = None if d == full else keep_evidence(agree, len(scoring.examples), smaller)
         for r, ms in zip(rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()):
             r["p50_ms"] = ms
         chosen = choose(rows, cfg.latency_budget)
         summary = {"source": str(src), "budget_ms": cfg.latency_budget, "threads": cfg.threads, "quantize": cfg.quantize,
                    "accuracy_on": "eval_data (gold)" if cfg.eval_data else
-                   f"agreement with the uncompressed student on {len(held_out):,} held-out annotated inputs",
-                   "ensemble": [str(d) for d in ensemble], "vocabulary": vocabulary, "eval_seen": seen, "candidates": rows, "chosen": chosen and chosen["name"]}
+                   held_out_description(held_annotated, len(held_inputs)),
+                   "ensemble": [str(d) for d in ensemble], "vocabulary": vocabulary, "eval_seen": seen,
+                   "candidates": rows, "chosen": chosen and chosen["name"]}
+        summary["evidence"] = evidence_record(summary, len(scoring.examples), held_annotated)
+        summary["choice"] = choice_line(summary)
         for line in pareto_lines(summary):
+        if summary["evidence"]["warning"]:
+            echo(f"warning: {summary['evidence']['warning']}")
             echo(line)
         if chosen is None:
-            fastest = min(rows, key=lambda r: r["p50_ms"])
-            raise UserError(f"--latency-budget {cfg.latency_budget:g} ms: no candidate is that fast on this CPU; the fastest, "
-                            f"{fastest['name']}, takes {fastest['p50_ms']:.2f} ms. Raise the budget or add fewer --layers")
+            raise UserError(no_choice_message(summary))
+        if summary["choice"]:
+            echo(summary["choice"])
         with build_dir(out) as tmp:
             shutil.copytree(dirs[rows.index(chosen)], tmp, dirs_exist_ok=True)
             # the trained student stays the source (export finds its annotations for parity through it)
@@ -490,14 +528,16 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             write_json(tmp / "compress.json", summary)
             pareto_plot(summary, tmp / "compress.png")
             notes = [n for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}", seen and f"Warning: {seen}") if n]
-            write_text(tmp / "compress.md", "\n".join(pareto_lines(summary) + [""] + notes) + "\n\n![accuracy vs latency](compress.png)\n")
+            write_text(tmp / "compress.md", "\n".join(pareto_lines(summary) + ["", *notes, *evidence_lines(summary)])
+                       + "\n\n![accuracy vs latency](compress.png)\n")
         return summary
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure_candidate(model_dir: Path, accuracy, checkpoint_bytes: int, cfg: CompressConfig, work: Path) -> dict:
-    """Export the candidate as `edgedistill export` would; its accuracy and size (timed later, beside the others)."""
+def measure_candidate(model_dir: Path, score, checkpoint_bytes: int, cfg: CompressConfig, work: Path) -> dict:
+    """Export the candidate as `edgedistill export` would; its accuracy, its agreement with MODEL (`score`:
+    Scoring.score) and its size (timed later, beside the others)."""
     from ..deploy.export import ExportConfig, export_bundle
 
     bundle = work / f"bundle-{Path(model_dir).name}"
@@ -507,7 +547,7 @@ def measure_candidate(model_dir: Path, accuracy, checkpoint_bytes: int, cfg: Com
     base = base_name(meta["base"]) if "distilled_from" in meta else None
     return {"name": (f"{base} distilled, " if base else "") + f"{layers} layers" + (", trimmed vocabulary" if "vocabulary" in meta else ""),
             "layers": layers, "base": base, "vocabulary": meta.get("vocabulary", {}).get("kept"),
-            "accuracy": accuracy(bundle), "bundle": bundle, "bundle_mb": m["size_bytes"] / 1e6,
+            **score(bundle), "bundle": bundle, "bundle_mb": m["size_bytes"] / 1e6,
             "of_checkpoint": m["size_bytes"] / checkpoint_bytes}
 
 
@@ -555,6 +595,36 @@ def hold_out(annotations, work: Path) -> tuple[Path, list]:
     write_jsonl(fit, [a.to_json() for a in rows if a.id not in ids])
     return fit, held
 
+def hold_out_inputs(inputs, work: Path, most: int, need_choices: bool = False) -> tuple[Path | None, list]:
+    """(the --inputs without the held-out rows, written into work; the held-out rows as Examples without gold): HOLD_OUT
+    of the rows, at most `most` (what HOLD_OUT_MAX leaves beside the annotated ones), the first by a hash of their ids.
+    Agreement with MODEL needs no label, so unlabelled inputs are rows to score on as good as annotated ones. (None, [])
+    without --inputs."""
+    from ..atomic import write_jsonl
+    from ..data import Example
+
+    if not inputs:
+        return None, []
+    rows = unlabelled(inputs, need_choices)
+    n = max(0, min(most, round(HOLD_OUT * len(rows))))
+    held = sorted(rows, key=lambda r: hashlib.sha1(r["id"].encode()).hexdigest())[:n]
+    ids = {r["id"] for r in held}
+    fit = work / "inputs-fit.jsonl"
+    write_jsonl(fit, [{"input": r["input"], **({"choices": r["choices"]} if r["choices"] else {})}
+                      for r in rows if r["id"] not in ids])
+    return fit, [Example(id=r["id"], input=r["input"], choices=r["choices"], gold=None) for r in held]
+
+
+def held_out_description(annotated: int, inputs: int, short: bool = False) -> str:
+    """What candidates are scored on without --eval-data: compress.json's accuracy_on, or (short) the held-out rows."""
+    if short:
+        return f"{annotated:,} annotated rows" + (f" and {inputs:,} of --inputs" if inputs else "")
+    if not inputs:
+        return f"agreement with the uncompressed student on {annotated:,} held-out annotated inputs"
+    return (f"agreement with the uncompressed student on {annotated + inputs:,} held-out inputs "
+            f"({annotated:,} annotated, {inputs:,} of --inputs)")
+
+
 
 class Scoring:
     """Answers on inputs the candidates were not built from: --eval-data's (with gold), else the held-out annotated
@@ -596,17 +666,201 @@ class Scoring:
         return predict_labels(self.source, self.task, self.examples)
 
     def agreement(self, model) -> float:
-        from ..evaluate import predict_labels
+        return self.score(model)["agree"] / len(self.reference)
 
-        answers = predict_labels(model, self.task, self.examples)
-        return sum(a == b for a, b in zip(answers, self.reference)) / len(self.reference)
-
-    def accuracy(self, model) -> float:
+    def score(self, model) -> dict:
+        """{"accuracy": gold accuracy with --eval-data, else the agreement rate with MODEL; "agree": on how many rows
+        the model gives MODEL's answer (what keep_evidence weighs)}."""
         from ..evaluate import predict_labels, score
 
-        if not self.gold:
-            return self.agreement(model)
-        return score(self.task, self.examples, predict_labels(model, self.task, self.examples))["accuracy"]
+        answers = predict_labels(model, self.task, self.examples)
+        agree = sum(a == b for a, b in zip(answers, self.reference))
+        accuracy = score(self.task, self.examples, answers)["accuracy"] if self.gold else agree / len(self.reference)
+        return {"accuracy": accuracy, "agree": agree}
+
+
+# ---------------------------------------------------------------- what the scores are worth
+
+EVIDENCE_RULE = (f"A smaller candidate replaces MODEL only where the scored rows show that it keeps MODEL's answer "
+                 f"on at least {100 * KEEP_AGREEMENT:.0f} % of inputs like them: the one-sided Clopper-Pearson lower "
+                 f"bound on its agreement with MODEL, at {100 * EVIDENCE_CONFIDENCE:.0f} % confidence split over the "
+                 f"smaller candidates (Bonferroni), reaches {100 * KEEP_AGREEMENT:.0f} %. Agreement bounds accuracy "
+                 "(on any gold labels a candidate is right wherever MODEL is and they agree), so a shown candidate "
+                 f"loses at most {100 - 100 * KEEP_AGREEMENT:.0f} pt at that confidence. Agreeing on all n rows, the bound is "
+                 f"{1 - EVIDENCE_CONFIDENCE:.2f} ** (1 / n).")
+
+
+class Verdict(str, Enum):
+    """What a smaller candidate's agreement with MODEL on the scored rows shows (keep_evidence)."""
+
+    SHOWN = "shown"  # the lower bound reaches the target
+    TOO_FEW_ROWS = "too few rows"  # even agreeing on every row, the bound would stay under the target
+    ANSWERS_CHANGED = "answers changed"  # rows enough, but it changed MODEL's answer on too many of them
+
+
+def agreement_lower_bound(agree: int, rows: int, alpha: float) -> float:
+    """The one-sided (1 - alpha) Clopper-Pearson lower confidence bound on a rate seen `agree` times in `rows`: the rate
+    at which `agree` or more of `rows` has probability alpha (0 for none; alpha ** (1 / rows) for all of them)."""
+    if rows < 1 or not 0 <= agree <= rows or not 0 < alpha < 1:
+        raise ValueError(f"{agree} of {rows} rows at alpha {alpha}: need rows >= 1, 0 <= agree <= rows, 0 < alpha < 1")
+    if agree == 0:
+        return 0.0
+    if agree == rows:
+        return alpha ** (1 / rows)
+    lo, hi = 0.0, agree / rows
+    for _ in range(60):  # P(X >= agree) grows with the rate: bisect for the rate where it is alpha
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _upper_tail(agree, rows, mid) < alpha else (lo, mid)
+    return lo
+
+
+def _upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), 0 < p < 1, each term in logs (no overflow at any n a data file holds)."""
+    log_p, log_q, log_n = math.log(p), math.log1p(-p), math.lgamma(n + 1)
+    return math.fsum(math.exp(log_n - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
+                     for i in range(k, n + 1))
+
+
+def keep_evidence(agree: int, rows: int, candidates: int = 1, target: float = KEEP_AGREEMENT,
+                  confidence: float = EVIDENCE_CONFIDENCE) -> dict:
+    """The rule (EVIDENCE_RULE): whether a smaller candidate that gave MODEL's answer on `agree` of `rows` scored rows
+    is shown to keep MODEL's answers. Its one-sided Clopper-Pearson lower bound on agreement, at `confidence` split over
+    the `candidates` compared (Bonferroni: the budget picks among them), must reach `target`. The record compress.json
+    keeps: the counts, the bound, `rows_needed` (how many rows, every one agreeing, would reach the target) and the
+    Verdict (too few rows: even agreeing on all of them the bound would stay under the target)."""
+    alpha = (1 - confidence) / candidates
+    bound = agreement_lower_bound(agree, rows, alpha)
+    verdict = (Verdict.SHOWN if bound >= target else
+               Verdict.TOO_FEW_ROWS if alpha ** (1 / rows) < target else Verdict.ANSWERS_CHANGED)
+    return {"agree": agree, "rows": rows, "lower_bound": round(bound, 4), "best_bound": round(alpha ** (1 / rows), 4),
+            "target": target, "confidence": confidence, "candidates": candidates,
+            "rows_needed": math.ceil(math.log(alpha) / math.log(target)), "verdict": verdict.value}
+
+
+def shown(row: dict) -> bool:
+    """A candidate the budget may ship: MODEL itself (what the others are measured against), or one keep_evidence shows.
+    A row without an evidence record (written before it was kept) counts as shown."""
+    e = row.get("evidence")
+    return e is None or e["verdict"] == Verdict.SHOWN.value
+
+
+def evidence_record(s: dict, rows: int, held_out_annotated: int | None) -> dict:
+    """compress.json's `evidence`: the rule, the rows scored on (held-out or --eval-data's), and the warning."""
+    record = {"rule": EVIDENCE_RULE, "rows": rows, "target": KEEP_AGREEMENT, "confidence": EVIDENCE_CONFIDENCE,
+              "scored_on": "held_out" if held_out_annotated is not None else "eval_data",
+              "held_out_annotated": held_out_annotated}
+    return {**record, "warning": evidence_warning({**s, "evidence": record})}
+
+
+def evidence_warning(s: dict) -> str | None:
+    """The one warning a run earns where its scored rows do not show that a smaller candidate keeps MODEL's answers
+    (keep_evidence), with the fixes; None where every smaller candidate is shown, or there is none."""
+    weak = [r for r in s["candidates"] if not shown(r)]
+    if not weak:
+        return None
+    few = [r for r in weak if r["evidence"]["verdict"] == Verdict.TOO_FEW_ROWS.value]
+    changed = [r for r in weak if r not in few]
+    parts = []
+    if few:
+        e = few[0]["evidence"]
+        parts.append(f"the {e['rows']:,} rows the candidates are scored on cannot show that {_names(few)} "
+                     f"{'keeps' if len(few) == 1 else 'keep'} MODEL's answers: even agreeing with MODEL on all of "
+                     "them, "
+                     f"the one-sided {_pct(e['confidence'], 0)} lower bound on agreement (Clopper-Pearson"
+                     f"{', split over ' + str(e['candidates']) + ' candidates' if e['candidates'] > 1 else ''}) is "
+                     f"{_pct(e['best_bound'])}, under the {_pct(e['target'], 0)} compress needs, so "
+                     f"{'its score' if len(few) == 1 else 'their scores'} there ({_scores(few)}) "
+                     f"{'is' if len(few) == 1 else 'are'} no evidence. {_fixes(s, e)}")
+    for r in changed:
+        e = r["evidence"]
+        parts.append(f"{r['name']} changed MODEL's answer on {e['rows'] - e['agree']:,} of {e['rows']:,} scored rows: "
+                     f"its lower bound on agreement, {_pct(e['lower_bound'])}, is under the {_pct(e['target'], 0)} "
+                     "compress needs to prefer it to MODEL; the table says what it costs.")
+    text = " ".join(parts)
+    return text[0].lower() + text[1:]
+
+
+def _fixes(s: dict, e: dict) -> str:
+    """How to get rows enough to show it: a larger gold sample, or more unlabelled inputs (a tenth held out)."""
+    if s["evidence"]["scored_on"] == "eval_data":
+        return f"Give a larger --eval-data: {e['rows_needed']:,} gold-labelled rows or more."
+    more = math.ceil(max(0, e["rows_needed"] - s["evidence"]["held_out_annotated"]) / HOLD_OUT)
+    return (f"Give more rows to score on ({e['rows_needed']:,} or more): --eval-data FILE, a gold-labelled sample of "
+            "the task, or --inputs FILE, more unlabelled inputs of the task (no teacher needed; a tenth of them is "
+            f"held out to score on, so about {more:,} of them).")
+
+
+def choice_line(s: dict) -> str | None:
+    """Which candidate was shipped and why, where the evidence rule took part in it; None where it did not."""
+    chosen = next((r for r in s["candidates"] if r["name"] == s["chosen"]), None)
+    if chosen is None:
+        return None
+    budget = s["budget_ms"]
+    if budget is None:
+        return None if shown(chosen) else (f"Shipped {chosen['name']} as asked (one candidate, no --latency-budget), "
+                                           "though the scored rows do not show that it keeps MODEL's answers.")
+    passed = [r for r in s["candidates"] if not shown(r) and r["p50_ms"] <= budget]
+    if passed:
+        return (f"Latency budget {budget:g} ms: shipped {chosen['name']}, not {_names(passed)}, which "
+                f"{'fits' if len(passed) == 1 else 'fit'} the budget too: the scored rows do not show that "
+                f"{'it keeps' if len(passed) == 1 else 'they keep'} MODEL's answers, so compress does not prefer "
+                f"{'it' if len(passed) == 1 else 'them'} to MODEL on "
+                f"{'its score' if len(passed) == 1 else 'their scores'}.")
+    if chosen["evidence"]:
+        e = chosen["evidence"]
+        return (f"Latency budget {budget:g} ms: shipped {chosen['name']}, the most accurate within it; it gave MODEL's "
+                f"answer on {e['agree']:,} of {e['rows']:,} scored rows, a lower bound of {_pct(e['lower_bound'])} "
+                f"(at least {_pct(e['target'], 0)}).")
+    return None
+
+
+def no_choice_message(s: dict) -> str:
+    """The UserError of a budget no candidate the rule allows meets: none is that fast, or only unshown ones are."""
+    budget, rows = s["budget_ms"], s["candidates"]
+    fits = [r for r in rows if r["p50_ms"] <= budget]
+    if not fits:
+        fastest = min(rows, key=lambda r: r["p50_ms"])
+        return (f"--latency-budget {budget:g} ms: no candidate is that fast on this CPU; the fastest, "
+                f"{fastest['name']}, takes {fastest['p50_ms']:.2f} ms. Raise the budget or add fewer --layers")
+    model = next((r for r in rows if r["evidence"] is None), None)
+    slow = f"; MODEL itself takes {model['p50_ms']:.2f} ms" if model else ""
+    return (f"--latency-budget {budget:g} ms: only {_names(fits)} {'meets' if len(fits) == 1 else 'meet'} it, and the "
+            f"scored rows do not show that {'it keeps' if len(fits) == 1 else 'they keep'} MODEL's answers (the "
+            f"warning above){slow}. Give more rows to score on (--eval-data, --inputs), raise the budget to ship "
+            "MODEL, or ask for one candidate without --latency-budget (--layers K) to ship it regardless")
+
+
+def evidence_lines(s: dict) -> list[str]:
+    """compress.md's account of the evidence: the rule, each smaller candidate's agreement and verdict, the warning,
+    and which candidate was shipped and why."""
+    e = s.get("evidence")
+    smaller = [r for r in s["candidates"] if r.get("evidence")]
+    if not e or not smaller:
+        return []
+    lines = ["", f"Evidence: {e['rule']}", ""]
+    for r in smaller:
+        v = r["evidence"]
+        lines.append(f"- {r['name']}: MODEL's answer on {v['agree']:,} of {v['rows']:,} scored rows; lower bound "
+                     f"{_pct(v['lower_bound'])} (agreeing on all of them: {_pct(v['best_bound'])}; "
+                     f"{v['rows_needed']:,} rows, all agreeing, reach {_pct(v['target'], 0)}): {v['verdict']}.")
+    if e.get("warning"):
+        lines += ["", f"Warning: {e['warning']}"]
+    if s.get("choice"):
+        lines += ["", s["choice"]]
+    return lines
+
+
+def _names(rows: list[dict]) -> str:
+    names = [r["name"] for r in rows]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _scores(rows: list[dict]) -> str:
+    return ", ".join(f"{r['name']}: {_pct(r['accuracy'])}" for r in rows)
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f} %"
 
 
 def p50_ms(bundles: dict[str, Path], annotations, threads: int, min_time: float = 2.0) -> dict[str, float]:
@@ -637,19 +891,31 @@ def p50_ms(bundles: dict[str, Path], annotations, threads: int, min_time: float 
 
 
 def choose(rows: list[dict], budget: float | None) -> dict | None:
-    """The most accurate candidate within the budget (ties: the faster); without a budget the only candidate."""
-    fits = [r for r in rows if budget is None or r["p50_ms"] <= budget]
+    """Without a budget the only candidate (asked for by name). Within a budget the most accurate (ties: the faster) of
+    MODEL itself and the smaller candidates its scored rows show keep its answers (`shown`); None when none is."""
+    fits = [r for r in rows if budget is None or (r["p50_ms"] <= budget and shown(r))]
     return max(fits, key=lambda r: (r["accuracy"], -r["p50_ms"])) if fits else None
 
 
 def pareto_lines(s: dict) -> list[str]:
-    lines = [f"| candidate | accuracy ({s['accuracy_on']}) | p50 ms / prediction | bundle MB | of the FP32 checkpoint | |",
-             "|---|---:|---:|---:|---:|---|"]
+    confidence = _pct((s.get("evidence") or {}).get("confidence", EVIDENCE_CONFIDENCE), 0)
+    header = (f"| candidate | accuracy ({s['accuracy_on']}) | p50 ms / prediction | bundle MB | of the FP32 checkpoint "
+              f"| gave MODEL's answer (one-sided {confidence} lower bound): keeps its answers? | |")
+    lines = [header, "|---|---:|---:|---:|---:|---|---|"]
     for r in s["candidates"]:
         mark = "shipped" if r["name"] == s["chosen"] else ("over budget" if s["budget_ms"] and r["p50_ms"] > s["budget_ms"] else "")
         lines.append(f"| {r['name']} | {100 * r['accuracy']:.1f} % | {r['p50_ms']:.2f} | {r['bundle_mb']:.1f} | "
-                     f"{100 * r['of_checkpoint']:.1f} % | {mark} |")
+                     f"{100 * r['of_checkpoint']:.1f} % | {_evidence_cell(r)} | {mark} |")
     return lines
+
+def _evidence_cell(r: dict) -> str:
+    if "evidence" not in r:  # a compress.json written before the evidence was recorded
+        return "–"
+    e = r["evidence"]
+    if e is None:
+        return "MODEL itself"
+    return f"{e['agree']:,} of {e['rows']:,} (≥ {_pct(e['lower_bound'])}): {e['verdict']}"
+
 
 
 def pareto_plot(s: dict, path: Path, chosen_label: str = "shipped") -> None:
