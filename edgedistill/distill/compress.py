@@ -378,13 +378,13 @@ def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_si
     return {"val_agreement": summary.get("val_accuracy"), "train_s": summary.get("elapsed_s")}
 
 
-def _pooling(model_dir) -> str:
 def _needs_choices(model_dir) -> bool:
     """Whether each unlabelled input needs its own choices: a multiple-choice student's, save a numeric task's (whose
     choices are the input's expressions)."""
     return read_meta(model_dir)["family"] == "multiple-choice" and task_type(model_dir) != "numeric"
 
 
+def _pooling(model_dir) -> str:
     """The pooling a distilled student keeps: a two-tower student's graph reads its inputs in two parts, so its
     successor must too; any other keeps train's choice for its base (auto)."""
     from transformers import AutoConfig
@@ -514,9 +514,9 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         summary["evidence"] = evidence_record(summary, len(scoring.examples), held_annotated)
         summary["choice"] = choice_line(summary)
         for line in pareto_lines(summary):
+            echo(line)
         if summary["evidence"]["warning"]:
             echo(f"warning: {summary['evidence']['warning']}")
-            echo(line)
         if chosen is None:
             raise UserError(no_choice_message(summary))
         if summary["choice"]:
@@ -595,6 +595,7 @@ def hold_out(annotations, work: Path) -> tuple[Path, list]:
     write_jsonl(fit, [a.to_json() for a in rows if a.id not in ids])
     return fit, held
 
+
 def hold_out_inputs(inputs, work: Path, most: int, need_choices: bool = False) -> tuple[Path | None, list]:
     """(the --inputs without the held-out rows, written into work; the held-out rows as Examples without gold): HOLD_OUT
     of the rows, at most `most` (what HOLD_OUT_MAX leaves beside the annotated ones), the first by a hash of their ids.
@@ -623,7 +624,6 @@ def held_out_description(annotated: int, inputs: int, short: bool = False) -> st
         return f"agreement with the uncompressed student on {annotated:,} held-out annotated inputs"
     return (f"agreement with the uncompressed student on {annotated + inputs:,} held-out inputs "
             f"({annotated:,} annotated, {inputs:,} of --inputs)")
-
 
 
 class Scoring:
@@ -908,6 +908,7 @@ def pareto_lines(s: dict) -> list[str]:
                      f"{100 * r['of_checkpoint']:.1f} % | {_evidence_cell(r)} | {mark} |")
     return lines
 
+
 def _evidence_cell(r: dict) -> str:
     if "evidence" not in r:  # a compress.json written before the evidence was recorded
         return "–"
@@ -915,7 +916,6 @@ def _evidence_cell(r: dict) -> str:
     if e is None:
         return "MODEL itself"
     return f"{e['agree']:,} of {e['rows']:,} (≥ {_pct(e['lower_bound'])}): {e['verdict']}"
-
 
 
 def pareto_plot(s: dict, path: Path, chosen_label: str = "shipped") -> None:
