@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .edge.families import answers_match
 from .errors import UserError
-from .model_dir import kind_of, read_meta
+from .model_dir import kind_of, load_config, read_meta
 
 
 def predict_labels(model_path, task, examples, batch_size: int | None = None) -> list[str]:
@@ -35,11 +35,9 @@ def predict_labels(model_path, task, examples, batch_size: int | None = None) ->
 
 
 def _family(path: Path) -> str:
-    from transformers import AutoConfig
-
     from .deploy.onnx_export import family_of
 
-    return family_of(AutoConfig.from_pretrained(path))
+    return family_of(load_config(path))
 
 
 def score(task, examples, preds: list[str]) -> dict:

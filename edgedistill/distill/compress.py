@@ -67,7 +67,7 @@ from pathlib import Path
 
 from ..atomic import build_dir
 from ..errors import UserError
-from ..model_dir import base_name, read_meta, task_type, weights_bytes, write_meta
+from ..model_dir import base_name, load_config, read_meta, task_type, weights_bytes, write_meta
 
 TRIMMABLE_MODELS = ("WordPiece", "WordLevel")  # tokenizer models whose vocabulary is a plain token -> id map
 COMMON_WORDS = 2000  # the commonest words kept beside the task's own tokens (about 0.8 MB of an INT8 bundle at 384 dims)
@@ -132,7 +132,7 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir, common: int = COMMON_W
     """Write model_dir with only the vocabulary `texts` need (and the safety set, `common` common words) into out_dir."""
     import torch
     from torch import nn
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from .student import load_label_model
 
@@ -175,16 +175,18 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir, common: int = COMMON_W
         report = TrimReport(original=len(tj["model"]["vocab"]), kept=len(keep), from_inputs=from_inputs, safety=safety, common=extra)
         write_meta(tmp, {**meta, "kind": "stripped", "vocabulary": {"original": report.original, "kept": report.kept,
                                                                 "common_words": report.common}})
-        AutoConfig.from_pretrained(tmp)  # the written dir loads
+        load_config(tmp)  # the written dir loads
     return report
 
 
 def _save_beside(model, model_dir: Path, out: Path) -> None:
     """`model` saved into out with every other file of model_dir (task.yaml, edgedistill.json, tokenizer, ...)."""
+    from .student import save_label_model
+
     for f in model_dir.iterdir():
         if f.is_file() and not f.name.startswith(("model.", "pytorch_model", "config.json")):
             shutil.copy2(f, out / f.name)
-    model.save_pretrained(out)
+    save_label_model(model, out)
 
 
 def task_texts(annotations, inputs=None, task_type: str | None = None) -> list[str]:
@@ -387,11 +389,9 @@ def _needs_choices(model_dir) -> bool:
 def _pooling(model_dir) -> str:
     """The pooling a distilled student keeps: a two-tower student's graph reads its inputs in two parts, so its
     successor must too; any other keeps train's choice for its base (auto)."""
-    from transformers import AutoConfig
-
     from .student import TWO_TOWER, pooling_of
 
-    return TWO_TOWER if pooling_of(AutoConfig.from_pretrained(model_dir)) == TWO_TOWER else "auto"
+    return TWO_TOWER if pooling_of(load_config(model_dir)) == TWO_TOWER else "auto"
 
 
 def _layer_count(model_dir) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..edge.families import FAMILIES
 from ..task import TaskSpec
 
 
@@ -70,9 +71,11 @@ HEAD_READS = {"mean": "the mean of the token states, as the base was pretrained"
               "cls": "the [CLS] state through BERT's pooler",
               "two-tower": "two texts encoded apart (question and choice, or the input's two sides of [SEP]): 20 x the cosine "
                            "of their mean states (multiple choice), or a linear layer on [u, v, |u - v|, u * v] of them (classification)"}
-MEAN_POOLED_NOTE = ("\n\nIts head reads {reads}; config.json says `classifier_pooling: {pooling}`. Load it with "
-                    "`edgedistill.distill.student.load_label_model(dir, family)`; transformers' own Auto class would put the "
-                    "head on [CLS] instead. The exported bundle carries the pooling in its graph.")
+MEAN_POOLED_NOTE = ("\n\nIts head reads {reads}; config.json says `classifier_pooling: {pooling}`. transformers has no "
+                    "such head, so the dir carries its code (`modeling_edgedistill.py`, named in config.json's `auto_map`):"
+                    "\n\n```python\nfrom transformers import {auto}\n\nmodel = {auto}.from_pretrained(DIR, "
+                    "trust_remote_code=True)\n```\n\nWithout `trust_remote_code=True` transformers refuses the dir rather "
+                    "than put a new head on [CLS]. The exported bundle carries the pooling in its graph.")
 
 MODE_LOSS = {"label-only": "cross-entropy on the teacher's labels", "standard": "cross-entropy on gold labels",
              "multitask": "loss = alpha * label + (1 - alpha) * rationale decoder",
@@ -112,7 +115,8 @@ def _card_decoder(s: dict) -> str:
     from .student import MEAN_FORWARDS  # the poolings transformers' own heads lack
 
     pooling = s.get("pooling")
-    note = MEAN_POOLED_NOTE.format(reads=HEAD_READS[pooling], pooling=pooling) if pooling in MEAN_FORWARDS else ""
+    auto = FAMILIES[s["family"]].auto_model
+    note = MEAN_POOLED_NOTE.format(reads=HEAD_READS[pooling], pooling=pooling, auto=auto) if pooling in MEAN_FORWARDS else ""
     return _card_checkpoint(s) + note
 
 

@@ -21,13 +21,26 @@ have to learn the language from a few hundred answers.
 from __future__ import annotations
 
 import copy
-import functools
+import json
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..atomic import write_json, write_text
 from ..edge.families import auto_model_class, family_of_task
+from ..model_dir import load_config
+from . import modeling_edgedistill as own_code
+from .modeling_edgedistill import (  # noqa: F401 (re-exported: tests, benchmarks)
+    MEAN_FORWARDS,
+    TWO_TOWER,
+    TWO_TOWER_SCALE,
+    encode_apart,
+    forward_for,
+    mean_states,
+    plain_head,
+)
 
 
 def family_for(task_type: str, base_config, numeric: str = "auto") -> str:
@@ -41,8 +54,10 @@ def family_for(task_type: str, base_config, numeric: str = "auto") -> str:
     """
     if base_config.is_encoder_decoder:
         if task_type == "numeric" and numeric == "expressions":
-            raise ValueError("--numeric expressions: needs an encoder base (BERT, MiniLM); a T5/BART base writes its "
-                             "answer (--numeric generate or auto)")
+            raise ValueError(
+                "--numeric expressions: needs an encoder base (BERT, MiniLM); a T5/BART base writes its "
+                "answer (--numeric generate or auto)"
+            )
         return "seq2seq"
     if task_type == "numeric":
         return "seq2seq" if numeric == "generate" else "multiple-choice"
@@ -51,13 +66,11 @@ def family_for(task_type: str, base_config, numeric: str = "auto") -> str:
 
 def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_layers: int = 2, pooling: str = "cls"):
     """The label model to train, its head pooling `pooling` (`pooling_for` resolves "auto")."""
-    from transformers import AutoConfig
-
     if family == "seq2seq":
-        if not AutoConfig.from_pretrained(base_dir).is_encoder_decoder:
+        if not load_config(base_dir).is_encoder_decoder:
             return build_bert2bert(base_dir, decoder_layers)
         return auto_model_class(family).from_pretrained(base_dir)
-    config = AutoConfig.from_pretrained(base_dir)
+    config = load_config(base_dir)
     if family == "sequence-classification":
         config.num_labels = len(labels)
         config.id2label, config.label2id = dict(enumerate(labels)), {l: i for i, l in enumerate(labels)}
@@ -77,11 +90,13 @@ def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_l
 # input. Reading the mean, as it was trained, is what lets a few hundred rows teach it a task:
 # e-SNLI, 630 training rows, label-only, seeds 0-2: 64.7 +- 1.1 % test against 55.8 +- 3.3 % through [CLS]
 # (benchmarks/results/pooling.md). The choice is written to config.json as `classifier_pooling` and
-# every torch-side load goes through `load_label_model`, which reads it back.
+# every torch-side load goes through `load_label_model`, which reads it back. The heads themselves live in
+# modeling_edgedistill.py, which every dir with such a head carries (`save_label_model`), so that transformers'
+# Auto classes load it as trained (trust_remote_code=True) and refuse it without its code.
 
-# encoders whose …For* heads MeanPooled* below mirror (`encode` calls either), and their transformers class prefix
+# encoders whose …For* heads modeling_edgedistill's MeanPooled* / TwoTower* mirror, and their transformers class prefix
 MEAN_POOLED_TYPES = {"bert": "Bert", "mpnet": "MPNet"}
-TWO_TOWER = "two-tower"
+HEAD_CLASS_PREFIX = {"mean": "MeanPooled", TWO_TOWER: "TwoTower"}
 
 
 def pooling_for(base_dir, requested: str = "auto", pairs: bool = False) -> str:
@@ -91,12 +106,7 @@ def pooling_for(base_dir, requested: str = "auto", pairs: bool = False) -> str:
 
     Two-tower for multiple choice: CQA, label-only, 3 seeds each, +4.7 pt paired at 300 rows (41.2 +- 0.7 % vs
     36.6 +- 1.5 %), +3.2 at 1,000 (44.1 +- 1.8 % vs 40.9 +- 1.5 %) and +1.9 at 3,200 (within noise) over the mean-pooled joint head (benchmarks/results/two_tower.md)."""
-    import json
-    from pathlib import Path
-
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(base_dir)
+    config = load_config(base_dir)
     if requested == "auto":
         requested = getattr(config, "classifier_pooling", None)
     if requested is None:
@@ -104,14 +114,19 @@ def pooling_for(base_dir, requested: str = "auto", pairs: bool = False) -> str:
         mean = st.exists() and json.loads(st.read_text()).get("pooling_mode_mean_tokens")
         requested = (TWO_TOWER if pairs else "mean") if mean and config.model_type in MEAN_POOLED_TYPES else "cls"
     if requested in ("mean", TWO_TOWER) and config.model_type not in MEAN_POOLED_TYPES:
-        raise ValueError(f"--pooling {requested}: a {config.model_type} encoder; it is built for {', '.join(MEAN_POOLED_TYPES)} "
-                         "encoders. Use --pooling cls")
+        raise ValueError(
+            f"--pooling {requested}: a {config.model_type} encoder; it is built for {', '.join(MEAN_POOLED_TYPES)} "
+            "encoders. Use --pooling cls"
+        )
     return requested
 
 
 def label_model_class(family: str, pooling: str = "cls", model_type: str = "bert"):
+    """The class of a label model: transformers' own for [CLS] heads and seq2seq, modeling_edgedistill's for the
+    mean-pooled and two-tower heads."""
     if pooling in MEAN_FORWARDS and family != "seq2seq":
-        return _mean_pooled_classes()[model_type, family, pooling]
+        head = auto_model_class(family).__name__.removeprefix("AutoModel")  # ForSequenceClassification, ...
+        return getattr(own_code, HEAD_CLASS_PREFIX[pooling] + MEAN_POOLED_TYPES[model_type] + head)
     return auto_model_class(family)
 
 
@@ -121,44 +136,42 @@ def pooling_of(config) -> str:
 
 
 def load_label_model(model_dir, family: str):
-    """A trained or stripped label model, with the head pooling it was trained with (config.json)."""
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_dir)
-    return label_model_class(family, pooling_of(config), config.model_type).from_pretrained(model_dir)
-
-
-def encode(encoder, input_ids, attention_mask, token_type_ids=None, position_ids=None, output_hidden_states=None):
-    """encoder(...) of a MEAN_POOLED_TYPES base, its position_ids (when given) counted from 0. BERT reads the token
-    types; MPNet has none and counts positions from padding_idx + 1."""
-    if encoder.config.model_type == "mpnet":
-        if position_ids is None:
-            position_ids = torch.arange(input_ids.shape[-1], device=input_ids.device).expand_as(input_ids)
-        position_ids, token_type_ids = position_ids + encoder.embeddings.padding_idx + 1, None
-    given = {"token_type_ids": token_type_ids, "position_ids": position_ids}
-    return encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=output_hidden_states,
-                   return_dict=True, **{k: v for k, v in given.items() if v is not None})
+    """A trained or stripped label model, with the head pooling it was trained with (config.json). Reads the dirs
+    this version writes (their own model type, `save_label_model`) and those older versions wrote (plain bert/mpnet
+    with `classifier_pooling`) alike: edgedistill runs its own head classes, never the code a dir carries."""
+    config = load_config(model_dir)
+    return label_model_class(family, pooling_of(config), config.model_type).from_pretrained(model_dir, config=config)
 
 
-def mean_states(hidden, mask):
-    """The mean of each row's token states over its attention mask, (rows, H)."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+def save_label_model(model, out) -> None:
+    """The one way a label model is written into a student, stripped or compressed dir: its weights and config,
+    made loadable by transformers' own Auto classes (`carry_own_code`)."""
+    model.save_pretrained(out)
+    carry_own_code(out, type(model))
 
 
-def mean_pooled_forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                        output_hidden_states=None, **_unused):
-    """A BERT or MPNet …ForSequenceClassification / …ForMultipleChoice forward whose head reads the mean token state."""
-    k = input_ids.shape[1] if input_ids.dim() == 3 else None  # multiple choice: (rows, choices, tokens)
-    flat = {n: v.reshape(-1, v.shape[-1]) for n, v in
-            (("input_ids", input_ids), ("attention_mask", attention_mask), ("token_type_ids", token_type_ids)) if v is not None}
-    mask = flat.get("attention_mask", torch.ones_like(flat["input_ids"]))
-    out = encode(self.base_model, flat["input_ids"], mask, flat.get("token_type_ids"), output_hidden_states=output_hidden_states)
-    logits = self.classifier(self.dropout(mean_states(out.last_hidden_state, mask)))
-    if k is not None:
-        logits = logits.view(-1, k)
-    loss = F.cross_entropy(logits, labels) if labels is not None else None
-    return _output_class()(loss=loss, logits=logits, hidden_states=out.hidden_states)
+def carry_own_code(model_dir, cls) -> None:
+    """Make model_dir's config.json and code match its label model class `cls`. A modeling_edgedistill head: the
+    config gets that file's model type (which transformers refuses without its code) and an `auto_map` naming its
+    classes, and the file is written beside it, so `AutoModelFor….from_pretrained(dir, trust_remote_code=True)`
+    gives the model as trained. transformers' own class ([CLS] heads, seq2seq): the dir carries no code."""
+    model_dir = Path(model_dir)
+    path, code = model_dir / "config.json", model_dir / Path(own_code.__file__).name
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if cls.__module__ != own_code.__name__:
+        code.unlink(missing_ok=True)
+        if config.pop("auto_map", None) is not None:
+            write_json(path, config)
+        return
+    module = code.stem
+    head = "AutoModel" + cls.__name__[cls.__name__.index("For") :]
+    config.update(
+        model_type=cls.config_class.model_type,
+        architectures=[cls.__name__],
+        auto_map={"AutoConfig": f"{module}.{cls.config_class.__name__}", head: f"{module}.{cls.__name__}"},
+    )
+    write_json(path, config)
+    write_text(code, Path(own_code.__file__).read_text(encoding="utf-8"))
 
 
 # ---------------------------------------------------------------- two towers in one pass
@@ -179,98 +192,6 @@ def mean_pooled_forward(self, input_ids=None, attention_mask=None, token_type_id
 # state (benchmarks/results/pair_probe.md); fine-tuned, 41.3 +- 3.3 % against the joint head's one-class floor
 # (benchmarks/results/two_tower.md).
 
-TWO_TOWER_SCALE = 20.0  # cosine -> logit, the scale the base's pretraining loss used
-
-
-def segment_inputs(attention_mask, token_type_ids):
-    """(attention (n, s, s), position_ids, first-text mask, second-text mask) that encode a packed pair's two texts apart."""
-    mask = attention_mask.bool()
-    first, second = mask & (token_type_ids == 0), mask & (token_type_ids == 1)
-    attention = (token_type_ids.unsqueeze(2) == token_type_ids.unsqueeze(1)) & mask.unsqueeze(1)
-    positions = torch.where(second, second.long().cumsum(1) - 1, first.long().cumsum(1) - 1).clamp_min(0)
-    return attention.long(), positions, first.long(), second.long()
-
-
-def split_types(input_ids, attention_mask, sep_token_id: int):
-    """token_type_ids that part one text at its first [SEP]: 0 up to and including it, 1 after (the final [SEP]
-    too); a text without one is all 0, its second part empty."""
-    sep = (input_ids == sep_token_id).long()
-    return ((sep.cumsum(-1) - sep) > 0).long() * attention_mask.long()
-
-
-def two_tower_classify(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                       output_hidden_states=None, **_unused):
-    """A BERT or MPNet …ForSequenceClassification forward that encodes the two parts of its input (`split_types`) apart in
-    one pass and classifies [u, v, |u - v|, u * v] of their mean states."""
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    types = split_types(input_ids, attention_mask, self.config.sep_token_id)
-    attention, positions, first, second = segment_inputs(attention_mask, types)
-    out = encode(self.base_model, input_ids, attention, torch.zeros_like(types), positions, output_hidden_states)
-    u, v = mean_states(out.last_hidden_state, first), mean_states(out.last_hidden_state, second)
-    logits = self.classifier(self.dropout(torch.cat([u, v, (u - v).abs(), u * v], dim=-1)))
-    loss = F.cross_entropy(logits, labels) if labels is not None else None
-    return _output_class()(loss=loss, logits=logits, hidden_states=out.hidden_states)
-
-
-def encode_apart(encoder, ids, mask, types, k: int):
-    """The eager shortcut to the one pass's mean states (u, v) (`segment_inputs`; the same numbers, dropout aside):
-    each row's question encoded once rather than once per choice, and each choice alone at its own length: 1.8x
-    faster per training step on CQA (benchmarks/two_tower_speed.py). None where the packing is not the plain one (a
-    row whose choices carry different question tokens, as truncation may leave them, or padding on the left), for
-    the one pass to handle."""
-    first, second = mask.bool() & (types == 0), mask.bool() & (types == 1)
-    q_len, c_len = first.sum(1), second.sum(1)
-    lq, lc = int(q_len.max()), int(c_len.max())
-    questions = (ids * first).view(-1, k, ids.shape[-1])
-    if not bool((questions == questions[:, :1]).all()) or not bool((first[:, :lq].sum(1) == q_len).all()):
-        return None
-    at = (q_len.unsqueeze(1) + torch.arange(lc, device=ids.device)).clamp_max(ids.shape[-1] - 1)
-    c_mask = torch.arange(lc, device=ids.device) < c_len.unsqueeze(1)
-    if not bool(second.gather(1, at)[c_mask].all()):
-        return None
-    q_ids, q_mask = questions[:, 0, :lq], first.view(-1, k, ids.shape[-1])[:, 0, :lq]
-    c_ids = ids.gather(1, at) * c_mask
-
-    def states(tokens, m):
-        return mean_states(encode(encoder, tokens, m.long(), torch.zeros_like(tokens)).last_hidden_state, m)
-
-    return states(q_ids, q_mask).repeat_interleave(k, 0), states(c_ids, c_mask)
-
-
-def two_tower_forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None,
-                      output_hidden_states=None, **_unused):
-    """A BERT or MPNet …ForMultipleChoice forward that scores each (question, choice) pair by 20 x the cosine of their
-    mean states, each text encoded apart in the one pass (`segment_inputs`)."""
-    if token_type_ids is None:
-        raise ValueError("a two-tower student needs token_type_ids: they say where the question ends and the choice begins")
-    k = input_ids.shape[1] if input_ids.dim() == 3 else None
-    ids, mask, types = (v.reshape(-1, v.shape[-1]) for v in (input_ids, attention_mask, token_type_ids))
-    # the shortcut in eager torch (training, and answering: compress's soft targets, scoring); the one pass where it is
-    # traced or exported, so the graph stays the one the runtimes feed
-    exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
-    shortcut = k is not None and not output_hidden_states and not exporting and not getattr(self, "one_pass", False)
-    apart = shortcut and encode_apart(self.base_model, ids, mask, types, k)
-    if apart:
-        (u, v), hidden = apart, None
-    else:
-        attention, positions, first, second = segment_inputs(mask, types)
-        out = encode(self.base_model, ids, attention, torch.zeros_like(types), positions, output_hidden_states)
-        u, v = mean_states(out.last_hidden_state, first), mean_states(out.last_hidden_state, second)
-        hidden = out.hidden_states
-    logits = TWO_TOWER_SCALE * F.cosine_similarity(u, v, dim=-1)
-    logits = logits.view(-1, k) if k is not None else logits.unsqueeze(-1)
-    loss = F.cross_entropy(logits, labels) if labels is not None else None
-    result = _output_class()(loss=loss, logits=logits, hidden_states=hidden)
-    if self.training and k is not None:
-        # Training only: every question against every choice in the batch (rows, rows * k), the other rows'
-        # choices as extra negatives, the loss the base was pretrained with (RationaleStudent.label_loss).
-        # Row i's own choices are columns in_batch_offsets[i] + j.
-        question = F.normalize(u.view(-1, k, u.shape[-1])[:, 0], dim=-1)
-        result.in_batch_logits = TWO_TOWER_SCALE * question @ F.normalize(v, dim=-1).T
-        result.in_batch_offsets = k * torch.arange(len(question), device=question.device)
-    return result
-
 
 def in_batch(out) -> tuple | None:
     """(in_batch_logits, in_batch_offsets) of a two-tower student in training, else None."""
@@ -288,60 +209,13 @@ def pair_template(tok, pooling: str):
 
     cls, sep = tok.cls_token, tok.sep_token
     tok.backend_tokenizer.post_processor = TemplateProcessing(
-        single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} {cls}:1 $B:1 {sep}:1",
-        special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)])
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} {cls}:1 $B:1 {sep}:1",
+        special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)],
+    )
     if "token_type_ids" not in tok.model_input_names:
         tok.model_input_names = tok.init_kwargs["model_input_names"] = [*tok.model_input_names, "token_type_ids"]
     return tok
-
-
-MEAN_FORWARDS = {"mean": mean_pooled_forward, TWO_TOWER: two_tower_forward}
-
-
-def forward_for(pooling: str, multiple_choice: bool):
-    """The forward of a `pooling` head (MEAN_FORWARDS); a two-tower classifier of text pairs has its own."""
-    return two_tower_classify if pooling == TWO_TOWER and not multiple_choice else MEAN_FORWARDS[pooling]
-
-
-def two_tower_classifier(config):
-    """A two-tower classifier's head: [u, v, |u - v|, u * v] -> labels."""
-    return nn.Linear(4 * config.hidden_size, config.num_labels)
-
-
-def _plain_head(model, pooling: str, multiple_choice: bool):
-    """A BERT or MPNet …For* model's head made the one a mean-pooled student reads: no pooler, dropout, then one
-    linear layer ([u, v, |u - v|, u * v] -> labels for a two-tower classifier of text pairs; MPNet's own
-    sequence classifier, two layers on the <s> state, gives way to the one layer BERT's has)."""
-    config = model.config
-    model.base_model.pooler = None  # not read: no weights for it in the checkpoint or the ONNX graph
-    if not hasattr(model, "dropout"):
-        model.dropout = nn.Dropout(config.hidden_dropout_prob)
-    if pooling == TWO_TOWER and not multiple_choice:
-        model.classifier = two_tower_classifier(config)
-    elif not isinstance(model.classifier, nn.Linear):
-        model.classifier = nn.Linear(config.hidden_size, config.num_labels)
-
-
-def _mean_pooled(base, pooling: str = "mean"):
-    """base (a BERT or MPNet …ForSequenceClassification / …ForMultipleChoice) with its head on the mean token state(s)."""
-    multiple_choice = base.__name__.endswith("ForMultipleChoice")
-
-    class MeanPooled(base):
-        # two-tower multiple choice: True trains and answers through the exported graph's one pass instead of
-        # encode_apart's shortcut (the same scores; benchmarks/two_tower_speed.py times the two)
-        one_pass = False
-
-        def __init__(self, config):
-            super().__init__(config)
-            _plain_head(self, pooling, multiple_choice)
-
-        forward = forward_for(pooling, multiple_choice)
-
-    if pooling == TWO_TOWER and multiple_choice:  # it keeps …ForMultipleChoice's classifier (exportable loads it back) but never reads it
-        MeanPooled._keys_to_ignore_on_load_missing = [r"^classifier\."]
-    prefix = "TwoTower" if pooling == TWO_TOWER else "MeanPooled"
-    MeanPooled.__name__ = MeanPooled.__qualname__ = prefix + base.__name__
-    return MeanPooled
 
 
 def exportable(model):
@@ -355,7 +229,7 @@ def exportable(model):
         return model
     plain = type(model).__mro__[1](model.config)
     multiple_choice = type(plain).__name__.endswith("ForMultipleChoice")
-    _plain_head(plain, pooling, multiple_choice)
+    plain_head(plain, pooling, multiple_choice)
     plain.load_state_dict(model.state_dict())
     plain.forward = types.MethodType(forward_for(pooling, multiple_choice), plain)
     return plain.eval()
@@ -367,35 +241,32 @@ def _output_class():
     return SequenceClassifierOutput
 
 
-@functools.cache
-def _mean_pooled_classes() -> dict:
-    """{(model_type, family, pooling): class} for every MEAN_POOLED_TYPES encoder."""
-    import transformers
-
-    heads = {"sequence-classification": "ForSequenceClassification", "multiple-choice": "ForMultipleChoice"}
-    return {(t, family, pooling): _mean_pooled(getattr(transformers, prefix + head), pooling)
-            for t, prefix in MEAN_POOLED_TYPES.items() for family, head in heads.items() for pooling in MEAN_FORWARDS}
-
-
 def build_bert2bert(base_dir, decoder_layers: int):
     """A seq2seq label model from an encoder-only dir: the encoder whole, the decoder from its first layers.
 
     Answers such as "( 84.0 / 2.0 )" are short, so a few decoder layers suffice; the LM head starts
     random (all-MiniLM ships none), its input embeddings are the encoder's.
     """
-    from transformers import AutoConfig, AutoTokenizer, EncoderDecoderModel
+    from transformers import AutoTokenizer, EncoderDecoderModel
 
-    model_type = AutoConfig.from_pretrained(base_dir).model_type
+    model_type = load_config(base_dir).model_type
     if model_type not in DECODER_CAPABLE:
-        raise ValueError(f"{base_dir} is an encoder ({model_type}) that cannot be "
-                         f"warm-started as a decoder; for a numeric task pass a seq2seq dir (T5/BART) or a "
-                         f"{'/'.join(DECODER_CAPABLE)} encoder")
+        raise ValueError(
+            f"{base_dir} is an encoder ({model_type}) that cannot be "
+            f"warm-started as a decoder; for a numeric task pass a seq2seq dir (T5/BART) or a "
+            f"{'/'.join(DECODER_CAPABLE)} encoder"
+        )
     tok = AutoTokenizer.from_pretrained(base_dir)
-    model = EncoderDecoderModel.from_encoder_decoder_pretrained(str(base_dir), str(base_dir),
-                                                                decoder_num_hidden_layers=decoder_layers)
+    model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+        str(base_dir), str(base_dir), decoder_num_hidden_layers=decoder_layers
+    )
     # BERT has no decoder start or end: [CLS] starts an answer and [SEP] ends it, as in bert2bert.
-    ids = {"decoder_start_token_id": tok.cls_token_id, "bos_token_id": tok.cls_token_id,
-           "eos_token_id": tok.sep_token_id, "pad_token_id": tok.pad_token_id}
+    ids = {
+        "decoder_start_token_id": tok.cls_token_id,
+        "bos_token_id": tok.cls_token_id,
+        "eos_token_id": tok.sep_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
     for k, v in ids.items():
         setattr(model.config, k, v)
         setattr(model.generation_config, k, v)
@@ -416,8 +287,10 @@ def mode_unavailable(mode: str, family: str, model_type: str) -> str | None:
     if family == "seq2seq" and mode in ENCODER_ONLY_MODES:
         return "needs a classification or multiple-choice student, not a seq2seq one"
     if mode == "multitask" and family != "seq2seq" and model_type != "bert":
-        return (f"its rationale decoder is a BERT decoder warm-started from the encoder's layers, which a {model_type} "
-                "encoder cannot give it")
+        return (
+            f"its rationale decoder is a BERT decoder warm-started from the encoder's layers, which a {model_type} "
+            "encoder cannot give it"
+        )
     return None
 
 
@@ -428,8 +301,15 @@ def build_rationale_decoder(label_model, family: str, layers: int = 2, shared: b
     from transformers import BertConfig, BertLMHeadModel
 
     enc_cfg = label_model.config
-    cfg = BertConfig(**{**enc_cfg.to_dict(), "is_decoder": True, "add_cross_attention": True,
-                        "num_hidden_layers": min(layers, enc_cfg.num_hidden_layers), "architectures": ["BertLMHeadModel"]})
+    cfg = BertConfig(
+        **{
+            **enc_cfg.to_dict(),
+            "is_decoder": True,
+            "add_cross_attention": True,
+            "num_hidden_layers": min(layers, enc_cfg.num_hidden_layers),
+            "architectures": ["BertLMHeadModel"],
+        }
+    )
     dec = BertLMHeadModel(cfg)
     base = label_model.base_model
     # warm start: embeddings and the first `layers` encoder layers (cross-attention stays random)
@@ -499,8 +379,17 @@ class RationaleStudent(nn.Module):
     and head states (`distill_loss`).
     """
 
-    def __init__(self, label_model, decoder, family: str, alpha: float, temperature: float = 2.0, hidden_weight: float = 1.0,
-                 soft_weight: float = 0.5, soft_temperature: float = 1.0):
+    def __init__(
+        self,
+        label_model,
+        decoder,
+        family: str,
+        alpha: float,
+        temperature: float = 2.0,
+        hidden_weight: float = 1.0,
+        soft_weight: float = 0.5,
+        soft_temperature: float = 1.0,
+    ):
         super().__init__()
         self.label_model, self.decoder, self.family, self.alpha = label_model, decoder, family, alpha
         self.temperature, self.hidden_weight = temperature, hidden_weight
@@ -530,24 +419,51 @@ class RationaleStudent(nn.Module):
         w = self.soft_weight * has_probs.float()
         return ((1 - w) * hard + w * kl).mean()
 
-    def forward(self, input_ids, attention_mask, labels=None, token_type_ids=None, rationale_ids=None,
-                rationale_mask=None, has_rationale=None, ctx_input_ids=None, ctx_attention_mask=None, ctx_token_type_ids=None,
-                label_ids=None, soft_labels=None, teacher_hidden=None, teacher_probs=None, has_probs=None, choice_mask=None):
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        labels=None,
+        token_type_ids=None,
+        rationale_ids=None,
+        rationale_mask=None,
+        has_rationale=None,
+        ctx_input_ids=None,
+        ctx_attention_mask=None,
+        ctx_token_type_ids=None,
+        label_ids=None,
+        soft_labels=None,
+        teacher_hidden=None,
+        teacher_probs=None,
+        has_probs=None,
+        choice_mask=None,
+    ):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
         if soft_labels is not None:
-            return self.distill_forward(inputs, labels, soft_labels, teacher_hidden, teacher_probs, has_probs, choice_mask)
-        want_rationale = (self.decoder is not None and self.alpha < 1 and rationale_ids is not None
-                          and has_rationale is not None and bool(has_rationale.any()))
+            return self.distill_forward(
+                inputs, labels, soft_labels, teacher_hidden, teacher_probs, has_probs, choice_mask
+            )
+        want_rationale = (
+            self.decoder is not None
+            and self.alpha < 1
+            and rationale_ids is not None
+            and has_rationale is not None
+            and bool(has_rationale.any())
+        )
         if self.family == "seq2seq":
             out = self.label_model(**inputs, labels=label_ids)
             label_loss, logits, enc = out.loss, out.logits, out.encoder_last_hidden_state
             ctx_mask = attention_mask
         else:
-            out = label_outputs(self.label_model, inputs, choice_mask, want_rationale and self.family == "sequence-classification")
+            out = label_outputs(
+                self.label_model, inputs, choice_mask, want_rationale and self.family == "sequence-classification"
+            )
             logits = out.logits
-            label_loss = self.label_loss(logits, labels, teacher_probs, has_probs, in_batch(out)) if labels is not None else None
+            label_loss = (
+                self.label_loss(logits, labels, teacher_probs, has_probs, in_batch(out)) if labels is not None else None
+            )
             if want_rationale and self.family == "sequence-classification":
                 enc, ctx_mask = out.hidden_states[-1], attention_mask
             elif want_rationale:  # multiple choice: the decoder reads the question alone, not each choice pair
@@ -562,10 +478,16 @@ class RationaleStudent(nn.Module):
             loss = self.alpha * label_loss + (1 - self.alpha) * rationale_loss
         elif label_loss is not None and self.alpha < 1 and rationale_ids is not None:
             loss = self.alpha * label_loss  # a batch with no rationale at all: only the label term
-        return {"loss": loss, "logits": logits, "label_loss": label_loss.detach() if label_loss is not None else None,
-                "rationale_loss": rationale_loss.detach()}
+        return {
+            "loss": loss,
+            "logits": logits,
+            "label_loss": label_loss.detach() if label_loss is not None else None,
+            "rationale_loss": rationale_loss.detach(),
+        }
 
-    def distill_forward(self, inputs, labels, soft_labels, teacher_hidden, teacher_probs=None, has_probs=None, choice_mask=None):
+    def distill_forward(
+        self, inputs, labels, soft_labels, teacher_hidden, teacher_probs=None, has_probs=None, choice_mask=None
+    ):
         """alpha * CE(hard label) + (1 - alpha) * (T^2 KL(teacher || student at T) + w * (1 - cos) of head states)."""
         out = label_outputs(self.label_model, inputs, choice_mask, teacher_hidden is not None)
         logits = out.logits
@@ -573,9 +495,12 @@ class RationaleStudent(nn.Module):
         t = self.temperature
         kd = F.kl_div(F.log_softmax(logits.float() / t, -1), soft_labels.float(), reduction="batchmean") * t * t
         if teacher_hidden is not None and self.hidden_weight:
-            mine = head_states(out.hidden_states[-1], inputs["attention_mask"], logits.shape[0],
-                               pooling_of(self.config))
-            kd = kd + self.hidden_weight * (1 - F.cosine_similarity(mine.float(), teacher_hidden.float(), dim=-1)).mean()
+            mine = head_states(
+                out.hidden_states[-1], inputs["attention_mask"], logits.shape[0], pooling_of(self.config)
+            )
+            kd = (
+                kd + self.hidden_weight * (1 - F.cosine_similarity(mine.float(), teacher_hidden.float(), dim=-1)).mean()
+            )
         loss = self.alpha * label_loss + (1 - self.alpha) * kd
         return {"loss": loss, "logits": logits, "label_loss": label_loss.detach(), "rationale_loss": kd.detach()}
 
@@ -596,14 +521,15 @@ class RationaleStudent(nn.Module):
         dec_in, dec_mask = ids[:, :-1], mask[:, :-1]
         target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
         target[:, : self.rationale_prefix_len] = -100
-        out = self.decoder(input_ids=dec_in, attention_mask=dec_mask, encoder_hidden_states=enc,
-                           encoder_attention_mask=enc_mask)
+        out = self.decoder(
+            input_ids=dec_in, attention_mask=dec_mask, encoder_hidden_states=enc, encoder_attention_mask=enc_mask
+        )
         if hasattr(out, "logits"):  # a decoder with its own LM head (bert2bert, and the encoder families)
             logits = out.logits
         else:  # a T5/BART decoder stack returns states; the LM head sits on the label model
             hidden = out[0]
             if getattr(self.config, "tie_word_embeddings", False) and hasattr(self.config, "d_model"):
-                hidden = hidden * self.config.d_model ** -0.5  # T5 rescales before a tied LM head
+                hidden = hidden * self.config.d_model**-0.5  # T5 rescales before a tied LM head
             logits = self.label_model.get_output_embeddings()(hidden)
         tok_loss = F.cross_entropy(logits.transpose(1, 2).float(), target, reduction="none", ignore_index=-100)
         per_row = tok_loss.sum(1) / (target != -100).sum(1).clamp(min=1)

@@ -35,10 +35,10 @@ from .. import bounds
 from ..atomic import build_dir, write_json, write_text
 from ..errors import UserError
 from .model_card import _teacher, floor_name, floor_warning, model_card
-from ..model_dir import write_meta
+from ..model_dir import load_config, write_meta
 from ..choices import ENCODER_ONLY_MODES, MIN_STEPS, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
 from ..task import TaskSpec, load_task
-from .student import TWO_TOWER, mode_unavailable, pooling_for
+from .student import TWO_TOWER, mode_unavailable, pooling_for, save_label_model
 from .train_data import Features, Row, encode_rows, expression_rows, make_collator, training_rows, with_rationale_input
 
 # The recipe for encoder students, measured on e-SNLI (1,000 PaLM-labelled rows, 3 epochs, seeds
@@ -174,9 +174,7 @@ class Prepared:
 
 
 def model_type(base: str) -> str:
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(base).model_type
+    return load_config(base).model_type
 
 
 def require_pair_inputs(rows: list[Row], base: str, source: str) -> None:
@@ -442,11 +440,9 @@ def student_head(task_type: str, base: str, numeric: str = "auto", pooling: str 
     """(family, pooling) of the student built from `base` for a task_type task: its model family (student.family_for)
     and its head's pooling (student.pooling_for; None for seq2seq, which has no head). ValueError for a base that
     cannot be either. The one place that decides both, for prepare and for anything that plans runs (benchmarks)."""
-    from transformers import AutoConfig
-
     from .student import family_for
 
-    family = family_for(task_type, AutoConfig.from_pretrained(base), numeric)
+    family = family_for(task_type, load_config(base), numeric)
     # a numeric task's expressions are choices too, but not texts the base ever embedded: they keep one text
     pairs = family == "multiple-choice" and task_type != "numeric"
     return family, None if family == "seq2seq" else pooling_for(base, pooling, pairs)
@@ -549,7 +545,7 @@ def write_student(cfg: TrainConfig, prep: Prepared, fit: Fit, attempts: list[dic
     task, family = prep.task, prep.family
     has_decoder = fit.decoder is not None and cfg.rationale_decoder != "shared"
     with build_dir(Path(cfg.out)) as tmp:
-        fit.label_model.save_pretrained(tmp)
+        save_label_model(fit.label_model, tmp)
         fit.tok.save_pretrained(tmp)
         if has_decoder:
             # Only training needs it; `edgedistill strip` leaves it behind.
