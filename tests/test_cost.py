@@ -95,3 +95,17 @@ def test_count_tokens_survives_megabyte_texts_and_special_token_strings():
 def test_estimate_of_a_megabyte_input_does_not_raise():
     long = [SimpleNamespace(id="0", input="word " * 220_000, choices=None)]
     assert estimate(NLI, long, "zero-shot", "gpt-4o-mini")["prompt_tokens"] > 220_000
+
+
+def test_the_spend_a_cap_counts_includes_responses_recorded_without_a_price(tmp_path):
+    """A response paid in a run that knew no price has no cost_usd; a later --max-cost counts it at that run's price."""
+    from edgedistill.teacher.cache import Cache
+
+    cache = Cache(tmp_path / "cache.sqlite")
+    try:
+        cache.put("priced", "m", {"messages": []}, "a", {"prompt_tokens": 100, "completion_tokens": 10}, 0.002, 0.0)
+        cache.put("unpriced", "m", {"messages": []}, "b", {"prompt_tokens": 1000, "completion_tokens": 500}, None, 0.0)
+        assert cache.total_cost() == pytest.approx(0.002)  # no price given: only what was recorded
+        assert cache.total_cost((2.0, 8.0)) == pytest.approx(0.002 + (1000 * 2.0 + 500 * 8.0) / 1e6)
+    finally:
+        cache.close()

@@ -13,7 +13,8 @@ from ..teacher.teacher_signal import CALIBRATIONS
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--task", required=True, type=click.Path(), help="Task spec YAML (see README, 'Task spec').")
 @click.option("--data", required=True, type=click.Path(), help="Inputs to annotate: .jsonl, .json, .csv, .tsv or .parquet.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory: annotations.jsonl, annotate.json and cache.sqlite go here.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory: annotations.jsonl, annotate.json and cache.sqlite go here.")
 @click.option("--model", default="gpt-4o-mini", show_default=True, help="Teacher model name, as the server knows it.")
 @click.option("--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM), "
               "http://localhost:11434/v1 (Ollama). Default: $OPENAI_BASE_URL, else OpenAI.")
@@ -22,20 +23,27 @@ from ..teacher.teacher_signal import CALIBRATIONS
               help="zero-shot: answer + one-sentence explanation, one request; zero-shot-cot: 'Let's think step by step', two requests; "
                    "few-shot-cot: your --exemplars (the costly DSS baseline); label-only: no rationale.")
 @click.option("--exemplars", type=click.Path(), help="few-shot-cot exemplars: JSONL with the task's fields, answer, rationale.")
-@click.option("--rationale-fraction", type=option_type("annotate", "rationale_fraction", float), default=1.0, show_default=True,
+@click.option("--rationale-fraction", type=option_type("annotate", "rationale_fraction", float),
+              default=1.0, show_default=True,
               help="Ask for a rationale on this seeded fraction of the examples only; the rest get the label-only prompt.")
-@click.option("--concurrency", type=option_type("annotate", "concurrency", int), default=8, show_default=True, help="Requests in flight at once.")
-@click.option("--max-cost", type=option_type("annotate", "max_cost", float), help="USD cap for this run directory; no request that could exceed it is started. "
+@click.option("--concurrency", type=option_type("annotate", "concurrency", int), default=8, show_default=True,
+              help="Requests in flight at once.")
+@click.option("--max-cost", type=option_type("annotate", "max_cost", float),
+              help="USD cap for this run directory; no request that could exceed it is started. "
               "Each request in flight reserves its worst case (all prompt tokens + --max-tokens of output), so a cap near "
               "a few requests' worst case stops early; inputs held back are counted as not_sent.")
 @click.option("--dry-run", is_flag=True, help="Print estimated requests, tokens and cost for each prompt mode and for what the chosen one adds (votes, scoring, rationalization); send nothing.")
 @click.option("--limit", type=option_type("annotate", "limit", int), help="Annotate only the first N examples.")
-@click.option("--timeout", type=option_type("annotate", "timeout", float), default=120.0, show_default=True, help="Seconds per request.")
-@click.option("--max-retries", type=option_type("annotate", "max_retries", int), default=6, show_default=True, help="Retries on 408/409/429/5xx, timeouts, dropped connections, bad bodies.")
+@click.option("--timeout", type=option_type("annotate", "timeout", float), default=120.0, show_default=True,
+              help="Seconds per request.")
+@click.option("--max-retries", type=option_type("annotate", "max_retries", int), default=6, show_default=True,
+              help="Retries on 408/409/429/5xx, timeouts, dropped connections, bad bodies.")
 @click.option("--temperature", type=option_type("annotate", "temperature", float), default=0.0, show_default=True)
-@click.option("--max-tokens", type=option_type("annotate", "max_tokens", int), default=512, show_default=True, help="Completion cap per request (also the worst case --max-cost reserves).")
+@click.option("--max-tokens", type=option_type("annotate", "max_tokens", int), default=512, show_default=True,
+              help="Completion cap per request (also the worst case --max-cost reserves).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --rationale-fraction subset.")
-@click.option("--price-in", type=option_type("annotate", "price_in", float), help="USD per 1M prompt tokens (overrides the built-in price table).")
+@click.option("--price-in", type=option_type("annotate", "price_in", float),
+              help="USD per 1M prompt tokens (overrides the built-in price table).")
 @click.option("--price-out", type=option_type("annotate", "price_out", float), help="USD per 1M completion tokens.")
 @click.option("--scoring", type=click.Choice(SCORING), default="letter", show_default=True,
               help="label_probs from the teacher's logprobs: one more request (1 completion token) whose reply is the option's "
@@ -51,7 +59,9 @@ from ..teacher.teacher_signal import CALIBRATIONS
 @click.option("--votes", type=option_type("annotate", "votes", int), default=1, show_default=True,
               help="Answers per input (self-consistency): the greedy one plus N-1 sampled at --vote-temperature; the label "
                    "distribution blends their shares. Uses the API's n where the server honours it.")
-@click.option("--vote-temperature", type=option_type("annotate", "vote_temperature", float), default=0.7, show_default=True, help="Sampling temperature of the extra votes.")
+@click.option("--vote-temperature", type=option_type("annotate", "vote_temperature", float),
+              default=0.7, show_default=True,
+              help="Sampling temperature of the extra votes.")
 @click.option("--rationalize/--no-rationalize", default=True, show_default=True,
               help="When the chosen label has no explanation (the model stopped after its answer, or the votes overturned it), "
                    "ask the teacher to explain that answer: one short request per such row.")

@@ -39,22 +39,27 @@ class _RecordsArgs(click.Command):
                    "without it only the bundle is measured.")
 @click.option("--data", type=click.Path(dir_okay=False),
               help="Gold-labelled examples of the task (JSONL/CSV/...): accuracy per variant, and real text for the timed inputs.")
-@click.option("--limit", type=option_type("bench", "limit", int), default=500, show_default=True, help="Use at most this many examples of --data for accuracy.")
+@click.option("--limit", type=option_type("bench", "limit", int), default=500, show_default=True,
+              help="Use at most this many examples of --data for accuracy.")
 @click.option("--batch-sizes", callback=_ints, default="1,8,32", show_default=True, help="Batch sizes, comma-separated.")
 @click.option("--seq-lens", callback=_ints, default="32,128,256", show_default=True,
               help="Sequence lengths in tokens, comma-separated; inputs are exactly this long.")
 @click.option("--threads", callback=_ints, default="2", show_default=True,
               help="Thread counts, comma-separated; every variant gets the same (torch.set_num_threads, ORT intra-op threads).")
-@click.option("--min-time", type=option_type("bench", "min_time", float), default=2.0, show_default=True, help="Seconds of timed calls per variant and shape, at least.")
-@click.option("--min-iters", type=option_type("bench", "min_iters", int), default=10, show_default=True, help="Timed calls per variant and shape, at least.")
-@click.option("--warmup", type=option_type("bench", "warmup", float), default=0.3, show_default=True, help="Seconds of untimed warm-up per variant and shape.")
+@click.option("--min-time", type=option_type("bench", "min_time", float), default=2.0, show_default=True,
+              help="Seconds of timed calls per variant and shape, at least.")
+@click.option("--min-iters", type=option_type("bench", "min_iters", int), default=10, show_default=True,
+              help="Timed calls per variant and shape, at least.")
+@click.option("--warmup", type=option_type("bench", "warmup", float), default=0.3, show_default=True,
+              help="Seconds of untimed warm-up per variant and shape.")
 @click.option("--variants", default=None, help="Only these variants, comma-separated (torch-fp32, torch-int8, ort-fp32, optimum-int8, bundle).")
 @click.option("--no-fresh-process", is_flag=True, help="Skip the new-process measurements (peak RSS, cold start).")
 @click.option("--merge", "merge_files", multiple=True, type=click.Path(dir_okay=False),
               help="Instead of measuring, combine these results.json files (repeat the flag, or list them after --merge) into one report.")
 @click.option("--title", default=None, help="Title of report.md.")
 @click.option("--note", default=None, help="A line for report.md (and results.json) saying how the subject was made, e.g. the script that ran this.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory for results.json, report.md, latency.png, tradeoff.png.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Directory for results.json, report.md, latency.png, tradeoff.png.")
 @click.argument("more", nargs=-1, type=click.Path(dir_okay=False))
 def bench(bundle, torch_dir, data, limit, batch_sizes, seq_lens, threads, min_time, min_iters, warmup, variants,
           no_fresh_process, merge_files, title, note, out, more):

@@ -11,28 +11,34 @@ from ..deploy.export import ExportConfig, export_bundle
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("model", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Bundle directory to write (replaced only if parity holds).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Bundle directory to write (replaced only if parity holds).")
 @click.option("--quantize", type=click.Choice(QUANTIZE), default="int8", show_default=True)
 @click.option("--target", type=click.Choice(TARGETS), default="auto", show_default=True,
               help="CPU to tune INT8 for; auto detects AVX-512 VNNI / AVX-VNNI / AVX2 / arm64 here.")
 @click.option("--parity-data", type=click.Path(), help="Inputs for the parity check (data file or annotations.jsonl); "
               "default: a sample of the student's training annotations.")
 @click.option("--calibration-data", type=click.Path(), help="Inputs to calibrate static (QDQ) INT8; without it INT8 is dynamic.")
-@click.option("--max-length", type=option_type("export", "max_length", int), help="Token limit of the bundle (default: the student's).")
-@click.option("--min-agreement", type=option_type("export", "min_agreement", float), default=0.99, show_default=True, help="Fail if INT8 labels agree with torch on fewer inputs.")
-@click.option("--parity-samples", type=option_type("export", "parity_samples", int), default=256, show_default=True, help="How many inputs the parity check uses.")
+@click.option("--max-length", type=option_type("export", "max_length", int),
+              help="Token limit of the bundle (default: the student's).")
+@click.option("--min-agreement", type=option_type("export", "min_agreement", float), default=0.99, show_default=True,
+              help="Fail if INT8 labels agree with torch on fewer inputs.")
+@click.option("--parity-samples", type=option_type("export", "parity_samples", int), default=256, show_default=True,
+              help="How many inputs the parity check uses.")
 @click.option("--int8-fp32", type=Int8Fp32(), default="0", show_default=True, metavar="N|auto",
               help="Keep the N MatMuls whose INT8 moves the output most (each quantized alone, KL vs FP32 on the parity "
               "inputs, batch 1) in FP32; auto: the smallest N of 0,1,2,3,6,12 whose labels agree with FP32 on >= "
               "--min-agreement and whose KL <= 1e-3. Ranking adds 1-2 min to a MiniLM export on 2 cores; the cost in size and "
               "latency is printed and kept in the manifest. Dynamic INT8 of classifiers and multiple choice only.")
-@click.option("--smooth", type=option_type("export", "smooth", float), default=SMOOTH_ALPHA, show_default=True, metavar="ALPHA",
+@click.option("--smooth", type=option_type("export", "smooth", float),
+              default=SMOOTH_ALPHA, show_default=True, metavar="ALPHA",
               help="SmoothQuant before dynamic INT8: divide each MatMul input channel by s and multiply the weight row by "
               "s (same FP32 model), s = max|x|^ALPHA / max|w|^(1-ALPHA) over the parity inputs, so activation outliers "
               "no longer coarsen the INT8 scale of the other channels. Kept only if it lowers the INT8 model's KL to FP32 on "
               "the parity inputs (the export says which). 0 turns it off. e-SNLI and quickstart students: KL 4.8x and "
               "3.8x smaller at alpha 0.8, for 1-3 % batch-1 latency (benchmarks/results/int8_recipe.md).")
-@click.option("--threads", type=option_type("export", "threads", int), default=2, show_default=True, help="Threads for the latency check.")
+@click.option("--threads", type=option_type("export", "threads", int), default=2, show_default=True,
+              help="Threads for the latency check.")
 @click.option("--zip", "zip_", is_flag=True, help="Also write BUNDLE.zip.")
 @click.option("--text-model", is_flag=True, help="Also write text_model.onnx for apps: raw text in, label probabilities out, "
               "tokenized in the graph by onnxruntime-extensions (classification, WordPiece tokenizers); verified like parity.")

@@ -11,7 +11,8 @@ from ..teacher.dss import DATASETS, agreement, load_dss
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--dataset", required=True, type=click.Choice(list(DATASETS)), help="cqa (5-way QA), svamp (arithmetic), esnli (NLI).")
 @click.option("--split", required=True, help="cqa/svamp: train | test; esnli: valid | test.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory for annotations.jsonl, annotate.json, task.yaml.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Run directory for annotations.jsonl, annotate.json, task.yaml.")
 @click.option("--dss-dir", type=click.Path(), help="The DSS datasets folder (default: ../shared/datasets/dss or $EDGEDISTILL_SHARED/datasets/dss).")
 @click.option("--limit", type=int, help="Import only the first N examples.")
 def import_dss(dataset, split, out, dss_dir, limit):

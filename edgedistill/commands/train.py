@@ -15,7 +15,8 @@ from ..distill.train import train as run_train
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--task", required=True, type=click.Path(), help="Task spec YAML.")
 @click.option("--annotations", required=True, type=click.Path(), help="RUN/annotations.jsonl from annotate or import-dss.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Student dir to write (replaced only when training succeeds).")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Student dir to write (replaced only when training succeeds).")
 @click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2, 22M). A BERT or MPNet sentence "
               "encoder keeps the mean-pooled and two-tower heads (all-mpnet-base-v2, 110M: bash benchmarks/fetch_mpnet.sh); "
               "a T5/BART dir makes a seq2seq student.")
@@ -35,39 +36,51 @@ from ..distill.train import train as run_train
 @click.option("--min-steps", type=option_type("train", "min_steps", int), default=MIN_STEPS, show_default=True,
               help="Train more epochs where --epochs would give fewer optimizer steps than this (a few hundred rows: 180 "
               "e-SNLI rows at 3 epochs are 36 steps, which left every seed at the one-class floor). 0: --epochs as given.")
-@click.option("--batch-size", type=option_type("train", "batch_size", int), default=16, show_default=True, help="Per device; multiply by GPUs/processes.")
-@click.option("--lr", type=option_type("train", "lr", float), help="Learning rate of the encoder's top layer (default 2e-4 encoder students, 5e-5 two-tower multiple "
+@click.option("--batch-size", type=option_type("train", "batch_size", int), default=16, show_default=True,
+              help="Per device; multiply by GPUs/processes.")
+@click.option("--lr", type=option_type("train", "lr", float),
+              help="Learning rate of the encoder's top layer (default 2e-4 encoder students, 5e-5 two-tower multiple "
               "choice, 3e-4 seq2seq).")
-@click.option("--head-lr", type=option_type("train", "head_lr", float), help="Learning rate of the untrained label head and pooler (default 1e-3): a fast "
+@click.option("--head-lr", type=option_type("train", "head_lr", float),
+              help="Learning rate of the untrained label head and pooler (default 1e-3): a fast "
               "head beside a gently moving encoder. Classification and multiple-choice students only.")
-@click.option("--layer-decay", type=option_type("train", "layer_decay", float), help="Layer-wise decay: encoder layer i of L learns at lr * decay^(L-1-i) "
+@click.option("--layer-decay", type=option_type("train", "layer_decay", float),
+              help="Layer-wise decay: encoder layer i of L learns at lr * decay^(L-1-i) "
               "(default 0.8; 1.0, one rate, for two-tower multiple choice). Classification and multiple-choice students only.")
 @click.option("--retries", type=option_type("train", "retries", int), default=2, show_default=True,
               help="Retrain a run that ends at the floor (validation accuracy no better than always answering the "
               "commonest label, or nine in ten predictions one label) this many times, each with the next seed and twice "
               "the steps of the attempt before; then fail without writing a student.")
-@click.option("--temperature", type=option_type("train", "temperature", float), default=2.0, show_default=True, help="rationale-teacher: soft-label temperature.")
+@click.option("--temperature", type=option_type("train", "temperature", float), default=2.0, show_default=True,
+              help="rationale-teacher: soft-label temperature.")
 @click.option("--hidden-weight", type=option_type("train", "hidden_weight", float), default=1.0, show_default=True,
               help="rationale-teacher: weight of the [CLS]-state (cosine) term beside the soft labels.")
 @click.option("--soft-weight", type=option_type("train", "soft_weight", float), default=0.5, show_default=True,
               help="Rows whose annotation has `label_probs` (the teacher's distribution over the labels): label loss = "
               "(1 - w) * cross-entropy on the hard label + w * KL to that distribution. 0 ignores it.")
-@click.option("--soft-temperature", type=option_type("train", "soft_temperature", float), default=1.0, show_default=True,
+@click.option("--soft-temperature", type=option_type("train", "soft_temperature", float),
+              default=1.0, show_default=True,
               help="Temperature of that KL term (1: the teacher's probabilities as given; > 1 flattens both sides).")
 @click.option("--min-confidence", type=option_type("train", "min_confidence", float), default=0.0, show_default=True,
               help="Drop rows whose `label_probs` give the teacher's label less than this probability.")
-@click.option("--rationale-dropout", type=option_type("train", "rationale_dropout", float), default=0.5, show_default=True,
+@click.option("--rationale-dropout", type=option_type("train", "rationale_dropout", float),
+              default=0.5, show_default=True,
               help="rationale-dropout: share of the steps on which a row is seen with its rationale appended.")
-@click.option("--max-length", type=option_type("train", "max_length", int), default=128, show_default=True, help="Input token limit (also the bundle's).")
-@click.option("--rationale-max-length", type=option_type("train", "rationale_max_length", int), default=64, show_default=True)
+@click.option("--max-length", type=option_type("train", "max_length", int), default=128, show_default=True,
+              help="Input token limit (also the bundle's).")
+@click.option("--rationale-max-length", type=option_type("train", "rationale_max_length", int),
+              default=64, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--eval-data", type=click.Path(), help="Gold-labelled validation file for checkpoint selection (default: 10%% of training rows).")
 @click.option("--data", type=click.Path(), help="standard mode: read gold labels from this data file instead of the annotations.")
 @click.option("--val-fraction", type=option_type("train", "val_fraction", float), default=0.1, show_default=True,
               help="Share of the annotated rows held out for validation when no --eval-data is given.")
-@click.option("--rationale-fraction", type=option_type("train", "rationale_fraction", float), default=1.0, show_default=True, help="Keep rationales on this seeded fraction of rows only.")
+@click.option("--rationale-fraction", type=option_type("train", "rationale_fraction", float),
+              default=1.0, show_default=True,
+              help="Keep rationales on this seeded fraction of rows only.")
 @click.option("--max-train", type=option_type("train", "max_train", int), help="Use at most N training rows.")
-@click.option("--rationale-warmup", type=option_type("train", "rationale_warmup", float), default=0.25, show_default=True,
+@click.option("--rationale-warmup", type=option_type("train", "rationale_warmup", float),
+              default=0.25, show_default=True,
               help="Fraction of steps in which the rationale loss trains only its decoder, not the shared encoder.")
 @click.option("--rationale-decoder", type=click.Choice(RATIONALE_DECODERS), default="separate", show_default=True,
               help="seq2seq students: 'separate' trains a second decoder for rationales (dropped by strip); 'shared' "

@@ -224,9 +224,11 @@ def run_failure(cfg: AnnotateConfig, rows: list[Annotation], out: Path) -> str |
     else:
         return None
     error, n = Counter(r.error or r.status for r in bad).most_common(1)[0]
-    return (f"annotate: {head}. Commonest error ({n} row{'s' if n > 1 else ''}): {error}. {_fix_for(cfg, error)}"
-            f"Every response received is kept in {out / 'cache.sqlite'}: re-running the same command sends only "
-            "the requests that failed" + ("; or raise --max-failed to accept these rows." if count["ok"] else "."))
+    resend = (f"Every response received is kept in {out / 'cache.sqlite'}: re-running the same command sends only the "
+              "requests that failed" + ("; or raise --max-failed to accept these rows." if count["ok"] else ".")
+              if count["failed"] else "")
+    plural = "s" if n > 1 else ""
+    return f"annotate: {head}. Commonest error ({n} row{plural}): {error.rstrip('.')}. {_fix_for(cfg, error)}{resend}".strip()
 
 
 def _fix_for(cfg: AnnotateConfig, error: str) -> str:
