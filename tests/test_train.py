@@ -503,6 +503,13 @@ def test_auto_with_too_few_validation_rows_trains_label_only_and_says_why(setup,
     assert "Not trained: multitask" in r.output  # the summary after training repeats it
 
 
+def test_auto_without_validation_rows_ships_label_only(setup, tmp_path):
+    write_annotations(tmp_path / "ann4.jsonl", n=4)  # 4 rows or fewer: none held out
+    s = run(setup, "x", out=str(tmp_path / "st"), annotations=str(tmp_path / "ann4.jsonl"), epochs=1)
+    assert s["val_examples"] == 0 and s["mode"] == "label-only" and [c["mode"] for c in s["candidates"]] == ["label-only"]
+    assert s["auto_skipped"]["validation_rows"] == 0 and s["candidates"][0]["selected"]
+
+
 @pytest.mark.parametrize("wrong", [4, 5])
 def test_auto_trains_the_rivals_only_where_label_only_leaves_rows_to_win(setup, tmp_path, monkeypatch, wrong):
     """Once label-only is trained, its wrong validation rows are all a rival can win: under rows_to_win, the rivals
