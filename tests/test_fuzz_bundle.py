@@ -180,6 +180,13 @@ def rehashed(name: str, data: bytes):
     return tamper
 
 
+def huge_number(b: Path, out: Path) -> Path:
+    """max_length written as a 5,000-digit integer (past Python's int digits limit)."""
+    text = (b / "manifest.json").read_text(encoding="utf-8")
+    (b / "manifest.json").write_text(re.sub(r'"max_length": \d+', '"max_length": 1' + "0" * 5000, text))
+    return b
+
+
 def manifest_symlinked_out(b: Path, out: Path) -> Path:
     shutil.move(b / "manifest.json", out / "manifest.json")
     (b / "manifest.json").symlink_to(out / "manifest.json")
@@ -309,6 +316,7 @@ CASES = [
     Case("manifest-not-utf8", raw_manifest(b'{"family": "\xff\xfe"}'), r"manifest\.json.*UTF-8"),
     Case("manifest-empty", raw_manifest(b""), r"manifest\.json"),
     Case("manifest-deep", raw_manifest(b"[" * 100_000 + b"]" * 100_000), r"manifest\.json"),
+    Case("manifest-5000-digits", huge_number, r"manifest\.json.*(digits|max_length)"),
     Case("manifest-nan", raw_manifest(b'{"format_version": NaN}'), r"manifest\.json|format_version"),
     # zipped bundles
     Case("zip-member-dotdot", zipped_with(member("{top}/../../escaped.txt")), r"escaped\.txt"),
@@ -487,6 +495,8 @@ JS_CASES = [
         "pad-id-text",
         "task-input-format-spec",
         "model-role-unknown",
+        "manifest-5000-digits",
+        "manifest-deep",
     )
 ]
 

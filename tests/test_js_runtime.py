@@ -435,7 +435,9 @@ def test_errors_say_what_is_wrong(node, bundles, tmp_path):
     seq2seq = tmp_path / "s2s"
     shutil.copytree(bundle, seq2seq)
     manifest = json.loads((seq2seq / "manifest.json").read_text())
-    (seq2seq / "manifest.json").write_text(json.dumps({**manifest, "family": "seq2seq", "task": {**manifest["task"], "type": "numeric"}}))
+    (seq2seq / "manifest.json").write_text(json.dumps({  # a valid seq2seq manifest (validateManifest checks its roles)
+        **manifest, "family": "seq2seq", "task": {**manifest["task"], "type": "numeric"}, "labels": None,
+        "models": {"encoder": "model.onnx", "decoder": "model.onnx"}, "decoder_start_token_id": 0, "eos_token_id": 1}))
     r = subprocess.run(["node", str(JS / "predict.mjs"), str(seq2seq)], input="", capture_output=True, text=True)
     assert r.returncode == 2 and "not supported in JS yet" in r.stderr
     (seq2seq / "manifest.json").write_text(json.dumps(manifest))

@@ -1,9 +1,13 @@
 """Run an edgedistill bundle with onnxruntime, tokenizers and numpy only: no torch, no transformers.
 
-from edgedistill.runtime import EdgeModel      # or, inside a bundle: from edge_runtime import EdgeModel
-model = EdgeModel.load("runs/x/bundle")
-model.predict([{"text": "my card was charged twice"}])
-# -> [{"label": "billing", "probs": {"billing": 0.93, ...}}]
+    from edgedistill.runtime import EdgeModel      # or, inside a bundle: from edge_runtime import EdgeModel
+    model = EdgeModel.load("runs/x/bundle")
+    model.predict([{"text": "my card was charged twice"}])
+    # -> [{"label": "billing", "probs": {"billing": 0.93, ...}}]
+
+Loading checks the manifest (validate_manifest: every file it loads lies inside the bundle and is listed with its
+sha256) and the sha256 of each file it loads. Those hashes prove integrity, not origin: a changed file whose hash
+was changed in the manifest too loads. Load bundles only from a source you trust (INTEGRITY_NOTE).
 """
 
 from __future__ import annotations
@@ -36,10 +40,8 @@ UNZIP_PREFIX = "edgedistill-bundle-"  # temp dirs a zipped bundle is unpacked in
 # again while unpacking (a member may not inflate past the size its header declares).
 MAX_UNZIPPED_BYTES = 8 << 30  # all members together
 MAX_ZIP_MEMBERS = 10_000  # a bundle has tens of files
-MAX_ZIP_RATIO = (
-    100  # uncompressed / compressed, for a member over ZIP_RATIO_FROM: weights barely compress, bombs ~1000x
-)
-ZIP_RATIO_FROM = 1 << 20
+ZIP_RATIO_FROM = 1 << 20  # members larger than this (bytes) may not compress more than MAX_ZIP_RATIO
+MAX_ZIP_RATIO = 100  # uncompressed / compressed: weights barely compress; a zip bomb ~1000x
 APP_ROLES = ("text",)  # models for apps (text_model.onnx needs onnxruntime-extensions): listed, never loaded here
 
 
@@ -101,6 +103,8 @@ def read_manifest(path: Path, hashed: bool = True) -> dict:
         ) from None
     except RecursionError:
         raise BundleError(f"{manifest_path}: corrupt manifest (JSON nested too deeply); re-export the bundle") from None
+    except ValueError as e:  # a number past Python's int digits limit
+        raise BundleError(f"{manifest_path}: corrupt manifest ({e}); re-export the bundle") from None
     validate_manifest(manifest, str(manifest_path), hashed)
     return manifest
 
@@ -224,7 +228,7 @@ def _check_models(manifest: dict, fam: str, where: str) -> None:
         _check_name(models, role, "models", where)
     for role in roles:
         if role not in models and role not in OPTIONAL_ROLES:
-            raise _bad(where, f"models.{role}", {}, f"the file of the {fam} model's {role}")
+            raise _bad(where, f"models.{role}", {}, f"the file of the {fam} bundle's `{role}` model")
 
 
 def _check_labels(manifest: dict, fam: str, where: str) -> None:

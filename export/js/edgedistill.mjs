@@ -71,7 +71,26 @@ async function sha256Hex(bytes) {
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-const utf8 = new TextDecoder("utf-8");
+const utf8 = new TextDecoder("utf-8", { fatal: true }); // a manifest or tokenizer that is not UTF-8 is refused
+
+/** Node: the bundle's file `name`, symlinks resolved, lies inside the bundle (a URL bundle: the server decides). */
+async function checkInside(bundle, name) {
+  if (!IS_NODE || /^[a-z]+:\/\//i.test(String(bundle))) return;
+  const { realpath } = await import("node:fs/promises");
+  const { isAbsolute, relative } = await import("node:path");
+  let real;
+  try {
+    real = await realpath(joinPath(bundle, name));
+  } catch (e) {
+    if (e.code === "ENOENT") return; // reading it says it is missing
+    throw e;
+  }
+  const rel = relative(await realpath(String(bundle)), real);
+  if (rel === ".." || rel.startsWith("../") || rel.startsWith("..\\") || isAbsolute(rel)) {
+    throw new BundleError(`${joinPath(bundle, name)}: a symlink that resolves outside the bundle (to ${real}); a bundle ` +
+      "holds its own files: copy the real file in, or re-export the bundle");
+  }
+}
 
 // ------------------------------------------------------------------ manifest
 
@@ -102,6 +121,164 @@ export function appModels(manifest) {
 /** The line predict.mjs and browser.mjs print (stderr) for a model load skipped. */
 export function skippedNote({ role, file, reason }) {
   return `skipped app-only model ${role} (${file}): ${reason}`;
+}
+
+// What a manifest may say: the rules of Python's validate_manifest (edgedistill/edge/runtime.py), checked by load
+// before anything else is read (tests/test_fuzz_bundle.py runs the same tampered bundles through both).
+export const MANIFEST_LIMITS = { maxManifestBytes: 16 << 20, maxTokens: 1 << 20, maxTokenId: 2 ** 31 - 1 };
+const FAMILY_ROLES = { "sequence-classification": ["model"], "multiple-choice": ["model"],
+  seq2seq: ["encoder", "decoder", "decoder_with_past"] };
+const OPTIONAL_ROLES = ["decoder_with_past"]; // a bert2bert student's decoder has no past keys/values
+const TASK_TYPES = ["classification", "multiple-choice", "numeric"];
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+export const INTEGRITY_NOTE = "The sha256 hashes in manifest.json prove integrity, not origin: they show that a file " +
+  "is the one the manifest lists, not who made the bundle (anyone who can change a file can change the manifest " +
+  "too). Load bundles only from a source you trust.";
+
+/** A path that stays inside the folder it is joined to (as Python's relative_name): / separators, no absolute
+ * path, drive, backslash, NUL, '..', '.' or empty part. */
+export function relativeName(name) {
+  return typeof name === "string" && name !== "" && !name.includes("\\") && !name.includes("\0") &&
+    !/^[A-Za-z]:/.test(name) && name.split("/").every((p) => p !== "" && p !== "." && p !== "..");
+}
+
+function jsonType(v) {
+  if (v === null) return "null";
+  if (Array.isArray(v)) return "array";
+  return typeof v === "object" ? "object" : typeof v;
+}
+
+function badKey(where, dotted, parent, key, expected) {
+  const got = key in parent ? `${jsonType(parent[key])} ${JSON.stringify(parent[key]).slice(0, 80)}` : "missing";
+  return new BundleError(`${where}: \`${dotted}\` must be ${expected}, not ${got}; re-export the bundle (edgedistill export)`);
+}
+
+/** parent[key] when ok(it), else a BundleError naming prefix.key and what it must be; optional: absent or null is fine. */
+function checked(where, parent, key, ok, expected, { prefix = "", optional = false } = {}) {
+  if (optional && (parent[key] ?? null) === null) return null;
+  if (!(key in parent) || !ok(parent[key])) throw badKey(where, prefix ? `${prefix}.${key}` : key, parent, key, expected);
+  return parent[key];
+}
+
+const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
+const intIn = (lo, hi = Infinity) => (v) => Number.isInteger(v) && v >= lo && v <= hi;
+const NAME_RULE = "a file name inside the bundle (a relative path with / separators and no '..', '.', empty part, " +
+  "absolute path or backslash)";
+
+function checkTemplate(where, template) {
+  // as Python's string.Formatter: {{ and }} are braces; every other { opens a field that } closes
+  for (const m of template.matchAll(/\{\{|\}\}|\{([^{}]*)\}|[{}]/g)) {
+    if (m[0] === "{{" || m[0] === "}}") continue;
+    if (m[1] === undefined) {
+      throw new BundleError(`${where}: \`task.input\` ${JSON.stringify(template)} is not a template (a lone ${m[0]}); re-export the bundle`);
+    }
+    if (!/^[\p{L}_][\p{L}\p{N}_]*$/u.test(m[1])) {
+      throw new BundleError(`${where}: \`task.input\` uses ${m[0]}: only plain {field} names are allowed (no position, ` +
+        "attribute, index, conversion or format spec); re-export the bundle");
+    }
+  }
+}
+
+/** Throw a BundleError naming the key and what it must be, unless the manifest is one a runtime can load (Python's
+ * validate_manifest): the keys present with their types, every model and the tokenizer a relative path inside the
+ * bundle, the roles its family runs, and (hashed) every file load reads listed in `files` with its sha256. */
+export function validateManifest(manifest, where = "manifest.json", { hashed = true } = {}) {
+  if (!isObject(manifest)) {
+    throw new BundleError(`${where}: a JSON ${jsonType(manifest)} where a JSON object was expected; re-export the bundle`);
+  }
+  const version = manifest.format_version;
+  if (Number.isInteger(version) && version > FORMAT_VERSION) {
+    throw new BundleError(`${where}: bundle format ${version} is newer than this runtime understands (${FORMAT_VERSION}); upgrade export/js or re-export`);
+  }
+  checked(where, manifest, "format_version", intIn(1, FORMAT_VERSION), `an integer from 1 to ${FORMAT_VERSION}`);
+  const families = Object.keys(FAMILY_ROLES);
+  const family = checked(where, manifest, "family", (v) => families.includes(v), `one of ${families.join(", ")}`);
+  const task = checked(where, manifest, "task", isObject, "an object with `type` and `input`");
+  checked(where, task, "type", (v) => TASK_TYPES.includes(v), `one of ${TASK_TYPES.join(", ")}`, { prefix: "task" });
+  checkTemplate(where, checked(where, task, "input", (v) => typeof v === "string",
+    'a template of the input\'s fields, as "{text}"', { prefix: "task" }));
+  checked(where, task, "choices", (v) => typeof v === "string", "the name of the field that holds the options",
+    { prefix: "task", optional: true });
+  const { maxTokens, maxTokenId } = MANIFEST_LIMITS;
+  checked(where, manifest, "max_length", intIn(1, maxTokens), `an integer from 1 to ${maxTokens}`);
+  const tokenizer = checked(where, manifest, "tokenizer", isObject, "an object with `file` and `pad_token_id`");
+  checked(where, tokenizer, "file", relativeName, NAME_RULE, { prefix: "tokenizer" });
+  checked(where, tokenizer, "pad_token_id", intIn(0, maxTokenId), "a token id (an integer >= 0)", { prefix: "tokenizer" });
+  const models = checked(where, manifest, "models", isObject, "an object of role -> file");
+  const roles = FAMILY_ROLES[family];
+  for (const role of Object.keys(models)) {
+    if (!roles.includes(role) && !APP_ROLES.includes(role)) {
+      throw new BundleError(`${where}: \`models.${role}\`: not a role of a ${family} bundle (those are ` +
+        `${[...roles, ...APP_ROLES].join(", ")}); re-export the bundle`);
+    }
+    checked(where, models, role, relativeName, NAME_RULE, { prefix: "models" });
+  }
+  for (const role of roles) {
+    if (!(role in models) && !OPTIONAL_ROLES.includes(role)) {
+      throw badKey(where, `models.${role}`, {}, role, `the file of the ${family} bundle's \`${role}\` model`);
+    }
+  }
+  const labelList = (v) => Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === "string") && new Set(v).size === v.length;
+  checked(where, manifest, "labels", labelList, "a list of the model's output labels (distinct texts, in output order)" +
+    (family === "sequence-classification" ? "" : " or null"), { optional: family !== "sequence-classification" });
+  if (family === "seq2seq") {
+    for (const key of ["decoder_start_token_id", "eos_token_id"]) checked(where, manifest, key, intIn(0, maxTokenId), "a token id (an integer >= 0)");
+    checked(where, manifest, "max_answer_tokens", intIn(1, maxTokens), `an integer from 1 to ${maxTokens}`, { optional: true });
+  }
+  const quantization = checked(where, manifest, "quantization", isObject, "an object", { optional: true });
+  checked(where, quantization ?? {}, "mode", (v) => typeof v === "string", "text", { prefix: "quantization", optional: true });
+  const files = checked(where, manifest, "files", isObject, "an object of file -> {sha256, bytes}");
+  for (const [name, entry] of Object.entries(files)) {
+    const key = `files[${JSON.stringify(name)}]`;
+    if (!isObject(entry)) throw badKey(where, key, files, name, "an object with the file's `sha256`");
+    checked(where, entry, "sha256", (v) => typeof v === "string" && SHA256_HEX.test(v), "a sha256 (64 lowercase hex digits)", { prefix: key });
+    checked(where, entry, "bytes", intIn(0), "the file's size (an integer >= 0)", { prefix: key, optional: true });
+  }
+  if (!hashed) return;
+  for (const [key, name] of Object.entries(loadedKeys(manifest))) {
+    if (!(name in files)) {
+      throw new BundleError(`${where}: \`${key}\` is ${JSON.stringify(name)}, which \`files\` does not list with a sha256: ` +
+        "the runtime loads only files it can verify; re-export the bundle");
+    }
+  }
+}
+
+/** The bundle's manifest.json: UTF-8 JSON, an object, inside the bundle, and valid (validateManifest). */
+async function readManifest(bundle, hashed) {
+  const where = joinPath(bundle, "manifest.json");
+  await checkInside(bundle, "manifest.json");
+  const bytes = await readBytes(bundle, "manifest.json");
+  if (bytes === null) throw new BundleError(`${bundle}: no manifest.json; is this a bundle made by \`edgedistill export\`?`);
+  if (bytes.length > MANIFEST_LIMITS.maxManifestBytes) {
+    throw new BundleError(`${where}: ${bytes.length} bytes, more than a manifest holds (${MANIFEST_LIMITS.maxManifestBytes}); re-export the bundle`);
+  }
+  let text, manifest;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new BundleError(`${where}: not UTF-8 text; re-export the bundle`);
+  }
+  try {
+    manifest = JSON.parse(text);
+  } catch (e) {
+    throw new BundleError(`${where}: corrupt manifest (${e.message}); re-export the bundle`);
+  }
+  validateManifest(manifest, where, { hashed });
+  return manifest;
+}
+
+/** A classification model has a label per output: checked at load where the output width is static, else at predict. */
+function checkLabelWidth(where, manifest, width) {
+  if (manifest.family === "sequence-classification" && typeof width === "number" && width !== manifest.labels.length) {
+    throw new BundleError(`${where}: \`labels\` lists ${manifest.labels.length} labels but the model outputs ${width} ` +
+      "scores per input: each output needs its label, in order; re-export the bundle");
+  }
+}
+
+/** manifest key -> file, of the files load reads (as Python's loaded_files), once validateManifest has passed. */
+function loadedKeys(manifest) {
+  return Object.fromEntries([...Object.entries(runtimeModels(manifest)).map(([role, name]) => [`models.${role}`, name]),
+    ["tokenizer.file", manifest.tokenizer.file]]);
 }
 
 // ------------------------------------------------------------------ text
@@ -182,18 +359,7 @@ export class EdgeModel {
   static async load(bundle, { ort = null, verify = true, threads = null, sessionOptions = {} } = {}) {
     if (!IS_NODE && typeof location !== "undefined") bundle = new URL(String(bundle), location.href).href;
     ort = ort ?? (await import(IS_NODE ? "onnxruntime-node" : "onnxruntime-web"));
-    const mbytes = await readBytes(bundle, "manifest.json");
-    if (mbytes === null) throw new BundleError(`${bundle}: no manifest.json; is this a bundle made by \`edgedistill export\`?`);
-    let manifest;
-    try {
-      manifest = JSON.parse(utf8.decode(mbytes));
-    } catch (e) {
-      throw new BundleError(`${joinPath(bundle, "manifest.json")}: corrupt manifest (${e.message}); re-export the bundle`);
-    }
-    const version = manifest.format_version;
-    if (!Number.isInteger(version) || version > FORMAT_VERSION) {
-      throw new BundleError(`${joinPath(bundle, "manifest.json")}: bundle format ${JSON.stringify(version)} is newer than this runtime understands (${FORMAT_VERSION}); upgrade export/js or re-export`);
-    }
+    const manifest = await readManifest(bundle, verify);
     if (!SUPPORTED_FAMILIES.includes(manifest.family)) {
       throw new BundleError(`${bundle}: the ${manifest.family} family (task type ${manifest.task?.type}) is not supported in JS yet; ` +
         `JS runs ${SUPPORTED_FAMILIES.join(" and ")} bundles (use the Python runtime, edge_runtime.py, for this one)`);
@@ -201,13 +367,17 @@ export class EdgeModel {
     const [modelFile, tokFile] = loadedFiles(manifest);
     const files = {};
     for (const name of [modelFile, tokFile]) {
+      await checkInside(bundle, name);
       const bytes = await readBytes(bundle, name);
       if (bytes === null) throw new BundleError(`${joinPath(bundle, name)}: missing bundle file listed in the manifest; copy the whole bundle directory`);
-      const listed = manifest.files?.[name]?.sha256;
-      if (verify && listed) {
+      if (verify) {
         const got = await sha256Hex(bytes);
-        if (got !== null && got !== listed) {
-          throw new BundleError(`${joinPath(bundle, name)}: sha256 mismatch: the file is corrupt or was changed after export; re-copy or re-export the bundle`);
+        if (got === null) {
+          throw new BundleError(`${joinPath(bundle, name)}: cannot check its sha256 here (no crypto.subtle: the page is not ` +
+            "a secure context); serve it over https or from localhost, or load with { verify: false }");
+        }
+        if (got !== manifest.files[name].sha256) {
+          throw new BundleError(`${joinPath(bundle, name)}: sha256 mismatch: the file is corrupt or was changed after export; re-copy or re-export the bundle. ${INTEGRITY_NOTE}`);
         }
       }
       files[name] = bytes;
@@ -224,8 +394,15 @@ export class EdgeModel {
     } catch (e) {
       throw new BundleError(`${bundle}: onnxruntime cannot load the model (${String(e.message ?? e).slice(0, 200)}); re-export the bundle`);
     }
-    const tokenizerJson = JSON.parse(utf8.decode(files[tokFile]));
-    return new EdgeModel(ort, manifest, session, new Tokenizer(tokenizerJson, {}), tokenizerJson);
+    checkLabelWidth(joinPath(bundle, "manifest.json"), manifest, session.outputMetadata?.[0]?.shape?.at(-1));
+    let tokenizerJson, tokenizer;
+    try {
+      tokenizerJson = JSON.parse(utf8.decode(files[tokFile]));
+      tokenizer = new Tokenizer(tokenizerJson, {});
+    } catch (e) {
+      throw new BundleError(`${joinPath(bundle, tokFile)}: the tokenizer cannot read it (${String(e.message ?? e).slice(0, 200)}); re-export the bundle`);
+    }
+    return new EdgeModel(ort, manifest, session, tokenizer, tokenizerJson);
   }
 
   async close() {
@@ -361,6 +538,7 @@ export class EdgeModel {
   answer(item, logits, choices = null) {
     const p = softmax(logits);
     const names = this.family === "multiple-choice" ? (choices ?? this.choicesOf(item)) : this.labels;
+    if (this.family !== "multiple-choice") checkLabelWidth("manifest.json", this.manifest, logits.length);
     let best = 0;
     p.forEach((x, c) => { if (x > p[best]) best = c; });
     const probs = {};
