@@ -2,24 +2,29 @@
 (--int8-fp32), measured on held-out gold.
 
     python benchmarks/int8_recipe.py [--datasets esnli,quickstart] [--ladder 0,1,2,3,6,12] [--alphas 0.5,0.7,0.8,0.9]
+                                     [--no-timing] [--results DIR]
 
 Per student (the e-SNLI MiniLM student of benchmarks/compress.py and the quickstart's):
   - `edgedistill export --int8-fp32 auto` writes the shipped bundle (smoothed by default; its wall time is the
     cost of smoothing and ranking);
-  - one `edgedistill export --smooth ALPHA` bundle per alpha (all other MatMuls INT8);
+  - one `edgedistill export --smooth ALPHA` bundle per alpha (all other MatMuls INT8), as the export chose its graph:
+    folded (1/s in the ops making the inputs, nothing at run time), with explicit Muls, or unsmoothed;
+  - at the default alpha, both smoothed graphs whatever the export chose ("folded only", "with explicit Muls": the
+    export with its choice forced), so their drift and latency sit side by side;
   - from the ranking in the shipped manifest, one unsmoothed bundle per k in the ladder: the plan with the top k
     MatMuls FP32 (quantize.fp32 nodes_to_exclude), and the ONNX FP32 model they are all compared with;
   - on the gold test rows, answered one item per call as an app asks (EdgeModel.predict): accuracy vs
     FP32 (pt), label agreement with FP32, flips toward / away from gold with an exact sign test
     (is the accuracy difference beyond the noise of a few flips?), mean KL(FP32 || INT8) and max / mean |Δprob|;
   - model size, and p50 at batch 1, 128 tokens, 2 threads, all variants interleaved in one run
-    (edge.timing.time_interleaved), as a ratio to all-INT8 (k = 0).
-Writes benchmarks/results/int8_recipe.{md,json}.
+    (edge.timing.time_interleaved), as a ratio to all-INT8 (k = 0); --no-timing leaves it out (a busy machine).
+Writes benchmarks/results/int8_recipe.{md,json} (--results: another folder).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import shlex
@@ -71,7 +76,24 @@ def variant_dir(bundle: Path, model_file: Path, quant: dict, dest: Path) -> Path
     return dest
 
 
-def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float], work: Path) -> dict:
+FORCED = {"folded only": "folded", "with explicit Muls": "with_muls"}  # variant -> the smoothed graph it ships
+
+
+@contextlib.contextmanager
+def forced_smoothing(graph: str):
+    """The export, shipping the smoothed `graph` ("folded" or "with_muls") instead of the one its drift rule picks."""
+    import edgedistill.deploy.export as export_mod
+
+    real = export_mod.pick_smoothing
+    export_mod.pick_smoothing = lambda kl: graph if graph in kl else real(kl)
+    try:
+        yield
+    finally:
+        export_mod.pick_smoothing = real
+
+
+def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float], work: Path, timing: bool) -> dict:
+    from edgedistill.choices import SMOOTH_ALPHA
     from edgedistill.data import load_examples
     from edgedistill.deploy.export import ExportConfig, export_bundle
     from edgedistill.deploy.onnx_export import export_onnx
@@ -102,12 +124,19 @@ def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float
         quantize(raw, work / f"top{k}.onnx", plan)
         dirs[k] = variant_dir(work / "bundle-auto", work / f"top{k}.onnx", plan.to_dict(), work / f"v-top{k}")
     smoothed = {f"smoothed, alpha {a:g}": a for a in alphas}  # variant -> its --smooth
-    kept = {}  # variant -> whether the export kept the smoothing (it must lower the INT8 drift on the parity inputs)
+    graphs = {}  # variant -> the graph its export shipped: folded, with_muls or unsmoothed (the export's drift rule)
     for n, a in smoothed.items():
         ma = export_bundle(ExportConfig(model=str(stripped), out=str(work / f"smooth{a:g}"), parity_data=str(annotations),
                                         min_agreement=0.0, smooth=a), echo=lambda s: None)
-        kept[n] = ma["quantization"]["smooth"] is not None
+        graphs[n] = (ma["quantization"]["smooth"] or {}).get("graph", "unsmoothed")
         dirs[n] = work / f"smooth{a:g}"
+    sites = {}  # forced variant -> where its MatMul inputs' 1/s went
+    for n, graph in FORCED.items():
+        with forced_smoothing(graph):
+            mf = export_bundle(ExportConfig(model=str(stripped), out=str(work / graph), parity_data=str(annotations),
+                                            min_agreement=0.0), echo=lambda s: None)
+        sm = mf["quantization"]["smooth"]
+        graphs[n], sites[n], dirs[n] = (sm or {}).get("graph", "unsmoothed"), sm and sm["sites"], work / graph
     models = {n: EdgeModel.load(d, threads=2, verify=False) for n, d in dirs.items()}
     models["shipped"] = EdgeModel.load(work / "bundle-auto", threads=2)  # verified: the real bundle
 
@@ -123,25 +152,29 @@ def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float
         probs[n] = np.array([[p["probs"][lab] for lab in labels] for p in out])
     f_ok = np.array([p == g for p, g in zip(preds["FP32"], gold)])
 
-    feed = models["FP32"].encode(items[:1], pad_to=128)
-    feed["attention_mask"] = np.ones_like(feed["attention_mask"])
-    runners = {n: _Runner(mod) for n, mod in models.items() if n != "shipped"}
-    timed = time_interleaved(runners, {n: feed for n in runners}, Timing())
-    p50 = {n: summarize(t["times_ns"], 1)["p50_ms"] for n, t in timed.items()}
+    p50 = {}
+    if timing:
+        feed = models["FP32"].encode(items[:1], pad_to=128)
+        feed["attention_mask"] = np.ones_like(feed["attention_mask"])
+        runners = {n: _Runner(mod) for n, mod in models.items() if n != "shipped"}
+        timed = time_interleaved(runners, {n: feed for n in runners}, Timing())
+        p50 = {n: summarize(t["times_ns"], 1)["p50_ms"] for n, t in timed.items()}
 
     rows = []
-    for n in ["FP32", *ladder, *smoothed, "shipped"]:
+    for n in ["FP32", *ladder, *smoothed, *FORCED, "shipped"]:
         ok = np.array([p == g for p, g in zip(preds[n], gold)])
         d = np.abs(probs[n] - probs["FP32"])
         toward, away = int((ok & ~f_ok).sum()), int((~ok & f_ok).sum())
         size = (dirs[n] / m["models"]["model"]).stat().st_size if n in dirs else m["size_bytes"]
         rows.append({"variant": n if isinstance(n, str) else f"top {n} FP32", "k": n if isinstance(n, int) else None,
-                     "alpha": smoothed.get(n), "smooth_kept": kept.get(n), "kl": mean_kl(probs["FP32"], probs[n]),
+                     "alpha": smoothed.get(n, SMOOTH_ALPHA if n in FORCED else None), "graph": graphs.get(n),
+                     "sites": sites.get(n), "kl": mean_kl(probs["FP32"], probs[n]),
                      "accuracy": float(ok.mean()), "delta_pt": 100 * float(ok.mean() - f_ok.mean()),
                      "agreement": float(np.mean([a == b for a, b in zip(preds[n], preds["FP32"])])),
                      "flips_toward_gold": toward, "flips_away": away, "sign_test_p": sign_test_p(toward, away),
                      "max_dprob": float(d.max()), "mean_dprob": float(d.mean()), "size_mb": size / 1e6,
-                     "p50_ms": p50.get(n), "p50_ratio": p50[n] / p50[ladder[0]] if n in p50 else None})
+                     "p50_ms": p50.get(n), "p50_ratio": p50[n] / p50[ladder[0]] if n in p50 else None,
+                     "forced": n in FORCED})
     shipped_k = q["fp32_matmuls"]["k"]
     same = preds["shipped"] == preds[shipped_k] if shipped_k in preds else None
     return {"name": name, "rows": rows, "n_test": len(exs), "export_s": round(export_s, 1), "export_log": log,
@@ -159,34 +192,57 @@ class _Runner:
         return self.model.run(feeds)
 
 
+GRAPH_WORDS = {"folded": "folded: nothing at run time", "with_muls": "with explicit Muls",
+               "unsmoothed": "unsmoothed: smoothing did not pay on the parity inputs"}
+
+
+def _variant_label(r: dict) -> str:
+    """The row's name, with the graph its export shipped (alpha rows) or where its scales went (forced rows)."""
+    if r.get("forced") and r.get("sites"):
+        s = r["sites"]
+        return (f"{r['variant']} (alpha {r['alpha']:g}: {s['layernorm']} inputs folded into a LayerNorm, {s['linear']} into "
+                f"a linear op, {s['mul']} by a Mul, {s['unsmoothed']} unsmoothed)")
+    if r.get("graph") and not r.get("forced"):
+        return f"{r['variant']} (export shipped it {GRAPH_WORDS[r['graph']]})"
+    return r["variant"]
+
+
+def _p50(r: dict) -> str:
+    return "–" if r.get("p50_ratio") is None else f"{r['p50_ratio']:.3f}×"
+
+
 def render(res: dict) -> str:
+    timed = res.get("timing", True)
+    timing = ("p50: batch 1, 128 tokens, 2 threads, every variant interleaved in one run, as a ratio to all-INT8 "
+              "unsmoothed (k = 0). " if timed else "Not timed (`--no-timing`: a busy machine); p50 left out. ")
     out = ["# INT8 recipe: activation smoothing and the most INT8-sensitive MatMuls kept FP32", "",
            f"Written by `{res['command']}` on {res['machine']} ({res['wall_s'] / 60:.0f} min, {res['date']}); "
-           f"load average {res['load']}. Gold test rows answered one item per call (as an app asks). p50: batch 1, "
-           "128 tokens, 2 threads, every variant interleaved in one run, as a ratio to all-INT8 unsmoothed (k = 0). "
+           f"load average {res['load']}. Gold test rows answered one item per call (as an app asks). " + timing +
            "KL: mean KL(FP32 || INT8) of the output probabilities on the test rows. "
            "Flips: test rows whose INT8 label differs from FP32, toward gold (INT8 right, FP32 wrong) / away; "
            "p: exact two-sided sign test of those (p > 0.05: the accuracy difference is within the noise of a few flips). "
            "`top k FP32`: not smoothed (`--smooth 0 --int8-fp32 k`); `smoothed, alpha a`: the bundle `--smooth a` exports, every "
-           "MatMul INT8 (the export keeps the smoothing only where it lowers the INT8 drift on the parity inputs).", ""]
+           "MatMul INT8: its scales fold into the ops making the MatMul inputs where the path is linear (no run-time cost), "
+           "explicit Muls divide the other inputs only if they cut the INT8 drift on the parity inputs enough, and the "
+           "export ships the graph unsmoothed if neither lowers it; `folded only` / `with explicit Muls`: both smoothed graphs "
+           "at the default alpha, whatever the export picked.", ""]
     for s in res["subjects"]:
         out += [f"## {s['name']} ({s['n_test']} gold test rows; one row = {100 / s['n_test']:.1f} pt)", "",
                 "| variant | accuracy | Δ vs FP32 (pt) | labels = FP32 | flips to / away from gold (p) | KL | max / mean \\|Δprob\\| | size (MB) | p50 vs k=0 |",
                 "|---|---|---|---|---|---|---|---|---|"]
         for r in s["rows"]:
-            p50 = "–" if r["p50_ratio"] is None else f"{r['p50_ratio']:.3f}×"
-            variant = r["variant"] + (" (not kept: it raised the drift on the parity inputs, so the export shipped it "
-                                      "unsmoothed)" if r.get("smooth_kept") is False else "")
-            out.append(f"| {variant} | {100 * r['accuracy']:.1f} % | {r['delta_pt']:+.1f} | {100 * r['agreement']:.1f} % | "
+            out.append(f"| {_variant_label(r)} | {100 * r['accuracy']:.1f} % | {r['delta_pt']:+.1f} | {100 * r['agreement']:.1f} % | "
                        f"{r['flips_toward_gold']} / {r['flips_away']} ({r['sign_test_p']:.2f}) | {r['kl']:.1e} | {r['max_dprob']:.3f} / "
-                       f"{r['mean_dprob']:.4f} | {r['size_mb']:.1f} | {p50} |")
+                       f"{r['mean_dprob']:.4f} | {r['size_mb']:.1f} | {_p50(r)} |")
         sh = s["shipped"]
-        smooth = f"smoothed (alpha {sh['smooth']['alpha']:g}), " if sh.get("smooth") else ""
+        graph = (sh.get("smooth") or {}).get("graph")
+        smooth = f"smoothed (alpha {sh['smooth']['alpha']:g}, {GRAPH_WORDS[graph or 'with_muls']}), " if sh.get("smooth") else ""
+        ladder_p50 = (lambda r: f", p50 ×{r['p50_ratio']:.3f}") if timed else (lambda r: "")
         out += ["", f"`--int8-fp32 auto` (min agreement {sh['min_agreement']}, export {s['export_s']:.0f} s including "
                     f"smoothing and the ranking) shipped {smooth}k = {sh['k']}" + (f": {', '.join(sh['nodes'])}" if sh["nodes"] else "")
                 + (f"; its labels equal the staged top-{sh['k']} row: {sh['labels_equal_staged']}." if sh['labels_equal_staged'] is not None and not smooth else "."),
                 "", "Export ladder (on the parity inputs, vs ONNX FP32" + (", smoothed" if smooth else "") + "): "
-                + "; ".join(f"k={r['k']}: agree {100 * r['agreement']:.1f} %, KL {r['kl']:.1e}, p50 ×{r['p50_ratio']:.3f}"
+                + "; ".join(f"k={r['k']}: agree {100 * r['agreement']:.1f} %, KL {r['kl']:.1e}{ladder_p50(r)}"
                             for r in sh["ladder"]), ""]
         out += ["Most sensitive MatMuls (KL vs FP32 when only that one is INT8, 64 parity inputs" + (", smoothed" if smooth else "")
                 + "): " + ", ".join(f"`{r['node'].replace('/bert/encoder/', '')}` {r['kl']:.1e}" for r in s["ranking_top"][:6]), ""]
@@ -195,42 +251,35 @@ def render(res: dict) -> str:
 
 
 def verdict(res: dict) -> list[str]:
-    """Per student: what smoothing did to the INT8 error, which recipes are within 0.5 pt of FP32 and at what speed."""
-    from edgedistill.choices import SMOOTH_ALPHA
-
+    """Per student: what each smoothed graph did to the INT8 error (and its speed, when timed), and which recipes are
+    within 0.5 pt of FP32."""
     lines = []
     for s in res["subjects"]:
         rows = s["rows"]
         k0 = next(r for r in rows if r["k"] == 0)
-        sm = next((r for r in rows if r["alpha"] == SMOOTH_ALPHA), None)
-        within = [r for r in rows if r["variant"] != "FP32" and r["p50_ratio"] is not None and abs(r["delta_pt"]) <= 0.5]
+        forced = [r for r in rows if r.get("forced")]
+        within = [r for r in rows if r["variant"] != "FP32" and abs(r["delta_pt"]) <= 0.5]
         line = (f"- **{s['name']}**: all-INT8 unsmoothed is {k0['delta_pt']:+.1f} pt vs FP32 ({k0['flips_toward_gold']} flips toward "
                 f"gold, {k0['flips_away']} away, p = {k0['sign_test_p']:.2f}; KL {k0['kl']:.1e}).")
-        if sm:
-            line += (f" Smoothed at the default alpha {SMOOTH_ALPHA:g}: {sm['delta_pt']:+.1f} pt ({sm['flips_toward_gold']} / "
-                     f"{sm['flips_away']}, p = {sm['sign_test_p']:.2f}), KL {sm['kl']:.1e} ({k0['kl'] / max(sm['kl'], 1e-12):.1f}× "
-                     f"smaller), labels = FP32 on {100 * sm['agreement']:.1f} % (unsmoothed {100 * k0['agreement']:.1f} %), "
-                     f"p50 ×{sm['p50_ratio']:.3f}.")
-        line += (" Within 0.5 pt: " + (", ".join(f"{r['variant']} ({r['delta_pt']:+.1f} pt, p50 ×{r['p50_ratio']:.3f})" for r in within)
-                                      or "none") + ".")
+        for r in forced:
+            line += (f" {r['variant'].capitalize()} (alpha {r['alpha']:g}): {r['delta_pt']:+.1f} pt ({r['flips_toward_gold']} / "
+                     f"{r['flips_away']}, p = {r['sign_test_p']:.2f}), KL {r['kl']:.1e} ({k0['kl'] / max(r['kl'], 1e-12):.1f}× "
+                     f"smaller), labels = FP32 on {100 * r['agreement']:.1f} %"
+                     + ("" if r.get("p50_ratio") is None else f", p50 ×{r['p50_ratio']:.3f}") + ".")
+        graph = (s["shipped"].get("smooth") or {}).get("graph", "unsmoothed")
+        line += f" The export shipped {GRAPH_WORDS[graph]}."
+        line += (" Within 0.5 pt: " + (", ".join(f"{r['variant']} ({r['delta_pt']:+.1f} pt" + ("" if r.get("p50_ratio") is None
+                                                 else f", p50 ×{r['p50_ratio']:.3f}") + ")" for r in within) or "none") + ".")
         lines.append(line)
-    pairs = [(next(r for r in s["rows"] if r["k"] == 0), next((r for r in s["rows"] if r["alpha"] == SMOOTH_ALPHA), None))
-             for s in res["subjects"]]
-    if pairs and all(sm for _, sm in pairs):
-        lines.append(f"- **Recipe**: the default bundle is smoothed at alpha {SMOOTH_ALPHA:g} (`--smooth`): on every student here "
-                     "it cut the KL to FP32 " + " and ".join(f"{k0['kl'] / max(sm['kl'], 1e-12):.1f}×" for k0, sm in pairs)
-                     + " for p50 ×" + " and ×".join(f"{sm['p50_ratio']:.3f}" for _, sm in pairs)
-                     + ", more than keeping MatMuls FP32 buys at that latency (each FFN MatMul kept FP32 costs 4 to 8 %). "
-                     "`--int8-fp32 N|auto` still stacks on it, for an app that thresholds on the probabilities.")
     return lines
 
 
-def rerender() -> None:
+def rerender(results: Path) -> None:
     """Rewrite the .md from the saved .json (after changing the report's wording, without re-measuring)."""
-    res = json.loads((RESULTS / "int8_recipe.json").read_text())
+    res = json.loads((results / "int8_recipe.json").read_text())
     res["verdict"] = verdict(res)
-    (RESULTS / "int8_recipe.json").write_text(json.dumps(res, indent=1))
-    (RESULTS / "int8_recipe.md").write_text(render(res))
+    (results / "int8_recipe.json").write_text(json.dumps(res, indent=1))
+    (results / "int8_recipe.md").write_text(render(res))
 
 
 def main():
@@ -243,25 +292,28 @@ def main():
                     help="dir with the e-SNLI student (stripped/, annotations.jsonl, test.jsonl) of benchmarks/compress.py")
     ap.add_argument("--quickstart-run", default=str(ROOT / "runs/quickstart"),
                     help="run dir of examples/quickstart/pipeline.yaml (stripped/, annotations.jsonl)")
+    ap.add_argument("--no-timing", action="store_true", help="leave p50 out (a machine busy with other work)")
+    ap.add_argument("--results", default=str(RESULTS), help="folder for int8_recipe.{md,json}")
     ap.add_argument("--rerender", action="store_true", help="only rewrite int8_recipe.md from int8_recipe.json")
     args = ap.parse_args()
+    results = Path(args.results)
     if args.rerender:
-        return rerender()
+        return rerender(results)
     from edgedistill.machine import describe, machine_record
 
     start = time.time()
     ladder = [int(x) for x in args.ladder.split(",")]
     known = subjects(Path(args.esnli), Path(args.quickstart_run))
     alphas = [float(x) for x in args.alphas.split(",") if x]
-    done = [run_subject(n, known[n], ladder, alphas, Path(args.work)) for n in args.datasets.split(",")]
+    done = [run_subject(n, known[n], ladder, alphas, Path(args.work), not args.no_timing) for n in args.datasets.split(",")]
     mr = machine_record(threads=2)
     res = {"subjects": done, "command": "python " + shlex.join(["benchmarks/int8_recipe.py", *sys.argv[1:]]),
            "machine": describe(mr), "machine_record": mr, "load": mr["loadavg_1_5_15"], "wall_s": round(time.time() - start),
-           "date": time.strftime("%Y-%m-%d")}
+           "date": time.strftime("%Y-%m-%d"), "timing": not args.no_timing}
     res["verdict"] = verdict(res)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "int8_recipe.json").write_text(json.dumps(res, indent=1))
-    (RESULTS / "int8_recipe.md").write_text(render(res))
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "int8_recipe.json").write_text(json.dumps(res, indent=1))
+    (results / "int8_recipe.md").write_text(render(res))
     print(render(res))
 
 

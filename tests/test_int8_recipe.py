@@ -14,7 +14,6 @@ from edgedistill.cli import main
 from edgedistill.deploy.export import ExportConfig, export_bundle
 from edgedistill.deploy.onnx_export import export_onnx
 from edgedistill.deploy.quantize import FP32_LADDER, KL_BUDGET, PRESETS, QuantPlan, detect_preset, rank_sensitivity, weight_matmuls
-from edgedistill.errors import UserError
 from edgedistill.runtime import EdgeModel
 from test_export import sentences
 
@@ -46,8 +45,7 @@ def models(tmp_path_factory):
     for name in ("cls", "broken"):
         (d / name / "task.yaml").write_text(task)
     with open(d / "texts.jsonl", "w") as f:
-        for t in sentences(60, seed=3):
-            f.write(json.dumps({"text": t}) + "\n")
+        f.writelines(json.dumps({"text": t}) + "\n" for t in sentences(60, seed=3))
     return d
 
 
@@ -137,7 +135,7 @@ def test_composes_with_the_fp32_embeddings_retry(models, tmp_path, monkeypatch):
     assert any("embeddings kept FP32" in n for n in q["notes"]) and m["parity"]["int8_agreement"] >= 0.99
 
 
-@pytest.mark.parametrize("args,message", [(["--int8-fp32", "some"], "pass a number of MatMuls"),
+@pytest.mark.parametrize("args,message", [(["--int8-fp32", "some"], "is not a count of MatMuls or auto"),
                                           (["--int8-fp32", "2", "--quantize", "none"], "needs --quantize int8")])
 def test_cli_rejects_bad_values(models, tmp_path, args, message):
     r = CliRunner().invoke(main, ["export", str(models / "cls"), "--out", str(tmp_path / "x"),
@@ -170,76 +168,215 @@ def test_pick_k_takes_the_smallest_k_meeting_both_and_flags_a_miss():
 
 # ---------------------------------------------------------------- --smooth
 
-def outlier_matmul(path, channels=64, outlier=100.0):
-    """x [1, T, 64] -> MatMul(W [64, 16]) -> y, and inputs whose channel 0 is `outlier` times the others while W's
-    row 0 is that much smaller (so the channel matters as much as the rest): what LayerNorm outliers look like to a
-    MatMul. One INT8 scale for x then rounds the other 63 channels to a few steps."""
+def outlier_graph(path, producer, channels=64, outlier=100.0):
+    """x [1, T, 64] -> MatMul(W [64, 16]) -> y, where x's channel 0 is `outlier` times the others while W's row 0 is
+    that much smaller (so the channel matters as much as the rest): what LayerNorm outliers look like to a MatMul.
+    One INT8 scale for x then rounds the other 63 channels to a few steps. Where x comes from (`producer`):
+      "input":     the graph's input (nothing can take 1/s: only an explicit Mul smooths it);
+      "layernorm": LayerNorm(h), channel 0's gain `outlier` (1/s folds into the gain and bias);
+      "residual":  that LayerNorm, whose output is also added to h for a second output r (as BERT's residual Add: a
+                   fold would change r too)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
     w = rng.normal(0, 0.1, (channels, 16)).astype(np.float32)
     w[0] /= outlier
-    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, None, channels])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, None, 16])], [numpy_helper.from_array(w, "w")])
+    gain = np.ones(channels, np.float32)
+    gain[0] = outlier
+    consts = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(gain, "gain"),
+              numpy_helper.from_array(rng.normal(0, 0.1, channels).astype(np.float32), "bias")]
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, None, 16])]
+    if producer != "input":
+        nodes.insert(0, helper.make_node("LayerNormalization", ["h", "gain", "bias"], ["x"], name="ln", axis=-1))
+    if producer == "residual":
+        nodes.append(helper.make_node("Add", ["x", "h"], ["r"], name="residual"))
+        outputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [1, None, channels]))
+    name = "x" if producer == "input" else "h"
+    inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, None, channels])]
+    g = helper.make_graph(nodes, "g", inputs, outputs, consts if producer != "input" else consts[:1])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     feeds = []
-    for _ in range(8):
-        x = rng.normal(0, 1, (1, 24, channels)).astype(np.float32)
-        x[..., 0] *= outlier
-        feeds.append({"x": x})
+    for t in rng.integers(8, 40, 8):
+        x = rng.normal(0, 1, (1, t, channels)).astype(np.float32)
+        if producer == "input":
+            x[..., 0] *= outlier
+        feeds.append({name: x})
     return feeds
 
 
-def test_smoothing_keeps_the_fp32_function_and_cuts_the_int8_error(tmp_path):
+def outputs_of(path, feeds):
+    from edgedistill.deploy.quantize import _session
+
+    s = _session(path, 1)
+    return [np.concatenate([s.run(None, f)[i].reshape(-1) for f in feeds]) for i in range(len(s.get_outputs()))]
+
+
+def kinds(**counts):
+    from edgedistill.deploy.quantize import SITE_KINDS
+
+    return {k: counts.get(k, 0) for k in SITE_KINDS}
+
+
+@pytest.mark.parametrize("producer,kind,ops", [("input", "mul", ["Mul", "MatMul"]),
+                                               ("layernorm", "layernorm", ["LayerNormalization", "MatMul"])])
+def test_smoothing_keeps_the_fp32_function_and_cuts_the_int8_error(tmp_path, producer, kind, ops):
+    """A LayerNorm takes 1/s into its gain and bias (no Mul at run time); a graph input needs an explicit Mul."""
     import onnx
 
-    from edgedistill.deploy.quantize import SMOOTH_ALPHA, _session, quantize, smooth_activations
+    from edgedistill.deploy.quantize import (
+        SMOOTH_ALPHA,
+        quantize,
+        smooth_activations,
+        smoothing_sites,
+    )
 
-    feeds = outlier_matmul(tmp_path / "mm.onnx")
-    info = smooth_activations(tmp_path / "mm.onnx", tmp_path / "smooth.onnx", feeds, SMOOTH_ALPHA, threads=1)
-    assert info == {"alpha": SMOOTH_ALPHA, "matmuls": 1, "inputs": 1, "calibration_inputs": 8}
-    assert [n.op_type for n in onnx.load(str(tmp_path / "smooth.onnx")).graph.node] == ["Mul", "MatMul"]
-
-    def outputs(path):
-        s = _session(path, 1)
-        return np.concatenate([s.run(None, f)[0] for f in feeds])
-
-    ref = outputs(tmp_path / "mm.onnx")
-    assert np.abs(outputs(tmp_path / "smooth.onnx") - ref).max() < 1e-4 * np.abs(ref).max()  # the same FP32 function
+    feeds = outlier_graph(tmp_path / "mm.onnx", producer)
+    sites = smoothing_sites(tmp_path / "mm.onnx", feeds, SMOOTH_ALPHA, threads=1)
+    assert [s.fold for s in sites] == [None if kind == "mul" else kind]
+    info = smooth_activations(tmp_path / "mm.onnx", tmp_path / "smooth.onnx", sites, muls=True)
+    assert info == {"matmuls": 1, "inputs": 1, "sites": kinds(**{kind: 1})}
+    assert [n.op_type for n in onnx.load(str(tmp_path / "smooth.onnx")).graph.node] == ops
+    ref = outputs_of(tmp_path / "mm.onnx", feeds)[0]
+    # the same FP32 function
+    assert np.abs(outputs_of(tmp_path / "smooth.onnx", feeds)[0] - ref).max() < 1e-4 * np.abs(ref).max()
     target, preset, _ = detect_preset("x86")
     plan = QuantPlan(preset=preset, target=target, **PRESETS[preset])
     err = {}
     for name in ("mm", "smooth"):
         quantize(tmp_path / f"{name}.onnx", tmp_path / f"{name}-int8.onnx", plan)
-        err[name] = np.abs(outputs(tmp_path / f"{name}-int8.onnx") - ref).mean()
+        err[name] = np.abs(outputs_of(tmp_path / f"{name}-int8.onnx", feeds)[0] - ref).mean()
     assert err["smooth"] < err["mm"] / 5, err
 
 
-def fake_drift(smoothed: float, unsmoothed: float):
-    """int8_drift as export calls it (its work dir is drift/smoothed or drift/unsmoothed), with fixed answers: a
-    tiny random model's INT8 drift is too small and too preset-dependent to say whether smoothing helps it."""
+def test_what_cannot_fold_is_left_alone_without_muls_and_a_residual_consumer_blocks_the_fold(tmp_path):
+    """Without explicit Muls an input nothing can absorb stays as it was; a LayerNorm whose output also feeds a
+    residual Add is not folded (its other consumer would change), and its explicit Mul keeps both outputs."""
+    import onnx
+
+    from edgedistill.deploy.quantize import (
+        SMOOTH_ALPHA,
+        smooth_activations,
+        smoothing_sites,
+    )
+
+    feeds = outlier_graph(tmp_path / "in.onnx", "input")
+    info = smooth_activations(tmp_path / "in.onnx", tmp_path / "in-folded.onnx",
+                              smoothing_sites(tmp_path / "in.onnx", feeds, SMOOTH_ALPHA, 1), muls=False)
+    assert info == {"matmuls": 0, "inputs": 0, "sites": kinds(unsmoothed=1)}
+    assert onnx.load(str(tmp_path / "in-folded.onnx")).graph == onnx.load(str(tmp_path / "in.onnx")).graph
+
+    feeds = outlier_graph(tmp_path / "res.onnx", "residual")
+    sites = smoothing_sites(tmp_path / "res.onnx", feeds, SMOOTH_ALPHA, 1)
+    assert [s.fold for s in sites] == [None]
+    info = smooth_activations(tmp_path / "res.onnx", tmp_path / "res-muls.onnx", sites, muls=True)
+    assert info["sites"] == kinds(mul=1)
+    g = onnx.load(str(tmp_path / "res-muls.onnx")).graph
+    assert [n.op_type for n in g.node] == ["LayerNormalization", "Mul", "MatMul", "Add"]
+    gain = next(i for i in onnx.load(str(tmp_path / "res.onnx")).graph.initializer if i.name == "gain")
+    assert next(i for i in g.initializer if i.name == "gain") == gain  # the LayerNorm as it was
+    for ref, out in zip(outputs_of(tmp_path / "res.onnx", feeds), outputs_of(tmp_path / "res-muls.onnx", feeds)):
+        assert np.abs(out - ref).max() < 1e-4 * np.abs(ref).max()
+
+
+def test_a_bert_graph_folds_the_attention_output_input_into_the_value_projection(models, tmp_path):
+    """In optimum's BERT graph the attention output projection reads softmax(QK) x V through reshapes and transposes:
+    1/s folds into the value projection's columns and bias, exactly (its input comes out divided by s). The
+    LayerNorm outputs also feed the residual Adds and the FFN output reads GELU: not folded."""
+    import onnx
+    from transformers import BertForSequenceClassification
+
+    from edgedistill.deploy.quantize import (
+        SMOOTH_ALPHA,
+        activation_stats,
+        output_change,
+        smooth_activations,
+        smoothing_sites,
+    )
+
+    model = BertForSequenceClassification.from_pretrained(models / "cls").eval()
+    with torch.no_grad():  # a fresh model's biases are all 0, and torch's exporter shares one such tensor between them
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.copy_(torch.randn_like(p) * 0.5)
+    model.save_pretrained(tmp_path / "biased")
+    tiny.tiny_tokenizer("bert").save_pretrained(tmp_path / "biased")
+    src = export_onnx(tmp_path / "biased", tmp_path / "onnx", "sequence-classification")["model"]
+    fs = feeds(models, "cls")
+    sites = smoothing_sites(src, fs, SMOOTH_ALPHA, threads=1)
+    folded = {s.tensor: s for s in sites if s.fold}
+    assert sorted(folded) == [f"/bert/encoder/layer.{i}/attention/self/Reshape_3_output_0" for i in (0, 1)]
+    assert {s.fold for s in folded.values()} == {"linear"} and len(sites) == 8
+    info = smooth_activations(src, tmp_path / "folded.onnx", sites, muls=False)
+    assert info == {"matmuls": 2, "inputs": 2, "sites": kinds(linear=2, unsmoothed=6)}
+    before, after = onnx.load(str(src)).graph, onnx.load(str(tmp_path / "folded.onnx")).graph
+    assert [n.op_type for n in after.node] == [n.op_type for n in before.node]  # nothing added at run time
+    assert output_change(src, tmp_path / "folded.onnx", fs, threads=1) < 1e-4
+    top = {name: activation_stats(onnx.load(str(path)), list(folded), [], fs, threads=1)[0]
+           for name, path in (("before", src), ("after", tmp_path / "folded.onnx"))}
+    for x, site in folded.items():
+        assert not np.allclose(site.scale, 1)
+        np.testing.assert_allclose(top["after"][x] * site.scale, top["before"][x], rtol=1e-4)
+
+
+def fake_drift(**kl):
+    """int8_drift as export calls it (its work dir is drift/<graph>: unsmoothed, folded, with_muls), with fixed
+    answers: a tiny random model's INT8 drift is too small and too preset-dependent to say whether smoothing
+    helps it."""
     def drift(src, plan, feeds, work, threads=2, ref=None):
-        return smoothed if work.name == "smoothed" else unsmoothed
+        return kl[work.name]
     return drift
 
 
-def test_export_smooths_when_that_lowers_the_drift_and_records_it(models, tmp_path, monkeypatch):
+def layernorm_mul_consumers(path) -> int:
+    """How many Muls read a LayerNormalization's output in the graph at `path`."""
+    import onnx
+
+    g = onnx.load(str(path)).graph
+    outs = {n.output[0] for n in g.node if n.op_type == "LayerNormalization"}
+    return sum(n.op_type == "Mul" and bool(outs & set(n.input)) for n in g.node)
+
+
+def test_export_ships_the_folded_graph_when_it_lowers_the_drift_and_the_muls_do_not_pay(models, tmp_path, monkeypatch):
     import onnx
 
     import edgedistill.deploy.export as export_mod
-    from edgedistill.deploy.quantize import SMOOTH_ALPHA
+    from edgedistill.deploy.quantize import MUL_KL_GAIN, SMOOTH_ALPHA
 
-    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(smoothed=1e-4, unsmoothed=1e-3))
+    with_muls = 4e-4 / MUL_KL_GAIN * 1.1  # not enough
+    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(unsmoothed=1e-3, folded=4e-4, with_muls=with_muls))
     m = export(models, "cls", tmp_path / "a")
     sm = m["quantization"]["smooth"]
-    # 2 layers: the Q/K/V input, the attention output's, the FFN's two; the pooler and classifier are Gemms
-    assert sm == {"alpha": SMOOTH_ALPHA, "matmuls": 12, "inputs": 8, "calibration_inputs": 60,
-                  "kl_unsmoothed": 1e-3, "kl_smoothed": 1e-4}
-    assert any(n.startswith("activations smoothed before INT8") and "1.0e-03 -> 1.0e-04" in n for n in m["quantization"]["notes"])
-    assert sum(n.name.endswith("_smooth") for n in onnx.load(str(tmp_path / "a" / "model.onnx")).graph.node) == 8
-    assert m["parity"]["fp32_max_abs_logit_diff"] <= 1e-3  # the smoothed graph is the same FP32 model
+    # 2 layers: the attention output's input folds into V; the Q/K/V and FFN inputs (LayerNorm + residual) and the
+    # FFN output's (GELU) cannot, and their Muls did not cut the drift MUL_KL_GAIN times
+    assert sm == {"alpha": SMOOTH_ALPHA, "graph": "folded", "matmuls": 2, "inputs": 2,
+                  "sites": kinds(linear=2, unsmoothed=6), "calibration_inputs": 60, "kl_unsmoothed": 1e-3,
+                  "kl_smoothed": 4e-4, "kl_folded": 4e-4, "kl_with_muls": round(with_muls, 8),
+                  "mul_kl_gain": MUL_KL_GAIN}
+    note = next(n for n in m["quantization"]["notes"] if n.startswith("activations smoothed before INT8"))
+    assert "no run-time cost" in note and "2 into a linear op" in note and "unsmoothed 1.0e-03; folded 4.0e-04" in note
+    shipped = tmp_path / "a" / "model.onnx"
+    assert not any(n.op_type == "Mul" and n.name.endswith("_smooth") for n in onnx.load(str(shipped)).graph.node)
+    assert layernorm_mul_consumers(shipped) == 0
+
+
+def test_export_keeps_explicit_muls_only_when_they_cut_the_drift_enough(models, tmp_path, monkeypatch):
+    import onnx
+
+    import edgedistill.deploy.export as export_mod
+    from edgedistill.deploy.quantize import MUL_KL_GAIN
+
+    monkeypatch.setattr(export_mod, "int8_drift",
+                        fake_drift(unsmoothed=1e-3, folded=4e-4, with_muls=4e-4 / MUL_KL_GAIN))
+    m = export(models, "cls", tmp_path / "m")
+    sm = m["quantization"]["smooth"]
+    assert sm["graph"] == "with_muls" and sm["sites"] == kinds(linear=2, mul=6) and sm["matmuls"] == 12
+    assert any("6 Muls at run time" in n for n in m["quantization"]["notes"])
+    shipped = tmp_path / "m" / "model.onnx"
+    assert sum(n.name.endswith("_smooth") for n in onnx.load(str(shipped)).graph.node) == 6
+    # the Q/K/V and FFN inputs of both layers, whose LayerNorms also feed residual Adds
+    assert layernorm_mul_consumers(shipped) == 4
 
 
 def test_export_keeps_the_graph_unsmoothed_when_smoothing_raises_the_drift_or_is_off(models, tmp_path, monkeypatch):
@@ -247,10 +384,11 @@ def test_export_keeps_the_graph_unsmoothed_when_smoothing_raises_the_drift_or_is
 
     import edgedistill.deploy.export as export_mod
 
-    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(smoothed=2e-3, unsmoothed=1e-3))
+    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(unsmoothed=1e-3, folded=2e-3, with_muls=6e-4))
     worse = export(models, "cls", tmp_path / "w")
     assert worse["quantization"]["smooth"] is None
-    assert any(n.startswith("activations not smoothed: alpha 0.8 did not lower") for n in worse["quantization"]["notes"])
+    assert any(n.startswith("activations not smoothed: alpha 0.8 did not lower") and "with muls 6.0e-04" in n
+               for n in worse["quantization"]["notes"])
 
     def never(*a, **k):
         raise AssertionError("--smooth 0 measured the drift")
@@ -262,6 +400,16 @@ def test_export_keeps_the_graph_unsmoothed_when_smoothing_raises_the_drift_or_is
         assert not any(n.name.endswith("_smooth") for n in onnx.load(str(tmp_path / bundle / "model.onnx")).graph.node)
 
 
+def test_pick_smoothing_prefers_what_costs_nothing():
+    from edgedistill.deploy.quantize import MUL_KL_GAIN, pick_smoothing
+
+    assert pick_smoothing({"unsmoothed": 1e-3, "folded": 9e-4, "with_muls": 9e-4 / MUL_KL_GAIN * 1.01}) == "folded"
+    assert pick_smoothing({"unsmoothed": 1e-3, "folded": 9e-4, "with_muls": 9e-4 / MUL_KL_GAIN}) == "with_muls"
+    assert pick_smoothing({"unsmoothed": 1e-3, "folded": 1e-3, "with_muls": 6e-4}) == "unsmoothed"  # neither pays
+    assert pick_smoothing({"unsmoothed": 1e-3, "with_muls": 5e-4}) == "with_muls"  # nothing folds
+    assert pick_smoothing({"unsmoothed": 1e-3, "folded": 2e-4}) == "folded"  # everything folds
+
+
 def test_static_int8_says_it_is_not_smoothed(models, tmp_path):
     m = export(models, "cls", tmp_path / "q", calibration_data=str(models / "texts.jsonl"), min_agreement=0.5)
     assert m["quantization"]["smooth"] is None
@@ -271,7 +419,7 @@ def test_static_int8_says_it_is_not_smoothed(models, tmp_path):
 def test_cli_rejects_an_alpha_outside_0_1(models, tmp_path):
     r = CliRunner().invoke(main, ["export", str(models / "cls"), "--out", str(tmp_path / "x"),
                                   "--parity-data", str(models / "texts.jsonl"), "--smooth", "1.5"])
-    assert r.exit_code != 0 and "--smooth 1.5" in r.output and "0 turns" in r.output
+    assert r.exit_code != 0 and "'--smooth': 1.5 is not in the range 0<=x<=1" in r.output
     assert not (tmp_path / "x").exists()
 
 

@@ -29,8 +29,9 @@ from ..model_dir import load_config, weights_bytes
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
 from ..choices import SMOOTH_ALPHA
-from .quantize import (MATMUL_OPS, detect_preset, int8_drift, keep_sensitive_fp32, output_probs, plan_for, quantize,
-                       smooth_activations)
+from .quantize import (FOLD_TOLERANCE, MATMUL_OPS, MUL_KL_GAIN, detect_preset, int8_drift, keep_sensitive_fp32,
+                       output_change, output_probs, pick_smoothing, plan_for, quantize, smooth_activations,
+                       smoothing_sites)
 from ..edge.runtime import BundleError, EdgeModel, runtime_models
 
 FP32_TOLERANCE = 1e-3
@@ -209,7 +210,8 @@ def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chose
 def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
     """Role -> the FP32 graph to quantize: the model's with its activations smoothed (--smooth, recorded in the
     plan) where that applies (dynamic INT8 of a classifier or multiple choice: `feeds` given) and lowers the INT8
-    drift on the parity inputs, else the export's."""
+    drift on the parity inputs, else the export's. The scales fold into the ops making the inputs where they can (no
+    run-time cost); explicit Muls for the other inputs ship only where they pay (quantize.pick_smoothing)."""
     cfg, sources = job.cfg, dict(job.raw)
     if not cfg.smooth:
         return sources
@@ -219,22 +221,64 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
         echo(plan.notes[-1])
         return sources
     echo(f"smoothing MatMul inputs (alpha {cfg.smooth:g}) on {len(feeds)} parity inputs ...")
-    raw, smoothed = job.raw["model"], job.work / "smoothed" / job.raw["model"].name
-    info = smooth_activations(raw, smoothed, feeds, cfg.smooth, cfg.threads)
+    raw = job.raw["model"]
+    graphs = _smoothing_candidates(job, raw, feeds)
     ref = output_probs(raw, feeds, cfg.threads)  # one FP32 reference: smoothing leaves the FP32 function as it was
     kl = {name: int8_drift(path, plan, feeds, job.work / "drift" / name, cfg.threads, ref)
-          for name, path in (("unsmoothed", raw), ("smoothed", smoothed))}
-    drift = f"INT8 vs FP32 KL on the parity inputs {kl['unsmoothed']:.1e} -> {kl['smoothed']:.1e}"
-    if kl["smoothed"] >= kl["unsmoothed"]:  # measured per model: a default that made INT8 worse would be a silent loss
-        plan.notes.append(f"activations not smoothed: alpha {cfg.smooth:g} did not lower the {drift}; try another --smooth")
-        echo(plan.notes[-1])
-        return sources
-    sources["model"] = smoothed
-    plan.smooth = {**info, "kl_unsmoothed": round(kl["unsmoothed"], 8), "kl_smoothed": round(kl["smoothed"], 8)}
-    plan.notes.append(f"activations smoothed before INT8 (SmoothQuant, alpha {cfg.smooth:g}): the inputs of "
-                      f"{info['matmuls']} MatMuls, scales from {len(feeds)} parity inputs; {drift}")
+          for name, (path, _) in graphs.items()}
+    choice = pick_smoothing(kl)
+    infos = {name: info for name, (_, info) in graphs.items()}
+    plan.notes.append(_smoothing_note(cfg.smooth, choice, kl, infos, len(feeds)))
     echo(plan.notes[-1])
+    if choice == "unsmoothed":
+        return sources
+    sources["model"] = graphs[choice][0]
+    plan.smooth = {"alpha": cfg.smooth, "graph": choice, **graphs[choice][1], "calibration_inputs": len(feeds),
+                   "kl_unsmoothed": round(kl["unsmoothed"], 8), "kl_smoothed": round(kl[choice], 8),
+                   "kl_folded": _rounded(kl.get("folded")), "kl_with_muls": _rounded(kl.get("with_muls")),
+                   "mul_kl_gain": MUL_KL_GAIN}
     return sources
+
+
+def _smoothing_candidates(job: _Job, raw: Path, feeds: list[dict]) -> dict[str, tuple[Path, dict | None]]:
+    """name -> (FP32 graph, what smooth_activations did) for "unsmoothed", "folded" (where some input folds) and
+    "with_muls" (where some input does not); each smoothed graph checked to compute the FP32 function it came from."""
+    cfg = job.cfg
+    sites = smoothing_sites(raw, feeds, cfg.smooth, cfg.threads)
+    graphs = {"unsmoothed": (raw, None)}
+    wanted = {"folded": any(s.fold for s in sites), "with_muls": not all(s.fold for s in sites)}
+    for name, muls in (("folded", False), ("with_muls", True)):
+        if wanted[name]:
+            path = job.work / "smoothed" / name / raw.name
+            graphs[name] = (path, smooth_activations(raw, path, sites, muls))
+            change = output_change(raw, path, feeds[:16], cfg.threads)
+            if change > FOLD_TOLERANCE:  # a wrong fold would ship another model: never quietly
+                raise RuntimeError(f"smoothing ({name}) moved the FP32 outputs by {change:.1e} of their scale "
+                                   f"(> {FOLD_TOLERANCE:g}): a bug in edgedistill's smoothing; "
+                                   "--smooth 0 exports without it")
+    return graphs
+
+
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 8)
+
+
+def _smoothing_note(alpha: float, choice: str, kl: dict, infos: dict, n_feeds: int) -> str:
+    """What smoothing did, in words: where the scales went and the INT8 drift of each graph measured."""
+    def where(info: dict) -> str:
+        s = info["sites"]
+        return (f"{s['layernorm']} MatMul inputs folded into a LayerNorm, {s['linear']} into a linear op, "
+                f"{s['mul']} divided by an explicit Mul, {s['unsmoothed']} left unsmoothed")
+
+    measured = "; ".join(f"{name.replace('_', ' ')} {v:.1e}" for name, v in kl.items())
+    drift = (f"INT8 vs FP32 KL on the parity inputs: {measured} (explicit Muls ship only if they cut it "
+             f"{MUL_KL_GAIN:g}x)")
+    if choice == "unsmoothed":
+        return (f"activations not smoothed: alpha {alpha:g} did not lower the drift enough; {drift}; "
+                "try another --smooth")
+    cost = "no run-time cost" if choice == "folded" else f"{infos[choice]['sites']['mul']} Muls at run time"
+    return (f"activations smoothed before INT8 (SmoothQuant, alpha {alpha:g}; {cost}): {where(infos[choice])}; "
+            f"scales from {n_feeds} parity inputs; {drift}")
 
 
 def _quantized(job: _Job, sources: dict[str, Path], plan, calib, echo) -> tuple[Path, EdgeModel]:

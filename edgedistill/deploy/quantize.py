@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from ..choices import SMOOTH_ALPHA
 
@@ -127,29 +128,235 @@ def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict
 # unchanged, the activation range is flattened, and the weights (per-channel INT8) absorb the difference.
 # s_j = max|x_j|^alpha / max|w_j|^(1 - alpha), the activation maxima taken over the parity inputs, batch 1.
 # The quickstart's MiniLM student (mean KL(FP32 || INT8) of the output probabilities on its 240 parity inputs,
-# scales from 64 of them): 5.8e-4 unsmoothed; alpha 0.5: 9.9e-4, 0.6: 3.0e-4, 0.7: 1.8e-4, 0.8: 1.2e-4,
-# 0.9: 1.5e-4, 1.0: 2.5e-4 (an e-SNLI student's held-out rows: 3.2e-3 unsmoothed, 5.5e-4 at 0.8).
-# The division is one elementwise Mul per smoothed MatMul input (the weights absorb s offline): batch-1 p50
-# x1.01 to x1.03 at 128 tokens, 2 threads (benchmarks/results/int8_recipe.md, on held-out gold). Default: SMOOTH_ALPHA.
+# scales from 64 of them, every input smoothed): 5.8e-4 unsmoothed; alpha 0.5: 9.9e-4, 0.6: 3.0e-4, 0.7: 1.8e-4,
+# 0.8: 1.2e-4, 0.9: 1.5e-4, 1.0: 2.5e-4 (an e-SNLI student's held-out rows: 3.2e-3 unsmoothed, 5.5e-4 at 0.8).
+# Default: SMOOTH_ALPHA.
+#
+# Where the division goes. It costs nothing at run time when it folds into the op that makes the input, along a
+# path that is linear per channel: a LayerNorm's gain and bias (SmoothQuant's own recipe, for pre-LN models), or a
+# constant weight's columns and its bias through reshapes, transposes and the attention's probabilities x values
+# product (BERT's attention output projection reads the value projection that way). Every tensor on that path must
+# feed nothing else but Shape: a post-LN model (BERT, MiniLM, MPNet) also adds each LayerNorm's output into the
+# residual stream, which the fold would scale too, and GELU is not linear, so its output cannot pass the scale on.
+# Elsewhere only an explicit Mul before the MatMul can divide (one more pass over the activations per call), and
+# the export keeps those Muls only when they cut the INT8 drift of the folded graph by MUL_KL_GAIN (pick_smoothing).
 SMOOTH_CLIP = (1e-3, 1e3)  # s stays in this range: a dead channel (max |x| = 0) must not blow its weight row up
+MUL_KL_GAIN = 2.0  # explicit Muls ship only if they divide the INT8 KL to FP32 of the graph without them by this
+FOLD_TOLERANCE = 1e-4  # the smoothed FP32 graph's outputs may move this much, relative to the largest |output|
+NORMS = {"LayerNormalization": (1, 2), "SimplifiedLayerNormalization": (1, None),  # op -> its gain and bias inputs
+         "SkipLayerNormalization": (2, 3), "SkipSimplifiedLayerNormalization": (2, None)}
+SHAPE_ONLY = {"Shape"}  # consumers that read only a tensor's shape, which a per-channel scale keeps
+SITE_KINDS = ("layernorm", "linear", "mul", "unsmoothed")  # where a smoothed input's 1/s went (the manifest's count)
 
 
-def smoothable_matmuls(model: onnx.ModelProto) -> dict[str, list[onnx.NodeProto]]:
-    """MatMul input tensor -> the MatMuls reading it with a 2-D constant weight of their own (Q, K and V share one)."""
-    inits = {i.name: i for i in model.graph.initializer}
-    uses = Counter(i for n in model.graph.node for i in n.input)
+@dataclass
+class SmoothSite:
+    """One MatMul input to smooth: the tensor, the MatMuls reading it (node indices), its scales s, and the edits
+    that fold 1/s into the op making it ((node index, input index, factor) each), or None when nothing can."""
+
+    tensor: str
+    readers: list[int]
+    scale: np.ndarray
+    fold: str | None = None  # "layernorm" | "linear"
+    edits: list | None = None
+
+
+class _Graph:
+    """Producers, consumers and constants of a model's graph (constants: initializers, Constant nodes, and
+    Identity of either, as torch's exporter writes shared parameters)."""
+
+    def __init__(self, model: onnx.ModelProto):
+        self.model, self.nodes = model, list(model.graph.node)
+        self.inits = {i.name: i for i in model.graph.initializer}
+        self.consts = {n: numpy_helper.to_array(i) for n, i in self.inits.items()}
+        self.producer, self.consumers = {}, {}
+        for k, n in enumerate(self.nodes):
+            for o in n.output:
+                self.producer[o] = k
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(k)
+            if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value":
+                self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+            elif n.op_type == "Identity" and n.input[0] in self.consts:
+                self.consts[n.output[0]] = self.consts[n.input[0]]
+        self.outputs = {o.name for o in model.graph.output}
+        self.uses = Counter(i for n in self.nodes for i in n.input)
+
+    def const(self, k: int, i: int) -> np.ndarray | None:
+        n = self.nodes[k]
+        return self.consts.get(n.input[i]) if i < len(n.input) and n.input[i] else None
+
+    def scale_const(self, k: int, i: int, factor: np.ndarray) -> None:
+        """Multiply node k's constant input i by `factor` (broadcast to its shape): in place where that initializer
+        feeds only this input, else as a new initializer of its own."""
+        n, name = self.nodes[k], self.nodes[k].input[i]
+        value = self.consts[name]
+        value = (value * np.broadcast_to(factor, value.shape)).astype(value.dtype)
+        if name not in self.inits or self.uses[name] > 1:
+            self.uses[name] -= 1
+            name = n.input[i] = _fresh(f"{name}_smoothed", self.consts)
+            self.inits[name] = self.model.graph.initializer.add()
+            self.uses[name] = 1
+        self.inits[name].CopyFrom(numpy_helper.from_array(value, name))
+        self.consts[name] = value
+
+
+def _fresh(base: str, taken) -> str:
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}{k}", k + 1
+    return name
+
+
+def smoothable_matmuls(g: _Graph) -> dict[str, list[int]]:
+    """MatMul input tensor -> the MatMuls (node indices) reading it with a 2-D constant weight of their own, an
+    initializer (Q, K and V share one input)."""
     groups: dict[str, list] = {}
-    for n in model.graph.node:
-        w = inits.get(n.input[1]) if n.op_type == "MatMul" else None
-        if w is not None and len(w.dims) == 2 and uses[n.input[1]] == 1:
-            groups.setdefault(n.input[0], []).append(n)
+    for k, n in enumerate(g.nodes):
+        w = g.inits.get(n.input[1]) if n.op_type == "MatMul" else None
+        if w is not None and len(w.dims) == 2 and g.uses[n.input[1]] == 1:
+            groups.setdefault(n.input[0], []).append(k)
     return groups
 
 
-def activation_maxima(model: onnx.ModelProto, names: list[str], feeds: list[dict], threads: int = 2) -> dict[str, np.ndarray]:
-    """Per-channel max |x| of each named tensor (last axis = channels) over `feeds`, run one call each."""
+def _absorber(g: _Graph, k: int, t: str) -> bool:
+    """Whether node k, which makes tensor t, can take a per-channel 1/s into its constants: a LayerNorm over the
+    last axis (its gain and bias), a MatMul by a constant matrix (its columns), a Mul by a constant."""
+    n = g.nodes[k]
+    if n.op_type in NORMS:
+        gain, bias = NORMS[n.op_type]
+        axis = next((a.i for a in n.attribute if a.name == "axis"), -1)
+        return n.output[0] == t and axis == -1 and g.const(k, gain) is not None and (
+            bias is None or len(n.input) <= bias or not n.input[bias] or g.const(k, bias) is not None)
+    if n.op_type == "MatMul":
+        w = g.const(k, 1)
+        return w is not None and w.ndim == 2 and g.const(k, 0) is None
+    return n.op_type == "Mul" and sum(g.const(k, i) is not None for i in (0, 1)) == 1
+
+
+def _passes(g: _Graph, k: int) -> int | None:
+    """The input through which node k passes a per-channel scale of its output on (the scale may move to other
+    axes, see _scale_back), or None: Identity, Reshape, Transpose, an Add of a constant bias, and a MatMul's
+    right-hand side (probabilities x values: the contracted axis is not a channel axis)."""
+    n = g.nodes[k]
+    if n.op_type in ("Identity", "Reshape", "Transpose"):
+        return 0
+    if n.op_type == "Add" and sum(g.const(k, i) is not None for i in (0, 1)) == 1:
+        return 0 if g.const(k, 1) is not None else 1
+    if n.op_type == "MatMul" and g.const(k, 1) is None:
+        return 1
+    return None
+
+
+def fold_path(g: _Graph, tensor: str, readers: list[int]) -> list[tuple[int, int, str]] | None:
+    """From the op making `tensor` back to the op that can absorb its 1/s: (node, input the path goes on through or
+    -1 for the absorber, the node's output on the path) each; None when a tensor on the way feeds anything else
+    (Shape aside) or an op on the way is not linear per channel."""
+    path, t, allowed = [], tensor, set(readers)
+    while True:
+        others = [c for c in g.consumers.get(t, []) if c not in allowed and g.nodes[c].op_type not in SHAPE_ONLY]
+        if t in g.outputs or others:
+            return None
+        k = g.producer.get(t)
+        if k is None:
+            return None
+        if _absorber(g, k, t):
+            return path + [(k, -1, t)]
+        i = _passes(g, k)
+        if i is None:
+            return None
+        path.append((k, i, t))
+        t, allowed = g.nodes[k].input[i], {k}
+
+
+def _reshape_back(sc: np.ndarray, pairs: set) -> np.ndarray | None:
+    """A scale on a Reshape's output as a scale on its input: only when, on every input seen, the Reshape refactors
+    the same trailing block of constant axes (e.g. [.., T, 384] <-> [.., T, 12, 32]) and the scale lives in it."""
+    blocks = set()
+    for a, x in pairs:
+        i = 0
+        while i < min(len(a), len(x)) and a[i] == x[i]:
+            i += 1
+        blocks.add((len(a), len(x), a[i:], x[i:]))
+    if len(blocks) != 1 or len(pairs) < 2:  # with one shape seen, the block could hold an axis that varies
+        return None
+    rank_a, rank_x, tail_a, tail_x = blocks.pop()
+    lead = rank_x - len(tail_x)
+    if sc.ndim != rank_x or not tail_x or any(d != 1 for d in sc.shape[:lead]):
+        return None
+    return np.broadcast_to(sc.reshape(sc.shape[lead:]), tail_x).reshape((1,) * (rank_a - len(tail_a)) + tail_a)
+
+
+def _scale_back(g: _Graph, k: int, i: int, sc: np.ndarray, shapes: dict) -> np.ndarray | None:
+    """The scale that node k's output carries (sc, shaped to broadcast over it) as a scale on its input i."""
+    n = g.nodes[k]
+    if n.op_type == "Identity" or n.op_type == "Add":
+        return sc
+    if n.op_type == "Transpose":
+        perm = next(list(a.ints) for a in n.attribute if a.name == "perm")
+        return np.transpose(sc, np.argsort(perm))
+    if n.op_type == "Reshape":
+        return _reshape_back(sc, {(a, x) for a, x in zip(shapes[n.input[0]], shapes[n.output[0]])})
+    # MatMul, path on the right-hand side: the scale must not vary along the contracted axis, and where it varies
+    # the right-hand side must have the output's extent (not broadcast)
+    rhs, out = shapes[n.input[1]], shapes[n.output[0]]
+    full = all(sb == so for b, o in zip(rhs, out) for sb, so, d in zip(b, o, sc.shape) if d > 1)
+    return sc if sc.ndim >= 2 and sc.shape[-2] == 1 and full and {len(s) for s in rhs} == {sc.ndim} else None
+
+
+def _unchanged_shape(const: np.ndarray, sc: np.ndarray) -> bool:
+    """Whether dividing a constant by sc keeps its shape (a scalar 0.5 would grow into a vector)."""
+    return _squeezed_front(np.broadcast_shapes(const.shape, sc.shape)) == _squeezed_front(const.shape)
+
+
+def _squeezed_front(shape: tuple) -> tuple:
+    """shape without its leading 1s."""
+    return tuple(shape)[next((j for j, d in enumerate(shape) if d != 1), len(shape)):]
+
+
+def _absorb(g: _Graph, k: int, sc: np.ndarray) -> list | None:
+    """The edits (node, input, factor) that make node k's output come out divided by sc, or None."""
+    n = g.nodes[k]
+    last_only = all(d == 1 for d in sc.shape[:-1])
+    if n.op_type in NORMS:
+        present = [i for i in NORMS[n.op_type] if i is not None and i < len(n.input) and n.input[i]]
+        return [(k, i, 1 / sc.reshape(-1)) for i in present] if last_only else None
+    if n.op_type == "MatMul":
+        return [(k, 1, 1 / sc.reshape(1, -1))] if last_only else None
+    i = 0 if g.const(k, 0) is not None else 1  # Mul by a constant
+    return [(k, i, _fit(1 / sc, g.const(k, i)))] if _unchanged_shape(g.const(k, i), sc) else None
+
+
+def _fit(factor: np.ndarray, const: np.ndarray) -> np.ndarray:
+    """factor, broadcastable to const's shape (without leading axes const does not have)."""
+    return factor.reshape(factor.shape[factor.ndim - const.ndim:]) if factor.ndim > const.ndim else factor
+
+
+def fold_edits(g: _Graph, path: list, s: np.ndarray, shapes: dict) -> list | None:
+    """The edits that fold the 1/s of the path's first tensor into the path's absorber, with the constant biases on
+    the way divided too; None when a Reshape or MatMul on the way would mix the channels with other axes."""
+    first = path[0][2]
+    sc, edits = s.reshape((1,) * (len(shapes[first][0]) - 1) + (-1,)), []
+    for k, i, _ in path[:-1]:
+        if g.nodes[k].op_type == "Add":
+            b = 1 - i
+            if not _unchanged_shape(g.const(k, b), sc):
+                return None
+            edits.append((k, b, _fit(1 / sc, g.const(k, b))))
+        sc = _scale_back(g, k, i, sc, shapes)
+        if sc is None:
+            return None
+    tail = _absorb(g, path[-1][0], sc)
+    return None if tail is None else edits + tail
+
+
+def activation_stats(model: onnx.ModelProto, maxima: list[str], shaped: list[str], feeds: list[dict],
+                     threads: int = 2) -> tuple[dict[str, np.ndarray], dict[str, list[tuple]]]:
+    """Per-channel max |x| of each tensor in `maxima` (last axis = channels) and the shapes every tensor in either
+    list had, over `feeds`, run one call each."""
     import onnxruntime as ort
 
+    names = list(dict.fromkeys(maxima + shaped))
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     for name in names:
@@ -158,42 +365,100 @@ def activation_maxima(model: onnx.ModelProto, names: list[str], feeds: list[dict
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # fusions would hide the tensors
     session = ort.InferenceSession(probe.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    out = {n: None for n in names}
+    top = {n: None for n in maxima}
+    shapes = {n: [] for n in names}
     for f in feeds:
         for name, x in zip(names, session.run(names, f)):
-            m = np.abs(x).reshape(-1, x.shape[-1]).max(0)
-            out[name] = m if out[name] is None else np.maximum(out[name], m)
-    return out
+            shapes[name].append(tuple(x.shape))
+            if name in top:
+                m = np.abs(x).reshape(-1, x.shape[-1]).max(0)
+                top[name] = m if top[name] is None else np.maximum(top[name], m)
+    return top, shapes
 
 
-def smooth_activations(src: Path, dst: Path, feeds: list[dict], alpha: float = SMOOTH_ALPHA, threads: int = 2) -> dict:
-    """Write to `dst` the FP32 graph with every smoothable MatMul's input divided per channel by s (a Mul before
-    it) and its weight rows multiplied by s; return what was done, for the plan and the manifest."""
-    from onnx import numpy_helper
+def _scales(a_max: np.ndarray, weights: list[np.ndarray], alpha: float) -> np.ndarray:
+    w_max = np.max([np.abs(w).max(1) for w in weights], 0)
+    s = np.where((a_max > 0) & (w_max > 0), a_max ** alpha / np.maximum(w_max, 1e-12) ** (1 - alpha), 1.0)
+    return np.clip(s, *SMOOTH_CLIP).astype(np.float32)
 
-    model = onnx.load(str(src))
-    groups = smoothable_matmuls(model)
-    maxima = activation_maxima(model, list(groups), feeds, threads)
-    inits = {i.name: i for i in model.graph.initializer}
-    nodes = list(model.graph.node)
+
+def smoothing_sites(src: Path, feeds: list[dict], alpha: float = SMOOTH_ALPHA, threads: int = 2) -> list[SmoothSite]:
+    """Every smoothable MatMul input of the graph at `src`: its scales (activation maxima over `feeds`, the weights
+    as they are) and, where its path allows, the edits that fold 1/s into the op making it."""
+    g = _Graph(onnx.load(str(src)))
+    groups = smoothable_matmuls(g)
+    paths = {x: fold_path(g, x, readers) for x, readers in groups.items()}
+    shaped = [t for p in paths.values() if p for _, _, t in p]  # each step's output, so every step's input too
+    maxima, shapes = activation_stats(g.model, list(groups), shaped, feeds, threads)
+    sites = []
     for x, readers in groups.items():
-        weights = [numpy_helper.to_array(inits[n.input[1]]) for n in readers]
-        w_max = np.max([np.abs(w).max(1) for w in weights], 0)
-        a_max = maxima[x]
-        s = np.where((a_max > 0) & (w_max > 0), a_max ** alpha / np.maximum(w_max, 1e-12) ** (1 - alpha), 1.0)
-        s = np.clip(s, *SMOOTH_CLIP).astype(np.float32)
-        for n, w in zip(readers, weights):
-            inits[n.input[1]].CopyFrom(numpy_helper.from_array((w * s[:, None]).astype(w.dtype), n.input[1]))
-        model.graph.initializer.append(numpy_helper.from_array((1 / s).astype(np.float32), f"{x}_smooth_inv_scale"))
-        nodes.insert(nodes.index(readers[0]), onnx.helper.make_node("Mul", [x, f"{x}_smooth_inv_scale"], [f"{x}_smoothed"],
-                                                                    name=f"{x}_smooth"))
-        for n in readers:
-            n.input[0] = f"{x}_smoothed"
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
+        s = _scales(maxima[x], [g.const(k, 1) for k in readers], alpha)
+        edits = fold_edits(g, paths[x], s, shapes) if paths[x] else None
+        fold = None if edits is None else "layernorm" if g.nodes[paths[x][-1][0]].op_type in NORMS else "linear"
+        sites.append(SmoothSite(x, readers, s, fold, edits))
+    return sites
+
+
+def smooth_activations(src: Path, dst: Path, sites: list[SmoothSite], muls: bool) -> dict:
+    """Write to `dst` the FP32 graph at `src` with each site's MatMul weight rows multiplied by s and its input
+    divided by s: folded where the site can fold, by an explicit Mul before the MatMuls elsewhere when `muls`, else
+    not at all. Returns what was done (the manifest's count of inputs per kind), for the plan."""
+    g = _Graph(onnx.load(str(src)))
+    inserts, kinds = [], Counter()
+    for site in sites:
+        kind = site.fold or ("mul" if muls else "unsmoothed")
+        kinds[kind] += 1
+        if kind == "unsmoothed":
+            continue
+        for k in site.readers:
+            g.scale_const(k, 1, site.scale[:, None])
+        for k, i, factor in site.edits or []:
+            g.scale_const(k, i, factor)
+        if kind == "mul":
+            inserts.append(site)
+    nodes = list(g.model.graph.node)
+    for site in inserts:
+        x = site.tensor
+        inv = numpy_helper.from_array((1 / site.scale).astype(np.float32), f"{x}_smooth_inv_scale")
+        g.model.graph.initializer.append(inv)
+        nodes.insert(nodes.index(g.nodes[site.readers[0]]),
+                     onnx.helper.make_node("Mul", [x, f"{x}_smooth_inv_scale"], [f"{x}_smoothed"], name=f"{x}_smooth"))
+        for k in site.readers:
+            g.nodes[k].input[0] = f"{x}_smoothed"
+    del g.model.graph.node[:]
+    g.model.graph.node.extend(nodes)
+    _drop_unused_initializers(g.model)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(dst))
-    return {"alpha": alpha, "matmuls": sum(len(r) for r in groups.values()), "inputs": len(groups), "calibration_inputs": len(feeds)}
+    onnx.save(g.model, str(dst))
+    smoothed = [s for s in sites if s.fold or muls]
+    return {"matmuls": sum(len(s.readers) for s in smoothed), "inputs": len(smoothed),
+            "sites": {k: kinds[k] for k in SITE_KINDS}}
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    """Initializers a fold replaced with a copy of its own (a parameter torch's exporter shared) and nothing reads."""
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    if len(keep) < len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+
+
+def output_change(src: Path, dst: Path, feeds: list[dict], threads: int = 2) -> float:
+    """max |Δ| of the first output of the graph `dst` against `src` over `feeds`, relative to the largest |output|
+    of `src`: how far smoothing moved the FP32 function (FOLD_TOLERANCE)."""
+    a, b = _session(src, threads), _session(dst, threads)
+    ref = [a.run(None, f)[0] for f in feeds]
+    diff = max(float(np.abs(b.run(None, f)[0] - r).max()) for f, r in zip(feeds, ref))
+    return diff / max(max(float(np.abs(r).max()) for r in ref), 1e-12)
+
+
+def pick_smoothing(kl: dict[str, float]) -> str:
+    """Which graph to quantize, from the INT8 drift (KL to FP32) measured for "unsmoothed" and for the candidates
+    built: "folded" (every fold, nothing at run time) ships when it lowers the drift; "with_muls" (the folds, and
+    explicit Muls where nothing absorbs 1/s) only when it divides the drift of the better of those by MUL_KL_GAIN."""
+    free = "folded" if kl.get("folded", np.inf) < kl["unsmoothed"] else "unsmoothed"
+    return "with_muls" if kl.get("with_muls", np.inf) * MUL_KL_GAIN <= kl[free] else free
 
 
 def int8_drift(src: Path, plan: QuantPlan, feeds: list[dict], work: Path, threads: int = 2,
