@@ -136,6 +136,7 @@ BOUNDS: dict[str, dict[str, Range]] = {
         "threads": POSITIVE_INT,
         "smooth": SHARE,
     },
+    "import-dss": {"limit": POSITIVE_INT},  # no config dataclass: import_dss's flag alone
     "bench": {
         "batch_sizes": POSITIVE_INT,
         "seq_lens": POSITIVE_INT,

@@ -131,6 +131,7 @@ FLAG_CASES = [
     flag(COMPRESS, "--epochs", "-1"),
     flag(COMPRESS, "--latency-budget", "0"),
     flag(COMPRESS, "--latency-budget", "-1"),
+    flag(["import-dss", "--dataset", "esnli", "--split", "test", "--out", "{out}"], "--limit", "0"),
     Case("annotate --out is a file", ANNOTATE, "--out", files={"out": "a file\n"}),
     Case("train --out is a file", TRAIN, "--out", files={"out": "a file\n"}),
     Case("export --out is a file", EXPORT, "--out", files={"out": "a file\n"}),

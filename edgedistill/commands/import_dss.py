@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..atomic import write_json, write_jsonl
+from ..bounds import option_type
 from ..teacher.dss import DATASETS, agreement, load_dss
 
 
@@ -14,7 +15,7 @@ from ..teacher.dss import DATASETS, agreement, load_dss
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Run directory for annotations.jsonl, annotate.json, task.yaml.")
 @click.option("--dss-dir", type=click.Path(), help="The DSS datasets folder (default: ../shared/datasets/dss or $EDGEDISTILL_SHARED/datasets/dss).")
-@click.option("--limit", type=int, help="Import only the first N examples.")
+@click.option("--limit", type=option_type("import-dss", "limit", int), help="Import only the first N examples.")
 def import_dss(dataset, split, out, dss_dir, limit):
     """Turn the raw PaLM-540B chain-of-thought outputs of the Distilling Step-by-Step release into
     RUN/annotations.jsonl (same format as `edgedistill annotate`), at no cost."""
