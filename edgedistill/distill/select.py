@@ -19,7 +19,9 @@ least `rows_to_win()` such rows (5 at 0.05). Before training, auto checks that t
 number that many; after label-only, that label-only got that many wrong. Where not, the rivals
 cannot ship whatever they learn: they are not trained, and train.json ("auto_skipped"), the echoed
 line and the model card say why and what gives them a chance (more validation rows: --eval-data or
---val-fraction). Both checks are exact: what ships is what training every candidate would ship.
+--val-fraction). Both checks are exact: what ships is what training every candidate would ship (on
+fewer validation rows than train.MIN_JUDGED label-only cannot fail at the floor, the one failure that
+would leave the rivals without a reference).
 Stopping a rival mid-training is not done: it ships the checkpoint of its best validation epoch,
 and a later epoch's answers can differ on every row, so no epoch's answers bound the final
 comparison; the only sound bound is the reference's wrong rows, used above.
