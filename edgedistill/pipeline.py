@@ -157,8 +157,9 @@ def load_pipeline(path) -> Pipeline:
         why = cache_file_problem(pipe.path(pipe.teacher.cache))
         if why:
             raise where.error("teacher.cache", f"{pipe.path(pipe.teacher.cache)}: {why}")
-    if pipe.run.exists() and not pipe.run.is_dir():
-        raise where.error("run_dir", f"{pipe.run} is a file; give a folder for the run's artifacts (it is created if missing)")
+    existing = next(p for p in (pipe.run, *pipe.run.parents) if p.exists())
+    if not existing.is_dir():
+        raise where.error("run_dir", f"{existing} is a file; give a folder for the run's artifacts (it is created if missing)")
     _check_choices(pipe, where)
     _check_ranges(pipe, where)
     t = pipe.teacher

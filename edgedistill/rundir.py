@@ -42,7 +42,10 @@ def _folder(folder) -> Path:
     path = Path(folder).resolve()
     if path.exists() and not path.is_dir():
         raise UserError(f"{path}: is a file, not a run directory; give a folder (it is created if missing)")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{path}: cannot create the run directory ({e.strerror}); give a folder that can be written") from None
     return path
 
 

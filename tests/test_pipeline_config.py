@@ -233,3 +233,10 @@ def test_every_number_of_every_stage_config_has_one_declared_range():
 def test_max_failed_decides_pass_or_fail_and_redoes_nothing(folder):
     assert fingerprints(load(folder, "teacher: {max_failed: 0.5}\n")) == fingerprints(load(folder, ""))
     assert fingerprints(load(folder, "teacher: {votes: 2}\n"))["annotate"] != fingerprints(load(folder, ""))["annotate"]
+
+
+@pytest.mark.parametrize("run_dir", ["afile", "afile/inner/run"])
+def test_a_run_dir_that_is_or_lies_in_a_file_names_its_line(folder, run_dir):
+    (folder / "afile").write_text("not a folder\n")
+    with pytest.raises(UserError, match=rf"p\.yaml:3: run_dir: .*afile is a file; give a folder"):
+        load(folder, f"run_dir: {run_dir}\n")
