@@ -675,7 +675,8 @@ def _check_zip_headers(path: Path, members: list[zipfile.ZipInfo]) -> None:
 
 
 def _extract(path: Path, z: zipfile.ZipFile, members: list[zipfile.ZipInfo], dest: Path) -> None:
-    """Write the members under dest, none past the size its header declares."""
+    """Write the members under dest, none past the size its header declares (zipfile also stops reading a member
+    there and fails its CRC check; counting here does not depend on that)."""
     for m in members:
         target = dest / m.filename
         try:
