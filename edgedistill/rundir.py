@@ -45,7 +45,9 @@ def _folder(folder) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"{path}: cannot create the run directory ({e.strerror}); give a folder that can be written") from None
+        raise UserError(
+            f"{path}: cannot create the run directory ({e.strerror}); give a folder that can be written"
+        ) from None
     return path
 
 
