@@ -108,13 +108,16 @@ def quiet(log: Path | str | None, verbose: bool = False):
     Nested calls keep the outer routing. With no log file and not verbose, the chatter is discarded: the
     caller decides that (e.g. a command with no output folder)."""
     global _terminal
+    try:
+        made = _made_dirs(Path(log).parent) if log is not None else []
+    except OSError:  # e.g. --out under a file: the command itself names the bad path, so let it speak
+        log, verbose = None, True
     if _terminal is not None or (log is None and verbose):
         yield
         return
     sys.stderr.flush()
     real_fd = _fd_backed(sys.stderr)
     saved_stream = sys.stderr
-    made = _made_dirs(Path(log).parent) if log is not None else []
     log_file = open(log if log is not None else os.devnull, "ab", buffering=0)  # noqa: SIM115 (closed in finally)
     start = log_file.seek(0, os.SEEK_END)
     log_file.write(f"--- {datetime.now().isoformat(timespec='seconds')} {' '.join(sys.argv)}\n".encode())
