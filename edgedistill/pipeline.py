@@ -23,8 +23,6 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .atomic import write_json
 from .console import quiet
 from .choices import CANDIDATE_MODES, MIN_STEPS, MODES, NUMERIC, QUANTIZE, SMOOTH_ALPHA, TARGETS
@@ -36,6 +34,7 @@ from .teacher.cache import cache_file_problem
 from .teacher.cost import price_for
 from .teacher.prompts import MODES as PROMPT_MODES, SCORING
 from .teacher.teacher_signal import CALIBRATIONS
+from .user_yaml import read_yaml
 
 STAGES = ("annotate", "train", "strip", "compress", "export", "bench", "report")
 
@@ -142,7 +141,7 @@ def load_pipeline(path) -> Pipeline:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: pipeline file not found" if not path.exists() else f"{path}: a folder, not a pipeline file")
-    raw, lines = _read_yaml(path)
+    raw, lines = read_yaml(path, "pipeline file")
     pipe = _build(Pipeline, raw, _Where(path, lines), "")
     pipe.base, pipe.source, pipe.lines = path.resolve().parent, path, lines
     where = _Where(path, lines)
@@ -231,52 +230,6 @@ def _check_ranges(pipe: Pipeline, where: _Where) -> None:
                 why = bounds.problem(stage, f.name, item)
                 if why:
                     raise where.error(f"{section}.{f.name}" + (f"[{i}]" if i is not None else ""), why)
-
-
-def _read_yaml(path: Path) -> tuple[object, dict[str, int]]:
-    """The file's data and the line of every key path in it ("teacher", "teacher.concurrency", "bench.threads[0]").
-    Refuses what YAML itself allows silently: a key given twice in one mapping (the last would win)."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise at(path, data[: e.start].count(b"\n") + 1, None,
-                 f"not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8") from None
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        lines: dict[str, int] = {}
-        if node is not None:
-            _key_lines(node, "", lines, path, set())
-        return (loader.construct_document(node) if node is not None else None), lines
-    except RecursionError:
-        raise at(path, None, None, "nested too deeply to be a pipeline file") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise at(path, mark.line + 1 if mark else None, None, f"not valid YAML: {getattr(e, 'problem', None) or e}") from None
-    finally:
-        loader.dispose()
-
-
-def _key_lines(node, prefix: str, lines: dict[str, int], path: Path, seen: set) -> None:
-    if id(node) in seen:  # an alias: its keys were recorded where it was defined
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.MappingNode):
-        first: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                continue
-            key, line = prefix + key_node.value, key_node.start_mark.line + 1
-            if key_node.value in first:
-                raise at(path, line, key, f"given twice (first on line {first[key_node.value]}); YAML would keep the "
-                                          "last silently: keep one")
-            first[key_node.value] = lines[key] = line
-            _key_lines(value_node, key + ".", lines, path, seen)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            lines[f"{prefix.rstrip('.')}[{i}]"] = item.start_mark.line + 1
-            _key_lines(item, f"{prefix.rstrip('.')}[{i}].", lines, path, seen)
 
 
 def _build(cls, raw, where: _Where, prefix: str):

@@ -21,8 +21,8 @@ class _AliasFound(Exception):
 
 
 class _DuplicateKey(Exception):
-    def __init__(self, key: str, line: int):
-        self.key, self.line = key, line
+    def __init__(self, key: str, line: int, first: int):
+        self.key, self.line, self.first = key, line, first
 
 
 class _NoAliasLoader(yaml.SafeLoader):
@@ -84,7 +84,8 @@ def read_yaml(path, what: str) -> tuple[object, dict[str, int]]:
             "nested too deeply to read (thousands of brackets or indents); write a flat value",
         ) from None
     except _DuplicateKey as e:
-        raise at(path, e.line, e.key, "the key appears twice; keep one (YAML would silently use the last)") from None
+        raise at(path, e.line, e.key, f"the key appears twice (first on line {e.first}); keep one (YAML would silently "
+                 "use the last)") from None
     finally:
         loader.dispose()
     return document, lines
@@ -95,13 +96,12 @@ def _key_lines(node, prefix: str = "", out: dict | None = None) -> dict[str, int
     a key written twice raises _DuplicateKey."""
     out = {} if out is None else out
     if isinstance(node, yaml.MappingNode):
-        seen = set()
+        seen: dict[str, int] = {}
         for k, v in node.value:
             name = f"{prefix}.{k.value}" if prefix else str(k.value)
             if k.value in seen:
-                raise _DuplicateKey(name, k.start_mark.line + 1)
-            seen.add(k.value)
-            out[name] = k.start_mark.line + 1
+                raise _DuplicateKey(name, k.start_mark.line + 1, seen[k.value])
+            seen[k.value] = out[name] = k.start_mark.line + 1
             _key_lines(v, name, out)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):

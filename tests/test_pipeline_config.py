@@ -182,7 +182,7 @@ def test_dry_run_prints_a_base_url_without_its_credentials(folder):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("teacher:\n  votes: 2\nteacher:\n  votes: 3\n", r"p\.yaml:5: teacher: given twice \(first on line 3\)"),
+    ("teacher:\n  votes: 2\nteacher:\n  votes: 3\n", r"p\.yaml:5: teacher: the key appears twice \(first on line 3\)"),
     ("teacher: {concurrency: 0}\n", r"p\.yaml:3: teacher\.concurrency: 0 is out of range; give a value at least 1"),
     ("bench:\n  threads:\n    - 1\n    - 0\n", r"p\.yaml:6: bench\.threads\[1\]: 0 is out of range"),
     ("student: {lr: .inf}\n", r"p\.yaml:3: student\.lr: inf is not a number in range"),
@@ -196,10 +196,10 @@ def test_a_value_out_of_range_names_its_line(folder, text, match):
 
 def test_a_deeply_nested_or_non_utf8_file_is_refused_by_name(folder):
     (folder / "p.yaml").write_bytes(b"task: task.yaml\ndata: d.jsonl\nteacher: {model: \xff}\n")
-    with pytest.raises(UserError, match=r"p\.yaml:3: not UTF-8 text \(byte 0xff\)"):
+    with pytest.raises(UserError, match=r"p\.yaml:3: not valid UTF-8 \(byte 0xff\)"):
         load_pipeline(folder / "p.yaml")
     (folder / "p.yaml").write_text("task: task.yaml\nteacher: " + "[" * 5000 + "]" * 5000 + "\n")
-    with pytest.raises(UserError, match=r"p\.yaml: (nested too deeply|not valid YAML)"):
+    with pytest.raises(UserError, match=r"p\.yaml:2: (nested too deeply|not valid YAML)"):
         load_pipeline(folder / "p.yaml")
 
 
@@ -240,3 +240,10 @@ def test_a_run_dir_that_is_or_lies_in_a_file_names_its_line(folder, run_dir):
     (folder / "afile").write_text("not a folder\n")
     with pytest.raises(UserError, match=rf"p\.yaml:3: run_dir: .*afile is a file; give a folder"):
         load(folder, f"run_dir: {run_dir}\n")
+
+
+def test_aliases_in_a_pipeline_file_are_refused_by_line(folder):
+    """pipeline.yaml is read by the same reader as task.yaml: a few nested aliases could expand to billions of values."""
+    (folder / "p.yaml").write_text("task: task.yaml\ndata: d.jsonl\nbench:\n  batch_sizes: &b [1, 8]\n  seq_lens: *b\n")
+    with pytest.raises(UserError, match=r"p\.yaml:5: the alias \*b repeats an anchored value"):
+        load_pipeline(folder / "p.yaml")
