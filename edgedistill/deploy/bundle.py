@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
-import string
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,14 @@ from pathlib import Path
 
 from .. import __version__
 from ..atomic import write_json, write_text
-from ..edge.runtime import APP_ROLES, FORMAT_VERSION, INTEGRITY_NOTE, sha256_file, validate_manifest
+from ..edge.runtime import (
+    APP_ROLES,
+    FORMAT_VERSION,
+    INTEGRITY_NOTE,
+    sha256_file,
+    validate_manifest,
+)
+from ..edge.template import template_fields
 
 CORE = Path(__file__).resolve().parents[1] / "edge"  # the torch-free core every bundle carries
 ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
@@ -133,7 +139,7 @@ Output: {labels}.
 ```python
 from edge_runtime import EdgeModel          # the runtime ships inside this folder
 model = EdgeModel.load("path/to/this/folder")
-print(model.predict([{json.dumps({f: "..." for f in _fields(task['input'])})}]))
+print(model.predict([{json.dumps({f: "..." for f in template_fields(task['input'])})}]))
 ```
 
 Inputs are rendered with the template `{json.dumps(task['input'])}` and tokenized with `tokenizer.json`
@@ -179,8 +185,3 @@ def _text_model_text(m: dict) -> str:
             f"[1, {len(t['labels'])}] in the order of `labels`. It tokenizes inside the graph with onnxruntime-extensions' "
             f"`BertTokenizer` (domain `{t['custom_op_domain']}`): register the extensions' custom-op library in the "
             "session options. " + (f"ORT format: `{t['ort']['text']}`." if "text" in t["ort"] else "No ORT-format copy.") + "\n")
-
-
-def _fields(template: str) -> list[str]:
-    return [n for _, n, _, _ in string.Formatter().parse(template) if n]
-

@@ -17,7 +17,6 @@ import json
 import re
 import shutil
 import stat
-import string
 import tempfile
 import weakref
 import zipfile
@@ -31,6 +30,7 @@ from tokenizers import Tokenizer
 from .arith import tidy
 from .expressions import choices_for, value_of
 from .families import BY_TASK_TYPE, FAMILIES
+from .template import fill_template, parse_template, template_fields
 
 # 2: `models` may list app-only roles (APP_ROLES), which runtimes before it would try to load; a bundle
 # without them is still written as 1, so those runtimes keep reading it.
@@ -203,16 +203,9 @@ def _check_task(manifest: dict, where: str) -> None:
     )
     template = _require(task, "input", where, _is(str), 'a template of the input\'s fields, as "{text}"', "task")
     try:
-        parts = list(string.Formatter().parse(template))
+        parse_template(template)
     except ValueError as e:
-        raise BundleError(f"{where}: `task.input` {template!r} is not a template ({e}); re-export the bundle") from None
-    for _, name, spec, conversion in parts:
-        if name is not None and (not name.isidentifier() or spec or conversion):
-            bad = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise BundleError(
-                f"{where}: `task.input` uses {bad}: only plain {{field}} names are allowed (no position, "
-                "attribute, index, conversion or format spec); re-export the bundle"
-            )
+        raise BundleError(f"{where}: `task.input` {template!r} is not a template: {e}; re-export the bundle") from None
     _optional(task, "choices", where, _is(str), "the name of the field that holds the options", "task")
 
 
@@ -352,7 +345,7 @@ class EdgeModel:
         self.pad_id = manifest["tokenizer"]["pad_token_id"]
         main = sessions["encoder" if self.family == "seq2seq" else "model"]
         self.input_names = [i.name for i in main.get_inputs()]
-        self._fields = [n for _, n, _, _ in string.Formatter().parse(self.task["input"]) if n]
+        self._fields = template_fields(self.task["input"])
         self._cleanup = None  # removes the unzipped copy of a zipped bundle (see close)
         self.batch_size = answer_batch_size(manifest)
 
@@ -410,7 +403,7 @@ class EdgeModel:
                 f"input is missing the field {missing[0]!r}; the task renders {self.task['input']!r} "
                 f"from the fields {self._fields}, or pass the rendered text as a string"
             )
-        return self.task["input"].format(**{f: item[f] for f in self._fields})
+        return fill_template(self.task["input"], item)
 
     def _encode_texts(self, firsts: list[str], seconds: list[str] | None, pad_to: int | None) -> dict[str, np.ndarray]:
         self.tokenizer.enable_truncation(self.max_length)  # over-long inputs are cut, as in training
