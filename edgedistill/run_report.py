@@ -72,14 +72,16 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
     if compressed:
         from .distill.compress import pareto_lines, trim_warning, vocabulary_line
 
-        if warning := trim_warning(compressed.get("vocabulary")):
-            lines += [f"**Warning: compression.** {warning[0].upper()}{warning[1:]}", ""]
+        for warning in (trim_warning(compressed.get("vocabulary")), (compressed.get("evidence") or {}).get("warning")):
+            if warning:
+                lines += [f"**Warning: compression.** {warning[0].upper()}{warning[1:]}", ""]
         lines += ["## Compression", "", f"`edgedistill compress` built {len(compressed['candidates'])} candidate(s) and "
                   f"shipped `{compressed['chosen']}`" + (f", the most accurate within {compressed['budget_ms']:g} ms per "
                   "prediction" if compressed.get("budget_ms") else "") + " (accuracy: " + compressed["accuracy_on"] + "):",
                   "", *pareto_lines(compressed), ""]
-        if line := vocabulary_line(compressed.get("vocabulary")):
-            lines += [line, ""]
+        for line in (vocabulary_line(compressed.get("vocabulary")), compressed.get("choice")):
+            if line:
+                lines += [line, ""]
         if (run / "compressed" / "compress.png").exists():
             lines += ["![accuracy vs latency](compressed/compress.png)", ""]
     if bench:

@@ -676,3 +676,26 @@ def test_enough_held_out_inputs_or_gold_rows_let_the_budget_ship_the_faster_cand
     s = c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "b"), layers=[1], epochs=1,
                                     latency_budget=10.0, quantize="none", eval_data=str(gold)), echo=lambda *_: None)
     assert s["candidates"][1]["evidence"]["rows"] == 60 and s["chosen"] == "1 layers, trimmed vocabulary"
+
+
+def test_the_run_report_repeats_the_evidence_warning_and_why_the_budget_shipped_what_it_did(tmp_path):
+    from edgedistill.distill.compress import choice_line, evidence_record, keep_evidence
+    from edgedistill.pipeline import load_pipeline
+    from edgedistill.run_report import write_report
+
+    (tmp_path / "task.yaml").write_text(TASK)
+    (tmp_path / "d.jsonl").write_text(json.dumps({"text": "refund", "label": "billing"}) + "\n")
+    (tmp_path / "p.yaml").write_text("task: task.yaml\ndata: d.jsonl\nrun_dir: run\ncompress: {}\n")
+    (tmp_path / "run" / "compressed").mkdir(parents=True)
+    row = {"accuracy": 1.0, "bundle_mb": 12.0, "of_checkpoint": 0.1}
+    summary = {"budget_ms": 10.0, "chosen": "6 layers", "threads": 2, "vocabulary": None,
+               "accuracy_on": "agreement with the uncompressed student on 3 held-out annotated inputs",
+               "candidates": [{**row, "name": "6 layers", "p50_ms": 9.0, "evidence": None},
+                              {**row, "name": "3 layers", "p50_ms": 4.0, "evidence": keep_evidence(3, 3)}]}
+    summary["evidence"] = evidence_record(summary, 3, 3)
+    summary["choice"] = choice_line(summary)
+    (tmp_path / "run" / "compressed" / "compress.json").write_text(json.dumps(summary))
+    report = write_report(load_pipeline(tmp_path / "p.yaml"), {}).read_text()
+    assert "**Warning: compression.** The 3 rows the candidates are scored on cannot show that 3 layers keeps" in report
+    assert "Latency budget 10 ms: shipped 6 layers, not 3 layers, which fits the budget too" in report
+    assert "| 3 layers | 100.0 % | 4.00 | 12.0 | 10.0 % | 3 of 3 (≥ 36.8 %): too few rows |  |" in report
