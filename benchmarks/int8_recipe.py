@@ -262,7 +262,7 @@ def verdict(res: dict) -> list[str]:
         line = (f"- **{s['name']}**: all-INT8 unsmoothed is {k0['delta_pt']:+.1f} pt vs FP32 ({k0['flips_toward_gold']} flips toward "
                 f"gold, {k0['flips_away']} away, p = {k0['sign_test_p']:.2f}; KL {k0['kl']:.1e}).")
         for r in forced:
-            line += (f" {r['variant'].capitalize()} (alpha {r['alpha']:g}): {r['delta_pt']:+.1f} pt ({r['flips_toward_gold']} / "
+            line += (f" {r['variant'][0].upper() + r['variant'][1:]} (alpha {r['alpha']:g}): {r['delta_pt']:+.1f} pt ({r['flips_toward_gold']} / "
                      f"{r['flips_away']}, p = {r['sign_test_p']:.2f}), KL {r['kl']:.1e} ({k0['kl'] / max(r['kl'], 1e-12):.1f}× "
                      f"smaller), labels = FP32 on {100 * r['agreement']:.1f} %"
                      + ("" if r.get("p50_ratio") is None else f", p50 ×{r['p50_ratio']:.3f}") + ".")

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 import tiny
 from edgedistill.cli import main
+from edgedistill.commands.export import summary_lines
 from edgedistill.deploy.export import ExportConfig, export_bundle
 from edgedistill.deploy.onnx_export import export_onnx
 from edgedistill.deploy.quantize import FP32_LADDER, KL_BUDGET, PRESETS, QuantPlan, detect_preset, rank_sensitivity, weight_matmuls
@@ -373,6 +374,7 @@ def test_export_keeps_explicit_muls_only_when_they_cut_the_drift_enough(models, 
     sm = m["quantization"]["smooth"]
     assert sm["graph"] == "with_muls" and sm["sites"] == kinds(linear=2, mul=6) and sm["matmuls"] == 12
     assert any("6 Muls at run time" in n for n in m["quantization"]["notes"])
+    assert any("12 MatMuls, 8 inputs (2 folded, 6 by a Mul at run time)" in line for line in summary_lines(m, tmp_path / "m"))
     shipped = tmp_path / "m" / "model.onnx"
     assert sum(n.name.endswith("_smooth") for n in onnx.load(str(shipped)).graph.node) == 6
     # the Q/K/V and FFN inputs of both layers, whose LayerNorms also feed residual Adds

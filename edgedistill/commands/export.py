@@ -70,8 +70,11 @@ def summary_lines(m: dict, out) -> list[str]:
             ("latency FP32 / INT8 (ms)", f"{lat['fp32_ms']:.2f} / {lat.get('int8_ms', float('nan')):.2f}  (batch 1, seq {lat['seq_len']})")]
     sm = m["quantization"].get("smooth")
     if sm:
-        rows.append(("smoothed before INT8", f"{sm['matmuls']} MatMuls, {sm['inputs']} inputs (--smooth {sm['alpha']:g}): "
-                                             f"KL vs FP32 {sm['kl_unsmoothed']:.1e} -> {sm['kl_smoothed']:.1e}"))
+        s = sm.get("sites") or {}
+        where = f" ({s['layernorm'] + s['linear']} folded, {s['mul']} by a Mul at run time)" if s else ""
+        rows.append(("smoothed before INT8", (f"{sm['matmuls']} MatMuls, {sm['inputs']} inputs{where} "
+                                              f"(--smooth {sm['alpha']:g}): KL vs FP32 {sm['kl_unsmoothed']:.1e} -> "
+                                              f"{sm['kl_smoothed']:.1e}")))
     kept = m["quantization"].get("fp32_matmuls")
     if kept:
         r = next(x for x in kept["ladder"] if x["k"] == kept["k"])
