@@ -686,8 +686,8 @@ EVIDENCE_RULE = (f"A smaller candidate replaces MODEL only where the scored rows
                  f"bound on its agreement with MODEL, at {100 * EVIDENCE_CONFIDENCE:.0f} % confidence split over the "
                  f"smaller candidates (Bonferroni), reaches {100 * KEEP_AGREEMENT:.0f} %. Agreement bounds accuracy "
                  "(on any gold labels a candidate is right wherever MODEL is and they agree), so a shown candidate "
-                 f"loses at most {100 - 100 * KEEP_AGREEMENT:.0f} pt at that confidence. Agreeing on all n rows, the bound is "
-                 f"{1 - EVIDENCE_CONFIDENCE:.2f} ** (1 / n).")
+                 f"loses at most {100 - 100 * KEEP_AGREEMENT:.0f} pt at that confidence. Agreeing on all n rows, the "
+                 f"bound is {1 - EVIDENCE_CONFIDENCE:.2f} ** (1 / n).")
 
 
 class Verdict(str, Enum):
