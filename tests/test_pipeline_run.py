@@ -90,6 +90,14 @@ def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipelin
     r = run(pipeline)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "[annotate] up to date, skipped" in r.stdout and "[train] running" in r.stdout
+    # what a person reads: the tool's own lines on stdout, its bars on stderr; what the libraries said is in
+    # RUN/logs/STAGE.log (before console.quiet, stdout also held a Trainer dict per logging step; now about 75 lines)
+    assert "{'loss'" not in r.stdout and "grad_norm" not in r.stdout
+    for chatter in ("Some weights", "newly initialized", "Warning:", "pre-processing before quantization",
+                    "mtime may not be reliable", "[W:onnxruntime"):
+        assert chatter not in r.stdout + r.stderr, chatter
+    assert len(r.stdout.splitlines()) <= 120, r.stdout
+    assert "newly initialized" in (run_dir / "logs" / "train.log").read_text()
     for artifact in ("student", "stripped", "compressed/compress.json", "compressed/compress.png", "bundle/manifest.json", "bench/results.json", "report.md",
                      "compare/standard"):
         assert (run_dir / artifact).exists(), artifact
