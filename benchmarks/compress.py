@@ -283,8 +283,7 @@ def render(res: dict) -> str:
 
 # (name, distillation epochs, with the task's other inputs, unlabelled): the --small-task variants
 SMALL_VARIANTS = (("{k} layers, 4 epochs (compress's default)", 4.0, False), ("{k} layers, 40 epochs", 40.0, False),
-                  ("{k} layers, 4 epochs, +{n} unlabelled inputs", 4.0, True),
-                  ("{k} layers, 16 epochs, +{n} unlabelled inputs", 16.0, True))
+                  ("{k} layers, 4 epochs, +{n} unlabelled inputs", 4.0, True))
 T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # Student's t, two-sided 95 %, by the number of seeds
 
 
@@ -307,7 +306,8 @@ def small_task(args) -> dict:
     pipe.run_dir = str(work / "quickstart")
     if not (work / "quickstart" / "annotations.jsonl").exists():
         run_pipeline(pipe, until="annotate")  # the recorded teacher, replayed: no server
-    anns = [a for a in read_annotations(work / "quickstart" / "annotations.jsonl") if a.status == "ok" and a.label is not None]
+    anns = [a for a in read_annotations(work / "quickstart" / "annotations.jsonl")
+            if a.status == "ok" and a.label is not None]
     task = load_task(qs / "task.yaml")
     test = load_examples(task, qs / "test.jsonl", require_gold=True)
     n_inputs = len(anns) - args.small_task
@@ -320,18 +320,19 @@ def small_task(args) -> dict:
         write_jsonl(d / "inputs.jsonl", [{"input": a.input} for a in anns if a.id not in ids])
         if not (d / "stripped").exists():
             print(f"seed {seed}: the full student on {len(rows)} rows ...", flush=True)
-            train(TrainConfig(task=str(qs / "task.yaml"), annotations=str(d / "annotations.jsonl"), out=str(d / "student"),
-                              mode="label-only", epochs=4, batch_size=16, max_length=64, lr=2e-4, seed=seed, progress=False),
-                  echo=print)
+            train(TrainConfig(task=str(qs / "task.yaml"), annotations=str(d / "annotations.jsonl"),
+                              out=str(d / "student"), mode="label-only", epochs=4, batch_size=16, max_length=64,
+                              lr=2e-4, seed=seed, progress=False), echo=print)
             strip_student(d / "student", d / "stripped")
         full = predict_labels(d / "stripped", task, test)
         out = {"seed": seed, "full": score(task, test, full)["accuracy"], "variants": {}}
-        for i, (name, epochs, more) in enumerate(SMALL_VARIANTS):
-            name, model = name.format(k=k, n=n_inputs), d / f"layers-{k}-{i}"
+        for name, epochs, more in SMALL_VARIANTS:
+            name, model = name.format(k=k, n=n_inputs), d / f"layers-{k}-{epochs:g}-epochs{'-inputs' if more else ''}"
             if not model.exists():
                 print(f"seed {seed}: {name} ...", flush=True)
-                distill_layers(d / "stripped", d / "annotations.jsonl", k, model, d / ("scratch-inputs" if more else "scratch"),
-                               epochs=epochs, seed=seed, inputs=d / "inputs.jsonl" if more else None, echo=lambda *_: None)
+                distill_layers(d / "stripped", d / "annotations.jsonl", k, model,
+                               d / ("scratch-inputs" if more else "scratch"), epochs=epochs, seed=seed,
+                               inputs=d / "inputs.jsonl" if more else None, echo=lambda *_: None)
             answers = predict_labels(model, task, test)
             agree = sum(a == b for a, b in zip(answers, full))
             out["variants"][name] = {"accuracy": score(task, test, answers)["accuracy"], "agree": agree,
@@ -355,17 +356,20 @@ def render_small(res: dict) -> str:
     m, sd = _mean_sd(full)
     intro = (f"Written by `{res['command']}` on {res['machine']} ({res['wall_s'] / 60:.0f} min wall, nice -n 10 on a "
              f"shared 2-core machine, {res['date']}). Per seed ({', '.join(str(s['seed']) for s in seeds)}): "
-             f"{res['rows']} of the quickstart's annotated rows drawn at random (the recorded teacher replayed), a full "
-             "6-layer label-only MiniLM student trained on them (train's defaults: at least 150 steps), and "
+             f"{res['rows']} of the quickstart's annotated rows drawn at random (the recorded teacher replayed), a "
+             "full 6-layer label-only MiniLM student trained on them (train's defaults: at least 150 steps), and "
              f"{res['layers']}-layer students distilled from it by compress's `distill_layers` (its soft targets, no "
-             f"vocabulary trimming), on the {res['rows']} rows or with the quickstart's other {res['unlabelled_inputs']} "
-             "annotated inputs as unlabelled `--inputs` (their text only). Accuracy: FP32, on the "
+             f"vocabulary trimming), on the {res['rows']} rows or with the quickstart's other "
+             f"{res['unlabelled_inputs']} annotated inputs as unlabelled `--inputs` (their text only). Accuracy: FP32, "
+             "on the "
              f"{res['test_rows']} gold test rows (examples/quickstart/test.jsonl), which no model saw.")
     header = (f"| model | test accuracy, mean ± sd ({n} seeds) | per seed | vs the full student, pt: mean "
-              f"[95 % t interval] | agreement with the full student | seeds whose {res['test_rows']} rows show it keeps "
-              "its answers (compress's rule, one candidate) |")
+              f"[95 % t interval] | agreement with the full student | seeds whose {res['test_rows']} rows show it "
+              "keeps its answers (compress's rule, one candidate) |")
     baseline = (f"| full student (6 layers) | {100 * m:.1f} ± {100 * sd:.1f} % | "
                 f"{' / '.join(f'{100 * x:.1f}' for x in full)} | – | – | – |")
+    if res.get("note"):  # what the command line cannot say (an interrupted earlier run whose models were reused)
+        intro += " " + res["note"]
     lines = [f"# Distilling a smaller student from a {res['rows']}-row task (issue 42)", "", intro, "", header,
              "|---|---:|---|---|---:|---|", baseline]
     verdicts = []
@@ -384,8 +388,10 @@ def render_small(res: dict) -> str:
         below = dm + half < 0
         verdicts.append(f"- {name}: {dm:+.1f} pt against the full student; "
                         + ("below it beyond the seeds' noise." if below else
-                           "inside the seeds' noise: no difference shown." if dm - half <= 0 else "above it beyond the noise."))
-    return "\n".join(lines + ["", *verdicts, ""]) + "\n"
+                           "inside the seeds' noise: no difference shown." if dm - half <= 0 else
+                           "above it beyond the noise."))
+    finding = [f"Finding: {res['finding']}", ""] if res.get("finding") else []  # written by hand into the json
+    return "\n".join(lines + ["", *verdicts, "", *finding]) + "\n"
 
 
 def main():
@@ -420,7 +426,8 @@ def main():
         res = json.loads(small.read_text()) if args.rerender else small_task(args)
         if not args.rerender:
             res.update(command="python " + shlex.join(["benchmarks/compress.py", *sys.argv[1:]]),
-                       machine=describe(machine_record()), wall_s=round(time.time() - start), date=time.strftime("%Y-%m-%d"))
+                       machine=describe(machine_record()), wall_s=round(time.time() - start),
+                       date=time.strftime("%Y-%m-%d"))
             write_json(small, res)
         write_text(RESULTS / "compress_small.md", render_small(res))
         print(render_small(res))
