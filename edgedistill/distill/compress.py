@@ -372,8 +372,7 @@ def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_si
     summary = train(TrainConfig(task=str(Path(model_dir) / "task.yaml"), annotations=str(soft), out=str(student),
                                 student=str(base), mode="label-only", soft_weight=1.0 - label_weight, epochs=epochs, batch_size=batch_size,
                                 # compress --epochs as measured (compress.md), not train's min_steps
-                                min_steps=0, lr=lr, max_length=meta["max_length"], seed=seed, pooling=_pooling(model_dir),
-                                progress=False),
+                                min_steps=0, lr=lr, max_length=meta["max_length"], seed=seed, pooling=_pooling(model_dir)),
                     echo=echo)
     strip_student(student, out_dir)
     shutil.rmtree(student, ignore_errors=True)

@@ -30,10 +30,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import PrinterCallback
 
 from .. import bounds
 from ..atomic import build_dir, write_json, write_text
 from ..errors import UserError
+from .progress import TrainingBar
 from .model_card import _teacher, floor_name, floor_warning, model_card
 from ..model_dir import load_config, write_meta
 from ..choices import ENCODER_ONLY_MODES, MIN_STEPS, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
@@ -102,7 +104,7 @@ class TrainConfig:
     soft_weight: float = 0.5
     soft_temperature: float = 1.0
     min_confidence: float = 0.0  # drop rows whose teacher gave its label less than this probability
-    progress: bool = True  # the Trainer's progress bar
+    progress: bool = True  # one progress bar on the terminal (distill/progress.py TrainingBar)
     # What the label head reads: "mean" (the token states' mean), "cls" (BERT's [CLS] + pooler), or auto: the
     # pooling the base was pretrained with (student.pooling_for). Classification and multiple choice only.
     pooling: str = "auto"
@@ -373,10 +375,9 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
         data_collator=make_collator(pad_id, family, uses_rationale), compute_metrics=_metrics(family, _chance(prep.val_rows) if family == "multiple-choice" else None),
         preprocess_logits_for_metrics=_argmax,
         callbacks=[_rationale_warmup(cfg.rationale_warmup)] if uses_rationale else None)
-    if not cfg.progress:  # without a bar the Trainer prints every log line instead
-        from transformers import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(PrinterCallback)  # its log dicts stay in train.json, not on the terminal
+    if cfg.progress:
+        trainer.add_callback(TrainingBar(f"training {cfg.mode}"))
     ignore = ["label_loss", "rationale_loss"]
     try:
         result = trainer.train(ignore_keys_for_eval=ignore)
@@ -413,7 +414,7 @@ def _training_args(cfg: TrainConfig, ckpt: Path, lr: float, seed: int, family: s
         report_to="none", seed=seed, data_seed=seed, remove_unused_columns=False,
         label_names=["label_ids" if family == "seq2seq" else "labels"],
         ddp_find_unused_parameters=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=not cfg.progress,
+        disable_tqdm=True,  # the terminal shows TrainingBar (distill/progress.py) instead
     )
 
 
