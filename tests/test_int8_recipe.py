@@ -321,13 +321,18 @@ def test_a_bert_graph_folds_the_attention_output_input_into_the_value_projection
         np.testing.assert_allclose(top["after"][x] * site.scale, top["before"][x], rtol=1e-4)
 
 
-def fake_drift(**kl):
-    """int8_drift as export calls it (its work dir is drift/<graph>: unsmoothed, folded, with_muls), with fixed
-    answers: a tiny random model's INT8 drift is too small and too preset-dependent to say whether smoothing
-    helps it."""
+def fake_drift(default=None, **kl):
+    """int8_drift as export calls it (its work dir is drift/<graph>: unsmoothed, folded, muls_GROUP for one Mul
+    group, muls_G1+G2 for the groups kept so far), with fixed answers (`default` for graphs not named): a tiny
+    random model's INT8 drift is too small and too preset-dependent to say whether smoothing helps it."""
     def drift(src, plan, feeds, work, threads=2, ref=None):
-        return kl[work.name]
+        return kl[work.name] if default is None else kl.get(work.name, default)
     return drift
+
+
+# the tiny BERT's Mul groups, each alone: Q/K/V input and FFN-in (LayerNorm outputs), FFN-out (GELU's, 2x wider
+# here); ranked by drift cut per channel: qkv_in (log 4/3 per width), ffn_in (log 4/3.1), ffn_out (log 1.6 / 2)
+GROUP_KL = {"muls_qkv_in": 3e-4, "muls_ffn_in": 3.1e-4, "muls_ffn_out": 2.5e-4}
 
 
 def layernorm_mul_consumers(path) -> int:
@@ -345,15 +350,21 @@ def test_export_ships_the_folded_graph_when_it_lowers_the_drift_and_the_muls_do_
     import edgedistill.deploy.export as export_mod
     from edgedistill.deploy.quantize import MUL_KL_GAIN, SMOOTH_ALPHA
 
-    with_muls = 4e-4 / MUL_KL_GAIN * 1.1  # not enough
-    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(unsmoothed=1e-3, folded=4e-4, with_muls=with_muls))
+    with_muls = 4e-4 / MUL_KL_GAIN * 1.1  # not enough, even with every group
+    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(
+        unsmoothed=1e-3, folded=4e-4, **GROUP_KL,
+        **{"muls_qkv_in+ffn_in": 2.6e-4, "muls_qkv_in+ffn_in+ffn_out": with_muls}))
     m = export(models, "cls", tmp_path / "a")
     sm = m["quantization"]["smooth"]
     # 2 layers: the attention output's input folds into V; the Q/K/V and FFN inputs (LayerNorm + residual) and the
-    # FFN output's (GELU) cannot, and their Muls did not cut the drift MUL_KL_GAIN times
+    # FFN output's (GELU) cannot, and their Muls, added group by group, did not cut the drift MUL_KL_GAIN times
+    width = sm["mul_groups"]["qkv_in"]["width"]
     assert sm == {"alpha": SMOOTH_ALPHA, "graph": "folded", "matmuls": 2, "inputs": 2,
                   "sites": kinds(linear=2, unsmoothed=6), "calibration_inputs": 60, "kl_unsmoothed": 1e-3,
                   "kl_smoothed": 4e-4, "kl_folded": 4e-4, "kl_with_muls": round(with_muls, 8),
+                  "mul_groups": {"qkv_in": {"inputs": 2, "width": width, "kl": 3e-4, "kept": False},
+                                 "ffn_in": {"inputs": 2, "width": width, "kl": 3.1e-4, "kept": False},
+                                 "ffn_out": {"inputs": 2, "width": 2 * width, "kl": 2.5e-4, "kept": False}},
                   "mul_kl_gain": MUL_KL_GAIN}
     note = next(n for n in m["quantization"]["notes"] if n.startswith("activations smoothed before INT8"))
     assert "no run-time cost" in note and "2 into a linear op" in note and "unsmoothed 1.0e-03; folded 4.0e-04" in note
@@ -362,22 +373,26 @@ def test_export_ships_the_folded_graph_when_it_lowers_the_drift_and_the_muls_do_
     assert layernorm_mul_consumers(shipped) == 0
 
 
-def test_export_keeps_explicit_muls_only_when_they_cut_the_drift_enough(models, tmp_path, monkeypatch):
+def test_export_keeps_the_cheapest_mul_groups_that_cut_the_drift_enough(models, tmp_path, monkeypatch):
     import onnx
 
     import edgedistill.deploy.export as export_mod
     from edgedistill.deploy.quantize import MUL_KL_GAIN
 
-    monkeypatch.setattr(export_mod, "int8_drift",
-                        fake_drift(unsmoothed=1e-3, folded=4e-4, with_muls=4e-4 / MUL_KL_GAIN))
+    # Q/K/V's Muls alone do not pay, with FFN-in's they do: the wider FFN-out group is never measured with them
+    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(
+        unsmoothed=1e-3, folded=4e-4, **GROUP_KL, **{"muls_qkv_in+ffn_in": 4e-4 / MUL_KL_GAIN}))
     m = export(models, "cls", tmp_path / "m")
     sm = m["quantization"]["smooth"]
-    assert sm["graph"] == "with_muls" and sm["sites"] == kinds(linear=2, mul=6) and sm["matmuls"] == 12
-    assert any("6 Muls at run time" in n for n in m["quantization"]["notes"])
-    assert any("12 MatMuls, 8 inputs (2 folded, 6 by a Mul at run time)" in line for line in summary_lines(m, tmp_path / "m"))
+    assert sm["graph"] == "with_muls" and sm["sites"] == kinds(linear=2, mul=4, unsmoothed=2) and sm["matmuls"] == 10
+    assert sm["kl_smoothed"] == sm["kl_with_muls"] == 2e-4
+    assert {grp: g["kept"] for grp, g in sm["mul_groups"].items()} == {"qkv_in": True, "ffn_in": True, "ffn_out": False}
+    assert any("4 Muls at run time" in n for n in m["quantization"]["notes"])
+    assert any("10 MatMuls, 6 inputs (2 folded, 4 by a Mul at run time (qkv_in, ffn_in))" in line
+               for line in summary_lines(m, tmp_path / "m"))
     shipped = tmp_path / "m" / "model.onnx"
-    assert sum(n.name.endswith("_smooth") for n in onnx.load(str(shipped)).graph.node) == 6
-    # the Q/K/V and FFN inputs of both layers, whose LayerNorms also feed residual Adds
+    assert sum(n.name.endswith("_smooth") for n in onnx.load(str(shipped)).graph.node) == 4
+    # the Q/K/V and FFN inputs of both layers, whose LayerNorms also feed residual Adds; not GELU's output
     assert layernorm_mul_consumers(shipped) == 4
 
 
@@ -386,7 +401,7 @@ def test_export_keeps_the_graph_unsmoothed_when_smoothing_raises_the_drift_or_is
 
     import edgedistill.deploy.export as export_mod
 
-    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(unsmoothed=1e-3, folded=2e-3, with_muls=6e-4))
+    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(6e-4, unsmoothed=1e-3, folded=2e-3))
     worse = export(models, "cls", tmp_path / "w")
     assert worse["quantization"]["smooth"] is None
     assert any(n.startswith("activations not smoothed: alpha 0.8 did not lower") and "with muls 6.0e-04" in n
@@ -410,6 +425,17 @@ def test_pick_smoothing_prefers_what_costs_nothing():
     assert pick_smoothing({"unsmoothed": 1e-3, "folded": 1e-3, "with_muls": 6e-4}) == "unsmoothed"  # neither pays
     assert pick_smoothing({"unsmoothed": 1e-3, "with_muls": 5e-4}) == "with_muls"  # nothing folds
     assert pick_smoothing({"unsmoothed": 1e-3, "folded": 2e-4}) == "folded"  # everything folds
+
+
+def test_mul_groups_rank_by_drift_cut_per_channel_and_pay_at_the_gain():
+    from edgedistill.deploy.quantize import MUL_KL_GAIN, muls_pay, rank_mul_groups
+
+    widths = {"qkv_in": 384, "ffn_in": 384, "ffn_out": 1536}
+    kl = {"qkv_in": 3e-4, "ffn_in": 3.5e-4, "ffn_out": 2.5e-4}
+    assert rank_mul_groups(4e-4, kl, widths) == ["qkv_in", "ffn_in", "ffn_out"]  # FFN-out cuts most, costs 4x
+    assert rank_mul_groups(4e-4, {**kl, "ffn_out": 1e-5}, widths)[0] == "ffn_out"  # a 40x cut is worth 4x the cost
+    assert rank_mul_groups(4e-4, {**kl, "ffn_in": 4e-4}, widths) == ["qkv_in", "ffn_out"]  # no cut: never kept
+    assert muls_pay(4e-4, 4e-4 / MUL_KL_GAIN) and not muls_pay(4e-4, 4e-4 / MUL_KL_GAIN * 1.01)
 
 
 def test_static_int8_says_it_is_not_smoothed(models, tmp_path):

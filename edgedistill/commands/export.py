@@ -71,7 +71,9 @@ def summary_lines(m: dict, out) -> list[str]:
     sm = m["quantization"].get("smooth")
     if sm:
         s = sm.get("sites") or {}
-        where = f" ({s['layernorm'] + s['linear']} folded, {s['mul']} by a Mul at run time)" if s else ""
+        kept = [grp for grp, g in (sm.get("mul_groups") or {}).items() if g["kept"]]
+        muls = f" ({', '.join(kept)})" if kept else ""
+        where = f" ({s['layernorm'] + s['linear']} folded, {s['mul']} by a Mul at run time{muls})" if s else ""
         rows.append(("smoothed before INT8", (f"{sm['matmuls']} MatMuls, {sm['inputs']} inputs{where} "
                                               f"(--smooth {sm['alpha']:g}): KL vs FP32 {sm['kl_unsmoothed']:.1e} -> "
                                               f"{sm['kl_smoothed']:.1e}")))

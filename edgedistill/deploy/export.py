@@ -30,8 +30,8 @@ from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
 from ..choices import SMOOTH_ALPHA
 from .quantize import (FOLD_TOLERANCE, MATMUL_OPS, MUL_KL_GAIN, detect_preset, int8_drift, keep_sensitive_fp32,
-                       output_change, output_probs, pick_smoothing, plan_for, quantize, smooth_activations,
-                       smoothing_sites)
+                       mul_groups, output_change, output_probs, pick_smoothing, plan_for, quantize, rank_mul_groups,
+                       muls_pay, smooth_activations, smoothing_sites)
 from ..edge.runtime import BundleError, EdgeModel, runtime_models
 
 FP32_TOLERANCE = 1e-3
@@ -211,7 +211,8 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
     """Role -> the FP32 graph to quantize: the model's with its activations smoothed (--smooth, recorded in the
     plan) where that applies (dynamic INT8 of a classifier or multiple choice: `feeds` given) and lowers the INT8
     drift on the parity inputs, else the export's. The scales fold into the ops making the inputs where they can (no
-    run-time cost); explicit Muls for the other inputs ship only where they pay (quantize.pick_smoothing)."""
+    run-time cost); explicit Muls for the other inputs ship per group (Q/K/V input, FFN-in, FFN-out), the cheapest
+    groups for their drift cut first, only as many as it takes for them to pay (quantize.rank_mul_groups, muls_pay)."""
     cfg, sources = job.cfg, dict(job.raw)
     if not cfg.smooth:
         return sources
@@ -222,13 +223,37 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
         return sources
     echo(f"smoothing MatMul inputs (alpha {cfg.smooth:g}) on {len(feeds)} parity inputs ...")
     raw = job.raw["model"]
-    graphs = _smoothing_candidates(job, raw, feeds)
+    sites = smoothing_sites(raw, feeds, cfg.smooth, cfg.threads)
+    groups = mul_groups(sites)
+    graphs = _smoothing_candidates(job, raw, feeds, sites, ["folded", *(f"muls_{grp}" for grp in groups)])
     ref = output_probs(raw, feeds, cfg.threads)  # one FP32 reference: smoothing leaves the FP32 function as it was
-    kl = {name: int8_drift(path, plan, feeds, job.work / "drift" / name, cfg.threads, ref)
-          for name, (path, _) in graphs.items()}
+
+    def drift(name: str) -> float:
+        return int8_drift(graphs[name][0], plan, feeds, job.work / "drift" / name, cfg.threads, ref)
+
+    kl = {name: drift(name) for name in graphs}
+    for grp in groups:
+        groups[grp]["kl"] = round(kl[f"muls_{grp}"], 8)
+    free = min(("unsmoothed", "folded"), key=lambda name: kl.get(name, np.inf))
+    kept = []  # the cheapest groups first, until their Muls together pay
+    for grp in rank_mul_groups(kl[free], {grp: kl[f"muls_{grp}"] for grp in groups},
+                               {grp: g["width"] for grp, g in groups.items()}):
+        kept.append(grp)
+        name = "muls_" + "+".join(kept)
+        if len(kept) > 1:
+            graphs.update(_smoothing_candidates(job, raw, feeds, sites, [name], kept))
+            kl[name] = drift(name)
+        graphs["with_muls"], kl["with_muls"] = graphs[name], kl[name]
+        if muls_pay(kl[free], kl[name]):
+            break
+    for name in [n for n in graphs if n.startswith("muls_")]:
+        graphs.pop(name)
+        kl.pop(name)
     choice = pick_smoothing(kl)
+    for grp in groups:
+        groups[grp]["kept"] = choice == "with_muls" and grp in kept
     infos = {name: info for name, (_, info) in graphs.items()}
-    plan.notes.append(_smoothing_note(cfg.smooth, choice, kl, infos, len(feeds)))
+    plan.notes.append(_smoothing_note(cfg.smooth, choice, kl, infos, len(feeds), groups))
     echo(plan.notes[-1])
     if choice == "unsmoothed":
         return sources
@@ -236,19 +261,21 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
     plan.smooth = {"alpha": cfg.smooth, "graph": choice, **graphs[choice][1], "calibration_inputs": len(feeds),
                    "kl_unsmoothed": round(kl["unsmoothed"], 8), "kl_smoothed": round(kl[choice], 8),
                    "kl_folded": _rounded(kl.get("folded")), "kl_with_muls": _rounded(kl.get("with_muls")),
+                   "mul_groups": groups,
                    "mul_kl_gain": MUL_KL_GAIN}
     return sources
 
 
-def _smoothing_candidates(job: _Job, raw: Path, feeds: list[dict]) -> dict[str, tuple[Path, dict | None]]:
-    """name -> (FP32 graph, what smooth_activations did) for "unsmoothed", "folded" (where some input folds) and
-    "with_muls" (where some input does not); each smoothed graph checked to compute the FP32 function it came from."""
+def _smoothing_candidates(job: _Job, raw: Path, feeds: list[dict], sites: list, names: list[str],
+                          kept: list[str] = ()) -> dict[str, tuple[Path, dict | None]]:
+    """name -> (FP32 graph, what smooth_activations did) for "unsmoothed" and each of `names`: "folded" (where some
+    input folds), "muls_GROUP" (the folds and that Mul group's Muls), "muls_G1+G2..." (the folds and the `kept`
+    groups' Muls); each smoothed graph checked to compute the FP32 function it came from."""
     cfg = job.cfg
-    sites = smoothing_sites(raw, feeds, cfg.smooth, cfg.threads)
-    graphs = {"unsmoothed": (raw, None)}
-    wanted = {"folded": any(s.fold for s in sites), "with_muls": not all(s.fold for s in sites)}
-    for name, muls in (("folded", False), ("with_muls", True)):
-        if wanted[name]:
+    graphs = {"unsmoothed": (raw, None)} if "folded" in names else {}
+    for name in names:
+        muls = set(kept) or {name[len("muls_"):]}
+        if name != "folded" or any(s.fold for s in sites):
             path = job.work / "smoothed" / name / raw.name
             graphs[name] = (path, smooth_activations(raw, path, sites, muls))
             change = output_change(raw, path, feeds[:16], cfg.threads)
@@ -263,7 +290,7 @@ def _rounded(x: float | None) -> float | None:
     return None if x is None else round(x, 8)
 
 
-def _smoothing_note(alpha: float, choice: str, kl: dict, infos: dict, n_feeds: int) -> str:
+def _smoothing_note(alpha: float, choice: str, kl: dict, infos: dict, n_feeds: int, groups: dict) -> str:
     """What smoothing did, in words: where the scales went and the INT8 drift of each graph measured."""
     def where(info: dict) -> str:
         s = info["sites"]
@@ -271,8 +298,10 @@ def _smoothing_note(alpha: float, choice: str, kl: dict, infos: dict, n_feeds: i
                 f"{s['mul']} divided by an explicit Mul, {s['unsmoothed']} left unsmoothed")
 
     measured = "; ".join(f"{name.replace('_', ' ')} {v:.1e}" for name, v in kl.items())
-    drift = (f"INT8 vs FP32 KL on the parity inputs: {measured} (explicit Muls ship only if they cut it "
-             f"{MUL_KL_GAIN:g}x)")
+    per_group = "; ".join(f"{grp} Muls ({g['inputs']}) {g['kl']:.1e}{' kept' if g['kept'] else ''}"
+                          for grp, g in groups.items())
+    drift = (f"INT8 vs FP32 KL on the parity inputs: {measured}" + (f"; folds + {per_group}" if groups else "")
+             + f" (Mul groups added best cut per channel first, kept only once they cut it {MUL_KL_GAIN:g}x)")
     if choice == "unsmoothed":
         return (f"activations not smoothed: alpha {alpha:g} did not lower the drift enough; {drift}; "
                 "try another --smooth")

@@ -16,6 +16,7 @@ Pitfalls handled here:
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -138,13 +139,17 @@ def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict
 # product (BERT's attention output projection reads the value projection that way). Every tensor on that path must
 # feed nothing else but Shape: a post-LN model (BERT, MiniLM, MPNet) also adds each LayerNorm's output into the
 # residual stream, which the fold would scale too, and GELU is not linear, so its output cannot pass the scale on.
-# Elsewhere only an explicit Mul before the MatMul can divide (one more pass over the activations per call), and
-# the export keeps those Muls only when they cut the INT8 drift of the folded graph by MUL_KL_GAIN (pick_smoothing).
+# Elsewhere only an explicit Mul before the MatMul can divide (one more pass over the activations per call). The
+# Mul sites are grouped by role (mul_group: the Q/K/V input, FFN-in, FFN-out); the export measures the folded graph
+# plus each group's Muls alone, ranks the groups by drift cut per channel multiplied (rank_mul_groups), and adds
+# them in that order until the Muls kept cut the folded graph's INT8 drift MUL_KL_GAIN times (muls_pay); if even
+# every group that helps does not, no Mul ships (pick_smoothing).
 # MiniLM-L6 students (post-LN): 6 of 24 inputs fold (the attention outputs'); the KL on the parity inputs, unsmoothed
-# / folded / folded + 18 Muls: quickstart 5.9e-4 / 5.0e-4 / 1.2e-4, e-SNLI (benchmarks/latency.py's student)
-# 7.6e-3 / 6.5e-3 / 2.9e-3, so both ship the Muls (4.4x and 2.2x below the folded graph); 18 Muls instead of 24.
+# / folded / folded + all 18 Muls: quickstart 5.9e-4 / 5.0e-4 / 1.2e-4, e-SNLI (benchmarks/latency.py's student)
+# 7.6e-3 / 6.5e-3 / 2.9e-3. Folds + one group's 6 Muls: Q/K/V 4.7e-4 / 9.0e-3, FFN-in 3.7e-4 / 5.7e-3, FFN-out
+# 3.4e-4 / 6.2e-3 (no group pays alone; they pay together); both ship FFN-in + FFN-out, 12 Muls: 1.7e-4 / 3.0e-3.
 SMOOTH_CLIP = (1e-3, 1e3)  # s stays in this range: a dead channel (max |x| = 0) must not blow its weight row up
-MUL_KL_GAIN = 2.0  # explicit Muls ship only if they divide the INT8 KL to FP32 of the graph without them by this
+MUL_KL_GAIN = 2.0  # a group of explicit Muls ships only if it divides the INT8 KL to FP32 of the folded graph by this
 FOLD_TOLERANCE = 1e-4  # the smoothed FP32 graph's outputs may move this much, relative to the largest |output|
 NORMS = {"LayerNormalization": (1, 2), "SimplifiedLayerNormalization": (1, None),  # op -> its gain and bias inputs
          "SkipLayerNormalization": (2, 3), "SkipSimplifiedLayerNormalization": (2, None)}
@@ -162,6 +167,19 @@ class SmoothSite:
     scale: np.ndarray
     fold: str | None = None  # "layernorm" | "linear"
     edits: list | None = None
+    group: str = "input"  # its role, for the per-group Mul decision (mul_group)
+
+
+def mul_group(g: _Graph, tensor: str, readers: list[int]) -> str:
+    """The role of a MatMul input, from the op making it: "qkv_in" (a LayerNorm's output read by several MatMuls:
+    Q, K and V), "ffn_in" (a LayerNorm's output read by one), "input" (the graph's input), "ffn_out" (anything else:
+    in a BERT the GELU's output, the FFN's second MatMul input, as wide as the FFN)."""
+    k = g.producer.get(tensor)
+    if k is None:
+        return "input"
+    if g.nodes[k].op_type in NORMS:
+        return "qkv_in" if len(readers) > 1 else "ffn_in"
+    return "ffn_out"
 
 
 class _Graph:
@@ -398,18 +416,19 @@ def smoothing_sites(src: Path, feeds: list[dict], alpha: float = SMOOTH_ALPHA, t
         s = _scales(maxima[x], [g.const(k, 1) for k in readers], alpha)
         edits = fold_edits(g, paths[x], s, shapes) if paths[x] else None
         fold = None if edits is None else "layernorm" if g.nodes[paths[x][-1][0]].op_type in NORMS else "linear"
-        sites.append(SmoothSite(x, readers, s, fold, edits))
+        sites.append(SmoothSite(x, readers, s, fold, edits, mul_group(g, x, readers)))
     return sites
 
 
-def smooth_activations(src: Path, dst: Path, sites: list[SmoothSite], muls: bool) -> dict:
+def smooth_activations(src: Path, dst: Path, sites: list[SmoothSite], muls: bool | Collection[str]) -> dict:
     """Write to `dst` the FP32 graph at `src` with each site's MatMul weight rows multiplied by s and its input
-    divided by s: folded where the site can fold, by an explicit Mul before the MatMuls elsewhere when `muls`, else
-    not at all. Returns what was done (the manifest's count of inputs per kind), for the plan."""
+    divided by s: folded where the site can fold, by an explicit Mul before the MatMuls elsewhere when `muls` (True:
+    every site; a collection of groups: the sites of those groups), else not at all. Returns what was done (the
+    manifest's count of inputs per kind), for the plan."""
     g = _Graph(onnx.load(str(src)))
     inserts, kinds = [], Counter()
     for site in sites:
-        kind = site.fold or ("mul" if muls else "unsmoothed")
+        kind = site.fold or ("mul" if _mul_at(site, muls) else "unsmoothed")
         kinds[kind] += 1
         if kind == "unsmoothed":
             continue
@@ -433,9 +452,39 @@ def smooth_activations(src: Path, dst: Path, sites: list[SmoothSite], muls: bool
     _drop_unused_initializers(g.model)
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(g.model, str(dst))
-    smoothed = [s for s in sites if s.fold or muls]
+    smoothed = [s for s in sites if s.fold or _mul_at(s, muls)]
     return {"matmuls": sum(len(s.readers) for s in smoothed), "inputs": len(smoothed),
             "sites": {k: kinds[k] for k in SITE_KINDS}}
+
+
+def _mul_at(site: SmoothSite, muls: bool | Collection[str]) -> bool:
+    return muls is True or (not isinstance(muls, bool) and site.group in muls)
+
+
+def mul_groups(sites: list[SmoothSite]) -> dict[str, dict]:
+    """Group -> its unfoldable sites' count ("inputs"), and "width": the channels its Muls multiply per token (their
+    run-time cost: an FFN output is 4x wider than the other inputs of a BERT), in the order first met."""
+    out: dict[str, dict] = {}
+    for s in sites:
+        if not s.fold:
+            grp = out.setdefault(s.group, {"inputs": 0, "width": 0})
+            grp["inputs"] += 1
+            grp["width"] += int(s.scale.size)
+    return out
+
+
+def rank_mul_groups(kl_free: float, kl_groups: dict[str, float], widths: dict[str, int]) -> list[str]:
+    """The Mul groups that lower the INT8 drift on their own (`kl_groups`: the folds and that group's Muls, against
+    `kl_free` without any), best first by drift cut per unit of run-time cost: log(kl_free / kl) / width. The export
+    adds them in this order until the Muls kept pay (muls_pay), so it ships the cheapest set that does."""
+    cut = {grp: np.log(kl_free / kl) / widths[grp] for grp, kl in kl_groups.items() if 0 < kl < kl_free}
+    return sorted(cut, key=lambda grp: -cut[grp])
+
+
+def muls_pay(kl_free: float, kl_muls: float) -> bool:
+    """Explicit Muls are worth their run-time cost when they divide the drift of the graph without them by
+    MUL_KL_GAIN."""
+    return kl_muls * MUL_KL_GAIN <= kl_free
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
@@ -459,9 +508,9 @@ def output_change(src: Path, dst: Path, feeds: list[dict], threads: int = 2) -> 
 def pick_smoothing(kl: dict[str, float]) -> str:
     """Which graph to quantize, from the INT8 drift (KL to FP32) measured for "unsmoothed" and for the candidates
     built: "folded" (every fold, nothing at run time) ships when it lowers the drift; "with_muls" (the folds, and
-    explicit Muls where nothing absorbs 1/s) only when it divides the drift of the better of those by MUL_KL_GAIN."""
+    explicit Muls for the groups of inputs kept) only when the Muls pay (muls_pay) against the better of those."""
     free = "folded" if kl.get("folded", np.inf) < kl["unsmoothed"] else "unsmoothed"
-    return "with_muls" if kl.get("with_muls", np.inf) * MUL_KL_GAIN <= kl[free] else free
+    return "with_muls" if muls_pay(kl[free], kl.get("with_muls", np.inf)) else free
 
 
 def int8_drift(src: Path, plan: QuantPlan, feeds: list[dict], work: Path, threads: int = 2,
