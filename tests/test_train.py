@@ -491,7 +491,7 @@ def test_auto_with_too_few_validation_rows_trains_label_only_and_says_why(setup,
     assert r.exit_code == 0, r.output
     said = [line for line in r.output.splitlines() if line.startswith("auto: not training")]
     assert len(said) == 1 and "multitask, rationale-teacher, rationale-dropout" in said[0]
-    assert all(x in said[0] for x in ("3 validation rows", "at least 5", "--eval-data", "--val-fraction (now 0.1)"))
+    assert all(x in said[0] for x in ("3 validation rows", "at least 5", "--eval-data", "--val-fraction", "now 0.1"))
     assert "auto: candidate 1/1: label-only" in r.output and "candidate 2/" not in r.output
     s = json.loads((tmp_path / "st" / "train.json").read_text())
     assert [c["mode"] for c in s["candidates"]] == ["label-only"] and s["mode"] == "label-only"
