@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from .. import bounds
 from ..atomic import build_dir
 from ..errors import UserError
 from ..model_dir import base_name, load_config, read_meta, task_type, weights_bytes, write_meta
@@ -361,7 +362,7 @@ def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_si
     from .strip import strip_student
     from .train import TrainConfig, train
 
-    if not 0 <= label_weight < 1:
+    if bounds.problem("compress", "label_weight", label_weight):  # the range --label-weight and pipeline.yaml use
         raise UserError(f"label weight {label_weight:g}: must be at least 0 and below 1 (1 would ignore the trained student)")
     meta = read_meta(model_dir)
     soft = work / ("soft_targets.jsonl" if not label_weight else "soft_targets_labels.jsonl")
