@@ -25,15 +25,14 @@ from pathlib import Path
 
 from .atomic import write_json
 from .console import quiet
-from .choices import CANDIDATE_MODES, MIN_STEPS, MODES, NUMERIC, QUANTIZE, SMOOTH_ALPHA, TARGETS
+from .choices import (CANDIDATE_MODES, MIN_STEPS, SMOOTH_ALPHA, Calibration, Mode, Numeric, PromptMode, Quantize, Scoring,
+                      Target, values)
 from .distill.compress import COMMON_WORDS
 from . import bounds
 from .errors import UserError, at
 from .rundir import run_dir_lock
 from .teacher.cache import cache_file_problem
 from .teacher.cost import price_for
-from .teacher.prompts import MODES as PROMPT_MODES, SCORING
-from .teacher.teacher_signal import CALIBRATIONS
 from .user_yaml import read_yaml
 
 STAGES = ("annotate", "train", "strip", "compress", "export", "bench", "report")
@@ -200,9 +199,10 @@ class _Where:
 
 # pipeline section -> the stage whose config its keys are (bounds.BOUNDS holds each key's range)
 SECTION_STAGE = {"teacher": "annotate", "student": "train", "compress": "compress", "export": "export", "bench": "bench"}
-CHOICES = {"teacher.prompt": PROMPT_MODES, "teacher.scoring": SCORING, "teacher.calibration": CALIBRATIONS,
-           "student.mode": MODES, "student.compare": MODES, "student.candidates": CANDIDATE_MODES, "student.numeric": NUMERIC,
-           "export.quantize": QUANTIZE, "export.target": TARGETS}
+CHOICES = {"teacher.prompt": values(PromptMode), "teacher.scoring": values(Scoring),
+           "teacher.calibration": values(Calibration), "student.mode": values(Mode), "student.compare": values(Mode),
+           "student.candidates": CANDIDATE_MODES, "student.numeric": values(Numeric), "export.quantize": values(Quantize),
+           "export.target": values(Target)}
 
 
 def _check_choices(pipe: Pipeline, where: _Where) -> None:

@@ -71,13 +71,6 @@ def test_base_is_not_a_yaml_key_but_student_base_is(folder):
         load(folder, "base: /elsewhere\n")
 
 
-def test_pipeline_modes_are_the_trainers():
-    from edgedistill import choices
-    from edgedistill.distill.train import MODES
-
-    assert choices.MODES == MODES
-
-
 def test_every_pipeline_key_is_a_field_of_its_stage_config_with_the_same_default():
     """One schema: a pipeline section's keys are its stage config's fields, defaults included, so a key
     means the same in pipeline.yaml and on the command line."""

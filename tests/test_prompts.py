@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 
 from edgedistill.errors import UserError
-from edgedistill.teacher.prompts import MODES, SYSTEM, load_exemplars, plan
+from edgedistill.choices import PromptMode, values
+from edgedistill.teacher.prompts import SYSTEM, load_exemplars, plan
 from edgedistill.task import task_from_dict
 
 NLI = {"name": "nli", "type": "classification", "input": "Premise: {premise}\nHypothesis: {hypothesis}",
@@ -86,8 +87,8 @@ def test_few_shot_cot_shows_every_exemplar_and_ends_at_the_answer():
 
 
 def test_modes_and_missing_exemplars_are_user_errors():
-    assert MODES == ("zero-shot", "zero-shot-cot", "few-shot-cot", "label-only")
-    with pytest.raises(UserError, match="not a prompt mode"):
+    assert values(PromptMode) == ("zero-shot", "zero-shot-cot", "few-shot-cot", "label-only")
+    with pytest.raises(UserError, match="--prompt: .two-shot.; use one of zero-shot"):
         plan(task(NLI), "two-shot")
     with pytest.raises(UserError, match="needs --exemplars"):
         plan(task(NLI), "few-shot-cot")

@@ -6,8 +6,7 @@ import click
 
 from ..bounds import option_type
 from ..teacher.annotate import AnnotateConfig, annotate as run_annotate
-from ..teacher.prompts import MODES, SCORING
-from ..teacher.teacher_signal import CALIBRATIONS
+from ..choices import Calibration, PromptMode, Scoring, values
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -19,7 +18,7 @@ from ..teacher.teacher_signal import CALIBRATIONS
 @click.option("--base-url", envvar="OPENAI_BASE_URL", help="OpenAI-compatible server, e.g. http://localhost:8000/v1 (vLLM), "
               "http://localhost:11434/v1 (Ollama). Default: $OPENAI_BASE_URL, else OpenAI.")
 @click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True, help="Environment variable holding the API key (local servers need none).")
-@click.option("--prompt", "prompt", type=click.Choice(MODES), default="zero-shot", show_default=True,
+@click.option("--prompt", "prompt", type=click.Choice(values(PromptMode)), default="zero-shot", show_default=True,
               help="zero-shot: answer + one-sentence explanation, one request; zero-shot-cot: 'Let's think step by step', two requests; "
                    "few-shot-cot: your --exemplars (the costly DSS baseline); label-only: no rationale.")
 @click.option("--exemplars", type=click.Path(), help="few-shot-cot exemplars: JSONL with the task's fields, answer, rationale.")
@@ -45,7 +44,7 @@ from ..teacher.teacher_signal import CALIBRATIONS
 @click.option("--price-in", type=option_type("annotate", "price_in", float),
               help="USD per 1M prompt tokens (overrides the built-in price table).")
 @click.option("--price-out", type=option_type("annotate", "price_out", float), help="USD per 1M completion tokens.")
-@click.option("--scoring", type=click.Choice(SCORING), default="letter", show_default=True,
+@click.option("--scoring", type=click.Choice(values(Scoring)), default="letter", show_default=True,
               help="label_probs from the teacher's logprobs: one more request (1 completion token) whose reply is the option's "
                    "letter (letter) or name (word); the text answer is the fallback where a server sends no logprobs. "
                    "none: no scoring request. Numeric tasks never score.")
@@ -53,7 +52,7 @@ from ..teacher.teacher_signal import CALIBRATIONS
               help="Scoring requests per input, the options rotated one place each time (after n rotations, the reversed "
                    "order's); their calibrated scores are averaged, which cancels a small model's preference for one "
                    "position (permutation debiasing). Up to 2x the number of options gives distinct orders.")
-@click.option("--calibration", type=click.Choice(CALIBRATIONS), default="batch", show_default=True,
+@click.option("--calibration", type=click.Choice(values(Calibration)), default="batch", show_default=True,
               help="Correct the scores for a small model's favourite option: batch divides by the run's mean distribution, "
                    "content-free by the scores of 3 inputs with no content (3 more requests; Zhao et al. 2021).")
 @click.option("--votes", type=option_type("annotate", "votes", int), default=1, show_default=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..bounds import Int8Fp32, option_type
-from ..choices import QUANTIZE, SMOOTH_ALPHA, TARGETS
+from ..choices import SMOOTH_ALPHA, Quantize, Target, values
 from ..deploy.export import ExportConfig, export_bundle
 
 
@@ -13,8 +13,8 @@ from ..deploy.export import ExportConfig, export_bundle
 @click.argument("model", type=click.Path())
 @click.option("--out", required=True, type=click.Path(file_okay=False),
               help="Bundle directory to write (replaced only if parity holds).")
-@click.option("--quantize", type=click.Choice(QUANTIZE), default="int8", show_default=True)
-@click.option("--target", type=click.Choice(TARGETS), default="auto", show_default=True,
+@click.option("--quantize", type=click.Choice(values(Quantize)), default="int8", show_default=True)
+@click.option("--target", type=click.Choice(values(Target)), default="auto", show_default=True,
               help="CPU to tune INT8 for; auto detects AVX-512 VNNI / AVX-VNNI / AVX2 / arm64 here.")
 @click.option("--parity-data", type=click.Path(), help="Inputs for the parity check (data file or annotations.jsonl); "
               "default: a sample of the student's training annotations.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..bounds import option_type
-from ..choices import MIN_STEPS, MODES, NUMERIC, POOLINGS, RATIONALE_DECODERS
+from ..choices import MIN_STEPS, Mode, Numeric, Pooling, RationaleDecoder, values
 from ..distill.model_card import floor_note
 from ..distill.select import SIGNIFICANCE, rows_to_win
 from ..distill.train import TrainConfig
@@ -20,7 +20,7 @@ from ..distill.train import train as run_train
 @click.option("--student", type=click.Path(), help="Base model dir (default: all-MiniLM-L6-v2, 22M). A BERT or MPNet sentence "
               "encoder keeps the mean-pooled and two-tower heads (all-mpnet-base-v2, 110M: bash benchmarks/fetch_mpnet.sh); "
               "a T5/BART dir makes a seq2seq student.")
-@click.option("--mode", type=click.Choice(MODES), default="auto", show_default=True,
+@click.option("--mode", type=click.Choice(values(Mode)), default="auto", show_default=True,
               help="auto: train label-only and every rationale mode on one split; ship label-only unless another beats it on "
               f"validation beyond noise (a paired sign test over the validation rows, p < {SIGNIFICANCE}), else the best "
               f"of those; the rationale modes are trained only where they could win (at least {rows_to_win()} validation "
@@ -82,12 +82,12 @@ from ..distill.train import train as run_train
 @click.option("--rationale-warmup", type=option_type("train", "rationale_warmup", float),
               default=0.25, show_default=True,
               help="Fraction of steps in which the rationale loss trains only its decoder, not the shared encoder.")
-@click.option("--rationale-decoder", type=click.Choice(RATIONALE_DECODERS), default="separate", show_default=True,
+@click.option("--rationale-decoder", type=click.Choice(values(RationaleDecoder)), default="separate", show_default=True,
               help="seq2seq students: 'separate' trains a second decoder for rationales (dropped by strip); 'shared' "
               "is the DSS original, one decoder for both tasks, told apart by a task prefix.")
 @click.option("--decoder-layers", type=option_type("train", "decoder_layers", int), default=2, show_default=True,
               help="Layers of the rationale decoder (and of a bert2bert label decoder), warm-started from the encoder.")
-@click.option("--pooling", type=click.Choice(POOLINGS), default="auto", show_default=True,
+@click.option("--pooling", type=click.Choice(values(Pooling)), default="auto", show_default=True,
               help="What the label head reads: mean = the mean of the token states, cls = BERT's [CLS] state and pooler, "
               "two-tower (multiple choice) = the question and each choice encoded apart, scored by 20 x the cosine of their "
               "mean states, as all-MiniLM-L6-v2 was pretrained; (classification) an input written 'first [SEP] second', "
@@ -96,7 +96,7 @@ from ..distill.train import train as run_train
               "auto: the pooling the base was pretrained with (for all-MiniLM-L6-v2, from its 1_Pooling config: mean, and "
               "two-tower for multiple choice other than a numeric task's expressions; a compressed or trained base keeps "
               "its own); cls for bases that record none.")
-@click.option("--numeric", type=click.Choice(NUMERIC), default="auto", show_default=True,
+@click.option("--numeric", type=click.Choice(values(Numeric)), default="auto", show_default=True,
               help="Numeric tasks (answers such as 42): expressions = an encoder student chooses among every expression of "
               "one operation (+ - * /) on two numbers of the input, a multiple-choice model whose answer is that "
               "expression's value (rows whose answer needs more are skipped); generate = a seq2seq student writes the "

@@ -28,7 +28,7 @@ from ..errors import UserError
 from ..model_dir import load_config, weights_bytes
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
-from ..choices import SMOOTH_ALPHA
+from ..choices import SMOOTH_ALPHA, Quantize, Target, parse
 from .quantize import (FOLD_TOLERANCE, MATMUL_OPS, MUL_KL_GAIN, detect_preset, int8_drift, keep_sensitive_fp32,
                        mul_groups, output_change, output_probs, pick_smoothing, plan_for, quantize, rank_mul_groups,
                        muls_pay, smooth_activations, smoothing_sites)
@@ -41,8 +41,8 @@ FP32_TOLERANCE = 1e-3
 class ExportConfig:
     model: str
     out: str
-    quantize: str = "int8"  # int8 | none
-    target: str = "auto"  # auto | x86 | arm64
+    quantize: Quantize = Quantize.INT8
+    target: Target = Target.AUTO
     parity_data: str | None = None
     calibration_data: str | None = None
     max_length: int | None = None
@@ -56,6 +56,10 @@ class ExportConfig:
     seed: int = 0
     # test hook: called with the staging dir after export, before parity (e.g. to corrupt a weight)
     tamper: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        self.quantize = parse(Quantize, self.quantize, "--quantize")
+        self.target = parse(Target, self.target, "--target")
 
 
 @dataclass

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..atomic import write_json, write_text
+from ..choices import ENCODER_ONLY_MODES
 from ..edge.families import auto_model_class, family_of_task
 from ..model_dir import load_config
 from . import modeling_edgedistill as own_code
@@ -282,8 +283,6 @@ def mode_unavailable(mode: str, family: str, model_type: str) -> str | None:
     """Why a student of this family and base cannot train `mode`, or None where it can: a seq2seq student takes no
     mode that changes the encoder's input; multitask's rationale decoder (below) is a BERT decoder warm-started from
     the encoder's own layers, which an encoder of another layout (MPNet) cannot give it."""
-    from ..choices import ENCODER_ONLY_MODES
-
     if family == "seq2seq" and mode in ENCODER_ONLY_MODES:
         return "needs a classification or multiple-choice student, not a seq2seq one"
     if mode == "multitask" and family != "seq2seq" and model_type != "bert":

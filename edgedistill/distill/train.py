@@ -38,7 +38,7 @@ from ..errors import UserError
 from .progress import TrainingBar
 from .model_card import _teacher, floor_name, floor_warning, model_card
 from ..model_dir import load_config, write_meta
-from ..choices import ENCODER_ONLY_MODES, MIN_STEPS, MODES, POOLINGS, RATIONALE_DECODERS, RATIONALE_MODES  # noqa: F401 (re-exported)
+from ..choices import CANDIDATE_MODES, MIN_STEPS, RATIONALE_MODES, Mode, Numeric, Pooling, RationaleDecoder, parse
 from ..task import TaskSpec, load_task
 from .student import TWO_TOWER, mode_unavailable, pooling_for, save_label_model
 from .train_data import Features, Row, encode_rows, expression_rows, make_collator, training_rows, with_rationale_input
@@ -69,7 +69,7 @@ class TrainConfig:
     annotations: str
     out: str
     student: str | None = None  # base model dir; default: the offline all-MiniLM-L6-v2
-    mode: str = "auto"
+    mode: Mode = Mode.AUTO
     alpha: float = 0.5
     epochs: float = 3.0
     min_steps: int = MIN_STEPS  # more epochs where `epochs` would give fewer optimizer steps (epochs_for); 0: off
@@ -84,7 +84,7 @@ class TrainConfig:
     rationale_fraction: float = 1.0  # keep rationales on this seeded fraction only (experiments)
     max_train: int | None = None
     decoder_layers: int = 2
-    rationale_decoder: str = "separate"  # seq2seq only: "shared" = one decoder for label and rationale (DSS)
+    rationale_decoder: RationaleDecoder = RationaleDecoder.SEPARATE  # seq2seq only; shared: one decoder for both (DSS)
     grad_accum: int = 1
     # Fraction of the training steps during which the rationale loss trains the decoder only; the
     # encoder feels it afterwards (see RationaleWarmup).
@@ -98,18 +98,33 @@ class TrainConfig:
     temperature: float = 2.0  # rationale-teacher: soft labels at this temperature (Hinton et al. 2015)
     hidden_weight: float = 1.0  # rationale-teacher: weight of the [CLS]-state term beside the soft labels
     rationale_dropout: float = 0.5  # rationale-dropout: share of steps a row is seen with its rationale
-    candidates: list[str] | None = None  # auto: the modes to try (default: label-only and every rationale mode)
+    candidates: list[Mode] | None = None  # auto: the modes to try (default: label-only and every rationale mode)
     # Rows whose annotation carries `label_probs` (the teacher's own distribution: logprobs, votes):
     # label loss = (1 - soft_weight) * CE(hard label) + soft_weight * T^2 KL(teacher at T || student at T)
     soft_weight: float = 0.5
     soft_temperature: float = 1.0
     min_confidence: float = 0.0  # drop rows whose teacher gave its label less than this probability
     progress: bool = True  # one progress bar on the terminal (distill/progress.py TrainingBar)
-    # What the label head reads: "mean" (the token states' mean), "cls" (BERT's [CLS] + pooler), or auto: the
+    # What the label head reads: mean (the token states' mean), cls (BERT's [CLS] + pooler), two-tower, or auto: the
     # pooling the base was pretrained with (student.pooling_for). Classification and multiple choice only.
-    pooling: str = "auto"
-    # How a numeric task is answered (choices.NUMERIC): auto, expressions or generate (student.family_for)
-    numeric: str = "auto"
+    pooling: Pooling = Pooling.AUTO
+    numeric: Numeric = Numeric.AUTO  # how a numeric task is answered (student.family_for)
+
+    def __post_init__(self):
+        self.mode = parse(Mode, self.mode, "--mode")
+        self.rationale_decoder = parse(RationaleDecoder, self.rationale_decoder, "--rationale-decoder")
+        self.pooling = parse(Pooling, self.pooling, "--pooling")
+        self.numeric = parse(Numeric, self.numeric, "--numeric")
+        if self.candidates is not None:
+            self.candidates = [_candidate(m) for m in self.candidates]
+
+
+
+def _candidate(mode) -> Mode:
+    """One of auto's --candidates: a mode auto may train (not auto itself, not standard)."""
+    if mode not in CANDIDATE_MODES:
+        raise UserError(f"--candidates: {mode!r}; use modes from {', '.join(CANDIDATE_MODES)}")
+    return Mode(mode)
 
 
 def default_student() -> str:
@@ -151,15 +166,6 @@ def _quiet(*_args, **_kw) -> None:
 
 def _check_config(cfg: TrainConfig) -> None:
     bounds.check_config("train", cfg)  # every number's range, declared once for the flags, pipeline.yaml and here
-    if cfg.mode not in MODES:
-        raise UserError(f"--mode: {cfg.mode!r}; use one of {', '.join(MODES)}")
-    if cfg.rationale_decoder not in RATIONALE_DECODERS:
-        raise UserError(f"--rationale-decoder: {cfg.rationale_decoder!r}; use one of {', '.join(RATIONALE_DECODERS)}")
-    if cfg.pooling not in POOLINGS:
-        raise UserError(f"--pooling: {cfg.pooling!r}; use one of {', '.join(POOLINGS)}")
-    for m in cfg.candidates or []:
-        if m not in MODES or m in ("auto", "standard"):
-            raise UserError(f"--candidates: {m!r}; use modes from {', '.join(x for x in MODES if x not in ('auto', 'standard'))}")
 
 
 @dataclass

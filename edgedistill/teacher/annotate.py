@@ -34,16 +34,17 @@ from ..annotations import Annotation
 from ..edge.arith import same_number
 from ..edge.families import answers_match
 from ..atomic import write_json, write_jsonl
+from ..choices import Calibration, PromptMode, Scoring, parse
 from ..console import progress
 from .cache import Cache
 from .client import ClientConfig, TeacherClient, TeacherError, redact_url
 from .cost import count_tokens, cost_usd, estimate, estimate_extras, price_for
 from ..data import MAX_FIELD_CHARS, Example, load_examples
 from ..errors import UserError
-from .prompts import MODES, SCORING, load_exemplars, option_keys, plan
+from .prompts import load_exemplars, option_keys, plan
 from ..rundir import run_dir_lock
 from ..task import load_task
-from .teacher_signal import (CALIBRATIONS, CONTENT_FREE_INPUTS, SCORE_PARAMS, argmax, calibrate, combine, key_distribution,
+from .teacher_signal import (CONTENT_FREE_INPUTS, SCORE_PARAMS, argmax, calibrate, combine, key_distribution,
                              prior, smoothed, vote_shares)
 
 
@@ -54,7 +55,7 @@ class AnnotateConfig:
     out: str
     model: str = "gpt-4o-mini"
     base_url: str | None = None
-    prompt: str = "zero-shot"
+    prompt: PromptMode = PromptMode.ZERO_SHOT
     exemplars: str | None = None
     rationale_fraction: float = 1.0
     concurrency: int = 8
@@ -71,15 +72,20 @@ class AnnotateConfig:
     price_in: float | None = None
     price_out: float | None = None
     keep_if_agrees: bool = False
-    scoring: str = "letter"  # letter | word | none (numeric tasks: none)
+    scoring: Scoring = Scoring.LETTER  # numeric tasks: none
     score_orders: int = 1  # scoring requests per input, the options rotated by one place each time
-    calibration: str = "batch"  # batch | content-free | none
+    calibration: Calibration = Calibration.BATCH
     votes: int = 1  # answers per input: the greedy one plus votes-1 sampled
     vote_temperature: float = 0.7
     rationalize: bool = True
     # Exit non-zero (the run does not count as done) when more than this share of the rows failed for good (server,
     # network or key trouble: re-running retries them for free); a run with no row ok always fails.
     max_failed: float = 0.1
+
+    def __post_init__(self):
+        self.prompt = parse(PromptMode, self.prompt, "--prompt")
+        self.scoring = parse(Scoring, self.scoring, "--scoring")
+        self.calibration = parse(Calibration, self.calibration, "--calibration")
 
 
 ANSWER_FIRST = ("zero-shot", "label-only")  # prompt modes whose answer line comes before any explanation
@@ -123,13 +129,7 @@ def rationale_subset(ids: list[str], fraction: float, seed: int) -> set[str]:
 
 
 def check_config(cfg: AnnotateConfig, task) -> None:
-    """The choices and the rules between settings (bounds.check_config checks each value's range)."""
-    if cfg.prompt not in MODES:
-        raise UserError(f"--prompt: {cfg.prompt!r} is not a prompt mode; use one of {', '.join(MODES)}")
-    if cfg.scoring not in SCORING:
-        raise UserError(f"--scoring: {cfg.scoring!r}; use one of {', '.join(SCORING)}")
-    if cfg.calibration not in CALIBRATIONS:
-        raise UserError(f"--calibration: {cfg.calibration!r}; use one of {', '.join(CALIBRATIONS)}")
+    """The rules between settings (the dataclass checks the choices, bounds.check_config checks each value's range)."""
     if cfg.votes > 1 and cfg.vote_temperature <= 0:
         raise UserError("--vote-temperature: votes need sampling; give a temperature above 0 (0.7 is usual)")
 
@@ -582,7 +582,7 @@ def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale, example
 def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
     """Estimated tokens and cost of the chosen mode and its alternatives, then of what the chosen
     mode adds (votes, scoring, rationalization); sends nothing."""
-    modes = [cfg.prompt] + [m for m in MODES if m != cfg.prompt and (m != "few-shot-cot" or exemplars)]
+    modes = [cfg.prompt] + [m for m in PromptMode if m != cfg.prompt and (m != "few-shot-cot" or exemplars)]
     rows = [estimate(task, examples, m, cfg.model, exemplars, cfg.rationale_fraction if m == cfg.prompt else 1.0, price)
             for m in modes]
     echo(f"Dry run: {len(examples)} examples, model {cfg.model}, "

@@ -20,13 +20,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..choices import PromptMode, parse
 from ..data import normalize_gold, read_rows
 from ..edge.template import fill_template, template_fields
 from ..errors import UserError, at
 from ..task import CHOICE_LETTERS, TaskSpec
 from .parsing import answer_segment, clean_rationale, parse_answer, why_unparsed
-
-MODES = ("zero-shot", "zero-shot-cot", "few-shot-cot", "label-only")
 
 SYSTEM = "You are a careful expert annotator. Follow the requested output format exactly."
 
@@ -74,8 +73,6 @@ TEMPLATES = {
 _COMMON = {"instruction", "input", "choices", "labels", "first_choice", "last_letter", "answer_format", "trigger"}
 _EXTRA = {"few-shot-cot": {"exemplars"}, "few-shot-cot-exemplar": {"rationale", "answer"}, "score": {"options", "option_kind"},
           "rationalize": {"answer"}}
-
-SCORING = ("letter", "word", "none")  # what the scoring request's first token names: an option's letter, its text
 
 
 def check_overrides(task: TaskSpec) -> None:
@@ -146,9 +143,8 @@ def _answer_text(task: TaskSpec, label: str, choices: list[str] | None) -> str:
 class PromptPlan:
     """The requests for one (task, mode): `messages` builds each stage, `parse` reads the outputs."""
 
-    def __init__(self, task: TaskSpec, mode: str, exemplars: list[dict] | None = None):
-        if mode not in MODES:
-            raise UserError(f"--prompt: {mode!r} is not a prompt mode; use one of {', '.join(MODES)}")
+    def __init__(self, task: TaskSpec, mode: PromptMode | str, exemplars: list[dict] | None = None):
+        mode = parse(PromptMode, mode, "--prompt")
         if mode == "few-shot-cot" and not exemplars:
             raise UserError("--prompt few-shot-cot needs --exemplars FILE (JSONL: the task's fields, answer, rationale)")
         self.task, self.mode, self.exemplars = task, mode, exemplars or []

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-CALIBRATIONS = ("batch", "content-free", "none")
 CONTENT_FREE_INPUTS = ("N/A", "[MASK]", "")  # Zhao et al. 2021: inputs that carry no content
 SCORE_PARAMS = {"temperature": 0.0, "max_tokens": 1, "logprobs": True, "top_logprobs": 20}
 SCORE_WEIGHT = 0.5  # label_probs = w * calibrated scores + (1 - w) * vote shares (measured: teacher_signal.md)
