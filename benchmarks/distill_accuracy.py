@@ -139,8 +139,12 @@ def references(test_anns, task_type: str = "classification") -> dict:
     teacher's own answer, a parse failure counted wrong) on the test sample (pair_probe.py shows them too).
     Numeric answers compare by value; their `one_operation` share is what a ranking student can reach."""
     from edgedistill.edge.arith import to_number
-    from edgedistill.edge.expressions import reachable
+    from edgedistill.edge.expressions import candidates, target
     from edgedistill.edge.families import answers_match
+
+    def reachable(text, answer) -> bool:  # one of the text's one-operation expressions has the answer's value
+        number = to_number(answer)
+        return number is not None and target(candidates(text), number) is not None
 
     value = (lambda a: to_number(a.gold)) if task_type == "numeric" else (lambda a: a.gold)  # noqa: E731
     commonest = collections.Counter(map(value, test_anns)).most_common(1)[0][1] / len(test_anns)

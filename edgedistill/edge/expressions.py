@@ -15,7 +15,7 @@ import itertools
 import operator
 import re
 
-from .arith import same_number, to_number
+from .arith import same_number
 
 # A number as a problem writes it: 84, 3.5, 12,000 in ASCII digits (not the 2 of "mp3" or a part of "1.2.3")
 _NUMBER = re.compile(r"(?<![\w.])[0-9]+(?:,[0-9]{3})*(?:\.[0-9]+)?")
@@ -56,12 +56,6 @@ def target(choices: list[str], answer) -> int | None:
 def _spelling(expr: str) -> str:
     """An expression without spaces, brackets and trailing ".0": "( 84.0 / 2.0 )" -> "84/2"."""
     return re.sub(r"(?<=\d)\.0+\b", "", re.sub(r"[\s()]", "", expr))
-
-
-def reachable(text: str, answer) -> bool:
-    """Whether one of the text's candidates has the value `answer` (the share that are is a task's ceiling)."""
-    number = to_number(answer)  # (not `value`: that is the module's function target() calls)
-    return number is not None and target(candidates(text), number) is not None
 
 
 def value(expr: str) -> float:
