@@ -9,8 +9,9 @@ expressions over each problem's numbers, `train --numeric expressions`):
   rationale-teacher  + soft labels and [CLS] states of an encoder that read input + rationale (KNIFE)
   rationale-dropout  the rationale appended to the input on half of the steps
 and reports `auto` beside them: per size and seed, the candidate `--mode auto` ships (the best on
-validation, label-only unless another beats it beyond noise: select.paired_win). Each mode here is trained with the same seed, split
-and settings that auto gives its candidates, so auto's pick is read off these runs, not retrained.
+validation, label-only unless another beats it beyond noise: select.paired_win). Each mode here is trained with
+the same seed, split and settings that auto gives its candidates, so auto's pick is read off these runs, not
+retrained.
 Every run tests on one fixed test sample; the teacher's own accuracy on that sample is the ceiling,
 always answering the commonest label (chance for multiple choice) the floor.
 
@@ -25,69 +26,96 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import os
 import shutil
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import DSS_DIR, RESULTS, invocation, load_dataset, offline, plan_for, read_json
+
 from edgedistill.choices import MIN_STEPS
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 MODES = ("label-only", "multitask", "rationale-teacher", "rationale-dropout")
 AUTO = "auto"
 AUTO_MAX = "highest val"  # the rule auto had before its paired test: the highest validation accuracy
-# dataset: train split, test rows, max_length, epochs, batch size, lr (pretrained weights).
-# The label head learns at train.HEAD_LR and the encoder's lower layers at lr * train.LAYER_DECAY^depth.
-# The plan's lr is for students with a fresh head; one without (a two-tower multiple-choice student) trains at
-# train's own rate (train.default_rates) unless --lr says otherwise (`takes_plan_rate`; the plan then records lr None).
-PLAN = {"esnli": ("valid", 500, 64, 3, 16, 2e-4), "cqa": ("train", 300, 48, 3, 8, 1e-4), "svamp": ("train", 200, 64, 3, 8, 1e-4)}
-# --sep-pairs: where a dataset's input parts its two texts, rewritten as " [SEP] " (what a two-tower classifier reads)
-PAIR_SPLITS = {"esnli": "\nHypothesis: "}
+# The plans (common.PLAN): the lr is for students with a fresh head; one without (a two-tower multiple-choice
+# student) trains at train's own rate (train.default_rates) unless --lr says otherwise (the plan then records lr None).
 SEEDS = (0, 1, 2)
-COLORS = {"label-only": "#6a9fd4", "multitask": "#2c7a3f", "rationale-teacher": "#d4862c",
-          "rationale-dropout": "#b07cc6", AUTO: "#222", AUTO_MAX: "#888"}
+COLORS = {
+    "label-only": "#6a9fd4",
+    "multitask": "#2c7a3f",
+    "rationale-teacher": "#d4862c",
+    "rationale-dropout": "#b07cc6",
+    AUTO: "#222",
+    AUTO_MAX: "#888",
+}
 
 
-def run_one(dataset, size, mode, seed, work, plan, task, test, min_steps, pooling="auto", layer_decay=None, student=None):
-    from edgedistill.evaluate import predict_labels, score
+def run_one(
+    dataset, size, mode, seed, work, plan, task, test, min_steps, pooling="auto", layer_decay=None, student=None
+):
     from edgedistill.distill.train import TrainConfig, epochs_for, train
-
     from edgedistill.errors import UserError
+    from edgedistill.evaluate import predict_labels, score
 
-    _, _, max_len, epochs, batch, lr = plan
     out = work / f"{dataset}-{size}-{mode}-{seed}"
     start = time.time()
-    cfg = TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(work / f"{dataset}-{size}.jsonl"), out=str(out),
-                      mode=mode, epochs=epochs, min_steps=min_steps, batch_size=batch, max_length=max_len, rationale_max_length=48,
-                      seed=seed, lr=lr, layer_decay=layer_decay, pooling=pooling, student=student, progress=False)
+    cfg = TrainConfig(
+        task=str(work / f"{dataset}.yaml"),
+        annotations=str(work / f"{dataset}-{size}.jsonl"),
+        out=str(out),
+        mode=mode,
+        epochs=plan.epochs,
+        min_steps=min_steps,
+        batch_size=plan.batch_size,
+        max_length=plan.max_length,
+        rationale_max_length=48,
+        seed=seed,
+        lr=plan.lr,
+        layer_decay=layer_decay,
+        pooling=pooling,
+        student=student,
+        progress=False,
+    )
     # the epochs of the first attempt (raised for --min-steps on small sizes; its split leaves 90 % of the rows to
     # train); a run that succeeds records the epochs of the attempt it kept (a retry trains twice the steps)
-    row = {"dataset": dataset, "size": size, "mode": mode, "seed": seed, "epochs": epochs_for(cfg, size - round(0.1 * size)),
-           "min_steps": min_steps, "test_rows": len(test)}
+    row = {
+        "dataset": dataset,
+        "size": size,
+        "mode": mode,
+        "seed": seed,
+        "epochs": epochs_for(cfg, size - round(0.1 * size)),
+        "min_steps": min_steps,
+        "test_rows": len(test),
+    }
     try:
         s = train(cfg, echo=lambda *_: None)
     except UserError as e:  # every attempt ended at the floor: recorded as a failed run, never scored
-        return {**row, "accuracy": None, "val_accuracy": None, "failed": str(e), "seconds": round(time.time() - start, 1)}
+        return {
+            **row,
+            "accuracy": None,
+            "val_accuracy": None,
+            "failed": str(e),
+            "seconds": round(time.time() - start, 1),
+        }
     r = score(task, test, predict_labels(out, task, test))
     shutil.rmtree(out, ignore_errors=True)
-    return {**row, "epochs": s["epochs"], "accuracy": r["accuracy"], "val_accuracy": s["val_accuracy"], "val_correct": s["val_correct"], "val_rows": s["val_examples"],
-            "train_rows": s["train_examples"], "with_rationale": s["rows"]["with_rationale"], "attempts": s["attempts"], "pooling": s.get("pooling"),
-            "val_by_epoch": val_by_epoch(s["history"]), "train_loss": s["train_loss"], "seconds": round(time.time() - start, 1)}
-
-
-def takes_plan_rate(dataset: str, pooling: str, student: str | None = None) -> bool:
-    """Whether this dataset's student under --pooling trains at the plan's rate: one with a fresh head does (train.fresh_head
-    decides; a two-tower multiple-choice student has none and takes train's own)."""
-    from edgedistill.distill import train
-    from edgedistill.teacher.dss import task_for
-
-    return train.fresh_head(*train.student_head(task_for(dataset).type, student or train.default_student(), pooling=pooling))
+    return {
+        **row,
+        "epochs": s["epochs"],
+        "accuracy": r["accuracy"],
+        "val_accuracy": s["val_accuracy"],
+        "val_correct": s["val_correct"],
+        "val_rows": s["val_examples"],
+        "train_rows": s["train_examples"],
+        "with_rationale": s["rows"]["with_rationale"],
+        "attempts": s["attempts"],
+        "pooling": s.get("pooling"),
+        "val_by_epoch": val_by_epoch(s["history"]),
+        "train_loss": s["train_loss"],
+        "seconds": round(time.time() - start, 1),
+    }
 
 
 def val_by_epoch(history: list) -> list:
@@ -96,159 +124,172 @@ def val_by_epoch(history: list) -> list:
     return [round(h["eval_accuracy"], 4) for h in history if "eval_accuracy" in h]
 
 
-def samples(dataset, plan, dss_dir):
-    """(task, the training annotations in run order, the fixed test annotations): a size's training
-    rows are the first that many, so each size holds the smaller ones (pair_probe.py reads the same)."""
-    import random
-
-    from edgedistill.teacher.dss import load_dss
-
-    split, n_test, *_ = plan
-    task, anns = load_dss(dataset, split, dss_dir)
-    random.Random(0).shuffle(anns)
-    _, test_anns = load_dss(dataset, "test", dss_dir)
-    random.Random(1).shuffle(test_anns)
-    return task, anns, test_anns[:n_test]
-
-
-def load_dataset(dataset, plan, dss_dir, work, sizes, sep_pairs=False):
-    """Write the training subsets and the task to `work`; return the task, the test sample and its references.
-    sep_pairs: every input's two texts parted by [SEP] (`PAIR_SPLITS`), training and test rows alike."""
-    from edgedistill.atomic import write_jsonl
-    from edgedistill.data import Example
-    from edgedistill.teacher.dss import agreement
-
-    task, anns, test_anns = samples(dataset, plan, dss_dir)
-    if sep_pairs:
-        if dataset not in PAIR_SPLITS:
-            raise SystemExit(f"--sep-pairs: {dataset}'s inputs are not text pairs; it is for {', '.join(PAIR_SPLITS)}")
-        for a in anns + test_anns:
-            first, second = a.input.split(PAIR_SPLITS[dataset], 1)
-            a.input = f"{first} [SEP] {PAIR_SPLITS[dataset].strip()} {second}"
-    task.save(work / f"{dataset}.yaml")
-    if max(sizes) > len(anns):
-        raise SystemExit(f"--sizes: {dataset} {plan[0]} has {len(anns)} rows, fewer than {max(sizes)}")
-    for size in sizes:
-        write_jsonl(work / f"{dataset}-{size}.jsonl", [a.to_json() for a in anns[:size]])
-    test = [Example(id=a.id, input=a.input, choices=a.choices, gold=a.gold) for a in test_anns]
-    return task, test, {**references(test_anns, task.type), "teacher_parsed": agreement(task, test_anns)}
-
-
-def references(test_anns, task_type: str = "classification") -> dict:
-    """The floor (always the commonest gold answer; chance for multiple choice) and the ceiling (the
-    teacher's own answer, a parse failure counted wrong) on the test sample (pair_probe.py shows them too).
-    Numeric answers compare by value; their `one_operation` share is what a ranking student can reach."""
-    from edgedistill.edge.arith import to_number
-    from edgedistill.edge.expressions import candidates, target
-    from edgedistill.edge.families import answers_match
-
-    def reachable(text, answer) -> bool:  # one of the text's one-operation expressions has the answer's value
-        number = to_number(answer)
-        return number is not None and target(candidates(text), number) is not None
-
-    value = (lambda a: to_number(a.gold)) if task_type == "numeric" else (lambda a: a.gold)  # noqa: E731
-    commonest = collections.Counter(map(value, test_anns)).most_common(1)[0][1] / len(test_anns)
-    floor = 1 / len(test_anns[0].choices) if test_anns[0].choices else commonest
-    out = {"floor": floor, "teacher": sum(a.status == "ok" and answers_match(task_type, a.label, a.gold) for a in test_anns) / len(test_anns)}
-    if task_type == "numeric":
-        out["one_operation"] = sum(reachable(a.input, a.gold) for a in test_anns) / len(test_anns)
-    return out
-
-
 def main():
-    from edgedistill.choices import POOLINGS
+    from edgedistill.choices import Pooling, values
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dss-dir", default=str(HERE.parent.parent / "shared" / "datasets" / "dss"))
+    ap.add_argument("--dss-dir", default=str(DSS_DIR))
     ap.add_argument("--datasets", default="esnli")
-    ap.add_argument("--sizes", default="200,700,2000", help="training rows per run (10 %% of them validate), comma-separated")
+    ap.add_argument(
+        "--sizes", default="200,700,2000", help="training rows per run (10 %% of them validate), comma-separated"
+    )
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--epochs", type=int, help="train every run for this many epochs instead of the plan's (a recipe probe: "
-                    "give it its own --out, as one results file holds one plan)")
-    ap.add_argument("--batch-size", type=int, help="train every run with this many rows a batch instead of the plan's (a two-tower "
-                    "multiple-choice student ranks each answer among every choice in the batch; a recipe probe: its own --out)")
-    ap.add_argument("--pooling", default="auto", choices=POOLINGS, help="train --pooling for every run (auto: the base's, mean for all-MiniLM-L6-v2); "
-                    "another is a recipe probe: give it its own --out")
-    ap.add_argument("--lr", type=float, help="the encoder's top-layer learning rate for every run instead of the plan's, or of "
-                    "train's own for a two-tower multiple-choice student (a recipe probe: give it its own --out)")
-    ap.add_argument("--layer-decay", type=float, help="each encoder layer below the top learns at this times the one above "
-                    "(1.0: one flat rate; default train.LAYER_DECAY; a recipe probe: give it its own --out)")
-    ap.add_argument("--sep-pairs", action="store_true", help="e-SNLI: write each input 'Premise: ... [SEP] Hypothesis: ...', "
-                    "the two texts a --pooling two-tower classifier reads apart (give its joint-head baseline the flag too; its own --out)")
-    ap.add_argument("--student", help="train --student for every run: the base model dir (default all-MiniLM-L6-v2; "
-                    "benchmarks/fetch_mpnet.sh gets all-mpnet-base-v2; another base: its own --out)")
-    ap.add_argument("--min-steps", type=int, default=MIN_STEPS, help="train --min-steps: small sizes train more epochs, up to this "
-                    "many optimizer steps (0: the plan's epochs at every size, the curves' recipe before this default)")
+    ap.add_argument(
+        "--epochs",
+        type=int,
+        help="train every run for this many epochs instead of the plan's (a recipe probe: "
+        "give it its own --out, as one results file holds one plan)",
+    )
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        help="train every run with this many rows a batch instead of the plan's (a two-tower "
+        "multiple-choice student ranks each answer among every choice in the batch; a recipe probe: its own --out)",
+    )
+    ap.add_argument(
+        "--pooling",
+        default="auto",
+        choices=values(Pooling),
+        help="train --pooling for every run (auto: the base's, mean for all-MiniLM-L6-v2); "
+        "another is a recipe probe: give it its own --out",
+    )
+    ap.add_argument(
+        "--lr",
+        type=float,
+        help="the encoder's top-layer learning rate for every run instead of the plan's, or of "
+        "train's own for a two-tower multiple-choice student (a recipe probe: give it its own --out)",
+    )
+    ap.add_argument(
+        "--layer-decay",
+        type=float,
+        help="each encoder layer below the top learns at this times the one above "
+        "(1.0: one flat rate; default train.LAYER_DECAY; a recipe probe: give it its own --out)",
+    )
+    ap.add_argument(
+        "--sep-pairs",
+        action="store_true",
+        help="e-SNLI: write each input 'Premise: ... [SEP] Hypothesis: ...', "
+        "the two texts a --pooling two-tower classifier reads apart (give its joint-head baseline the flag too; its "
+        "own --out)",
+    )
+    ap.add_argument(
+        "--student",
+        help="train --student for every run: the base model dir (default all-MiniLM-L6-v2; "
+        "benchmarks/fetch_mpnet.sh gets all-mpnet-base-v2; another base: its own --out)",
+    )
+    ap.add_argument(
+        "--min-steps",
+        type=int,
+        default=MIN_STEPS,
+        help="train --min-steps: small sizes train more epochs, up to this "
+        "many optimizer steps (0: the plan's epochs at every size, the curves' recipe before this default)",
+    )
     ap.add_argument("--quick", action="store_true", help="one seed, tiny sizes, 1 epoch, 40 test rows: a smoke test")
     ap.add_argument("--out", default=str(RESULTS / "distill_accuracy.json"))
-    ap.add_argument("--merge", nargs="+", metavar="JSON", help="train nothing: add the runs of these results files (another "
-                    "session's or machine's --out) to --out and rebuild the report")
+    ap.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="JSON",
+        help="train nothing: add the runs of these results files (another "
+        "session's or machine's --out) to --out and rebuild the report",
+    )
     args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline()
     from edgedistill.atomic import write_json
-    from edgedistill.machine import machine_record
 
     if args.merge:
         return merge_results(Path(args.out), [Path(p) for p in args.merge])
-    import torch  # only for the threads the runs use; --merge trains nothing
 
     sizes = [int(x) for x in args.sizes.split(",")]
     seeds = [int(x) for x in args.seeds.split(",")]
     modes = args.modes.split(",")
-    plans = {d: PLAN[d] for d in args.datasets.split(",")}
-    if args.epochs:
-        plans = {d: (*p[:3], args.epochs, *p[4:]) for d, p in plans.items()}
-    if args.batch_size:
-        plans = {d: (*p[:4], args.batch_size, p[5]) for d, p in plans.items()}
-    if args.lr:
-        plans = {d: (*p[:5], args.lr) for d, p in plans.items()}
-    else:
-        plans = {d: p if takes_plan_rate(d, args.pooling, args.student) else (*p[:5], None) for d, p in plans.items()}
+    plans = {d: plan_for(d, args.pooling, args.student) for d in args.datasets.split(",")}
+    for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr)):
+        if value:
+            plans = {d: p._replace(**{key: value}) for d, p in plans.items()}
     if args.quick:
         sizes, seeds, args.min_steps = [60, 120], seeds[:1], 0
-        plans = {d: (p[0], 40, p[2], 1, p[4], p[5]) for d, p in plans.items()}
+        plans = {d: p._replace(test_rows=40, epochs=1) for d, p in plans.items()}
     out = Path(args.out)
-    state = json.loads(out.read_text()) if out.exists() else {}
-    for d, p in plans.items():  # one results file, one recipe (plans written before --pooling / --layer-decay: their defaults)
+    state = read_json(out)
+    for (
+        d,
+        p,
+    ) in plans.items():  # one results file, one recipe (plans written before --pooling / --layer-decay: their defaults)
         kept = state.get("plan", {}).get(d)
-        for key, mine in (("epochs", p[3]), ("batch_size", p[4]), ("lr", p[5]), ("pooling", args.pooling), ("layer_decay", args.layer_decay),
-                          ("sep_pairs", args.sep_pairs), ("student", args.student), ("min_steps", args.min_steps)):
+        for key, mine in (
+            ("epochs", p.epochs),
+            ("batch_size", p.batch_size),
+            ("lr", p.lr),
+            ("pooling", args.pooling),
+            ("layer_decay", args.layer_decay),
+            ("sep_pairs", args.sep_pairs),
+            ("student", args.student),
+            ("min_steps", args.min_steps),
+        ):
             theirs = kept and kept.get(key, {"pooling": "auto", "sep_pairs": False, "min_steps": 0}.get(key))
             if kept and theirs != mine:
-                raise SystemExit(f"{out} holds {d} runs with {key} {theirs}, and this run has {key} {mine}: one results file holds one "
-                                 "recipe. Give this run its own --out.")
+                raise SystemExit(
+                    f"{out} holds {d} runs with {key} {theirs}, and this run has {key} {mine}: one results file holds "
+                    "one "
+                    "recipe. Give this run its own --out."
+                )
     runs = state.get("runs", [])
     done = {(r["dataset"], r["size"], r["mode"], r["seed"]) for r in runs}
-    command = "python " + shlex.join(["benchmarks/distill_accuracy.py"] + sys.argv[1:])
-    invocation = {"command": command, "machine": machine_record(threads=[torch.get_num_threads()]), "started": time.strftime("%Y-%m-%d %H:%M")}
+    this_run = invocation(__file__)
     meta = {k: state.get(k, {}) for k in ("plan", "reference")}
-    meta["invocations"] = state.get("invocations", []) + [invocation]
+    meta["invocations"] = state.get("invocations", []) + [this_run]
     work = Path(tempfile.mkdtemp(prefix="distill-acc-"))
     tasks, tests = {}, {}
     todo = [(d, n, m, s) for d in plans for n in sizes for s in seeds for m in modes if (d, n, m, s) not in done]
     began = time.time()
     for dataset, plan in plans.items():
-        tasks[dataset], tests[dataset], meta["reference"][dataset] = load_dataset(dataset, plan, args.dss_dir, work, sizes, args.sep_pairs)
-        meta["plan"][dataset] = dict(zip(("train_split", "test_rows", "max_length", "epochs", "batch_size", "lr"), plan),
-                                     min_steps=args.min_steps, pooling=args.pooling, layer_decay=args.layer_decay, sep_pairs=args.sep_pairs,
-                                     student=args.student)
+        tasks[dataset], tests[dataset], meta["reference"][dataset] = load_dataset(
+            dataset, plan, args.dss_dir, work, sizes, args.sep_pairs
+        )
+        meta["plan"][dataset] = dict(
+            plan._asdict(),
+            min_steps=args.min_steps,
+            pooling=args.pooling,
+            layer_decay=args.layer_decay,
+            sep_pairs=args.sep_pairs,
+            student=args.student,
+        )
     for i, (dataset, size, mode, seed) in enumerate(todo, 1):
-        r = run_one(dataset, size, mode, seed, work, plans[dataset], tasks[dataset], tests[dataset], args.min_steps, args.pooling,
-                    args.layer_decay, args.student)
+        r = run_one(
+            dataset,
+            size,
+            mode,
+            seed,
+            work,
+            plans[dataset],
+            tasks[dataset],
+            tests[dataset],
+            args.min_steps,
+            args.pooling,
+            args.layer_decay,
+            args.student,
+        )
         runs.append(r)
         write_json(out, {**meta, "runs": runs})
         eta = (time.time() - began) / i * (len(todo) - i)
-        result = "FAILED (every attempt at the floor)" if r["accuracy"] is None else \
-            f"test {100 * r['accuracy']:.1f} %  val {100 * r['val_accuracy']:.1f} %"
-        print(f"[{i}/{len(todo)}] {dataset} {size:>5} rows  {mode:17} seed {seed}: {result}  "
-              f"({r['seconds']:.0f} s; about {eta / 60:.0f} min left)", flush=True)
-    invocation["wall_s"] = round(time.time() - began)
+        result = (
+            "FAILED (every attempt at the floor)"
+            if r["accuracy"] is None
+            else f"test {100 * r['accuracy']:.1f} %  val {100 * r['val_accuracy']:.1f} %"
+        )
+        print(
+            f"[{i}/{len(todo)}] {dataset} {size:>5} rows  {mode:17} seed {seed}: {result}  "
+            f"({r['seconds']:.0f} s; about {eta / 60:.0f} min left)",
+            flush=True,
+        )
+    this_run["wall_s"] = round(time.time() - began)
     write_json(out, {**meta, "runs": runs})
     res = {**meta, "runs": runs, "summary": summarize(runs)}
     write_json(out, res)
     write_report(out, res)
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')} ({invocation['wall_s'] / 60:.0f} min)")
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')} ({this_run['wall_s'] / 60:.0f} min)")
 
 
 def run_key(r: dict) -> tuple:
@@ -260,9 +301,9 @@ def merge_results(out: Path, others: list[Path]) -> None:
     is replaced (a re-run), saying so and whether its test accuracy changed."""
     from edgedistill.atomic import write_json
 
-    res = json.loads(out.read_text()) if out.exists() else {"plan": {}, "reference": {}, "invocations": [], "runs": []}
+    res = read_json(out, {"plan": {}, "reference": {}, "invocations": [], "runs": []})
     for path in others:
-        other = json.loads(path.read_text())
+        other = read_json(path)
         for key in ("plan", "reference"):
             for d, v in other.get(key, {}).items():
                 res[key].setdefault(d, v)
@@ -273,8 +314,10 @@ def merge_results(out: Path, others: list[Path]) -> None:
         incoming = {run_key(r): r for r in other["runs"]}
         changed = [k for k in incoming if k in old and old[k]["accuracy"] != incoming[k]["accuracy"]]
         res["runs"] = [r for r in res["runs"] if run_key(r) not in incoming] + list(incoming.values())
-        print(f"{path}: {sum(k not in old for k in incoming)} new runs, {sum(k in old for k in incoming)} replaced"
-              + (f"; test accuracy changed in {len(changed)}: " + ", ".join(map(str, changed)) if changed else ""))
+        print(
+            f"{path}: {sum(k not in old for k in incoming)} new runs, {sum(k in old for k in incoming)} replaced"
+            + (f"; test accuracy changed in {len(changed)}: " + ", ".join(map(str, changed)) if changed else "")
+        )
     res["summary"] = summarize(res["runs"])
     write_json(out, res)
     write_report(out, res)
@@ -282,6 +325,7 @@ def merge_results(out: Path, others: list[Path]) -> None:
 
 
 # ---------------------------------------------------------------- summarising
+
 
 def auto_runs(runs, significance=None, name=AUTO):
     """What `--mode auto` ships for each (dataset, size, seed) that has every candidate: select.py's rule,
@@ -296,9 +340,13 @@ def auto_runs(runs, significance=None, name=AUTO):
             by[(r["dataset"], r["size"], r["seed"])][r["mode"]] = r
     out = []
     for (d, n, seed), cands in by.items():
-        if len(cands) < len(MODES) or any(c.get("val_correct") is None and c["accuracy"] is not None for c in cands.values()):
+        if len(cands) < len(MODES) or any(
+            c.get("val_correct") is None and c["accuracy"] is not None for c in cands.values()
+        ):
             continue
-        best = best_candidate([dict(cands[m]) for m in MODES], SIGNIFICANCE if significance is None else significance)  # label-only first, as auto trains them
+        best = best_candidate(
+            [dict(cands[m]) for m in MODES], SIGNIFICANCE if significance is None else significance
+        )  # label-only first, as auto trains them
         if best is None:
             continue
         out.append({**best, "mode": name, "picked": best["mode"], "seconds": sum(c["seconds"] for c in cands.values())})
@@ -306,7 +354,8 @@ def auto_runs(runs, significance=None, name=AUTO):
 
 
 def auto_missing(runs, dataset) -> list[int]:
-    """Sizes of `dataset` with every candidate run for some seed but no auto: runs without per-row validation results."""
+    """Sizes of `dataset` with every candidate run for some seed but no auto: runs without per-row validation
+    results."""
     have = {(r["size"], r["seed"]) for r in auto_runs(runs) if r["dataset"] == dataset}
     full = collections.Counter((r["size"], r["seed"]) for r in runs if r["dataset"] == dataset and r["mode"] in MODES)
     return sorted({n for (n, seed), c in full.items() if c == len(MODES) and (n, seed) not in have})
@@ -319,8 +368,11 @@ def summarize(runs):
             acc[(r["dataset"], r["size"], r["mode"])].append(r["accuracy"])
     out = {}
     for (d, n, m), v in acc.items():
-        out.setdefault(d, {}).setdefault(str(n), {})[m] = {"mean": statistics.mean(v), "sd": statistics.stdev(v) if len(v) > 1 else 0.0,
-                                                            "n": len(v)}
+        out.setdefault(d, {}).setdefault(str(n), {})[m] = {
+            "mean": statistics.mean(v),
+            "sd": statistics.stdev(v) if len(v) > 1 else 0.0,
+            "n": len(v),
+        }
     return out
 
 
@@ -337,8 +389,9 @@ def _rate(p: dict, runs: list) -> str:
     two_tower = any(r.get("pooling") == TWO_TOWER for r in runs)
     lr = p["lr"] if p["lr"] is not None else TWO_TOWER_LR
     decay = p.get("layer_decay") or (TWO_TOWER_LAYER_DECAY if two_tower else LAYER_DECAY)
-    return (f"lr {lr:g} at the encoder's top layer ({decay:g} per layer below)"
-            + ("" if two_tower else f", label head {HEAD_LR:g}"))
+    return f"lr {lr:g} at the encoder's top layer ({decay:g} per layer below)" + (
+        "" if two_tower else f", label head {HEAD_LR:g}"
+    )
 
 
 def _student_name(plan: dict) -> str:
@@ -350,29 +403,64 @@ def _student_name(plan: dict) -> str:
 def write_report(out: Path, res: dict):
     from edgedistill.atomic import write_text
 
-    lines = ["# Distillation accuracy: do the teacher's rationales make a better student?", "",
-             f"Learning curves of the {_student_name(res['plan'])} student distilled from PaLM-540B's few-shot chain-of-thought "
-             "outputs (the Distilling Step-by-Step release), one curve per mode, three seeds per point. Produced by:", ""]
+    lines = [
+        "# Distillation accuracy: do the teacher's rationales make a better student?",
+        "",
+        f"Learning curves of the {_student_name(res['plan'])} student distilled from PaLM-540B's few-shot "
+        "chain-of-thought "
+        "outputs (the Distilling Step-by-Step release), one curve per mode, three seeds per point. Produced by:",
+        "",
+    ]
     for inv in res["invocations"]:
         m = inv["machine"]
-        lines.append(f"- `{inv['command']}` on {m['cpu_model']} ({m['usable_cpus']} CPUs), torch {m['versions'].get('torch')}, "
-                     f"transformers {m['versions'].get('transformers')}, {inv['started']}"
-                     + (f", wall time {inv['wall_s'] / 60:.0f} min" if inv.get("wall_s") is not None else ", interrupted"))
-    lines += ["", "Settings: " + "; ".join(
-        f"{d}: max_length {p['max_length']}, {p['epochs']} epochs" + (f" (more where needed for {p['min_steps']} optimizer steps)" if p.get("min_steps") else "") + ", "
-        f"batch {p['batch_size']}, {_rate(p, [r for r in res['runs'] if r['dataset'] == d])}, {p['test_rows']} fixed test rows from `test`, training rows from "
-        f"`{p['train_split']}` (nested subsets: each size holds the smaller ones)" for d, p in res["plan"].items())
-              + ". Label head: " + _poolings(res["runs"]) + ". Checkpoints: best epoch on 10 % of the training rows (teacher labels, never test). `auto` is the candidate "
-              "`--mode auto` ships for that seed: label-only unless another beats it on validation beyond noise (a one-sided paired sign test on the rows where exactly one of the two is right, p < 0.05). `highest val`: the candidate with the highest validation accuracy, "
-              "auto's rule before that test (label-only on a tie), read off the same runs.", ""]
+        lines.append(
+            f"- `{inv['command']}` on {m['cpu_model']} ({m['usable_cpus']} CPUs), torch {m['versions'].get('torch')}, "
+            f"transformers {m['versions'].get('transformers')}, {inv['started']}"
+            + (f", wall time {inv['wall_s'] / 60:.0f} min" if inv.get("wall_s") is not None else ", interrupted")
+        )
+    lines += [
+        "",
+        "Settings: "
+        + "; ".join(
+            f"{d}: max_length {p['max_length']}, {p['epochs']} epochs"
+            + (f" (more where needed for {p['min_steps']} optimizer steps)" if p.get("min_steps") else "")
+            + ", "
+            f"batch {p['batch_size']}, {_rate(p, [r for r in res['runs'] if r['dataset'] == d])}, {p['test_rows']} "
+            "fixed test rows from `test`, training rows from "
+            f"`{p['train_split']}` (nested subsets: each size holds the smaller ones)"
+            for d, p in res["plan"].items()
+        )
+        + ". Label head: "
+        + _poolings(res["runs"])
+        + ". Checkpoints: best epoch on 10 % of the training rows (teacher labels, never test). `auto` is the "
+        "candidate "
+        "`--mode auto` ships for that seed: label-only unless another beats it on validation beyond noise (a one-sided "
+        "paired sign test on the rows where exactly one of the two is right, p < 0.05). `highest val`: the candidate "
+        "with the highest validation accuracy, "
+        "auto's rule before that test (label-only on a tie), read off the same runs.",
+        "",
+    ]
     for d, by_size in res["summary"].items():
         ref = res["reference"][d]
         modes = [m for m in (*MODES, AUTO, AUTO_MAX) if any(m in v for v in by_size.values())]
-        lines += [f"## {d}", "", f"Test accuracy (%), mean ± sd over seeds. Teacher (PaLM-540B) on the same {res['plan'][d]['test_rows']} "
-                  f"test rows: **{100 * ref['teacher']:.1f} %**; floor (commonest answer / chance): {100 * ref['floor']:.1f} %"
-                  + (f"; answers that are one operation on two numbers of the problem, the most a ranking student can get right: "
-                     f"{100 * ref['one_operation']:.1f} %" if "one_operation" in ref else "") + ".", "",
-                  "| training rows | " + " | ".join(modes) + " |", "|---:|" + "---|" * len(modes)]
+        lines += [
+            f"## {d}",
+            "",
+            f"Test accuracy (%), mean ± sd over seeds. Teacher (PaLM-540B) on the same {res['plan'][d]['test_rows']} "
+            f"test rows: **{100 * ref['teacher']:.1f} %**; floor (commonest answer / chance): {100 * ref['floor']:.1f} "
+            "%"
+            + (
+                "; answers that are one operation on two numbers of the problem, the most a ranking student can get "
+                "right: "
+                f"{100 * ref['one_operation']:.1f} %"
+                if "one_operation" in ref
+                else ""
+            )
+            + ".",
+            "",
+            "| training rows | " + " | ".join(modes) + " |",
+            "|---:|" + "---|" * len(modes),
+        ]
         for n in sorted(by_size, key=int):
             cells = [_cell(by_size[n][m]) if m in by_size[n] else "–" for m in modes]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
@@ -388,9 +476,15 @@ def write_report(out: Path, res: dict):
 def _poolings(runs) -> str:
     """What the runs' label heads read (train --pooling; runs from before it was recorded read [CLS])."""
     seen = {r.get("pooling") or "cls" for r in runs if r.get("accuracy") is not None}
-    names = {"mean": "the mean token state (`--pooling auto` for all-MiniLM-L6-v2)", "cls": "[CLS] through BERT's pooler",
-             "two-tower": "20 x the cosine of the question's and each choice's mean states, encoded apart (`--pooling two-tower`)"}
-    return " and ".join(names.get(p, f"`--pooling {p}`") for p in sorted(seen)) + (" (mixed: see the notes)" if len(seen) > 1 else "")
+    names = {
+        "mean": "the mean token state (`--pooling auto` for all-MiniLM-L6-v2)",
+        "cls": "[CLS] through BERT's pooler",
+        "two-tower": "20 x the cosine of the question's and each choice's mean states, encoded apart "
+        "(`--pooling two-tower`)",
+    }
+    return " and ".join(names.get(p, f"`--pooling {p}`") for p in sorted(seen)) + (
+        " (mixed: see the notes)" if len(seen) > 1 else ""
+    )
 
 
 def _cell(s: dict) -> str:
@@ -399,7 +493,8 @@ def _cell(s: dict) -> str:
 
 
 def verdicts(d, by_size, res) -> list[str]:
-    """Per size: the best rationale mode against label-only, in units of seed noise; auto against label-only; failures."""
+    """Per size: the best rationale mode against label-only, in units of seed noise; auto against label-only;
+    failures."""
     out = []
     for n in sorted(by_size, key=int):
         by = by_size[n]
@@ -409,34 +504,65 @@ def verdicts(d, by_size, res) -> list[str]:
         rat = [m for m in MODES[1:] if m in by]
         tried = collections.Counter(r["mode"] for r in res["runs"] if r["dataset"] == d and str(r["size"]) == n)
         if not rat:
-            out.append(f"- {n} rows: label-only {_cell(lo)} %, {100 * (lo['mean'] - res['reference'][d]['floor']):+.1f} pt over the floor"
-                       "; the rationale modes are not run at this size.")
+            out.append(
+                f"- {n} rows: label-only {_cell(lo)} %, {100 * (lo['mean'] - res['reference'][d]['floor']):+.1f} pt "
+                "over the floor"
+                "; the rationale modes are not run at this size."
+            )
         elif min(tried[m] for m in ["label-only", *rat]) < len(SEEDS):
-            out.append(f"- {n} rows: fewer than {len(SEEDS)} seeds run so far (" + ", ".join(f"{m} {tried[m]}" for m in ["label-only", *rat])
-                       + "): no verdict yet.")
+            out.append(
+                f"- {n} rows: fewer than {len(SEEDS)} seeds run so far ("
+                + ", ".join(f"{m} {tried[m]}" for m in ["label-only", *rat])
+                + "): no verdict yet."
+            )
         else:
             best = max(rat, key=lambda m: by[m]["mean"])
             diff, noise = 100 * (by[best]["mean"] - lo["mean"]), 100 * max(by[best]["sd"], lo["sd"])
             word = "beats" if diff > noise else "trails" if diff < -noise else "is within seed noise of"
-            out.append(f"- {n} rows: the best rationale mode, {best}, {word} label-only ({diff:+.1f} pt; larger sd {noise:.1f} pt)"
-                       + (f"; auto {100 * (by[AUTO]['mean'] - lo['mean']):+.1f} pt vs label-only" if AUTO in by else "")
-                       + (f" (the highest-validation pick {100 * (by[AUTO_MAX]['mean'] - lo['mean']):+.1f})" if AUTO_MAX in by else "") + ".")
+            out.append(
+                f"- {n} rows: the best rationale mode, {best}, {word} label-only ({diff:+.1f} pt; larger sd "
+                f"{noise:.1f} pt)"
+                + (f"; auto {100 * (by[AUTO]['mean'] - lo['mean']):+.1f} pt vs label-only" if AUTO in by else "")
+                + (
+                    f" (the highest-validation pick {100 * (by[AUTO_MAX]['mean'] - lo['mean']):+.1f})"
+                    if AUTO_MAX in by
+                    else ""
+                )
+                + "."
+            )
     missing = auto_missing(res["runs"], d)
     if missing:
-        out.append(f"- auto is not given at {', '.join(map(str, missing))} rows: those runs predate the per-row validation results "
-                   "that auto's paired rule compares (re-run them to add it).")
+        out.append(
+            f"- auto is not given at {', '.join(map(str, missing))} rows: those runs predate the per-row validation "
+            "results "
+            "that auto's paired rule compares (re-run them to add it)."
+        )
     picks = collections.Counter((r["size"], r["picked"]) for r in auto_runs(res["runs"]) if r["dataset"] == d)
     if picks:
-        out.append("- auto picked: " + "; ".join(f"{n} rows: " + ", ".join(f"{m} ×{c}" for (s, m), c in sorted(picks.items()) if s == n)
-                                              for n in sorted({s for s, _ in picks})) + ".")
+        out.append(
+            "- auto picked: "
+            + "; ".join(
+                f"{n} rows: " + ", ".join(f"{m} ×{c}" for (s, m), c in sorted(picks.items()) if s == n)
+                for n in sorted({s for s, _ in picks})
+            )
+            + "."
+        )
     failed = [r for r in res["runs"] if r["dataset"] == d and at_floor(r, res)]
     retried = [r for r in res["runs"] if r["dataset"] == d and len(r.get("attempts", [])) > 1]
     refused = [r for r in res["runs"] if r["dataset"] == d and r.get("failed")]
-    out.append("- Runs at or below the floor: " + (", ".join(f"{r['size']} {r['mode']} seed {r['seed']} ({100 * r['accuracy']:.1f} %)"
-                                                          for r in failed) or "none") + ". Runs retrained after ending at the "
-               "floor on validation: " + (", ".join(f"{r['size']} {r['mode']} seed {r['seed']}" for r in retried) or "none")
-               + ". Runs refused (every attempt at the floor; no student written, left out of the means): "
-               + (", ".join(f"{r['size']} {r['mode']} seed {r['seed']}" for r in refused) or "none") + ".")
+    out.append(
+        "- Runs at or below the floor: "
+        + (
+            ", ".join(f"{r['size']} {r['mode']} seed {r['seed']} ({100 * r['accuracy']:.1f} %)" for r in failed)
+            or "none"
+        )
+        + ". Runs retrained after ending at the "
+        "floor on validation: "
+        + (", ".join(f"{r['size']} {r['mode']} seed {r['seed']}" for r in retried) or "none")
+        + ". Runs refused (every attempt at the floor; no student written, left out of the means): "
+        + (", ".join(f"{r['size']} {r['mode']} seed {r['seed']}" for r in refused) or "none")
+        + "."
+    )
     return out
 
 
@@ -457,13 +583,28 @@ def plot(res, path):
             if not pts:
                 continue
             x = [p[0] for p in pts]
-            ax.errorbar(x, [100 * p[1]["mean"] for p in pts], yerr=[100 * p[1]["sd"] for p in pts], marker="o", capsize=3,
-                        color=COLORS[m], label=m, linestyle={AUTO: "--", AUTO_MAX: ":"}.get(m, "-"), linewidth=2.2 if m == AUTO else 1.4)
+            ax.errorbar(
+                x,
+                [100 * p[1]["mean"] for p in pts],
+                yerr=[100 * p[1]["sd"] for p in pts],
+                marker="o",
+                capsize=3,
+                color=COLORS[m],
+                label=m,
+                linestyle={AUTO: "--", AUTO_MAX: ":"}.get(m, "-"),
+                linewidth=2.2 if m == AUTO else 1.4,
+            )
         ref = res["reference"][d]
         ax.axhline(100 * ref["teacher"], color="#c33", linewidth=1, label="teacher (PaLM-540B)")
         ax.axhline(100 * ref["floor"], color="#999", linewidth=1, linestyle=":", label="commonest answer / chance")
         if "one_operation" in ref:  # numeric: what a student that ranks one-operation expressions can reach
-            ax.axhline(100 * ref["one_operation"], color="#c33", linewidth=1, linestyle="--", label="answers one operation away")
+            ax.axhline(
+                100 * ref["one_operation"],
+                color="#c33",
+                linewidth=1,
+                linestyle="--",
+                label="answers one operation away",
+            )
         ax.set_xscale("log")
         ax.set_xticks([int(n) for n in sizes], [n for n in sizes])
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
