@@ -3,7 +3,7 @@
     python benchmarks/layers_from_large.py --dataset cqa --large 'WORK-{seed}/assistant-{seed}-stripped' --rows 1000 \
         --layers 4,2 --seeds 0 --out OUT.json [--time]
 
-Per seed, on the rows and the fixed test sample of benchmarks/distill_accuracy.py (its `load_dataset`):
+Per seed, on the rows and the fixed test sample of benchmarks/distill_accuracy.py (common.load_dataset):
   1. the large student: a stripped label-only student of a larger base (all-mpnet-base-v2) on the teacher's labels of
      the first --rows rows, as benchmarks/distill_into.py --work trains and keeps it (its `assistant-SEED-stripped`);
   2. K-layer students cut from it and distilled on its probabilities over the inputs of the same rows
@@ -20,21 +20,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
 import statistics
-import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from common import (
+    DSS_DIR,
+    invocation,
+    load_dataset,
+    merge_seeds,
+    offline,
+    pct_mean_sd,
+    plan_for,
+    read_json,
+    train_stripped,
+)
 
 
 def run_seed(dataset, seed, args, work, plan, task, test) -> dict:
     from edgedistill.distill.compress import distill_layers
-    from edgedistill.distill.strip import strip_student
-    from edgedistill.distill.train import TrainConfig, train
     from edgedistill.evaluate import predict_labels, score
 
     def acc(model):
@@ -47,24 +51,27 @@ def run_seed(dataset, seed, args, work, plan, task, test) -> dict:
     for k in args.layers:
         out, began = work / f"layers-{k}-{seed}", time.time()
         if not out.exists():
-            r = distill_layers(large, rows, k, out, work / f"scratch-{seed}", seed=seed, echo=lambda *_: None,
-                               label_weight=args.label_weight)
+            r = distill_layers(
+                large,
+                rows,
+                k,
+                out,
+                work / f"scratch-{seed}",
+                seed=seed,
+                echo=lambda *_: None,
+                label_weight=args.label_weight,
+            )
         else:
             r = {}
-        row["layers"][str(k)] = {"accuracy": acc(out), "val_agreement": r.get("val_agreement"),
-                                 "seconds": round(time.time() - began, 1)}
+        row["layers"][str(k)] = {
+            "accuracy": acc(out),
+            "val_agreement": r.get("val_agreement"),
+            "seconds": round(time.time() - began, 1),
+        }
         print(f"seed {seed}: {k} layers {100 * row['layers'][str(k)]['accuracy']:.1f} %", flush=True)
-    small, began = work / f"default-{seed}", time.time()
-    if not (work / f"default-{seed}-stripped").exists():  # distill_accuracy.run_one's recipe, so it reproduces the curves' run
-        from distill_accuracy import takes_plan_rate
-
-        _, _, max_len, epochs, batch, lr = plan
-        train(TrainConfig(task=str(work / f"{dataset}.yaml"), annotations=str(rows), out=str(small), mode="label-only",
-                          epochs=epochs, batch_size=batch, max_length=max_len, rationale_max_length=48, seed=seed,
-                          lr=lr if takes_plan_rate(dataset, "auto") else None, progress=False),
-              echo=lambda *_: None)
-        strip_student(small, work / f"default-{seed}-stripped")
-    row["default"] = {"accuracy": acc(work / f"default-{seed}-stripped"), "seconds": round(time.time() - began, 1)}
+    began = time.time()  # the default student on the curves' recipe, so it reproduces the curves' run
+    small = train_stripped(work / f"{dataset}.yaml", rows, work / f"default-{seed}", plan, seed)
+    row["default"] = {"accuracy": acc(small), "seconds": round(time.time() - began, 1)}
     print(f"seed {seed}: all-MiniLM-L6-v2 {100 * row['default']['accuracy']:.1f} %", flush=True)
     return row
 
@@ -77,31 +84,40 @@ def time_models(models: dict[str, Path], rows: Path, work: Path, threads: int) -
     bundles, sizes, agree = {}, {}, {}
     for name, model in models.items():
         bundles[name] = work / "bundles" / name
-        # timed whatever INT8 does to its answers (a cut student's flat probabilities flip more): the agreement is recorded
-        m = export_bundle(ExportConfig(model=str(model), out=str(bundles[name]), parity_data=str(rows), min_agreement=0.0,
-                                       threads=threads), echo=lambda *_: None)
+        # timed whatever INT8 does to its answers (a cut student's flat probabilities flip more):
+        # the agreement is recorded
+        m = export_bundle(
+            ExportConfig(
+                model=str(model), out=str(bundles[name]), parity_data=str(rows), min_agreement=0.0, threads=threads
+            ),
+            echo=lambda *_: None,
+        )
         sizes[name], agree[name] = m["size_bytes"], m["parity"]["int8_agreement"]
     ms = p50_ms(bundles, rows, threads, min_time=3.0)
     return {n: {"p50_ms": ms[n], "mb": sizes[n] / 1e6, "int8_agreement": agree[n]} for n in models}
 
 
 def summary(state: dict) -> str:
-    def ms(xs):
-        xs = [100 * x for x in xs]
-        return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
-
+    ms = pct_mean_sd
     runs, ref = state["runs"], state["reference"]
     t = state.get("timing") or {}
-    lines = [f"{state['dataset']}, {state['rows']} teacher-labelled rows: teacher {100 * ref['teacher']:.1f} % on the test sample",
-             "| student | test % (seeds " + "/".join(str(r["seed"]) for r in runs) + ") | mean ± sd | of the teacher | p50 ms | vs default | MB |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = [
+        f"{state['dataset']}, {state['rows']} teacher-labelled rows: "
+        f"teacher {100 * ref['teacher']:.1f} % on the test sample",
+        "| student | test % (seeds "
+        + "/".join(str(r["seed"]) for r in runs)
+        + ") | mean ± sd | of the teacher | p50 ms | vs default | MB |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
 
     def line(name, accs, key):
         tm = t.get(key, {})
         base = t.get("default", {}).get("p50_ms")
-        lines.append(f"| {name} | {' / '.join(f'{100 * a:.1f}' for a in accs)} | {ms(accs)} | "
-                     f"{statistics.mean(accs) / ref['teacher']:.2f} | "
-                     + (f"{tm['p50_ms']:.2f} | {tm['p50_ms'] / base:.2f}× | {tm['mb']:.1f} |" if tm and base else "– | – | – |"))
+        lines.append(
+            f"| {name} | {' / '.join(f'{100 * a:.1f}' for a in accs)} | {ms(accs)} | "
+            f"{statistics.mean(accs) / ref['teacher']:.2f} | "
+            + (f"{tm['p50_ms']:.2f} | {tm['p50_ms'] / base:.2f}× | {tm['mb']:.1f} |" if tm and base else "– | – | – |")
+        )
 
     line(f"{state['large']} ({state['large_layers']} layers)", [r["large"]["accuracy"] for r in runs], "large")
     for k in state["layers"]:
@@ -113,10 +129,14 @@ def summary(state: dict) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dss-dir", default=str(HERE.parent.parent / "shared" / "datasets" / "dss"))
+    ap.add_argument("--dss-dir", default=str(DSS_DIR))
     ap.add_argument("--dataset", default="cqa", choices=["esnli", "cqa"])
-    ap.add_argument("--large", required=True, help="the large stripped student per seed, '{seed}' standing for the seed "
-                    "(distill_into.py --work DIR keeps DIR/assistant-SEED-stripped)")
+    ap.add_argument(
+        "--large",
+        required=True,
+        help="the large stripped student per seed, '{seed}' standing for the seed "
+        "(distill_into.py --work DIR keeps DIR/assistant-SEED-stripped)",
+    )
     ap.add_argument("--large-name", default="all-mpnet-base-v2", help="the large student's base, as the table names it")
     ap.add_argument("--rows", type=int, default=1000, help="the teacher-labelled rows the large student trained on")
     ap.add_argument("--layers", default="4,2")
@@ -126,51 +146,56 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="threads per timed call")
     ap.add_argument("--work", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--merge", nargs="+", metavar="JSON", help="train nothing: add these --out files' seeds and timing to --out")
+    ap.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="train nothing: add these --out files' seeds and timing to --out"
+    )
     args = ap.parse_args()
     args.layers = [int(k) for k in args.layers.split(",")]
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    offline()
     from edgedistill.atomic import write_json
 
     out = Path(args.out)
-    state = json.loads(out.read_text()) if out.exists() else {"runs": [], "invocations": []}
+    state = read_json(out, {"runs": [], "invocations": []})
     if args.merge:
         for o in map(Path, args.merge):
-            theirs = json.loads(o.read_text())
-            seen = {r["seed"] for r in state["runs"]}
-            state = {**theirs, **state, "runs": sorted(state["runs"] + [r for r in theirs["runs"] if r["seed"] not in seen],
-                                                       key=lambda r: r["seed"]),
-                     "invocations": state["invocations"] + theirs["invocations"],
-                     "timing": state.get("timing") or theirs.get("timing")}
+            theirs = read_json(o)
+            state = {**merge_seeds(state, theirs), "timing": state.get("timing") or theirs.get("timing")}
         write_json(out, state)
         return print(summary(state))
-    import torch
-    from distill_accuracy import PLAN, load_dataset
 
-    from edgedistill.machine import machine_record
-
-    plan, work = PLAN[args.dataset], Path(args.work)
+    plan, work = plan_for(args.dataset), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     task, test, reference = load_dataset(args.dataset, plan, args.dss_dir, work, [args.rows])
     seeds = [int(s) for s in args.seeds.split(",")]
     large0 = Path(args.large.format(seed=seeds[0]))
-    invocation = {"command": "python " + shlex.join(["benchmarks/layers_from_large.py"] + sys.argv[1:]),
-                  "machine": machine_record(threads=[torch.get_num_threads()]), "started": time.strftime("%Y-%m-%d %H:%M")}
-    state.update(dataset=args.dataset, rows=args.rows, layers=args.layers, label_weight=args.label_weight, reference=reference,
-                 large=args.large_name,
-                 large_layers=json.loads((large0 / "config.json").read_text())["num_hidden_layers"])
-    state["invocations"].append(invocation)
+    this_run = invocation(__file__)
+    state.update(
+        dataset=args.dataset,
+        rows=args.rows,
+        layers=args.layers,
+        label_weight=args.label_weight,
+        reference=reference,
+        large=args.large_name,
+        large_layers=json.loads((large0 / "config.json").read_text())["num_hidden_layers"],
+    )
+    state["invocations"].append(this_run)
     began = time.time()
     for seed in [s for s in seeds if s not in {r["seed"] for r in state["runs"]}]:
         state["runs"].append(run_seed(args.dataset, seed, args, work, plan, task, test))
-        invocation["wall_s"] = round(time.time() - began)
+        this_run["wall_s"] = round(time.time() - began)
         write_json(out, state)
     if args.time:
-        models = {"large": large0, **{f"layers-{k}": work / f"layers-{k}-{seeds[0]}" for k in args.layers},
-                  "default": work / f"default-{seeds[0]}-stripped"}
-        state["timing"] = {**time_models(models, work / f"{args.dataset}-{args.rows}.jsonl", work, args.threads),
-                           "threads": args.threads, "seed": seeds[0]}
-        invocation["wall_s"] = round(time.time() - began)
+        models = {
+            "large": large0,
+            **{f"layers-{k}": work / f"layers-{k}-{seeds[0]}" for k in args.layers},
+            "default": work / f"default-{seeds[0]}-stripped",
+        }
+        state["timing"] = {
+            **time_models(models, work / f"{args.dataset}-{args.rows}.jsonl", work, args.threads),
+            "threads": args.threads,
+            "seed": seeds[0],
+        }
+        this_run["wall_s"] = round(time.time() - began)
         write_json(out, state)
     print(summary(state))
 
