@@ -97,6 +97,14 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+def side_by_side_timing():
+    """edge.timing.time_interleaved's settings for the p50s compress.py and int8_recipe.py time side by side: at least
+    3 s and 30 calls per variant, after 0.5 s of warm-up (the package's bench settings, these fields set)."""
+    from edgedistill.measure.bench import BenchSettings
+
+    return BenchSettings(min_time=3.0, min_iters=30, warmup=0.5)
+
+
 # ---------------------------------------------------------------- the learning curves' data and recipe
 
 

@@ -18,53 +18,21 @@ Targets (issue 16): a compressed bundle >= 1.5x faster than optimum INT8 of the 
 Students: the quickstart's (RUN/stripped of `edgedistill run examples/quickstart/pipeline.yaml`, run until
 strip here when missing) and an e-SNLI label-only student trained here on --esnli-rows PaLM-labelled rows
 of `valid` (500 `test` rows held out). Writes benchmarks/results/compress.{md,json}.
-
-    python benchmarks/compress.py --small-task 32 [--seeds 0,1,2] [--small-layers 3]
-
-Issue 42 instead: can a smaller student be distilled from one trained on a few dozen rows? Per seed, N of the
-quickstart's annotated rows (the recorded teacher replayed), a full label-only MiniLM student trained on them (train's
-defaults for so few rows: at least 150 steps), and K-layer students distilled from it (compress's distill_layers, no
-vocabulary trimming): at compress's 4 epochs, at more epochs, and with the quickstart's other annotated inputs as
-unlabelled --inputs (their text only). Every model's FP32 accuracy on the 60 gold test rows, the full student the
-baseline in the same run. Writes benchmarks/results/compress_small.{md,json}.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS = HERE / "results"
+from common import DSS_DIR, RESULTS, ROOT, command, offline, quickstart_student, read_json, side_by_side_timing
 
 
-@dataclass
-class Timing:
-    min_time: float = 3.0
-    min_iters: int = 30
-    warmup: float = 0.5
-
-
-def quickstart_student(run: Path) -> tuple[Path, Path, Path, Path]:
-    """(stripped dir, annotations, task.yaml, gold test file) of the quickstart, training it if needed."""
-    qs = ROOT / "examples" / "quickstart"
-    if not (run / "stripped").exists():
-        from edgedistill.pipeline import load_pipeline, run_pipeline
-
-        pipe = load_pipeline(qs / "pipeline.yaml")
-        pipe.run_dir = str(run)
-        run_pipeline(pipe, until="strip")
-    return run / "stripped", run / "annotations.jsonl", qs / "task.yaml", qs / "test.jsonl"
-
-
-def esnli_student(work: Path, rows: int, dss_dir: Path, n_inputs: int = 0) -> tuple[Path, Path, Path, Path, Path | None]:
+def esnli_student(
+    work: Path, rows: int, dss_dir: Path, n_inputs: int = 0
+) -> tuple[Path, Path, Path, Path, Path | None]:
     """A label-only MiniLM student on `rows` PaLM-labelled e-SNLI rows (the distill_accuracy recipe), and the next
     `n_inputs` rows of `valid` as unlabelled inputs (their text only: no teacher label reaches a compressed student)."""
     import random
@@ -82,19 +50,42 @@ def esnli_student(work: Path, rows: int, dss_dir: Path, n_inputs: int = 0) -> tu
     inputs = None
     if n_inputs:
         inputs = work / f"inputs-{n_inputs}.jsonl"
-        write_jsonl(inputs, [{"input": a.input} for a in anns[rows:rows + n_inputs]])
-    lines = [ln for ln in (Path(dss_dir) / "esnli" / "esnli_test.json").read_text(encoding="utf-8").splitlines() if ln.strip()]
+        write_jsonl(inputs, [{"input": a.input} for a in anns[rows : rows + n_inputs]])
+    lines = [
+        ln
+        for ln in (Path(dss_dir) / "esnli" / "esnli_test.json").read_text(encoding="utf-8").splitlines()
+        if ln.strip()
+    ]
     random.Random(1).shuffle(lines)
     (work / "test.jsonl").write_text("\n".join(lines[:500]) + "\n", encoding="utf-8")
     if not (work / "stripped").exists():
-        train(TrainConfig(task=str(work / "esnli.yaml"), annotations=str(work / "annotations.jsonl"), out=str(work / "student"),
-                          mode="label-only", epochs=3, batch_size=16, max_length=128, seed=0, progress=False), echo=print)
+        train(
+            TrainConfig(
+                task=str(work / "esnli.yaml"),
+                annotations=str(work / "annotations.jsonl"),
+                out=str(work / "student"),
+                mode="label-only",
+                epochs=3,
+                batch_size=16,
+                max_length=128,
+                seed=0,
+                progress=False,
+            ),
+            echo=print,
+        )
         strip_student(work / "student", work / "stripped")
     return work / "stripped", work / "annotations.jsonl", work / "esnli.yaml", work / "test.jsonl", inputs
 
 
-def build_variants(stripped: Path, annotations: Path, layers: list[int], work: Path, inputs: Path | None = None,
-                   inputs_layers: tuple[int, ...] = (), inputs_epochs: float = 3.0) -> dict[str, Path]:
+def build_variants(
+    stripped: Path,
+    annotations: Path,
+    layers: list[int],
+    work: Path,
+    inputs: Path | None = None,
+    inputs_layers: tuple[int, ...] = (),
+    inputs_epochs: float = 3.0,
+) -> dict[str, Path]:
     """Variant name -> model dir to export: the student, its trimmed vocabulary, and K-layer distilled students
     (on the annotation inputs alone, and, with `inputs`, on those too: `edgedistill compress --inputs`)."""
     from edgedistill.distill.compress import COMMON_WORDS, distill_layers, task_texts, trim_vocabulary
@@ -121,8 +112,15 @@ def build_variants(stripped: Path, annotations: Path, layers: list[int], work: P
             out = work / f"layers-{k}-{inputs.stem}"
             if not out.exists():
                 print(f"distilling a {k}-layer student on {n} more unlabelled inputs ...", flush=True)
-                distill_layers(work / f"trimmed-{inputs.stem}", annotations, k, out, work / f"scratch-{inputs.stem}",
-                               epochs=inputs_epochs, inputs=inputs)
+                distill_layers(
+                    work / f"trimmed-{inputs.stem}",
+                    annotations,
+                    k,
+                    out,
+                    work / f"scratch-{inputs.stem}",
+                    epochs=inputs_epochs,
+                    inputs=inputs,
+                )
             models[f"{k} layers, trimmed vocabulary, +{n:,} unlabelled inputs"] = out
     return models
 
@@ -133,10 +131,17 @@ def export_all(models: dict[str, Path], annotations: Path, work: Path) -> dict[s
     out = {}
     for name, model in models.items():
         bundle = work / "bundles" / name.replace(" ", "-").replace(",", "")
-        m = export_bundle(ExportConfig(model=str(model), out=str(bundle), parity_data=str(annotations), min_agreement=0.9),
-                          echo=lambda *_: None)
-        out[name] = {"bundle": bundle, "model": model, "size_bytes": m["size_bytes"],
-                     "int8_agreement": m["parity"]["int8_agreement"], "smooth": m["quantization"].get("smooth")}
+        m = export_bundle(
+            ExportConfig(model=str(model), out=str(bundle), parity_data=str(annotations), min_agreement=0.9),
+            echo=lambda *_: None,
+        )
+        out[name] = {
+            "bundle": bundle,
+            "model": model,
+            "size_bytes": m["size_bytes"],
+            "int8_agreement": m["parity"]["int8_agreement"],
+            "smooth": m["quantization"].get("smooth"),
+        }
     return out
 
 
@@ -170,9 +175,11 @@ def time_side_by_side(bundles: dict[str, dict], stripped: Path, work: Path, text
         runners[f"bundle: {name}"] = load_variant("bundle", p, threads)
         toks[f"bundle: {name}"] = load_tokenizer(b["bundle"] / "tokenizer.json")
     prepared = {n: r.prepare(shape_feeds(toks[n], subject.family, texts, None, 1, 128)) for n, r in runners.items()}
-    timed = time_interleaved(runners, prepared, Timing())
-    return {"optimum_int8": {**info["optimum-int8"], **summarize(timed["optimum INT8 (uncompressed)"]["times_ns"], 1)},
-            **{n: summarize(t["times_ns"], 1) for n, t in timed.items() if n != "optimum INT8 (uncompressed)"}}
+    timed = time_interleaved(runners, prepared, side_by_side_timing())
+    return {
+        "optimum_int8": {**info["optimum-int8"], **summarize(timed["optimum INT8 (uncompressed)"]["times_ns"], 1)},
+        **{n: summarize(t["times_ns"], 1) for n, t in timed.items() if n != "optimum INT8 (uncompressed)"},
+    }
 
 
 def run_dataset(name: str, args) -> dict:
@@ -184,7 +191,9 @@ def run_dataset(name: str, args) -> dict:
     if name == "quickstart":
         stripped, ann, task, test = quickstart_student(args.quickstart_run)
     else:
-        stripped, ann, task, test, inputs = esnli_student(work / "student", args.esnli_rows, args.dss_dir, args.esnli_inputs)
+        stripped, ann, task, test, inputs = esnli_student(
+            work / "student", args.esnli_rows, args.dss_dir, args.esnli_inputs
+        )
     models = build_variants(stripped, ann, args.layers, work, inputs, args.inputs_layers, args.inputs_epochs)
     bundles = export_all(models, ann, work)
     accuracies(task, test, bundles)
@@ -192,19 +201,41 @@ def run_dataset(name: str, args) -> dict:
     times = time_side_by_side(bundles, stripped, work, texts)
     ckpt = weights_bytes(stripped)
     opt = times.pop("optimum_int8")
-    rows = [{"variant": "optimum INT8 of the uncompressed student", "p50_ms": opt["p50_ms"], "size_bytes": opt.get("size_bytes")}]
+    rows = [
+        {
+            "variant": "optimum INT8 of the uncompressed student",
+            "p50_ms": opt["p50_ms"],
+            "size_bytes": opt.get("size_bytes"),
+        }
+    ]
     for n, b in bundles.items():
-        rows.append({"variant": f"bundle: {n}", "p50_ms": times[f"bundle: {n}"]["p50_ms"], "size_bytes": b["size_bytes"],
-                     "accuracy": b["accuracy"], "fp32_accuracy": b["fp32_accuracy"], "int8_agreement": b["int8_agreement"],
-                     "smooth": b["smooth"]})
+        rows.append(
+            {
+                "variant": f"bundle: {n}",
+                "p50_ms": times[f"bundle: {n}"]["p50_ms"],
+                "size_bytes": b["size_bytes"],
+                "accuracy": b["accuracy"],
+                "fp32_accuracy": b["fp32_accuracy"],
+                "int8_agreement": b["int8_agreement"],
+                "smooth": b["smooth"],
+            }
+        )
     fp32 = bundles["uncompressed"]["fp32_accuracy"]
     for r in rows:
         r["speedup_vs_optimum"] = opt["p50_ms"] / r["p50_ms"]
         r["of_checkpoint"] = r["size_bytes"] / ckpt if r.get("size_bytes") else None
     pooling = json.loads((stripped / "config.json").read_text()).get("classifier_pooling", "cls")
     vocab = read_meta(models["trimmed vocabulary"]).get("vocabulary")
-    return {"student": str(stripped), "pooling": pooling, "vocabulary": vocab, "test_rows": sum(1 for _ in open(test, encoding="utf-8")), "fp32_student_accuracy": fp32,
-            "checkpoint_bytes": ckpt, "optimum_recipe": opt.get("recipe"), "rows": rows}
+    return {
+        "student": str(stripped),
+        "pooling": pooling,
+        "vocabulary": vocab,
+        "test_rows": sum(1 for _ in open(test, encoding="utf-8")),
+        "fp32_student_accuracy": fp32,
+        "checkpoint_bytes": ckpt,
+        "optimum_recipe": opt.get("recipe"),
+        "rows": rows,
+    }
 
 
 def compressed_rows(d: dict) -> list[dict]:
@@ -224,16 +255,25 @@ def targets(d: dict) -> list[str]:
     smallest = min(comp, key=lambda r: r["of_checkpoint"])
     out = []
     if fastest_ok:
-        out.append(f"- Fastest compressed bundle within 1 pt of the FP32 student ({100 * fp32:.1f} %): {fastest_ok['variant']}, "
-                   f"{fastest_ok['speedup_vs_optimum']:.2f}x optimum INT8 (target 1.5x: {'met' if fastest_ok['speedup_vs_optimum'] >= 1.5 else 'missed'}).")
+        out.append(
+            "- Fastest compressed bundle within 1 pt of the FP32 student "
+            f"({100 * fp32:.1f} %): {fastest_ok['variant']}, "
+            f"{fastest_ok['speedup_vs_optimum']:.2f}x optimum INT8 (target 1.5x: "
+            f"{'met' if fastest_ok['speedup_vs_optimum'] >= 1.5 else 'missed'})."
+        )
     else:
-        out.append("- No compressed bundle is within 1 pt of the FP32 student: the 1.5x target is missed at that accuracy.")
-    out.append(f"- Smallest bundle: {smallest['variant']}, {100 * smallest['of_checkpoint']:.1f} % of the FP32 checkpoint "
-               f"(target 15 %: {'met' if smallest['of_checkpoint'] <= 0.15 else 'missed'}).")
+        out.append(
+            "- No compressed bundle is within 1 pt of the FP32 student: the 1.5x target is missed at that accuracy."
+        )
+    out.append(
+        f"- Smallest bundle: {smallest['variant']}, {100 * smallest['of_checkpoint']:.1f} % of the FP32 checkpoint "
+        f"(target 15 %: {'met' if smallest['of_checkpoint'] <= 0.15 else 'missed'})."
+    )
     for r in d["rows"][1:]:
-        out.append(f"- {r['variant']}: INT8 {100 * r['accuracy']:.1f} % vs its FP32 model {100 * r['fp32_accuracy']:.1f} % "
-                   f"({_int8_delta(r)})" + (", the fastest within 1 pt of the student"
-                                            if r is fastest_ok else "") + ".")
+        out.append(
+            f"- {r['variant']}: INT8 {100 * r['accuracy']:.1f} % vs its FP32 model {100 * r['fp32_accuracy']:.1f} % "
+            f"({_int8_delta(r)})" + (", the fastest within 1 pt of the student" if r is fastest_ok else "") + "."
+        )
     return out
 
 
@@ -248,9 +288,12 @@ def _smooth_line(res: dict) -> str:
     kept = [r["smooth"] for r in rows if r["smooth"]]
     if not kept:
         return ""
-    return (f"; {len(kept)} of {len(rows)} kept their activation smoothing (`--smooth {kept[0]['alpha']:g}`), which lowered "
-            f"their INT8 drift on the parity inputs {min(k['kl_unsmoothed'] / k['kl_smoothed'] for k in kept):.1f} to "
-            f"{max(k['kl_unsmoothed'] / k['kl_smoothed'] for k in kept):.1f} times")
+    return (
+        f"; {len(kept)} of {len(rows)} kept their activation smoothing "
+        f"(`--smooth {kept[0]['alpha']:g}`), which lowered "
+        f"their INT8 drift on the parity inputs {min(k['kl_unsmoothed'] / k['kl_smoothed'] for k in kept):.1f} to "
+        f"{max(k['kl_unsmoothed'] / k['kl_smoothed'] for k in kept):.1f} times"
+    )
 
 
 def _vocab_line(v: dict | None) -> str:
@@ -261,137 +304,39 @@ def _vocab_line(v: dict | None) -> str:
 
 
 def render(res: dict) -> str:
-    lines = ["# Compression: trimmed vocabulary and fewer layers against optimum's INT8", "",
-             f"Written by `{res['command']}` on {res['machine']} ({res['wall_s'] / 60:.0f} min, {res['date']}). "
-             "Latency: batch 1, 128 tokens, 2 threads, p50 of interleaved calls (tokenizing excluded, as in `edgedistill bench`); "
-             "every bundle is INT8 as `edgedistill export` makes it, for this CPU" + _smooth_line(res) + ".", ""]
+    lines = [
+        "# Compression: trimmed vocabulary and fewer layers against optimum's INT8",
+        "",
+        f"Written by `{res['command']}` on {res['machine']} ({res['wall_s'] / 60:.0f} min, {res['date']}). "
+        "Latency: batch 1, 128 tokens, 2 threads, p50 of interleaved calls "
+        "(tokenizing excluded, as in `edgedistill bench`); "
+        "every bundle is INT8 as `edgedistill export` makes it, for this CPU" + _smooth_line(res) + ".",
+        "",
+    ]
     for name, d in res["datasets"].items():
-        lines += [f"## {name}", "", f"Student: `{d['student']}` (head on {'the mean token state' if d.get('pooling') == 'mean' else '[CLS]'}); FP32 student accuracy {100 * d['fp32_student_accuracy']:.1f} % on "
-                  f"{d['test_rows']} held-out gold rows; FP32 checkpoint {d['checkpoint_bytes'] / 1e6:.1f} MB; optimum recipe "
-                  f"`{d['optimum_recipe']}`." + _vocab_line(d.get("vocabulary")), "",
-                  "| variant | accuracy | its FP32 model | p50 ms | vs optimum INT8 | MB | of the FP32 checkpoint |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## {name}",
+            "",
+            f"Student: `{d['student']}` (head on "
+            f"{'the mean token state' if d.get('pooling') == 'mean' else '[CLS]'}); FP32 student accuracy "
+            f"{100 * d['fp32_student_accuracy']:.1f} % on "
+            f"{d['test_rows']} held-out gold rows; FP32 checkpoint "
+            f"{d['checkpoint_bytes'] / 1e6:.1f} MB; optimum recipe "
+            f"`{d['optimum_recipe']}`." + _vocab_line(d.get("vocabulary")),
+            "",
+            "| variant | accuracy | its FP32 model | p50 ms | vs optimum INT8 | MB | of the FP32 checkpoint |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in d["rows"]:
             acc = f"{100 * r['accuracy']:.1f} %" if "accuracy" in r else "–"
             f32 = f"{100 * r['fp32_accuracy']:.1f} %" if "fp32_accuracy" in r else "–"
             mb = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else "–"
             of = f"{100 * r['of_checkpoint']:.1f} %" if r.get("of_checkpoint") else "–"
-            lines.append(f"| {r['variant']} | {acc} | {f32} | {r['p50_ms']:.2f} | {r['speedup_vs_optimum']:.2f}x | {mb} | {of} |")
+            lines.append(
+                f"| {r['variant']} | {acc} | {f32} | {r['p50_ms']:.2f} | {r['speedup_vs_optimum']:.2f}x | {mb} | {of} |"
+            )
         lines += ["", *targets(d), "", f"![{name}: accuracy vs latency](compress_{name}.png)", ""]
     return "\n".join(lines) + "\n"
-
-
-# (name, distillation epochs, with the task's other inputs, unlabelled): the --small-task variants
-SMALL_VARIANTS = (("{k} layers, 4 epochs (compress's default)", 4.0, False), ("{k} layers, 40 epochs", 40.0, False),
-                  ("{k} layers, 4 epochs, +{n} unlabelled inputs", 4.0, True))
-T_975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776}  # Student's t, two-sided 95 %, by the number of seeds
-
-
-def small_task(args) -> dict:
-    """The --small-task measurement (the module docstring); one row per seed and variant, plus the full student."""
-    import random
-
-    from edgedistill.annotations import read_annotations
-    from edgedistill.atomic import write_jsonl
-    from edgedistill.data import load_examples
-    from edgedistill.distill.compress import distill_layers, keep_evidence
-    from edgedistill.distill.strip import strip_student
-    from edgedistill.distill.train import TrainConfig, train
-    from edgedistill.evaluate import predict_labels, score
-    from edgedistill.pipeline import load_pipeline, run_pipeline
-    from edgedistill.task import load_task
-
-    qs, work, k = ROOT / "examples" / "quickstart", args.work / f"small-{args.small_task}", args.small_layers
-    pipe = load_pipeline(qs / "pipeline.yaml")
-    pipe.run_dir = str(work / "quickstart")
-    if not (work / "quickstart" / "annotations.jsonl").exists():
-        run_pipeline(pipe, until="annotate")  # the recorded teacher, replayed: no server
-    anns = [a for a in read_annotations(work / "quickstart" / "annotations.jsonl")
-            if a.status == "ok" and a.label is not None]
-    task = load_task(qs / "task.yaml")
-    test = load_examples(task, qs / "test.jsonl", require_gold=True)
-    n_inputs = len(anns) - args.small_task
-    seeds = []
-    for seed in args.seeds:
-        d = work / f"seed-{seed}"
-        rows = random.Random(seed).sample(anns, args.small_task)
-        ids = {a.id for a in rows}
-        write_jsonl(d / "annotations.jsonl", [a.to_json() for a in rows])
-        write_jsonl(d / "inputs.jsonl", [{"input": a.input} for a in anns if a.id not in ids])
-        if not (d / "stripped").exists():
-            print(f"seed {seed}: the full student on {len(rows)} rows ...", flush=True)
-            train(TrainConfig(task=str(qs / "task.yaml"), annotations=str(d / "annotations.jsonl"),
-                              out=str(d / "student"), mode="label-only", epochs=4, batch_size=16, max_length=64,
-                              lr=2e-4, seed=seed, progress=False), echo=print)
-            strip_student(d / "student", d / "stripped")
-        full = predict_labels(d / "stripped", task, test)
-        out = {"seed": seed, "full": score(task, test, full)["accuracy"], "variants": {}}
-        for name, epochs, more in SMALL_VARIANTS:
-            name, model = name.format(k=k, n=n_inputs), d / f"layers-{k}-{epochs:g}-epochs{'-inputs' if more else ''}"
-            if not model.exists():
-                print(f"seed {seed}: {name} ...", flush=True)
-                distill_layers(d / "stripped", d / "annotations.jsonl", k, model,
-                               d / ("scratch-inputs" if more else "scratch"), epochs=epochs, seed=seed,
-                               inputs=d / "inputs.jsonl" if more else None, echo=lambda *_: None)
-            answers = predict_labels(model, task, test)
-            agree = sum(a == b for a, b in zip(answers, full))
-            out["variants"][name] = {"accuracy": score(task, test, answers)["accuracy"], "agree": agree,
-                                     "evidence": keep_evidence(agree, len(test))}
-        print(json.dumps(out), flush=True)
-        seeds.append(out)
-    return {"rows": args.small_task, "layers": k, "unlabelled_inputs": n_inputs, "test_rows": len(test), "seeds": seeds}
-
-
-def _mean_sd(xs: list[float]) -> tuple[float, float]:
-    import statistics
-
-    return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
-def render_small(res: dict) -> str:
-    """compress_small.md: each variant's test accuracy over the seeds, its paired difference from the full student
-    (mean, and a Student-t 95 % interval over the seeds), and its agreement with the full student."""
-    seeds, n = res["seeds"], len(res["seeds"])
-    full = [s["full"] for s in seeds]
-    m, sd = _mean_sd(full)
-    intro = (f"Written by `{res['command']}` on {res['machine']} ({res['wall_s'] / 60:.0f} min wall, nice -n 10 on a "
-             f"shared 2-core machine, {res['date']}). Per seed ({', '.join(str(s['seed']) for s in seeds)}): "
-             f"{res['rows']} of the quickstart's annotated rows drawn at random (the recorded teacher replayed), a "
-             "full 6-layer label-only MiniLM student trained on them (train's defaults: at least 150 steps), and "
-             f"{res['layers']}-layer students distilled from it by compress's `distill_layers` (its soft targets, no "
-             f"vocabulary trimming), on the {res['rows']} rows or with the quickstart's other "
-             f"{res['unlabelled_inputs']} annotated inputs as unlabelled `--inputs` (their text only). Accuracy: FP32, "
-             "on the "
-             f"{res['test_rows']} gold test rows (examples/quickstart/test.jsonl), which no model saw.")
-    header = (f"| model | test accuracy, mean ± sd ({n} seeds) | per seed | vs the full student, pt: mean "
-              f"[95 % t interval] | agreement with the full student | seeds whose {res['test_rows']} rows show it "
-              "keeps its answers (compress's rule, one candidate) |")
-    baseline = (f"| full student (6 layers) | {100 * m:.1f} ± {100 * sd:.1f} % | "
-                f"{' / '.join(f'{100 * x:.1f}' for x in full)} | – | – | – |")
-    if res.get("note"):  # what the command line cannot say (an interrupted earlier run whose models were reused)
-        intro += " " + res["note"]
-    lines = [f"# Distilling a smaller student from a {res['rows']}-row task (issue 42)", "", intro, "", header,
-             "|---|---:|---|---|---:|---|", baseline]
-    verdicts = []
-    for name in seeds[0]["variants"]:
-        rows = [s["variants"][name] for s in seeds]
-        acc = [r["accuracy"] for r in rows]
-        deltas = [100 * (r["accuracy"] - s["full"]) for r, s in zip(rows, seeds)]
-        am, asd = _mean_sd(acc)
-        dm, dsd = _mean_sd(deltas)
-        half = T_975.get(n, 0.0) * dsd / n ** 0.5
-        agree = [r["agree"] / res["test_rows"] for r in rows]
-        shown = sum(r["evidence"]["verdict"] == "shown" for r in rows)
-        lines.append(f"| {name} | {100 * am:.1f} ± {100 * asd:.1f} % | {' / '.join(f'{100 * x:.1f}' for x in acc)} | "
-                     f"{dm:+.1f} [{dm - half:+.1f}, {dm + half:+.1f}] | {100 * _mean_sd(agree)[0]:.1f} % | "
-                     f"{shown} of {n} seeds |")
-        below = dm + half < 0
-        verdicts.append(f"- {name}: {dm:+.1f} pt against the full student; "
-                        + ("below it beyond the seeds' noise." if below else
-                           "inside the seeds' noise: no difference shown." if dm - half <= 0 else
-                           "above it beyond the noise."))
-    finding = [f"Finding: {res['finding']}", ""] if res.get("finding") else []  # written by hand into the json
-    return "\n".join(lines + ["", *verdicts, "", *finding]) + "\n"
 
 
 def main():
@@ -399,46 +344,38 @@ def main():
     ap.add_argument("--datasets", default="quickstart,esnli")
     ap.add_argument("--layers", default="4,3,2", help="layer counts of the distilled candidates")
     ap.add_argument("--esnli-rows", type=int, default=2000)
-    ap.add_argument("--esnli-inputs", type=int, default=7842, help="the next N rows of e-SNLI valid as unlabelled inputs "
-                    "(compress --inputs; 7842: every row after the training rows); 0: none")
+    ap.add_argument(
+        "--esnli-inputs",
+        type=int,
+        default=7842,
+        help="the next N rows of e-SNLI valid as unlabelled inputs "
+        "(compress --inputs; 7842: every row after the training rows); 0: none",
+    )
     ap.add_argument("--inputs-layers", default="4", help="layer counts distilled on the unlabelled inputs too")
     ap.add_argument("--inputs-epochs", type=float, default=3.0, help="their distillation epochs")
     ap.add_argument("--quickstart-run", type=Path, default=ROOT / "runs" / "quickstart")
-    ap.add_argument("--dss-dir", type=Path, default=ROOT.parent / "shared" / "datasets" / "dss")
+    ap.add_argument("--dss-dir", type=Path, default=DSS_DIR)
     ap.add_argument("--work", type=Path, default=Path("/tmp/edgedistill-compress"))
     ap.add_argument("--rerender", action="store_true", help="only rewrite compress.md and the plots from compress.json")
-    ap.add_argument("--small-task", type=int, metavar="N", help="issue 42 instead: smaller students distilled from one "
-                    "trained on N quickstart rows (compress_small.md)")
-    ap.add_argument("--small-layers", type=int, default=3, help="--small-task: the smaller students' layer count")
-    ap.add_argument("--seeds", default="0,1,2", help="--small-task: the seeds (each draws its own N rows)")
     args = ap.parse_args()
-    args.seeds = [int(x) for x in args.seeds.split(",")]
     args.layers = [int(x) for x in args.layers.split(",")]
     args.inputs_layers = tuple(int(x) for x in args.inputs_layers.split(",") if x)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sys.path.insert(0, str(ROOT))
+    offline()
     from edgedistill.atomic import write_json, write_text
     from edgedistill.machine import describe, machine_record
 
     start = time.time()
-    if args.small_task:
-        small = RESULTS / "compress_small.json"
-        res = json.loads(small.read_text()) if args.rerender else small_task(args)
-        if not args.rerender:
-            res.update(command="python " + shlex.join(["benchmarks/compress.py", *sys.argv[1:]]),
-                       machine=describe(machine_record()), wall_s=round(time.time() - start),
-                       date=time.strftime("%Y-%m-%d"))
-            write_json(small, res)
-        write_text(RESULTS / "compress_small.md", render_small(res))
-        print(render_small(res))
-        return
     path = RESULTS / "compress.json"
-    res = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
+    res = read_json(path, {"datasets": {}})
     if not args.rerender:
         for name in args.datasets.split(","):
             res["datasets"][name] = run_dataset(name, args)
-        res.update(command="python " + shlex.join(["benchmarks/compress.py", *sys.argv[1:]]), machine=describe(machine_record()),
-                   wall_s=round(time.time() - start), date=time.strftime("%Y-%m-%d"))
+        res.update(
+            command=command(__file__),
+            machine=describe(machine_record()),
+            wall_s=round(time.time() - start),
+            date=time.strftime("%Y-%m-%d"),
+        )
         write_json(path, res)
     plot(res)
     write_text(RESULTS / "compress.md", render(res))
@@ -453,11 +390,25 @@ def plot(res: dict) -> None:
     for name, d in res["datasets"].items():
         rows = [r for r in d["rows"] if "accuracy" in r]
         best = fastest_within_1pt(d)
-        pareto_plot({"candidates": [{"name": r["variant"].removeprefix("bundle: "), "accuracy": r["accuracy"], "p50_ms": r["p50_ms"],
-                                     "bundle_mb": r["size_bytes"] / 1e6} for r in rows],
-                     "chosen": best and best["variant"].removeprefix("bundle: "), "threads": 2,
-                     "accuracy_on": f"{d['test_rows']} held-out gold rows", "budget_ms": None}, RESULTS / f"compress_{name}.png",
-                    chosen_label="fastest within 1 pt of the student")
+        pareto_plot(
+            {
+                "candidates": [
+                    {
+                        "name": r["variant"].removeprefix("bundle: "),
+                        "accuracy": r["accuracy"],
+                        "p50_ms": r["p50_ms"],
+                        "bundle_mb": r["size_bytes"] / 1e6,
+                    }
+                    for r in rows
+                ],
+                "chosen": best and best["variant"].removeprefix("bundle: "),
+                "threads": 2,
+                "accuracy_on": f"{d['test_rows']} held-out gold rows",
+                "budget_ms": None,
+            },
+            RESULTS / f"compress_{name}.png",
+            chosen_label="fastest within 1 pt of the student",
+        )
 
 
 if __name__ == "__main__":
