@@ -658,7 +658,7 @@ def test_too_few_validation_rows_to_show_the_floor_is_beaten_are_said(setup, tmp
     """e-SNLI, 200 rows, seed 3: 12 of 20 validation rows right passed the floor rule (55 %) and the run tested
     at 34.4 %, under the floor (benchmarks/results/min_steps.md). train says when its validation shows nothing."""
     import edgedistill.distill.train as tr
-    from edgedistill.commands.train import summary_lines
+    from edgedistill.distill.train import summary_lines
     from edgedistill.distill.model_card import floor_warning
 
     assert tr.binomial_tail(12, 20, 0.55) == pytest.approx(0.41430, abs=1e-5)  # P(X >= 12), X ~ Binomial(20, 0.55)

@@ -109,6 +109,36 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
     return manifest
 
 
+def summary_lines(m: dict, out) -> list[str]:
+    """What export prints when the bundle is written (`edgedistill export` and `edgedistill run`)."""
+    p, lat = m["parity"], m["latency_batch1"]
+    rows = [("bundle", out), ("family", m["family"]), ("quantization", f"{m['quantization'].get('mode')} ({m['target']['preset']})"),
+            ("size (MB)", f"{m['size_bytes'] / 1e6:.1f} (checkpoint {m['source_size_bytes'] / 1e6:.1f})"),
+            ("parity inputs", p["examples"]),
+            ("FP32 max |Δlogit|", "–" if p["fp32_max_abs_logit_diff"] is None else f"{p['fp32_max_abs_logit_diff']:.2e}"),
+            ("INT8 agreement", "–" if p["int8_agreement"] is None else f"{100 * p['int8_agreement']:.2f} %"),
+            ("latency FP32 / INT8 (ms)", f"{lat['fp32_ms']:.2f} / {lat.get('int8_ms', float('nan')):.2f}  (batch 1, seq {lat['seq_len']})")]
+    sm = m["quantization"].get("smooth")
+    if sm:
+        s = sm.get("sites") or {}
+        kept = [grp for grp, g in (sm.get("mul_groups") or {}).items() if g["kept"]]
+        muls = f" ({', '.join(kept)})" if kept else ""
+        where = f" ({s['layernorm'] + s['linear']} folded, {s['mul']} by a Mul at run time{muls})" if s else ""
+        rows.append(("smoothed before INT8", (f"{sm['matmuls']} MatMuls, {sm['inputs']} inputs{where} "
+                                              f"(--smooth {sm['alpha']:g}): KL vs FP32 {sm['kl_unsmoothed']:.1e} -> "
+                                              f"{sm['kl_smoothed']:.1e}")))
+    kept = m["quantization"].get("fp32_matmuls")
+    if kept:
+        r = next(x for x in kept["ladder"] if x["k"] == kept["k"])
+        rows.append(("MatMuls kept FP32", f"{kept['k']} (--int8-fp32 {kept['requested']}): KL vs FP32 {r['kl']:.1e}, "
+                                          f"p50 x{r['p50_ratio']:.3f} of all-INT8"))
+    if "text_model" in m:
+        t = m["text_model"]["parity"]
+        rows.append(("text model", f"{m['text_model']['file']} ({m['files'][m['text_model']['file']]['bytes'] / 1e6:.1f} MB), labels "
+                                   f"{t['labels_equal']}/{t['examples']}, max |Δprob| {t['max_abs_prob_diff']:.1e}"))
+    return [""] + [f"  {k:<26}{v}" for k, v in rows]
+
+
 def _job(cfg: ExportConfig, src: Path, work: Path) -> _Job:
     """Read the model, its task and the parity inputs, and pick the CPU preset; UserError for what is missing."""
     from transformers import AutoTokenizer

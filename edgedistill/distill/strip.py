@@ -54,3 +54,9 @@ def _check_plain(path: Path, cfg, family: str) -> None:
     }[family]
     if expected not in archs and not (family == "seq2seq" and cfg.is_encoder_decoder):  # bert2bert: EncoderDecoderModel
         raise UserError(f"{path}: stripped model is {archs}, expected a *{expected}")
+
+
+def summary_line(path: Path) -> str:
+    """What strip prints when it is done (`edgedistill strip` and `edgedistill run`)."""
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
+    return f"stripped model: {path} ({size:.1f} MB)"

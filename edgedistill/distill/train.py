@@ -36,7 +36,7 @@ from .. import bounds
 from ..atomic import build_dir, write_json, write_text
 from ..errors import UserError
 from .progress import TrainingBar
-from .model_card import _teacher, floor_name, floor_warning, model_card
+from .model_card import _teacher, candidate_table, floor_name, floor_note, floor_warning, model_card, skipped_note
 from ..model_dir import load_config, write_meta
 from ..choices import CANDIDATE_MODES, MIN_STEPS, RATIONALE_MODES, Mode, Numeric, Pooling, RationaleDecoder, parse
 from ..task import TaskSpec, load_task
@@ -158,6 +158,36 @@ def train(cfg: TrainConfig, echo=print) -> dict:
     if summary and (warning := floor_warning(summary.get("val_vs_floor"), summary["family"])):
         echo(f"warning: {warning}")
     return summary
+
+
+def skipped_rows(stats: dict) -> str:
+    """How many annotations training skipped, and why where it is not the usual (no teacher label, no gold)."""
+    n = (stats["skipped_status"] + stats["skipped_no_gold"] + stats["skipped_low_confidence"]
+         + stats.get("skipped_unreachable", 0))
+    why = [f"{stats[k]} {text}" for k, text in (("skipped_low_confidence", "below --min-confidence"),
+           ("skipped_unreachable", "not one operation on two of the input's numbers")) if stats.get(k)]
+    return f"{n} ({'; '.join(why)})" if why else str(n)
+
+
+def summary_lines(s: dict | None, out) -> list[str]:
+    """What train prints when it is done (`edgedistill train` and `edgedistill run`); nothing on a torchrun worker."""
+    if not s:
+        return []
+    lines = [""]
+    if s.get("candidates"):
+        lines += candidate_table(s["candidates"]) + [""]
+        if s.get("auto_skipped"):
+            lines += [skipped_note(s["auto_skipped"]), ""]
+    alpha = f" (alpha {s['alpha']})" if s["mode"] in ("multitask", "rationale-teacher") else ""
+    accuracy = ("–" if s["val_accuracy"] is None
+                else f"{100 * s['val_accuracy']:.1f} %" + floor_note(s.get("val_vs_floor")))
+    rows = [("student", out), ("family", s["family"]), ("mode", s["mode"] + alpha),
+            ("training rows", f"{s['train_examples']} ({s['rows']['with_rationale']} with rationale)"),
+            ("skipped rows", skipped_rows(s["rows"])),
+            ("validation rows", s["val_examples"]), ("train loss", f"{s['train_loss']:.4f}"),
+            ("best val accuracy", accuracy),
+            ("time", f"{s['elapsed_s']:.0f} s")]
+    return lines + [f"  {k:<20}{v}" for k, v in rows]
 
 
 def _quiet(*_args, **_kw) -> None:

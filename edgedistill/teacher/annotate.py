@@ -29,6 +29,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import click
+
 from .. import bounds
 from ..annotations import Annotation
 from ..edge.arith import same_number
@@ -158,6 +160,28 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
         raise UserError(f"--max-cost: no list price known for model {cfg.model!r}; give --price-in and --price-out (USD per 1M tokens)")
     with run_dir_lock(cfg.out, "edgedistill annotate") as out:
         return _annotate(cfg, task, examples, (main_plan, cheap_plan), price, out, echo)
+
+
+SUMMARY_KEYS = ["examples", "ok", "parse_failed", "failed", "filtered", "not_sent", "rationales", "rationale_yield",
+                "rationalized", "rationales_dropped_short", "with_label_probs", "requests_sent", "cache_hits", "retries",
+                "prompt_tokens", "completion_tokens", "cost_usd", "gold_agreement_text", "gold_agreement",
+                "truncated_inputs"]
+
+
+def report_summary(summary: dict, out, echo=click.echo) -> None:
+    """The end-of-run table (`edgedistill annotate` and `edgedistill run`); exit 3 when some inputs were left
+    unannotated."""
+    if summary.get("dry_run"):
+        return
+    echo("")
+    for k in SUMMARY_KEYS:
+        v = summary.get(k)
+        v = "–" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
+        echo(f"  {k:<26}{v:>12}")
+    echo(f"\nWrote {out}/annotations.jsonl and annotate.json")
+    if summary.get("message"):
+        click.secho(summary["message"], fg="yellow")
+        raise SystemExit(3)
 
 
 def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo) -> dict:
