@@ -25,17 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-
-import numpy as np
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-from js_runtime import pct  # the nearest-rank percentile js_runtime.md reports, so both tables read alike
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples" / "quickstart"
+import numpy as np
+from common import QUICKSTART, RESULTS, ROOT, percentile
 
 TIMER = r"""
 import json, sys, time
@@ -71,11 +67,19 @@ print(json.dumps({"cold_ms": ((t_import - t0) + (t_first - t_read)) * 1e3, "time
 
 def texts() -> list[str]:
     """Real quickstart texts, then variants of the test texts that stress the tokenizer."""
-    read = lambda p: [json.loads(l)["text"] for l in p.read_text().splitlines() if l.strip()]  # noqa: E731
-    test, tickets = read(EXAMPLES / "test.jsonl"), read(EXAMPLES / "tickets.jsonl")
+
+    def read(path):
+        return [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+
+    test, tickets = read(QUICKSTART / "test.jsonl"), read(QUICKSTART / "tickets.jsonl")
     accents = str.maketrans("aeiouc", "àéîõüç")
-    variants = [t.upper() for t in test] + [t.translate(accents) for t in test] + [(t + " ") * 8 for t in test] \
-        + [f"!!! {t} ??? (#{i}) $1,234.56 — “ok”…" for i, t in enumerate(test)] + ["", " ", "Café", "ÀÉÎÕÜ ß"]
+    variants = (
+        [t.upper() for t in test]
+        + [t.translate(accents) for t in test]
+        + [(t + " ") * 8 for t in test]
+        + [f"!!! {t} ??? (#{i}) $1,234.56 — “ok”…" for i, t in enumerate(test)]
+        + ["", " ", "Café", "ÀÉÎÕÜ ß"]
+    )
     return test + tickets + variants
 
 
@@ -83,10 +87,51 @@ def generated(n: int = 1000, seed: int = 0) -> list[str]:
     """Texts mixing accents, punctuation, CJK, ligatures, full-width letters and long runs (many truncate)."""
     import random
 
-    pieces = ["Café", "déjà vu", "naïve", "résumé", "Ångström", "São Paulo", "Zürich", "ß", "ø", "ﬁ ligature", "x\u0301",
-              "\u00ad", "—", "…", "“quoted”", "don't", "$5.99", "100%", "#tag", "@user", "e-mail", "U.S.A.", "3.14159",
-              "日本語", "中文字符", "العربية", "Привет", "👍🏽", "\t", "\n", "  ", "<b>html</b>", "http://x.y/z?a=1", "C++",
-              "ＦＵＬＬ", "Ⅻ", "①", "x" * 120, "supercalifragilisticexpialidocious", "refund!!!", "the", "order", "app"]
+    pieces = [
+        "Café",
+        "déjà vu",
+        "naïve",
+        "résumé",
+        "Ångström",
+        "São Paulo",
+        "Zürich",
+        "ß",
+        "ø",
+        "ﬁ ligature",
+        "x\u0301",
+        "\u00ad",
+        "—",
+        "…",
+        "“quoted”",
+        "don't",
+        "$5.99",
+        "100%",
+        "#tag",
+        "@user",
+        "e-mail",
+        "U.S.A.",
+        "3.14159",
+        "日本語",
+        "中文字符",
+        "العربية",
+        "Привет",
+        "👍🏽",
+        "\t",
+        "\n",
+        "  ",
+        "<b>html</b>",
+        "http://x.y/z?a=1",
+        "C++",
+        "ＦＵＬＬ",
+        "Ⅻ",
+        "①",
+        "x" * 120,
+        "supercalifragilisticexpialidocious",
+        "refund!!!",
+        "the",
+        "order",
+        "app",
+    ]
     rng = random.Random(seed)
     return [" ".join(rng.choice(pieces) for _ in range(rng.randint(1, 60))) for _ in range(n)]
 
@@ -104,15 +149,26 @@ def ids_check(bundle: Path, m: dict, items: list[str]) -> dict:
     tok = Tokenizer.from_file(str(bundle / "tokenizer.json"))
     tok.enable_truncation(n)
     tok.no_padding()
-    sets = {"quickstart texts and variants": items, "generated": generated(), "empty, blank": ["", " ", "\n"],
-            "known differences": KNOWN}
+    sets = {
+        "quickstart texts and variants": items,
+        "generated": generated(),
+        "empty, blank": ["", " ", "\n"],
+        "known differences": KNOWN,
+    }
     out = {}
-    for name, attrs in [("tokenizer.json attributes (--text-model)", m["text_model"]["tokenizer"]),
-                        ("gen_processing_models defaults", {"max_length": n})]:
+    for name, attrs in [
+        ("tokenizer.json attributes (--text-model)", m["text_model"]["tokenizer"]),
+        ("gen_processing_models defaults", {"max_length": n}),
+    ]:
         s = text_model.session_of(text_model.tokenizer_graph(tok_dir, attrs))
-        same = lambda t: list(s.run(["input_ids"], {"text": np.array([t], dtype=object)})[0]) == tok.encode(t).ids  # noqa: E731
-        out[name] = {k: {"identical": sum(map(same, v)), "n": len(v), "truncated": sum(len(tok.encode(t).ids) == n for t in v)}
-                     for k, v in sets.items()}
+
+        def same(t):
+            return list(s.run(["input_ids"], {"text": np.array([t], dtype=object)})[0]) == tok.encode(t).ids
+
+        out[name] = {
+            k: {"identical": sum(map(same, v)), "n": len(v), "truncated": sum(len(tok.encode(t).ids) == n for t in v)}
+            for k, v in sets.items()
+        }
     return out
 
 
@@ -130,14 +186,22 @@ def parity(bundle: Path, items: list[str]) -> dict:
 
 
 def timed(kind: str, bundle: Path, items: list[str], threads: int, n: int) -> dict:
-    r = subprocess.run([sys.executable, "-c", TIMER, kind, str(bundle), str(threads), str(n), "10"], cwd=ROOT,
-                       input="".join(json.dumps({"text": t}) + "\n" for t in items), capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [sys.executable, "-c", TIMER, kind, str(bundle), str(threads), str(n), "10"],
+        cwd=ROOT,
+        input="".join(json.dumps({"text": t}) + "\n" for t in items),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def package_import_ms() -> float:
     code = "import time; t = time.perf_counter(); import onnxruntime_extensions; print((time.perf_counter() - t) * 1e3)"
-    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
+    return float(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1]
+    )
 
 
 def main(argv=None):
@@ -146,7 +210,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cold-runs", type=int, default=3)
     ap.add_argument("--n", type=int, default=200)
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "text_model")
+    ap.add_argument("--out", type=Path, default=RESULTS / "text_model")
     args = ap.parse_args(argv)
     from edgedistill.edge.machine import describe, machine_record
 
@@ -159,15 +223,34 @@ def main(argv=None):
         for kind in runs:
             runs[kind].append(timed(kind, args.bundle, items[:60], args.threads, args.n))
     pooled = {k: [t for r in rs for t in r["times_ms"]] for k, rs in runs.items()}
-    timing = {k: {"cold_ms": statistics.median(r["cold_ms"] for r in rs), "p50_ms": pct(pooled[k], 0.5), "p90_ms": pct(pooled[k], 0.9)}
-              for k, rs in runs.items()}
-    result = {"machine": machine_record(threads=[args.threads]), "bundle": str(args.bundle),
-              "sizes_bytes": {n: m["files"][n]["bytes"] for n in ("model.onnx", "text_model.onnx", "ort/model.ort", "ort/text/text_model.ort")
-                              if n in m["files"]},
-              "parity": parity(args.bundle, items), "input_ids": ids_check(args.bundle, m, items), "timing_batch1": timing, "threads": args.threads, "n": args.n,
-              "cold_runs": args.cold_runs, "max_length": m["max_length"],
-              "task": m["task"]["name"], "quantization": m["quantization"].get("mode"), "source": m["source"]["model"],
-              "python_package_import_ms": package_import_ms()}
+    timing = {
+        k: {
+            "cold_ms": statistics.median(r["cold_ms"] for r in rs),
+            "p50_ms": percentile(pooled[k], 0.5),
+            "p90_ms": percentile(pooled[k], 0.9),
+        }
+        for k, rs in runs.items()
+    }
+    result = {
+        "machine": machine_record(threads=[args.threads]),
+        "bundle": str(args.bundle),
+        "sizes_bytes": {
+            n: m["files"][n]["bytes"]
+            for n in ("model.onnx", "text_model.onnx", "ort/model.ort", "ort/text/text_model.ort")
+            if n in m["files"]
+        },
+        "parity": parity(args.bundle, items),
+        "input_ids": ids_check(args.bundle, m, items),
+        "timing_batch1": timing,
+        "threads": args.threads,
+        "n": args.n,
+        "cold_runs": args.cold_runs,
+        "max_length": m["max_length"],
+        "task": m["task"]["name"],
+        "quantization": m["quantization"].get("mode"),
+        "source": m["source"]["model"],
+        "python_package_import_ms": package_import_ms(),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     args.out.with_suffix(".md").write_text(report(result, describe(result["machine"])))
@@ -176,15 +259,26 @@ def main(argv=None):
 
 def report(r: dict, cpu: str) -> str:
     sizes = ", ".join(f"`{k}` {v / 1e6:.1f} MB" for k, v in r["sizes_bytes"].items())
-    par = "\n".join(f"| `{k}` | {v['labels_equal']}/{v['examples']} | {v['max_abs_prob_diff']:.1e} |" for k, v in r["parity"].items())
+    par = "\n".join(
+        f"| `{k}` | {v['labels_equal']}/{v['examples']} | {v['max_abs_prob_diff']:.1e} |"
+        for k, v in r["parity"].items()
+    )
     t = r["timing_batch1"]
-    ids = "\n".join(f"| {a} | " + " | ".join(f"{c['identical']}/{c['n']}" + (f" ({c['truncated']} truncated)" if c["truncated"] else "")
-                                             for c in sets.values()) + " |" for a, sets in r["input_ids"].items())
-    return f"""# Text-in model vs its bundle (Python onnxruntime, batch 1, {r['threads']} thread)
+    ids = "\n".join(
+        f"| {a} | "
+        + " | ".join(
+            f"{c['identical']}/{c['n']}" + (f" ({c['truncated']} truncated)" if c["truncated"] else "")
+            for c in sets.values()
+        )
+        + " |"
+        for a, sets in r["input_ids"].items()
+    )
+    return f"""# Text-in model vs its bundle (Python onnxruntime, batch 1, {r["threads"]} thread)
 
-CPU: {cpu}. Bundle: `{r['bundle']}` (task `{r['task']}`, quantization `{r['quantization']}`, max_length {r['max_length']}; made by
-`edgedistill export {r['source']} --out BUNDLE --text-model`). Sizes: {sizes}.
-Command: `{r['machine']['command']}`.
+CPU: {cpu}. Bundle: `{r["bundle"]}` (task `{r["task"]}`, quantization
+`{r["quantization"]}`, max_length {r["max_length"]}; made by
+`edgedistill export {r["source"]} --out BUNDLE --text-model`). Sizes: {sizes}.
+Command: `{r["machine"]["command"]}`.
 
 ## Parity against the bundle's EdgeModel.predict (batch 1)
 
@@ -192,25 +286,29 @@ Command: `{r['machine']['command']}`.
 |---|---|---|
 {par}
 
-## Input ids: the BertTokenizer op vs tokenizers (max_length {r['max_length']})
+## Input ids: the BertTokenizer op vs tokenizers (max_length {r["max_length"]})
 
-| attributes | {' | '.join(next(iter(r['input_ids'].values())))} |
-|---|{'---|' * len(next(iter(r['input_ids'].values())))}
+| attributes | {" | ".join(next(iter(r["input_ids"].values())))} |
+|---|{"---|" * len(next(iter(r["input_ids"].values())))}
 {ids}
 
-Known differences (see export/ANDROID.md): {', '.join(f'`{k}`' for k in KNOWN)}.
+Known differences (see export/ANDROID.md): {", ".join(f"`{k}`" for k in KNOWN)}.
 
 ## Cold start and per prediction
 
 | runtime | cold start (ms) | p50 (ms) | p90 (ms) |
 |---|---|---|---|
-| bundle: EdgeModel (tokenizers in Python + model.onnx) | {t['bundle']['cold_ms']:.0f} | {t['bundle']['p50_ms']:.2f} | {t['bundle']['p90_ms']:.2f} |
-| text_model.onnx (BertTokenizer op + model + Softmax) | {t['text']['cold_ms']:.0f} | {t['text']['p50_ms']:.2f} | {t['text']['p90_ms']:.2f} |
+| bundle: EdgeModel (tokenizers in Python + model.onnx) | {t["bundle"]["cold_ms"]:.0f}
+| {t["bundle"]["p50_ms"]:.2f} | {t["bundle"]["p90_ms"]:.2f} |
+| text_model.onnx (BertTokenizer op + model + Softmax) | {t["text"]["cold_ms"]:.0f}
+| {t["text"]["p50_ms"]:.2f} | {t["text"]["p90_ms"]:.2f} |
 
-Cold start: median of {r['cold_runs']} fresh processes, imports to first prediction (EdgeModel.load also
-hashes its files; the text model's does not include `import onnxruntime_extensions`, {r['python_package_import_ms']:.0f} ms
-here because that Python package imports transformers). Per prediction: {r['n']} calls after 10 warm-up ones in each process, pooled.
-Load average at the start: {r['machine']['loadavg_1_5_15']}.
+Cold start: median of {r["cold_runs"]} fresh processes, imports to first prediction (EdgeModel.load also
+hashes its files; the text model's does not include `import
+onnxruntime_extensions`, {r["python_package_import_ms"]:.0f} ms
+here because that Python package imports transformers). Per prediction:
+{r["n"]} calls after 10 warm-up ones in each process, pooled.
+Load average at the start: {r["machine"]["loadavg_1_5_15"]}.
 """
 
 
