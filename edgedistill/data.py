@@ -69,7 +69,9 @@ def _read_text(path: Path) -> tuple[str, tuple | None]:
     except OSError as e:
         raise UserError(f"{path}: cannot read the data file ({e.strerror or e}); pass a readable file") from None
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise at(path, 1, None, "the file is UTF-16 encoded (it starts with a UTF-16 byte-order mark); save it as UTF-8")
+        raise at(
+            path, 1, None, "the file is UTF-16 encoded (it starts with a UTF-16 byte-order mark); save it as UTF-8"
+        )
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as e:
@@ -80,11 +82,23 @@ def _read_text(path: Path) -> tuple[str, tuple | None]:
 
 def _encoding_error(path: Path, line: int, field: str | None, bad: tuple | None) -> UserError:
     if bad is None:  # valid UTF-8: the surrogate came from a JSON escape
-        return at(path, line, field, "holds an unpaired surrogate escape (\\ud800-\\udfff), which is not text; "
-                                     "write the character itself or its full surrogate pair")
-    where = f"byte 0x{bad[2]:02x}" + (f" at line {bad[0]}, column {bad[1]}" if bad[0] != line else f" at column {bad[1]}")
-    return at(path, line, field, f"not valid UTF-8 ({where}); re-save the file as UTF-8, e.g. "
-                                 f"iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}")
+        return at(
+            path,
+            line,
+            field,
+            "holds an unpaired surrogate escape (\\ud800-\\udfff), which is not text; "
+            "write the character itself or its full surrogate pair",
+        )
+    where = f"byte 0x{bad[2]:02x}" + (
+        f" at line {bad[0]}, column {bad[1]}" if bad[0] != line else f" at column {bad[1]}"
+    )
+    return at(
+        path,
+        line,
+        field,
+        f"not valid UTF-8 ({where}); re-save the file as UTF-8, e.g. "
+        f"iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}",
+    )
 
 
 def _bad_text(value) -> bool:
@@ -134,7 +148,9 @@ def _jsonl_rows(path: Path, text: str) -> list[tuple[int, dict]]:
         try:
             r = json.loads(line, object_pairs_hook=_no_duplicates)
         except json.JSONDecodeError as e:
-            raise at(path, n, None, f"malformed JSON line ({e.msg} at column {e.colno}); each line must be one JSON object") from None
+            raise at(
+                path, n, None, f"malformed JSON line ({e.msg} at column {e.colno}); each line must be one JSON object"
+            ) from None
         except _DuplicateKey as e:
             raise at(path, n, str(e.key), "the field appears twice in this object; keep one") from None
         except (ValueError, RecursionError) as e:
@@ -181,8 +197,10 @@ def _unreadable_json(e: Exception) -> str:
     """What is wrong with JSON that parses but cannot be read: nesting too deep, an integer too long."""
     if isinstance(e, RecursionError):
         return "lists or objects nested too deeply to read; each record must be one flat object of fields"
-    return (f"an integer of more than {sys.get_int_max_str_digits()} digits, which JSON readers refuse; "
-            "write it as a string in quotes, or drop it")
+    return (
+        f"an integer of more than {sys.get_int_max_str_digits()} digits, which JSON readers refuse; "
+        "write it as a string in quotes, or drop it"
+    )
 
 
 def _csv_rows(path: Path, text: str, delimiter: str) -> list[tuple[int, dict]]:
@@ -209,8 +227,13 @@ def _csv_rows(path: Path, text: str, delimiter: str) -> list[tuple[int, dict]]:
                     raise at(path, start, dup, "the header names this column twice; rename one")
                 continue
             if len(values) != len(header):
-                raise at(path, start, None, f"has a different number of columns ({len(values)}) than the header {header}; "
-                                            "quote fields that contain " + ("tabs" if delimiter == "\t" else "commas"))
+                raise at(
+                    path,
+                    start,
+                    None,
+                    f"has a different number of columns ({len(values)}) than the header {header}; "
+                    "quote fields that contain " + ("tabs" if delimiter == "\t" else "commas"),
+                )
             rows.append((start, dict(zip(header, values))))
     finally:
         csv.field_size_limit(old_limit)
@@ -219,12 +242,16 @@ def _csv_rows(path: Path, text: str, delimiter: str) -> list[tuple[int, dict]]:
 def _csv_problem(error: str, delimiter: str) -> str:
     sep = "tab" if delimiter == "\t" else "comma"
     if "unexpected end of data" in error or "EOF" in error:
-        return ('a quoted field that starts on this line is never closed, so it would swallow the rest of the file; '
-                'close the quote, and write a quote inside a quoted field as ""')
+        return (
+            "a quoted field that starts on this line is never closed, so it would swallow the rest of the file; "
+            'close the quote, and write a quote inside a quoted field as ""'
+        )
     if "expected after" in error:
-        return (f'a quoted field must end with " followed by a {sep} or the end of the line (a quote opened earlier may '
-                f'be unclosed); close the quote, write a quote inside a quoted field as "", or do not start an unquoted '
-                f'field with "')
+        return (
+            f'a quoted field must end with " followed by a {sep} or the end of the line (a quote opened earlier may '
+            f'be unclosed); close the quote, write a quote inside a quoted field as "", or do not start an unquoted '
+            f'field with "'
+        )
     return f"not valid {'TSV' if delimiter == chr(9) else 'CSV'} ({error}); fix the quoting on this line"
 
 
@@ -236,8 +263,10 @@ def _parquet_rows(path: Path) -> list[tuple[int, dict]]:
     try:
         records = pq.read_table(path).to_pylist()
     except Exception as e:  # pyarrow's ArrowInvalid / OSError on a truncated or non-Parquet file
-        raise UserError(f"{path}: not a readable Parquet file ({type(e).__name__}: {str(e)[:200]}); "
-                        "re-export it, or convert to JSONL") from None
+        raise UserError(
+            f"{path}: not a readable Parquet file ({type(e).__name__}: {str(e)[:200]}); "
+            "re-export it, or convert to JSONL"
+        ) from None
     rows = []
     for i, r in enumerate(records):
         for k, v in r.items():  # a binary column holds bytes: text as UTF-8, or a mistake
@@ -245,7 +274,9 @@ def _parquet_rows(path: Path) -> list[tuple[int, dict]]:
                 try:
                     r[k] = bytes(v).decode("utf-8")
                 except UnicodeDecodeError:
-                    raise at(path, i + 2, k, "a binary value that is not UTF-8 text; store the column as a string") from None
+                    raise at(
+                        path, i + 2, k, "a binary value that is not UTF-8 text; store the column as a string"
+                    ) from None
         rows.append((i + 2, r))
     return rows
 
@@ -266,16 +297,24 @@ def normalize_gold(task: TaskSpec, value, choices: list[str] | None, where: tupl
         try:
             evaluate(gold)
         except ValueError as e:
-            raise at(*where, f"a numeric gold must be a usable number or arithmetic expression such as 42 or "
-                             f"( 84.0 / 2.0 ), and this is not: {e}; fix the value or drop the row") from None
+            raise at(
+                *where,
+                f"a numeric gold must be a usable number or arithmetic expression such as 42 or "
+                f"( 84.0 / 2.0 ), and this is not: {e}; fix the value or drop the row",
+            ) from None
     return gold
 
 
 def _field_text(path, line, name: str, value) -> str:
     """A template field's value as text; a nested object, list or NaN is a mistake, not text."""
     if isinstance(value, (dict, list)):
-        raise at(path, line, name, f"a JSON {'object' if isinstance(value, dict) else 'list'} where the input template "
-                                   "needs text; give a string (or change the task's input template)")
+        raise at(
+            path,
+            line,
+            name,
+            f"a JSON {'object' if isinstance(value, dict) else 'list'} where the input template "
+            "needs text; give a string (or change the task's input template)",
+        )
     if isinstance(value, float) and not math.isfinite(value):
         raise at(path, line, name, f"{value} where the input template needs text; give a string or drop the row")
     return str(value)
@@ -308,7 +347,12 @@ def load_examples(task: TaskSpec, path, limit: int | None = None, require_gold: 
                 except json.JSONDecodeError:
                     choices = [c.strip() for c in choices.split("|")]
             if not isinstance(choices, list) or len(choices) < 2 or not all(str(c).strip() for c in choices):
-                raise at(path, line, task.choices, "must be a list of at least two non-empty options (JSON list, or 'a|b|c' in CSV)")
+                raise at(
+                    path,
+                    line,
+                    task.choices,
+                    "must be a list of at least two non-empty options (JSON list, or 'a|b|c' in CSV)",
+                )
             choices = [str(c) for c in choices]
         gold = None
         if task.gold:
@@ -318,7 +362,9 @@ def load_examples(task: TaskSpec, path, limit: int | None = None, require_gold: 
             else:
                 gold = normalize_gold(task, row[task.gold], choices, (path, line, task.gold))
         elif require_gold:
-            raise UserError(f"{task.source}: gold: the task names no gold field; add 'gold: FIELD' to compare against labels")
+            raise UserError(
+                f"{task.source}: gold: the task names no gold field; add 'gold: FIELD' to compare against labels"
+            )
         ex_id = str(row[task.id]) if task.id and row.get(task.id) is not None else str(n)
         if task.id and task.id not in row:
             raise at(path, line, task.id, "missing id field named by the task")

@@ -51,8 +51,12 @@ def score(task, examples, preds: list[str]) -> dict:
             tp = sum(p == g == label for p, g in zip(preds, golds))
             prec = tp / pc[label] if pc[label] else 0.0
             rec = tp / gc[label] if gc[label] else 0.0
-            per[label] = {"precision": prec, "recall": rec, "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
-                          "support": gc[label]}
+            per[label] = {
+                "precision": prec,
+                "recall": rec,
+                "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
+                "support": gc[label],
+            }
         out["per_label"] = per
     return out
 

@@ -1,5 +1,6 @@
 """The machine record and CPU preset detection; they live in the torch-free core (edgedistill/edge/machine.py)
 that every bundle carries. This module keeps `from edgedistill.machine import ...` working."""
 
-from .edge.machine import (ISA_FLAGS, PACKAGES, LoadMeter, cpu_preset, describe, isa_features,  # noqa: F401
-                           isa_preset, machine_record, time_now)
+from .edge.machine import (
+    isa_features,  # noqa: F401
+    )

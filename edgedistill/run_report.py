@@ -34,38 +34,65 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
     from .task import load_task
 
     task = load_task(pipe.path(pipe.task))
-    lines = [f"# edgedistill run: {task.name} ({task.type}, {len(task.labels or [])} labels)" if task.labels
-             else f"# edgedistill run: {task.name} ({task.type})", ""]
+    lines = [
+        f"# edgedistill run: {task.name} ({task.type}, {len(task.labels or [])} labels)"
+        if task.labels
+        else f"# edgedistill run: {task.name} ({task.type})",
+        "",
+    ]
 
-    lines += ["## Teacher", "",
-              "| model | prompt | examples | ok | parse failed | failed | requests sent | cache hits | prompt tokens | completion tokens | cost (USD) | agreement with gold |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|",
-              f"| {ann.get('model', pipe.teacher.model)} | {ann.get('mode', pipe.teacher.prompt)} | {ann.get('examples', '–')} | {ann.get('ok', '–')} "
-              f"| {ann.get('parse_failed', '–')} | {ann.get('failed', '–')} | {ann.get('requests_sent', '–')} | {ann.get('cache_hits', '–')} "
-              f"| {ann.get('prompt_tokens', '–')} | {ann.get('completion_tokens', '–')} | {_fmt(ann.get('cost_usd'), '.4f')} "
-              f"| {_fmt(None if ann.get('gold_agreement') is None else 100 * ann['gold_agreement'], '.1f', ' %')} |", ""]
+    lines += [
+        "## Teacher",
+        "",
+        "| model | prompt | examples | ok | parse failed | failed | requests sent | cache hits | prompt tokens | completion tokens | cost (USD) | agreement with gold |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {ann.get('model', pipe.teacher.model)} | {ann.get('mode', pipe.teacher.prompt)} | {ann.get('examples', '–')} | {ann.get('ok', '–')} "
+        f"| {ann.get('parse_failed', '–')} | {ann.get('failed', '–')} | {ann.get('requests_sent', '–')} | {ann.get('cache_hits', '–')} "
+        f"| {ann.get('prompt_tokens', '–')} | {ann.get('completion_tokens', '–')} | {_fmt(ann.get('cost_usd'), '.4f')} "
+        f"| {_fmt(None if ann.get('gold_agreement') is None else 100 * ann['gold_agreement'], '.1f', ' %')} |",
+        "",
+    ]
     lines += _signal_lines(ann)
 
     if evaluations:
-        lines += [f"## Accuracy on {Path(pipe.eval_data).name} (held out, gold labels)", "",
-                  "| model | accuracy | examples |", "|---|---|---|"]
+        lines += [
+            f"## Accuracy on {Path(pipe.eval_data).name} (held out, gold labels)",
+            "",
+            "| model | accuracy | examples |",
+            "|---|---|---|",
+        ]
         for name, ev in evaluations.items():
-            lines.append(f"| {name} | {_fmt(100 * ev['accuracy'], '.1f', ' %')} | {ev.get('examples', ev.get('n', '–'))} |")
+            lines.append(
+                f"| {name} | {_fmt(100 * ev['accuracy'], '.1f', ' %')} | {ev.get('examples', ev.get('n', '–'))} |"
+            )
         lines.append("")
         if ann.get("gold_agreement") is not None:
-            lines += [f"A student learns what its teacher says: this teacher agreed with the gold labels on "
-                      f"{100 * ann['gold_agreement']:.1f} % of the training inputs"
-                      + (", and `student (standard)` shows what the same student reaches on gold labels." if "standard" in
-                         pipe.student.compare + [pipe.student.mode] else "."), ""]
+            lines += [
+                f"A student learns what its teacher says: this teacher agreed with the gold labels on "
+                f"{100 * ann['gold_agreement']:.1f} % of the training inputs"
+                + (
+                    ", and `student (standard)` shows what the same student reaches on gold labels."
+                    if "standard" in pipe.student.compare + [pipe.student.mode]
+                    else "."
+                ),
+                "",
+            ]
 
     from .distill.model_card import candidate_table, floor_warning, skipped_note
 
     if warning := floor_warning(train.get("val_vs_floor"), train.get("family")):
         lines += [f"**Warning: the student.** {warning}", ""]
     if train.get("candidates"):
-        lines += ["## Student", "", f"`--mode auto` trained {len(train['candidates'])} candidates on one split and shipped "
-                  f"`{train['mode']}`, chosen on {train['val_examples']} validation rows (label-only unless another "
-                  "beat it beyond noise, row by row):", "", *candidate_table(train["candidates"]), ""]
+        lines += [
+            "## Student",
+            "",
+            f"`--mode auto` trained {len(train['candidates'])} candidates on one split and shipped "
+            f"`{train['mode']}`, chosen on {train['val_examples']} validation rows (label-only unless another "
+            "beat it beyond noise, row by row):",
+            "",
+            *candidate_table(train["candidates"]),
+            "",
+        ]
         if train.get("auto_skipped"):
             lines += [skipped_note(train["auto_skipped"]), ""]
     compressed = _load(run / "compressed" / "compress.json") if pipe.compress is not None else None
@@ -75,10 +102,23 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
         for warning in (trim_warning(compressed.get("vocabulary")), (compressed.get("evidence") or {}).get("warning")):
             if warning:
                 lines += [f"**Warning: compression.** {warning[0].upper()}{warning[1:]}", ""]
-        lines += ["## Compression", "", f"`edgedistill compress` built {len(compressed['candidates'])} candidate(s) and "
-                  f"shipped `{compressed['chosen']}`" + (f", the most accurate within {compressed['budget_ms']:g} ms per "
-                  "prediction" if compressed.get("budget_ms") else "") + " (accuracy: " + compressed["accuracy_on"] + "):",
-                  "", *pareto_lines(compressed), ""]
+        lines += [
+            "## Compression",
+            "",
+            f"`edgedistill compress` built {len(compressed['candidates'])} candidate(s) and "
+            f"shipped `{compressed['chosen']}`"
+            + (
+                f", the most accurate within {compressed['budget_ms']:g} ms per prediction"
+                if compressed.get("budget_ms")
+                else ""
+            )
+            + " (accuracy: "
+            + compressed["accuracy_on"]
+            + "):",
+            "",
+            *pareto_lines(compressed),
+            "",
+        ]
         for line in (vocabulary_line(compressed.get("vocabulary")), compressed.get("choice")):
             if line:
                 lines += [line, ""]
@@ -92,14 +132,23 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
         lines.append("")
 
     lines += ["## Artifacts", "", "| stage | path | size |", "|---|---|---|"]
-    for stage, rel in (("annotations", "annotations.jsonl"), ("teacher cache", "cache.sqlite"), ("student", "student"),
-                       ("stripped model", "stripped"), *([("compressed model", "compressed")] if pipe.compress else []),
-                       ("bundle", "bundle"), ("benchmark", "bench/report.md")):
+    for stage, rel in (
+        ("annotations", "annotations.jsonl"),
+        ("teacher cache", "cache.sqlite"),
+        ("student", "student"),
+        ("stripped model", "stripped"),
+        *([("compressed model", "compressed")] if pipe.compress else []),
+        ("bundle", "bundle"),
+        ("benchmark", "bench/report.md"),
+    ):
         p = run / rel
         lines.append(f"| {stage} | `{p}` | {_fmt(_size_mb(p), '.1f', ' MB')} |")
     if train:
-        lines += ["", f"Student: mode `{train.get('mode', pipe.student.mode)}`, α = {train.get('alpha', pipe.student.alpha)}, "
-                  f"seed {train.get('seed', pipe.student.seed)}. Bundle: {_quantization_text(manifest, pipe)}."]
+        lines += [
+            "",
+            f"Student: mode `{train.get('mode', pipe.student.mode)}`, α = {train.get('alpha', pipe.student.alpha)}, "
+            f"seed {train.get('seed', pipe.student.seed)}. Bundle: {_quantization_text(manifest, pipe)}.",
+        ]
     path = run / "report.md"
     write_text(path, "\n".join(lines) + "\n")
     return path
@@ -116,19 +165,29 @@ def _quantization_text(manifest: dict, pipe) -> str:
 
 def _bench_rows(bench: dict) -> list[str]:
     """Rows of the bench results at batch 1 and the longest measured sequence length, one per variant."""
-    rows = [r for r in bench.get("results", []) if r.get("batch_size") == 1 and not r.get("error") and r.get("p50_ms") is not None]
+    rows = [
+        r
+        for r in bench.get("results", [])
+        if r.get("batch_size") == 1 and not r.get("error") and r.get("p50_ms") is not None
+    ]
     if not rows:
         return ["(no batch-1 results)"]
     seq = max(r.get("seq_len", 0) for r in rows)
     threads = max(r.get("threads", 0) for r in rows)
-    out = [f"Sequence length {seq}, {threads} threads.", "",
-           "| variant | p50 latency (ms) | speedup vs torch FP32 | size (MB) | accuracy |", "|---|---|---|---|---|"]
+    out = [
+        f"Sequence length {seq}, {threads} threads.",
+        "",
+        "| variant | p50 latency (ms) | speedup vs torch FP32 | size (MB) | accuracy |",
+        "|---|---|---|---|---|",
+    ]
     for r in rows:
         if r.get("seq_len", 0) != seq or r.get("threads", 0) != threads:
             continue
         acc = r.get("accuracy")
-        out.append(f"| {r.get('variant')} | {_fmt(r.get('p50_ms'), '.2f')} | {_fmt(r.get('speedup_vs_torch_fp32'), '.2f', '×')} "
-                   f"| {_fmt(None if r.get('size_bytes') is None else r['size_bytes'] / 1e6, '.1f')} | {_fmt(None if acc is None else 100 * acc, '.1f', ' %')} |")
+        out.append(
+            f"| {r.get('variant')} | {_fmt(r.get('p50_ms'), '.2f')} | {_fmt(r.get('speedup_vs_torch_fp32'), '.2f', '×')} "
+            f"| {_fmt(None if r.get('size_bytes') is None else r['size_bytes'] / 1e6, '.1f')} | {_fmt(None if acc is None else 100 * acc, '.1f', ' %')} |"
+        )
     return out
 
 
@@ -138,13 +197,15 @@ def _signal_lines(ann: dict) -> list[str]:
         return []
     pct = lambda x: _fmt(None if x is None else 100 * x, ".1f", " %")  # noqa: E731
     kinds = ", ".join(f"{k} {v['requests']}" for k, v in ann["requests_by_kind"].items())
-    out = [f"Labels: scoring `{ann.get('scoring')}` over {ann.get('score_orders', 1)} option order(s), calibration "
-           f"`{ann.get('calibration')}`, {ann.get('votes', 1)} vote(s) per input; {ann.get('with_label_probs', 0)} rows carry "
-           f"label_probs. Agreement with gold: {pct(ann.get('gold_agreement_text'))} from the text answers alone, "
-           f"{pct(ann.get('gold_agreement'))} as labelled. Requests by kind: {kinds}.",
-           "",
-           f"Rationale yield: {pct(ann.get('rationale_yield_first'))} of the inputs asked for one got an explanation in the answer, "
-           f"{pct(ann.get('rationale_yield'))} after {ann.get('rationalized', 0)} rationalization follow-ups."]
+    out = [
+        f"Labels: scoring `{ann.get('scoring')}` over {ann.get('score_orders', 1)} option order(s), calibration "
+        f"`{ann.get('calibration')}`, {ann.get('votes', 1)} vote(s) per input; {ann.get('with_label_probs', 0)} rows carry "
+        f"label_probs. Agreement with gold: {pct(ann.get('gold_agreement_text'))} from the text answers alone, "
+        f"{pct(ann.get('gold_agreement'))} as labelled. Requests by kind: {kinds}.",
+        "",
+        f"Rationale yield: {pct(ann.get('rationale_yield_first'))} of the inputs asked for one got an explanation in the answer, "
+        f"{pct(ann.get('rationale_yield'))} after {ann.get('rationalized', 0)} rationalization follow-ups.",
+    ]
     for key, count in (ann.get("notes") or {}).items():
         out.append(f"- degraded: {key.replace('_', ' ')} ({count} rows)")
     return out + [""]

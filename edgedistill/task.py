@@ -65,7 +65,9 @@ class TaskSpec:
 def load_task(path) -> TaskSpec:
     path = Path(path)
     if not path.exists():
-        raise UserError(f"{path}: task file not found; pass --task with the path to a task YAML (see README, 'Task spec')")
+        raise UserError(
+            f"{path}: task file not found; pass --task with the path to a task YAML (see README, 'Task spec')"
+        )
     raw, lines = read_yaml(path, "task file")
     return task_from_dict(raw, source=str(path), lines=lines)
 
@@ -73,8 +75,10 @@ def load_task(path) -> TaskSpec:
 def _not_text(value) -> str | None:
     """Why a YAML value meant as a word is not one: an unquoted yes/no/true/false/on/off is a boolean, ~ is null."""
     if isinstance(value, bool) or value is None:
-        return (f"YAML reads this unquoted value as {value!r}, not as text "
-                "(yes/no/true/false/on/off are booleans, ~ and an empty value are null); quote it, e.g. 'yes'")
+        return (
+            f"YAML reads this unquoted value as {value!r}, not as text "
+            "(yes/no/true/false/on/off are booleans, ~ and an empty value are null); quote it, e.g. 'yes'"
+        )
     if isinstance(value, (list, dict)):
         return "must be a single word or phrase, not a list or mapping"
     return None
@@ -99,7 +103,9 @@ def task_from_dict(raw, source: str = "<task>", lines: dict[str, int] | None = N
             raise bad(key, "required string is missing or empty")
     for key in ("choices", "gold", "id", "instruction"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
-            raise bad(key, _not_text(raw[key]) or f"must be a string (a data field name or text), not {raw[key]!r}; quote it")
+            raise bad(
+                key, _not_text(raw[key]) or f"must be a string (a data field name or text), not {raw[key]!r}; quote it"
+            )
     if raw["type"] not in TYPES:
         raise bad("type", f"{raw['type']!r} is not a task type; use one of {', '.join(TYPES)}")
     task = TaskSpec(**raw, source=source, lines=lines)
@@ -108,7 +114,7 @@ def task_from_dict(raw, source: str = "<task>", lines: dict[str, int] | None = N
     except ValueError as e:
         raise bad("input", f"bad template: {e}") from None
     if not fields:
-        raise bad("input", "the template uses no data field; write e.g. \"{text}\"")
+        raise bad("input", 'the template uses no data field; write e.g. "{text}"')
     if task.type == "classification":
         labels = task.labels
         if not labels or not isinstance(labels, list) or len(labels) < 2:

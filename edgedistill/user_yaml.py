@@ -84,8 +84,12 @@ def read_yaml(path, what: str) -> tuple[object, dict[str, int]]:
             "nested too deeply to read (thousands of brackets or indents); write a flat value",
         ) from None
     except _DuplicateKey as e:
-        raise at(path, e.line, e.key, f"the key appears twice (first on line {e.first}); keep one (YAML would silently "
-                 "use the last)") from None
+        raise at(
+            path,
+            e.line,
+            e.key,
+            f"the key appears twice (first on line {e.first}); keep one (YAML would silently use the last)",
+        ) from None
     finally:
         loader.dispose()
     return document, lines

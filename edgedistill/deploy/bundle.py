@@ -41,8 +41,16 @@ def io_spec(onnx_path: Path) -> dict:
         return [d.dim_param or d.dim_value for d in t.type.tensor_type.shape.dim]
 
     elem = {1: "float32", 7: "int64", 6: "int32", 8: "string", 9: "bool", 10: "float16"}
-    return {"inputs": [{"name": i.name, "dtype": elem.get(i.type.tensor_type.elem_type, "?"), "shape": dims(i)} for i in g.input if i.name not in init],
-            "outputs": [{"name": o.name, "dtype": elem.get(o.type.tensor_type.elem_type, "?"), "shape": dims(o)} for o in g.output]}
+    return {
+        "inputs": [
+            {"name": i.name, "dtype": elem.get(i.type.tensor_type.elem_type, "?"), "shape": dims(i)}
+            for i in g.input
+            if i.name not in init
+        ],
+        "outputs": [
+            {"name": o.name, "dtype": elem.get(o.type.tensor_type.elem_type, "?"), "shape": dims(o)} for o in g.output
+        ],
+    }
 
 
 def convert_to_ort(bundle: Path, models: dict[str, str], subdir: str = "ort", extra_args=()) -> dict[str, str]:
@@ -52,9 +60,22 @@ def convert_to_ort(bundle: Path, models: dict[str, str], subdir: str = "ort", ex
     out.mkdir(parents=True)
     for name in models.values():
         shutil.copyfile(bundle / name, out / name)
-    proc = subprocess.run([sys.executable, "-m", ORT_CONVERTER, str(out), "--output_dir", str(out),
-                           "--optimization_style", "Fixed", *extra_args],
-                          check=False, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            ORT_CONVERTER,
+            str(out),
+            "--output_dir",
+            str(out),
+            "--optimization_style",
+            "Fixed",
+            *extra_args,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     for name in models.values():
         (out / name).unlink()
     if proc.returncode != 0:
@@ -74,9 +95,11 @@ def add_ort_models(bundle: Path, manifest: dict, echo=print) -> None:
     recorded in manifest["warnings"]: the bundle still works with onnxruntime, not with ORT Mobile."""
     manifest["ort_models"] = convert_to_ort(bundle, manifest["models"])
     if "error" in manifest["ort_models"]:
-        warning = (f"ORT-format conversion failed ({manifest['ort_models']['error']}): the bundle has no ort/ files, so "
-                   "ONNX Runtime Mobile (Android/iOS) cannot load it; the .onnx models work with onnxruntime. "
-                   f"Re-run the export, or convert by hand: python -m {ORT_CONVERTER} BUNDLE")
+        warning = (
+            f"ORT-format conversion failed ({manifest['ort_models']['error']}): the bundle has no ort/ files, so "
+            "ONNX Runtime Mobile (Android/iOS) cannot load it; the .onnx models work with onnxruntime. "
+            f"Re-run the export, or convert by hand: python -m {ORT_CONVERTER} BUNDLE"
+        )
         manifest.setdefault("warnings", []).append(warning)
         echo(f"WARNING: {warning}")
 
@@ -97,8 +120,11 @@ def finish(bundle: Path, manifest: dict) -> dict:
     The manifest is checked by the rules every load applies (validate_manifest) before it is written."""
     manifest["runtime"] = {"python": copy_core(bundle), "import": "from edge_runtime import EdgeModel"}
     write_text(bundle / "README.md", readme(manifest))
-    manifest["files"] = {str(p.relative_to(bundle)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-                         for p in sorted(bundle.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    manifest["files"] = {
+        str(p.relative_to(bundle)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(bundle.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
     manifest["format_version"] = FORMAT_VERSION if set(manifest["models"]) & set(APP_ROLES) else 1
     manifest["edgedistill_version"] = __version__
     manifest["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -123,15 +149,21 @@ def readme(m: dict) -> str:
     io = m["io"][next(iter(m["io"]))]
     inputs = "\n".join(f"| `{i['name']}` | {i['dtype']} | {i['shape']} |" for i in io["inputs"])
     outputs = "\n".join(f"| `{o['name']}` | {o['dtype']} | {o['shape']} |" for o in io["outputs"])
-    labels = ", ".join(m.get("labels") or []) or "(generated text)" if m["family"] != "multiple-choice" else "the chosen option"
+    labels = (
+        ", ".join(m.get("labels") or []) or "(generated text)"
+        if m["family"] != "multiple-choice"
+        else "the chosen option"
+    )
     if m["family"] == "multiple-choice" and task["type"] == "numeric":
-        labels = ("the chosen expression, one operation on two numbers of the input (edge/expressions.py builds the options; "
-                  "its value is the answer; None for an input with fewer than two numbers)")
+        labels = (
+            "the chosen expression, one operation on two numbers of the input (edge/expressions.py builds the options; "
+            "its value is the answer; None for an input with fewer than two numbers)"
+        )
     q = m["quantization"]
-    return f"""# {task['name']}: edgedistill bundle
+    return f"""# {task["name"]}: edgedistill bundle
 
-A {m['family']} model for the task `{task['name']}` ({task['type']}), exported by edgedistill {__version__}.
-Quantization: {q.get('mode', 'none')} ({q.get('preset', '-')}, tuned for {m['target']['preset']}).
+A {m["family"]} model for the task `{task["name"]}` ({task["type"]}), exported by edgedistill {__version__}.
+Quantization: {q.get("mode", "none")} ({q.get("preset", "-")}, tuned for {m["target"]["preset"]}).
 Output: {labels}.
 
 ## Use it from Python (onnxruntime, tokenizers, numpy; no torch)
@@ -139,13 +171,13 @@ Output: {labels}.
 ```python
 from edge_runtime import EdgeModel          # the runtime ships inside this folder
 model = EdgeModel.load("path/to/this/folder")
-print(model.predict([{json.dumps({f: "..." for f in template_fields(task['input'])})}]))
+print(model.predict([{json.dumps({f: "..." for f in template_fields(task["input"])})}]))
 ```
 
-Inputs are rendered with the template `{json.dumps(task['input'])}` and tokenized with `tokenizer.json`
-(truncated to {m['max_length']} tokens, padded with id {m['tokenizer']['pad_token_id']}).
+Inputs are rendered with the template `{json.dumps(task["input"])}` and tokenized with `tokenizer.json`
+(truncated to {m["max_length"]} tokens, padded with id {m["tokenizer"]["pad_token_id"]}).
 
-## Model inputs and outputs (`{m['models'][next(iter(m['models']))]}`)
+## Model inputs and outputs (`{m["models"][next(iter(m["models"]))]}`)
 
 | input | dtype | shape |
 |---|---|---|
@@ -170,18 +202,26 @@ path/to/this/folder` (export/run_bundle.py of the edgedistill repository) times 
 
 def _ort_text(m: dict) -> str:
     if "error" in (m.get("ort_models") or {}):
-        return ("**WARNING: no `.ort` files**: the ORT-format conversion failed at export "
-                f"({m['ort_models']['error']}), so ONNX Runtime Mobile cannot load this bundle as it is.")
-    return ("ONNX Runtime Mobile (Android / iOS) loads the `.ort` files under `ort/`; `ort/required_operators.config`\n"
-            "lists the operators a reduced mobile build needs.")
+        return (
+            "**WARNING: no `.ort` files**: the ORT-format conversion failed at export "
+            f"({m['ort_models']['error']}), so ONNX Runtime Mobile cannot load this bundle as it is."
+        )
+    return (
+        "ONNX Runtime Mobile (Android / iOS) loads the `.ort` files under `ort/`; `ort/required_operators.config`\n"
+        "lists the operators a reduced mobile build needs."
+    )
 
 
 def _text_model_text(m: dict) -> str:
     t = m.get("text_model")
     if not t:
         return ""
-    return (f"\n## Text in, probabilities out (`{t['file']}`, for apps)\n\n"
-            f"Input `text`: string [1], the rendered input (one text per call); output `probs`: float32 "
-            f"[1, {len(t['labels'])}] in the order of `labels`. It tokenizes inside the graph with onnxruntime-extensions' "
-            f"`BertTokenizer` (domain `{t['custom_op_domain']}`): register the extensions' custom-op library in the "
-            "session options. " + (f"ORT format: `{t['ort']['text']}`." if "text" in t["ort"] else "No ORT-format copy.") + "\n")
+    return (
+        f"\n## Text in, probabilities out (`{t['file']}`, for apps)\n\n"
+        f"Input `text`: string [1], the rendered input (one text per call); output `probs`: float32 "
+        f"[1, {len(t['labels'])}] in the order of `labels`. It tokenizes inside the graph with onnxruntime-extensions' "
+        f"`BertTokenizer` (domain `{t['custom_op_domain']}`): register the extensions' custom-op library in the "
+        "session options. "
+        + (f"ORT format: `{t['ort']['text']}`." if "text" in t["ort"] else "No ORT-format copy.")
+        + "\n"
+    )

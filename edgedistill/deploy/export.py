@@ -20,19 +20,34 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bundle as bundle_mod
-from . import text_model
 from ..atomic import build_dir
+from ..choices import SMOOTH_ALPHA, Quantize, Target, parse
 from ..edge.families import FAMILIES
+from ..edge.runtime import BundleError, EdgeModel, runtime_models
 from ..errors import UserError
 from ..model_dir import load_config, weights_bytes
+from . import bundle as bundle_mod
+from . import text_model
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
-from ..choices import SMOOTH_ALPHA, Quantize, Target, parse
-from .quantize import (FOLD_TOLERANCE, MATMUL_OPS, MUL_KL_GAIN, detect_preset, int8_drift, keep_sensitive_fp32,
-                       mul_groups, output_change, output_probs, pick_smoothing, plan_for, quantize, rank_mul_groups,
-                       muls_pay, smooth_activations, smoothing_sites)
-from ..edge.runtime import BundleError, EdgeModel, runtime_models
+from .quantize import (
+    FOLD_TOLERANCE,
+    MATMUL_OPS,
+    MUL_KL_GAIN,
+    detect_preset,
+    int8_drift,
+    keep_sensitive_fp32,
+    mul_groups,
+    muls_pay,
+    output_change,
+    output_probs,
+    pick_smoothing,
+    plan_for,
+    quantize,
+    rank_mul_groups,
+    smooth_activations,
+    smoothing_sites,
+)
 
 FP32_TOLERANCE = 1e-3
 
@@ -65,6 +80,7 @@ class ExportConfig:
 @dataclass
 class _Job:
     """What the stages of one export share: the model, its task, the parity inputs and the staging dir."""
+
     cfg: ExportConfig
     src: Path
     work: Path
@@ -86,6 +102,7 @@ class _Job:
 @dataclass
 class _Chosen:
     """The model that will ship, with the evidence for it."""
+
     dir: Path
     qinfo: dict
     parity: object  # parity.Parity
@@ -104,7 +121,9 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
     out = Path(cfg.out)
     if cfg.zip:
         manifest["zip"] = str(bundle_mod.zip_bundle(out))
-    manifest["size_bytes"] = sum(f["bytes"] for n, f in manifest["files"].items() if n in runtime_models(manifest).values())
+    manifest["size_bytes"] = sum(
+        f["bytes"] for n, f in manifest["files"].items() if n in runtime_models(manifest).values()
+    )
     manifest["source_size_bytes"] = weights_bytes(src)
     return manifest
 
@@ -112,30 +131,54 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
 def summary_lines(m: dict, out) -> list[str]:
     """What export prints when the bundle is written (`edgedistill export` and `edgedistill run`)."""
     p, lat = m["parity"], m["latency_batch1"]
-    rows = [("bundle", out), ("family", m["family"]), ("quantization", f"{m['quantization'].get('mode')} ({m['target']['preset']})"),
-            ("size (MB)", f"{m['size_bytes'] / 1e6:.1f} (checkpoint {m['source_size_bytes'] / 1e6:.1f})"),
-            ("parity inputs", p["examples"]),
-            ("FP32 max |Δlogit|", "–" if p["fp32_max_abs_logit_diff"] is None else f"{p['fp32_max_abs_logit_diff']:.2e}"),
-            ("INT8 agreement", "–" if p["int8_agreement"] is None else f"{100 * p['int8_agreement']:.2f} %"),
-            ("latency FP32 / INT8 (ms)", f"{lat['fp32_ms']:.2f} / {lat.get('int8_ms', float('nan')):.2f}  (batch 1, seq {lat['seq_len']})")]
+    rows = [
+        ("bundle", out),
+        ("family", m["family"]),
+        ("quantization", f"{m['quantization'].get('mode')} ({m['target']['preset']})"),
+        ("size (MB)", f"{m['size_bytes'] / 1e6:.1f} (checkpoint {m['source_size_bytes'] / 1e6:.1f})"),
+        ("parity inputs", p["examples"]),
+        ("FP32 max |Δlogit|", "–" if p["fp32_max_abs_logit_diff"] is None else f"{p['fp32_max_abs_logit_diff']:.2e}"),
+        ("INT8 agreement", "–" if p["int8_agreement"] is None else f"{100 * p['int8_agreement']:.2f} %"),
+        (
+            "latency FP32 / INT8 (ms)",
+            f"{lat['fp32_ms']:.2f} / {lat.get('int8_ms', float('nan')):.2f}  (batch 1, seq {lat['seq_len']})",
+        ),
+    ]
     sm = m["quantization"].get("smooth")
     if sm:
         s = sm.get("sites") or {}
         kept = [grp for grp, g in (sm.get("mul_groups") or {}).items() if g["kept"]]
         muls = f" ({', '.join(kept)})" if kept else ""
         where = f" ({s['layernorm'] + s['linear']} folded, {s['mul']} by a Mul at run time{muls})" if s else ""
-        rows.append(("smoothed before INT8", (f"{sm['matmuls']} MatMuls, {sm['inputs']} inputs{where} "
-                                              f"(--smooth {sm['alpha']:g}): KL vs FP32 {sm['kl_unsmoothed']:.1e} -> "
-                                              f"{sm['kl_smoothed']:.1e}")))
+        rows.append(
+            (
+                "smoothed before INT8",
+                (
+                    f"{sm['matmuls']} MatMuls, {sm['inputs']} inputs{where} "
+                    f"(--smooth {sm['alpha']:g}): KL vs FP32 {sm['kl_unsmoothed']:.1e} -> "
+                    f"{sm['kl_smoothed']:.1e}"
+                ),
+            )
+        )
     kept = m["quantization"].get("fp32_matmuls")
     if kept:
         r = next(x for x in kept["ladder"] if x["k"] == kept["k"])
-        rows.append(("MatMuls kept FP32", f"{kept['k']} (--int8-fp32 {kept['requested']}): KL vs FP32 {r['kl']:.1e}, "
-                                          f"p50 x{r['p50_ratio']:.3f} of all-INT8"))
+        rows.append(
+            (
+                "MatMuls kept FP32",
+                f"{kept['k']} (--int8-fp32 {kept['requested']}): KL vs FP32 {r['kl']:.1e}, "
+                f"p50 x{r['p50_ratio']:.3f} of all-INT8",
+            )
+        )
     if "text_model" in m:
         t = m["text_model"]["parity"]
-        rows.append(("text model", f"{m['text_model']['file']} ({m['files'][m['text_model']['file']]['bytes'] / 1e6:.1f} MB), labels "
-                                   f"{t['labels_equal']}/{t['examples']}, max |Δprob| {t['max_abs_prob_diff']:.1e}"))
+        rows.append(
+            (
+                "text model",
+                f"{m['text_model']['file']} ({m['files'][m['text_model']['file']]['bytes'] / 1e6:.1f} MB), labels "
+                f"{t['labels_equal']}/{t['examples']}, max |Δprob| {t['max_abs_prob_diff']:.1e}",
+            )
+        )
     return [""] + [f"  {k:<26}{v}" for k, v in rows]
 
 
@@ -152,24 +195,45 @@ def _job(cfg: ExportConfig, src: Path, work: Path) -> _Job:
     task = _task_dict(model_dir, config, family)
     tok = AutoTokenizer.from_pretrained(model_dir)
     if not tok.is_fast:
-        raise UserError(f"{src}: the tokenizer has no fast (tokenizers) version; the device runtime needs tokenizer.json")
+        raise UserError(
+            f"{src}: the tokenizer has no fast (tokenizers) version; the device runtime needs tokenizer.json"
+        )
     tok.save_pretrained(work / "tok")
     _check_int8_options(cfg, family)
     if cfg.text_model:  # fail now, not after the long export
         text_model.check_supported(family, work / "tok" / "tokenizer.json")
     items = _parity_items(cfg, src, model_dir, meta, task, family)
     target, preset, isa = detect_preset(cfg.target)
-    job = _Job(cfg, src, work, model_dir, meta, config, family, task, cfg.max_length or meta.get("max_length") or 128,
-               items, target, preset, isa)
+    job = _Job(
+        cfg,
+        src,
+        work,
+        model_dir,
+        meta,
+        config,
+        family,
+        task,
+        cfg.max_length or meta.get("max_length") or 128,
+        items,
+        target,
+        preset,
+        isa,
+    )
     job.base_manifest = {
-        "task": task, "family": family, "max_length": int(job.max_length),
-        "labels": [config.id2label[i] for i in range(len(config.id2label))] if family == "sequence-classification" else None,
+        "task": task,
+        "family": family,
+        "max_length": int(job.max_length),
+        "labels": [config.id2label[i] for i in range(len(config.id2label))]
+        if family == "sequence-classification"
+        else None,
         "tokenizer": {"file": "tokenizer.json", "pad_token_id": int(tok.pad_token_id or 0)},
         "models": {},
         "source": {"model": str(src.resolve()), "kind": meta.get("kind", "transformers")},
     }
     if family == "seq2seq":
-        job.base_manifest.update(decoder_start_token_id=int(config.decoder_start_token_id), eos_token_id=int(config.eos_token_id))
+        job.base_manifest.update(
+            decoder_start_token_id=int(config.decoder_start_token_id), eos_token_id=int(config.eos_token_id)
+        )
     return job
 
 
@@ -209,14 +273,28 @@ def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chose
     """Quantize, retry with FP32 embeddings if INT8 embeddings cost agreement, keep slower seq2seq
     decoders FP32; sets chosen.dir/qinfo/latency and returns the INT8 outputs on the parity inputs."""
     cfg = job.cfg
-    plan = plan_for(job.target, job.preset, job.config.model_type, job.raw.get("encoder") or job.raw.get("model"),
-                    static=bool(cfg.calibration_data))
+    plan = plan_for(
+        job.target,
+        job.preset,
+        job.config.model_type,
+        job.raw.get("encoder") or job.raw.get("model"),
+        static=bool(cfg.calibration_data),
+    )
     calib = _calibration_feeds(cfg, fp32, job.task) if cfg.calibration_data else None
     feeds = [fp32.encode([it]) for it in job.items] if plan.mode == "dynamic" and job.family != "seq2seq" else []
     sources = _smoothed(job, plan, feeds, echo)
     if cfg.int8_fp32 != "0":
-        keep_sensitive_fp32(sources["model"], plan, cfg.int8_fp32, feeds, _full_length_feed(fp32, job.items, job.max_length),
-                            job.work / "sensitivity", cfg.min_agreement, cfg.threads, echo)
+        keep_sensitive_fp32(
+            sources["model"],
+            plan,
+            cfg.int8_fp32,
+            feeds,
+            _full_length_feed(fp32, job.items, job.max_length),
+            job.work / "sensitivity",
+            cfg.min_agreement,
+            cfg.threads,
+            echo,
+        )
     int8_dir, int8 = _quantized(job, sources, plan, calib, echo)
     int8_out = None  # outputs of the current `int8`, once computed
     if plan.mode == "dynamic" and job.family != "seq2seq":
@@ -224,9 +302,13 @@ def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chose
         agreement = compare(torch_out, fp32_out, int8_out).int8_agreement
         if agreement is not None and agreement < cfg.min_agreement:
             plan.op_types = MATMUL_OPS
-            plan.notes.append(f"embeddings kept FP32: with INT8 embeddings the labels agreed with torch on "
-                              f"{100 * agreement:.1f} % of the parity inputs, below {100 * cfg.min_agreement:.1f} %")
-            echo(f"INT8 agreement {100 * agreement:.1f} % < {100 * cfg.min_agreement:.1f} %: retrying with FP32 embeddings")
+            plan.notes.append(
+                f"embeddings kept FP32: with INT8 embeddings the labels agreed with torch on "
+                f"{100 * agreement:.1f} % of the parity inputs, below {100 * cfg.min_agreement:.1f} %"
+            )
+            echo(
+                f"INT8 agreement {100 * agreement:.1f} % < {100 * cfg.min_agreement:.1f} %: retrying with FP32 embeddings"
+            )
             int8_dir, int8 = _quantized(job, sources, plan, calib, echo)
             int8_out = None
     chosen.latency["int8_ms"] = _latency_ms(int8, job.items, job.max_length)
@@ -251,8 +333,10 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
     if not cfg.smooth:
         return sources
     if not feeds:
-        plan.notes.append("activations not smoothed: --smooth is for dynamic INT8 of classifiers and multiple choice "
-                          f"({'static QDQ calibrates its own ranges' if plan.mode != 'dynamic' else 'not seq2seq'})")
+        plan.notes.append(
+            "activations not smoothed: --smooth is for dynamic INT8 of classifiers and multiple choice "
+            f"({'static QDQ calibrates its own ranges' if plan.mode != 'dynamic' else 'not seq2seq'})"
+        )
         echo(plan.notes[-1])
         return sources
     echo(f"smoothing MatMul inputs (alpha {cfg.smooth:g}) on {len(feeds)} parity inputs ...")
@@ -270,8 +354,9 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
         groups[grp]["kl"] = round(kl[f"muls_{grp}"], 8)
     free = min(("unsmoothed", "folded"), key=lambda name: kl.get(name, np.inf))
     kept = []  # the cheapest groups first, until their Muls together pay
-    for grp in rank_mul_groups(kl[free], {grp: kl[f"muls_{grp}"] for grp in groups},
-                               {grp: g["width"] for grp, g in groups.items()}):
+    for grp in rank_mul_groups(
+        kl[free], {grp: kl[f"muls_{grp}"] for grp in groups}, {grp: g["width"] for grp, g in groups.items()}
+    ):
         kept.append(grp)
         name = "muls_" + "+".join(kept)
         if len(kept) > 1:
@@ -292,31 +377,41 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
     if choice == "unsmoothed":
         return sources
     sources["model"] = graphs[choice][0]
-    plan.smooth = {"alpha": cfg.smooth, "graph": choice, **graphs[choice][1], "calibration_inputs": len(feeds),
-                   "kl_unsmoothed": round(kl["unsmoothed"], 8), "kl_smoothed": round(kl[choice], 8),
-                   "kl_folded": _rounded(kl.get("folded")), "kl_with_muls": _rounded(kl.get("with_muls")),
-                   "mul_groups": groups,
-                   "mul_kl_gain": MUL_KL_GAIN}
+    plan.smooth = {
+        "alpha": cfg.smooth,
+        "graph": choice,
+        **graphs[choice][1],
+        "calibration_inputs": len(feeds),
+        "kl_unsmoothed": round(kl["unsmoothed"], 8),
+        "kl_smoothed": round(kl[choice], 8),
+        "kl_folded": _rounded(kl.get("folded")),
+        "kl_with_muls": _rounded(kl.get("with_muls")),
+        "mul_groups": groups,
+        "mul_kl_gain": MUL_KL_GAIN,
+    }
     return sources
 
 
-def _smoothing_candidates(job: _Job, raw: Path, feeds: list[dict], sites: list, names: list[str],
-                          kept: list[str] = ()) -> dict[str, tuple[Path, dict | None]]:
+def _smoothing_candidates(
+    job: _Job, raw: Path, feeds: list[dict], sites: list, names: list[str], kept: list[str] = ()
+) -> dict[str, tuple[Path, dict | None]]:
     """name -> (FP32 graph, what smooth_activations did) for "unsmoothed" and each of `names`: "folded" (where some
     input folds), "muls_GROUP" (the folds and that Mul group's Muls), "muls_G1+G2..." (the folds and the `kept`
     groups' Muls); each smoothed graph checked to compute the FP32 function it came from."""
     cfg = job.cfg
     graphs = {"unsmoothed": (raw, None)} if "folded" in names else {}
     for name in names:
-        muls = set(kept) or {name[len("muls_"):]}
+        muls = set(kept) or {name[len("muls_") :]}
         if name != "folded" or any(s.fold for s in sites):
             path = job.work / "smoothed" / name / raw.name
             graphs[name] = (path, smooth_activations(raw, path, sites, muls))
             change = output_change(raw, path, feeds[:16], cfg.threads)
             if change > FOLD_TOLERANCE:  # a wrong fold would ship another model: never quietly
-                raise RuntimeError(f"smoothing ({name}) moved the FP32 outputs by {change:.1e} of their scale "
-                                   f"(> {FOLD_TOLERANCE:g}): a bug in edgedistill's smoothing; "
-                                   "--smooth 0 exports without it")
+                raise RuntimeError(
+                    f"smoothing ({name}) moved the FP32 outputs by {change:.1e} of their scale "
+                    f"(> {FOLD_TOLERANCE:g}): a bug in edgedistill's smoothing; "
+                    "--smooth 0 exports without it"
+                )
     return graphs
 
 
@@ -326,27 +421,40 @@ def _rounded(x: float | None) -> float | None:
 
 def _smoothing_note(alpha: float, choice: str, kl: dict, infos: dict, n_feeds: int, groups: dict) -> str:
     """What smoothing did, in words: where the scales went and the INT8 drift of each graph measured."""
+
     def where(info: dict) -> str:
         s = info["sites"]
-        return (f"{s['layernorm']} MatMul inputs folded into a LayerNorm, {s['linear']} into a linear op, "
-                f"{s['mul']} divided by an explicit Mul, {s['unsmoothed']} left unsmoothed")
+        return (
+            f"{s['layernorm']} MatMul inputs folded into a LayerNorm, {s['linear']} into a linear op, "
+            f"{s['mul']} divided by an explicit Mul, {s['unsmoothed']} left unsmoothed"
+        )
 
     measured = "; ".join(f"{name.replace('_', ' ')} {v:.1e}" for name, v in kl.items())
-    per_group = "; ".join(f"{grp} Muls ({g['inputs']}) {g['kl']:.1e}{' kept' if g['kept'] else ''}"
-                          for grp, g in groups.items())
-    drift = (f"INT8 vs FP32 KL on the parity inputs: {measured}" + (f"; folds + {per_group}" if groups else "")
-             + f" (Mul groups added best cut per channel first, kept only once they cut it {MUL_KL_GAIN:g}x)")
+    per_group = "; ".join(
+        f"{grp} Muls ({g['inputs']}) {g['kl']:.1e}{' kept' if g['kept'] else ''}" for grp, g in groups.items()
+    )
+    drift = (
+        f"INT8 vs FP32 KL on the parity inputs: {measured}"
+        + (f"; folds + {per_group}" if groups else "")
+        + f" (Mul groups added best cut per channel first, kept only once they cut it {MUL_KL_GAIN:g}x)"
+    )
     if choice == "unsmoothed":
-        return (f"activations not smoothed: alpha {alpha:g} did not lower the drift enough; {drift}; "
-                "try another --smooth")
+        return (
+            f"activations not smoothed: alpha {alpha:g} did not lower the drift enough; {drift}; try another --smooth"
+        )
     cost = "no run-time cost" if choice == "folded" else f"{infos[choice]['sites']['mul']} Muls at run time"
-    return (f"activations smoothed before INT8 (SmoothQuant, alpha {alpha:g}; {cost}): {where(infos[choice])}; "
-            f"scales from {n_feeds} parity inputs; {drift}")
+    return (
+        f"activations smoothed before INT8 (SmoothQuant, alpha {alpha:g}; {cost}): {where(infos[choice])}; "
+        f"scales from {n_feeds} parity inputs; {drift}"
+    )
 
 
 def _quantized(job: _Job, sources: dict[str, Path], plan, calib, echo) -> tuple[Path, EdgeModel]:
-    echo(f"quantizing to INT8 ({plan.mode}, preset {plan.preset}"
-         + (f", {'/'.join(plan.op_types)} only" if plan.op_types else "") + ") ...")
+    echo(
+        f"quantizing to INT8 ({plan.mode}, preset {plan.preset}"
+        + (f", {'/'.join(plan.op_types)} only" if plan.op_types else "")
+        + ") ..."
+    )
     int8_files = {}
     # INT8 goes on the unfused graph; onnxruntime fuses the quantized graph itself at load.
     # Static QDQ: our contrib-op fusions (Attention, SkipLayerNorm) would hide tensors from
@@ -366,13 +474,24 @@ def _write_bundle(job: _Job, chosen: _Chosen, echo) -> dict:
     cfg, base = job.cfg, job.base_manifest
     if chosen.qinfo["mode"] != "none":
         base["fusions"] = {"applied": "by onnxruntime at load (INT8 graph)", "fp32_offline": base["fusions"]}
-    manifest = {**base, "quantization": chosen.qinfo,
-                "parity": {**chosen.parity.to_dict(), "fp32_tolerance": FP32_TOLERANCE, "min_agreement": cfg.min_agreement,
-                           "data": str(cfg.parity_data or "annotations sample")},
-                "target": {"requested": cfg.target, "arch": job.target, "preset": job.preset,
-                           "isa": {k: v for k, v in job.isa.items() if v}},
-                "latency_batch1": {**chosen.latency, "seq_len": int(job.max_length), "threads": cfg.threads},
-                "opset": _opset(chosen.dir / next(iter(base["models"].values())))}
+    manifest = {
+        **base,
+        "quantization": chosen.qinfo,
+        "parity": {
+            **chosen.parity.to_dict(),
+            "fp32_tolerance": FP32_TOLERANCE,
+            "min_agreement": cfg.min_agreement,
+            "data": str(cfg.parity_data or "annotations sample"),
+        },
+        "target": {
+            "requested": cfg.target,
+            "arch": job.target,
+            "preset": job.preset,
+            "isa": {k: v for k, v in job.isa.items() if v},
+        },
+        "latency_batch1": {**chosen.latency, "seq_len": int(job.max_length), "threads": cfg.threads},
+        "opset": _opset(chosen.dir / next(iter(base["models"].values()))),
+    }
     with build_dir(Path(cfg.out)) as tmp:
         for name in base["models"].values():
             shutil.copyfile(chosen.dir / name, tmp / name)
@@ -387,6 +506,7 @@ def _write_bundle(job: _Job, chosen: _Chosen, echo) -> dict:
 
 # ---------------------------------------------------------------- pieces
 
+
 def _stripped(src: Path, work: Path) -> tuple[Path, dict]:
     """The plain transformers dir to export, stripping a student on the fly."""
     meta = json.loads((src / "edgedistill.json").read_text()) if (src / "edgedistill.json").exists() else {}
@@ -398,7 +518,9 @@ def _stripped(src: Path, work: Path) -> tuple[Path, dict]:
         meta = {**json.loads((stripped / "edgedistill.json").read_text()), "student": str(src)}
         return stripped, meta
     if not (src / "config.json").exists():
-        raise UserError(f"{src}: no config.json; pass a dir written by `edgedistill strip` (or any transformers model dir)")
+        raise UserError(
+            f"{src}: no config.json; pass a dir written by `edgedistill strip` (or any transformers model dir)"
+        )
     return src, meta
 
 
@@ -423,8 +545,10 @@ def _parity_items(cfg, src: Path, model_dir: Path, meta: dict, task: dict, famil
 
     path = Path(cfg.parity_data) if cfg.parity_data else _training_annotations(src, model_dir, meta)
     if path is None:
-        raise UserError(f"{src}: no --parity-data given and no training annotations found next to the model; "
-                        "pass --parity-data FILE with 200+ inputs like those the app will see")
+        raise UserError(
+            f"{src}: no --parity-data given and no training annotations found next to the model; "
+            "pass --parity-data FILE with 200+ inputs like those the app will see"
+        )
     first = path.read_text(encoding="utf-8").lstrip()[:2000] if path.exists() else ""
     choices_field = task.get("choices") or "choices"
     if '"status"' in first.split("\n")[0] and '"input"' in first.split("\n")[0]:
@@ -443,7 +567,9 @@ def _training_annotations(src: Path, model_dir: Path, meta: dict) -> Path | None
     for d in (src, model_dir, Path(meta.get("source") or src), Path(meta.get("student") or src)):
         train = d / "train.json"
         if train.exists():
-            ann = json.loads(train.read_text()).get("annotations") or json.loads(train.read_text()).get("config", {}).get("annotations")
+            ann = json.loads(train.read_text()).get("annotations") or json.loads(train.read_text()).get(
+                "config", {}
+            ).get("annotations")
             if ann and Path(ann).exists():
                 return Path(ann)
     return None
@@ -457,7 +583,9 @@ def _stage(dest: Path, files: dict[str, Path], tok_dir: Path, manifest: dict, qu
         if path != target:
             shutil.copyfile(path, target)
     shutil.copyfile(tok_dir / "tokenizer.json", dest / "tokenizer.json")
-    (dest / "manifest.json").write_text(json.dumps({**manifest, "quantization": quant, "format_version": 1, "files": {}}))
+    (dest / "manifest.json").write_text(
+        json.dumps({**manifest, "quantization": quant, "format_version": 1, "files": {}})
+    )
     return dest
 
 
@@ -468,17 +596,25 @@ def _check_int8_options(cfg: ExportConfig, family: str) -> None:
     if v != "auto" and not v.isdigit():
         raise UserError(f"--int8-fp32 {cfg.int8_fp32!r}: pass a number of MatMuls to keep FP32 (0 = none) or auto")
     if not 0 <= cfg.smooth <= 1:
-        raise UserError(f"--smooth {cfg.smooth:g}: pass a SmoothQuant alpha in [0, 1] ({SMOOTH_ALPHA:g} is the default; 0 turns "
-                        "smoothing off)")
+        raise UserError(
+            f"--smooth {cfg.smooth:g}: pass a SmoothQuant alpha in [0, 1] ({SMOOTH_ALPHA:g} is the default; 0 turns "
+            "smoothing off)"
+        )
     if v == "0":
         return
     if cfg.quantize != "int8":
-        raise UserError(f"--int8-fp32 {v} picks MatMuls to keep out of INT8; it needs --quantize int8 (drop it for --quantize none)")
+        raise UserError(
+            f"--int8-fp32 {v} picks MatMuls to keep out of INT8; it needs --quantize int8 (drop it for --quantize none)"
+        )
     if cfg.calibration_data:
-        raise UserError(f"--int8-fp32 {v} ranks MatMuls under dynamic INT8; drop --calibration-data (static QDQ) or --int8-fp32")
+        raise UserError(
+            f"--int8-fp32 {v} ranks MatMuls under dynamic INT8; drop --calibration-data (static QDQ) or --int8-fp32"
+        )
     if family == "seq2seq":
-        raise UserError(f"--int8-fp32 {v} ranks MatMuls by their effect on the output probabilities of a classifier or "
-                        "multiple-choice model; seq2seq bundles already keep sensitive parts FP32 (T5 wo, slower decoders): drop it")
+        raise UserError(
+            f"--int8-fp32 {v} ranks MatMuls by their effect on the output probabilities of a classifier or "
+            "multiple-choice model; seq2seq bundles already keep sensitive parts FP32 (T5 wo, slower decoders): drop it"
+        )
 
 
 def _calibration_feeds(cfg, model: EdgeModel, task: dict) -> list[dict]:
@@ -520,7 +656,9 @@ def _decoder_slower(int8_dir: Path, fp32_dir: Path, threads: int) -> bool:
         s = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         feeds = {}
         for i in s.get_inputs():
-            shape = [d if isinstance(d, int) else 1 if "decoder" in str(d) or "batch" in str(d) else 32 for d in i.shape]
+            shape = [
+                d if isinstance(d, int) else 1 if "decoder" in str(d) or "batch" in str(d) else 32 for d in i.shape
+            ]
             feeds[i.name] = np.ones(shape, dtype=np.int64 if "int64" in i.type else np.float32)
         for _ in range(3):
             s.run(None, feeds)
@@ -530,26 +668,38 @@ def _decoder_slower(int8_dir: Path, fp32_dir: Path, threads: int) -> bool:
         return time.perf_counter() - t
 
     # the decoder that runs every step after the first
-    name = "decoder_with_past_model.onnx" if (int8_dir / "decoder_with_past_model.onnx").exists() else "decoder_model.onnx"
+    name = (
+        "decoder_with_past_model.onnx" if (int8_dir / "decoder_with_past_model.onnx").exists() else "decoder_model.onnx"
+    )
     return timed(int8_dir / name) > timed(fp32_dir / name)
 
 
 def _enforce(parity, cfg, family: str, qinfo: dict, isa: dict) -> None:
     problems = []
     if not parity.fp32_max_abs_logit_diff <= FP32_TOLERANCE:  # also catches NaN
-        problems.append(f"ONNX FP32 differs from torch: max |Δlogit| = {parity.fp32_max_abs_logit_diff:.3g} > {FP32_TOLERANCE} "
-                        "(an export bug or a corrupted file: re-run the export; check the opset and that the model dir is intact)")
+        problems.append(
+            f"ONNX FP32 differs from torch: max |Δlogit| = {parity.fp32_max_abs_logit_diff:.3g} > {FP32_TOLERANCE} "
+            "(an export bug or a corrupted file: re-run the export; check the opset and that the model dir is intact)"
+        )
     if parity.int8_agreement is not None and parity.int8_agreement < cfg.min_agreement:
         hints = []
-        if qinfo.get("weight_type") == "QInt8" and not qinfo.get("reduce_range") and not (isa.get("avx512_vnni") or isa.get("avx_vnni")) \
-                and qinfo.get("target") == "x86":
+        if (
+            qinfo.get("weight_type") == "QInt8"
+            and not qinfo.get("reduce_range")
+            and not (isa.get("avx512_vnni") or isa.get("avx_vnni"))
+            and qinfo.get("target") == "x86"
+        ):
             hints.append("U8S8 saturation on a CPU without VNNI: use reduce_range (--target x86 on this CPU picks it)")
         if family == "seq2seq":
-            hints.append("T5 v1.1-style FFN output projections (wo) overflow in INT8; they must stay FP32; "
-                         "or keep the decoder FP32")
+            hints.append(
+                "T5 v1.1-style FFN output projections (wo) overflow in INT8; they must stay FP32; "
+                "or keep the decoder FP32"
+            )
         hints.append("try static INT8 with --calibration-data FILE, or ship FP32 with --quantize none")
-        problems.append(f"INT8 labels agree with torch on {100 * parity.int8_agreement:.1f} % of inputs, below "
-                        f"{100 * cfg.min_agreement:.1f} %. Likely: " + "; ".join(hints))
+        problems.append(
+            f"INT8 labels agree with torch on {100 * parity.int8_agreement:.1f} % of inputs, below "
+            f"{100 * cfg.min_agreement:.1f} %. Likely: " + "; ".join(hints)
+        )
     if problems:
         raise UserError("parity failed, no bundle written:\n  - " + "\n  - ".join(problems))
 

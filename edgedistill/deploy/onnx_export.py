@@ -13,8 +13,18 @@ from ..edge.families import FAMILIES
 from ..model_dir import load_config
 
 # onnxruntime.transformers.optimizer knows these encoder graphs; others keep ORT's generic optimizations.
-FUSION_MODEL_TYPE = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "xlm-roberta": "bert",
-                     "electra": "bert", "mpnet": "bert", "deberta-v2": "bert", "t5": "t5", "mt5": "t5", "bart": "bart"}
+FUSION_MODEL_TYPE = {
+    "bert": "bert",
+    "roberta": "bert",
+    "distilbert": "bert",
+    "xlm-roberta": "bert",
+    "electra": "bert",
+    "mpnet": "bert",
+    "deberta-v2": "bert",
+    "t5": "t5",
+    "mt5": "t5",
+    "bart": "bart",
+}
 
 
 def family_of(config) -> str:
@@ -25,8 +35,10 @@ def family_of(config) -> str:
         return "sequence-classification"
     if config.is_encoder_decoder or "ForConditionalGeneration" in archs:
         return "seq2seq"
-    raise ValueError(f"unsupported architecture {config.architectures}; expected a sequence-classification, "
-                     "multiple-choice or seq2seq model (e.g. a dir written by `edgedistill strip`)")
+    raise ValueError(
+        f"unsupported architecture {config.architectures}; expected a sequence-classification, "
+        "multiple-choice or seq2seq model (e.g. a dir written by `edgedistill strip`)"
+    )
 
 
 def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None = None) -> dict[str, Path]:
@@ -49,8 +61,14 @@ def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None =
         from optimum.exporters.onnx import onnx_export_from_model
 
         model = exportable(load_label_model(model_dir, family))
-        onnx_export_from_model(model, str(out_dir), task=task, do_validation=False,
-                               custom_onnx_configs=with_token_types(model, task), **kwargs)
+        onnx_export_from_model(
+            model,
+            str(out_dir),
+            task=task,
+            do_validation=False,
+            custom_onnx_configs=with_token_types(model, task),
+            **kwargs,
+        )
     else:
         main_export(str(model_dir), str(out_dir), task=task, do_validation=False, **kwargs)
     return {role: out_dir / name for role, name in files.items()}

@@ -27,8 +27,9 @@ class Parity:
         return {k: (round(v, 8) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str | None, max_length: int,
-                  batch_size: int = 16) -> tuple[np.ndarray, list[str]]:
+def torch_outputs(
+    model_dir, family: str, items: list[dict], choices_field: str | None, max_length: int, batch_size: int = 16
+) -> tuple[np.ndarray, list[str]]:
     """(logits, predicted labels/answers) of the transformers model, tokenized exactly as the runtime does."""
     import torch
     from transformers import AutoTokenizer
@@ -41,10 +42,13 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
     if family == "multiple-choice":  # a numeric task's student ranks the input's expressions (edge.expressions)
         task_type = read_task_type(model_dir)
         items = [{**it, choices_field: choices_for(task_type, it["input"], it.get(choices_field))} for it in items]
-    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     if family == "multiple-choice":  # one tensor needs one choice count: split ragged batches
-        batches = [b for batch in batches for b in ([batch] if len({len(it[choices_field]) for it in batch}) == 1
-                                                   else [[it] for it in batch])]
+        batches = [
+            b
+            for batch in batches
+            for b in ([batch] if len({len(it[choices_field]) for it in batch}) == 1 else [[it] for it in batch])
+        ]
     with torch.inference_mode():
         for batch in batches:
             texts = [it["input"] for it in batch]
@@ -54,8 +58,14 @@ def torch_outputs(model_dir, family: str, items: list[dict], choices_field: str 
                     logits.append(np.zeros((len(batch), 0)))
                     preds += [None] * len(batch)
                     continue
-                enc = tok([t for t in texts for _ in range(k)], [c for it in batch for c in it[choices_field]],
-                          truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+                enc = tok(
+                    [t for t in texts for _ in range(k)],
+                    [c for it in batch for c in it[choices_field]],
+                    truncation=True,
+                    max_length=max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
                 out = model(**{n: v.view(len(batch), k, -1) for n, v in enc.items()}).logits
                 logits.append(out.numpy())
                 preds += [it[choices_field][int(j)] for it, j in zip(batch, out.argmax(-1))]
@@ -78,7 +88,7 @@ def edge_outputs(edge, items: list[dict], batch_size: int | None = None) -> tupl
     logits, preds = [], []
     batch_size = batch_size or edge.batch_size
     for i in range(0, len(items), batch_size):
-        batch = items[i:i + batch_size]
+        batch = items[i : i + batch_size]
         if edge.family == "seq2seq":  # the first decoding step's logits, and the generated answers
             logits.append(edge.run(edge.encode(batch)))
             preds += [p["answer"] for p in edge.predict(batch, batch_size=batch_size)]

@@ -53,7 +53,9 @@ class QuantPlan:
     nodes_to_exclude: list[str] = field(default_factory=list)
     op_types: list[str] | None = None  # None: every op the quantizer knows, embeddings included
     notes: list[str] = field(default_factory=list)
-    fp32_matmuls: dict | None = None  # --int8-fp32: the sensitive MatMuls kept FP32 and what they cost (keep_sensitive_fp32)
+    fp32_matmuls: dict | None = (
+        None  # --int8-fp32: the sensitive MatMuls kept FP32 and what they cost (keep_sensitive_fp32)
+    )
     smooth: dict | None = None  # --smooth: the activation smoothing applied before quantizing (smooth_activations)
 
     def to_dict(self) -> dict:
@@ -68,14 +70,18 @@ def detect_preset(target: str) -> tuple[str, str, dict]:
     return cpu_preset(target)
 
 
-def plan_for(target: str, preset: str, model_type: str, onnx_path: Path | None = None, static: bool = False) -> QuantPlan:
+def plan_for(
+    target: str, preset: str, model_type: str, onnx_path: Path | None = None, static: bool = False
+) -> QuantPlan:
     p = QuantPlan(preset=preset, target=target, mode="static-qdq" if static else "dynamic", **PRESETS[preset])
     if static:
         p.per_channel, p.reduce_range = True, preset in ("avx2", "avx512")
     if model_type in ("t5", "mt5", "umt5") and onnx_path is not None:
         p.nodes_to_exclude = t5_ffn_output_nodes(onnx_path)
         if p.nodes_to_exclude:
-            p.notes.append(f"kept {len(p.nodes_to_exclude)} T5 FFN output projections (wo) in FP32: they overflow in INT8")
+            p.notes.append(
+                f"kept {len(p.nodes_to_exclude)} T5 FFN output projections (wo) in FP32: they overflow in INT8"
+            )
     if p.reduce_range:
         p.notes.append(f"reduce_range (7-bit weights): {preset} has no VNNI, full-range U8S8 would saturate")
     return p
@@ -98,13 +104,26 @@ def _excluded(names: list[str]) -> list[str] | None:
 
 
 def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict] | None = None) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     weight_type = getattr(QuantType, plan.weight_type)
     if plan.mode == "dynamic":
-        quantize_dynamic(str(src), str(dst), per_channel=plan.per_channel, reduce_range=plan.reduce_range,
-                         weight_type=weight_type, nodes_to_exclude=_excluded(plan.nodes_to_exclude),
-                         op_types_to_quantize=plan.op_types, extra_options=EXTRA_OPTIONS)
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            per_channel=plan.per_channel,
+            reduce_range=plan.reduce_range,
+            weight_type=weight_type,
+            nodes_to_exclude=_excluded(plan.nodes_to_exclude),
+            op_types_to_quantize=plan.op_types,
+            extra_options=EXTRA_OPTIONS,
+        )
         return
 
     class Reader(CalibrationDataReader):
@@ -116,10 +135,19 @@ def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict
 
     # MatMuls only: they carry nearly all the compute, and quantizing the classifier's Gemm bias
     # needs an input scale that a saturated tanh pooler does not always provide.
-    quantize_static(str(src), str(dst), Reader(calibration_feeds or []), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
-                    per_channel=plan.per_channel, reduce_range=plan.reduce_range, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, nodes_to_exclude=_excluded(plan.nodes_to_exclude),
-                    extra_options=EXTRA_OPTIONS)
+    quantize_static(
+        str(src),
+        str(dst),
+        Reader(calibration_feeds or []),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        per_channel=plan.per_channel,
+        reduce_range=plan.reduce_range,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=_excluded(plan.nodes_to_exclude),
+        extra_options=EXTRA_OPTIONS,
+    )
 
 
 # ---------------------------------------------------------------- activation smoothing (--smooth, SmoothQuant)
@@ -151,8 +179,12 @@ def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict
 SMOOTH_CLIP = (1e-3, 1e3)  # s stays in this range: a dead channel (max |x| = 0) must not blow its weight row up
 MUL_KL_GAIN = 2.0  # a group of explicit Muls ships only if it divides the INT8 KL to FP32 of the folded graph by this
 FOLD_TOLERANCE = 1e-4  # the smoothed FP32 graph's outputs may move this much, relative to the largest |output|
-NORMS = {"LayerNormalization": (1, 2), "SimplifiedLayerNormalization": (1, None),  # op -> its gain and bias inputs
-         "SkipLayerNormalization": (2, 3), "SkipSimplifiedLayerNormalization": (2, None)}
+NORMS = {
+    "LayerNormalization": (1, 2),
+    "SimplifiedLayerNormalization": (1, None),  # op -> its gain and bias inputs
+    "SkipLayerNormalization": (2, 3),
+    "SkipSimplifiedLayerNormalization": (2, None),
+}
 SHAPE_ONLY = {"Shape"}  # consumers that read only a tensor's shape, which a per-channel scale keeps
 SITE_KINDS = ("layernorm", "linear", "mul", "unsmoothed")  # where a smoothed input's 1/s went (the manifest's count)
 
@@ -247,8 +279,12 @@ def _absorber(g: _Graph, k: int, t: str) -> bool:
     if n.op_type in NORMS:
         gain, bias = NORMS[n.op_type]
         axis = next((a.i for a in n.attribute if a.name == "axis"), -1)
-        return n.output[0] == t and axis == -1 and g.const(k, gain) is not None and (
-            bias is None or len(n.input) <= bias or not n.input[bias] or g.const(k, bias) is not None)
+        return (
+            n.output[0] == t
+            and axis == -1
+            and g.const(k, gain) is not None
+            and (bias is None or len(n.input) <= bias or not n.input[bias] or g.const(k, bias) is not None)
+        )
     if n.op_type == "MatMul":
         w = g.const(k, 1)
         return w is not None and w.ndim == 2 and g.const(k, 0) is None
@@ -332,7 +368,7 @@ def _unchanged_shape(const: np.ndarray, sc: np.ndarray) -> bool:
 
 def _squeezed_front(shape: tuple) -> tuple:
     """shape without its leading 1s."""
-    return tuple(shape)[next((j for j, d in enumerate(shape) if d != 1), len(shape)):]
+    return tuple(shape)[next((j for j, d in enumerate(shape) if d != 1), len(shape)) :]
 
 
 def _absorb(g: _Graph, k: int, sc: np.ndarray) -> list | None:
@@ -350,7 +386,7 @@ def _absorb(g: _Graph, k: int, sc: np.ndarray) -> list | None:
 
 def _fit(factor: np.ndarray, const: np.ndarray) -> np.ndarray:
     """factor, broadcastable to const's shape (without leading axes const does not have)."""
-    return factor.reshape(factor.shape[factor.ndim - const.ndim:]) if factor.ndim > const.ndim else factor
+    return factor.reshape(factor.shape[factor.ndim - const.ndim :]) if factor.ndim > const.ndim else factor
 
 
 def fold_edits(g: _Graph, path: list, s: np.ndarray, shapes: dict) -> list | None:
@@ -371,8 +407,9 @@ def fold_edits(g: _Graph, path: list, s: np.ndarray, shapes: dict) -> list | Non
     return None if tail is None else edits + tail
 
 
-def activation_stats(model: onnx.ModelProto, maxima: list[str], shaped: list[str], feeds: list[dict],
-                     threads: int = 2) -> tuple[dict[str, np.ndarray], dict[str, list[tuple]]]:
+def activation_stats(
+    model: onnx.ModelProto, maxima: list[str], shaped: list[str], feeds: list[dict], threads: int = 2
+) -> tuple[dict[str, np.ndarray], dict[str, list[tuple]]]:
     """Per-channel max |x| of each tensor in `maxima` (last axis = channels) and the shapes every tensor in either
     list had, over `feeds`, run one call each."""
     import onnxruntime as ort
@@ -399,7 +436,7 @@ def activation_stats(model: onnx.ModelProto, maxima: list[str], shaped: list[str
 
 def _scales(a_max: np.ndarray, weights: list[np.ndarray], alpha: float) -> np.ndarray:
     w_max = np.max([np.abs(w).max(1) for w in weights], 0)
-    s = np.where((a_max > 0) & (w_max > 0), a_max ** alpha / np.maximum(w_max, 1e-12) ** (1 - alpha), 1.0)
+    s = np.where((a_max > 0) & (w_max > 0), a_max**alpha / np.maximum(w_max, 1e-12) ** (1 - alpha), 1.0)
     return np.clip(s, *SMOOTH_CLIP).astype(np.float32)
 
 
@@ -443,8 +480,10 @@ def smooth_activations(src: Path, dst: Path, sites: list[SmoothSite], muls: bool
         x = site.tensor
         inv = numpy_helper.from_array((1 / site.scale).astype(np.float32), f"{x}_smooth_inv_scale")
         g.model.graph.initializer.append(inv)
-        nodes.insert(nodes.index(g.nodes[site.readers[0]]),
-                     onnx.helper.make_node("Mul", [x, f"{x}_smooth_inv_scale"], [f"{x}_smoothed"], name=f"{x}_smooth"))
+        nodes.insert(
+            nodes.index(g.nodes[site.readers[0]]),
+            onnx.helper.make_node("Mul", [x, f"{x}_smooth_inv_scale"], [f"{x}_smoothed"], name=f"{x}_smooth"),
+        )
         for k in site.readers:
             g.nodes[k].input[0] = f"{x}_smoothed"
     del g.model.graph.node[:]
@@ -453,8 +492,11 @@ def smooth_activations(src: Path, dst: Path, sites: list[SmoothSite], muls: bool
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(g.model, str(dst))
     smoothed = [s for s in sites if s.fold or _mul_at(s, muls)]
-    return {"matmuls": sum(len(s.readers) for s in smoothed), "inputs": len(smoothed),
-            "sites": {k: kinds[k] for k in SITE_KINDS}}
+    return {
+        "matmuls": sum(len(s.readers) for s in smoothed),
+        "inputs": len(smoothed),
+        "sites": {k: kinds[k] for k in SITE_KINDS},
+    }
 
 
 def _mul_at(site: SmoothSite, muls: bool | Collection[str]) -> bool:
@@ -513,8 +555,9 @@ def pick_smoothing(kl: dict[str, float]) -> str:
     return "with_muls" if muls_pay(kl[free], kl.get("with_muls", np.inf)) else free
 
 
-def int8_drift(src: Path, plan: QuantPlan, feeds: list[dict], work: Path, threads: int = 2,
-               ref: list[np.ndarray] | None = None) -> float:
+def int8_drift(
+    src: Path, plan: QuantPlan, feeds: list[dict], work: Path, threads: int = 2, ref: list[np.ndarray] | None = None
+) -> float:
     """Mean KL(FP32 || INT8) of the output probabilities on `feeds`, one call each: the FP32 graph `src` (or its
     probabilities `ref`, when the caller has them) against the plan's INT8 of it. What smoothing must lower to be
     kept, and what ranks the MatMuls for --int8-fp32."""
@@ -533,7 +576,9 @@ FP32_LADDER = (0, 1, 2, 3, 6, 12)  # k tried by --int8-fp32 auto, smallest first
 # parity inputs is at most this (and whose labels agree with FP32 on >= --min-agreement).
 KL_BUDGET = 1e-3
 WEIGHT_OPS = ["MatMul", "Gemm"]
-RANK_FEEDS = 64  # parity inputs the ranking runs (38 weight MatMuls/Gemms of a MiniLM x 64 inputs: 70-110 s on 2 shared cores)
+RANK_FEEDS = (
+    64  # parity inputs the ranking runs (38 weight MatMuls/Gemms of a MiniLM x 64 inputs: 70-110 s on 2 shared cores)
+)
 
 
 def weight_matmuls(onnx_path: Path) -> list[str]:
@@ -581,8 +626,13 @@ def _agreement(p: list[np.ndarray], q: list[np.ndarray]) -> float:
 def _with_fp32(plan: QuantPlan, keep: list[str], matmuls_only: bool = False) -> QuantPlan:
     from dataclasses import replace
 
-    return replace(plan, nodes_to_exclude=list(dict.fromkeys(plan.nodes_to_exclude + keep)),
-                   op_types=WEIGHT_OPS if matmuls_only else plan.op_types, notes=[], fp32_matmuls=None)
+    return replace(
+        plan,
+        nodes_to_exclude=list(dict.fromkeys(plan.nodes_to_exclude + keep)),
+        op_types=WEIGHT_OPS if matmuls_only else plan.op_types,
+        notes=[],
+        fp32_matmuls=None,
+    )
 
 
 def rank_sensitivity(src: Path, plan: QuantPlan, feeds: list[dict], work: Path, threads: int = 2) -> list[dict]:
@@ -592,13 +642,28 @@ def rank_sensitivity(src: Path, plan: QuantPlan, feeds: list[dict], work: Path, 
         raise ValueError("sensitivity ranking is for dynamic INT8; static QDQ (--calibration-data) has its own ranges")
     ref = output_probs(src, feeds, threads)
     names = weight_matmuls(src)
-    out = [{"node": name, "kl": int8_drift(src, _with_fp32(plan, [n for n in names if n != name], matmuls_only=True),
-                                           feeds, work, threads, ref)} for name in names]
+    out = [
+        {
+            "node": name,
+            "kl": int8_drift(
+                src, _with_fp32(plan, [n for n in names if n != name], matmuls_only=True), feeds, work, threads, ref
+            ),
+        }
+        for name in names
+    ]
     return sorted(out, key=lambda r: -r["kl"])
 
 
-def fp32_ladder(src: Path, plan: QuantPlan, ranking: list[dict], ks, feeds: list[dict], timing_feed: dict, work: Path,
-                threads: int = 2) -> list[dict]:
+def fp32_ladder(
+    src: Path,
+    plan: QuantPlan,
+    ranking: list[dict],
+    ks,
+    feeds: list[dict],
+    timing_feed: dict,
+    work: Path,
+    threads: int = 2,
+) -> list[dict]:
     """For each k: the plan's INT8 model with the k most sensitive MatMuls FP32, against FP32 on `feeds`
     (label agreement, mean KL), its size, and its batch-1 p50 relative to the first k, timed interleaved."""
     from types import SimpleNamespace
@@ -615,10 +680,20 @@ def fp32_ladder(src: Path, plan: QuantPlan, ranking: list[dict], ks, feeds: list
         quantize(src, dst, _with_fp32(plan, keep))
         s = _session(dst, threads)
         q = _probs(s, feeds)
-        rows.append({"k": k, "nodes": keep, "agreement": _agreement(ref, q), "kl": mean_kl(ref, q),
-                     "kl_share_removed": sum(r["kl"] for r in ranking[:k]) / total, "size_mb": dst.stat().st_size / 1e6})
+        rows.append(
+            {
+                "k": k,
+                "nodes": keep,
+                "agreement": _agreement(ref, q),
+                "kl": mean_kl(ref, q),
+                "kl_share_removed": sum(r["kl"] for r in ranking[:k]) / total,
+                "size_mb": dst.stat().st_size / 1e6,
+            }
+        )
         runners[k] = SimpleNamespace(call=lambda f, s=s: s.run(None, f))
-    timed = time_interleaved(runners, {k: timing_feed for k in runners}, SimpleNamespace(min_time=1.0, min_iters=20, warmup=0.2))
+    timed = time_interleaved(
+        runners, {k: timing_feed for k in runners}, SimpleNamespace(min_time=1.0, min_iters=20, warmup=0.2)
+    )
     p50 = {k: summarize(t["times_ns"], 1)["p50_ms"] for k, t in timed.items()}
     for r in rows:
         r["p50_ratio"] = p50[r["k"]] / p50[ks[0]]
@@ -634,30 +709,57 @@ def pick_k(ladder: list[dict], min_agreement: float, kl_budget: float = KL_BUDGE
     return {**ladder[-1], "met": False}
 
 
-def keep_sensitive_fp32(src: Path, plan: QuantPlan, setting: str, feeds: list[dict], timing_feed: dict, work: Path,
-                        min_agreement: float, threads: int = 2, echo=print) -> None:
+def keep_sensitive_fp32(
+    src: Path,
+    plan: QuantPlan,
+    setting: str,
+    feeds: list[dict],
+    timing_feed: dict,
+    work: Path,
+    min_agreement: float,
+    threads: int = 2,
+    echo=print,
+) -> None:
     """--int8-fp32 N|auto: rank the weight MatMuls, choose k, and put the chosen nodes into the plan's
     nodes_to_exclude, with what they cost in plan.fp32_matmuls and a note."""
-    echo(f"ranking {len(weight_matmuls(src))} MatMuls by INT8 sensitivity on {min(len(feeds), RANK_FEEDS)} parity inputs ...")
+    echo(
+        f"ranking {len(weight_matmuls(src))} MatMuls by INT8 sensitivity on {min(len(feeds), RANK_FEEDS)} parity inputs ..."
+    )
     ranking = rank_sensitivity(src, plan, feeds[:RANK_FEEDS], work, threads)
     ks = [k for k in FP32_LADDER if k <= len(ranking)] if setting == "auto" else [0, min(int(setting), len(ranking))]
     ladder = fp32_ladder(src, plan, ranking, ks, feeds, timing_feed, work, threads)
     for r in ladder:
-        echo(f"  top {r['k']:>2} FP32: labels agree with FP32 on {100 * r['agreement']:.1f} %, KL {r['kl']:.2e}, "
-             f"{r['size_mb']:.1f} MB, p50 x{r['p50_ratio']:.3f} of all-INT8")
+        echo(
+            f"  top {r['k']:>2} FP32: labels agree with FP32 on {100 * r['agreement']:.1f} %, KL {r['kl']:.2e}, "
+            f"{r['size_mb']:.1f} MB, p50 x{r['p50_ratio']:.3f} of all-INT8"
+        )
     chosen = pick_k(ladder, min_agreement) if setting == "auto" else {**ladder[-1], "met": None}
     plan.nodes_to_exclude = list(dict.fromkeys(plan.nodes_to_exclude + chosen["nodes"]))
     base = ladder[0]
-    plan.fp32_matmuls = {"requested": setting, "k": chosen["k"], "nodes": chosen["nodes"], "kl_budget": KL_BUDGET if setting == "auto" else None,
-                         "ranking": [{"node": r["node"], "kl": round(r["kl"], 10)} for r in ranking],
-                         "ladder": [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if k != "nodes"} for r in ladder]}
+    plan.fp32_matmuls = {
+        "requested": setting,
+        "k": chosen["k"],
+        "nodes": chosen["nodes"],
+        "kl_budget": KL_BUDGET if setting == "auto" else None,
+        "ranking": [{"node": r["node"], "kl": round(r["kl"], 10)} for r in ranking],
+        "ladder": [
+            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items() if k != "nodes"} for r in ladder
+        ],
+    }
     if chosen["k"]:
-        plan.notes.append(f"kept the {chosen['k']} most INT8-sensitive MatMuls FP32 ({', '.join(chosen['nodes'])}): "
-                          f"{100 * chosen['kl_share_removed']:.0f} % of the single-MatMul KL removed, KL vs FP32 "
-                          f"{base['kl']:.2e} -> {chosen['kl']:.2e}, labels agreeing with FP32 {100 * base['agreement']:.1f} -> "
-                          f"{100 * chosen['agreement']:.1f} %, +{chosen['size_mb'] - base['size_mb']:.1f} MB, "
-                          f"batch-1 p50 x{chosen['p50_ratio']:.3f}")
+        plan.notes.append(
+            f"kept the {chosen['k']} most INT8-sensitive MatMuls FP32 ({', '.join(chosen['nodes'])}): "
+            f"{100 * chosen['kl_share_removed']:.0f} % of the single-MatMul KL removed, KL vs FP32 "
+            f"{base['kl']:.2e} -> {chosen['kl']:.2e}, labels agreeing with FP32 {100 * base['agreement']:.1f} -> "
+            f"{100 * chosen['agreement']:.1f} %, +{chosen['size_mb'] - base['size_mb']:.1f} MB, "
+            f"batch-1 p50 x{chosen['p50_ratio']:.3f}"
+        )
     if chosen["met"] is False:
-        plan.notes.append(f"--int8-fp32 auto: no k in {ks} met agreement >= {100 * min_agreement:.1f} % and KL <= {KL_BUDGET:g}; "
-                          f"kept the top {chosen['k']}")
-    echo(f"keeping {chosen['k']} MatMul(s) FP32" + ("" if chosen["met"] is not False else " (no k met the target; the largest tried)"))
+        plan.notes.append(
+            f"--int8-fp32 auto: no k in {ks} met agreement >= {100 * min_agreement:.1f} % and KL <= {KL_BUDGET:g}; "
+            f"kept the top {chosen['k']}"
+        )
+    echo(
+        f"keeping {chosen['k']} MatMul(s) FP32"
+        + ("" if chosen["met"] is not False else " (no k met the target; the largest tried)")
+    )

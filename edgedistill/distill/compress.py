@@ -71,7 +71,9 @@ from ..errors import UserError
 from ..model_dir import base_name, load_config, read_meta, task_type, weights_bytes, write_meta
 
 TRIMMABLE_MODELS = ("WordPiece", "WordLevel")  # tokenizer models whose vocabulary is a plain token -> id map
-COMMON_WORDS = 2000  # the commonest words kept beside the task's own tokens (about 0.8 MB of an INT8 bundle at 384 dims)
+COMMON_WORDS = (
+    2000  # the commonest words kept beside the task's own tokens (about 0.8 MB of an INT8 bundle at 384 dims)
+)
 HOLD_OUT, HOLD_OUT_MAX = 0.1, 500  # annotated rows kept out of the candidates to score them on, without --eval-data
 TRIM_AGREEMENT = 0.99  # the trimmed vocabulary keeps MODEL's answer on fewer unseen inputs than this: a warning
 KEEP_AGREEMENT = 0.95  # a smaller candidate replaces MODEL only where the scored rows show it keeps this many answers
@@ -87,7 +89,9 @@ class TrimReport:
     common: int = 0  # common words the inputs do not use
 
 
-def kept_token_ids(tokenizer_json: dict, tokenize, texts: list[str], common: int = COMMON_WORDS) -> tuple[list[int], int, int, int]:
+def kept_token_ids(
+    tokenizer_json: dict, tokenize, texts: list[str], common: int = COMMON_WORDS
+) -> tuple[list[int], int, int, int]:
     """(sorted kept ids, how many the texts need, how many special and character tokens add, how many common words add).
 
     Common words are taken from WordPiece vocabularies only: BERT's list words by frequency, a WordLevel
@@ -100,12 +104,20 @@ def kept_token_ids(tokenizer_json: dict, tokenize, texts: list[str], common: int
     for text in texts:
         used.update(tokenize(text))
     specials = {t["id"] for t in tokenizer_json.get("added_tokens", [])}
-    specials |= {vocab[t] for t in (model.get("unk_token"), (tokenizer_json.get("padding") or {}).get("pad_token")) if t in vocab}
+    specials |= {
+        vocab[t] for t in (model.get("unk_token"), (tokenizer_json.get("padding") or {}).get("pad_token")) if t in vocab
+    }
     prefix = model.get("continuing_subword_prefix") or "##"
     chars = {i for tok, i in vocab.items() if len(tok.removeprefix(prefix)) == 1}
-    words = [] if model["type"] != "WordPiece" else \
-        [i for tok, i in sorted(vocab.items(), key=lambda kv: kv[1])
-         if i not in specials and i not in chars and not (tok.startswith("[") and tok.endswith("]"))][:common]
+    words = (
+        []
+        if model["type"] != "WordPiece"
+        else [
+            i
+            for tok, i in sorted(vocab.items(), key=lambda kv: kv[1])
+            if i not in specials and i not in chars and not (tok.startswith("[") and tok.endswith("]"))
+        ][:common]
+    )
     safety = (specials | chars) - used
     extra = set(words) - used
     return sorted(used | specials | chars | extra), len(used), len(safety), len(extra)
@@ -114,7 +126,9 @@ def kept_token_ids(tokenizer_json: dict, tokenize, texts: list[str], common: int
 def remap_tokenizer_json(tj: dict, new_id: dict[int, int]) -> dict:
     """The same tokenizer over the kept tokens: every id it holds renumbered."""
     tj = json.loads(json.dumps(tj))
-    tj["model"]["vocab"] = {tok: new_id[i] for tok, i in sorted(tj["model"]["vocab"].items(), key=lambda kv: kv[1]) if i in new_id}
+    tj["model"]["vocab"] = {
+        tok: new_id[i] for tok, i in sorted(tj["model"]["vocab"].items(), key=lambda kv: kv[1]) if i in new_id
+    }
     for t in tj.get("added_tokens", []):
         t["id"] = new_id[t["id"]]
     post = tj.get("post_processor") or {}
@@ -140,30 +154,43 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir, common: int = COMMON_W
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     meta = read_meta(model_dir)
     if meta.get("family") == "seq2seq":
-        raise UserError(f"{model_dir}: vocabulary trimming is for encoder students; a seq2seq student's decoder "
-                        "writes from the whole vocabulary. Use --no-trim-vocab")
+        raise UserError(
+            f"{model_dir}: vocabulary trimming is for encoder students; a seq2seq student's decoder "
+            "writes from the whole vocabulary. Use --no-trim-vocab"
+        )
     tj = json.loads((model_dir / "tokenizer.json").read_text(encoding="utf-8"))
     if tj["model"]["type"] not in TRIMMABLE_MODELS:
-        raise UserError(f"{model_dir}/tokenizer.json: a {tj['model']['type']} tokenizer; trimming handles "
-                        f"{', '.join(TRIMMABLE_MODELS)} vocabularies only. Use --no-trim-vocab")
+        raise UserError(
+            f"{model_dir}/tokenizer.json: a {tj['model']['type']} tokenizer; trimming handles "
+            f"{', '.join(TRIMMABLE_MODELS)} vocabularies only. Use --no-trim-vocab"
+        )
     tok = AutoTokenizer.from_pretrained(model_dir)
-    keep, from_inputs, safety, extra = kept_token_ids(tj, lambda t: tok(t, add_special_tokens=False)["input_ids"], texts, common)
+    keep, from_inputs, safety, extra = kept_token_ids(
+        tj, lambda t: tok(t, add_special_tokens=False)["input_ids"], texts, common
+    )
     new_id = {old: new for new, old in enumerate(keep)}
 
     model = load_label_model(model_dir, meta["family"])
     old = model.get_input_embeddings()
-    emb = nn.Embedding(len(keep), old.embedding_dim, padding_idx=None if old.padding_idx is None else new_id[old.padding_idx])
+    emb = nn.Embedding(
+        len(keep), old.embedding_dim, padding_idx=None if old.padding_idx is None else new_id[old.padding_idx]
+    )
     with torch.no_grad():
         emb.weight.copy_(old.weight[torch.tensor(keep)])
     model.set_input_embeddings(emb)
     model.config.vocab_size = len(keep)
-    for key in ("pad_token_id", "sep_token_id"):  # the graph reads them (a two-tower classifier parts its text at [SEP])
+    for key in (
+        "pad_token_id",
+        "sep_token_id",
+    ):  # the graph reads them (a two-tower classifier parts its text at [SEP])
         if getattr(model.config, key, None) is not None:
             setattr(model.config, key, new_id[getattr(model.config, key)])
 
     with build_dir(out_dir) as tmp:
         _save_beside(model, model_dir, tmp)
-        (tmp / "tokenizer.json").write_text(json.dumps(remap_tokenizer_json(tj, new_id), ensure_ascii=False), encoding="utf-8")
+        (tmp / "tokenizer.json").write_text(
+            json.dumps(remap_tokenizer_json(tj, new_id), ensure_ascii=False), encoding="utf-8"
+        )
         if (model_dir / "vocab.txt").exists():
             order = sorted(tj["model"]["vocab"].items(), key=lambda kv: kv[1])
             (tmp / "vocab.txt").write_text("".join(t + "\n" for t, i in order if i in new_id), encoding="utf-8")
@@ -173,9 +200,17 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir, common: int = COMMON_W
             if "added_tokens_decoder" in tc:
                 tc["added_tokens_decoder"] = {str(new_id[int(k)]): v for k, v in tc["added_tokens_decoder"].items()}
             cfg_path.write_text(json.dumps(tc, indent=2, ensure_ascii=False), encoding="utf-8")
-        report = TrimReport(original=len(tj["model"]["vocab"]), kept=len(keep), from_inputs=from_inputs, safety=safety, common=extra)
-        write_meta(tmp, {**meta, "kind": "stripped", "vocabulary": {"original": report.original, "kept": report.kept,
-                                                                "common_words": report.common}})
+        report = TrimReport(
+            original=len(tj["model"]["vocab"]), kept=len(keep), from_inputs=from_inputs, safety=safety, common=extra
+        )
+        write_meta(
+            tmp,
+            {
+                **meta,
+                "kind": "stripped",
+                "vocabulary": {"original": report.original, "kept": report.kept, "common_words": report.common},
+            },
+        )
         load_config(tmp)  # the written dir loads
     return report
 
@@ -205,6 +240,7 @@ def task_texts(annotations, inputs=None, task_type: str | None = None) -> list[s
 
 # ---------------------------------------------------------------- fewer layers
 
+
 def layers_to_keep(total: int, k: int) -> list[int]:
     """k evenly spaced layers of `total`, the first and the last among them (one: the last)."""
     if not 1 <= k <= total:
@@ -223,7 +259,9 @@ def drop_layers(model_dir, k: int, out_dir) -> list[int]:
     model = load_label_model(model_dir, meta["family"])
     encoder = getattr(model.base_model, "encoder", None)
     if encoder is None or not hasattr(encoder, "layer"):
-        raise UserError(f"{model_dir}: a {model.config.model_type} model; --layers knows BERT-style encoders (encoder.layer)")
+        raise UserError(
+            f"{model_dir}: a {model.config.model_type} model; --layers knows BERT-style encoders (encoder.layer)"
+        )
     total = len(encoder.layer)
     keep = layers_to_keep(total, k)
     encoder.layer = nn.ModuleList([encoder.layer[i] for i in keep])
@@ -249,13 +287,28 @@ def unlabelled(inputs, need_choices: bool = False) -> list[dict]:
     from ..errors import at
 
     rows = []
-    for line, row in (read_rows(inputs) if inputs else []):
+    for line, row in read_rows(inputs) if inputs else []:
         if not isinstance(row.get("input"), str) or not row["input"].strip():
-            raise at(inputs, line, "input", "missing or empty; each row of --inputs needs the text the student reads, "
-                                            "as the annotations' `input` field")
+            raise at(
+                inputs,
+                line,
+                "input",
+                "missing or empty; each row of --inputs needs the text the student reads, "
+                "as the annotations' `input` field",
+            )
         if need_choices and not (isinstance(row.get("choices"), list) and row["choices"]):
-            raise at(inputs, line, "choices", "missing; a multiple-choice student reads each input with its list of choices")
-        rows.append({"id": f"inputs:{line}", "input": row["input"], "choices": row.get("choices"), "status": "ok", "label": None})
+            raise at(
+                inputs, line, "choices", "missing; a multiple-choice student reads each input with its list of choices"
+            )
+        rows.append(
+            {
+                "id": f"inputs:{line}",
+                "input": row["input"],
+                "choices": row.get("choices"),
+                "status": "ok",
+                "label": None,
+            }
+        )
     return rows
 
 
@@ -298,7 +351,10 @@ def probabilities(model_dir, items: list[dict]) -> list:
     mc = meta["family"] == "multiple-choice"
     logits, _ = torch_outputs(model_dir, meta["family"], items, "choices" if mc else None, meta["max_length"])
     # (ragged choice counts come padded with NaN)
-    return [softmax(np.asarray(row[:len(it["choices"])] if mc else row, dtype=np.float64)) for it, row in zip(items, logits)]
+    return [
+        softmax(np.asarray(row[: len(it["choices"])] if mc else row, dtype=np.float64))
+        for it, row in zip(items, logits)
+    ]
 
 
 def ensemble_note(ensemble) -> str:
@@ -312,50 +368,105 @@ def check_ensemble(model_dir, ensemble) -> list[Path]:
     meta, dirs = read_meta(model_dir), [Path(d) for d in ensemble or []]
     for d in dirs:
         if not (d / "config.json").exists() or read_meta(d).get("kind") not in ("stripped", "student"):
-            raise UserError(f"--ensemble {d}: not a stripped model dir; give another trained student of this task "
-                            "(edgedistill train --seed N, or --student BASE, then edgedistill strip)")
+            raise UserError(
+                f"--ensemble {d}: not a stripped model dir; give another trained student of this task "
+                "(edgedistill train --seed N, or --student BASE, then edgedistill strip)"
+            )
         other = read_meta(d)
         for what in ("family", "labels"):
             if other.get(what) != meta.get(what):
-                raise UserError(f"--ensemble {d}: its {what} ({other.get(what)}) differ from MODEL's ({meta.get(what)}); "
-                                "give a student of the same task")
+                raise UserError(
+                    f"--ensemble {d}: its {what} ({other.get(what)}) differ from MODEL's ({meta.get(what)}); "
+                    "give a student of the same task"
+                )
         if task_type(d) != task_type(model_dir):
             raise UserError(f"--ensemble {d}: a {task_type(d)} task, MODEL's is {task_type(model_dir)}")
     return dirs
 
 
-def distill_layers(model_dir, annotations, k: int, out_dir, work: Path, epochs: float = 4.0, batch_size: int = 16,
-                   lr: float | None = None, seed: int = 0, echo=print, inputs=None,
-                   label_weight: float = 0.0, ensemble=()) -> dict:
+def distill_layers(
+    model_dir,
+    annotations,
+    k: int,
+    out_dir,
+    work: Path,
+    epochs: float = 4.0,
+    batch_size: int = 16,
+    lr: float | None = None,
+    seed: int = 0,
+    echo=print,
+    inputs=None,
+    label_weight: float = 0.0,
+    ensemble=(),
+) -> dict:
     """A k-layer student from model_dir's layers, trained on its probabilities (averaged with `ensemble`'s) over the
     annotation inputs and the unlabelled `inputs` (distillation_inputs); written stripped to out_dir."""
     meta = read_meta(model_dir)
     base = work / f"base-{k}"
     kept = drop_layers(model_dir, k, base)
-    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight,
-                      ensemble)
-    write_meta(out_dir, {**read_meta(out_dir), "layers": {"original": meta.get("layers", {}).get("original")
-                                                          or _layer_count(model_dir), "kept": kept},
-                         **({"vocabulary": meta["vocabulary"]} if "vocabulary" in meta else {})})
+    report = _distill(
+        model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight, ensemble
+    )
+    write_meta(
+        out_dir,
+        {
+            **read_meta(out_dir),
+            "layers": {"original": meta.get("layers", {}).get("original") or _layer_count(model_dir), "kept": kept},
+            **({"vocabulary": meta["vocabulary"]} if "vocabulary" in meta else {}),
+        },
+    )
     shutil.rmtree(base, ignore_errors=True)
     return report
 
 
-def distill_into(model_dir, annotations, base, out_dir, work: Path, epochs: float = 4.0, batch_size: int = 16,
-                 lr: float | None = None, seed: int = 0, echo=print, inputs=None,
-                 label_weight: float = 0.0, ensemble=()) -> dict:
+def distill_into(
+    model_dir,
+    annotations,
+    base,
+    out_dir,
+    work: Path,
+    epochs: float = 4.0,
+    batch_size: int = 16,
+    lr: float | None = None,
+    seed: int = 0,
+    echo=print,
+    inputs=None,
+    label_weight: float = 0.0,
+    ensemble=(),
+) -> dict:
     """A fresh student of another `base` (a transformers model dir, e.g. all-MiniLM-L6-v2) trained on model_dir's
     probabilities (averaged with `ensemble`'s) over the annotation inputs and the unlabelled `inputs`, at train's own
     rates for that base; written stripped to out_dir, its full vocabulary kept (compress trims it as a candidate)."""
-    report = _distill(model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight,
-                      ensemble)
-    write_meta(out_dir, {**read_meta(out_dir), "distilled_from": str(Path(model_dir).resolve()), "base": str(base),
-                         **({"ensemble": [str(Path(d).resolve()) for d in ensemble]} if ensemble else {})})
+    report = _distill(
+        model_dir, annotations, base, out_dir, work, epochs, batch_size, lr, seed, echo, inputs, label_weight, ensemble
+    )
+    write_meta(
+        out_dir,
+        {
+            **read_meta(out_dir),
+            "distilled_from": str(Path(model_dir).resolve()),
+            "base": str(base),
+            **({"ensemble": [str(Path(d).resolve()) for d in ensemble]} if ensemble else {}),
+        },
+    )
     return report
 
 
-def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_size, lr, seed, echo, inputs,
-             label_weight: float = 0.0, ensemble=()) -> dict:
+def _distill(
+    model_dir,
+    annotations,
+    base,
+    out_dir,
+    work: Path,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    echo,
+    inputs,
+    label_weight: float = 0.0,
+    ensemble=(),
+) -> dict:
     """Train a label-only student of `base` on model_dir's probabilities (soft targets computed once per work dir), strip it.
     label_weight > 0: the annotator's own labels as hard targets beside them, at that weight (Hinton et al. 2015's
     blend; for a two-tower multiple-choice student the hard term is also the one that ranks against the batch's choices)."""
@@ -363,18 +474,34 @@ def _distill(model_dir, annotations, base, out_dir, work: Path, epochs, batch_si
     from .train import TrainConfig, train
 
     if bounds.problem("compress", "label_weight", label_weight):  # the range --label-weight and pipeline.yaml use
-        raise UserError(f"label weight {label_weight:g}: must be at least 0 and below 1 (1 would ignore the trained student)")
+        raise UserError(
+            f"label weight {label_weight:g}: must be at least 0 and below 1 (1 would ignore the trained student)"
+        )
     meta = read_meta(model_dir)
     soft = work / ("soft_targets.jsonl" if not label_weight else "soft_targets_labels.jsonl")
     if not soft.exists():
         rows = distillation_inputs(annotations, inputs, need_choices=_needs_choices(model_dir))
         teacher_annotations(model_dir, rows, soft, keep_labels=label_weight > 0, ensemble=ensemble)
     student = work / f"student-{Path(out_dir).name}"
-    summary = train(TrainConfig(task=str(Path(model_dir) / "task.yaml"), annotations=str(soft), out=str(student),
-                                student=str(base), mode="label-only", soft_weight=1.0 - label_weight, epochs=epochs, batch_size=batch_size,
-                                # compress --epochs as measured (compress.md), not train's min_steps
-                                min_steps=0, lr=lr, max_length=meta["max_length"], seed=seed, pooling=_pooling(model_dir)),
-                    echo=echo)
+    summary = train(
+        TrainConfig(
+            task=str(Path(model_dir) / "task.yaml"),
+            annotations=str(soft),
+            out=str(student),
+            student=str(base),
+            mode="label-only",
+            soft_weight=1.0 - label_weight,
+            epochs=epochs,
+            batch_size=batch_size,
+            # compress --epochs as measured (compress.md), not train's min_steps
+            min_steps=0,
+            lr=lr,
+            max_length=meta["max_length"],
+            seed=seed,
+            pooling=_pooling(model_dir),
+        ),
+        echo=echo,
+    )
     strip_student(student, out_dir)
     shutil.rmtree(student, ignore_errors=True)
     return {"val_agreement": summary.get("val_accuracy"), "train_s": summary.get("elapsed_s")}
@@ -400,6 +527,7 @@ def _layer_count(model_dir) -> int:
 
 # ---------------------------------------------------------------- candidates and the latency budget
 
+
 @dataclass
 class CompressConfig:
     model: str  # a stripped model dir (edgedistill strip)
@@ -409,7 +537,9 @@ class CompressConfig:
     latency_budget: float | None = None  # ms per prediction (batch 1, p50, this CPU): ship the most accurate within it
     trim_vocab: bool = True
     common_words: int = COMMON_WORDS  # the commonest words kept beside the task's own tokens when trimming
-    eval_data: str | None = None  # gold-labelled data: each candidate's bundle accuracy (else: agreement with the student)
+    eval_data: str | None = (
+        None  # gold-labelled data: each candidate's bundle accuracy (else: agreement with the student)
+    )
     quantize: str = "int8"  # how each candidate is exported to be timed (as `edgedistill export` will)
     threads: int = 2
     epochs: float = 4.0  # distillation of a smaller student
@@ -439,9 +569,13 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
     layers = sorted(set(cfg.layers or []), reverse=True)
     bases = [_into_base(b) for b in cfg.into or []]
     if len(layers) + len(bases) > 1 and cfg.latency_budget is None:
-        asked = " ".join(([f"--layers {','.join(map(str, layers))}"] if layers else []) + [f"--into {b}" for b in cfg.into or []])
-        raise UserError(f"{asked}: several candidates need --latency-budget MS to choose among them; or give one layer count "
-                        "or one base")
+        asked = " ".join(
+            ([f"--layers {','.join(map(str, layers))}"] if layers else []) + [f"--into {b}" for b in cfg.into or []]
+        )
+        raise UserError(
+            f"{asked}: several candidates need --latency-budget MS to choose among them; or give one layer count "
+            "or one base"
+        )
     src, out = Path(cfg.model), Path(cfg.out)
     if read_meta(src).get("kind") not in ("stripped", "student"):
         raise UserError(f"{src}: not a stripped model dir (edgedistill strip writes one)")
@@ -454,11 +588,14 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         full, fit, fit_inputs, held_out, held_inputs = src, cfg.annotations, cfg.inputs, None, []
         if not cfg.eval_data:
             fit, held_out = hold_out(cfg.annotations, work)
-            fit_inputs, held_inputs = hold_out_inputs(cfg.inputs, work, HOLD_OUT_MAX - len(held_out),
-                                                      _needs_choices(src))
-            echo(f"scoring: {held_out_description(len(held_out), len(held_inputs), short=True)} held out of the "
-                 "vocabulary and the distillation; each candidate is scored by its agreement with MODEL on them "
-                 "(--eval-data: on gold instead)")
+            fit_inputs, held_inputs = hold_out_inputs(
+                cfg.inputs, work, HOLD_OUT_MAX - len(held_out), _needs_choices(src)
+            )
+            echo(
+                f"scoring: {held_out_description(len(held_out), len(held_inputs), short=True)} held out of the "
+                "vocabulary and the distillation; each candidate is scored by its agreement with MODEL on them "
+                "(--eval-data: on gold instead)"
+            )
         held_annotated = None if held_out is None else len(held_out)  # what the fixes count on
         if held_inputs:
             held_out = [*held_out, *held_inputs]
@@ -470,11 +607,17 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             texts = task_texts(fit, fit_inputs, task_type(src))
             r = trim_vocabulary(src, texts, work / "trimmed", cfg.common_words)
             full = work / "trimmed"
-            vocabulary = {"kept": r.kept, "original": r.original, "agreement_unseen": scoring.agreement(full),
-                          "unseen_rows": len(scoring.examples)}
-            echo(f"vocabulary: kept {r.kept:,} of {r.original:,} tokens ({r.from_inputs:,} the inputs use, {r.safety:,} special "
-                 f"and single-character, {r.common:,} common words); MODEL with it keeps its answer on "
-                 f"{100 * vocabulary['agreement_unseen']:.1f} % of {len(scoring.examples):,} inputs {scoring.unseen}")
+            vocabulary = {
+                "kept": r.kept,
+                "original": r.original,
+                "agreement_unseen": scoring.agreement(full),
+                "unseen_rows": len(scoring.examples),
+            }
+            echo(
+                f"vocabulary: kept {r.kept:,} of {r.original:,} tokens ({r.from_inputs:,} the inputs use, {r.safety:,} special "
+                f"and single-character, {r.common:,} common words); MODEL with it keeps its answer on "
+                f"{100 * vocabulary['agreement_unseen']:.1f} % of {len(scoring.examples):,} inputs {scoring.unseen}"
+            )
         if warning := trim_warning(vocabulary):
             echo(f"warning: {warning}")
         total = _layer_count(full)
@@ -484,16 +627,46 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             if k == total:
                 continue
             echo(f"{k} layers: distilling from the {total}-layer student{ensemble_note(ensemble)} ...")
-            distill_layers(full, fit, k, work / f"{k}-layers", work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed,
-                           echo=lambda *_: None, inputs=fit_inputs, label_weight=cfg.label_weight, ensemble=ensemble)
+            distill_layers(
+                full,
+                fit,
+                k,
+                work / f"{k}-layers",
+                work,
+                cfg.epochs,
+                cfg.batch_size,
+                cfg.lr,
+                cfg.seed,
+                echo=lambda *_: None,
+                inputs=fit_inputs,
+                label_weight=cfg.label_weight,
+                ensemble=ensemble,
+            )
             dirs.append(work / f"{k}-layers")
         for i, base in enumerate(bases):
-            echo(f"{base_name(base)}: distilling the {total}-layer student{ensemble_note(ensemble)} into a fresh "
-                 f"{base_name(base)} ...")
+            echo(
+                f"{base_name(base)}: distilling the {total}-layer student{ensemble_note(ensemble)} into a fresh "
+                f"{base_name(base)} ..."
+            )
             d = work / f"into-{i}"
-            distill_into(full, fit, base, d, work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, echo=lambda *_: None,
-                         inputs=fit_inputs, label_weight=cfg.label_weight, ensemble=ensemble)
-            write_meta(d, {**read_meta(d), "distilled_from": str(src.resolve())})  # not the trimmed copy in the work dir
+            distill_into(
+                full,
+                fit,
+                base,
+                d,
+                work,
+                cfg.epochs,
+                cfg.batch_size,
+                cfg.lr,
+                cfg.seed,
+                echo=lambda *_: None,
+                inputs=fit_inputs,
+                label_weight=cfg.label_weight,
+                ensemble=ensemble,
+            )
+            write_meta(
+                d, {**read_meta(d), "distilled_from": str(src.resolve())}
+            )  # not the trimmed copy in the work dir
             if cfg.trim_vocab:
                 trim_vocabulary(d, texts, work / f"into-{i}-trimmed", cfg.common_words)
                 d = work / f"into-{i}-trimmed"
@@ -503,14 +676,25 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         for d, r in zip(dirs, rows):  # MODEL itself is what the others are measured against: it needs no evidence
             agree = r.pop("agree")
             r["evidence"] = None if d == full else keep_evidence(agree, len(scoring.examples), smaller)
-        for r, ms in zip(rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()):
+        for r, ms in zip(
+            rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()
+        ):
             r["p50_ms"] = ms
         chosen = choose(rows, cfg.latency_budget)
-        summary = {"source": str(src), "budget_ms": cfg.latency_budget, "threads": cfg.threads, "quantize": cfg.quantize,
-                   "accuracy_on": "eval_data (gold)" if cfg.eval_data else
-                   held_out_description(held_annotated, len(held_inputs)),
-                   "ensemble": [str(d) for d in ensemble], "vocabulary": vocabulary, "eval_seen": seen,
-                   "candidates": rows, "chosen": chosen and chosen["name"]}
+        summary = {
+            "source": str(src),
+            "budget_ms": cfg.latency_budget,
+            "threads": cfg.threads,
+            "quantize": cfg.quantize,
+            "accuracy_on": "eval_data (gold)"
+            if cfg.eval_data
+            else held_out_description(held_annotated, len(held_inputs)),
+            "ensemble": [str(d) for d in ensemble],
+            "vocabulary": vocabulary,
+            "eval_seen": seen,
+            "candidates": rows,
+            "chosen": chosen and chosen["name"],
+        }
         summary["evidence"] = evidence_record(summary, len(scoring.examples), held_annotated)
         summary["choice"] = choice_line(summary)
         for line in pareto_lines(summary):
@@ -524,12 +708,21 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         with build_dir(out) as tmp:
             shutil.copytree(dirs[rows.index(chosen)], tmp, dirs_exist_ok=True)
             # the trained student stays the source (export finds its annotations for parity through it)
-            write_meta(tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())})
+            write_meta(
+                tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())}
+            )
             write_json(tmp / "compress.json", summary)
             pareto_plot(summary, tmp / "compress.png")
-            notes = [n for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}", seen and f"Warning: {seen}") if n]
-            write_text(tmp / "compress.md", "\n".join(pareto_lines(summary) + ["", *notes, *evidence_lines(summary)])
-                       + "\n\n![accuracy vs latency](compress.png)\n")
+            notes = [
+                n
+                for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}", seen and f"Warning: {seen}")
+                if n
+            ]
+            write_text(
+                tmp / "compress.md",
+                "\n".join(pareto_lines(summary) + ["", *notes, *evidence_lines(summary)])
+                + "\n\n![accuracy vs latency](compress.png)\n",
+            )
         return summary
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -541,14 +734,30 @@ def measure_candidate(model_dir: Path, score, checkpoint_bytes: int, cfg: Compre
     from ..deploy.export import ExportConfig, export_bundle
 
     bundle = work / f"bundle-{Path(model_dir).name}"
-    m = export_bundle(ExportConfig(model=str(model_dir), out=str(bundle), quantize=cfg.quantize, parity_data=cfg.annotations,
-                                   threads=cfg.threads), echo=lambda *_: None)
+    m = export_bundle(
+        ExportConfig(
+            model=str(model_dir),
+            out=str(bundle),
+            quantize=cfg.quantize,
+            parity_data=cfg.annotations,
+            threads=cfg.threads,
+        ),
+        echo=lambda *_: None,
+    )
     meta, layers = read_meta(model_dir), _layer_count(model_dir)
     base = base_name(meta["base"]) if "distilled_from" in meta else None
-    return {"name": (f"{base} distilled, " if base else "") + f"{layers} layers" + (", trimmed vocabulary" if "vocabulary" in meta else ""),
-            "layers": layers, "base": base, "vocabulary": meta.get("vocabulary", {}).get("kept"),
-            **score(bundle), "bundle": bundle, "bundle_mb": m["size_bytes"] / 1e6,
-            "of_checkpoint": m["size_bytes"] / checkpoint_bytes}
+    return {
+        "name": (f"{base} distilled, " if base else "")
+        + f"{layers} layers"
+        + (", trimmed vocabulary" if "vocabulary" in meta else ""),
+        "layers": layers,
+        "base": base,
+        "vocabulary": meta.get("vocabulary", {}).get("kept"),
+        **score(bundle),
+        "bundle": bundle,
+        "bundle_mb": m["size_bytes"] / 1e6,
+        "of_checkpoint": m["size_bytes"] / checkpoint_bytes,
+    }
 
 
 def _into_base(name: str) -> Path:
@@ -557,24 +766,30 @@ def _into_base(name: str) -> Path:
 
     base = Path(default_student() if name == "default" else name)
     if not (base / "config.json").exists():
-        raise UserError(f"--into {name}: not a transformers model dir (no config.json); give a base such as all-MiniLM-L6-v2's "
-                        "dir, or 'default' for the packaged all-MiniLM-L6-v2")
+        raise UserError(
+            f"--into {name}: not a transformers model dir (no config.json); give a base such as all-MiniLM-L6-v2's "
+            "dir, or 'default' for the packaged all-MiniLM-L6-v2"
+        )
     return base
 
 
 def vocabulary_line(v: dict | None) -> str | None:
     """What trimming kept, and how often the student with it keeps its answer on inputs it was not built from."""
-    return v and (f"Trimmed vocabulary: {v['kept']:,} of {v['original']:,} tokens; with it the student keeps its answer on "
-                  f"{100 * v['agreement_unseen']:.1f} % of {v['unseen_rows']:,} inputs whose words it was not built from.")
+    return v and (
+        f"Trimmed vocabulary: {v['kept']:,} of {v['original']:,} tokens; with it the student keeps its answer on "
+        f"{100 * v['agreement_unseen']:.1f} % of {v['unseen_rows']:,} inputs whose words it was not built from."
+    )
 
 
 def trim_warning(v: dict | None) -> str | None:
     """The warning a trimmed vocabulary earns by changing the student's answer on too many unseen inputs, else None."""
     if not v or v["agreement_unseen"] >= TRIM_AGREEMENT:
         return None
-    return (f"the trimmed vocabulary changes the student's answer on {100 - 100 * v['agreement_unseen']:.1f} % of "
-            f"{v['unseen_rows']:,} inputs whose words it was not built from. Give more of the task's inputs (--inputs: "
-            "unlabelled, no teacher needed), keep more --common-words, or keep the whole vocabulary (--no-trim-vocab).")
+    return (
+        f"the trimmed vocabulary changes the student's answer on {100 - 100 * v['agreement_unseen']:.1f} % of "
+        f"{v['unseen_rows']:,} inputs whose words it was not built from. Give more of the task's inputs (--inputs: "
+        "unlabelled, no teacher needed), keep more --common-words, or keep the whole vocabulary (--no-trim-vocab)."
+    )
 
 
 def hold_out(annotations, work: Path) -> tuple[Path, list]:
@@ -586,8 +801,10 @@ def hold_out(annotations, work: Path) -> tuple[Path, list]:
     rows = read_annotations(annotations)
     usable = [a for a in rows if a.status == "ok" and a.label is not None]
     if len(usable) < 2:
-        raise UserError(f"{annotations}: {len(usable)} annotated row(s); compress holds some out to score its candidates on and "
-                        "needs 2 or more, or gold-labelled data to score on (--eval-data)")
+        raise UserError(
+            f"{annotations}: {len(usable)} annotated row(s); compress holds some out to score its candidates on and "
+            "needs 2 or more, or gold-labelled data to score on (--eval-data)"
+        )
     n = min(HOLD_OUT_MAX, max(1, round(HOLD_OUT * len(usable))))
     held = sorted(usable, key=lambda a: hashlib.sha1(str(a.id).encode()).hexdigest())[:n]
     ids = {a.id for a in held}
@@ -611,8 +828,14 @@ def hold_out_inputs(inputs, work: Path, most: int, need_choices: bool = False) -
     held = sorted(rows, key=lambda r: hashlib.sha1(r["id"].encode()).hexdigest())[:n]
     ids = {r["id"] for r in held}
     fit = work / "inputs-fit.jsonl"
-    write_jsonl(fit, [{"input": r["input"], **({"choices": r["choices"]} if r["choices"] else {})}
-                      for r in rows if r["id"] not in ids])
+    write_jsonl(
+        fit,
+        [
+            {"input": r["input"], **({"choices": r["choices"]} if r["choices"] else {})}
+            for r in rows
+            if r["id"] not in ids
+        ],
+    )
     return fit, [Example(id=r["id"], input=r["input"], choices=r["choices"], gold=None) for r in held]
 
 
@@ -622,8 +845,10 @@ def held_out_description(annotated: int, inputs: int, short: bool = False) -> st
         return f"{annotated:,} annotated rows" + (f" and {inputs:,} of --inputs" if inputs else "")
     if not inputs:
         return f"agreement with the uncompressed student on {annotated:,} held-out annotated inputs"
-    return (f"agreement with the uncompressed student on {annotated + inputs:,} held-out inputs "
-            f"({annotated:,} annotated, {inputs:,} of --inputs)")
+    return (
+        f"agreement with the uncompressed student on {annotated + inputs:,} held-out inputs "
+        f"({annotated:,} annotated, {inputs:,} of --inputs)"
+    )
 
 
 class Scoring:
@@ -655,9 +880,11 @@ class Scoring:
         n = sum(e.input in built for e in self.examples)
         if not n:
             return None
-        return (f"{n:,} of the {len(self.examples):,} --eval-data rows are inputs of the annotations or --inputs, which "
-                "the kept vocabulary and smaller students were built from, so the scores there overstate those on an "
-                "app's inputs. Give --eval-data rows the annotations do not hold.")
+        return (
+            f"{n:,} of the {len(self.examples):,} --eval-data rows are inputs of the annotations or --inputs, which "
+            "the kept vocabulary and smaller students were built from, so the scores there overstate those on an "
+            "app's inputs. Give --eval-data rows the annotations do not hold."
+        )
 
     @functools.cached_property
     def reference(self) -> list[str]:
@@ -681,13 +908,15 @@ class Scoring:
 
 # ---------------------------------------------------------------- what the scores are worth
 
-EVIDENCE_RULE = (f"A smaller candidate replaces MODEL only where the scored rows show that it keeps MODEL's answer "
-                 f"on at least {100 * KEEP_AGREEMENT:.0f} % of inputs like them: the one-sided Clopper-Pearson lower "
-                 f"bound on its agreement with MODEL, at {100 * EVIDENCE_CONFIDENCE:.0f} % confidence split over the "
-                 f"smaller candidates (Bonferroni), reaches {100 * KEEP_AGREEMENT:.0f} %. Agreement bounds accuracy "
-                 "(on any gold labels a candidate is right wherever MODEL is and they agree), so a shown candidate "
-                 f"loses at most {100 - 100 * KEEP_AGREEMENT:.0f} pt at that confidence. Agreeing on all n rows, the "
-                 f"bound is {1 - EVIDENCE_CONFIDENCE:.2f} ** (1 / n).")
+EVIDENCE_RULE = (
+    f"A smaller candidate replaces MODEL only where the scored rows show that it keeps MODEL's answer "
+    f"on at least {100 * KEEP_AGREEMENT:.0f} % of inputs like them: the one-sided Clopper-Pearson lower "
+    f"bound on its agreement with MODEL, at {100 * EVIDENCE_CONFIDENCE:.0f} % confidence split over the "
+    f"smaller candidates (Bonferroni), reaches {100 * KEEP_AGREEMENT:.0f} %. Agreement bounds accuracy "
+    "(on any gold labels a candidate is right wherever MODEL is and they agree), so a shown candidate "
+    f"loses at most {100 - 100 * KEEP_AGREEMENT:.0f} pt at that confidence. Agreeing on all n rows, the "
+    f"bound is {1 - EVIDENCE_CONFIDENCE:.2f} ** (1 / n)."
+)
 
 
 class Verdict(str, Enum):
@@ -717,12 +946,15 @@ def agreement_lower_bound(agree: int, rows: int, alpha: float) -> float:
 def _upper_tail(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p), 0 < p < 1, each term in logs (no overflow at any n a data file holds)."""
     log_p, log_q, log_n = math.log(p), math.log1p(-p), math.lgamma(n + 1)
-    return math.fsum(math.exp(log_n - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
-                     for i in range(k, n + 1))
+    return math.fsum(
+        math.exp(log_n - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
+        for i in range(k, n + 1)
+    )
 
 
-def keep_evidence(agree: int, rows: int, candidates: int = 1, target: float = KEEP_AGREEMENT,
-                  confidence: float = EVIDENCE_CONFIDENCE) -> dict:
+def keep_evidence(
+    agree: int, rows: int, candidates: int = 1, target: float = KEEP_AGREEMENT, confidence: float = EVIDENCE_CONFIDENCE
+) -> dict:
     """The rule (EVIDENCE_RULE): whether a smaller candidate that gave MODEL's answer on `agree` of `rows` scored rows
     is shown to keep MODEL's answers. Its one-sided Clopper-Pearson lower bound on agreement, at `confidence` split over
     the `candidates` compared (Bonferroni: the budget picks among them), must reach `target`. The record compress.json
@@ -730,11 +962,24 @@ def keep_evidence(agree: int, rows: int, candidates: int = 1, target: float = KE
     Verdict (too few rows: even agreeing on all of them the bound would stay under the target)."""
     alpha = (1 - confidence) / candidates
     bound = agreement_lower_bound(agree, rows, alpha)
-    verdict = (Verdict.SHOWN if bound >= target else
-               Verdict.TOO_FEW_ROWS if alpha ** (1 / rows) < target else Verdict.ANSWERS_CHANGED)
-    return {"agree": agree, "rows": rows, "lower_bound": round(bound, 4), "best_bound": round(alpha ** (1 / rows), 4),
-            "target": target, "confidence": confidence, "candidates": candidates,
-            "rows_needed": math.ceil(math.log(alpha) / math.log(target)), "verdict": verdict.value}
+    verdict = (
+        Verdict.SHOWN
+        if bound >= target
+        else Verdict.TOO_FEW_ROWS
+        if alpha ** (1 / rows) < target
+        else Verdict.ANSWERS_CHANGED
+    )
+    return {
+        "agree": agree,
+        "rows": rows,
+        "lower_bound": round(bound, 4),
+        "best_bound": round(alpha ** (1 / rows), 4),
+        "target": target,
+        "confidence": confidence,
+        "candidates": candidates,
+        "rows_needed": math.ceil(math.log(alpha) / math.log(target)),
+        "verdict": verdict.value,
+    }
 
 
 def shown(row: dict) -> bool:
@@ -746,9 +991,14 @@ def shown(row: dict) -> bool:
 
 def evidence_record(s: dict, rows: int, held_out_annotated: int | None) -> dict:
     """compress.json's `evidence`: the rule, the rows scored on (held-out or --eval-data's), and the warning."""
-    record = {"rule": EVIDENCE_RULE, "rows": rows, "target": KEEP_AGREEMENT, "confidence": EVIDENCE_CONFIDENCE,
-              "scored_on": "held_out" if held_out_annotated is not None else "eval_data",
-              "held_out_annotated": held_out_annotated}
+    record = {
+        "rule": EVIDENCE_RULE,
+        "rows": rows,
+        "target": KEEP_AGREEMENT,
+        "confidence": EVIDENCE_CONFIDENCE,
+        "scored_on": "held_out" if held_out_annotated is not None else "eval_data",
+        "held_out_annotated": held_out_annotated,
+    }
     return {**record, "warning": evidence_warning({**s, "evidence": record})}
 
 
@@ -763,19 +1013,23 @@ def evidence_warning(s: dict) -> str | None:
     parts = []
     if few:
         e = few[0]["evidence"]
-        parts.append(f"the {e['rows']:,} rows the candidates are scored on cannot show that {_names(few)} "
-                     f"{'keeps' if len(few) == 1 else 'keep'} MODEL's answers: even agreeing with MODEL on all of "
-                     "them, "
-                     f"the one-sided {_pct(e['confidence'], 0)} lower bound on agreement (Clopper-Pearson"
-                     f"{', split over ' + str(e['candidates']) + ' candidates' if e['candidates'] > 1 else ''}) is "
-                     f"{_pct(e['best_bound'])}, under the {_pct(e['target'], 0)} compress needs, so "
-                     f"{'its score' if len(few) == 1 else 'their scores'} there ({_scores(few)}) "
-                     f"{'is' if len(few) == 1 else 'are'} no evidence. {_fixes(s, e)}")
+        parts.append(
+            f"the {e['rows']:,} rows the candidates are scored on cannot show that {_names(few)} "
+            f"{'keeps' if len(few) == 1 else 'keep'} MODEL's answers: even agreeing with MODEL on all of "
+            "them, "
+            f"the one-sided {_pct(e['confidence'], 0)} lower bound on agreement (Clopper-Pearson"
+            f"{', split over ' + str(e['candidates']) + ' candidates' if e['candidates'] > 1 else ''}) is "
+            f"{_pct(e['best_bound'])}, under the {_pct(e['target'], 0)} compress needs, so "
+            f"{'its score' if len(few) == 1 else 'their scores'} there ({_scores(few)}) "
+            f"{'is' if len(few) == 1 else 'are'} no evidence. {_fixes(s, e)}"
+        )
     for r in changed:
         e = r["evidence"]
-        parts.append(f"{r['name']} changed MODEL's answer on {e['rows'] - e['agree']:,} of {e['rows']:,} scored rows: "
-                     f"its lower bound on agreement, {_pct(e['lower_bound'])}, is under the {_pct(e['target'], 0)} "
-                     "compress needs to prefer it to MODEL; the table says what it costs.")
+        parts.append(
+            f"{r['name']} changed MODEL's answer on {e['rows'] - e['agree']:,} of {e['rows']:,} scored rows: "
+            f"its lower bound on agreement, {_pct(e['lower_bound'])}, is under the {_pct(e['target'], 0)} "
+            "compress needs to prefer it to MODEL; the table says what it costs."
+        )
     text = " ".join(parts)
     return text[0].lower() + text[1:]
 
@@ -785,9 +1039,11 @@ def _fixes(s: dict, e: dict) -> str:
     if s["evidence"]["scored_on"] == "eval_data":
         return f"Give a larger --eval-data: {e['rows_needed']:,} gold-labelled rows or more."
     more = math.ceil(max(0, e["rows_needed"] - s["evidence"]["held_out_annotated"]) / HOLD_OUT)
-    return (f"Give more rows to score on ({e['rows_needed']:,} or more): --eval-data FILE, a gold-labelled sample of "
-            "the task, or --inputs FILE, more unlabelled inputs of the task (no teacher needed; a tenth of them is "
-            f"held out to score on, so about {more:,} of them).")
+    return (
+        f"Give more rows to score on ({e['rows_needed']:,} or more): --eval-data FILE, a gold-labelled sample of "
+        "the task, or --inputs FILE, more unlabelled inputs of the task (no teacher needed; a tenth of them is "
+        f"held out to score on, so about {more:,} of them)."
+    )
 
 
 def choice_line(s: dict) -> str | None:
@@ -797,20 +1053,30 @@ def choice_line(s: dict) -> str | None:
         return None
     budget = s["budget_ms"]
     if budget is None:
-        return None if shown(chosen) else (f"Shipped {chosen['name']} as asked (one candidate, no --latency-budget), "
-                                           "though the scored rows do not show that it keeps MODEL's answers.")
+        return (
+            None
+            if shown(chosen)
+            else (
+                f"Shipped {chosen['name']} as asked (one candidate, no --latency-budget), "
+                "though the scored rows do not show that it keeps MODEL's answers."
+            )
+        )
     passed = [r for r in s["candidates"] if not shown(r) and r["p50_ms"] <= budget]
     if passed:
-        return (f"Latency budget {budget:g} ms: shipped {chosen['name']}, not {_names(passed)}, which "
-                f"{'fits' if len(passed) == 1 else 'fit'} the budget too: the scored rows do not show that "
-                f"{'it keeps' if len(passed) == 1 else 'they keep'} MODEL's answers, so compress does not prefer "
-                f"{'it' if len(passed) == 1 else 'them'} to MODEL on "
-                f"{'its score' if len(passed) == 1 else 'their scores'}.")
+        return (
+            f"Latency budget {budget:g} ms: shipped {chosen['name']}, not {_names(passed)}, which "
+            f"{'fits' if len(passed) == 1 else 'fit'} the budget too: the scored rows do not show that "
+            f"{'it keeps' if len(passed) == 1 else 'they keep'} MODEL's answers, so compress does not prefer "
+            f"{'it' if len(passed) == 1 else 'them'} to MODEL on "
+            f"{'its score' if len(passed) == 1 else 'their scores'}."
+        )
     if chosen["evidence"]:
         e = chosen["evidence"]
-        return (f"Latency budget {budget:g} ms: shipped {chosen['name']}, the most accurate within it; it gave MODEL's "
-                f"answer on {e['agree']:,} of {e['rows']:,} scored rows, a lower bound of {_pct(e['lower_bound'])} "
-                f"(at least {_pct(e['target'], 0)}).")
+        return (
+            f"Latency budget {budget:g} ms: shipped {chosen['name']}, the most accurate within it; it gave MODEL's "
+            f"answer on {e['agree']:,} of {e['rows']:,} scored rows, a lower bound of {_pct(e['lower_bound'])} "
+            f"(at least {_pct(e['target'], 0)})."
+        )
     return None
 
 
@@ -820,14 +1086,18 @@ def no_choice_message(s: dict) -> str:
     fits = [r for r in rows if r["p50_ms"] <= budget]
     if not fits:
         fastest = min(rows, key=lambda r: r["p50_ms"])
-        return (f"--latency-budget {budget:g} ms: no candidate is that fast on this CPU; the fastest, "
-                f"{fastest['name']}, takes {fastest['p50_ms']:.2f} ms. Raise the budget or add fewer --layers")
+        return (
+            f"--latency-budget {budget:g} ms: no candidate is that fast on this CPU; the fastest, "
+            f"{fastest['name']}, takes {fastest['p50_ms']:.2f} ms. Raise the budget or add fewer --layers"
+        )
     model = next((r for r in rows if r["evidence"] is None), None)
     slow = f"; MODEL itself takes {model['p50_ms']:.2f} ms" if model else ""
-    return (f"--latency-budget {budget:g} ms: only {_names(fits)} {'meets' if len(fits) == 1 else 'meet'} it, and the "
-            f"scored rows do not show that {'it keeps' if len(fits) == 1 else 'they keep'} MODEL's answers (the "
-            f"warning above){slow}. Give more rows to score on (--eval-data, --inputs), raise the budget to ship "
-            "MODEL, or ask for one candidate without --latency-budget (--layers K) to ship it regardless")
+    return (
+        f"--latency-budget {budget:g} ms: only {_names(fits)} {'meets' if len(fits) == 1 else 'meet'} it, and the "
+        f"scored rows do not show that {'it keeps' if len(fits) == 1 else 'they keep'} MODEL's answers (the "
+        f"warning above){slow}. Give more rows to score on (--eval-data, --inputs), raise the budget to ship "
+        "MODEL, or ask for one candidate without --latency-budget (--layers K) to ship it regardless"
+    )
 
 
 def evidence_lines(s: dict) -> list[str]:
@@ -840,9 +1110,11 @@ def evidence_lines(s: dict) -> list[str]:
     lines = ["", f"Evidence: {e['rule']}", ""]
     for r in smaller:
         v = r["evidence"]
-        lines.append(f"- {r['name']}: MODEL's answer on {v['agree']:,} of {v['rows']:,} scored rows; lower bound "
-                     f"{_pct(v['lower_bound'])} (agreeing on all of them: {_pct(v['best_bound'])}; "
-                     f"{v['rows_needed']:,} rows, all agreeing, reach {_pct(v['target'], 0)}): {v['verdict']}.")
+        lines.append(
+            f"- {r['name']}: MODEL's answer on {v['agree']:,} of {v['rows']:,} scored rows; lower bound "
+            f"{_pct(v['lower_bound'])} (agreeing on all of them: {_pct(v['best_bound'])}; "
+            f"{v['rows_needed']:,} rows, all agreeing, reach {_pct(v['target'], 0)}): {v['verdict']}."
+        )
     if e.get("warning"):
         lines += ["", f"Warning: {e['warning']}"]
     if s.get("choice"):
@@ -874,7 +1146,9 @@ def p50_ms(bundles: dict[str, Path], annotations, threads: int, min_time: float 
 
     models = {name: EdgeModel.load(path, threads=threads) for name, path in bundles.items()}
     field = next(iter(models.values())).manifest["task"].get("choices") or "choices"
-    items = [{"input": a.input, **({field: a.choices} if a.choices else {})} for a in read_annotations(annotations)[:64]]
+    items = [
+        {"input": a.input, **({field: a.choices} if a.choices else {})} for a in read_annotations(annotations)[:64]
+    ]
     times = {name: [] for name in models}
     for model in models.values():  # warm-up
         for it in items[:5]:
@@ -899,13 +1173,21 @@ def choose(rows: list[dict], budget: float | None) -> dict | None:
 
 def pareto_lines(s: dict) -> list[str]:
     confidence = _pct((s.get("evidence") or {}).get("confidence", EVIDENCE_CONFIDENCE), 0)
-    header = (f"| candidate | accuracy ({s['accuracy_on']}) | p50 ms / prediction | bundle MB | of the FP32 checkpoint "
-              f"| gave MODEL's answer (one-sided {confidence} lower bound): keeps its answers? | |")
+    header = (
+        f"| candidate | accuracy ({s['accuracy_on']}) | p50 ms / prediction | bundle MB | of the FP32 checkpoint "
+        f"| gave MODEL's answer (one-sided {confidence} lower bound): keeps its answers? | |"
+    )
     lines = [header, "|---|---:|---:|---:|---:|---|---|"]
     for r in s["candidates"]:
-        mark = "shipped" if r["name"] == s["chosen"] else ("over budget" if s["budget_ms"] and r["p50_ms"] > s["budget_ms"] else "")
-        lines.append(f"| {r['name']} | {100 * r['accuracy']:.1f} % | {r['p50_ms']:.2f} | {r['bundle_mb']:.1f} | "
-                     f"{100 * r['of_checkpoint']:.1f} % | {_evidence_cell(r)} | {mark} |")
+        mark = (
+            "shipped"
+            if r["name"] == s["chosen"]
+            else ("over budget" if s["budget_ms"] and r["p50_ms"] > s["budget_ms"] else "")
+        )
+        lines.append(
+            f"| {r['name']} | {100 * r['accuracy']:.1f} % | {r['p50_ms']:.2f} | {r['bundle_mb']:.1f} | "
+            f"{100 * r['of_checkpoint']:.1f} % | {_evidence_cell(r)} | {mark} |"
+        )
     return lines
 
 
@@ -928,10 +1210,22 @@ def pareto_plot(s: dict, path: Path, chosen_label: str = "shipped") -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in s["candidates"]:
         shipped = r["name"] == s["chosen"]
-        ax.scatter(r["p50_ms"], 100 * r["accuracy"], s=30 * r["bundle_mb"], alpha=0.6, color="#d4862c" if shipped else "#6a9fd4",
-                   marker="*" if shipped else "o", edgecolors="#222")
-        ax.annotate(f"{r['name']}\n{r['bundle_mb']:.1f} MB" + (f" ({chosen_label})" if shipped else ""), (r["p50_ms"], 100 * r["accuracy"]),
-                    textcoords="offset points", xytext=(8, -4), fontsize=7)
+        ax.scatter(
+            r["p50_ms"],
+            100 * r["accuracy"],
+            s=30 * r["bundle_mb"],
+            alpha=0.6,
+            color="#d4862c" if shipped else "#6a9fd4",
+            marker="*" if shipped else "o",
+            edgecolors="#222",
+        )
+        ax.annotate(
+            f"{r['name']}\n{r['bundle_mb']:.1f} MB" + (f" ({chosen_label})" if shipped else ""),
+            (r["p50_ms"], 100 * r["accuracy"]),
+            textcoords="offset points",
+            xytext=(8, -4),
+            fontsize=7,
+        )
     if s.get("budget_ms"):
         ax.axvline(s["budget_ms"], color="#c33", linewidth=1, linestyle="--", label=f"budget {s['budget_ms']:g} ms")
         ax.legend(fontsize=7, loc="lower right")

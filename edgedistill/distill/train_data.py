@@ -1,7 +1,7 @@
 """From annotations to batches: the rows a mode trains on, their encodings and the collator.
 
-    annotations.jsonl --training_rows--> Row (input, label, rationale?, choices?, probs?) --encode_rows--> features
-    --Features (rationale-dropout serves input + rationale on a share of draws)--> make_collator --> batch
+annotations.jsonl --training_rows--> Row (input, label, rationale?, choices?, probs?) --encode_rows--> features
+--Features (rationale-dropout serves input + rationale on a share of draws)--> make_collator --> batch
 """
 
 from __future__ import annotations
@@ -32,11 +32,18 @@ class Row:
 
 # ---------------------------------------------------------------- rows
 
+
 def training_rows(cfg: TrainConfig, task: TaskSpec, keep_rationales: bool) -> tuple[list[Row], dict]:
     """The (input, label, rationale) rows for the mode, with counts of what was skipped and why."""
     from ..data import load_examples
 
-    stats = {"annotations": 0, "skipped_status": 0, "skipped_no_gold": 0, "skipped_low_confidence": 0, "with_rationale": 0}
+    stats = {
+        "annotations": 0,
+        "skipped_status": 0,
+        "skipped_no_gold": 0,
+        "skipped_low_confidence": 0,
+        "with_rationale": 0,
+    }
     if cfg.mode == "standard" and cfg.data:
         rows = [Row(e.input, e.gold, None, e.choices) for e in load_examples(task, cfg.data, require_gold=True)]
         stats["annotations"] = len(rows)
@@ -47,8 +54,10 @@ def training_rows(cfg: TrainConfig, task: TaskSpec, keep_rationales: bool) -> tu
     for a in anns:
         where = f"{cfg.annotations}:{a.extra.get('line')}"
         if task.type == "multiple-choice" and not a.choices:
-            raise UserError(f"{where}: choices: missing, but the task {task.name!r} is multiple-choice; "
-                            "were these annotations made for another task?")
+            raise UserError(
+                f"{where}: choices: missing, but the task {task.name!r} is multiple-choice; "
+                "were these annotations made for another task?"
+            )
         if cfg.mode == "standard":
             if a.gold is None:
                 stats["skipped_no_gold"] += 1
@@ -78,9 +87,11 @@ def training_rows(cfg: TrainConfig, task: TaskSpec, keep_rationales: bool) -> tu
     stats["with_rationale"] = sum(r.rationale is not None for r in rows)
     stats["with_probs"] = sum(r.probs is not None for r in rows)
     if not rows:
-        raise UserError(f"{cfg.annotations}: no usable rows for mode {cfg.mode!r} "
-                        f"({stats['skipped_status']} without a teacher label, {stats['skipped_no_gold']} without gold, "
-                        f"{stats['skipped_low_confidence']} below --min-confidence)")
+        raise UserError(
+            f"{cfg.annotations}: no usable rows for mode {cfg.mode!r} "
+            f"({stats['skipped_status']} without a teacher label, {stats['skipped_no_gold']} without gold, "
+            f"{stats['skipped_low_confidence']} below --min-confidence)"
+        )
     return rows, stats
 
 
@@ -93,16 +104,20 @@ def expression_rows(rows: list[Row], stats: dict, source) -> list[Row]:
         choices = candidates(r.input)
         i = target(choices, r.label)
         if r.probs is not None and r.choices != choices:
-            raise UserError(f"{source}: label_probs over {r.choices or 'no choices'}, not the input's expressions "
-                            f"{choices[:3]}...; a numeric task's soft targets come from edgedistill compress")
+            raise UserError(
+                f"{source}: label_probs over {r.choices or 'no choices'}, not the input's expressions "
+                f"{choices[:3]}...; a numeric task's soft targets come from edgedistill compress"
+            )
         if i is not None:
             out.append(Row(r.input, choices[i], r.rationale, choices, r.probs))
     stats["skipped_unreachable"] = len(rows) - len(out)
     if "with_rationale" in stats:
         stats["with_rationale"] = sum(r.rationale is not None for r in out)
     if not out:
-        raise UserError(f"{source}: no row's answer is one operation (+ - * /) on two numbers of its input, which is "
-                        "what a ranking student chooses among; train a seq2seq student that writes answers (--numeric generate)")
+        raise UserError(
+            f"{source}: no row's answer is one operation (+ - * /) on two numbers of its input, which is "
+            "what a ranking student chooses among; train a seq2seq student that writes answers (--numeric generate)"
+        )
     return out
 
 
@@ -126,13 +141,16 @@ def label_probs(value, labels: list[str], where: str) -> list[float]:
 
 def _check_label(task: TaskSpec, label: str, choices, where: str) -> None:
     if task.type == "classification" and label not in task.labels:
-        raise UserError(f"{where}: label: {label!r} is not one of the task's labels {task.labels}; "
-                        "the annotations and the task do not match")
+        raise UserError(
+            f"{where}: label: {label!r} is not one of the task's labels {task.labels}; "
+            "the annotations and the task do not match"
+        )
     if task.type == "multiple-choice" and label not in (choices or []):
         raise UserError(f"{where}: label: {label!r} is none of its choices")
 
 
 # ---------------------------------------------------------------- features
+
 
 class Features(torch.utils.data.Dataset):
     """Encoded rows; with `alternatives`, row i is served as alternatives[i] (when not None) with
@@ -149,8 +167,15 @@ class Features(torch.utils.data.Dataset):
         return alt if alt is not None and random.random() < self.p else self.items[i]
 
 
-def encode_rows(rows: list[Row], tok, task: TaskSpec, family: str, cfg: TrainConfig, start_id: int | None,
-                prefix_ids: list[int] = ()) -> list[dict]:
+def encode_rows(
+    rows: list[Row],
+    tok,
+    task: TaskSpec,
+    family: str,
+    cfg: TrainConfig,
+    start_id: int | None,
+    prefix_ids: list[int] = (),
+) -> list[dict]:
     labels = task.labels
     out = []
     for r in rows:
@@ -164,14 +189,18 @@ def encode_rows(rows: list[Row], tok, task: TaskSpec, family: str, cfg: TrainCon
         else:
             f.update(tok(r.input, truncation=True, max_length=cfg.max_length))
             if family == "seq2seq":
-                f["label_ids"] = _after_start(tok(text_target=str(r.label), truncation=True, max_length=32)["input_ids"], start_id)
+                f["label_ids"] = _after_start(
+                    tok(text_target=str(r.label), truncation=True, max_length=32)["input_ids"], start_id
+                )
             else:
                 f["labels"] = labels.index(r.label)
         if r.probs is not None and family != "seq2seq":
             f["teacher_probs"] = r.probs
         if r.rationale:
             ids = tok(text_target=r.rationale, truncation=True, max_length=cfg.rationale_max_length)["input_ids"]
-            f["rationale_ids"] = ([start_id, *prefix_ids] + _after_start(ids, start_id)) if start_id is not None else ids
+            f["rationale_ids"] = (
+                ([start_id, *prefix_ids] + _after_start(ids, start_id)) if start_id is not None else ids
+            )
         out.append(f)
     return out
 
@@ -197,7 +226,9 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
             for key in ("input_ids", "attention_mask", "token_type_ids"):
                 if key in batch[0]:
                     value = pad_id if key == "input_ids" else 0
-                    out[key] = torch.stack([pad(list(f[key]) + [[value]] * (k - len(f[key])), value, length) for f in batch])
+                    out[key] = torch.stack(
+                        [pad(list(f[key]) + [[value]] * (k - len(f[key])), value, length) for f in batch]
+                    )
             if any(len(f["input_ids"]) < k for f in batch):
                 out["choice_mask"] = torch.tensor([[j < len(f["input_ids"]) for j in range(k)] for f in batch])
             for k in ("ctx_input_ids", "ctx_attention_mask", "ctx_token_type_ids"):
@@ -216,7 +247,9 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
                 width = max(len(f[key]) for f in batch)
                 out[key] = torch.stack([torch.nn.functional.pad(f[key], (0, width - len(f[key]))) for f in batch])
         if any("teacher_probs" in f for f in batch):  # the annotator's label distribution, where a row has one
-            out["teacher_probs"] = pad([f.get("teacher_probs", []) for f in batch], 0.0)  # padding choices: probability 0
+            out["teacher_probs"] = pad(
+                [f.get("teacher_probs", []) for f in batch], 0.0
+            )  # padding choices: probability 0
             out["has_probs"] = torch.tensor(["teacher_probs" in f for f in batch])
         if want_rationale:
             has = [("rationale_ids" in f) for f in batch]
@@ -231,5 +264,9 @@ def make_collator(pad_id: int, family: str, want_rationale: bool):
 
 def with_rationale_input(rows: list[Row]) -> list[Row]:
     """The rows with the teacher's rationale appended to the input (rows without one unchanged)."""
-    return [Row(f"{r.input}\nExplanation: {r.rationale}", r.label, None, r.choices, r.probs) if r.rationale else
-            Row(r.input, r.label, None, r.choices, r.probs) for r in rows]
+    return [
+        Row(f"{r.input}\nExplanation: {r.rationale}", r.label, None, r.choices, r.probs)
+        if r.rationale
+        else Row(r.input, r.label, None, r.choices, r.probs)
+        for r in rows
+    ]

@@ -31,7 +31,9 @@ def normalize_gold(task_type: str, labels, value, choices=None) -> str:
         for label in labels:
             if str(value).strip().lower() == label.lower():
                 return label
-        raise ValueError(f"unknown label {value!r}; use one of {labels} (or its index), or add it to labels: in the task")
+        raise ValueError(
+            f"unknown label {value!r}; use one of {labels} (or its index), or add it to labels: in the task"
+        )
     if task_type == "multiple-choice":
         s = str(value).strip()
         choices = [str(c) for c in choices or []]
@@ -90,7 +92,9 @@ def read_records(path, limit: int | None = None) -> list[tuple[int, dict]]:
                 try:
                     rows.append((n, json.loads(line)))
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{n}: malformed JSON line ({e.msg}); each line must be one JSON object") from None
+                    raise ValueError(
+                        f"{path}:{n}: malformed JSON line ({e.msg}); each line must be one JSON object"
+                    ) from None
     return rows[:limit] if limit else rows
 
 

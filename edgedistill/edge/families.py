@@ -24,13 +24,34 @@ class Family:
 
 
 FAMILIES = {
-    "sequence-classification": Family("sequence-classification", "classification", "AutoModelForSequenceClassification",
-                                      "text-classification", {"model": "model.onnx"}, "label"),
-    "multiple-choice": Family("multiple-choice", "multiple-choice", "AutoModelForMultipleChoice",
-                              "multiple-choice", {"model": "model.onnx"}, "choice"),
-    "seq2seq": Family("seq2seq", "numeric", "AutoModelForSeq2SeqLM", "text2text-generation-with-past",
-                      {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx",
-                       "decoder_with_past": "decoder_with_past_model.onnx"}, "number"),
+    "sequence-classification": Family(
+        "sequence-classification",
+        "classification",
+        "AutoModelForSequenceClassification",
+        "text-classification",
+        {"model": "model.onnx"},
+        "label",
+    ),
+    "multiple-choice": Family(
+        "multiple-choice",
+        "multiple-choice",
+        "AutoModelForMultipleChoice",
+        "multiple-choice",
+        {"model": "model.onnx"},
+        "choice",
+    ),
+    "seq2seq": Family(
+        "seq2seq",
+        "numeric",
+        "AutoModelForSeq2SeqLM",
+        "text2text-generation-with-past",
+        {
+            "encoder": "encoder_model.onnx",
+            "decoder": "decoder_model.onnx",
+            "decoder_with_past": "decoder_with_past_model.onnx",
+        },
+        "number",
+    ),
 }
 BY_TASK_TYPE = {f.task_type: f for f in FAMILIES.values()}
 

@@ -50,7 +50,9 @@ def encode_examples(tok, family: str, examples, max_length: int) -> dict[str, np
         n, c = len(examples), len(examples[0].choices)
         if any(len(e.choices) != c for e in examples):
             raise ValueError("examples in one batch must have the same number of choices")
-        feeds = encode(tok, [e.input for e in examples for _ in e.choices], [ch for e in examples for ch in e.choices], max_length)
+        feeds = encode(
+            tok, [e.input for e in examples for _ in e.choices], [ch for e in examples for ch in e.choices], max_length
+        )
         return {k: v.reshape(n, c, -1) for k, v in feeds.items()}
     return encode(tok, [e.input for e in examples], None, max_length)
 
@@ -64,10 +66,12 @@ def synthetic_texts(tok, n: int = 64, words: int = 24, seed: int = 0) -> list[st
     return [" ".join(rng.choice(vocab) for _ in range(words)) for _ in range(n)]
 
 
-def shape_feeds(tok, family: str, texts: list[str], choices: list[list[str]] | None, batch: int, seq: int,
-                offset: int = 0) -> dict[str, np.ndarray]:
+def shape_feeds(
+    tok, family: str, texts: list[str], choices: list[list[str]] | None, batch: int, seq: int, offset: int = 0
+) -> dict[str, np.ndarray]:
     """Feeds of exactly (batch, seq) tokens (or (batch, choices, seq)); texts are packed end to end so
     that every position is real text, then truncated to seq."""
+
     def packed(start):
         parts, ntok, i = [], 0, start
         while ntok < seq:

@@ -14,10 +14,30 @@ import sys
 from importlib import metadata
 
 # The features that change which INT8 kernels run (and so whether INT8 beats FP32 at all).
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8",
-             "neon", "dotprod", "i8mm", "sve")
-PACKAGES = ("edgedistill", "torch", "onnxruntime", "transformers", "optimum", "optimum-onnx", "onnx",
-            "numpy", "tokenizers")
+ISA_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "neon",
+    "dotprod",
+    "i8mm",
+    "sve",
+)
+PACKAGES = (
+    "edgedistill",
+    "torch",
+    "onnxruntime",
+    "transformers",
+    "optimum",
+    "optimum-onnx",
+    "onnx",
+    "numpy",
+    "tokenizers",
+)
 
 
 def _read_cpuinfo() -> tuple[str, set[str]]:
@@ -170,8 +190,12 @@ class LoadMeter:
             load1 = [round(x, 2) for x in os.getloadavg()]
         except OSError:
             load1 = None
-        return {"seconds": round(elapsed, 1), "loadavg_start": self.load0, "loadavg_end": load1,
-                "other_processes_cpu_share": None if other is None else round(other, 3)}
+        return {
+            "seconds": round(elapsed, 1),
+            "loadavg_start": self.load0,
+            "loadavg_end": load1,
+            "other_processes_cpu_share": None if other is None else round(other, 3),
+        }
 
 
 def time_now() -> float:

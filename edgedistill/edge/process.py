@@ -55,8 +55,13 @@ def child_measure(load, first_predict, run_largest) -> dict:
     t_first = time.time()
     rss_loaded = rss_mb()
     run_largest(model)
-    return {"t_started": t_started, "t_loaded": t_loaded, "t_first": t_first, "rss_after_first_mb": rss_loaded,
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "t_started": t_started,
+        "t_loaded": t_loaded,
+        "t_first": t_first,
+        "rss_after_first_mb": rss_loaded,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def child_entry(argv, measure) -> int | None:
@@ -83,10 +88,17 @@ def fresh_process(command: list[str], spec: dict, threads: int, shape, env=None)
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"threads": threads, "error": f"child exited {proc.returncode}: " + " | ".join(tail)}
     r = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {"threads": threads, "shape": list(shape),
-            "cold_start_s": round(r["t_first"] - t_spawn, 3), "startup_s": round(r["t_started"] - t_spawn, 3),
-            "load_s": round(r["t_loaded"] - r["t_started"], 3), "first_predict_s": round(r["t_first"] - r["t_loaded"], 3),
-            "rss_after_first_mb": r["rss_after_first_mb"], "peak_rss_mb": r["peak_rss_mb"], "process_s": round(t_exit - t_spawn, 3)}
+    return {
+        "threads": threads,
+        "shape": list(shape),
+        "cold_start_s": round(r["t_first"] - t_spawn, 3),
+        "startup_s": round(r["t_started"] - t_spawn, 3),
+        "load_s": round(r["t_loaded"] - r["t_started"], 3),
+        "first_predict_s": round(r["t_first"] - r["t_loaded"], 3),
+        "rss_after_first_mb": r["rss_after_first_mb"],
+        "peak_rss_mb": r["peak_rss_mb"],
+        "process_s": round(t_exit - t_spawn, 3),
+    }
 
 
 def fresh_for_threads(entries: list[dict], threads: int) -> dict:

@@ -40,8 +40,12 @@ def time_interleaved(runners: dict, prepared: dict, settings, on_round=None) -> 
     try:
         rnd = 0
         while True:
-            pending = [n for n in live if (spent[n] < settings.min_time * 1e9 or len(out[n]["times_ns"]) < settings.min_iters)
-                       and not (spent[n] > cap_s * 1e9 and len(out[n]["times_ns"]) >= 3)]
+            pending = [
+                n
+                for n in live
+                if (spent[n] < settings.min_time * 1e9 or len(out[n]["times_ns"]) < settings.min_iters)
+                and not (spent[n] > cap_s * 1e9 and len(out[n]["times_ns"]) >= 3)
+            ]
             if not pending:
                 break
             shift = rnd % len(pending)  # rotate who goes first, so no variant always follows the same one
@@ -75,9 +79,15 @@ def summarize(times_ns: list[int], batch: int) -> dict:
     """Percentiles, mean and minimum in ms of one runner's timed calls, and items per second."""
     ms = np.array(times_ns, dtype=np.float64) / 1e6
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
-    return {"iterations": int(ms.size), "p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4),
-            "p99_ms": round(float(p99), 4), "mean_ms": round(float(ms.mean()), 4), "min_ms": round(float(ms.min()), 4),
-            "throughput_items_s": round(batch * 1000.0 / float(ms.mean()), 3)}
+    return {
+        "iterations": int(ms.size),
+        "p50_ms": round(float(p50), 4),
+        "p90_ms": round(float(p90), 4),
+        "p99_ms": round(float(p99), 4),
+        "mean_ms": round(float(ms.mean()), 4),
+        "min_ms": round(float(ms.min()), 4),
+        "throughput_items_s": round(batch * 1000.0 / float(ms.mean()), 3),
+    }
 
 
 class Calls:

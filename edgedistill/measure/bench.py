@@ -57,13 +57,21 @@ VARIANTS = {
 }
 BASELINE = "torch-fp32"
 SCHEMA_VERSION = 1
-TIMED_CALL = ("model forward on pre-tokenized inputs of exactly batch x seq real tokens (tokenization excluded)",
-              "encoder forward + first decoder step on pre-tokenized inputs of exactly batch x seq real tokens "
-              "(tokenization and the rest of generation excluded; accuracy uses full greedy generation)")
+TIMED_CALL = (
+    "model forward on pre-tokenized inputs of exactly batch x seq real tokens (tokenization excluded)",
+    "encoder forward + first decoder step on pre-tokenized inputs of exactly batch x seq real tokens "
+    "(tokenization and the rest of generation excluded; accuracy uses full greedy generation)",
+)
 # optimum's AutoQuantizationConfig recipe for each preset of edgedistill.edge.machine.isa_preset. optimum
 # has no avx_vnni recipe: its avx512_vnni one (signed weights, full range, no reduce_range) is the
 # VNNI recipe, and VNNI's dot product is the same on 256-bit vectors.
-OPTIMUM_RECIPE = {"avx512_vnni": "avx512_vnni", "avx_vnni": "avx512_vnni", "avx512": "avx512", "avx2": "avx2", "arm64": "arm64"}
+OPTIMUM_RECIPE = {
+    "avx512_vnni": "avx512_vnni",
+    "avx_vnni": "avx512_vnni",
+    "avx512": "avx512",
+    "avx2": "avx2",
+    "arm64": "arm64",
+}
 
 
 @dataclass
@@ -110,14 +118,18 @@ class Runner:
         out = []
         batch_size = batch_size or self.batch_size
         for i in range(0, len(examples), batch_size):
-            chunk = examples[i:i + batch_size]
+            chunk = examples[i : i + batch_size]
             if self.family == "multiple-choice":  # group by number of choices so each batch stacks
                 groups: dict[int, list] = {}
                 for e in chunk:
                     groups.setdefault(len(e.choices), []).append(e)
                 preds = {}
                 for group in groups.values():
-                    best = self.logits(encode_examples(self.tok, self.family, group, self.max_length)).reshape(len(group), -1).argmax(-1)
+                    best = (
+                        self.logits(encode_examples(self.tok, self.family, group, self.max_length))
+                        .reshape(len(group), -1)
+                        .argmax(-1)
+                    )
                     preds.update({id(e): e.choices[int(b)] for e, b in zip(group, best)})
                 out += [preds[id(e)] for e in chunk]
             else:
@@ -132,7 +144,11 @@ class TorchRunner(Runner):
 
         super().__init__(*args)
         self.model = model
-        self.names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in inspect.signature(model.forward).parameters]
+        self.names = [
+            n
+            for n in ("input_ids", "attention_mask", "token_type_ids")
+            if n in inspect.signature(model.forward).parameters
+        ]
 
     def prepare(self, feeds):
         import torch
@@ -150,7 +166,7 @@ class TorchRunner(Runner):
 
         out = []
         for i in range(0, len(examples), batch_size):
-            x = self.prepare(encode_examples(self.tok, self.family, examples[i:i + batch_size], self.max_length))
+            x = self.prepare(encode_examples(self.tok, self.family, examples[i : i + batch_size], self.max_length))
             x.pop("decoder_input_ids")
             with torch.inference_mode():
                 gen = self.model.generate(**x, do_sample=False, num_beams=1, max_new_tokens=self.max_new_tokens)
@@ -205,8 +221,11 @@ class BundleRunner(Runner):
         batch_size = batch_size or self.batch_size
         items = [e.row if e.row is not None else e.input for e in examples]
         if self.family == "seq2seq":  # same answer budget as the torch variants
-            return [a.strip() for i in range(0, len(items), batch_size)
-                    for a in self.model.generate(items[i:i + batch_size], max_new_tokens=self.max_new_tokens)]
+            return [
+                a.strip()
+                for i in range(0, len(items), batch_size)
+                for a in self.model.generate(items[i : i + batch_size], max_new_tokens=self.max_new_tokens)
+            ]
         preds = self.model.predict(items, batch_size=batch_size)
         return [p.get("label", p.get("answer")) for p in preds]
 
@@ -241,11 +260,18 @@ def load_variant(name: str, paths: dict, threads: int) -> Runner:
     model = _torch_model(paths["torch"], family)
     if name == "torch-int8":
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    labels = [model.config.id2label[i] for i in range(len(model.config.id2label))] if family == "sequence-classification" else labels
+    labels = (
+        [model.config.id2label[i] for i in range(len(model.config.id2label))]
+        if family == "sequence-classification"
+        else labels
+    )
     return _answering(name, TorchRunner(model, family, labels, tok, max_length))
 
 
-DYNAMIC_INT8 = {"optimum-int8", "torch-int8"}  # peers whose activations are quantized per call, as a dynamic INT8 bundle's
+DYNAMIC_INT8 = {
+    "optimum-int8",
+    "torch-int8",
+}  # peers whose activations are quantized per call, as a dynamic INT8 bundle's
 
 
 def _answering(name: str, runner: Runner) -> Runner:
@@ -313,12 +339,16 @@ def read_subject(bundle, torch_dir=None) -> Subject:
     if torch_dir is not None:
         torch_dir = Path(torch_dir)
         if not (torch_dir / "config.json").exists():
-            raise UserError(f"{torch_dir}: --torch must be a transformers model dir (the stripped student); no config.json there")
+            raise UserError(
+                f"{torch_dir}: --torch must be a transformers model dir (the stripped student); no config.json there"
+            )
         meta = torch_dir / "edgedistill.json"
         if meta.exists():
             kind = json.loads(meta.read_text()).get("kind")
             if kind == "student":
-                raise UserError(f"{torch_dir}: --torch is a student checkpoint; strip it first (edgedistill strip) and pass the stripped dir")
+                raise UserError(
+                    f"{torch_dir}: --torch is a student checkpoint; strip it first (edgedistill strip) and pass the stripped dir"
+                )
     return Subject(bundle, manifest, family, int(manifest.get("max_length") or 512), labels, task, torch_dir)
 
 
@@ -329,20 +359,30 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
     cannot apply is `skipped` (no --torch; the ORT peers of a seq2seq model); one whose build raised is
     `failed`, and then no "fastest variant" claim can be made (bench_report.targets)."""
     info = {n: {"name": n, "description": VARIANTS[n], "status": "ok", "reason": None} for n in names}
-    paths = {"family": subject.family, "max_length": subject.max_length, "labels": subject.labels,
-             "tokenizer": str(subject.tokenizer), "bundle": str(subject.bundle),
-             "torch": str(subject.torch_dir) if subject.torch_dir else None}
+    paths = {
+        "family": subject.family,
+        "max_length": subject.max_length,
+        "labels": subject.labels,
+        "tokenizer": str(subject.tokenizer),
+        "bundle": str(subject.bundle),
+        "torch": str(subject.torch_dir) if subject.torch_dir else None,
+    }
     if "bundle" in info:
         _bundle_info(subject, info["bundle"])
     if subject.family == "seq2seq":
         for n in ("ort-fp32", "optimum-int8"):
             if n in info:
-                info[n].update(status="skipped", reason="seq2seq: a plain ONNX export has no generation loop to predict with; "
-                               "the torch variants and the bundle (whose runtime has one) are measured")
+                info[n].update(
+                    status="skipped",
+                    reason="seq2seq: a plain ONNX export has no generation loop to predict with; "
+                    "the torch variants and the bundle (whose runtime has one) are measured",
+                )
     if subject.torch_dir is None:
         for n in names:
             if n != "bundle":
-                info[n].update(status="skipped", reason="needs --torch STUDENT_DIR (the stripped student) to build this variant")
+                info[n].update(
+                    status="skipped", reason="needs --torch STUDENT_DIR (the stripped student) to build this variant"
+                )
         return paths, info
     if "torch-fp32" in info:
         info["torch-fp32"].update(size_bytes=weights_bytes(subject.torch_dir), files=[str(subject.torch_dir)])
@@ -359,8 +399,13 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
             for n in ort_peers:
                 info[n].update(status="failed", reason=f"optimum export failed: {type(e).__name__}: {e}")
     if info.get("optimum-int8", {}).get("status") == "ok":
-        _build(info["optimum-int8"], "optimum quantization",
-               lambda: paths.update({"optimum-int8": str(_optimum_int8(work / "ort-fp32", work, info["optimum-int8"], echo))}))
+        _build(
+            info["optimum-int8"],
+            "optimum quantization",
+            lambda: paths.update(
+                {"optimum-int8": str(_optimum_int8(work / "ort-fp32", work, info["optimum-int8"], echo))}
+            ),
+        )
     return paths, info
 
 
@@ -376,15 +421,21 @@ def _bundle_info(subject: Subject, info: dict) -> None:
 
     models = runtime_models(subject.manifest)  # the app-only text model is no variant of the bundle's model
     onnx_files = [subject.bundle / f for f in models.values()] or sorted(subject.bundle.glob("*.onnx"))
-    info.update(size_bytes=sum(_onnx_bytes(p) for p in onnx_files), files=[p.name for p in onnx_files],
-                package_bytes=sum(p.stat().st_size for p in subject.bundle.rglob("*") if p.is_file()),
-                quantization=subject.manifest.get("quantization"), target=subject.manifest.get("target"))
+    info.update(
+        size_bytes=sum(_onnx_bytes(p) for p in onnx_files),
+        files=[p.name for p in onnx_files],
+        package_bytes=sum(p.stat().st_size for p in subject.bundle.rglob("*") if p.is_file()),
+        quantization=subject.manifest.get("quantization"),
+        target=subject.manifest.get("target"),
+    )
 
 
 def _torch_int8(subject: Subject, work: Path, info: dict) -> None:
     import torch
 
-    model = torch.ao.quantization.quantize_dynamic(_torch_model(subject.torch_dir, subject.family), {torch.nn.Linear}, dtype=torch.qint8)
+    model = torch.ao.quantization.quantize_dynamic(
+        _torch_model(subject.torch_dir, subject.family), {torch.nn.Linear}, dtype=torch.qint8
+    )
     torch.save(model.state_dict(), work / "torch_int8.pt")
     info.update(size_bytes=(work / "torch_int8.pt").stat().st_size, files=["torch_int8.pt (state_dict)"])
 
@@ -414,9 +465,18 @@ def _optimum_int8(onnx_dir: Path, work: Path, info: dict, echo) -> Path:
     echo(f"quantizing it with optimum's default recipe ({recipe}, for the {preset} preset) ...")
     ORTQuantizer.from_pretrained(onnx_dir).quantize(quantization_config=qconfig, save_dir=work / "optimum-int8")
     qpath = next((work / "optimum-int8").glob("*quantized*.onnx"))
-    info.update(size_bytes=_onnx_bytes(qpath), files=[qpath.name], preset=preset, recipe=recipe,
-                quantization={"per_channel": qconfig.per_channel, "reduce_range": qconfig.reduce_range,
-                              "format": str(qconfig.format), "mode": str(qconfig.mode)})
+    info.update(
+        size_bytes=_onnx_bytes(qpath),
+        files=[qpath.name],
+        preset=preset,
+        recipe=recipe,
+        quantization={
+            "per_channel": qconfig.per_channel,
+            "reduce_range": qconfig.reduce_range,
+            "format": str(qconfig.format),
+            "mode": str(qconfig.mode),
+        },
+    )
     return qpath
 
 
@@ -440,14 +500,24 @@ def child_main(spec: dict) -> dict:
         for _ in range(2):
             runner.call(x)
 
-    return child_measure(lambda: load_variant(spec["variant"], spec["paths"], spec["threads"]),
-                         lambda runner: runner.predict([example], batch_size=1), largest)
+    return child_measure(
+        lambda: load_variant(spec["variant"], spec["paths"], spec["threads"]),
+        lambda runner: runner.predict([example], batch_size=1),
+        largest,
+    )
 
 
 def fresh_process(variant: str, paths: dict, threads: int, example, texts, choices, shape) -> dict:
     """Spawn a new Python that loads `variant` and predicts; wall time and peak RSS as that process saw them."""
-    spec = {"variant": variant, "paths": paths, "threads": threads, "example": _example_to_json(example),
-            "texts": texts[:64], "choices": choices[:8] if choices else None, "shape": list(shape)}
+    spec = {
+        "variant": variant,
+        "paths": paths,
+        "threads": threads,
+        "example": _example_to_json(example),
+        "texts": texts[:64],
+        "choices": choices[:8] if choices else None,
+        "shape": list(shape),
+    }
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return spawn_child([sys.executable, "-m", "edgedistill.measure.bench"], spec, threads, shape, env=env)
 
@@ -465,8 +535,15 @@ class Inputs:
     probe: object  # the example a fresh process predicts first
 
 
-def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None = None, command=None,
-              echo=print, progress: bool = True) -> dict:
+def run_bench(
+    bundle,
+    torch_dir=None,
+    data=None,
+    settings: BenchSettings | None = None,
+    command=None,
+    echo=print,
+    progress: bool = True,
+) -> dict:
     """Measure every variant; returns the results document (see bench_schema.json)."""
     from ..edge.machine import LoadMeter, machine_record
 
@@ -494,13 +571,26 @@ def run_bench(bundle, torch_dir=None, data=None, settings: BenchSettings | None 
         shutil.rmtree(work, ignore_errors=True)
     _join(rows, info)
     return {
-        "schema_version": SCHEMA_VERSION, "kind": "run", "tool": "edgedistill bench",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine, "load": meter.result(),
-        "subject": {"bundle": str(subject.bundle), "torch": str(subject.torch_dir) if subject.torch_dir else None,
-                    "family": subject.family, "task": (subject.manifest.get("task") or {}).get("name"),
-                    "labels": subject.labels, "max_length": subject.max_length},
-        "data": inputs.data_info, "settings": asdict(s), "baseline": BASELINE,
-        "timed_call": TIMED_CALL[subject.family == "seq2seq"], "variants": [info[n] for n in s.variants], "results": rows,
+        "schema_version": SCHEMA_VERSION,
+        "kind": "run",
+        "tool": "edgedistill bench",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine,
+        "load": meter.result(),
+        "subject": {
+            "bundle": str(subject.bundle),
+            "torch": str(subject.torch_dir) if subject.torch_dir else None,
+            "family": subject.family,
+            "task": (subject.manifest.get("task") or {}).get("name"),
+            "labels": subject.labels,
+            "max_length": subject.max_length,
+        },
+        "data": inputs.data_info,
+        "settings": asdict(s),
+        "baseline": BASELINE,
+        "timed_call": TIMED_CALL[subject.family == "seq2seq"],
+        "variants": [info[n] for n in s.variants],
+        "results": rows,
     }
 
 
@@ -520,19 +610,27 @@ def _read_inputs(subject: Subject, data, s: BenchSettings, tok) -> Inputs:
         from ..data import load_examples
 
         if subject.task is None:
-            raise UserError(f"{subject.bundle / 'manifest.json'}: task: the manifest has no task, so --data cannot be read")
+            raise UserError(
+                f"{subject.bundle / 'manifest.json'}: task: the manifest has no task, so --data cannot be read"
+            )
         examples = load_examples(subject.task, data, limit=s.limit)
         if subject.family == "multiple-choice" and subject.task.type == "numeric":  # a ranking student's expressions
             examples = [replace(e, choices=choices_for("numeric", e.input)) for e in examples]
-        data_info = {"path": str(data), "examples": len(examples), "with_gold": sum(e.gold is not None for e in examples),
-                     "inputs": "real"}
+        data_info = {
+            "path": str(data),
+            "examples": len(examples),
+            "with_gold": sum(e.gold is not None for e in examples),
+            "inputs": "real",
+        }
     texts = [e.input for e in examples] or synthetic_texts(tok, seed=s.seed)
     choices = [e.choices for e in examples if e.choices] or None
     probe = examples[0] if examples else _synthetic_example(subject, texts[0])
     return Inputs(examples, data_info, texts, choices, probe)
 
 
-def _measure_accuracy(subject: Subject, ok: list[str], paths: dict, info: dict, examples, s: BenchSettings, progress) -> list[str]:
+def _measure_accuracy(
+    subject: Subject, ok: list[str], paths: dict, info: dict, examples, s: BenchSettings, progress
+) -> list[str]:
     """Accuracy once per variant (thread count does not change predictions); the variants still ok after it."""
     from tqdm.auto import tqdm
 
@@ -551,7 +649,9 @@ def _measure_accuracy(subject: Subject, ok: list[str], paths: dict, info: dict, 
     return [n for n in ok if info[n]["status"] == "ok"]
 
 
-def _measure_latency(subject: Subject, ok: list[str], paths: dict, tok, inputs: Inputs, s: BenchSettings, progress) -> list[dict]:
+def _measure_latency(
+    subject: Subject, ok: list[str], paths: dict, tok, inputs: Inputs, s: BenchSettings, progress
+) -> list[dict]:
     """Per thread count, all variants loaded side by side, every shape interleaved."""
     from tqdm.auto import tqdm
 
@@ -576,8 +676,16 @@ def _measure_latency(subject: Subject, ok: list[str], paths: dict, tok, inputs: 
                 if "error" in res:
                     rows.append(_failed_row(n, b, q, t, res["error"]))
                 else:
-                    rows.append({"variant": n, "batch_size": b, "seq_len": q, "threads": t, "status": "ok",
-                                 **summarize(res["times_ns"], b)})
+                    rows.append(
+                        {
+                            "variant": n,
+                            "batch_size": b,
+                            "seq_len": q,
+                            "threads": t,
+                            "status": "ok",
+                            **summarize(res["times_ns"], b),
+                        }
+                    )
             bar.update(1)
         del runners
         gc.collect()
@@ -594,7 +702,9 @@ def _measure_fresh(ok: list[str], paths: dict, info: dict, inputs: Inputs, s: Be
     largest = (max(s.batch_sizes), max(s.seq_lens))
     jobs = [(n, t) for n in ok for t in s.threads]
     for n, t in tqdm(jobs, desc="fresh process", unit="run", disable=not progress, file=terminal()):
-        info[n].setdefault("fresh_process", []).append(fresh_process(n, paths, t, inputs.probe, inputs.texts, inputs.choices, largest))
+        info[n].setdefault("fresh_process", []).append(
+            fresh_process(n, paths, t, inputs.probe, inputs.texts, inputs.choices, largest)
+        )
 
 
 def _synthetic_example(subject: Subject, text: str):
@@ -617,19 +727,30 @@ def _failed_row(n, b, q, t, error) -> dict:
 
 def _join(rows: list[dict], info: dict) -> None:
     """Put each variant's size, accuracy, memory and cold start into its rows, and the ratios vs the baseline."""
-    base = {(r["batch_size"], r["seq_len"], r["threads"]): r for r in rows if r["variant"] == BASELINE and r["status"] == "ok"}
+    base = {
+        (r["batch_size"], r["seq_len"], r["threads"]): r
+        for r in rows
+        if r["variant"] == BASELINE and r["status"] == "ok"
+    }
     binfo = info.get(BASELINE, {})
     for r in rows:
         v = info[r["variant"]]
         fp = fresh_for_threads(v.get("fresh_process"), r["threads"])
-        r.update(size_bytes=v.get("size_bytes"), accuracy=v.get("accuracy"), peak_rss_mb=fp.get("peak_rss_mb"),
-                 cold_start_s=fp.get("cold_start_s"))
+        r.update(
+            size_bytes=v.get("size_bytes"),
+            accuracy=v.get("accuracy"),
+            peak_rss_mb=fp.get("peak_rss_mb"),
+            cold_start_s=fp.get("cold_start_s"),
+        )
         b = base.get((r["batch_size"], r["seq_len"], r["threads"]))
         bfp = fresh_for_threads(binfo.get("fresh_process"), r["threads"])
         r["speedup_vs_torch_fp32"] = _ratio(b and b.get("p50_ms"), r.get("p50_ms"))
         r["size_ratio_vs_torch_fp32"] = _ratio(r.get("size_bytes"), binfo.get("size_bytes"))
-        r["accuracy_delta_pt_vs_torch_fp32"] = (None if r.get("accuracy") is None or binfo.get("accuracy") is None
-                                                else round(100 * (r["accuracy"] - binfo["accuracy"]), 3))
+        r["accuracy_delta_pt_vs_torch_fp32"] = (
+            None
+            if r.get("accuracy") is None or binfo.get("accuracy") is None
+            else round(100 * (r["accuracy"] - binfo["accuracy"]), 3)
+        )
         r["rss_ratio_vs_torch_fp32"] = _ratio(r.get("peak_rss_mb"), bfp.get("peak_rss_mb"))
 
 

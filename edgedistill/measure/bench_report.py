@@ -17,13 +17,30 @@ from ..errors import UserError
 
 SCHEMA_PATH = Path(__file__).with_name("bench_schema.json")
 ORDER = ("torch-fp32", "torch-int8", "ort-fp32", "optimum-int8", "bundle")
-NAMES = {"torch-fp32": "torch FP32", "torch-int8": "torch INT8 (dynamic)", "ort-fp32": "ORT FP32",
-         "optimum-int8": "optimum INT8 (default)", "bundle": "bundle (edgedistill)"}
-COLORS = {"torch-fp32": "#7f7f7f", "torch-int8": "#bcbd22", "ort-fp32": "#1f77b4", "optimum-int8": "#ff7f0e", "bundle": "#d62728"}
+NAMES = {
+    "torch-fp32": "torch FP32",
+    "torch-int8": "torch INT8 (dynamic)",
+    "ort-fp32": "ORT FP32",
+    "optimum-int8": "optimum INT8 (default)",
+    "bundle": "bundle (edgedistill)",
+}
+COLORS = {
+    "torch-fp32": "#7f7f7f",
+    "torch-int8": "#bcbd22",
+    "ort-fp32": "#1f77b4",
+    "optimum-int8": "#ff7f0e",
+    "bundle": "#d62728",
+}
 HEADLINE = {"batch_size": 1, "seq_len": 128}
 # Where each variant's label would like to sit in tradeoff.png (offset points of its near edge);
 # place_labels moves a label that would overlap another or a point.
-LABEL_OFFSETS = {"torch-fp32": (10, 14), "torch-int8": (10, -22), "ort-fp32": (-14, 18), "optimum-int8": (14, -30), "bundle": (16, 22)}
+LABEL_OFFSETS = {
+    "torch-fp32": (10, 14),
+    "torch-int8": (10, -22),
+    "ort-fp32": (-14, 18),
+    "optimum-int8": (14, -30),
+    "bundle": (16, 22),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,7 +59,9 @@ def validate(doc: dict, where="results.json") -> None:
     err = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(doc))
     if err is not None:
         path = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise UserError(f"{where}: {path}: {err.message}; this is not a results.json of edgedistill bench (schema {SCHEMA_PATH.name})")
+        raise UserError(
+            f"{where}: {path}: {err.message}; this is not a results.json of edgedistill bench (schema {SCHEMA_PATH.name})"
+        )
 
 
 def load_results(path) -> dict:
@@ -64,8 +83,13 @@ def merge(docs: list[dict], command: str | None = None) -> dict:
         runs += d["runs"] if d.get("kind") == "merged" else [d]
     from .bench import SCHEMA_VERSION
 
-    return {"schema_version": SCHEMA_VERSION, "kind": "merged", "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": command, "runs": runs}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "merged",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": command,
+        "runs": runs,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,8 +141,16 @@ def _at(rows, shape):
 
 
 def _sort(rows):
-    return sorted(rows, key=lambda r: (r["run_index"], r["threads"], r["batch_size"], r["seq_len"],
-                                       ORDER.index(r["variant"]) if r["variant"] in ORDER else 99))
+    return sorted(
+        rows,
+        key=lambda r: (
+            r["run_index"],
+            r["threads"],
+            r["batch_size"],
+            r["seq_len"],
+            ORDER.index(r["variant"]) if r["variant"] in ORDER else 99,
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,30 +185,63 @@ def targets(run: dict) -> list[dict]:
     base = at.get("torch-fp32")
     if base:
         sp = base["p50_ms"] / bundle["p50_ms"]
-        out.append({"target": "≥ 3× faster than torch FP32" + ("" if vnni else " (no int8 dot-product on this CPU: 'fastest measured' applies)"),
-                    "value": f"{sp:.2f}× ({bundle['p50_ms']:.2f} vs {base['p50_ms']:.2f} ms)", "met": sp >= 3.0})
+        out.append(
+            {
+                "target": "≥ 3× faster than torch FP32"
+                + ("" if vnni else " (no int8 dot-product on this CPU: 'fastest measured' applies)"),
+                "value": f"{sp:.2f}× ({bundle['p50_ms']:.2f} vs {base['p50_ms']:.2f} ms)",
+                "met": sp >= 3.0,
+            }
+        )
     for peer in ("optimum-int8", "torch-int8", "ort-fp32"):
         if peer in at:
             ratio = at[peer]["p50_ms"] / bundle["p50_ms"]
-            out.append({"target": f"not slower than {NAMES[peer]}",
-                        "value": f"{ratio:.2f}× ({bundle['p50_ms']:.2f} vs {at[peer]['p50_ms']:.2f} ms)", "met": ratio >= 1.0})
+            out.append(
+                {
+                    "target": f"not slower than {NAMES[peer]}",
+                    "value": f"{ratio:.2f}× ({bundle['p50_ms']:.2f} vs {at[peer]['p50_ms']:.2f} ms)",
+                    "met": ratio >= 1.0,
+                }
+            )
         elif peer in failed:
-            out.append({"target": f"not slower than {NAMES[peer]}", "value": f"not measured: {failed[peer]}", "met": False})
+            out.append(
+                {"target": f"not slower than {NAMES[peer]}", "value": f"not measured: {failed[peer]}", "met": False}
+            )
     if failed:
-        out.append({"target": "fastest variant measured", "met": False,
-                    "value": "not measured: " + "; ".join(f"{NAMES.get(n, n)} {why}" for n, why in failed.items())})
+        out.append(
+            {
+                "target": "fastest variant measured",
+                "met": False,
+                "value": "not measured: " + "; ".join(f"{NAMES.get(n, n)} {why}" for n, why in failed.items()),
+            }
+        )
     else:
         fastest = min(at.values(), key=lambda r: r["p50_ms"])
-        out.append({"target": "fastest variant measured", "value": NAMES.get(fastest["variant"], fastest["variant"]),
-                    "met": fastest["variant"] == "bundle"})
+        out.append(
+            {
+                "target": "fastest variant measured",
+                "value": NAMES.get(fastest["variant"], fastest["variant"]),
+                "met": fastest["variant"] == "bundle",
+            }
+        )
     if base and bundle.get("accuracy") is not None and base.get("accuracy") is not None:
         d = 100 * (bundle["accuracy"] - base["accuracy"])
-        out.append({"target": "INT8 accuracy within 0.5 pt of FP32",
-                    "value": f"{d:+.2f} pt ({100 * bundle['accuracy']:.2f} vs {100 * base['accuracy']:.2f} %)", "met": d >= -0.5})
+        out.append(
+            {
+                "target": "INT8 accuracy within 0.5 pt of FP32",
+                "value": f"{d:+.2f} pt ({100 * bundle['accuracy']:.2f} vs {100 * base['accuracy']:.2f} %)",
+                "met": d >= -0.5,
+            }
+        )
     if base and bundle.get("size_bytes") and base.get("size_bytes"):
         r = bundle["size_bytes"] / base["size_bytes"]
-        out.append({"target": "bundle ≤ 25 % of FP32 size", "value": f"{100 * r:.1f} % ({_mb(bundle['size_bytes']):.1f} vs {_mb(base['size_bytes']):.1f} MB)",
-                    "met": r <= 0.25})
+        out.append(
+            {
+                "target": "bundle ≤ 25 % of FP32 size",
+                "value": f"{100 * r:.1f} % ({_mb(bundle['size_bytes']):.1f} vs {_mb(base['size_bytes']):.1f} MB)",
+                "met": r <= 0.25,
+            }
+        )
     for t in out:
         t["shape"] = shape
     return out
@@ -202,21 +267,42 @@ def _short(text, n: int = 120) -> str:
 
 def _table(rows, run: bool, threads: bool, shape: bool, costs: bool) -> list[str]:
     """A markdown table of rows; `costs` adds size, accuracy, memory and cold start (the headline view)."""
-    cols = (["run"] if run else []) + (["threads"] if threads else []) + (["batch", "seq"] if shape else []) + [
-        "variant", "p50 ms", "p90 ms", "p99 ms", "speedup vs torch FP32", "items/s"]
+    cols = (
+        (["run"] if run else [])
+        + (["threads"] if threads else [])
+        + (["batch", "seq"] if shape else [])
+        + ["variant", "p50 ms", "p90 ms", "p99 ms", "speedup vs torch FP32", "items/s"]
+    )
     if costs:
         cols += ["size MB", "size vs FP32", "accuracy", "Δ acc (pt)", "peak RSS MB", "cold start s"]
-    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if c in ("run", "variant") else "---:" for c in cols) + "|"]
+    out = [
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join("---" if c in ("run", "variant") else "---:" for c in cols) + "|",
+    ]
     for r in rows:
         name = NAMES.get(r["variant"], r["variant"])
-        cells = (([r["run"]] if run else []) + ([str(r["threads"])] if threads else [])
-                 + ([str(r["batch_size"]), str(r["seq_len"])] if shape else []))
-        cells += [f"**{name}**" if r["variant"] == "bundle" else name, _f(r["p50_ms"]), _f(r["p90_ms"]), _f(r["p99_ms"]),
-                  _f(r.get("speedup_vs_torch_fp32"), ".2f", "×"), _f(r["throughput_items_s"], ".1f")]
+        cells = (
+            ([r["run"]] if run else [])
+            + ([str(r["threads"])] if threads else [])
+            + ([str(r["batch_size"]), str(r["seq_len"])] if shape else [])
+        )
+        cells += [
+            f"**{name}**" if r["variant"] == "bundle" else name,
+            _f(r["p50_ms"]),
+            _f(r["p90_ms"]),
+            _f(r["p99_ms"]),
+            _f(r.get("speedup_vs_torch_fp32"), ".2f", "×"),
+            _f(r["throughput_items_s"], ".1f"),
+        ]
         if costs:
-            cells += [_f(_mb(r.get("size_bytes")), ".1f"), _f(_pct(r.get("size_ratio_vs_torch_fp32")), ".0f", " %"),
-                      _f(_pct(r.get("accuracy")), ".2f", " %"), _f(r.get("accuracy_delta_pt_vs_torch_fp32"), "+.2f"),
-                      _f(r.get("peak_rss_mb"), ".0f"), _f(r.get("cold_start_s"), ".2f")]
+            cells += [
+                _f(_mb(r.get("size_bytes")), ".1f"),
+                _f(_pct(r.get("size_ratio_vs_torch_fp32")), ".0f", " %"),
+                _f(_pct(r.get("accuracy")), ".2f", " %"),
+                _f(r.get("accuracy_delta_pt_vs_torch_fp32"), "+.2f"),
+                _f(r.get("peak_rss_mb"), ".0f"),
+                _f(r.get("cold_start_s"), ".2f"),
+            ]
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -237,19 +323,29 @@ def render_markdown(doc: dict, title: str | None = None) -> str:
         v = m.get("versions", {})
         data = run.get("data", {})
         prefix = f"**Run #{i + 1}** " if multi else ""
-        lines += [f"{prefix}Machine: {describe(m)}; {m.get('os', '?')}; Python {m.get('python', '?')}; "
-                  + ", ".join(f"{k} {v[k]}" for k in ("torch", "onnxruntime", "transformers", "optimum") if v.get(k)) + ".  ",
-                  f"Threads: {', '.join(str(t) for t in run.get('settings', {}).get('threads', []))}. " + _load_text(run) + " "
-                  f"Data: {data.get('path') or 'synthetic text'}"
-                  + (f" ({data.get('with_gold')} gold-labelled examples)" if data.get("with_gold") else "") + ".  ",
-                  _subject_text(run) + "  ", f"Command: `{m.get('command', '?')}`", ""]
+        lines += [
+            f"{prefix}Machine: {describe(m)}; {m.get('os', '?')}; Python {m.get('python', '?')}; "
+            + ", ".join(f"{k} {v[k]}" for k in ("torch", "onnxruntime", "transformers", "optimum") if v.get(k))
+            + ".  ",
+            f"Threads: {', '.join(str(t) for t in run.get('settings', {}).get('threads', []))}. "
+            + _load_text(run)
+            + " "
+            f"Data: {data.get('path') or 'synthetic text'}"
+            + (f" ({data.get('with_gold')} gold-labelled examples)" if data.get("with_gold") else "")
+            + ".  ",
+            _subject_text(run) + "  ",
+            f"Command: `{m.get('command', '?')}`",
+            "",
+        ]
         for var in run.get("variants", []):
             if var.get("status") != "ok":
                 lines.append(f"- {NAMES.get(var['name'], var['name'])} {var.get('status')}: {var.get('reason')}")
         failed = [r for r in run.get("results", []) if r.get("status") == "failed"]
         for r in failed[:10]:
-            lines.append(f"- {NAMES.get(r['variant'], r['variant'])} failed at batch {r['batch_size']}, seq {r['seq_len']}, "
-                         f"{r['threads']} threads: {r.get('error')}")
+            lines.append(
+                f"- {NAMES.get(r['variant'], r['variant'])} failed at batch {r['batch_size']}, seq {r['seq_len']}, "
+                f"{r['threads']} threads: {r.get('error')}"
+            )
         if len(failed) > 10:
             lines.append(f"- ... and {len(failed) - 10} more failed shapes (see results.json)")
         if failed or any(var.get("status") != "ok" for var in run.get("variants", [])):
@@ -260,26 +356,51 @@ def render_markdown(doc: dict, title: str | None = None) -> str:
     for i, run in enumerate(runs):
         met = targets(run)
         if met:
-            lines += [f"## Targets{f' (run #{i + 1})' if multi else ''}: batch {met[0]['shape']['batch_size']}, "
-                      f"seq {met[0]['shape']['seq_len']}, {met[0]['shape']['threads']} threads", "",
-                      "| target | measured | met |", "|---|---|:-:|"]
+            lines += [
+                f"## Targets{f' (run #{i + 1})' if multi else ''}: batch {met[0]['shape']['batch_size']}, "
+                f"seq {met[0]['shape']['seq_len']}, {met[0]['shape']['threads']} threads",
+                "",
+                "| target | measured | met |",
+                "|---|---|:-:|",
+            ]
             lines += [f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for t in met] + [""]
-    head = _sort([r for r in rows if r["batch_size"] == shape["batch_size"] and r["seq_len"] == shape["seq_len"]
-                  and (multi or r["threads"] == shape["threads"])])
-    lines += [f"## Headline: batch {shape['batch_size']}, seq {shape['seq_len']}"
-              + ("" if multi else f", {shape['threads']} threads"), ""]
+    head = _sort(
+        [
+            r
+            for r in rows
+            if r["batch_size"] == shape["batch_size"]
+            and r["seq_len"] == shape["seq_len"]
+            and (multi or r["threads"] == shape["threads"])
+        ]
+    )
+    lines += [
+        f"## Headline: batch {shape['batch_size']}, seq {shape['seq_len']}"
+        + ("" if multi else f", {shape['threads']} threads"),
+        "",
+    ]
     lines += _table(head, multi, multi, False, True)
-    lines += ["", "Latency is per call (one batch); speedup is torch FP32's p50 over the variant's p50 at the same shape "
-              "and threads; size is the model file(s) the variant loads; peak RSS and cold start (new process → first "
-              "prediction) come from a fresh process per variant.", "",
-              "![latency vs sequence length](latency.png)", "", "![size, accuracy and latency](tradeoff.png)", "",
-              "## All shapes", ""]
+    lines += [
+        "",
+        "Latency is per call (one batch); speedup is torch FP32's p50 over the variant's p50 at the same shape "
+        "and threads; size is the model file(s) the variant loads; peak RSS and cold start (new process → first "
+        "prediction) come from a fresh process per variant.",
+        "",
+        "![latency vs sequence length](latency.png)",
+        "",
+        "![size, accuracy and latency](tradeoff.png)",
+        "",
+        "## All shapes",
+        "",
+    ]
     lines += _table(_sort(rows), multi, True, True, False)
     first = runs[0]
     st = first.get("settings", {})
-    lines += ["", f"Timed call: {first.get('timed_call', 'model forward on pre-tokenized inputs')}. Variants interleaved in time "
-              f"slices per shape; ≥ {st.get('min_time', '?')} s and ≥ {st.get('min_iters', '?')} timed calls each after "
-              f"{st.get('warmup', '?')} s of warm-up; p99 over few calls is close to the maximum (see `iterations` in results.json)."]
+    lines += [
+        "",
+        f"Timed call: {first.get('timed_call', 'model forward on pre-tokenized inputs')}. Variants interleaved in time "
+        f"slices per shape; ≥ {st.get('min_time', '?')} s and ≥ {st.get('min_iters', '?')} timed calls each after "
+        f"{st.get('warmup', '?')} s of warm-up; p99 over few calls is close to the maximum (see `iterations` in results.json).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -291,8 +412,12 @@ def _subject_text(run: dict) -> str:
     how = ", ".join(f"{k} {q[k]}" for k in ("mode", "preset", "per_channel", "reduce_range") if k in q)
     if q.get("smooth"):
         how += f", smoothed (alpha {q['smooth']['alpha']:g})"
-    return (f"Bundle: `{sub.get('bundle', '?')}`" + (f" ({how})" if how else "")
-            + (f"; torch student: `{sub['torch']}`" if sub.get("torch") else "") + ".")
+    return (
+        f"Bundle: `{sub.get('bundle', '?')}`"
+        + (f" ({how})" if how else "")
+        + (f"; torch student: `{sub['torch']}`" if sub.get("torch") else "")
+        + "."
+    )
 
 
 def _load_text(run: dict) -> str:
@@ -302,14 +427,18 @@ def _load_text(run: dict) -> str:
     text = f"Load: 1/5/15-min load average {avg} at start on {m.get('usable_cpus', '?')} CPUs"
     share = load.get("other_processes_cpu_share")
     if share is not None:
-        text += (f"; other processes used {100 * share:.0f} % of the CPUs during the {load.get('seconds', 0) / 60:.0f}-min run"
-                 + (" (a busy machine: absolute times are inflated, ratios less so)" if share > 0.1 else " (quiet)"))
+        text += (
+            f"; other processes used {100 * share:.0f} % of the CPUs during the {load.get('seconds', 0) / 60:.0f}-min run"
+            + (" (a busy machine: absolute times are inflated, ratios less so)" if share > 0.1 else " (quiet)")
+        )
     return text + "."
 
 
 def _title(runs) -> str:
     task = next((r.get("subject", {}).get("task") for r in runs if r.get("subject", {}).get("task")), None)
-    return f"Benchmark{': ' + task if task else ''}, bundle vs PyTorch and ONNX Runtime" + (f" ({len(runs)} runs)" if len(runs) > 1 else "")
+    return f"Benchmark{': ' + task if task else ''}, bundle vs PyTorch and ONNX Runtime" + (
+        f" ({len(runs)} runs)" if len(runs) > 1 else ""
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,11 +469,20 @@ def plot_latency(doc: dict, path) -> None:
         for r in rows:
             if r["batch_size"] == b:
                 series.setdefault(_series_key(r, multi), []).append(r)
-        for (ri, v, t), rs in sorted(series.items(), key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]) if kv[0][1] in ORDER else 99, kv[0][2])):
+        for (ri, v, t), rs in sorted(
+            series.items(), key=lambda kv: (kv[0][0], ORDER.index(kv[0][1]) if kv[0][1] in ORDER else 99, kv[0][2])
+        ):
             rs = sorted(rs, key=lambda r: r["seq_len"])
             label = NAMES.get(v, v) + (f", {t} thr" if len(threads) > 1 else "") + (f", run #{ri + 1}" if multi else "")
-            ax.plot([r["seq_len"] for r in rs], [r["p50_ms"] for r in rs], styles[threads.index(t) % len(styles)],
-                    marker=markers[ri % len(markers)], color=COLORS.get(v), label=label, linewidth=2.2 if v == "bundle" else 1.4)
+            ax.plot(
+                [r["seq_len"] for r in rs],
+                [r["p50_ms"] for r in rs],
+                styles[threads.index(t) % len(styles)],
+                marker=markers[ri % len(markers)],
+                color=COLORS.get(v),
+                label=label,
+                linewidth=2.2 if v == "bundle" else 1.4,
+            )
         ax.set_title(f"batch {b}")
         ax.set_xlabel("sequence length (tokens)")
         ax.set_yscale("log")
@@ -371,8 +509,14 @@ def plot_tradeoff(doc: dict, path) -> None:
     multi = len(runs_of(doc)) > 1
     shape = headline_shape(rows)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    pts = [r for r in rows if shape and r["batch_size"] == shape["batch_size"] and r["seq_len"] == shape["seq_len"]
-           and (multi or r["threads"] == shape["threads"])]
+    pts = [
+        r
+        for r in rows
+        if shape
+        and r["batch_size"] == shape["batch_size"]
+        and r["seq_len"] == shape["seq_len"]
+        and (multi or r["threads"] == shape["threads"])
+    ]
     use_acc = any(r.get("accuracy") is not None for r in pts)
     sizes = [r.get("size_bytes") or 0 for r in pts]
     smax = max(sizes) if sizes and max(sizes) else 1
@@ -382,18 +526,35 @@ def plot_tradeoff(doc: dict, path) -> None:
         if y is None:
             continue
         area = 60 + 900 * (r.get("size_bytes") or 0) / smax
-        ax.scatter(r["p50_ms"], y, s=area, color=COLORS.get(r["variant"]), alpha=0.55, edgecolors="black", linewidths=0.6)
+        ax.scatter(
+            r["p50_ms"], y, s=area, color=COLORS.get(r["variant"]), alpha=0.55, edgecolors="black", linewidths=0.6
+        )
         tag = f"{NAMES.get(r['variant'], r['variant'])}\n{_f(_mb(r.get('size_bytes')), '.1f')} MB"
-        if multi or len({p['threads'] for p in pts}) > 1:
+        if multi or len({p["threads"] for p in pts}) > 1:
             tag += f", {r['threads']} thr" + (f", #{r['run_index'] + 1}" if multi else "")
-        labels.append((ax.annotate(tag, (r["p50_ms"], y), textcoords="offset points", xytext=(0, 0), fontsize=7.5,
-                                   ha="center", va="center", arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6}),
-                       r, area ** 0.5 / 2))  # the bubble's radius in points
+        labels.append(
+            (
+                ax.annotate(
+                    tag,
+                    (r["p50_ms"], y),
+                    textcoords="offset points",
+                    xytext=(0, 0),
+                    fontsize=7.5,
+                    ha="center",
+                    va="center",
+                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6},
+                ),
+                r,
+                area**0.5 / 2,
+            )
+        )  # the bubble's radius in points
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else ""))
-    ax.set_xlabel(f"p50 latency (ms, log), batch {shape['batch_size'] if shape else '?'}, seq {shape['seq_len'] if shape else '?'}"
-                  + ("" if multi or not shape else f", {shape['threads']} threads"))
+    ax.set_xlabel(
+        f"p50 latency (ms, log), batch {shape['batch_size'] if shape else '?'}, seq {shape['seq_len'] if shape else '?'}"
+        + ("" if multi or not shape else f", {shape['threads']} threads")
+    )
     ax.set_ylabel("accuracy (%)" if use_acc else "model size (MB)")
     ax.set_title("Speed, size (bubble area) and accuracy" if use_acc else "Speed and size (no --data, so no accuracy)")
     ax.grid(True, which="both", alpha=0.3)
@@ -426,8 +587,9 @@ def _place_annotations(fig, ax, labels) -> None:
         a.xyann = offset
 
 
-def place_labels(points, sizes, preferred=None, marker=8.0, step: float = 10.0, rings: int = 10,
-                 bounds=None) -> list[tuple[float, float]]:
+def place_labels(
+    points, sizes, preferred=None, marker=8.0, step: float = 10.0, rings: int = 10, bounds=None
+) -> list[tuple[float, float]]:
     """Offsets (dx, dy) from each point to the centre of its label so no two labels overlap and no label
     covers a point (a square of half-side `marker` around it: one number, or one per point); all in one
     unit (points), y up.
@@ -495,7 +657,12 @@ def write_outputs(doc: dict, out, title: str | None = None) -> dict:
     validate(doc, Path(out) / "results.json")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"results": out / "results.json", "report": out / "report.md", "latency": out / "latency.png", "tradeoff": out / "tradeoff.png"}
+    paths = {
+        "results": out / "results.json",
+        "report": out / "report.md",
+        "latency": out / "latency.png",
+        "tradeoff": out / "tradeoff.png",
+    }
     write_json(paths["results"], doc)
     plot_latency(doc, paths["latency"])
     plot_tradeoff(doc, paths["tradeoff"])
@@ -510,12 +677,23 @@ def summary_lines(doc: dict) -> list[str]:
     if shape is None:
         return ["no variant was measured"]
     multi = len(runs_of(doc)) > 1
-    head = _sort([r for r in rows if r["batch_size"] == shape["batch_size"] and r["seq_len"] == shape["seq_len"]
-                  and (multi or r["threads"] == shape["threads"])])
-    out = [f"batch {shape['batch_size']}, seq {shape['seq_len']}" + ("" if multi else f", {shape['threads']} threads"),
-           f" {'run':<4}{'thr':>4}  {'variant':<24}{'p50 ms':>9}{'speedup':>9}{'size MB':>9}{'accuracy':>10}"]
+    head = _sort(
+        [
+            r
+            for r in rows
+            if r["batch_size"] == shape["batch_size"]
+            and r["seq_len"] == shape["seq_len"]
+            and (multi or r["threads"] == shape["threads"])
+        ]
+    )
+    out = [
+        f"batch {shape['batch_size']}, seq {shape['seq_len']}" + ("" if multi else f", {shape['threads']} threads"),
+        f" {'run':<4}{'thr':>4}  {'variant':<24}{'p50 ms':>9}{'speedup':>9}{'size MB':>9}{'accuracy':>10}",
+    ]
     for r in head:
-        out.append(f" {('#' + str(r['run_index'] + 1)) if multi else '':<4}{r['threads']:>4}  {NAMES.get(r['variant'], r['variant']):<24}"
-                   f"{_f(r['p50_ms']):>9}{_f(r.get('speedup_vs_torch_fp32'), '.2f', '×'):>9}"
-                   f"{_f(_mb(r.get('size_bytes')), '.1f'):>9}{_f(_pct(r.get('accuracy')), '.2f', ' %'):>10}")
+        out.append(
+            f" {('#' + str(r['run_index'] + 1)) if multi else '':<4}{r['threads']:>4}  {NAMES.get(r['variant'], r['variant']):<24}"
+            f"{_f(r['p50_ms']):>9}{_f(r.get('speedup_vs_torch_fp32'), '.2f', '×'):>9}"
+            f"{_f(_mb(r.get('size_bytes')), '.1f'):>9}{_f(_pct(r.get('accuracy')), '.2f', ' %'):>10}"
+        )
     return out

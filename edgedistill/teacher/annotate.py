@@ -33,21 +33,30 @@ import click
 
 from .. import bounds
 from ..annotations import Annotation
-from ..edge.arith import same_number
-from ..edge.families import answers_match
 from ..atomic import write_json, write_jsonl
 from ..choices import Calibration, PromptMode, Scoring, parse
 from ..console import progress
-from .cache import Cache
-from .client import ClientConfig, TeacherClient, TeacherError, redact_url
-from .cost import count_tokens, cost_usd, estimate, estimate_extras, price_for
 from ..data import MAX_FIELD_CHARS, Example, load_examples
+from ..edge.arith import same_number
+from ..edge.families import answers_match
 from ..errors import UserError
-from .prompts import load_exemplars, option_keys, plan
 from ..rundir import run_dir_lock
 from ..task import load_task
-from .teacher_signal import (CONTENT_FREE_INPUTS, SCORE_PARAMS, argmax, calibrate, combine, key_distribution,
-                             prior, smoothed, vote_shares)
+from .cache import Cache
+from .client import ClientConfig, TeacherClient, TeacherError, redact_url
+from .cost import cost_usd, count_tokens, estimate, estimate_extras, price_for
+from .prompts import load_exemplars, option_keys, plan
+from .teacher_signal import (
+    CONTENT_FREE_INPUTS,
+    SCORE_PARAMS,
+    argmax,
+    calibrate,
+    combine,
+    key_distribution,
+    prior,
+    smoothed,
+    vote_shares,
+)
 
 
 @dataclass
@@ -157,15 +166,35 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
     if truncated_ids(examples):
         echo(truncation_note(examples))
     if cfg.max_cost is not None and price is None:
-        raise UserError(f"--max-cost: no list price known for model {cfg.model!r}; give --price-in and --price-out (USD per 1M tokens)")
+        raise UserError(
+            f"--max-cost: no list price known for model {cfg.model!r}; give --price-in and --price-out (USD per 1M tokens)"
+        )
     with run_dir_lock(cfg.out, "edgedistill annotate") as out:
         return _annotate(cfg, task, examples, (main_plan, cheap_plan), price, out, echo)
 
 
-SUMMARY_KEYS = ["examples", "ok", "parse_failed", "failed", "filtered", "not_sent", "rationales", "rationale_yield",
-                "rationalized", "rationales_dropped_short", "with_label_probs", "requests_sent", "cache_hits", "retries",
-                "prompt_tokens", "completion_tokens", "cost_usd", "gold_agreement_text", "gold_agreement",
-                "truncated_inputs"]
+SUMMARY_KEYS = [
+    "examples",
+    "ok",
+    "parse_failed",
+    "failed",
+    "filtered",
+    "not_sent",
+    "rationales",
+    "rationale_yield",
+    "rationalized",
+    "rationales_dropped_short",
+    "with_label_probs",
+    "requests_sent",
+    "cache_hits",
+    "retries",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "gold_agreement_text",
+    "gold_agreement",
+    "truncated_inputs",
+]
 
 
 def report_summary(summary: dict, out, echo=click.echo) -> None:
@@ -186,25 +215,45 @@ def report_summary(summary: dict, out, echo=click.echo) -> None:
 
 def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo) -> dict:
     """The paid part of a run, under the run directory's lock: requests, then annotations.jsonl and annotate.json."""
-    want_rationale = rationale_subset([e.id for e in examples], cfg.rationale_fraction, cfg.seed) if cfg.prompt != "label-only" else set()
+    want_rationale = (
+        rationale_subset([e.id for e in examples], cfg.rationale_fraction, cfg.seed)
+        if cfg.prompt != "label-only"
+        else set()
+    )
     cache = Cache(out / "cache.sqlite")
-    client = TeacherClient(ClientConfig(model=cfg.model, base_url=cfg.base_url, api_key_env=cfg.api_key_env, timeout=cfg.timeout,
-                                        max_retries=cfg.max_retries, backoff_base=cfg.backoff_base, temperature=cfg.temperature,
-                                        max_tokens=cfg.max_tokens, price=price), cache)
+    client = TeacherClient(
+        ClientConfig(
+            model=cfg.model,
+            base_url=cfg.base_url,
+            api_key_env=cfg.api_key_env,
+            timeout=cfg.timeout,
+            max_retries=cfg.max_retries,
+            backoff_base=cfg.backoff_base,
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens,
+            price=price,
+        ),
+        cache,
+    )
     spent = cache.total_cost(price)  # earlier runs' spend counts against --max-cost
     run = _Run(cfg, task, client, Budget(cfg.max_cost, spent, price, cfg.max_tokens, cfg.model), echo)
     start = time.perf_counter()
     try:
         rows = asyncio.run(run.all(examples, *plans, want_rationale))
     except KeyboardInterrupt:
-        raise UserError(f"interrupted; every response received so far is in {out / 'cache.sqlite'}; "
-                        "re-run the same command to resume without paying for them again") from None
+        raise UserError(
+            f"interrupted; every response received so far is in {out / 'cache.sqlite'}; "
+            "re-run the same command to resume without paying for them again"
+        ) from None
     finally:
         cache.close()
     if cfg.keep_if_agrees:
         for r in rows:
             if r.status == "ok" and r.gold is not None and not _agrees(task, r.label, r.gold):
-                r.status, r.error = "filtered", f"teacher label {r.label!r} differs from gold {r.gold!r} (--keep-if-agrees)"
+                r.status, r.error = (
+                    "filtered",
+                    f"teacher label {r.label!r} differs from gold {r.gold!r} (--keep-if-agrees)",
+                )
     summary = _summary(cfg, task, rows, run, price, time.perf_counter() - start, want_rationale, examples)
     failure = run_failure(cfg, rows, out)
     if failure:
@@ -215,10 +264,12 @@ def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo
     if failure:
         raise AnnotateFailed(failure, summary)
     if run.stats["budget_stopped"]:
-        summary["message"] = (f"stopped at --max-cost {cfg.max_cost} USD: {run.stats['budget_stopped']} examples were not sent "
-                              f"(spent {run.budget.spent:.4f} USD; each request in flight holds back its worst case, all "
-                              f"prompt tokens plus --max-tokens {cfg.max_tokens} of output, until it is answered); re-run with "
-                              "a higher --max-cost to finish (answered requests come from the cache)")
+        summary["message"] = (
+            f"stopped at --max-cost {cfg.max_cost} USD: {run.stats['budget_stopped']} examples were not sent "
+            f"(spent {run.budget.spent:.4f} USD; each request in flight holds back its worst case, all "
+            f"prompt tokens plus --max-tokens {cfg.max_tokens} of output, until it is answered); re-run with "
+            "a higher --max-cost to finish (answered requests come from the cache)"
+        )
     return summary
 
 
@@ -243,14 +294,19 @@ def run_failure(cfg: AnnotateConfig, rows: list[Annotation], out: Path) -> str |
         head = f"no row is ok: {', '.join(f'{n} {s}' for s, n in count.items() if n and s != 'ok')} of {len(rows)}"
     elif rows and count["failed"] / len(rows) > cfg.max_failed:
         bad = [r for r in rows if r.status == "failed"]
-        head = (f"{count['failed']} of {len(rows)} rows failed ({100 * count['failed'] / len(rows):.0f} %, above "
-                f"--max-failed {cfg.max_failed:g}; rows written to annotations.jsonl)")
+        head = (
+            f"{count['failed']} of {len(rows)} rows failed ({100 * count['failed'] / len(rows):.0f} %, above "
+            f"--max-failed {cfg.max_failed:g}; rows written to annotations.jsonl)"
+        )
     else:
         return None
     error, n = Counter(r.error or r.status for r in bad).most_common(1)[0]
-    resend = (f"Every response received is kept in {out / 'cache.sqlite'}: re-running the same command sends only the "
-              "requests that failed" + ("; or raise --max-failed to accept these rows." if count["ok"] else ".")
-              if count["failed"] else "")
+    resend = (
+        f"Every response received is kept in {out / 'cache.sqlite'}: re-running the same command sends only the "
+        "requests that failed" + ("; or raise --max-failed to accept these rows." if count["ok"] else ".")
+        if count["failed"]
+        else ""
+    )
     plural = "s" if n > 1 else ""
     return f"annotate: {head}. Commonest error ({n} row{plural}): {error.rstrip('.')}. {_fix_for(cfg, error)}{resend}".strip()
 
@@ -258,26 +314,37 @@ def run_failure(cfg: AnnotateConfig, rows: list[Annotation], out: Path) -> str |
 def _fix_for(cfg: AnnotateConfig, error: str) -> str:
     """What to try for a row error, by its kind ("" when there is nothing specific to say)."""
     server = redact_url(cfg.base_url) or "the OpenAI default"
-    fixes = [("APIConnectionError", f"Is the server at --base-url {server} running and reachable? "),
-             ("APITimeoutError", f"No answer came within --timeout {cfg.timeout:g} s: raise --timeout or lower --concurrency. "),
-             ("HTTP 403", f"The key in ${cfg.api_key_env} may not use --model {cfg.model}. "),
-             ("HTTP 429", "The server is rate-limiting: lower --concurrency. "),
-             ("HTTP 5", "The server failed: try again later. "),
-             ("HTTP ", "The server refused the requests (its error says why). "),
-             ("--keep-if-agrees", "Every teacher label differs from gold: check the task's labels, or drop --keep-if-agrees. "),
-             ("gave up after", "The server's replies were unusable or empty: check --base-url and --model. ")]
+    fixes = [
+        ("APIConnectionError", f"Is the server at --base-url {server} running and reachable? "),
+        (
+            "APITimeoutError",
+            f"No answer came within --timeout {cfg.timeout:g} s: raise --timeout or lower --concurrency. ",
+        ),
+        ("HTTP 403", f"The key in ${cfg.api_key_env} may not use --model {cfg.model}. "),
+        ("HTTP 429", "The server is rate-limiting: lower --concurrency. "),
+        ("HTTP 5", "The server failed: try again later. "),
+        ("HTTP ", "The server refused the requests (its error says why). "),
+        (
+            "--keep-if-agrees",
+            "Every teacher label differs from gold: check the task's labels, or drop --keep-if-agrees. ",
+        ),
+        ("gave up after", "The server's replies were unusable or empty: check --base-url and --model. "),
+    ]
     if "(check " in error:  # the client's own hint (client.TeacherClient._hint) says it
         return ""
     for marker, fix in fixes:
         if marker in error:
             return fix
-    return ("The teacher's replies could not be read as answers (`raw` in annotations.jsonl shows them): try "
-            "--prompt label-only or a stronger --model. ")
+    return (
+        "The teacher's replies could not be read as answers (`raw` in annotations.jsonl shows them): try "
+        "--prompt label-only or a stronger --model. "
+    )
 
 
 @dataclass
 class _Answer:
     """What the answer and vote requests said about one example."""
+
     parsed: object  # prompts.Parsed of the greedy answer
     raw: str
     votes: list  # (label, rationale) per vote, the greedy answer first
@@ -295,7 +362,9 @@ class _Run:
         self.cfg, self.task, self.client, self.budget, self.echo = cfg, task, client, budget, echo
         self.scoring = scoring_for(cfg, task)
         self.stats = {"requests_sent": 0, "cache_hits": 0, "retries": 0, "budget_stopped": 0}
-        self.by_kind = {k: {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0} for k in self.KINDS}
+        self.by_kind = {
+            k: {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0} for k in self.KINDS
+        }
         self.notes: dict[str, int] = {}  # degradations, said once each and counted
 
     def note(self, key: str, message: str) -> None:
@@ -348,10 +417,19 @@ class _Run:
         if vp.stages > 1:  # two-stage prompts: every vote runs both stages
             runs = [await self.stages(vp, ex, "vote", usage, {**sample, "seed": k}) for k in range(1, want + 1)]
         else:
-            runs = [[c] for c in (await self.ask(vp.messages(ex), "vote", usage,
-                                                 {**sample, "seed": 1, **({"n": want} if want > 1 else {})})).choices]
+            runs = [
+                [c]
+                for c in (
+                    await self.ask(
+                        vp.messages(ex), "vote", usage, {**sample, "seed": 1, **({"n": want} if want > 1 else {})}
+                    )
+                ).choices
+            ]
             if len(runs) < want:
-                self.note("n_ignored", f"the server returned {len(runs)} of {want} choices for n={want}: sending one request per vote")
+                self.note(
+                    "n_ignored",
+                    f"the server returned {len(runs)} of {want} choices for n={want}: sending one request per vote",
+                )
                 for k in range(len(runs) + 1, want + 1):
                     runs.append([(await self.ask(vp.messages(ex), "vote", usage, {**sample, "seed": k})).content])
         parsed = [vp.parse(ex, outputs) for outputs in runs[:want]]
@@ -361,16 +439,24 @@ class _Run:
         keys = option_keys(self.task, ex, self.scoring, shift)
         done = await self.ask(p.score_messages(ex, self.scoring, shift), "score", usage, SCORE_PARAMS)
         if done.logprobs is None:
-            self.note("logprobs_malformed", "the server sent a malformed logprobs payload; those rows use the text answer")
+            self.note(
+                "logprobs_malformed", "the server sent a malformed logprobs payload; those rows use the text answer"
+            )
             return None
         if not done.logprobs:
-            self.note("no_logprobs", "the server returns no logprobs: label_probs come from votes or are not recorded; "
-                      "the label is parsed from the text (use --scoring none to skip the scoring request)")
+            self.note(
+                "no_logprobs",
+                "the server returns no logprobs: label_probs come from votes or are not recorded; "
+                "the label is parsed from the text (use --scoring none to skip the scoring request)",
+            )
             return None
         dist, shared = key_distribution(done.logprobs, list(keys.values()))
         if shared:
-            self.note("shared_tokens", f"options {sorted(shared)} begin with the same token, so their scores are split evenly; "
-                      "--scoring letter keeps them apart")
+            self.note(
+                "shared_tokens",
+                f"options {sorted(shared)} begin with the same token, so their scores are split evenly; "
+                "--scoring letter keeps them apart",
+            )
         if dist is None:
             self.note("no_option_token", "some scoring replies named no option; those rows use the text answer")
         return dist
@@ -384,8 +470,10 @@ class _Run:
             votes += await self.extra_signal(self.votes(p, ex, usage), "votes", [])
             scores = None
             if self.scoring != "none":
-                scores = [await self.extra_signal(self.score(p, ex, usage, shift), "scoring", None)
-                          for shift in range(self.cfg.score_orders)]
+                scores = [
+                    await self.extra_signal(self.score(p, ex, usage, shift), "scoring", None)
+                    for shift in range(self.cfg.score_orders)
+                ]
         except BudgetExceeded as e:
             self.stats["budget_stopped"] += 1
             return _row(ex, status="not_sent", error=f"not sent: {e}", usage=usage, requested=want)
@@ -428,10 +516,17 @@ class _Run:
             answers = await asyncio.gather(*(first(ex) for ex in examples))
             bias = await self.bias(main_plan, examples, answers)
             vote_bias = self.vote_bias(examples, answers)
-            rows = [a if isinstance(a, Annotation) else self.decide(ex, plans[ex.id], a, bias, vote_bias, ex.id in want_rationale)
-                    for ex, a in zip(examples, answers)]
-            todo = [(ex, r) for ex, r in zip(examples, rows) if self.cfg.rationalize and r.status == "ok"
-                    and r.extra["rationale_requested"] and r.rationale is None]
+            rows = [
+                a
+                if isinstance(a, Annotation)
+                else self.decide(ex, plans[ex.id], a, bias, vote_bias, ex.id in want_rationale)
+                for ex, a in zip(examples, answers)
+            ]
+            todo = [
+                (ex, r)
+                for ex, r in zip(examples, rows)
+                if self.cfg.rationalize and r.status == "ok" and r.extra["rationale_requested"] and r.rationale is None
+            ]
             if todo:
                 bar.reset(total=len(todo))
                 bar.set_description("rationalizing")
@@ -455,18 +550,28 @@ class _Run:
         if self.cfg.calibration == "none" or self.scoring == "none":
             return [None for _ in orders]
         if self.cfg.calibration == "batch":
-            scored = [[a.scores[j] for a in answers if isinstance(a, _Answer) and a.scores and a.scores[j]] for j in orders]
+            scored = [
+                [a.scores[j] for a in answers if isinstance(a, _Answer) and a.scores and a.scores[j]] for j in orders
+            ]
             return [prior(s) if s else None for s in scored]
         n = max(len(getattr(ex, "choices", None) or self.task.labels or []) for ex in examples)
         biases = []
         for j in orders:
             free = []
             for text in CONTENT_FREE_INPUTS:  # Zhao et al.: what the teacher says with nothing to go on
-                blank = Example(id=f"content-free:{text}", input=text, choices=["N/A"] * n if self.task.type == "multiple-choice" else None)
+                blank = Example(
+                    id=f"content-free:{text}",
+                    input=text,
+                    choices=["N/A"] * n if self.task.type == "multiple-choice" else None,
+                )
                 try:
-                    dist = await self.score(p, blank, {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}, j)
+                    dist = await self.score(
+                        p, blank, {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}, j
+                    )
                 except (BudgetExceeded, TeacherError) as e:
-                    self.note("content_free_failed", f"a content-free scoring request failed ({e}); calibrating with the rest")
+                    self.note(
+                        "content_free_failed", f"a content-free scoring request failed ({e}); calibrating with the rest"
+                    )
                     continue
                 if dist:
                     free.append(dist)
@@ -476,16 +581,22 @@ class _Run:
     def vote_keys(self, ex, shares: dict) -> dict:
         """Smoothed vote shares by option position ("a", "b", ...), where a small model's favourite lives."""
         keys = option_keys(self.task, ex, "letter")
-        return smoothed({keys[label]: share for label, share in shares.items() if label in keys}, self.cfg.votes,
-                        list(keys.values()))
+        return smoothed(
+            {keys[label]: share for label, share in shares.items() if label in keys},
+            self.cfg.votes,
+            list(keys.values()),
+        )
 
     def vote_bias(self, examples, answers) -> dict | None:
         """The batch's mean vote shares by option position: the same bias the scores are calibrated for,
         which votes carry too (a teacher that always answers "entailment" votes for it unanimously)."""
         if self.cfg.votes == 1 or self.cfg.calibration == "none" or self.task.type == "numeric":
             return None
-        per_row = [self.vote_keys(ex, vote_shares([v for v, _ in a.votes])) for ex, a in zip(examples, answers)
-                   if isinstance(a, _Answer)]
+        per_row = [
+            self.vote_keys(ex, vote_shares([v for v, _ in a.votes]))
+            for ex, a in zip(examples, answers)
+            if isinstance(a, _Answer)
+        ]
         return prior([d for d in per_row if d]) or None
 
     def label_scores(self, ex, a: _Answer, bias: list) -> tuple[dict | None, dict | None]:
@@ -536,14 +647,32 @@ class _Run:
             extra["rationale_source"] = "answer" if a.votes[0][1] == rationale else "vote"
         status = "ok" if label is not None else "parse_failed"
         error = a.parsed.error if label is None else None
-        return Annotation(id=ex.id, input=ex.input, choices=ex.choices, label=label, rationale=rationale, gold=ex.gold,
-                          status=status, error=error, raw=a.raw if status != "ok" or p.mode != "label-only" else None,
-                          usage=a.usage, extra=extra)
+        return Annotation(
+            id=ex.id,
+            input=ex.input,
+            choices=ex.choices,
+            label=label,
+            rationale=rationale,
+            gold=ex.gold,
+            status=status,
+            error=error,
+            raw=a.raw if status != "ok" or p.mode != "label-only" else None,
+            usage=a.usage,
+            extra=extra,
+        )
 
 
 def _row(ex, status, usage, requested, error=None) -> Annotation:
-    return Annotation(id=ex.id, input=ex.input, choices=ex.choices, gold=ex.gold, status=status, error=error, usage=usage,
-                      extra={"rationale_requested": requested})
+    return Annotation(
+        id=ex.id,
+        input=ex.input,
+        choices=ex.choices,
+        gold=ex.gold,
+        status=status,
+        error=error,
+        usage=usage,
+        extra={"rationale_requested": requested},
+    )
 
 
 def _agrees(task, label, gold) -> bool:
@@ -563,43 +692,71 @@ def truncation(examples) -> dict:
 def truncation_note(examples) -> str:
     ids = truncated_ids(examples)
     longest = max(n for e in examples if getattr(e, "truncated", None) for n in e.truncated.values())
-    return (f"note: {len(ids)} input{'s' if len(ids) > 1 else ''} had a field longer than {MAX_FIELD_CHARS} characters "
-            f"(longest {longest}), truncated to {MAX_FIELD_CHARS}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}")
+    return (
+        f"note: {len(ids)} input{'s' if len(ids) > 1 else ''} had a field longer than {MAX_FIELD_CHARS} characters "
+        f"(longest {longest}), truncated to {MAX_FIELD_CHARS}: {', '.join(ids[:5])}{' ...' if len(ids) > 5 else ''}"
+    )
 
 
 def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale, examples=()) -> dict:
     count = {s: sum(r.status == s for r in rows) for s in ("ok", "parse_failed", "failed", "filtered", "not_sent")}
-    tokens = {k: sum((r.usage or {}).get(k) or 0 for r in rows) for k in ("prompt_tokens", "completion_tokens", "cached_tokens")}
+    tokens = {
+        k: sum((r.usage or {}).get(k) or 0 for r in rows)
+        for k in ("prompt_tokens", "completion_tokens", "cached_tokens")
+    }
     judged = [r for r in rows if r.gold is not None and r.status in ("ok", "filtered")]
     asked = [r for r in rows if r.status == "ok" and r.extra.get("rationale_requested")]
     stats = run.stats
 
     def agreement(label_of) -> float | None:
-        return (sum(_agrees(task, label_of(r), r.gold) for r in judged if label_of(r) is not None) / len(judged)) if judged else None
+        return (
+            (sum(_agrees(task, label_of(r), r.gold) for r in judged if label_of(r) is not None) / len(judged))
+            if judged
+            else None
+        )
 
     return {
-        "examples": len(rows), **count,
+        "examples": len(rows),
+        **count,
         "rationales": sum(r.rationale is not None for r in rows),
         # of the rows that asked for a rationale: how many got one, first time or by rationalization
         "rationale_yield": (sum(r.rationale is not None for r in asked) / len(asked)) if asked else None,
-        "rationale_yield_first": (sum(r.extra.get("rationale_source") in ("answer", "vote") for r in asked) / len(asked)) if asked else None,
+        "rationale_yield_first": (
+            sum(r.extra.get("rationale_source") in ("answer", "vote") for r in asked) / len(asked)
+        )
+        if asked
+        else None,
         "rationalized": sum(r.extra.get("rationale_source") == "rationalized" for r in rows),
         "rationales_dropped_short": sum(bool(r.extra.get("rationale_dropped")) for r in rows),
         "with_label_probs": sum("label_probs" in r.extra for r in rows),
-        **{k: v for k, v in stats.items() if k != "budget_stopped"}, "not_sent_budget": stats["budget_stopped"],
+        **{k: v for k, v in stats.items() if k != "budget_stopped"},
+        "not_sent_budget": stats["budget_stopped"],
         **tokens,
         "cost_usd": cost_usd(tokens["prompt_tokens"], tokens["completion_tokens"], price),
         "gold_agreement": agreement(lambda r: r.label),
         "gold_agreement_text": agreement(lambda r: r.extra.get("text_label", r.label)),  # the greedy text answer alone
-        "requests_by_kind": {k: {**v, "seconds": round(v["seconds"], 2)} for k, v in run.by_kind.items() if v["requests"]},
+        "requests_by_kind": {
+            k: {**v, "seconds": round(v["seconds"], 2)} for k, v in run.by_kind.items() if v["requests"]
+        },
         "notes": run.notes,
-        "model": cfg.model, "base_url": redact_url(cfg.base_url), "mode": cfg.prompt,
-        "scoring": run.scoring, "score_orders": cfg.score_orders, "calibration": cfg.calibration, "votes": cfg.votes,
-        "rationale_fraction": cfg.rationale_fraction, "seed": cfg.seed,
+        "model": cfg.model,
+        "base_url": redact_url(cfg.base_url),
+        "mode": cfg.prompt,
+        "scoring": run.scoring,
+        "score_orders": cfg.score_orders,
+        "calibration": cfg.calibration,
+        "votes": cfg.votes,
+        "rationale_fraction": cfg.rationale_fraction,
+        "seed": cfg.seed,
         "rationale_ids": sorted(want_rationale) if cfg.rationale_fraction < 1 else None,
         **truncation(examples),
-        "task": task.name, "data": str(cfg.data), "elapsed_s": round(elapsed, 2),
-        "config": {**{k: v for k, v in asdict(cfg).items() if k not in ("dry_run",)}, "base_url": redact_url(cfg.base_url)},
+        "task": task.name,
+        "data": str(cfg.data),
+        "elapsed_s": round(elapsed, 2),
+        "config": {
+            **{k: v for k, v in asdict(cfg).items() if k not in ("dry_run",)},
+            "base_url": redact_url(cfg.base_url),
+        },
     }
 
 
@@ -607,10 +764,18 @@ def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
     """Estimated tokens and cost of the chosen mode and its alternatives, then of what the chosen
     mode adds (votes, scoring, rationalization); sends nothing."""
     modes = [cfg.prompt] + [m for m in PromptMode if m != cfg.prompt and (m != "few-shot-cot" or exemplars)]
-    rows = [estimate(task, examples, m, cfg.model, exemplars, cfg.rationale_fraction if m == cfg.prompt else 1.0, price)
-            for m in modes]
-    echo(f"Dry run: {len(examples)} examples, model {cfg.model}, "
-         + (f"price {price[0]}/{price[1]} USD per 1M tokens in/out" if price else "price unknown (give --price-in/--price-out)"))
+    rows = [
+        estimate(task, examples, m, cfg.model, exemplars, cfg.rationale_fraction if m == cfg.prompt else 1.0, price)
+        for m in modes
+    ]
+    echo(
+        f"Dry run: {len(examples)} examples, model {cfg.model}, "
+        + (
+            f"price {price[0]}/{price[1]} USD per 1M tokens in/out"
+            if price
+            else "price unknown (give --price-in/--price-out)"
+        )
+    )
     if truncated_ids(examples):
         echo(truncation_note(examples))
     header = f"{'requests':>10}{'prompt tok':>12}{'completion tok':>16}{'cost USD':>11}"
@@ -624,9 +789,18 @@ def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
         line(r["mode"], r, " <- chosen" if r["mode"] == cfg.prompt else "")
     if "few-shot-cot" not in modes:
         echo("(few-shot-cot needs --exemplars to estimate)")
-    extras = estimate_extras(task, examples, cfg.prompt, cfg.model, exemplars, price, votes=cfg.votes,
-                             scoring=scoring_for(cfg, task), rationalize=cfg.rationalize and cfg.prompt != "label-only",
-                             score_orders=cfg.score_orders)
+    extras = estimate_extras(
+        task,
+        examples,
+        cfg.prompt,
+        cfg.model,
+        exemplars,
+        price,
+        votes=cfg.votes,
+        scoring=scoring_for(cfg, task),
+        rationalize=cfg.rationalize and cfg.prompt != "label-only",
+        score_orders=cfg.score_orders,
+    )
     echo(f"\n{'what ' + cfg.prompt + ' adds':<34}{header}")
     for r in extras:
         line(r["name"], r, "" if r["chosen"] else "   (not chosen)")
@@ -634,7 +808,9 @@ def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
     total = {k: sum(r[k] for r in chosen) for k in ("requests", "prompt_tokens", "completion_tokens")}
     total["cost_usd"] = None if price is None else sum(r["cost_usd"] or 0 for r in chosen)
     line("total as configured", total)
-    echo("Scoring rides on a second request: the answer request's first token is 'Answer', and a label's first token in "
-         "free text can be split or shared by two labels; one letter token cannot. Rationalization is a worst case: it is "
-         "sent only for rows whose answer carries no explanation of the label chosen.")
+    echo(
+        "Scoring rides on a second request: the answer request's first token is 'Answer', and a label's first token in "
+        "free text can be split or shared by two labels; one letter token cannot. Rationalization is a worst case: it is "
+        "sent only for rows whose answer carries no explanation of the label chosen."
+    )
     return {"dry_run": True, "estimates": rows, "extras": extras, "total": total, **truncation(examples)}

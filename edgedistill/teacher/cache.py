@@ -69,8 +69,10 @@ def request_key(model: str, messages: list[dict], params: dict, server: str | No
     return hashlib.sha256(json.dumps(blob, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
-PUT_SQL = ("INSERT OR REPLACE INTO responses (key, model, request, content, prompt_tokens, completion_tokens, cached_tokens,"
-           " cost_usd, latency_s, created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+PUT_SQL = (
+    "INSERT OR REPLACE INTO responses (key, model, request, content, prompt_tokens, completion_tokens, cached_tokens,"
+    " cost_usd, latency_s, created_at, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 LOG_SQL = "INSERT INTO calls (key, model, outcome, detail, latency_s, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 _STOP = object()
 
@@ -203,7 +205,9 @@ class Cache:
         try:
             self.db = _connect(self.path, self.SYNCHRONOUS)  # reads, migrations, merges; writes go through the writer
         except sqlite3.DatabaseError as e:
-            raise UserError(f"{self.path}: cannot open the teacher cache ({e}); move it away (a new cache is made)") from None
+            raise UserError(
+                f"{self.path}: cannot open the teacher cache ({e}); move it away (a new cache is made)"
+            ) from None
         try:
             self._migrate()
         except sqlite3.DatabaseError as e:
@@ -241,43 +245,91 @@ class Cache:
                 self.db.execute("ROLLBACK")
                 raise
         elif version > SCHEMA_VERSION:
-            raise UserError(f"{self.path}: cache schema version {version} is newer than this edgedistill "
-                            f"understands ({SCHEMA_VERSION}); upgrade edgedistill")
+            raise UserError(
+                f"{self.path}: cache schema version {version} is newer than this edgedistill "
+                f"understands ({SCHEMA_VERSION}); upgrade edgedistill"
+            )
         self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def get(self, key: str) -> dict | None:
         row = self.db.execute(
             "SELECT content, prompt_tokens, completion_tokens, cached_tokens, cost_usd, extra, latency_s FROM responses WHERE key = ?",
-            (key,)).fetchone()
+            (key,),
+        ).fetchone()
         if row is None:
             return None
-        return {"content": row[0], "usage": {"prompt_tokens": row[1], "completion_tokens": row[2], "cached_tokens": row[3]},
-                "cost_usd": row[4], "extra": json.loads(row[5]) if row[5] else {}, "latency_s": row[6]}
+        return {
+            "content": row[0],
+            "usage": {"prompt_tokens": row[1], "completion_tokens": row[2], "cached_tokens": row[3]},
+            "cost_usd": row[4],
+            "extra": json.loads(row[5]) if row[5] else {},
+            "latency_s": row[6],
+        }
 
     @staticmethod
     def _put_row(key, model, request, content, usage, cost_usd, latency_s, extra) -> tuple[str, tuple]:
-        return (PUT_SQL, (key, model, json.dumps(request, ensure_ascii=False), content, usage.get("prompt_tokens"),
-                          usage.get("completion_tokens"), usage.get("cached_tokens"), cost_usd, latency_s, time.time(),
-                          json.dumps(extra, ensure_ascii=False) if extra else None))
+        return (
+            PUT_SQL,
+            (
+                key,
+                model,
+                json.dumps(request, ensure_ascii=False),
+                content,
+                usage.get("prompt_tokens"),
+                usage.get("completion_tokens"),
+                usage.get("cached_tokens"),
+                cost_usd,
+                latency_s,
+                time.time(),
+                json.dumps(extra, ensure_ascii=False) if extra else None,
+            ),
+        )
 
-    def put(self, key: str, model: str, request: dict, content: str, usage: dict, cost_usd: float | None, latency_s: float,
-            extra: dict | None = None) -> None:
+    def put(
+        self,
+        key: str,
+        model: str,
+        request: dict,
+        content: str,
+        usage: dict,
+        cost_usd: float | None,
+        latency_s: float,
+        extra: dict | None = None,
+    ) -> None:
         """Store one response; returns once it is committed (it may share the commit with others)."""
         self.writer.submit([self._put_row(key, model, request, content, usage, cost_usd, latency_s, extra)]).result()
 
-    async def store(self, key: str, model: str, request: dict, content: str, usage: dict, cost_usd: float | None,
-                    latency_s: float, extra: dict | None = None) -> None:
+    async def store(
+        self,
+        key: str,
+        model: str,
+        request: dict,
+        content: str,
+        usage: dict,
+        cost_usd: float | None,
+        latency_s: float,
+        extra: dict | None = None,
+    ) -> None:
         """Store a response and its "ok" call log in one group commit; returns once that commit is on disk.
 
         Until then the caller's request is still in flight: a kill before the commit loses only the
         response, and the re-run asks for it again."""
-        await asyncio.wrap_future(self.writer.submit([
-            self._put_row(key, model, request, content, usage, cost_usd, latency_s, extra),
-            (LOG_SQL, (key, model, "ok", None, latency_s, time.time()))]))
+        await asyncio.wrap_future(
+            self.writer.submit(
+                [
+                    self._put_row(key, model, request, content, usage, cost_usd, latency_s, extra),
+                    (LOG_SQL, (key, model, "ok", None, latency_s, time.time())),
+                ]
+            )
+        )
 
-    def log(self, key: str, model: str, outcome: str, detail: str | None = None, latency_s: float | None = None) -> None:
+    def log(
+        self, key: str, model: str, outcome: str, detail: str | None = None, latency_s: float | None = None
+    ) -> None:
         """Log one HTTP attempt; queued for the next group commit, not waited for (a log line costs nothing to lose)."""
-        self.writer.submit([(LOG_SQL, (key, model, outcome, detail, latency_s, time.time()))]).add_done_callback(self._logged)
+        self.writer.submit([(LOG_SQL, (key, model, outcome, detail, latency_s, time.time()))]).add_done_callback(
+            self._logged
+        )
 
     def _logged(self, fut: Future) -> None:
         if not fut.cancelled() and fut.exception() is not None and self._log_error is None:
@@ -290,7 +342,9 @@ class Cache:
         pin, pout = price or (0.0, 0.0)
         return self.db.execute(
             "SELECT COALESCE(SUM(COALESCE(cost_usd, (COALESCE(prompt_tokens, 0) * ? + COALESCE(completion_tokens, 0) * ?)"
-            " / 1e6)), 0) FROM responses", (pin, pout)).fetchone()[0]
+            " / 1e6)), 0) FROM responses",
+            (pin, pout),
+        ).fetchone()[0]
 
     def merge_from(self, path) -> int:
         """Add the responses of another cache (e.g. a recorded one shipped with an example) that this one
@@ -301,14 +355,31 @@ class Cache:
         src = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
         try:
             have = {r[1] for r in src.execute("PRAGMA table_info(responses)")}
-            cols = [c for c in ("key", "model", "request", "content", "prompt_tokens", "completion_tokens", "cached_tokens",
-                                "cost_usd", "latency_s", "created_at", "extra") if c in have]
+            cols = [
+                c
+                for c in (
+                    "key",
+                    "model",
+                    "request",
+                    "content",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "cached_tokens",
+                    "cost_usd",
+                    "latency_s",
+                    "created_at",
+                    "extra",
+                )
+                if c in have
+            ]
             rows = src.execute(f"SELECT {', '.join(cols)} FROM responses").fetchall()
         finally:
             src.close()
         before = self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
         self.db.execute("BEGIN IMMEDIATE")
-        self.db.executemany(f"INSERT OR IGNORE INTO responses ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows)
+        self.db.executemany(
+            f"INSERT OR IGNORE INTO responses ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", rows
+        )
         self.db.execute("COMMIT")
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] - before
 

@@ -118,7 +118,9 @@ class TeacherClient:
         # part of every cache key: the same model name elsewhere is another model (its credentials are not part of it)
         self.server = redact_url(base_url) if url_secrets(base_url) else base_url
         # Local servers (llama.cpp, vLLM, Ollama) need no key, but the SDK insists on a string.
-        self.api = openai.AsyncOpenAI(api_key=self._key or "no-key", base_url=base_url, max_retries=0, timeout=cfg.timeout)
+        self.api = openai.AsyncOpenAI(
+            api_key=self._key or "no-key", base_url=base_url, max_retries=0, timeout=cfg.timeout
+        )
         self.params = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
 
     def scrub(self, text: str) -> str:
@@ -138,7 +140,13 @@ class TeacherClient:
 
     def cached(self, messages: list[dict], params: dict | None = None) -> Completion | None:
         hit = self.cache.get(self.key_for(messages, params))
-        return Completion(hit["content"], hit["usage"], 0.0, cached=True, extra=hit["extra"], latency_s=hit["latency_s"] or 0.0) if hit else None
+        return (
+            Completion(
+                hit["content"], hit["usage"], 0.0, cached=True, extra=hit["extra"], latency_s=hit["latency_s"] or 0.0
+            )
+            if hit
+            else None
+        )
 
     async def complete(self, messages: list[dict], params: dict | None = None) -> Completion:
         """One chat completion, from the cache or the server. `params` adds to or overrides the run's
@@ -171,8 +179,13 @@ class TeacherClient:
             else:
                 latency = time.perf_counter() - start
                 usage = _usage(resp)
-                cost = cost_usd(usage["prompt_tokens"], usage["completion_tokens"], cfg.price, usage["cached_tokens"],
-                                cached_price_for(cfg.model))
+                cost = cost_usd(
+                    usage["prompt_tokens"],
+                    usage["completion_tokens"],
+                    cfg.price,
+                    usage["cached_tokens"],
+                    cached_price_for(cfg.model),
+                )
                 request = {"messages": messages, **sent}
                 # durable before anything else: until its group commit is on disk the request is still in flight
                 await self.cache.store(key, cfg.model, request, content, usage, cost, latency, extra)
@@ -189,13 +202,16 @@ class TeacherClient:
         """One chat-completions request. The SDK's chat.completions.create walks every message through its
         TypedDict transform (~0.5-1 ms a request, a fifth of the client's CPU at concurrency 64) to change
         nothing in plain role/content dicts; post() sends the same body and parses the same ChatCompletion."""
-        return await self.api.post("/chat/completions", body={"model": self.cfg.model, "messages": messages, **sent},
-                                   cast_to=ChatCompletion)
+        return await self.api.post(
+            "/chat/completions", body={"model": self.cfg.model, "messages": messages, **sent}, cast_to=ChatCompletion
+        )
 
     @staticmethod
     def _hint(status: int) -> str:
-        return {401: " (check the API key: --api-key-env names the variable that holds it)",
-                404: " (check --model and --base-url)"}.get(status, "")
+        return {
+            401: " (check the API key: --api-key-env names the variable that holds it)",
+            404: " (check --model and --base-url)",
+        }.get(status, "")
 
     async def close(self):
         await self.api.close()
@@ -247,6 +263,8 @@ def _finite(x) -> float:
 def _usage(resp) -> dict:
     u = getattr(resp, "usage", None)
     details = getattr(u, "prompt_tokens_details", None)
-    return {"prompt_tokens": getattr(u, "prompt_tokens", 0) or 0,
-            "completion_tokens": getattr(u, "completion_tokens", 0) or 0,
-            "cached_tokens": getattr(details, "cached_tokens", 0) or 0}
+    return {
+        "prompt_tokens": getattr(u, "prompt_tokens", 0) or 0,
+        "completion_tokens": getattr(u, "completion_tokens", 0) or 0,
+        "cached_tokens": getattr(details, "cached_tokens", 0) or 0,
+    }

@@ -30,12 +30,20 @@ PRICES: dict[str, tuple[float, float, float]] = {
 # outputs (benchmarks/annotation_cost.py measures the real figures): answer line only; answer plus a
 # one-sentence explanation; step-by-step reasoning plus a short extraction answer; an exemplar-style
 # rationale ending "So the answer is ...".
-TYPICAL_COMPLETION_TOKENS = {"label-only": 6, "zero-shot": 40, "zero-shot-cot": (150, 8), "few-shot-cot": 60, "rationalize": 30}
+TYPICAL_COMPLETION_TOKENS = {
+    "label-only": 6,
+    "zero-shot": 40,
+    "zero-shot-cot": (150, 8),
+    "few-shot-cot": 60,
+    "rationalize": 30,
+}
 
 
 def price_for(model: str, price_in: float | None = None, price_out: float | None = None) -> tuple[float, float] | None:
     """(USD per 1M input tokens, per 1M output tokens), or None when unknown and not given."""
-    known = PRICES.get(model) or next((PRICES[k] for k in sorted(PRICES, key=len, reverse=True) if model.startswith(k + "-")), None)
+    known = PRICES.get(model) or next(
+        (PRICES[k] for k in sorted(PRICES, key=len, reverse=True) if model.startswith(k + "-")), None
+    )
     if price_in is not None and price_out is not None:
         return (price_in, price_out)
     if known is None:
@@ -85,8 +93,13 @@ def count_tokens(messages_or_text, model: str = "gpt-4o-mini") -> int:
     return sum(3 + _count(enc, m["content"]) for m in messages_or_text) + 3
 
 
-def cost_usd(prompt_tokens: int, completion_tokens: int, price: tuple[float, float] | None, cached_tokens: int = 0,
-             cached_price: float | None = None) -> float | None:
+def cost_usd(
+    prompt_tokens: int,
+    completion_tokens: int,
+    price: tuple[float, float] | None,
+    cached_tokens: int = 0,
+    cached_price: float | None = None,
+) -> float | None:
     if price is None:
         return None
     uncached = prompt_tokens - (cached_tokens if cached_price is not None else 0)
@@ -94,8 +107,17 @@ def cost_usd(prompt_tokens: int, completion_tokens: int, price: tuple[float, flo
     return (uncached * price[0] + cached + completion_tokens * price[1]) / 1e6
 
 
-def estimate(task, examples, mode: str, model: str, exemplars=None, rationale_fraction: float = 1.0, price=None,
-             sample: int = 200, seed: int = 0) -> dict:
+def estimate(
+    task,
+    examples,
+    mode: str,
+    model: str,
+    exemplars=None,
+    rationale_fraction: float = 1.0,
+    price=None,
+    sample: int = 200,
+    seed: int = 0,
+) -> dict:
     """Estimated requests, tokens and cost to annotate `examples` with one prompt mode, sending nothing.
 
     Prompt tokens are counted exactly on a sample of the real prompts; completion tokens use
@@ -115,7 +137,9 @@ def estimate(task, examples, mode: str, model: str, exemplars=None, rationale_fr
         typical = TYPICAL_COMPLETION_TOKENS[m]
         if m == "zero-shot-cot":
             reasoning = "word " * typical[0]
-            per_prompt = sum(count_tokens(p.messages(e), model) + count_tokens(p.messages(e, [reasoning]), model) for e in picked) / len(picked)
+            per_prompt = sum(
+                count_tokens(p.messages(e), model) + count_tokens(p.messages(e, [reasoning]), model) for e in picked
+            ) / len(picked)
             per_completion, per_requests = sum(typical), 2
         else:
             per_prompt = sum(count_tokens(p.messages(e), model) for e in picked) / len(picked)
@@ -124,12 +148,30 @@ def estimate(task, examples, mode: str, model: str, exemplars=None, rationale_fr
         prompt += per_prompt * count
         completion += per_completion * count
     price = price if price is not None else price_for(model)
-    return {"mode": mode, "examples": n, "requests": int(requests), "prompt_tokens": int(prompt),
-            "completion_tokens": int(completion), "cost_usd": cost_usd(prompt, completion, price)}
+    return {
+        "mode": mode,
+        "examples": n,
+        "requests": int(requests),
+        "prompt_tokens": int(prompt),
+        "completion_tokens": int(completion),
+        "cost_usd": cost_usd(prompt, completion, price),
+    }
 
 
-def estimate_extras(task, examples, mode: str, model: str, exemplars=None, price=None, votes: int = 1, scoring: str = "letter",
-                    rationalize: bool = True, score_orders: int = 1, sample: int = 200, seed: int = 0) -> list[dict]:
+def estimate_extras(
+    task,
+    examples,
+    mode: str,
+    model: str,
+    exemplars=None,
+    price=None,
+    votes: int = 1,
+    scoring: str = "letter",
+    rationalize: bool = True,
+    score_orders: int = 1,
+    sample: int = 200,
+    seed: int = 0,
+) -> list[dict]:
     """What one prompt mode's run adds per option: N-1 votes, the scoring request (and, for comparison, the
     same read riding on the answer request), rationalization follow-ups (worst case). `chosen` marks
     those the configuration sends."""
@@ -142,24 +184,60 @@ def estimate_extras(task, examples, mode: str, model: str, exemplars=None, price
     p = plan(task, mode, exemplars)
 
     def row(name, requests, prompt, completion, chosen):
-        return {"name": name, "requests": int(requests), "prompt_tokens": int(prompt), "completion_tokens": int(completion),
-                "cost_usd": cost_usd(prompt, completion, price if price is not None else price_for(model)), "chosen": chosen}
+        return {
+            "name": name,
+            "requests": int(requests),
+            "prompt_tokens": int(prompt),
+            "completion_tokens": int(completion),
+            "cost_usd": cost_usd(prompt, completion, price if price is not None else price_for(model)),
+            "chosen": chosen,
+        }
 
     out = []
     extra_votes = max(votes - 1, 2)  # priced for the configured count, or for --votes 3 when votes are off
     # where the answer comes first a vote stops after the answer line (annotate.ANSWER_FIRST): the same prompt,
     # the completion of a label-only answer
-    vote = dict(base, completion_tokens=n * TYPICAL_COMPLETION_TOKENS["label-only"]) if mode in ("zero-shot", "label-only") else base
-    out.append(row(f"+ {extra_votes} sampled votes (--votes {extra_votes + 1})", vote["requests"] * extra_votes,
-                   vote["prompt_tokens"] * extra_votes, vote["completion_tokens"] * extra_votes, votes > 1))
+    vote = (
+        dict(base, completion_tokens=n * TYPICAL_COMPLETION_TOKENS["label-only"])
+        if mode in ("zero-shot", "label-only")
+        else base
+    )
+    out.append(
+        row(
+            f"+ {extra_votes} sampled votes (--votes {extra_votes + 1})",
+            vote["requests"] * extra_votes,
+            vote["prompt_tokens"] * extra_votes,
+            vote["completion_tokens"] * extra_votes,
+            votes > 1,
+        )
+    )
     if task.type != "numeric":
         how = scoring if scoring != "none" else "letter"
         per = sum(count_tokens(p.score_messages(e, how), model) for e in picked) / len(picked) if picked else 0
         k = score_orders
-        out.append(row(f"+ scoring, {k} more request{'s' if k > 1 else ''} ({how})", n * k, per * n * k,
-                       n * k * SCORE_PARAMS["max_tokens"], scoring != "none"))
+        out.append(
+            row(
+                f"+ scoring, {k} more request{'s' if k > 1 else ''} ({how})",
+                n * k,
+                per * n * k,
+                n * k * SCORE_PARAMS["max_tokens"],
+                scoring != "none",
+            )
+        )
         out.append(row("  or scoring on the answer request", 0, 0, 0, False))
     if mode != "label-only":
-        per = sum(count_tokens(p.rationalize_messages(e, e.gold or "x"), model) for e in picked) / len(picked) if picked else 0
-        out.append(row("+ rationalize (if none explained)", n, per * n, n * TYPICAL_COMPLETION_TOKENS["rationalize"], rationalize))
+        per = (
+            sum(count_tokens(p.rationalize_messages(e, e.gold or "x"), model) for e in picked) / len(picked)
+            if picked
+            else 0
+        )
+        out.append(
+            row(
+                "+ rationalize (if none explained)",
+                n,
+                per * n,
+                n * TYPICAL_COMPLETION_TOKENS["rationalize"],
+                rationalize,
+            )
+        )
     return out

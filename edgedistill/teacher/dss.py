@@ -13,11 +13,11 @@ import re
 from pathlib import Path
 
 from ..annotations import Annotation
-from ..edge.families import answers_match
 from ..data import load_examples
+from ..edge.families import answers_match
 from ..errors import UserError
-from .parsing import clean_rationale, parse_answer
 from ..task import TaskSpec, load_task
+from .parsing import clean_rationale, parse_answer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "dss"
 DATASETS = {
@@ -38,8 +38,9 @@ def default_dss_dir() -> Path:
 
 
 def task_for(dataset: str) -> TaskSpec:
-    from ..task import task_from_dict
     import yaml
+
+    from ..task import task_from_dict
 
     path = EXAMPLES / f"{dataset}.yaml"
     if path.exists():
@@ -51,8 +52,8 @@ def task_for(dataset: str) -> TaskSpec:
 _INLINE = {
     "cqa": "name: cqa\ntype: multiple-choice\ninput: '{question}'\nchoices: choices\ngold: answer\nid: id\n",
     "svamp": "name: svamp\ntype: numeric\ninput: '{input}'\ngold: label\n",
-    "esnli": "name: esnli\ntype: classification\ninput: \"Premise: {premise}\\nHypothesis: {hypothesis}\"\n"
-             "labels: [entailment, neutral, contradiction]\ngold: label\n",
+    "esnli": 'name: esnli\ntype: classification\ninput: "Premise: {premise}\\nHypothesis: {hypothesis}"\n'
+    "labels: [entailment, neutral, contradiction]\ngold: label\n",
 }
 
 
@@ -63,7 +64,7 @@ def split_output(dataset: str, raw: str) -> tuple[str, str | None]:
     rationale = text[: m.start()] if m else None
     if dataset == "esnli":
         rationale = re.sub(r"^\s*reasonings?\s*:\s*", "", rationale or "", flags=re.IGNORECASE) or None
-    return text[m.start():] if m else text, rationale
+    return text[m.start() :] if m else text, rationale
 
 
 def load_dss(dataset: str, split: str, dss_dir=None, limit: int | None = None) -> tuple[TaskSpec, list[Annotation]]:
@@ -83,20 +84,32 @@ def load_dss(dataset: str, split: str, dss_dir=None, limit: int | None = None) -
     while len(outputs) < len(examples) and (root / dataset / "llm" / f"{split}_CoT_{k}.json").exists():
         part = json.loads((root / dataset / "llm" / f"{split}_CoT_{k}.json").read_text())
         if len(part) != batch and (root / dataset / "llm" / f"{split}_CoT_{k + 1}.json").exists():
-            raise UserError(f"{root / dataset / 'llm'}/{split}_CoT_{k}.json: {len(part)} outputs, expected {batch} per batch")
+            raise UserError(
+                f"{root / dataset / 'llm'}/{split}_CoT_{k}.json: {len(part)} outputs, expected {batch} per batch"
+            )
         outputs += part
         k += 1
     if len(outputs) < len(examples):
-        raise UserError(f"{root / dataset / 'llm'}: {len(outputs)} teacher outputs for {len(examples)} examples of {split}")
+        raise UserError(
+            f"{root / dataset / 'llm'}: {len(outputs)} teacher outputs for {len(examples)} examples of {split}"
+        )
     rows = []
     for ex, raw in zip(examples, outputs):
         answer, rationale = split_output(dataset, raw)
         label = parse_answer(task, answer, ex.choices)
         kept = clean_rationale(rationale)
-        row = Annotation(id=ex.id, input=ex.input, choices=ex.choices, label=label, rationale=kept, gold=ex.gold,
-                         status="ok" if label is not None else "parse_failed",
-                         error=None if label is not None else f"no answer found in {answer[:60]!r}", raw=raw,
-                         extra={"rationale_requested": True, **({"rationale_dropped": True} if rationale and not kept else {})})
+        row = Annotation(
+            id=ex.id,
+            input=ex.input,
+            choices=ex.choices,
+            label=label,
+            rationale=kept,
+            gold=ex.gold,
+            status="ok" if label is not None else "parse_failed",
+            error=None if label is not None else f"no answer found in {answer[:60]!r}",
+            raw=raw,
+            extra={"rationale_requested": True, **({"rationale_dropped": True} if rationale and not kept else {})},
+        )
         rows.append(row)
     return task, rows
 

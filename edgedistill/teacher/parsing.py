@@ -18,9 +18,28 @@ MIN_RATIONALE_WORDS = 5  # shorter "explanations" ("It is.", "See above.") teach
 # Words real models use for the NLI labels; a task can add its own under `synonyms:`.
 DEFAULT_SYNONYMS = {
     "entailment": ["entails", "entailed", "entail", "true", "yes", "follows", "implied", "implies", "supported"],
-    "neutral": ["inconclusive", "unknown", "undetermined", "cannot be determined", "can't be determined",
-                "not enough information", "maybe", "it is not possible to tell", "unrelated", "possibly"],
-    "contradiction": ["contradicts", "contradicted", "contradictory", "contradict", "false", "no", "refuted", "refutes"],
+    "neutral": [
+        "inconclusive",
+        "unknown",
+        "undetermined",
+        "cannot be determined",
+        "can't be determined",
+        "not enough information",
+        "maybe",
+        "it is not possible to tell",
+        "unrelated",
+        "possibly",
+    ],
+    "contradiction": [
+        "contradicts",
+        "contradicted",
+        "contradictory",
+        "contradict",
+        "false",
+        "no",
+        "refuted",
+        "refutes",
+    ],
 }
 
 _ANSWER_MARKERS = [
@@ -36,13 +55,15 @@ def _plain(text: str) -> str:
     """Drop markdown emphasis and collapse whitespace."""
     text = re.sub(r"\*\*", _unbold, text)
     text = re.sub(r"__|`+|^#+\s*", "", text, flags=re.MULTILINE)
-    text = re.sub(r"(?:(?<=\s)|^)\*(?=[A-Za-z])|(?<=[A-Za-z])\*(?=[\s:.,]|$)", "", text, flags=re.MULTILINE)  # *emphasis*, not 7 * 3
+    text = re.sub(
+        r"(?:(?<=\s)|^)\*(?=[A-Za-z])|(?<=[A-Za-z])\*(?=[\s:.,]|$)", "", text, flags=re.MULTILINE
+    )  # *emphasis*, not 7 * 3
     return re.sub(r"[ \t]+", " ", text).strip()
 
 
 def _unbold(m: re.Match) -> str:
     """A "**" is bold, and dropped, unless it stands between two numbers: 2**10, (1 / 2) ** -3."""
-    before, after = m.string[max(0, m.start() - 2):m.start()], m.string[m.end():m.end() + 2]
+    before, after = m.string[max(0, m.start() - 2) : m.start()], m.string[m.end() : m.end() + 2]
     return m.group() if re.search(r"[\d)] ?$", before) and re.match(r" ?[\d(-]", after) else ""
 
 
@@ -66,7 +87,9 @@ def _words(text: str) -> str:
 
 def parse_label(task: TaskSpec, text: str) -> str | None:
     """One of task.labels, read from the answer segment; None unless exactly one label is named."""
-    synonyms = {label: [label] + task.synonyms.get(label, []) + DEFAULT_SYNONYMS.get(label.lower(), []) for label in task.labels}
+    synonyms = {
+        label: [label] + task.synonyms.get(label, []) + DEFAULT_SYNONYMS.get(label.lower(), []) for label in task.labels
+    }
     for segment in (answer_segment(text), _plain(text).split("\n")[0]):
         words = _words(segment)
         # A label written out (or an index like "1") counts first; synonyms only if no label is named.
@@ -90,9 +113,13 @@ def parse_choice(text: str, choices: list[str]) -> str | None:
     for candidate in dict.fromkeys((segment, plain.split("\n")[0], plain)):
         if len(_letters_named(candidate, letters)) > 1:
             continue  # reasoning that weighs "(a)" against "(c)" names no single answer
-        m = (re.search(rf"\(\s*([{letters}])\s*\)", candidate, re.IGNORECASE)
-             or re.match(rf"^\s*([{letters}])\s*(?:[).\]]|$)", candidate, re.IGNORECASE)  # "c)", "C.", "c"; not "A man..." or "A: ..."
-             or re.search(rf"\b(?:option|choice|answer is)\s+\(?([{letters}])\b\)?", candidate, re.IGNORECASE))
+        m = (
+            re.search(rf"\(\s*([{letters}])\s*\)", candidate, re.IGNORECASE)
+            or re.match(
+                rf"^\s*([{letters}])\s*(?:[).\]]|$)", candidate, re.IGNORECASE
+            )  # "c)", "C.", "c"; not "A man..." or "A: ..."
+            or re.search(rf"\b(?:option|choice|answer is)\s+\(?([{letters}])\b\)?", candidate, re.IGNORECASE)
+        )
         if m:
             return choices[letters.index(m.group(1).lower())]
         words = _words(candidate)
@@ -101,7 +128,9 @@ def parse_choice(text: str, choices: list[str]) -> str | None:
             return named[0]
         if len(named) > 1:  # "train station" also contains "station": keep the longest, most specific match
             named.sort(key=len, reverse=True)
-            if not any(_words(named[0]) in _words(other) for other in named[1:]) and all(_words(o) in _words(named[0]) for o in named[1:]):
+            if not any(_words(named[0]) in _words(other) for other in named[1:]) and all(
+                _words(o) in _words(named[0]) for o in named[1:]
+            ):
                 return named[0]
     return None
 

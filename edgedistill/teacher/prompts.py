@@ -71,8 +71,12 @@ TEMPLATES = {
 
 # What each template may use; an override naming anything else would fail at the first request.
 _COMMON = {"instruction", "input", "choices", "labels", "first_choice", "last_letter", "answer_format", "trigger"}
-_EXTRA = {"few-shot-cot": {"exemplars"}, "few-shot-cot-exemplar": {"rationale", "answer"}, "score": {"options", "option_kind"},
-          "rationalize": {"answer"}}
+_EXTRA = {
+    "few-shot-cot": {"exemplars"},
+    "few-shot-cot-exemplar": {"rationale", "answer"},
+    "score": {"options", "option_kind"},
+    "rationalize": {"answer"},
+}
 
 
 def check_overrides(task: TaskSpec) -> None:
@@ -92,8 +96,12 @@ def check_overrides(task: TaskSpec) -> None:
             raise at(source, line, where, f"bad template: {e}") from None
         allowed = _COMMON | _EXTRA.get(name, set())
         for field in sorted(used - allowed):
-            raise at(source, line, where, f"unknown placeholder {{{field}}}; use any of "
-                     + " ".join("{" + f + "}" for f in sorted(allowed)))
+            raise at(
+                source,
+                line,
+                where,
+                f"unknown placeholder {{{field}}}; use any of " + " ".join("{" + f + "}" for f in sorted(allowed)),
+            )
 
 
 @dataclass
@@ -128,7 +136,9 @@ def option_keys(task: TaskSpec, example, scoring: str, shift: int = 0) -> dict[s
 
 def options_block(keys: dict[str, str], scoring: str, descriptions: dict[str, str] | None = None) -> str:
     """The options of a scoring request, with the task's one-line `descriptions` where it has them."""
-    said = {label: f"{label}: {descriptions[label]}" if descriptions and label in descriptions else label for label in keys}
+    said = {
+        label: f"{label}: {descriptions[label]}" if descriptions and label in descriptions else label for label in keys
+    }
     if scoring == "letter":
         return "\nOptions:\n" + "\n".join(f"({k}) {said[label]}" for label, k in keys.items())
     return "\nOptions:\n" + "\n".join(f"- {said[label]}" for label in keys)
@@ -146,7 +156,9 @@ class PromptPlan:
     def __init__(self, task: TaskSpec, mode: PromptMode | str, exemplars: list[dict] | None = None):
         mode = parse(PromptMode, mode, "--prompt")
         if mode == "few-shot-cot" and not exemplars:
-            raise UserError("--prompt few-shot-cot needs --exemplars FILE (JSONL: the task's fields, answer, rationale)")
+            raise UserError(
+                "--prompt few-shot-cot needs --exemplars FILE (JSONL: the task's fields, answer, rationale)"
+            )
         self.task, self.mode, self.exemplars = task, mode, exemplars or []
         self.stages = 2 if mode == "zero-shot-cot" else 1
         check_overrides(task)
@@ -170,28 +182,42 @@ class PromptPlan:
     def messages(self, example, previous: list[str] | None = None) -> list[dict]:
         previous = previous or []
         if self.mode == "few-shot-cot":
-            shots = "\n\n".join(self._fill("few-shot-cot-exemplar", _Shot(e), rationale=e["rationale"],
-                                           answer=_answer_text(self.task, e["answer"], e.get("choices")))
-                                for e in self.exemplars)
+            shots = "\n\n".join(
+                self._fill(
+                    "few-shot-cot-exemplar",
+                    _Shot(e),
+                    rationale=e["rationale"],
+                    answer=_answer_text(self.task, e["answer"], e.get("choices")),
+                )
+                for e in self.exemplars
+            )
             user = self._fill("few-shot-cot", example, exemplars=shots)
         else:
             user = self._fill(self.mode, example)
         msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
         if self.mode == "zero-shot-cot" and previous:
-            msgs += [{"role": "assistant", "content": previous[0]},
-                     {"role": "user", "content": self._fill("zero-shot-cot-extract", example)}]
+            msgs += [
+                {"role": "assistant", "content": previous[0]},
+                {"role": "user", "content": self._fill("zero-shot-cot-extract", example)},
+            ]
         return msgs
 
     def score_messages(self, example, scoring: str, shift: int = 0) -> list[dict]:
         """The scoring request: the options lettered (or named), the reply one token that names one."""
         keys = option_keys(self.task, example, scoring, shift)
-        user = self._fill("score", example, options=options_block(keys, scoring, self.task.descriptions),
-                          option_kind="letter" if scoring == "letter" else "name")
+        user = self._fill(
+            "score",
+            example,
+            options=options_block(keys, scoring, self.task.descriptions),
+            option_kind="letter" if scoring == "letter" else "name",
+        )
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
     def rationalize_messages(self, example, label: str) -> list[dict]:
         """Ask the teacher to explain a given answer (rationalization, Zelikman et al. 2022)."""
-        user = self._fill("rationalize", example, answer=_answer_text(self.task, label, getattr(example, "choices", None)))
+        user = self._fill(
+            "rationalize", example, answer=_answer_text(self.task, label, getattr(example, "choices", None))
+        )
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
     def rationale_of(self, output: str) -> str | None:
@@ -215,8 +241,13 @@ class PromptPlan:
         dropped = raw_rationale is not None and bool(raw_rationale.strip()) and rationale is None
         if label is None:
             why = why_unparsed(self.task, final) or (why_unparsed(self.task, outputs[0]) if self.stages > 1 else None)
-            return Parsed(None, rationale, "parse_failed", rationale_dropped=dropped,
-                          error=f"{why or f'no {self._what()} found in the answer'}: {answer_segment(final)[:80]!r}")
+            return Parsed(
+                None,
+                rationale,
+                "parse_failed",
+                rationale_dropped=dropped,
+                error=f"{why or f'no {self._what()} found in the answer'}: {answer_segment(final)[:80]!r}",
+            )
         return Parsed(label, rationale, "ok", rationale_dropped=dropped)
 
     def _what(self) -> str:
@@ -266,8 +297,14 @@ def load_exemplars(path, task: TaskSpec) -> list[dict]:
             if missing:
                 raise at(path, n, missing[0], "missing; give the task's input fields or a rendered 'input'")
         choices = row.get(task.choices) if task.choices else None
-        out.append({"input": row.get("input") or task.render(row), "choices": choices, "rationale": row["rationale"].strip(),
-                    "answer": normalize_gold(task, row["answer"], choices, (path, n, "answer"))})
+        out.append(
+            {
+                "input": row.get("input") or task.render(row),
+                "choices": choices,
+                "rationale": row["rationale"].strip(),
+                "answer": normalize_gold(task, row["answer"], choices, (path, n, "answer")),
+            }
+        )
     if not out:
         raise UserError(f"{path}: no exemplars in the file")
     return out

@@ -111,7 +111,10 @@ def combine(scores: dict[str, float] | None, votes: dict[str, float], labels: li
     elif not votes:
         mix = {label: scores.get(label, 0.0) for label in labels}
     else:
-        mix = {label: SCORE_WEIGHT * scores.get(label, 0.0) + (1 - SCORE_WEIGHT) * votes.get(label, 0.0) for label in labels}
+        mix = {
+            label: SCORE_WEIGHT * scores.get(label, 0.0) + (1 - SCORE_WEIGHT) * votes.get(label, 0.0)
+            for label in labels
+        }
     total = sum(mix.values())
     return {label: round(p / total, 6) for label, p in mix.items()} if total > 0 else None
 
