@@ -46,7 +46,7 @@ def invocation(script: str) -> dict:
     """A run's record: its command line, the machine (with torch's threads) and when it started."""
     import torch
 
-    from edgedistill.machine import machine_record
+    from edgedistill.edge.machine import machine_record
 
     return {
         "command": command(script),

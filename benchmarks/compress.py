@@ -362,7 +362,7 @@ def main():
     args.inputs_layers = tuple(int(x) for x in args.inputs_layers.split(",") if x)
     offline()
     from edgedistill.atomic import write_json, write_text
-    from edgedistill.machine import describe, machine_record
+    from edgedistill.edge.machine import describe, machine_record
 
     start = time.time()
     path = RESULTS / "compress.json"

@@ -409,7 +409,7 @@ def main():
     results = Path(args.results)
     if args.rerender:
         return rerender(results)
-    from edgedistill.machine import describe, machine_record
+    from edgedistill.edge.machine import describe, machine_record
 
     start = time.time()
     ladder = [int(x) for x in args.ladder.split(",")]

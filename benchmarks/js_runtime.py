@@ -64,7 +64,7 @@ print(json.dumps({"runtime": f"python {sys.version.split()[0]}, onnxruntime {onn
 
 def cpu() -> dict:
     """The CPU as js_runtime.json records it (edge.machine reads /proc/cpuinfo), and its load now."""
-    from edgedistill.machine import isa_features
+    from edgedistill.edge.machine import isa_features
 
     f = isa_features()
     return {
