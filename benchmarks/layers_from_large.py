@@ -24,17 +24,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import (
-    DSS_DIR,
-    invocation,
-    load_dataset,
-    merge_seeds,
-    offline,
-    pct_mean_sd,
-    plan_for,
-    read_json,
-    train_stripped,
-)
+import common
 
 
 def run_seed(dataset, seed, args, work, plan, task, test) -> dict:
@@ -70,7 +60,7 @@ def run_seed(dataset, seed, args, work, plan, task, test) -> dict:
         }
         print(f"seed {seed}: {k} layers {100 * row['layers'][str(k)]['accuracy']:.1f} %", flush=True)
     began = time.time()  # the default student on the curves' recipe, so it reproduces the curves' run
-    small = train_stripped(work / f"{dataset}.yaml", rows, work / f"default-{seed}", plan, seed)
+    small = common.train_stripped(work / f"{dataset}.yaml", rows, work / f"default-{seed}", plan, seed)
     row["default"] = {"accuracy": acc(small), "seconds": round(time.time() - began, 1)}
     print(f"seed {seed}: all-MiniLM-L6-v2 {100 * row['default']['accuracy']:.1f} %", flush=True)
     return row
@@ -98,7 +88,7 @@ def time_models(models: dict[str, Path], rows: Path, work: Path, threads: int) -
 
 
 def summary(state: dict) -> str:
-    ms = pct_mean_sd
+    ms = common.pct_mean_sd
     runs, ref = state["runs"], state["reference"]
     t = state.get("timing") or {}
     lines = [
@@ -129,7 +119,7 @@ def summary(state: dict) -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dss-dir", default=str(DSS_DIR))
+    ap.add_argument("--dss-dir", default=str(common.DSS_DIR))
     ap.add_argument("--dataset", default="cqa", choices=["esnli", "cqa"])
     ap.add_argument(
         "--large",
@@ -151,24 +141,24 @@ def main():
     )
     args = ap.parse_args()
     args.layers = [int(k) for k in args.layers.split(",")]
-    offline()
+    common.offline()
     from edgedistill.atomic import write_json
 
     out = Path(args.out)
-    state = read_json(out, {"runs": [], "invocations": []})
+    state = common.read_json(out, {"runs": [], "invocations": []})
     if args.merge:
         for o in map(Path, args.merge):
-            theirs = read_json(o)
-            state = {**merge_seeds(state, theirs), "timing": state.get("timing") or theirs.get("timing")}
+            theirs = common.read_json(o)
+            state = {**common.merge_seeds(state, theirs), "timing": state.get("timing") or theirs.get("timing")}
         write_json(out, state)
         return print(summary(state))
 
-    plan, work = plan_for(args.dataset), Path(args.work)
+    plan, work = common.plan_for(args.dataset), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    task, test, reference = load_dataset(args.dataset, plan, args.dss_dir, work, [args.rows])
+    task, test, reference = common.load_dataset(args.dataset, plan, args.dss_dir, work, [args.rows])
     seeds = [int(s) for s in args.seeds.split(",")]
     large0 = Path(args.large.format(seed=seeds[0]))
-    this_run = invocation(__file__)
+    this_run = common.invocation(__file__)
     state.update(
         dataset=args.dataset,
         rows=args.rows,
