@@ -48,7 +48,8 @@ def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dic
     row, began = {"seed": seed}, time.time()
     members = [int(x) for x in args.ensemble_seeds.split(",")] if args.ensemble_seeds else [seed]
     dirs = [assistant(dataset, s, args, work, plan) for s in members]
-    row["assistant"] = {"accuracy": ensemble_accuracy(dirs, task, test), "seconds": round(time.time() - began, 1)}
+    accuracy = ensemble_accuracy(dirs, task, test, work / f"assistant-test-{seed}.jsonl")
+    row["assistant"] = {"accuracy": accuracy, "seconds": round(time.time() - began, 1)}
     if args.ensemble_seeds:  # the average of several assistants' answers is what the small student is taught
         row["assistant"]["seeds"] = members
     else:
@@ -97,17 +98,15 @@ def assistant(dataset: str, seed: int, args, work: Path, plan) -> Path:
     return train_stripped(work / f"{dataset}.yaml", rows, work / f"assistant-{seed}", plan, seed, args.assistant)
 
 
-def ensemble_accuracy(dirs: list[Path], task, test) -> float:
-    """Gold accuracy on the test rows of the argmax of the models' averaged probabilities (compress --ensemble's
-    target), scored by the task family's own answer comparison (evaluate.score)."""
-    from edgedistill.distill.compress import probabilities
+def ensemble_accuracy(dirs: list[Path], task, test, scratch: Path) -> float:
+    """Gold accuracy on the test rows of the label compress --ensemble teaches (compress.teacher_annotations: the
+    argmax of the models' averaged probabilities), scored by the task family's own answer comparison."""
+    from edgedistill.distill.compress import teacher_annotations
     from edgedistill.evaluate import score
-    from edgedistill.model_dir import read_meta
 
-    items = [{"input": e.input, **({"choices": e.choices} if e.choices else {})} for e in test]
-    each = [probabilities(d, items) for d in dirs]
-    keys = [e.choices or read_meta(dirs[0])["labels"] for e in test]
-    preds = [k[int(sum(m[i] for m in each).argmax())] for i, k in enumerate(keys)]
+    rows = [{"id": e.id, "input": e.input, **({"choices": e.choices} if e.choices else {})} for e in test]
+    teacher_annotations(dirs[0], rows, scratch, ensemble=dirs[1:])
+    preds = [json.loads(line)["label"] for line in scratch.read_text(encoding="utf-8").splitlines()]
     return score(task, test, preds)["accuracy"]
 
 
