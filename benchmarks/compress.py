@@ -6,7 +6,7 @@ Per dataset, from one uncompressed stripped student:
   - the bundle `edgedistill export` makes of it (INT8), and optimum's default INT8 recipe of the same
     student (the peer `edgedistill bench` builds: edgedistill.measure.bench.prepare_variants);
   - `edgedistill compress` candidates: the trimmed vocabulary alone, and K-layer students distilled on
-    the trained student's probabilities (edgedistill.distill.compress), each exported INT8 as `edgedistill export` does;
+    the trained student's probabilities (edgedistill.compress.smaller), each exported INT8 as `edgedistill export` does;
     on e-SNLI also K-layer students (--inputs-layers) distilled on --esnli-inputs more unlabelled inputs besides
     (`edgedistill compress --inputs`: the next rows of `valid`, their text only);
   - accuracy on held-out gold data of the torch FP32 student, each bundle and each candidate's own FP32 model;
@@ -88,7 +88,9 @@ def build_variants(
 ) -> dict[str, Path]:
     """Variant name -> model dir to export: the student, its trimmed vocabulary, and K-layer distilled students
     (on the annotation inputs alone, and, with `inputs`, on those too: `edgedistill compress --inputs`)."""
-    from edgedistill.distill.compress import COMMON_WORDS, distill_layers, task_texts, trim_vocabulary
+    from edgedistill.compress.inputs import task_texts
+    from edgedistill.compress.smaller import distill_layers
+    from edgedistill.compress.vocabulary import COMMON_WORDS, trim_vocabulary
     from edgedistill.model_dir import read_meta
 
     models = {"uncompressed": stripped}
@@ -385,7 +387,7 @@ def main():
 def plot(res: dict) -> None:
     """benchmarks/results/compress_<dataset>.png: each bundle's accuracy against its p50, the area its size;
     starred, the fastest within 1 pt of the FP32 student (compress's own Pareto plot)."""
-    from edgedistill.distill.compress import pareto_plot
+    from edgedistill.compress.candidates import pareto_plot
 
     for name, d in res["datasets"].items():
         rows = [r for r in d["rows"] if "accuracy" in r]

@@ -6,7 +6,7 @@ Per seed, on the rows, splits and test sample of benchmarks/distill_accuracy.py 
   1. the assistant: a label-only student of --assistant (all-mpnet-base-v2 from benchmarks/fetch_mpnet.sh) on the
      teacher's labels of the first --assistant-rows rows, the plan's recipe, stripped (`edgedistill train`, `strip`);
   2. the small student: a fresh all-MiniLM-L6-v2 on the assistant's probabilities over the inputs of the first --rows
-     rows (`edgedistill compress --into default`: edgedistill.distill.compress.distill_into), the plan's epochs; with
+     rows (`edgedistill compress --into default`: edgedistill.compress.smaller.distill_into), the plan's epochs; with
      --label-weight W, the teacher's own labels as hard targets beside them at weight W; with --ensemble-seeds, the
      average of those seeds' assistants' probabilities (`compress --ensemble`);
   3. both scored on the fixed test sample against gold, beside the teacher's own accuracy there (the ceiling) and the
@@ -41,7 +41,7 @@ from common import (
 
 
 def run_seed(dataset: str, seed: int, args, work: Path, plan, task, test) -> dict:
-    from edgedistill.distill.compress import distill_into
+    from edgedistill.compress.smaller import distill_into
     from edgedistill.distill.train import default_student
     from edgedistill.evaluate import predict_labels, score
 
@@ -99,9 +99,9 @@ def assistant(dataset: str, seed: int, args, work: Path, plan) -> Path:
 
 
 def ensemble_accuracy(dirs: list[Path], task, test, scratch: Path) -> float:
-    """Gold accuracy on the test rows of the label compress --ensemble teaches (compress.teacher_annotations: the
-    argmax of the models' averaged probabilities), scored by the task family's own answer comparison."""
-    from edgedistill.distill.compress import teacher_annotations
+    """Gold accuracy on the test rows of the label compress --ensemble teaches (compress.smaller.teacher_annotations:
+    the argmax of the models' averaged probabilities), scored by the task family's own answer comparison."""
+    from edgedistill.compress.smaller import teacher_annotations
     from edgedistill.evaluate import score
 
     rows = [{"id": e.id, "input": e.input, **({"choices": e.choices} if e.choices else {})} for e in test]

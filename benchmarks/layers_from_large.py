@@ -7,13 +7,14 @@ Per seed, on the rows and the fixed test sample of benchmarks/distill_accuracy.p
   1. the large student: a stripped label-only student of a larger base (all-mpnet-base-v2) on the teacher's labels of
      the first --rows rows, as benchmarks/distill_into.py --work trains and keeps it (its `assistant-SEED-stripped`);
   2. K-layer students cut from it and distilled on its probabilities over the inputs of the same rows
-     (edgedistill.distill.compress.distill_layers: what `edgedistill compress --layers K --no-trim-vocab` builds,
+     (edgedistill.compress.smaller.distill_layers: what `edgedistill compress --layers K --no-trim-vocab` builds,
      its default epochs; --label-weight as there);
   3. the default student (all-MiniLM-L6-v2) label-only on the teacher's labels of the same rows, distill_accuracy.py's
      recipe (the baseline, trained here: it reproduces the curves' run of that size and seed);
 all scored on the test sample against gold, beside the teacher's own accuracy there. With --time, the first seed's
-models are exported as `edgedistill export` makes them (INT8) and timed side by side (compress.p50_ms: one predict
-call on one real input, tokenizing included, every bundle taking turns). Results go to --out after each seed.
+models are exported as `edgedistill export` makes them (INT8) and timed side by side (compress.candidates.p50_ms:
+one predict call on one real input, tokenizing included, every bundle taking turns). Results go to --out after each
+seed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import common
 
 
 def run_seed(dataset, seed, args, work, plan, task, test) -> dict:
-    from edgedistill.distill.compress import distill_layers
+    from edgedistill.compress.smaller import distill_layers
     from edgedistill.evaluate import predict_labels, score
 
     def acc(model):
@@ -68,8 +69,8 @@ def run_seed(dataset, seed, args, work, plan, task, test) -> dict:
 
 def time_models(models: dict[str, Path], rows: Path, work: Path, threads: int) -> dict:
     """Each model exported as `edgedistill export` does (INT8); p50 ms and MB, timed side by side."""
+    from edgedistill.compress.candidates import p50_ms
     from edgedistill.deploy.export import ExportConfig, export_bundle
-    from edgedistill.distill.compress import p50_ms
 
     bundles, sizes, agree = {}, {}, {}
     for name, model in models.items():

@@ -4,9 +4,9 @@
 
 For each stripped student trained on the first --rows teacher-labelled rows of benchmarks/distill_accuracy.py's
 dataset (common.load_dataset: the same rows and fixed test sample):
-  - compress's estimate: the annotated rows compress holds out (edgedistill.distill.compress.hold_out), the
+  - compress's estimate: the annotated rows compress holds out (edgedistill.compress.inputs.hold_out), the
     vocabulary trimmed as compress trims it from the rest, and the share of held-out rows on which the student
-    with it keeps its own answer (compress.Scoring.agreement);
+    with it keeps its own answer (compress.candidates.Scoring.agreement);
   - what it costs: the same trimmed student on the gold test sample, its accuracy beside the untrimmed one's, and
     the share of test rows whose answer it keeps;
   - the same with every other training-split input of the dataset as unlabelled `--inputs` (their words kept too);
@@ -24,7 +24,9 @@ from common import DSS_DIR, PLAN, invocation, load_dataset, offline, samples
 
 
 def measure(model: Path, work: Path, dataset: str, task, test, rows: int, common: list[int]) -> dict:
-    from edgedistill.distill.compress import Scoring, hold_out, task_texts, trim_vocabulary
+    from edgedistill.compress.candidates import Scoring
+    from edgedistill.compress.inputs import hold_out, task_texts
+    from edgedistill.compress.vocabulary import trim_vocabulary
     from edgedistill.evaluate import predict_labels, score
 
     anns = work / f"{dataset}-{rows}.jsonl"
