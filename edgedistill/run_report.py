@@ -97,7 +97,8 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
             lines += [skipped_note(train["auto_skipped"]), ""]
     compressed = _load(run / "compressed" / "compress.json") if pipe.compress is not None else None
     if compressed:
-        from .distill.compress import pareto_lines, trim_warning, vocabulary_line
+        from .compress.candidates import pareto_lines
+        from .compress.vocabulary import trim_warning, vocabulary_line
 
         for warning in (trim_warning(compressed.get("vocabulary")), (compressed.get("evidence") or {}).get("warning")):
             if warning:

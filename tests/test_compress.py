@@ -41,7 +41,7 @@ def logits(model_dir, texts):
 
 
 def test_trimmed_vocabulary_gives_identical_logits_on_kept_inputs(wordpiece_student, tmp_path):
-    from edgedistill.distill.compress import trim_vocabulary
+    from edgedistill.compress.vocabulary import trim_vocabulary
 
     report = trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed", common=0)
     assert report.original == 30522 and report.kept < 2100 and report.from_inputs > 20 and report.common == 0
@@ -59,7 +59,7 @@ def test_trimmed_vocabulary_gives_identical_logits_on_kept_inputs(wordpiece_stud
 def test_a_word_the_kept_vocabulary_cannot_spell_is_unk_or_spelled_from_kept_pieces(wordpiece_student, tmp_path):
     from transformers import AutoTokenizer
 
-    from edgedistill.distill.compress import trim_vocabulary
+    from edgedistill.compress.vocabulary import trim_vocabulary
 
     trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "trimmed", common=0)
     tok = AutoTokenizer.from_pretrained(tmp_path / "trimmed")
@@ -73,7 +73,7 @@ def test_a_word_the_kept_vocabulary_cannot_spell_is_unk_or_spelled_from_kept_pie
 def test_the_commonest_words_keep_their_own_token_beside_the_task_tokens(wordpiece_student, tmp_path):
     from transformers import AutoTokenizer
 
-    from edgedistill.distill.compress import trim_vocabulary
+    from edgedistill.compress.vocabulary import trim_vocabulary
 
     unseen = "they were there"  # common words none of TEXTS uses
     bare = trim_vocabulary(wordpiece_student, TEXTS, tmp_path / "bare", common=0)
@@ -91,7 +91,7 @@ def test_the_commonest_words_keep_their_own_token_beside_the_task_tokens(wordpie
 
 def test_trimmed_student_exports_and_the_bundle_answers_alike(wordpiece_student, tmp_path):
     from edgedistill.deploy.export import ExportConfig, export_bundle
-    from edgedistill.distill.compress import trim_vocabulary
+    from edgedistill.compress.vocabulary import trim_vocabulary
     from edgedistill.runtime import EdgeModel
 
     (tmp_path / "parity.jsonl").write_text("".join(json.dumps({"id": str(i), "input": t, "label": "bug", "status": "ok"}) + "\n"
@@ -107,7 +107,7 @@ def test_trimmed_student_exports_and_the_bundle_answers_alike(wordpiece_student,
 
 
 def test_a_tokenizer_without_a_plain_vocabulary_is_refused(tmp_path):
-    from edgedistill.distill.compress import trim_vocabulary
+    from edgedistill.compress.vocabulary import trim_vocabulary
 
     d = tiny.tiny_classifier_dir(tmp_path / "m", labels=LABELS)
     write_meta(d, {"kind": "stripped", "family": "sequence-classification", "max_length": 32, "labels": LABELS})
@@ -120,7 +120,7 @@ def test_a_tokenizer_without_a_plain_vocabulary_is_refused(tmp_path):
 
 
 def test_the_tiny_wordlevel_tokenizer_trims_too(tmp_path):
-    from edgedistill.distill.compress import trim_vocabulary
+    from edgedistill.compress.vocabulary import trim_vocabulary
 
     d = tiny.tiny_classifier_dir(tmp_path / "m", labels=LABELS)
     write_meta(d, {"kind": "stripped", "family": "sequence-classification", "max_length": 32, "labels": LABELS})
@@ -147,7 +147,7 @@ def tiny_stripped(tmp_path):
 
 
 def test_layers_to_keep_spans_the_stack():
-    from edgedistill.distill.compress import layers_to_keep
+    from edgedistill.compress.smaller import layers_to_keep
 
     assert layers_to_keep(6, 3) == [0, 2, 5] and layers_to_keep(6, 2) == [0, 5] and layers_to_keep(6, 1) == [5]
     assert layers_to_keep(6, 6) == list(range(6))
@@ -156,7 +156,7 @@ def test_layers_to_keep_spans_the_stack():
 
 
 def test_choose_ships_the_most_accurate_within_the_budget():
-    from edgedistill.distill.compress import choose
+    from edgedistill.compress.candidates import choose
 
     rows = [{"name": "6", "accuracy": 0.9, "p50_ms": 4.0}, {"name": "3", "accuracy": 0.85, "p50_ms": 2.0},
             {"name": "2", "accuracy": 0.85, "p50_ms": 1.5}]
@@ -167,7 +167,7 @@ def test_compress_to_fewer_layers_writes_a_model_export_takes(tiny_stripped, tmp
     from transformers import AutoConfig
 
     from edgedistill.deploy.export import ExportConfig, export_bundle
-    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.compress.compress import CompressConfig, compress
 
     model, ann = tiny_stripped
     s = compress(CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1], epochs=2,
@@ -185,7 +185,7 @@ def test_compress_to_fewer_layers_writes_a_model_export_takes(tiny_stripped, tmp
 
 
 def test_a_budget_no_candidate_meets_fails_and_writes_nothing(tiny_stripped, tmp_path):
-    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.compress.compress import CompressConfig, compress
 
     model, ann = tiny_stripped
     printed = []
@@ -197,7 +197,7 @@ def test_a_budget_no_candidate_meets_fails_and_writes_nothing(tiny_stripped, tmp
 
 
 def test_several_layer_counts_need_a_budget(tiny_stripped, tmp_path):
-    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.compress.compress import CompressConfig, compress
 
     model, ann = tiny_stripped
     with pytest.raises(UserError, match="several candidates need --latency-budget"):
@@ -205,19 +205,20 @@ def test_several_layer_counts_need_a_budget(tiny_stripped, tmp_path):
 
 
 def test_unlabelled_inputs_join_the_distillation_rows_and_the_vocabulary(tiny_stripped, tmp_path, monkeypatch):
-    from edgedistill.distill import compress as c
+    from edgedistill.compress import compress as c
+    from edgedistill.compress import smaller
 
     model, ann = tiny_stripped
     inputs = tmp_path / "more.jsonl"
     inputs.write_text("".join(json.dumps({"input": f"{w} the dog"}) + "\n" for w in ("refund", "crash", "password", "cat")))
     seen = {}
-    real = c.teacher_annotations
+    real = smaller.teacher_annotations
 
     def spy(model_dir, rows, out_path, **kw):
         seen["rows"] = rows
         return real(model_dir, rows, out_path, **kw)
 
-    monkeypatch.setattr(c, "teacher_annotations", spy)
+    monkeypatch.setattr(smaller, "teacher_annotations", spy)
     c.compress(c.CompressConfig(model=str(model), annotations=str(ann), inputs=str(inputs), out=str(tmp_path / "small"), layers=[1],
                                 epochs=1, quantize="none"), echo=lambda *_: None)
     assert len(seen["rows"]) == 27 + 4 and seen["rows"][-1]["input"] == "cat the dog"  # 3 of 30 held out to score on
@@ -228,7 +229,8 @@ def test_unlabelled_inputs_join_the_distillation_rows_and_the_vocabulary(tiny_st
 
 def test_candidates_are_scored_on_annotated_rows_neither_the_vocabulary_nor_the_distillation_saw(tiny_stripped, tmp_path,
                                                                                                    monkeypatch):
-    from edgedistill.distill import compress as c
+    from edgedistill.compress import compress as c
+    from edgedistill.compress import smaller
 
     model, ann = tiny_stripped
     fit, held = c.hold_out(ann, tmp_path)
@@ -240,13 +242,13 @@ def test_candidates_are_scored_on_annotated_rows_neither_the_vocabulary_nor_the_
         r["input"] = "cat " + r["input"] if r["id"] in held_ids else r["input"]
     ann.write_text("".join(json.dumps(r) + "\n" for r in rows))
     seen = {}
-    real = c.teacher_annotations
+    real = smaller.teacher_annotations
 
     def spy(model_dir, rows, out_path, **kw):
         seen["ids"] = {r["id"] for r in rows}
         return real(model_dir, rows, out_path, **kw)
 
-    monkeypatch.setattr(c, "teacher_annotations", spy)
+    monkeypatch.setattr(smaller, "teacher_annotations", spy)
     printed = []
     s = c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "small"), layers=[1], epochs=1,
                                     quantize="none"), echo=printed.append)
@@ -261,13 +263,14 @@ def test_candidates_are_scored_on_annotated_rows_neither_the_vocabulary_nor_the_
 
 
 def test_a_trimmed_vocabulary_that_changes_answers_on_unseen_inputs_is_warned(tiny_stripped, tmp_path, monkeypatch):
-    from edgedistill.distill import compress as c
+    from edgedistill.compress import compress as c
+    from edgedistill.compress import vocabulary
 
     model, ann = tiny_stripped
     printed = []
     c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "a"), quantize="none"), echo=printed.append)
     assert not [line for line in printed if line.startswith("warning:")]  # the held-out rows' words are all kept: no change
-    monkeypatch.setattr(c, "TRIM_AGREEMENT", 1.01)  # any trim now falls under the line
+    monkeypatch.setattr(vocabulary, "TRIM_AGREEMENT", 1.01)  # any trim now falls under the line
     printed = []
     c.compress(c.CompressConfig(model=str(model), annotations=str(ann), out=str(tmp_path / "b"), quantize="none"), echo=printed.append)
     warning = [line for line in printed if line.startswith("warning:")]
@@ -279,7 +282,7 @@ def test_a_trimmed_vocabulary_that_changes_answers_on_unseen_inputs_is_warned(ti
 
 
 def test_eval_data_rows_the_candidates_were_built_from_are_warned(tiny_stripped, tmp_path):
-    from edgedistill.distill import compress as c
+    from edgedistill.compress import compress as c
 
     model, ann = tiny_stripped
     gold = [{"text": f"{w} please", "label": l} for w, l in zip(WORDS, LABELS)]  # the annotations' own inputs
@@ -322,7 +325,7 @@ def test_the_run_report_says_what_trimming_kept_and_repeats_its_warning(tmp_path
 
 
 def test_too_few_annotated_rows_to_hold_any_out_name_the_fix(tiny_stripped, tmp_path):
-    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.compress.compress import CompressConfig, compress
 
     model, ann = tiny_stripped
     one = tmp_path / "one.jsonl"
@@ -334,7 +337,7 @@ def test_too_few_annotated_rows_to_hold_any_out_name_the_fix(tiny_stripped, tmp_
 
 
 def test_unlabelled_inputs_without_text_name_file_line_and_field(tiny_stripped, tmp_path):
-    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.compress.compress import CompressConfig, compress
 
     model, ann = tiny_stripped
     inputs = tmp_path / "more.jsonl"
@@ -348,7 +351,7 @@ def test_unlabelled_inputs_without_text_name_file_line_and_field(tiny_stripped, 
 def test_common_words_reach_the_trim_from_the_cli(tiny_stripped, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    import edgedistill.distill.compress as c
+    import edgedistill.compress.compress as c
     from edgedistill.cli import main
 
     seen = []
@@ -368,7 +371,7 @@ def test_common_words_reach_the_trim_from_the_cli(tiny_stripped, tmp_path, monke
 
 
 def test_negative_common_words_are_refused():
-    from edgedistill.distill.compress import kept_token_ids
+    from edgedistill.compress.vocabulary import kept_token_ids
 
     with pytest.raises(ValueError, match="0 or more"):
         kept_token_ids({"model": {"type": "WordPiece", "vocab": {"a": 0}}}, lambda t: [], [], common=-1)
@@ -378,7 +381,7 @@ def test_compress_into_another_base_distills_a_fresh_student_export_takes(tiny_s
     """--into: a fresh student of another base learns the trained student's probabilities (a large student as the
     teacher's assistant); it is a candidate like a layer count, trimmed, named by its base, and exports as usual."""
     from edgedistill.deploy.export import ExportConfig, export_bundle
-    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.compress.compress import CompressConfig, compress
     from edgedistill.distill.strip import strip_student
     from edgedistill.distill.train import TrainConfig, train
 
@@ -405,7 +408,7 @@ def test_compress_into_another_base_distills_a_fresh_student_export_takes(tiny_s
 def test_label_weight_keeps_the_annotators_labels_beside_the_students_probabilities(tiny_stripped, tmp_path, monkeypatch):
     """label_weight W: the annotated rows keep their own label as the hard target (unlabelled inputs take the trained
     student's argmax), the student's probabilities stay the soft ones, and train blends them at soft_weight 1 - W."""
-    from edgedistill.distill import compress as c
+    from edgedistill.compress import smaller as c
     from edgedistill.distill import train as t
 
     model, ann = tiny_stripped
@@ -428,7 +431,7 @@ def test_label_weight_keeps_the_annotators_labels_beside_the_students_probabilit
 
 
 def test_an_ensemble_s_probabilities_are_the_average_of_its_students(tiny_stripped, tmp_path, monkeypatch):
-    from edgedistill.distill import compress as c
+    from edgedistill.compress import smaller as c
     from edgedistill.distill import train as t
 
     model, ann = tiny_stripped
@@ -453,7 +456,7 @@ def test_an_ensemble_s_probabilities_are_the_average_of_its_students(tiny_stripp
 
 
 def test_an_ensemble_member_of_another_task_or_no_model_is_refused(tiny_stripped, tmp_path):
-    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.compress.compress import CompressConfig, compress
 
     model, ann = tiny_stripped
     other = tiny.tiny_classifier_dir(tmp_path / "other", labels=["a", "b", "c"])
@@ -472,7 +475,7 @@ def test_an_ensemble_member_of_another_task_or_no_model_is_refused(tiny_stripped
 def test_a_choice_listed_twice_keeps_both_its_shares_and_train_reads_them(tmp_path):
     """Multiple choice: the trained student's probabilities over a row whose choices repeat one text sum to 1 per
     distinct choice (a dict keyed by text held only one copy's share, and train refused the file)."""
-    from edgedistill.distill.compress import teacher_annotations
+    from edgedistill.compress.smaller import teacher_annotations
     from edgedistill.distill.train_data import label_probs
 
     mc = tiny.tiny_multiple_choice_dir(tmp_path / "mc")
@@ -488,7 +491,7 @@ def test_a_choice_listed_twice_keeps_both_its_shares_and_train_reads_them(tmp_pa
 
 
 def test_into_a_dir_that_is_no_model_names_the_fix_and_writes_nothing(tiny_stripped, tmp_path):
-    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.compress.compress import CompressConfig, compress
 
     model, ann = tiny_stripped
     with pytest.raises(UserError, match=r"--into .*nothing-here: not a transformers model dir .* 'default'"):
@@ -528,7 +531,7 @@ def test_the_packaged_base_is_named_as_people_know_it(tmp_path):
 
 def test_the_agreement_bound_is_clopper_pearson():
     """One-sided lower bounds against scipy.stats.beta.ppf(alpha, k, n - k + 1), and the closed form at k = n."""
-    from edgedistill.distill.compress import agreement_lower_bound
+    from edgedistill.compress.evidence import agreement_lower_bound
 
     for k, n, alpha, want in ((9, 10, 0.05, 0.6058367), (58, 60, 0.05, 0.8987641), (484, 500, 0.05, 0.9518019),
                               (1, 3, 0.05, 0.0169524), (98, 100, 0.05 / 3, 0.9246681)):
@@ -541,7 +544,7 @@ def test_the_agreement_bound_is_clopper_pearson():
 
 
 def test_keep_evidence_needs_59_agreeing_rows_for_one_candidate_and_more_for_several():
-    from edgedistill.distill.compress import keep_evidence
+    from edgedistill.compress.evidence import keep_evidence
 
     three = keep_evidence(3, 3)  # the 32-row task: 3 rows held out, the candidate "100.0 %" on them
     assert three["verdict"] == "too few rows" and three["lower_bound"] == 0.3684 and three["rows_needed"] == 59
@@ -554,7 +557,8 @@ def test_keep_evidence_needs_59_agreeing_rows_for_one_candidate_and_more_for_sev
 
 
 def test_choose_under_a_budget_prefers_no_candidate_the_rows_cannot_vouch_for():
-    from edgedistill.distill.compress import choose, keep_evidence
+    from edgedistill.compress.candidates import choose
+    from edgedistill.compress.evidence import keep_evidence
 
     model = {"name": "6", "accuracy": 1.0, "p50_ms": 4.0, "evidence": None}
     weak = {"name": "3", "accuracy": 1.0, "p50_ms": 2.0, "evidence": keep_evidence(3, 3)}
@@ -587,7 +591,7 @@ def fixed_latency(monkeypatch, c, ms: dict[str, float]):
 
 
 def test_a_32_row_task_warns_its_held_out_rows_show_nothing_and_names_the_fixes(tmp_path):
-    from edgedistill.distill import compress as c
+    from edgedistill.compress import compress as c
 
     model, ann = constant_student(tmp_path, 32)
     printed = []
@@ -612,7 +616,7 @@ def test_a_32_row_task_warns_its_held_out_rows_show_nothing_and_names_the_fixes(
 
 
 def test_a_budget_on_weak_evidence_keeps_the_full_student(tmp_path, monkeypatch):
-    from edgedistill.distill import compress as c
+    from edgedistill.compress import compress as c
 
     model, ann = constant_student(tmp_path, 32)
     fixed_latency(monkeypatch, c, {"2": 5.0, "1": 1.0})
@@ -637,14 +641,15 @@ def test_a_budget_on_weak_evidence_keeps_the_full_student(tmp_path, monkeypatch)
 def test_enough_held_out_inputs_or_gold_rows_let_the_budget_ship_the_faster_candidate(tmp_path, monkeypatch):
     """The old behaviour where the rows can show it: --inputs adds held-out rows (a tenth of them, unseen by the
     vocabulary and the distillation), and --eval-data's gold rows count as well."""
-    from edgedistill.distill import compress as c
+    from edgedistill.compress import compress as c
+    from edgedistill.compress import smaller
 
     model, ann = constant_student(tmp_path, 32)
     fixed_latency(monkeypatch, c, {"2": 5.0, "1": 1.0})
     inputs = tmp_path / "more.jsonl"
     inputs.write_text("".join(json.dumps({"input": f"{WORDS[i % 3]} word{i}"}) + "\n" for i in range(600)))
     seen = {}
-    real = c.teacher_annotations
+    real = smaller.teacher_annotations
 
     def spy(model_dir, rows, out_path, **kw):
         seen["inputs"] = {r["input"] for r in rows}
@@ -656,7 +661,7 @@ def test_enough_held_out_inputs_or_gold_rows_let_the_budget_ship_the_faster_cand
         seen["texts"] = set(texts)
         return real_trim(model_dir, texts, out_dir, common)
 
-    monkeypatch.setattr(c, "teacher_annotations", spy)
+    monkeypatch.setattr(smaller, "teacher_annotations", spy)
     monkeypatch.setattr(c, "trim_vocabulary", trim_spy)
     printed = []
     s = c.compress(c.CompressConfig(model=str(model), annotations=str(ann), inputs=str(inputs), out=str(tmp_path / "a"),
@@ -679,7 +684,7 @@ def test_enough_held_out_inputs_or_gold_rows_let_the_budget_ship_the_faster_cand
 
 
 def test_the_run_report_repeats_the_evidence_warning_and_why_the_budget_shipped_what_it_did(tmp_path):
-    from edgedistill.distill.compress import choice_line, evidence_record, keep_evidence
+    from edgedistill.compress.evidence import choice_line, evidence_record, keep_evidence
     from edgedistill.pipeline import load_pipeline
     from edgedistill.run_report import write_report
 

@@ -78,7 +78,7 @@ def test_every_pipeline_key_is_a_field_of_its_stage_config_with_the_same_default
 
     from edgedistill.teacher.annotate import AnnotateConfig
     from edgedistill.measure.bench import BenchSettings
-    from edgedistill.distill.compress import CompressConfig
+    from edgedistill.compress.compress import CompressConfig
     from edgedistill.deploy.export import ExportConfig
     from edgedistill.pipeline import (PIPELINE_ONLY, BenchConfig, CompressSection, ExportConfig as ExportSection, StudentConfig,
                                       TeacherConfig)
@@ -204,7 +204,7 @@ def test_every_number_of_every_stage_config_has_one_declared_range():
 
     from edgedistill.bounds import BOUNDS
     from edgedistill.deploy.export import ExportConfig
-    from edgedistill.distill.compress import CompressConfig
+    from edgedistill.compress.compress import CompressConfig
     from edgedistill.distill.train import TrainConfig
     from edgedistill.measure.bench import BenchSettings
     from edgedistill.teacher.annotate import AnnotateConfig

@@ -15,7 +15,8 @@ from transformers import (
     AutoTokenizer,
 )
 
-from edgedistill.distill.compress import drop_layers, trim_vocabulary
+from edgedistill.compress.smaller import drop_layers
+from edgedistill.compress.vocabulary import trim_vocabulary
 from edgedistill.distill.strip import strip_student
 from edgedistill.distill.student import build_label_model, load_label_model, pair_template, save_label_model
 from edgedistill.distill.train import TrainConfig, train

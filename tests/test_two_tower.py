@@ -10,7 +10,7 @@ import torch
 import tiny
 from edgedistill.data import Example
 from edgedistill.deploy.export import ExportConfig, export_bundle
-from edgedistill.distill.compress import trim_vocabulary
+from edgedistill.compress.vocabulary import trim_vocabulary
 from edgedistill.distill.strip import strip_student
 from edgedistill.distill.student import TWO_TOWER_SCALE, build_label_model, mean_states, pair_template
 from edgedistill.distill.train import TrainConfig, train
@@ -117,7 +117,7 @@ def test_two_tower_student_trains_strips_trims_and_exports(data, tmp_path, base)
     # parity compares the graph with the two-tower torch model; a joint-text graph would not match
     assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4
     assert predict_labels(tmp_path / "bundle", task, exs) == predicted  # the torch-free runtime, tokenizer.json's template
-    from edgedistill.distill.compress import CompressConfig, compress
+    from edgedistill.compress.compress import CompressConfig, compress
 
     compress(CompressConfig(model=str(stripped), annotations=str(data / "mc.jsonl"), out=str(tmp_path / "small"), layers=[1],
                             epochs=2, quantize="none"), echo=lambda *_: None)

@@ -1,0 +1,214 @@
+"""The compress stage: `CompressConfig` and `compress`, which builds the candidates (the student with a trimmed
+vocabulary, fewer layers, another base distilled), scores and times each, and ships one into the output dir
+(compress.json, compress.md, compress.png beside it). The package's __init__ says which module does what."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import build_dir, write_json, write_text
+from ..errors import UserError
+from ..model_dir import base_name, read_meta, task_type, weights_bytes, write_meta
+from .candidates import Scoring, choose, measure_candidate, p50_ms, pareto_lines, pareto_plot
+from .evidence import choice_line, evidence_lines, evidence_record, keep_evidence, no_choice_message
+from .inputs import HOLD_OUT_MAX, held_out_description, hold_out, hold_out_inputs, needs_choices, task_texts
+from .smaller import check_ensemble, distill_into, distill_layers, ensemble_note, into_base, layer_count
+from .vocabulary import COMMON_WORDS, trim_vocabulary, trim_warning, vocabulary_line
+
+
+@dataclass
+class CompressConfig:
+    model: str  # a stripped model dir (edgedistill strip)
+    annotations: str  # the inputs it was trained on: the kept vocabulary, the distillation inputs, the timed inputs
+    out: str  # the compressed model, in the stripped format
+    layers: list[int] | None = None  # layer counts to build; several need a latency budget to choose among them
+    latency_budget: float | None = None  # ms per prediction (batch 1, p50, this CPU): ship the most accurate within it
+    trim_vocab: bool = True
+    common_words: int = COMMON_WORDS  # the commonest words kept beside the task's own tokens when trimming
+    eval_data: str | None = None  # gold-labelled data: each candidate's bundle accuracy (else: agreement with MODEL)
+    quantize: str = "int8"  # how each candidate is exported to be timed (as `edgedistill export` will)
+    threads: int = 2
+    epochs: float = 4.0  # distillation of a smaller student
+    batch_size: int = 16
+    lr: float | None = None
+    seed: int = 0
+    # More inputs of the task, unlabelled (JSON Lines with `input`): smaller students also learn the trained student's
+    # probabilities on them (no teacher needed), and their tokens join the kept vocabulary
+    inputs: str | None = None
+    # Other, smaller bases to distill the trained student into (model dirs; "default": the packaged all-MiniLM-L6-v2),
+    # each a candidate beside the layer counts
+    into: list[str] | None = None
+    # Smaller students' hard targets: the annotations' own labels at this weight beside MODEL's probabilities (0: its
+    # probabilities alone; a two-tower multiple-choice student ranks against the batch's choices only in that term)
+    label_weight: float = 0.0
+    # More trained students of the task (other seeds or bases): smaller students learn the average of their
+    # probabilities and MODEL's, a less noisy target than one model's
+    ensemble: list[str] | None = None
+
+
+def compress(cfg: CompressConfig, echo=print) -> dict:
+    """Build the candidates, export and time each, ship one into cfg.out; returns the summary (compress.json)."""
+    layers = sorted(set(cfg.layers or []), reverse=True)
+    bases = [into_base(b) for b in cfg.into or []]
+    if len(layers) + len(bases) > 1 and cfg.latency_budget is None:
+        asked = " ".join(
+            ([f"--layers {','.join(map(str, layers))}"] if layers else []) + [f"--into {b}" for b in cfg.into or []]
+        )
+        raise UserError(
+            f"{asked}: several candidates need --latency-budget MS to choose among them; or give one layer count "
+            "or one base"
+        )
+    src, out = Path(cfg.model), Path(cfg.out)
+    if read_meta(src).get("kind") not in ("stripped", "student"):
+        raise UserError(f"{src}: not a stripped model dir (edgedistill strip writes one)")
+    ensemble = check_ensemble(src, cfg.ensemble)
+    if ensemble and not (layers or bases):
+        raise UserError("--ensemble: its answers are what smaller students learn; give --layers K or --into BASE too")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
+    try:
+        full, fit, fit_inputs, held_out, held_inputs = src, cfg.annotations, cfg.inputs, None, []
+        if not cfg.eval_data:
+            fit, held_out = hold_out(cfg.annotations, work)
+            fit_inputs, held_inputs = hold_out_inputs(
+                cfg.inputs, work, HOLD_OUT_MAX - len(held_out), needs_choices(src)
+            )
+            echo(
+                f"scoring: {held_out_description(len(held_out), len(held_inputs), short=True)} held out of the "
+                "vocabulary and the distillation; each candidate is scored by its agreement with MODEL on them "
+                "(--eval-data: on gold instead)"
+            )
+        held_annotated = None if held_out is None else len(held_out)  # what the fixes count on
+        if held_inputs:
+            held_out = [*held_out, *held_inputs]
+        scoring = Scoring(src, cfg.eval_data, held_out)
+        if seen := scoring.seen(cfg.annotations, cfg.inputs):
+            echo(f"warning: {seen}")
+        vocabulary = None
+        if cfg.trim_vocab:
+            texts = task_texts(fit, fit_inputs, task_type(src))
+            r = trim_vocabulary(src, texts, work / "trimmed", cfg.common_words)
+            full = work / "trimmed"
+            vocabulary = {
+                "kept": r.kept,
+                "original": r.original,
+                "agreement_unseen": scoring.agreement(full),
+                "unseen_rows": len(scoring.examples),
+            }
+            echo(
+                f"vocabulary: kept {r.kept:,} of {r.original:,} tokens ({r.from_inputs:,} the inputs use, "
+                f"{r.safety:,} special and single-character, {r.common:,} common words); MODEL with it keeps its "
+                f"answer on {100 * vocabulary['agreement_unseen']:.1f} % of {len(scoring.examples):,} inputs "
+                f"{scoring.unseen}"
+            )
+        if warning := trim_warning(vocabulary):
+            echo(f"warning: {warning}")
+        total = layer_count(full)
+        # the student itself: one candidate among others under a budget, or when asked for (--layers TOTAL) or alone
+        dirs = [full] if (cfg.latency_budget is not None or total in layers or not (layers or bases)) else []
+        for k in layers:
+            if k == total:
+                continue
+            echo(f"{k} layers: distilling from the {total}-layer student{ensemble_note(ensemble)} ...")
+            distill_layers(
+                full,
+                fit,
+                k,
+                work / f"{k}-layers",
+                work,
+                cfg.epochs,
+                cfg.batch_size,
+                cfg.lr,
+                cfg.seed,
+                echo=lambda *_: None,
+                inputs=fit_inputs,
+                label_weight=cfg.label_weight,
+                ensemble=ensemble,
+            )
+            dirs.append(work / f"{k}-layers")
+        for i, base in enumerate(bases):
+            echo(
+                f"{base_name(base)}: distilling the {total}-layer student{ensemble_note(ensemble)} into a fresh "
+                f"{base_name(base)} ..."
+            )
+            d = work / f"into-{i}"
+            distill_into(
+                full,
+                fit,
+                base,
+                d,
+                work,
+                cfg.epochs,
+                cfg.batch_size,
+                cfg.lr,
+                cfg.seed,
+                echo=lambda *_: None,
+                inputs=fit_inputs,
+                label_weight=cfg.label_weight,
+                ensemble=ensemble,
+            )
+            write_meta(
+                d, {**read_meta(d), "distilled_from": str(src.resolve())}
+            )  # not the trimmed copy in the work dir
+            if cfg.trim_vocab:
+                trim_vocabulary(d, texts, work / f"into-{i}-trimmed", cfg.common_words)
+                d = work / f"into-{i}-trimmed"
+            dirs.append(d)
+        rows = [measure_candidate(d, scoring.score, weights_bytes(src), cfg, work) for d in dirs]
+        smaller = sum(d != full for d in dirs)
+        for d, r in zip(dirs, rows):  # MODEL itself is what the others are measured against: it needs no evidence
+            agree = r.pop("agree")
+            r["evidence"] = None if d == full else keep_evidence(agree, len(scoring.examples), smaller)
+        for r, ms in zip(
+            rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()
+        ):
+            r["p50_ms"] = ms
+        chosen = choose(rows, cfg.latency_budget)
+        summary = {
+            "source": str(src),
+            "budget_ms": cfg.latency_budget,
+            "threads": cfg.threads,
+            "quantize": cfg.quantize,
+            "accuracy_on": "eval_data (gold)"
+            if cfg.eval_data
+            else held_out_description(held_annotated, len(held_inputs)),
+            "ensemble": [str(d) for d in ensemble],
+            "vocabulary": vocabulary,
+            "eval_seen": seen,
+            "candidates": rows,
+            "chosen": chosen and chosen["name"],
+        }
+        summary["evidence"] = evidence_record(summary, len(scoring.examples), held_annotated)
+        summary["choice"] = choice_line(summary)
+        for line in pareto_lines(summary):
+            echo(line)
+        if summary["evidence"]["warning"]:
+            echo(f"warning: {summary['evidence']['warning']}")
+        if chosen is None:
+            raise UserError(no_choice_message(summary))
+        if summary["choice"]:
+            echo(summary["choice"])
+        with build_dir(out) as tmp:
+            shutil.copytree(dirs[rows.index(chosen)], tmp, dirs_exist_ok=True)
+            # the trained student stays the source (export finds its annotations for parity through it)
+            write_meta(
+                tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())}
+            )
+            write_json(tmp / "compress.json", summary)
+            pareto_plot(summary, tmp / "compress.png")
+            notes = [
+                n
+                for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}", seen and f"Warning: {seen}")
+                if n
+            ]
+            write_text(
+                tmp / "compress.md",
+                "\n".join(pareto_lines(summary) + ["", *notes, *evidence_lines(summary)])
+                + "\n\n![accuracy vs latency](compress.png)\n",
+            )
+        return summary
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
