@@ -433,8 +433,8 @@ _CLEARER = "1" * 23 + "0" + "1" * 12 + "0" * 4    # 35 right: 12 won, 1 lost (p 
 def test_auto_ships_a_rationale_mode_only_on_a_validation_win_beyond_noise(setup, tmp_path, monkeypatch, rows, shipped):
     """Ties and wins by a few rows keep label-only; a failed candidate is recorded, not shipped; of
     the modes that beat label-only beyond noise, the most accurate ships."""
-    from edgedistill.distill import select
-    monkeypatch.setattr(select, "fit_with_retries", _fake_fits(rows))
+    import edgedistill.distill.train as train_module  # train_auto's fits
+    monkeypatch.setattr(train_module, "fit_with_retries", _fake_fits(rows))
     lines = []
     s = train(TrainConfig(min_steps=0, task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / "enc"), epochs=1, batch_size=8, lr=2e-3), echo=lines.append)
@@ -514,12 +514,12 @@ def test_auto_without_validation_rows_ships_label_only(setup, tmp_path):
 def test_auto_trains_the_rivals_only_where_label_only_leaves_rows_to_win(setup, tmp_path, monkeypatch, wrong):
     """Once label-only is trained, its wrong validation rows are all a rival can win: under rows_to_win, the rivals
     are not trained (what ships is label-only either way); at rows_to_win, every rival is trained as before."""
-    from edgedistill.distill import select
+    import edgedistill.distill.train as train_module  # train_auto's fits
 
     ref = "1" * (5 - wrong) + "0" * wrong  # 10 % of 48 rows: 5 validation rows
     rows = {"label-only": ref, "multitask": "1" * 5, "rationale-teacher": ref, "rationale-dropout": ref}
     trained, lines = [], []
-    monkeypatch.setattr(select, "fit_with_retries", _fake_fits(rows, trained))
+    monkeypatch.setattr(train_module, "fit_with_retries", _fake_fits(rows, trained))
     s = train(TrainConfig(min_steps=0, task=str(setup / "task.yaml"), annotations=str(setup / "ann.jsonl"), out=str(tmp_path / "st"),
                           student=str(setup / "enc"), epochs=1, batch_size=8, lr=2e-3), echo=lines.append)
     if wrong < 5:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..edge.families import FAMILIES
 from ..task import TaskSpec
+from .student import MEAN_FORWARDS  # the poolings transformers' own heads lack
+from .train_data import SHARED_PREFIX
 
 
 def _teacher(annotations) -> dict | None:
@@ -137,8 +139,6 @@ def candidate_table(candidates: list[dict]) -> list[str]:
 
 
 def _card_decoder(s: dict) -> str:
-    from .student import MEAN_FORWARDS  # the poolings transformers' own heads lack
-
     pooling = s.get("pooling")
     auto = FAMILIES[s["family"]].auto_model
     note = (
@@ -153,8 +153,6 @@ def _card_checkpoint(s: dict) -> str:
     if s["mode"] != "multitask":
         return "The checkpoint is the label model alone, a standard transformers model that reads the input alone."
     if s["config"].get("rationale_decoder") == "shared":
-        from .train import SHARED_PREFIX
-
         return (
             "The label model's own decoder also learned the teacher's rationales (after the decoder prefix "
             f"`{SHARED_PREFIX}`); there is no separate rationale decoder, so `edgedistill strip` only drops training files."

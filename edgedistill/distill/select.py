@@ -1,4 +1,5 @@
-"""`--mode auto`: train label-only and every rationale mode on one split, ship the one validation picks.
+"""`--mode auto`'s rule: which modes are candidates, which one ships, and when the rivals cannot win (train.py's
+`train_auto` trains label-only and every rationale mode on one split and ships the one this rule picks).
 
     prepare (one split) --> label-only, multitask, rationale-teacher, rationale-dropout --> best val --> RUN/student/
 
@@ -29,22 +30,11 @@ comparison; the only sound bound is the reference's wrong rows, used above.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
 
 from ..choices import RATIONALE_MODES
-from ..errors import UserError
+from .config import TrainConfig
 from .student import mode_unavailable
-from .train import (
-    Prepared,
-    TrainConfig,
-    _free_memory,
-    binomial_tail,
-    correct_bits,
-    fit_with_retries,
-    model_type,
-    prepare,
-    write_student,
-)
 
 
 def candidate_modes(
@@ -59,6 +49,11 @@ def candidate_modes(
 
 
 SIGNIFICANCE = 0.05  # one-sided, per candidate against label-only
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p): the one-sided exact test of k or more successes in n trials."""
+    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
 
 
 def paired_win(candidate: str, reference: str) -> dict:
@@ -109,38 +104,6 @@ def best_candidate(candidates: list[dict], significance: float = SIGNIFICANCE) -
     return max(winners, key=lambda c: c["val_accuracy"]) if winners else ref
 
 
-def train_auto(cfg: TrainConfig, echo=print) -> dict:
-    prep = prepare(cfg)
-    modes, skipped = candidate_modes(cfg, prep.family, prep.stats["with_rationale"], model_type(prep.base))
-    for mode, why in skipped.items():
-        echo(f"auto: {mode} is not a candidate for this student: {why}")
-    if not prep.stats["with_rationale"]:
-        echo(
-            "auto: the annotations hold no rationales, so only label-only is trained "
-            "(annotate with --prompt zero-shot to get them)"
-        )
-    n_val, not_trained = len(prep.val_rows), None
-    if len(modes) > 1 and n_val < rows_to_win():
-        why = f"there are {n_val} validation rows, so a rival can win at most {n_val}"
-        not_trained = unwinnable(cfg, modes[1:], n_val, n_val, why)
-        echo(not_trained["line"])
-        modes = modes[:1]
-    candidates, kept = [], (None, None)  # kept: the best candidate so far's Fit and attempts
-    for i, mode in enumerate(modes, 1):
-        echo(f"auto: candidate {i}/{len(modes)}: {mode}")
-        row, fit, attempts = train_candidate(cfg, prep, mode, echo)
-        candidates.append(row)
-        if best_candidate(candidates) is row:  # keep only the weights of the best so far
-            kept = fit, attempts
-        say_candidate(row, echo)
-        del fit
-        _free_memory()
-        if mode == "label-only" and i < len(modes) and (not_trained := leaves_no_win(cfg, row, modes[1:], n_val)):
-            echo(not_trained["line"])
-            break
-    return ship(cfg, prep, candidates, kept, not_trained, echo)
-
-
 def leaves_no_win(cfg: TrainConfig, label_only: dict, rivals: list[str], val_rows: int) -> dict | None:
     """`unwinnable` where label-only got fewer than rows_to_win validation rows wrong: the only rows a rival can win."""
     if label_only.get("val_correct") is None or (wrong := label_only["val_correct"].count("0")) >= rows_to_win():
@@ -176,25 +139,6 @@ def unwinnable(cfg: TrainConfig, rivals: list[str], val_rows: int, winnable: int
     }
 
 
-def train_candidate(cfg: TrainConfig, prep: Prepared, mode: str, echo) -> tuple[dict, object, list | None]:
-    """Train one candidate: (its train.json row, the Fit or None where it failed, its attempts)."""
-    try:
-        fit, attempts = fit_with_retries(replace(cfg, mode=mode), prep, echo)
-    except UserError as e:
-        echo(f"auto: {mode} failed: {e}")
-        return {"mode": mode, "val_accuracy": None, "failed": str(e), "elapsed_s": None}, None, None
-    acc = fit.final_eval.get("eval_accuracy")
-    row = {
-        "mode": mode,
-        "val_accuracy": acc,
-        "val_correct": correct_bits(fit.val_correct),
-        "elapsed_s": round(sum(a["elapsed_s"] for a in attempts), 1),
-        "attempts": len(attempts),
-        **fit.extra,
-    }
-    return row, fit, attempts
-
-
 def say_candidate(row: dict, echo) -> None:
     """A trained candidate's validation accuracy and, for a rival, its rows won and lost against label-only."""
     if row.get("failed"):
@@ -206,24 +150,3 @@ def say_candidate(row: dict, echo) -> None:
             f"; against label-only: won {vs['wins']}, lost {vs['losses']} of the validation rows (p = {vs['p']:.3f})"
         )
     echo(line)
-
-
-def ship(cfg: TrainConfig, prep: Prepared, candidates: list[dict], kept: tuple, not_trained: dict | None, echo) -> dict:
-    """Mark the candidate auto ships (best_candidate) and write the student; train.json records what was not trained."""
-    best = best_candidate(candidates)
-    if best is None:
-        raise UserError(
-            "--mode auto: every candidate failed ("
-            + "; ".join(f"{c['mode']}: {c.get('failed', 'no validation accuracy')}" for c in candidates)
-            + ")"
-        )
-    for c in candidates:
-        c["selected"] = c is best
-    echo(f"auto: shipping {best['mode']}")
-    fit, attempts = kept
-    if not fit.is_main:
-        return {}
-    extra = {"selected_by": "auto", "candidates": candidates}
-    if not_trained:
-        extra["auto_skipped"] = {k: v for k, v in not_trained.items() if k != "line"}
-    return write_student(replace(cfg, mode=best["mode"]), prep, fit, attempts, extra=extra)

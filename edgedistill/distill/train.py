@@ -34,14 +34,33 @@ from transformers import PrinterCallback
 
 from .. import bounds
 from ..atomic import build_dir, write_json, write_text
-from ..choices import CANDIDATE_MODES, MIN_STEPS, RATIONALE_MODES, Mode, Numeric, Pooling, RationaleDecoder, parse
+from ..choices import RATIONALE_MODES
 from ..errors import UserError
 from ..model_dir import load_config, write_meta
 from ..task import TaskSpec, load_task
+from .config import TrainConfig
 from .model_card import _teacher, candidate_table, floor_name, floor_note, floor_warning, model_card, skipped_note
 from .progress import TrainingBar
+from .select import (
+    best_candidate,
+    binomial_tail,
+    candidate_modes,
+    leaves_no_win,
+    rows_to_win,
+    say_candidate,
+    unwinnable,
+)
 from .student import TWO_TOWER, mode_unavailable, pooling_for, save_label_model
-from .train_data import Features, Row, encode_rows, expression_rows, make_collator, training_rows, with_rationale_input
+from .train_data import (
+    SHARED_PREFIX,
+    Features,
+    Row,
+    encode_rows,
+    expression_rows,
+    make_collator,
+    training_rows,
+    with_rationale_input,
+)
 
 # The recipe for encoder students, measured on e-SNLI (1,000 PaLM-labelled rows, 3 epochs, seeds
 # 3/4/5; benchmarks/results/recipe_stability.md): the label head (and pooler) start untrained and learn
@@ -57,73 +76,6 @@ SEQ2SEQ_LR = 3e-4
 # test against 44.8 +- 1.7 % with ENCODER_LR and LAYER_DECAY, +1.2 pt paired (sd 0.2); all 9,741 rows: 47.9 +- 0.5 %,
 # and 1e-4 on every layer 4.0 / 1.6 pt below it on seeds 0 / 1 (benchmarks/results/two_tower.md).
 TWO_TOWER_LR, TWO_TOWER_LAYER_DECAY = 5e-5, 1.0
-# Shared decoder: the task prefix goes on the decoder side, after the start token, not on the input
-# as in DSS ("[label] x" / "[rationale] x"): the encoder then runs once per row, and the label path
-# a device runs (start token -> answer) is exactly a plain seq2seq model's, no prefix to remember.
-SHARED_PREFIX = "rationale:"
-
-
-@dataclass
-class TrainConfig:
-    task: str
-    annotations: str
-    out: str
-    student: str | None = None  # base model dir; default: the offline all-MiniLM-L6-v2
-    mode: Mode = Mode.AUTO
-    alpha: float = 0.5
-    epochs: float = 3.0
-    min_steps: int = MIN_STEPS  # more epochs where `epochs` would give fewer optimizer steps (epochs_for); 0: off
-    batch_size: int = 16
-    lr: float | None = None
-    max_length: int = 128
-    rationale_max_length: int = 64
-    seed: int = 0
-    eval_data: str | None = None  # gold-labelled validation data; default: carve val_fraction from training
-    data: str | None = None  # standard mode: gold labels from this file instead of the annotations
-    val_fraction: float = 0.1
-    rationale_fraction: float = 1.0  # keep rationales on this seeded fraction only (experiments)
-    max_train: int | None = None
-    decoder_layers: int = 2
-    rationale_decoder: RationaleDecoder = RationaleDecoder.SEPARATE  # seq2seq only; shared: one decoder for both (DSS)
-    grad_accum: int = 1
-    # Fraction of the training steps during which the rationale loss trains the decoder only; the
-    # encoder feels it afterwards (see RationaleWarmup).
-    rationale_warmup: float = 0.25
-    # Learning rate of the parts that start untrained (the label head, the pooler); None: lr (seq2seq)
-    # or HEAD_LR (encoder families). See param_groups.
-    head_lr: float | None = None
-    # encoder layer i (of L) learns at lr * layer_decay ** (L - 1 - i); None: LAYER_DECAY (encoder families) or 1
-    layer_decay: float | None = None
-    retries: int = 2  # retrain a run that ends at the floor this many times, each with the next seed
-    temperature: float = 2.0  # rationale-teacher: soft labels at this temperature (Hinton et al. 2015)
-    hidden_weight: float = 1.0  # rationale-teacher: weight of the [CLS]-state term beside the soft labels
-    rationale_dropout: float = 0.5  # rationale-dropout: share of steps a row is seen with its rationale
-    candidates: list[Mode] | None = None  # auto: the modes to try (default: label-only and every rationale mode)
-    # Rows whose annotation carries `label_probs` (the teacher's own distribution: logprobs, votes):
-    # label loss = (1 - soft_weight) * CE(hard label) + soft_weight * T^2 KL(teacher at T || student at T)
-    soft_weight: float = 0.5
-    soft_temperature: float = 1.0
-    min_confidence: float = 0.0  # drop rows whose teacher gave its label less than this probability
-    progress: bool = True  # one progress bar on the terminal (distill/progress.py TrainingBar)
-    # What the label head reads: mean (the token states' mean), cls (BERT's [CLS] + pooler), two-tower, or auto: the
-    # pooling the base was pretrained with (student.pooling_for). Classification and multiple choice only.
-    pooling: Pooling = Pooling.AUTO
-    numeric: Numeric = Numeric.AUTO  # how a numeric task is answered (student.family_for)
-
-    def __post_init__(self):
-        self.mode = parse(Mode, self.mode, "--mode")
-        self.rationale_decoder = parse(RationaleDecoder, self.rationale_decoder, "--rationale-decoder")
-        self.pooling = parse(Pooling, self.pooling, "--pooling")
-        self.numeric = parse(Numeric, self.numeric, "--numeric")
-        if self.candidates is not None:
-            self.candidates = [_candidate(m) for m in self.candidates]
-
-
-def _candidate(mode) -> Mode:
-    """One of auto's --candidates: a mode auto may train (not auto itself, not standard)."""
-    if mode not in CANDIDATE_MODES:
-        raise UserError(f"--candidates: {mode!r}; use modes from {', '.join(CANDIDATE_MODES)}")
-    return Mode(mode)
 
 
 def default_student() -> str:
@@ -146,8 +98,6 @@ def train(cfg: TrainConfig, echo=print) -> dict:
         echo = _quiet  # under torchrun the main process speaks for all
     try:
         if cfg.mode == "auto":
-            from .select import train_auto
-
             summary = train_auto(cfg, echo)
         else:
             summary = train_mode(cfg, echo)
@@ -322,6 +272,81 @@ def train_mode(cfg: TrainConfig, echo=print, prep: Prepared | None = None) -> di
     prep = prep or prepare(cfg)
     fit, attempts = fit_with_retries(cfg, prep, echo)
     return write_student(cfg, prep, fit, attempts) if fit.is_main else {}
+
+
+# ---------------------------------------------------------------- --mode auto (select.py: the rule)
+
+
+def train_auto(cfg: TrainConfig, echo=print) -> dict:
+    prep = prepare(cfg)
+    modes, skipped = candidate_modes(cfg, prep.family, prep.stats["with_rationale"], model_type(prep.base))
+    for mode, why in skipped.items():
+        echo(f"auto: {mode} is not a candidate for this student: {why}")
+    if not prep.stats["with_rationale"]:
+        echo(
+            "auto: the annotations hold no rationales, so only label-only is trained "
+            "(annotate with --prompt zero-shot to get them)"
+        )
+    n_val, not_trained = len(prep.val_rows), None
+    if len(modes) > 1 and n_val < rows_to_win():
+        why = f"there are {n_val} validation rows, so a rival can win at most {n_val}"
+        not_trained = unwinnable(cfg, modes[1:], n_val, n_val, why)
+        echo(not_trained["line"])
+        modes = modes[:1]
+    candidates, kept = [], (None, None)  # kept: the best candidate so far's Fit and attempts
+    for i, mode in enumerate(modes, 1):
+        echo(f"auto: candidate {i}/{len(modes)}: {mode}")
+        row, fit, attempts = train_candidate(cfg, prep, mode, echo)
+        candidates.append(row)
+        if best_candidate(candidates) is row:  # keep only the weights of the best so far
+            kept = fit, attempts
+        say_candidate(row, echo)
+        del fit
+        _free_memory()
+        if mode == "label-only" and i < len(modes) and (not_trained := leaves_no_win(cfg, row, modes[1:], n_val)):
+            echo(not_trained["line"])
+            break
+    return ship(cfg, prep, candidates, kept, not_trained, echo)
+
+
+def train_candidate(cfg: TrainConfig, prep: Prepared, mode: str, echo) -> tuple[dict, object, list | None]:
+    """Train one candidate: (its train.json row, the Fit or None where it failed, its attempts)."""
+    try:
+        fit, attempts = fit_with_retries(replace(cfg, mode=mode), prep, echo)
+    except UserError as e:
+        echo(f"auto: {mode} failed: {e}")
+        return {"mode": mode, "val_accuracy": None, "failed": str(e), "elapsed_s": None}, None, None
+    acc = fit.final_eval.get("eval_accuracy")
+    row = {
+        "mode": mode,
+        "val_accuracy": acc,
+        "val_correct": correct_bits(fit.val_correct),
+        "elapsed_s": round(sum(a["elapsed_s"] for a in attempts), 1),
+        "attempts": len(attempts),
+        **fit.extra,
+    }
+    return row, fit, attempts
+
+
+def ship(cfg: TrainConfig, prep: Prepared, candidates: list[dict], kept: tuple, not_trained: dict | None, echo) -> dict:
+    """Mark the candidate auto ships (best_candidate) and write the student; train.json records what was not trained."""
+    best = best_candidate(candidates)
+    if best is None:
+        raise UserError(
+            "--mode auto: every candidate failed ("
+            + "; ".join(f"{c['mode']}: {c.get('failed', 'no validation accuracy')}" for c in candidates)
+            + ")"
+        )
+    for c in candidates:
+        c["selected"] = c is best
+    echo(f"auto: shipping {best['mode']}")
+    fit, attempts = kept
+    if not fit.is_main:
+        return {}
+    extra = {"selected_by": "auto", "candidates": candidates}
+    if not_trained:
+        extra["auto_skipped"] = {k: v for k, v in not_trained.items() if k != "line"}
+    return write_student(replace(cfg, mode=best["mode"]), prep, fit, attempts, extra=extra)
 
 
 def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit, list[dict]]:
@@ -639,11 +664,6 @@ def _at_floor(final_eval: dict, family: str) -> bool:
     if family == "multiple-choice":  # nine in ten answers at one position: a scorer that ties every choice
         return acc <= floor or one_label
     return acc <= floor or (one_label and acc < floor + 0.02)
-
-
-def binomial_tail(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p): the one-sided exact test of k or more successes in n trials."""
-    return float(sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1)))
 
 
 FLOOR_SIGNIFICANCE = 0.05

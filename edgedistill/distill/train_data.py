@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -16,9 +15,12 @@ from ..annotations import read_annotations
 from ..edge.expressions import candidates, target
 from ..errors import UserError
 from ..task import TaskSpec
+from .config import TrainConfig
 
-if TYPE_CHECKING:
-    from .train import TrainConfig
+# Shared decoder: the task prefix goes on the decoder side, after the start token, not on the input
+# as in DSS ("[label] x" / "[rationale] x"): the encoder then runs once per row, and the label path
+# a device runs (start token -> answer) is exactly a plain seq2seq model's, no prefix to remember.
+SHARED_PREFIX = "rationale:"
 
 
 @dataclass
