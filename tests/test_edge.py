@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from edgedistill.measure.bench_report import failed_peers, place_labels, targets
 from edgedistill.edge import machine
 from edgedistill.edge.answers import accuracy, gold_of, normalize_gold
 from edgedistill.edge.families import answers_match
 from edgedistill.edge.runtime import BundleError, validate_manifest
+from edgedistill.measure.bench_report import failed_peers, place_labels, targets
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "edgedistill" / "edge"
@@ -36,7 +36,8 @@ def _imports(path: Path):
 
 
 def test_core_modules_import_only_stdlib_numpy_onnxruntime_tokenizers_and_each_other():
-    allowed = {"numpy", "onnxruntime", "tokenizers", "transformers", "psutil", "resource"}  # transformers: families.auto_model_class, lazily
+    # transformers: families.auto_model_class, lazily
+    allowed = {"numpy", "onnxruntime", "tokenizers", "transformers", "psutil", "resource"}
     for path in CORE.glob("*.py"):
         for level, name in _imports(path):
             top = name.split(".")[0]
@@ -46,21 +47,19 @@ def test_core_modules_import_only_stdlib_numpy_onnxruntime_tokenizers_and_each_o
                 assert top in allowed or top in sys.stdlib_module_names, f"{path.name}: import {name}"
 
 
-@pytest.mark.parametrize("module", ["edgedistill/edge/machine.py", "edgedistill/machine.py"])
-def test_machine_imports_resolve_and_no_error_is_swallowed(module):
+def test_machine_imports_resolve_and_no_error_is_swallowed():
     """machine.py imported a module that does not exist (`.cpu`) inside `except Exception: pass`."""
-    path = ROOT / module
-    package = ".".join(Path(module).with_suffix("").parts[:-1])
+    path = CORE / "machine.py"
     for level, name in _imports(path):
         if level:
-            base = ".".join(package.split(".")[: len(package.split(".")) - level + 1])
+            base = ".".join(["edgedistill", "edge"][: 3 - level])  # the package `level` dots name
             full = f"{base}.{name}" if name else base
-            assert importlib.util.find_spec(full) is not None, f"{module}: from {'.' * level}{name} does not exist"
+            assert importlib.util.find_spec(full) is not None, f"machine.py: from {'.' * level}{name} does not exist"
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for h in (n for n in ast.walk(tree) if isinstance(n, ast.ExceptHandler)):
         broad = h.type is None or (isinstance(h.type, ast.Name) and h.type.id in ("Exception", "BaseException"))
         silent = all(isinstance(s, ast.Pass) for s in h.body)
-        assert not (broad and silent), f"{module}:{h.lineno}: a broad except that swallows the error"
+        assert not (broad and silent), f"machine.py:{h.lineno}: a broad except that swallows the error"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,8 +76,8 @@ def avx_vnni_cpu(monkeypatch):
 def test_avx_vnni_cpu_gets_one_preset_for_bundle_optimum_peer_and_record(avx_vnni_cpu):
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-    from edgedistill.measure.bench import optimum_recipe
     from edgedistill.deploy.quantize import PRESETS, detect_preset
+    from edgedistill.measure.bench import optimum_recipe
 
     target, bundle_preset, isa = detect_preset("auto")
     assert (target, bundle_preset) == ("x86", "avx_vnni") and isa["avx_vnni"] and not isa["avx512f"]
@@ -115,8 +114,16 @@ def test_numbers_compare_by_value():
 
 def test_gold_normalisation():
     labels = ["entailment", "neutral", "contradiction"]
-    assert normalize_gold("classification", labels, 2) == "contradiction" == normalize_gold("classification", labels, " Contradiction")
-    assert normalize_gold("multiple-choice", None, "b", ["x", "y"]) == "y" == normalize_gold("multiple-choice", None, "1", ["x", "y"])
+    assert (
+        normalize_gold("classification", labels, 2)
+        == "contradiction"
+        == normalize_gold("classification", labels, " Contradiction")
+    )
+    assert (
+        normalize_gold("multiple-choice", None, "b", ["x", "y"])
+        == "y"
+        == normalize_gold("multiple-choice", None, "1", ["x", "y"])
+    )
     assert normalize_gold("multiple-choice", None, "Y", ["x", "y"]) == "y"
     assert normalize_gold("numeric", None, " 12,000 ") == "12,000"
     with pytest.raises(ValueError, match="unknown label 'maybe'"):
@@ -130,18 +137,56 @@ def test_gold_normalisation():
         gold_of(task, {"options": ["x", "y"], "answer": "q"}, "data.jsonl:3")
 
 
-def test_gold_rule_is_the_one_edgedistill_data_uses():
-    """edgedistill.data reads gold for bench; the device kit reads it with edge.answers: same answers."""
-    from edgedistill.data import normalize_gold as data_gold
+GOLD_FILES = [  # (task, rows, the golds both readers give); the gold field's forms a data file may hold
+    (
+        {"name": "t", "type": "classification", "input": "{x}", "labels": ["a", "b", "c"], "gold": "y"},
+        [{"x": "p", "y": 0}, {"x": "q", "y": "2"}, {"x": "r", "y": "B"}, {"x": "s", "y": " c "}, {"x": "t", "y": ""}],
+        ["a", "c", "b", "c", None],
+    ),
+    (
+        {"name": "t", "type": "multiple-choice", "input": "{x}", "choices": "o", "gold": "y"},  # CSV-style options too
+        [
+            {"x": "p", "o": ["yes", "no"], "y": "b"},
+            {"x": "q", "o": '["yes", "no"]', "y": "B"},
+            {"x": "r", "o": "yes|no", "y": "1"},
+            {"x": "s", "o": "Yes | No", "y": "no"},
+            {"x": "t", "o": ["yes", "no"]},
+        ],
+        ["no", "no", "no", "No", None],
+    ),
+    (
+        {"name": "t", "type": "numeric", "input": "{x}", "gold": "y"},
+        [{"x": "p", "y": "42"}, {"x": "q", "y": " 12,000 "}],
+        ["42", "12,000"],
+    ),
+]
+
+
+@pytest.mark.parametrize("spec,rows,golds", GOLD_FILES, ids=["classification", "multiple-choice", "numeric"])
+def test_bench_and_the_device_kit_read_the_same_golds_from_a_data_file(tmp_path, spec, rows, golds):
+    """bench reads a data file with edgedistill.data (load_examples); the device kit (export/run_bundle.py), which has
+    no edgedistill.data, reads it with edge.answers (read_records, gold_of, the task as a bundle's manifest holds it):
+    each row's gold comes out the same through both, and a gold that is none of the answers is refused by both, at its
+    line."""
+    from edgedistill.data import load_examples
+    from edgedistill.edge.answers import gold_of, read_records
+    from edgedistill.errors import UserError
     from edgedistill.task import task_from_dict
 
-    cls = task_from_dict({"name": "t", "type": "classification", "input": "{x}", "labels": ["a", "b", "c"]})
-    mc = task_from_dict({"name": "t", "type": "multiple-choice", "input": "{x}", "choices": "c"})
-    num = task_from_dict({"name": "t", "type": "numeric", "input": "{x}"})
-    for task, values, choices in ((cls, [0, "2", "B", " c "], None), (mc, ["a", "B", "1", "Yes"], ["yes", "no"]),
-                                  (num, ["42", " 12,000 "], None)):
-        for v in values:
-            assert normalize_gold(task.type, task.labels, v, choices) == data_gold(task, v, choices, ("f", 1, "gold"))
+    task = task_from_dict(spec)
+    manifest_task = task.to_dict()  # what export writes into manifest.json (deploy.export._task_dict)
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [e.gold for e in load_examples(task, path)] == golds
+    assert [gold_of(manifest_task, r, f"{path}:{n}") for n, r in read_records(path)] == golds
+    if task.type == "numeric":
+        return  # any non-empty text is a numeric gold to the device kit; data.py's stricter check: test_task_data
+    bad = {**rows[0], "y": "maybe"}
+    path.write_text(json.dumps(rows[0]) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(UserError, match=r"d\.jsonl:2: y: .*'maybe'"):
+        load_examples(task, path)
+    with pytest.raises(ValueError, match=r"d\.jsonl:2: y: .*'maybe'"):
+        [gold_of(manifest_task, r, f"{path}:{n}") for n, r in read_records(path)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,14 +194,22 @@ def test_gold_rule_is_the_one_edgedistill_data_uses():
 
 
 def _run(variants, rows):
-    return {"machine": {"isa": {"avx512_vnni": True}}, "variants": variants,
-            "results": [{"variant": v, "batch_size": 1, "seq_len": 128, "threads": 2, "status": "ok", "p50_ms": ms}
-                        for v, ms in rows]}
+    return {
+        "machine": {"isa": {"avx512_vnni": True}},
+        "variants": variants,
+        "results": [
+            {"variant": v, "batch_size": 1, "seq_len": 128, "threads": 2, "status": "ok", "p50_ms": ms}
+            for v, ms in rows
+        ],
+    }
 
 
 def test_fastest_target_fails_when_a_peer_failed_to_build():
-    variants = [{"name": "torch-fp32", "status": "ok"}, {"name": "bundle", "status": "ok"},
-                {"name": "optimum-int8", "status": "failed", "reason": "optimum quantization failed: RuntimeError: boom"}]
+    variants = [
+        {"name": "torch-fp32", "status": "ok"},
+        {"name": "bundle", "status": "ok"},
+        {"name": "optimum-int8", "status": "failed", "reason": "optimum quantization failed: RuntimeError: boom"},
+    ]
     met = {t["target"]: t for t in targets(_run(variants, [("torch-fp32", 10.0), ("bundle", 2.0)]))}
     fastest = met["fastest variant measured"]
     assert fastest["met"] is False and fastest["value"].startswith("not measured: optimum INT8 (default) failed")
@@ -164,20 +217,38 @@ def test_fastest_target_fails_when_a_peer_failed_to_build():
     peer = met["not slower than optimum INT8 (default)"]
     assert peer["met"] is False and peer["value"].startswith("not measured")
     # all peers failed: still said, not silently dropped
-    only = targets(_run([{"name": "bundle", "status": "ok"}, {"name": "ort-fp32", "status": "failed", "reason": "x"}],
-                        [("bundle", 2.0)]))
-    assert [(t["target"], t["met"]) for t in only] == [("not slower than ORT FP32", False), ("fastest variant measured", False)]
+    only = targets(
+        _run(
+            [{"name": "bundle", "status": "ok"}, {"name": "ort-fp32", "status": "failed", "reason": "x"}],
+            [("bundle", 2.0)],
+        )
+    )
+    assert [(t["target"], t["met"]) for t in only] == [
+        ("not slower than ORT FP32", False),
+        ("fastest variant measured", False),
+    ]
 
 
 def test_fastest_target_with_skipped_or_measured_peers():
-    variants = [{"name": "torch-fp32", "status": "ok"}, {"name": "bundle", "status": "ok"},
-                {"name": "ort-fp32", "status": "skipped", "reason": "seq2seq"}]
+    variants = [
+        {"name": "torch-fp32", "status": "ok"},
+        {"name": "bundle", "status": "ok"},
+        {"name": "ort-fp32", "status": "skipped", "reason": "seq2seq"},
+    ]
     met = {t["target"]: t for t in targets(_run(variants, [("torch-fp32", 10.0), ("bundle", 2.0)]))}
-    assert met["fastest variant measured"] == {**met["fastest variant measured"], "met": True, "value": "bundle (edgedistill)"}
+    assert met["fastest variant measured"] == {
+        **met["fastest variant measured"],
+        "met": True,
+        "value": "bundle (edgedistill)",
+    }
     # a peer whose timing failed at the headline shape is failed there too
     run = _run(variants, [("torch-fp32", 10.0), ("bundle", 2.0)])
-    run["results"].append({"variant": "torch-int8", "batch_size": 1, "seq_len": 128, "threads": 2, "status": "failed", "error": "OOM"})
-    assert failed_peers(run, {"batch_size": 1, "seq_len": 128, "threads": 2}) == {"torch-int8": "failed at this shape (OOM)"}
+    run["results"].append(
+        {"variant": "torch-int8", "batch_size": 1, "seq_len": 128, "threads": 2, "status": "failed", "error": "OOM"}
+    )
+    assert failed_peers(run, {"batch_size": 1, "seq_len": 128, "threads": 2}) == {
+        "torch-int8": "failed at this shape (OOM)"
+    }
     assert {t["target"]: t["met"] for t in targets(run)}["fastest variant measured"] is False
 
 
@@ -186,8 +257,10 @@ def test_fastest_target_with_skipped_or_measured_peers():
 
 
 def _boxes(points, sizes, offsets):
-    return [(x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2)
-            for (x, y), (w, h), (dx, dy) in zip(points, sizes, offsets)]
+    return [
+        (x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2)
+        for (x, y), (w, h), (dx, dy) in zip(points, sizes, offsets)
+    ]
 
 
 def _overlap(a, b):
@@ -213,7 +286,7 @@ def test_labels_of_close_points_do_not_overlap():
 
 def test_labels_stay_inside_the_axes():
     offsets = place_labels([(595.0, 295.0)], [(80.0, 20.0)], marker=5.0, bounds=(0, 0, 600, 300))
-    (x0, y0, x1, y1), = _boxes([(595.0, 295.0)], [(80.0, 20.0)], offsets)
+    ((x0, y0, x1, y1),) = _boxes([(595.0, 295.0)], [(80.0, 20.0)], offsets)
     assert x0 >= 0 and x1 <= 600 and y0 >= 0 and y1 <= 300
 
 
@@ -224,14 +297,30 @@ def test_labels_stay_inside_the_axes():
 def test_run_bundle_defines_no_shared_helper():
     tree = ast.parse((ROOT / "export" / "run_bundle.py").read_text(encoding="utf-8"))
     defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    shared = {"same_number", "normalize_gold", "summarize", "shape_feeds", "synthetic_texts", "peak_rss_mb", "rss_mb",
-              "time_calls", "time_interleaved", "machine_record", "isa_features", "fit", "encode", "load_runtime"}
+    shared = {
+        "same_number",
+        "normalize_gold",
+        "summarize",
+        "shape_feeds",
+        "synthetic_texts",
+        "peak_rss_mb",
+        "rss_mb",
+        "time_calls",
+        "time_interleaved",
+        "machine_record",
+        "isa_features",
+        "fit",
+        "encode",
+        "load_runtime",
+    }
     assert not defined & shared
 
 
 def test_duplicates_finds_nothing_shared_between_export_and_edgedistill():
     try:
-        proc = subprocess.run(["duplicates", "--most", "200", "--seconds", "60"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            ["duplicates", "--most", "200", "--seconds", "60"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
     except FileNotFoundError:
         pytest.skip("the duplicates tool is not on PATH here")
     pairs = [line for line in proc.stdout.splitlines() if line.startswith("D")]
@@ -244,12 +333,24 @@ def test_duplicates_finds_nothing_shared_between_export_and_edgedistill():
 
 def _manifest(family: str, **changes) -> dict:
     sha = {"sha256": "0" * 64, "bytes": 1}
-    models = {"seq2seq": {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx",
-                          "decoder_with_past": "decoder_with_past_model.onnx"}}.get(family, {"model": "model.onnx"})
-    m = {"format_version": 1, "family": family, "max_length": 128,
-         "task": {"name": "t", "type": {"seq2seq": "numeric"}.get(family, "multiple-choice"), "input": "{question}"},
-         "tokenizer": {"file": "tokenizer.json", "pad_token_id": 0}, "models": models, "labels": None,
-         "files": {name: sha for name in [*models.values(), "tokenizer.json"]}, "quantization": {"mode": "none"}}
+    models = {
+        "seq2seq": {
+            "encoder": "encoder_model.onnx",
+            "decoder": "decoder_model.onnx",
+            "decoder_with_past": "decoder_with_past_model.onnx",
+        }
+    }.get(family, {"model": "model.onnx"})
+    m = {
+        "format_version": 1,
+        "family": family,
+        "max_length": 128,
+        "task": {"name": "t", "type": {"seq2seq": "numeric"}.get(family, "multiple-choice"), "input": "{question}"},
+        "tokenizer": {"file": "tokenizer.json", "pad_token_id": 0},
+        "models": models,
+        "labels": None,
+        "files": {name: sha for name in [*models.values(), "tokenizer.json"]},
+        "quantization": {"mode": "none"},
+    }
     if family == "seq2seq":
         m.update(decoder_start_token_id=0, eos_token_id=1)
     return {**m, **changes}
@@ -261,15 +362,19 @@ def test_manifest_rules_of_seq2seq_and_multiple_choice_bundles():
     no_past = _manifest("seq2seq")
     del no_past["models"]["decoder_with_past"]
     validate_manifest(no_past)  # bert2bert: no decoder with past keys/values
-    bad = [(_manifest("seq2seq", decoder_start_token_id="0"), r"`decoder_start_token_id` must be a token id"),
-           (_manifest("seq2seq", eos_token_id=None), r"`eos_token_id` must be a token id"),
-           (_manifest("seq2seq", max_answer_tokens=0), r"`max_answer_tokens` must be an integer from 1"),
-           (_manifest("seq2seq", models={"encoder": "encoder_model.onnx"}), r"`models\.decoder` must be the file"),
-           (_manifest("multiple-choice", labels=["a", "a"]), r"`labels` must be a list .* or null"),
-           (_manifest("multiple-choice", task={"type": "multiple-choice", "input": "{q}", "choices": 3}),
-            r"`task\.choices` must be the name"),
-           (_manifest("multiple-choice", task={"type": "regression", "input": "{q}"}), r"`task\.type` must be one of"),
-           (_manifest("multiple-choice", files={"model.onnx": "0" * 64}), r'`files\["model\.onnx"\]` must be an object')]
+    bad = [
+        (_manifest("seq2seq", decoder_start_token_id="0"), r"`decoder_start_token_id` must be a token id"),
+        (_manifest("seq2seq", eos_token_id=None), r"`eos_token_id` must be a token id"),
+        (_manifest("seq2seq", max_answer_tokens=0), r"`max_answer_tokens` must be an integer from 1"),
+        (_manifest("seq2seq", models={"encoder": "encoder_model.onnx"}), r"`models\.decoder` must be the file"),
+        (_manifest("multiple-choice", labels=["a", "a"]), r"`labels` must be a list .* or null"),
+        (
+            _manifest("multiple-choice", task={"type": "multiple-choice", "input": "{q}", "choices": 3}),
+            r"`task\.choices` must be the name",
+        ),
+        (_manifest("multiple-choice", task={"type": "regression", "input": "{q}"}), r"`task\.type` must be one of"),
+        (_manifest("multiple-choice", files={"model.onnx": "0" * 64}), r'`files\["model\.onnx"\]` must be an object'),
+    ]
     for manifest, message in bad:
         with pytest.raises(BundleError, match=message):
             validate_manifest(manifest)

@@ -4,19 +4,25 @@
 import json
 
 import numpy as np
-
 import pytest
+import tiny
 import torch
 from click.testing import CliRunner
-
-import tiny
-from edgedistill.cli import main
-from edgedistill.deploy.export import summary_lines
-from edgedistill.deploy.export import ExportConfig, export_bundle
-from edgedistill.deploy.onnx_export import export_onnx
-from edgedistill.deploy.quantize import FP32_LADDER, KL_BUDGET, PRESETS, QuantPlan, detect_preset, rank_sensitivity, weight_matmuls
-from edgedistill.runtime import EdgeModel
 from test_export import sentences
+
+from edgedistill.cli import main
+from edgedistill.deploy.export import ExportConfig, export_bundle, summary_lines
+from edgedistill.deploy.onnx_export import export_onnx
+from edgedistill.deploy.quantize import (
+    FP32_LADDER,
+    KL_BUDGET,
+    PRESETS,
+    QuantPlan,
+    detect_preset,
+    rank_sensitivity,
+    weight_matmuls,
+)
+from edgedistill.runtime import EdgeModel
 
 BROKEN = "/bert/encoder/layer.1/intermediate/dense/MatMul"
 
@@ -52,7 +58,9 @@ def models(tmp_path_factory):
 
 def export(models, name, out, **kw):
     """The bundle of models/NAME. The ranking tests pass smooth=0: smoothing changes which MatMuls INT8 hurts."""
-    cfg = ExportConfig(model=str(models / name), out=str(out), parity_data=str(models / "texts.jsonl"), parity_samples=60, **kw)
+    cfg = ExportConfig(
+        model=str(models / name), out=str(out), parity_data=str(models / "texts.jsonl"), parity_samples=60, **kw
+    )
     return export_bundle(cfg, echo=lambda *_: None)
 
 
@@ -66,7 +74,8 @@ def feeds(models, name, n=32):
 
 def test_ranking_puts_the_sensitive_matmul_first(models, tmp_path):
     onnx_path = export_onnx(models / "broken", tmp_path / "onnx", "sequence-classification")["model"]
-    assert BROKEN in weight_matmuls(onnx_path) and len(weight_matmuls(onnx_path)) == 14  # 2 layers x 6, pooler, classifier
+    # 2 layers x 6, pooler, classifier
+    assert BROKEN in weight_matmuls(onnx_path) and len(weight_matmuls(onnx_path)) == 14
     # this CPU's preset, as export picks it: a VNNI preset (no reduce_range) run on an AVX2-only CPU saturates
     # vpmaddubsw in every MatMul, and the ranking then measures that (BROKEN first, but only 1.6x the next)
     target, preset, _ = detect_preset("x86")
@@ -87,9 +96,12 @@ def test_auto_keeps_exactly_the_chosen_nodes_fp32_and_parity_holds(models, tmp_p
     # all-INT8 misses the KL budget by far (the labels of this tiny model are too decisive to flip); top 1 FP32 meets it
     assert kept["ladder"][0]["kl"] > 3 * KL_BUDGET and kept["ladder"][1]["kl"] < KL_BUDGET / 3
     assert kept["ranking"][0]["node"] == BROKEN and len(kept["ranking"]) == 14
-    assert any(n.startswith("kept the 1 most INT8-sensitive MatMuls FP32 (" + BROKEN) and "p50 x" in n for n in q["notes"])
+    assert any(
+        n.startswith("kept the 1 most INT8-sensitive MatMuls FP32 (" + BROKEN) and "p50 x" in n for n in q["notes"]
+    )
     assert m["parity"]["int8_agreement"] >= 0.99
-    # what ships is that plan: the graph still has the broken MatMul in FP32, every other weight MatMul (and Gemm) quantized
+    # what ships is that plan: the graph still has the broken MatMul in FP32, every other weight MatMul (and Gemm)
+    # quantized
     import onnx
 
     g = onnx.load(str(tmp_path / "b" / "model.onnx")).graph
@@ -103,6 +115,9 @@ def test_n_keeps_the_top_n(models, tmp_path):
     kept = m["quantization"]["fp32_matmuls"]
     assert kept["k"] == 2 and kept["nodes"][0] == BROKEN and m["quantization"]["nodes_to_exclude"] == kept["nodes"]
     assert [r["k"] for r in kept["ladder"]] == [0, 2]  # the all-INT8 cost baseline and the chosen k
+    # what ships: those 2 FP32 (a Gemm as the `<name>_MatMul` the quantizer makes of it), the other 12 of 14 INT8
+    fp32, int8 = fp32_and_int8_matmuls(tmp_path / "b")
+    assert sorted(fp32) == sorted(n + "_MatMul" if n.endswith("Gemm") else n for n in kept["nodes"]) and int8 == 12
 
 
 def test_auto_on_a_healthy_model_keeps_nothing_and_default_does_not_rank(models, tmp_path):
@@ -136,38 +151,80 @@ def test_composes_with_the_fp32_embeddings_retry(models, tmp_path, monkeypatch):
     assert any("embeddings kept FP32" in n for n in q["notes"]) and m["parity"]["int8_agreement"] >= 0.99
 
 
-@pytest.mark.parametrize("args,message", [(["--int8-fp32", "some"], "is not a count of MatMuls or auto"),
-                                          (["--int8-fp32", "2", "--quantize", "none"], "needs --quantize int8")])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--int8-fp32", "some"], "is not a count of MatMuls or auto"),
+        (["--int8-fp32", "2", "--quantize", "none"], "needs --quantize int8"),
+    ],
+)
 def test_cli_rejects_bad_values(models, tmp_path, args, message):
-    r = CliRunner().invoke(main, ["export", str(models / "cls"), "--out", str(tmp_path / "x"),
-                                  "--parity-data", str(models / "texts.jsonl"), *args])
+    r = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(models / "cls"),
+            "--out",
+            str(tmp_path / "x"),
+            "--parity-data",
+            str(models / "texts.jsonl"),
+            *args,
+        ],
+    )
     assert r.exit_code != 0 and message in r.output
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_help_documents_the_flag():
-    r = CliRunner().invoke(main, ["export", "--help"])
-    assert "--int8-fp32 N|auto" in r.output and "--min-agreement" in r.output
+def fp32_and_int8_matmuls(bundle) -> tuple[list[str], int]:
+    """What the bundle's graph runs: its weight MatMuls left FP32 (node names; a MatMul reading an initializer), and
+    how many weight MatMuls (and Gemms) it runs INT8 (MatMulInteger)."""
+    import onnx
+
+    g = onnx.load(str(bundle / "model.onnx")).graph
+    weights = {i.name for i in g.initializer}
+    fp32 = [n.name for n in g.node if n.op_type == "MatMul" and weights & set(n.input)]
+    return fp32, sum(n.op_type == "MatMulInteger" for n in g.node)
 
 
-def test_cli_prints_what_was_kept(models, tmp_path):
-    r = CliRunner().invoke(main, ["export", str(models / "broken"), "--out", str(tmp_path / "b"),
-                                  "--parity-data", str(models / "texts.jsonl"), "--int8-fp32", "1"])
+def test_cli_keeps_the_n_most_sensitive_matmuls_fp32_in_the_bundle_and_says_so(models, tmp_path):
+    """`--int8-fp32 1`, as the help says: the one MatMul whose INT8 moves the output most stays FP32 in the written
+    graph (every other weight MatMul INT8), the manifest names it, and the CLI prints what was kept."""
+    r = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(models / "broken"),
+            "--out",
+            str(tmp_path / "b"),
+            "--parity-data",
+            str(models / "texts.jsonl"),
+            "--int8-fp32",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "MatMuls kept FP32" in r.output and "1 (--int8-fp32 1)" in r.output and "of all-INT8" in r.output
+    assert fp32_and_int8_matmuls(tmp_path / "b") == ([BROKEN], 13)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["quantization"]["nodes_to_exclude"] == [BROKEN]
 
 
 def test_pick_k_takes_the_smallest_k_meeting_both_and_flags_a_miss():
     from edgedistill.deploy.quantize import pick_k
 
-    ladder = [{"k": 0, "agreement": 0.97, "kl": 3e-3}, {"k": 1, "agreement": 0.995, "kl": 2e-3},
-              {"k": 2, "agreement": 0.99, "kl": 9e-4}, {"k": 3, "agreement": 0.998, "kl": 5e-4}]
+    ladder = [
+        {"k": 0, "agreement": 0.97, "kl": 3e-3},
+        {"k": 1, "agreement": 0.995, "kl": 2e-3},
+        {"k": 2, "agreement": 0.99, "kl": 9e-4},
+        {"k": 3, "agreement": 0.998, "kl": 5e-4},
+    ]
     assert pick_k(ladder, 0.99)["k"] == 2 and pick_k(ladder, 0.99)["met"] is True
     missed = pick_k(ladder, 0.999)
     assert missed["k"] == 3 and missed["met"] is False
 
 
 # ---------------------------------------------------------------- --smooth
+
 
 def outlier_graph(path, producer, channels=64, outlier=100.0):
     """x [1, T, 64] -> MatMul(W [64, 16]) -> y, where x's channel 0 is `outlier` times the others while W's row 0 is
@@ -185,8 +242,11 @@ def outlier_graph(path, producer, channels=64, outlier=100.0):
     w[0] /= outlier
     gain = np.ones(channels, np.float32)
     gain[0] = outlier
-    consts = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(gain, "gain"),
-              numpy_helper.from_array(rng.normal(0, 0.1, channels).astype(np.float32), "bias")]
+    consts = [
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(gain, "gain"),
+        numpy_helper.from_array(rng.normal(0, 0.1, channels).astype(np.float32), "bias"),
+    ]
     nodes = [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")]
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, None, 16])]
     if producer != "input":
@@ -220,8 +280,10 @@ def kinds(**counts):
     return {k: counts.get(k, 0) for k in SITE_KINDS}
 
 
-@pytest.mark.parametrize("producer,kind,ops", [("input", "mul", ["Mul", "MatMul"]),
-                                               ("layernorm", "layernorm", ["LayerNormalization", "MatMul"])])
+@pytest.mark.parametrize(
+    "producer,kind,ops",
+    [("input", "mul", ["Mul", "MatMul"]), ("layernorm", "layernorm", ["LayerNormalization", "MatMul"])],
+)
 def test_smoothing_keeps_the_fp32_function_and_cuts_the_int8_error(tmp_path, producer, kind, ops):
     """A LayerNorm takes 1/s into its gain and bias (no Mul at run time); a graph input needs an explicit Mul."""
     import onnx
@@ -263,8 +325,12 @@ def test_what_cannot_fold_is_left_alone_without_muls_and_a_residual_consumer_blo
     )
 
     feeds = outlier_graph(tmp_path / "in.onnx", "input")
-    info = smooth_activations(tmp_path / "in.onnx", tmp_path / "in-folded.onnx",
-                              smoothing_sites(tmp_path / "in.onnx", feeds, SMOOTH_ALPHA, 1), muls=False)
+    info = smooth_activations(
+        tmp_path / "in.onnx",
+        tmp_path / "in-folded.onnx",
+        smoothing_sites(tmp_path / "in.onnx", feeds, SMOOTH_ALPHA, 1),
+        muls=False,
+    )
     assert info == {"matmuls": 0, "inputs": 0, "sites": kinds(unsmoothed=1)}
     assert onnx.load(str(tmp_path / "in-folded.onnx")).graph == onnx.load(str(tmp_path / "in.onnx")).graph
 
@@ -314,8 +380,10 @@ def test_a_bert_graph_folds_the_attention_output_input_into_the_value_projection
     before, after = onnx.load(str(src)).graph, onnx.load(str(tmp_path / "folded.onnx")).graph
     assert [n.op_type for n in after.node] == [n.op_type for n in before.node]  # nothing added at run time
     assert output_change(src, tmp_path / "folded.onnx", fs, threads=1) < 1e-4
-    top = {name: activation_stats(onnx.load(str(path)), list(folded), [], fs, threads=1)[0]
-           for name, path in (("before", src), ("after", tmp_path / "folded.onnx"))}
+    top = {
+        name: activation_stats(onnx.load(str(path)), list(folded), [], fs, threads=1)[0]
+        for name, path in (("before", src), ("after", tmp_path / "folded.onnx"))
+    }
     for x, site in folded.items():
         assert not np.allclose(site.scale, 1)
         np.testing.assert_allclose(top["after"][x] * site.scale, top["before"][x], rtol=1e-4)
@@ -325,8 +393,10 @@ def fake_drift(default=None, **kl):
     """int8_drift as export calls it (its work dir is drift/<graph>: unsmoothed, folded, muls_GROUP for one Mul
     group, muls_G1+G2 for the groups kept so far), with fixed answers (`default` for graphs not named): a tiny
     random model's INT8 drift is too small and too preset-dependent to say whether smoothing helps it."""
+
     def drift(src, plan, feeds, work, threads=2, ref=None):
         return kl[work.name] if default is None else kl.get(work.name, default)
+
     return drift
 
 
@@ -351,21 +421,39 @@ def test_export_ships_the_folded_graph_when_it_lowers_the_drift_and_the_muls_do_
     from edgedistill.deploy.quantize import MUL_KL_GAIN, SMOOTH_ALPHA
 
     with_muls = 4e-4 / MUL_KL_GAIN * 1.1  # not enough, even with every group
-    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(
-        unsmoothed=1e-3, folded=4e-4, **GROUP_KL,
-        **{"muls_qkv_in+ffn_in": 2.6e-4, "muls_qkv_in+ffn_in+ffn_out": with_muls}))
+    monkeypatch.setattr(
+        export_mod,
+        "int8_drift",
+        fake_drift(
+            unsmoothed=1e-3,
+            folded=4e-4,
+            **GROUP_KL,
+            **{"muls_qkv_in+ffn_in": 2.6e-4, "muls_qkv_in+ffn_in+ffn_out": with_muls},
+        ),
+    )
     m = export(models, "cls", tmp_path / "a")
     sm = m["quantization"]["smooth"]
     # 2 layers: the attention output's input folds into V; the Q/K/V and FFN inputs (LayerNorm + residual) and the
     # FFN output's (GELU) cannot, and their Muls, added group by group, did not cut the drift MUL_KL_GAIN times
     width = sm["mul_groups"]["qkv_in"]["width"]
-    assert sm == {"alpha": SMOOTH_ALPHA, "graph": "folded", "matmuls": 2, "inputs": 2,
-                  "sites": kinds(linear=2, unsmoothed=6), "calibration_inputs": 60, "kl_unsmoothed": 1e-3,
-                  "kl_smoothed": 4e-4, "kl_folded": 4e-4, "kl_with_muls": round(with_muls, 8),
-                  "mul_groups": {"qkv_in": {"inputs": 2, "width": width, "kl": 3e-4, "kept": False},
-                                 "ffn_in": {"inputs": 2, "width": width, "kl": 3.1e-4, "kept": False},
-                                 "ffn_out": {"inputs": 2, "width": 2 * width, "kl": 2.5e-4, "kept": False}},
-                  "mul_kl_gain": MUL_KL_GAIN}
+    assert sm == {
+        "alpha": SMOOTH_ALPHA,
+        "graph": "folded",
+        "matmuls": 2,
+        "inputs": 2,
+        "sites": kinds(linear=2, unsmoothed=6),
+        "calibration_inputs": 60,
+        "kl_unsmoothed": 1e-3,
+        "kl_smoothed": 4e-4,
+        "kl_folded": 4e-4,
+        "kl_with_muls": round(with_muls, 8),
+        "mul_groups": {
+            "qkv_in": {"inputs": 2, "width": width, "kl": 3e-4, "kept": False},
+            "ffn_in": {"inputs": 2, "width": width, "kl": 3.1e-4, "kept": False},
+            "ffn_out": {"inputs": 2, "width": 2 * width, "kl": 2.5e-4, "kept": False},
+        },
+        "mul_kl_gain": MUL_KL_GAIN,
+    }
     note = next(n for n in m["quantization"]["notes"] if n.startswith("activations smoothed before INT8"))
     assert "no run-time cost" in note and "2 into a linear op" in note and "unsmoothed 1.0e-03; folded 4.0e-04" in note
     shipped = tmp_path / "a" / "model.onnx"
@@ -380,16 +468,21 @@ def test_export_keeps_the_cheapest_mul_groups_that_cut_the_drift_enough(models, 
     from edgedistill.deploy.quantize import MUL_KL_GAIN
 
     # Q/K/V's Muls alone do not pay, with FFN-in's they do: the wider FFN-out group is never measured with them
-    monkeypatch.setattr(export_mod, "int8_drift", fake_drift(
-        unsmoothed=1e-3, folded=4e-4, **GROUP_KL, **{"muls_qkv_in+ffn_in": 4e-4 / MUL_KL_GAIN}))
+    monkeypatch.setattr(
+        export_mod,
+        "int8_drift",
+        fake_drift(unsmoothed=1e-3, folded=4e-4, **GROUP_KL, **{"muls_qkv_in+ffn_in": 4e-4 / MUL_KL_GAIN}),
+    )
     m = export(models, "cls", tmp_path / "m")
     sm = m["quantization"]["smooth"]
     assert sm["graph"] == "with_muls" and sm["sites"] == kinds(linear=2, mul=4, unsmoothed=2) and sm["matmuls"] == 10
     assert sm["kl_smoothed"] == sm["kl_with_muls"] == 2e-4
     assert {grp: g["kept"] for grp, g in sm["mul_groups"].items()} == {"qkv_in": True, "ffn_in": True, "ffn_out": False}
     assert any("4 Muls at run time" in n for n in m["quantization"]["notes"])
-    assert any("10 MatMuls, 6 inputs (2 folded, 4 by a Mul at run time (qkv_in, ffn_in))" in line
-               for line in summary_lines(m, tmp_path / "m"))
+    assert any(
+        "10 MatMuls, 6 inputs (2 folded, 4 by a Mul at run time (qkv_in, ffn_in))" in line
+        for line in summary_lines(m, tmp_path / "m")
+    )
     shipped = tmp_path / "m" / "model.onnx"
     assert sum(n.name.endswith("_smooth") for n in onnx.load(str(shipped)).graph.node) == 4
     # the Q/K/V and FFN inputs of both layers, whose LayerNorms also feed residual Adds; not GELU's output
@@ -404,8 +497,10 @@ def test_export_keeps_the_graph_unsmoothed_when_smoothing_raises_the_drift_or_is
     monkeypatch.setattr(export_mod, "int8_drift", fake_drift(6e-4, unsmoothed=1e-3, folded=2e-3))
     worse = export(models, "cls", tmp_path / "w")
     assert worse["quantization"]["smooth"] is None
-    assert any(n.startswith("activations not smoothed: alpha 0.8 did not lower") and "with muls 6.0e-04" in n
-               for n in worse["quantization"]["notes"])
+    assert any(
+        n.startswith("activations not smoothed: alpha 0.8 did not lower") and "with muls 6.0e-04" in n
+        for n in worse["quantization"]["notes"]
+    )
 
     def never(*a, **k):
         raise AssertionError("--smooth 0 measured the drift")
@@ -445,8 +540,19 @@ def test_static_int8_says_it_is_not_smoothed(models, tmp_path):
 
 
 def test_cli_rejects_an_alpha_outside_0_1(models, tmp_path):
-    r = CliRunner().invoke(main, ["export", str(models / "cls"), "--out", str(tmp_path / "x"),
-                                  "--parity-data", str(models / "texts.jsonl"), "--smooth", "1.5"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(models / "cls"),
+            "--out",
+            str(tmp_path / "x"),
+            "--parity-data",
+            str(models / "texts.jsonl"),
+            "--smooth",
+            "1.5",
+        ],
+    )
     assert r.exit_code != 0 and "'--smooth': 1.5 is not in the range 0<=x<=1" in r.output
     assert not (tmp_path / "x").exists()
 

@@ -5,19 +5,20 @@ through train, strip, vocabulary trimming, export and the runtime, which read th
 import json
 
 import pytest
-import torch
-
 import tiny
+import torch
+from test_pooling import assert_the_rationales_did_their_part, watch_training
+from test_train import LABELS, NLI_TASK, write_annotations
+
+from edgedistill.compress.vocabulary import trim_vocabulary
 from edgedistill.data import Example
 from edgedistill.deploy.export import ExportConfig, export_bundle
-from edgedistill.compress.vocabulary import trim_vocabulary
 from edgedistill.distill.strip import strip_student
-from edgedistill.distill.student import TWO_TOWER_SCALE, build_label_model, mean_states, pair_template
+from edgedistill.distill.student import TWO_TOWER_SCALE, build_label_model, load_label_model, mean_states, pair_template
 from edgedistill.distill.train import TrainConfig, train
 from edgedistill.errors import UserError
 from edgedistill.evaluate import predict_labels
 from edgedistill.task import load_task
-from test_train import LABELS, NLI_TASK, write_annotations
 
 PLACES = ["park", "house", "street"]
 
@@ -31,22 +32,57 @@ def data(tmp_path_factory):
     with open(d / "mc.jsonl", "w") as f:
         for i in range(48):
             place = PLACES[i % 3]
-            f.write(json.dumps({"id": str(i), "input": f"where is the {place} dog", "choices": PLACES, "label": place,
-                                "gold": place, "status": "ok", "rationale": f"the dog is at the {place}"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": str(i),
+                        "input": f"where is the {place} dog",
+                        "choices": PLACES,
+                        "label": place,
+                        "gold": place,
+                        "status": "ok",
+                        "rationale": f"the dog is at the {place}",
+                    }
+                )
+                + "\n"
+            )
     (d / "nli.yaml").write_text(NLI_TASK)
     write_annotations(d / "nli.jsonl")
     with open(d / "pairs.jsonl", "w") as f:  # text pairs: the label is read off the second text
         for i in range(48):
             label = LABELS[i % 3]
-            f.write(json.dumps({"id": str(i), "input": f"the dog is in the {PLACES[i // 3 % 3]} [SEP] {label} dog happy",
-                                "label": label, "gold": label, "status": "ok", "rationale": f"the dog is {label}"}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "id": str(i),
+                        "input": f"the dog is in the {PLACES[i // 3 % 3]} [SEP] {label} dog happy",
+                        "label": label,
+                        "gold": label,
+                        "status": "ok",
+                        "rationale": f"the dog is {label}",
+                    }
+                )
+                + "\n"
+            )
     return d
 
 
 def _train(data, out, **kw):
-    args = dict(task=str(data / "mc.yaml"), annotations=str(data / "mc.jsonl"), out=str(out), student=str(data / "sent"),
-                mode="label-only", epochs=8, batch_size=8, lr=5e-3, head_lr=5e-3, layer_decay=1.0, pooling="two-tower",
-                progress=False, min_steps=0)
+    args = dict(
+        task=str(data / "mc.yaml"),
+        annotations=str(data / "mc.jsonl"),
+        out=str(out),
+        student=str(data / "sent"),
+        mode="label-only",
+        epochs=8,
+        batch_size=8,
+        lr=5e-3,
+        head_lr=5e-3,
+        layer_decay=1.0,
+        pooling="two-tower",
+        progress=False,
+        min_steps=0,
+    )
     return train(TrainConfig(**{**args, **kw}), echo=lambda *_: None)
 
 
@@ -75,29 +111,44 @@ def _cls_in_pair_template(model_dir) -> int:
 
 @pytest.mark.parametrize("base", BASES)
 def test_one_pass_scores_each_text_as_if_encoded_alone(data, base):
-    """The packed pair [CLS] q [SEP] [CLS] c [SEP] gives exactly 20 x cos(mean(q alone), mean(c alone)), with padding."""
+    """The packed pair [CLS] q [SEP] [CLS] c [SEP] gives exactly 20 x cos(mean(q alone), mean(c alone)), with
+    padding."""
     from transformers import AutoModel, AutoTokenizer
 
     torch.manual_seed(0)
     model = build_label_model(data / base, "multiple-choice", None, pooling="two-tower").eval()
     plain = AutoTokenizer.from_pretrained(data / base)
     tok = pair_template(AutoTokenizer.from_pretrained(data / base), "two-tower")
-    questions, choices = ["where is the dog", "the cat is happy in the park with a dog"], [["park", "the big house"], ["street", "dog"]]
-    enc = tok([q for q in questions for _ in range(2)], [c for cs in choices for c in cs], padding=True, return_tensors="pt")
+    questions, choices = (
+        ["where is the dog", "the cat is happy in the park with a dog"],
+        [["park", "the big house"], ["street", "dog"]],
+    )
+    enc = tok(
+        [q for q in questions for _ in range(2)], [c for cs in choices for c in cs], padding=True, return_tensors="pt"
+    )
     cls, sep = tok.cls_token, tok.sep_token
     assert tok.convert_ids_to_tokens(enc["input_ids"][0])[:7] == [cls, "where", "is", "the", "dog", sep, cls]
     with torch.no_grad():
         logits = model(**{k: v.view(2, 2, -1) for k, v in enc.items()}).logits
     encoder = AutoModel.from_pretrained(data / base).eval()  # the untrained student's encoder, as transformers runs it
+    assert torch.allclose(logits, _scores_by_hand(encoder, plain, questions, choices), atol=1e-4)
+
+
+def _scores_by_hand(encoder, tok, questions, choices):
+    """20 x the cosine of the question's and each choice's mean states, each text encoded alone by `encoder`."""
 
     def embed(text):
-        b = plain([text], return_tensors="pt")
+        b = tok([text], return_tensors="pt")
         with torch.no_grad():
-            return mean_states(encoder(**b).last_hidden_state, b["attention_mask"])[0]
+            states = encoder(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+        return mean_states(states, b["attention_mask"])[0]
 
-    by_hand = torch.tensor([[TWO_TOWER_SCALE * torch.cosine_similarity(embed(q), embed(c), dim=0) for c in cs]
-                            for q, cs in zip(questions, choices)])
-    assert torch.allclose(logits, by_hand, atol=1e-4)
+    return torch.tensor(
+        [
+            [TWO_TOWER_SCALE * torch.cosine_similarity(embed(q), embed(c), dim=0) for c in cs]
+            for q, cs in zip(questions, choices)
+        ]
+    )
 
 
 @pytest.mark.parametrize("base", BASES)
@@ -112,46 +163,113 @@ def test_two_tower_student_trains_strips_trims_and_exports(data, tmp_path, base)
     assert sum(p == e.gold for p, e in zip(predicted, exs)) / len(exs) > 0.6  # chance 1/3
     trim_vocabulary(stripped, [e.input for e in exs] + PLACES, tmp_path / "trimmed", common=0)
     assert predict_labels(tmp_path / "trimmed", task, exs) == predicted
-    m = export_bundle(ExportConfig(model=str(tmp_path / "trimmed"), out=str(tmp_path / "bundle"), quantize="none",
-                                   parity_data=str(data / "mc.jsonl"), parity_samples=12), echo=lambda *_: None)
+    m = export_bundle(
+        ExportConfig(
+            model=str(tmp_path / "trimmed"),
+            out=str(tmp_path / "bundle"),
+            quantize="none",
+            parity_data=str(data / "mc.jsonl"),
+            parity_samples=12,
+        ),
+        echo=lambda *_: None,
+    )
     # parity compares the graph with the two-tower torch model; a joint-text graph would not match
     assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4
-    assert predict_labels(tmp_path / "bundle", task, exs) == predicted  # the torch-free runtime, tokenizer.json's template
+    # the torch-free runtime, tokenizer.json's template
+    assert predict_labels(tmp_path / "bundle", task, exs) == predicted
     from edgedistill.compress.compress import CompressConfig, compress
 
-    compress(CompressConfig(model=str(stripped), annotations=str(data / "mc.jsonl"), out=str(tmp_path / "small"), layers=[1],
-                            epochs=2, quantize="none"), echo=lambda *_: None)
+    compress(
+        CompressConfig(
+            model=str(stripped),
+            annotations=str(data / "mc.jsonl"),
+            out=str(tmp_path / "small"),
+            layers=[1],
+            epochs=2,
+            quantize="none",
+        ),
+        echo=lambda *_: None,
+    )
     small = json.loads((tmp_path / "small" / "config.json").read_text())
     assert small["classifier_pooling"] == "two-tower" and small["num_hidden_layers"] == 1
     assert _cls_in_pair_template(tmp_path / "small") == 2  # trimmed, renumbered, still the two-tower template
 
 
 # multitask on an MPNet base is refused: test_multitask_needs_a_bert_encoder_and_auto_says_it_skips_it
-@pytest.mark.parametrize("mode,base", [(m, b) for b in BASES for m in ("rationale-teacher", "rationale-dropout", "multitask")
-                                       if (m, b) != ("multitask", "mpnet")])
-def test_rationale_modes_train_a_two_tower_student(data, tmp_path, mode, base):
+@pytest.mark.parametrize(
+    "mode,base",
+    [
+        (m, b)
+        for b in BASES
+        for m in ("rationale-teacher", "rationale-dropout", "multitask")
+        if (m, b) != ("multitask", "mpnet")
+    ],
+)
+def test_rationale_modes_train_a_two_tower_student(data, tmp_path, monkeypatch, mode, base):
+    """Each rationale mode does its part on a two-tower student (test_pooling.assert_the_rationales_did_their_part),
+    and the head training ended with, which strip ships unchanged, still scores a choice by 20 x the cosine of the
+    question's and the choice's mean states, each encoded alone."""
+    from transformers import AutoTokenizer
+
+    trained, served = watch_training(monkeypatch)
     s = _train(data, tmp_path / "s", mode=mode, epochs=2, student=str(data / base))
     assert s["pooling"] == "two-tower" and s["mode"] == mode
+    assert_the_rationales_did_their_part(s, mode, served, tmp_path / "s", data / "mc.jsonl")
+    stripped = strip_student(tmp_path / "s", tmp_path / "stripped")
+    model = load_label_model(stripped, "multiple-choice").eval()
+    tok = AutoTokenizer.from_pretrained(stripped)
+    questions, choices = (
+        ["where is the dog", "the cat is happy in the park"],
+        [["park", "the big house"], ["street", "dog"]],
+    )
+    enc = tok(
+        [q for q in questions for _ in range(2)], [c for cs in choices for c in cs], padding=True, return_tensors="pt"
+    )
+    inputs = {k: v.view(2, 2, -1) for k, v in enc.items()}
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        assert torch.allclose(trained[-1](**inputs).logits, logits, atol=1e-5)  # what training ended with ships
+    assert torch.allclose(logits, _scores_by_hand(model.base_model, tok, questions, choices), atol=1e-4)
 
 
 def test_multitask_needs_a_bert_encoder_and_auto_says_it_skips_it(data, tmp_path):
     """multitask's rationale decoder is a BERT decoder warm-started from the encoder's layers: an MPNet student
     refuses it by name with the modes it can train, writing nothing, and auto trains the others and says so."""
-    with pytest.raises(UserError, match=r"--mode multitask: .*mpnet encoder cannot give it .*use --mode label-only, "
-                                        r"rationale-teacher, rationale-dropout or auto"):
+    with pytest.raises(
+        UserError,
+        match=r"--mode multitask: .*mpnet encoder cannot give it .*use --mode label-only, "
+        r"rationale-teacher, rationale-dropout or auto",
+    ):
         _train(data, tmp_path / "mt", mode="multitask", student=str(data / "mpnet"))
     assert not (tmp_path / "mt").exists()
     lines = []
-    s = train(TrainConfig(min_steps=0, task=str(data / "mc.yaml"), annotations=str(data / "mc.jsonl"), out=str(tmp_path / "auto"),
-                          student=str(data / "mpnet"), mode="auto", epochs=1, batch_size=8, progress=False), echo=lines.append)
+    s = train(
+        TrainConfig(
+            min_steps=0,
+            task=str(data / "mc.yaml"),
+            annotations=str(data / "mc.jsonl"),
+            out=str(tmp_path / "auto"),
+            student=str(data / "mpnet"),
+            mode="auto",
+            epochs=1,
+            batch_size=8,
+            progress=False,
+        ),
+        echo=lines.append,
+    )
     # the rivals auto considered: trained, or skipped because the validation rows could not let them ship
     considered = [c["mode"] for c in s["candidates"]] + (s.get("auto_skipped") or {}).get("modes", [])
     assert considered == ["label-only", "rationale-teacher", "rationale-dropout"]
-    assert any(line.startswith("auto: multitask is not a candidate for this student: its rationale decoder") for line in lines)
+    assert any(
+        line.startswith("auto: multitask is not a candidate for this student: its rationale decoder") for line in lines
+    )
 
 
 def test_a_two_tower_classifier_needs_inputs_with_two_texts(data, tmp_path):
-    with pytest.raises(UserError, match=r"--pooling two-tower: .*nli.jsonl: 48 of 48 inputs hold no \[SEP\] .*'\{first\} \[SEP\] \{second\}'"):
+    with pytest.raises(
+        UserError,
+        match=r"--pooling two-tower: .*nli.jsonl: 48 of 48 inputs hold no \[SEP\] .*'\{first\} \[SEP\] \{second\}'",
+    ):
         _train(data, tmp_path / "nli", task=str(data / "nli.yaml"), annotations=str(data / "nli.jsonl"))
     assert not (tmp_path / "nli").exists()
 
@@ -194,8 +312,16 @@ def test_a_two_tower_classifier_trains_strips_trims_and_exports(data, tmp_path):
     assert sum(p == e.gold for p, e in zip(predicted, exs)) / len(exs) > 0.6  # chance 1/3
     trim_vocabulary(stripped, [e.input for e in exs], tmp_path / "trimmed", common=0)
     assert predict_labels(tmp_path / "trimmed", task, exs) == predicted
-    m = export_bundle(ExportConfig(model=str(tmp_path / "trimmed"), out=str(tmp_path / "bundle"), quantize="none",
-                                   parity_data=str(data / "pairs.jsonl"), parity_samples=12), echo=lambda *_: None)
+    m = export_bundle(
+        ExportConfig(
+            model=str(tmp_path / "trimmed"),
+            out=str(tmp_path / "bundle"),
+            quantize="none",
+            parity_data=str(data / "pairs.jsonl"),
+            parity_samples=12,
+        ),
+        echo=lambda *_: None,
+    )
     assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-4  # the graph parts the text at [SEP] as the torch model does
     assert predict_labels(tmp_path / "bundle", task, exs) == predicted
 
@@ -212,8 +338,13 @@ def test_training_encodes_each_question_once_with_the_one_pass_numbers(data, bas
     model = build_label_model(data / base, "multiple-choice", None, pooling="two-tower")
     _no_dropout(model)
     tok = pair_template(AutoTokenizer.from_pretrained(data / base), "two-tower")
-    questions, choices = ["where is the dog", "the cat is happy in the park with a dog"], [["park", "the big house"], ["street", "dog"]]
-    enc = tok([q for q in questions for _ in range(2)], [c for cs in choices for c in cs], padding=True, return_tensors="pt")
+    questions, choices = (
+        ["where is the dog", "the cat is happy in the park with a dog"],
+        [["park", "the big house"], ["street", "dog"]],
+    )
+    enc = tok(
+        [q for q in questions for _ in range(2)], [c for cs in choices for c in cs], padding=True, return_tensors="pt"
+    )
     inputs = {k: v.view(2, 2, -1) for k, v in enc.items()}
     flat = [enc[n] for n in ("input_ids", "attention_mask", "token_type_ids")]
     assert encode_apart(model.base_model, *flat, k=2) is not None
@@ -222,8 +353,12 @@ def test_training_encodes_each_question_once_with_the_one_pass_numbers(data, bas
     with torch.no_grad():
         trained, answered = model.train()(**inputs), model.eval()(**inputs)
         assert len(calls) == 4  # training and answering alike: the questions, then the choices
-        torch.jit.trace(model.eval(), tuple(inputs[n] for n in ("input_ids", "attention_mask", "token_type_ids")), strict=False,
-                        check_trace=False)
+        torch.jit.trace(
+            model.eval(),
+            tuple(inputs[n] for n in ("input_ids", "attention_mask", "token_type_ids")),
+            strict=False,
+            check_trace=False,
+        )
         assert len(calls) == 5  # traced (as export traces it): the one pass, the graph the runtimes feed
         model.one_pass = True  # the one pass in eager torch too, as benchmarks/two_tower_speed.py times it
         through_one_pass, one_pass = model.train()(**inputs), model.eval()(**inputs)
@@ -251,7 +386,9 @@ def test_training_ranks_each_answer_among_every_choice_in_the_batch(data):
     out = model.train()(**inputs)
     wide = out.in_batch_logits
     assert wide.shape == (2, 6)
-    assert torch.allclose(wide[0, :3], out.logits[0], atol=1e-5) and torch.allclose(wide[1, 3:], out.logits[1], atol=1e-5)
+    assert torch.allclose(wide[0, :3], out.logits[0], atol=1e-5) and torch.allclose(
+        wide[1, 3:], out.logits[1], atol=1e-5
+    )
     assert not hasattr(model.eval()(**inputs), "in_batch_logits")  # inference scores only the row's own choices
     student = RationaleStudent(model.train(), None, "multiple-choice", alpha=1.0)
     labels = torch.tensor([0, 2])
@@ -270,7 +407,11 @@ def test_ragged_batches_rank_among_every_real_choice_too(data):
     model = build_label_model(data / "sent", "multiple-choice", None, pooling="two-tower")
     _no_dropout(model)
     tok = pair_template(tiny.tiny_tokenizer(), "two-tower")
-    pairs = [("where is the dog", c) for c in PLACES] + [("the cat is happy", c) for c in PLACES[:2]] + [("the cat is happy", "")]
+    pairs = (
+        [("where is the dog", c) for c in PLACES]
+        + [("the cat is happy", c) for c in PLACES[:2]]
+        + [("the cat is happy", "")]
+    )
     enc = tok([q for q, _ in pairs], [c for _, c in pairs], padding=True, return_tensors="pt")
     inputs = {k: v.view(2, 3, -1) for k, v in enc.items()}
     choice_mask = torch.tensor([[True, True, True], [True, True, False]])
@@ -280,7 +421,9 @@ def test_ragged_batches_rank_among_every_real_choice_too(data):
     raw = label_outputs(model, inputs, choice_mask)
     wide, offsets = raw.in_batch_logits, raw.in_batch_offsets
     assert wide.shape == (2, 5) and offsets.tolist() == [0, 3]
-    assert torch.allclose(wide[0, :3], raw.logits[0], atol=1e-5) and torch.allclose(wide[1, 3:], raw.logits[1, :2], atol=1e-5)
+    assert torch.allclose(wide[0, :3], raw.logits[0], atol=1e-5) and torch.allclose(
+        wide[1, 3:], raw.logits[1, :2], atol=1e-5
+    )
     assert torch.allclose(out["loss"], torch.nn.functional.cross_entropy(wide, labels + offsets), atol=1e-5)
 
 
@@ -288,7 +431,14 @@ def test_trimming_renumbers_the_sep_a_two_tower_classifier_parts_at(data, tmp_pa
     """The graph finds [SEP] by its id (config.sep_token_id): trimming the vocabulary renumbers it in both places."""
     base = tiny.tiny_sentence_encoder_dir(tmp_path / "late")
     tiny.tiny_tokenizer(sep_last=True).save_pretrained(base)
-    _train(data, tmp_path / "student", task=str(data / "nli.yaml"), annotations=str(data / "pairs.jsonl"), student=str(base), epochs=1)
+    _train(
+        data,
+        tmp_path / "student",
+        task=str(data / "nli.yaml"),
+        annotations=str(data / "pairs.jsonl"),
+        student=str(base),
+        epochs=1,
+    )
     stripped = strip_student(tmp_path / "student", tmp_path / "stripped")
     task, exs = load_task(data / "nli.yaml"), _examples(data, "pairs.jsonl")
     trim_vocabulary(stripped, [e.input for e in exs], tmp_path / "trimmed", common=0)
@@ -304,8 +454,16 @@ def test_a_two_tower_multiple_choice_student_defaults_to_one_gentle_rate(data, t
 
     s = _train(data, tmp_path / "mc", lr=None, head_lr=None, layer_decay=None, epochs=1)
     assert (s["attempts"][0]["lr"], s["attempts"][0]["layer_decay"]) == (TWO_TOWER_LR, TWO_TOWER_LAYER_DECAY)
-    s = _train(data, tmp_path / "cls", task=str(data / "nli.yaml"), annotations=str(data / "pairs.jsonl"), lr=None,
-               head_lr=None, layer_decay=None, epochs=1)
+    s = _train(
+        data,
+        tmp_path / "cls",
+        task=str(data / "nli.yaml"),
+        annotations=str(data / "pairs.jsonl"),
+        lr=None,
+        head_lr=None,
+        layer_decay=None,
+        epochs=1,
+    )
     assert (s["attempts"][0]["lr"], s["attempts"][0]["layer_decay"]) == (ENCODER_LR, LAYER_DECAY)
 
 
@@ -319,31 +477,79 @@ def test_auto_is_two_tower_for_multiple_choice_and_one_text_for_expressions(data
     with open(data / "num.jsonl", "w") as f:
         for i in range(24):
             a, b = 2 + i % 5, 3 + i % 4
-            f.write(json.dumps({"id": str(i), "input": f"the dog has {a} and {b} cats", "label": str(a + b), "gold": str(a + b),
-                                "status": "ok"}) + "\n")
-    s = _train(data, tmp_path / "num", task=str(data / "num.yaml"), annotations=str(data / "num.jsonl"), pooling="auto",
-               numeric="expressions", epochs=1)
-    assert s["pooling"] == "mean" and s["family"] == "multiple-choice"
-    s = _train(data, tmp_path / "cls", task=str(data / "nli.yaml"), annotations=str(data / "nli.jsonl"), pooling="auto", epochs=1)
-    assert s["pooling"] == "mean"
+            f.write(
+                json.dumps(
+                    {
+                        "id": str(i),
+                        "input": f"the dog has {a} and {b} cats",
+                        "label": str(a + b),
+                        "gold": str(a + b),
+                        "status": "ok",
+                    }
+                )
+                + "\n"
+            )
+    s = _train(
+        data,
+        tmp_path / "num",
+        task=str(data / "num.yaml"),
+        annotations=str(data / "num.jsonl"),
+        pooling="auto",
+        numeric="expressions",
+        epochs=1,
+    )
+    assert s["pooling"] == "mean" and s["family"] == "multiple-choice" and _head_pooling(tmp_path / "num") == "mean"
+    s = _train(
+        data,
+        tmp_path / "cls",
+        task=str(data / "nli.yaml"),
+        annotations=str(data / "nli.jsonl"),
+        pooling="auto",
+        epochs=1,
+    )
+    assert s["pooling"] == "mean" and _head_pooling(tmp_path / "cls") == "mean"
+    assert _head_pooling(tmp_path / "mc") == "two-tower"
+
+
+def _head_pooling(student) -> str:
+    """The head the student dir's label model was built and saved with (config.json, as load_label_model reads it)."""
+    return json.loads((student / "config.json").read_text())["classifier_pooling"]
 
 
 def test_one_decision_gives_each_student_its_head_and_rates(data):
     """train.student_head / fresh_head / default_rates, which prepare and benchmarks/distill_accuracy.py both ask:
     only a two-tower multiple-choice student starts as the base's own scorer and takes the gentle rate, whatever
     the task its choices come from; a numeric task's expressions are one text under auto."""
-    from edgedistill.distill.train import (ENCODER_LR, LAYER_DECAY, SEQ2SEQ_LR, TWO_TOWER_LAYER_DECAY, TWO_TOWER_LR,
-                                           default_rates, fresh_head, student_head)
+    from edgedistill.distill.train import (
+        ENCODER_LR,
+        LAYER_DECAY,
+        SEQ2SEQ_LR,
+        TWO_TOWER_LAYER_DECAY,
+        TWO_TOWER_LR,
+        default_rates,
+        fresh_head,
+        student_head,
+    )
 
     base = str(data / "sent")
-    heads = {(t, p): student_head(t, base, "expressions", p) for t in ("multiple-choice", "numeric", "classification")
-             for p in ("auto", "two-tower")}
-    assert heads == {("multiple-choice", "auto"): ("multiple-choice", "two-tower"),
-                     ("multiple-choice", "two-tower"): ("multiple-choice", "two-tower"),
-                     ("numeric", "auto"): ("multiple-choice", "mean"), ("numeric", "two-tower"): ("multiple-choice", "two-tower"),
-                     ("classification", "auto"): ("sequence-classification", "mean"),
-                     ("classification", "two-tower"): ("sequence-classification", "two-tower")}
+    heads = {
+        (t, p): student_head(t, base, "expressions", p)
+        for t in ("multiple-choice", "numeric", "classification")
+        for p in ("auto", "two-tower")
+    }
+    assert heads == {
+        ("multiple-choice", "auto"): ("multiple-choice", "two-tower"),
+        ("multiple-choice", "two-tower"): ("multiple-choice", "two-tower"),
+        ("numeric", "auto"): ("multiple-choice", "mean"),
+        ("numeric", "two-tower"): ("multiple-choice", "two-tower"),
+        ("classification", "auto"): ("sequence-classification", "mean"),
+        ("classification", "two-tower"): ("sequence-classification", "two-tower"),
+    }
     assert [fresh_head(*h) for h in heads.values()] == [False, False, True, False, True, True]
     assert default_rates("multiple-choice", "two-tower") == (TWO_TOWER_LR, TWO_TOWER_LAYER_DECAY)
-    assert default_rates("sequence-classification", "two-tower") == default_rates("multiple-choice", "mean") == (ENCODER_LR, LAYER_DECAY)
+    assert (
+        default_rates("sequence-classification", "two-tower")
+        == default_rates("multiple-choice", "mean")
+        == (ENCODER_LR, LAYER_DECAY)
+    )
     assert default_rates("seq2seq", None) == (SEQ2SEQ_LR, 1.0)
