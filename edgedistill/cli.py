@@ -4,7 +4,6 @@ when called, so `edgedistill --help` is instant and `predict` never pulls in tor
 from __future__ import annotations
 
 import functools
-import importlib
 import sys
 
 import click
@@ -12,39 +11,7 @@ import click
 from . import __version__
 from .console import VERBOSE, log_path, quiet
 from .errors import UserError
-
-# name -> "module:attribute" of a click.Command; order is the order of the pipeline.
-COMMANDS = {
-    "annotate": "edgedistill.commands.annotate:annotate",
-    "import-dss": "edgedistill.commands.import_dss:import_dss",
-    "train": "edgedistill.commands.train:train",
-    "strip": "edgedistill.commands.strip:strip",
-    "compress": "edgedistill.commands.compress:compress",
-    "eval": "edgedistill.commands.evaluate:evaluate",
-    "export": "edgedistill.commands.export:export",
-    "predict": "edgedistill.commands.predict:predict",
-    "bench": "edgedistill.commands.bench:bench",
-    "run": "edgedistill.commands.run:run",
-}
-
-SUMMARIES = {
-    "annotate": "1. Ask a teacher LLM to label (and explain) your inputs.",
-    "import-dss": "1'. Import the PaLM-540B annotations of the DSS datasets instead.",
-    "train": "2. Distill a small student from the annotations.",
-    "strip": "3. Remove the rationale decoder, leaving a plain transformers model.",
-    "compress": "3'. Trim the vocabulary, drop layers, pick by a latency budget (optional).",
-    "eval": "   Accuracy of a student, stripped model or bundle against gold labels.",
-    "export": "4. Quantize and export to a verified ONNX bundle.",
-    "predict": "   Run a bundle on text or a data file (no torch needed).",
-    "bench": "5. Latency, throughput, memory, size and accuracy side by side.",
-    "run": "   All stages from one pipeline.yaml, skipping what is up to date.",
-}
-
-
-# Stages whose library chatter goes to RUN/logs/STAGE.log (console.py); the value says whether --out is the run
-# directory itself (annotate, import-dss) or a folder inside it. `run` routes each of its stages itself.
-LOGGED = {"annotate": True, "import-dss": True, "train": False, "strip": False, "compress": False, "export": False,
-          "bench": False}
+from .stages import COMMANDS
 
 
 def _set_verbose(ctx, param, value):
@@ -55,9 +22,16 @@ def _with_verbose(cmd: click.Command) -> None:
     """Give a command --verbose (library logs and warnings on the terminal as well as in the log file)."""
     if any(p.name == "verbose" for p in cmd.params):
         return
-    cmd.params.append(click.Option(["--verbose", "-v"], is_flag=True, expose_value=False, is_eager=True,
-                                   callback=_set_verbose,
-                                   help="Also print library logs and warnings (always written to RUN/logs/)."))
+    cmd.params.append(
+        click.Option(
+            ["--verbose", "-v"],
+            is_flag=True,
+            expose_value=False,
+            is_eager=True,
+            callback=_set_verbose,
+            help="Also print library logs and warnings (always written to RUN/logs/).",
+        )
+    )
 
 
 def _logged(name: str, callback):
@@ -66,7 +40,8 @@ def _logged(name: str, callback):
     @functools.wraps(callback)
     def body(*args, **kwargs):
         ctx = click.get_current_context()
-        with quiet(log_path(kwargs["out"], name, is_run_dir=LOGGED[name]), verbose=ctx.meta.get(VERBOSE, False)):
+        is_run_dir = COMMANDS[name].log == "out"
+        with quiet(log_path(kwargs["out"], name, is_run_dir=is_run_dir), verbose=ctx.meta.get(VERBOSE, False)):
             return callback(*args, **kwargs)
 
     body.edgedistill_logged = True
@@ -78,26 +53,25 @@ class LazyGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx, name):
-        target = COMMANDS.get(name)
-        if target is None:
+        stage = COMMANDS.get(name)
+        if stage is None:
             return None
-        module, attr = target.split(":")
         try:
-            cmd = getattr(importlib.import_module(module), attr)
+            cmd = stage.load_command()
         except ModuleNotFoundError as e:
             if not e.name or not e.name.startswith("edgedistill"):
                 raise click.ClickException(
                     f"`edgedistill {name}` needs the package {e.name!r}; install the full toolkit: pip install 'edgedistill[all]'"
                 ) from None
             raise
-        if name in LOGGED or name == "run":
+        if stage.log or name == "run":
             _with_verbose(cmd)
-        if name in LOGGED and not getattr(cmd.callback, "edgedistill_logged", False):
+        if stage.log and not getattr(cmd.callback, "edgedistill_logged", False):
             cmd.callback = _logged(name, cmd.callback)
         return cmd
 
     def format_commands(self, ctx, formatter):
-        rows = [(name, SUMMARIES[name]) for name in COMMANDS]
+        rows = [(name, stage.summary) for name, stage in COMMANDS.items()]
         with formatter.section("Commands (in pipeline order)"):
             formatter.write_dl(rows)
 

@@ -19,94 +19,112 @@ import hashlib
 import json
 import shutil
 import time
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .atomic import write_json
-from .console import quiet
-from .choices import (CANDIDATE_MODES, MIN_STEPS, SMOOTH_ALPHA, Calibration, Mode, Numeric, PromptMode, Quantize, Scoring,
-                      Target, values)
-from .distill.compress import COMMON_WORDS
 from . import bounds
+from .atomic import write_json
+from .choices import CANDIDATE_MODES, Choice, Mode, values
+from .console import quiet
+from .data import load_examples
+from .deploy import export as deploy_export
+from .deploy.export import ExportConfig
+from .distill import strip as distill_strip
+from .distill import train as distill_train
+from .compress.compress import CompressConfig, compress
+from .distill.config import TrainConfig
 from .errors import UserError, at
+from .evaluate import evaluate_model
+from .measure import bench_report
+from .measure.bench import BenchSettings as BenchConfig
+from .measure.bench import run_bench
+from .options import section, stage_settings
+from .run_report import write_report
 from .rundir import run_dir_lock
-from .teacher.cache import cache_file_problem
+from .stages import BY_NAME, PIPELINE
+from .task import load_task
+from .teacher import annotate as teacher_annotate
+from .teacher.annotate import AnnotateConfig
+from .teacher.cache import Cache, cache_file_problem
+from .teacher.client import redact_url
 from .teacher.cost import price_for
 from .user_yaml import read_yaml
 
-STAGES = ("annotate", "train", "strip", "compress", "export", "bench", "report")
+STAGES = PIPELINE  # annotate, train, strip, compress, export, bench, report (stages.py)
 
 
-@dataclass
-class TeacherConfig:
-    model: str = "gpt-4o-mini"
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    prompt: str = "zero-shot"
-    rationale_fraction: float = 1.0
-    max_cost: float | None = None
-    price_in: float | None = None  # USD per 1M tokens; default: the built-in list price of `model`
-    price_out: float | None = None
-    concurrency: int = 8
-    scoring: str = "letter"  # label_probs from logprobs: letter | word | none
-    score_orders: int = 1  # scoring requests per input, the options rotated
-    calibration: str = "batch"  # batch | content-free | none
-    votes: int = 1  # answers per input (self-consistency)
-    vote_temperature: float = 0.7
-    rationalize: bool = True  # ask for an explanation of an answer given without one
-    max_failed: float = 0.1  # the stage fails (is redone next run) when more than this share of the rows failed for good
-    cache: str | None = None  # recorded teacher responses, merged into the run's cache (replayed, never re-paid)
-
-
-@dataclass
-class StudentConfig:
-    base: str | None = None  # HF model dir; default: the offline all-MiniLM-L6-v2
-    mode: str = "auto"  # the student that is shipped (auto: the best of label-only and the rationale modes on validation)
-    compare: list[str] = field(default_factory=list)  # extra modes trained for the report only
-    candidates: list[str] = field(default_factory=list)  # auto: the modes to try (default: label-only and every rationale mode)
-    alpha: float = 0.5
-    epochs: float = 3
-    min_steps: int = MIN_STEPS  # more epochs where `epochs` give fewer optimizer steps (train --min-steps); 0: epochs as given
-    batch_size: int = 16
-    lr: float | None = None
-    max_length: int = 128
-    seed: int = 0
-    val_fraction: float = 0.1  # annotated rows held out to pick the checkpoint and auto's mode (train --val-fraction)
-    pooling: str = "auto"  # what the label head reads: auto (as the base was pretrained), mean, cls or two-tower (train --pooling)
-    numeric: str = "auto"  # numeric tasks: expressions (rank one-operation expressions), generate (seq2seq), auto (train --numeric)
-
-
-@dataclass
-class CompressSection:  # optional: present in pipeline.yaml = the compress stage runs (edgedistill compress)
-    layers: list[int] = field(default_factory=list)  # layer counts to build (several need latency_budget)
-    latency_budget: float | None = None  # ms per prediction, batch 1: ship the most accurate candidate within it
-    trim_vocab: bool = True
-    common_words: int = COMMON_WORDS  # with trim_vocab: the commonest words kept beside the task's tokens (compress --common-words)
-    epochs: float = 4.0
-    threads: int = 2
-    inputs: str | None = None  # more unlabelled inputs (JSON Lines, `input`) to distill smaller students on (compress --inputs)
-    into: list[str] = field(default_factory=list)  # other, smaller bases to distill the student into ("default": all-MiniLM-L6-v2)
-    label_weight: float = 0.0  # the annotations' labels as hard targets beside the student's probabilities (compress --label-weight)
-    ensemble: list[str] = field(default_factory=list)  # more trained students whose probabilities average with it (compress --ensemble)
-
-
-@dataclass
-class ExportConfig:
-    quantize: str = "int8"
-    target: str = "auto"
-    min_agreement: float = 0.99  # INT8 must give torch's label on this share of the parity inputs
-    text_model: bool = False  # also a text-in model for apps (export --text-model)
-    int8_fp32: int | str = "0"  # N or auto: the N MatMuls whose INT8 moves the output most stay FP32 (export --int8-fp32)
-    smooth: float = SMOOTH_ALPHA  # SmoothQuant alpha before dynamic INT8, 0 = off (export --smooth)
-
-
-@dataclass
-class BenchConfig:
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
-    seq_lens: list[int] = field(default_factory=lambda: [32, 128])
-    threads: list[int] = field(default_factory=lambda: [2])
-    min_time: float = 2.0
+# Each section's keys, types and defaults are its stage config's fields (options.section): written once, there.
+TeacherSection = section(
+    AnnotateConfig,
+    "teacher",
+    (
+        "model",
+        "base_url",
+        "api_key_env",
+        "prompt",
+        "rationale_fraction",
+        "max_cost",
+        "price_in",
+        "price_out",
+        "concurrency",
+        "scoring",
+        "score_orders",
+        "calibration",
+        "votes",
+        "vote_temperature",
+        "rationalize",
+        "max_failed",
+    ),
+    # recorded teacher responses, merged into the run's cache (replayed, never re-paid)
+    extra=(("cache", str | None, None),),
+)
+StudentSection = section(
+    TrainConfig,
+    "student",
+    (
+        "student",
+        "mode",
+        "candidates",
+        "alpha",
+        "epochs",
+        "min_steps",
+        "batch_size",
+        "lr",
+        "max_length",
+        "seed",
+        "val_fraction",
+        "pooling",
+        "numeric",
+    ),
+    rename={"student": "base"},  # the base model dir; default: the offline all-MiniLM-L6-v2
+    extra=(("compare", list[Mode], []),),  # more modes trained for the report only
+)
+# optional: present in pipeline.yaml = the compress stage runs (edgedistill compress)
+CompressSection = section(
+    CompressConfig,
+    "compress",
+    (
+        "layers",
+        "latency_budget",
+        "trim_vocab",
+        "common_words",
+        "epochs",
+        "threads",
+        "inputs",
+        "into",
+        "label_weight",
+        "ensemble",
+    ),
+)
+ExportSection = section(
+    ExportConfig,
+    "export",
+    ("quantize", "target", "min_agreement", "text_model", "int8_fp32", "smooth"),
+    hint={"int8_fp32": int | str},  # a count of MatMuls or auto (bounds.int8_fp32_problem)
+)
+BenchSection = section(BenchConfig, "bench", ("batch_sizes", "seq_lens", "threads", "min_time"))
 
 
 @dataclass
@@ -115,11 +133,11 @@ class Pipeline:
     data: str
     run_dir: str = "runs/pipeline"
     eval_data: str | None = None  # gold-labelled held-out data for accuracy (never used for selection)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    student: StudentConfig = field(default_factory=StudentConfig)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    student: StudentSection = field(default_factory=StudentSection)
     compress: CompressSection | None = None
-    export: ExportConfig = field(default_factory=ExportConfig)
-    bench: BenchConfig = field(default_factory=BenchConfig)
+    export: ExportSection = field(default_factory=ExportSection)
+    bench: BenchSection = field(default_factory=BenchSection)
     # folder of the pipeline file, set on load (not a YAML key): relative paths resolve against it
     base: Path = field(default=Path("."), init=False)
     source: Path = field(default=Path("pipeline.yaml"), init=False)  # the pipeline file itself
@@ -135,11 +153,14 @@ class Pipeline:
 
 # ---------------------------------------------------------------- loading and validation
 
+
 def load_pipeline(path) -> Pipeline:
     """Read and check a pipeline file: every key's type, choice and range, named by `file:line`, before any work."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: pipeline file not found" if not path.exists() else f"{path}: a folder, not a pipeline file")
+        raise UserError(
+            f"{path}: pipeline file not found" if not path.exists() else f"{path}: a folder, not a pipeline file"
+        )
     raw, lines = read_yaml(path, "pipeline file")
     pipe = _build(Pipeline, raw, _Where(path, lines), "")
     pipe.base, pipe.source, pipe.lines = path.resolve().parent, path, lines
@@ -149,27 +170,32 @@ def load_pipeline(path) -> Pipeline:
         if value is None or (key == "student.base" and "/" not in value and not value.startswith(".")):
             continue
         if not pipe.path(value).exists():
-            raise where.error(key, f"file {pipe.path(value)} does not exist; fix the path (relative paths are relative "
-                                   "to the pipeline file)")
+            raise where.error(
+                key,
+                f"file {pipe.path(value)} does not exist; fix the path (relative paths are relative "
+                "to the pipeline file)",
+            )
     if pipe.teacher.cache:
         why = cache_file_problem(pipe.path(pipe.teacher.cache))
         if why:
             raise where.error("teacher.cache", f"{pipe.path(pipe.teacher.cache)}: {why}")
     existing = next(p for p in (pipe.run, *pipe.run.parents) if p.exists())
     if not existing.is_dir():
-        raise where.error("run_dir", f"{existing} is a file; give a folder for the run's artifacts (it is created if missing)")
+        raise where.error(
+            "run_dir", f"{existing} is a file; give a folder for the run's artifacts (it is created if missing)"
+        )
     _check_choices(pipe, where)
     _check_ranges(pipe, where)
     t = pipe.teacher
     if t.max_cost is not None and price_for(t.model, t.price_in, t.price_out) is None:
-        raise where.error("teacher.max_cost", f"no list price known for model {t.model!r}; give teacher.price_in and "
-                                              "teacher.price_out (USD per 1M tokens)")
+        raise where.error(
+            "teacher.max_cost",
+            f"no list price known for model {t.model!r}; give teacher.price_in and "
+            "teacher.price_out (USD per 1M tokens)",
+        )
     if t.votes > 1 and t.vote_temperature <= 0:
         raise where.error("teacher.vote_temperature", "votes need sampling; give a temperature above 0 (0.7 is usual)")
     # Validate the task and data now, so a bad row fails before any stage starts.
-    from .data import load_examples
-    from .task import load_task
-
     task = load_task(pipe.path(pipe.task))
     load_examples(task, pipe.path(pipe.data))
     if pipe.eval_data:
@@ -198,21 +224,16 @@ class _Where:
 
 
 # pipeline section -> the stage whose config its keys are (bounds.BOUNDS holds each key's range)
-SECTION_STAGE = {"teacher": "annotate", "student": "train", "compress": "compress", "export": "export", "bench": "bench"}
-CHOICES = {"teacher.prompt": values(PromptMode), "teacher.scoring": values(Scoring),
-           "teacher.calibration": values(Calibration), "student.mode": values(Mode), "student.compare": values(Mode),
-           "student.candidates": CANDIDATE_MODES, "student.numeric": values(Numeric), "export.quantize": values(Quantize),
-           "export.target": values(Target)}
+SECTION_STAGE = {BY_NAME[name].section: name for name in PIPELINE if BY_NAME[name].section}
+NARROWER = {"student.candidates": CANDIDATE_MODES}  # keys that take fewer of their enum's values
 
 
 def _check_choices(pipe: Pipeline, where: _Where) -> None:
-    for key, allowed in CHOICES.items():
-        values = _get(pipe, key)
-        for i, v in enumerate(values if isinstance(values, list) else [values]):
+    """Keys that take fewer values than their enum has (an enum's own values are checked as the file is read)."""
+    for key, allowed in NARROWER.items():
+        for i, v in enumerate(_get(pipe, key) or []):
             if v not in allowed:
-                what = "a mode auto can train; use" if key == "student.candidates" else "one of"
-                name = f"{key}[{i}]" if isinstance(values, list) else key
-                raise where.error(name, f"{v!r} is not {what} {', '.join(allowed)}")
+                raise where.error(f"{key}[{i}]", f"{v!r} is not a mode auto can train; use {', '.join(allowed)}")
     why = bounds.int8_fp32_problem(pipe.export.int8_fp32)
     if why:
         raise where.error("export.int8_fp32", why)
@@ -220,8 +241,8 @@ def _check_choices(pipe: Pipeline, where: _Where) -> None:
 
 def _check_ranges(pipe: Pipeline, where: _Where) -> None:
     """Each key against the range its stage's flag has (bounds.BOUNDS): one declaration for both."""
-    for section, stage in SECTION_STAGE.items():
-        obj = getattr(pipe, section)
+    for name, stage in SECTION_STAGE.items():
+        obj = getattr(pipe, name)
         if obj is None:
             continue
         for f in dataclasses.fields(obj):
@@ -229,7 +250,7 @@ def _check_ranges(pipe: Pipeline, where: _Where) -> None:
             for i, item in enumerate(value) if isinstance(value, list) else [(None, value)]:
                 why = bounds.problem(stage, f.name, item)
                 if why:
-                    raise where.error(f"{section}.{f.name}" + (f"[{i}]" if i is not None else ""), why)
+                    raise where.error(f"{name}.{f.name}" + (f"[{i}]" if i is not None else ""), why)
 
 
 def _build(cls, raw, where: _Where, prefix: str):
@@ -250,7 +271,11 @@ def _build(cls, raw, where: _Where, prefix: str):
             kwargs[key] = _build(hint, value or {}, where, f"{prefix}{key}.")
         else:
             kwargs[key] = _check_type(value, hint, where, f"{prefix}{key}")
-    missing = [n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in kwargs]
+    missing = [
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and n not in kwargs
+    ]
     if missing:
         raise where.error(f"{prefix}{missing[0]}", "required key is missing")
     return cls(**kwargs)
@@ -261,12 +286,19 @@ def _check_type(value, hint, where: _Where, keypath):
     origin = typing.get_origin(hint)
     if value is None and type(None) in args:
         return None
+    optional = [a for a in args if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(optional) == 1:  # `X | None` given a value: check it as X
+        return _check_type(value, optional[0], where, keypath)
     if origin is list:
         if not isinstance(value, list):
             raise where.error(keypath, f"expected a list, e.g. [{_example(args[0])}], got {value!r}")
         return [_check_type(v, args[0], where, f"{keypath}[{i}]") for i, v in enumerate(value)]
     allowed = [a for a in (args or (hint,)) if a is not type(None)]
     for a in allowed:
+        if isinstance(a, type) and issubclass(a, Choice):
+            if isinstance(value, str) and value in values(a):
+                return value
+            raise where.error(keypath, f"{value!r} is not one of {', '.join(values(a))}")
         if a is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if a is int and isinstance(value, int) and not isinstance(value, bool):
@@ -276,8 +308,11 @@ def _check_type(value, hint, where: _Where, keypath):
         if a is bool and isinstance(value, bool):
             return value
     names = " or ".join(a.__name__ for a in allowed)
-    raise where.error(keypath, f"expected {names}, got {value!r} ({type(value).__name__}); e.g. "
-                               f"{keypath.split('.')[-1]}: {_example(allowed[0])}")
+    raise where.error(
+        keypath,
+        f"expected {names}, got {value!r} ({type(value).__name__}); e.g. "
+        f"{keypath.split('.')[-1]}: {_example(allowed[0])}",
+    )
 
 
 def _example(t):
@@ -285,6 +320,7 @@ def _example(t):
 
 
 # ---------------------------------------------------------------- fingerprints
+
 
 def _file_hash(path: Path | None) -> str | None:
     if path is None:
@@ -302,9 +338,12 @@ UNPRINTED = {"max_failed"}  # teacher keys that decide whether a run passed, nev
 def fingerprints(pipe: Pipeline) -> dict[str, str]:
     """Each stage's fingerprint: its own settings and inputs, chained to the stage before it."""
     own = {
-        "annotate": {"teacher": {k: v for k, v in dataclasses.asdict(pipe.teacher).items() if k not in UNPRINTED},
-                     "task": _file_hash(pipe.path(pipe.task)),
-                     "data": _file_hash(pipe.path(pipe.data)), "cache": _file_hash(pipe.path(pipe.teacher.cache))},
+        "annotate": {
+            "teacher": {k: v for k, v in dataclasses.asdict(pipe.teacher).items() if k not in UNPRINTED},
+            "task": _file_hash(pipe.path(pipe.task)),
+            "data": _file_hash(pipe.path(pipe.data)),
+            "cache": _file_hash(pipe.path(pipe.teacher.cache)),
+        },
         "train": {"student": dataclasses.asdict(pipe.student), "eval_data": _file_hash(pipe.path(pipe.eval_data))},
         "strip": {},
         "compress": None if pipe.compress is None else dataclasses.asdict(pipe.compress),
@@ -321,15 +360,6 @@ def fingerprints(pipe: Pipeline) -> dict[str, str]:
 
 # ---------------------------------------------------------------- running
 
-PIPELINE_ONLY = {"teacher": ("cache",), "student": ("base", "compare"), "compress": (), "export": (), "bench": ()}  # keys no stage config has
-
-
-def _fields(section) -> dict:
-    """A section's settings under the stage config's field names (`base` is TrainConfig's `student`)."""
-    name = {TeacherConfig: "teacher", StudentConfig: "student", CompressSection: "compress", ExportConfig: "export",
-            BenchConfig: "bench"}[type(section)]
-    return {k: v for k, v in dataclasses.asdict(section).items() if k not in PIPELINE_ONLY[name]}
-
 
 def exported_model(pipe: Pipeline) -> str:
     """The run-dir folder export reads: the compressed model when the pipeline compresses, else the stripped one."""
@@ -343,32 +373,53 @@ def _model_path(pipe: Pipeline, name: str | None) -> str | None:
 
 def stage_configs(pipe: Pipeline) -> dict[str, list]:
     """The config each stage function is called with, in order; also what `run --dry-run` prints."""
-    from .teacher.annotate import AnnotateConfig
-    from .measure.bench import BenchSettings
-    from .distill.compress import CompressConfig
-    from .deploy.export import ExportConfig as ExportStage
-    from .distill.train import TrainConfig
-
     run, s = pipe.run, pipe.student
-    base = _model_path(pipe, s.base)
 
     def train(mode, out):
-        return TrainConfig(task=str(pipe.path(pipe.task)), annotations=str(run / "annotations.jsonl"), out=str(out),
-                           student=base, **{**_fields(s), "mode": mode,
-                                            "candidates": (s.candidates or None) if mode == "auto" else None})
+        return TrainConfig(
+            task=str(pipe.path(pipe.task)),
+            annotations=str(run / "annotations.jsonl"),
+            out=str(out),
+            **{
+                **stage_settings(s),
+                "student": _model_path(pipe, s.base),
+                "mode": mode,
+                "candidates": (s.candidates or None) if mode == "auto" else None,
+            },
+        )
 
     return {
-        "annotate": [AnnotateConfig(task=str(pipe.path(pipe.task)), data=str(pipe.path(pipe.data)), out=str(run),
-                                    **_fields(pipe.teacher))],
+        "annotate": [
+            AnnotateConfig(
+                task=str(pipe.path(pipe.task)),
+                data=str(pipe.path(pipe.data)),
+                out=str(run),
+                **stage_settings(pipe.teacher),
+            )
+        ],
         "train": [train(s.mode, run / "student")] + [train(m, run / "compare" / m) for m in s.compare if m != s.mode],
         "strip": [(run / "student", run / "stripped")],
-        "compress": [] if pipe.compress is None else [CompressConfig(
-            model=str(run / "stripped"), annotations=str(run / "annotations.jsonl"), out=str(run / "compressed"),
-            eval_data=None, **{**_fields(pipe.compress), "layers": pipe.compress.layers or None, "into": [_model_path(pipe, b) for b in pipe.compress.into] or None,
-                               "ensemble": [str(pipe.path(d)) for d in pipe.compress.ensemble] or None,
-                               "inputs": pipe.compress.inputs and str(pipe.path(pipe.compress.inputs))})],
-        "export": [ExportStage(model=str(run / exported_model(pipe)), out=str(run / "bundle"), **_fields(pipe.export))],
-        "bench": [BenchSettings(**_fields(pipe.bench))],
+        "compress": []
+        if pipe.compress is None
+        else [
+            CompressConfig(
+                model=str(run / "stripped"),
+                annotations=str(run / "annotations.jsonl"),
+                out=str(run / "compressed"),
+                eval_data=None,
+                **{
+                    **stage_settings(pipe.compress),
+                    "layers": pipe.compress.layers or None,
+                    "into": [_model_path(pipe, b) for b in pipe.compress.into or []] or None,
+                    "ensemble": [str(pipe.path(d)) for d in pipe.compress.ensemble or []] or None,
+                    "inputs": pipe.compress.inputs and str(pipe.path(pipe.compress.inputs)),
+                },
+            )
+        ],
+        "export": [
+            ExportConfig(model=str(run / exported_model(pipe)), out=str(run / "bundle"), **stage_settings(pipe.export))
+        ],
+        "bench": [BenchConfig(**stage_settings(pipe.bench))],
         "report": [],
     }
 
@@ -376,8 +427,6 @@ def stage_configs(pipe: Pipeline) -> dict[str, list]:
 def describe_config(cfg) -> str:
     """One stage call as text: the config's class and the fields that differ from its defaults (a base URL's
     credentials as ***)."""
-    from .teacher.client import redact_url
-
     if not dataclasses.is_dataclass(cfg):
         return f"strip_student({', '.join(map(str, cfg))})"
     parts = []
@@ -389,60 +438,71 @@ def describe_config(cfg) -> str:
     return f"{type(cfg).__name__}({', '.join(parts)})"
 
 
-def _run_stage(pipe: Pipeline, stage: str, configs: list, echo) -> None:
-    """Call the stage's function with each of its configs and print what its CLI command prints."""
+def _annotate(pipe: Pipeline, configs: list, echo) -> None:
+    if pipe.teacher.cache:
+        _merge_recorded_cache(pipe)
+    teacher_annotate.report_summary(teacher_annotate.annotate(configs[0], echo=echo), configs[0].out, echo)
+
+
+def _train(pipe: Pipeline, configs: list, echo) -> None:
+    for cfg in configs:
+        for line in distill_train.summary_lines(distill_train.train(cfg, echo=echo), cfg.out):
+            echo(line)
+
+
+def _strip(pipe: Pipeline, configs: list, echo) -> None:
+    for student, out in configs:
+        echo(distill_strip.summary_line(distill_strip.strip_student(student, out)))
+
+
+def _compress(pipe: Pipeline, configs: list, echo) -> None:
+    for cfg in configs:
+        compress(cfg, echo=echo)
+
+
+def _export(pipe: Pipeline, configs: list, echo) -> None:
+    for line in deploy_export.summary_lines(deploy_export.export_bundle(configs[0], echo=echo), configs[0].out):
+        echo(line)
+
+
+def _bench(pipe: Pipeline, configs: list, echo) -> None:
     run = pipe.run
-    if stage == "annotate":
-        from .teacher.annotate import annotate
-        from .commands.annotate import report_summary
+    doc = run_bench(
+        run / "bundle",
+        run / exported_model(pipe),
+        pipe.path(pipe.eval_data),
+        configs[0],
+        command=["edgedistill", "run", str(pipe.source)],
+        echo=echo,
+    )
+    paths = bench_report.write_outputs(doc, run / "bench")
+    for line in [
+        "",
+        *bench_report.summary_lines(doc),
+        f"\nReport: {paths['report']}  (results.json, latency.png, tradeoff.png beside it)",
+    ]:
+        echo(line)
 
-        if pipe.teacher.cache:
-            _merge_recorded_cache(pipe)
-        report_summary(annotate(configs[0], echo=echo), configs[0].out, echo)
-    elif stage == "train":
-        from .commands.train import summary_lines
-        from .distill.train import train
 
-        for cfg in configs:
-            for line in summary_lines(train(cfg, echo=echo), cfg.out):
-                echo(line)
-    elif stage == "strip":
-        from .commands.strip import summary_line
-        from .distill.strip import strip_student
+def _report(pipe: Pipeline, configs: list, echo) -> None:
+    write_report(pipe, _evaluations(pipe))
 
-        for student, out in configs:
-            echo(summary_line(strip_student(student, out)))
-    elif stage == "compress":
-        from .distill.compress import compress
 
-        for cfg in configs:
-            compress(cfg, echo=echo)
-    elif stage == "export":
-        from .commands.export import summary_lines
-        from .deploy.export import export_bundle
-
-        for line in summary_lines(export_bundle(configs[0], echo=echo), configs[0].out):
-            echo(line)
-    elif stage == "bench":
-        from .measure.bench import run_bench
-        from .measure.bench_report import summary_lines, write_outputs
-
-        doc = run_bench(run / "bundle", run / exported_model(pipe), pipe.path(pipe.eval_data), configs[0],
-                        command=["edgedistill", "run", str(pipe.source)], echo=echo)
-        paths = write_outputs(doc, run / "bench")
-        for line in ["", *summary_lines(doc), f"\nReport: {paths['report']}  (results.json, latency.png, tradeoff.png beside it)"]:
-            echo(line)
-    elif stage == "report":
-        from .run_report import write_report
-
-        write_report(pipe, _evaluations(pipe))
+# stage -> how `run` calls its function with the configs stage_configs built, printing what its command prints
+RUN_STAGE = {
+    "annotate": _annotate,
+    "train": _train,
+    "strip": _strip,
+    "compress": _compress,
+    "export": _export,
+    "bench": _bench,
+    "report": _report,
+}
 
 
 def _merge_recorded_cache(pipe: Pipeline) -> None:
     """Start from the recorded responses: replaying them costs nothing. Merged, not copied, so a run that
     already has a cache also gets what a newer recording holds."""
-    from .teacher.cache import Cache
-
     cache = Cache(pipe.run / "cache.sqlite")
     try:
         cache.merge_from(pipe.path(pipe.teacher.cache))
@@ -450,8 +510,9 @@ def _merge_recorded_cache(pipe: Pipeline) -> None:
         cache.close()
 
 
-def run_pipeline(pipe: Pipeline, force: str | None = None, until: str | None = None, echo=print, note=None,
-                 verbose: bool = False) -> list[dict]:
+def run_pipeline(
+    pipe: Pipeline, force: str | None = None, until: str | None = None, echo=print, note=None, verbose: bool = False
+) -> list[dict]:
     """Run the stages in order; returns one row per stage: name, status (ran/skipped), seconds.
     `echo` prints what the stages print, `note` the pipeline's own lines (default: echo). Library logs and
     warnings go to RUN/logs/STAGE.log (console.quiet), and with `verbose` to the terminal too. The run directory
@@ -467,9 +528,7 @@ def _run_stages(pipe: Pipeline, force: str | None, until: str | None, echo, note
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
     prints = fingerprints(pipe)
     configs = stage_configs(pipe)
-    outputs = {"annotate": run / "annotations.jsonl", "train": run / "student", "strip": run / "stripped",
-               "compress": run / exported_model(pipe),
-               "export": run / "bundle", "bench": run / "bench" / "results.json", "report": run / "report.md"}
+    outputs = {name: run / BY_NAME[name].output for name in STAGES}
     rows, dirty = [], False
     for stage in STAGES:
         up_to_date = state.get(stage) == prints[stage] and outputs[stage].exists()
@@ -488,7 +547,7 @@ def _run_stages(pipe: Pipeline, force: str | None, until: str | None, echo, note
             for stale in run.glob(f".{outputs[stage].name}.*.tmp"):  # left by a killed earlier run
                 shutil.rmtree(stale, ignore_errors=True)
             with quiet(run / "logs" / f"{stage}.log", verbose):
-                _run_stage(pipe, stage, configs[stage], echo)
+                RUN_STAGE[stage](pipe, configs[stage], echo)
             state[stage] = prints[stage]
             write_json(state_path, state)
             rows.append({"stage": stage, "status": "ran", "seconds": round(time.perf_counter() - start, 1)})
@@ -501,10 +560,6 @@ def _evaluations(pipe: Pipeline) -> dict[str, dict]:
     """Accuracy on eval_data of every trained student and of the bundle, by name."""
     if pipe.eval_data is None:
         return {}
-    from .data import load_examples
-    from .evaluate import evaluate_model
-    from .task import load_task
-
     run = pipe.run
     shipped = pipe.student.mode
     if shipped == "auto" and (run / "student" / "train.json").exists():

@@ -6,21 +6,9 @@ import shlex
 
 import click
 
-from ..bounds import option_type, problem
 from ..errors import UserError
-
-
-def _ints(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        out = [int(x) for x in str(value).split(",") if x.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 1,8,32") from None
-    why = "no value; give integers separated by commas, e.g. 1,8,32" if not out else problem("bench", param.name, out)
-    if why:
-        raise click.BadParameter(f"{value!r}: {why}")
-    return out
+from ..measure.bench import BenchSettings, run_bench
+from ..options import field_option
 
 
 class _RecordsArgs(click.Command):
@@ -34,35 +22,65 @@ class _RecordsArgs(click.Command):
 
 @click.command(cls=_RecordsArgs, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("bundle", required=False, type=click.Path())
-@click.option("--torch", "torch_dir", type=click.Path(file_okay=False),
-              help="The stripped student the bundle came from. Enables the torch FP32/INT8 and ORT FP32/optimum peers; "
-                   "without it only the bundle is measured.")
-@click.option("--data", type=click.Path(dir_okay=False),
-              help="Gold-labelled examples of the task (JSONL/CSV/...): accuracy per variant, and real text for the timed inputs.")
-@click.option("--limit", type=option_type("bench", "limit", int), default=500, show_default=True,
-              help="Use at most this many examples of --data for accuracy.")
-@click.option("--batch-sizes", callback=_ints, default="1,8,32", show_default=True, help="Batch sizes, comma-separated.")
-@click.option("--seq-lens", callback=_ints, default="32,128,256", show_default=True,
-              help="Sequence lengths in tokens, comma-separated; inputs are exactly this long.")
-@click.option("--threads", callback=_ints, default="2", show_default=True,
-              help="Thread counts, comma-separated; every variant gets the same (torch.set_num_threads, ORT intra-op threads).")
-@click.option("--min-time", type=option_type("bench", "min_time", float), default=2.0, show_default=True,
-              help="Seconds of timed calls per variant and shape, at least.")
-@click.option("--min-iters", type=option_type("bench", "min_iters", int), default=10, show_default=True,
-              help="Timed calls per variant and shape, at least.")
-@click.option("--warmup", type=option_type("bench", "warmup", float), default=0.3, show_default=True,
-              help="Seconds of untimed warm-up per variant and shape.")
-@click.option("--variants", default=None, help="Only these variants, comma-separated (torch-fp32, torch-int8, ort-fp32, optimum-int8, bundle).")
-@click.option("--no-fresh-process", is_flag=True, help="Skip the new-process measurements (peak RSS, cold start).")
-@click.option("--merge", "merge_files", multiple=True, type=click.Path(dir_okay=False),
-              help="Instead of measuring, combine these results.json files (repeat the flag, or list them after --merge) into one report.")
+@click.option(
+    "--torch",
+    "torch_dir",
+    type=click.Path(file_okay=False),
+    help="The stripped student the bundle came from. Enables the torch FP32/INT8 and ORT FP32/optimum peers; "
+    "without it only the bundle is measured.",
+)
+@click.option(
+    "--data",
+    type=click.Path(dir_okay=False),
+    help="Gold-labelled examples of the task (JSONL/CSV/...): accuracy per variant, and real text for the timed inputs.",
+)
+@field_option("bench", BenchSettings, "limit", help="Use at most this many examples of --data for accuracy.")
+@field_option("bench", BenchSettings, "batch_sizes", help="Batch sizes, comma-separated.")
+@field_option(
+    "bench",
+    BenchSettings,
+    "seq_lens",
+    help="Sequence lengths in tokens, comma-separated; inputs are exactly this long.",
+)
+@field_option(
+    "bench",
+    BenchSettings,
+    "threads",
+    help="Thread counts, comma-separated; every variant gets the same (torch.set_num_threads, ORT intra-op threads).",
+)
+@field_option("bench", BenchSettings, "min_time", help="Seconds of timed calls per variant and shape, at least.")
+@field_option("bench", BenchSettings, "min_iters", help="Timed calls per variant and shape, at least.")
+@field_option("bench", BenchSettings, "warmup", help="Seconds of untimed warm-up per variant and shape.")
+@field_option(
+    "bench",
+    BenchSettings,
+    "variants",
+    help="Only these variants (torch-fp32, torch-int8, ort-fp32, optimum-int8, bundle).",
+)
+@field_option(
+    "bench", BenchSettings, "fresh_process", help="Also measure peak RSS and cold start, each variant in a new process."
+)
+@click.option(
+    "--merge",
+    "merge_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Instead of measuring, combine these results.json files (repeat the flag, or list them after --merge) into one report.",
+)
 @click.option("--title", default=None, help="Title of report.md.")
-@click.option("--note", default=None, help="A line for report.md (and results.json) saying how the subject was made, e.g. the script that ran this.")
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Directory for results.json, report.md, latency.png, tradeoff.png.")
+@click.option(
+    "--note",
+    default=None,
+    help="A line for report.md (and results.json) saying how the subject was made, e.g. the script that ran this.",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Directory for results.json, report.md, latency.png, tradeoff.png.",
+)
 @click.argument("more", nargs=-1, type=click.Path(dir_okay=False))
-def bench(bundle, torch_dir, data, limit, batch_sizes, seq_lens, threads, min_time, min_iters, warmup, variants,
-          no_fresh_process, merge_files, title, note, out, more):
+def bench(bundle, torch_dir, data, merge_files, title, note, out, more, **settings):
     """Measure BUNDLE side by side with the ways you could otherwise run the same model.
 
     \b
@@ -94,14 +112,9 @@ def bench(bundle, torch_dir, data, limit, batch_sizes, seq_lens, threads, min_ti
             raise UserError("give a BUNDLE directory to measure, or --merge A.json B.json to combine results")
         if more:
             raise UserError(f"unexpected arguments {list(more)}; only --merge takes several files")
-        from ..measure.bench import VARIANTS, BenchSettings, run_bench
-
-        names = list(VARIANTS) if not variants else [v.strip() for v in variants.split(",") if v.strip()]
-        settings = BenchSettings(batch_sizes=batch_sizes, seq_lens=seq_lens, threads=threads, min_time=min_time,
-                                 min_iters=min_iters, warmup=warmup, limit=limit,
-                                 fresh_process=not no_fresh_process, variants=names)
-        doc = run_bench(bundle, torch_dir, data, settings, command=argv,
-                        echo=lambda m: click.echo(m, err=True))
+        doc = run_bench(
+            bundle, torch_dir, data, BenchSettings(**settings), command=argv, echo=lambda m: click.echo(m, err=True)
+        )
     if note:
         doc["note"] = note
     paths = write_outputs(doc, out, title=title)

@@ -10,10 +10,16 @@ from ..pipeline import STAGES, describe_config, load_pipeline, run_pipeline, sta
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False))
-@click.option("--force", type=click.Choice(STAGES), help="Redo this stage (and every stage after it) even if up to date.")
+@click.option(
+    "--force", type=click.Choice(STAGES), help="Redo this stage (and every stage after it) even if up to date."
+)
 @click.option("--until", type=click.Choice(STAGES), help="Stop after this stage.")
-@click.option("--dry-run", is_flag=True, help="Print the config each stage function would be called with (its settings "
-              "other than the defaults), and run nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the config each stage function would be called with (its settings "
+    "other than the defaults), and run nothing.",
+)
 def run(pipeline_file, force, until, dry_run):
     """Run annotate -> train -> strip -> export -> bench -> report from one PIPELINE.yaml.
 
@@ -30,8 +36,9 @@ def run(pipeline_file, force, until, dry_run):
                 click.echo(f"[{stage}] {describe_config(cfg)}")
         return
     verbose = click.get_current_context().meta.get(VERBOSE, False)
-    rows = run_pipeline(pipe, force=force, until=until, echo=click.echo, note=lambda m: click.secho(m, fg="cyan"),
-                        verbose=verbose)
+    rows = run_pipeline(
+        pipe, force=force, until=until, echo=click.echo, note=lambda m: click.secho(m, fg="cyan"), verbose=verbose
+    )
     click.echo("\n stage      status    seconds")
     for r in rows:
         click.echo(f" {r['stage']:<10} {r['status']:<9} {r['seconds']:>7.1f}")

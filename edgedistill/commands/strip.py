@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import click
 
-from ..distill.strip import strip_student
+from ..distill.strip import strip_student, summary_line
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("student", type=click.Path())
-@click.option("--out", required=True, type=click.Path(file_okay=False),
-              help="Where to write the plain transformers model dir.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Where to write the plain transformers model dir."
+)
 def strip(student, out):
     """Write STUDENT's label model alone: it loads with transformers (AutoModelFor...) and holds no
     rationale weights; its predictions are the student's."""
     click.echo(summary_line(strip_student(student, out)))
-
-
-def summary_line(path) -> str:
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
-    return f"stripped model: {path} ({size:.1f} MB)"
