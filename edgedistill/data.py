@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .edge.answers import normalize_gold as canonical
 from .edge.arith import evaluate
 from .errors import UserError, at
 from .task import TaskSpec
@@ -257,6 +258,7 @@ def _csv_problem(error: str, delimiter: str) -> str:
 
 def _parquet_rows(path: Path) -> list[tuple[int, dict]]:
     try:
+        # deferred: pyarrow is optional; only parquet inputs need it
         import pyarrow.parquet as pq
     except ImportError:
         raise UserError(f"{path}: reading Parquet needs pyarrow; pip install pyarrow, or convert to JSONL") from None
@@ -287,8 +289,6 @@ def normalize_gold(task: TaskSpec, value, choices: list[str] | None, where: tupl
     Accepts label names (any case), label indices (e-SNLI's 0/1/2), choice letters or indices: the rule the
     bundle's runtime applies too (edge.answers.normalize_gold); here a miss names the file, line and field.
     """
-    from .edge.answers import normalize_gold as canonical
-
     try:
         gold = canonical(task.type, task.labels, value, choices)
     except ValueError as e:

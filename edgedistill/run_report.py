@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 
 from .atomic import write_text
+from .compress.candidates import pareto_lines
+from .compress.vocabulary import trim_warning, vocabulary_line
+from .distill.model_card import candidate_table, floor_warning, skipped_note
+from .task import load_task
 
 
 def _load(path: Path):
@@ -31,7 +35,6 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
     train = _load(run / "student" / "train.json") or {}
     bench = _load(run / "bench" / "results.json")
     manifest = _load(run / "bundle" / "manifest.json") or {}
-    from .task import load_task
 
     task = load_task(pipe.path(pipe.task))
     lines = [
@@ -78,8 +81,6 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
                 "",
             ]
 
-    from .distill.model_card import candidate_table, floor_warning, skipped_note
-
     if warning := floor_warning(train.get("val_vs_floor"), train.get("family")):
         lines += [f"**Warning: the student.** {warning}", ""]
     if train.get("candidates"):
@@ -97,9 +98,6 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
             lines += [skipped_note(train["auto_skipped"]), ""]
     compressed = _load(run / "compressed" / "compress.json") if pipe.compress is not None else None
     if compressed:
-        from .compress.candidates import pareto_lines
-        from .compress.vocabulary import trim_warning, vocabulary_line
-
         for warning in (trim_warning(compressed.get("vocabulary")), (compressed.get("evidence") or {}).get("warning")):
             if warning:
                 lines += [f"**Warning: compression.** {warning[0].upper()}{warning[1:]}", ""]

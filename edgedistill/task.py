@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from .atomic import write_text
 from .edge.template import fill_template, template_fields
 from .errors import UserError, at
 from .user_yaml import read_yaml
@@ -57,8 +58,6 @@ class TaskSpec:
         return {k: v for k, v in d.items() if v not in (None, {}, [])}
 
     def save(self, path) -> None:
-        from .atomic import write_text
-
         write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True))
 
 

@@ -16,6 +16,8 @@ import textwrap
 import zipfile
 from pathlib import Path
 
+import onnx
+
 from .. import __version__
 from ..atomic import write_json, write_text
 from ..edge.runtime import (
@@ -32,8 +34,6 @@ ORT_CONVERTER = "onnxruntime.tools.convert_onnx_models_to_ort"
 
 
 def io_spec(onnx_path: Path) -> dict:
-    import onnx
-
     g = onnx.load(str(onnx_path), load_external_data=False).graph
     init = {i.name for i in g.initializer}
 

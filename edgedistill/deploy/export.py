@@ -19,13 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 
+from ..annotations import read_annotations
 from ..atomic import build_dir
 from ..choices import SMOOTH_ALPHA, Quantize, Target, parse
+from ..data import load_examples
 from ..edge.families import FAMILIES
 from ..edge.runtime import BundleError, EdgeModel, runtime_models
 from ..errors import UserError
 from ..model_dir import load_config, weights_bytes
+from ..task import load_task, task_from_dict
 from . import bundle as bundle_mod
 from . import text_model
 from .onnx_export import export_onnx, family_of, fuse
@@ -184,6 +189,7 @@ def summary_lines(m: dict, out) -> list[str]:
 
 def _job(cfg: ExportConfig, src: Path, work: Path) -> _Job:
     """Read the model, its task and the parity inputs, and pick the CPU preset; UserError for what is missing."""
+    # deferred: transformers loads torch; compress imports this module torch-free
     from transformers import AutoTokenizer
 
     model_dir, meta = _stripped(src, work)
@@ -511,6 +517,7 @@ def _stripped(src: Path, work: Path) -> tuple[Path, dict]:
     """The plain transformers dir to export, stripping a student on the fly."""
     meta = json.loads((src / "edgedistill.json").read_text()) if (src / "edgedistill.json").exists() else {}
     if meta.get("kind") == "student":
+        # deferred: loads torch; only a student dir, stripped here first, needs it
         from ..distill.strip import strip_student
 
         stripped = work / "stripped"
@@ -525,8 +532,6 @@ def _stripped(src: Path, work: Path) -> tuple[Path, dict]:
 
 
 def _task_dict(model_dir: Path, config, family: str) -> dict:
-    from ..task import load_task
-
     if (model_dir / "task.yaml").exists():
         return load_task(model_dir / "task.yaml").to_dict()
     # A bare transformers model: the input is the text itself.
@@ -539,10 +544,6 @@ def _task_dict(model_dir: Path, config, family: str) -> dict:
 
 def _parity_items(cfg, src: Path, model_dir: Path, meta: dict, task: dict, family: str) -> list[dict]:
     """Inputs for parity: --parity-data, else the annotations the student was trained on."""
-    from ..annotations import read_annotations
-    from ..data import load_examples
-    from ..task import task_from_dict
-
     path = Path(cfg.parity_data) if cfg.parity_data else _training_annotations(src, model_dir, meta)
     if path is None:
         raise UserError(
@@ -618,9 +619,6 @@ def _check_int8_options(cfg: ExportConfig, family: str) -> None:
 
 
 def _calibration_feeds(cfg, model: EdgeModel, task: dict) -> list[dict]:
-    from ..data import load_examples
-    from ..task import task_from_dict
-
     spec = task_from_dict({k: v for k, v in task.items() if k != "gold"}, source=cfg.calibration_data)
     exs = load_examples(spec, cfg.calibration_data)[:200]
     items = [{"input": e.input, spec.choices or "choices": e.choices} for e in exs]
@@ -648,8 +646,6 @@ def _latency_ms(model: EdgeModel, items: list[dict], seq_len: int, runs: int = 3
 
 
 def _decoder_slower(int8_dir: Path, fp32_dir: Path, threads: int) -> bool:
-    import onnxruntime as ort
-
     def timed(path):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -715,8 +711,6 @@ def _report_latency(lat: dict, echo) -> None:
 
 
 def _opset(path: Path) -> int:
-    import onnx
-
     m = onnx.load(str(path), load_external_data=False)
     return max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
 

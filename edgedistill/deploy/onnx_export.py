@@ -7,6 +7,7 @@ BiasGelu nodes quantize into QAttention and integer MatMuls, which is where INT8
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from ..edge.families import FAMILIES
@@ -43,6 +44,7 @@ def family_of(config) -> str:
 
 def export_onnx(model_dir: Path, out_dir: Path, family: str, opset: int | None = None) -> dict[str, Path]:
     """optimum export of a transformers dir; returns {role: onnx path}."""
+    # deferred: optimum/torch/onnx load only to export; evaluate and bench import this module without them
     from optimum.exporters.onnx import main_export
 
     logging.getLogger("optimum").setLevel(logging.ERROR)
@@ -78,6 +80,7 @@ def with_token_types(model, task: str) -> dict | None:
     """custom_onnx_configs for a two-tower multiple-choice student whose encoder has no token types of its own
     (MPNet): optimum's config for it with token_type_ids among the graph's inputs, which say where the question
     ends (`student.segment_inputs`); None where optimum's own config has them (BERT) or the head needs none."""
+    # deferred: optimum/torch/onnx load only to export; evaluate and bench import this module without them
     from optimum.exporters.tasks import TasksManager
 
     from ..distill.student import TWO_TOWER, pooling_of
@@ -99,6 +102,7 @@ def with_token_types(model, task: str) -> dict | None:
 
 def has_past(config) -> bool:
     """Whether optimum can export this seq2seq model's decoder with past keys/values."""
+    # deferred: optimum/torch/onnx load only to export; evaluate and bench import this module without them
     from ..distill.student import DECODER_CAPABLE
 
     return not (config.model_type == "encoder-decoder" and config.decoder.model_type in DECODER_CAPABLE)
@@ -106,13 +110,12 @@ def has_past(config) -> bool:
 
 def fuse(onnx_path: Path, out_path: Path, config) -> dict:
     """Apply onnxruntime's transformer fusions; returns the fused-op counts (what actually fused)."""
+    # deferred: optimum/torch/onnx load only to export; evaluate and bench import this module without them
     from onnxruntime.transformers.optimizer import optimize_model
 
     model_type = FUSION_MODEL_TYPE.get(config.model_type)
     if model_type is None or model_type != "bert":
         # Decoder graphs with past and unknown encoders: ORT's session-time optimizer still runs.
-        import shutil
-
         shutil.copyfile(onnx_path, out_path)
         return {}
     heads = getattr(config, "num_attention_heads", 0)

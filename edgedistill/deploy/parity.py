@@ -31,6 +31,7 @@ def torch_outputs(
     model_dir, family: str, items: list[dict], choices_field: str | None, max_length: int, batch_size: int = 16
 ) -> tuple[np.ndarray, list[str]]:
     """(logits, predicted labels/answers) of the transformers model, tokenized exactly as the runtime does."""
+    # deferred: loads torch; evaluate and compress import this module torch-free
     import torch
     from transformers import AutoTokenizer
 

@@ -17,14 +17,19 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import numpy_helper
 
 from ..choices import SMOOTH_ALPHA
+from ..edge.machine import cpu_preset
+from ..edge.runtime import softmax
+from ..edge.timing import summarize, time_interleaved
 
 # Per-channel weight scales everywhere: as fast as per-tensor (MiniLM-L6, batch 1, seq 128, 2 threads,
 # AVX-512 VNNI: 4.34 vs 4.32 ms) and far closer to FP32 (an e-SNLI student's INT8 labels agreed with
@@ -65,8 +70,6 @@ class QuantPlan:
 def detect_preset(target: str) -> tuple[str, str, dict]:
     """(target, preset, isa flags) for --target auto|x86|arm64 on this machine: edge.machine.cpu_preset,
     the rule bench's optimum peer and every results.json's machine record use too."""
-    from ..edge.machine import cpu_preset
-
     return cpu_preset(target)
 
 
@@ -104,6 +107,7 @@ def _excluded(names: list[str]) -> list[str] | None:
 
 
 def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict] | None = None) -> None:
+    # deferred: about a second to import; only quantizing needs it
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -412,8 +416,6 @@ def activation_stats(
 ) -> tuple[dict[str, np.ndarray], dict[str, list[tuple]]]:
     """Per-channel max |x| of each tensor in `maxima` (last axis = channels) and the shapes every tensor in either
     list had, over `feeds`, run one call each."""
-    import onnxruntime as ort
-
     names = list(dict.fromkeys(maxima + shaped))
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
@@ -591,8 +593,6 @@ def weight_matmuls(onnx_path: Path) -> list[str]:
 
 
 def _session(path: Path, threads: int):
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
@@ -606,8 +606,6 @@ def output_probs(path: Path, feeds: list[dict], threads: int = 2) -> list[np.nda
 def _probs(session, feeds: list[dict]) -> list[np.ndarray]:
     """Output probabilities, one input per call (as an app asks; dynamic INT8 depends on the batch): one array per
     input, since multiple-choice inputs may have different numbers of choices."""
-    from ..edge.runtime import softmax
-
     outs = [session.run(None, f)[0].reshape(-1).astype(np.float64) for f in feeds]
     return [softmax(x) if x.size else x for x in outs]
 
@@ -624,8 +622,6 @@ def _agreement(p: list[np.ndarray], q: list[np.ndarray]) -> float:
 
 
 def _with_fp32(plan: QuantPlan, keep: list[str], matmuls_only: bool = False) -> QuantPlan:
-    from dataclasses import replace
-
     return replace(
         plan,
         nodes_to_exclude=list(dict.fromkeys(plan.nodes_to_exclude + keep)),
@@ -666,10 +662,6 @@ def fp32_ladder(
 ) -> list[dict]:
     """For each k: the plan's INT8 model with the k most sensitive MatMuls FP32, against FP32 on `feeds`
     (label agreement, mean KL), its size, and its batch-1 p50 relative to the first k, timed interleaved."""
-    from types import SimpleNamespace
-
-    from ..edge.timing import summarize, time_interleaved
-
     ref = output_probs(src, feeds, threads)
     total = sum(r["kl"] for r in ranking) or 1.0
     rows, runners = [], {}

@@ -18,6 +18,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
 
 from ..edge.runtime import EdgeModel
 from ..errors import UserError
@@ -55,6 +58,7 @@ def check_supported(family: str, tokenizer_json: Path) -> None:
 def extensions():
     """The onnxruntime_extensions module; UserError naming the package when it is missing."""
     try:
+        # deferred: optional ([all]); without it --text-model says what to install
         import onnxruntime_extensions
     except ImportError:
         raise UserError(
@@ -112,6 +116,7 @@ def tokenizer_attrs(tok: dict, max_length: int) -> dict:
 def tokenizer_graph(tok_dir: Path, attrs: dict):
     """The extensions' BertTokenizer as a one-node ONNX model: gen_processing_models on the HF tokenizer
     in tok_dir, with `attrs` (tokenizer_attrs) overriding the defaults it would take."""
+    # deferred: transformers loads torch; compress imports deploy/ torch-free
     from transformers import AutoTokenizer
 
     hf = AutoTokenizer.from_pretrained(tok_dir)
@@ -127,9 +132,6 @@ def tokenizer_graph(tok_dir: Path, attrs: dict):
 
 def merge(tokenizer, model):
     """One graph: text -> tokenizer -> [1, seq] ids -> model -> Softmax -> probs (names as in manifest['text_model'])."""
-    import onnx
-    from onnx import helper, numpy_helper
-
     g = model.graph
     init = {i.name for i in g.initializer}
     wanted = [i.name for i in g.input if i.name not in init]
@@ -172,8 +174,6 @@ def session(path: Path, threads: int = 1):
 
 def session_of(model, threads: int = 1):
     """The same for a path or an in-memory ModelProto."""
-    import onnxruntime as ort
-
     opts = ort.SessionOptions()
     opts.register_custom_ops_library(extensions().get_library_path())
     opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
@@ -211,8 +211,6 @@ def enforce(p: dict, what: str) -> None:
 def add(bundle: Path, reference: Path, tok_dir: Path, manifest: dict, items: list[dict], echo=print) -> None:
     """Build text_model.onnx in the staging dir `bundle`, verify it (and its .ort copy) against the
     bundle's runtime loaded from `reference`, and list it in the manifest; UserError when it fails."""
-    import onnx
-
     echo("building the text-in model (onnxruntime-extensions tokenizer + model + softmax) ...")
     attrs = tokenizer_attrs(json.loads((bundle / "tokenizer.json").read_text(encoding="utf-8")), manifest["max_length"])
     model = onnx.load(str(bundle / manifest["models"]["model"]))

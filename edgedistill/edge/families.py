@@ -78,6 +78,7 @@ def answers_match(task_type: str, answer, gold) -> bool:
 
 def auto_model_class(name: str):
     """The transformers class of a family (imports transformers: for torch-side callers only)."""
+    # deferred: edge/ runs on devices without transformers
     import transformers
 
     return getattr(transformers, family(name).auto_model)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from tokenizers import Tokenizer
 
 DEFAULT_CHOICES = ["yes", "no", "maybe", "true"]  # options of timed multiple-choice inputs without data
 
 
 def load_tokenizer(path):
-    from tokenizers import Tokenizer
-
     return Tokenizer.from_file(str(path))
 
 

@@ -11,6 +11,7 @@ import os
 import platform
 import shlex
 import sys
+import time
 from importlib import metadata
 
 # The features that change which INT8 kernels run (and so whether INT8 beats FP32 at all).
@@ -199,6 +200,4 @@ class LoadMeter:
 
 
 def time_now() -> float:
-    import time
-
     return time.monotonic()

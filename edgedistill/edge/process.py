@@ -25,12 +25,14 @@ def peak_rss_mb() -> float | None:
     except OSError:
         pass
     try:
+        # deferred: Unix only
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB elsewhere
     except ImportError:  # Windows
         try:
+            # deferred: optional; without it no figure
             import psutil
         except ImportError:
             return None
@@ -40,6 +42,7 @@ def peak_rss_mb() -> float | None:
 def rss_mb() -> float | None:
     """Current resident memory (needs psutil; None without it)."""
     try:
+        # deferred: optional; without it no figure
         import psutil
     except ImportError:
         return None

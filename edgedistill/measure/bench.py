@@ -28,25 +28,29 @@ process that measures the bundle never pays for torch.
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
 
+from ..data import Example, load_examples
 from ..edge.answers import accuracy
 from ..edge.expressions import choices_for
 from ..edge.families import FAMILIES
-from ..edge.feeds import encode, encode_examples, fit, load_tokenizer, shape_feeds, synthetic_texts  # noqa: F401
+from ..edge.feeds import DEFAULT_CHOICES, encode, encode_examples, fit, load_tokenizer, shape_feeds, synthetic_texts  # noqa: F401
 from ..edge.process import child_entry, child_measure, fresh_for_threads
 from ..edge.process import fresh_process as spawn_child
 from ..edge.timing import PAUSE_S, summarize, time_interleaved  # noqa: F401
 from ..errors import UserError
 from ..model_dir import weights_bytes
+from ..task import TaskSpec, task_from_dict
 
 VARIANTS = {
     "torch-fp32": "PyTorch FP32 eager: the stripped student as transformers loads it",
@@ -140,8 +144,6 @@ class Runner:
 
 class TorchRunner(Runner):
     def __init__(self, model, *args):
-        import inspect
-
         super().__init__(*args)
         self.model = model
         self.names = [
@@ -151,6 +153,7 @@ class TorchRunner(Runner):
         ]
 
     def prepare(self, feeds):
+        # deferred: the fresh-process child imports this module and loads only its variant's libraries
         import torch
 
         x = {k: torch.from_numpy(np.ascontiguousarray(feeds[k])) for k in self.names if k in feeds}
@@ -162,6 +165,7 @@ class TorchRunner(Runner):
         batch_size = batch_size or self.batch_size
         if self.family != "seq2seq":
             return super().predict(examples, batch_size)
+        # deferred: the fresh-process child imports this module and loads only its variant's libraries
         import torch
 
         out = []
@@ -174,6 +178,7 @@ class TorchRunner(Runner):
         return out
 
     def call(self, x):
+        # deferred: the fresh-process child imports this module and loads only its variant's libraries
         import torch
 
         with torch.inference_mode():
@@ -231,6 +236,7 @@ class BundleRunner(Runner):
 
 
 def ort_session(path, threads: int):
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     import onnxruntime as ort
 
     so = ort.SessionOptions()  # defaults, except the thread count every variant shares
@@ -245,6 +251,7 @@ def load_variant(name: str, paths: dict, threads: int) -> Runner:
     labels = paths.get("labels")
     if name == "bundle":
         sys.path.insert(0, str(paths["bundle"]))  # a bundle carries its own runtime copy
+        # deferred: the fresh-process child imports this module and loads only its variant's libraries
         try:
             from edgedistill.runtime import EdgeModel
         except ImportError:
@@ -282,6 +289,7 @@ def _answering(name: str, runner: Runner) -> Runner:
 
 
 def _torch_model(path, family: str):
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from ..distill.student import load_label_model
 
     return load_label_model(str(path), family).eval()
@@ -316,6 +324,7 @@ class Subject:
 
 
 def read_subject(bundle, torch_dir=None) -> Subject:
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from ..edge.runtime import BundleError, read_manifest
 
     bundle = Path(bundle)
@@ -329,10 +338,6 @@ def read_subject(bundle, torch_dir=None) -> Subject:
         raise UserError(f"{mpath}: family: {family!r} is not one of {', '.join(FAMILIES)}")
     task = None
     if isinstance(manifest.get("task"), dict):
-        from dataclasses import fields
-
-        from ..task import TaskSpec, task_from_dict
-
         known = {f.name for f in fields(TaskSpec)} - {"source"}
         task = task_from_dict({k: v for k, v in manifest["task"].items() if k in known}, source=f"{mpath}: task")
     labels = manifest.get("labels") or (manifest.get("task") or {}).get("labels")
@@ -417,6 +422,7 @@ def _build(info: dict, what: str, fn) -> None:
 
 
 def _bundle_info(subject: Subject, info: dict) -> None:
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from ..edge.runtime import runtime_models
 
     models = runtime_models(subject.manifest)  # the app-only text model is no variant of the bundle's model
@@ -431,6 +437,7 @@ def _bundle_info(subject: Subject, info: dict) -> None:
 
 
 def _torch_int8(subject: Subject, work: Path, info: dict) -> None:
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     import torch
 
     model = torch.ao.quantization.quantize_dynamic(
@@ -441,6 +448,7 @@ def _torch_int8(subject: Subject, work: Path, info: dict) -> None:
 
 
 def _ort_fp32(subject: Subject, onnx_dir: Path) -> Path:
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from ..deploy.onnx_export import export_onnx
 
     return export_onnx(Path(subject.torch_dir), Path(onnx_dir), subject.family)["model"]
@@ -449,6 +457,7 @@ def _ort_fp32(subject: Subject, onnx_dir: Path) -> Path:
 def optimum_recipe(isa: dict | None = None) -> tuple[str, str]:
     """(preset, AutoQuantizationConfig method) for this CPU: the preset `edgedistill export` quantizes the
     bundle for here (edge.machine.cpu_preset), so the optimum peer is tuned for the same kernels."""
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from ..edge.machine import cpu_preset
 
     _, preset, _ = cpu_preset("auto", isa)
@@ -456,6 +465,7 @@ def optimum_recipe(isa: dict | None = None) -> tuple[str, str]:
 
 
 def _optimum_int8(onnx_dir: Path, work: Path, info: dict, echo) -> Path:
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from optimum.onnxruntime import ORTQuantizer
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
@@ -490,8 +500,6 @@ def _example_to_json(e) -> dict:
 
 def child_main(spec: dict) -> dict:
     """Runs in the fresh process: load, first prediction, then the largest shape; report the clock and memory."""
-    from ..data import Example
-
     example = Example(**spec["example"])
 
     def largest(runner):
@@ -545,6 +553,7 @@ def run_bench(
     progress: bool = True,
 ) -> dict:
     """Measure every variant; returns the results document (see bench_schema.json)."""
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from ..edge.machine import LoadMeter, machine_record
 
     s = settings or BenchSettings()
@@ -566,8 +575,6 @@ def run_bench(
         if s.fresh_process:
             _measure_fresh(ok, paths, info, inputs, s, progress)
     finally:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
     _join(rows, info)
     return {
@@ -607,8 +614,6 @@ def _check_settings(s: BenchSettings) -> None:
 def _read_inputs(subject: Subject, data, s: BenchSettings, tok) -> Inputs:
     examples, data_info = [], {"path": None, "examples": 0, "with_gold": 0, "inputs": "synthetic"}
     if data is not None:
-        from ..data import load_examples
-
         if subject.task is None:
             raise UserError(
                 f"{subject.bundle / 'manifest.json'}: task: the manifest has no task, so --data cannot be read"
@@ -632,6 +637,7 @@ def _measure_accuracy(
     subject: Subject, ok: list[str], paths: dict, info: dict, examples, s: BenchSettings, progress
 ) -> list[str]:
     """Accuracy once per variant (thread count does not change predictions); the variants still ok after it."""
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from tqdm.auto import tqdm
 
     from ..console import terminal
@@ -653,6 +659,7 @@ def _measure_latency(
     subject: Subject, ok: list[str], paths: dict, tok, inputs: Inputs, s: BenchSettings, progress
 ) -> list[dict]:
     """Per thread count, all variants loaded side by side, every shape interleaved."""
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from tqdm.auto import tqdm
 
     from ..console import terminal
@@ -695,6 +702,7 @@ def _measure_latency(
 
 def _measure_fresh(ok: list[str], paths: dict, info: dict, inputs: Inputs, s: BenchSettings, progress) -> None:
     """Memory and cold start, one fresh process at a time so they do not compete."""
+    # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from tqdm.auto import tqdm
 
     from ..console import terminal
@@ -708,9 +716,6 @@ def _measure_fresh(ok: list[str], paths: dict, info: dict, inputs: Inputs, s: Be
 
 
 def _synthetic_example(subject: Subject, text: str):
-    from ..data import Example
-    from ..edge.feeds import DEFAULT_CHOICES
-
     choices = list(DEFAULT_CHOICES) if subject.family == "multiple-choice" else None
     row = None
     if subject.task is not None:

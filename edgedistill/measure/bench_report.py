@@ -8,12 +8,16 @@ export/run_bundle.py) or several (`kind: merged`, `runs: [...]`). Everything her
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
 from pathlib import Path
 
+from ..atomic import write_json, write_text
+from ..edge.machine import describe
 from ..errors import UserError
+from .bench import SCHEMA_VERSION
 
 SCHEMA_PATH = Path(__file__).with_name("bench_schema.json")
 ORDER = ("torch-fp32", "torch-int8", "ort-fp32", "optimum-int8", "bundle")
@@ -50,6 +54,7 @@ LABEL_OFFSETS = {
 def validate(doc: dict, where="results.json") -> None:
     """Check a results document against bench_schema.json; UserError naming the first bad field."""
     try:
+        # deferred: optional (dev extra)
         import jsonschema
     except ImportError:  # the device runner may lack it; the structure is still checked by use
         return
@@ -81,7 +86,6 @@ def merge(docs: list[dict], command: str | None = None) -> dict:
     runs = []
     for d in docs:
         runs += d["runs"] if d.get("kind") == "merged" else [d]
-    from .bench import SCHEMA_VERSION
 
     return {
         "schema_version": SCHEMA_VERSION,
@@ -312,8 +316,6 @@ def _pct(x):
 
 
 def render_markdown(doc: dict, title: str | None = None) -> str:
-    from ..machine import describe
-
     runs = runs_of(doc)
     rows = flat_rows(doc)
     multi = len(runs) > 1
@@ -451,6 +453,7 @@ def _series_key(r, multi):
 
 def plot_latency(doc: dict, path) -> None:
     """p50 latency vs sequence length, one panel per batch size, one line per variant (and thread count, run)."""
+    # deferred: matplotlib loads only to plot
     import matplotlib
 
     matplotlib.use("Agg")
@@ -499,6 +502,7 @@ def plot_latency(doc: dict, path) -> None:
 
 def plot_tradeoff(doc: dict, path) -> None:
     """At the headline shape: p50 latency (x) against accuracy (y; size when there is no accuracy), bubble area = size."""
+    # deferred: matplotlib loads only to plot
     import matplotlib
 
     matplotlib.use("Agg")
@@ -569,6 +573,7 @@ def _place_annotations(fig, ax, labels) -> None:
     """Move each label to a spot where it overlaps no other label and no point (see place_labels)."""
     if not labels:
         return
+    # deferred: matplotlib loads only to plot
     from matplotlib.text import Text
 
     fig.canvas.draw()  # final limits and text extents
@@ -597,7 +602,6 @@ def place_labels(
     Labels are placed in order: each takes the first free spot among its preferred offset (an edge
     offset as in LABEL_OFFSETS: the label's near side sits there) and rings of 16 directions at growing
     distances; inside `bounds` (x0, y0, x1, y1) when given. Where no spot is free, the least-overlapping."""
-    import math
 
     def overlap(a, b):
         return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -652,8 +656,6 @@ def _save(fig, path) -> None:
 
 def write_outputs(doc: dict, out, title: str | None = None) -> dict:
     """results.json, report.md, latency.png, tradeoff.png into `out`; returns {name: path}."""
-    from ..atomic import write_json, write_text
-
     validate(doc, Path(out) / "results.json")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,9 @@ from __future__ import annotations
 import functools
 import random
 
+from .prompts import plan
+from .teacher_signal import SCORE_PARAMS
+
 # USD per 1M tokens: (input, output, cached input). List prices of late 2025; check your provider
 # and override with --price-in / --price-out. Local servers cost nothing but electricity.
 PRICES: dict[str, tuple[float, float, float]] = {
@@ -58,6 +61,7 @@ def cached_price_for(model: str) -> float | None:
 
 @functools.lru_cache(maxsize=8)
 def _encoding(model: str):
+    # deferred: an optional package
     import bpe_openai
 
     try:
@@ -123,8 +127,6 @@ def estimate(
     Prompt tokens are counted exactly on a sample of the real prompts; completion tokens use
     TYPICAL_COMPLETION_TOKENS. With rationale_fraction < 1 the rest are priced as label-only.
     """
-    from .prompts import plan
-
     n = len(examples)
     picked = random.Random(seed).sample(examples, min(sample, n)) if n else []
     with_rationale = round(n * rationale_fraction) if mode != "label-only" else 0
@@ -175,9 +177,6 @@ def estimate_extras(
     """What one prompt mode's run adds per option: N-1 votes, the scoring request (and, for comparison, the
     same read riding on the answer request), rationalization follow-ups (worst case). `chosen` marks
     those the configuration sends."""
-    from .prompts import plan
-    from .teacher_signal import SCORE_PARAMS
-
     n = len(examples)
     picked = random.Random(seed).sample(examples, min(sample, n)) if n else []
     base = estimate(task, examples, mode, model, exemplars, 1.0, price, sample, seed)

@@ -9,14 +9,17 @@ rationales at no cost.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
+
+import yaml
 
 from ..annotations import Annotation
 from ..data import load_examples
 from ..edge.families import answers_match
 from ..errors import UserError
-from ..task import TaskSpec, load_task
+from ..task import TaskSpec, load_task, task_from_dict
 from .parsing import clean_rationale, parse_answer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "dss"
@@ -31,17 +34,11 @@ _ANSWER = re.compile(r"(?:so the answer is|the answer is|\n\s*answer\s*:)", re.I
 
 
 def default_dss_dir() -> Path:
-    import os
-
     env = os.environ.get("EDGEDISTILL_SHARED")
     return Path(env) / "datasets" / "dss" if env else Path("../shared/datasets/dss")
 
 
 def task_for(dataset: str) -> TaskSpec:
-    import yaml
-
-    from ..task import task_from_dict
-
     path = EXAMPLES / f"{dataset}.yaml"
     if path.exists():
         return load_task(path)
