@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 import tiny
-from edgedistill.measure.bench import OPTIMUM_RECIPE, BenchSettings, Runner, shape_feeds, summarize, time_interleaved
+from edgedistill.measure.bench import OPTIMUM_RECIPE, BenchConfig, Runner, shape_feeds, summarize, time_interleaved
 from edgedistill.measure.bench_report import SCHEMA_PATH, flat_rows, headline_shape, merge, validate
 from edgedistill.cli import main
 from edgedistill.errors import UserError
@@ -207,7 +207,7 @@ class _Fake(Runner):
 def test_time_interleaved_round_robins_and_meets_minimums():
     log = []
     runners = {n: _Fake(n, log) for n in ("a", "b", "c")}
-    out = time_interleaved(runners, dict.fromkeys(runners), BenchSettings(min_time=0.2, min_iters=5, warmup=0.0))
+    out = time_interleaved(runners, dict.fromkeys(runners), BenchConfig(min_time=0.2, min_iters=5, warmup=0.0))
     assert all(len(out[n]["times_ns"]) >= 5 and sum(out[n]["times_ns"]) >= 0.2e9 for n in runners)
     timed = log[6:]  # after two warm-up calls each
     switches = sum(1 for x, y in zip(timed, timed[1:]) if x != y)

@@ -197,7 +197,7 @@ def test_every_number_of_every_stage_config_has_one_declared_range():
     from edgedistill.bounds import BOUNDS
     from edgedistill.deploy.export import ExportConfig
     from edgedistill.distill.train import TrainConfig
-    from edgedistill.measure.bench import BenchSettings
+    from edgedistill.measure.bench import BenchConfig
     from edgedistill.teacher.annotate import AnnotateConfig
 
     def leaves(t) -> set:  # int | None -> {int, None}; list[int] -> {int}
@@ -210,7 +210,7 @@ def test_every_number_of_every_stage_config_has_one_declared_range():
         ("train", TrainConfig),
         ("compress", CompressConfig),
         ("export", ExportConfig),
-        ("bench", BenchSettings),
+        ("bench", BenchConfig),
     ]:
         hints = typing.get_type_hints(cls)
         names = {f.name for f in dataclasses.fields(cls)}

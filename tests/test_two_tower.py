@@ -14,7 +14,8 @@ from edgedistill.compress.vocabulary import trim_vocabulary
 from edgedistill.data import Example
 from edgedistill.deploy.export import ExportConfig, export_bundle
 from edgedistill.distill.strip import strip_student
-from edgedistill.distill.student import TWO_TOWER_SCALE, build_label_model, load_label_model, mean_states, pair_template
+from edgedistill.distill.modeling_edgedistill import TWO_TOWER_SCALE
+from edgedistill.distill.student import build_label_model, load_label_model, mean_states, pair_template
 from edgedistill.distill.train import TrainConfig, train
 from edgedistill.errors import UserError
 from edgedistill.evaluate import predict_labels
@@ -332,7 +333,7 @@ def test_training_encodes_each_question_once_with_the_one_pass_numbers(data, bas
     exactly what the one pass does; a row whose choices carry different question tokens goes through the one pass."""
     from transformers import AutoTokenizer
 
-    from edgedistill.distill.student import encode_apart
+    from edgedistill.distill.modeling_edgedistill import encode_apart
 
     torch.manual_seed(0)
     model = build_label_model(data / base, "multiple-choice", None, pooling="two-tower")

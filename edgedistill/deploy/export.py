@@ -27,7 +27,7 @@ from ..atomic import build_dir
 from ..choices import SMOOTH_ALPHA, Quantize, Target, parse
 from ..data import load_examples
 from ..edge.families import FAMILIES
-from ..edge.runtime import BundleError, EdgeModel, runtime_models
+from ..edge.runtime import EdgeModel, runtime_models
 from ..errors import UserError
 from ..model_dir import load_config, weights_bytes
 from ..task import load_task, task_from_dict
@@ -713,11 +713,3 @@ def _report_latency(lat: dict, echo) -> None:
 def _opset(path: Path) -> int:
     m = onnx.load(str(path), load_external_data=False)
     return max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0)
-
-
-def check_bundle(path) -> EdgeModel:
-    """Load a bundle, turning runtime errors into UserErrors for the CLI."""
-    try:
-        return EdgeModel.load(path)
-    except BundleError as e:
-        raise UserError(str(e)) from None

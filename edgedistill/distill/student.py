@@ -37,11 +37,9 @@ from ..choices import ENCODER_ONLY_MODES
 from ..edge.families import auto_model_class, family_of_task
 from ..model_dir import load_config
 from . import modeling_edgedistill as own_code
-from .modeling_edgedistill import (  # noqa: F401 (re-exported: tests, benchmarks)
+from .modeling_edgedistill import (
     MEAN_FORWARDS,
     TWO_TOWER,
-    TWO_TOWER_SCALE,
-    encode_apart,
     forward_for,
     mean_states,
     plain_head,

@@ -44,10 +44,10 @@ from ..data import Example, load_examples
 from ..edge.answers import accuracy
 from ..edge.expressions import choices_for
 from ..edge.families import FAMILIES
-from ..edge.feeds import DEFAULT_CHOICES, encode, encode_examples, fit, load_tokenizer, shape_feeds, synthetic_texts  # noqa: F401
+from ..edge.feeds import DEFAULT_CHOICES, encode_examples, fit, load_tokenizer, shape_feeds, synthetic_texts
 from ..edge.process import child_entry, child_measure, fresh_for_threads
 from ..edge.process import fresh_process as spawn_child
-from ..edge.timing import PAUSE_S, summarize, time_interleaved  # noqa: F401
+from ..edge.timing import summarize, time_interleaved
 from ..errors import UserError
 from ..model_dir import weights_bytes
 from ..task import TaskSpec, task_from_dict
@@ -79,7 +79,7 @@ OPTIMUM_RECIPE = {
 
 
 @dataclass
-class BenchSettings:
+class BenchConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32])
     seq_lens: list[int] = field(default_factory=lambda: [32, 128, 256])
     threads: list[int] = field(default_factory=lambda: [2])
@@ -547,7 +547,7 @@ def run_bench(
     bundle,
     torch_dir=None,
     data=None,
-    settings: BenchSettings | None = None,
+    settings: BenchConfig | None = None,
     command=None,
     echo=print,
     progress: bool = True,
@@ -556,7 +556,7 @@ def run_bench(
     # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from ..edge.machine import LoadMeter, machine_record
 
-    s = settings or BenchSettings()
+    s = settings or BenchConfig()
     _check_settings(s)
     subject = read_subject(bundle, torch_dir)
     machine = machine_record(threads=s.threads, command=command)
@@ -601,7 +601,7 @@ def run_bench(
     }
 
 
-def _check_settings(s: BenchSettings) -> None:
+def _check_settings(s: BenchConfig) -> None:
     for key in ("batch_sizes", "seq_lens", "threads"):
         vals = getattr(s, key)
         if not vals or any(not isinstance(v, int) or v < 1 for v in vals):
@@ -611,7 +611,7 @@ def _check_settings(s: BenchSettings) -> None:
         raise UserError(f"--variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
 
 
-def _read_inputs(subject: Subject, data, s: BenchSettings, tok) -> Inputs:
+def _read_inputs(subject: Subject, data, s: BenchConfig, tok) -> Inputs:
     examples, data_info = [], {"path": None, "examples": 0, "with_gold": 0, "inputs": "synthetic"}
     if data is not None:
         if subject.task is None:
@@ -634,7 +634,7 @@ def _read_inputs(subject: Subject, data, s: BenchSettings, tok) -> Inputs:
 
 
 def _measure_accuracy(
-    subject: Subject, ok: list[str], paths: dict, info: dict, examples, s: BenchSettings, progress
+    subject: Subject, ok: list[str], paths: dict, info: dict, examples, s: BenchConfig, progress
 ) -> list[str]:
     """Accuracy once per variant (thread count does not change predictions); the variants still ok after it."""
     # deferred: the fresh-process child imports this module and loads only its variant's libraries
@@ -656,7 +656,7 @@ def _measure_accuracy(
 
 
 def _measure_latency(
-    subject: Subject, ok: list[str], paths: dict, tok, inputs: Inputs, s: BenchSettings, progress
+    subject: Subject, ok: list[str], paths: dict, tok, inputs: Inputs, s: BenchConfig, progress
 ) -> list[dict]:
     """Per thread count, all variants loaded side by side, every shape interleaved."""
     # deferred: the fresh-process child imports this module and loads only its variant's libraries
@@ -700,7 +700,7 @@ def _measure_latency(
     return rows
 
 
-def _measure_fresh(ok: list[str], paths: dict, info: dict, inputs: Inputs, s: BenchSettings, progress) -> None:
+def _measure_fresh(ok: list[str], paths: dict, info: dict, inputs: Inputs, s: BenchConfig, progress) -> None:
     """Memory and cold start, one fresh process at a time so they do not compete."""
     # deferred: the fresh-process child imports this module and loads only its variant's libraries
     from tqdm.auto import tqdm
