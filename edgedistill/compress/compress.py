@@ -51,6 +51,51 @@ class CompressConfig:
 
 def compress(cfg: CompressConfig, echo=print) -> dict:
     """Build the candidates, export and time each, ship one into cfg.out; returns the summary (compress.json)."""
+    layers, bases, ensemble = _checked(cfg)
+    src, out = Path(cfg.model), Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
+    try:
+        split = _split(cfg, src, work, echo)
+        full, vocabulary, texts = _trimmed(cfg, src, split, work, echo)
+        total = layer_count(full)
+        # the student itself: one candidate among others under a budget, or when asked for (--layers TOTAL) or alone
+        dirs = [full] if (cfg.latency_budget is not None or total in layers or not (layers or bases)) else []
+        dirs += _smaller(cfg, src, full, split, [k for k in layers if k != total], bases, ensemble, texts, work, echo)
+        rows = _measured(cfg, src, full, dirs, split.scoring, work)
+        chosen = choose(rows, cfg.latency_budget)
+        summary = {
+            "source": str(src),
+            "budget_ms": cfg.latency_budget,
+            "threads": cfg.threads,
+            "quantize": cfg.quantize,
+            "accuracy_on": "eval_data (gold)"
+            if cfg.eval_data
+            else held_out_description(split.held_annotated, split.held_inputs),
+            "ensemble": [str(d) for d in ensemble],
+            "vocabulary": vocabulary,
+            "eval_seen": split.seen,
+            "candidates": rows,
+            "chosen": chosen and chosen["name"],
+        }
+        summary["evidence"] = evidence_record(summary, len(split.scoring.examples), split.held_annotated)
+        summary["choice"] = choice_line(summary)
+        for line in pareto_lines(summary):
+            echo(line)
+        if summary["evidence"]["warning"]:
+            echo(f"warning: {summary['evidence']['warning']}")
+        if chosen is None:
+            raise UserError(no_choice_message(summary))
+        if summary["choice"]:
+            echo(summary["choice"])
+        _ship(out, src, dirs[rows.index(chosen)], summary)
+        return summary
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _checked(cfg: CompressConfig) -> tuple[list[int], list[Path], list[Path]]:
+    """(layer counts, largest first; --into bases; --ensemble dirs), or the UserError of a config that cannot run."""
     layers = sorted(set(cfg.layers or []), reverse=True)
     bases = [into_base(b) for b in cfg.into or []]
     if len(layers) + len(bases) > 1 and cfg.latency_budget is None:
@@ -61,154 +106,154 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             f"{asked}: several candidates need --latency-budget MS to choose among them; or give one layer count "
             "or one base"
         )
-    src, out = Path(cfg.model), Path(cfg.out)
+    src = Path(cfg.model)
     if read_meta(src).get("kind") not in ("stripped", "student"):
         raise UserError(f"{src}: not a stripped model dir (edgedistill strip writes one)")
     ensemble = check_ensemble(src, cfg.ensemble)
     if ensemble and not (layers or bases):
         raise UserError("--ensemble: its answers are what smaller students learn; give --layers K or --into BASE too")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".work", dir=out.parent))
-    try:
-        full, fit, fit_inputs, held_out, held_inputs = src, cfg.annotations, cfg.inputs, None, []
-        if not cfg.eval_data:
-            fit, held_out = hold_out(cfg.annotations, work)
-            fit_inputs, held_inputs = hold_out_inputs(
-                cfg.inputs, work, HOLD_OUT_MAX - len(held_out), needs_choices(src)
-            )
-            echo(
-                f"scoring: {held_out_description(len(held_out), len(held_inputs), short=True)} held out of the "
-                "vocabulary and the distillation; each candidate is scored by its agreement with MODEL on them "
-                "(--eval-data: on gold instead)"
-            )
-        held_annotated = None if held_out is None else len(held_out)  # what the fixes count on
-        if held_inputs:
-            held_out = [*held_out, *held_inputs]
-        scoring = Scoring(src, cfg.eval_data, held_out)
-        if seen := scoring.seen(cfg.annotations, cfg.inputs):
-            echo(f"warning: {seen}")
-        vocabulary = None
+    return layers, bases, ensemble
+
+
+@dataclass
+class _Split:
+    """What the candidates are built from (fit, fit_inputs) and what they are scored on (scoring)."""
+
+    fit: str | Path  # the annotations smaller students and the kept vocabulary learn from
+    fit_inputs: str | Path | None  # the --inputs they learn from
+    scoring: Scoring
+    held_annotated: int | None  # annotated rows held out to score on (None: --eval-data); what the fixes count on
+    held_inputs: int  # --inputs rows held out to score on
+    seen: str | None  # the warning of --eval-data rows the candidates were built from
+
+
+def _split(cfg: CompressConfig, src: Path, work: Path, echo) -> _Split:
+    """Without --eval-data, hold rows of the annotations (and --inputs) out of everything the candidates learn."""
+    fit, fit_inputs, held_out, held_inputs = cfg.annotations, cfg.inputs, None, []
+    if not cfg.eval_data:
+        fit, held_out = hold_out(cfg.annotations, work)
+        fit_inputs, held_inputs = hold_out_inputs(cfg.inputs, work, HOLD_OUT_MAX - len(held_out), needs_choices(src))
+        echo(
+            f"scoring: {held_out_description(len(held_out), len(held_inputs), short=True)} held out of the "
+            "vocabulary and the distillation; each candidate is scored by its agreement with MODEL on them "
+            "(--eval-data: on gold instead)"
+        )
+    held_annotated = None if held_out is None else len(held_out)
+    if held_inputs:
+        held_out = [*held_out, *held_inputs]
+    scoring = Scoring(src, cfg.eval_data, held_out)
+    if seen := scoring.seen(cfg.annotations, cfg.inputs):
+        echo(f"warning: {seen}")
+    return _Split(fit, fit_inputs, scoring, held_annotated, len(held_inputs), seen)
+
+
+def _trimmed(cfg: CompressConfig, src: Path, split: _Split, work: Path, echo) -> tuple[Path, dict | None, list | None]:
+    """(the model every candidate starts from: MODEL with a trimmed vocabulary, or MODEL; compress.json's
+    `vocabulary`; the texts the vocabulary was kept for)."""
+    if not cfg.trim_vocab:
+        return src, None, None
+    texts = task_texts(split.fit, split.fit_inputs, task_type(src))
+    r = trim_vocabulary(src, texts, work / "trimmed", cfg.common_words)
+    full, scoring = work / "trimmed", split.scoring
+    vocabulary = {
+        "kept": r.kept,
+        "original": r.original,
+        "agreement_unseen": scoring.agreement(full),
+        "unseen_rows": len(scoring.examples),
+    }
+    echo(
+        f"vocabulary: kept {r.kept:,} of {r.original:,} tokens ({r.from_inputs:,} the inputs use, "
+        f"{r.safety:,} special and single-character, {r.common:,} common words); MODEL with it keeps its "
+        f"answer on {100 * vocabulary['agreement_unseen']:.1f} % of {len(scoring.examples):,} inputs "
+        f"{scoring.unseen}"
+    )
+    if warning := trim_warning(vocabulary):
+        echo(f"warning: {warning}")
+    return full, vocabulary, texts
+
+
+def _smaller(cfg, src: Path, full: Path, split: _Split, layers, bases, ensemble, texts, work: Path, echo) -> list[Path]:
+    """The smaller candidates, distilled from `full`: one per layer count, one per --into base (its vocabulary trimmed
+    to the same texts)."""
+    total, dirs = layer_count(full), []
+    for k in layers:
+        echo(f"{k} layers: distilling from the {total}-layer student{ensemble_note(ensemble)} ...")
+        distill_layers(
+            full,
+            split.fit,
+            k,
+            work / f"{k}-layers",
+            work,
+            cfg.epochs,
+            cfg.batch_size,
+            cfg.lr,
+            cfg.seed,
+            echo=lambda *_: None,
+            inputs=split.fit_inputs,
+            label_weight=cfg.label_weight,
+            ensemble=ensemble,
+        )
+        dirs.append(work / f"{k}-layers")
+    for i, base in enumerate(bases):
+        echo(
+            f"{base_name(base)}: distilling the {total}-layer student{ensemble_note(ensemble)} into a fresh "
+            f"{base_name(base)} ..."
+        )
+        d = work / f"into-{i}"
+        distill_into(
+            full,
+            split.fit,
+            base,
+            d,
+            work,
+            cfg.epochs,
+            cfg.batch_size,
+            cfg.lr,
+            cfg.seed,
+            echo=lambda *_: None,
+            inputs=split.fit_inputs,
+            label_weight=cfg.label_weight,
+            ensemble=ensemble,
+        )
+        write_meta(d, {**read_meta(d), "distilled_from": str(src.resolve())})  # not the trimmed copy in the work dir
         if cfg.trim_vocab:
-            texts = task_texts(fit, fit_inputs, task_type(src))
-            r = trim_vocabulary(src, texts, work / "trimmed", cfg.common_words)
-            full = work / "trimmed"
-            vocabulary = {
-                "kept": r.kept,
-                "original": r.original,
-                "agreement_unseen": scoring.agreement(full),
-                "unseen_rows": len(scoring.examples),
-            }
-            echo(
-                f"vocabulary: kept {r.kept:,} of {r.original:,} tokens ({r.from_inputs:,} the inputs use, "
-                f"{r.safety:,} special and single-character, {r.common:,} common words); MODEL with it keeps its "
-                f"answer on {100 * vocabulary['agreement_unseen']:.1f} % of {len(scoring.examples):,} inputs "
-                f"{scoring.unseen}"
-            )
-        if warning := trim_warning(vocabulary):
-            echo(f"warning: {warning}")
-        total = layer_count(full)
-        # the student itself: one candidate among others under a budget, or when asked for (--layers TOTAL) or alone
-        dirs = [full] if (cfg.latency_budget is not None or total in layers or not (layers or bases)) else []
-        for k in layers:
-            if k == total:
-                continue
-            echo(f"{k} layers: distilling from the {total}-layer student{ensemble_note(ensemble)} ...")
-            distill_layers(
-                full,
-                fit,
-                k,
-                work / f"{k}-layers",
-                work,
-                cfg.epochs,
-                cfg.batch_size,
-                cfg.lr,
-                cfg.seed,
-                echo=lambda *_: None,
-                inputs=fit_inputs,
-                label_weight=cfg.label_weight,
-                ensemble=ensemble,
-            )
-            dirs.append(work / f"{k}-layers")
-        for i, base in enumerate(bases):
-            echo(
-                f"{base_name(base)}: distilling the {total}-layer student{ensemble_note(ensemble)} into a fresh "
-                f"{base_name(base)} ..."
-            )
-            d = work / f"into-{i}"
-            distill_into(
-                full,
-                fit,
-                base,
-                d,
-                work,
-                cfg.epochs,
-                cfg.batch_size,
-                cfg.lr,
-                cfg.seed,
-                echo=lambda *_: None,
-                inputs=fit_inputs,
-                label_weight=cfg.label_weight,
-                ensemble=ensemble,
-            )
-            write_meta(
-                d, {**read_meta(d), "distilled_from": str(src.resolve())}
-            )  # not the trimmed copy in the work dir
-            if cfg.trim_vocab:
-                trim_vocabulary(d, texts, work / f"into-{i}-trimmed", cfg.common_words)
-                d = work / f"into-{i}-trimmed"
-            dirs.append(d)
-        rows = [measure_candidate(d, scoring.score, weights_bytes(src), cfg, work) for d in dirs]
-        smaller = sum(d != full for d in dirs)
-        for d, r in zip(dirs, rows):  # MODEL itself is what the others are measured against: it needs no evidence
-            agree = r.pop("agree")
-            r["evidence"] = None if d == full else keep_evidence(agree, len(scoring.examples), smaller)
-        for r, ms in zip(
-            rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()
-        ):
-            r["p50_ms"] = ms
-        chosen = choose(rows, cfg.latency_budget)
-        summary = {
-            "source": str(src),
-            "budget_ms": cfg.latency_budget,
-            "threads": cfg.threads,
-            "quantize": cfg.quantize,
-            "accuracy_on": "eval_data (gold)"
-            if cfg.eval_data
-            else held_out_description(held_annotated, len(held_inputs)),
-            "ensemble": [str(d) for d in ensemble],
-            "vocabulary": vocabulary,
-            "eval_seen": seen,
-            "candidates": rows,
-            "chosen": chosen and chosen["name"],
-        }
-        summary["evidence"] = evidence_record(summary, len(scoring.examples), held_annotated)
-        summary["choice"] = choice_line(summary)
-        for line in pareto_lines(summary):
-            echo(line)
-        if summary["evidence"]["warning"]:
-            echo(f"warning: {summary['evidence']['warning']}")
-        if chosen is None:
-            raise UserError(no_choice_message(summary))
-        if summary["choice"]:
-            echo(summary["choice"])
-        with build_dir(out) as tmp:
-            shutil.copytree(dirs[rows.index(chosen)], tmp, dirs_exist_ok=True)
-            # the trained student stays the source (export finds its annotations for parity through it)
-            write_meta(
-                tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())}
-            )
-            write_json(tmp / "compress.json", summary)
-            pareto_plot(summary, tmp / "compress.png")
-            notes = [
-                n
-                for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}", seen and f"Warning: {seen}")
-                if n
-            ]
-            write_text(
-                tmp / "compress.md",
-                "\n".join(pareto_lines(summary) + ["", *notes, *evidence_lines(summary)])
-                + "\n\n![accuracy vs latency](compress.png)\n",
-            )
-        return summary
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+            trim_vocabulary(d, texts, work / f"into-{i}-trimmed", cfg.common_words)
+            d = work / f"into-{i}-trimmed"
+        dirs.append(d)
+    return dirs
+
+
+def _measured(cfg: CompressConfig, src: Path, full: Path, dirs: list[Path], scoring: Scoring, work: Path) -> list:
+    """compress.json's candidates: each exported, scored, weighed by keep_evidence and timed beside the others."""
+    rows = [measure_candidate(d, scoring.score, weights_bytes(src), cfg, work) for d in dirs]
+    smaller = sum(d != full for d in dirs)
+    for d, r in zip(dirs, rows):  # MODEL itself is what the others are measured against: it needs no evidence
+        agree = r.pop("agree")
+        r["evidence"] = None if d == full else keep_evidence(agree, len(scoring.examples), smaller)
+    for r, ms in zip(rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()):
+        r["p50_ms"] = ms
+    return rows
+
+
+def _ship(out: Path, src: Path, chosen: Path, summary: dict) -> None:
+    """The chosen candidate into `out`, with compress.json, compress.png and compress.md."""
+    vocabulary, seen = summary["vocabulary"], summary["eval_seen"]
+    warning = trim_warning(vocabulary)
+    with build_dir(out) as tmp:
+        shutil.copytree(chosen, tmp, dirs_exist_ok=True)
+        # the trained student stays the source (export finds its annotations for parity through it)
+        write_meta(
+            tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())}
+        )
+        write_json(tmp / "compress.json", summary)
+        pareto_plot(summary, tmp / "compress.png")
+        notes = [
+            n
+            for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}", seen and f"Warning: {seen}")
+            if n
+        ]
+        write_text(
+            tmp / "compress.md",
+            "\n".join(pareto_lines(summary) + ["", *notes, *evidence_lines(summary)])
+            + "\n\n![accuracy vs latency](compress.png)\n",
+        )
