@@ -100,9 +100,9 @@ def percentile(xs: list[float], q: float) -> float:
 def side_by_side_timing():
     """edge.timing.time_interleaved's settings for the p50s compress.py and int8_recipe.py time side by side: at least
     3 s and 30 calls per variant, after 0.5 s of warm-up (the package's bench settings, these fields set)."""
-    from edgedistill.measure.bench import BenchSettings
+    from edgedistill.measure.bench import BenchConfig
 
-    return BenchSettings(min_time=3.0, min_iters=30, warmup=0.5)
+    return BenchConfig(min_time=3.0, min_iters=30, warmup=0.5)
 
 
 # ---------------------------------------------------------------- the learning curves' data and recipe

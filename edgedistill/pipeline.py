@@ -38,7 +38,7 @@ from .distill.config import TrainConfig
 from .errors import UserError, at
 from .evaluate import evaluate_model
 from .measure import bench_report
-from .measure.bench import BenchSettings as BenchConfig
+from .measure.bench import BenchConfig
 from .measure.bench import run_bench
 from .options import section, stage_settings
 from .run_report import write_report

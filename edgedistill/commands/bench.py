@@ -7,7 +7,7 @@ import shlex
 import click
 
 from ..errors import UserError
-from ..measure.bench import BenchSettings, run_bench
+from ..measure.bench import BenchConfig, run_bench
 from ..options import field_option
 
 
@@ -34,31 +34,31 @@ class _RecordsArgs(click.Command):
     type=click.Path(dir_okay=False),
     help="Gold-labelled examples of the task (JSONL/CSV/...): accuracy per variant, and real text for the timed inputs.",
 )
-@field_option("bench", BenchSettings, "limit", help="Use at most this many examples of --data for accuracy.")
-@field_option("bench", BenchSettings, "batch_sizes", help="Batch sizes, comma-separated.")
+@field_option("bench", BenchConfig, "limit", help="Use at most this many examples of --data for accuracy.")
+@field_option("bench", BenchConfig, "batch_sizes", help="Batch sizes, comma-separated.")
 @field_option(
     "bench",
-    BenchSettings,
+    BenchConfig,
     "seq_lens",
     help="Sequence lengths in tokens, comma-separated; inputs are exactly this long.",
 )
 @field_option(
     "bench",
-    BenchSettings,
+    BenchConfig,
     "threads",
     help="Thread counts, comma-separated; every variant gets the same (torch.set_num_threads, ORT intra-op threads).",
 )
-@field_option("bench", BenchSettings, "min_time", help="Seconds of timed calls per variant and shape, at least.")
-@field_option("bench", BenchSettings, "min_iters", help="Timed calls per variant and shape, at least.")
-@field_option("bench", BenchSettings, "warmup", help="Seconds of untimed warm-up per variant and shape.")
+@field_option("bench", BenchConfig, "min_time", help="Seconds of timed calls per variant and shape, at least.")
+@field_option("bench", BenchConfig, "min_iters", help="Timed calls per variant and shape, at least.")
+@field_option("bench", BenchConfig, "warmup", help="Seconds of untimed warm-up per variant and shape.")
 @field_option(
     "bench",
-    BenchSettings,
+    BenchConfig,
     "variants",
     help="Only these variants (torch-fp32, torch-int8, ort-fp32, optimum-int8, bundle).",
 )
 @field_option(
-    "bench", BenchSettings, "fresh_process", help="Also measure peak RSS and cold start, each variant in a new process."
+    "bench", BenchConfig, "fresh_process", help="Also measure peak RSS and cold start, each variant in a new process."
 )
 @click.option(
     "--merge",
@@ -113,7 +113,7 @@ def bench(bundle, torch_dir, data, merge_files, title, note, out, more, **settin
         if more:
             raise UserError(f"unexpected arguments {list(more)}; only --merge takes several files")
         doc = run_bench(
-            bundle, torch_dir, data, BenchSettings(**settings), command=argv, echo=lambda m: click.echo(m, err=True)
+            bundle, torch_dir, data, BenchConfig(**settings), command=argv, echo=lambda m: click.echo(m, err=True)
         )
     if note:
         doc["note"] = note
