@@ -28,14 +28,10 @@ def _size_mb(path: Path) -> float | None:
 
 
 def write_report(pipe, evaluations: dict[str, dict]) -> Path:
-    # One function, section after section in the order report.md shows them (teacher, accuracy, student,
-    # compression, speed, artifacts): longer than 60 lines so that the page's layout reads in one place.
+    """RUN/report.md: one section per stage, in the order the page shows them."""
     run = pipe.run
     ann = _load(run / "annotate.json") or {}
     train = _load(run / "student" / "train.json") or {}
-    bench = _load(run / "bench" / "results.json")
-    manifest = _load(run / "bundle" / "manifest.json") or {}
-
     task = load_task(pipe.path(pipe.task))
     lines = [
         f"# edgedistill run: {task.name} ({task.type}, {len(task.labels or [])} labels)"
@@ -43,44 +39,63 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
         else f"# edgedistill run: {task.name} ({task.type})",
         "",
     ]
+    lines += _teacher_lines(ann, pipe)
+    lines += _accuracy_lines(evaluations, ann, pipe)
+    lines += _student_lines(train)
+    lines += _compression_lines(run, pipe)
+    lines += _speed_lines(run)
+    lines += _artifact_lines(run, pipe, train)
+    path = run / "report.md"
+    write_text(path, "\n".join(lines) + "\n")
+    return path
 
-    lines += [
+
+def _teacher_lines(ann: dict, pipe) -> list[str]:
+    return [
         "## Teacher",
         "",
-        "| model | prompt | examples | ok | parse failed | failed | requests sent | cache hits | prompt tokens | completion tokens | cost (USD) | agreement with gold |",
+        "| model | prompt | examples | ok | parse failed | failed | requests sent | cache hits | prompt tokens "
+        "| completion tokens | cost (USD) | agreement with gold |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| {ann.get('model', pipe.teacher.model)} | {ann.get('mode', pipe.teacher.prompt)} | {ann.get('examples', '–')} | {ann.get('ok', '–')} "
-        f"| {ann.get('parse_failed', '–')} | {ann.get('failed', '–')} | {ann.get('requests_sent', '–')} | {ann.get('cache_hits', '–')} "
+        f"| {ann.get('model', pipe.teacher.model)} | {ann.get('mode', pipe.teacher.prompt)} "
+        f"| {ann.get('examples', '–')} | {ann.get('ok', '–')} "
+        f"| {ann.get('parse_failed', '–')} | {ann.get('failed', '–')} | {ann.get('requests_sent', '–')} "
+        f"| {ann.get('cache_hits', '–')} "
         f"| {ann.get('prompt_tokens', '–')} | {ann.get('completion_tokens', '–')} | {_fmt(ann.get('cost_usd'), '.4f')} "
         f"| {_fmt(None if ann.get('gold_agreement') is None else 100 * ann['gold_agreement'], '.1f', ' %')} |",
         "",
+        *_signal_lines(ann),
     ]
-    lines += _signal_lines(ann)
 
-    if evaluations:
+
+def _accuracy_lines(evaluations: dict[str, dict], ann: dict, pipe) -> list[str]:
+    if not evaluations:
+        return []
+    lines = [
+        f"## Accuracy on {Path(pipe.eval_data).name} (held out, gold labels)",
+        "",
+        "| model | accuracy | examples |",
+        "|---|---|---|",
+    ]
+    for name, ev in evaluations.items():
+        lines.append(f"| {name} | {_fmt(100 * ev['accuracy'], '.1f', ' %')} | {ev.get('examples', ev.get('n', '–'))} |")
+    lines.append("")
+    if ann.get("gold_agreement") is not None:
         lines += [
-            f"## Accuracy on {Path(pipe.eval_data).name} (held out, gold labels)",
+            f"A student learns what its teacher says: this teacher agreed with the gold labels on "
+            f"{100 * ann['gold_agreement']:.1f} % of the training inputs"
+            + (
+                ", and `student (standard)` shows what the same student reaches on gold labels."
+                if "standard" in pipe.student.compare + [pipe.student.mode]
+                else "."
+            ),
             "",
-            "| model | accuracy | examples |",
-            "|---|---|---|",
         ]
-        for name, ev in evaluations.items():
-            lines.append(
-                f"| {name} | {_fmt(100 * ev['accuracy'], '.1f', ' %')} | {ev.get('examples', ev.get('n', '–'))} |"
-            )
-        lines.append("")
-        if ann.get("gold_agreement") is not None:
-            lines += [
-                f"A student learns what its teacher says: this teacher agreed with the gold labels on "
-                f"{100 * ann['gold_agreement']:.1f} % of the training inputs"
-                + (
-                    ", and `student (standard)` shows what the same student reaches on gold labels."
-                    if "standard" in pipe.student.compare + [pipe.student.mode]
-                    else "."
-                ),
-                "",
-            ]
+    return lines
 
+
+def _student_lines(train: dict) -> list[str]:
+    lines = []
     if warning := floor_warning(train.get("val_vs_floor"), train.get("family")):
         lines += [f"**Warning: the student.** {warning}", ""]
     if train.get("candidates"):
@@ -96,41 +111,55 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
         ]
         if train.get("auto_skipped"):
             lines += [skipped_note(train["auto_skipped"]), ""]
-    compressed = _load(run / "compressed" / "compress.json") if pipe.compress is not None else None
-    if compressed:
-        for warning in (trim_warning(compressed.get("vocabulary")), (compressed.get("evidence") or {}).get("warning")):
-            if warning:
-                lines += [f"**Warning: compression.** {warning[0].upper()}{warning[1:]}", ""]
-        lines += [
-            "## Compression",
-            "",
-            f"`edgedistill compress` built {len(compressed['candidates'])} candidate(s) and "
-            f"shipped `{compressed['chosen']}`"
-            + (
-                f", the most accurate within {compressed['budget_ms']:g} ms per prediction"
-                if compressed.get("budget_ms")
-                else ""
-            )
-            + " (accuracy: "
-            + compressed["accuracy_on"]
-            + "):",
-            "",
-            *pareto_lines(compressed),
-            "",
-        ]
-        for line in (vocabulary_line(compressed.get("vocabulary")), compressed.get("choice")):
-            if line:
-                lines += [line, ""]
-        if (run / "compressed" / "compress.png").exists():
-            lines += ["![accuracy vs latency](compressed/compress.png)", ""]
-    if bench:
-        lines += ["## Speed and size (batch 1)", "", *_bench_rows(bench), ""]
-        for plot in ("latency.png", "tradeoff.png"):
-            if (run / "bench" / plot).exists():
-                lines.append(f"![{plot}](bench/{plot})")
-        lines.append("")
+    return lines
 
-    lines += ["## Artifacts", "", "| stage | path | size |", "|---|---|---|"]
+
+def _compression_lines(run: Path, pipe) -> list[str]:
+    compressed = _load(run / "compressed" / "compress.json") if pipe.compress is not None else None
+    if not compressed:
+        return []
+    lines = []
+    for warning in (trim_warning(compressed.get("vocabulary")), (compressed.get("evidence") or {}).get("warning")):
+        if warning:
+            lines += [f"**Warning: compression.** {warning[0].upper()}{warning[1:]}", ""]
+    lines += [
+        "## Compression",
+        "",
+        f"`edgedistill compress` built {len(compressed['candidates'])} candidate(s) and "
+        f"shipped `{compressed['chosen']}`"
+        + (
+            f", the most accurate within {compressed['budget_ms']:g} ms per prediction"
+            if compressed.get("budget_ms")
+            else ""
+        )
+        + " (accuracy: "
+        + compressed["accuracy_on"]
+        + "):",
+        "",
+        *pareto_lines(compressed),
+        "",
+    ]
+    for line in (vocabulary_line(compressed.get("vocabulary")), compressed.get("choice")):
+        if line:
+            lines += [line, ""]
+    if (run / "compressed" / "compress.png").exists():
+        lines += ["![accuracy vs latency](compressed/compress.png)", ""]
+    return lines
+
+
+def _speed_lines(run: Path) -> list[str]:
+    bench = _load(run / "bench" / "results.json")
+    if not bench:
+        return []
+    lines = ["## Speed and size (batch 1)", "", *_bench_rows(bench), ""]
+    for plot in ("latency.png", "tradeoff.png"):
+        if (run / "bench" / plot).exists():
+            lines.append(f"![{plot}](bench/{plot})")
+    return lines + [""]
+
+
+def _artifact_lines(run: Path, pipe, train: dict) -> list[str]:
+    lines = ["## Artifacts", "", "| stage | path | size |", "|---|---|---|"]
     for stage, rel in (
         ("annotations", "annotations.jsonl"),
         ("teacher cache", "cache.sqlite"),
@@ -143,14 +172,13 @@ def write_report(pipe, evaluations: dict[str, dict]) -> Path:
         p = run / rel
         lines.append(f"| {stage} | `{p}` | {_fmt(_size_mb(p), '.1f', ' MB')} |")
     if train:
+        manifest = _load(run / "bundle" / "manifest.json") or {}
         lines += [
             "",
             f"Student: mode `{train.get('mode', pipe.student.mode)}`, α = {train.get('alpha', pipe.student.alpha)}, "
             f"seed {train.get('seed', pipe.student.seed)}. Bundle: {_quantization_text(manifest, pipe)}.",
         ]
-    path = run / "report.md"
-    write_text(path, "\n".join(lines) + "\n")
-    return path
+    return lines
 
 
 def _quantization_text(manifest: dict, pipe) -> str:
