@@ -94,6 +94,13 @@ BOUNDS: dict[str, dict[str, Range]] = {
         "votes": POSITIVE_INT,
         "vote_temperature": TEMPERATURE,
         "max_failed": SHARE,
+        "price_cached": NON_NEGATIVE,
+        "batch_price_factor": Range(0, 1),
+        "batch_wait": NON_NEGATIVE,
+        "batch_poll": POSITIVE,
+        "batch_max_requests": Range(1, 50_000),  # the Batch API's limit per file
+        "batch_max_mb": Range(0, 200, low_open=True),  # the Batch API's limit per file, in MB
+        "deadline": POSITIVE,
     },
     "train": {
         "alpha": SHARE,

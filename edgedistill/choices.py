@@ -63,6 +63,22 @@ class Calibration(Choice):
     NONE = "none"
 
 
+class ServiceTier(Choice):
+    """annotate --service-tier: the processing tier live requests ask for. default: the server's own (nothing is
+    sent); flex: OpenAI's Flex processing, half price like the Batch API, slower, and 429 when capacity is short."""
+
+    DEFAULT = "default"
+    FLEX = "flex"
+
+
+class BatchFallback(Choice):
+    """annotate --batch-fallback: where a request goes again when its batch ended without answering it (an error
+    line, an expired or failed batch): a new batch (up to --max-retries times) or a live request at list price."""
+
+    BATCH = "batch"
+    LIVE = "live"
+
+
 class Mode(Choice):
     """train --mode: which student is trained (the module docstring says what each does)."""
 

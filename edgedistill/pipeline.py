@@ -76,6 +76,12 @@ TeacherSection = section(
         "vote_temperature",
         "rationalize",
         "max_failed",
+        "price_cached",
+        "batch_price_factor",
+        "service_tier",
+        "batch",
+        "batch_wait",
+        "batch_fallback",
     ),
     # recorded teacher responses, merged into the run's cache (replayed, never re-paid)
     extra=(("cache", str | None, None),),

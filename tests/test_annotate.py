@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgedistill.teacher.annotate import AnnotateConfig, AnnotateFailed, annotate
-from edgedistill.teacher.cache import Cache
+from edgedistill.teacher.cache import SCHEMA_VERSION, Cache
 from edgedistill.cli import main
 from edgedistill.errors import UserError
 from openai_stub import StubServer
@@ -504,7 +504,7 @@ def test_a_cache_from_before_versioning_is_migrated_and_merged(tmp_path):
     c.put("k2", "m", {}, "b", {"prompt_tokens": 1}, 0.0, 0.1, extra={"logprobs": [{"token": "b", "logprob": 0.0, "top": {}}]})
     assert c.get("k2")["extra"]["logprobs"][0]["token"] == "b"
     c.close()
-    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert sqlite3.connect(old).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     legacy = tmp_path / "legacy.sqlite"  # a recorded cache merged without being written to
     db = sqlite3.connect(legacy)
     db.executescript(LEGACY_SCHEMA)

@@ -73,15 +73,23 @@ from ..teacher.annotate import annotate as run_annotate
     "annotate",
     AnnotateConfig,
     "dry_run",
-    help="Print estimated requests, tokens and cost for each prompt mode and for what the chosen one adds (votes, scoring, rationalization); send nothing.",
+    help="Print estimated requests, tokens and cost for each prompt mode and for what the chosen one adds (votes, "
+    "scoring, rationalization), what prompt caching changes, and each route's cost and time (live, batch, flex); "
+    "send nothing.",
 )
 @field_option("annotate", AnnotateConfig, "limit", help="Annotate only the first N examples.")
-@field_option("annotate", AnnotateConfig, "timeout", help="Seconds per request.")
+@field_option(
+    "annotate",
+    AnnotateConfig,
+    "timeout",
+    help="Seconds per request. Default: 120; 900 with --service-tier flex, whose requests may queue.",
+)
 @field_option(
     "annotate",
     AnnotateConfig,
     "max_retries",
-    help="Retries on 408/409/429/5xx, timeouts, dropped connections, bad bodies.",
+    help="Retries on 408/409/429/5xx, timeouts, dropped connections, bad bodies; with --batch also the new batches "
+    "a request is sent in after its batch did not answer it.",
 )
 @field_option("annotate", AnnotateConfig, "temperature")
 @field_option(
@@ -95,6 +103,71 @@ from ..teacher.annotate import annotate as run_annotate
     "annotate", AnnotateConfig, "price_in", help="USD per 1M prompt tokens (overrides the built-in price table)."
 )
 @field_option("annotate", AnnotateConfig, "price_out", help="USD per 1M completion tokens.")
+@field_option(
+    "annotate",
+    AnnotateConfig,
+    "price_cached",
+    help="USD per 1M cached prompt tokens (the provider's prompt-cache rate; annotate.json counts cached_tokens). "
+    "Default: the built-in table's for a listed model whose --price-in is not overridden.",
+)
+@field_option(
+    "annotate",
+    AnnotateConfig,
+    "batch_price_factor",
+    help="The share of the list price that --batch and --service-tier flex requests bill (OpenAI: 0.5).",
+)
+@field_option(
+    "annotate",
+    AnnotateConfig,
+    "service_tier",
+    help="flex: OpenAI's Flex processing for live requests: billed like --batch, slower (timeout 900 s), and "
+    "answered 429 while its capacity is short (retried with a longer back-off). default sends no tier.",
+)
+@field_option(
+    "annotate",
+    AnnotateConfig,
+    "batch",
+    help="Send the requests through the Batch API (/v1/files, /v1/batches): --batch-price-factor of the list price, "
+    "results within 24 h. Each batch is recorded in OUT/cache.sqlite before the run waits: after a kill or a reboot, "
+    "re-run the same command to collect them (nothing is submitted twice).",
+)
+@field_option(
+    "annotate",
+    AnnotateConfig,
+    "batch_wait",
+    help="Seconds to wait for the batches; 0 submits and exits (exit 3), and a later run of the same command "
+    "collects them. Default: until they end.",
+)
+@field_option("annotate", AnnotateConfig, "batch_poll", help="Seconds to the first poll of a batch; doubles to 300.")
+@field_option(
+    "annotate", AnnotateConfig, "batch_max_requests", help="Requests per batch file at most (the API's limit: 50,000)."
+)
+@field_option("annotate", AnnotateConfig, "batch_max_mb", help="MB per batch file at most (the API's limit: 200).")
+@field_option(
+    "annotate",
+    AnnotateConfig,
+    "batch_fallback",
+    help="Requests a batch did not answer (error lines, an expired or failed batch): into a new batch, up to "
+    "--max-retries times (batch), or live at the list price (live).",
+)
+@field_option(
+    "annotate",
+    AnnotateConfig,
+    "batch_status",
+    help="Print OUT's batch ledger (each batch, its state, requests answered) and exit.",
+)
+@field_option(
+    "annotate",
+    AnnotateConfig,
+    "batch_cancel",
+    help="Cancel every batch of OUT's ledger not collected yet and exit; a later run collects what they answered.",
+)
+@field_option(
+    "annotate",
+    AnnotateConfig,
+    "deadline",
+    help="Hours: with --dry-run, name the cheapest route (live, --batch, --service-tier flex) that finishes in time.",
+)
 @field_option(
     "annotate",
     AnnotateConfig,
@@ -151,7 +224,8 @@ def annotate(**kwargs):
     """Label (and explain) every input with a teacher LLM; pay for each request once.
 
     Responses are cached in OUT/cache.sqlite the moment they arrive: after a crash, kill or
-    Ctrl-C, re-run the same command and only unanswered requests are sent.
+    Ctrl-C, re-run the same command and only unanswered requests are sent. With --batch, the
+    batches are recorded there too: a re-run collects them instead of submitting them again.
 
     \b
     Example (a local llama.cpp / vLLM / Ollama server needs no key):

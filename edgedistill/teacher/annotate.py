@@ -34,7 +34,7 @@ import click
 from .. import bounds
 from ..annotations import Annotation
 from ..atomic import write_json, write_jsonl
-from ..choices import Calibration, PromptMode, Scoring, parse
+from ..choices import BatchFallback, Calibration, PromptMode, Scoring, ServiceTier, parse
 from ..console import progress
 from ..data import MAX_FIELD_CHARS, Example, load_examples
 from ..edge.arith import same_number
@@ -42,9 +42,27 @@ from ..edge.families import answers_match
 from ..errors import UserError
 from ..rundir import run_dir_lock
 from ..task import load_task
+from .batch import BatchesPending, BatchOptions, BatchRoute, Gate, cancel_batches, show_ledger
 from .cache import Cache
 from .client import ClientConfig, TeacherClient, TeacherError, redact_url
-from .cost import cost_usd, count_tokens, estimate, estimate_extras, price_for
+from .cost import (
+    BATCH_PRICE_FACTOR,
+    CACHE_MIN_TOKENS,
+    DECODE_TOKENS_PER_S,
+    FIRST_TOKEN_S,
+    FLEX_SLOWDOWN,
+    Budget,
+    BudgetExceeded,
+    cacheable_tokens,
+    cached_price_for,
+    cost_usd,
+    estimate,
+    estimate_extras,
+    plan_routes,
+    price_for,
+    route_price,
+    shared_prefix_tokens,
+)
 from .prompts import load_exemplars, option_keys, plan
 from .teacher_signal import (
     CONTENT_FREE_INPUTS,
@@ -74,7 +92,7 @@ class AnnotateConfig:
     dry_run: bool = False
     limit: int | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    timeout: float = 120.0
+    timeout: float | None = None  # seconds per request: LIVE_TIMEOUT_S, FLEX_TIMEOUT_S with --service-tier flex
     max_retries: int = 6
     backoff_base: float = 1.0
     temperature: float = 0.0
@@ -82,6 +100,8 @@ class AnnotateConfig:
     seed: int = 0
     price_in: float | None = None
     price_out: float | None = None
+    price_cached: float | None = None  # USD per 1M cached prompt tokens; default: the table's for a listed model
+    batch_price_factor: float = BATCH_PRICE_FACTOR  # the share of the list price that batch and flex requests bill
     keep_if_agrees: bool = False
     scoring: Scoring = Scoring.LETTER  # numeric tasks: none
     score_orders: int = 1  # scoring requests per input, the options rotated by one place each time
@@ -92,44 +112,41 @@ class AnnotateConfig:
     # Exit non-zero (the run does not count as done) when more than this share of the rows failed for good (server,
     # network or key trouble: re-running retries them for free); a run with no row ok always fails.
     max_failed: float = 0.1
+    # Routes (teacher/batch.py): the Batch API at half price within 24 h, or Flex processing at half price, slower.
+    batch: bool = False
+    batch_wait: float | None = None  # seconds to wait for the batches; 0: submit and exit; None: until they end
+    batch_poll: float = 10.0  # seconds before the first poll of a batch; doubles up to batch.POLL_MAX_S
+    batch_max_requests: int = 50_000
+    batch_max_mb: float = 200.0
+    batch_fallback: BatchFallback = BatchFallback.BATCH
+    batch_status: bool = False
+    batch_cancel: bool = False
+    service_tier: ServiceTier = ServiceTier.DEFAULT
+    deadline: float | None = None  # hours: --dry-run names the cheapest route that finishes within it
 
     def __post_init__(self):
         self.prompt = parse(PromptMode, self.prompt, "--prompt")
         self.scoring = parse(Scoring, self.scoring, "--scoring")
         self.calibration = parse(Calibration, self.calibration, "--calibration")
+        self.batch_fallback = parse(BatchFallback, self.batch_fallback, "--batch-fallback")
+        self.service_tier = parse(ServiceTier, self.service_tier, "--service-tier")
+
+
+LIVE_TIMEOUT_S = 120.0
+# Flex requests can queue for minutes before they run (OpenAI suggests a 15-minute client timeout for them).
+FLEX_TIMEOUT_S = 900.0
+FLEX_BACKOFF_MAX_S = 300.0  # flex answers 429 while its capacity is short: wait longer between tries
+
+
+def timeout_of(cfg: AnnotateConfig) -> float:
+    """--timeout, or its default for the service tier."""
+    if cfg.timeout is not None:
+        return cfg.timeout
+    return FLEX_TIMEOUT_S if cfg.service_tier == "flex" else LIVE_TIMEOUT_S
 
 
 ANSWER_FIRST = ("zero-shot", "label-only")  # prompt modes whose answer line comes before any explanation
 VOTE_STOP = ["Explanation:"]  # where a vote of an answer-first prompt stops (prompts.TEMPLATES["zero-shot"])
-
-
-class BudgetExceeded(Exception):
-    pass
-
-
-class Budget:
-    """Never start a request whose worst case could push the spend past the cap.
-
-    The spend counts everything the run's cache has paid for, earlier runs included, plus the
-    worst case (all prompt tokens, max_tokens of output) of every request now in flight.
-    """
-
-    def __init__(self, cap: float | None, spent: float, price, max_tokens: int, model: str):
-        self.cap, self.spent, self.reserved = cap, spent, 0.0
-        self.price, self.max_tokens, self.model = price, max_tokens, model
-
-    def reserve(self, messages, max_tokens: int | None = None) -> float:
-        if self.cap is None:
-            return 0.0
-        worst = cost_usd(count_tokens(messages, self.model), max_tokens or self.max_tokens, self.price)
-        if self.spent + self.reserved + worst > self.cap:
-            raise BudgetExceeded(f"--max-cost {self.cap:.4f} USD reached (spent {self.spent:.4f})")
-        self.reserved += worst
-        return worst
-
-    def settle(self, reserved: float, actual: float | None) -> None:
-        self.reserved -= reserved
-        self.spent += actual or 0.0
 
 
 def rationale_subset(ids: list[str], fraction: float, seed: int) -> set[str]:
@@ -143,6 +160,11 @@ def check_config(cfg: AnnotateConfig, task) -> None:
     """The rules between settings (the dataclass checks the choices, bounds.check_config checks each value's range)."""
     if cfg.votes > 1 and cfg.vote_temperature <= 0:
         raise UserError("--vote-temperature: votes need sampling; give a temperature above 0 (0.7 is usual)")
+    if cfg.batch and cfg.service_tier == "flex":
+        raise UserError(
+            "--service-tier flex: a batch has no service tier (both bill half price); give --batch (results within "
+            "24 h) or --service-tier flex (live, slower), not both"
+        )
 
 
 def scoring_for(cfg: AnnotateConfig, task) -> str:
@@ -154,6 +176,8 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
     """Annotate cfg.data into cfg.out; returns the summary (annotate.json). Raises AnnotateFailed, after writing
     annotations.jsonl and annotate.json, when no row is ok or more than cfg.max_failed of the rows failed."""
     bounds.check_config("annotate", cfg)
+    if cfg.batch_status or cfg.batch_cancel:
+        return batch_ledger(cfg, echo)
     task = load_task(cfg.task)
     examples = load_examples(task, cfg.data, limit=cfg.limit)
     check_config(cfg, task)
@@ -173,6 +197,52 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
         return _annotate(cfg, task, examples, (main_plan, cheap_plan), price, out, echo)
 
 
+def client_config(cfg: AnnotateConfig, price) -> ClientConfig:
+    """The teacher client's settings: the run's sampling, retries, prices and service tier."""
+    flex = cfg.service_tier == "flex"
+    return ClientConfig(
+        model=cfg.model,
+        base_url=cfg.base_url,
+        api_key_env=cfg.api_key_env,
+        timeout=timeout_of(cfg),
+        max_retries=cfg.max_retries,
+        backoff_base=cfg.backoff_base,
+        backoff_max=FLEX_BACKOFF_MAX_S if flex else ClientConfig.backoff_max,
+        temperature=cfg.temperature,
+        max_tokens=cfg.max_tokens,
+        price=price,
+        cached_price=cached_price_for(cfg.model, cfg.price_in, cfg.price_cached),
+        service_tier="flex" if flex else None,
+        tier_factor=cfg.batch_price_factor,
+    )
+
+
+def batch_ledger(cfg: AnnotateConfig, echo) -> dict:
+    """--batch-cancel (cancel every batch not collected yet) and --batch-status (print the ledger): the run
+    directory's batch ledger, without annotating. The status is read as recorded, without the lock, so it can be
+    asked while another annotate waits on the batches (that run updates it at each poll)."""
+    path = Path(cfg.out) / "cache.sqlite"
+    flag = "--batch-cancel" if cfg.batch_cancel else "--batch-status"
+    if not path.is_file():
+        raise UserError(f"{flag}: {path} does not exist: no batch was submitted from --out {cfg.out}")
+    result = {"ledger": True}
+    if cfg.batch_cancel:
+        with run_dir_lock(cfg.out, "edgedistill annotate --batch-cancel") as out:
+            cache = Cache(out / "cache.sqlite")
+            try:
+                client = TeacherClient(client_config(cfg, None), cache)
+                result["cancelled"] = asyncio.run(cancel_batches(client, cache, echo))
+            finally:
+                cache.close()
+    if cfg.batch_status:
+        cache = Cache(path)
+        try:
+            result["batches"] = show_ledger(cache, echo)
+        finally:
+            cache.close()
+    return result
+
+
 SUMMARY_KEYS = [
     "examples",
     "ok",
@@ -190,7 +260,10 @@ SUMMARY_KEYS = [
     "retries",
     "prompt_tokens",
     "completion_tokens",
+    "cached_tokens",
+    "route",
     "cost_usd",
+    "cost_usd_list",
     "gold_agreement_text",
     "gold_agreement",
     "truncated_inputs",
@@ -200,17 +273,42 @@ SUMMARY_KEYS = [
 def report_summary(summary: dict, out, echo=click.echo) -> None:
     """The end-of-run table (`edgedistill annotate` and `edgedistill run`); exit 3 when some inputs were left
     unannotated."""
-    if summary.get("dry_run"):
+    if summary.get("dry_run") or summary.get("ledger"):
         return
     echo("")
-    for k in SUMMARY_KEYS:
-        v = summary.get(k)
+    batch = {f"batch_{k}": v for k, v in (summary.get("batch") or {}).items()}
+    for k in ([] if summary.get("batch_pending") else SUMMARY_KEYS) + list(batch):
+        v = summary.get(k, batch.get(k))
         v = "–" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
         echo(f"  {k:<26}{v:>12}")
-    echo(f"\nWrote {out}/annotations.jsonl and annotate.json")
+    if not summary.get("batch_pending"):
+        echo(f"\nWrote {out}/annotations.jsonl and annotate.json")
     if summary.get("message"):
         click.secho(summary["message"], fg="yellow")
         raise SystemExit(3)
+
+
+def route_of(cfg: AnnotateConfig) -> str:
+    """How the run's requests are sent: live, batch (--batch) or flex (--service-tier flex)."""
+    return "batch" if cfg.batch else "flex" if cfg.service_tier == "flex" else "live"
+
+
+def _silent(*_):
+    pass
+
+
+async def _batch_passes(cfg, task, client, budget, route, examples, plans, want_rationale, echo):
+    """The batch route: passes over the cache (quiet while they only note what the batches must ask), then the
+    pass that writes the rows (batch.BatchRoute.drive)."""
+
+    async def one_pass(gate: Gate, quiet: bool):
+        run = _Run(cfg, task, client, budget, _silent if quiet else echo, gate=gate, quiet=quiet)
+        return run, await run.all(examples, *plans, want_rationale, close=False)
+
+    try:
+        return await route.drive(one_pass)
+    finally:
+        await client.close()
 
 
 def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo) -> dict:
@@ -221,30 +319,42 @@ def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo
         else set()
     )
     cache = Cache(out / "cache.sqlite")
-    client = TeacherClient(
-        ClientConfig(
-            model=cfg.model,
-            base_url=cfg.base_url,
-            api_key_env=cfg.api_key_env,
-            timeout=cfg.timeout,
-            max_retries=cfg.max_retries,
-            backoff_base=cfg.backoff_base,
-            temperature=cfg.temperature,
-            max_tokens=cfg.max_tokens,
-            price=price,
-        ),
-        cache,
-    )
+    still = cache.ledger(open_only=True) if not cfg.batch else []
+    if still:  # a live run would pay again for what those batches will answer
+        cache.close()
+        raise UserError(
+            f"--batch: {len(still)} batch(es) submitted from {out} are not collected yet; re-run with --batch to "
+            "collect them (a live run would pay for their requests again), or cancel them with --batch-cancel"
+        )
+    client = TeacherClient(client_config(cfg, price), cache)
     spent = cache.total_cost(price)  # earlier runs' spend counts against --max-cost
-    run = _Run(cfg, task, client, Budget(cfg.max_cost, spent, price, cfg.max_tokens, cfg.model), echo)
+    # a live request's worst case is held at the price it bills: the list's, or flex's share of it
+    budget = Budget(
+        cfg.max_cost, spent, route_price(price, None, route_of(cfg), cfg.batch_price_factor)[0], cfg.max_tokens, cfg.model
+    )
     start = time.perf_counter()
+    route = None
     try:
-        rows = asyncio.run(run.all(examples, *plans, want_rationale))
+        if cfg.batch:
+            budget.reserved += cache.ledger_reserved()  # earlier runs' batches not collected yet
+            options = BatchOptions.of(cfg, price, client.cfg.cached_price)
+            route = BatchRoute(options, client, cache, budget, echo)
+            run, rows = asyncio.run(_batch_passes(cfg, task, client, budget, route, examples, plans, want_rationale, echo))
+        else:
+            run = _Run(cfg, task, client, budget, echo)
+            rows = asyncio.run(run.all(examples, *plans, want_rationale))
     except KeyboardInterrupt:
         raise UserError(
-            f"interrupted; every response received so far is in {out / 'cache.sqlite'}; "
-            "re-run the same command to resume without paying for them again"
+            f"interrupted; every response received so far is in {out / 'cache.sqlite'}"
+            + (
+                ", and the batches submitted go on at the provider (the ledger in it records them)"
+                if route is not None
+                else ""
+            )
+            + "; re-run the same command to resume without paying for them again"
         ) from None
+    except BatchesPending as e:
+        return {"batch_pending": True, "route": "batch", "examples": len(examples), "batch": e.stats, "message": str(e)}
     finally:
         cache.close()
     if cfg.keep_if_agrees:
@@ -255,6 +365,10 @@ def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo
                     f"teacher label {r.label!r} differs from gold {r.gold!r} (--keep-if-agrees)",
                 )
     summary = _summary(cfg, task, rows, run, price, time.perf_counter() - start, want_rationale, examples)
+    if route is not None:
+        summary["batch"] = route.stats
+        summary["requests_sent"] += route.stats["requests_submitted"] + route.stats["live_attempts"]
+        summary["retries"] += route.stats["retried"] + max(0, route.stats["live_attempts"] - route.stats["sent_live"])
     failure = run_failure(cfg, rows, out)
     if failure:
         summary["failure"] = failure
@@ -318,10 +432,15 @@ def _fix_for(cfg: AnnotateConfig, error: str) -> str:
         ("APIConnectionError", f"Is the server at --base-url {server} running and reachable? "),
         (
             "APITimeoutError",
-            f"No answer came within --timeout {cfg.timeout:g} s: raise --timeout or lower --concurrency. ",
+            f"No answer came within --timeout {timeout_of(cfg):g} s: raise --timeout or lower --concurrency. ",
         ),
         ("HTTP 403", f"The key in ${cfg.api_key_env} may not use --model {cfg.model}. "),
-        ("HTTP 429", "The server is rate-limiting: lower --concurrency. "),
+        (
+            "HTTP 429",
+            "Flex capacity is short (429): re-run later, raise --max-retries, or drop --service-tier flex (list price). "
+            if cfg.service_tier == "flex"
+            else "The server is rate-limiting: lower --concurrency. ",
+        ),
         ("HTTP 5", "The server failed: try again later. "),
         ("HTTP ", "The server refused the requests (its error says why). "),
         (
@@ -358,10 +477,17 @@ class _Run:
 
     KINDS = ("answer", "vote", "score", "rationalize")
 
-    def __init__(self, cfg: AnnotateConfig, task, client: TeacherClient, budget: Budget, echo):
+    def __init__(
+        self, cfg: AnnotateConfig, task, client: TeacherClient, budget: Budget, echo, gate: Gate | None = None, quiet=False
+    ):
         self.cfg, self.task, self.client, self.budget, self.echo = cfg, task, client, budget, echo
+        # the batch route's passes: a request the cache lacks goes to the gate (batch.Gate), never to the server
+        self.gate, self.quiet = gate, quiet
         self.scoring = scoring_for(cfg, task)
         self.stats = {"requests_sent": 0, "cache_hits": 0, "retries": 0, "budget_stopped": 0}
+        if gate is not None:
+            self.stats["batch_results"] = 0  # answered by this run's batches (the rest of the hits: earlier runs)
+        self.spent: float | None = 0.0  # what every response used cost when it was paid for (None: unknown price)
         self.by_kind = {
             k: {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0} for k in self.KINDS
         }
@@ -374,6 +500,8 @@ class _Run:
 
     async def ask(self, messages, kind: str, usage: dict, params: dict | None = None):
         done = self.client.cached(messages, params)
+        if done is None and self.gate is not None:  # raises: noted for a batch, held back by the cap, or failed
+            self.gate.check(self.client.key_for(messages, params), messages, params, kind)
         if done is None:
             held = self.budget.reserve(messages, (params or {}).get("max_tokens"))
             try:
@@ -386,8 +514,14 @@ class _Run:
                 self.budget.settle(held, done.cost_usd if done else None)
             self.stats["requests_sent"] += done.attempts
             self.stats["retries"] += done.attempts - 1
+        elif self.gate is not None and self.client.key_for(messages, params) in self.gate.fresh:
+            self.stats["batch_results"] += 1
         else:
             self.stats["cache_hits"] += 1
+        cost = done.recorded_cost
+        if cost is None and self.client.cfg.price is not None:  # paid in a run that knew no price: at list price
+            cost = self.client.cost_of(done.usage)
+        self.spent = None if cost is None or self.spent is None else self.spent + cost
         k = self.by_kind[kind]
         k["requests"] += 1
         k["seconds"] += done.latency_s  # the teacher's time for it, now or when it was paid for
@@ -403,6 +537,10 @@ class _Run:
             outputs.append((await self.ask(p.messages(ex, outputs), kind, usage, params)).content)
         return outputs
 
+    def vote_sample(self, p) -> dict:
+        """The sampling params of a vote (its seed apart)."""
+        return {"temperature": self.cfg.vote_temperature, **({"stop": VOTE_STOP} if p.mode in ANSWER_FIRST else {})}
+
     async def votes(self, p, ex, usage: dict) -> list[tuple]:
         """votes-1 sampled answers as (label, rationale): one request with n where the server honours it, else
         one per seed. Each vote asks the same prompt as the answer. Where the answer comes first (zero-shot,
@@ -413,7 +551,7 @@ class _Run:
         if want == 0:
             return []
         vp = p
-        sample = {"temperature": self.cfg.vote_temperature, **({"stop": VOTE_STOP} if p.mode in ANSWER_FIRST else {})}
+        sample = self.vote_sample(p)
         if vp.stages > 1:  # two-stage prompts: every vote runs both stages
             runs = [await self.stages(vp, ex, "vote", usage, {**sample, "seed": k}) for k in range(1, want + 1)]
         else:
@@ -461,8 +599,35 @@ class _Run:
             self.note("no_option_token", "some scoring replies named no option; those rows use the text answer")
         return dist
 
+    async def prefetch(self, p, ex) -> None:
+        """A batch pass: ask every request of an example that waits on no other reply (the answer's first stage,
+        each vote's, each scoring order), so that the gate notes them all for one batch instead of one a pass."""
+        scratch = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
+        chains = [self.stages(p, ex, "answer", scratch)]
+        if self.cfg.votes > 1 and p.stages > 1:  # two-stage votes: each seed's first stage
+            sample = self.vote_sample(p)
+            chains += [self.stages(p, ex, "vote", scratch, {**sample, "seed": k}) for k in range(1, self.cfg.votes)]
+        elif self.cfg.votes > 1:
+            chains.append(self.votes(p, ex, scratch))
+        if self.scoring != "none":
+            chains += [self.score(p, ex, scratch, shift) for shift in range(self.cfg.score_orders)]
+
+        async def settled(chain):
+            try:
+                await chain
+            except (BudgetExceeded, TeacherError):
+                pass
+
+        await asyncio.gather(*(settled(c) for c in chains))
+
+    def waiting(self) -> bool:
+        """A batch pass that has noted requests: what follows depends on their replies, so it stops here."""
+        return self.gate is not None and self.gate.collecting and bool(self.gate.pending)
+
     async def one(self, ex, p, want: bool) -> Annotation | _Answer:
         usage = {"prompt_tokens": 0, "completion_tokens": 0, "cached_tokens": 0}
+        if self.gate is not None and self.gate.collecting:
+            await self.prefetch(p, ex)
         try:
             outputs = await self.stages(p, ex, "answer", usage)
             parsed = p.parse(ex, outputs)
@@ -500,9 +665,9 @@ class _Run:
         row.rationale = p.rationale_of(done.content)
         row.extra["rationale_source"] = "rationalized" if row.rationale else None
 
-    async def all(self, examples, main_plan, cheap_plan, want_rationale) -> list[Annotation]:
+    async def all(self, examples, main_plan, cheap_plan, want_rationale, close: bool = True) -> list[Annotation]:
         sem = asyncio.Semaphore(self.cfg.concurrency)
-        bar = progress(len(examples), "annotating", unit="ex")
+        bar = progress(len(examples), "annotating", unit="ex", disable=self.quiet)
         plans = {ex.id: main_plan if ex.id in want_rationale else cheap_plan for ex in examples}
 
         async def first(ex):
@@ -514,7 +679,9 @@ class _Run:
 
         try:
             answers = await asyncio.gather(*(first(ex) for ex in examples))
-            bias = await self.bias(main_plan, examples, answers)
+            bias = await self.bias(main_plan, examples, answers)  # content-free requests wait on nothing
+            if self.waiting():
+                return []
             vote_bias = self.vote_bias(examples, answers)
             rows = [
                 a
@@ -542,7 +709,8 @@ class _Run:
             return rows
         finally:
             bar.close()
-            await self.client.close()
+            if close:
+                await self.client.close()
 
     async def bias(self, p, examples, answers) -> list:
         """Per option order, the teacher's bias over option keys that calibration divides out (or None)."""
@@ -732,7 +900,11 @@ def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale, example
         **{k: v for k, v in stats.items() if k != "budget_stopped"},
         "not_sent_budget": stats["budget_stopped"],
         **tokens,
-        "cost_usd": cost_usd(tokens["prompt_tokens"], tokens["completion_tokens"], price),
+        # as billed: each response at the price it was paid (live, batch or flex; cached prompt tokens at the cached
+        # rate), earlier runs' included; cost_usd_list: the rows' tokens at the live list price, no discount
+        "cost_usd": run.spent if price is not None else None,
+        "cost_usd_list": cost_usd(tokens["prompt_tokens"], tokens["completion_tokens"], price),
+        "route": route_of(cfg),
         "gold_agreement": agreement(lambda r: r.label),
         "gold_agreement_text": agreement(lambda r: r.extra.get("text_label", r.label)),  # the greedy text answer alone
         "requests_by_kind": {
@@ -809,8 +981,124 @@ def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
     total["cost_usd"] = None if price is None else sum(r["cost_usd"] or 0 for r in chosen)
     line("total as configured", total)
     echo(
-        "Scoring rides on a second request: the answer request's first token is 'Answer', and a label's first token in "
-        "free text can be split or shared by two labels; one letter token cannot. Rationalization is a worst case: it is "
-        "sent only for rows whose answer carries no explanation of the label chosen."
+        "Scoring rides on a second request: the answer request's first token is 'Answer', and a label's first token "
+        "in free text can be split or shared by two labels; one letter token cannot. Rationalization is a worst case: "
+        "it is sent only for rows whose answer carries no explanation of the label chosen."
     )
-    return {"dry_run": True, "estimates": rows, "extras": extras, "total": total, **truncation(examples)}
+    caching = prompt_caching(cfg, task, examples, exemplars, price, rows, extras, echo)
+    routes = route_planner(cfg, price, total, caching, echo)
+    return {
+        "dry_run": True,
+        "estimates": rows,
+        "extras": extras,
+        "total": total,
+        "prompt_caching": caching,
+        "routes": routes,
+        **truncation(examples),
+    }
+
+
+def prompt_caching(cfg, task, examples, exemplars, price, rows, extras, echo, sample: int = 50) -> dict:
+    """Which prompt modes' answer prompts share a prefix long enough for a provider to cache (cost.CACHE_MIN_TOKENS),
+    and what the cached rate does to their cost and to the zero-shot vs few-shot comparison."""
+    cached_price = cached_price_for(cfg.model, cfg.price_in, cfg.price_cached)
+    picked = random.Random(cfg.seed).sample(examples, min(sample, len(examples)))
+    by_mode = {}
+    echo(
+        f"\nPrompt caching: a provider caches a prompt prefix that all requests share once it reaches "
+        f"{CACHE_MIN_TOKENS:,} tokens (OpenAI), billed at "
+        + (f"{cached_price} USD per 1M tokens" if cached_price is not None else "a rate unknown here (--price-cached)")
+    )
+    for r in rows:
+        mode = r["mode"]
+        if mode not in ("zero-shot", "few-shot-cot", cfg.prompt):
+            continue
+        p = plan(task, mode, exemplars)
+        prefix = shared_prefix_tokens([p.messages(e) for e in picked], cfg.model)
+        cacheable = cacheable_tokens(prefix)
+        # the requests that repeat the prefix: this mode's answers (and, when chosen, its votes), all but the first
+        repeats = r["requests"] + sum(x["requests"] for x in extras if x["chosen"] and "votes" in x["name"]) * (
+            mode == cfg.prompt
+        )
+        cached = cacheable * max(0, repeats - 1)
+        cost = cost_usd(r["prompt_tokens"], r["completion_tokens"], price, min(cached, r["prompt_tokens"]), cached_price)
+        by_mode[mode] = {"shared_prefix_tokens": prefix, "cached_per_request": cacheable, "cached_tokens": cached}
+        by_mode[mode]["cost_usd_cached"] = cost
+        by_mode[mode]["cost_usd"] = r["cost_usd"]
+        said = (
+            f"{cacheable:,} cached per request after the first: {_usd(cost)} USD instead of {_usd(r['cost_usd'])}"
+            if cacheable
+            else f"not cached (below {CACHE_MIN_TOKENS:,})"
+        )
+        echo(f"  {mode:<15} shared prefix {prefix:>6,} tokens: {said}")
+    z, f = by_mode.get("zero-shot"), by_mode.get("few-shot-cot")
+    if z and f and z["cost_usd"] and f["cost_usd"]:
+        plain, cached = f["cost_usd"] / z["cost_usd"], (f["cost_usd_cached"] or 0) / (z["cost_usd_cached"] or 1)
+        echo(
+            f"  few-shot-cot costs {plain:.2f}x zero-shot"
+            + (
+                f", {cached:.2f}x once its exemplars are cached"
+                if f["cached_per_request"] or z["cached_per_request"]
+                else f"; its shared prefix ({f['shared_prefix_tokens']:,} tokens) is too short to be cached, so "
+                "caching changes nothing (more exemplars would cross the threshold)"
+            )
+        )
+    return {"cached_price": cached_price, "modes": by_mode}
+
+
+def _usd(x) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
+def route_planner(cfg, price, total: dict, caching: dict, echo) -> dict:
+    """Cost and time of the configured run on each route (live, batch, flex) and the cheapest that meets
+    --deadline: cost.plan_routes, with the chosen mode's cacheable prefix."""
+    chosen = caching["modes"].get(cfg.prompt, {})
+    plan_ = plan_routes(
+        total["requests"],
+        total["prompt_tokens"],
+        total["completion_tokens"],
+        price,
+        cfg.concurrency,
+        cfg.batch_price_factor,
+        caching["cached_price"],
+        min(chosen.get("cached_tokens", 0), total["prompt_tokens"]),
+        cfg.deadline,
+    )
+    echo(
+        f"\nRoutes for the total as configured ({total['requests']:,} requests; batch and flex bill "
+        f"{cfg.batch_price_factor:g} of the list price):"
+    )
+    when = {
+        "live": f"at --concurrency {cfg.concurrency} (planned: {FIRST_TOKEN_S:g} s to the first token + "
+        f"{DECODE_TOKENS_PER_S:g} tokens/s, no rate limit hit)",
+        "batch": "at most: the batch window (most batches finish much sooner)",
+        "flex": f"planned at {FLEX_SLOWDOWN:g}x live: flex queues, with no time guarantee, and answers 429 when its "
+        "capacity is short",
+    }
+    flag = {"live": "", "batch": "--batch", "flex": "--service-tier flex"}
+    for r in plan_["routes"]:
+        mark = "" if r["meets_deadline"] else f"   (misses --deadline {cfg.deadline:g} h)"
+        echo(f"  {r['route']:<6}{_usd(r['cost_usd']):>11} USD  {_hours(r['hours']):>8}  {when[r['route']]}{mark}")
+    best = plan_["best"]
+    if best is None:
+        echo(
+            f"No route meets --deadline {cfg.deadline:g} h: raise --concurrency (within the provider's rate limits) or "
+            "the deadline, or annotate fewer inputs (--limit)"
+        )
+    else:
+        within = f" within --deadline {cfg.deadline:g} h" if cfg.deadline is not None else ""
+        cost = next(r["cost_usd"] for r in plan_["routes"] if r["route"] == best)
+        echo(
+            f"Cheapest{within}: {best} ({_usd(cost)} USD{', ' + flag[best] if flag[best] else ''})"
+            + (
+                "; batch and flex bill the same: batch has its own rate limits and a 24 h guarantee, flex is faster"
+                if best in ("batch", "flex")
+                else ""
+            )
+        )
+    return plan_
+
+
+def _hours(h: float) -> str:
+    return f"{h * 60:.1f} min" if h < 1 else f"{h:.1f} h"

@@ -13,7 +13,9 @@ retries them. No API key is ever stored.
 
 The schema carries a version (`PRAGMA user_version`) and rows are written by column name, so a
 cache written by an older edgedistill is migrated in place when it is opened (like `llm`'s
-migrations): version 1 had no `extra` column; version 2 stores the logprobs and extra choices.
+migrations): version 1 had no `extra` column; version 2 stores the logprobs and extra choices;
+version 3 adds the batch ledger (`annotate --batch`, teacher/batch.py): which requests each Batch API
+job holds, its file and batch ids and its status, recorded before the run waits for it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from ..errors import UserError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 SCHEMA = """
@@ -53,8 +55,33 @@ CREATE TABLE IF NOT EXISTS calls (  -- every HTTP attempt, successful or not (li
 );
 """
 
-# version reached -> the (column, type) pairs added to `responses` to reach it from the one before
-MIGRATIONS = {2: [("extra", "TEXT")]}
+# The batch ledger (teacher/batch.py). A batch row is written with its requests before anything is uploaded, and
+# each id the server returns is written as soon as it returns it: a re-run finds every batch a killed run made.
+LEDGER = [
+    """CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- the ledger's number, also in the batch's metadata
+    server TEXT, model TEXT NOT NULL,
+    state TEXT NOT NULL,            -- prepared | uploaded | submitted | collected | abandoned
+    status TEXT,                    -- the server's: validating, in_progress, ..., completed, expired, failed, cancelled
+    input_file_id TEXT, batch_id TEXT, output_file_id TEXT, error_file_id TEXT,
+    requests INTEGER NOT NULL, completed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+    detail TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS batch_requests (
+    batch INTEGER NOT NULL,         -- batches.id
+    key TEXT NOT NULL,              -- the request's cache key: its custom_id in the batch file
+    body TEXT NOT NULL,             -- JSON: the chat-completions body as sent (model, messages, params)
+    reserved_usd REAL,              -- its worst case at the batch price, held against --max-cost until collected
+    outcome TEXT,                   -- NULL until collected: ok | error | missing | abandoned
+    detail TEXT,
+    PRIMARY KEY (batch, key)
+)""",
+    "CREATE INDEX IF NOT EXISTS batch_requests_key ON batch_requests (key)",
+]
+OPEN = ("prepared", "uploaded", "submitted")  # ledger states of a batch not yet collected
+
+# version reached -> what reaches it from the one before: (column, type) pairs added to `responses`, or statements
+MIGRATIONS = {2: [("extra", "TEXT")], 3: LEDGER}
 
 
 def request_key(model: str, messages: list[dict], params: dict, server: str | None = None) -> str:
@@ -231,15 +258,17 @@ class Cache:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         exists = self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='responses'").fetchone()
         if not exists:
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA + ";\n".join(LEDGER) + ";")
         elif version < SCHEMA_VERSION:
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(responses)")}
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
-                    for column, kind in MIGRATIONS[target]:
-                        if column not in columns:  # else another process got there first
-                            self.db.execute(f"ALTER TABLE responses ADD COLUMN {column} {kind}")
+                    for step in MIGRATIONS[target]:
+                        if isinstance(step, str):  # CREATE ... IF NOT EXISTS: another process may have run it
+                            self.db.execute(step)
+                        elif step[0] not in columns:  # else another process got there first
+                            self.db.execute(f"ALTER TABLE responses ADD COLUMN {step[0]} {step[1]}")
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")
@@ -382,6 +411,124 @@ class Cache:
         )
         self.db.execute("COMMIT")
         return self.db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] - before
+
+    async def store_many(self, rows: list[tuple]) -> None:
+        """Store many responses, each as `store` would (key, model, request, content, usage, cost_usd, latency_s,
+        extra), in one group commit; returns once it is on disk."""
+        statements = []
+        for key, model, request, content, usage, cost, latency_s, extra in rows:
+            statements.append(self._put_row(key, model, request, content, usage, cost, latency_s, extra))
+            statements.append((LOG_SQL, (key, model, "ok", "batch", latency_s, time.time())))
+        if statements:
+            await asyncio.wrap_future(self.writer.submit(statements))
+
+    # ---------------------------------------------------------------- the batch ledger (teacher/batch.py)
+
+    LEDGER_FIELDS = (
+        "state",
+        "status",
+        "input_file_id",
+        "batch_id",
+        "output_file_id",
+        "error_file_id",
+        "completed",
+        "failed",
+        "detail",
+    )
+
+    def _in_transaction(self, work) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            work()
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def ledger_add(self, server: str | None, model: str, requests: list[tuple[str, str, float]]) -> int:
+        """Record a batch about to be uploaded and its requests, (key, body JSON, USD reserved) each, in one
+        transaction that is on disk when this returns; returns the batch's ledger number."""
+        now, number = time.time(), []
+
+        def work():
+            cur = self.db.execute(
+                "INSERT INTO batches (server, model, state, requests, created_at, updated_at)"
+                " VALUES (?, ?, 'prepared', ?, ?, ?)",
+                (server, model, len(requests), now, now),
+            )
+            number.append(cur.lastrowid)
+            self.db.executemany(
+                "INSERT INTO batch_requests (batch, key, body, reserved_usd) VALUES (?, ?, ?, ?)",
+                [(cur.lastrowid, key, body, reserved) for key, body, reserved in requests],
+            )
+
+        self._in_transaction(work)
+        return number[0]
+
+    def ledger_set(self, number: int, **fields) -> None:
+        """Update a batch's row (LEDGER_FIELDS); on disk when this returns."""
+        unknown = set(fields) - set(self.LEDGER_FIELDS)
+        if unknown:
+            raise ValueError(f"not ledger fields: {sorted(unknown)}")
+        columns = "".join(f"{k} = ?, " for k in fields)
+        self.db.execute(
+            f"UPDATE batches SET {columns}updated_at = ? WHERE id = ?", (*fields.values(), time.time(), number)
+        )
+
+    def ledger(self, open_only: bool = False) -> list[dict]:
+        """The ledger's batches, oldest first (only those not yet collected with `open_only`)."""
+        where = f" WHERE state IN ({', '.join('?' * len(OPEN))})" if open_only else ""
+        cur = self.db.execute(f"SELECT * FROM batches{where} ORDER BY id", OPEN if open_only else ())
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def ledger_requests(self, number: int) -> list[tuple[str, str, float | None]]:
+        """A batch's requests not collected yet: (key, body JSON, USD reserved), in the order they were recorded."""
+        return self.db.execute(
+            "SELECT key, body, reserved_usd FROM batch_requests WHERE batch = ? AND outcome IS NULL ORDER BY rowid",
+            (number,),
+        ).fetchall()
+
+    def open_requests(self) -> dict[str, int]:
+        """Every request in a batch not collected yet, by key: its batch's ledger number."""
+        return dict(
+            self.db.execute(
+                "SELECT r.key, r.batch FROM batch_requests r JOIN batches b ON b.id = r.batch"
+                f" WHERE r.outcome IS NULL AND b.state IN ({', '.join('?' * len(OPEN))})",
+                OPEN,
+            ).fetchall()
+        )
+
+    def ledger_outcomes(self) -> dict[int, dict[str, int]]:
+        """Per batch, how many of its requests had each outcome (ok, error, missing, abandoned) when collected."""
+        out: dict[int, dict[str, int]] = {}
+        for batch, outcome, n in self.db.execute(
+            "SELECT batch, outcome, COUNT(*) FROM batch_requests WHERE outcome IS NOT NULL GROUP BY batch, outcome"
+        ):
+            out.setdefault(batch, {})[outcome] = n
+        return out
+
+    def ledger_reserved(self) -> float:
+        """USD held against --max-cost by requests in batches not collected yet (their worst case)."""
+        return self.db.execute(
+            "SELECT COALESCE(SUM(r.reserved_usd), 0) FROM batch_requests r JOIN batches b ON b.id = r.batch"
+            f" WHERE r.outcome IS NULL AND b.state IN ({', '.join('?' * len(OPEN))})",
+            OPEN,
+        ).fetchone()[0]
+
+    def ledger_close(self, number: int, outcomes: list[tuple[str, str, str | None]], state: str = "collected") -> None:
+        """Record what became of a batch's requests, (key, outcome, detail) each, and its final state, in one
+        transaction (after the answers themselves are committed: a kill between the two collects it again)."""
+
+        def work():
+            self.db.executemany(
+                "UPDATE batch_requests SET outcome = ?, detail = ? WHERE batch = ? AND key = ?",
+                [(outcome, detail, number, key) for key, outcome, detail in outcomes],
+            )
+            self.db.execute("UPDATE batches SET state = ?, updated_at = ? WHERE id = ?", (state, time.time(), number))
+
+        self._in_transaction(work)
 
     def close(self) -> None:
         """Commit what is queued, stop the writer, close; raises a log write that failed unseen."""

@@ -19,7 +19,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from .cache import Cache, request_key
-from .cost import cached_price_for, cost_usd
+from .cost import cost_usd, scaled
 
 RETRY_STATUS = {408, 409, 429}  # plus every 5xx
 
@@ -35,7 +35,10 @@ class ClientConfig:
     backoff_max: float = 60.0
     temperature: float = 0.0
     max_tokens: int = 512
-    price: tuple[float, float] | None = None
+    price: tuple[float, float] | None = None  # list price, USD per 1M tokens in, out
+    cached_price: float | None = None  # USD per 1M cached prompt tokens (None: billed as any prompt token)
+    service_tier: str | None = None  # sent as `service_tier` ("flex"); None sends nothing
+    tier_factor: float = 1.0  # the share of the list price that a reply served in `service_tier` bills
 
 
 class TeacherError(Exception):
@@ -55,6 +58,7 @@ class Completion:
     attempts: int = 0  # HTTP requests sent for this completion (0 on a cache hit)
     latency_s: float = 0.0  # the server's time for it, when it was paid for (a cache hit keeps the recorded one)
     extra: dict = field(default_factory=dict)  # "choices": every choice's text (n > 1); "logprobs": see token_logprobs
+    recorded_cost: float | None = None  # what it cost when it was paid for (live, batch or flex), now or earlier
 
     @property
     def choices(self) -> list[str]:
@@ -142,11 +146,24 @@ class TeacherClient:
         hit = self.cache.get(self.key_for(messages, params))
         return (
             Completion(
-                hit["content"], hit["usage"], 0.0, cached=True, extra=hit["extra"], latency_s=hit["latency_s"] or 0.0
+                hit["content"],
+                hit["usage"],
+                0.0,
+                cached=True,
+                extra=hit["extra"],
+                latency_s=hit["latency_s"] or 0.0,
+                recorded_cost=hit["cost_usd"],
             )
             if hit
             else None
         )
+
+    def cost_of(self, usage: dict, factor: float = 1.0) -> float | None:
+        """What a reply with `usage` bills at `factor` of the list price, its cached prompt tokens at the cached rate."""
+        cfg = self.cfg
+        cached = None if cfg.cached_price is None else cfg.cached_price * factor
+        tokens = [usage.get(k) or 0 for k in ("prompt_tokens", "completion_tokens", "cached_tokens")]
+        return cost_usd(tokens[0], tokens[1], scaled(cfg.price, factor), tokens[2], cached)
 
     async def complete(self, messages: list[dict], params: dict | None = None) -> Completion:
         """One chat completion, from the cache or the server. `params` adds to or overrides the run's
@@ -161,10 +178,7 @@ class TeacherClient:
             wait = None
             try:
                 resp = await self._send(messages, sent)
-                content = resp.choices[0].message.content if resp.choices else None
-                extra = _extra(resp, sent)
-                if not isinstance(content, str) or not (content.strip() or extra.get("logprobs")):
-                    raise ValueError("the server returned an empty answer")
+                content, usage, extra = read_completion(resp, sent)
             except openai.APIStatusError as e:
                 last_error = f"HTTP {e.status_code}: {self.scrub(str(e))[:300]}"
                 if e.status_code not in RETRY_STATUS and e.status_code < 500:
@@ -178,18 +192,23 @@ class TeacherClient:
                 last_error = f"bad response: {self.scrub(str(e))[:200]}"
             else:
                 latency = time.perf_counter() - start
-                usage = _usage(resp)
-                cost = cost_usd(
-                    usage["prompt_tokens"],
-                    usage["completion_tokens"],
-                    cfg.price,
-                    usage["cached_tokens"],
-                    cached_price_for(cfg.model),
-                )
+                # a reply served in the tier asked for bills that tier's price; one the server says it served in
+                # another (e.g. "default" when flex capacity ran short) bills the list price
+                served = getattr(resp, "service_tier", None) or cfg.service_tier
+                cost = self.cost_of(usage, cfg.tier_factor if cfg.service_tier and served == cfg.service_tier else 1.0)
                 request = {"messages": messages, **sent}
                 # durable before anything else: until its group commit is on disk the request is still in flight
                 await self.cache.store(key, cfg.model, request, content, usage, cost, latency, extra)
-                return Completion(content, usage, cost, cached=False, attempts=attempt, extra=extra, latency_s=latency)
+                return Completion(
+                    content,
+                    usage,
+                    cost,
+                    cached=False,
+                    attempts=attempt,
+                    extra=extra,
+                    latency_s=latency,
+                    recorded_cost=cost,
+                )
             self.cache.log(key, cfg.model, "retry", last_error, time.perf_counter() - start)
             if attempt > cfg.max_retries:
                 break
@@ -202,8 +221,11 @@ class TeacherClient:
         """One chat-completions request. The SDK's chat.completions.create walks every message through its
         TypedDict transform (~0.5-1 ms a request, a fifth of the client's CPU at concurrency 64) to change
         nothing in plain role/content dicts; post() sends the same body and parses the same ChatCompletion."""
+        tier = {"service_tier": self.cfg.service_tier} if self.cfg.service_tier else {}
         return await self.api.post(
-            "/chat/completions", body={"model": self.cfg.model, "messages": messages, **sent}, cast_to=ChatCompletion
+            "/chat/completions",
+            body={"model": self.cfg.model, "messages": messages, **sent, **tier},
+            cast_to=ChatCompletion,
         )
 
     @staticmethod
@@ -213,8 +235,23 @@ class TeacherClient:
             404: " (check --model and --base-url)",
         }.get(status, "")
 
+    def body(self, messages: list[dict], params: dict | None = None) -> dict:
+        """The chat-completions body of a request as a batch file line carries it (no service tier: a batch has
+        none); its cache key is key_for(messages, params), the same as the live request's."""
+        return {"model": self.cfg.model, "messages": messages, **self.sent_params(params)}
+
     async def close(self):
         await self.api.close()
+
+
+def read_completion(resp, sent: dict) -> tuple[str, dict, dict]:
+    """(content, usage, extra) of a chat completion, live or from a batch's output file; ValueError when it holds
+    no answer (an empty one is never cached: it is asked again)."""
+    content = resp.choices[0].message.content if resp.choices else None
+    extra = _extra(resp, sent)
+    if not isinstance(content, str) or not (content.strip() or extra.get("logprobs")):
+        raise ValueError("the server returned an empty answer")
+    return content, _usage(resp), extra
 
 
 def _extra(resp, sent: dict) -> dict:

@@ -1,4 +1,5 @@
-"""What annotation costs: offline token counts, a list-price table, and dry-run estimates.
+"""What annotation costs: offline token counts, a list-price table, dry-run estimates, the route planner
+(live, Batch API, Flex) and the --max-cost budget.
 
 Token counts use `bpe-openai` (OpenAI's BPE encodings shipped inside the package; tiktoken would
 fetch them from the web). For non-OpenAI models the o200k encoding is a stand-in: close enough to
@@ -8,6 +9,7 @@ compare prompt modes, which is what a dry run is for.
 from __future__ import annotations
 
 import functools
+import os
 import random
 
 from .prompts import plan
@@ -44,9 +46,7 @@ TYPICAL_COMPLETION_TOKENS = {
 
 def price_for(model: str, price_in: float | None = None, price_out: float | None = None) -> tuple[float, float] | None:
     """(USD per 1M input tokens, per 1M output tokens), or None when unknown and not given."""
-    known = PRICES.get(model) or next(
-        (PRICES[k] for k in sorted(PRICES, key=len, reverse=True) if model.startswith(k + "-")), None
-    )
+    known = _listed(model)
     if price_in is not None and price_out is not None:
         return (price_in, price_out)
     if known is None:
@@ -54,9 +54,20 @@ def price_for(model: str, price_in: float | None = None, price_out: float | None
     return (price_in if price_in is not None else known[0], price_out if price_out is not None else known[1])
 
 
-def cached_price_for(model: str) -> float | None:
-    known = PRICES.get(model)
-    return known[2] if known else None
+def _listed(model: str) -> tuple[float, float, float] | None:
+    """The table's prices of `model` or of its family (a dated snapshot), the longest family name first."""
+    return PRICES.get(model) or next(
+        (PRICES[k] for k in sorted(PRICES, key=len, reverse=True) if model.startswith(k + "-")), None
+    )
+
+
+def cached_price_for(model: str, price_in: float | None = None, price_cached: float | None = None) -> float | None:
+    """USD per 1M cached prompt tokens: --price-cached, else the table's where the input price is the table's too;
+    None (cached tokens billed as any prompt token) when unknown."""
+    if price_cached is not None:
+        return price_cached
+    known = _listed(model)
+    return known[2] if known and price_in is None else None
 
 
 @functools.lru_cache(maxsize=8)
@@ -240,3 +251,128 @@ def estimate_extras(
             )
         )
     return out
+
+
+# ---------------------------------------------------------------- routes: live, Batch API, Flex
+
+# The Batch API and Flex processing bill this share of the list price (OpenAI, late 2025: half, cached input
+# included); annotate --batch-price-factor sets another provider's.
+BATCH_PRICE_FACTOR = 0.5
+BATCH_WINDOW_H = 24.0  # a batch's completion window: its results come within it (most come much sooner)
+# OpenAI caches a prompt's prefix once the prompt has 1,024 tokens or more, in steps of 128 tokens, and bills the
+# cached tokens at the cached rate (`usage.prompt_tokens_details.cached_tokens`); shorter prompts are never cached.
+CACHE_MIN_TOKENS, CACHE_STEP = 1024, 128
+# The planner's live-time model, an ASSUMPTION to replace with your own measurement: per request, a fixed time to
+# the first token plus the completion at a decode speed, --concurrency requests at a time, no rate limit hit.
+FIRST_TOKEN_S, DECODE_TOKENS_PER_S = 0.5, 50.0
+# Flex requests queue behind standard ones and have no completion-time guarantee; the planner ASSUMES twice live.
+FLEX_SLOWDOWN = 2.0
+ROUTES = ("live", "batch", "flex")
+
+
+def scaled(price: tuple[float, float] | None, factor: float) -> tuple[float, float] | None:
+    """A (USD per 1M in, out) price times `factor`: the batch and flex price of a list price."""
+    return None if price is None else (price[0] * factor, price[1] * factor)
+
+
+def route_price(price, cached_price, route: str, factor: float = BATCH_PRICE_FACTOR):
+    """(price, cached price) a route bills: the list's live, `factor` of it for batch and flex."""
+    f = 1.0 if route == "live" else factor
+    return scaled(price, f), None if cached_price is None else cached_price * f
+
+
+def cacheable_tokens(prefix_tokens: float) -> int:
+    """The part of a prompt prefix shared by every request that a provider's prompt cache serves: 0 below
+    CACHE_MIN_TOKENS, else the prefix rounded down to a CACHE_STEP."""
+    return 0 if prefix_tokens < CACHE_MIN_TOKENS else int(prefix_tokens) // CACHE_STEP * CACHE_STEP
+
+
+def shared_prefix_tokens(prompts: list[list[dict]], model: str = "gpt-4o-mini") -> int:
+    """Tokens of the longest prefix that all `prompts` (chat messages each) share: the system message, the
+    instruction, a few-shot prompt's exemplars. The messages alike in all, then the common start of the first
+    that differs (a token less, for the word cut in two)."""
+    if len(prompts) < 2:
+        return 0
+    tokens = 3
+    for i in range(min(len(p) for p in prompts)):
+        contents = [p[i]["content"] for p in prompts]
+        if len({p[i]["role"] for p in prompts}) > 1:
+            break
+        if len(set(contents)) == 1:
+            tokens += 3 + count_tokens(contents[0], model)
+            continue
+        common = os.path.commonprefix(contents)
+        return tokens + 3 + max(0, count_tokens(common, model) - 1) if common else tokens
+    return tokens
+
+
+def live_hours(requests: float, completion_tokens: float, concurrency: int) -> float:
+    """Hours a live run takes under the planner's assumptions (FIRST_TOKEN_S, DECODE_TOKENS_PER_S)."""
+    return (requests * FIRST_TOKEN_S + completion_tokens / DECODE_TOKENS_PER_S) / max(concurrency, 1) / 3600
+
+
+def plan_routes(
+    requests: float,
+    prompt_tokens: float,
+    completion_tokens: float,
+    price: tuple[float, float] | None,
+    concurrency: int,
+    factor: float = BATCH_PRICE_FACTOR,
+    cached_price: float | None = None,
+    cached_tokens: float = 0,
+    deadline_h: float | None = None,
+) -> dict:
+    """Cost and time of each route for the same requests, and the cheapest one that meets `deadline_h` (then
+    the fastest of equal cost). `cached_tokens`: prompt tokens a provider's prompt cache serves (cacheable_tokens
+    times the requests after the first that share the prefix), billed at `cached_price` where one is known."""
+    live = live_hours(requests, completion_tokens, concurrency)
+    hours = {"live": live, "batch": BATCH_WINDOW_H, "flex": live * FLEX_SLOWDOWN}
+    rows = []
+    for route in ROUTES:
+        p, cp = route_price(price, cached_price, route, factor)
+        rows.append(
+            {
+                "route": route,
+                "cost_usd": cost_usd(prompt_tokens, completion_tokens, p, cached_tokens, cp),
+                "cost_usd_uncached": cost_usd(prompt_tokens, completion_tokens, p),
+                "hours": hours[route],
+                "meets_deadline": deadline_h is None or hours[route] <= deadline_h,
+            }
+        )
+    fits = [r for r in rows if r["meets_deadline"]]
+    best = min(fits, key=lambda r: (round(r["cost_usd"] or 0.0, 9), r["hours"])) if fits else None
+    return {"routes": rows, "best": best and best["route"], "deadline_h": deadline_h}
+
+
+# ---------------------------------------------------------------- the --max-cost budget
+
+
+class BudgetExceeded(Exception):
+    pass
+
+
+class Budget:
+    """Never start a request whose worst case could push the spend past the cap.
+
+    The spend counts everything the run's cache has paid for, earlier runs included, plus the worst case (all
+    prompt tokens, max_tokens of output) of every request now in flight: live requests until answered, batch
+    requests from their submission until their batch is collected (the batch ledger keeps that across runs).
+    """
+
+    def __init__(self, cap: float | None, spent: float, price, max_tokens: int, model: str):
+        self.cap, self.spent, self.reserved = cap, spent, 0.0
+        self.price, self.max_tokens, self.model = price, max_tokens, model
+
+    def reserve(self, messages, max_tokens: int | None = None, price=None) -> float:
+        """Hold a request's worst case at `price` (default: the budget's); BudgetExceeded when it does not fit."""
+        if self.cap is None:
+            return 0.0
+        worst = cost_usd(count_tokens(messages, self.model), max_tokens or self.max_tokens, price or self.price)
+        if self.spent + self.reserved + worst > self.cap:
+            raise BudgetExceeded(f"--max-cost {self.cap:.4f} USD reached (spent {self.spent:.4f})")
+        self.reserved += worst
+        return worst
+
+    def settle(self, reserved: float, actual: float | None) -> None:
+        self.reserved -= reserved
+        self.spent += actual or 0.0
