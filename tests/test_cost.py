@@ -109,3 +109,62 @@ def test_the_spend_a_cap_counts_includes_responses_recorded_without_a_price(tmp_
         assert cache.total_cost((2.0, 8.0)) == pytest.approx(0.002 + (1000 * 2.0 + 500 * 8.0) / 1e6)
     finally:
         cache.close()
+
+
+def test_cached_price_follows_the_table_the_family_and_the_override():
+    from edgedistill.teacher.cost import cached_price_for
+
+    assert cached_price_for("gpt-4o-mini") == PRICES["gpt-4o-mini"][2] == 0.075
+    assert cached_price_for("gpt-4o-mini-2024-07-18") == 0.075  # a dated snapshot, as price_for prices it
+    assert cached_price_for("gpt-4o-mini", price_cached=0.01) == 0.01
+    assert cached_price_for("gpt-4o-mini", price_in=0.3) is None  # an overridden input price: no cached rate known
+    assert cached_price_for("local-model") is None
+
+
+def test_routes_price_batch_and_flex_at_the_factor_and_pick_the_cheapest_in_time():
+    from edgedistill.teacher.cost import BATCH_WINDOW_H, FLEX_SLOWDOWN, live_hours, plan_routes
+
+    plan = plan_routes(10_000, 1_000_000, 400_000, (0.15, 0.60), concurrency=8)
+    cost = {r["route"]: r["cost_usd"] for r in plan["routes"]}
+    assert cost["live"] == pytest.approx((1_000_000 * 0.15 + 400_000 * 0.60) / 1e6)
+    assert cost["batch"] == cost["flex"] == pytest.approx(cost["live"] / 2)
+    hours = {r["route"]: r["hours"] for r in plan["routes"]}
+    assert hours["live"] == pytest.approx(live_hours(10_000, 400_000, 8)) and hours["batch"] == BATCH_WINDOW_H
+    assert hours["flex"] == pytest.approx(FLEX_SLOWDOWN * hours["live"])
+    assert plan["best"] == "flex"  # as cheap as batch, sooner
+    assert plan_routes(10_000, 1_000_000, 400_000, (0.15, 0.60), 8, deadline_h=hours["live"] * 1.5)["best"] == "live"
+    assert plan_routes(10_000, 1e6, 4e5, (0.15, 0.60), 8, deadline_h=hours["live"] / 2)["best"] is None
+    assert plan_routes(10_000, 1e6, 4e5, (0.15, 0.60), 8, factor=0.8)["routes"][1]["cost_usd"] == pytest.approx(
+        0.8 * cost["live"]
+    )
+    cached = plan_routes(10, 20_000, 100, (1.0, 1.0), 1, cached_price=0.1, cached_tokens=10_000)
+    assert cached["routes"][0]["cost_usd"] == pytest.approx((10_000 * 1.0 + 10_000 * 0.1 + 100) / 1e6)
+    assert cached["routes"][0]["cost_usd_uncached"] == pytest.approx(20_100 / 1e6)
+    assert plan_routes(10, 100, 10, None, 1)["routes"][0]["cost_usd"] is None
+
+
+def test_a_shared_prefix_is_cached_from_1024_tokens_in_steps_of_128():
+    from edgedistill.teacher.cost import cacheable_tokens, shared_prefix_tokens
+    from edgedistill.teacher.prompts import plan
+
+    assert cacheable_tokens(1023) == 0 and cacheable_tokens(1024) == 1024 and cacheable_tokens(1300) == 1280
+    zero = [plan(NLI, "zero-shot").messages(e) for e in EXAMPLES[:4]]
+    assert 10 < shared_prefix_tokens(zero) < count_tokens(zero[0])  # the system message and the instruction
+    few = [plan(NLI, "few-shot-cot", SHOTS).messages(e) for e in EXAMPLES[:4]]
+    # the exemplars are the shared part: everything but the question
+    assert shared_prefix_tokens(few) > count_tokens(few[0]) - 40
+    assert shared_prefix_tokens(few[:1]) == 0
+
+
+def test_the_budget_holds_a_request_at_the_price_it_is_sent_at():
+    from edgedistill.teacher.cost import Budget, BudgetExceeded
+
+    msgs = [{"role": "user", "content": "hello world"}]
+    budget = Budget(0.02, 0.0, (100.0, 100.0), 64, "gpt-4o-mini")  # a worst case: (11 + 64) tokens, 0.0075 USD
+    live = budget.reserve(msgs)
+    batch = budget.reserve(msgs, price=(50.0, 50.0))
+    assert batch == pytest.approx(live / 2) and budget.reserved == pytest.approx(live + batch)
+    with pytest.raises(BudgetExceeded, match="--max-cost"):
+        budget.reserve(msgs, max_tokens=1000)
+    budget.settle(batch, 0.001)
+    assert budget.spent == 0.001 and budget.reserved == pytest.approx(live)
