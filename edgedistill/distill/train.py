@@ -230,6 +230,27 @@ def prepare(cfg: TrainConfig) -> Prepared:
         raise UserError(str(e)) from None
     if task.type == "numeric" and family == "multiple-choice":
         rows = expression_rows(rows, stats, cfg.annotations)
+    _check_student(cfg, task, base, family, rows, stats)
+    random.Random(cfg.seed).shuffle(rows)
+    if cfg.max_train:
+        rows = rows[: cfg.max_train]
+    if cfg.eval_data:
+        val_rows = [
+            Row(e.input, e.gold, None, e.choices) for e in load_examples(task, cfg.eval_data, require_gold=True)
+        ]
+        if task.type == "numeric" and family == "multiple-choice":
+            val_rows = expression_rows(val_rows, {}, cfg.eval_data)
+        train_rows = rows
+    else:
+        n_val = max(1, round(len(rows) * cfg.val_fraction)) if len(rows) > 4 else 0
+        val_rows = [Row(r.input, r.label, None, r.choices) for r in rows[:n_val]]
+        train_rows = rows[n_val:]
+        return Prepared(task, base, family, stats, train_rows, val_rows, [r.rationale for r in rows[:n_val]], pooling)
+    return Prepared(task, base, family, stats, train_rows, val_rows, pooling=pooling)
+
+
+def _check_student(cfg: TrainConfig, task: TaskSpec, base: str, family: str, rows: list[Row], stats: dict) -> None:
+    """The UserError of settings this student (its family, base and rows) cannot train with."""
     if cfg.rationale_decoder == "shared" and family != "seq2seq":
         raise UserError(
             f"--rationale-decoder shared: only seq2seq students have a decoder to share; this is a {family} student"
@@ -261,22 +282,6 @@ def prepare(cfg: TrainConfig) -> Prepared:
             f"--mode {cfg.mode}: {cfg.annotations} has no rationales to learn from (the teacher gave none, or "
             "--prompt label-only); annotate with --prompt zero-shot, or train --mode label-only (auto does that by itself)"
         )
-    random.Random(cfg.seed).shuffle(rows)
-    if cfg.max_train:
-        rows = rows[: cfg.max_train]
-    if cfg.eval_data:
-        val_rows = [
-            Row(e.input, e.gold, None, e.choices) for e in load_examples(task, cfg.eval_data, require_gold=True)
-        ]
-        if task.type == "numeric" and family == "multiple-choice":
-            val_rows = expression_rows(val_rows, {}, cfg.eval_data)
-        train_rows = rows
-    else:
-        n_val = max(1, round(len(rows) * cfg.val_fraction)) if len(rows) > 4 else 0
-        val_rows = [Row(r.input, r.label, None, r.choices) for r in rows[:n_val]]
-        train_rows = rows[n_val:]
-        return Prepared(task, base, family, stats, train_rows, val_rows, [r.rationale for r in rows[:n_val]], pooling)
-    return Prepared(task, base, family, stats, train_rows, val_rows, pooling=pooling)
 
 
 def train_mode(cfg: TrainConfig, echo=print, prep: Prepared | None = None) -> dict:
@@ -459,49 +464,19 @@ def fit(
     soft: list[dict] | None = None,
     alternatives: list[Row] | None = None,
 ) -> Fit:
-    """One Trainer run: build the model, encode the rows, train, keep the best epoch on validation.
-
-    Kept as one function on purpose (about 65 lines): seed, model, data, Trainer and the checkpoint
-    cleanup read top to bottom in the order they happen, like nanoGPT's loop."""
-    family, task = prep.family, prep.task
+    """One Trainer run: build the model, encode the rows, train, keep the best epoch on validation. Seed, model,
+    data, Trainer and the checkpoint cleanup read top to bottom in the order they happen, like nanoGPT's loop."""
+    family = prep.family
     rows = rows if rows is not None else prep.train_rows
     shared = cfg.rationale_decoder == "shared"
     uses_rationale = cfg.mode == "multitask" and cfg.alpha < 1
     set_seed(seed)
     tok = pair_template(AutoTokenizer.from_pretrained(prep.base), prep.pooling)
-    try:
-        label_model = build_label_model(prep.base, family, task.labels, cfg.decoder_layers, prep.pooling)
-    except ValueError as e:
-        raise UserError(f"--student: {e}") from None
-    decoder = (
-        build_rationale_decoder(label_model, family, cfg.decoder_layers, shared=shared) if uses_rationale else None
-    )
-    alpha = cfg.alpha if uses_rationale or soft else 1.0
-    model = RationaleStudent(
-        label_model,
-        decoder,
-        family,
-        alpha,
-        temperature=cfg.temperature,
-        hidden_weight=cfg.hidden_weight,
-        soft_weight=cfg.soft_weight,
-        soft_temperature=cfg.soft_temperature,
-    )
+    label_model, decoder, model = _student_model(cfg, prep, uses_rationale, shared, soft)
     start_id = label_model.config.decoder_start_token_id if family == "seq2seq" else None
     prefix_ids = tok(SHARED_PREFIX, add_special_tokens=False)["input_ids"] if shared and uses_rationale else []
     model.rationale_prefix_len = len(prefix_ids)
-    items = encode_rows(rows, tok, task, family, cfg, start_id, prefix_ids)
-    for item, s in zip(items, soft or []):
-        item.update(s)
-    alt = None
-    if alternatives is not None:
-        aug_cfg = replace(cfg, max_length=cfg.max_length + cfg.rationale_max_length)
-        alt = [
-            enc if r.input != a.input else None
-            for r, a, enc in zip(rows, alternatives, encode_rows(alternatives, tok, task, family, aug_cfg, start_id))
-        ]
-    train_ds = Features(items, alt, cfg.rationale_dropout)
-    val_ds = Features(encode_rows(prep.val_rows, tok, task, family, cfg, start_id)) if prep.val_rows else None
+    train_ds, val_ds = _datasets(cfg, prep, tok, rows, soft, alternatives, start_id, prefix_ids)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else 0
 
     out = Path(cfg.out)
@@ -510,22 +485,7 @@ def fit(
     # student dir is written by the main process alone, atomically, once training succeeded.
     ckpt = out.parent / f".{out.name}.checkpoints"
     args = _training_args(cfg, ckpt, lr, seed, family, len(train_ds), evaluate=val_ds is not None)
-    encoder = family != "seq2seq"  # seq2seq students have no fresh head: one rate, as before
-    head_lr = cfg.head_lr if cfg.head_lr is not None else (HEAD_LR if encoder else None)
-    layer_decay = _layer_decay(cfg, prep)
-    trainer = _student_trainer(head_lr, layer_decay)(
-        model=model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=val_ds,
-        data_collator=make_collator(pad_id, family, uses_rationale),
-        compute_metrics=_metrics(family, _chance(prep.val_rows) if family == "multiple-choice" else None),
-        preprocess_logits_for_metrics=_argmax,
-        callbacks=[_rationale_warmup(cfg.rationale_warmup)] if uses_rationale else None,
-    )
-    trainer.remove_callback(PrinterCallback)  # its log dicts stay in train.json, not on the terminal
-    if cfg.progress:
-        trainer.add_callback(TrainingBar(f"training {cfg.mode}"))
+    trainer = _trainer(cfg, prep, model, args, train_ds, val_ds, pad_id, uses_rationale)
     ignore = ["label_loss", "rationale_loss"]
     try:
         result = trainer.train(ignore_keys_for_eval=ignore)
@@ -549,6 +509,70 @@ def fit(
         {},
         val_correct,
     )
+
+
+def _trainer(cfg: TrainConfig, prep: Prepared, model, args, train_ds, val_ds, pad_id: int, uses_rationale: bool):
+    """The HF Trainer of one run: train's learning rates per parameter group, its metrics, one progress bar."""
+    family = prep.family
+    encoder = family != "seq2seq"  # seq2seq students have no fresh head: one rate, as before
+    head_lr = cfg.head_lr if cfg.head_lr is not None else (HEAD_LR if encoder else None)
+    layer_decay = _layer_decay(cfg, prep)
+    trainer = _student_trainer(head_lr, layer_decay)(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        data_collator=make_collator(pad_id, family, uses_rationale),
+        compute_metrics=_metrics(family, _chance(prep.val_rows) if family == "multiple-choice" else None),
+        preprocess_logits_for_metrics=_argmax,
+        callbacks=[_rationale_warmup(cfg.rationale_warmup)] if uses_rationale else None,
+    )
+    trainer.remove_callback(PrinterCallback)  # its log dicts stay in train.json, not on the terminal
+    if cfg.progress:
+        trainer.add_callback(TrainingBar(f"training {cfg.mode}"))
+    return trainer
+
+
+def _student_model(cfg: TrainConfig, prep: Prepared, uses_rationale: bool, shared: bool, soft) -> tuple:
+    """(label model, rationale decoder or None, the RationaleStudent that trains them), freshly built from the base."""
+    try:
+        label_model = build_label_model(prep.base, prep.family, prep.task.labels, cfg.decoder_layers, prep.pooling)
+    except ValueError as e:
+        raise UserError(f"--student: {e}") from None
+    decoder = (
+        build_rationale_decoder(label_model, prep.family, cfg.decoder_layers, shared=shared) if uses_rationale else None
+    )
+    alpha = cfg.alpha if uses_rationale or soft else 1.0
+    model = RationaleStudent(
+        label_model,
+        decoder,
+        prep.family,
+        alpha,
+        temperature=cfg.temperature,
+        hidden_weight=cfg.hidden_weight,
+        soft_weight=cfg.soft_weight,
+        soft_temperature=cfg.soft_temperature,
+    )
+    return label_model, decoder, model
+
+
+def _datasets(cfg: TrainConfig, prep: Prepared, tok, rows, soft, alternatives, start_id, prefix_ids) -> tuple:
+    """(training Features: the rows encoded with their soft targets, and rationale-dropout's alternatives;
+    validation Features or None)."""
+    family, task = prep.family, prep.task
+    items = encode_rows(rows, tok, task, family, cfg, start_id, prefix_ids)
+    for item, s in zip(items, soft or []):
+        item.update(s)
+    alt = None
+    if alternatives is not None:
+        aug_cfg = replace(cfg, max_length=cfg.max_length + cfg.rationale_max_length)
+        alt = [
+            enc if r.input != a.input else None
+            for r, a, enc in zip(rows, alternatives, encode_rows(alternatives, tok, task, family, aug_cfg, start_id))
+        ]
+    train_ds = Features(items, alt, cfg.rationale_dropout)
+    val_ds = Features(encode_rows(prep.val_rows, tok, task, family, cfg, start_id)) if prep.val_rows else None
+    return train_ds, val_ds
 
 
 def _final_eval(trainer, val_ds, family: str, ignore: list[str]) -> tuple[dict, list[bool]]:
