@@ -16,6 +16,12 @@ Compares zero-shot (Vöge et al. 2024), zero-shot-cot (Kojima et al., two reques
                      documented estimates (edgedistill.teacher.cost.TYPICAL_COMPLETION_TOKENS) are listed beside
   zero-shot-cot      stage 2 re-sends stage 1 plus the reasoning, so its prompt tokens are counted
                      with the measured reasoning length
+  routes             live vs Batch API vs Flex for 10k and 100k inputs at two list prices (gpt-4o-mini,
+                     gpt-4.1), for zero-shot without and with letter scoring (1 and 3 option orders) and
+                     few-shot-cot with DSS's exemplar count and with enough exemplars for the shared prefix
+                     to reach the provider's prompt cache (1,024 tokens): the planner's arithmetic
+                     (edgedistill.teacher.cost.plan_routes, the same as `annotate --dry-run`), the shared
+                     prefixes counted exactly on the real prompts, hosted-teacher completion estimates
 
     python benchmarks/annotation_cost.py [--dss-dir ../shared/datasets/dss] [--sample 200]
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import random
 import re
 import statistics
@@ -37,7 +44,20 @@ from common import DSS_DIR, RESULTS, ROOT
 from edgedistill.atomic import write_json, write_text
 from edgedistill.edge.arith import same_number
 from edgedistill.edge.machine import machine_record
-from edgedistill.teacher.cost import PRICES, TYPICAL_COMPLETION_TOKENS, count_tokens
+from edgedistill.teacher.cost import (
+    BATCH_PRICE_FACTOR,
+    BATCH_WINDOW_H,
+    CACHE_MIN_TOKENS,
+    DECODE_TOKENS_PER_S,
+    FIRST_TOKEN_S,
+    FLEX_SLOWDOWN,
+    PRICES,
+    TYPICAL_COMPLETION_TOKENS,
+    cacheable_tokens,
+    count_tokens,
+    plan_routes,
+    shared_prefix_tokens,
+)
 from edgedistill.teacher.dss import DATASETS, load_dss
 from edgedistill.teacher.prompts import plan
 
@@ -51,6 +71,11 @@ SHOTS_SOURCE = {
 MODES = ("label-only", "zero-shot", "zero-shot-cot", "few-shot-cot")
 MODELS = ("gpt-4o-mini", "gpt-4.1-mini", "gpt-4o")
 TOKENIZER_MODEL = "gpt-4o-mini"  # o200k_base, the encoding of all three priced models
+ROUTE_MODELS = ("gpt-4o-mini", "gpt-4.1")  # two list prices (and cached rates: 50 % and 25 % of input)
+ROUTE_SIZES = (10_000, 100_000)
+ROUTE_CONCURRENCY = 16  # live and flex requests in flight, for the planner's time
+SCORE_ORDERS = (1, 3)
+PREFIX_SAMPLE = 50  # prompts whose common start is the shared prefix
 TRANSCRIPT = ROOT / "tests" / "data" / "local_teacher_transcript.jsonl"
 
 
@@ -169,6 +194,7 @@ def measure(dataset: str, dss_dir, sample: int, seed: int, measured: dict) -> di
             },
         }
     modes = result["modes"]
+    result["routes"] = route_costs(dataset, task, picked, dss_dir, seed, modes, shots, mean(shot_tokens))
     result["signal"] = signal_costs(task, picked, modes["zero-shot"], modes["label-only"], modes["few-shot-cot"])
     result["prompt_tokens_per_exemplar"] = mean(shot_tokens)
     result["ratio_few_shot_cot_over_zero_shot"] = {
@@ -191,6 +217,87 @@ def measure(dataset: str, dss_dir, sample: int, seed: int, measured: dict) -> di
         ),
     }
     return result
+
+
+def route_configs(dataset, task, picked, dss_dir, seed, modes, shots, per_exemplar: float) -> list[dict]:
+    """Per input: requests, prompt and completion tokens, and the prompt-cache hits (the cacheable part of the
+    prefix its requests share with every other input's), for each configuration the route table prices."""
+    sample = picked[:PREFIX_SAMPLE]
+    zero = plan(task, "zero-shot")
+    z = modes["zero-shot"]["with_documented_estimate"]  # a hosted teacher's answer + explanation (40 tokens)
+    z_prefix = shared_prefix_tokens([zero.messages(ex) for ex in sample], TOKENIZER_MODEL)
+    configs = [
+        {
+            "name": "zero-shot",
+            "requests": 1,
+            "prompt_tokens": z["prompt_tokens"],
+            "completion_tokens": z["completion_tokens"],
+            "shared_prefix_tokens": z_prefix,
+            "cached_tokens": cacheable_tokens(z_prefix),
+        }
+    ]
+    if task.type != "numeric":
+        for k in SCORE_ORDERS:
+            score = [zero.score_messages(ex, "letter", j) for ex in picked for j in range(k)]
+            s_prefix = shared_prefix_tokens([zero.score_messages(ex, "letter", 0) for ex in sample], TOKENIZER_MODEL)
+            configs.append(
+                {
+                    "name": f"zero-shot + letter scoring, {k} order{'s' if k > 1 else ''}",
+                    "requests": 1 + k,
+                    "prompt_tokens": round(z["prompt_tokens"] + k * mean([count_tokens(m) for m in score]), 1),
+                    "completion_tokens": z["completion_tokens"] + k,  # one token per scoring request
+                    "shared_prefix_tokens": max(z_prefix, s_prefix),
+                    "cached_tokens": cacheable_tokens(z_prefix) + k * cacheable_tokens(s_prefix),
+                }
+            )
+    f = modes["few-shot-cot"]  # PaLM's completions of these examples
+    dss_count = len(shots)
+    while True:  # DSS's exemplar count, then as many as the shared prefix needs to reach the prompt cache
+        few = plan(task, "few-shot-cot", shots)
+        prefix = shared_prefix_tokens([few.messages(ex) for ex in sample], TOKENIZER_MODEL)
+        if len(shots) == dss_count or prefix >= CACHE_MIN_TOKENS:
+            configs.append(
+                {
+                    "name": f"few-shot-cot, {len(shots)} exemplars"
+                    + (" (DSS's count)" if len(shots) == dss_count else ""),
+                    "requests": 1,
+                    "prompt_tokens": mean([count_tokens(few.messages(ex), TOKENIZER_MODEL) for ex in picked]),
+                    "completion_tokens": f["completion_tokens"],
+                    "shared_prefix_tokens": prefix,
+                    "cached_tokens": cacheable_tokens(prefix),
+                }
+            )
+        if prefix >= CACHE_MIN_TOKENS:
+            return configs
+        more = len(shots) + max(1, math.ceil((CACHE_MIN_TOKENS - prefix) / per_exemplar))
+        shots = exemplars(dataset, dss_dir, more, seed)
+
+
+def route_costs(dataset, task, picked, dss_dir, seed, modes, shots, per_exemplar: float) -> list[dict]:
+    """Each configuration at each size and list price on each route: cost.plan_routes, as a dry run plans it."""
+    out = []
+    for c in route_configs(dataset, task, picked, dss_dir, seed, modes, shots, per_exemplar):
+        for n in ROUTE_SIZES:
+            row = {**c, "inputs": n, "models": {}}
+            for model in ROUTE_MODELS:
+                pin, pout, pcached = PRICES[model]
+                plan_ = plan_routes(
+                    n * c["requests"],
+                    n * c["prompt_tokens"],
+                    n * c["completion_tokens"],
+                    (pin, pout),
+                    ROUTE_CONCURRENCY,
+                    BATCH_PRICE_FACTOR,
+                    pcached,
+                    (n - 1) * c["cached_tokens"],  # every input's requests but the very first hit the cache
+                )
+                row["models"][model] = {
+                    r["route"]: {"cost_usd": round(r["cost_usd"], 2), "uncached_usd": round(r["cost_usd_uncached"], 2)}
+                    for r in plan_["routes"]
+                }
+                row["hours"] = {r["route"]: round(r["hours"], 2) for r in plan_["routes"]}
+            out.append(row)
+    return out
 
 
 def signal_costs(task, picked, zero_shot: dict, label_only: dict, few_shot: dict) -> dict:
@@ -303,6 +410,7 @@ def markdown(res: dict) -> str:
             "with the documented zero-shot completion estimate).",
             "",
         ]
+    out += routes_markdown(res)
     out += [
         "## Summary",
         "",
@@ -337,6 +445,85 @@ def markdown(res: dict) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def routes_markdown(res: dict) -> list[str]:
+    models = ROUTE_MODELS
+    prices = ", ".join(f"{m} {PRICES[m][0]}/{PRICES[m][1]}, cached input {PRICES[m][2]}" for m in models)
+    out = [
+        "## Routes: live, Batch API, Flex",
+        "",
+        f"What `annotate --dry-run` plans (edgedistill.teacher.cost.plan_routes) for 10k and 100k inputs. List prices "
+        f"USD per 1M tokens in/out: {prices}. Batch and Flex bill {BATCH_PRICE_FACTOR:g} of the list price, cached "
+        f"input included. Prompt caching: a prefix that every request shares is cached once it reaches "
+        f"{CACHE_MIN_TOKENS:,} tokens (in steps of 128; OpenAI), priced so on every route (whether a batch's requests "
+        "hit the cache is the provider's best effort); the shared prefixes are counted on "
+        f"{PREFIX_SAMPLE} real prompts of each dataset. Completions: a hosted teacher's estimate for zero-shot "
+        f"({TYPICAL_COMPLETION_TOKENS['zero-shot']} tokens), one token per scoring request, PaLM's measured ones for "
+        "few-shot-cot. Times are the planner's ASSUMPTION, not a measurement: live at --concurrency "
+        f"{ROUTE_CONCURRENCY}, {FIRST_TOKEN_S:g} s to the first token and {DECODE_TOKENS_PER_S:g} tokens/s, no rate "
+        f"limit hit; flex {FLEX_SLOWDOWN:g}x live (it queues, with no time guarantee, and answers 429 when its "
+        f"capacity is short); a batch at most its {BATCH_WINDOW_H:g} h window (most finish sooner). So batch and flex "
+        "cost half of live in every row, and differ in time: a batch within 24 h at its own rate limits, flex sooner "
+        "but with no guarantee.",
+        "",
+    ]
+    for dataset, r in res["datasets"].items():
+        out += [
+            f"### {dataset}",
+            "",
+            "| configuration | inputs | requests | prompt tok/input (cached) | completion tok/input | "
+            + " | ".join(f"{m} {route} (USD)" for m in models for route in ("live", "batch", "flex"))
+            + " | live time | flex time |",
+            "|---|---:|---:|---:|---:|" + "---:|" * (3 * len(models)) + "---:|---:|",
+        ]
+        for row in r["routes"]:
+            out.append(
+                f"| {row['name']} | {row['inputs']:,} | {row['inputs'] * row['requests']:,} | "
+                f"{row['prompt_tokens']:.0f} ({row['cached_tokens']}) | {row['completion_tokens']:.0f} | "
+                + " | ".join(
+                    f"{row['models'][m][route]['cost_usd']:,.2f}" for m in models for route in ("live", "batch", "flex")
+                )
+                + f" | {_hours(row['hours']['live'])} | {_hours(row['hours']['flex'])} |"
+            )
+        out += ["", *route_findings(r["routes"]), ""]
+    return out
+
+
+def route_findings(rows: list[dict]) -> list[str]:
+    """The zero-shot vs few-shot comparison with and without the prompt cache, at 100k inputs and each list price."""
+    big = [r for r in rows if r["inputs"] == ROUTE_SIZES[-1]]
+    zero = next(r for r in big if r["name"] == "zero-shot")
+    out = []
+    for r in big:
+        if not r["name"].startswith("few-shot"):
+            continue
+        parts = []
+        for m in ROUTE_MODELS:
+            live, z = r["models"][m]["live"], zero["models"][m]["live"]["cost_usd"]
+            parts.append(
+                f"{m} {live['uncached_usd'] / z:.2f}x"
+                + (f", {live['cost_usd'] / z:.2f}x with the cache" if r["cached_tokens"] else "")
+            )
+        cached = (
+            f"{r['cached_tokens']:,} of its prompt tokens per input are cached"
+            if r["cached_tokens"]
+            else f"its shared prefix ({r['shared_prefix_tokens']:,} tokens) is below {CACHE_MIN_TOKENS:,}: never cached"
+        )
+        out.append(f"- {r['name']} / zero-shot, live, 100k inputs: {'; '.join(parts)} ({cached}).")
+    few = [r for r in big if r["name"].startswith("few-shot")]
+    if len(few) == 2 and few[1]["cached_tokens"] and not few[0]["cached_tokens"]:
+        m = ROUTE_MODELS[0]
+        short, long_ = few[0]["models"][m]["live"]["cost_usd"], few[1]["models"][m]["live"]["cost_usd"]
+        out.append(
+            f"- The cached {few[1]['name'].split(', ')[1]} prompt costs {long_ / short:.2f}x the uncached DSS-sized "
+            f"one ({m}, live): past the threshold the shared exemplars are billed at the cached rate, below it in full."
+        )
+    return out
+
+
+def _hours(h: float) -> str:
+    return f"{h * 60:.0f} min" if h < 1 else f"{h:.1f} h"
 
 
 def main():
