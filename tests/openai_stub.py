@@ -139,18 +139,33 @@ class StubServer:
             time.sleep(self.latency)
         marker = lambda m: m in first_user  # noqa: E731
         if self.refuse_with:
-            return key, n, Reply(self.refuse_with, {"error": {"message": f"refused by the test ({self.refuse_with})"}},
-                                 outcome=str(self.refuse_with))
+            return (
+                key,
+                n,
+                Reply(
+                    self.refuse_with,
+                    {"error": {"message": f"refused by the test ({self.refuse_with})"}},
+                    outcome=str(self.refuse_with),
+                ),
+            )
         if marker("BATCHERR") and batch:
             return key, n, Reply(500, {"error": {"message": "the batch worker failed on this line"}}, outcome="500")
         if marker("ECHOAUTH"):
-            return key, n, Reply(401, {"error": {"message": f"invalid key {authorization}", "type": "auth"}}, outcome="401")
+            return (
+                key,
+                n,
+                Reply(401, {"error": {"message": f"invalid key {authorization}", "type": "auth"}}, outcome="401"),
+            )
         if marker("SCOREDEAD") and body.get("logprobs"):
             return key, n, Reply(503, {"error": {"message": "logprobs are down"}}, outcome="503")
         if marker("FAULTDEAD"):
             return key, n, Reply(503, {"error": {"message": "overloaded"}}, outcome="503")
         if marker("FAULT429") and n == 1:
-            return key, n, Reply(429, {"error": {"message": "rate limited"}}, headers={"retry-after": "0.2"}, outcome="429")
+            return (
+                key,
+                n,
+                Reply(429, {"error": {"message": "rate limited"}}, headers={"retry-after": "0.2"}, outcome="429"),
+            )
         if marker("FAULT500") and n == 1:
             return key, n, Reply(500, {"error": {"message": "boom"}}, outcome="500")
         if marker("FAULTSLOW") and n == 1:
@@ -202,13 +217,25 @@ class StubServer:
         contents = content if isinstance(content, list) else [content]
         prompt = sum(len(m["content"].split()) for m in body["messages"])
         done = sum(len(c.split()) for c in contents)
-        choices = [{"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": "stop"} for i, c in enumerate(contents)]
+        choices = [
+            {"index": i, "message": {"role": "assistant", "content": c}, "finish_reason": "stop"}
+            for i, c in enumerate(contents)
+        ]
         if logprobs is not None:
             choices[0]["logprobs"] = logprobs
-        reply = {"id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": body["model"],
-                 "choices": choices,
-                 "usage": {"prompt_tokens": prompt, "completion_tokens": done, "total_tokens": prompt + done,
-                           "prompt_tokens_details": {"cached_tokens": min(prompt, self.cached_prefix)}}}
+        reply = {
+            "id": "chatcmpl-stub",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": choices,
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": done,
+                "total_tokens": prompt + done,
+                "prompt_tokens_details": {"cached_tokens": min(prompt, self.cached_prefix)},
+            },
+        }
         if body.get("service_tier"):
             reply["service_tier"] = body["service_tier"]
         return reply
@@ -220,8 +247,11 @@ class StubServer:
             return h._send(404, {"error": {"message": f"Not Found: {path}"}})
         if path == "/v1/files":
             form = BytesParser(policy=policy.HTTP).parsebytes(
-                b"Content-Type: " + h.headers["content-type"].encode() + b"\r\n\r\n" + data)
-            fields = {p.get_param("name", header="content-disposition"): p.get_payload(decode=True) for p in form.iter_parts()}
+                b"Content-Type: " + h.headers["content-type"].encode() + b"\r\n\r\n" + data
+            )
+            fields = {
+                p.get_param("name", header="content-disposition"): p.get_payload(decode=True) for p in form.iter_parts()
+            }
             with self.lock:
                 if self.fail_uploads:
                     self.fail_uploads -= 1
@@ -231,16 +261,27 @@ class StubServer:
             body = json.loads(data)
             if body["input_file_id"] not in self.files:
                 return h._send(400, {"error": {"message": f"no file {body['input_file_id']}"}})
-            lines = [json.loads(x) for x in self.files[body["input_file_id"]]["bytes"].decode().splitlines() if x.strip()]
+            lines = [
+                json.loads(x) for x in self.files[body["input_file_id"]]["bytes"].decode().splitlines() if x.strip()
+            ]
             with self.lock:
                 batch_id = f"batch_{len(self.batches) + 1:04d}"
                 self.batches[batch_id] = {
-                    "id": batch_id, "object": "batch", "endpoint": body["endpoint"], "errors": None,
-                    "input_file_id": body["input_file_id"], "completion_window": body["completion_window"],
-                    "status": "validating", "output_file_id": None, "error_file_id": None,
-                    "created_at": int(time.time()), "metadata": body.get("metadata"),
+                    "id": batch_id,
+                    "object": "batch",
+                    "endpoint": body["endpoint"],
+                    "errors": None,
+                    "input_file_id": body["input_file_id"],
+                    "completion_window": body["completion_window"],
+                    "status": "validating",
+                    "output_file_id": None,
+                    "error_file_id": None,
+                    "created_at": int(time.time()),
+                    "metadata": body.get("metadata"),
                     "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
-                    "requests": [x["custom_id"] for x in lines], "_polls": 0, "_order": len(self.batches),
+                    "requests": [x["custom_id"] for x in lines],
+                    "_polls": 0,
+                    "_order": len(self.batches),
                 }
                 return h._send(200, self._public(self.batches[batch_id]))
         match = re.fullmatch(r"/v1/batches/([^/]+)/cancel", path)
@@ -261,24 +302,41 @@ class StubServer:
                 newest = sorted(self.batches.values(), key=lambda b: -b["_order"])
             after = query.get("after", [None])[0]
             if after:
-                newest = newest[[b["id"] for b in newest].index(after) + 1:]
+                newest = newest[[b["id"] for b in newest].index(after) + 1 :]
             limit = int(query.get("limit", ["20"])[0])
             page = [self._public(b) for b in newest[:limit]]
-            return h._send(200, {"object": "list", "data": page, "has_more": len(newest) > limit,
-                                 "first_id": page[0]["id"] if page else None, "last_id": page[-1]["id"] if page else None})
+            return h._send(
+                200,
+                {
+                    "object": "list",
+                    "data": page,
+                    "has_more": len(newest) > limit,
+                    "first_id": page[0]["id"] if page else None,
+                    "last_id": page[-1]["id"] if page else None,
+                },
+            )
         match = re.fullmatch(r"/v1/files/([^/]+)/content", path)
         if match and match.group(1) in self.files:
             return h._send(200, raw=self.files[match.group(1)]["bytes"])
         match = re.fullmatch(r"/v1/batches/([^/]+)", path)
         if match and match.group(1) in self.batches:
-            return h._send(200, self._public(self._advance(self.batches[match.group(1)], h.headers.get("authorization"))))
+            return h._send(
+                200, self._public(self._advance(self.batches[match.group(1)], h.headers.get("authorization")))
+            )
         h._send(404, {"error": {"message": f"Not Found: {path}"}})
 
     def _file(self, data: bytes, purpose: str) -> dict:
         file_id = f"file-{len(self.files) + 1:04d}"
         self.files[file_id] = {"id": file_id, "object": "file", "bytes": data, "purpose": purpose}
-        return {"id": file_id, "object": "file", "bytes": len(data), "created_at": int(time.time()),
-                "filename": f"{file_id}.jsonl", "purpose": purpose, "status": "processed"}
+        return {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": f"{file_id}.jsonl",
+            "purpose": purpose,
+            "status": "processed",
+        }
 
     @staticmethod
     def _public(b: dict) -> dict:
@@ -299,8 +357,10 @@ class StubServer:
             if self.fail_batches:
                 self.fail_batches -= 1
                 b["status"] = "failed"
-                b["errors"] = {"object": "list", "data": [{"code": "invalid_request", "message": "failed by the test",
-                                                           "line": 1, "param": None}]}
+                b["errors"] = {
+                    "object": "list",
+                    "data": [{"code": "invalid_request", "message": "failed by the test", "line": 1, "param": None}],
+                }
                 return b
             expire = self.expire_batches > 0
             self.expire_batches -= expire
@@ -311,23 +371,47 @@ class StubServer:
             key, n, r = self.respond(line["body"], authorization, batch=True)
             self._log(key, n_attempt=n, outcome=r.outcome)
             if r.status == 200 and r.obj is not None:
-                out.append({"id": f"req_{i}", "custom_id": line["custom_id"], "error": None,
-                            "response": {"status_code": 200, "request_id": f"r{i}", "body": r.obj}})
+                out.append(
+                    {
+                        "id": f"req_{i}",
+                        "custom_id": line["custom_id"],
+                        "error": None,
+                        "response": {"status_code": 200, "request_id": f"r{i}", "body": r.obj},
+                    }
+                )
             else:
                 obj = r.obj or {"error": {"message": f"the worker failed ({r.outcome})"}}
                 status = r.status if r.status and r.status != 200 else 500  # a dropped or unreadable reply: 500
-                errors.append({"id": f"req_{i}", "custom_id": line["custom_id"], "error": None,
-                               "response": {"status_code": status, "request_id": f"r{i}", "body": obj}})
+                errors.append(
+                    {
+                        "id": f"req_{i}",
+                        "custom_id": line["custom_id"],
+                        "error": None,
+                        "response": {"status_code": status, "request_id": f"r{i}", "body": obj},
+                    }
+                )
         if expire:
-            for line in lines[len(lines) // 2:][::2]:
-                errors.append({"id": "expired", "custom_id": line["custom_id"], "response": None,
-                               "error": {"code": "batch_expired",
-                                         "message": "This request could not be executed before the completion window expired."}})
+            for line in lines[len(lines) // 2 :][::2]:
+                errors.append(
+                    {
+                        "id": "expired",
+                        "custom_id": line["custom_id"],
+                        "response": None,
+                        "error": {
+                            "code": "batch_expired",
+                            "message": "This request could not be executed before the completion window expired.",
+                        },
+                    }
+                )
         with self.lock:
             if out:
-                b["output_file_id"] = self._file("".join(json.dumps(x) + "\n" for x in out).encode(), "batch_output")["id"]
+                b["output_file_id"] = self._file("".join(json.dumps(x) + "\n" for x in out).encode(), "batch_output")[
+                    "id"
+                ]
             if errors:
-                b["error_file_id"] = self._file("".join(json.dumps(x) + "\n" for x in errors).encode(), "batch_output")["id"]
+                b["error_file_id"] = self._file("".join(json.dumps(x) + "\n" for x in errors).encode(), "batch_output")[
+                    "id"
+                ]
             b["request_counts"] = {"total": len(lines), "completed": len(out), "failed": len(lines) - len(out)}
             b["status"] = "expired" if expire else "completed"
         return b
@@ -344,12 +428,18 @@ class StubServer:
                 last = re.findall(r"^\(([a-z])\) ", text, flags=re.MULTILINE)[-1]
                 top = {last: 0.7, "(" + letter.group(1): 0.3} if last != letter.group(1) else {last: 1.0}
         best = max(top, key=top.get)
-        entry = {"token": best, "logprob": math.log(top[best]), "bytes": None,
-                 "top_logprobs": [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in top.items()]}
+        entry = {
+            "token": best,
+            "logprob": math.log(top[best]),
+            "bytes": None,
+            "top_logprobs": [{"token": t, "logprob": math.log(p), "bytes": None} for t, p in top.items()],
+        }
         if marker("NOLOGPROBS"):
             return self._completion(body, best)
         if marker("BADLOGPROBS"):
-            return self._completion(body, best, {"content": [{"token": best, "logprob": "high", "top_logprobs": "all of them"}]})
+            return self._completion(
+                body, best, {"content": [{"token": best, "logprob": "high", "top_logprobs": "all of them"}]}
+            )
         return self._completion(body, best, {"content": [entry]})
 
     def __enter__(self):

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -43,9 +42,21 @@ def make(tmp_path, texts):
 
 
 def config(tmp_path, server, out="run", **kw):
-    kw = {"model": "stub", "timeout": 5.0, "max_retries": 2, "backoff_base": 0.01, "concurrency": 4, "batch_poll": 0.01, **kw}
+    kw = {
+        "model": "stub",
+        "timeout": 5.0,
+        "max_retries": 2,
+        "backoff_base": 0.01,
+        "concurrency": 4,
+        "batch_poll": 0.01,
+        **kw,
+    }
     return AnnotateConfig(
-        task=str(tmp_path / "task.yaml"), data=str(tmp_path / "d.jsonl"), out=str(tmp_path / out), base_url=server.base_url, **kw
+        task=str(tmp_path / "task.yaml"),
+        data=str(tmp_path / "d.jsonl"),
+        out=str(tmp_path / out),
+        base_url=server.base_url,
+        **kw,
     )
 
 
@@ -91,14 +102,18 @@ def test_a_batch_run_writes_what_a_live_run_writes_at_half_the_price(tmp_path, p
         live = annotate(config(tmp_path, server, "live", **kw), echo=quiet)
         assert not server.batches
         batch = annotate(config(tmp_path, server, "batch", batch=True, **kw), echo=quiet)
-    assert (tmp_path / "batch" / "annotations.jsonl").read_text() == (tmp_path / "live" / "annotations.jsonl").read_text()
+    assert (tmp_path / "batch" / "annotations.jsonl").read_text() == (
+        tmp_path / "live" / "annotations.jsonl"
+    ).read_text()
     assert cache_keys(tmp_path, "batch") == cache_keys(tmp_path, "live")  # the same requests, under the same keys
     assert all(r["status"] == "ok" for r in rows_of(tmp_path, "batch"))
     # phase by phase: the first batch holds every request that waits on no reply; later ones what the replies asked
     assert len(server.batches) >= 2 and max(submitted(server).values()) == 1
     stats = batch["batch"]
     assert stats["batches_created"] == stats["batches_collected"] == len(server.batches)
-    assert stats["requests_submitted"] == stats["results"] == len(cache_keys(tmp_path, "batch")) == batch["requests_sent"]
+    assert (
+        stats["requests_submitted"] == stats["results"] == len(cache_keys(tmp_path, "batch")) == batch["requests_sent"]
+    )
     assert batch["batch_results"] == live["requests_sent"] and batch["cache_hits"] == 0
     assert server.requests and all(e["outcome"] == "ok" for e in server.requests)
     assert batch["route"] == "batch" and live["route"] == "live"
@@ -186,7 +201,11 @@ def test_files_split_at_the_request_and_size_limits(tmp_path):
         limit_mb = 0.0012  # about two lines a file
         annotate(config(tmp_path, server, "by-size", batch=True, scoring="none", batch_max_mb=limit_mb), echo=quiet)
         sizes = [len(f["bytes"]) for f in server.files.values() if f["purpose"] == "batch"]
-        assert len(sizes) >= 3 and max(sizes) <= limit_mb * 1e6 and sum(len(b["requests"]) for b in server.batches.values()) == 8
+        assert (
+            len(sizes) >= 3
+            and max(sizes) <= limit_mb * 1e6
+            and sum(len(b["requests"]) for b in server.batches.values()) == 8
+        )
     assert rows_of(tmp_path, "by-count") == rows_of(tmp_path, "by-size")
     with StubServer() as server:
         with pytest.raises(UserError, match=r"--batch-max-mb: one answer request is .* raise --batch-max-mb"):
@@ -255,7 +274,9 @@ def test_a_server_without_the_batch_api_is_refused_naming_batch(tmp_path):
     make(tmp_path, ["x ANSWER=neutral"])
     with StubServer() as server:
         server.batch_api = False  # a local server: chat completions only
-        with pytest.raises(UserError, match=r"^--batch: the server at http://127.0.0.1:\d+/v1 has no Batch API .*drop --batch"):
+        with pytest.raises(
+            UserError, match=r"^--batch: the server at http://127.0.0.1:\d+/v1 has no Batch API .*drop --batch"
+        ):
             annotate(config(tmp_path, server, batch=True), echo=quiet)
         assert server.requests == [] and ledger(tmp_path) == []
 
@@ -268,7 +289,9 @@ def test_a_failed_upload_is_retried_and_one_that_keeps_failing_resumes_later(tmp
         assert len(server.batches) == 1 and server.fail_uploads == 0
     with StubServer() as server:
         server.fail_uploads = 10
-        with pytest.raises(UserError, match=r"--batch: uploading a batch file .* failed 2 times .*re-run the same command"):
+        with pytest.raises(
+            UserError, match=r"--batch: uploading a batch file .* failed 2 times .*re-run the same command"
+        ):
             annotate(config(tmp_path, server, batch=True, scoring="none", max_retries=1), echo=quiet)
         assert [b["state"] for b in ledger(tmp_path)] == ["prepared"] and not server.batches
         server.fail_uploads = 0
@@ -287,7 +310,9 @@ def test_a_failed_batch_is_sent_again_and_one_that_always_fails_says_why(tmp_pat
     with StubServer() as server:
         server.fail_batches = 10
         cfg = config(tmp_path, server, "never", batch=True, scoring="none", max_retries=1)
-        with pytest.raises(UserError, match=r"no row is ok: 3 failed .*ended failed \(invalid_request: failed by the test"):
+        with pytest.raises(
+            UserError, match=r"no row is ok: 3 failed .*ended failed \(invalid_request: failed by the test"
+        ):
             annotate(cfg, echo=quiet)
         assert len(server.batches) == 2
 
@@ -295,7 +320,8 @@ def test_a_failed_batch_is_sent_again_and_one_that_always_fails_says_why(tmp_pat
 def test_batch_wait_0_submits_and_exits_and_a_later_run_collects(tmp_path):
     make(tmp_path, ["a ANSWER=entailment TERSE", "b ANSWER=neutral"])
     args = ["annotate", "--task", str(tmp_path / "task.yaml"), "--data", str(tmp_path / "d.jsonl"), "--out",
-            str(tmp_path / "run"), "--model", "stub", "--batch", "--batch-wait", "0", "--batch-poll", "0.01"]  # fmt: skip
+            str(tmp_path / "run"), "--model", "stub", "--batch", "--batch-wait", "0",
+            "--batch-poll", "0.01"]  # fmt: skip
     with StubServer() as server:
         server.batch_polls = 3  # in progress for three polls
         runs = []
@@ -380,8 +406,9 @@ def test_dry_run_prices_each_route_and_names_the_cheapest_within_the_deadline(tm
     (tmp_path / "shots.jsonl").write_text("".join(json.dumps(s) + "\n" for s in shots))
     with StubServer() as server:
         out = []
-        s = annotate(config(tmp_path, server, dry_run=True, model="gpt-4o-mini", exemplars=str(tmp_path / "shots.jsonl"),
-                            deadline=2.0), echo=out.append)  # fmt: skip
+        shots_file = str(tmp_path / "shots.jsonl")
+        cfg = config(tmp_path, server, dry_run=True, model="gpt-4o-mini", exemplars=shots_file, deadline=2.0)
+        s = annotate(cfg, echo=out.append)
         assert server.requests == [] and not server.batches
     text = "\n".join(out)
     routes = {r["route"]: r for r in s["routes"]["routes"]}

@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgedistill.teacher.cost import PRICES, TYPICAL_COMPLETION_TOKENS, cost_usd, count_tokens, estimate, price_for
 from edgedistill.task import task_from_dict
+from edgedistill.teacher.cost import PRICES, TYPICAL_COMPLETION_TOKENS, cost_usd, count_tokens, estimate, price_for
 
 
 def test_price_for_known_dated_unknown_and_overridden_models():
@@ -25,7 +25,9 @@ def test_cost_usd():
     assert cost_usd(1_000_000, 1_000_000, (0.15, 0.60)) == pytest.approx(0.75)
     assert cost_usd(2000, 500, (2.5, 10.0)) == pytest.approx((2000 * 2.5 + 500 * 10.0) / 1e6)
     # cached prompt tokens are billed at the cached price when one is known
-    assert cost_usd(1000, 0, (2.0, 8.0), cached_tokens=400, cached_price=0.5) == pytest.approx((600 * 2.0 + 400 * 0.5) / 1e6)
+    assert cost_usd(1000, 0, (2.0, 8.0), cached_tokens=400, cached_price=0.5) == pytest.approx(
+        (600 * 2.0 + 400 * 0.5) / 1e6
+    )
     assert cost_usd(1000, 0, (2.0, 8.0), cached_tokens=400) == pytest.approx(1000 * 2.0 / 1e6)
     assert cost_usd(10, 10, None) is None
 
@@ -41,21 +43,41 @@ def test_count_tokens_text_and_messages():
     assert count_tokens([]) == 3
 
 
-NLI = task_from_dict({"name": "nli", "type": "classification", "input": "Premise: {p}\nHypothesis: {h}",
-                      "labels": ["entailment", "neutral", "contradiction"]})
-PAIRS = [("A man in a blue shirt is riding a bicycle down a busy city street.", "A person is cycling."),
-         ("Two children are building a sandcastle on the beach at sunset.", "Kids are playing indoors."),
-         ("A woman is reading a newspaper on a crowded train.", "The woman is on her way to work."),
-         ("A dog catches a frisbee in a park.", "An animal is outside.")]
-EXAMPLES = [SimpleNamespace(id=str(i), input=f"Premise: {p}\nHypothesis: {h}", choices=None) for i, (p, h) in enumerate(PAIRS * 5)]
+NLI = task_from_dict(
+    {
+        "name": "nli",
+        "type": "classification",
+        "input": "Premise: {p}\nHypothesis: {h}",
+        "labels": ["entailment", "neutral", "contradiction"],
+    }
+)
+PAIRS = [
+    ("A man in a blue shirt is riding a bicycle down a busy city street.", "A person is cycling."),
+    ("Two children are building a sandcastle on the beach at sunset.", "Kids are playing indoors."),
+    ("A woman is reading a newspaper on a crowded train.", "The woman is on her way to work."),
+    ("A dog catches a frisbee in a park.", "An animal is outside."),
+]
+EXAMPLES = [
+    SimpleNamespace(id=str(i), input=f"Premise: {p}\nHypothesis: {h}", choices=None)
+    for i, (p, h) in enumerate(PAIRS * 5)
+]
 # Exemplars as long as real few-shot CoT ones (a premise, a hypothesis, a two-sentence rationale), 6 of them.
-SHOTS = [{"input": e.input, "answer": "neutral",
-          "rationale": "The premise describes the scene in detail, but it says nothing about the claim in the hypothesis. "
-                       "We cannot tell whether the hypothesis is true or false from the premise alone."} for e in EXAMPLES[:6]]
+SHOTS = [
+    {
+        "input": e.input,
+        "answer": "neutral",
+        "rationale": "The premise describes the scene in detail, but it says nothing about the claim in the "
+        "hypothesis. We cannot tell whether the hypothesis is true or false from the premise alone.",
+    }
+    for e in EXAMPLES[:6]
+]
 
 
 def test_estimate_ranks_the_modes_by_prompt_tokens():
-    est = {m: estimate(NLI, EXAMPLES, m, "gpt-4o-mini", SHOTS) for m in ("label-only", "zero-shot", "zero-shot-cot", "few-shot-cot")}
+    est = {
+        m: estimate(NLI, EXAMPLES, m, "gpt-4o-mini", SHOTS)
+        for m in ("label-only", "zero-shot", "zero-shot-cot", "few-shot-cot")
+    }
     prompt = {m: e["prompt_tokens"] for m, e in est.items()}
     assert prompt["label-only"] < prompt["zero-shot"] < prompt["zero-shot-cot"] < prompt["few-shot-cot"], prompt
     assert prompt["few-shot-cot"] > 3 * prompt["zero-shot"]
@@ -66,8 +88,9 @@ def test_estimate_ranks_the_modes_by_prompt_tokens():
 
     exact = sum(count_tokens(plan(NLI, "label-only").messages(e)) for e in EXAMPLES)
     assert est["label-only"]["prompt_tokens"] == exact
-    assert est["zero-shot"]["cost_usd"] == pytest.approx(cost_usd(est["zero-shot"]["prompt_tokens"], est["zero-shot"]["completion_tokens"],
-                                                                  (0.15, 0.60)), rel=1e-3)
+    assert est["zero-shot"]["cost_usd"] == pytest.approx(
+        cost_usd(est["zero-shot"]["prompt_tokens"], est["zero-shot"]["completion_tokens"], (0.15, 0.60)), rel=1e-3
+    )
     assert estimate(NLI, EXAMPLES, "zero-shot", "unknown-model")["cost_usd"] is None
 
 

@@ -44,8 +44,8 @@ from ..teacher.annotate import annotate as run_annotate
     "annotate",
     AnnotateConfig,
     "prompt",
-    help="zero-shot: answer + one-sentence explanation, one request; zero-shot-cot: 'Let's think step by step', two requests; "
-    "few-shot-cot: your --exemplars (the costly DSS baseline); label-only: no rationale.",
+    help="zero-shot: answer + one-sentence explanation, one request; zero-shot-cot: 'Let's think step by step', two "
+    "requests; few-shot-cot: your --exemplars (the costly DSS baseline); label-only: no rationale.",
 )
 @field_option(
     "annotate",

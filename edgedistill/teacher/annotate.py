@@ -191,7 +191,8 @@ def annotate(cfg: AnnotateConfig, echo=print) -> dict:
         echo(truncation_note(examples))
     if cfg.max_cost is not None and price is None:
         raise UserError(
-            f"--max-cost: no list price known for model {cfg.model!r}; give --price-in and --price-out (USD per 1M tokens)"
+            f"--max-cost: no list price known for model {cfg.model!r}; give --price-in and --price-out "
+            "(USD per 1M tokens)"
         )
     with run_dir_lock(cfg.out, "edgedistill annotate") as out:
         return _annotate(cfg, task, examples, (main_plan, cheap_plan), price, out, echo)
@@ -330,7 +331,11 @@ def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo
     spent = cache.total_cost(price)  # earlier runs' spend counts against --max-cost
     # a live request's worst case is held at the price it bills: the list's, or flex's share of it
     budget = Budget(
-        cfg.max_cost, spent, route_price(price, None, route_of(cfg), cfg.batch_price_factor)[0], cfg.max_tokens, cfg.model
+        cfg.max_cost,
+        spent,
+        route_price(price, None, route_of(cfg), cfg.batch_price_factor)[0],
+        cfg.max_tokens,
+        cfg.model,
     )
     start = time.perf_counter()
     route = None
@@ -339,7 +344,9 @@ def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo
             budget.reserved += cache.ledger_reserved()  # earlier runs' batches not collected yet
             options = BatchOptions.of(cfg, price, client.cfg.cached_price)
             route = BatchRoute(options, client, cache, budget, echo)
-            run, rows = asyncio.run(_batch_passes(cfg, task, client, budget, route, examples, plans, want_rationale, echo))
+            run, rows = asyncio.run(
+                _batch_passes(cfg, task, client, budget, route, examples, plans, want_rationale, echo)
+            )
         else:
             run = _Run(cfg, task, client, budget, echo)
             rows = asyncio.run(run.all(examples, *plans, want_rationale))
@@ -422,7 +429,8 @@ def run_failure(cfg: AnnotateConfig, rows: list[Annotation], out: Path) -> str |
         else ""
     )
     plural = "s" if n > 1 else ""
-    return f"annotate: {head}. Commonest error ({n} row{plural}): {error.rstrip('.')}. {_fix_for(cfg, error)}{resend}".strip()
+    fix = _fix_for(cfg, error)
+    return f"annotate: {head}. Commonest error ({n} row{plural}): {error.rstrip('.')}. {fix}{resend}".strip()
 
 
 def _fix_for(cfg: AnnotateConfig, error: str) -> str:
@@ -437,7 +445,8 @@ def _fix_for(cfg: AnnotateConfig, error: str) -> str:
         ("HTTP 403", f"The key in ${cfg.api_key_env} may not use --model {cfg.model}. "),
         (
             "HTTP 429",
-            "Flex capacity is short (429): re-run later, raise --max-retries, or drop --service-tier flex (list price). "
+            "Flex capacity is short (429): re-run later, raise --max-retries, or drop --service-tier flex "
+            "(list price). "
             if cfg.service_tier == "flex"
             else "The server is rate-limiting: lower --concurrency. ",
         ),
@@ -478,7 +487,14 @@ class _Run:
     KINDS = ("answer", "vote", "score", "rationalize")
 
     def __init__(
-        self, cfg: AnnotateConfig, task, client: TeacherClient, budget: Budget, echo, gate: Gate | None = None, quiet=False
+        self,
+        cfg: AnnotateConfig,
+        task,
+        client: TeacherClient,
+        budget: Budget,
+        echo,
+        gate: Gate | None = None,
+        quiet=False,
     ):
         self.cfg, self.task, self.client, self.budget, self.echo = cfg, task, client, budget, echo
         # the batch route's passes: a request the cache lacks goes to the gate (batch.Gate), never to the server
@@ -1021,7 +1037,9 @@ def prompt_caching(cfg, task, examples, exemplars, price, rows, extras, echo, sa
             mode == cfg.prompt
         )
         cached = cacheable * max(0, repeats - 1)
-        cost = cost_usd(r["prompt_tokens"], r["completion_tokens"], price, min(cached, r["prompt_tokens"]), cached_price)
+        cost = cost_usd(
+            r["prompt_tokens"], r["completion_tokens"], price, min(cached, r["prompt_tokens"]), cached_price
+        )
         by_mode[mode] = {"shared_prefix_tokens": prefix, "cached_per_request": cacheable, "cached_tokens": cached}
         by_mode[mode]["cost_usd_cached"] = cost
         by_mode[mode]["cost_usd"] = r["cost_usd"]

@@ -146,7 +146,9 @@ def _by_status(rows) -> str:
 def _errors(batch) -> str | None:
     """A failed batch's errors, in a line."""
     data = getattr(getattr(batch, "errors", None), "data", None) or []
-    text = "; ".join(f"{getattr(e, 'code', None) or 'error'}: {getattr(e, 'message', None) or ''}".strip() for e in data)
+    text = "; ".join(
+        f"{getattr(e, 'code', None) or 'error'}: {getattr(e, 'message', None) or ''}".strip() for e in data
+    )
     return text[:300] or None
 
 
@@ -294,7 +296,8 @@ class BatchRoute:
             if size > self.o.max_bytes:
                 raise UserError(
                     f"--batch-max-mb: one {kind} request is {size / MB:.3f} MB, more than a batch file may hold "
-                    f"({self.o.max_bytes / MB:g} MB); raise --batch-max-mb (the API takes up to 200) or shorten the input"
+                    f"({self.o.max_bytes / MB:g} MB); raise --batch-max-mb (the API takes up to 200) or shorten the "
+                    "input"
                 )
             try:
                 reserved = self.budget.reserve(messages, body.get("max_tokens"), self.o.price)
@@ -329,7 +332,8 @@ class BatchRoute:
         if row["state"] == "uploaded":
             # a kill between the batch's creation and its record leaves the file's batch on the server: take it up
             batch = await self.call(
-                "listing batches (GET /batches)", lambda: find_batch(self.api, row["input_file_id"], row["updated_at"] - 600)
+                "listing batches (GET /batches)",
+                lambda: find_batch(self.api, row["input_file_id"], row["updated_at"] - 600),
             )
             if batch is None:
                 batch = await self.call(

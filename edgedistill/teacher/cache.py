@@ -282,7 +282,8 @@ class Cache:
 
     def get(self, key: str) -> dict | None:
         row = self.db.execute(
-            "SELECT content, prompt_tokens, completion_tokens, cached_tokens, cost_usd, extra, latency_s FROM responses WHERE key = ?",
+            "SELECT content, prompt_tokens, completion_tokens, cached_tokens, cost_usd, extra, latency_s"
+            " FROM responses WHERE key = ?",
             (key,),
         ).fetchone()
         if row is None:
@@ -370,8 +371,8 @@ class Cache:
         out) where one is given, so a cap set on a later run still holds."""
         pin, pout = price or (0.0, 0.0)
         return self.db.execute(
-            "SELECT COALESCE(SUM(COALESCE(cost_usd, (COALESCE(prompt_tokens, 0) * ? + COALESCE(completion_tokens, 0) * ?)"
-            " / 1e6)), 0) FROM responses",
+            "SELECT COALESCE(SUM(COALESCE(cost_usd,"
+            " (COALESCE(prompt_tokens, 0) * ? + COALESCE(completion_tokens, 0) * ?) / 1e6)), 0) FROM responses",
             (pin, pout),
         ).fetchone()[0]
 

@@ -66,7 +66,8 @@ class Completion:
 
     @property
     def logprobs(self):
-        """Per generated token {"token", "logprob", "top": {token: logprob}}, [] if the server sent none, None if malformed."""
+        """Per generated token {"token", "logprob", "top": {token: logprob}}; [] if the server sent none, None if
+        malformed."""
         return self.extra.get("logprobs", [])
 
 
@@ -159,7 +160,7 @@ class TeacherClient:
         )
 
     def cost_of(self, usage: dict, factor: float = 1.0) -> float | None:
-        """What a reply with `usage` bills at `factor` of the list price, its cached prompt tokens at the cached rate."""
+        """What a reply with `usage` bills at `factor` of the list price (cached prompt tokens at the cached rate)."""
         cfg = self.cfg
         cached = None if cfg.cached_price is None else cfg.cached_price * factor
         tokens = [usage.get(k) or 0 for k in ("prompt_tokens", "completion_tokens", "cached_tokens")]

@@ -97,7 +97,9 @@ def parse_label(task: TaskSpec, text: str) -> str | None:
         if not hits:
             hits = {label for label, ws in synonyms.items() for w in ws if _words(w) in words}
             if len(hits) > 1:  # "not true" -> pick the label whose synonym comes first in the text
-                first = min(hits, key=lambda l: min(words.find(_words(w)) for w in synonyms[l] if _words(w) in words))
+                first = min(
+                    hits, key=lambda label: min(words.find(_words(w)) for w in synonyms[label] if _words(w) in words)
+                )
                 hits = {first}
         if len(hits) == 1:
             return hits.pop()
