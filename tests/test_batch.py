@@ -119,6 +119,9 @@ def test_a_batch_run_writes_what_a_live_run_writes_at_half_the_price(tmp_path, p
     assert batch["route"] == "batch" and live["route"] == "live"
     assert batch["cost_usd"] == pytest.approx(live["cost_usd"] / 2) and batch["cost_usd_list"] == live["cost_usd_list"]
     assert all(b["state"] == "collected" for b in ledger(tmp_path, "batch"))
+    db = sqlite3.connect(tmp_path / "batch" / "cache.sqlite")  # a collected request's body lives in responses only
+    assert db.execute("SELECT COUNT(*) FROM batch_requests WHERE body != ''").fetchone()[0] == 0
+    db.close()
 
 
 KILL_DRIVER = """

@@ -317,7 +317,13 @@ class BatchRoute:
 
     async def advance(self, row: dict) -> None:
         """Bring a ledger batch onto the server: upload its file, create its batch, each id recorded at once."""
-        number = row["id"]
+        number, found = row["id"], None
+        if row["state"] == "uploaded":
+            # a kill between the batch's creation and its record left the file's batch on the server: take it up
+            since = row["updated_at"] - 600
+            found = await self.call(
+                "listing batches (GET /batches)", lambda: find_batch(self.api, row["input_file_id"], since)
+            )
         if row["state"] == "prepared":
             data = b"".join(batch_line(key, body) for key, body, _ in self.cache.ledger_requests(number))
             file = await self.call(
@@ -330,11 +336,7 @@ class BatchRoute:
             self.cache.ledger_set(number, state="uploaded", input_file_id=file.id)
             row = {**row, "state": "uploaded", "input_file_id": file.id, "updated_at": time.time()}
         if row["state"] == "uploaded":
-            # a kill between the batch's creation and its record leaves the file's batch on the server: take it up
-            batch = await self.call(
-                "listing batches (GET /batches)",
-                lambda: find_batch(self.api, row["input_file_id"], row["updated_at"] - 600),
-            )
+            batch = found  # None when just uploaded: no batch can have been made from that file yet
             if batch is None:
                 batch = await self.call(
                     "creating a batch (POST /batches)",

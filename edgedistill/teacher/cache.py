@@ -70,7 +70,7 @@ LEDGER = [
     """CREATE TABLE IF NOT EXISTS batch_requests (
     batch INTEGER NOT NULL,         -- batches.id
     key TEXT NOT NULL,              -- the request's cache key: its custom_id in the batch file
-    body TEXT NOT NULL,             -- JSON: the chat-completions body as sent (model, messages, params)
+    body TEXT NOT NULL,             -- JSON: the chat-completions body as sent; '' once collected (responses keeps it)
     reserved_usd REAL,              -- its worst case at the batch price, held against --max-cost until collected
     outcome TEXT,                   -- NULL until collected: ok | error | missing | abandoned
     detail TEXT,
@@ -524,7 +524,7 @@ class Cache:
 
         def work():
             self.db.executemany(
-                "UPDATE batch_requests SET outcome = ?, detail = ? WHERE batch = ? AND key = ?",
+                "UPDATE batch_requests SET outcome = ?, detail = ?, body = '' WHERE batch = ? AND key = ?",
                 [(outcome, detail, number, key) for key, outcome, detail in outcomes],
             )
             self.db.execute("UPDATE batches SET state = ?, updated_at = ? WHERE id = ?", (state, time.time(), number))
