@@ -373,7 +373,7 @@ class BatchRoute:
                         "error_file_id": b.error_file_id,
                         "completed": getattr(counts, "completed", 0) or 0,
                         "failed": getattr(counts, "failed", 0) or 0,
-                        "detail": _errors(b),
+                        "detail": self.client.scrub(_errors(b) or "") or None,
                     }
                     self.cache.ledger_set(r["id"], **fields)
                     r.update(fields)
