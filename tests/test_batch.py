@@ -333,7 +333,7 @@ def test_batch_wait_0_submits_and_exits_and_a_later_run_collects(tmp_path):
             if runs[-1].exit_code != 3:
                 break
     assert runs[0].exit_code == 3 and "re-run the same command to collect them" in runs[0].output, runs[0].output
-    assert "batch_requests_submitted" in runs[0].output and "Wrote" not in runs[0].output
+    assert "batch requests_submitted" in runs[0].output and "Wrote" not in runs[0].output
     assert runs[-1].exit_code == 0 and "Wrote" in runs[-1].output, runs[-1].output
     assert len(runs) >= 5 and max(submitted(server).values()) == 1  # two phases, each polled three times
     assert [r["status"] for r in rows_of(tmp_path)] == ["ok", "ok"] and rows_of(tmp_path)[0]["rationale"]

@@ -277,7 +277,8 @@ def report_summary(summary: dict, out, echo=click.echo) -> None:
     if summary.get("dry_run") or summary.get("ledger"):
         return
     echo("")
-    batch = {f"batch_{k}": v for k, v in (summary.get("batch") or {}).items()}
+    # annotate.json's `batch` figures: "batches_created" as "batch created", "results" as "batch results"
+    batch = {"batch " + k.removeprefix("batches_"): v for k, v in (summary.get("batch") or {}).items()}
     for k in ([] if summary.get("batch_pending") else SUMMARY_KEYS) + list(batch):
         v = summary.get(k, batch.get(k))
         v = "–" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
