@@ -103,8 +103,6 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir, common: int = COMMON_W
     """Write model_dir with only the vocabulary `texts` need (and the safety set, `common` common words) into
     out_dir."""
     # deferred: loads torch and transformers; importing compress stays torch-free for its --help and the configs
-    import torch
-    from torch import nn
     from transformers import AutoTokenizer
 
     from ..distill.student import load_label_model
@@ -127,40 +125,14 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir, common: int = COMMON_W
         tj, lambda t: tok(t, add_special_tokens=False)["input_ids"], texts, common
     )
     new_id = {old: new for new, old in enumerate(keep)}
-
     model = load_label_model(model_dir, meta["family"])
-    old = model.get_input_embeddings()
-    emb = nn.Embedding(
-        len(keep), old.embedding_dim, padding_idx=None if old.padding_idx is None else new_id[old.padding_idx]
+    _keep_embeddings(model, keep, new_id)
+    report = TrimReport(
+        original=len(tj["model"]["vocab"]), kept=len(keep), from_inputs=from_inputs, safety=safety, common=extra
     )
-    with torch.no_grad():
-        emb.weight.copy_(old.weight[torch.tensor(keep)])
-    model.set_input_embeddings(emb)
-    model.config.vocab_size = len(keep)
-    for key in (
-        "pad_token_id",
-        "sep_token_id",
-    ):  # the graph reads them (a two-tower classifier parts its text at [SEP])
-        if getattr(model.config, key, None) is not None:
-            setattr(model.config, key, new_id[getattr(model.config, key)])
-
     with build_dir(out_dir) as tmp:
         save_beside(model, model_dir, tmp)
-        (tmp / "tokenizer.json").write_text(
-            json.dumps(remap_tokenizer_json(tj, new_id), ensure_ascii=False), encoding="utf-8"
-        )
-        if (model_dir / "vocab.txt").exists():
-            order = sorted(tj["model"]["vocab"].items(), key=lambda kv: kv[1])
-            (tmp / "vocab.txt").write_text("".join(t + "\n" for t, i in order if i in new_id), encoding="utf-8")
-        cfg_path = tmp / "tokenizer_config.json"
-        if cfg_path.exists():
-            tc = json.loads(cfg_path.read_text(encoding="utf-8"))
-            if "added_tokens_decoder" in tc:
-                tc["added_tokens_decoder"] = {str(new_id[int(k)]): v for k, v in tc["added_tokens_decoder"].items()}
-            cfg_path.write_text(json.dumps(tc, indent=2, ensure_ascii=False), encoding="utf-8")
-        report = TrimReport(
-            original=len(tj["model"]["vocab"]), kept=len(keep), from_inputs=from_inputs, safety=safety, common=extra
-        )
+        _write_tokenizer(model_dir, tmp, tj, new_id)
         write_meta(
             tmp,
             {
@@ -171,6 +143,42 @@ def trim_vocabulary(model_dir, texts: list[str], out_dir, common: int = COMMON_W
         )
         load_config(tmp)  # the written dir loads
     return report
+
+
+def _keep_embeddings(model, keep: list[int], new_id: dict[int, int]) -> None:
+    """The model's word embedding cut to the `keep` rows, in order; the token ids its config names renumbered."""
+    # deferred: loads torch; importing compress stays torch-free for its --help and the configs
+    import torch
+    from torch import nn
+
+    old = model.get_input_embeddings()
+    emb = nn.Embedding(
+        len(keep), old.embedding_dim, padding_idx=None if old.padding_idx is None else new_id[old.padding_idx]
+    )
+    with torch.no_grad():
+        emb.weight.copy_(old.weight[torch.tensor(keep)])
+    model.set_input_embeddings(emb)
+    model.config.vocab_size = len(keep)
+    # the graph reads them (a two-tower classifier parts its text at [SEP])
+    for key in ("pad_token_id", "sep_token_id"):
+        if getattr(model.config, key, None) is not None:
+            setattr(model.config, key, new_id[getattr(model.config, key)])
+
+
+def _write_tokenizer(model_dir: Path, out: Path, tj: dict, new_id: dict[int, int]) -> None:
+    """The tokenizer's files over the kept tokens: tokenizer.json, vocab.txt, tokenizer_config.json's added tokens."""
+    (out / "tokenizer.json").write_text(
+        json.dumps(remap_tokenizer_json(tj, new_id), ensure_ascii=False), encoding="utf-8"
+    )
+    if (model_dir / "vocab.txt").exists():
+        order = sorted(tj["model"]["vocab"].items(), key=lambda kv: kv[1])
+        (out / "vocab.txt").write_text("".join(t + "\n" for t, i in order if i in new_id), encoding="utf-8")
+    cfg_path = out / "tokenizer_config.json"
+    if cfg_path.exists():
+        tc = json.loads(cfg_path.read_text(encoding="utf-8"))
+        if "added_tokens_decoder" in tc:
+            tc["added_tokens_decoder"] = {str(new_id[int(k)]): v for k, v in tc["added_tokens_decoder"].items()}
+        cfg_path.write_text(json.dumps(tc, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def save_beside(model, model_dir: Path, out: Path) -> None:

@@ -189,66 +189,42 @@ def targets(run: dict) -> list[dict]:
     base = at.get("torch-fp32")
     if base:
         sp = base["p50_ms"] / bundle["p50_ms"]
-        out.append(
-            {
-                "target": "≥ 3× faster than torch FP32"
-                + ("" if vnni else " (no int8 dot-product on this CPU: 'fastest measured' applies)"),
-                "value": f"{sp:.2f}× ({bundle['p50_ms']:.2f} vs {base['p50_ms']:.2f} ms)",
-                "met": sp >= 3.0,
-            }
-        )
+        no_dot = "" if vnni else " (no int8 dot-product on this CPU: 'fastest measured' applies)"
+        out.append(_claim(f"≥ 3× faster than torch FP32{no_dot}", f"{sp:.2f}× ({_vs(bundle, base)} ms)", sp >= 3.0))
     for peer in ("optimum-int8", "torch-int8", "ort-fp32"):
         if peer in at:
             ratio = at[peer]["p50_ms"] / bundle["p50_ms"]
             out.append(
-                {
-                    "target": f"not slower than {NAMES[peer]}",
-                    "value": f"{ratio:.2f}× ({bundle['p50_ms']:.2f} vs {at[peer]['p50_ms']:.2f} ms)",
-                    "met": ratio >= 1.0,
-                }
+                _claim(f"not slower than {NAMES[peer]}", f"{ratio:.2f}× ({_vs(bundle, at[peer])} ms)", ratio >= 1)
             )
         elif peer in failed:
-            out.append(
-                {"target": f"not slower than {NAMES[peer]}", "value": f"not measured: {failed[peer]}", "met": False}
-            )
+            out.append(_claim(f"not slower than {NAMES[peer]}", f"not measured: {failed[peer]}", False))
     if failed:
-        out.append(
-            {
-                "target": "fastest variant measured",
-                "met": False,
-                "value": "not measured: " + "; ".join(f"{NAMES.get(n, n)} {why}" for n, why in failed.items()),
-            }
-        )
+        why = "; ".join(f"{NAMES.get(n, n)} {why}" for n, why in failed.items())
+        out.append(_claim("fastest variant measured", f"not measured: {why}", False))
     else:
-        fastest = min(at.values(), key=lambda r: r["p50_ms"])
-        out.append(
-            {
-                "target": "fastest variant measured",
-                "value": NAMES.get(fastest["variant"], fastest["variant"]),
-                "met": fastest["variant"] == "bundle",
-            }
-        )
+        fastest = min(at.values(), key=lambda r: r["p50_ms"])["variant"]
+        out.append(_claim("fastest variant measured", NAMES.get(fastest, fastest), fastest == "bundle"))
     if base and bundle.get("accuracy") is not None and base.get("accuracy") is not None:
         d = 100 * (bundle["accuracy"] - base["accuracy"])
-        out.append(
-            {
-                "target": "INT8 accuracy within 0.5 pt of FP32",
-                "value": f"{d:+.2f} pt ({100 * bundle['accuracy']:.2f} vs {100 * base['accuracy']:.2f} %)",
-                "met": d >= -0.5,
-            }
-        )
+        value = f"{d:+.2f} pt ({100 * bundle['accuracy']:.2f} vs {100 * base['accuracy']:.2f} %)"
+        out.append(_claim("INT8 accuracy within 0.5 pt of FP32", value, d >= -0.5))
     if base and bundle.get("size_bytes") and base.get("size_bytes"):
         r = bundle["size_bytes"] / base["size_bytes"]
-        out.append(
-            {
-                "target": "bundle ≤ 25 % of FP32 size",
-                "value": f"{100 * r:.1f} % ({_mb(bundle['size_bytes']):.1f} vs {_mb(base['size_bytes']):.1f} MB)",
-                "met": r <= 0.25,
-            }
-        )
+        value = f"{100 * r:.1f} % ({_mb(bundle['size_bytes']):.1f} vs {_mb(base['size_bytes']):.1f} MB)"
+        out.append(_claim("bundle ≤ 25 % of FP32 size", value, r <= 0.25))
     for t in out:
         t["shape"] = shape
     return out
+
+
+def _claim(target: str, value: str, met: bool) -> dict:
+    return {"target": target, "value": value, "met": met}
+
+
+def _vs(bundle: dict, peer: dict) -> str:
+    """The bundle's p50 against a peer's, as the speed claims show them."""
+    return f"{bundle['p50_ms']:.2f} vs {peer['p50_ms']:.2f}"
 
 
 def failed_peers(run: dict, shape: dict) -> dict[str, str]:
@@ -316,65 +292,19 @@ def _pct(x):
 
 
 def render_markdown(doc: dict, title: str | None = None) -> str:
+    """report.md: the runs (machine, load, data, what failed), the targets, the headline shape, every shape."""
     runs = runs_of(doc)
     rows = flat_rows(doc)
     multi = len(runs) > 1
     lines = [f"# {title or _title(runs)}", ""] + ([doc["note"], ""] if doc.get("note") else [])
     for i, run in enumerate(runs):
-        m = run.get("machine", {})
-        v = m.get("versions", {})
-        data = run.get("data", {})
-        prefix = f"**Run #{i + 1}** " if multi else ""
-        lines += [
-            f"{prefix}Machine: {describe(m)}; {m.get('os', '?')}; Python {m.get('python', '?')}; "
-            + ", ".join(f"{k} {v[k]}" for k in ("torch", "onnxruntime", "transformers", "optimum") if v.get(k))
-            + ".  ",
-            f"Threads: {', '.join(str(t) for t in run.get('settings', {}).get('threads', []))}. "
-            + _load_text(run)
-            + " "
-            f"Data: {data.get('path') or 'synthetic text'}"
-            + (f" ({data.get('with_gold')} gold-labelled examples)" if data.get("with_gold") else "")
-            + ".  ",
-            _subject_text(run) + "  ",
-            f"Command: `{m.get('command', '?')}`",
-            "",
-        ]
-        for var in run.get("variants", []):
-            if var.get("status") != "ok":
-                lines.append(f"- {NAMES.get(var['name'], var['name'])} {var.get('status')}: {var.get('reason')}")
-        failed = [r for r in run.get("results", []) if r.get("status") == "failed"]
-        for r in failed[:10]:
-            lines.append(
-                f"- {NAMES.get(r['variant'], r['variant'])} failed at batch {r['batch_size']}, seq {r['seq_len']}, "
-                f"{r['threads']} threads: {r.get('error')}"
-            )
-        if len(failed) > 10:
-            lines.append(f"- ... and {len(failed) - 10} more failed shapes (see results.json)")
-        if failed or any(var.get("status") != "ok" for var in run.get("variants", [])):
-            lines.append("")
+        lines += _run_lines(run, f"**Run #{i + 1}** " if multi else "")
     shape = headline_shape(rows)
     if shape is None:
         return "\n".join(lines + ["No variant was measured."]) + "\n"
     for i, run in enumerate(runs):
-        met = targets(run)
-        if met:
-            lines += [
-                f"## Targets{f' (run #{i + 1})' if multi else ''}: batch {met[0]['shape']['batch_size']}, "
-                f"seq {met[0]['shape']['seq_len']}, {met[0]['shape']['threads']} threads",
-                "",
-                "| target | measured | met |",
-                "|---|---|:-:|",
-            ]
-            lines += [f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for t in met] + [""]
-    head = _sort(
-        [
-            r
-            for r in rows
-            if r["batch_size"] == shape["batch_size"]
-            and r["seq_len"] == shape["seq_len"]
-            and (multi or r["threads"] == shape["threads"])
-        ]
-    )
+        lines += _target_lines(targets(run), f" (run #{i + 1})" if multi else "")
+    head = _sort(_at_headline(rows, shape, multi))
     lines += [
         f"## Headline: batch {shape['batch_size']}, seq {shape['seq_len']}"
         + ("" if multi else f", {shape['threads']} threads"),
@@ -401,9 +331,69 @@ def render_markdown(doc: dict, title: str | None = None) -> str:
         "",
         f"Timed call: {first.get('timed_call', 'model forward on pre-tokenized inputs')}. Variants interleaved in time "
         f"slices per shape; ≥ {st.get('min_time', '?')} s and ≥ {st.get('min_iters', '?')} timed calls each after "
-        f"{st.get('warmup', '?')} s of warm-up; p99 over few calls is close to the maximum (see `iterations` in results.json).",
+        f"{st.get('warmup', '?')} s of warm-up; p99 over few calls is close to the maximum (see `iterations` in "
+        "results.json).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _at_headline(rows: list[dict], shape: dict, multi: bool) -> list[dict]:
+    """The rows at the headline shape (its thread count too, unless several runs are compared)."""
+    return [
+        r
+        for r in rows
+        if r["batch_size"] == shape["batch_size"]
+        and r["seq_len"] == shape["seq_len"]
+        and (multi or r["threads"] == shape["threads"])
+    ]
+
+
+def _run_lines(run: dict, prefix: str) -> list[str]:
+    """One run's header (machine, threads, load, data, subject, command) and what did not run or failed."""
+    m = run.get("machine", {})
+    v = m.get("versions", {})
+    data = run.get("data", {})
+    lines = [
+        f"{prefix}Machine: {describe(m)}; {m.get('os', '?')}; Python {m.get('python', '?')}; "
+        + ", ".join(f"{k} {v[k]}" for k in ("torch", "onnxruntime", "transformers", "optimum") if v.get(k))
+        + ".  ",
+        f"Threads: {', '.join(str(t) for t in run.get('settings', {}).get('threads', []))}. " + _load_text(run) + " "
+        f"Data: {data.get('path') or 'synthetic text'}"
+        + (f" ({data.get('with_gold')} gold-labelled examples)" if data.get("with_gold") else "")
+        + ".  ",
+        _subject_text(run) + "  ",
+        f"Command: `{m.get('command', '?')}`",
+        "",
+    ]
+    for var in run.get("variants", []):
+        if var.get("status") != "ok":
+            lines.append(f"- {NAMES.get(var['name'], var['name'])} {var.get('status')}: {var.get('reason')}")
+    failed = [r for r in run.get("results", []) if r.get("status") == "failed"]
+    for r in failed[:10]:
+        lines.append(
+            f"- {NAMES.get(r['variant'], r['variant'])} failed at batch {r['batch_size']}, seq {r['seq_len']}, "
+            f"{r['threads']} threads: {r.get('error')}"
+        )
+    if len(failed) > 10:
+        lines.append(f"- ... and {len(failed) - 10} more failed shapes (see results.json)")
+    if failed or any(var.get("status") != "ok" for var in run.get("variants", [])):
+        lines.append("")
+    return lines
+
+
+def _target_lines(met: list[dict], which: str) -> list[str]:
+    """The targets table of one run (`targets`), or nothing where none was measurable."""
+    if not met:
+        return []
+    shape = met[0]["shape"]
+    return [
+        f"## Targets{which}: batch {shape['batch_size']}, seq {shape['seq_len']}, {shape['threads']} threads",
+        "",
+        "| target | measured | met |",
+        "|---|---|:-:|",
+        *[f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for t in met],
+        "",
+    ]
 
 
 def _subject_text(run: dict) -> str:
@@ -513,14 +503,7 @@ def plot_tradeoff(doc: dict, path) -> None:
     multi = len(runs_of(doc)) > 1
     shape = headline_shape(rows)
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    pts = [
-        r
-        for r in rows
-        if shape
-        and r["batch_size"] == shape["batch_size"]
-        and r["seq_len"] == shape["seq_len"]
-        and (multi or r["threads"] == shape["threads"])
-    ]
+    pts = _at_headline(rows, shape, multi) if shape else []
     use_acc = any(r.get("accuracy") is not None for r in pts)
     sizes = [r.get("size_bytes") or 0 for r in pts]
     smax = max(sizes) if sizes and max(sizes) else 1
@@ -536,22 +519,10 @@ def plot_tradeoff(doc: dict, path) -> None:
         tag = f"{NAMES.get(r['variant'], r['variant'])}\n{_f(_mb(r.get('size_bytes')), '.1f')} MB"
         if multi or len({p["threads"] for p in pts}) > 1:
             tag += f", {r['threads']} thr" + (f", #{r['run_index'] + 1}" if multi else "")
-        labels.append(
-            (
-                ax.annotate(
-                    tag,
-                    (r["p50_ms"], y),
-                    textcoords="offset points",
-                    xytext=(0, 0),
-                    fontsize=7.5,
-                    ha="center",
-                    va="center",
-                    arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6},
-                ),
-                r,
-                area**0.5 / 2,
-            )
-        )  # the bubble's radius in points
+        arrow = {"arrowstyle": "-", "color": "0.6", "lw": 0.6}
+        where = {"textcoords": "offset points", "xytext": (0, 0), "ha": "center", "va": "center"}
+        note = ax.annotate(tag, (r["p50_ms"], y), fontsize=7.5, arrowprops=arrow, **where)
+        labels.append((note, r, area**0.5 / 2))  # the bubble's radius in points
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else ""))
@@ -679,15 +650,7 @@ def summary_lines(doc: dict) -> list[str]:
     if shape is None:
         return ["no variant was measured"]
     multi = len(runs_of(doc)) > 1
-    head = _sort(
-        [
-            r
-            for r in rows
-            if r["batch_size"] == shape["batch_size"]
-            and r["seq_len"] == shape["seq_len"]
-            and (multi or r["threads"] == shape["threads"])
-        ]
-    )
+    head = _sort(_at_headline(rows, shape, multi))
     out = [
         f"batch {shape['batch_size']}, seq {shape['seq_len']}" + ("" if multi else f", {shape['threads']} threads"),
         f" {'run':<4}{'thr':>4}  {'variant':<24}{'p50 ms':>9}{'speedup':>9}{'size MB':>9}{'accuracy':>10}",
