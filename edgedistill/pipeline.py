@@ -338,7 +338,17 @@ def _file_hash(path: Path | None) -> str | None:
     return h.hexdigest()
 
 
-UNPRINTED = {"max_failed"}  # teacher keys that decide whether a run passed, never what it wrote: no redo on a change
+# teacher keys that decide whether a run passed, how it is sent or what it is billed, never which answers it wrote (the
+# cache keys are the same by every route): changing one redoes nothing
+UNPRINTED = {
+    "max_failed",
+    "batch",
+    "batch_wait",
+    "batch_fallback",
+    "service_tier",
+    "price_cached",
+    "batch_price_factor",
+}
 
 
 def fingerprints(pipe: Pipeline) -> dict[str, str]:
