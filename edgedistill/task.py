@@ -83,9 +83,8 @@ def _not_text(value) -> str | None:
     return None
 
 
+# long on purpose: one check per key of the task YAML, in writing order, so every rule of the format is in one place
 def task_from_dict(raw, source: str = "<task>", lines: dict[str, int] | None = None) -> TaskSpec:
-    # One check per key of the task YAML, in the order a user writes them, each naming file:line: key and
-    # the fix: a list longer than 60 lines, kept together so that every rule of the format is in one place.
     lines = lines or {}
 
     def bad(key: str | None, problem: str) -> UserError:
@@ -122,7 +121,7 @@ def task_from_dict(raw, source: str = "<task>", lines: dict[str, int] | None = N
             if _not_text(x):
                 raise bad(f"labels[{i}]", _not_text(x))
         task.labels = [str(x) for x in labels]
-        if len(set(l.lower() for l in task.labels)) != len(task.labels):
+        if len(set(x.lower() for x in task.labels)) != len(task.labels):
             raise bad("labels", "labels must be distinct (case-insensitively)")
     elif task.labels:
         raise bad("labels", f"only classification tasks have labels; a {task.type} task takes its answer from the data")

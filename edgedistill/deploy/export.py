@@ -383,11 +383,17 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
     if choice == "unsmoothed":
         return sources
     sources["model"] = graphs[choice][0]
-    plan.smooth = {
-        "alpha": cfg.smooth,
+    plan.smooth = _smooth_record(cfg.smooth, choice, graphs[choice][1], kl, len(feeds), groups)
+    return sources
+
+
+def _smooth_record(alpha: float, choice: str, info: dict, kl: dict, n_feeds: int, groups: dict) -> dict:
+    """The manifest's quantization.smooth: the graph shipped, its sites, and the drifts it was chosen by."""
+    return {
+        "alpha": alpha,
         "graph": choice,
-        **graphs[choice][1],
-        "calibration_inputs": len(feeds),
+        **info,
+        "calibration_inputs": n_feeds,
         "kl_unsmoothed": round(kl["unsmoothed"], 8),
         "kl_smoothed": round(kl[choice], 8),
         "kl_folded": _rounded(kl.get("folded")),
@@ -395,7 +401,6 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
         "mul_groups": groups,
         "mul_kl_gain": MUL_KL_GAIN,
     }
-    return sources
 
 
 def _smoothing_candidates(

@@ -76,7 +76,7 @@ def build_label_model(base_dir, family: str, labels: list[str] | None, decoder_l
     config = load_config(base_dir)
     if family == "sequence-classification":
         config.num_labels = len(labels)
-        config.id2label, config.label2id = dict(enumerate(labels)), {l: i for i, l in enumerate(labels)}
+        config.id2label, config.label2id = dict(enumerate(labels)), {label: i for i, label in enumerate(labels)}
     config.classifier_pooling = pooling
     if pooling == TWO_TOWER and family == "sequence-classification":
         config.sep_token_id = AutoTokenizer.from_pretrained(base_dir).sep_token_id  # where its two texts part
@@ -410,6 +410,7 @@ class RationaleStudent(nn.Module):
         w = self.soft_weight * has_probs.float()
         return ((1 - w) * hard + w * kl).mean()
 
+    # long: one parameter per key of the collated batch (the Trainer passes them by name)
     def forward(
         self,
         input_ids,
