@@ -56,7 +56,9 @@ ROWS_NEEDED = keep_evidence(1, 1)["rows_needed"]  # scored rows that can show a 
     help="Distill MODEL into a fresh student of another, smaller base (a transformers model dir; 'default' = "
     "the packaged all-MiniLM-L6-v2), on MODEL's probabilities over the annotations (and --inputs): a large "
     "student (train --student all-mpnet-base-v2) as the teacher's assistant for the small one. A candidate "
-    "like a --layers count; repeatable.",
+    "like a --layers count; repeatable. 'static': a static student (model2vec token embeddings distilled "
+    "offline from MODEL's base, averaged, a linear head; trained on the same targets), microseconds per input; "
+    "classification only.",
 )
 @field_option(
     "compress",
@@ -99,8 +101,8 @@ ROWS_NEEDED = keep_evidence(1, 1)["rows_needed"]  # scored rows that can show a 
     CompressConfig,
     "common_words",
     help="With a trimmed vocabulary, also keep this many of the commonest words (the first of BERT's "
-    "frequency-ordered WordPiece vocabulary; none for other vocabularies), so a word a user types that the annotations never used "
-    "keeps its embedding. 0 = the annotations' tokens alone.",
+    "frequency-ordered WordPiece vocabulary; none for other vocabularies), so a word a user types that the "
+    "annotations never used keeps its embedding. 0 = the annotations' tokens alone.",
 )
 @field_option(
     "compress",

@@ -18,6 +18,7 @@ from pathlib import Path
 from ..annotations import read_annotations
 from ..data import Example, load_examples
 from ..deploy.export import ExportConfig, export_bundle
+from ..deploy.static_bundle import is_static
 from ..evaluate import predict_labels, score
 from ..model_dir import base_name, read_meta
 from ..runtime import EdgeModel
@@ -88,12 +89,20 @@ def measure_candidate(model_dir: Path, score, checkpoint_bytes: int, cfg, work: 
         ),
         echo=lambda *_: None,
     )
-    meta, layers = read_meta(model_dir), layer_count(model_dir)
+    meta = read_meta(model_dir)
+    static = is_static(model_dir)
+    layers = 0 if static else layer_count(model_dir)  # a static student: token embeddings, no layer
     base = base_name(meta["base"]) if "distilled_from" in meta else None
+    if static:
+        name = f"static ({meta['static']['engine']} from {base})"
+    else:
+        name = (
+            (f"{base} distilled, " if base else "")
+            + f"{layers} layers"
+            + (", trimmed vocabulary" if "vocabulary" in meta else "")
+        )
     return {
-        "name": (f"{base} distilled, " if base else "")
-        + f"{layers} layers"
-        + (", trimmed vocabulary" if "vocabulary" in meta else ""),
+        "name": name,
         "layers": layers,
         "base": base,
         "vocabulary": meta.get("vocabulary", {}).get("kept"),

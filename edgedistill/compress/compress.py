@@ -16,6 +16,7 @@ from .candidates import Scoring, choose, measure_candidate, p50_ms, pareto_lines
 from .evidence import choice_line, evidence_lines, evidence_record, keep_evidence, no_choice_message
 from .inputs import HOLD_OUT_MAX, held_out_description, hold_out, hold_out_inputs, needs_choices, task_texts
 from .smaller import check_ensemble, distill_into, distill_layers, ensemble_note, into_base, layer_count
+from .static import STATIC, check_static, distill_static
 from .vocabulary import COMMON_WORDS, trim_vocabulary, trim_warning, vocabulary_line
 
 
@@ -38,8 +39,8 @@ class CompressConfig:
     # More inputs of the task, unlabelled (JSON Lines with `input`): smaller students also learn the trained student's
     # probabilities on them (no teacher needed), and their tokens join the kept vocabulary
     inputs: str | None = None
-    # Other, smaller bases to distill the trained student into (model dirs; "default": the packaged all-MiniLM-L6-v2),
-    # each a candidate beside the layer counts
+    # Other, smaller bases to distill the trained student into (model dirs; "default": the packaged all-MiniLM-L6-v2;
+    # "static": a model2vec static student, compress/static.py), each a candidate beside the layer counts
     into: list[str] | None = None
     # Smaller students' hard targets: the annotations' own labels at this weight beside MODEL's probabilities (0: its
     # probabilities alone; a two-tower multiple-choice student ranks against the batch's choices only in that term)
@@ -97,7 +98,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
 def _checked(cfg: CompressConfig) -> tuple[list[int], list[Path], list[Path]]:
     """(layer counts, largest first; --into bases; --ensemble dirs), or the UserError of a config that cannot run."""
     layers = sorted(set(cfg.layers or []), reverse=True)
-    bases = [into_base(b) for b in cfg.into or []]
+    bases = [STATIC if b == STATIC else into_base(b) for b in cfg.into or []]
     if len(layers) + len(bases) > 1 and cfg.latency_budget is None:
         asked = " ".join(
             ([f"--layers {','.join(map(str, layers))}"] if layers else []) + [f"--into {b}" for b in cfg.into or []]
@@ -110,6 +111,8 @@ def _checked(cfg: CompressConfig) -> tuple[list[int], list[Path], list[Path]]:
     if read_meta(src).get("kind") not in ("stripped", "student"):
         raise UserError(f"{src}: not a stripped model dir (edgedistill strip writes one)")
     ensemble = check_ensemble(src, cfg.ensemble)
+    if STATIC in bases:
+        check_static(src)
     if ensemble and not (layers or bases):
         raise UserError("--ensemble: its answers are what smaller students learn; give --layers K or --into BASE too")
     return layers, bases, ensemble
@@ -195,6 +198,22 @@ def _smaller(cfg, src: Path, full: Path, split: _Split, layers, bases, ensemble,
         )
         dirs.append(work / f"{k}-layers")
     for i, base in enumerate(bases):
+        if base == STATIC:
+            echo(f"static: a model2vec student learning the {total}-layer student{ensemble_note(ensemble)} ...")
+            d = work / "static"
+            distill_static(
+                src,
+                split.fit,
+                d,
+                work,
+                cfg.seed,
+                echo=lambda *_: None,
+                inputs=split.fit_inputs,
+                label_weight=cfg.label_weight,
+                ensemble=ensemble,
+            )
+            dirs.append(d)
+            continue
         echo(
             f"{base_name(base)}: distilling the {total}-layer student{ensemble_note(ensemble)} into a fresh "
             f"{base_name(base)} ..."

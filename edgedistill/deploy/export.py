@@ -53,6 +53,7 @@ from .quantize import (
     smooth_activations,
     smoothing_sites,
 )
+from .static_bundle import export_static, is_static
 
 FP32_TOLERANCE = 1e-3
 
@@ -118,11 +119,14 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
     src = Path(cfg.model)
     if not src.is_dir():
         raise UserError(f"{src}: model directory not found; pass a stripped dir (edgedistill strip) or a student dir")
-    with tempfile.TemporaryDirectory(prefix="edgedistill-export-") as work:
-        job = _job(cfg, src, Path(work))
-        _export_and_fuse(job, echo)
-        chosen = _choose(job, echo)
-        manifest = _write_bundle(job, chosen, echo)
+    if is_static(src):  # compress --into static: its own graph, no optimum
+        manifest = export_static(cfg, echo)
+    else:
+        with tempfile.TemporaryDirectory(prefix="edgedistill-export-") as work:
+            job = _job(cfg, src, Path(work))
+            _export_and_fuse(job, echo)
+            chosen = _choose(job, echo)
+            manifest = _write_bundle(job, chosen, echo)
     out = Path(cfg.out)
     if cfg.zip:
         manifest["zip"] = str(bundle_mod.zip_bundle(out))
@@ -313,7 +317,8 @@ def _int8(job: _Job, fp32: EdgeModel, fp32_dir: Path, torch_out, fp32_out, chose
                 f"{100 * agreement:.1f} % of the parity inputs, below {100 * cfg.min_agreement:.1f} %"
             )
             echo(
-                f"INT8 agreement {100 * agreement:.1f} % < {100 * cfg.min_agreement:.1f} %: retrying with FP32 embeddings"
+                f"INT8 agreement {100 * agreement:.1f} % < {100 * cfg.min_agreement:.1f} %: "
+                "retrying with FP32 embeddings"
             )
             int8_dir, int8 = _quantized(job, sources, plan, calib, echo)
             int8_out = None
