@@ -212,8 +212,10 @@ def _bench_rows(bench: dict) -> list[str]:
             continue
         acc = r.get("accuracy")
         out.append(
-            f"| {r.get('variant')} | {_fmt(r.get('p50_ms'), '.2f')} | {_fmt(r.get('speedup_vs_torch_fp32'), '.2f', '×')} "
-            f"| {_fmt(None if r.get('size_bytes') is None else r['size_bytes'] / 1e6, '.1f')} | {_fmt(None if acc is None else 100 * acc, '.1f', ' %')} |"
+            f"| {r.get('variant')} | {_fmt(r.get('p50_ms'), '.2f')} | "
+            f"{_fmt(r.get('speedup_vs_torch_fp32'), '.2f', '×')} "
+            f"| {_fmt(None if r.get('size_bytes') is None else r['size_bytes'] / 1e6, '.1f')} | "
+            f"{_fmt(None if acc is None else 100 * acc, '.1f', ' %')} |"
         )
     return out
 
@@ -226,11 +228,13 @@ def _signal_lines(ann: dict) -> list[str]:
     kinds = ", ".join(f"{k} {v['requests']}" for k, v in ann["requests_by_kind"].items())
     out = [
         f"Labels: scoring `{ann.get('scoring')}` over {ann.get('score_orders', 1)} option order(s), calibration "
-        f"`{ann.get('calibration')}`, {ann.get('votes', 1)} vote(s) per input; {ann.get('with_label_probs', 0)} rows carry "
+        f"`{ann.get('calibration')}`, {ann.get('votes', 1)} vote(s) per input; {ann.get('with_label_probs', 0)} rows "
+        "carry "
         f"label_probs. Agreement with gold: {pct(ann.get('gold_agreement_text'))} from the text answers alone, "
         f"{pct(ann.get('gold_agreement'))} as labelled. Requests by kind: {kinds}.",
         "",
-        f"Rationale yield: {pct(ann.get('rationale_yield_first'))} of the inputs asked for one got an explanation in the answer, "
+        f"Rationale yield: {pct(ann.get('rationale_yield_first'))} of the inputs asked for one got an explanation in "
+        "the answer, "
         f"{pct(ann.get('rationale_yield'))} after {ann.get('rationalized', 0)} rationalization follow-ups.",
     ]
     for key, count in (ann.get("notes") or {}).items():

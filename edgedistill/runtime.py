@@ -4,7 +4,8 @@ The runtime itself lives in the torch-free core, edgedistill/edge/runtime.py. `e
 copies that whole `edge` package into every bundle, and this file beside it as `edge_runtime.py`, so
 an app or a device with Python runs the bundle with the runtime that made it:
 
-    from edgedistill.runtime import EdgeModel      # or, with the bundle dir on sys.path: from edge_runtime import EdgeModel
+    from edgedistill.runtime import EdgeModel
+    # or, with the bundle dir on sys.path: from edge_runtime import EdgeModel
     model = EdgeModel.load("runs/x/bundle")
     model.predict([{"text": "my card was charged twice"}])
     # -> [{"label": "billing", "probs": {"billing": 0.93, ...}}]

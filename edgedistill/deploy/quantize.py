@@ -715,7 +715,8 @@ def keep_sensitive_fp32(
     """--int8-fp32 N|auto: rank the weight MatMuls, choose k, and put the chosen nodes into the plan's
     nodes_to_exclude, with what they cost in plan.fp32_matmuls and a note."""
     echo(
-        f"ranking {len(weight_matmuls(src))} MatMuls by INT8 sensitivity on {min(len(feeds), RANK_FEEDS)} parity inputs ..."
+        f"ranking {len(weight_matmuls(src))} MatMuls by INT8 sensitivity on {min(len(feeds), RANK_FEEDS)} parity "
+        "inputs ..."
     )
     ranking = rank_sensitivity(src, plan, feeds[:RANK_FEEDS], work, threads)
     ks = [k for k in FP32_LADDER if k <= len(ranking)] if setting == "auto" else [0, min(int(setting), len(ranking))]

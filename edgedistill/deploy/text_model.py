@@ -131,7 +131,8 @@ def tokenizer_graph(tok_dir: Path, attrs: dict):
 
 
 def merge(tokenizer, model):
-    """One graph: text -> tokenizer -> [1, seq] ids -> model -> Softmax -> probs (names as in manifest['text_model'])."""
+    """One graph: text -> tokenizer -> [1, seq] ids -> model -> Softmax -> probs (names as in
+    manifest['text_model'])."""
     g = model.graph
     init = {i.name for i in g.initializer}
     wanted = [i.name for i in g.input if i.name not in init]
@@ -219,7 +220,8 @@ def add(bundle: Path, reference: Path, tok_dir: Path, manifest: dict, items: lis
     result = parity(bundle / FILE, edge, items)
     enforce(result, FILE)
     echo(
-        f"text model parity: labels {result['labels_equal']}/{result['examples']}, max |Δprob| {result['max_abs_prob_diff']:.2e}"
+        f"text model parity: labels {result['labels_equal']}/{result['examples']}, max |Δprob| "
+        f"{result['max_abs_prob_diff']:.2e}"
     )
     ort = bundle_mod.convert_to_ort(
         bundle, {ROLE: FILE}, subdir="ort/text", extra_args=["--custom_op_library", extensions().get_library_path()]
@@ -246,7 +248,8 @@ def add(bundle: Path, reference: Path, tok_dir: Path, manifest: dict, items: lis
         "custom_op_domain": DOMAIN,
         "custom_ops": ["BertTokenizer"],
         "known_tokenizer_differences": KNOWN_DIFFERENCES,
-        "requires": f"onnxruntime-extensions ({EXTENSIONS} here): register its custom-op library in the session options",
+        "requires": f"onnxruntime-extensions ({EXTENSIONS} here): register its custom-op library in the session "
+        "options",
         "tokenizer": attrs,
         "parity": {**result, "tolerance": PROB_TOLERANCE, "reference": "the bundle's EdgeModel.predict"},
     }

@@ -22,6 +22,12 @@ def _teacher(annotations) -> dict | None:
 def model_card(task: TaskSpec, s: dict) -> str:
     t = s.get("teacher") or {}
     acc = s.get("val_accuracy")
+    teacher = (
+        f"{t.get('model', 'unknown')} ({t.get('mode', '?')} prompts; {t.get('ok', '?')} labels, "
+        f"{t.get('rationales', '?')} rationales; gold agreement {t.get('gold_agreement', '–')})"
+    )
+    loss = MODE_LOSS.get(s["mode"], "").replace("alpha", f"alpha ({s['alpha']})", 1)
+    mode = s["mode"] + (" (chosen by --mode auto)" if s.get("selected_by") == "auto" else "") + f": {loss}"
     return f"""# {task.name} student ({s["mode"]})
 
 Distilled by edgedistill: a {s["family"]} student trained on `{s["annotations"]}`.
@@ -29,10 +35,10 @@ Distilled by edgedistill: a {s["family"]} student trained on `{s["annotations"]}
 | | |
 |---|---|
 | task | {task.name} ({task.type}) |
-| teacher | {t.get("model", "unknown")} ({t.get("mode", "?")} prompts; {t.get("ok", "?")} labels, {t.get("rationales", "?")} rationales; gold agreement {t.get("gold_agreement", "–")}) |
+| teacher | {teacher} |
 | base model | `{s["config"]["student"]}` |
 | label head reads | {HEAD_READS[s["pooling"]] + " (`--pooling`)" if s.get("pooling") in HEAD_READS else "–"} |
-| mode | {s["mode"]}{" (chosen by --mode auto)" if s.get("selected_by") == "auto" else ""}: {MODE_LOSS.get(s["mode"], "").replace("alpha", f"alpha ({s['alpha']})", 1)} |
+| mode | {mode} |
 | training rows | {s["train_examples"]} ({s["rows"]["with_rationale"]} with a rationale) |
 | validation | {s["val_examples"]} rows: {s["val_source"]} |
 | validation accuracy | {"–" if acc is None else f"{100 * acc:.1f} %"}{floor_note(s.get("val_vs_floor"))} |
@@ -64,11 +70,13 @@ def floor_name(family: str) -> str:
 
 
 def floor_warning(ev: dict | None, family: str) -> str | None:
-    """What train prints, and the run report repeats, when the validation rows cannot show the student beats its floor."""
+    """What train prints, and the run report repeats, when the validation rows cannot show the student beats its
+    floor."""
     if not ev or ev["shown"]:
         return None
     return (
-        f"{ev['rows']} validation rows cannot show this student beats {floor_name(family)} ({100 * ev['floor']:.1f} %): it got "
+        f"{ev['rows']} validation rows cannot show this student beats {floor_name(family)} ({100 * ev['floor']:.1f} "
+        "%): it got "
         f"{ev['correct']} right ({_p(ev['p'])}), so on new inputs it may do no better. More annotated rows "
         "(or `train --eval-data` with more gold rows) give a student that can be checked."
     )
@@ -92,7 +100,8 @@ MODE_LOSS = {
     "label-only": "cross-entropy on the teacher's labels",
     "standard": "cross-entropy on gold labels",
     "multitask": "loss = alpha * label + (1 - alpha) * rationale decoder",
-    "rationale-teacher": "loss = alpha * label + (1 - alpha) * (soft labels + head states of a teacher that read the rationales)",
+    "rationale-teacher": "loss = alpha * label + (1 - alpha) * (soft labels + head states of a teacher that read the "
+    "rationales)",
     "rationale-dropout": "cross-entropy; the rationale is appended to the input on a random share of the steps",
 }
 
@@ -155,7 +164,8 @@ def _card_checkpoint(s: dict) -> str:
     if s["config"].get("rationale_decoder") == "shared":
         return (
             "The label model's own decoder also learned the teacher's rationales (after the decoder prefix "
-            f"`{SHARED_PREFIX}`); there is no separate rationale decoder, so `edgedistill strip` only drops training files."
+            f"`{SHARED_PREFIX}`); there is no separate rationale decoder, so `edgedistill strip` only drops training "
+            "files."
         )
     return (
         "The checkpoint holds the label model (a standard transformers model) and, in `rationale_decoder/`,\n"

@@ -19,7 +19,8 @@ def strip_student(student: Path, out: Path) -> Path:
     meta = read_meta(student)
     if meta.get("kind") != "student":
         raise UserError(
-            f"{student}: not a student dir (no edgedistill.json with kind 'student'); pass the dir `edgedistill train --out` wrote"
+            f"{student}: not a student dir (no edgedistill.json with kind 'student'); pass the dir `edgedistill train "
+            "--out` wrote"
         )
     with build_dir(out) as tmp:
         for item in student.iterdir():

@@ -106,7 +106,8 @@ def pooling_for(base_dir, requested: str = "auto", pairs: bool = False) -> str:
     scores (question, choice) pairs, `pairs`, two-tower: the base's own comparison of two texts), else cls.
 
     Two-tower for multiple choice: CQA, label-only, 3 seeds each, +4.7 pt paired at 300 rows (41.2 +- 0.7 % vs
-    36.6 +- 1.5 %), +3.2 at 1,000 (44.1 +- 1.8 % vs 40.9 +- 1.5 %) and +1.9 at 3,200 (within noise) over the mean-pooled joint head (benchmarks/results/two_tower.md)."""
+    36.6 +- 1.5 %), +3.2 at 1,000 (44.1 +- 1.8 % vs 40.9 +- 1.5 %) and +1.9 at 3,200 (within noise) over the
+    mean-pooled joint head (benchmarks/results/two_tower.md)."""
     config = load_config(base_dir)
     if requested == "auto":
         requested = getattr(config, "classifier_pooling", None)

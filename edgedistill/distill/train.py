@@ -280,7 +280,8 @@ def _check_student(cfg: TrainConfig, task: TaskSpec, base: str, family: str, row
     if cfg.mode in RATIONALE_MODES and cfg.alpha < 1 and not stats["with_rationale"]:
         raise UserError(
             f"--mode {cfg.mode}: {cfg.annotations} has no rationales to learn from (the teacher gave none, or "
-            "--prompt label-only); annotate with --prompt zero-shot, or train --mode label-only (auto does that by itself)"
+            "--prompt label-only); annotate with --prompt zero-shot, or train --mode label-only (auto does that by "
+            "itself)"
         )
 
 
@@ -379,8 +380,10 @@ def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit,
     epochs = epochs_for(cfg, len(prep.train_rows))
     if epochs > cfg.epochs:
         echo(
-            f"{cfg.mode}: {len(prep.train_rows)} training rows give {steps_per_epoch(cfg, len(prep.train_rows))} optimizer "
-            f"steps an epoch; training {epochs:g} epochs instead of {cfg.epochs:g}, for at least {cfg.min_steps} steps (--min-steps)"
+            f"{cfg.mode}: {len(prep.train_rows)} training rows give {steps_per_epoch(cfg, len(prep.train_rows))} "
+            "optimizer "
+            f"steps an epoch; training {epochs:g} epochs instead of {cfg.epochs:g}, for at least {cfg.min_steps} steps "
+            "(--min-steps)"
         )
     for attempt in range(cfg.retries + 1):
         tried = replace(cfg, epochs=epochs * 2**attempt)  # min_steps is applied here, once
@@ -402,7 +405,8 @@ def fit_with_retries(cfg: TrainConfig, prep: Prepared, echo=print) -> tuple[Fit,
             return fit, attempts
         echo(
             f"{cfg.mode}: attempt {attempt + 1} ended at the floor (validation accuracy "
-            f"{100 * fit.final_eval['eval_accuracy']:.1f} %; {floor_name(prep.family)} gives {100 * fit.final_eval['eval_floor']:.1f} %)"
+            f"{100 * fit.final_eval['eval_accuracy']:.1f} %; {floor_name(prep.family)} gives "
+            f"{100 * fit.final_eval['eval_floor']:.1f} %)"
             + (f"; retrying with the next seed and {2 * tried.epochs:g} epochs" if attempt < cfg.retries else "")
         )
     raise UserError(
@@ -621,7 +625,8 @@ def steps_per_epoch(cfg: TrainConfig, rows: int) -> int:
 
 
 def epochs_for(cfg: TrainConfig, rows: int) -> float:
-    """cfg.epochs, raised to whole epochs that reach cfg.min_steps optimizer steps where `rows` give fewer (MIN_STEPS)."""
+    """cfg.epochs, raised to whole epochs that reach cfg.min_steps optimizer steps where `rows` give fewer
+    (MIN_STEPS)."""
     return max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch(cfg, rows)))
 
 

@@ -151,7 +151,8 @@ def machine_record(threads=None, command: list[str] | None = None) -> dict:
 def describe(m: dict) -> str:
     """One line for a report: 'AMD EPYC, x86_64, 2 CPUs, avx512_vnni'."""
     isa = [k for k in ("avx512_vnni", "avx_vnni", "amx_int8", "avx2", "dotprod", "neon") if m.get("isa", {}).get(k)]
-    return f"{m.get('cpu_model', '?')}, {m.get('arch', '?')}, {m.get('usable_cpus', '?')} CPUs, {'/'.join(isa[:2]) or 'no SIMD int8'}"
+    simd = "/".join(isa[:2]) or "no SIMD int8"
+    return f"{m.get('cpu_model', '?')}, {m.get('arch', '?')}, {m.get('usable_cpus', '?')} CPUs, {simd}"
 
 
 def _busy_cpu_seconds() -> float | None:

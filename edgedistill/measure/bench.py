@@ -352,7 +352,8 @@ def read_subject(bundle, torch_dir=None) -> Subject:
             kind = json.loads(meta.read_text()).get("kind")
             if kind == "student":
                 raise UserError(
-                    f"{torch_dir}: --torch is a student checkpoint; strip it first (edgedistill strip) and pass the stripped dir"
+                    f"{torch_dir}: --torch is a student checkpoint; strip it first (edgedistill strip) and pass the "
+                    "stripped dir"
                 )
     return Subject(bundle, manifest, family, int(manifest.get("max_length") or 512), labels, task, torch_dir)
 

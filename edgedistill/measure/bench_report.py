@@ -65,7 +65,8 @@ def validate(doc: dict, where="results.json") -> None:
     if err is not None:
         path = ".".join(str(p) for p in err.absolute_path) or "(top level)"
         raise UserError(
-            f"{where}: {path}: {err.message}; this is not a results.json of edgedistill bench (schema {SCHEMA_PATH.name})"
+            f"{where}: {path}: {err.message}; this is not a results.json of edgedistill bench (schema "
+            f"{SCHEMA_PATH.name})"
         )
 
 
@@ -420,8 +421,8 @@ def _load_text(run: dict) -> str:
     share = load.get("other_processes_cpu_share")
     if share is not None:
         text += (
-            f"; other processes used {100 * share:.0f} % of the CPUs during the {load.get('seconds', 0) / 60:.0f}-min run"
-            + (" (a busy machine: absolute times are inflated, ratios less so)" if share > 0.1 else " (quiet)")
+            f"; other processes used {100 * share:.0f} % of the CPUs during the {load.get('seconds', 0) / 60:.0f}-min "
+            "run" + (" (a busy machine: absolute times are inflated, ratios less so)" if share > 0.1 else " (quiet)")
         )
     return text + "."
 
@@ -491,7 +492,8 @@ def plot_latency(doc: dict, path) -> None:
 
 
 def plot_tradeoff(doc: dict, path) -> None:
-    """At the headline shape: p50 latency (x) against accuracy (y; size when there is no accuracy), bubble area = size."""
+    """At the headline shape: p50 latency (x) against accuracy (y; size when there is no accuracy), bubble area =
+    size."""
     # deferred: matplotlib loads only to plot
     import matplotlib
 
@@ -527,8 +529,8 @@ def plot_tradeoff(doc: dict, path) -> None:
     ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}" if f"{x:g}"[0] in "25" else ""))
     ax.set_xlabel(
-        f"p50 latency (ms, log), batch {shape['batch_size'] if shape else '?'}, seq {shape['seq_len'] if shape else '?'}"
-        + ("" if multi or not shape else f", {shape['threads']} threads")
+        f"p50 latency (ms, log), batch {shape['batch_size'] if shape else '?'}, seq "
+        f"{shape['seq_len'] if shape else '?'}" + ("" if multi or not shape else f", {shape['threads']} threads")
     )
     ax.set_ylabel("accuracy (%)" if use_acc else "model size (MB)")
     ax.set_title("Speed, size (bubble area) and accuracy" if use_acc else "Speed and size (no --data, so no accuracy)")
@@ -657,7 +659,8 @@ def summary_lines(doc: dict) -> list[str]:
     ]
     for r in head:
         out.append(
-            f" {('#' + str(r['run_index'] + 1)) if multi else '':<4}{r['threads']:>4}  {NAMES.get(r['variant'], r['variant']):<24}"
+            f" {('#' + str(r['run_index'] + 1)) if multi else '':<4}{r['threads']:>4}  "
+            f"{NAMES.get(r['variant'], r['variant']):<24}"
             f"{_f(r['p50_ms']):>9}{_f(r.get('speedup_vs_torch_fp32'), '.2f', '×'):>9}"
             f"{_f(_mb(r.get('size_bytes')), '.1f'):>9}{_f(_pct(r.get('accuracy')), '.2f', ' %'):>10}"
         )
