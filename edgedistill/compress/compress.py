@@ -179,39 +179,19 @@ def _smaller(cfg, src: Path, full: Path, split: _Split, layers, bases, ensemble,
     """The smaller candidates, distilled from `full`: one per layer count, one per --into base (its vocabulary trimmed
     to the same texts)."""
     total, dirs = layer_count(full), []
+    # what every smaller student learns from, quietly
+    each = {"echo": lambda *_: None, "inputs": split.fit_inputs, "label_weight": cfg.label_weight, "ensemble": ensemble}
     for k in layers:
         echo(f"{k} layers: distilling from the {total}-layer student{ensemble_note(ensemble)} ...")
         distill_layers(
-            full,
-            split.fit,
-            k,
-            work / f"{k}-layers",
-            work,
-            cfg.epochs,
-            cfg.batch_size,
-            cfg.lr,
-            cfg.seed,
-            echo=lambda *_: None,
-            inputs=split.fit_inputs,
-            label_weight=cfg.label_weight,
-            ensemble=ensemble,
+            full, split.fit, k, work / f"{k}-layers", work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, **each
         )
         dirs.append(work / f"{k}-layers")
     for i, base in enumerate(bases):
         if base == STATIC:
             echo(f"static: a model2vec student learning the {total}-layer student{ensemble_note(ensemble)} ...")
             d = work / "static"
-            distill_static(
-                src,
-                split.fit,
-                d,
-                work,
-                cfg.seed,
-                echo=lambda *_: None,
-                inputs=split.fit_inputs,
-                label_weight=cfg.label_weight,
-                ensemble=ensemble,
-            )
+            distill_static(src, split.fit, d, work, cfg.seed, **each)
             dirs.append(d)
             continue
         echo(
@@ -219,21 +199,7 @@ def _smaller(cfg, src: Path, full: Path, split: _Split, layers, bases, ensemble,
             f"{base_name(base)} ..."
         )
         d = work / f"into-{i}"
-        distill_into(
-            full,
-            split.fit,
-            base,
-            d,
-            work,
-            cfg.epochs,
-            cfg.batch_size,
-            cfg.lr,
-            cfg.seed,
-            echo=lambda *_: None,
-            inputs=split.fit_inputs,
-            label_weight=cfg.label_weight,
-            ensemble=ensemble,
-        )
+        distill_into(full, split.fit, base, d, work, cfg.epochs, cfg.batch_size, cfg.lr, cfg.seed, **each)
         write_meta(d, {**read_meta(d), "distilled_from": str(src.resolve())})  # not the trimmed copy in the work dir
         if cfg.trim_vocab:
             trim_vocabulary(d, texts, work / f"into-{i}-trimmed", cfg.common_words)
