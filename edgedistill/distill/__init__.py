@@ -1,1 +1,1 @@
-"""The student stages: training (train, select, student, train_data), strip, compress, the model card."""
+"""The student stages: training (train, config, select, student, train_data), strip, the model card."""
