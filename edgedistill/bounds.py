@@ -3,7 +3,7 @@
 The CLI's option types (`option_type`), pipeline.yaml's checks (`pipeline.load_pipeline`, naming `file:line`) and
 the stage functions that take a config from Python (`check_config`) all read these tables, so `--concurrency 0`
 and `teacher: {concurrency: 0}` are refused with the same bound. Keys are the field names of the stage's config
-dataclass (AnnotateConfig, TrainConfig, CompressConfig, ExportConfig, BenchSettings), which are also the
+dataclass (AnnotateConfig, TrainConfig, CompressConfig, ExportConfig, BenchConfig), which are also the
 pipeline.yaml keys of its section. A list field's bound applies to each item. Torch-free: reading a pipeline file
 imports this, never a stage.
 """
