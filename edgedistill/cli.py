@@ -61,7 +61,8 @@ class LazyGroup(click.Group):
         except ModuleNotFoundError as e:
             if not e.name or not e.name.startswith("edgedistill"):
                 raise click.ClickException(
-                    f"`edgedistill {name}` needs the package {e.name!r}; install the full toolkit: pip install 'edgedistill[all]'"
+                    f"`edgedistill {name}` needs the package {e.name!r}; install the full toolkit: "
+                    "pip install 'edgedistill[all]'"
                 ) from None
             raise
         if stage.log or name == "run":

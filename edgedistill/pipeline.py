@@ -27,19 +27,18 @@ from pathlib import Path
 from . import bounds
 from .atomic import write_json
 from .choices import CANDIDATE_MODES, Choice, Mode, values
+from .compress.compress import CompressConfig, compress
 from .console import quiet
 from .data import load_examples
 from .deploy import export as deploy_export
 from .deploy.export import ExportConfig
 from .distill import strip as distill_strip
 from .distill import train as distill_train
-from .compress.compress import CompressConfig, compress
 from .distill.config import TrainConfig
 from .errors import UserError, at
 from .evaluate import evaluate_model
 from .measure import bench_report
-from .measure.bench import BenchConfig
-from .measure.bench import run_bench
+from .measure.bench import BenchConfig, run_bench
 from .options import section, stage_settings
 from .run_report import write_report
 from .rundir import run_dir_lock
@@ -383,7 +382,8 @@ def exported_model(pipe: Pipeline) -> str:
 
 
 def _model_path(pipe: Pipeline, name: str | None) -> str | None:
-    """A model named in pipeline.yaml: a path (relative to the file) when it looks like one, else the name as written."""
+    """A model named in pipeline.yaml: a path (relative to the file) when it looks like one, else the name as
+    written."""
     return str(pipe.path(name)) if name and ("/" in name or name.startswith(".")) else name
 
 

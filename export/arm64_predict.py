@@ -13,9 +13,8 @@ from pathlib import Path
 
 def predict(bundle: str, out: str, inputs: str | None) -> None:
     sys.path.insert(0, bundle)
-    from edge_runtime import EdgeModel  # the runtime shipped inside the bundle
-
     import onnxruntime
+    from edge_runtime import EdgeModel  # the runtime shipped inside the bundle
 
     model = EdgeModel.load(bundle)
     if inputs:
@@ -24,8 +23,16 @@ def predict(bundle: str, out: str, inputs: str | None) -> None:
         words = "the a dog cat man woman is are not running sitting park street happy sad red big small because".split()
         items = [" ".join(words[(i * 7 + j * 3) % len(words)] for j in range(5 + i % 20)) for i in range(100)]
     preds = model.predict(items)
-    Path(out).write_text(json.dumps({"arch": platform.machine(), "onnxruntime": onnxruntime.__version__,
-                                     "quantization": model.manifest["quantization"], "predictions": preds}))
+    Path(out).write_text(
+        json.dumps(
+            {
+                "arch": platform.machine(),
+                "onnxruntime": onnxruntime.__version__,
+                "quantization": model.manifest["quantization"],
+                "predictions": preds,
+            }
+        )
+    )
     print(f"{platform.machine()}: {len(preds)} predictions", file=sys.stderr)
 
 
@@ -35,8 +42,15 @@ def compare(a: str, b: str) -> None:
     key = "label" if "label" in pa[0] else "answer"
     agree = sum(p[key] == q[key] for p, q in zip(pa, pb)) / len(pa)
     diff = max((abs(p["probs"][k] - q["probs"][k]) for p, q in zip(pa, pb) for k in p.get("probs", {})), default=0.0)
-    result = {"x": x["arch"], "y": y["arch"], "inputs": len(pa), "agreement": agree, "max_abs_prob_diff": diff,
-              "quantization": x["quantization"].get("mode"), "onnxruntime": [x["onnxruntime"], y["onnxruntime"]]}
+    result = {
+        "x": x["arch"],
+        "y": y["arch"],
+        "inputs": len(pa),
+        "agreement": agree,
+        "max_abs_prob_diff": diff,
+        "quantization": x["quantization"].get("mode"),
+        "onnxruntime": [x["onnxruntime"], y["onnxruntime"]],
+    }
     print(json.dumps(result, indent=2))
     sys.exit(0 if agree == 1.0 else 1)
 

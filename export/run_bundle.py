@@ -50,8 +50,10 @@ def core(bundle: Path, name: str):
     except ImportError as e:
         if e.name not in ("edge", f"edge.{name}"):
             raise
-        sys.exit(f"{bundle}: no edgedistill installed and no edge/{name}.py in the bundle; pass the directory "
-                 "`edgedistill export` wrote (a bundle without an edge/ folder predates the shipped core: re-export it)")
+        sys.exit(
+            f"{bundle}: no edgedistill installed and no edge/{name}.py in the bundle; pass the directory "
+            "`edgedistill export` wrote (a bundle without an edge/ folder predates the shipped core: re-export it)"
+        )
 
 
 def ints(s):
@@ -62,10 +64,21 @@ def ints(s):
 
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(description="Predict with and time an edgedistill bundle (onnxruntime, numpy, tokenizers only).")
+    ap = argparse.ArgumentParser(
+        description="Predict with and time an edgedistill bundle (onnxruntime, numpy, tokenizers only)."
+    )
     ap.add_argument("bundle", type=Path)
-    ap.add_argument("--text", action="append", default=[], help="Predict this (already rendered) input and print the result; repeatable.")
-    ap.add_argument("--data", type=Path, help="JSON lines of the task's fields (and gold field, for accuracy); real text for timing.")
+    ap.add_argument(
+        "--text",
+        action="append",
+        default=[],
+        help="Predict this (already rendered) input and print the result; repeatable.",
+    )
+    ap.add_argument(
+        "--data",
+        type=Path,
+        help="JSON lines of the task's fields (and gold field, for accuracy); real text for timing.",
+    )
     ap.add_argument("--limit", type=int, default=500, help="Examples of --data to use (default 500).")
     ap.add_argument("--batch-sizes", type=ints, default=[1, 8])
     ap.add_argument("--seq-lens", type=ints, default=[32, 128])
@@ -73,8 +86,12 @@ def parse_args(argv):
     ap.add_argument("--min-time", type=float, default=2.0)
     ap.add_argument("--min-iters", type=int, default=10)
     ap.add_argument("--warmup", type=float, default=0.3)
-    ap.add_argument("--no-fresh-process", action="store_true", help="Skip peak RSS / cold start (a new process per thread count).")
-    ap.add_argument("--out", type=Path, help="results.json to write (a directory: DIR/results.json). Without it, only --text runs.")
+    ap.add_argument(
+        "--no-fresh-process", action="store_true", help="Skip peak RSS / cold start (a new process per thread count)."
+    )
+    ap.add_argument(
+        "--out", type=Path, help="results.json to write (a directory: DIR/results.json). Without it, only --text runs."
+    )
     return ap.parse_args(argv)
 
 
@@ -122,15 +139,23 @@ def read_inputs(a, model) -> dict:
     examples = []
     if a.data:
         try:
-            examples = [(r, answers.gold_of(task, r, f"{a.data}:{n}")) for n, r in answers.read_records(a.data, a.limit)]
+            examples = [
+                (r, answers.gold_of(task, r, f"{a.data}:{n}")) for n, r in answers.read_records(a.data, a.limit)
+            ]
         except ValueError as e:
             sys.exit(str(e))
     tok = feeds.load_tokenizer(model.path / model.manifest["tokenizer"]["file"])
     texts = [model.render(r) for r, _ in examples] or feeds.synthetic_texts(tok)
     field = task.get("choices")
     choices = [answers.parse_choices(r[field]) for r, _ in examples if field and r.get(field)] or None
-    return {"examples": examples, "gold": [(r, g) for r, g in examples if g is not None], "tok": tok, "texts": texts,
-            "choices": choices, "item": examples[0][0] if examples else texts[0]}
+    return {
+        "examples": examples,
+        "gold": [(r, g) for r, g in examples if g is not None],
+        "tok": tok,
+        "texts": texts,
+        "choices": choices,
+        "item": examples[0][0] if examples else texts[0],
+    }
 
 
 def accuracy_of(bundle: Path, model, gold) -> dict:
@@ -152,9 +177,15 @@ def _runtime_models(bundle: Path, manifest: dict) -> dict:
 
 def variant_info(bundle: Path, model) -> dict:
     manifest = model.manifest
-    info = {"name": "bundle", "description": "edgedistill bundle via " + type(model).__module__, "status": "ok", "reason": None,
-            "files": sorted(_runtime_models(bundle, manifest).values()) or sorted(p.name for p in bundle.glob("*.onnx")),
-            "quantization": manifest.get("quantization"), "target": manifest.get("target")}
+    info = {
+        "name": "bundle",
+        "description": "edgedistill bundle via " + type(model).__module__,
+        "status": "ok",
+        "reason": None,
+        "files": sorted(_runtime_models(bundle, manifest).values()) or sorted(p.name for p in bundle.glob("*.onnx")),
+        "quantization": manifest.get("quantization"),
+        "target": manifest.get("target"),
+    }
     info["size_bytes"] = sum((bundle / f).stat().st_size for f in info["files"]) or None
     info["package_bytes"] = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file())
     return info
@@ -171,7 +202,10 @@ def latency_rows(a, inputs) -> list[dict]:
     for t in a.threads:
         m = EdgeModel.load(a.bundle, threads=t)
         for i, (b, q) in enumerate((b, q) for b in a.batch_sizes for q in a.seq_lens):
-            x = feeds.fit(feeds.shape_feeds(inputs["tok"], m.family, inputs["texts"], inputs["choices"], b, q, offset=i), m.input_names)
+            x = feeds.fit(
+                feeds.shape_feeds(inputs["tok"], m.family, inputs["texts"], inputs["choices"], b, q, offset=i),
+                m.input_names,
+            )
             res = timing.time_interleaved({"bundle": timing.Calls(m.run)}, {"bundle": x}, a)["bundle"]
             row = {"variant": "bundle", "batch_size": b, "seq_len": q, "threads": t}
             if "error" in res:  # e.g. seq longer than the model's positions
@@ -179,15 +213,24 @@ def latency_rows(a, inputs) -> list[dict]:
                 continue
             s = timing.summarize(res["times_ns"], b)
             rows.append({**row, "status": "ok", **s})
-            print(f"threads {t} batch {b:>3} seq {q:>4}: p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms  "
-                  f"{s['throughput_items_s']:.1f} items/s", file=sys.stderr)
+            print(
+                f"threads {t} batch {b:>3} seq {q:>4}: p50 {s['p50_ms']:.2f} ms  p99 {s['p99_ms']:.2f} ms  "
+                f"{s['throughput_items_s']:.1f} items/s",
+                file=sys.stderr,
+            )
         del m
     return rows
 
 
 def fresh_process(bundle: Path, threads: int, inputs: dict, shape) -> dict:
-    spec = {"bundle": str(bundle), "threads": threads, "item": inputs["item"], "texts": inputs["texts"][:64],
-            "choices": inputs["choices"][:8] if inputs["choices"] else None, "shape": list(shape)}
+    spec = {
+        "bundle": str(bundle),
+        "threads": threads,
+        "item": inputs["item"],
+        "texts": inputs["texts"][:64],
+        "choices": inputs["choices"][:8] if inputs["choices"] else None,
+        "shape": list(shape),
+    }
     return core(bundle, "process").fresh_process([sys.executable, os.path.abspath(__file__)], spec, threads, shape)
 
 
@@ -200,13 +243,20 @@ def child(argv) -> int:
     def largest(model):
         feeds = core(bundle, "feeds")
         tok = feeds.load_tokenizer(model.path / model.manifest["tokenizer"]["file"])
-        x = feeds.fit(feeds.shape_feeds(tok, model.family, spec["texts"], spec["choices"], *spec["shape"]), model.input_names)
+        x = feeds.fit(
+            feeds.shape_feeds(tok, model.family, spec["texts"], spec["choices"], *spec["shape"]), model.input_names
+        )
         for _ in range(2):
             model.run(x)
 
-    return process.child_entry(argv, lambda s: process.child_measure(
-        lambda: core(bundle, "runtime").EdgeModel.load(bundle, threads=s["threads"]),
-        lambda model: model.predict([s["item"]]), largest))
+    return process.child_entry(
+        argv,
+        lambda s: process.child_measure(
+            lambda: core(bundle, "runtime").EdgeModel.load(bundle, threads=s["threads"]),
+            lambda model: model.predict([s["item"]]),
+            largest,
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,29 +267,62 @@ def join(rows: list[dict], info: dict, fresh_for_threads) -> None:
     """Each row gets the bundle's size, accuracy, memory and cold start; no torch baseline on a device."""
     for r in rows:
         fp = fresh_for_threads(info.get("fresh_process"), r["threads"])
-        r.update(size_bytes=info.get("size_bytes"), accuracy=info.get("accuracy"), peak_rss_mb=fp.get("peak_rss_mb"),
-                 cold_start_s=fp.get("cold_start_s"), speedup_vs_torch_fp32=None, size_ratio_vs_torch_fp32=None,
-                 accuracy_delta_pt_vs_torch_fp32=None, rss_ratio_vs_torch_fp32=None)
+        r.update(
+            size_bytes=info.get("size_bytes"),
+            accuracy=info.get("accuracy"),
+            peak_rss_mb=fp.get("peak_rss_mb"),
+            cold_start_s=fp.get("cold_start_s"),
+            speedup_vs_torch_fp32=None,
+            size_ratio_vs_torch_fp32=None,
+            accuracy_delta_pt_vs_torch_fp32=None,
+            rss_ratio_vs_torch_fp32=None,
+        )
 
 
 def document(a, argv, model, inputs, info, rows, meter) -> dict:
     manifest, family = model.manifest, model.family
     task = manifest.get("task") or {}
-    return {"schema_version": SCHEMA_VERSION, "kind": "run", "tool": "export/run_bundle.py",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": core(a.bundle, "machine").machine_record(threads=a.threads, command=["python", "run_bundle.py"] + argv),
-            "load": meter.result(),
-            "subject": {"bundle": str(a.bundle), "torch": None, "family": family, "task": task.get("name"),
-                        "labels": task.get("labels"), "max_length": manifest.get("max_length")},
-            "data": {"path": str(a.data) if a.data else None, "examples": len(inputs["examples"]), "with_gold": len(inputs["gold"]),
-                     "inputs": "real" if inputs["examples"] else "synthetic"},
-            "settings": {"batch_sizes": a.batch_sizes, "seq_lens": a.seq_lens, "threads": a.threads, "min_time": a.min_time,
-                         "min_iters": a.min_iters, "warmup": a.warmup, "limit": a.limit, "fresh_process": not a.no_fresh_process,
-                         "variants": ["bundle"], "seed": 0},
-            "baseline": "torch-fp32",
-            "timed_call": ("encoder forward + first decoder step" if family == "seq2seq" else "model forward")
-            + " on pre-tokenized inputs of exactly batch x seq real tokens (tokenization excluded)",
-            "variants": [info], "results": rows}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "run",
+        "tool": "export/run_bundle.py",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": core(a.bundle, "machine").machine_record(
+            threads=a.threads, command=["python", "run_bundle.py"] + argv
+        ),
+        "load": meter.result(),
+        "subject": {
+            "bundle": str(a.bundle),
+            "torch": None,
+            "family": family,
+            "task": task.get("name"),
+            "labels": task.get("labels"),
+            "max_length": manifest.get("max_length"),
+        },
+        "data": {
+            "path": str(a.data) if a.data else None,
+            "examples": len(inputs["examples"]),
+            "with_gold": len(inputs["gold"]),
+            "inputs": "real" if inputs["examples"] else "synthetic",
+        },
+        "settings": {
+            "batch_sizes": a.batch_sizes,
+            "seq_lens": a.seq_lens,
+            "threads": a.threads,
+            "min_time": a.min_time,
+            "min_iters": a.min_iters,
+            "warmup": a.warmup,
+            "limit": a.limit,
+            "fresh_process": not a.no_fresh_process,
+            "variants": ["bundle"],
+            "seed": 0,
+        },
+        "baseline": "torch-fp32",
+        "timed_call": ("encoder forward + first decoder step" if family == "seq2seq" else "model forward")
+        + " on pre-tokenized inputs of exactly batch x seq real tokens (tokenization excluded)",
+        "variants": [info],
+        "results": rows,
+    }
 
 
 def write(doc: dict, out: Path) -> None:

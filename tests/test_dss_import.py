@@ -25,19 +25,41 @@ def test_palm_labels_reproduce_gold_agreement(dss_dir, dataset, split):
 
 
 def test_noise_is_cut():
-    answer, rationale = split_output("cqa", "Beavers build dams in woods. So the answer is (b) wooded area.\n\nQ: What is 2?\nA: So the answer is (a)")
+    answer, rationale = split_output(
+        "cqa",
+        "Beavers build dams in woods. So the answer is (b) wooded area.\n\nQ: What is 2?\nA: So the answer is (a)",
+    )
     assert answer == "So the answer is (b) wooded area." and rationale.strip() == "Beavers build dams in woods."
-    answer, rationale = split_output("esnli", "A man is a person.\nAnswer: entailment\n\nPremise: x\nHypothesis: y\nReasonings: z\nAnswer: neutral")
+    answer, rationale = split_output(
+        "esnli", "A man is a person.\nAnswer: entailment\n\nPremise: x\nHypothesis: y\nReasonings: z\nAnswer: neutral"
+    )
     assert "entailment" in answer and "neutral" not in answer and rationale.strip() == "A man is a person."
 
 
 def test_import_dss_command(dss_dir, tmp_path):
-    r = CliRunner().invoke(main, ["import-dss", "--dataset", "svamp", "--split", "test", "--out", str(tmp_path),
-                                  "--dss-dir", str(dss_dir), "--limit", "50"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "import-dss",
+            "--dataset",
+            "svamp",
+            "--split",
+            "test",
+            "--out",
+            str(tmp_path),
+            "--dss-dir",
+            str(dss_dir),
+            "--limit",
+            "50",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in (tmp_path / "annotations.jsonl").read_text().splitlines()]
     summary = json.loads((tmp_path / "annotate.json").read_text())
     assert len(rows) == 50 == summary["examples"] and summary["cost_usd"] == 0 and (tmp_path / "task.yaml").exists()
     assert summary["ok"] == sum(r["status"] == "ok" for r in rows)
-    r = CliRunner().invoke(main, ["import-dss", "--dataset", "esnli", "--split", "train", "--out", str(tmp_path), "--dss-dir", str(dss_dir)])
+    r = CliRunner().invoke(
+        main,
+        ["import-dss", "--dataset", "esnli", "--split", "train", "--out", str(tmp_path), "--dss-dir", str(dss_dir)],
+    )
     assert r.exit_code != 0 and "valid, test" in r.output

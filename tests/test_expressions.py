@@ -226,11 +226,11 @@ def test_compress_builds_a_smaller_ranking_student(ranked, tmp_path):
     """A ranking student compresses like any multiple-choice one: the trimmed vocabulary keeps the expressions'
     tokens (identical predictions), and a 1-layer student learns the 2-layer one's probabilities over each row's
     own expressions (soft targets of 6 and 18 choices in one batch); export takes the result."""
-    from edgedistill.deploy.export import ExportConfig, export_bundle
     from edgedistill.compress.compress import CompressConfig, compress
     from edgedistill.compress.inputs import task_texts
     from edgedistill.compress.smaller import teacher_annotations
     from edgedistill.compress.vocabulary import trim_vocabulary
+    from edgedistill.deploy.export import ExportConfig, export_bundle
     from edgedistill.model_dir import read_meta
 
     d, _ = ranked

@@ -10,83 +10,149 @@ from types import SimpleNamespace
 import pytest
 
 from edgedistill.edge.arith import same_number
+from edgedistill.task import task_from_dict
 from edgedistill.teacher.cost import count_tokens
 from edgedistill.teacher.dss import load_dss, task_for
-from edgedistill.teacher.parsing import (clean_rationale, parse_answer, parse_choice, parse_label, parse_number, read_number,
-                                         why_unparsed)
+from edgedistill.teacher.parsing import (
+    clean_rationale,
+    parse_answer,
+    parse_choice,
+    parse_label,
+    parse_number,
+    read_number,
+    why_unparsed,
+)
 from edgedistill.teacher.prompts import plan
-from edgedistill.task import task_from_dict
 
 TRANSCRIPT = Path(__file__).parent / "data" / "local_teacher_transcript.jsonl"
-NLI = task_from_dict({"name": "nli", "type": "classification", "input": "{t}", "labels": ["entailment", "neutral", "contradiction"]})
+NLI = task_from_dict(
+    {"name": "nli", "type": "classification", "input": "{t}", "labels": ["entailment", "neutral", "contradiction"]}
+)
 CHOICES = ["bus station", "airport", "train station", "station wagon", "harbour"]
 
 
-@pytest.mark.parametrize("text, label", [
-    ("entailment", "entailment"), ("Answer: Entailment.", "entailment"), ("**Answer:** CONTRADICTION", "contradiction"),
-    ("Answer: neutral\nExplanation: The premise says nothing about the contradiction claimed.", "neutral"),
-    ("True", "entailment"), ("False.", "contradiction"), ("Inconclusive", "neutral"), ("It is not possible to tell", "neutral"),
-    ("The premise entails the hypothesis.", "entailment"),
-    ("Therefore, the answer (one of: entailment, neutral, contradiction) is neutral.", "neutral"),
-    ("The answer is \\boxed{\\text{contradict}}.", "contradiction"),
-    ("Label: 2", None),  # an index is not a label name
-    ("entailment or neutral", None), ("I do not know.", None), ("", None), ("   \n", None),
-])
+@pytest.mark.parametrize(
+    "text, label",
+    [
+        ("entailment", "entailment"),
+        ("Answer: Entailment.", "entailment"),
+        ("**Answer:** CONTRADICTION", "contradiction"),
+        ("Answer: neutral\nExplanation: The premise says nothing about the contradiction claimed.", "neutral"),
+        ("True", "entailment"),
+        ("False.", "contradiction"),
+        ("Inconclusive", "neutral"),
+        ("It is not possible to tell", "neutral"),
+        ("The premise entails the hypothesis.", "entailment"),
+        ("Therefore, the answer (one of: entailment, neutral, contradiction) is neutral.", "neutral"),
+        ("The answer is \\boxed{\\text{contradict}}.", "contradiction"),
+        ("Label: 2", None),  # an index is not a label name
+        ("entailment or neutral", None),
+        ("I do not know.", None),
+        ("", None),
+        ("   \n", None),
+    ],
+)
 def test_labels(text, label):
     assert parse_answer(NLI, text) == label
 
 
 def test_task_synonyms_extend_the_defaults():
-    t = task_from_dict({"name": "s", "type": "classification", "input": "{t}", "labels": ["pos", "neg"],
-                        "synonyms": {"pos": ["positive", "good"], "neg": ["negative"]}})
+    t = task_from_dict(
+        {
+            "name": "s",
+            "type": "classification",
+            "input": "{t}",
+            "labels": ["pos", "neg"],
+            "synonyms": {"pos": ["positive", "good"], "neg": ["negative"]},
+        }
+    )
     assert parse_label(t, "Answer: Positive") == "pos" and parse_label(t, "negative sentiment") == "neg"
     assert parse_label(t, "good and negative") == "pos"  # several synonyms: the first one named wins
 
 
-@pytest.mark.parametrize("text, choice", [
-    ("(c) train station", "train station"), ("c)", "train station"), ("C.", "train station"), ("c", "train station"),
-    ("So the answer is (c) train station.", "train station"), ("The correct answer is option C", "train station"),
-    ("Answer: (b)\nExplanation: unlike (a), an airport has planes.", "airport"),
-    ("Train Station", "train station"),  # the text itself, "station" inside it does not count twice
-    ("Therefore, among (a) through (e), the answer is (e).", "harbour"),
-    ("So the answer is either (a) bus station or (c) train station.", None),  # two answers are none
-    ("A man would take a plane.", None),  # a sentence starting "A " is not choice (a)
-    ("A: station", None), ("I am not sure.", None), ("", None),
-])
+@pytest.mark.parametrize(
+    "text, choice",
+    [
+        ("(c) train station", "train station"),
+        ("c)", "train station"),
+        ("C.", "train station"),
+        ("c", "train station"),
+        ("So the answer is (c) train station.", "train station"),
+        ("The correct answer is option C", "train station"),
+        ("Answer: (b)\nExplanation: unlike (a), an airport has planes.", "airport"),
+        ("Train Station", "train station"),  # the text itself, "station" inside it does not count twice
+        ("Therefore, among (a) through (e), the answer is (e).", "harbour"),
+        ("So the answer is either (a) bus station or (c) train station.", None),  # two answers are none
+        ("A man would take a plane.", None),  # a sentence starting "A " is not choice (a)
+        ("A: station", None),
+        ("I am not sure.", None),
+        ("", None),
+    ],
+)
 def test_choices(text, choice):
     assert parse_choice(text, CHOICES) == choice
 
 
-@pytest.mark.parametrize("text, number", [
-    ("The answer is 12.", "12"), ("12,000", "12000"), ("Answer: $1,200.50", "1200.5"), ("84 / 2 = 42", "42"),
-    ("The answer is (84 / 2).", "42"), ("The answer is ((10 * 45) - 3).", "447"), ("( 84.0 / 2.0 )", "42"),
-    ("Answer: 3.5 hours", "3.5"), ("-7", "-7"), ("Therefore, the answer (arabic numerals) is 9.", "9"),
-    ("He has 3 apples and eats some. The answer is (some - 3).", None),  # not the first number of the working
-    ("42\nExplanation: the answer is found by adding.", "42"),
-    ("The answer is (1 / 0).", None), ("no idea", None), ("", None),
-    # LaTeX, as small models write it (the local teacher answered "\\boxed{\\frac{5}{43}}")
-    ("\\boxed{\\frac{5}{43}}", "0.116279"), ("The answer is \\(\\boxed{12}\\).", "12"), ("3 \\times 4 = 12", "12"),
-    ("The answer is \\(\\boxed{No}\\).", None),
-])
+@pytest.mark.parametrize(
+    "text, number",
+    [
+        ("The answer is 12.", "12"),
+        ("12,000", "12000"),
+        ("Answer: $1,200.50", "1200.5"),
+        ("84 / 2 = 42", "42"),
+        ("The answer is (84 / 2).", "42"),
+        ("The answer is ((10 * 45) - 3).", "447"),
+        ("( 84.0 / 2.0 )", "42"),
+        ("Answer: 3.5 hours", "3.5"),
+        ("-7", "-7"),
+        ("Therefore, the answer (arabic numerals) is 9.", "9"),
+        ("He has 3 apples and eats some. The answer is (some - 3).", None),  # not the first number of the working
+        ("42\nExplanation: the answer is found by adding.", "42"),
+        ("The answer is (1 / 0).", None),
+        ("no idea", None),
+        ("", None),
+        # LaTeX, as small models write it (the local teacher answered "\\boxed{\\frac{5}{43}}")
+        ("\\boxed{\\frac{5}{43}}", "0.116279"),
+        ("The answer is \\(\\boxed{12}\\).", "12"),
+        ("3 \\times 4 = 12", "12"),
+        ("The answer is \\(\\boxed{No}\\).", None),
+    ],
+)
 def test_numbers(text, number):
     assert parse_number(text) == number
 
 
-@pytest.mark.parametrize("text, number", [
-    ("2**10", "1024"), ("The answer is 2 ** 10.", "1024"), ("**Answer:** **42**", "42"), ("(1 / 2) ** -2", "4"),
-    ("The answer is 3e5 people.", "300000"), ("1.5E-3", "0.0015"),
-])
+@pytest.mark.parametrize(
+    "text, number",
+    [
+        ("2**10", "1024"),
+        ("The answer is 2 ** 10.", "1024"),
+        ("**Answer:** **42**", "42"),
+        ("(1 / 2) ** -2", "4"),
+        ("The answer is 3e5 people.", "300000"),
+        ("1.5E-3", "0.0015"),
+    ],
+)
 def test_powers_and_exponents_are_numbers_not_bold(text, number):
     assert parse_number(text) == number
 
 
-@pytest.mark.parametrize("text, why", [
-    ("1e400", "not a finite number"), ("The answer is 1e400 apples.", "not a finite number"),
-    ("9" * 400, "more than 100 digits"), ("The answer is " + "9" * 400 + " points.", "more than 100 digits"),
-    ("((((9**99)**99)**99)**99)", "a power of 100 digits or more"), ("9**9**9**9", "a power of 100 digits or more"),
-    ("(-8)**0.5", "not a real number"), ("7 % 0", "modulo by zero"), ("0**-1", "negative power"),
-    ("84 / 2 = 1e999", "not a finite number"), ("\\boxed{1e400}", "not a finite number"),
-])
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("1e400", "not a finite number"),
+        ("The answer is 1e400 apples.", "not a finite number"),
+        ("9" * 400, "more than 100 digits"),
+        ("The answer is " + "9" * 400 + " points.", "more than 100 digits"),
+        ("((((9**99)**99)**99)**99)", "a power of 100 digits or more"),
+        ("9**9**9**9", "a power of 100 digits or more"),
+        ("(-8)**0.5", "not a real number"),
+        ("7 % 0", "modulo by zero"),
+        ("0**-1", "negative power"),
+        ("84 / 2 = 1e999", "not a finite number"),
+        ("\\boxed{1e400}", "not a finite number"),
+    ],
+)
 def test_a_number_that_cannot_be_used_is_no_answer_and_says_why(text, why):
     number, reason = read_number(text)
     assert number is None and why in reason
@@ -116,7 +182,11 @@ def test_parser_never_raises_on_junk():
 
 def palm(dss_dir, dataset):
     task, rows = load_dss(dataset, "test", dss_dir)
-    p = plan(task, "few-shot-cot", [{"input": "q", "answer": rows[0].gold, "choices": rows[0].choices, "rationale": "because"}])
+    p = plan(
+        task,
+        "few-shot-cot",
+        [{"input": "q", "answer": rows[0].gold, "choices": rows[0].choices, "rationale": "because"}],
+    )
     agrees = (lambda a, b: same_number(a, b)) if task.type == "numeric" else (lambda a, b: a == b)
     return task, rows, p, agrees
 
@@ -151,8 +221,10 @@ def test_palm_outputs_parse(dss_dir, dataset):
 
 # The importer on the training pools (the test splits are covered in test_dss_import.py). Measured:
 # CQA train 0.9705 parsed / 0.777 agree, SVAMP train 0.979 / 0.762, e-SNLI valid 0.9996 / 0.732.
-@pytest.mark.parametrize("dataset, split, low_rate, low_agreement", [
-    ("cqa", "train", 0.96, 0.76), ("svamp", "train", 0.96, 0.75), ("esnli", "valid", 0.99, 0.72)])
+@pytest.mark.parametrize(
+    "dataset, split, low_rate, low_agreement",
+    [("cqa", "train", 0.96, 0.76), ("svamp", "train", 0.96, 0.75), ("esnli", "valid", 0.99, 0.72)],
+)
 def test_palm_training_pools_agree_with_gold(dss_dir, dataset, split, low_rate, low_agreement):
     from edgedistill.teacher.dss import agreement
 

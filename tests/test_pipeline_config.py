@@ -192,9 +192,8 @@ def test_every_number_of_every_stage_config_has_one_declared_range():
     import dataclasses
     import typing
 
-    from edgedistill.compress.compress import CompressConfig
-
     from edgedistill.bounds import BOUNDS
+    from edgedistill.compress.compress import CompressConfig
     from edgedistill.deploy.export import ExportConfig
     from edgedistill.distill.train import TrainConfig
     from edgedistill.measure.bench import BenchConfig
@@ -234,7 +233,8 @@ def test_a_run_dir_that_is_or_lies_in_a_file_names_its_line(folder, run_dir):
 
 
 def test_aliases_in_a_pipeline_file_are_refused_by_line(folder):
-    """pipeline.yaml is read by the same reader as task.yaml: a few nested aliases could expand to billions of values."""
+    """pipeline.yaml is read by the same reader as task.yaml: a few nested aliases could expand to billions of
+    values."""
     (folder / "p.yaml").write_text("task: task.yaml\ndata: d.jsonl\nbench:\n  batch_sizes: &b [1, 8]\n  seq_lens: *b\n")
     with pytest.raises(UserError, match=r"p\.yaml:5: the alias \*b repeats an anchored value"):
         load_pipeline(folder / "p.yaml")

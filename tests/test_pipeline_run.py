@@ -1,7 +1,6 @@
 """`edgedistill run` end to end on a tiny config-built student and the recorded quickstart teacher cache."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -10,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 import tiny
 from openai_stub import StubServer
 
@@ -32,7 +30,7 @@ def pipeline(tmp_path):
     (tmp_path / "train.jsonl").write_text("\n".join(train) + "\n")
     (tmp_path / "test.jsonl").write_text("\n".join((QUICKSTART / "test.jsonl").read_text().splitlines()[:15]) + "\n")
     tiny.tiny_encoder_dir(tmp_path / "tiny-encoder")
-    (tmp_path / "pipeline.yaml").write_text(f"""
+    (tmp_path / "pipeline.yaml").write_text("""
 task: task.yaml
 data: train.jsonl
 eval_data: test.jsonl
@@ -67,13 +65,17 @@ bench:
 
 
 def run(p, *extra, **kw):
-    return subprocess.run(CLI + ["run", str(p / "pipeline.yaml"), *extra], capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run(
+        CLI + ["run", str(p / "pipeline.yaml"), *extra], capture_output=True, text=True, timeout=600, **kw
+    )
 
 
 def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipeline):
     run_dir = pipeline / "run"
     # 1. start, and kill -9 while the student is training
-    proc = subprocess.Popen(CLI + ["run", str(pipeline / "pipeline.yaml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        CLI + ["run", str(pipeline / "pipeline.yaml")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and not (run_dir / ".student.checkpoints").exists():
         time.sleep(0.05)
@@ -93,13 +95,27 @@ def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipelin
     # what a person reads: the tool's own lines on stdout, its bars on stderr; what the libraries said is in
     # RUN/logs/STAGE.log (before console.quiet, stdout also held a Trainer dict per logging step; now about 75 lines)
     assert "{'loss'" not in r.stdout and "grad_norm" not in r.stdout
-    for chatter in ("Some weights", "newly initialized", "Warning:", "pre-processing before quantization",
-                    "mtime may not be reliable", "[W:onnxruntime"):
+    for chatter in (
+        "Some weights",
+        "newly initialized",
+        "Warning:",
+        "pre-processing before quantization",
+        "mtime may not be reliable",
+        "[W:onnxruntime",
+    ):
         assert chatter not in r.stdout + r.stderr, chatter
     assert len(r.stdout.splitlines()) <= 120, r.stdout
     assert "newly initialized" in (run_dir / "logs" / "train.log").read_text()
-    for artifact in ("student", "stripped", "compressed/compress.json", "compressed/compress.png", "bundle/manifest.json", "bench/results.json", "report.md",
-                     "compare/standard"):
+    for artifact in (
+        "student",
+        "stripped",
+        "compressed/compress.json",
+        "compressed/compress.png",
+        "bundle/manifest.json",
+        "bench/results.json",
+        "report.md",
+        "compare/standard",
+    ):
         assert (run_dir / artifact).exists(), artifact
     report = (run_dir / "report.md").read_text()
     shipped = json.loads((run_dir / "student" / "train.json").read_text())["mode"]
@@ -107,11 +123,18 @@ def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipelin
     assert "student (standard)" in report and "speedup" in report
     # smoothing ships only where it lowered the INT8 drift (a tiny random model's is a coin toss): the report says which
     smooth = json.loads((run_dir / "bundle" / "manifest.json").read_text())["quantization"]["smooth"]
-    assert ("Bundle: quantization `dynamic`" + (", activations smoothed before INT8 (alpha 0.8)." if smooth else ".")) in report
+    assert (
+        "Bundle: quantization `dynamic`" + (", activations smoothed before INT8 (alpha 0.8)." if smooth else ".")
+    ) in report
     assert "](compressed/compress.png)" in report
-    assert "| candidate | validation accuracy | vs label-only: rows won / lost (p) | training time |" in report and f"| {shipped} (shipped) |" in report
+    assert (
+        "| candidate | validation accuracy | vs label-only: rows won / lost (p) | training time |" in report
+        and f"| {shipped} (shipped) |" in report
+    )
     assert "## Compression" in report and "| 1 layers, trimmed vocabulary |" in report
-    assert "held-out annotated inputs" in report and "Trimmed vocabulary: " in report  # scored on rows it was not built from
+    assert (
+        "held-out annotated inputs" in report and "Trimmed vocabulary: " in report
+    )  # scored on rows it was not built from
     assert json.loads((run_dir / "bundle" / "manifest.json").read_text())["source"]["model"].endswith("compressed")
 
     # 3. nothing changed: every stage is skipped
@@ -126,7 +149,9 @@ def test_run_end_to_end_killed_in_training_then_resumed_then_all_skipped(pipelin
 
 
 def test_broken_pipeline_fails_before_any_work(pipeline):
-    (pipeline / "pipeline.yaml").write_text((pipeline / "pipeline.yaml").read_text().replace("epochs: 60", "epochs: many"))
+    (pipeline / "pipeline.yaml").write_text(
+        (pipeline / "pipeline.yaml").read_text().replace("epochs: 60", "epochs: many")
+    )
     r = run(pipeline)
     assert r.returncode != 0 and "student.epochs: expected float" in r.stderr
     assert not (pipeline / "run").exists()
@@ -174,8 +199,10 @@ def live(tmp_path):
     rows = [{"text": f"item {i} ANSWER=entailment", "label": "entailment"} for i in range(3)]
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with StubServer() as server:
-        (tmp_path / "pipeline.yaml").write_text(f"task: task.yaml\ndata: d.jsonl\nrun_dir: run\nteacher:\n  model: stub\n"
-                                                f"  base_url: {server.base_url}\n  scoring: none\n  prompt: zero-shot\n")
+        (tmp_path / "pipeline.yaml").write_text(
+            f"task: task.yaml\ndata: d.jsonl\nrun_dir: run\nteacher:\n  model: stub\n"
+            f"  base_url: {server.base_url}\n  scoring: none\n  prompt: zero-shot\n"
+        )
         yield tmp_path, server
 
 
@@ -195,7 +222,9 @@ def test_an_annotate_stage_that_failed_is_redone_by_the_next_run(live, monkeypat
     server.refuse_with = None
     notes = []
     rows = run_pipeline(load_pipeline(folder / "pipeline.yaml"), until="annotate", note=notes.append, **quiet)
-    assert rows[0]["status"] == "ran" and "[annotate] up to date, skipped" not in notes and len(server.requests) == 3 + 3
+    assert (
+        rows[0]["status"] == "ran" and "[annotate] up to date, skipped" not in notes and len(server.requests) == 3 + 3
+    )
     assert "annotate" in _state(folder)
     # done once, then failed under other settings: going back to the first settings must not skip the stage, since
     # annotations.jsonl is now the failed run's
@@ -208,12 +237,16 @@ def test_an_annotate_stage_that_failed_is_redone_by_the_next_run(live, monkeypat
     server.refuse_with = None
     rows = run_pipeline(load_pipeline(folder / "pipeline.yaml"), until="annotate", **quiet)
     assert rows[0]["status"] == "ran"
-    assert [r["status"] for r in map(json.loads, (folder / "run" / "annotations.jsonl").read_text().splitlines())] == ["ok"] * 3
+    assert [r["status"] for r in map(json.loads, (folder / "run" / "annotations.jsonl").read_text().splitlines())] == [
+        "ok"
+    ] * 3
     assert run_pipeline(load_pipeline(folder / "pipeline.yaml"), until="annotate", **quiet)[0]["status"] == "skipped"
 
 
-HOLD = "import sys, time\nfrom edgedistill.rundir import run_dir_lock\nwith run_dir_lock(sys.argv[1], 'test holder'):\n" \
-       "    print('held', flush=True)\n    time.sleep(600)\n"
+HOLD = (
+    "import sys, time\nfrom edgedistill.rundir import run_dir_lock\nwith run_dir_lock(sys.argv[1], 'test holder'):\n"
+    "    print('held', flush=True)\n    time.sleep(600)\n"
+)
 
 
 def test_a_run_dir_held_by_another_process_is_refused_until_that_process_is_killed(live, monkeypatch):

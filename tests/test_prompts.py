@@ -5,13 +5,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgedistill.errors import UserError
 from edgedistill.choices import PromptMode, values
-from edgedistill.teacher.prompts import SYSTEM, load_exemplars, plan
+from edgedistill.errors import UserError
 from edgedistill.task import task_from_dict
+from edgedistill.teacher.prompts import SYSTEM, load_exemplars, plan
 
-NLI = {"name": "nli", "type": "classification", "input": "Premise: {premise}\nHypothesis: {hypothesis}",
-       "labels": ["entailment", "neutral", "contradiction"], "gold": "label"}
+NLI = {
+    "name": "nli",
+    "type": "classification",
+    "input": "Premise: {premise}\nHypothesis: {hypothesis}",
+    "labels": ["entailment", "neutral", "contradiction"],
+    "gold": "label",
+}
 QA = {"name": "qa", "type": "multiple-choice", "input": "{question}", "choices": "choices", "gold": "answer"}
 MATH = {"name": "math", "type": "numeric", "input": "{q}", "gold": "a", "instruction": "Solve the word problem."}
 
@@ -27,10 +32,18 @@ def ex(text, choices=None):
 NLI_EX = ex("Premise: A dog runs.\nHypothesis: An animal moves.")
 QA_EX = ex("Where do you catch a train?", ["bus stop", "airport", "train station", "harbour", "garage"])
 MATH_EX = ex("Tom has 3 apples and buys 4 more. How many now?")
-SHOTS = [{"input": "Premise: A man sleeps.\nHypothesis: A man is awake.", "answer": "contradiction",
-          "rationale": "One cannot sleep and be awake at once."},
-         {"input": "Premise: Kids play.\nHypothesis: Children are playing.", "answer": "entailment",
-          "rationale": "Kids are children, so they are playing."}]
+SHOTS = [
+    {
+        "input": "Premise: A man sleeps.\nHypothesis: A man is awake.",
+        "answer": "contradiction",
+        "rationale": "One cannot sleep and be awake at once.",
+    },
+    {
+        "input": "Premise: Kids play.\nHypothesis: Children are playing.",
+        "answer": "entailment",
+        "rationale": "Kids are children, so they are playing.",
+    },
+]
 
 
 def users(msgs):
@@ -60,9 +73,11 @@ def test_multiple_choice_lists_the_choices_with_letters():
 
 
 def test_zero_shot_cot_two_stages_with_a_trigger_per_type():
-    for spec, e, trigger in [(NLI, NLI_EX, "Therefore, the answer (one of: entailment, neutral, contradiction) is"),
-                             (QA, QA_EX, "Therefore, among (a) through (e), the answer is"),
-                             (MATH, MATH_EX, "Therefore, the answer (arabic numerals) is")]:
+    for spec, e, trigger in [
+        (NLI, NLI_EX, "Therefore, the answer (one of: entailment, neutral, contradiction) is"),
+        (QA, QA_EX, "Therefore, among (a) through (e), the answer is"),
+        (MATH, MATH_EX, "Therefore, the answer (arabic numerals) is"),
+    ]:
         p = plan(task(spec), "zero-shot-cot")
         assert p.stages == 2
         first = p.messages(e)
@@ -81,7 +96,14 @@ def test_few_shot_cot_shows_every_exemplar_and_ends_at_the_answer():
     assert user.count("Q: ") == 3 and user.rstrip().endswith("A:")
     assert "A: One cannot sleep and be awake at once. So the answer is contradiction." in user
     assert user.index("Kids play") < user.index("A dog runs")  # exemplars first, then the question
-    qa_shot = [{"input": "Where are books?", "choices": ["library", "sea"], "answer": "library", "rationale": "Books are kept in libraries."}]
+    qa_shot = [
+        {
+            "input": "Where are books?",
+            "choices": ["library", "sea"],
+            "answer": "library",
+            "rationale": "Books are kept in libraries.",
+        }
+    ]
     user = users(plan(task(QA), "few-shot-cot", qa_shot).messages(QA_EX))[0]
     assert "So the answer is (a) library." in user and "(a) library\n(b) sea" in user
 
@@ -95,28 +117,44 @@ def test_modes_and_missing_exemplars_are_user_errors():
 
 
 def test_task_prompts_override_a_template():
-    t = task(NLI, instruction="Does the premise entail the hypothesis?",
-             prompts={"zero-shot": "{instruction}\n{input}\nLabels: {labels}. Answer: <label> then Explanation:",
-                      "zero-shot-cot-extract": "So which is it, {labels}?"})
+    t = task(
+        NLI,
+        instruction="Does the premise entail the hypothesis?",
+        prompts={
+            "zero-shot": "{instruction}\n{input}\nLabels: {labels}. Answer: <label> then Explanation:",
+            "zero-shot-cot-extract": "So which is it, {labels}?",
+        },
+    )
     user = users(plan(t, "zero-shot").messages(NLI_EX))[0]
-    assert user == ("Does the premise entail the hypothesis?\nPremise: A dog runs.\nHypothesis: An animal moves.\n"
-                    "Labels: entailment, neutral, contradiction. Answer: <label> then Explanation:")
-    assert users(plan(t, "zero-shot-cot").messages(NLI_EX, ["r"]))[-1] == "So which is it, entailment, neutral, contradiction?"
+    assert user == (
+        "Does the premise entail the hypothesis?\nPremise: A dog runs.\nHypothesis: An animal moves.\n"
+        "Labels: entailment, neutral, contradiction. Answer: <label> then Explanation:"
+    )
+    assert (
+        users(plan(t, "zero-shot-cot").messages(NLI_EX, ["r"]))[-1]
+        == "So which is it, entailment, neutral, contradiction?"
+    )
     # templates not overridden keep their default wording
     assert "Reply with one line only" in users(plan(t, "label-only").messages(NLI_EX))[0]
 
 
-@pytest.mark.parametrize("prompts, message", [
-    ({"zeroshot": "x"}, "task.yaml: prompts.zeroshot: no such template"),
-    ({"zero-shot": "{inptu}"}, "task.yaml: prompts.zero-shot: unknown placeholder {inptu}"),
-    ({"label-only": "Answer {"}, "task.yaml: prompts.label-only: bad template"),
-    ({"zero-shot": "  "}, "task.yaml: prompts.zero-shot: must be a non-empty string"),
-    ({"zero-shot": "{rationale}"}, "unknown placeholder {rationale}"),  # only the exemplar template has it
-    ({"zero-shot": "{input:>3000000}"}, "task.yaml: prompts.zero-shot: bad template: {input:>3000000} has a format spec"),
-    ({"zero-shot": "{input!r}"}, "task.yaml: prompts.zero-shot: bad template: {input!r} has a conversion"),
-    ({"zero-shot": "{input.__class__}"}, "bad template: {input.__class__} reaches into a field"),
-    ({"zero-shot": "{0}"}, "bad template: {0} is a positional placeholder"),
-])
+@pytest.mark.parametrize(
+    "prompts, message",
+    [
+        ({"zeroshot": "x"}, "task.yaml: prompts.zeroshot: no such template"),
+        ({"zero-shot": "{inptu}"}, "task.yaml: prompts.zero-shot: unknown placeholder {inptu}"),
+        ({"label-only": "Answer {"}, "task.yaml: prompts.label-only: bad template"),
+        ({"zero-shot": "  "}, "task.yaml: prompts.zero-shot: must be a non-empty string"),
+        ({"zero-shot": "{rationale}"}, "unknown placeholder {rationale}"),  # only the exemplar template has it
+        (
+            {"zero-shot": "{input:>3000000}"},
+            "task.yaml: prompts.zero-shot: bad template: {input:>3000000} has a format spec",
+        ),
+        ({"zero-shot": "{input!r}"}, "task.yaml: prompts.zero-shot: bad template: {input!r} has a conversion"),
+        ({"zero-shot": "{input.__class__}"}, "bad template: {input.__class__} reaches into a field"),
+        ({"zero-shot": "{0}"}, "bad template: {0} is a positional placeholder"),
+    ],
+)
 def test_bad_overrides_stop_before_any_request(prompts, message):
     with pytest.raises(UserError) as e:
         plan(task(NLI, prompts=prompts), "zero-shot")
@@ -129,9 +167,17 @@ def test_parse_by_mode():
     assert (p.status, p.label, p.rationale) == ("ok", "entailment", "A dog running is an animal moving.")
     p = plan(t, "label-only").parse(NLI_EX, ["entailment"])
     assert (p.status, p.label, p.rationale) == ("ok", "entailment", None)
-    p = plan(t, "zero-shot-cot").parse(NLI_EX, ["A dog is an animal and running is moving.\nTherefore, the answer is entailment.", "entailment"])
+    p = plan(t, "zero-shot-cot").parse(
+        NLI_EX, ["A dog is an animal and running is moving.\nTherefore, the answer is entailment.", "entailment"]
+    )
     assert p.label == "entailment" and p.rationale == "A dog is an animal and running is moving."
-    p = plan(t, "few-shot-cot", SHOTS).parse(NLI_EX, ["Dogs are animals that move when they run. So the answer is entailment.\n\nQ: Premise: x\nA: So the answer is neutral."])
+    p = plan(t, "few-shot-cot", SHOTS).parse(
+        NLI_EX,
+        [
+            "Dogs are animals that move when they run. So the answer is entailment.\n\n"
+            "Q: Premise: x\nA: So the answer is neutral."
+        ],
+    )
     assert p.label == "entailment" and p.rationale == "Dogs are animals that move when they run."
     p = plan(t, "zero-shot").parse(NLI_EX, ["Answer: entailment\nExplanation: Obvious."])
     assert p.status == "ok" and p.rationale is None and p.rationale_dropped  # under 5 words
@@ -147,24 +193,58 @@ def write(tmp_path, lines):
 
 def test_load_exemplars_from_fields_or_rendered_input(tmp_path):
     t = task(NLI)
-    path = write(tmp_path, [{"premise": "A man sleeps.", "hypothesis": "He is awake.", "answer": 2, "rationale": " Sleeping is not awake. "},
-                            "", {"input": "Premise: a\nHypothesis: b", "answer": "Neutral", "rationale": "Nothing links a and b."}])
+    path = write(
+        tmp_path,
+        [
+            {
+                "premise": "A man sleeps.",
+                "hypothesis": "He is awake.",
+                "answer": 2,
+                "rationale": " Sleeping is not awake. ",
+            },
+            "",
+            {"input": "Premise: a\nHypothesis: b", "answer": "Neutral", "rationale": "Nothing links a and b."},
+        ],
+    )
     shots = load_exemplars(path, t)
-    assert shots[0] == {"input": "Premise: A man sleeps.\nHypothesis: He is awake.", "choices": None,
-                        "rationale": "Sleeping is not awake.", "answer": "contradiction"}
+    assert shots[0] == {
+        "input": "Premise: A man sleeps.\nHypothesis: He is awake.",
+        "choices": None,
+        "rationale": "Sleeping is not awake.",
+        "answer": "contradiction",
+    }
     assert shots[1]["answer"] == "neutral" and shots[1]["input"] == "Premise: a\nHypothesis: b"
-    qa = load_exemplars(write(tmp_path, [{"question": "Where are books?", "choices": ["sea", "library"], "answer": "b", "rationale": "Books live in libraries."}]), task(QA))
+    qa = load_exemplars(
+        write(
+            tmp_path,
+            [
+                {
+                    "question": "Where are books?",
+                    "choices": ["sea", "library"],
+                    "answer": "b",
+                    "rationale": "Books live in libraries.",
+                }
+            ],
+        ),
+        task(QA),
+    )
     assert qa[0]["choices"] == ["sea", "library"] and qa[0]["answer"] == "library"
 
 
-@pytest.mark.parametrize("lines, message", [
-    ([{"input": "x", "answer": "neutral", "rationale": "fine reason here"}, "{not json"], "shots.jsonl:2: malformed JSON line"),
-    ([{"input": "x", "answer": "neutral"}], "shots.jsonl:1: rationale: missing"),
-    ([{"input": "x", "answer": " ", "rationale": "r"}], "shots.jsonl:1: answer: missing"),
-    (["", {"premise": "p", "answer": "neutral", "rationale": "r"}], "shots.jsonl:2: hypothesis: missing"),
-    ([{"input": "x", "answer": "maybe", "rationale": "r"}], "shots.jsonl:1: answer: unknown label 'maybe'"),
-    ([""], "no exemplars in the file"),
-])
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (
+            [{"input": "x", "answer": "neutral", "rationale": "fine reason here"}, "{not json"],
+            "shots.jsonl:2: malformed JSON line",
+        ),
+        ([{"input": "x", "answer": "neutral"}], "shots.jsonl:1: rationale: missing"),
+        ([{"input": "x", "answer": " ", "rationale": "r"}], "shots.jsonl:1: answer: missing"),
+        (["", {"premise": "p", "answer": "neutral", "rationale": "r"}], "shots.jsonl:2: hypothesis: missing"),
+        ([{"input": "x", "answer": "maybe", "rationale": "r"}], "shots.jsonl:1: answer: unknown label 'maybe'"),
+        ([""], "no exemplars in the file"),
+    ],
+)
 def test_exemplar_file_errors_name_file_line_and_field(tmp_path, lines, message):
     with pytest.raises(UserError) as e:
         load_exemplars(write(tmp_path, lines), task(NLI))
@@ -177,8 +257,8 @@ def test_missing_exemplar_file(tmp_path):
 
 
 def test_score_orders_rotate_then_rotate_the_reversed_order():
-    from edgedistill.teacher.prompts import option_keys
     from edgedistill.task import task_from_dict
+    from edgedistill.teacher.prompts import option_keys
 
     task = task_from_dict({"name": "t", "type": "classification", "input": "{text}", "labels": ["x", "y", "z"]})
     orders = [list(option_keys(task, None, "letter", j)) for j in range(7)]
@@ -192,8 +272,10 @@ def test_override_errors_name_the_line_of_the_task_file(tmp_path):
     from edgedistill.task import load_task
 
     path = tmp_path / "task.yaml"
-    path.write_text('name: nli\ntype: classification\ninput: "{t}"\nlabels: [a, b]\nprompts:\n'
-                    '  label-only: "{input}"\n  zero-shot: "{input:d}"\n')
+    path.write_text(
+        'name: nli\ntype: classification\ninput: "{t}"\nlabels: [a, b]\nprompts:\n'
+        '  label-only: "{input}"\n  zero-shot: "{input:d}"\n'
+    )
     with pytest.raises(UserError, match=r"task\.yaml:7: prompts\.zero-shot: bad template: \{input:d\}"):
         plan(load_task(path), "zero-shot")
 

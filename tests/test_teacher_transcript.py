@@ -39,7 +39,10 @@ def test_real_scoring_payloads_give_distributions_over_the_options():
         task = load_task(TASKS[r["task"]])
         ex = _Ex(r["example"])
         # the request is still the one edgedistill sends: same words, same params
-        assert r["messages"] == plan(task, "zero-shot").score_messages(ex, r["scoring"], r["shift"]) and r["params"] == SCORE_PARAMS
+        assert (
+            r["messages"] == plan(task, "zero-shot").score_messages(ex, r["scoring"], r["shift"])
+            and r["params"] == SCORE_PARAMS
+        )
         lp = token_logprobs(r["response"]["choices"][0]["logprobs"])
         assert lp and len(lp[0]["top"]) == SCORE_PARAMS["top_logprobs"]
         keys = option_keys(task, ex, r["scoring"], r["shift"])

@@ -13,8 +13,8 @@ from test_train import LABELS, NLI_TASK, write_annotations
 from edgedistill.compress.vocabulary import trim_vocabulary
 from edgedistill.data import Example
 from edgedistill.deploy.export import ExportConfig, export_bundle
-from edgedistill.distill.strip import strip_student
 from edgedistill.distill.modeling_edgedistill import TWO_TOWER_SCALE
+from edgedistill.distill.strip import strip_student
 from edgedistill.distill.student import build_label_model, load_label_model, mean_states, pair_template
 from edgedistill.distill.train import TrainConfig, train
 from edgedistill.errors import UserError

@@ -36,17 +36,29 @@ def tiny_tokenizer(style: str = "bert", sep_last: bool = False):
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     if style == "bert":
         tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
         )
-        return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
-                                       cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                       model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+        return PreTrainedTokenizerFast(
+            tokenizer_object=tok,
+            pad_token="[PAD]",
+            unk_token="[UNK]",
+            cls_token="[CLS]",
+            sep_token="[SEP]",
+            mask_token="[MASK]",
+            model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        )
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", vocab["</s>"])]
     )
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_input_names=["input_ids", "attention_mask"])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 def tiny_mpnet_tokenizer():
@@ -60,9 +72,17 @@ def tiny_mpnet_tokenizer():
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.RobertaProcessing(("</s>", vocab["</s>"]), ("<s>", vocab["<s>"]))
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", cls_token="<s>", sep_token="</s>",
-                                   pad_token="<pad>", unk_token="<unk>", mask_token="<mask>",
-                                   model_input_names=["input_ids", "attention_mask"])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        cls_token="<s>",
+        sep_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 def tiny_mpnet_sentence_encoder_dir(path, seed: int = 0) -> Path:
@@ -73,8 +93,19 @@ def tiny_mpnet_sentence_encoder_dir(path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     path = Path(path)
     tok = tiny_mpnet_tokenizer()
-    MPNetModel(MPNetConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                           max_position_embeddings=130, pad_token_id=1, bos_token_id=0, eos_token_id=2)).save_pretrained(path)
+    MPNetModel(
+        MPNetConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=130,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+        )
+    ).save_pretrained(path)
     tok.save_pretrained(path)
     _mean_pooling(path)
     return path
@@ -85,24 +116,44 @@ def _mean_pooling(path: Path) -> None:
     import json
 
     (path / "1_Pooling").mkdir(exist_ok=True)
-    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": False,
-                                                               "pooling_mode_mean_tokens": True}))
+    (path / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True})
+    )
 
 
 def tiny_bert_config(num_labels: int = 3, **kw):
     from transformers import BertConfig
 
     vocab = len(tiny_tokenizer("bert"))
-    return BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                      intermediate_size=64, max_position_embeddings=128, num_labels=num_labels, **kw)
+    return BertConfig(
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=num_labels,
+        **kw,
+    )
 
 
 def tiny_t5_config(**kw):
     from transformers import T5Config
 
     vocab = len(tiny_tokenizer("t5"))
-    return T5Config(vocab_size=vocab, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2,
-                    num_heads=2, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, **kw)
+    return T5Config(
+        vocab_size=vocab,
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=2,
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+        **kw,
+    )
 
 
 def tiny_encoder_dir(path, seed: int = 0) -> Path:
@@ -136,8 +187,9 @@ def tiny_classifier_dir(path, labels=("entailment", "neutral", "contradiction"),
 
     torch.manual_seed(seed)
     path = Path(path)
-    cfg = tiny_bert_config(num_labels=len(labels), id2label=dict(enumerate(labels)),
-                           label2id={l: i for i, l in enumerate(labels)})
+    cfg = tiny_bert_config(
+        num_labels=len(labels), id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)}
+    )
     BertForSequenceClassification(cfg).eval().save_pretrained(path)
     tiny_tokenizer("bert").save_pretrained(path)
     return path

@@ -6,6 +6,10 @@ import json
 
 import click
 
+from ..data import load_examples
+from ..evaluate import evaluate_model
+from ..task import load_task
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model", type=click.Path())
@@ -14,10 +18,6 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print only a JSON object.")
 def evaluate(model, task, data, as_json):
     """Accuracy of MODEL (student dir, stripped dir or bundle) on DATA's gold labels."""
-    from ..data import load_examples
-    from ..evaluate import evaluate_model
-    from ..task import load_task
-
     spec = load_task(task)
     examples = load_examples(spec, data, require_gold=True)
     r = evaluate_model(model, spec, examples)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from ..atomic import write_json, write_jsonl
@@ -32,8 +34,6 @@ from ..teacher.dss import DATASETS, agreement, load_dss
 def import_dss(dataset, split, out, dss_dir, limit):
     """Turn the raw PaLM-540B chain-of-thought outputs of the Distilling Step-by-Step release into
     RUN/annotations.jsonl (same format as `edgedistill annotate`), at no cost."""
-    from pathlib import Path
-
     task, rows = load_dss(dataset, split, dss_dir, limit)
     out = Path(out)
     count = {s: sum(r.status == s for r in rows) for s in ("ok", "parse_failed", "failed", "filtered")}

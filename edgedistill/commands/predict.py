@@ -6,6 +6,10 @@ import json
 
 import click
 
+from ..data import read_rows
+from ..errors import UserError
+from ..runtime import BundleError, EdgeModel
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("bundle", type=click.Path())
@@ -14,17 +18,12 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input instead of a table.")
 def predict(bundle, text, data, as_json):
     """Predict with BUNDLE on --text inputs or a --data file (labels and probabilities)."""
-    from ..errors import UserError
-    from ..runtime import BundleError, EdgeModel
-
     if not text and not data:
         raise UserError("give --text 'an input' (repeatable) or --data FILE")
     try:
         model = EdgeModel.load(bundle)
         items = list(text)
         if data:
-            from ..data import read_rows
-
             items += [row for _, row in read_rows(data)]
         preds = model.predict(items)
     except BundleError as e:

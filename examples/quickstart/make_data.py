@@ -337,7 +337,9 @@ def main():
             test_ids.add(r["id"])
 
     def dump(name, subset):
-        (here / name).write_text("".join(json.dumps({"id": r["id"], "text": r["text"], "label": r["label"]}) + "\n" for r in subset))
+        (here / name).write_text(
+            "".join(json.dumps({"id": r["id"], "text": r["text"], "label": r["label"]}) + "\n" for r in subset)
+        )
 
     dump("tickets.jsonl", rows)
     dump("train.jsonl", [r for r in rows if r["id"] not in test_ids])

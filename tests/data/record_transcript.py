@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import random
 import sys
@@ -48,31 +47,55 @@ def main():
 
     client = openai.OpenAI(base_url=args.base_url, api_key="local", max_retries=2, timeout=600)
     params = {"temperature": 0.0, "max_tokens": args.max_tokens}
-    records = [{"meta": {
-        "model": args.model, "server": "llama-cpp-python (../shared/tools/local-teacher), Qwen2.5-Coder-0.5B-Instruct Q4 GGUF",
-        "base_url": args.base_url, "params": params, "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "tests/data/record_transcript.py"] + sys.argv[1:]),
-        "python": platform.python_version(), "openai": openai.__version__}}]
+    records = [
+        {
+            "meta": {
+                "model": args.model,
+                "server": "llama-cpp-python (../shared/tools/local-teacher), Qwen2.5-Coder-0.5B-Instruct Q4 GGUF",
+                "base_url": args.base_url,
+                "params": params,
+                "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "command": " ".join(["python", "tests/data/record_transcript.py"] + sys.argv[1:]),
+                "python": platform.python_version(),
+                "openai": openai.__version__,
+            }
+        }
+    ]
     rng = random.Random(args.seed)
     for dataset in DATASETS:
         task, rows = load_dss(dataset, "test", args.dss_dir)
         picked = rng.sample(rows, args.per_cell * len(MODES))
         for i, mode in enumerate(MODES):
             p = plan(task, mode)
-            for ex in picked[i * args.per_cell:(i + 1) * args.per_cell]:
+            for ex in picked[i * args.per_cell : (i + 1) * args.per_cell]:
                 outputs, usages, stages = [], [], []
                 for _ in range(p.stages):
                     messages = p.messages(ex, outputs)
                     t0 = time.perf_counter()
                     resp = client.chat.completions.create(model=args.model, messages=messages, **params)
                     outputs.append(resp.choices[0].message.content or "")
-                    usages.append({"prompt_tokens": resp.usage.prompt_tokens, "completion_tokens": resp.usage.completion_tokens,
-                                   "finish_reason": resp.choices[0].finish_reason, "seconds": round(time.perf_counter() - t0, 2)})
+                    usages.append(
+                        {
+                            "prompt_tokens": resp.usage.prompt_tokens,
+                            "completion_tokens": resp.usage.completion_tokens,
+                            "finish_reason": resp.choices[0].finish_reason,
+                            "seconds": round(time.perf_counter() - t0, 2),
+                        }
+                    )
                     stages.append(messages)
-                records.append({"task": dataset, "mode": mode,
-                                "example": {"id": ex.id, "input": ex.input, "choices": ex.choices, "gold": ex.gold},
-                                "messages": stages, "outputs": outputs, "usage": usages})
-                print(f"{dataset:6} {mode:14} {ex.id:>10} {usages[-1]['seconds']:6.1f}s {outputs[-1][:70]!r}", flush=True)
+                records.append(
+                    {
+                        "task": dataset,
+                        "mode": mode,
+                        "example": {"id": ex.id, "input": ex.input, "choices": ex.choices, "gold": ex.gold},
+                        "messages": stages,
+                        "outputs": outputs,
+                        "usage": usages,
+                    }
+                )
+                print(
+                    f"{dataset:6} {mode:14} {ex.id:>10} {usages[-1]['seconds']:6.1f}s {outputs[-1][:70]!r}", flush=True
+                )
     write_jsonl(args.out, records)
     print(f"wrote {len(records) - 1} records to {args.out}")
 
