@@ -71,7 +71,7 @@ def weights_bytes(path) -> int:
 
 
 def kind_of(path) -> str:
-    """'bundle', 'student', 'stripped' or 'transformers'; UserError if it is none of them."""
+    """'bundle', 'student', 'stripped', 'static' (compress --into static) or 'transformers'; UserError if none."""
     path = Path(path)
     if not path.exists():
         raise UserError(
@@ -80,7 +80,7 @@ def kind_of(path) -> str:
     if (path / "manifest.json").exists() or path.suffix == ".zip":
         return "bundle"
     meta = read_meta(path)
-    if meta.get("kind") in ("student", "stripped"):
+    if meta.get("kind") in ("student", "stripped", "static"):
         return meta["kind"]
     if (path / "config.json").exists():
         return "transformers"

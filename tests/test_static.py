@@ -136,3 +136,29 @@ def test_node_and_chromium_give_pythons_answers_on_a_static_bundle(static_dir, s
     items = [{"text": t} for t in js.sentences(64)]
     py = EdgeModel.load(tmp_path / "b").predict(items)
     js.compare(py, js.run_js(script, tmp_path / "b", items), f"{script} static")
+
+
+def test_bench_measures_a_static_bundle_alone_and_says_why_the_peers_do_not_apply(static_dir, student, tmp_path):
+    from edgedistill.deploy.export import ExportConfig, export_bundle
+    from edgedistill.measure.bench import BenchConfig, run_bench
+    from edgedistill.model_dir import kind_of
+
+    out, _ = static_dir
+    assert kind_of(out) == "static"
+    export_bundle(
+        ExportConfig(model=str(out), out=str(tmp_path / "b"), parity_data=str(student[1])), echo=lambda *_: None
+    )
+    gold = tmp_path / "test.jsonl"
+    gold.write_text("".join(json.dumps({"text": f"{w} now", "label": lab}) + "\n" for w, lab in zip(WORDS, LABELS)))
+    said = []
+    s = BenchConfig(
+        batch_sizes=[1], seq_lens=[8], threads=[1], min_time=0.01, min_iters=2, warmup=0.0, fresh_process=False
+    )
+    doc = run_bench(tmp_path / "b", data=str(gold), settings=s, echo=said.append, progress=False)
+    ok = {v["name"]: v for v in doc["variants"]}
+    assert ok["bundle"]["status"] == "ok" and ok["bundle"]["accuracy"] is not None
+    assert all(v["status"] == "skipped" and "static student" in v["reason"] for n, v in ok.items() if n != "bundle")
+    assert any("torch/ORT peers do not apply to a static student" in m for m in said)
+    assert [r["variant"] for r in doc["results"] if r.get("status", "ok") == "ok"] == ["bundle"]
+    with pytest.raises(UserError, match="static student.*--torch does not apply.*drop --torch"):
+        run_bench(tmp_path / "b", torch_dir=str(out), settings=s, echo=said.append, progress=False)

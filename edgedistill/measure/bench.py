@@ -341,6 +341,11 @@ def read_subject(bundle, torch_dir=None) -> Subject:
         known = {f.name for f in fields(TaskSpec)} - {"source"}
         task = task_from_dict({k: v for k, v in manifest["task"].items() if k in known}, source=f"{mpath}: task")
     labels = manifest.get("labels") or (manifest.get("task") or {}).get("labels")
+    if torch_dir is not None and manifest.get("static"):
+        raise UserError(
+            f"{bundle}: a static student's bundle (compress --into static): --torch does not apply, its torch and ORT "
+            "peers are transformers; drop --torch to measure the bundle alone"
+        )
     if torch_dir is not None:
         torch_dir = Path(torch_dir)
         if not (torch_dir / "config.json").exists():
@@ -383,12 +388,17 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
                     reason="seq2seq: a plain ONNX export has no generation loop to predict with; "
                     "the torch variants and the bundle (whose runtime has one) are measured",
                 )
+    if subject.manifest.get("static"):
+        echo("measuring the bundle alone: the torch/ORT peers do not apply to a static student (no transformer)")
     if subject.torch_dir is None:
+        why = (
+            "a static student (compress --into static): no transformer to run in torch or ORT"
+            if subject.manifest.get("static")
+            else "needs --torch STUDENT_DIR (the stripped student) to build this variant"
+        )
         for n in names:
             if n != "bundle":
-                info[n].update(
-                    status="skipped", reason="needs --torch STUDENT_DIR (the stripped student) to build this variant"
-                )
+                info[n].update(status="skipped", reason=why)
         return paths, info
     if "torch-fp32" in info:
         info["torch-fp32"].update(size_bytes=weights_bytes(subject.torch_dir), files=[str(subject.torch_dir)])
