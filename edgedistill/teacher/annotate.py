@@ -313,13 +313,8 @@ async def _batch_passes(cfg, task, client, budget, route, examples, plans, want_
         await client.close()
 
 
-def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo) -> dict:
-    """The paid part of a run, under the run directory's lock: requests, then annotations.jsonl and annotate.json."""
-    want_rationale = (
-        rationale_subset([e.id for e in examples], cfg.rationale_fraction, cfg.seed)
-        if cfg.prompt != "label-only"
-        else set()
-    )
+def _open_cache(cfg: AnnotateConfig, out: Path) -> Cache:
+    """The run directory's response cache; a live run is refused while batches sent from it are not collected."""
     cache = Cache(out / "cache.sqlite")
     still = cache.ledger(open_only=True) if not cfg.batch else []
     if still:  # a live run would pay again for what those batches will answer
@@ -328,16 +323,71 @@ def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo
             f"--batch: {len(still)} batch(es) submitted from {out} are not collected yet; re-run with --batch to "
             "collect them (a live run would pay for their requests again), or cancel them with --batch-cancel"
         )
-    client = TeacherClient(client_config(cfg, price), cache)
+    return cache
+
+
+def _budget(cfg: AnnotateConfig, cache: Cache, price) -> Budget:
+    """--max-cost's budget, with earlier runs' spend (in the cache) already counted against it."""
     spent = cache.total_cost(price)  # earlier runs' spend counts against --max-cost
     # a live request's worst case is held at the price it bills: the list's, or flex's share of it
-    budget = Budget(
+    return Budget(
         cfg.max_cost,
         spent,
         route_price(price, None, route_of(cfg), cfg.batch_price_factor)[0],
         cfg.max_tokens,
         cfg.model,
     )
+
+
+def _interrupted(out: Path, route) -> UserError:
+    """The error a Ctrl-C ends a paid run with: where its responses are, and how to resume."""
+    return UserError(
+        f"interrupted; every response received so far is in {out / 'cache.sqlite'}"
+        + (
+            ", and the batches submitted go on at the provider (the ledger in it records them)"
+            if route is not None
+            else ""
+        )
+        + "; re-run the same command to resume without paying for them again"
+    )
+
+
+def _filter_disagreeing(task, rows) -> None:
+    """--keep-if-agrees: an ok row whose label differs from its gold label becomes "filtered"."""
+    for r in rows:
+        if r.status == "ok" and r.gold is not None and not _agrees(task, r.label, r.gold):
+            r.status, r.error = (
+                "filtered",
+                f"teacher label {r.label!r} differs from gold {r.gold!r} (--keep-if-agrees)",
+            )
+
+
+def _add_batch_stats(summary: dict, stats: dict) -> None:
+    """The batch route's figures in annotate.json, its requests and retries counted with the live ones."""
+    summary["batch"] = stats
+    summary["requests_sent"] += stats["requests_submitted"] + stats["live_attempts"]
+    summary["retries"] += stats["retried"] + max(0, stats["live_attempts"] - stats["sent_live"])
+
+
+def _budget_stopped_message(cfg: AnnotateConfig, run: _Run) -> str:
+    return (
+        f"stopped at --max-cost {cfg.max_cost} USD: {run.stats['budget_stopped']} examples were not sent "
+        f"(spent {run.budget.spent:.4f} USD; each request in flight holds back its worst case, all "
+        f"prompt tokens plus --max-tokens {cfg.max_tokens} of output, until it is answered); re-run with "
+        "a higher --max-cost to finish (answered requests come from the cache)"
+    )
+
+
+def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo) -> dict:
+    """The paid part of a run, under the run directory's lock: requests, then annotations.jsonl and annotate.json."""
+    want_rationale = (
+        rationale_subset([e.id for e in examples], cfg.rationale_fraction, cfg.seed)
+        if cfg.prompt != "label-only"
+        else set()
+    )
+    cache = _open_cache(cfg, out)
+    client = TeacherClient(client_config(cfg, price), cache)
+    budget = _budget(cfg, cache, price)
     start = time.perf_counter()
     route = None
     try:
@@ -352,31 +402,16 @@ def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo
             run = _Run(cfg, task, client, budget, echo)
             rows = asyncio.run(run.all(examples, *plans, want_rationale))
     except KeyboardInterrupt:
-        raise UserError(
-            f"interrupted; every response received so far is in {out / 'cache.sqlite'}"
-            + (
-                ", and the batches submitted go on at the provider (the ledger in it records them)"
-                if route is not None
-                else ""
-            )
-            + "; re-run the same command to resume without paying for them again"
-        ) from None
+        raise _interrupted(out, route) from None
     except BatchesPending as e:
         return {"batch_pending": True, "route": "batch", "examples": len(examples), "batch": e.stats, "message": str(e)}
     finally:
         cache.close()
     if cfg.keep_if_agrees:
-        for r in rows:
-            if r.status == "ok" and r.gold is not None and not _agrees(task, r.label, r.gold):
-                r.status, r.error = (
-                    "filtered",
-                    f"teacher label {r.label!r} differs from gold {r.gold!r} (--keep-if-agrees)",
-                )
+        _filter_disagreeing(task, rows)
     summary = _summary(cfg, task, rows, run, price, time.perf_counter() - start, want_rationale, examples)
     if route is not None:
-        summary["batch"] = route.stats
-        summary["requests_sent"] += route.stats["requests_submitted"] + route.stats["live_attempts"]
-        summary["retries"] += route.stats["retried"] + max(0, route.stats["live_attempts"] - route.stats["sent_live"])
+        _add_batch_stats(summary, route.stats)
     failure = run_failure(cfg, rows, out)
     if failure:
         summary["failure"] = failure
@@ -386,12 +421,7 @@ def _annotate(cfg: AnnotateConfig, task, examples, plans, price, out: Path, echo
     if failure:
         raise AnnotateFailed(failure, summary)
     if run.stats["budget_stopped"]:
-        summary["message"] = (
-            f"stopped at --max-cost {cfg.max_cost} USD: {run.stats['budget_stopped']} examples were not sent "
-            f"(spent {run.budget.spent:.4f} USD; each request in flight holds back its worst case, all "
-            f"prompt tokens plus --max-tokens {cfg.max_tokens} of output, until it is answered); re-run with "
-            "a higher --max-cost to finish (answered requests come from the cache)"
-        )
+        summary["message"] = _budget_stopped_message(cfg, run)
     return summary
 
 
@@ -883,26 +913,10 @@ def truncation_note(examples) -> str:
     )
 
 
-def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale, examples=()) -> dict:
-    count = {s: sum(r.status == s for r in rows) for s in ("ok", "parse_failed", "failed", "filtered", "not_sent")}
-    tokens = {
-        k: sum((r.usage or {}).get(k) or 0 for r in rows)
-        for k in ("prompt_tokens", "completion_tokens", "cached_tokens")
-    }
-    judged = [r for r in rows if r.gold is not None and r.status in ("ok", "filtered")]
+def _rationale_counts(rows) -> dict:
+    """annotate.json's rationale figures: how many rows have one, and where they came from."""
     asked = [r for r in rows if r.status == "ok" and r.extra.get("rationale_requested")]
-    stats = run.stats
-
-    def agreement(label_of) -> float | None:
-        return (
-            (sum(_agrees(task, label_of(r), r.gold) for r in judged if label_of(r) is not None) / len(judged))
-            if judged
-            else None
-        )
-
     return {
-        "examples": len(rows),
-        **count,
         "rationales": sum(r.rationale is not None for r in rows),
         # of the rows that asked for a rationale: how many got one, first time or by rationalization
         "rationale_yield": (sum(r.rationale is not None for r in asked) / len(asked)) if asked else None,
@@ -913,21 +927,30 @@ def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale, example
         else None,
         "rationalized": sum(r.extra.get("rationale_source") == "rationalized" for r in rows),
         "rationales_dropped_short": sum(bool(r.extra.get("rationale_dropped")) for r in rows),
-        "with_label_probs": sum("label_probs" in r.extra for r in rows),
-        **{k: v for k, v in stats.items() if k != "budget_stopped"},
-        "not_sent_budget": stats["budget_stopped"],
-        **tokens,
-        # as billed: each response at the price it was paid (live, batch or flex; cached prompt tokens at the cached
-        # rate), earlier runs' included; cost_usd_list: the rows' tokens at the live list price, no discount
-        "cost_usd": run.spent if price is not None else None,
-        "cost_usd_list": cost_usd(tokens["prompt_tokens"], tokens["completion_tokens"], price),
-        "route": route_of(cfg),
+    }
+
+
+def _gold_agreement(task, rows) -> dict:
+    """The share of rows with a gold label (ok or filtered) whose teacher label agrees with it: the final label,
+    and the greedy text answer alone."""
+    judged = [r for r in rows if r.gold is not None and r.status in ("ok", "filtered")]
+
+    def agreement(label_of) -> float | None:
+        return (
+            (sum(_agrees(task, label_of(r), r.gold) for r in judged if label_of(r) is not None) / len(judged))
+            if judged
+            else None
+        )
+
+    return {
         "gold_agreement": agreement(lambda r: r.label),
         "gold_agreement_text": agreement(lambda r: r.extra.get("text_label", r.label)),  # the greedy text answer alone
-        "requests_by_kind": {
-            k: {**v, "seconds": round(v["seconds"], 2)} for k, v in run.by_kind.items() if v["requests"]
-        },
-        "notes": run.notes,
+    }
+
+
+def _settings(cfg, run: _Run, want_rationale) -> dict:
+    """annotate.json's record of how the run was configured."""
+    return {
         "model": cfg.model,
         "base_url": redact_url(cfg.base_url),
         "mode": cfg.prompt,
@@ -938,6 +961,35 @@ def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale, example
         "rationale_fraction": cfg.rationale_fraction,
         "seed": cfg.seed,
         "rationale_ids": sorted(want_rationale) if cfg.rationale_fraction < 1 else None,
+    }
+
+
+def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale, examples=()) -> dict:
+    """annotate.json: the rows' counts, tokens and cost, agreement with gold, and the run's settings."""
+    tokens = {
+        k: sum((r.usage or {}).get(k) or 0 for r in rows)
+        for k in ("prompt_tokens", "completion_tokens", "cached_tokens")
+    }
+    stats = run.stats
+    return {
+        "examples": len(rows),
+        **{s: sum(r.status == s for r in rows) for s in ("ok", "parse_failed", "failed", "filtered", "not_sent")},
+        **_rationale_counts(rows),
+        "with_label_probs": sum("label_probs" in r.extra for r in rows),
+        **{k: v for k, v in stats.items() if k != "budget_stopped"},
+        "not_sent_budget": stats["budget_stopped"],
+        **tokens,
+        # as billed: each response at the price it was paid (live, batch or flex; cached prompt tokens at the cached
+        # rate), earlier runs' included; cost_usd_list: the rows' tokens at the live list price, no discount
+        "cost_usd": run.spent if price is not None else None,
+        "cost_usd_list": cost_usd(tokens["prompt_tokens"], tokens["completion_tokens"], price),
+        "route": route_of(cfg),
+        **_gold_agreement(task, rows),
+        "requests_by_kind": {
+            k: {**v, "seconds": round(v["seconds"], 2)} for k, v in run.by_kind.items() if v["requests"]
+        },
+        "notes": run.notes,
+        **_settings(cfg, run, want_rationale),
         **truncation(examples),
         "task": task.name,
         "data": str(cfg.data),
@@ -949,14 +1001,16 @@ def _summary(cfg, task, rows, run: _Run, price, elapsed, want_rationale, example
     }
 
 
-def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
-    """Estimated tokens and cost of the chosen mode and its alternatives, then of what the chosen
-    mode adds (votes, scoring, rationalization); sends nothing."""
-    modes = [cfg.prompt] + [m for m in PromptMode if m != cfg.prompt and (m != "few-shot-cot" or exemplars)]
-    rows = [
-        estimate(task, examples, m, cfg.model, exemplars, cfg.rationale_fraction if m == cfg.prompt else 1.0, price)
-        for m in modes
-    ]
+DRY_RUN_HEADER = f"{'requests':>10}{'prompt tok':>12}{'completion tok':>16}{'cost USD':>11}"
+
+
+def _estimate_line(echo, name, r, mark=""):
+    """One row of the dry run's tables: requests, tokens and cost (– when the price is unknown)."""
+    cost = "–" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
+    echo(f"{name:<34}{r['requests']:>10}{r['prompt_tokens']:>12}{r['completion_tokens']:>16}{cost:>11}{mark}")
+
+
+def _echo_dry_run_intro(cfg, examples, price, echo) -> None:
     echo(
         f"Dry run: {len(examples)} examples, model {cfg.model}, "
         + (
@@ -967,17 +1021,39 @@ def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
     )
     if truncated_ids(examples):
         echo(truncation_note(examples))
-    header = f"{'requests':>10}{'prompt tok':>12}{'completion tok':>16}{'cost USD':>11}"
 
-    def line(name, r, mark=""):
-        cost = "–" if r["cost_usd"] is None else f"{r['cost_usd']:.4f}"
-        echo(f"{name:<34}{r['requests']:>10}{r['prompt_tokens']:>12}{r['completion_tokens']:>16}{cost:>11}{mark}")
 
-    echo(f"{'prompt mode (1 answer each)':<34}{header}")
+def _mode_estimates(cfg, task, examples, exemplars, price) -> list[dict]:
+    """The chosen prompt mode's estimate first, then its alternatives' (few-shot-cot only with --exemplars)."""
+    modes = [cfg.prompt] + [m for m in PromptMode if m != cfg.prompt and (m != "few-shot-cot" or exemplars)]
+    return [
+        estimate(task, examples, m, cfg.model, exemplars, cfg.rationale_fraction if m == cfg.prompt else 1.0, price)
+        for m in modes
+    ]
+
+
+def _echo_mode_table(cfg, rows, echo) -> None:
+    echo(f"{'prompt mode (1 answer each)':<34}{DRY_RUN_HEADER}")
     for r in rows:
-        line(r["mode"], r, " <- chosen" if r["mode"] == cfg.prompt else "")
-    if "few-shot-cot" not in modes:
+        _estimate_line(echo, r["mode"], r, " <- chosen" if r["mode"] == cfg.prompt else "")
+    if "few-shot-cot" not in [r["mode"] for r in rows]:
         echo("(few-shot-cot needs --exemplars to estimate)")
+
+
+def _chosen_total(rows, extras, price) -> dict:
+    """The chosen mode plus the extras the configuration sends."""
+    chosen = [rows[0]] + [r for r in extras if r["chosen"]]
+    total = {k: sum(r[k] for r in chosen) for k in ("requests", "prompt_tokens", "completion_tokens")}
+    total["cost_usd"] = None if price is None else sum(r["cost_usd"] or 0 for r in chosen)
+    return total
+
+
+def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
+    """Estimated tokens and cost of the chosen mode and its alternatives, then of what the chosen
+    mode adds (votes, scoring, rationalization); sends nothing."""
+    rows = _mode_estimates(cfg, task, examples, exemplars, price)
+    _echo_dry_run_intro(cfg, examples, price, echo)
+    _echo_mode_table(cfg, rows, echo)
     extras = estimate_extras(
         task,
         examples,
@@ -990,13 +1066,11 @@ def dry_run(cfg, task, examples, exemplars, price, echo) -> dict:
         rationalize=cfg.rationalize and cfg.prompt != "label-only",
         score_orders=cfg.score_orders,
     )
-    echo(f"\n{'what ' + cfg.prompt + ' adds':<34}{header}")
+    echo(f"\n{'what ' + cfg.prompt + ' adds':<34}{DRY_RUN_HEADER}")
     for r in extras:
-        line(r["name"], r, "" if r["chosen"] else "   (not chosen)")
-    chosen = [rows[0]] + [r for r in extras if r["chosen"]]
-    total = {k: sum(r[k] for r in chosen) for k in ("requests", "prompt_tokens", "completion_tokens")}
-    total["cost_usd"] = None if price is None else sum(r["cost_usd"] or 0 for r in chosen)
-    line("total as configured", total)
+        _estimate_line(echo, r["name"], r, "" if r["chosen"] else "   (not chosen)")
+    total = _chosen_total(rows, extras, price)
+    _estimate_line(echo, "total as configured", total)
     echo(
         "Scoring rides on a second request: the answer request's first token is 'Answer', and a label's first token "
         "in free text can be split or shared by two labels; one letter token cannot. Rationalization is a worst case: "

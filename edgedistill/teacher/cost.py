@@ -171,6 +171,74 @@ def estimate(
     }
 
 
+def _extra_row(name: str, requests, prompt, completion, chosen: bool, rate) -> dict:
+    """One row of estimate_extras: the counts as ints, their cost at `rate` (USD per 1M tokens)."""
+    return {
+        "name": name,
+        "requests": int(requests),
+        "prompt_tokens": int(prompt),
+        "completion_tokens": int(completion),
+        "cost_usd": cost_usd(prompt, completion, rate),
+        "chosen": chosen,
+    }
+
+
+def _mean_prompt_tokens(messages_for, picked, model: str) -> float:
+    """Mean prompt tokens of messages_for(example) over the sampled examples; 0 without any."""
+    return sum(count_tokens(messages_for(e), model) for e in picked) / len(picked) if picked else 0
+
+
+def _votes_row(base: dict, n: int, mode: str, votes: int, rate) -> dict:
+    """The N-1 sampled votes on top of the answer request."""
+    extra_votes = max(votes - 1, 2)  # priced for the configured count, or for --votes 3 when votes are off
+    # where the answer comes first a vote stops after the answer line (annotate.ANSWER_FIRST): the same prompt,
+    # the completion of a label-only answer
+    vote = (
+        dict(base, completion_tokens=n * TYPICAL_COMPLETION_TOKENS["label-only"])
+        if mode in ("zero-shot", "label-only")
+        else base
+    )
+    return _extra_row(
+        f"+ {extra_votes} sampled votes (--votes {extra_votes + 1})",
+        vote["requests"] * extra_votes,
+        vote["prompt_tokens"] * extra_votes,
+        vote["completion_tokens"] * extra_votes,
+        votes > 1,
+        rate,
+    )
+
+
+def _scoring_rows(p, picked, n: int, model: str, scoring: str, score_orders: int, rate) -> list[dict]:
+    """The scoring request(s), and for comparison the same read riding on the answer request."""
+    how = scoring if scoring != "none" else "letter"
+    per = _mean_prompt_tokens(lambda e: p.score_messages(e, how), picked, model)
+    k = score_orders
+    return [
+        _extra_row(
+            f"+ scoring, {k} more request{'s' if k > 1 else ''} ({how})",
+            n * k,
+            per * n * k,
+            n * k * SCORE_PARAMS["max_tokens"],
+            scoring != "none",
+            rate,
+        ),
+        _extra_row("  or scoring on the answer request", 0, 0, 0, False, rate),
+    ]
+
+
+def _rationalize_row(p, picked, n: int, model: str, rationalize: bool, rate) -> dict:
+    """Rationalization follow-ups, worst case: one per example."""
+    per = _mean_prompt_tokens(lambda e: p.rationalize_messages(e, e.gold or "x"), picked, model)
+    return _extra_row(
+        "+ rationalize (if none explained)",
+        n,
+        per * n,
+        n * TYPICAL_COMPLETION_TOKENS["rationalize"],
+        rationalize,
+        rate,
+    )
+
+
 def estimate_extras(
     task,
     examples,
@@ -192,64 +260,12 @@ def estimate_extras(
     picked = random.Random(seed).sample(examples, min(sample, n)) if n else []
     base = estimate(task, examples, mode, model, exemplars, 1.0, price, sample, seed)
     p = plan(task, mode, exemplars)
-
-    def row(name, requests, prompt, completion, chosen):
-        return {
-            "name": name,
-            "requests": int(requests),
-            "prompt_tokens": int(prompt),
-            "completion_tokens": int(completion),
-            "cost_usd": cost_usd(prompt, completion, price if price is not None else price_for(model)),
-            "chosen": chosen,
-        }
-
-    out = []
-    extra_votes = max(votes - 1, 2)  # priced for the configured count, or for --votes 3 when votes are off
-    # where the answer comes first a vote stops after the answer line (annotate.ANSWER_FIRST): the same prompt,
-    # the completion of a label-only answer
-    vote = (
-        dict(base, completion_tokens=n * TYPICAL_COMPLETION_TOKENS["label-only"])
-        if mode in ("zero-shot", "label-only")
-        else base
-    )
-    out.append(
-        row(
-            f"+ {extra_votes} sampled votes (--votes {extra_votes + 1})",
-            vote["requests"] * extra_votes,
-            vote["prompt_tokens"] * extra_votes,
-            vote["completion_tokens"] * extra_votes,
-            votes > 1,
-        )
-    )
+    rate = price if price is not None else price_for(model)
+    out = [_votes_row(base, n, mode, votes, rate)]
     if task.type != "numeric":
-        how = scoring if scoring != "none" else "letter"
-        per = sum(count_tokens(p.score_messages(e, how), model) for e in picked) / len(picked) if picked else 0
-        k = score_orders
-        out.append(
-            row(
-                f"+ scoring, {k} more request{'s' if k > 1 else ''} ({how})",
-                n * k,
-                per * n * k,
-                n * k * SCORE_PARAMS["max_tokens"],
-                scoring != "none",
-            )
-        )
-        out.append(row("  or scoring on the answer request", 0, 0, 0, False))
+        out += _scoring_rows(p, picked, n, model, scoring, score_orders, rate)
     if mode != "label-only":
-        per = (
-            sum(count_tokens(p.rationalize_messages(e, e.gold or "x"), model) for e in picked) / len(picked)
-            if picked
-            else 0
-        )
-        out.append(
-            row(
-                "+ rationalize (if none explained)",
-                n,
-                per * n,
-                n * TYPICAL_COMPLETION_TOKENS["rationalize"],
-                rationalize,
-            )
-        )
+        out.append(_rationalize_row(p, picked, n, model, rationalize, rate))
     return out
 
 
