@@ -29,6 +29,9 @@ class Choice(str, Enum):
     def __str__(self) -> str:
         return self.value
 
+    def __repr__(self) -> str:
+        return repr(self.value)  # 'auto', as a config's repr and `run --dry-run` show it
+
     __format__ = str.__format__
     __hash__ = str.__hash__
 

@@ -32,15 +32,12 @@ from .console import quiet
 from .data import load_examples
 from .deploy import export as deploy_export
 from .deploy.export import ExportConfig
-from .distill import strip as distill_strip
-from .distill import train as distill_train
 from .distill.config import TrainConfig
 from .errors import UserError, at
 from .evaluate import evaluate_model
 from .measure import bench_report
 from .measure.bench import BenchConfig, run_bench
 from .options import section, stage_settings
-from .run_report import write_report
 from .rundir import run_dir_lock
 from .stages import BY_NAME, PIPELINE
 from .task import load_task
@@ -461,12 +458,16 @@ def _annotate(pipe: Pipeline, configs: list, echo) -> None:
 
 
 def _train(pipe: Pipeline, configs: list, echo) -> None:
+    from .distill import train as distill_train  # deferred: torch, so that `run --help` and --dry-run start at once
+
     for cfg in configs:
         for line in distill_train.summary_lines(distill_train.train(cfg, echo=echo), cfg.out):
             echo(line)
 
 
 def _strip(pipe: Pipeline, configs: list, echo) -> None:
+    from .distill import strip as distill_strip  # deferred: torch, as in _train
+
     for student, out in configs:
         echo(distill_strip.summary_line(distill_strip.strip_student(student, out)))
 
@@ -501,6 +502,8 @@ def _bench(pipe: Pipeline, configs: list, echo) -> None:
 
 
 def _report(pipe: Pipeline, configs: list, echo) -> None:
+    from .run_report import write_report  # deferred: torch (the model card's tables), as in _train
+
     write_report(pipe, _evaluations(pipe))
 
 

@@ -306,3 +306,19 @@ def test_every_flag_and_pipeline_key_of_a_stage_has_its_config_default(stage):
         name = section_cls.renamed.get(f.name, f.name)
         if name in names:
             assert default_of(section_cls, f.name) == default_of(config, name), f.name
+
+
+def test_reading_a_pipeline_and_its_dry_run_load_no_torch(folder):
+    """`run --help` and `run --dry-run` start at once: the stage configs are torch-free, the stages load it."""
+    import subprocess
+    import sys
+
+    (folder / "p.yaml").write_text("task: task.yaml\ndata: d.jsonl\n")
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom edgedistill.cli import main\n"
+        f"r = CliRunner().invoke(main, ['run', {str(folder / 'p.yaml')!r}, '--dry-run'])\n"
+        "assert r.exit_code == 0, r.output\nassert '[train] TrainConfig(' in r.output and 'Mode.' not in r.output\n"
+        "print(sorted(m for m in ('torch', 'transformers', 'optimum') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
