@@ -68,6 +68,25 @@ def student_base(model_dir) -> Path:
     )
 
 
+def _soft_target_rows(model_dir, annotations, work: Path, inputs, label_weight: float, ensemble) -> list[dict]:
+    """MODEL's probabilities (and, at label_weight, the teacher's labels) over the annotations and --inputs,
+    computed once per work dir."""
+    soft = work / ("soft_targets.jsonl" if not label_weight else "soft_targets_labels.jsonl")
+    if not soft.exists():
+        rows = distillation_inputs(annotations, inputs)
+        teacher_annotations(model_dir, rows, soft, keep_labels=label_weight > 0, ensemble=ensemble)
+    return [json.loads(line) for line in soft.read_text().splitlines() if line.strip()]
+
+
+def _encode_targets(rows, labels, engine_dir: Path, max_length: int):
+    """The rows' token ids (the static tokenizer), soft targets in label order, hard label indices (-1: none)."""
+    tok = static_tokenizer(engine_dir, max_length)
+    ids = [e.ids for e in tok.encode_batch([r["input"] for r in rows])]
+    soft_p = np.array([[r["label_probs"].get(k, 0.0) for k in labels] for r in rows], np.float32)
+    hard = np.array([labels.index(r["label"]) if r.get("label") in labels else -1 for r in rows])
+    return ids, soft_p, hard
+
+
 def distill_static(
     model_dir,
     annotations,
@@ -96,16 +115,9 @@ def distill_static(
     m2v = distill(str(base), pca_dims=STATIC_DIMS, device="cpu")
     engine_dir = work / "model2vec"
     m2v.save_pretrained(str(engine_dir))
-    soft = work / ("soft_targets.jsonl" if not label_weight else "soft_targets_labels.jsonl")
-    if not soft.exists():
-        rows = distillation_inputs(annotations, inputs)
-        teacher_annotations(model_dir, rows, soft, keep_labels=label_weight > 0, ensemble=ensemble)
-    rows = [json.loads(line) for line in soft.read_text().splitlines() if line.strip()]
+    rows = _soft_target_rows(model_dir, annotations, work, inputs, label_weight, ensemble)
     labels = list(meta["labels"])
-    tok = static_tokenizer(engine_dir, int(meta["max_length"]))
-    ids = [e.ids for e in tok.encode_batch([r["input"] for r in rows])]
-    soft_p = np.array([[r["label_probs"].get(k, 0.0) for k in labels] for r in rows], np.float32)
-    hard = np.array([labels.index(r["label"]) if r.get("label") in labels else -1 for r in rows])
+    ids, soft_p, hard = _encode_targets(rows, labels, engine_dir, int(meta["max_length"]))
     emb = np.asarray(m2v.embedding, np.float32)
     torch.manual_seed(seed)
     weights, val = _train(torch, emb, ids, soft_p, hard, label_weight, seed)
