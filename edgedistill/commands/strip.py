@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..distill.strip import strip_student, summary_line
-
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("student", type=click.Path())
@@ -15,4 +13,6 @@ from ..distill.strip import strip_student, summary_line
 def strip(student, out):
     """Write STUDENT's label model alone: it loads with transformers (AutoModelFor...) and holds no
     rationale weights; its predictions are the student's."""
+    from ..distill.strip import strip_student, summary_line  # deferred: torch, so that --help starts at once
+
     click.echo(summary_line(strip_student(student, out)))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ..distill.config import TrainConfig
 from ..distill.select import SIGNIFICANCE, rows_to_win
-from ..distill.train import TrainConfig, summary_lines
-from ..distill.train import train as run_train
 from ..options import field_option
 
 
@@ -198,5 +197,8 @@ def train(**kw):
     Runs on the HF Trainer: on several GPUs or processes launch the same command with
     `torchrun --nproc_per_node N -m edgedistill.cli train ...` or `accelerate launch -m edgedistill.cli train ...`.
     """
+    from ..distill.train import summary_lines  # deferred: torch, so that --help starts at once
+    from ..distill.train import train as run_train
+
     for line in summary_lines(run_train(TrainConfig(**kw), echo=click.echo), kw["out"]):
         click.echo(line)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..choices import CANDIDATE_MODES, MIN_STEPS, Mode, Numeric, Pooling, RationaleDecoder, parse
+from ..choices import CANDIDATE_MODES, ENCODER_ONLY_MODES, MIN_STEPS, Mode, Numeric, Pooling, RationaleDecoder, parse
 from ..errors import UserError
 
 
@@ -72,3 +72,17 @@ def _candidate(mode) -> Mode:
     if mode not in CANDIDATE_MODES:
         raise UserError(f"--candidates: {mode!r}; use modes from {', '.join(CANDIDATE_MODES)}")
     return Mode(mode)
+
+
+def mode_unavailable(mode: str, family: str, model_type: str) -> str | None:
+    """Why a student of this family and base cannot train `mode`, or None where it can: a seq2seq student takes no
+    mode that changes the encoder's input; multitask's rationale decoder (below) is a BERT decoder warm-started from
+    the encoder's own layers, which an encoder of another layout (MPNet) cannot give it."""
+    if family == "seq2seq" and mode in ENCODER_ONLY_MODES:
+        return "needs a classification or multiple-choice student, not a seq2seq one"
+    if mode == "multitask" and family != "seq2seq" and model_type != "bert":
+        return (
+            f"its rationale decoder is a BERT decoder warm-started from the encoder's layers, which a {model_type} "
+            "encoder cannot give it"
+        )
+    return None

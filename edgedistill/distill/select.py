@@ -33,15 +33,14 @@ from __future__ import annotations
 import math
 
 from ..choices import RATIONALE_MODES
-from .config import TrainConfig
-from .student import mode_unavailable
+from .config import TrainConfig, mode_unavailable
 
 
 def candidate_modes(
     cfg: TrainConfig, family: str, with_rationale: int, model_type: str = "bert"
 ) -> tuple[list[str], dict]:
     """(label-only first (the reference), then the rationale modes this student and these annotations allow;
-    {mode: why not} for the wanted modes this student cannot train (student.mode_unavailable))."""
+    {mode: why not} for the wanted modes this student cannot train (config.mode_unavailable))."""
     wanted = cfg.candidates or ["label-only", *RATIONALE_MODES]
     skipped = {m: why for m in wanted if (why := mode_unavailable(m, family, model_type))}
     usable = [m for m in wanted if m == "label-only" or (with_rationale and m not in skipped)]

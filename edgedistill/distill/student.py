@@ -33,7 +33,6 @@ from transformers import AutoTokenizer, BertConfig, BertLMHeadModel, EncoderDeco
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..atomic import write_json, write_text
-from ..choices import ENCODER_ONLY_MODES
 from ..edge.families import auto_model_class, family_of_task
 from ..model_dir import load_config
 from . import modeling_edgedistill as own_code
@@ -271,20 +270,6 @@ def build_bert2bert(base_dir, decoder_layers: int):
 # encoders whose HF class takes is_decoder + add_cross_attention, so EncoderDecoderModel can use them
 # (optimum exports these decoders without past keys/values: onnx_export.has_past)
 DECODER_CAPABLE = ("bert", "roberta", "xlm-roberta", "electra", "ernie", "camembert")
-
-
-def mode_unavailable(mode: str, family: str, model_type: str) -> str | None:
-    """Why a student of this family and base cannot train `mode`, or None where it can: a seq2seq student takes no
-    mode that changes the encoder's input; multitask's rationale decoder (below) is a BERT decoder warm-started from
-    the encoder's own layers, which an encoder of another layout (MPNet) cannot give it."""
-    if family == "seq2seq" and mode in ENCODER_ONLY_MODES:
-        return "needs a classification or multiple-choice student, not a seq2seq one"
-    if mode == "multitask" and family != "seq2seq" and model_type != "bert":
-        return (
-            f"its rationale decoder is a BERT decoder warm-started from the encoder's layers, which a {model_type} "
-            "encoder cannot give it"
-        )
-    return None
 
 
 def build_rationale_decoder(label_model, family: str, layers: int = 2, shared: bool = False):

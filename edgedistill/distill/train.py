@@ -40,7 +40,7 @@ from ..data import load_examples
 from ..errors import UserError
 from ..model_dir import load_config, write_meta
 from ..task import TaskSpec, load_task
-from .config import TrainConfig
+from .config import TrainConfig, mode_unavailable
 from .model_card import _teacher, candidate_table, floor_name, floor_note, floor_warning, model_card, skipped_note
 from .progress import TrainingBar
 from .select import (
@@ -60,7 +60,6 @@ from .student import (
     family_for,
     head_states,
     label_outputs,
-    mode_unavailable,
     pair_template,
     pooling_for,
     pooling_of,
