@@ -142,6 +142,7 @@ BOUNDS: dict[str, dict[str, Range]] = {
         "parity_samples": POSITIVE_INT,
         "threads": POSITIVE_INT,
         "smooth": SHARE,
+        "cascade_agreement": Range(0, 1, low_open=True),  # the share of the transformer's answers a cascade keeps
     },
     "import-dss": {"limit": POSITIVE_INT},  # no config dataclass: import_dss's flag alone
     "bench": {
@@ -203,6 +204,38 @@ class Int8Fp32(click.ParamType):
 
     def convert(self, value, param, ctx):
         why = int8_fp32_problem(value)
+        if why:
+            self.fail(why, param, ctx)
+        return str(value).strip().lower()
+
+
+CASCADE_AUTO = "auto"  # export --cascade-threshold: search P on the parity inputs
+
+
+def cascade_threshold_problem(value) -> str | None:
+    """export --cascade-threshold: auto, or the static tier's top probability P in (0, 1] at which it answers."""
+    text = str(value).strip().lower()
+    if text == CASCADE_AUTO:
+        return None
+    try:
+        p = float(text)
+    except ValueError:
+        p = None
+    if isinstance(value, bool) or p is None or not math.isfinite(p) or not 0 < p <= 1:
+        return (
+            f"{value!r} is not a probability in (0, 1] or {CASCADE_AUTO}; give e.g. 0.9 (the static model answers "
+            f"when its top probability is >= 0.9), or {CASCADE_AUTO}"
+        )
+    return None
+
+
+class CascadeThreshold(click.ParamType):
+    """The click type of export --cascade-threshold."""
+
+    name = "auto|P"
+
+    def convert(self, value, param, ctx):
+        why = cascade_threshold_problem(value)
         if why:
             self.fail(why, param, ctx)
         return str(value).strip().lower()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..bounds import Int8Fp32
+from ..bounds import CascadeThreshold, Int8Fp32
 from ..deploy.export import ExportConfig, export_bundle, summary_lines
 from ..options import field_option
 
@@ -73,6 +73,27 @@ from ..options import field_option
     "text_model",
     help="Also write text_model.onnx for apps: raw text in, label probabilities out, "
     "tokenized in the graph by onnxruntime-extensions (classification, WordPiece tokenizers); verified like parity.",
+)
+@field_option(
+    "export",
+    ExportConfig,
+    "cascade",
+    type=click.Path(file_okay=False),
+    metavar="STATIC_DIR",
+    help="Also ship this static student (compress MODEL --into static) in front of MODEL: it answers where its top "
+    "probability is >= --cascade-threshold, the transformer elsewhere (Python runtime; export/js refuses cascades).",
+)
+@field_option(
+    "export",
+    ExportConfig,
+    "cascade_threshold",
+    type=CascadeThreshold(),
+    metavar="auto|P",
+    help="The static tier's P; auto: the smallest P keeping the transformer's answers on >= --cascade-agreement of "
+    "the parity inputs (--parity-data, held out; else a sample of the training annotations, which the export notes).",
+)
+@field_option(
+    "export", ExportConfig, "cascade_agreement", help="auto: share of the transformer's answers the cascade keeps."
 )
 def export(model, **kw):
     """Export MODEL (a dir from `edgedistill strip`, or a student dir) to an ONNX bundle.

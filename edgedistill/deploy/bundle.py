@@ -22,7 +22,8 @@ from .. import __version__
 from ..atomic import write_json, write_text
 from ..edge.runtime import (
     APP_ROLES,
-    FORMAT_VERSION,
+    APP_ROLES_FORMAT,
+    CASCADE_FORMAT,
     INTEGRITY_NOTE,
     sha256_file,
     validate_manifest,
@@ -125,7 +126,9 @@ def finish(bundle: Path, manifest: dict) -> dict:
         for p in sorted(bundle.rglob("*"))
         if p.is_file() and p.name != "manifest.json"
     }
-    manifest["format_version"] = FORMAT_VERSION if set(manifest["models"]) & set(APP_ROLES) else 1
+    manifest["format_version"] = (
+        CASCADE_FORMAT if "cascade" in manifest else APP_ROLES_FORMAT if set(manifest["models"]) & set(APP_ROLES) else 1
+    )
     manifest["edgedistill_version"] = __version__
     manifest["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     validate_manifest(manifest, f"{bundle}/manifest.json (as written by this export)")

@@ -33,6 +33,7 @@ from ..model_dir import load_config, weights_bytes
 from ..task import load_task, task_from_dict
 from . import bundle as bundle_mod
 from . import text_model
+from .cascade import check_cascade, export_cascade
 from .onnx_export import export_onnx, family_of, fuse
 from .parity import compare, edge_outputs, torch_outputs
 from .quantize import (
@@ -75,6 +76,9 @@ class ExportConfig:
     int8_fp32: str = "0"  # N | auto: keep the N most INT8-sensitive MatMuls FP32 (quantize.keep_sensitive_fp32)
     smooth: float = SMOOTH_ALPHA  # SmoothQuant alpha for dynamic INT8 (quantize.smooth_activations); 0: off
     seed: int = 0
+    cascade: str | None = None  # a static student dir (compress --into static): answers where confident (cascade.py)
+    cascade_threshold: str = "auto"  # auto | P in (0, 1]: the static tier answers where its top probability >= P
+    cascade_agreement: float = 0.99  # auto: the share of the transformer's answers the cascade keeps on the evidence
     # test hook: called with the staging dir after export, before parity (e.g. to corrupt a weight)
     tamper: object = field(default=None, repr=False)
 
@@ -119,7 +123,12 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
     src = Path(cfg.model)
     if not src.is_dir():
         raise UserError(f"{src}: model directory not found; pass a stripped dir (edgedistill strip) or a student dir")
-    if is_static(src):  # compress --into static: its own graph, no optimum
+    if cfg.cascade and is_static(src):
+        raise UserError(f"{src}: --cascade takes the transformer as MODEL; pass the stripped dir, not a static one")
+    if cfg.cascade:
+        check_cascade(cfg)  # before the transformer's export: a wrong dir or P costs nothing
+        manifest = export_cascade(cfg, lambda c: export_bundle(c, echo), echo)
+    elif is_static(src):  # compress --into static: its own graph, no optimum
         manifest = export_static(cfg, echo)
     else:
         with tempfile.TemporaryDirectory(prefix="edgedistill-export-") as work:
@@ -186,6 +195,16 @@ def summary_lines(m: dict, out) -> list[str]:
                 "text model",
                 f"{m['text_model']['file']} ({m['files'][m['text_model']['file']]['bytes'] / 1e6:.1f} MB), labels "
                 f"{t['labels_equal']}/{t['examples']}, max |Δprob| {t['max_abs_prob_diff']:.1e}",
+            )
+        )
+    if "cascade" in m:
+        c = m["cascade"]
+        rows.append(
+            (
+                "cascade",
+                f"static tier answers {100 * c['share']['static']:.1f} % at P = {c['threshold']:.4g}, keeping "
+                f"{100 * c['agreement_with_transformer']:.2f} % of the transformer's answers "
+                f"({c['evidence']['inputs']} inputs)",
             )
         )
     return [""] + [f"  {k:<26}{v}" for k, v in rows]

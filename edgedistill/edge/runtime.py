@@ -34,7 +34,11 @@ from .template import fill_template, parse_template, template_fields
 
 # 2: `models` may list app-only roles (APP_ROLES), which runtimes before it would try to load; a bundle
 # without them is still written as 1, so those runtimes keep reading it.
-FORMAT_VERSION = 2
+# 3: a cascade (`cascade`: a static bundle in CASCADE_DIR answers where its top probability >= `threshold`), which
+# runtimes before it would ignore, running the transformer alone; only cascade bundles are written as 3.
+FORMAT_VERSION = 3
+APP_ROLES_FORMAT, CASCADE_FORMAT = 2, 3
+CASCADE_DIR = "cascade"
 UNZIP_PREFIX = "edgedistill-bundle-"  # temp dirs a zipped bundle is unpacked into (removed on close)
 # A zipped bundle is unpacked only within these: checked from the zip's headers before anything is written, and
 # again while unpacking (a member may not inflate past the size its header declares).
@@ -135,7 +139,35 @@ def validate_manifest(manifest, where: str = "manifest.json", hashed: bool = Tru
         _optional(manifest, "max_answer_tokens", where, _int_in(1, MAX_TOKENS), f"an integer from 1 to {MAX_TOKENS}")
     quantization = _optional(manifest, "quantization", where, _is(dict), "an object")
     _optional(quantization or {}, "mode", where, _is(str), "text", "quantization")
+    _check_cascade(manifest, fam, where)
     _check_files(manifest, where, hashed)
+
+
+def _check_cascade(manifest: dict, fam: str, where: str) -> None:
+    cascade = _optional(manifest, "cascade", where, _is(dict), "an object (bundle, threshold, manifest_sha256)")
+    if cascade is None:
+        return
+    if fam != "sequence-classification":
+        raise BundleError(f"{where}: cascade: only classifier bundles cascade (family {fam!r}); re-export the bundle")
+    if manifest.get("format_version") != CASCADE_FORMAT:
+        raise _bad(where, "format_version", manifest, f"{CASCADE_FORMAT} (the bundle has a cascade)")
+    _require(cascade, "bundle", where, lambda v: v == CASCADE_DIR, repr(CASCADE_DIR), "cascade")
+    _require(
+        cascade,
+        "threshold",
+        where,
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 1,
+        "a probability in (0, 1]",
+        "cascade",
+    )
+    _require(
+        cascade,
+        "manifest_sha256",
+        where,
+        lambda v: isinstance(v, str) and len(v) == 64,
+        "the sha256 of the static bundle's manifest.json",
+        "cascade",
+    )
 
 
 def runtime_models(manifest: dict) -> dict[str, str]:
@@ -347,6 +379,7 @@ class EdgeModel:
         self.input_names = [i.name for i in main.get_inputs()]
         self._fields = template_fields(self.task["input"])
         self._cleanup = None  # removes the unzipped copy of a zipped bundle (see close)
+        self.static = None  # a cascade's static tier (an EdgeModel), answering where its top probability >= P
         self.batch_size = answer_batch_size(manifest)
 
     # ------------------------------------------------------------------ loading
@@ -376,7 +409,10 @@ class EdgeModel:
         sessions = _sessions(path, manifest, threads, providers)
         tokenizer = _tokenizer(path, manifest)
         _check_fit(path, manifest, sessions, tokenizer)
-        return cls(path, manifest, sessions, tokenizer)
+        model = cls(path, manifest, sessions, tokenizer)
+        if "cascade" in manifest:
+            model.static = _cascade_model(path, manifest, threads, verify, providers)
+        return model
 
     def close(self) -> None:
         """Remove the unzipped copy of a zipped bundle now (a directory bundle is left as it is)."""
@@ -458,9 +494,12 @@ class EdgeModel:
         return self.sessions["model"].run(None, feeds)[0]
 
     def predict(self, items, batch_size: int | None = None) -> list[dict]:
-        """[{label, probs}] (seq2seq: [{answer}]), batch_size items per call; default `self.batch_size`."""
+        """[{label, probs}] (seq2seq: [{answer}]), batch_size items per call; default `self.batch_size`. A cascade
+        adds `tier` ("static" or "transformer") to each answer: the static model's where its top probability >= P."""
         items = list(items)
         batch_size = batch_size or self.batch_size
+        if self.static is not None:
+            return self._cascade(items, batch_size)
         out = []
         for i in range(0, len(items), batch_size):
             batch = items[i : i + batch_size]
@@ -469,6 +508,17 @@ class EdgeModel:
                 continue
             for group, choices, logits in self.logit_groups(batch):
                 out += self.answers(group, logits, choices)
+        return out
+
+    def _cascade(self, items: list, batch_size: int) -> list[dict]:
+        p = self.manifest["cascade"]["threshold"]
+        out = [{**a, "tier": "static"} for a in self.static.predict(items, batch_size)]
+        hard = [i for i, a in enumerate(out) if max(a["probs"].values()) < p]
+        for start in range(0, len(hard), batch_size):
+            rows = hard[start : start + batch_size]
+            for group, choices, logits in self.logit_groups([items[i] for i in rows]):
+                for i, a in zip(rows, self.answers(group, logits, choices)):
+                    out[i] = {**a, "tier": "transformer"}
         return out
 
     def logit_groups(self, batch) -> list[tuple[list, list[list[str]] | None, np.ndarray]]:
@@ -580,6 +630,19 @@ def _sessions(path: Path, manifest: dict, threads, providers) -> dict:
                 f"{path / name}: onnxruntime cannot load the model ({str(e)[:200]}); re-export the bundle"
             ) from None
     return sessions
+
+
+def _cascade_model(path: Path, manifest: dict, threads, verify, providers) -> EdgeModel:
+    """The static tier of a cascade bundle: its own bundle in CASCADE_DIR, its manifest the one the top one seals."""
+    inner = bundle_file(path, f"{CASCADE_DIR}/manifest.json")
+    if verify and sha256_file(inner) != manifest["cascade"]["manifest_sha256"]:
+        raise BundleError(
+            f"{inner}: sha256 mismatch with cascade.manifest_sha256; re-export the bundle. {INTEGRITY_NOTE}"
+        )
+    static = EdgeModel._load_dir(path / CASCADE_DIR, threads, verify, providers)
+    if static.labels != manifest.get("labels") or static.family != "sequence-classification":
+        raise BundleError(f"{inner}: the static tier's labels {static.labels} differ from the bundle's; re-export")
+    return static
 
 
 def _tokenizer(path: Path, manifest: dict) -> Tokenizer:

@@ -25,7 +25,7 @@ import { candidates, valueOf } from "./expressions.mjs";
 
 // As edgedistill/edge/runtime.py (tests/test_js_runtime.py checks they are equal): the newest bundle format
 // this runtime reads, and the models for apps that a bundle lists but no runtime loads.
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 export const APP_ROLES = ["text"];
 export const SUPPORTED_FAMILIES = ["sequence-classification", "multiple-choice"];
 const IS_NODE = typeof process !== "undefined" && !!process.versions?.node && typeof window === "undefined";
@@ -191,6 +191,10 @@ export function validateManifest(manifest, where = "manifest.json", { hashed = t
     throw new BundleError(`${where}: bundle format ${version} is newer than this runtime understands (${FORMAT_VERSION}); upgrade export/js or re-export`);
   }
   checked(where, manifest, "format_version", intIn(1, FORMAT_VERSION), `an integer from 1 to ${FORMAT_VERSION}`);
+  if (manifest.cascade !== undefined) {
+    // format 3's cascade (a static tier in cascade/ answering where confident) is run by the Python runtime only
+    throw new BundleError(`${where}: cascade: this bundle answers through a static tier first (edgedistill export --cascade), which export/js does not run yet; re-export without --cascade for JS, or run it with the Python runtime (EdgeModel)`);
+  }
   const families = Object.keys(FAMILY_ROLES);
   const family = checked(where, manifest, "family", (v) => families.includes(v), `one of ${families.join(", ")}`);
   const task = checked(where, manifest, "task", isObject, "an object with `type` and `input`");
