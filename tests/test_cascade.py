@@ -50,6 +50,7 @@ def test_a_cascade_bundle_records_p_and_each_tiers_share(cascade):
     assert c["threshold_from"] == "auto" and 0 < c["threshold"] <= 1 and c["target_agreement"] == 0.99
     assert c["agreement_with_transformer"] >= 0.99 and c["evidence"]["inputs"] > 0 and c["evidence"]["held_out"]
     assert abs(c["share"]["static"] + c["share"]["transformer"] - 1) < 1e-9
+    assert m["size_bytes"] == m["files"]["model.onnx"]["bytes"] + m["files"]["cascade/model.onnx"]["bytes"]
     assert json.loads((out / "manifest.json").read_text())["cascade"] == c
     assert any(line.startswith("cascade: P = ") for line in said)
 
@@ -134,3 +135,25 @@ def test_export_js_refuses_a_cascade_bundle_with_a_clear_error(cascade):
         ["node", str(js.JS / "predict.mjs"), str(cascade[0])], input="", capture_output=True, text=True, timeout=120
     )
     assert r.returncode == 2 and "cascade:" in r.stderr and "export/js does not run yet" in r.stderr, r.stderr
+
+
+def test_bench_on_a_cascade_bundle_counts_both_tiers_and_says_what_it_timed(cascade, tmp_path):
+    import jsonschema
+
+    from edgedistill.measure.bench import BenchConfig, run_bench
+    from edgedistill.measure.bench_report import SCHEMA_PATH
+
+    gold = tmp_path / "test.jsonl"
+    gold.write_text("".join(json.dumps({"text": f"{w} now", "label": lab}) + "\n" for w, lab in zip(WORDS, LABELS)))
+    said = []
+    s = BenchConfig(
+        batch_sizes=[1], seq_lens=[8], threads=[1], min_time=0.01, min_iters=2, warmup=0.0, fresh_process=False
+    )
+    doc = run_bench(cascade[0], data=str(gold), settings=s, echo=said.append, progress=False)
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+    b = next(v for v in doc["variants"] if v["name"] == "bundle")
+    assert (
+        b["files"] == ["model.onnx", "cascade/model.onnx"]
+        and b["cascade"]["threshold"] == cascade[1]["cascade"]["threshold"]
+    )
+    assert any("the bundle is a cascade: latency rows time the transformer tier" in m for m in said)

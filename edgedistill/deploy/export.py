@@ -139,9 +139,10 @@ def export_bundle(cfg: ExportConfig, echo=print) -> dict:
     out = Path(cfg.out)
     if cfg.zip:
         manifest["zip"] = str(bundle_mod.zip_bundle(out))
-    manifest["size_bytes"] = sum(
-        f["bytes"] for n, f in manifest["files"].items() if n in runtime_models(manifest).values()
-    )
+    loaded = set(runtime_models(manifest).values())
+    if "cascade" in manifest:  # the static tier's graph is loaded too
+        loaded.add(f"{manifest['cascade']['bundle']}/model.onnx")
+    manifest["size_bytes"] = sum(f["bytes"] for n, f in manifest["files"].items() if n in loaded)
     manifest["source_size_bytes"] = weights_bytes(src)
     return manifest
 

@@ -388,6 +388,8 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
                     reason="seq2seq: a plain ONNX export has no generation loop to predict with; "
                     "the torch variants and the bundle (whose runtime has one) are measured",
                 )
+    if subject.manifest.get("cascade") and "bundle" in info:
+        echo(f"the bundle is a cascade: {info['bundle']['cascade']['timed']}")
     if subject.manifest.get("static"):
         echo("measuring the bundle alone: the torch/ORT peers do not apply to a static student (no transformer)")
     if subject.torch_dir is None:
@@ -438,13 +440,20 @@ def _bundle_info(subject: Subject, info: dict) -> None:
 
     models = runtime_models(subject.manifest)  # the app-only text model is no variant of the bundle's model
     onnx_files = [subject.bundle / f for f in models.values()] or sorted(subject.bundle.glob("*.onnx"))
+    cascade = subject.manifest.get("cascade")
+    if cascade:  # export --cascade: the static tier's graph ships too
+        onnx_files += sorted((subject.bundle / cascade["bundle"]).glob("*.onnx"))
     info.update(
         size_bytes=sum(_onnx_bytes(p) for p in onnx_files),
-        files=[p.name for p in onnx_files],
+        files=[str(p.relative_to(subject.bundle)) for p in onnx_files],
         package_bytes=sum(p.stat().st_size for p in subject.bundle.rglob("*") if p.is_file()),
         quantization=subject.manifest.get("quantization"),
         target=subject.manifest.get("target"),
     )
+    if cascade:
+        info["cascade"] = {k: cascade.get(k) for k in ("threshold", "share", "agreement_with_transformer")} | {
+            "timed": "latency rows time the transformer tier (EdgeModel.run); accuracy is the cascade's predict"
+        }
 
 
 def _torch_int8(subject: Subject, work: Path, info: dict) -> None:
