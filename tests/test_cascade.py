@@ -126,15 +126,39 @@ def test_a_static_dir_of_another_task_or_no_static_dir_is_refused(static_dir, st
     assert not (tmp_path / "b").exists()
 
 
-def test_export_js_refuses_a_cascade_bundle_with_a_clear_error(cascade):
+@pytest.mark.parametrize("script", ["predict.mjs", "browser.mjs"])
+def test_node_and_chromium_give_pythons_cascade_answers(cascade, tmp_path, script):
+    """export/js runs the cascade as EdgeModel does: the same labels, probabilities and tiers, both tiers used."""
+    import os
+    from pathlib import Path
+
     import test_js_runtime as js
+
+    from edgedistill.runtime import EdgeModel
 
     if why := js._npm_ci():
         pytest.skip(why)
-    r = subprocess.run(
-        ["node", str(js.JS / "predict.mjs"), str(cascade[0])], input="", capture_output=True, text=True, timeout=120
-    )
-    assert r.returncode == 2 and "cascade:" in r.stderr and "export/js does not run yet" in r.stderr, r.stderr
+    if script == "browser.mjs" and not Path(os.environ.get("CHROMIUM", "/usr/bin/chromium")).exists():
+        pytest.skip("chromium missing (DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)")
+    items = [{"text": t} for t in js.sentences(64)] + [{"text": f"{w} please"} for w in WORDS]
+    with EdgeModel.load(cascade[0] / "cascade") as static:
+        conf = sorted(max(a["probs"].values()) for a in static.predict(items))
+    bundle = tmp_path / "b"
+    shutil.copytree(cascade[0], bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["cascade"]["threshold"] = (conf[len(conf) // 2 - 1] + conf[len(conf) // 2]) / 2  # no input at P itself
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    py = EdgeModel.load(bundle).predict(items)
+    got = js.run_js(script, bundle, items)
+    js.compare(py, got, f"{script} cascade")
+    assert [a.get("tier") for a in got] == [a["tier"] for a in py] and {a["tier"] for a in py} == {
+        "static",
+        "transformer",
+    }
+    inner = bundle / "cascade" / "manifest.json"
+    inner.write_text(inner.read_text() + " ")
+    r = subprocess.run(["node", str(js.JS / "predict.mjs"), str(bundle)], input="", capture_output=True, text=True)
+    assert r.returncode == 2 and "sha256 mismatch with cascade.manifest_sha256" in r.stderr, r.stderr
 
 
 def test_bench_on_a_cascade_bundle_counts_both_tiers_and_says_what_it_timed(cascade, tmp_path):

@@ -81,7 +81,7 @@ from ..options import field_option
     type=click.Path(file_okay=False),
     metavar="STATIC_DIR",
     help="Also ship this static student (compress MODEL --into static) in front of MODEL: it answers where its top "
-    "probability is >= --cascade-threshold, the transformer elsewhere (Python runtime; export/js refuses cascades).",
+    "probability is >= --cascade-threshold, the transformer elsewhere (EdgeModel and export/js run it).",
 )
 @field_option(
     "export",

@@ -19,6 +19,7 @@
 // Bundle format 2 (an `export --text-model` bundle) lists app-only models (APP_ROLES: the text-in model,
 // whose tokenizer op needs onnxruntime-extensions) beside the token-id model: they are read by no
 // runtime, so load skips them (not fetched, not hashed) and says so in `model.skippedModels`.
+// Format 3 (export --cascade): a static bundle in cascade/ answers where its top probability >= cascade.threshold.
 
 import { Tokenizer } from "@huggingface/tokenizers";
 import { candidates, valueOf } from "./expressions.mjs";
@@ -191,10 +192,7 @@ export function validateManifest(manifest, where = "manifest.json", { hashed = t
     throw new BundleError(`${where}: bundle format ${version} is newer than this runtime understands (${FORMAT_VERSION}); upgrade export/js or re-export`);
   }
   checked(where, manifest, "format_version", intIn(1, FORMAT_VERSION), `an integer from 1 to ${FORMAT_VERSION}`);
-  if (manifest.cascade !== undefined) {
-    // format 3's cascade (a static tier in cascade/ answering where confident) is run by the Python runtime only
-    throw new BundleError(`${where}: cascade: this bundle answers through a static tier first (edgedistill export --cascade), which export/js does not run yet; re-export without --cascade for JS, or run it with the Python runtime (EdgeModel)`);
-  }
+  if (manifest.cascade !== undefined) checkCascade(where, manifest);
   const families = Object.keys(FAMILY_ROLES);
   const family = checked(where, manifest, "family", (v) => families.includes(v), `one of ${families.join(", ")}`);
   const task = checked(where, manifest, "task", isObject, "an object with `type` and `input`");
@@ -248,6 +246,22 @@ export function validateManifest(manifest, where = "manifest.json", { hashed = t
 }
 
 /** The bundle's manifest.json: UTF-8 JSON, an object, inside the bundle, and valid (validateManifest). */
+export const CASCADE_FORMAT = 3;
+export const CASCADE_DIR = "cascade";
+
+/** Python's _check_cascade: a classifier bundle of format 3 whose static tier lies in cascade/, P in (0, 1]. */
+function checkCascade(where, manifest) {
+  const c = checked(where, manifest, "cascade", isObject, "an object (bundle, threshold, manifest_sha256)");
+  if (manifest.family !== "sequence-classification") {
+    throw new BundleError(`${where}: cascade: only classifier bundles cascade (family ${JSON.stringify(manifest.family)}); re-export the bundle`);
+  }
+  checked(where, manifest, "format_version", (v) => v === CASCADE_FORMAT, `${CASCADE_FORMAT} (the bundle has a cascade)`);
+  checked(where, c, "bundle", (v) => v === CASCADE_DIR, JSON.stringify(CASCADE_DIR), { prefix: "cascade" });
+  checked(where, c, "threshold", (v) => typeof v === "number" && v > 0 && v <= 1, "a probability in (0, 1]", { prefix: "cascade" });
+  checked(where, c, "manifest_sha256", (v) => typeof v === "string" && v.length === 64,
+    "the sha256 of the static bundle's manifest.json", { prefix: "cascade" });
+}
+
 async function readManifest(bundle, hashed) {
   const where = joinPath(bundle, "manifest.json");
   await checkInside(bundle, "manifest.json");
@@ -272,6 +286,22 @@ async function readManifest(bundle, hashed) {
 }
 
 /** A classification model has a label per output: checked at load where the output width is static, else at predict. */
+/** A cascade's static tier: its own bundle in cascade/, whose manifest.json the top manifest seals. */
+async function loadStaticTier(bundle, manifest, options) {
+  const name = `${CASCADE_DIR}/manifest.json`;
+  await checkInside(bundle, name);
+  const bytes = await readBytes(bundle, name);
+  if (bytes === null) throw new BundleError(`${joinPath(bundle, name)}: missing; copy the whole bundle directory`);
+  if (options.verify && (await sha256Hex(bytes)) !== manifest.cascade.manifest_sha256) {
+    throw new BundleError(`${joinPath(bundle, name)}: sha256 mismatch with cascade.manifest_sha256; re-export the bundle. ${INTEGRITY_NOTE}`);
+  }
+  const tier = await EdgeModel.load(joinPath(bundle, CASCADE_DIR), options);
+  if (JSON.stringify(tier.labels) !== JSON.stringify(manifest.labels) || tier.family !== "sequence-classification") {
+    throw new BundleError(`${joinPath(bundle, name)}: the static tier's labels ${JSON.stringify(tier.labels)} differ from the bundle's; re-export`);
+  }
+  return tier;
+}
+
 function checkLabelWidth(where, manifest, width) {
   if (manifest.family === "sequence-classification" && typeof width === "number" && width !== manifest.labels.length) {
     throw new BundleError(`${where}: \`labels\` lists ${manifest.labels.length} labels but the model outputs ${width} ` +
@@ -341,6 +371,7 @@ export class EdgeModel {
     this.batchSize = manifest.quantization?.mode === "dynamic" ? 1 : 32;
     // The app-only models the bundle lists (format 2: the text-in model), not loaded: [{role, file, reason}].
     this.skippedModels = appModels(manifest);
+    this.static = null; // a cascade's static tier (format 3), loaded by load
     this.inputNames = session.inputNames;
     this.outputName = session.outputNames[0];
     this._fields = templateFields(this.task.input);
@@ -406,11 +437,14 @@ export class EdgeModel {
     } catch (e) {
       throw new BundleError(`${joinPath(bundle, tokFile)}: the tokenizer cannot read it (${String(e.message ?? e).slice(0, 200)}); re-export the bundle`);
     }
-    return new EdgeModel(ort, manifest, session, tokenizer, tokenizerJson);
+    const model = new EdgeModel(ort, manifest, session, tokenizer, tokenizerJson);
+    if (manifest.cascade) model.static = await loadStaticTier(bundle, manifest, { ort, verify, threads, sessionOptions });
+    return model;
   }
 
   async close() {
     await this.session.release?.();
+    await this.static?.close();
   }
 
   // ---------------------------------------------------------------- inputs
@@ -511,9 +545,20 @@ export class EdgeModel {
     return Array.from({ length: n }, (_, i) => out.data.subarray(i * k, (i + 1) * k));
   }
 
-  /** [{label, probs}] for items, in batches of batchSize (as Python's EdgeModel.predict; default this.batchSize). */
+  /** [{label, probs}] for items, in batches of batchSize (as Python's EdgeModel.predict; default this.batchSize).
+   * A cascade adds `tier`: the static model answers where its top probability >= P, the transformer elsewhere. */
   async predict(items, { batchSize = this.batchSize } = {}) {
     items = Array.from(items);
+    if (!this.static) return this._predictOwn(items, batchSize);
+    const p = this.manifest.cascade.threshold;
+    const out = (await this.static.predict(items, { batchSize })).map((a) => ({ ...a, tier: "static" }));
+    const hard = out.map((a, i) => (Math.max(...Object.values(a.probs)) < p ? i : -1)).filter((i) => i >= 0);
+    const answers = await this._predictOwn(hard.map((i) => items[i]), batchSize);
+    hard.forEach((i, j) => { out[i] = { ...answers[j], tier: "transformer" }; });
+    return out;
+  }
+
+  async _predictOwn(items, batchSize) {
     const out = [];
     for (let i = 0; i < items.length; i += batchSize) {
       const batch = items.slice(i, i + batchSize);
