@@ -53,6 +53,9 @@ def test_a_cascade_bundle_records_p_and_each_tiers_share(cascade):
     assert m["size_bytes"] == m["files"]["model.onnx"]["bytes"] + m["files"]["cascade/model.onnx"]["bytes"]
     assert json.loads((out / "manifest.json").read_text())["cascade"] == c
     assert any(line.startswith("cascade: P = ") for line in said)
+    from edgedistill.deploy.export import summary_lines
+
+    assert any(line.strip().startswith("cascade") and "static tier answers" in line for line in summary_lines(m, out))
 
 
 def test_the_cascade_answers_static_if_confident_else_transformer_row_by_row(cascade, tmp_path):
@@ -181,3 +184,13 @@ def test_bench_on_a_cascade_bundle_counts_both_tiers_and_says_what_it_timed(casc
         and b["cascade"]["threshold"] == cascade[1]["cascade"]["threshold"]
     )
     assert any("the bundle is a cascade: latency rows time the transformer tier" in m for m in said)
+
+
+def test_a_zipped_cascade_bundle_loads_and_answers_as_the_directory(cascade, tmp_path):
+    from edgedistill.deploy.bundle import zip_bundle
+    from edgedistill.runtime import EdgeModel
+
+    shutil.copytree(cascade[0], tmp_path / "b")
+    texts = [f"{w} please" for w in WORDS] + ["zebra umbrella"]
+    with EdgeModel.load(zip_bundle(tmp_path / "b")) as zipped, EdgeModel.load(tmp_path / "b") as plain:
+        assert zipped.static is not None and zipped.predict(texts) == plain.predict(texts)

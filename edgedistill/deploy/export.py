@@ -199,16 +199,15 @@ def summary_lines(m: dict, out) -> list[str]:
             )
         )
     if "cascade" in m:
-        c = m["cascade"]
-        rows.append(
-            (
-                "cascade",
-                f"static tier answers {100 * c['share']['static']:.1f} % at P = {c['threshold']:.4g}, keeping "
-                f"{100 * c['agreement_with_transformer']:.2f} % of the transformer's answers "
-                f"({c['evidence']['inputs']} inputs)",
-            )
-        )
+        rows.append(("cascade", _cascade_line(m["cascade"])))
     return [""] + [f"  {k:<26}{v}" for k, v in rows]
+
+
+def _cascade_line(c: dict) -> str:
+    return (
+        f"static tier answers {100 * c['share']['static']:.1f} % at P = {c['threshold']:.4g}, keeping "
+        f"{100 * c['agreement_with_transformer']:.2f} % of the transformer's answers ({c['evidence']['inputs']} inputs)"
+    )
 
 
 def _job(cfg: ExportConfig, src: Path, work: Path) -> _Job:

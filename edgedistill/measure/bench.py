@@ -390,14 +390,8 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
                 )
     if subject.manifest.get("cascade") and "bundle" in info:
         echo(f"the bundle is a cascade: {info['bundle']['cascade']['timed']}")
-    if subject.manifest.get("static"):
-        echo("measuring the bundle alone: the torch/ORT peers do not apply to a static student (no transformer)")
     if subject.torch_dir is None:
-        why = (
-            "a static student (compress --into static): no transformer to run in torch or ORT"
-            if subject.manifest.get("static")
-            else "needs --torch STUDENT_DIR (the stripped student) to build this variant"
-        )
+        why = _no_peers(subject, info, echo)
         for n in names:
             if n != "bundle":
                 info[n].update(status="skipped", reason=why)
@@ -425,6 +419,14 @@ def prepare_variants(subject: Subject, names: list[str], work: Path, echo=print)
             ),
         )
     return paths, info
+
+
+def _no_peers(subject: Subject, info: dict, echo) -> str:
+    """Why the peers are skipped without --torch; says so of a static student's bundle."""
+    if subject.manifest.get("static"):
+        echo("measuring the bundle alone: the torch/ORT peers do not apply to a static student (no transformer)")
+        return "a static student (compress --into static): no transformer to run in torch or ORT"
+    return "needs --torch STUDENT_DIR (the stripped student) to build this variant"
 
 
 def _build(info: dict, what: str, fn) -> None:
