@@ -121,7 +121,7 @@ def run(a, argv) -> int:
     if not a.no_fresh_process:
         shape = (max(a.batch_sizes), max(a.seq_lens))
         info["fresh_process"] = [fresh_process(a.bundle, t, inputs, shape) for t in a.threads]
-    join(rows, info, core(a.bundle, "process").fresh_for_threads)
+    join(rows, info, core(a.bundle, "process").measured_fields)
     doc = document(a, argv, model, inputs, info, rows, meter)
     write(doc, a.out)
     return 0
@@ -263,15 +263,11 @@ def child(argv) -> int:
 # The results document
 
 
-def join(rows: list[dict], info: dict, fresh_for_threads) -> None:
+def join(rows: list[dict], info: dict, measured_fields) -> None:
     """Each row gets the bundle's size, accuracy, memory and cold start; no torch baseline on a device."""
     for r in rows:
-        fp = fresh_for_threads(info.get("fresh_process"), r["threads"])
         r.update(
-            size_bytes=info.get("size_bytes"),
-            accuracy=info.get("accuracy"),
-            peak_rss_mb=fp.get("peak_rss_mb"),
-            cold_start_s=fp.get("cold_start_s"),
+            measured_fields(info, r["threads"]),
             speedup_vs_torch_fp32=None,
             size_ratio_vs_torch_fp32=None,
             accuracy_delta_pt_vs_torch_fp32=None,

@@ -107,3 +107,15 @@ def fresh_process(command: list[str], spec: dict, threads: int, shape, env=None)
 def fresh_for_threads(entries: list[dict], threads: int) -> dict:
     """The successful fresh-process entry for a thread count, or {}."""
     return next((f for f in entries or [] if f.get("threads") == threads and "error" not in f), {})
+
+
+def measured_fields(info: dict, threads: int) -> dict:
+    """What a results.json row holds of its variant beside its timings: size, accuracy, and the peak memory and
+    cold start of its fresh-process run at `threads` (bench and the device kit write the same fields)."""
+    fresh = fresh_for_threads(info.get("fresh_process"), threads)
+    return {
+        "size_bytes": info.get("size_bytes"),
+        "accuracy": info.get("accuracy"),
+        "peak_rss_mb": fresh.get("peak_rss_mb"),
+        "cold_start_s": fresh.get("cold_start_s"),
+    }

@@ -45,7 +45,7 @@ from ..edge.answers import accuracy
 from ..edge.expressions import choices_for
 from ..edge.families import FAMILIES
 from ..edge.feeds import DEFAULT_CHOICES, encode_examples, fit, load_tokenizer, shape_feeds, synthetic_texts
-from ..edge.process import child_entry, child_measure, fresh_for_threads
+from ..edge.process import child_entry, child_measure, fresh_for_threads, measured_fields
 from ..edge.process import fresh_process as spawn_child
 from ..edge.timing import summarize, time_interleaved
 from ..errors import UserError
@@ -761,14 +761,7 @@ def _join(rows: list[dict], info: dict) -> None:
     }
     binfo = info.get(BASELINE, {})
     for r in rows:
-        v = info[r["variant"]]
-        fp = fresh_for_threads(v.get("fresh_process"), r["threads"])
-        r.update(
-            size_bytes=v.get("size_bytes"),
-            accuracy=v.get("accuracy"),
-            peak_rss_mb=fp.get("peak_rss_mb"),
-            cold_start_s=fp.get("cold_start_s"),
-        )
+        r.update(measured_fields(info[r["variant"]], r["threads"]))
         b = base.get((r["batch_size"], r["seq_len"], r["threads"]))
         bfp = fresh_for_threads(binfo.get("fresh_process"), r["threads"])
         r["speedup_vs_torch_fp32"] = _ratio(b and b.get("p50_ms"), r.get("p50_ms"))
