@@ -25,6 +25,11 @@ def predict_labels(model_path, task, examples, batch_size: int | None = None) ->
         except BundleError as e:
             raise UserError(str(e)) from None
         return [p.get("label", p.get("answer")) for p in preds]
+    if kind == "static":
+        raise UserError(
+            f"{path} is a static student (compress --into static): export it first "
+            f"(edgedistill export {path} --out BUNDLE), then evaluate the bundle"
+        )
 
     family = read_meta(path).get("family") or _family(path)
     max_length = read_meta(path).get("max_length", 128)

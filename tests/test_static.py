@@ -162,3 +162,17 @@ def test_bench_measures_a_static_bundle_alone_and_says_why_the_peers_do_not_appl
     assert [r["variant"] for r in doc["results"] if r.get("status", "ok") == "ok"] == ["bundle"]
     with pytest.raises(UserError, match="static student.*--torch does not apply.*drop --torch"):
         run_bench(tmp_path / "b", torch_dir=str(out), settings=s, echo=said.append, progress=False)
+
+
+def test_eval_on_a_static_dir_says_to_export_it_first(static_dir, student, tmp_path):
+    """A static student has no torch forward of its own: eval names the export that makes it runnable."""
+    from edgedistill.data import load_examples
+    from edgedistill.evaluate import evaluate_model
+    from edgedistill.task import load_task
+
+    model, _, _ = student
+    (tmp_path / "d.jsonl").write_text(json.dumps({"text": f"{WORDS[0]} please", "label": LABELS[0]}) + "\n")
+    task = load_task(model / "task.yaml")
+    examples = load_examples(task, tmp_path / "d.jsonl", require_gold=True)
+    with pytest.raises(UserError, match=r"static student .*export it first \(edgedistill export"):
+        evaluate_model(static_dir[0], task, examples)
