@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import tiny
 from click.testing import CliRunner
 
-import tiny
 from edgedistill.cli import main
-from edgedistill.errors import UserError
 from edgedistill.deploy.export import ExportConfig, export_bundle
 from edgedistill.deploy.parity import torch_outputs
+from edgedistill.errors import UserError
 from edgedistill.runtime import BundleError, EdgeModel
 
 WORDS = "the dog is happy a cat sat on my house man woman running park red blue big small because so".split()
@@ -30,8 +30,10 @@ def sentences(n, seed=0, lo=3, hi=30):
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     cls = tiny.tiny_classifier_dir(d / "cls")
-    (cls / "task.yaml").write_text('name: nli\ntype: classification\ninput: "Premise: {premise}\\nHypothesis: {hypothesis}"\n'
-                                   'labels: [entailment, neutral, contradiction]\n')
+    (cls / "task.yaml").write_text(
+        'name: nli\ntype: classification\ninput: "Premise: {premise}\\nHypothesis: {hypothesis}"\n'
+        "labels: [entailment, neutral, contradiction]\n"
+    )
     mc = tiny.tiny_multiple_choice_dir(d / "mc")
     (mc / "task.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "{question}"\nchoices: choices\n')
     t5 = tiny.tiny_t5_dir(d / "t5")
@@ -77,7 +79,7 @@ def test_classification_int8_and_fp32_match_torch(models, cls_bundle, tmp_path):
     rendered = [{"input": f"Premise: {i['premise']}\nHypothesis: {i['hypothesis']}"} for i in items]
     logits, labels = torch_outputs(models / "cls", "sequence-classification", rendered, None, 128)
     preds = EdgeModel.load(cls_bundle).predict(items)
-    assert np.mean([p["label"] == l for p, l in zip(preds, labels)]) >= 0.99
+    assert np.mean([p["label"] == label for p, label in zip(preds, labels)]) >= 0.99
     assert abs(sum(preds[0]["probs"].values()) - 1) < 1e-6
     export(models, "cls", "nli.jsonl", tmp_path / "fp32", quantize="none")
     fp32 = EdgeModel.load(tmp_path / "fp32")
@@ -98,8 +100,9 @@ def test_int8_answers_do_not_depend_on_the_items_beside_them(models, cls_bundle,
     alone = [model.predict([it])[0] for it in items]
     assert model.predict(items) == alone  # exactly: the same numbers, not merely close
     batched = model.predict(items, batch_size=len(items))  # still possible when asked for
-    assert max(abs(a["probs"][k] - b["probs"][k]) for a, b in zip(alone, batched) for k in a["probs"]) > 0, \
+    assert max(abs(a["probs"][k] - b["probs"][k]) for a, b in zip(alone, batched) for k in a["probs"]) > 0, (
         "this tiny model should show the batch effect; if it no longer does, the test above proves nothing"
+    )
     task = load_task(models / "cls" / "task.yaml")
     from edgedistill.data import load_examples
 
@@ -142,7 +145,9 @@ def test_seq2seq_bundle_generates_like_torch(models, tmp_path, name):
     # bundle is checked in FP32, which exercises the same no-past decoding loop.
     m = export(models, name, "math.jsonl", tmp_path / "b", **({"quantize": "none"} if name == "b2b" else {}))
     # optimum exports bert2bert's BERT decoder without past keys/values
-    assert set(m["models"]) == {"encoder", "decoder", "decoder_with_past"} - ({"decoder_with_past"} if name == "b2b" else set())
+    assert set(m["models"]) == {"encoder", "decoder", "decoder_with_past"} - (
+        {"decoder_with_past"} if name == "b2b" else set()
+    )
     assert m["parity"]["fp32_max_abs_logit_diff"] < 1e-3 and m["parity"]["fp32_agreement"] == 1.0
     assert name == "b2b" or m["parity"]["int8_agreement"] >= 0.99
     items = [json.loads(x) for x in (models / "math.jsonl").read_text().splitlines()]
@@ -172,8 +177,19 @@ def test_cli_exit_code_on_parity_failure(models, tmp_path, monkeypatch):
 
     original = ex.ExportConfig
     monkeypatch.setattr("edgedistill.commands.export.ExportConfig", lambda **kw: original(**kw, tamper=_corrupt))
-    r = CliRunner().invoke(main, ["export", str(models / "cls"), "--out", str(tmp_path / "b"), "--parity-data",
-                                  str(models / "nli.jsonl"), "--parity-samples", "20"])
+    r = CliRunner().invoke(
+        main,
+        [
+            "export",
+            str(models / "cls"),
+            "--out",
+            str(tmp_path / "b"),
+            "--parity-data",
+            str(models / "nli.jsonl"),
+            "--parity-samples",
+            "20",
+        ],
+    )
     assert r.exit_code != 0 and "parity failed" in r.output and not (tmp_path / "b").exists()
 
 
@@ -190,8 +206,12 @@ print(json.dumps({{"pred": p[0]["label"], "bad": bad}}))
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["bad"] == [] and res["pred"] in ("entailment", "neutral", "contradiction")
     # the copy inside the bundle runs on its own too
-    out = subprocess.run([sys.executable, str(cls_bundle / "edge_runtime.py"), str(cls_bundle), "Premise: a\nHypothesis: b"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(cls_bundle / "edge_runtime.py"), str(cls_bundle), "Premise: a\nHypothesis: b"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert '"label"' in out.stdout
 
 
@@ -242,7 +262,9 @@ def test_predict_cli(cls_bundle, models):
 
 
 def test_static_qdq_with_calibration_data(models, tmp_path):
-    m = export(models, "cls", "nli.jsonl", tmp_path / "qdq", calibration_data=str(models / "nli.jsonl"), min_agreement=0.9)
+    m = export(
+        models, "cls", "nli.jsonl", tmp_path / "qdq", calibration_data=str(models / "nli.jsonl"), min_agreement=0.9
+    )
     assert m["quantization"]["mode"] == "static-qdq" and m["quantization"]["per_channel"]
     graph = onnx.load(str(tmp_path / "qdq" / "model.onnx")).graph
     assert any(n.op_type == "QuantizeLinear" for n in graph.node)
@@ -293,7 +315,9 @@ def test_bundle_carries_the_core_and_runs_on_it_alone(cls_bundle, models):
     assert sorted(p.name for p in (cls_bundle / "edge").glob("*.py")) == core
     for name in [f"edge/{c}" for c in core] + ["edge_runtime.py", "tokenizer.json", "model.onnx", "ort/model.ort"]:
         assert m["files"][name]["sha256"] == hashlib.sha256((cls_bundle / name).read_bytes()).hexdigest(), name
-    assert m["runtime"]["import"] == "from edge_runtime import EdgeModel" and "edge/runtime.py" in m["runtime"]["python"]
+    assert (
+        m["runtime"]["import"] == "from edge_runtime import EdgeModel" and "edge/runtime.py" in m["runtime"]["python"]
+    )
     items = [json.loads(x) for x in (models / "nli.jsonl").read_text().splitlines()][:8]
     code = f"""
 import json, sys
@@ -318,7 +342,9 @@ def test_load_hashes_only_the_files_it_loads(cls_bundle, monkeypatch):
     import edgedistill.edge.runtime as rt
 
     hashed, real = [], rt.sha256_file
-    monkeypatch.setattr(rt, "sha256_file", lambda p: hashed.append(Path(p).relative_to(cls_bundle).as_posix()) or real(p))
+    monkeypatch.setattr(
+        rt, "sha256_file", lambda p: hashed.append(Path(p).relative_to(cls_bundle).as_posix()) or real(p)
+    )
     EdgeModel.load(cls_bundle)
     assert sorted(hashed) == ["model.onnx", "tokenizer.json"]
 
@@ -368,8 +394,13 @@ def test_failed_ort_conversion_is_a_recorded_warning(models, tmp_path, monkeypat
 
     monkeypatch.setattr(bundle_mod, "ORT_CONVERTER", "edgedistill_no_such_converter")
     said = []
-    cfg = ExportConfig(model=str(models / "cls"), out=str(tmp_path / "b"), parity_data=str(models / "nli.jsonl"),
-                       parity_samples=20, quantize="none")
+    cfg = ExportConfig(
+        model=str(models / "cls"),
+        out=str(tmp_path / "b"),
+        parity_data=str(models / "nli.jsonl"),
+        parity_samples=20,
+        quantize="none",
+    )
     m = export_bundle(cfg, echo=said.append)
     warning = [w for w in said if w.startswith("WARNING: ORT-format conversion failed")]
     assert len(warning) == 1 and "ONNX Runtime Mobile" in warning[0] and "edgedistill_no_such_converter" in warning[0]

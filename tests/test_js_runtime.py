@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny
 import torch
 
-import tiny
 from edgedistill.deploy.export import ExportConfig, export_bundle
 from edgedistill.edge.runtime import APP_ROLES, FORMAT_VERSION
 from edgedistill.runtime import EdgeModel
@@ -34,8 +34,10 @@ JS = ROOT / "export" / "js"
 QUICKSTART_DATA = ROOT / "examples" / "quickstart"
 TOL = 1e-4
 N_ITEMS = 64  # two batches of 32 where a bundle batches (FP32), 64 calls where it does not (dynamic INT8)
-WORDS = ("the dog is happy a cat sat on my house man woman running park red blue big small because so "
-         "refund shipping login bug billing password order late broken Zebra naïve café 42 ? !").split()
+WORDS = (
+    "the dog is happy a cat sat on my house man woman running park red blue big small because so "
+    "refund shipping login bug billing password order late broken Zebra naïve café 42 ? !"
+).split()
 
 
 def _npm_ci() -> str | None:
@@ -44,7 +46,10 @@ def _npm_ci() -> str | None:
         return "node/npm not installed (apt-get install nodejs npm, or see .ci/run)"
     if (JS / "node_modules" / "onnxruntime-node").is_dir() and (JS / "node_modules" / "playwright-core").is_dir():
         return None
-    env = {**os.environ, "ONNXRUNTIME_NODE_INSTALL": "skip"}  # its postinstall fetches CUDA binaries from an unreachable host
+    env = {
+        **os.environ,
+        "ONNXRUNTIME_NODE_INSTALL": "skip",
+    }  # its postinstall fetches CUDA binaries from an unreachable host
     r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=JS, env=env, capture_output=True, text=True)
     return None if r.returncode == 0 else f"npm ci in export/js failed: {(r.stderr or r.stdout)[-800:]}"
 
@@ -84,8 +89,10 @@ def cls_items(n=N_ITEMS):
 
 def mc_items(n=N_ITEMS):
     # 3 choices each, then ragged counts (3 and 4 in one batch: Python predicts those one by one)
-    items = [{"question": t, "choices": sentences(4, seed=i + 1, hi=6, odd=False)[:3 + (i >= 40 and i % 2)]}
-             for i, t in enumerate(sentences(n, seed=7))]
+    items = [
+        {"question": t, "choices": sentences(4, seed=i + 1, hi=6, odd=False)[: 3 + (i >= 40 and i % 2)]}
+        for i, t in enumerate(sentences(n, seed=7))
+    ]
     items[1]["choices"][0] = " ".join(["cat"] * 300)  # a long choice: both sides of the pair truncated
     items[3]["choices"][1] = "big " * 50
     items[6]["choices"][2] = ""
@@ -99,8 +106,10 @@ NUMBER_BITS = ["12", "3.5", "12,000", "0", "05", "7", "mp3", "1.2.3", "x_5", "٣
 
 def num_items(n=N_ITEMS):
     rng = np.random.default_rng(5)
-    texts = [" ".join(list(rng.choice(WORDS, rng.integers(1, 12))) + list(rng.choice(NUMBER_BITS, rng.integers(0, 11))))
-             for _ in range(n)]
+    texts = [
+        " ".join(list(rng.choice(WORDS, rng.integers(1, 12))) + list(rng.choice(NUMBER_BITS, rng.integers(0, 11))))
+        for _ in range(n)
+    ]
     texts[:4] = ["the dog 84 the cat 2", "the dog 9 cat 3", "no numbers here", "one 7"]  # 6, 6, 0 and 0 choices
     return [{"text": t} for t in texts]
 
@@ -109,37 +118,58 @@ def num_items(n=N_ITEMS):
 def bundles(tmp_path_factory):
     d = tmp_path_factory.mktemp("js")
     cls = tiny.tiny_classifier_dir(d / "cls")
-    (cls / "task.yaml").write_text('name: nli\ntype: classification\ninput: "Premise: {premise}\\nHypothesis: {hypothesis}"\n'
-                                   'labels: [entailment, neutral, contradiction]\n')
+    (cls / "task.yaml").write_text(
+        'name: nli\ntype: classification\ninput: "Premise: {premise}\\nHypothesis: {hypothesis}"\n'
+        "labels: [entailment, neutral, contradiction]\n"
+    )
     mc = tiny.tiny_multiple_choice_dir(d / "mc")
     (mc / "task.yaml").write_text('name: qa\ntype: multiple-choice\ninput: "Question: {question}"\nchoices: choices\n')
     num = tiny.tiny_multiple_choice_dir(d / "num")  # a numeric task's ranking student ranks (problem, expression) pairs
     (num / "task.yaml").write_text('name: math\ntype: numeric\ninput: "{text}"\n')
     _two_tower_dir(d / "tt")  # question and choice encoded apart: tokenizer.json's own pair template
     (d / "tt" / "task.yaml").write_text((mc / "task.yaml").read_text())
-    _two_tower_dir(d / "mptt", base=tiny.tiny_mpnet_sentence_encoder_dir)  # an MPNet base: token types only from the template
+    _two_tower_dir(
+        d / "mptt", base=tiny.tiny_mpnet_sentence_encoder_dir
+    )  # an MPNet base: token types only from the template
     (d / "mptt" / "task.yaml").write_text((mc / "task.yaml").read_text())
-    _two_tower_dir(d / "ttc", "sequence-classification")  # premise and hypothesis encoded apart, parted in-graph at [SEP]
-    (d / "ttc" / "task.yaml").write_text('name: nli\ntype: classification\ninput: "Premise: {premise} [SEP] Hypothesis: {hypothesis}"\n'
-                                         'labels: [entailment, neutral, contradiction]\n')
+    _two_tower_dir(
+        d / "ttc", "sequence-classification"
+    )  # premise and hypothesis encoded apart, parted in-graph at [SEP]
+    (d / "ttc" / "task.yaml").write_text(
+        'name: nli\ntype: classification\ninput: "Premise: {premise} [SEP] Hypothesis: {hypothesis}"\n'
+        "labels: [entailment, neutral, contradiction]\n"
+    )
     parity = sentences(41, seed=99, lo=3, odd=False)  # the export's own parity inputs (no empty ones)
-    for name, items in (("cls", [{"premise": t, "hypothesis": parity[-i - 1]} for i, t in enumerate(parity)]),
-                        ("mc", [{"question": t, "choices": sentences(3, seed=i, hi=4, odd=False)} for i, t in enumerate(parity)]),
-                        ("num", [{"text": f"{t} {i} and {2 * i + 1}"} for i, t in enumerate(parity)])):
+    for name, items in (
+        ("cls", [{"premise": t, "hypothesis": parity[-i - 1]} for i, t in enumerate(parity)]),
+        ("mc", [{"question": t, "choices": sentences(3, seed=i, hi=4, odd=False)} for i, t in enumerate(parity)]),
+        ("num", [{"text": f"{t} {i} and {2 * i + 1}"} for i, t in enumerate(parity)]),
+    ):
         with open(d / f"{name}.jsonl", "w") as f:
             f.writelines(json.dumps(it) + "\n" for it in items)
     out = {}
-    for name, model, quantize, extra in (("cls-int8", "cls", "int8", {}), ("cls-fp32", "cls", "none", {}),
-                                         ("mc-fp32", "mc", "none", {}),
-                                         # a random tiny MC model's near-tied choices fail INT8 label parity
-                                         # with torch (see test_export); JS is compared with the INT8 ONNX here
-                                         ("mc-int8", "mc", "int8", {"min_agreement": 0.0}),
-                                         ("num-fp32", "num", "none", {}), ("tt-fp32", "tt", "none", {}),
-                                         ("tt-mpnet-fp32", "mptt", "none", {}),
-                                         ("cls-tt-fp32", "ttc", "none", {})):
+    for name, model, quantize, extra in (
+        ("cls-int8", "cls", "int8", {}),
+        ("cls-fp32", "cls", "none", {}),
+        ("mc-fp32", "mc", "none", {}),
+        # a random tiny MC model's near-tied choices fail INT8 label parity
+        # with torch (see test_export); JS is compared with the INT8 ONNX here
+        ("mc-int8", "mc", "int8", {"min_agreement": 0.0}),
+        ("num-fp32", "num", "none", {}),
+        ("tt-fp32", "tt", "none", {}),
+        ("tt-mpnet-fp32", "mptt", "none", {}),
+        ("cls-tt-fp32", "ttc", "none", {}),
+    ):
         data = {"tt": "mc", "mptt": "mc", "ttc": "cls"}.get(model, model)
-        cfg = ExportConfig(model=str(d / model), out=str(d / name), parity_data=str(d / f"{data}.jsonl"),
-                           parity_samples=40, quantize=quantize, threads=1, **extra)
+        cfg = ExportConfig(
+            model=str(d / model),
+            out=str(d / name),
+            parity_data=str(d / f"{data}.jsonl"),
+            parity_samples=40,
+            quantize=quantize,
+            threads=1,
+            **extra,
+        )
         export_bundle(cfg, echo=lambda *_: None)
         out[name] = d / name
     return out
@@ -187,9 +217,19 @@ def text_bundles(tmp_path_factory):
         f.writelines(json.dumps(it) + "\n" for it in t.varied_items(40, seed=0, empty=False))
     out = {}
     for name, quantize in (("text-int8", "int8"), ("text-fp32", "none")):
-        export_bundle(ExportConfig(model=str(d / "cls"), out=str(d / name), parity_data=str(d / "parity.jsonl"),
-                                   parity_samples=42, max_length=t.MAX_LENGTH, quantize=quantize, threads=1,
-                                   text_model=True), echo=lambda *_: None)
+        export_bundle(
+            ExportConfig(
+                model=str(d / "cls"),
+                out=str(d / name),
+                parity_data=str(d / "parity.jsonl"),
+                parity_samples=42,
+                max_length=t.MAX_LENGTH,
+                quantize=quantize,
+                threads=1,
+                text_model=True,
+            ),
+            echo=lambda *_: None,
+        )
         assert json.loads((d / name / "manifest.json").read_text())["format_version"] == 2
         out[name] = d / name
     return out
@@ -202,7 +242,8 @@ def text_items(n=N_ITEMS):
 # ------------------------------------------------------------------ real-size bundles
 
 MINILM_LABELS = ["billing", "bug", "account", "shipping", "feature_request"]
-HEAD_STD = 1.0  # the fresh head's weights: on 303 tickets (mean-pooled head) median top probability 0.93, no top-2 margin < 0.01
+# the fresh head's weights: on 303 tickets (mean-pooled head) median top probability 0.93, no top-2 margin < 0.01
+HEAD_STD = 1.0
 
 
 def _minilm_dir(path, family):
@@ -221,7 +262,7 @@ def _minilm_dir(path, family):
     torch.manual_seed(0)
     if family == "cls":
         model = build_label_model(gt.MODEL_DIR, "sequence-classification", MINILM_LABELS, pooling="mean")
-        task = "name: triage\ntype: classification\ninput: \"{text}\"\nlabels: [" + ", ".join(MINILM_LABELS) + "]\n"
+        task = 'name: triage\ntype: classification\ninput: "{text}"\nlabels: [' + ", ".join(MINILM_LABELS) + "]\n"
     else:
         model = BertForMultipleChoice.from_pretrained(gt.MODEL_DIR)
         task = 'name: qa\ntype: multiple-choice\ninput: "Question: {question}"\nchoices: choices\n'
@@ -243,8 +284,13 @@ def real_cls_items(n=125):
 
 def real_mc_items(n=N_ITEMS):
     tickets = [item["text"] for item in real_cls_items(300)]
-    return [{"question": tickets[i], "choices": [tickets[(7 * i + j * 31) % 300][: 20 + 9 * j] for j in range(3 + (i >= 40 and i % 2))]}
-            for i in range(n)]
+    return [
+        {
+            "question": tickets[i],
+            "choices": [tickets[(7 * i + j * 31) % 300][: 20 + 9 * j] for j in range(3 + (i >= 40 and i % 2))],
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -257,11 +303,24 @@ def minilm(tmp_path_factory):
     out = {}
     # min_agreement 0: a random head's near ties can cost INT8 a label against torch (see test_export);
     # JS is compared with the exported ONNX here, not with torch.
-    for name, model, quantize, parity in (("minilm-int8", cls, "int8", QUICKSTART_DATA / "test.jsonl"),
-                                          ("minilm-fp32", cls, "none", QUICKSTART_DATA / "test.jsonl"),
-                                          ("minilm-mc-int8", mc, "int8", d / "mc.jsonl")):
-        export_bundle(ExportConfig(model=str(model), out=str(d / name), parity_data=str(parity), parity_samples=16,
-                                   max_length=64, quantize=quantize, threads=1, min_agreement=0.0), echo=lambda *_: None)
+    for name, model, quantize, parity in (
+        ("minilm-int8", cls, "int8", QUICKSTART_DATA / "test.jsonl"),
+        ("minilm-fp32", cls, "none", QUICKSTART_DATA / "test.jsonl"),
+        ("minilm-mc-int8", mc, "int8", d / "mc.jsonl"),
+    ):
+        export_bundle(
+            ExportConfig(
+                model=str(model),
+                out=str(d / name),
+                parity_data=str(parity),
+                parity_samples=16,
+                max_length=64,
+                quantize=quantize,
+                threads=1,
+                min_agreement=0.0,
+            ),
+            echo=lambda *_: None,
+        )
         out[name] = d / name
     return out
 
@@ -281,7 +340,7 @@ def torch_probs(bundle, items, like):
     try:
         with torch.no_grad():
             for group in groups.values():
-                for chunk in (group[j:j + 32] for j in range(0, len(group), 32)):
+                for chunk in (group[j : j + 32] for j in range(0, len(group), 32)):
                     feeds = {k: torch.from_numpy(v) for k, v in m.encode([items[i] for i in chunk]).items()}
                     for i, p in zip(chunk, torch.softmax(model(**feeds).logits.double(), -1)):
                         out[i] = {"probs": dict(zip(like[i]["probs"], p.tolist()))}
@@ -299,7 +358,9 @@ def items_for(name):
         return num_items()
     if name.startswith("text"):
         return text_items()
-    return cls_items() if name.startswith("cls") else mc_items()  # cls-* (cls-tt: two-tower), mc-*, tt-* (two-tower multiple choice)
+    return (
+        cls_items() if name.startswith("cls") else mc_items()
+    )  # cls-* (cls-tt: two-tower), mc-*, tt-* (two-tower multiple choice)
 
 
 def bundle_path(bundles, name, request):
@@ -312,8 +373,13 @@ def bundle_path(bundles, name, request):
 def run_js(script, bundle, items, *args, timeout=300, skipped=None):
     """The script's predictions; with skipped (a list), the app-only models its stderr says it skipped are
     appended to it as (role, file)."""
-    r = subprocess.run(["node", str(JS / script), str(bundle), *args], input="".join(json.dumps(i) + "\n" for i in items),
-                       capture_output=True, text=True, timeout=timeout)
+    r = subprocess.run(
+        ["node", str(JS / script), str(bundle), *args],
+        input="".join(json.dumps(i) + "\n" for i in items),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert r.returncode == 0, f"{script} failed ({r.returncode}):\n{r.stderr[-3000:]}"
     if skipped is not None:
         skipped += re.findall(r"^skipped app-only model (\S+) \((.+?)\): \S", r.stderr, re.MULTILINE)
@@ -335,16 +401,34 @@ def compare(py, js, what, tol=TOL, near_tie=0.0):
     assert [a.get("answer") for a in py] == [b.get("answer") for b in js], f"{what}: answers differ"
     diff = max(abs(a["probs"][k] - b["probs"][k]) for a, b in zip(py, js) for k in a["probs"])
     flips = [i for i, (a, b) in enumerate(zip(py, js)) if a["label"] != b["label"]]
-    margin = lambda p: float(np.diff(sorted(p["probs"].values())[-2:])[0]) if len(p["probs"]) > 1 else 1.0
-    print(f"{what}: {len(py)} items, max |Δprob| = {diff:.3g}, labels differ on {len(flips)}"
-          + (f" (Python's top-2 margins {[round(margin(py[i]), 4) for i in flips]})" if flips else ""))
+
+    def margin(p):
+        return float(np.diff(sorted(p["probs"].values())[-2:])[0]) if len(p["probs"]) > 1 else 1.0
+
+    print(
+        f"{what}: {len(py)} items, max |Δprob| = {diff:.3g}, labels differ on {len(flips)}"
+        + (f" (Python's top-2 margins {[round(margin(py[i]), 4) for i in flips]})" if flips else "")
+    )
     assert all(margin(py[i]) < near_tie for i in flips), f"{what}: labels differ on items {flips}"
     assert diff <= tol, f"{what}: max |Δprob| {diff:.3g} > {tol}"
     return diff
 
 
-NAMES = ["cls-int8", "cls-fp32", "mc-int8", "mc-fp32", "num-fp32", "tt-fp32", "tt-mpnet-fp32", "cls-tt-fp32",
-         "text-int8", "text-fp32", "minilm-int8", "minilm-fp32", "minilm-mc-int8"]
+NAMES = [
+    "cls-int8",
+    "cls-fp32",
+    "mc-int8",
+    "mc-fp32",
+    "num-fp32",
+    "tt-fp32",
+    "tt-mpnet-fp32",
+    "cls-tt-fp32",
+    "text-int8",
+    "text-fp32",
+    "minilm-int8",
+    "minilm-fp32",
+    "minilm-mc-int8",
+]
 # INT8 on WASM (onnxruntime-web) is not bit-for-bit x86's INT8, and cannot be made so. Measured on the
 # quickstart's INT8 bundle, its 300 tickets (benchmarks/results/js_runtime.md has the table):
 # - The integer kernels agree exactly: MatMulInteger on WASM equals numpy's int64 product, patterns that
@@ -397,11 +481,15 @@ def test_browser_matches_python(chromium, bundles, name, request):
     fp32 = torch_probs(bundle, items, py)
     int8_err, wasm_err = deviations(py, fp32), deviations(js, fp32)
     tol = WASM_INT8_REL * int8_err.max()
-    print(f"chromium wasm {name}: |Δprob| vs FP32 (torch) max {wasm_err.max():.3g} mean {wasm_err.mean():.3g}; "
-          f"Python's INT8: max {int8_err.max():.3g} mean {int8_err.mean():.3g}")
+    print(
+        f"chromium wasm {name}: |Δprob| vs FP32 (torch) max {wasm_err.max():.3g} mean {wasm_err.mean():.3g}; "
+        f"Python's INT8: max {int8_err.max():.3g} mean {int8_err.mean():.3g}"
+    )
     compare(py, js, f"chromium wasm {name}", tol=tol, near_tie=2 * tol)
-    assert wasm_err.mean() <= WASM_INT8_REL * int8_err.mean(), \
-        f"{name}: WASM's INT8 is further from FP32 (mean {wasm_err.mean():.3g}) than Python's INT8 ({int8_err.mean():.3g})"
+    assert wasm_err.mean() <= WASM_INT8_REL * int8_err.mean(), (
+        f"{name}: WASM's INT8 is further from FP32 (mean {wasm_err.mean():.3g}) than Python's INT8 "
+        f"({int8_err.mean():.3g})"
+    )
 
 
 @pytest.mark.parametrize("name", ["cls-int8", "mc-int8", "tt-fp32", "tt-mpnet-fp32", "text-int8", "minilm-int8"])
@@ -414,8 +502,15 @@ def test_tokenization_matches_python(node, bundles, name, request):
     js = run_js("predict.mjs", bundle, items, "--encode")
     for item, j in zip(items, js):
         f = m.encode([item])
-        rows = lambda key: [r[mask == 1].tolist() for r, mask in zip(f[key].reshape(-1, f[key].shape[-1]),
-                                                                     f["attention_mask"].reshape(-1, f[key].shape[-1]))]
+
+        def rows(key):
+            return [
+                r[mask == 1].tolist()
+                for r, mask in zip(
+                    f[key].reshape(-1, f[key].shape[-1]), f["attention_mask"].reshape(-1, f[key].shape[-1])
+                )
+            ]
+
         ids, types = rows("input_ids"), rows("token_type_ids")
         if m.family != "multiple-choice":
             ids, types = ids[0], types[0]
@@ -429,15 +524,29 @@ def test_tokenization_matches_python(node, bundles, name, request):
 
 def test_errors_say_what_is_wrong(node, bundles, tmp_path):
     bundle = bundles["cls-int8"]
-    r = subprocess.run(["node", str(JS / "predict.mjs"), str(bundle)], input='{"premise": "only one"}\n',
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["node", str(JS / "predict.mjs"), str(bundle)],
+        input='{"premise": "only one"}\n',
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "missing the field 'hypothesis'" in r.stderr
     seq2seq = tmp_path / "s2s"
     shutil.copytree(bundle, seq2seq)
     manifest = json.loads((seq2seq / "manifest.json").read_text())
-    (seq2seq / "manifest.json").write_text(json.dumps({  # a valid seq2seq manifest (validateManifest checks its roles)
-        **manifest, "family": "seq2seq", "task": {**manifest["task"], "type": "numeric"}, "labels": None,
-        "models": {"encoder": "model.onnx", "decoder": "model.onnx"}, "decoder_start_token_id": 0, "eos_token_id": 1}))
+    (seq2seq / "manifest.json").write_text(
+        json.dumps(
+            {  # a valid seq2seq manifest (validateManifest checks its roles)
+                **manifest,
+                "family": "seq2seq",
+                "task": {**manifest["task"], "type": "numeric"},
+                "labels": None,
+                "models": {"encoder": "model.onnx", "decoder": "model.onnx"},
+                "decoder_start_token_id": 0,
+                "eos_token_id": 1,
+            }
+        )
+    )
     r = subprocess.run(["node", str(JS / "predict.mjs"), str(seq2seq)], input="", capture_output=True, text=True)
     assert r.returncode == 2 and "not supported in JS yet" in r.stderr
     (seq2seq / "manifest.json").write_text(json.dumps(manifest))
@@ -448,10 +557,13 @@ def test_errors_say_what_is_wrong(node, bundles, tmp_path):
 
 def test_format_constants_match_python(node):
     """edgedistill.mjs reads the bundle formats edge/runtime.py reads and skips the same app-only roles."""
-    script = ("import { APP_ROLES, FORMAT_VERSION } from " + json.dumps((JS / "edgedistill.mjs").as_uri()) + ";\n"
-              "console.log(JSON.stringify({ version: FORMAT_VERSION, roles: APP_ROLES }));")
-    r = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60,
-                       check=False)
+    script = (
+        "import { APP_ROLES, FORMAT_VERSION } from " + json.dumps((JS / "edgedistill.mjs").as_uri()) + ";\n"
+        "console.log(JSON.stringify({ version: FORMAT_VERSION, roles: APP_ROLES }));"
+    )
+    r = subprocess.run(
+        ["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60, check=False
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads(r.stdout) == {"version": FORMAT_VERSION, "roles": list(APP_ROLES)}
 
@@ -473,12 +585,14 @@ def test_format_2_checks_what_it_loads_and_refuses_newer_formats(node, text_bund
         shutil.copytree(bundle, broken)
         with open(broken / name, "ab") as f:
             f.write(b" ")
-        r = subprocess.run(["node", str(JS / "predict.mjs"), str(broken)], input="", capture_output=True, text=True,
-                           check=False)
+        r = subprocess.run(
+            ["node", str(JS / "predict.mjs"), str(broken)], input="", capture_output=True, text=True, check=False
+        )
         assert r.returncode == 2 and f"{name}: sha256 mismatch" in r.stderr, r.stderr
     (bundle / "manifest.json").write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
-    r = subprocess.run(["node", str(JS / "predict.mjs"), str(bundle)], input="", capture_output=True, text=True,
-                       check=False)
+    r = subprocess.run(
+        ["node", str(JS / "predict.mjs"), str(bundle)], input="", capture_output=True, text=True, check=False
+    )
     newer = f"bundle format {FORMAT_VERSION + 1} is newer than this runtime understands ({FORMAT_VERSION}); upgrade"
     assert r.returncode == 2 and newer in r.stderr, r.stderr
 
@@ -489,19 +603,51 @@ def test_expressions_match_python(node):
     from edgedistill.edge.expressions import candidates, value_of
 
     rng = np.random.default_rng(0)
-    spell = lambda: str(rng.integers(0, 10 ** rng.integers(1, 13))) + (f".{rng.integers(0, 1000)}" if rng.random() < 0.3 else "")
+
+    def spell():
+        return str(rng.integers(0, 10 ** rng.integers(1, 13))) + (
+            f".{rng.integers(0, 1000)}" if rng.random() < 0.3 else ""
+        )
+
     exprs = [f"{spell()} {rng.choice(list('+-*/'))} {spell()}" for _ in range(3000)]
     exprs = [e for e in exprs if not (e.split()[1] == "/" and float(e.split()[2]) == 0)]
-    exprs += ["1025 / 1024", "1027 / 1024", "12345678905 + 0", "12345678915 + 0", "1 / 100000", "1 / 10000", "0.1 + 0.2",
-              "99999999995 + 0", "0 * 5", "0 - 5", "5 - 5", "1 / 3", "2 / 3", "123456789 * 1000", "05 + 3"]
-    texts = [i["text"] for i in num_items()] + ["Luke scored 84 points in 2 rounds; 12,000 fans, an mp3, 3.5 kg and 84 again.",
-                                                 "1 2 3 4 5 6 7 8 9 10", "0 left of 5", "a 1.2.3 b 4", "٣5 and 7 and 8"]
-    script = ("import { readFileSync } from 'node:fs';\n"
-              "import { candidates, valueOf } from " + json.dumps((JS / "expressions.mjs").as_uri()) + ";\n"
-              "const { exprs, texts } = JSON.parse(readFileSync(0, 'utf8'));\n"
-              "console.log(JSON.stringify({ values: exprs.map(valueOf), choices: texts.map(candidates) }));")
-    r = subprocess.run(["node", "--input-type=module", "-e", script], input=json.dumps({"exprs": exprs, "texts": texts}),
-                       capture_output=True, text=True, timeout=60)
+    exprs += [
+        "1025 / 1024",
+        "1027 / 1024",
+        "12345678905 + 0",
+        "12345678915 + 0",
+        "1 / 100000",
+        "1 / 10000",
+        "0.1 + 0.2",
+        "99999999995 + 0",
+        "0 * 5",
+        "0 - 5",
+        "5 - 5",
+        "1 / 3",
+        "2 / 3",
+        "123456789 * 1000",
+        "05 + 3",
+    ]
+    texts = [i["text"] for i in num_items()] + [
+        "Luke scored 84 points in 2 rounds; 12,000 fans, an mp3, 3.5 kg and 84 again.",
+        "1 2 3 4 5 6 7 8 9 10",
+        "0 left of 5",
+        "a 1.2.3 b 4",
+        "٣5 and 7 and 8",
+    ]
+    script = (
+        "import { readFileSync } from 'node:fs';\n"
+        "import { candidates, valueOf } from " + json.dumps((JS / "expressions.mjs").as_uri()) + ";\n"
+        "const { exprs, texts } = JSON.parse(readFileSync(0, 'utf8'));\n"
+        "console.log(JSON.stringify({ values: exprs.map(valueOf), choices: texts.map(candidates) }));"
+    )
+    r = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        input=json.dumps({"exprs": exprs, "texts": texts}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     js = json.loads(r.stdout)
     assert js["choices"] == [candidates(t) for t in texts]

@@ -32,7 +32,8 @@ class _RecordsArgs(click.Command):
 @click.option(
     "--data",
     type=click.Path(dir_okay=False),
-    help="Gold-labelled examples of the task (JSONL/CSV/...): accuracy per variant, and real text for the timed inputs.",
+    help="Gold-labelled examples of the task (JSONL/CSV/...): accuracy per variant, and real text for the timed "
+    "inputs.",
 )
 @field_option("bench", BenchConfig, "limit", help="Use at most this many examples of --data for accuracy.")
 @field_option("bench", BenchConfig, "batch_sizes", help="Batch sizes, comma-separated.")
@@ -65,7 +66,8 @@ class _RecordsArgs(click.Command):
     "merge_files",
     multiple=True,
     type=click.Path(dir_okay=False),
-    help="Instead of measuring, combine these results.json files (repeat the flag, or list them after --merge) into one report.",
+    help="Instead of measuring, combine these results.json files (repeat the flag, or list them after --merge) into "
+    "one report.",
 )
 @click.option("--title", default=None, help="Title of report.md.")
 @click.option(

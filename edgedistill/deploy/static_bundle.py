@@ -123,42 +123,16 @@ def export_static(cfg, echo=print) -> dict:
         raise UserError(f"{src}: a static student of family {meta.get('family')}; static bundles are classifiers")
     if cfg.text_model:
         raise UserError(f"{src}: --text-model is not available for static students yet; export without it")
-    max_length = int(cfg.max_length or meta["max_length"])
     weights = load_static(src)
-    task = load_task(src / "task.yaml").to_dict()
-    tok = static_tokenizer(src, max_length)
-    items = _parity_items(cfg, src, meta, task)
-    texts = [it["input"] for it in items]
-    reference = static_logits(weights, [e.ids for e in tok.encode_batch(texts)])
+    base = _base_manifest(src, meta, weights, int(cfg.max_length or meta["max_length"]))
+    tok = static_tokenizer(src, base["max_length"])
+    items = _parity_items(cfg, src, meta, base["task"])
+    reference = static_logits(weights, [e.ids for e in tok.encode_batch([it["input"] for it in items])])
     ref_out = (reference.astype(np.float64), [meta["labels"][int(i)] for i in reference.argmax(1)])
-    base = {
-        "task": task,
-        "family": "sequence-classification",
-        "max_length": max_length,
-        "labels": list(meta["labels"]),
-        "tokenizer": {"file": "tokenizer.json", "pad_token_id": _pad_id(tok)},
-        "models": {"model": "model.onnx"},
-        "source": {"model": str(src.resolve()), "kind": STATIC_KIND},
-        "static": {
-            "vocabulary": int(weights["embeddings"].shape[0]),
-            "dim": int(weights["embeddings"].shape[1]),
-            "engine": meta.get("static", {}).get("engine"),
-        },
-    }
     with build_dir(Path(cfg.out)) as work:
-        stages = {}
-        for name, fp16 in (("fp32", False), ("fp16", True)):
-            d = work / f".stage-{name}"
-            d.mkdir()
-            onnx.save(static_graph(weights, fp16), d / "model.onnx")
-            shutil.copyfile(src / "tokenizer.json", d / "tokenizer.json")
-            (d / "manifest.json").write_text(
-                json.dumps({**base, "quantization": {"mode": name}, "format_version": 1, "files": {}})
-            )
-            stages[name] = EdgeModel.load(d, threads=cfg.threads, verify=False)
+        stages = _stage_graphs(work, src, weights, base, cfg.threads)
         fp32_out = edge_outputs(stages["fp32"], items)
-        fp16_out = edge_outputs(stages["fp16"], items)
-        fp16_parity = compare(ref_out, fp32_out, fp16_out)
+        fp16_parity = compare(ref_out, fp32_out, edge_outputs(stages["fp16"], items))
         keep_fp16 = cfg.quantize != "none" and fp16_parity.int8_agreement >= cfg.min_agreement
         chosen = "fp16" if keep_fp16 else "fp32"
         parity = fp16_parity if keep_fp16 else compare(ref_out, fp32_out)
@@ -175,33 +149,71 @@ def export_static(cfg, echo=print) -> dict:
             f"FP16 embeddings keep {100 * fp16_parity.int8_agreement:.2f} % of FP32's answers on {len(items)} "
             f"inputs (--min-agreement {100 * cfg.min_agreement:g} %): shipping {chosen.upper()}"
         )
-        manifest = {
-            **base,
-            "quantization": {
-                "mode": "fp16-embeddings" if keep_fp16 else "none",
-                "fp16_agreement": fp16_parity.int8_agreement,
-                "requested": str(cfg.quantize),
-            },
-            "parity": {
-                **parity.to_dict(),
-                "fp32_tolerance": FP32_TOLERANCE,
-                "min_agreement": cfg.min_agreement,
-                "reference": "numpy FP32 (deploy/static_bundle.static_logits)",
-                "data": str(cfg.parity_data or "annotations sample"),
-            },
-            "target": {"requested": str(cfg.target), "arch": "any", "preset": "static (no INT8 preset)", "isa": {}},
-            "latency_batch1": {**latency, "seq_len": "the input's own", "threads": cfg.threads},
-            "opset": OPSET,
-        }
+        manifest = _manifest(cfg, base, keep_fp16, fp16_parity, parity, latency)
         for name in ("model.onnx", "tokenizer.json"):
             shutil.copyfile(work / f".stage-{chosen}" / name, work / name)
-        for name in stages:
+        for name in list(stages):
             stages[name] = None
             shutil.rmtree(work / f".stage-{name}")
         manifest["io"] = {"model": bundle_mod.io_spec(work / "model.onnx")}
         bundle_mod.add_ort_models(work, manifest, echo)
         bundle_mod.finish(work, manifest)
     return manifest
+
+
+def _base_manifest(src: Path, meta: dict, weights: dict, max_length: int) -> dict:
+    """The manifest keys both staged graphs (FP32, FP16 embeddings) share."""
+    return {
+        "task": load_task(src / "task.yaml").to_dict(),
+        "family": "sequence-classification",
+        "max_length": max_length,
+        "labels": list(meta["labels"]),
+        "tokenizer": {"file": "tokenizer.json", "pad_token_id": _pad_id(static_tokenizer(src, max_length))},
+        "models": {"model": "model.onnx"},
+        "source": {"model": str(src.resolve()), "kind": STATIC_KIND},
+        "static": {
+            "vocabulary": int(weights["embeddings"].shape[0]),
+            "dim": int(weights["embeddings"].shape[1]),
+            "engine": meta.get("static", {}).get("engine"),
+        },
+    }
+
+
+def _stage_graphs(work: Path, src: Path, weights: dict, base: dict, threads: int) -> dict:
+    """The FP32 and FP16-embedding graphs, each staged as a loadable bundle in WORK/.stage-NAME, loaded."""
+    stages = {}
+    for name, fp16 in (("fp32", False), ("fp16", True)):
+        d = work / f".stage-{name}"
+        d.mkdir()
+        onnx.save(static_graph(weights, fp16), d / "model.onnx")
+        shutil.copyfile(src / "tokenizer.json", d / "tokenizer.json")
+        (d / "manifest.json").write_text(
+            json.dumps({**base, "quantization": {"mode": name}, "format_version": 1, "files": {}})
+        )
+        stages[name] = EdgeModel.load(d, threads=threads, verify=False)
+    return stages
+
+
+def _manifest(cfg, base: dict, keep_fp16: bool, fp16_parity, parity, latency: dict) -> dict:
+    """The shipped bundle's manifest: the shared keys, the precision chosen, parity, target and latency."""
+    return {
+        **base,
+        "quantization": {
+            "mode": "fp16-embeddings" if keep_fp16 else "none",
+            "fp16_agreement": fp16_parity.int8_agreement,
+            "requested": str(cfg.quantize),
+        },
+        "parity": {
+            **parity.to_dict(),
+            "fp32_tolerance": FP32_TOLERANCE,
+            "min_agreement": cfg.min_agreement,
+            "reference": "numpy FP32 (deploy/static_bundle.static_logits)",
+            "data": str(cfg.parity_data or "annotations sample"),
+        },
+        "target": {"requested": str(cfg.target), "arch": "any", "preset": "static (no INT8 preset)", "isa": {}},
+        "latency_batch1": {**latency, "seq_len": "the input's own", "threads": cfg.threads},
+        "opset": OPSET,
+    }
 
 
 def _pad_id(tok: Tokenizer) -> int:
