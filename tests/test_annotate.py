@@ -188,19 +188,7 @@ def test_bad_data_stops_before_any_request(tmp_path):
     with StubServer() as server:
         result = CliRunner().invoke(
             main,
-            [
-                "annotate",
-                "--task",
-                str(tmp_path / "task.yaml"),
-                "--data",
-                str(tmp_path / "d.jsonl"),
-                "--out",
-                str(tmp_path / "run"),
-                "--base-url",
-                server.base_url,
-                "--model",
-                "stub",
-            ],
+            annotate_args(tmp_path, server.base_url),
         )
         assert result.exit_code == 2 and "d.jsonl:2: text: missing field" in result.output  # a UserError exits 2
         assert server.requests == []
@@ -212,23 +200,7 @@ def test_api_key_never_reaches_disk_logs_or_errors(tmp_path, monkeypatch, caplog
     with StubServer() as server:
         result = CliRunner().invoke(
             main,
-            [
-                "annotate",
-                "--task",
-                str(tmp_path / "task.yaml"),
-                "--data",
-                str(tmp_path / "d.jsonl"),
-                "--out",
-                str(tmp_path / "run"),
-                "--base-url",
-                server.base_url,
-                "--model",
-                "stub",
-                "--api-key-env",
-                "TEACHER_KEY",
-                "--max-retries",
-                "1",
-            ],
+            annotate_args(tmp_path, server.base_url, "--api-key-env", "TEACHER_KEY", "--max-retries", "1"),
         )
     # half the rows failed: the run fails, its message names the error (the echoed header scrubbed)
     assert result.exit_code == 2 and "1 of 2 rows failed" in result.output and "Bearer ***" in result.output, (
@@ -283,21 +255,7 @@ def test_sigkill_mid_run_then_resume_pays_nothing_twice(tmp_path):
             sys.executable,
             "-m",
             "edgedistill.cli",
-            "annotate",
-            "--task",
-            str(tmp_path / "task.yaml"),
-            "--data",
-            str(tmp_path / "d.jsonl"),
-            "--out",
-            str(tmp_path / "run"),
-            "--base-url",
-            base_url,
-            "--model",
-            "stub",
-            "--concurrency",
-            "3",
-            "--votes",
-            "3",
+            *annotate_args(tmp_path, base_url, "--concurrency", "3", "--votes", "3"),
         ]
         env = {**os.environ, "OPENAI_API_KEY": ""}
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -421,23 +379,7 @@ def test_sigkill_mid_batch_repeats_no_committed_request(tmp_path):
     )
     try:
         base_url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
-        args = [
-            "annotate",
-            "--task",
-            str(tmp_path / "task.yaml"),
-            "--data",
-            str(tmp_path / "d.jsonl"),
-            "--out",
-            str(tmp_path / "run"),
-            "--base-url",
-            base_url,
-            "--model",
-            "stub",
-            "--concurrency",
-            "4",
-            "--scoring",
-            "none",
-        ]
+        args = annotate_args(tmp_path, base_url, "--concurrency", "4", "--scoring", "none")
         env = {**os.environ, "OPENAI_API_KEY": "", "MARK": str(mark)}
         proc = subprocess.Popen(
             [sys.executable, "-c", MID_BATCH_DRIVER, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -752,27 +694,28 @@ def test_truncated_inputs_are_sent_truncated_and_counted_in_annotate_json(tmp_pa
 # ---------------------------------------------------------------- a failed run is never done; one writer per run dir
 
 
+def annotate_args(tmp_path, base_url, *extra, out="run") -> list[str]:
+    """`edgedistill annotate` on tmp_path's task.yaml and d.jsonl against a server, writing tmp_path/out."""
+    return [
+        "annotate",
+        "--task",
+        str(tmp_path / "task.yaml"),
+        "--data",
+        str(tmp_path / "d.jsonl"),
+        "--out",
+        str(tmp_path / out),
+        "--base-url",
+        base_url,
+        "--model",
+        "stub",
+        *extra,
+    ]
+
+
 def cli(tmp_path, server, *extra, out="run"):
     return CliRunner().invoke(
         main,
-        [
-            "annotate",
-            "--task",
-            str(tmp_path / "task.yaml"),
-            "--data",
-            str(tmp_path / "d.jsonl"),
-            "--out",
-            str(tmp_path / out),
-            "--base-url",
-            server.base_url,
-            "--model",
-            "stub",
-            "--scoring",
-            "none",
-            "--max-retries",
-            "0",
-            *extra,
-        ],
+        annotate_args(tmp_path, server.base_url, "--scoring", "none", "--max-retries", "0", *extra, out=out),
         env={"OPENAI_API_KEY": ""},
     )
 
@@ -800,21 +743,7 @@ def test_a_server_that_is_down_names_the_base_url(tmp_path):
         url = server.base_url
     r = CliRunner().invoke(
         main,
-        [
-            "annotate",
-            "--task",
-            str(tmp_path / "task.yaml"),
-            "--data",
-            str(tmp_path / "d.jsonl"),
-            "--out",
-            str(tmp_path / "run"),
-            "--base-url",
-            url,
-            "--model",
-            "stub",
-            "--max-retries",
-            "0",
-        ],
+        annotate_args(tmp_path, url, "--max-retries", "0"),
         env={"OPENAI_API_KEY": ""},
     )
     assert r.exit_code == 2 and "APIConnectionError" in r.output and f"Is the server at --base-url {url}" in r.output
@@ -848,26 +777,8 @@ def test_max_failed_is_range_checked_in_python_too(tmp_path):
 
 
 def _annotate_process(tmp_path, server, out="run"):
-    cmd = [
-        sys.executable,
-        "-m",
-        "edgedistill.cli",
-        "annotate",
-        "--task",
-        str(tmp_path / "task.yaml"),
-        "--data",
-        str(tmp_path / "d.jsonl"),
-        "--out",
-        str(tmp_path / out),
-        "--base-url",
-        server.base_url,
-        "--model",
-        "stub",
-        "--scoring",
-        "none",
-        "--concurrency",
-        "2",
-    ]
+    args = annotate_args(tmp_path, server.base_url, "--scoring", "none", "--concurrency", "2", out=out)
+    cmd = [sys.executable, "-m", "edgedistill.cli", *args]
     return subprocess.Popen(
         cmd, env={**os.environ, "OPENAI_API_KEY": ""}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -945,25 +856,7 @@ def test_credentials_in_the_base_url_are_never_written_or_printed(tmp_path):
         url = server.base_url.replace("http://", "http://alice:hunter2pw@")
         r = CliRunner().invoke(
             main,
-            [
-                "annotate",
-                "--task",
-                str(tmp_path / "task.yaml"),
-                "--data",
-                str(tmp_path / "d.jsonl"),
-                "--out",
-                str(tmp_path / "run"),
-                "--base-url",
-                url,
-                "--model",
-                "stub",
-                "--max-retries",
-                "0",
-                "--scoring",
-                "none",
-                "--max-failed",
-                "1",
-            ],
+            annotate_args(tmp_path, url, "--max-retries", "0", "--scoring", "none", "--max-failed", "1"),
             env={"OPENAI_API_KEY": ""},
         )
     assert r.exit_code == 0, r.output
