@@ -35,11 +35,15 @@ def default_of(config: type, name: str):
     return f.default
 
 
+def unwrap_optional(hint):
+    """`X` of `X | None`; the hint itself otherwise."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
+
+
 def base_type(hint) -> object:
     """`X` of `X | None`, `list[X]` or `list[X] | None`; the hint itself otherwise."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1:
-        hint = args[0]
+    hint = unwrap_optional(hint)
     if typing.get_origin(hint) is list:
         return typing.get_args(hint)[0]
     return hint
@@ -59,7 +63,7 @@ def field_option(stage: str, config: type, name: str, *decls: str, help: str | N
     flag = bounds.flag(name)
     kw: dict = {"help": help, "show_default": default is not None and default != []}
     enum_type, t = choice_type(hint), base_type(hint)
-    if isinstance(default, list) or (default is None and typing.get_origin(_optional(hint)) is list):
+    if isinstance(default, list) or (default is None and typing.get_origin(unwrap_optional(hint)) is list):
         if not extra.get("multiple"):  # a list on the command line: items separated by commas
             kw["callback"] = functools.partial(_comma_list, stage, name, enum_type or t)
             kw["metavar"] = "A,B,..."
@@ -82,12 +86,6 @@ def field_option(stage: str, config: type, name: str, *decls: str, help: str | N
 
 
 LIST_ITEMS = {int: ("integers", "1,8,32"), float: ("numbers", "0.5,1.0"), str: ("names", "a,b")}
-
-
-def _optional(hint):
-    """`X` of `X | None`; the hint itself otherwise."""
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if typing.get_origin(hint) in (typing.Union, types.UnionType) and len(args) == 1 else hint
 
 
 def _comma_list(stage: str, name: str, item_type, ctx, param, value):
@@ -121,7 +119,7 @@ def section(
     widens a key's type where YAML writes it otherwise (a count as a number where the config keeps text)."""
     rename, hint = rename or {}, hint or {}
     fields = [_field(rename.get(k, k), hint.get(k, hints(config)[k]), default_of(config, k)) for k in keys]
-    fields += [_field(key, hint, default) for key, hint, default in extra]
+    fields += [_field(key, key_hint, default) for key, key_hint, default in extra]
     cls = dataclasses.make_dataclass(f"{name.capitalize()}Section", fields)
     cls.stage_config, cls.renamed = config, {v: k for k, v in rename.items()}
     return cls

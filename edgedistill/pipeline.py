@@ -19,7 +19,6 @@ import hashlib
 import json
 import shutil
 import time
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +36,7 @@ from .errors import UserError, at
 from .evaluate import evaluate_model
 from .measure import bench_report
 from .measure.bench import BenchConfig, run_bench
-from .options import section, stage_settings
+from .options import section, stage_settings, unwrap_optional
 from .rundir import run_dir_lock
 from .stages import BY_NAME, PIPELINE
 from .task import load_task
@@ -267,8 +266,7 @@ def _build(cls, raw, where: _Where, prefix: str):
         if key not in fields:
             raise where.error(f"{prefix}{key}", f"unknown key; allowed here: {', '.join(fields)}")
         hint = hints[key]
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        hint = inner[0] if len(inner) == 1 and dataclasses.is_dataclass(inner[0]) else hint  # an optional section
+        hint = unwrap_optional(hint) if dataclasses.is_dataclass(unwrap_optional(hint)) else hint  # optional section
         if dataclasses.is_dataclass(hint):
             kwargs[key] = _build(hint, value or {}, where, f"{prefix}{key}.")
         else:
@@ -288,9 +286,8 @@ def _check_type(value, hint, where: _Where, keypath):
     origin = typing.get_origin(hint)
     if value is None and type(None) in args:
         return None
-    optional = [a for a in args if a is not type(None)]
-    if origin in (typing.Union, types.UnionType) and len(optional) == 1:  # `X | None` given a value: check it as X
-        return _check_type(value, optional[0], where, keypath)
+    if unwrap_optional(hint) is not hint:  # `X | None` given a value: check it as X
+        return _check_type(value, unwrap_optional(hint), where, keypath)
     if origin is list:
         if not isinstance(value, list):
             raise where.error(keypath, f"expected a list, e.g. [{_example(args[0])}], got {value!r}")

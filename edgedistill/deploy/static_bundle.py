@@ -124,8 +124,9 @@ def export_static(cfg, echo=print) -> dict:
     if cfg.text_model:
         raise UserError(f"{src}: --text-model is not available for static students yet; export without it")
     weights = load_static(src)
-    base = _base_manifest(src, meta, weights, int(cfg.max_length or meta["max_length"]))
-    tok = static_tokenizer(src, base["max_length"])
+    max_length = int(cfg.max_length or meta["max_length"])
+    tok = static_tokenizer(src, max_length)
+    base = _base_manifest(src, meta, weights, max_length, _pad_id(tok))
     items = _parity_items(cfg, src, meta, base["task"])
     reference = static_logits(weights, [e.ids for e in tok.encode_batch([it["input"] for it in items])])
     ref_out = (reference.astype(np.float64), [meta["labels"][int(i)] for i in reference.argmax(1)])
@@ -161,14 +162,14 @@ def export_static(cfg, echo=print) -> dict:
     return manifest
 
 
-def _base_manifest(src: Path, meta: dict, weights: dict, max_length: int) -> dict:
+def _base_manifest(src: Path, meta: dict, weights: dict, max_length: int, pad_id: int) -> dict:
     """The manifest keys both staged graphs (FP32, FP16 embeddings) share."""
     return {
         "task": load_task(src / "task.yaml").to_dict(),
         "family": "sequence-classification",
         "max_length": max_length,
         "labels": list(meta["labels"]),
-        "tokenizer": {"file": "tokenizer.json", "pad_token_id": _pad_id(static_tokenizer(src, max_length))},
+        "tokenizer": {"file": "tokenizer.json", "pad_token_id": pad_id},
         "models": {"model": "model.onnx"},
         "source": {"model": str(src.resolve()), "kind": STATIC_KIND},
         "static": {
