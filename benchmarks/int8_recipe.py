@@ -69,20 +69,28 @@ def variant_dir(bundle: Path, model_file: Path, quant: dict, dest: Path) -> Path
     return dest
 
 
-FORCED = {"folded only": "folded", "with explicit Muls": "with_muls"}  # variant -> the smoothed graph it ships
+# variant -> (the smoothed graph it ships, whether LayerNorm outputs get Muls too: the default before they were banned)
+FORCED = {
+    "folded only": ("folded", False),
+    "with explicit Muls": ("with_muls", False),
+    "with LayerNorm Muls too": ("with_muls", True),
+}
 
 
 @contextlib.contextmanager
-def forced_smoothing(graph: str):
-    """The export, shipping the smoothed `graph` ("folded" or "with_muls") instead of the one its drift rule picks."""
+def forced_smoothing(graph: str, layernorm_muls: bool):
+    """The export, shipping the smoothed `graph` ("folded" or "with_muls") instead of the one its drift rule picks;
+    with `layernorm_muls`, Muls may divide LayerNorm outputs too (quantize.LAYERNORM_GROUPS emptied)."""
     import edgedistill.deploy.export as export_mod
+    import edgedistill.deploy.quantize as quantize_mod
 
-    real = export_mod.pick_smoothing
+    real, banned = export_mod.pick_smoothing, quantize_mod.LAYERNORM_GROUPS
     export_mod.pick_smoothing = lambda kl: graph if graph in kl else real(kl)
+    quantize_mod.LAYERNORM_GROUPS = () if layernorm_muls else banned
     try:
         yield
     finally:
-        export_mod.pick_smoothing = real
+        export_mod.pick_smoothing, quantize_mod.LAYERNORM_GROUPS = real, banned
 
 
 def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float], work: Path, timing: bool) -> dict:
@@ -139,16 +147,15 @@ def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float
         graphs[n] = (ma["quantization"]["smooth"] or {}).get("graph", "unsmoothed")
         dirs[n] = work / f"smooth{a:g}"
     sites = {}  # forced variant -> where its MatMul inputs' 1/s went
-    for n, graph in FORCED.items():
-        with forced_smoothing(graph):
+    for n, (graph, layernorm_muls) in FORCED.items():
+        out = work / n.replace(" ", "-")
+        with forced_smoothing(graph, layernorm_muls):
             mf = export_bundle(
-                ExportConfig(
-                    model=str(stripped), out=str(work / graph), parity_data=str(annotations), min_agreement=0.0
-                ),
+                ExportConfig(model=str(stripped), out=str(out), parity_data=str(annotations), min_agreement=0.0),
                 echo=lambda s: None,
             )
         sm = mf["quantization"]["smooth"]
-        graphs[n], sites[n], dirs[n] = (sm or {}).get("graph", "unsmoothed"), sm and sm["sites"], work / graph
+        graphs[n], sites[n], dirs[n] = (sm or {}).get("graph", "unsmoothed"), sm and sm["sites"], out
     models = {n: EdgeModel.load(d, threads=2, verify=False) for n, d in dirs.items()}
     models["shipped"] = EdgeModel.load(work / "bundle-auto", threads=2)  # verified: the real bundle
 
@@ -275,10 +282,10 @@ def render(res: dict) -> str:
         "alpha a`: the bundle `--smooth a` exports, every "
         "MatMul INT8: its scales fold into the ops making the MatMul inputs "
         "where the path is linear (no run-time cost), "
-        "explicit Muls divide the other inputs only if they cut the INT8 drift on the parity inputs enough, and the "
-        "export ships the graph unsmoothed if neither lowers it; `folded only` "
-        "/ `with explicit Muls`: both smoothed graphs "
-        "at the default alpha, whatever the export picked.",
+        "explicit Muls divide the other inputs (never a LayerNorm's output) only if they cut the INT8 drift on the "
+        "parity inputs enough, and the export ships the graph unsmoothed if neither lowers it; `folded only` / "
+        "`with explicit Muls`: both smoothed graphs at the default alpha, whatever the export picked; `with LayerNorm "
+        "Muls too`: Muls on the LayerNorm outputs as well (the default before they were banned for their run time).",
         "",
     ]
     for s in res["subjects"]:

@@ -720,6 +720,8 @@ def _enforce(parity, cfg, family: str, qinfo: dict, isa: dict) -> None:
                 "T5 v1.1-style FFN output projections (wo) overflow in INT8; they must stay FP32; "
                 "or keep the decoder FP32"
             )
+        if cfg.int8_fp32 == "0":
+            hints.append("keep the most INT8-sensitive MatMuls FP32 with --int8-fp32 auto (a little slower)")
         hints.append("try static INT8 with --calibration-data FILE, or ship FP32 with --quantize none")
         problems.append(
             f"INT8 labels agree with torch on {100 * parity.int8_agreement:.1f} % of inputs, below "
