@@ -30,6 +30,7 @@ from .compress.compress import CompressConfig, compress
 from .console import quiet
 from .data import load_examples
 from .deploy import export as deploy_export
+from .deploy.cascade import shipped_cascade
 from .deploy.export import ExportConfig
 from .distill.config import TrainConfig
 from .errors import UserError, at
@@ -475,7 +476,8 @@ def _compress(pipe: Pipeline, configs: list, echo) -> None:
 
 
 def _export(pipe: Pipeline, configs: list, echo) -> None:
-    for line in deploy_export.summary_lines(deploy_export.export_bundle(configs[0], echo=echo), configs[0].out):
+    cfg = shipped_cascade(configs[0])  # the cascade compress shipped, if it did
+    for line in deploy_export.summary_lines(deploy_export.export_bundle(cfg, echo=echo), cfg.out):
         echo(line)
 
 

@@ -86,7 +86,8 @@ ROWS_NEEDED = keep_evidence(1, 1)["rows_needed"]  # scored rows that can show a 
     "export and time every candidate (MODEL itself too) and ship the most accurate within it; exit 2 if none is. "
     f"A smaller candidate replaces MODEL only where the scored rows show that it keeps {100 * KEEP_AGREEMENT:.0f} % "
     f"of MODEL's answers (one-sided {100 * EVIDENCE_CONFIDENCE:.0f} % Clopper-Pearson bound: {ROWS_NEEDED} rows or "
-    "more for one candidate; compress.md says what they show).",
+    "more for one candidate; compress.md says what they show). With --into static the cascade (static, else MODEL) "
+    "is a candidate too, timed by its mean per input over the scored rows; shipped, `export OUT` builds it.",
 )
 @field_option(
     "compress",

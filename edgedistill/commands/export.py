@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..bounds import CascadeThreshold, Int8Fp32
+from ..deploy.cascade import shipped_cascade
 from ..deploy.export import ExportConfig, export_bundle, summary_lines
 from ..options import field_option
 
@@ -81,7 +82,8 @@ from ..options import field_option
     type=click.Path(file_okay=False),
     metavar="STATIC_DIR",
     help="Also ship this static student (compress MODEL --into static) in front of MODEL: it answers where its top "
-    "probability is >= --cascade-threshold, the transformer elsewhere (EdgeModel and export/js run it).",
+    "probability is >= --cascade-threshold, the transformer elsewhere (EdgeModel and export/js run it). Default: "
+    "the cascade compress --latency-budget shipped in MODEL (MODEL/cascade/, at its P), if it did.",
 )
 @field_option(
     "export",
@@ -103,6 +105,6 @@ def export(model, **kw):
     INT8 agrees with torch on the labels (>= --min-agreement). Also writes ORT-format models for
     ONNX Runtime Mobile. Load it with `edgedistill.runtime.EdgeModel.load(BUNDLE)`.
     """
-    m = export_bundle(ExportConfig(model=model, **kw), echo=click.echo)
+    m = export_bundle(shipped_cascade(ExportConfig(model=model, **kw)), echo=click.echo)
     for line in summary_lines(m, kw["out"]):
         click.echo(line)

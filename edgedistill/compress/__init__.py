@@ -9,6 +9,8 @@ students); none of them imports it.
     inputs.py       what it reads besides MODEL: annotated rows, --inputs, the rows held out to score on
     vocabulary.py   vocabulary trimming
     smaller.py      fewer layers, another base: smaller students distilled from MODEL's probabilities
+    static.py       the static student (--into static): model2vec embeddings and a linear head
+    cascade.py      the cascade candidate: the static student in front of the full one, its P, its shipping
     candidates.py   each candidate exported, scored and timed; the latency budget's choice; compress.md's table, plot
     evidence.py     what the scores are worth: the one rule (`keep_evidence`) and what compress says about it
 """

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import build_dir, write_json, write_text
+from ..deploy.static_bundle import is_static
 from ..errors import UserError
 from ..model_dir import base_name, read_meta, task_type, weights_bytes, write_meta
-from .candidates import Scoring, choose, measure_candidate, p50_ms, pareto_lines, pareto_plot
+from .candidates import Scoring, choose, mean_ms, measure_candidate, p50_ms, pareto_lines, pareto_plot
+from .cascade import cascade_note, cascade_rows, measure_cascade, ship_static
 from .evidence import choice_line, evidence_lines, evidence_record, keep_evidence, no_choice_message
 from .inputs import HOLD_OUT_MAX, held_out_description, hold_out, hold_out_inputs, needs_choices, task_texts
 from .smaller import check_ensemble, distill_into, distill_layers, ensemble_note, into_base, layer_count
@@ -26,7 +28,8 @@ class CompressConfig:
     annotations: str  # the inputs it was trained on: the kept vocabulary, the distillation inputs, the timed inputs
     out: str  # the compressed model, in the stripped format
     layers: list[int] | None = None  # layer counts to build; several need a latency budget to choose among them
-    latency_budget: float | None = None  # ms per prediction (batch 1, p50, this CPU): ship the most accurate within it
+    # ms per prediction (batch 1, p50, this CPU; a cascade: its mean per input): ship the most accurate within it
+    latency_budget: float | None = None
     trim_vocab: bool = True
     common_words: int = COMMON_WORDS  # the commonest words kept beside the task's own tokens when trimming
     eval_data: str | None = None  # gold-labelled data: each candidate's bundle accuracy (else: agreement with MODEL)
@@ -63,7 +66,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         # the student itself: one candidate among others under a budget, or when asked for (--layers TOTAL) or alone
         dirs = [full] if (cfg.latency_budget is not None or total in layers or not (layers or bases)) else []
         dirs += _smaller(cfg, src, full, split, [k for k in layers if k != total], bases, ensemble, texts, work, echo)
-        rows = _measured(cfg, src, full, dirs, split.scoring, work)
+        rows = _measured(cfg, src, full, dirs, split, work)
         chosen = choose(rows, cfg.latency_budget)
         summary = {
             "source": str(src),
@@ -81,7 +84,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
         }
         summary["evidence"] = evidence_record(summary, len(split.scoring.examples), split.held_annotated)
         summary["choice"] = choice_line(summary)
-        for line in pareto_lines(summary):
+        for line in pareto_lines(summary) + [cascade_note(r) for r in rows if "cascade" in r]:
             echo(line)
         if summary["evidence"]["warning"]:
             echo(f"warning: {summary['evidence']['warning']}")
@@ -89,7 +92,7 @@ def compress(cfg: CompressConfig, echo=print) -> dict:
             raise UserError(no_choice_message(summary))
         if summary["choice"]:
             echo(summary["choice"])
-        _ship(out, src, dirs[rows.index(chosen)], summary)
+        _ship(out, src, *_shipped(full, dirs, rows, chosen), summary)
         return summary
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -128,6 +131,8 @@ class _Split:
     held_annotated: int | None  # annotated rows held out to score on (None: --eval-data); what the fixes count on
     held_inputs: int  # --inputs rows held out to score on
     seen: str | None  # the warning of --eval-data rows the candidates were built from
+    static_fit: str | Path  # what the static student learns from: `fit`, less the rows a cascade's P is picked on
+    threshold_rows: Path | None  # those rows (with --into static under a budget, where fit has enough), else None
 
 
 def _split(cfg: CompressConfig, src: Path, work: Path, echo) -> _Split:
@@ -147,7 +152,10 @@ def _split(cfg: CompressConfig, src: Path, work: Path, echo) -> _Split:
     scoring = Scoring(src, cfg.eval_data, held_out)
     if seen := scoring.seen(cfg.annotations, cfg.inputs):
         echo(f"warning: {seen}")
-    return _Split(fit, fit_inputs, scoring, held_annotated, len(held_inputs), seen)
+    static_fit, threshold_rows = fit, None
+    if cfg.latency_budget is not None and STATIC in (cfg.into or []):  # the cascade is a candidate too
+        static_fit, threshold_rows = cascade_rows(fit, work / "cascade-rows")
+    return _Split(fit, fit_inputs, scoring, held_annotated, len(held_inputs), seen, static_fit, threshold_rows)
 
 
 def _trimmed(cfg: CompressConfig, src: Path, split: _Split, work: Path, echo) -> tuple[Path, dict | None, list | None]:
@@ -191,7 +199,7 @@ def _smaller(cfg, src: Path, full: Path, split: _Split, layers, bases, ensemble,
         if base == STATIC:
             echo(f"static: a model2vec student learning the {total}-layer student{ensemble_note(ensemble)} ...")
             d = work / "static"
-            distill_static(src, split.fit, d, work, cfg.seed, **each)
+            distill_static(src, split.static_fit, d, work, cfg.seed, **each)
             dirs.append(d)
             continue
         echo(
@@ -208,24 +216,52 @@ def _smaller(cfg, src: Path, full: Path, split: _Split, layers, bases, ensemble,
     return dirs
 
 
-def _measured(cfg: CompressConfig, src: Path, full: Path, dirs: list[Path], scoring: Scoring, work: Path) -> list:
-    """compress.json's candidates: each exported, scored, weighed by keep_evidence and timed beside the others."""
+def _measured(cfg: CompressConfig, src: Path, full: Path, dirs: list[Path], split: _Split, work: Path) -> list:
+    """compress.json's candidates: each exported, scored, weighed by keep_evidence and timed beside the others; with
+    a static student under a budget, the cascade of it and the full student too (compress/cascade.py)."""
+    scoring = split.scoring
     rows = [measure_candidate(d, scoring.score, weights_bytes(src), cfg, work) for d in dirs]
-    smaller = sum(d != full for d in dirs)
-    for d, r in zip(dirs, rows):  # MODEL itself is what the others are measured against: it needs no evidence
+    static = next((i for i, d in enumerate(dirs) if is_static(d)), None)
+    if static is not None and full in dirs and cfg.latency_budget is not None:
+        i = dirs.index(full)
+        rows.append(
+            measure_cascade(
+                rows[i], rows[static], (full, dirs[static]), split.threshold_rows, split.static_fit, scoring, cfg, work
+            )
+        )
+    smaller = len(rows) - (full in dirs)
+    for i, r in enumerate(rows):  # MODEL itself is what the others are measured against: it needs no evidence
         agree = r.pop("agree")
-        r["evidence"] = None if d == full else keep_evidence(agree, len(scoring.examples), smaller)
-    for r, ms in zip(rows, p50_ms({r["name"]: r.pop("bundle") for r in rows}, cfg.annotations, cfg.threads).values()):
+        model = i < len(dirs) and dirs[i] == full
+        r["evidence"] = None if model else keep_evidence(agree, len(scoring.examples), smaller)
+    bundles = {r["name"]: r.pop("bundle") for r in rows}
+    single = [r for r in rows if "cascade" not in r]
+    for r, ms in zip(
+        single, p50_ms({r["name"]: bundles[r["name"]] for r in single}, cfg.annotations, cfg.threads).values()
+    ):
         r["p50_ms"] = ms
+    for r in rows:
+        if "cascade" in r:  # fast on average, not on its slowest input: the mean over the scored inputs
+            r["p50_ms"] = mean_ms(bundles[r["name"]], scoring.examples, cfg.threads)
     return rows
 
 
-def _ship(out: Path, src: Path, chosen: Path, summary: dict) -> None:
-    """The chosen candidate into `out`, with compress.json, compress.png and compress.md."""
+def _shipped(full: Path, dirs: list[Path], rows: list[dict], chosen: dict) -> tuple[Path, Path | None]:
+    """(the model dir to ship, the static student to ship inside it, where the cascade was chosen; else None)."""
+    if "cascade" in chosen:
+        return full, next(d for d in dirs if is_static(d))
+    return dirs[rows.index(chosen)], None
+
+
+def _ship(out: Path, src: Path, chosen: Path, static: Path | None, summary: dict) -> None:
+    """The chosen candidate into `out` (a cascade: the full student, its static student in out/cascade/), with
+    compress.json, compress.png and compress.md."""
     vocabulary, seen = summary["vocabulary"], summary["eval_seen"]
     warning = trim_warning(vocabulary)
     with build_dir(out) as tmp:
         shutil.copytree(chosen, tmp, dirs_exist_ok=True)
+        if static is not None:
+            ship_static(static, tmp)
         # the trained student stays the source (export finds its annotations for parity through it)
         write_meta(
             tmp, {**read_meta(tmp), "source": read_meta(src).get("source"), "compressed_from": str(src.resolve())}
@@ -236,7 +272,7 @@ def _ship(out: Path, src: Path, chosen: Path, summary: dict) -> None:
             n
             for n in (vocabulary_line(vocabulary), warning and f"Warning: {warning}", seen and f"Warning: {seen}")
             if n
-        ]
+        ] + [cascade_note(r) for r in summary["candidates"] if "cascade" in r]
         write_text(
             tmp / "compress.md",
             "\n".join(pareto_lines(summary) + ["", *notes, *evidence_lines(summary)])

@@ -9,11 +9,16 @@ the bundle instead of silently running the transformer alone.
 `--cascade-threshold auto` picks the smallest P (most inputs to the static tier) at which the cascade keeps the
 transformer's answers on at least --cascade-agreement of the evidence inputs (--parity-data, else a sample of the
 training annotations, which the static student has seen: the export says so).
+
+A compress output that shipped a cascade (`compress --into static --latency-budget MS`: its compress.json's chosen
+candidate has a `cascade` record, the static student in MODEL/cascade/) exports as one without --cascade
+(`shipped_cascade`), at the P compress picked; an explicit --cascade, or a --cascade-threshold P, wins.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -109,7 +114,7 @@ def export_cascade(cfg, export_transformer, echo=print) -> dict:
             "bundle": CASCADE_DIR,
             "manifest_sha256": hashlib.sha256(inner).hexdigest(),
             "threshold": p,
-            "threshold_from": "auto" if cfg.cascade_threshold == CASCADE_AUTO else "--cascade-threshold",
+            "threshold_from": _threshold_from(cfg),
             "target_agreement": cfg.cascade_agreement,
             "source": str(static_src.resolve()),
             "evidence": {**evidence, "inputs": len(items)},
@@ -128,6 +133,38 @@ def export_cascade(cfg, export_transformer, echo=print) -> dict:
             )
         bundle_mod.finish(work, manifest)
     return manifest
+
+
+def shipped_cascade(cfg):
+    """cfg for a compress output that shipped a cascade: --cascade its static student (MODEL/cascade/) at the P
+    compress picked (a --cascade-threshold P given wins); cfg itself where --cascade is given or none was shipped."""
+    p = shipped_threshold(cfg.model)
+    if cfg.cascade or p is None:
+        return cfg
+    threshold = repr(p) if cfg.cascade_threshold == CASCADE_AUTO else cfg.cascade_threshold
+    return replace(cfg, cascade=str(Path(cfg.model) / CASCADE_DIR), cascade_threshold=threshold)
+
+
+def shipped_threshold(model) -> float | None:
+    """The P of the cascade compress shipped in `model` (its compress.json's chosen candidate), or None."""
+    record = Path(model) / "compress.json"
+    if not (record.exists() and (Path(model) / CASCADE_DIR).is_dir()):
+        return None
+    s = json.loads(record.read_text())
+    chosen = next((r for r in s.get("candidates", []) if r["name"] == s.get("chosen")), {})
+    return chosen["cascade"]["threshold"] if "cascade" in chosen else None
+
+
+def _threshold_from(cfg) -> str:
+    """The manifest's account of P: auto, compress (the P it picked for the cascade it shipped), or the flag's."""
+    if cfg.cascade_threshold == CASCADE_AUTO:
+        return "auto"
+    shipped = Path(cfg.cascade).resolve() == (Path(cfg.model) / CASCADE_DIR).resolve()
+    return (
+        "compress"
+        if shipped and float(cfg.cascade_threshold) == shipped_threshold(cfg.model)
+        else "--cascade-threshold"
+    )
 
 
 def _evidence(cfg, static_src: Path) -> tuple[list[dict], dict]:
