@@ -69,7 +69,7 @@ def variant_dir(bundle: Path, model_file: Path, quant: dict, dest: Path) -> Path
     return dest
 
 
-# variant -> (the smoothed graph it ships, whether LayerNorm outputs get Muls too: the default before they were banned)
+# variant -> (the smoothed graph it ships, export --smooth-layernorm: Muls on LayerNorm outputs too)
 FORCED = {
     "folded only": ("folded", False),
     "with explicit Muls": ("with_muls", False),
@@ -78,19 +78,16 @@ FORCED = {
 
 
 @contextlib.contextmanager
-def forced_smoothing(graph: str, layernorm_muls: bool):
-    """The export, shipping the smoothed `graph` ("folded" or "with_muls") instead of the one its drift rule picks;
-    with `layernorm_muls`, Muls may divide LayerNorm outputs too (quantize.LAYERNORM_GROUPS emptied)."""
+def forced_smoothing(graph: str):
+    """The export, shipping the smoothed `graph` ("folded" or "with_muls") instead of the one its drift rule picks."""
     import edgedistill.deploy.export as export_mod
-    import edgedistill.deploy.quantize as quantize_mod
 
-    real, banned = export_mod.pick_smoothing, quantize_mod.LAYERNORM_GROUPS
+    real = export_mod.pick_smoothing
     export_mod.pick_smoothing = lambda kl: graph if graph in kl else real(kl)
-    quantize_mod.LAYERNORM_GROUPS = () if layernorm_muls else banned
     try:
         yield
     finally:
-        export_mod.pick_smoothing, quantize_mod.LAYERNORM_GROUPS = real, banned
+        export_mod.pick_smoothing = real
 
 
 def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float], work: Path, timing: bool) -> dict:
@@ -149,9 +146,15 @@ def run_subject(name: str, subject: tuple, ladder: list[int], alphas: list[float
     sites = {}  # forced variant -> where its MatMul inputs' 1/s went
     for n, (graph, layernorm_muls) in FORCED.items():
         out = work / n.replace(" ", "-")
-        with forced_smoothing(graph, layernorm_muls):
+        with forced_smoothing(graph):
             mf = export_bundle(
-                ExportConfig(model=str(stripped), out=str(out), parity_data=str(annotations), min_agreement=0.0),
+                ExportConfig(
+                    model=str(stripped),
+                    out=str(out),
+                    parity_data=str(annotations),
+                    min_agreement=0.0,
+                    smooth_layernorm=layernorm_muls,
+                ),
                 echo=lambda s: None,
             )
         sm = mf["quantization"]["smooth"]
@@ -285,7 +288,7 @@ def render(res: dict) -> str:
         "explicit Muls divide the other inputs (never a LayerNorm's output) only if they cut the INT8 drift on the "
         "parity inputs enough, and the export ships the graph unsmoothed if neither lowers it; `folded only` / "
         "`with explicit Muls`: both smoothed graphs at the default alpha, whatever the export picked; `with LayerNorm "
-        "Muls too`: Muls on the LayerNorm outputs as well (the default before they were banned for their run time).",
+        "Muls too`: `--smooth-layernorm`, Muls on the LayerNorm outputs as well (the default before 2026-12-08).",
         "",
     ]
     for s in res["subjects"]:

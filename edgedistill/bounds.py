@@ -135,6 +135,7 @@ BOUNDS: dict[str, dict[str, Range]] = {
         "batch_size": POSITIVE_INT,
         "lr": POSITIVE,
         "label_weight": Range(0, 1, high_open=True),
+        "min_agreement": SHARE,
     },
     "export": {
         "max_length": POSITIVE_INT,

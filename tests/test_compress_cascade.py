@@ -151,3 +151,21 @@ def test_a_budget_the_full_student_meets_more_accurately_ships_it_without_a_casc
     assert cascade["cascade"]["static_share"] == 1.0 and cascade["accuracy"] == 0.0 and full["accuracy"] == 1.0
     assert s["chosen"] == full["name"] and not (out / "cascade").exists()
     assert shipped_cascade(ExportConfig(model=str(out), out="b")).cascade is None
+
+
+def test_each_candidates_export_uses_compress_min_agreement(monkeypatch, tmp_path):
+    """compress --min-agreement reaches every candidate's export (its INT8 parity gate), as export's own flag would."""
+    import edgedistill.compress.candidates as candidates
+    from edgedistill.compress.compress import CompressConfig
+
+    class Exported(Exception):
+        pass
+
+    def fake_export(cfg, echo):
+        raise Exported(cfg.min_agreement)
+
+    monkeypatch.setattr(candidates, "export_bundle", fake_export)
+    cfg = CompressConfig(model=str(tmp_path), annotations="a.jsonl", out=str(tmp_path / "o"), min_agreement=0.97)
+    with pytest.raises(Exported) as e:
+        candidates.measure_candidate(tmp_path, None, 1, cfg, tmp_path)
+    assert e.value.args == (0.97,)

@@ -173,18 +173,25 @@ def test_broken_export_fails_parity_and_leaves_no_bundle(models, tmp_path):
 
 
 def test_int8_agreement_below_the_gate_names_the_fixes(tmp_path):
-    """The first fix named for a low INT8 agreement is --int8-fp32 auto, unless the export already used it."""
+    """A low INT8 agreement names the cheaper drift levers first (--smooth-layernorm, then --int8-fp32 auto), each
+    unless the export already used it."""
     from types import SimpleNamespace
 
     from edgedistill.deploy.export import ExportConfig, _enforce
 
     parity = SimpleNamespace(fp32_max_abs_logit_diff=0.0, int8_agreement=0.9)
     isa = {"avx512_vnni": True}
-    for int8_fp32, named in (("0", True), ("auto", False)):
-        cfg = ExportConfig(model=str(tmp_path), out=str(tmp_path / "b"), int8_fp32=int8_fp32)
+    layernorm_fix, fp32_fix = "--smooth-layernorm", "--int8-fp32 auto"
+    cases = (("0", False, [layernorm_fix, fp32_fix]), ("auto", False, [layernorm_fix]), ("0", True, [fp32_fix]))
+    for int8_fp32, layernorm, expected in cases:
+        cfg = ExportConfig(
+            model=str(tmp_path), out=str(tmp_path / "b"), int8_fp32=int8_fp32, smooth_layernorm=layernorm
+        )
         with pytest.raises(UserError, match="below 99.0 %") as e:
             _enforce(parity, cfg, "classification", {"weight_type": "QInt8", "target": "x86"}, isa)
-        assert ("--int8-fp32 auto" in str(e.value)) == named and "--calibration-data" in str(e.value)
+        at = {fix: str(e.value).find(fix) for fix in (layernorm_fix, fp32_fix)}
+        assert sorted((fix for fix in at if at[fix] >= 0), key=at.get) == expected
+        assert "--calibration-data" in str(e.value)
 
 
 def test_cli_exit_code_on_parity_failure(models, tmp_path, monkeypatch):

@@ -465,6 +465,30 @@ def test_export_keeps_the_muls_that_pay_but_never_one_on_a_layernorm_output(mode
     assert layernorm_mul_consumers(shipped) == 0
 
 
+def test_smooth_layernorm_adds_the_cheapest_mul_groups_that_cut_the_drift_enough(models, tmp_path, monkeypatch):
+    """--smooth-layernorm: the LayerNorm outputs' Mul groups join the candidates, ranked by drift cut per channel:
+    Q/K/V's Muls alone do not pay, with FFN-in's they do, and the wider FFN-out group is never measured with them."""
+    import edgedistill.deploy.export as export_mod
+    from edgedistill.deploy.quantize import MUL_KL_GAIN
+
+    group_kl = {"muls_qkv_in": 3e-4, "muls_ffn_in": 3.1e-4, "muls_ffn_out": 2.5e-4}
+    monkeypatch.setattr(
+        export_mod,
+        "int8_drift",
+        fake_drift(unsmoothed=1e-3, folded=4e-4, **group_kl, **{"muls_qkv_in+ffn_in": 4e-4 / MUL_KL_GAIN}),
+    )
+    m = export(models, "cls", tmp_path / "m", smooth_layernorm=True)
+    sm = m["quantization"]["smooth"]
+    assert sm["graph"] == "with_muls" and sm["sites"] == kinds(linear=2, mul=4, unsmoothed=2) and sm["matmuls"] == 10
+    assert {grp: g["kept"] for grp, g in sm["mul_groups"].items()} == {"qkv_in": True, "ffn_in": True, "ffn_out": False}
+    assert any(
+        "10 MatMuls, 6 inputs (2 folded, 4 by a Mul at run time (qkv_in, ffn_in))" in line
+        for line in summary_lines(m, tmp_path / "m")
+    )
+    # the Q/K/V and FFN inputs of both layers, whose LayerNorms also feed residual Adds
+    assert layernorm_mul_consumers(tmp_path / "m" / "model.onnx") == 4
+
+
 def test_export_keeps_the_graph_unsmoothed_when_smoothing_raises_the_drift_or_is_off(models, tmp_path, monkeypatch):
     import onnx
 

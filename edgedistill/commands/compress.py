@@ -122,6 +122,13 @@ ROWS_NEEDED = keep_evidence(1, 1)["rows_needed"]  # scored rows that can show a 
     type=click.Choice(values(Quantize)),
     help="How each candidate is exported to be timed.",
 )
+@field_option(
+    "compress",
+    CompressConfig,
+    "min_agreement",
+    help="Each candidate's export fails if its INT8 labels agree with the torch model on fewer parity inputs "
+    "(as `export --min-agreement`); a smaller student's thinner margins may need less.",
+)
 @field_option("compress", CompressConfig, "threads")
 @field_option("compress", CompressConfig, "epochs", help="Distillation epochs of a smaller student.")
 @field_option("compress", CompressConfig, "seed")

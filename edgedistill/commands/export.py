@@ -62,9 +62,18 @@ from ..options import field_option
     metavar="ALPHA",
     help="SmoothQuant before dynamic INT8: divide each MatMul input channel by s and multiply the weight row by "
     "s (same FP32 model), s = max|x|^ALPHA / max|w|^(1-ALPHA) over the parity inputs, so activation outliers "
-    "no longer coarsen the INT8 scale of the other channels. Kept only if it lowers the INT8 model's KL to FP32 on "
-    "the parity inputs (the export says which). 0 turns it off. e-SNLI and quickstart students: KL 4.8x and "
-    "3.8x smaller at alpha 0.8, for 1-3 % batch-1 latency (benchmarks/results/int8_recipe.md).",
+    "no longer coarsen the INT8 scale of the other channels. 1/s folds into the op making the input where the path "
+    "is linear (no run-time cost); an explicit Mul divides other inputs only where it halves the drift, and never a "
+    "LayerNorm's output (see --smooth-layernorm). Kept only if it lowers the INT8 model's KL to FP32 on the parity "
+    "inputs (the export says which). 0 turns it off.",
+)
+@field_option(
+    "export",
+    ExportConfig,
+    "smooth_layernorm",
+    help="Also divide LayerNorm outputs by an explicit Mul where they cannot fold (a post-LayerNorm encoder such as "
+    "MiniLM: the residual reads them too), where that halves the drift: e-SNLI student KL 6.5e-3 -> 3.0e-3 for about "
+    "5 % of the batch-1 latency (docs/measured.md). For a student whose INT8 labels miss --min-agreement.",
 )
 @field_option("export", ExportConfig, "threads", help="Threads for the latency check.")
 @field_option("export", ExportConfig, "zip", help="Also write BUNDLE.zip.")

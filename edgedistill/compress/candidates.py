@@ -86,6 +86,7 @@ def measure_candidate(model_dir: Path, score, checkpoint_bytes: int, cfg, work: 
             quantize=cfg.quantize,
             parity_data=cfg.annotations,
             threads=cfg.threads,
+            min_agreement=cfg.min_agreement,
         ),
         echo=lambda *_: None,
     )

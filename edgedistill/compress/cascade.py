@@ -50,6 +50,7 @@ def measure_cascade(full: dict, static: dict, dirs: tuple[Path, Path], rows: Pat
             parity_data=str(evidence),
             parity_samples=max(1, len(read_annotations(evidence))),
             threads=cfg.threads,
+            min_agreement=cfg.min_agreement,
             cascade=str(dirs[1]),
         ),
         _copy_of(full["bundle"]),

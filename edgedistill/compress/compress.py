@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import build_dir, write_json, write_text
+from ..deploy.export import ExportConfig
 from ..deploy.static_bundle import is_static
 from ..errors import UserError
 from ..model_dir import base_name, read_meta, task_type, weights_bytes, write_meta
@@ -34,6 +35,7 @@ class CompressConfig:
     common_words: int = COMMON_WORDS  # the commonest words kept beside the task's own tokens when trimming
     eval_data: str | None = None  # gold-labelled data: each candidate's bundle accuracy (else: agreement with MODEL)
     quantize: str = "int8"  # how each candidate is exported to be timed (as `edgedistill export` will)
+    min_agreement: float = ExportConfig.min_agreement  # each candidate's INT8 parity gate, as `export --min-agreement`
     threads: int = 2
     epochs: float = 4.0  # distillation of a smaller student
     batch_size: int = 16

@@ -75,6 +75,9 @@ class ExportConfig:
     text_model: bool = False  # also text_model.onnx: raw text in, probs out (deploy/text_model.py)
     int8_fp32: str = "0"  # N | auto: keep the N most INT8-sensitive MatMuls FP32 (quantize.keep_sensitive_fp32)
     smooth: float = SMOOTH_ALPHA  # SmoothQuant alpha for dynamic INT8 (quantize.smooth_activations); 0: off
+    smooth_layernorm: bool = (
+        False  # also explicit Muls on LayerNorm outputs that cannot fold (quantize.LAYERNORM_GROUPS)
+    )
     seed: int = 0
     cascade: str | None = None  # a static student dir (compress --into static): answers where confident (cascade.py)
     cascade_threshold: str = "auto"  # auto | P in (0, 1]: the static tier answers where its top probability >= P
@@ -372,7 +375,7 @@ def _smoothed(job: _Job, plan, feeds: list[dict], echo) -> dict[str, Path]:
     echo(f"smoothing MatMul inputs (alpha {cfg.smooth:g}) on {len(feeds)} parity inputs ...")
     raw = job.raw["model"]
     sites = smoothing_sites(raw, feeds, cfg.smooth, cfg.threads)
-    groups = mul_groups(sites)
+    groups = mul_groups(sites, cfg.smooth_layernorm)
     graphs = _smoothing_candidates(job, raw, feeds, sites, ["folded", *(f"muls_{grp}" for grp in groups)])
     ref = output_probs(raw, feeds, cfg.threads)  # one FP32 reference: smoothing leaves the FP32 function as it was
 
@@ -720,8 +723,10 @@ def _enforce(parity, cfg, family: str, qinfo: dict, isa: dict) -> None:
                 "T5 v1.1-style FFN output projections (wo) overflow in INT8; they must stay FP32; "
                 "or keep the decoder FP32"
             )
+        if cfg.smooth and not cfg.smooth_layernorm:
+            hints.append("smooth the LayerNorm outputs too with --smooth-layernorm (about 5 % slower)")
         if cfg.int8_fp32 == "0":
-            hints.append("keep the most INT8-sensitive MatMuls FP32 with --int8-fp32 auto (a little slower)")
+            hints.append("keep the most INT8-sensitive MatMuls FP32 with --int8-fp32 auto (slower)")
         hints.append("try static INT8 with --calibration-data FILE, or ship FP32 with --quantize none")
         problems.append(
             f"INT8 labels agree with torch on {100 * parity.int8_agreement:.1f} % of inputs, below "

@@ -176,12 +176,11 @@ def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict
 # plus each group's Muls alone, ranks the groups by drift cut per channel multiplied (rank_mul_groups), and adds
 # them in that order until the Muls kept cut the folded graph's INT8 drift MUL_KL_GAIN times (muls_pay); if even
 # every group that helps does not, no Mul ships (pick_smoothing).
-# A LayerNorm's output never gets a Mul (LAYERNORM_GROUPS): where it cannot take 1/s into its gain and bias, the
-# residual Add reads it too (a post-LN encoder), and no other op can absorb the scale (the next LayerNorm normalizes
-# over channels, so a per-channel scale does not pass through it). Those Muls bought the most drift cut but cost the
-# bundle its lead over optimum's INT8 (quickstart student, batch 1 x 128, AVX-512 VNNI: 12 Muls +15 % p50 over the
-# folded graph; benchmarks/results/int8_recipe.md), so those inputs stay unsmoothed and the ladder of FP32 MatMuls
-# (--int8-fp32) is the drift lever that costs latency openly.
+# A LayerNorm's output gets a Mul only when asked for (LAYERNORM_GROUPS, export --smooth-layernorm): where it
+# cannot take 1/s into its gain and bias, the residual Add reads it too (a post-LN encoder), and no other op can
+# absorb the scale (the next LayerNorm normalizes over channels, so a per-channel scale does not pass through it).
+# Those Muls buy the most drift cut (e-SNLI student: KL 6.5e-3 folded -> 3.0e-3) but cost 4-5 % of the batch-1 latency
+# at 128 tokens (AVX-512 VNNI), the bundle's parity with optimum's INT8 (docs/measured.md, "Activation smoothing").
 # MiniLM-L6 students (post-LN): 6 of 24 inputs fold (the attention outputs'); the KL on the parity inputs, unsmoothed
 # / folded / folded + all 18 Muls: quickstart 5.9e-4 / 5.0e-4 / 1.2e-4, e-SNLI (benchmarks/latency.py's student)
 # 7.6e-3 / 6.5e-3 / 2.9e-3. Folds + one group's 6 Muls: Q/K/V 4.7e-4 / 9.0e-3, FFN-in 3.7e-4 / 5.7e-3, FFN-out
@@ -197,7 +196,7 @@ NORMS = {
 }
 SHAPE_ONLY = {"Shape"}  # consumers that read only a tensor's shape, which a per-channel scale keeps
 SITE_KINDS = ("layernorm", "linear", "mul", "unsmoothed")  # where a smoothed input's 1/s went (the manifest's count)
-LAYERNORM_GROUPS = ("qkv_in", "ffn_in")  # mul_group's roles of a LayerNorm's output: never divided by a Mul
+LAYERNORM_GROUPS = ("qkv_in", "ffn_in")  # mul_group's roles of a LayerNorm's output: a Mul only if asked for
 
 
 @dataclass
@@ -469,8 +468,8 @@ def smoothing_sites(src: Path, feeds: list[dict], alpha: float = SMOOTH_ALPHA, t
 def smooth_activations(src: Path, dst: Path, sites: list[SmoothSite], muls: bool | Collection[str]) -> dict:
     """Write to `dst` the FP32 graph at `src` with each site's MatMul weight rows multiplied by s and its input
     divided by s: folded where the site can fold, by an explicit Mul before the MatMuls elsewhere when `muls` (True:
-    every site; a collection of groups: the sites of those groups) but never on a LayerNorm's output
-    (LAYERNORM_GROUPS), else not at all. Returns what was done (the
+    every site but a LayerNorm's output; a collection of groups: the sites of those groups, LAYERNORM_GROUPS only
+    when named), else not at all. Returns what was done (the
     manifest's count of inputs per kind), for the plan."""
     g = _Graph(onnx.load(str(src)))
     inserts, kinds = [], Counter()
@@ -510,18 +509,19 @@ def smooth_activations(src: Path, dst: Path, sites: list[SmoothSite], muls: bool
 
 
 def _mul_at(site: SmoothSite, muls: bool | Collection[str]) -> bool:
-    if site.group in LAYERNORM_GROUPS:
-        return False
-    return muls is True or (not isinstance(muls, bool) and site.group in muls)
+    """Whether `muls` (True: every site but a LayerNorm's output; groups: theirs) puts a Mul before this site."""
+    if muls is True:
+        return site.group not in LAYERNORM_GROUPS
+    return not isinstance(muls, bool) and site.group in muls
 
 
-def mul_groups(sites: list[SmoothSite]) -> dict[str, dict]:
+def mul_groups(sites: list[SmoothSite], layernorm: bool = False) -> dict[str, dict]:
     """Group -> its unfoldable sites' count ("inputs"), and "width": the channels its Muls multiply per token (their
     run-time cost: an FFN output is 4x wider than the other inputs of a BERT), in the order first met; a LayerNorm's
-    output (LAYERNORM_GROUPS) is no group: it never gets a Mul."""
+    output (LAYERNORM_GROUPS) is a group only with `layernorm` (export --smooth-layernorm)."""
     out: dict[str, dict] = {}
     for s in sites:
-        if not s.fold and s.group not in LAYERNORM_GROUPS:
+        if not s.fold and (layernorm or s.group not in LAYERNORM_GROUPS):
             grp = out.setdefault(s.group, {"inputs": 0, "width": 0})
             grp["inputs"] += 1
             grp["width"] += int(s.scale.size)
