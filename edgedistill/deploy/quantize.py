@@ -179,12 +179,13 @@ def quantize(src: Path, dst: Path, plan: QuantPlan, calibration_feeds: list[dict
 # A LayerNorm's output gets a Mul only when asked for (LAYERNORM_GROUPS, export --smooth-layernorm): where it
 # cannot take 1/s into its gain and bias, the residual Add reads it too (a post-LN encoder), and no other op can
 # absorb the scale (the next LayerNorm normalizes over channels, so a per-channel scale does not pass through it).
-# Those Muls buy the most drift cut (e-SNLI student: KL 6.5e-3 folded -> 3.0e-3) but cost 4-5 % of the batch-1 latency
-# at 128 tokens (AVX-512 VNNI), the bundle's parity with optimum's INT8 (docs/measured.md, "Activation smoothing").
+# Those Muls buy the most drift cut (e-SNLI student: KL 6.5e-3 folded -> 3.0e-3) but cost 4 to 15 % of the batch-1
+# latency (AVX-512 VNNI), the bundle's parity with optimum's INT8 (docs/measured.md, "Activation smoothing").
 # MiniLM-L6 students (post-LN): 6 of 24 inputs fold (the attention outputs'); the KL on the parity inputs, unsmoothed
 # / folded / folded + all 18 Muls: quickstart 5.9e-4 / 5.0e-4 / 1.2e-4, e-SNLI (benchmarks/latency.py's student)
 # 7.6e-3 / 6.5e-3 / 2.9e-3. Folds + one group's 6 Muls: Q/K/V 4.7e-4 / 9.0e-3, FFN-in 3.7e-4 / 5.7e-3, FFN-out
-# 3.4e-4 / 6.2e-3 (no group pays alone; they pay together); both ship FFN-in + FFN-out, 12 Muls: 1.7e-4 / 3.0e-3.
+# 3.4e-4 / 6.2e-3 (no group pays alone; FFN-in + FFN-out, 12 Muls, 1.7e-4 / 3.0e-3, pay together). By default
+# both ship folded, no Mul: 4.9e-4 / 6.5e-3; with --smooth-layernorm the 12 Muls.
 SMOOTH_CLIP = (1e-3, 1e3)  # s stays in this range: a dead channel (max |x| = 0) must not blow its weight row up
 MUL_KL_GAIN = 2.0  # a group of explicit Muls ships only if it divides the INT8 KL to FP32 of the folded graph by this
 FOLD_TOLERANCE = 1e-4  # the smoothed FP32 graph's outputs may move this much, relative to the largest |output|
