@@ -136,6 +136,7 @@ BOUNDS: dict[str, dict[str, Range]] = {
         "lr": POSITIVE,
         "label_weight": Range(0, 1, high_open=True),
         "min_agreement": SHARE,
+        "cascade_agreement": Range(0, 1, low_open=True),
     },
     "export": {
         "max_length": POSITIVE_INT,

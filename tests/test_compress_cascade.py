@@ -169,3 +169,26 @@ def test_each_candidates_export_uses_compress_min_agreement(monkeypatch, tmp_pat
     with pytest.raises(Exported) as e:
         candidates.measure_candidate(tmp_path, None, 1, cfg, tmp_path)
     assert e.value.args == (0.97,)
+
+
+def test_the_cascade_candidate_uses_compress_cascade_agreement(monkeypatch, tmp_path):
+    """compress --cascade-agreement sets the share of MODEL's answers the cascade candidate's P keeps."""
+    import edgedistill.compress.cascade as cascade
+    from edgedistill.compress.compress import CompressConfig
+
+    class Exported(Exception):
+        pass
+
+    def fake_export_cascade(cfg, export_transformer, echo):
+        raise Exported(cfg.cascade_agreement, cfg.min_agreement)
+
+    monkeypatch.setattr(cascade, "export_cascade", fake_export_cascade)
+    monkeypatch.setattr(cascade, "read_annotations", lambda path: [None])  # one threshold row
+    rows = tmp_path / "rows.jsonl"
+    cfg = CompressConfig(
+        model=str(tmp_path), annotations="a.jsonl", out=str(tmp_path / "o"), cascade_agreement=0.9, min_agreement=0.97
+    )
+    full = {"bundle": tmp_path, "name": "full"}
+    with pytest.raises(Exported) as e:
+        cascade.measure_cascade(full, {}, (tmp_path, tmp_path), rows, rows, None, cfg, tmp_path)
+    assert e.value.args == (0.9, 0.97)

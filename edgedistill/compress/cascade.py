@@ -52,6 +52,7 @@ def measure_cascade(full: dict, static: dict, dirs: tuple[Path, Path], rows: Pat
             threads=cfg.threads,
             min_agreement=cfg.min_agreement,
             cascade=str(dirs[1]),
+            cascade_agreement=cfg.cascade_agreement,
         ),
         _copy_of(full["bundle"]),
         echo=lambda *_: None,

@@ -36,6 +36,7 @@ class CompressConfig:
     eval_data: str | None = None  # gold-labelled data: each candidate's bundle accuracy (else: agreement with MODEL)
     quantize: str = "int8"  # how each candidate is exported to be timed (as `edgedistill export` will)
     min_agreement: float = ExportConfig.min_agreement  # each candidate's INT8 parity gate, as `export --min-agreement`
+    cascade_agreement: float = ExportConfig.cascade_agreement  # the cascade candidate's P keeps this share of answers
     threads: int = 2
     epochs: float = 4.0  # distillation of a smaller student
     batch_size: int = 16
