@@ -136,6 +136,7 @@ FIGURES = {
     "docs/img/compress_esnli.png": "benchmarks/results/compress_esnli.png",
     "docs/img/assistant_esnli.png": "benchmarks/results/assistant_esnli.png",
     "docs/img/latency.png": "benchmarks/results/latency/latency.png",
+    "docs/img/ladder.png": "benchmarks/results/ladder.png",
 }
 
 
