@@ -135,7 +135,7 @@ ROWS_NEEDED = keep_evidence(1, 1)["rows_needed"]  # scored rows that can show a 
     "cascade_agreement",
     help="With --into static under --latency-budget: the cascade's P is the smallest that keeps this share of MODEL's "
     "answers (as `export --cascade-agreement`). Lower sends more inputs to the static tier: on the quickstart's "
-    "tickets 0.95 answered 67 % of them there at 3.9x the student's speed (benchmarks/results/ladder.md).",
+    "tickets 0.95 answered 67 % of them there at 3.5x the student's speed (benchmarks/results/ladder.md).",
 )
 @field_option("compress", CompressConfig, "threads")
 @field_option("compress", CompressConfig, "epochs", help="Distillation epochs of a smaller student.")
