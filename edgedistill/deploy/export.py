@@ -75,9 +75,7 @@ class ExportConfig:
     text_model: bool = False  # also text_model.onnx: raw text in, probs out (deploy/text_model.py)
     int8_fp32: str = "0"  # N | auto: keep the N most INT8-sensitive MatMuls FP32 (quantize.keep_sensitive_fp32)
     smooth: float = SMOOTH_ALPHA  # SmoothQuant alpha for dynamic INT8 (quantize.smooth_activations); 0: off
-    smooth_layernorm: bool = (
-        False  # also explicit Muls on LayerNorm outputs that cannot fold (quantize.LAYERNORM_GROUPS)
-    )
+    smooth_layernorm: bool = False  # Muls on LayerNorm outputs that cannot fold too (quantize.LAYERNORM_GROUPS)
     seed: int = 0
     cascade: str | None = None  # a static student dir (compress --into static): answers where confident (cascade.py)
     cascade_threshold: str = "auto"  # auto | P in (0, 1]: the static tier answers where its top probability >= P

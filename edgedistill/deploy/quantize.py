@@ -470,8 +470,7 @@ def smooth_activations(src: Path, dst: Path, sites: list[SmoothSite], muls: bool
     """Write to `dst` the FP32 graph at `src` with each site's MatMul weight rows multiplied by s and its input
     divided by s: folded where the site can fold, by an explicit Mul before the MatMuls elsewhere when `muls` (True:
     every site but a LayerNorm's output; a collection of groups: the sites of those groups, LAYERNORM_GROUPS only
-    when named), else not at all. Returns what was done (the
-    manifest's count of inputs per kind), for the plan."""
+    when named), else not at all. Returns what was done (the manifest's count of inputs per kind), for the plan."""
     g = _Graph(onnx.load(str(src)))
     inserts, kinds = [], Counter()
     for site in sites:
